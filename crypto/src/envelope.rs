@@ -1,0 +1,344 @@
+//! Log-entry envelopes: sealed, signed entries of a group's two logs.
+//!
+//! An entry has three encrypted sections and a tag:
+//!
+//! * **links** — `LINKS_VERSION ‖ kind ‖ u64_be(lamport) ‖ u8(n) ‖ parent_hash × n`,
+//!   sealed under the group's link key (random nonce). Replication nodes hold
+//!   the link key so they can walk the DAG; nobody else learns its shape.
+//! * **header** — `HEADER_VERSION ‖ author_device_pk ‖ u64_be(counter) ‖ signature`,
+//!   sealed under the group's header key (random nonce), associated data = links.
+//!   Only members learn who wrote an entry; the signature is inside, so an
+//!   outsider cannot test a guess of the author against it.
+//! * **body** — the padded payload. Message entries are sealed with the
+//!   author's ratchet key for `counter` (nonce from the ratchet, no prefix);
+//!   metadata entries with the group's metadata key (random nonce prefix).
+//!   Associated data = links.
+//! * **tag** — HMAC-SHA256 under the entry-auth key over all three sections,
+//!   so a replication node can refuse entries forged by outsiders.
+//!
+//! The author signs `"veil/v1/entry-sig" ‖ group_id ‖ lp(links) ‖ author ‖
+//! u64_be(counter) ‖ lp(body)`; the entry hash is
+//! `SHA-256("veil/v1/entry-hash" ‖ lp(links) ‖ lp(header) ‖ lp(body) ‖ tag)`.
+
+use sha2::{Digest, Sha256};
+
+use crate::{
+    Error, GroupKeys, ReceiverChain, Result, SenderChain, Signature, SigningSecret, VerifyKey,
+    aead::{self, NONCE_LEN, TAG_LEN},
+    group::{EntryAuthKey, GroupKey},
+    kdf::{hmac, hmac_verify, label, put_lp},
+    padding::{self, BUCKETS},
+    secret::Entropy,
+};
+
+/// Version byte of the links section.
+pub const LINKS_VERSION: u8 = 1;
+/// Version byte of the header section.
+pub const HEADER_VERSION: u8 = 1;
+/// Most parents an entry may have.
+pub const MAX_PARENTS: usize = 32;
+/// Largest encrypted links section.
+pub const MAX_LINKS_LEN: usize = NONCE_LEN + 11 + 32 * MAX_PARENTS + TAG_LEN;
+/// Exact size of the encrypted header section.
+pub const HEADER_LEN: usize = NONCE_LEN + HEADER_PLAIN_LEN + TAG_LEN;
+/// Largest encrypted body section.
+pub const MAX_BODY_LEN: usize = NONCE_LEN + BUCKETS[BUCKETS.len() - 1] + TAG_LEN;
+
+const HEADER_PLAIN_LEN: usize = 1 + 32 + 8 + 64;
+const LINKS_AAD: &[u8] = b"veil/v1/links";
+const HEADER_AAD: &[u8] = b"veil/v1/header";
+const BODY_AAD: &[u8] = b"veil/v1/body";
+
+/// Which log an entry belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EntryKind {
+    /// Membership, chain-key sharing, settings; readable by every member.
+    Metadata = 1,
+    /// Application messages, sealed with the author's ratchet.
+    Message = 2,
+}
+
+/// The SHA-256 hash naming an entry.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EntryHash(pub [u8; 32]);
+
+impl core::fmt::Debug for EntryHash {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "EntryHash({:02x}{:02x}{:02x}{:02x}…)", self.0[0], self.0[1], self.0[2], self.0[3])
+    }
+}
+
+/// An entry's place in the DAG.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Links {
+    /// Which log.
+    pub kind: EntryKind,
+    /// Lamport clock: one more than the largest parent's.
+    pub lamport: u64,
+    /// The heads the author had seen (at most [`MAX_PARENTS`], no duplicates).
+    pub parents: Vec<EntryHash>,
+}
+
+impl Links {
+    fn encode(&self) -> Result<Vec<u8>> {
+        if self.parents.len() > MAX_PARENTS {
+            return Err(Error::TooLarge { what: "parent list", len: self.parents.len(), max: MAX_PARENTS });
+        }
+        let mut out = Vec::with_capacity(11 + 32 * self.parents.len());
+        out.push(LINKS_VERSION);
+        out.push(self.kind as u8);
+        out.extend_from_slice(&self.lamport.to_be_bytes());
+        out.push(self.parents.len() as u8);
+        for p in &self.parents {
+            out.extend_from_slice(&p.0);
+        }
+        Ok(out)
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self> {
+        const WHAT: &str = "entry links";
+        if bytes.len() < 11 || bytes[0] != LINKS_VERSION {
+            return Err(Error::Malformed { what: WHAT, reason: "bad version or truncated" });
+        }
+        let kind = match bytes[1] {
+            1 => EntryKind::Metadata,
+            2 => EntryKind::Message,
+            _ => return Err(Error::Malformed { what: WHAT, reason: "unknown entry kind" }),
+        };
+        let mut lamport = [0u8; 8];
+        lamport.copy_from_slice(&bytes[2..10]);
+        let n = bytes[10] as usize;
+        if n > MAX_PARENTS || bytes.len() != 11 + 32 * n {
+            return Err(Error::Malformed { what: WHAT, reason: "parent count does not match length" });
+        }
+        let parents: Vec<EntryHash> = bytes[11..]
+            .chunks_exact(32)
+            .map(|c| {
+                let mut h = [0u8; 32];
+                h.copy_from_slice(c);
+                EntryHash(h)
+            })
+            .collect();
+        let mut sorted = parents.clone();
+        sorted.sort();
+        sorted.dedup();
+        if sorted.len() != parents.len() {
+            return Err(Error::Malformed { what: WHAT, reason: "duplicate parent" });
+        }
+        Ok(Self { kind, lamport: u64::from_be_bytes(lamport), parents })
+    }
+}
+
+/// An entry as it travels and is stored: opaque to anyone without the keys.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SealedEntry {
+    /// Encrypted links section.
+    pub links: Vec<u8>,
+    /// Encrypted header section.
+    pub header: Vec<u8>,
+    /// Encrypted body.
+    pub body: Vec<u8>,
+    /// HMAC-SHA256 under the entry-auth key.
+    pub tag: [u8; 32],
+}
+
+impl core::fmt::Debug for SealedEntry {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SealedEntry")
+            .field("hash", &self.hash())
+            .field("links_len", &self.links.len())
+            .field("body_len", &self.body.len())
+            .finish()
+    }
+}
+
+fn sections_mac_input<'a>(links: &'a [u8], header: &'a [u8], body: &'a [u8]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(label::ENTRY_MAC.len() + 12 + links.len() + header.len() + body.len());
+    m.extend_from_slice(label::ENTRY_MAC);
+    put_lp(&mut m, links);
+    put_lp(&mut m, header);
+    put_lp(&mut m, body);
+    m
+}
+
+fn signature_input(group_id: &[u8; 32], links: &[u8], author: &VerifyKey, counter: u64, body: &[u8]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(label::ENTRY_SIG.len() + 84 + links.len() + body.len());
+    m.extend_from_slice(label::ENTRY_SIG);
+    m.extend_from_slice(group_id);
+    put_lp(&mut m, links);
+    m.extend_from_slice(&author.to_bytes());
+    m.extend_from_slice(&counter.to_be_bytes());
+    put_lp(&mut m, body);
+    m
+}
+
+fn with_aad(prefix: &[u8], links: &[u8]) -> Vec<u8> {
+    let mut aad = prefix.to_vec();
+    aad.extend_from_slice(links);
+    aad
+}
+
+impl SealedEntry {
+    /// The entry's hash (its name in the DAG).
+    pub fn hash(&self) -> EntryHash {
+        let mut h = Sha256::new();
+        h.update(label::ENTRY_HASH);
+        for section in [&self.links, &self.header, &self.body] {
+            h.update((section.len() as u32).to_be_bytes());
+            h.update(section);
+        }
+        h.update(self.tag);
+        EntryHash(h.finalize().into())
+    }
+
+    /// Checks section sizes (cheap; run first on anything from the network).
+    pub fn check_sizes(&self) -> Result<()> {
+        if self.links.len() > MAX_LINKS_LEN {
+            return Err(Error::TooLarge { what: "entry links", len: self.links.len(), max: MAX_LINKS_LEN });
+        }
+        if self.header.len() != HEADER_LEN {
+            return Err(Error::Malformed { what: "entry header", reason: "wrong length" });
+        }
+        if self.body.len() > MAX_BODY_LEN {
+            return Err(Error::TooLarge { what: "entry body", len: self.body.len(), max: MAX_BODY_LEN });
+        }
+        Ok(())
+    }
+
+    /// Checks sizes and the tag: what a replication node (or anyone holding
+    /// the entry-auth key) can verify.
+    pub fn verify_tag(&self, key: &EntryAuthKey) -> Result<()> {
+        self.check_sizes()?;
+        let input = sections_mac_input(&self.links, &self.header, &self.body);
+        if !hmac_verify(key.expose_secret(), &[&input], &self.tag) {
+            return Err(Error::BadSignature);
+        }
+        Ok(())
+    }
+
+    /// Decrypts the links section (after [`SealedEntry::verify_tag`]).
+    pub fn open_links(&self, link_key: &GroupKey) -> Result<Links> {
+        let plain = aead::open_prefixed(link_key.expose_secret(), LINKS_AAD, &self.links)?;
+        Links::decode(&plain)
+    }
+}
+
+/// What sealing needs to know about the body.
+#[derive(Debug)]
+pub enum BodyKey<'a> {
+    /// A metadata entry, sealed with the group's metadata key.
+    Metadata,
+    /// A message entry, sealed with the next key of the author's chain.
+    Message(&'a mut SenderChain),
+}
+
+/// Seals `payload` into a new entry of `keys`' group, written by `author`.
+pub fn seal_entry(
+    keys: &GroupKeys,
+    author: &SigningSecret,
+    links: &Links,
+    body_key: BodyKey<'_>,
+    payload: &[u8],
+    entropy: &mut impl Entropy,
+) -> Result<SealedEntry> {
+    let expected_kind = match body_key {
+        BodyKey::Metadata => EntryKind::Metadata,
+        BodyKey::Message(_) => EntryKind::Message,
+    };
+    if links.kind != expected_kind {
+        return Err(Error::Malformed { what: "entry links", reason: "kind does not match the body key" });
+    }
+    let padded = zeroize::Zeroizing::new(padding::pad(payload)?);
+    let links_ct = aead::seal_prefixed(keys.link_key.expose_secret(), LINKS_AAD, &links.encode()?, entropy)?;
+    let body_aad = with_aad(BODY_AAD, &links_ct);
+    let (counter, body) = match body_key {
+        BodyKey::Metadata => (0, aead::seal_prefixed(keys.metadata_key.expose_secret(), &body_aad, &padded, entropy)?),
+        BodyKey::Message(chain) => {
+            let (counter, mk) = chain.next_key()?;
+            (counter, aead::seal(&mk.key, &mk.nonce, &body_aad, &padded))
+        }
+    };
+    let author_pk = author.verify_key();
+    let sig = author.sign(&signature_input(&keys.id.0, &links_ct, &author_pk, counter, &body));
+    let mut header_plain = zeroize::Zeroizing::new(Vec::with_capacity(HEADER_PLAIN_LEN));
+    header_plain.push(HEADER_VERSION);
+    header_plain.extend_from_slice(&author_pk.to_bytes());
+    header_plain.extend_from_slice(&counter.to_be_bytes());
+    header_plain.extend_from_slice(&sig.0);
+    let header =
+        aead::seal_prefixed(keys.header_key.expose_secret(), &with_aad(HEADER_AAD, &links_ct), &header_plain, entropy)?;
+    let tag = hmac(keys.entry_auth_key.expose_secret(), &[&sections_mac_input(&links_ct, &header, &body)]);
+    Ok(SealedEntry { links: links_ct, header, body, tag })
+}
+
+/// An entry whose tag, links, header and author signature all checked out.
+/// The body is still sealed: read it with [`OpenedEntry::read_metadata`] or
+/// [`OpenedEntry::read_message`].
+#[derive(Debug, Clone)]
+pub struct OpenedEntry {
+    /// The entry's hash.
+    pub hash: EntryHash,
+    /// Its place in the DAG.
+    pub links: Links,
+    /// The author's device key (the caller checks it belongs to a member).
+    pub author: VerifyKey,
+    /// The author's ratchet counter (0 for metadata entries).
+    pub counter: u64,
+    body: Vec<u8>,
+    links_ct: Vec<u8>,
+}
+
+/// Verifies everything about `entry` that a member can check without the
+/// author's chain: sizes, tag, links, header, and the author's signature.
+pub fn open_entry(keys: &GroupKeys, entry: &SealedEntry) -> Result<OpenedEntry> {
+    entry.verify_tag(&keys.entry_auth_key)?;
+    let links = entry.open_links(&keys.link_key)?;
+    let header =
+        aead::open_prefixed(keys.header_key.expose_secret(), &with_aad(HEADER_AAD, &entry.links), &entry.header)?;
+    if header.len() != HEADER_PLAIN_LEN || header[0] != HEADER_VERSION {
+        return Err(Error::Malformed { what: "entry header", reason: "bad version or length" });
+    }
+    let author = VerifyKey::from_slice(&header[1..33])?;
+    let mut counter = [0u8; 8];
+    counter.copy_from_slice(&header[33..41]);
+    let counter = u64::from_be_bytes(counter);
+    let mut sig = [0u8; 64];
+    sig.copy_from_slice(&header[41..105]);
+    if links.kind == EntryKind::Metadata && counter != 0 {
+        return Err(Error::Malformed { what: "entry header", reason: "metadata entries carry counter 0" });
+    }
+    author.verify(&signature_input(&keys.id.0, &entry.links, &author, counter, &entry.body), &Signature(sig))?;
+    Ok(OpenedEntry {
+        hash: entry.hash(),
+        links,
+        author,
+        counter,
+        body: entry.body.clone(),
+        links_ct: entry.links.clone(),
+    })
+}
+
+impl OpenedEntry {
+    /// The payload of a metadata entry.
+    pub fn read_metadata(&self, keys: &GroupKeys) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+        if self.links.kind != EntryKind::Metadata {
+            return Err(Error::Malformed { what: "entry", reason: "not a metadata entry" });
+        }
+        let padded =
+            aead::open_prefixed(keys.metadata_key.expose_secret(), &with_aad(BODY_AAD, &self.links_ct), &self.body)?;
+        Ok(zeroize::Zeroizing::new(padding::unpad(&padded)?.to_vec()))
+    }
+
+    /// The payload of a message entry, decrypted with the author's receiving
+    /// chain (which deletes the key it used).
+    pub fn read_message(&self, chain: &mut ReceiverChain) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+        if self.links.kind != EntryKind::Message {
+            return Err(Error::Malformed { what: "entry", reason: "not a message entry" });
+        }
+        let aad = with_aad(BODY_AAD, &self.links_ct);
+        chain.open(self.counter, |mk| {
+            let padded = aead::open(&mk.key, &mk.nonce, &aad, &self.body)?;
+            Ok(zeroize::Zeroizing::new(padding::unpad(&padded)?.to_vec()))
+        })
+    }
+}

@@ -1,0 +1,79 @@
+//! The crate's error type.
+
+/// Everything that can go wrong in `veil-crypto`.
+///
+/// Decryption and verification failures are deliberately coarse: they never say
+/// which byte or which check failed, so an attacker learns nothing from them.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The operating system's random number generator failed.
+    #[error("the operating system's random number generator failed")]
+    Rng,
+    /// A public key is not a valid point or is a weak (low-order) key.
+    #[error("invalid {0} public key")]
+    InvalidPublicKey(&'static str),
+    /// Key agreement produced an all-zero secret: the peer sent a low-order point.
+    #[error("key agreement with a low-order public key was refused")]
+    WeakKeyAgreement,
+    /// Authenticated decryption failed (wrong key, tampered data or wrong context).
+    #[error("decryption failed: wrong key or tampered data")]
+    Decrypt,
+    /// A signature did not verify.
+    #[error("signature verification failed")]
+    BadSignature,
+    /// An input is larger than the protocol allows.
+    #[error("{what} is {len} bytes, more than the {max} allowed")]
+    TooLarge {
+        /// What was too large.
+        what: &'static str,
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// An input does not have the expected structure.
+    #[error("malformed {what}: {reason}")]
+    Malformed {
+        /// What was malformed.
+        what: &'static str,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
+    /// The contact handshake failed (tampering, wrong key, replay or misuse).
+    #[error("contact handshake failed: {0}")]
+    Handshake(&'static str),
+    /// A ratchet message was already received, or its key has been deleted.
+    #[error("message {counter} was already received or is too old for the window")]
+    Replay {
+        /// The message counter.
+        counter: u64,
+    },
+    /// A ratchet message is further ahead than the out-of-order window allows.
+    #[error("message {counter} is too far ahead of the chain (at {next}, window {window})")]
+    TooFarAhead {
+        /// The message counter.
+        counter: u64,
+        /// The next counter the chain expects.
+        next: u64,
+        /// The out-of-order window.
+        window: u64,
+    },
+    /// A sending chain has used every counter.
+    #[error("the sending chain is exhausted")]
+    ChainExhausted,
+    /// An invitation has expired.
+    #[error("the invitation expired at {expired_at} (now {now})")]
+    Expired {
+        /// Expiry, unix seconds.
+        expired_at: u64,
+        /// The time it was checked at, unix seconds.
+        now: u64,
+    },
+    /// A configuration value is out of range.
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(&'static str),
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = core::result::Result<T, E>;
