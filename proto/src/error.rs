@@ -1,0 +1,60 @@
+//! The crate's error type.
+
+/// Everything that can go wrong decoding or encoding veil's wire formats.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The input is larger than the format allows (checked before decoding).
+    #[error("{what} is {len} bytes, more than the {max} allowed")]
+    TooLarge {
+        /// What was too large.
+        what: &'static str,
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The bytes are not a valid protobuf message of the expected type.
+    #[error("{what} is not valid protobuf: {reason}")]
+    Decode {
+        /// What was being decoded.
+        what: &'static str,
+        /// prost's description.
+        reason: String,
+    },
+    /// A field is missing, has the wrong length or an invalid value.
+    #[error("invalid {what}: {reason}")]
+    Invalid {
+        /// The field or message.
+        what: &'static str,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+    /// The format version is not one this build understands.
+    #[error("unsupported {what} version {version}")]
+    UnsupportedVersion {
+        /// The message.
+        what: &'static str,
+        /// The version found.
+        version: u32,
+    },
+    /// A link is not a `veil://` link (or its QR form) of a known kind.
+    #[error("not a veil link: expected veil://contact/…, veil://group/… or their QR form")]
+    NotALink,
+    /// A link's text is not valid base64url / base45.
+    #[error("the link is damaged: {0}")]
+    BadText(&'static str),
+    /// A link's checksum does not match (typically a typo or a truncated copy).
+    #[error("the link is damaged: checksum mismatch (incomplete or mistyped copy?)")]
+    Checksum,
+    /// A value failed veil-crypto's validation.
+    #[error(transparent)]
+    Crypto(#[from] veil_crypto::Error),
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = core::result::Result<T, E>;
+
+pub(crate) fn decode_err(what: &'static str) -> impl Fn(prost::DecodeError) -> Error {
+    move |e| Error::Decode { what, reason: e.to_string() }
+}

@@ -1,0 +1,92 @@
+//! Frames of the contact-request protocol and the request payload.
+
+use prost::Message;
+use veil_crypto::{
+    Name, RendezvousSeed,
+    handshake::{MAX_MESSAGE_LEN, MAX_REQUEST_PAYLOAD},
+};
+
+use crate::{Error, Result, error::decode_err, pb};
+
+/// Largest encoded handshake frame.
+pub const MAX_FRAME: usize = MAX_MESSAGE_LEN + 8;
+/// The request format version this build writes and reads.
+pub const REQUEST_VERSION: u32 = 1;
+
+/// One step of the handshake as it travels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HandshakeFrame {
+    /// Noise message 1.
+    RequestStart(Vec<u8>),
+    /// Noise message 2.
+    Response(Vec<u8>),
+    /// Noise message 3.
+    RequestFinish(Vec<u8>),
+}
+
+impl HandshakeFrame {
+    /// Encodes the frame.
+    pub fn encode(&self) -> Vec<u8> {
+        use pb::handshake_frame::Message as M;
+        let message = match self {
+            Self::RequestStart(b) => M::RequestStart(b.clone()),
+            Self::Response(b) => M::Response(b.clone()),
+            Self::RequestFinish(b) => M::RequestFinish(b.clone()),
+        };
+        pb::HandshakeFrame { message: Some(message) }.encode_to_vec()
+    }
+
+    /// Decodes a frame, refusing oversize input and empty frames.
+    pub fn decode(bytes: &[u8]) -> Result<Self> {
+        use pb::handshake_frame::Message as M;
+        if bytes.len() > MAX_FRAME {
+            return Err(Error::TooLarge { what: "handshake frame", len: bytes.len(), max: MAX_FRAME });
+        }
+        let m = pb::HandshakeFrame::decode(bytes).map_err(decode_err("handshake frame"))?;
+        match m.message {
+            Some(M::RequestStart(b)) => Ok(Self::RequestStart(b)),
+            Some(M::Response(b)) => Ok(Self::Response(b)),
+            Some(M::RequestFinish(b)) => Ok(Self::RequestFinish(b)),
+            None => Err(Error::Invalid { what: "handshake frame", reason: "carries no message" }),
+        }
+    }
+}
+
+/// What a requester tells the responder, encrypted in handshake message 3.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContactRequest {
+    /// How the requester would like to be called.
+    pub display_name: Option<Name>,
+    /// The requester's current rendezvous seed, so the responder can reach back.
+    pub seed: RendezvousSeed,
+}
+
+impl ContactRequest {
+    /// Encodes the request (always well under `MAX_REQUEST_PAYLOAD`).
+    pub fn encode(&self) -> Vec<u8> {
+        pb::ContactRequest {
+            version: REQUEST_VERSION,
+            display_name: self.display_name.as_ref().map(|n| n.as_str().to_owned()).unwrap_or_default(),
+            rendezvous_seed: self.seed.expose_secret().to_vec(),
+        }
+        .encode_to_vec()
+    }
+
+    /// Decodes and validates a request.
+    pub fn decode(bytes: &[u8]) -> Result<Self> {
+        if bytes.len() > MAX_REQUEST_PAYLOAD {
+            return Err(Error::TooLarge { what: "contact request", len: bytes.len(), max: MAX_REQUEST_PAYLOAD });
+        }
+        let m = pb::ContactRequest::decode(bytes).map_err(decode_err("contact request"))?;
+        if m.version != REQUEST_VERSION {
+            return Err(Error::UnsupportedVersion { what: "contact request", version: m.version });
+        }
+        let seed: [u8; 32] = m
+            .rendezvous_seed
+            .as_slice()
+            .try_into()
+            .map_err(|_| Error::Invalid { what: "rendezvous seed", reason: "must be 32 bytes" })?;
+        let display_name = if m.display_name.is_empty() { None } else { Some(Name::new(&m.display_name)?) };
+        Ok(Self { display_name, seed: RendezvousSeed::from_bytes(seed) })
+    }
+}

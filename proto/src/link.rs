@@ -1,0 +1,239 @@
+//! The text forms of contact links and group invitations.
+//!
+//! * URI: `veil://contact/<base64url(payload)>` and `veil://group/<…>`, for
+//!   sharing as text;
+//! * QR: `VEIL://C/<base45(payload)>` and `VEIL://G/<…>`, which use only the
+//!   characters of a QR code's compact alphanumeric mode.
+//!
+//! `payload = protobuf ‖ check`, where `check` is the first 4 bytes of
+//! `SHA-256("veil/v1/link-check" ‖ kind ‖ protobuf)` and `kind` is `c` or `g`:
+//! a mistyped or truncated link is reported as damaged instead of decoding to
+//! another, valid-looking link.
+
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use prost::Message;
+use sha2::{Digest, Sha256};
+use veil_crypto::{
+    AccountPublic, AgreementPublic, ContactLink, GroupInvitation, GroupSecret, Name, RendezvousSeed, Signature,
+    VerifyKey, time::UnixTime,
+};
+
+use crate::{Error, Result, base45, error::decode_err, pb};
+
+/// Longest link text accepted, in bytes (checked before any decoding).
+pub const MAX_LINK_TEXT: usize = 1024;
+/// Longest link payload (protobuf and checksum), in bytes.
+pub const MAX_LINK_PAYLOAD: usize = 512;
+/// The link format version this build writes and reads.
+pub const LINK_VERSION: u32 = 1;
+
+const CHECK_LABEL: &[u8] = b"veil/v1/link-check";
+const CHECK_LEN: usize = 4;
+
+/// A decoded link of either kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Link {
+    /// A contact link.
+    Contact(ContactLink),
+    /// A group invitation.
+    Group(GroupInvitation),
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Contact,
+    Group,
+}
+
+impl Kind {
+    fn tag(self) -> u8 {
+        match self {
+            Kind::Contact => b'c',
+            Kind::Group => b'g',
+        }
+    }
+    fn uri_prefix(self) -> &'static str {
+        match self {
+            Kind::Contact => "veil://contact/",
+            Kind::Group => "veil://group/",
+        }
+    }
+    fn qr_prefix(self) -> &'static str {
+        match self {
+            Kind::Contact => "VEIL://C/",
+            Kind::Group => "VEIL://G/",
+        }
+    }
+}
+
+fn check(kind: Kind, proto: &[u8]) -> [u8; CHECK_LEN] {
+    let digest = Sha256::new().chain_update(CHECK_LABEL).chain_update([kind.tag()]).chain_update(proto).finalize();
+    let mut out = [0u8; CHECK_LEN];
+    out.copy_from_slice(&digest[..CHECK_LEN]);
+    out
+}
+
+fn payload(kind: Kind, proto: Vec<u8>) -> Vec<u8> {
+    let mut p = proto;
+    let c = check(kind, &p);
+    p.extend_from_slice(&c);
+    p
+}
+
+fn name_field(name: &Option<Name>) -> String {
+    name.as_ref().map(|n| n.as_str().to_owned()).unwrap_or_default()
+}
+
+fn parse_name(s: &str) -> Result<Option<Name>> {
+    if s.is_empty() { Ok(None) } else { Ok(Some(Name::new(s)?)) }
+}
+
+fn array32(what: &'static str, bytes: &[u8]) -> Result<[u8; 32]> {
+    bytes.try_into().map_err(|_| Error::Invalid { what, reason: "must be 32 bytes" })
+}
+
+fn contact_to_pb(link: &ContactLink) -> pb::ContactLink {
+    pb::ContactLink {
+        version: LINK_VERSION,
+        account_signing_key: link.account.signing.to_bytes().to_vec(),
+        account_agreement_key: link.account.agreement.0.to_vec(),
+        rendezvous_seed: link.seed.expose_secret().to_vec(),
+        display_name: name_field(&link.display_name),
+    }
+}
+
+fn contact_from_pb(m: pb::ContactLink) -> Result<ContactLink> {
+    if m.version != LINK_VERSION {
+        return Err(Error::UnsupportedVersion { what: "contact link", version: m.version });
+    }
+    Ok(ContactLink {
+        account: AccountPublic {
+            signing: VerifyKey::from_slice(&m.account_signing_key)?,
+            agreement: AgreementPublic(array32("account agreement key", &m.account_agreement_key)?),
+        },
+        seed: RendezvousSeed::from_bytes(array32("rendezvous seed", &m.rendezvous_seed)?),
+        display_name: parse_name(&m.display_name)?,
+    })
+}
+
+fn invitation_to_pb(inv: &GroupInvitation) -> pb::GroupInvitation {
+    pb::GroupInvitation {
+        version: LINK_VERSION,
+        group_secret: inv.secret.expose_secret().to_vec(),
+        name: name_field(&inv.name),
+        expires_at: inv.expires_at.map_or(0, |t| t.0),
+        inviter: inv.inviter.to_bytes().to_vec(),
+        signature: inv.signature.0.to_vec(),
+    }
+}
+
+fn invitation_from_pb(m: pb::GroupInvitation) -> Result<GroupInvitation> {
+    if m.version != LINK_VERSION {
+        return Err(Error::UnsupportedVersion { what: "group invitation", version: m.version });
+    }
+    let signature: [u8; 64] = m
+        .signature
+        .as_slice()
+        .try_into()
+        .map_err(|_| Error::Invalid { what: "signature", reason: "must be 64 bytes" })?;
+    let inv = GroupInvitation {
+        secret: GroupSecret::from_bytes(array32("group secret", &m.group_secret)?),
+        name: parse_name(&m.name)?,
+        expires_at: (m.expires_at != 0).then_some(UnixTime(m.expires_at)),
+        inviter: VerifyKey::from_slice(&m.inviter)?,
+        signature: Signature(signature),
+    };
+    // The signature is checked at decode time; expiry is the caller's call
+    // (it depends on the clock): see `GroupInvitation::verify`.
+    inv.verify_signature()?;
+    Ok(inv)
+}
+
+/// The `veil://contact/…` form of `link`.
+pub fn contact_uri(link: &ContactLink) -> String {
+    let p = payload(Kind::Contact, contact_to_pb(link).encode_to_vec());
+    format!("{}{}", Kind::Contact.uri_prefix(), URL_SAFE_NO_PAD.encode(p))
+}
+
+/// The QR form (`VEIL://C/…`) of `link`.
+pub fn contact_qr(link: &ContactLink) -> String {
+    let p = payload(Kind::Contact, contact_to_pb(link).encode_to_vec());
+    format!("{}{}", Kind::Contact.qr_prefix(), base45::encode(&p))
+}
+
+/// The `veil://group/…` form of `invitation`.
+pub fn invitation_uri(invitation: &GroupInvitation) -> String {
+    let p = payload(Kind::Group, invitation_to_pb(invitation).encode_to_vec());
+    format!("{}{}", Kind::Group.uri_prefix(), URL_SAFE_NO_PAD.encode(p))
+}
+
+/// The QR form (`VEIL://G/…`) of `invitation`.
+pub fn invitation_qr(invitation: &GroupInvitation) -> String {
+    let p = payload(Kind::Group, invitation_to_pb(invitation).encode_to_vec());
+    format!("{}{}", Kind::Group.qr_prefix(), base45::encode(&p))
+}
+
+/// Parses any link: URI or QR form, contact or group. Surrounding whitespace
+/// is ignored; everything else must be exact. Group invitations are returned
+/// only if their signature verifies (expiry is checked by the caller against
+/// its clock with [`GroupInvitation::verify`]).
+pub fn parse(text: &str) -> Result<Link> {
+    let text = text.trim();
+    if text.len() > MAX_LINK_TEXT {
+        return Err(Error::TooLarge { what: "link text", len: text.len(), max: MAX_LINK_TEXT });
+    }
+    for kind in [Kind::Contact, Kind::Group] {
+        let bytes = if let Some(rest) = text.strip_prefix(kind.uri_prefix()) {
+            URL_SAFE_NO_PAD.decode(rest).map_err(|_| Error::BadText("invalid base64url"))?
+        } else if let Some(rest) = text.strip_prefix(kind.qr_prefix()) {
+            base45::decode(rest)?
+        } else {
+            continue;
+        };
+        return decode_payload(kind, &bytes);
+    }
+    Err(Error::NotALink)
+}
+
+/// Parses a contact link (either form); a group invitation is refused.
+pub fn parse_contact(text: &str) -> Result<ContactLink> {
+    match parse(text)? {
+        Link::Contact(c) => Ok(c),
+        Link::Group(_) => {
+            Err(Error::Invalid { what: "link", reason: "this is a group invitation, not a contact link" })
+        }
+    }
+}
+
+/// Parses a group invitation (either form); a contact link is refused.
+pub fn parse_invitation(text: &str) -> Result<GroupInvitation> {
+    match parse(text)? {
+        Link::Group(g) => Ok(g),
+        Link::Contact(_) => {
+            Err(Error::Invalid { what: "link", reason: "this is a contact link, not a group invitation" })
+        }
+    }
+}
+
+fn decode_payload(kind: Kind, bytes: &[u8]) -> Result<Link> {
+    if bytes.len() > MAX_LINK_PAYLOAD {
+        return Err(Error::TooLarge { what: "link payload", len: bytes.len(), max: MAX_LINK_PAYLOAD });
+    }
+    if bytes.len() < CHECK_LEN {
+        return Err(Error::BadText("truncated"));
+    }
+    let (proto, sum) = bytes.split_at(bytes.len() - CHECK_LEN);
+    if check(kind, proto) != sum {
+        return Err(Error::Checksum);
+    }
+    match kind {
+        Kind::Contact => {
+            let m = pb::ContactLink::decode(proto).map_err(decode_err("contact link"))?;
+            Ok(Link::Contact(contact_from_pb(m)?))
+        }
+        Kind::Group => {
+            let m = pb::GroupInvitation::decode(proto).map_err(decode_err("group invitation"))?;
+            Ok(Link::Group(invitation_from_pb(m)?))
+        }
+    }
+}
