@@ -51,6 +51,8 @@ pub mod envelope;
 mod error;
 mod group;
 pub mod handshake;
+#[cfg(test)]
+mod kat_tests;
 mod kdf;
 mod keys;
 mod link;

@@ -40,6 +40,18 @@ pub struct MessageKey {
     pub(crate) nonce: [u8; NONCE_LEN],
 }
 
+impl MessageKey {
+    /// The AES-256-GCM key. Handle with care: never log or persist it unsealed.
+    pub fn expose_key(&self) -> &[u8; 32] {
+        &self.key
+    }
+
+    /// The AES-GCM nonce that goes with the key.
+    pub fn nonce(&self) -> &[u8; NONCE_LEN] {
+        &self.nonce
+    }
+}
+
 impl core::fmt::Debug for MessageKey {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.write_str("MessageKey(<redacted>)")

@@ -1,0 +1,203 @@
+//! Recomputes every test vector in `docs/PROTOCOL.md` from its inputs, so the
+//! specification and the code cannot drift apart. On a mismatch it lists
+//! every differing field with the value the code computed.
+
+use std::collections::BTreeMap;
+
+use veil_crypto::{
+    AccountKeys, AgreementSecret, AliasKey, ChainKey, ChainState, ContactLink, GroupInvitation, GroupKeys, GroupSecret,
+    Name, RendezvousSeed, SenderChain, SigningSecret, TestEntropy,
+    envelope::{BodyKey, EntryHash, EntryKind, Links, open_entry, seal_entry},
+    rendezvous::{Schedule, Topic},
+    seal::seal_to,
+    time::UnixTime,
+};
+use veil_proto::link;
+
+type Vectors = BTreeMap<String, BTreeMap<String, String>>;
+
+/// Parses the ```text blocks of PROTOCOL.md that start with `vector: NAME`.
+fn load() -> Vectors {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/PROTOCOL.md"))
+        .expect("docs/PROTOCOL.md is readable");
+    let mut out = Vectors::new();
+    let mut current: Option<String> = None;
+    let mut last_key: Option<String> = None;
+    for line in doc.lines() {
+        let t = line.trim();
+        if t.starts_with("```") {
+            current = None;
+            continue;
+        }
+        if let Some(name) = t.strip_prefix("vector: ") {
+            current = Some(name.to_owned());
+            out.insert(name.to_owned(), BTreeMap::new());
+            continue;
+        }
+        let Some(name) = &current else { continue };
+        let fields = out.get_mut(name).expect("vector inserted");
+        if let Some((k, v)) = t.split_once(" = ") {
+            let k = k.trim().to_owned();
+            fields.insert(k.clone(), v.trim().trim_matches('"').to_owned());
+            last_key = Some(k);
+        } else if !t.is_empty() {
+            // A continuation line of a long hex value.
+            let k = last_key.clone().expect("continuation after a field");
+            fields.get_mut(&k).expect("field exists").push_str(t);
+        }
+    }
+    out
+}
+
+struct Check {
+    vectors: Vectors,
+    mismatches: Vec<String>,
+}
+
+impl Check {
+    fn input(&self, vector: &str, field: &str) -> String {
+        self.vectors
+            .get(vector)
+            .and_then(|v| v.get(field))
+            .unwrap_or_else(|| panic!("PROTOCOL.md lacks {vector}.{field}"))
+            .clone()
+    }
+
+    fn hex32(&self, vector: &str, field: &str) -> [u8; 32] {
+        hex::decode(self.input(vector, field)).expect("hex").try_into().expect("32 bytes")
+    }
+
+    fn expect(&mut self, vector: &str, field: &str, computed: impl AsRef<[u8]>) {
+        self.expect_text(vector, field, &hex::encode(computed));
+    }
+
+    fn expect_text(&mut self, vector: &str, field: &str, computed: &str) {
+        let documented = self.vectors.get(vector).and_then(|v| v.get(field));
+        if documented.map(String::as_str) != Some(computed) {
+            self.mismatches.push(format!("{vector}.{field}: documented {documented:?}, computed {computed}"));
+        }
+    }
+}
+
+fn account(c: &Check, vector: &str, who: &str) -> AccountKeys {
+    AccountKeys {
+        signing: SigningSecret::from_seed(&c.hex32(vector, &format!("{who}_signing_seed"))),
+        agreement: AgreementSecret::from_bytes(c.hex32(vector, &format!("{who}_agreement_secret"))),
+    }
+}
+
+#[test]
+fn every_protocol_md_vector_matches_the_code() {
+    let mut c = Check { vectors: load(), mismatches: vec![] };
+
+    // Rendezvous point.
+    let v = "rendezvous-point";
+    let acct = SigningSecret::from_seed(&c.hex32(v, "account_signing_seed")).verify_key();
+    let seed = RendezvousSeed::from_bytes(c.hex32(v, "seed"));
+    let t = UnixTime(c.input(v, "time").parse().expect("time"));
+    let schedule = Schedule::new(c.input(v, "period").parse().expect("period"), 600).expect("schedule");
+    let start = schedule.period_start(t);
+    c.expect_text(v, "period_start", &start.0.to_string());
+    c.expect(v, "topic", Topic::contact(&acct).as_bytes());
+    c.expect(v, "point", schedule.point_at(&Topic::contact(&acct), &seed, t).0);
+    c.expect(v, "next_point", schedule.point_at(&Topic::contact(&acct), &seed, schedule.next_boundary(t)).0);
+
+    // Group key schedule.
+    let v = "group-key-schedule";
+    let keys = GroupKeys::derive(&GroupSecret::from_bytes(c.hex32(v, "secret")));
+    c.expect(v, "group_id", keys.id.0);
+    c.expect(v, "header_key", keys.header_key.expose_secret());
+    c.expect(v, "metadata_key", keys.metadata_key.expose_secret());
+    c.expect(v, "link_key", keys.link_key.expose_secret());
+    c.expect(v, "entry_auth_key", keys.entry_auth_key.expose_secret());
+    c.expect(v, "replication_id", keys.replication_id.0);
+    c.expect(v, "rendezvous_seed", keys.rendezvous_seed.expose_secret());
+
+    // Contact group.
+    let v = "contact-group";
+    let (a, b) = (account(&c, v, "a"), account(&c, v, "b"));
+    c.expect(v, "a_public", a.public().to_bytes());
+    c.expect(v, "b_public", b.public().to_bytes());
+    let secret = veil_crypto::contact_group_secret(&a, &b.public()).expect("contact group");
+    c.expect(v, "group_secret", secret.expose_secret());
+
+    // Member keys.
+    let v = "member-keys";
+    let alias = AliasKey::from_seed(&c.hex32(v, "alias_seed"));
+    let group_id = GroupKeys::derive(&GroupSecret::from_bytes(c.hex32(v, "group_secret"))).id;
+    c.expect(v, "group_id", group_id.0);
+    let member = alias.member_keys(&group_id);
+    c.expect(v, "member_signing_public", member.public().signing.to_bytes());
+    c.expect(v, "member_agreement_public", member.public().agreement.0);
+
+    // Ratchet.
+    let v = "ratchet";
+    let mut chain =
+        SenderChain::from_state(ChainState { chain_key: ChainKey::from_bytes(c.hex32(v, "chain_key_0")), next: 0 });
+    for n in 0..2 {
+        let (counter, mk) = chain.next_key().expect("step");
+        assert_eq!(counter, n);
+        c.expect(v, &format!("message_key_{n}"), mk.expose_key());
+        c.expect(v, &format!("nonce_{n}"), mk.nonce());
+        c.expect(v, &format!("chain_key_{}", n + 1), chain.state().chain_key.expose_secret());
+    }
+
+    // Sealing to an X25519 key.
+    let v = "seal";
+    let recipient = AgreementSecret::from_bytes(c.hex32(v, "recipient_secret"));
+    let mut entropy = TestEntropy::new(c.input(v, "entropy_label").as_bytes());
+    let sealed =
+        seal_to(&recipient.public(), c.input(v, "aad").as_bytes(), c.input(v, "plaintext").as_bytes(), &mut entropy)
+            .expect("seal");
+    c.expect(v, "recipient_public", recipient.public().0);
+    c.expect(v, "sealed", &sealed);
+
+    // A message entry.
+    let v = "message-entry";
+    let keys = GroupKeys::derive(&GroupSecret::from_bytes(c.hex32(v, "group_secret")));
+    let author = SigningSecret::from_seed(&c.hex32(v, "author_seed"));
+    let mut chain =
+        SenderChain::from_state(ChainState { chain_key: ChainKey::from_bytes(c.hex32(v, "chain_key")), next: 0 });
+    let links = Links {
+        kind: EntryKind::Message,
+        lamport: c.input(v, "lamport").parse().expect("lamport"),
+        parents: vec![EntryHash(c.hex32(v, "parent"))],
+    };
+    let mut entropy = TestEntropy::new(c.input(v, "entropy_label").as_bytes());
+    let payload = c.input(v, "payload");
+    let entry = seal_entry(&keys, &author, &links, BodyKey::Message(&mut chain), payload.as_bytes(), &mut entropy)
+        .expect("seal entry");
+    c.expect(v, "links", &entry.links);
+    c.expect(v, "header", &entry.header);
+    c.expect(v, "body", &entry.body);
+    c.expect(v, "tag", entry.tag);
+    c.expect(v, "hash", entry.hash().0);
+    assert_eq!(open_entry(&keys, &entry).expect("opens").author, author.verify_key());
+
+    // Contact link text.
+    let v = "contact-link";
+    let a = account(&c, v, "account");
+    let link_value = ContactLink {
+        account: a.public(),
+        seed: RendezvousSeed::from_bytes(c.hex32(v, "seed")),
+        display_name: Some(Name::new(&c.input(v, "display_name")).expect("name")),
+    };
+    c.expect_text(v, "uri", &link::contact_uri(&link_value));
+    c.expect_text(v, "qr", &link::contact_qr(&link_value));
+    assert_eq!(link::parse_contact(&link::contact_uri(&link_value)).ok(), Some(link_value));
+
+    // Group invitation text.
+    let v = "group-invitation";
+    let secret = GroupSecret::from_bytes(c.hex32(v, "group_secret"));
+    let inviter = AliasKey::from_seed(&c.hex32(v, "inviter_alias_seed")).member_keys(&GroupKeys::derive(&secret).id);
+    let inv = GroupInvitation::issue(
+        &secret,
+        Some(Name::new(&c.input(v, "name")).expect("name")),
+        Some(UnixTime(c.input(v, "expires_at").parse().expect("expiry"))),
+        &inviter,
+    );
+    c.expect(v, "signature", inv.signature.0);
+    c.expect_text(v, "uri", &link::invitation_uri(&inv));
+
+    assert!(c.mismatches.is_empty(), "PROTOCOL.md vectors differ from the code:\n{}", c.mismatches.join("\n"));
+}
