@@ -84,6 +84,12 @@ impl Links {
         if self.parents.len() > MAX_PARENTS {
             return Err(Error::TooLarge { what: "parent list", len: self.parents.len(), max: MAX_PARENTS });
         }
+        // `decode` refuses duplicates, so an entry sealed with them could never be opened.
+        for (i, p) in self.parents.iter().enumerate() {
+            if self.parents[..i].contains(p) {
+                return Err(Error::Malformed { what: "entry links", reason: "duplicate parent" });
+            }
+        }
         let mut out = Vec::with_capacity(11 + 32 * self.parents.len());
         out.push(LINKS_VERSION);
         out.push(self.kind as u8);
@@ -340,5 +346,45 @@ impl OpenedEntry {
             let padded = aead::open(&mk.key, &mk.nonce, &aad, &self.body)?;
             Ok(zeroize::Zeroizing::new(padding::unpad(&padded)?.to_vec()))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{GroupSecret, TestEntropy};
+
+    /// Builds a metadata entry whose (validly signed, encrypted and tagged)
+    /// header carries a non-zero counter, which `seal_entry` never produces.
+    fn metadata_entry_with_counter(keys: &GroupKeys, author: &SigningSecret, counter: u64) -> SealedEntry {
+        let mut e = TestEntropy::new(b"counter");
+        let links = Links { kind: EntryKind::Metadata, lamport: 1, parents: vec![] };
+        let links_ct =
+            aead::seal_prefixed(keys.link_key.expose_secret(), LINKS_AAD, &links.encode().unwrap(), &mut e).unwrap();
+        let padded = padding::pad(b"x").unwrap();
+        let body =
+            aead::seal_prefixed(keys.metadata_key.expose_secret(), &with_aad(BODY_AAD, &links_ct), &padded, &mut e)
+                .unwrap();
+        let pk = author.verify_key();
+        let sig = author.sign(&signature_input(&keys.id.0, &links_ct, &pk, counter, &body));
+        let mut h = vec![HEADER_VERSION];
+        h.extend_from_slice(&pk.to_bytes());
+        h.extend_from_slice(&counter.to_be_bytes());
+        h.extend_from_slice(&sig.0);
+        let header =
+            aead::seal_prefixed(keys.header_key.expose_secret(), &with_aad(HEADER_AAD, &links_ct), &h, &mut e).unwrap();
+        let tag = hmac(keys.entry_auth_key.expose_secret(), &[&sections_mac_input(&links_ct, &header, &body)]);
+        SealedEntry { links: links_ct, header, body, tag }
+    }
+
+    #[test]
+    fn metadata_entries_must_carry_counter_zero() {
+        let keys = GroupKeys::derive(&GroupSecret::from_bytes([1; 32]));
+        let author = SigningSecret::from_seed(&[2; 32]);
+        assert!(open_entry(&keys, &metadata_entry_with_counter(&keys, &author, 0)).is_ok());
+        assert_eq!(
+            open_entry(&keys, &metadata_entry_with_counter(&keys, &author, 1)).map(|o| o.counter),
+            Err(Error::Malformed { what: "entry header", reason: "metadata entries carry counter 0" })
+        );
     }
 }

@@ -178,11 +178,9 @@ impl Responder {
             .and_then(|b| b.prologue(label::HANDSHAKE_PROLOGUE))
             .and_then(|b| b.build_responder())
             .map_err(err("cannot initialise"))?;
+        // At exactly MSG1_LEN bytes the Noise payload is necessarily empty.
         let mut payload = [0u8; MSG1_LEN];
-        let n = hs.read_message(msg1, &mut payload).map_err(err("message 1 failed to decrypt"))?;
-        if n != 0 {
-            return Err(Error::Handshake("message 1 must carry no payload"));
-        }
+        hs.read_message(msg1, &mut payload).map_err(err("message 1 failed to decrypt"))?;
         let h1 = hash32(&hs)?;
         let proof = me.signing.sign(&signed(label::HANDSHAKE_RESPONDER, &[&h1]));
         let mut msg2 = vec![0u8; MSG2_LEN];

@@ -162,7 +162,7 @@ impl ReceiverChain {
     /// Restores skipped keys saved with [`ReceiverChain::export_skipped`].
     pub fn import_skipped(&mut self, keys: impl IntoIterator<Item = (u64, MessageKey)>) {
         for (c, k) in keys {
-            if c < self.state.next && c + self.window >= self.state.next {
+            if c < self.state.next && c.saturating_add(self.window) >= self.state.next {
                 self.skipped.insert(c, k);
             }
         }

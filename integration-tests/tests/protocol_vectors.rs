@@ -2,6 +2,8 @@
 //! specification and the code cannot drift apart. On a mismatch it lists
 //! every differing field with the value the code computed.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::BTreeMap;
 
 use veil_crypto::{
