@@ -25,6 +25,7 @@ fn signed(context: &[u8], parts: &[&[u8]]) -> Vec<u8> {
 /// message 2. Returns the state, h2, and message 1.
 struct SpecRequester {
     hs: snow::HandshakeState,
+    h1: Vec<u8>,
     h2: Vec<u8>,
 }
 
@@ -62,7 +63,14 @@ fn spec_requester_read_response(
     let sig = veil_crypto::Signature(payload[..64].try_into().unwrap());
     responder.signing.verify(&signed(label::HANDSHAKE_RESPONDER, &[h1]), &sig).unwrap();
     let h2 = hs.get_handshake_hash().to_vec();
-    SpecRequester { hs, h2 }
+    SpecRequester { hs, h1: h1.to_vec(), h2 }
+}
+
+/// Runs a spec-following requester against veil's responder up to message 2.
+fn through_message_2(me: &AccountKeys, responder: &AccountKeys) -> (Responder, SpecRequester) {
+    let (hs, h1, m1) = spec_requester_start(me, &responder.public(), &[]);
+    let (veil_responder, m2) = Responder::respond(responder, &m1).unwrap();
+    (veil_responder, spec_requester_read_response(hs, &h1, &responder.public(), &m2))
 }
 
 fn finish(
@@ -86,9 +94,7 @@ fn finish(
 #[test]
 fn spec_following_requester_completes_with_veil_responder() {
     let (alice, bob) = (account(), account());
-    let (hs, h1, m1) = spec_requester_start(&alice, &bob.public(), &[]);
-    let (responder, m2) = Responder::respond(&bob, &m1).unwrap();
-    let r = spec_requester_read_response(hs, &h1, &bob.public(), &m2);
+    let (responder, r) = through_message_2(&alice, &bob);
     let h2 = r.h2.clone();
     let m3 =
         finish(r, &alice.signing.verify_key().to_bytes(), &alice.signing, &h2, &alice.agreement.public().0, b"hello");
@@ -140,9 +146,7 @@ fn message_1_with_a_payload_is_refused() {
 #[test]
 fn requester_claiming_another_account_is_refused() {
     let (mallory, bob, victim) = (account(), account(), account());
-    let (hs, h1, m1) = spec_requester_start(&mallory, &bob.public(), &[]);
-    let (responder, m2) = Responder::respond(&bob, &m1).unwrap();
-    let r = spec_requester_read_response(hs, &h1, &bob.public(), &m2);
+    let (responder, r) = through_message_2(&mallory, &bob);
     let h2 = r.h2.clone();
     // Mallory claims the victim's Ed25519 key but can only sign with her own.
     let m3 =
@@ -153,9 +157,8 @@ fn requester_claiming_another_account_is_refused() {
 #[test]
 fn requester_proof_over_the_wrong_transcript_is_refused() {
     let (alice, bob) = (account(), account());
-    let (hs, h1, m1) = spec_requester_start(&alice, &bob.public(), &[]);
-    let (responder, m2) = Responder::respond(&bob, &m1).unwrap();
-    let r = spec_requester_read_response(hs, &h1, &bob.public(), &m2);
+    let (responder, r) = through_message_2(&alice, &bob);
+    let h1 = r.h1.clone();
     // Signs h1 instead of h2: a proof not bound to the responder's ephemeral key.
     let m3 = finish(r, &alice.signing.verify_key().to_bytes(), &alice.signing, &h1, &alice.agreement.public().0, b"");
     assert!(matches!(responder.read_request(&m3), Err(Error::Handshake(_))));
@@ -164,9 +167,7 @@ fn requester_proof_over_the_wrong_transcript_is_refused() {
 #[test]
 fn requester_proof_not_covering_its_static_key_is_refused() {
     let (alice, bob, other) = (account(), account(), account());
-    let (hs, h1, m1) = spec_requester_start(&alice, &bob.public(), &[]);
-    let (responder, m2) = Responder::respond(&bob, &m1).unwrap();
-    let r = spec_requester_read_response(hs, &h1, &bob.public(), &m2);
+    let (responder, r) = through_message_2(&alice, &bob);
     let h2 = r.h2.clone();
     let m3 = finish(r, &alice.signing.verify_key().to_bytes(), &alice.signing, &h2, &other.agreement.public().0, b"");
     assert!(matches!(responder.read_request(&m3), Err(Error::Handshake(_))));

@@ -3,7 +3,7 @@
 use prost::Message;
 use veil_crypto::envelope::{HEADER_LEN, MAX_BODY_LEN, MAX_LINKS_LEN, SealedEntry};
 
-use crate::{Error, Result, error::decode_err, pb};
+use crate::{Error, Result, error::decode_err, fields::fixed, pb};
 
 /// Largest encoded entry: every section at its maximum plus protobuf framing.
 pub const MAX_ENCODED_ENTRY: usize = MAX_LINKS_LEN + HEADER_LEN + MAX_BODY_LEN + 32 + 4 * 6;
@@ -26,9 +26,7 @@ pub fn decode_entry(bytes: &[u8]) -> Result<SealedEntry> {
         return Err(Error::TooLarge { what: "log entry", len: bytes.len(), max: MAX_ENCODED_ENTRY });
     }
     let m = pb::LogEntry::decode(bytes).map_err(decode_err("log entry"))?;
-    let tag: [u8; 32] =
-        m.tag.as_slice().try_into().map_err(|_| Error::Invalid { what: "entry tag", reason: "must be 32 bytes" })?;
-    let entry = SealedEntry { links: m.links, header: m.header, body: m.body, tag };
+    let entry = SealedEntry { links: m.links, header: m.header, body: m.body, tag: fixed("entry tag", &m.tag)? };
     entry.check_sizes()?;
     Ok(entry)
 }

@@ -6,7 +6,12 @@ use veil_crypto::{
     handshake::{MAX_MESSAGE_LEN, MAX_REQUEST_PAYLOAD},
 };
 
-use crate::{Error, Result, error::decode_err, pb};
+use crate::{
+    Error, Result,
+    error::decode_err,
+    fields::{fixed, name_text, optional_name, version},
+    pb,
+};
 
 /// Largest encoded handshake frame.
 pub const MAX_FRAME: usize = MAX_MESSAGE_LEN + 8;
@@ -66,7 +71,7 @@ impl ContactRequest {
     pub fn encode(&self) -> Vec<u8> {
         pb::ContactRequest {
             version: REQUEST_VERSION,
-            display_name: self.display_name.as_ref().map(|n| n.as_str().to_owned()).unwrap_or_default(),
+            display_name: name_text(self.display_name.as_ref()),
             rendezvous_seed: self.seed.expose_secret().to_vec(),
         }
         .encode_to_vec()
@@ -78,15 +83,10 @@ impl ContactRequest {
             return Err(Error::TooLarge { what: "contact request", len: bytes.len(), max: MAX_REQUEST_PAYLOAD });
         }
         let m = pb::ContactRequest::decode(bytes).map_err(decode_err("contact request"))?;
-        if m.version != REQUEST_VERSION {
-            return Err(Error::UnsupportedVersion { what: "contact request", version: m.version });
-        }
-        let seed: [u8; 32] = m
-            .rendezvous_seed
-            .as_slice()
-            .try_into()
-            .map_err(|_| Error::Invalid { what: "rendezvous seed", reason: "must be 32 bytes" })?;
-        let display_name = if m.display_name.is_empty() { None } else { Some(Name::new(&m.display_name)?) };
-        Ok(Self { display_name, seed: RendezvousSeed::from_bytes(seed) })
+        version("contact request", m.version, REQUEST_VERSION)?;
+        Ok(Self {
+            display_name: optional_name(&m.display_name)?,
+            seed: RendezvousSeed::from_bytes(fixed("rendezvous seed", &m.rendezvous_seed)?),
+        })
     }
 }

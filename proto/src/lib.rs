@@ -34,6 +34,7 @@
 pub mod base45;
 pub mod entry;
 mod error;
+mod fields;
 pub mod handshake;
 pub mod link;
 

@@ -14,11 +14,16 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use prost::Message;
 use sha2::{Digest, Sha256};
 use veil_crypto::{
-    AccountPublic, AgreementPublic, ContactLink, GroupInvitation, GroupSecret, Name, RendezvousSeed, Signature,
-    VerifyKey, time::UnixTime,
+    AccountPublic, AgreementPublic, ContactLink, GroupInvitation, GroupSecret, RendezvousSeed, Signature, VerifyKey,
+    time::UnixTime,
 };
 
-use crate::{Error, Result, base45, error::decode_err, pb};
+use crate::{
+    Error, Result, base45,
+    error::decode_err,
+    fields::{fixed, name_text, optional_name, version},
+    pb,
+};
 
 /// Longest link text accepted, in bytes (checked before any decoding).
 pub const MAX_LINK_TEXT: usize = 1024;
@@ -80,39 +85,25 @@ fn payload(kind: Kind, proto: Vec<u8>) -> Vec<u8> {
     p
 }
 
-fn name_field(name: &Option<Name>) -> String {
-    name.as_ref().map(|n| n.as_str().to_owned()).unwrap_or_default()
-}
-
-fn parse_name(s: &str) -> Result<Option<Name>> {
-    if s.is_empty() { Ok(None) } else { Ok(Some(Name::new(s)?)) }
-}
-
-fn array32(what: &'static str, bytes: &[u8]) -> Result<[u8; 32]> {
-    bytes.try_into().map_err(|_| Error::Invalid { what, reason: "must be 32 bytes" })
-}
-
 fn contact_to_pb(link: &ContactLink) -> pb::ContactLink {
     pb::ContactLink {
         version: LINK_VERSION,
         account_signing_key: link.account.signing.to_bytes().to_vec(),
         account_agreement_key: link.account.agreement.0.to_vec(),
         rendezvous_seed: link.seed.expose_secret().to_vec(),
-        display_name: name_field(&link.display_name),
+        display_name: name_text(link.display_name.as_ref()),
     }
 }
 
 fn contact_from_pb(m: pb::ContactLink) -> Result<ContactLink> {
-    if m.version != LINK_VERSION {
-        return Err(Error::UnsupportedVersion { what: "contact link", version: m.version });
-    }
+    version("contact link", m.version, LINK_VERSION)?;
     Ok(ContactLink {
         account: AccountPublic {
             signing: VerifyKey::from_slice(&m.account_signing_key)?,
-            agreement: AgreementPublic(array32("account agreement key", &m.account_agreement_key)?),
+            agreement: AgreementPublic(fixed("account agreement key", &m.account_agreement_key)?),
         },
-        seed: RendezvousSeed::from_bytes(array32("rendezvous seed", &m.rendezvous_seed)?),
-        display_name: parse_name(&m.display_name)?,
+        seed: RendezvousSeed::from_bytes(fixed("rendezvous seed", &m.rendezvous_seed)?),
+        display_name: optional_name(&m.display_name)?,
     })
 }
 
@@ -120,7 +111,7 @@ fn invitation_to_pb(inv: &GroupInvitation) -> pb::GroupInvitation {
     pb::GroupInvitation {
         version: LINK_VERSION,
         group_secret: inv.secret.expose_secret().to_vec(),
-        name: name_field(&inv.name),
+        name: name_text(inv.name.as_ref()),
         expires_at: inv.expires_at.map_or(0, |t| t.0),
         inviter: inv.inviter.to_bytes().to_vec(),
         signature: inv.signature.0.to_vec(),
@@ -128,20 +119,13 @@ fn invitation_to_pb(inv: &GroupInvitation) -> pb::GroupInvitation {
 }
 
 fn invitation_from_pb(m: pb::GroupInvitation) -> Result<GroupInvitation> {
-    if m.version != LINK_VERSION {
-        return Err(Error::UnsupportedVersion { what: "group invitation", version: m.version });
-    }
-    let signature: [u8; 64] = m
-        .signature
-        .as_slice()
-        .try_into()
-        .map_err(|_| Error::Invalid { what: "signature", reason: "must be 64 bytes" })?;
+    version("group invitation", m.version, LINK_VERSION)?;
     let inv = GroupInvitation {
-        secret: GroupSecret::from_bytes(array32("group secret", &m.group_secret)?),
-        name: parse_name(&m.name)?,
+        secret: GroupSecret::from_bytes(fixed("group secret", &m.group_secret)?),
+        name: optional_name(&m.name)?,
         expires_at: (m.expires_at != 0).then_some(UnixTime(m.expires_at)),
         inviter: VerifyKey::from_slice(&m.inviter)?,
-        signature: Signature(signature),
+        signature: Signature(fixed("invitation signature", &m.signature)?),
     };
     // The signature is checked at decode time; expiry is the caller's call
     // (it depends on the clock): see `GroupInvitation::verify`.
