@@ -41,6 +41,18 @@ pub struct MessageKey {
 }
 
 impl MessageKey {
+    /// Rebuilds a key from `key ‖ nonce` (44 bytes), e.g. when loading a
+    /// persisted skipped key. `None` if the length is wrong.
+    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        if bytes.len() != 32 + NONCE_LEN {
+            return None;
+        }
+        let mut mk = MessageKey { key: [0; 32], nonce: [0; NONCE_LEN] };
+        mk.key.copy_from_slice(&bytes[..32]);
+        mk.nonce.copy_from_slice(&bytes[32..]);
+        Some(mk)
+    }
+
     /// The AES-256-GCM key. Handle with care: never log or persist it unsealed.
     pub fn expose_key(&self) -> &[u8; 32] {
         &self.key
@@ -147,6 +159,11 @@ impl ReceiverChain {
             return Err(Error::InvalidConfig("ratchet window must be between 1 and MAX_WINDOW"));
         }
         Ok(Self { state, skipped: BTreeMap::new(), window })
+    }
+
+    /// The out-of-order window.
+    pub fn window(&self) -> u64 {
+        self.window
     }
 
     /// The chain position (counter of the next unseen in-order message).

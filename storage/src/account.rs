@@ -1,0 +1,126 @@
+//! The account and its devices.
+
+use sqlx::{Connection, Row};
+use veil_crypto::{AccountKeys, AgreementSecret, AliasKey, Identity, SigningSecret, VerifyKey, time::UnixTime};
+
+use crate::{
+    Error, Result, Store,
+    rows::{blob, time, time_value, verify_key},
+};
+
+const SEAL_ACCOUNT_SIGNING: &[u8] = b"veil/storage/account-signing";
+const SEAL_ACCOUNT_AGREEMENT: &[u8] = b"veil/storage/account-agreement";
+const SEAL_ALIAS: &[u8] = b"veil/storage/alias";
+const SEAL_DEVICE: &[u8] = b"veil/storage/device";
+
+/// A device of this account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceRecord {
+    /// The device's public key.
+    pub device: VerifyKey,
+    /// A name for it, if given.
+    pub name: Option<String>,
+    /// When it was added.
+    pub added_at: UnixTime,
+    /// Whether it is the device this store belongs to.
+    pub is_this_device: bool,
+}
+
+impl Store {
+    /// Stores this node's identity (once). The private keys are sealed.
+    pub async fn save_identity(&self, identity: &Identity) -> Result<()> {
+        let now = time_value(self.now())?;
+        let public = identity.account.public();
+        let sealed_signing = self.key.seal(SEAL_ACCOUNT_SIGNING, &identity.account.signing.to_seed()[..])?;
+        let sealed_agreement = self.key.seal(SEAL_ACCOUNT_AGREEMENT, &identity.account.agreement.to_bytes()[..])?;
+        let sealed_alias = self.key.seal(SEAL_ALIAS, &identity.alias.to_seed()[..])?;
+        let sealed_device = self.key.seal(SEAL_DEVICE, &identity.device.to_seed()[..])?;
+        let mut conn = self.writer.lock().await;
+        let mut tx = conn.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO account (id, signing_public, agreement_public, sealed_signing, sealed_agreement, sealed_alias, created_at)
+             VALUES (1, $1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(public.signing.to_bytes().to_vec())
+        .bind(public.agreement.0.to_vec())
+        .bind(sealed_signing)
+        .bind(sealed_agreement)
+        .bind(sealed_alias)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if inserted.rows_affected() == 0 {
+            return Err(Error::Invalid { what: "account", reason: "this store already holds an identity" });
+        }
+        sqlx::query("INSERT INTO devices (device_public, sealed_secret, name, added_at) VALUES ($1, $2, NULL, $3)")
+            .bind(identity.device.verify_key().to_bytes().to_vec())
+            .bind(sealed_device)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Loads this node's identity, if one was saved.
+    pub async fn load_identity(&self) -> Result<Option<Identity>> {
+        let Some(row) =
+            sqlx::query("SELECT signing_public, sealed_signing, sealed_agreement, sealed_alias FROM account")
+                .fetch_optional(&self.readers)
+                .await?
+        else {
+            return Ok(None);
+        };
+        let device_row = sqlx::query("SELECT sealed_secret FROM devices WHERE sealed_secret IS NOT NULL")
+            .fetch_one(&self.readers)
+            .await?;
+        let signing = SigningSecret::from_seed(
+            &*self.key.open32(SEAL_ACCOUNT_SIGNING, &row.try_get::<Vec<u8>, _>("sealed_signing")?)?,
+        );
+        if signing.verify_key().to_bytes() != blob::<32>(&row, "signing_public")? {
+            return Err(Error::Invalid { what: "account", reason: "sealed key does not match the public key" });
+        }
+        let agreement = AgreementSecret::from_bytes(
+            *self.key.open32(SEAL_ACCOUNT_AGREEMENT, &row.try_get::<Vec<u8>, _>("sealed_agreement")?)?,
+        );
+        let alias = AliasKey::from_seed(&*self.key.open32(SEAL_ALIAS, &row.try_get::<Vec<u8>, _>("sealed_alias")?)?);
+        let device = SigningSecret::from_seed(
+            &*self.key.open32(SEAL_DEVICE, &device_row.try_get::<Vec<u8>, _>("sealed_secret")?)?,
+        );
+        Ok(Some(Identity { account: AccountKeys { signing, agreement }, alias, device }))
+    }
+
+    /// Records another device of this account.
+    pub async fn add_device(&self, device: &VerifyKey, name: Option<&str>) -> Result<()> {
+        let mut conn = self.writer.lock().await;
+        sqlx::query(
+            "INSERT INTO devices (device_public, sealed_secret, name, added_at) VALUES ($1, NULL, $2, $3)
+             ON CONFLICT (device_public) DO UPDATE SET name = excluded.name",
+        )
+        .bind(device.to_bytes().to_vec())
+        .bind(name)
+        .bind(time_value(self.now())?)
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
+
+    /// The account's devices, oldest first.
+    pub async fn devices(&self) -> Result<Vec<DeviceRecord>> {
+        let rows = sqlx::query(
+            "SELECT device_public, name, added_at, sealed_secret IS NOT NULL AS mine FROM devices ORDER BY added_at, device_public",
+        )
+        .fetch_all(&self.readers)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(DeviceRecord {
+                    device: verify_key(r, "device_public")?,
+                    name: r.try_get("name")?,
+                    added_at: time(r, "added_at")?,
+                    is_this_device: r.try_get("mine")?,
+                })
+            })
+            .collect()
+    }
+}

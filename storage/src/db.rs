@@ -1,0 +1,232 @@
+//! Opening, creating and checking a store.
+
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use sqlx::{
+    Connection, Row, SqliteConnection, SqlitePool,
+    migrate::Migrator,
+    sqlite::{SqlitePoolOptions, SqliteRow},
+};
+use tokio::sync::Mutex;
+use veil_crypto::time::{Clock, SystemClock, UnixTime};
+
+use crate::{
+    Error, Result,
+    keystore::{KdfParams, KeyKind, KeySource, KeystoreRecord, StorageKey},
+    sqlite::{self, Tuning},
+};
+
+/// The schema migrations, embedded in the binary and applied on open.
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+/// How a store is opened.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// SQLite tuning.
+    pub tuning: Tuning,
+    /// Argon2id parameters for a new passphrase-protected store.
+    pub kdf: KdfParams,
+    /// The clock that timestamps rows.
+    pub clock: Arc<dyn Clock>,
+    /// Reader connections beside the single writer.
+    pub readers: u32,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self { tuning: Tuning::default(), kdf: KdfParams::DEFAULT, clock: Arc::new(SystemClock), readers: 4 }
+    }
+}
+
+/// A node's database: one SQLite file, one writer, a few readers.
+///
+/// Every method is a typed repository operation; no SQL leaves this crate.
+/// Secrets are sealed with the storage key before they are written.
+pub struct Store {
+    path: PathBuf,
+    pub(crate) writer: Mutex<SqliteConnection>,
+    pub(crate) readers: SqlitePool,
+    pub(crate) key: StorageKey,
+    clock: Arc<dyn Clock>,
+}
+
+impl core::fmt::Debug for Store {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+fn max_known_version() -> i64 {
+    MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)
+}
+
+/// Maps errors SQLite gives on a damaged or foreign file to clear ones.
+fn classify(path: &Path, e: sqlx::Error) -> Error {
+    if let sqlx::Error::Database(db) = &e {
+        match db.code().as_deref() {
+            Some("26") => return Error::NotSqlite { path: path.to_owned() },
+            Some("11") => return Error::Corrupt { path: path.to_owned(), reason: db.message().to_owned() },
+            _ => {}
+        }
+    }
+    Error::Sql(e)
+}
+
+impl Store {
+    /// Creates a new store at `path` (which must not exist), protected by `key`.
+    ///
+    /// The database is built under a temporary name and renamed into place
+    /// once complete, so a crash during creation never leaves a half-made
+    /// database at `path`.
+    pub async fn create(path: &Path, key: &KeySource, options: StoreOptions) -> Result<Self> {
+        if path.exists() {
+            return Err(Error::AlreadyExists { path: path.to_owned() });
+        }
+        let staging = sqlite::staging_path(path);
+        sqlite::remove_staging(&staging);
+        let built = Self::build(&staging, key, &options).await;
+        let storage_key = match built {
+            Ok(k) => k,
+            Err(e) => {
+                sqlite::remove_staging(&staging);
+                return Err(e);
+            }
+        };
+        let io = |source| Error::Io { path: path.to_owned(), source };
+        std::fs::rename(&staging, path).map_err(io)?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+        }
+        Self::open_checked(path, options, |_| Ok(storage_key)).await
+    }
+
+    async fn build(staging: &Path, key: &KeySource, options: &StoreOptions) -> Result<StorageKey> {
+        let mut conn = SqliteConnection::connect_with(&sqlite::writer_options(staging, true, &options.tuning)).await?;
+        MIGRATOR.run(&mut conn).await?;
+        let (storage_key, record) = key.create(options.kdf)?;
+        sqlx::query(
+            "INSERT INTO keystore (id, kind, salt, m_cost, t_cost, p_cost, verifier) VALUES (1, $1, $2, $3, $4, $5, $6)",
+        )
+        .bind(record.kind.as_str())
+        .bind(record.salt.map(|s| s.to_vec()))
+        .bind(record.params.map(|p| i64::from(p.m_cost_kib)))
+        .bind(record.params.map(|p| i64::from(p.t_cost)))
+        .bind(record.params.map(|p| i64::from(p.p_cost)))
+        .bind(&record.verifier)
+        .execute(&mut conn)
+        .await?;
+        conn.close().await?;
+        Ok(storage_key)
+    }
+
+    /// Opens an existing store. A file that is not a veil database, is
+    /// damaged, or was written by a newer schema is refused and left untouched.
+    pub async fn open(path: &Path, key: &KeySource, options: StoreOptions) -> Result<Self> {
+        Self::open_checked(path, options, |record| Ok(key.unlock(record)?)).await
+    }
+
+    /// Opens the store at `path`, creating it if there is none.
+    pub async fn open_or_create(path: &Path, key: &KeySource, options: StoreOptions) -> Result<Self> {
+        if path.exists() { Self::open(path, key, options).await } else { Self::create(path, key, options).await }
+    }
+
+    async fn open_checked(
+        path: &Path,
+        options: StoreOptions,
+        unlock: impl FnOnce(&KeystoreRecord) -> Result<StorageKey>,
+    ) -> Result<Self> {
+        if !path.exists() {
+            return Err(Error::NotFound { path: path.to_owned() });
+        }
+        sqlite::check_file(path)?;
+        Self::inspect(path).await?;
+        let mut writer = SqliteConnection::connect_with(&sqlite::writer_options(path, false, &options.tuning))
+            .await
+            .map_err(|e| classify(path, e))?;
+        MIGRATOR.run(&mut writer).await?;
+        let row = sqlx::query("SELECT kind, salt, m_cost, t_cost, p_cost, verifier FROM keystore WHERE id = 1")
+            .fetch_optional(&mut writer)
+            .await?
+            .ok_or(Error::Invalid { what: "keystore", reason: "missing" })?;
+        let key = unlock(&keystore_record(&row)?)?;
+        let readers = SqlitePoolOptions::new()
+            .max_connections(options.readers.max(1))
+            .connect_with(sqlite::reader_options(path, &options.tuning))
+            .await?;
+        Ok(Self { path: path.to_owned(), writer: Mutex::new(writer), readers, key, clock: options.clock })
+    }
+
+    /// Reads the schema version without writing anything.
+    async fn inspect(path: &Path) -> Result<()> {
+        let mut conn =
+            SqliteConnection::connect_with(&sqlite::inspect_options(path)).await.map_err(|e| classify(path, e))?;
+        let has_migrations: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'")
+                .fetch_optional(&mut conn)
+                .await
+                .map_err(|e| classify(path, e))?;
+        if has_migrations.is_none() {
+            return Err(Error::ForeignDatabase { path: path.to_owned() });
+        }
+        let found: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
+            .fetch_one(&mut conn)
+            .await
+            .map_err(|e| classify(path, e))?;
+        conn.close().await?;
+        let supported = max_known_version();
+        match found {
+            Some(found) if found > supported => Err(Error::NewerSchema { path: path.to_owned(), found, supported }),
+            _ => Ok(()),
+        }
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The newest schema version this build knows.
+    pub fn schema_version() -> i64 {
+        max_known_version()
+    }
+
+    /// Runs `PRAGMA integrity_check` over the whole file.
+    pub async fn integrity_check(&self) -> Result<()> {
+        let rows: Vec<String> = sqlx::query_scalar("PRAGMA integrity_check").fetch_all(&self.readers).await?;
+        sqlite::integrity_verdict(rows).map_err(|reason| Error::Corrupt { path: self.path.clone(), reason })
+    }
+
+    /// Closes every connection, checkpointing the WAL into the main file.
+    pub async fn close(self) -> Result<()> {
+        self.readers.close().await;
+        self.writer.into_inner().close().await?;
+        Ok(())
+    }
+
+    pub(crate) fn now(&self) -> UnixTime {
+        self.clock.now()
+    }
+}
+
+fn keystore_record(row: &SqliteRow) -> Result<KeystoreRecord> {
+    let invalid = |reason| Error::Invalid { what: "keystore", reason };
+    let kind: String = row.try_get("kind")?;
+    let kind = KeyKind::parse(&kind).ok_or(invalid("unknown kind"))?;
+    let salt: Option<Vec<u8>> = row.try_get("salt")?;
+    let salt = salt.map(|s| <[u8; 16]>::try_from(s.as_slice())).transpose().map_err(|_| invalid("salt size"))?;
+    let costs: (Option<i64>, Option<i64>, Option<i64>) =
+        (row.try_get("m_cost")?, row.try_get("t_cost")?, row.try_get("p_cost")?);
+    let params = match costs {
+        (Some(m), Some(t), Some(p)) => Some(KdfParams {
+            m_cost_kib: u32::try_from(m).map_err(|_| invalid("m_cost"))?,
+            t_cost: u32::try_from(t).map_err(|_| invalid("t_cost"))?,
+            p_cost: u32::try_from(p).map_err(|_| invalid("p_cost"))?,
+        }),
+        (None, None, None) => None,
+        _ => return Err(invalid("partial KDF parameters")),
+    };
+    Ok(KeystoreRecord { kind, salt, params, verifier: row.try_get("verifier")? })
+}

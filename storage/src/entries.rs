@@ -1,0 +1,453 @@
+//! Group logs: a hash-linked DAG of sealed entries per group and log kind,
+//! with the bookkeeping sync needs (heads, missing parents) kept up to date
+//! on every append, and a deterministic total order (Lamport clock, then hash).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use sqlx::{AssertSqlSafe, Connection, QueryBuilder, Row, Sqlite, SqliteConnection, sqlite::SqliteRow};
+use veil_crypto::{
+    ChainState, GroupId, ReceiverChain, VerifyKey,
+    envelope::{EntryHash, EntryKind, Links, SealedEntry},
+    time::UnixTime,
+};
+use zeroize::Zeroizing;
+
+use crate::{
+    Error, Result, Store,
+    groups::group_ref,
+    outbox::Peer,
+    ratchet::{put_receiver, put_sender},
+    rows::{blob, time, time_value, to_i64, u64_col},
+};
+
+const SEAL_PAYLOAD: &[u8] = b"veil/storage/entry-payload";
+/// Rows per multi-row statement (SQLite allows 32 766 bound parameters).
+const ROWS_PER_STATEMENT: usize = 500;
+
+/// An entry to append, with everything that must be stored atomically with it.
+#[derive(Debug)]
+pub struct NewEntry<'a> {
+    /// The group whose log it belongs to.
+    pub group: GroupId,
+    /// The entry as sealed on the wire.
+    pub entry: &'a SealedEntry,
+    /// Its decrypted links (kind, Lamport clock, parents).
+    pub links: &'a Links,
+    /// Its author device, when known (members know it; replication nodes do not).
+    pub author: Option<VerifyKey>,
+    /// The decrypted payload to keep (sealed under the storage key), if any.
+    /// Message keys are deleted once used, so this is how history stays readable.
+    pub payload: Option<&'a [u8]>,
+    /// The ratchet state change that goes with the entry.
+    pub ratchet: Option<RatchetUpdate<'a>>,
+    /// Peers the entry is owed to.
+    pub outbox: &'a [Peer],
+}
+
+/// A ratchet state to persist in the same transaction as an entry.
+#[derive(Debug, Clone, Copy)]
+pub enum RatchetUpdate<'a> {
+    /// This device sealed the entry: its sending chain moved on.
+    Sender(&'a ChainState),
+    /// The entry was opened with `device`'s receiving chain.
+    Receiver {
+        /// The sending device.
+        device: VerifyKey,
+        /// The chain after opening (used keys gone).
+        chain: &'a ReceiverChain,
+    },
+}
+
+/// What happened to one entry of an append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Appended {
+    /// Newly stored (with its ratchet update and outbox rows).
+    Stored,
+    /// Already present: nothing was written for it.
+    Duplicate,
+}
+
+/// A stored entry.
+#[derive(Debug, Clone)]
+pub struct EntryRecord {
+    /// Its hash.
+    pub hash: EntryHash,
+    /// Which log.
+    pub kind: EntryKind,
+    /// Its Lamport clock.
+    pub lamport: u64,
+    /// Its parents.
+    pub parents: Vec<EntryHash>,
+    /// Its author device, if known.
+    pub author: Option<VerifyKey>,
+    /// The entry as sealed on the wire.
+    pub sealed: SealedEntry,
+    /// The decrypted payload, if it was kept.
+    pub payload: Option<Zeroizing<Vec<u8>>>,
+    /// When this node stored it.
+    pub received_at: UnixTime,
+}
+
+/// The entries one append adds to one log, and the parents they name.
+#[derive(Default)]
+struct LogChange {
+    new: Vec<[u8; 32]>,
+    parents: BTreeSet<[u8; 32]>,
+}
+
+struct Prepared {
+    hash: [u8; 32],
+    kind: i64,
+    lamport: i64,
+    parents: Vec<u8>,
+    sealed_payload: Option<Vec<u8>>,
+}
+
+fn payload_purpose(hash: &[u8; 32]) -> Vec<u8> {
+    [SEAL_PAYLOAD, hash.as_slice()].concat()
+}
+
+fn kind_code(kind: EntryKind) -> i64 {
+    kind as i64
+}
+
+fn kind_from(code: i64) -> Result<EntryKind> {
+    match code {
+        1 => Ok(EntryKind::Metadata),
+        2 => Ok(EntryKind::Message),
+        _ => Err(Error::Invalid { what: "entry kind", reason: "unknown" }),
+    }
+}
+
+fn hashes_from(blob: &[u8]) -> Result<Vec<EntryHash>> {
+    if !blob.len().is_multiple_of(32) {
+        return Err(Error::Invalid { what: "parents", reason: "not a list of 32-byte hashes" });
+    }
+    Ok(blob
+        .chunks_exact(32)
+        .map(|c| {
+            let mut h = [0u8; 32];
+            h.copy_from_slice(c);
+            EntryHash(h)
+        })
+        .collect())
+}
+
+impl Store {
+    fn prepare(&self, e: &NewEntry<'_>) -> Result<Prepared> {
+        let hash = e.entry.hash().0;
+        Ok(Prepared {
+            hash,
+            kind: kind_code(e.links.kind),
+            lamport: to_i64(e.links.lamport, "Lamport clock")?,
+            parents: e.links.parents.iter().flat_map(|p| p.0).collect(),
+            sealed_payload: e.payload.map(|p| self.key.seal(&payload_purpose(&hash), p)).transpose()?,
+        })
+    }
+
+    /// Appends one entry, its ratchet update and its outbox rows in one
+    /// transaction: after a crash, all of it is there or none of it.
+    pub async fn append(&self, entry: NewEntry<'_>) -> Result<Appended> {
+        let mut out = self.append_batch(std::slice::from_ref(&entry)).await?;
+        out.pop().ok_or(Error::Invalid { what: "append", reason: "no outcome" })
+    }
+
+    /// Appends many entries in one transaction, with multi-row statements.
+    /// Entries already stored (or repeated in the batch) are skipped along
+    /// with their ratchet updates and outbox rows.
+    pub async fn append_batch(&self, batch: &[NewEntry<'_>]) -> Result<Vec<Appended>> {
+        let prepared: Vec<Prepared> = batch.iter().map(|e| self.prepare(e)).collect::<Result<_>>()?;
+        let now = time_value(self.now())?;
+        let mut conn = self.writer.lock().await;
+        let mut tx = conn.begin().await?;
+        let mut refs: HashMap<GroupId, i64> = HashMap::new();
+        for e in batch {
+            if let std::collections::hash_map::Entry::Vacant(slot) = refs.entry(e.group) {
+                slot.insert(group_ref(&mut tx, &e.group).await?);
+            }
+        }
+        let group_of = |e: &NewEntry<'_>| refs.get(&e.group).copied().ok_or(Error::Unknown("group"));
+
+        // 1. The entries themselves; RETURNING tells which were new.
+        let mut inserted: HashMap<[u8; 32], i64> = HashMap::new();
+        let rows: Vec<(&NewEntry<'_>, &Prepared)> = batch.iter().zip(&prepared).collect();
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            let mut qb = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO entries (hash, group_ref, kind, lamport, author, parents, links, header, body, tag, sealed_payload, received_at) ",
+            );
+            let mut err = None;
+            qb.push_values(chunk, |mut b, (e, p)| {
+                let g = group_of(e).unwrap_or_else(|x| {
+                    err = Some(x);
+                    0
+                });
+                b.push_bind(p.hash.to_vec())
+                    .push_bind(g)
+                    .push_bind(p.kind)
+                    .push_bind(p.lamport)
+                    .push_bind(e.author.map(|a| a.to_bytes().to_vec()))
+                    .push_bind(p.parents.clone())
+                    .push_bind(e.entry.links.clone())
+                    .push_bind(e.entry.header.clone())
+                    .push_bind(e.entry.body.clone())
+                    .push_bind(e.entry.tag.to_vec())
+                    .push_bind(p.sealed_payload.clone())
+                    .push_bind(now);
+            });
+            if let Some(e) = err {
+                return Err(e);
+            }
+            qb.push(" ON CONFLICT (hash) DO NOTHING RETURNING seq, hash");
+            for row in qb.build().fetch_all(&mut *tx).await? {
+                inserted.insert(blob::<32>(&row, "hash")?, row.try_get("seq")?);
+            }
+        }
+
+        // Which batch positions were stored (the first occurrence of a new hash).
+        let mut seen = BTreeSet::new();
+        let outcomes: Vec<Appended> = prepared
+            .iter()
+            .map(|p| {
+                if inserted.contains_key(&p.hash) && seen.insert(p.hash) {
+                    Appended::Stored
+                } else {
+                    Appended::Duplicate
+                }
+            })
+            .collect();
+
+        // 2. Heads and missing parents, per log.
+        let mut logs: BTreeMap<(i64, i64), LogChange> = BTreeMap::new();
+        for ((e, p), outcome) in rows.iter().zip(&outcomes) {
+            if *outcome == Appended::Stored {
+                let log = logs.entry((group_of(e)?, p.kind)).or_default();
+                log.new.push(p.hash);
+                log.parents.extend(e.links.parents.iter().map(|h| h.0));
+            }
+        }
+        for ((g, kind), change) in &logs {
+            update_dag(&mut tx, *g, *kind, &change.new, &change.parents).await?;
+        }
+
+        // 3. Ratchet state: the last update per chain wins.
+        let mut senders: BTreeMap<i64, &ChainState> = BTreeMap::new();
+        let mut receivers: BTreeMap<(i64, [u8; 32]), (VerifyKey, &ReceiverChain)> = BTreeMap::new();
+        for (e, outcome) in batch.iter().zip(&outcomes) {
+            match (e.ratchet, outcome) {
+                (Some(RatchetUpdate::Sender(s)), Appended::Stored) => {
+                    senders.insert(group_of(e)?, s);
+                }
+                (Some(RatchetUpdate::Receiver { device, chain }), Appended::Stored) => {
+                    receivers.insert((group_of(e)?, device.to_bytes()), (device, chain));
+                }
+                _ => {}
+            }
+        }
+        for (g, state) in senders {
+            put_sender(&mut tx, &self.key, g, state).await?;
+        }
+        for ((g, _), (device, chain)) in receivers {
+            put_receiver(&mut tx, &self.key, g, &device, chain).await?;
+        }
+
+        // 4. Outbox rows.
+        let owed: Vec<(&Peer, i64)> = batch
+            .iter()
+            .zip(&prepared)
+            .zip(&outcomes)
+            .filter(|(_, o)| **o == Appended::Stored)
+            .flat_map(|((e, p), _)| {
+                let seq = inserted.get(&p.hash).copied().unwrap_or_default();
+                e.outbox.iter().map(move |peer| (peer, seq))
+            })
+            .collect();
+        for chunk in owed.chunks(ROWS_PER_STATEMENT) {
+            let mut qb =
+                QueryBuilder::<Sqlite>::new("INSERT INTO outbox (peer, entry_seq, enqueued_at, next_attempt_at) ");
+            qb.push_values(chunk, |mut b, (peer, seq)| {
+                b.push_bind(peer.0.to_vec()).push_bind(*seq).push_bind(now).push_bind(now);
+            });
+            qb.push(" ON CONFLICT (peer, entry_seq) DO NOTHING");
+            qb.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(outcomes)
+    }
+
+    /// One entry by hash.
+    pub async fn entry(&self, hash: &EntryHash) -> Result<Option<EntryRecord>> {
+        let row = sqlx::query(AssertSqlSafe(format!("{ENTRY_SELECT} WHERE hash = $1")))
+            .bind(hash.0.to_vec())
+            .fetch_optional(&self.readers)
+            .await?;
+        row.map(|r| self.entry_record(&r)).transpose()
+    }
+
+    /// Whether an entry is stored.
+    pub async fn contains_entry(&self, hash: &EntryHash) -> Result<bool> {
+        let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM entries WHERE hash = $1")
+            .bind(hash.0.to_vec())
+            .fetch_optional(&self.readers)
+            .await?;
+        Ok(found.is_some())
+    }
+
+    /// The heads of a log: stored entries no stored entry names as a parent.
+    pub async fn heads(&self, group: &GroupId, kind: EntryKind) -> Result<Vec<EntryHash>> {
+        self.hash_list("heads", group, kind).await
+    }
+
+    /// Parents named by stored entries of a log but not stored themselves:
+    /// what sync must fetch.
+    pub async fn missing_parents(&self, group: &GroupId, kind: EntryKind) -> Result<Vec<EntryHash>> {
+        self.hash_list("missing_parents", group, kind).await
+    }
+
+    async fn hash_list(&self, table: &'static str, group: &GroupId, kind: EntryKind) -> Result<Vec<EntryHash>> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT t.hash FROM {table} t JOIN groups g ON g.id = t.group_ref WHERE g.group_id = $1 AND t.kind = $2 ORDER BY t.hash"
+        )))
+        .bind(group.0.to_vec())
+        .bind(kind_code(kind))
+        .fetch_all(&self.readers)
+        .await?;
+        rows.iter().map(|r| Ok(EntryHash(blob::<32>(r, "hash")?))).collect()
+    }
+
+    /// A page of a log in its total order (Lamport clock, then hash),
+    /// starting after `after` (or from the beginning).
+    pub async fn entries_after(
+        &self,
+        group: &GroupId,
+        kind: EntryKind,
+        after: Option<(u64, EntryHash)>,
+        limit: u32,
+    ) -> Result<Vec<EntryRecord>> {
+        let (lamport, hash) = match after {
+            Some((l, h)) => (to_i64(l, "Lamport clock")?, h.0.to_vec()),
+            None => (-1, Vec::new()),
+        };
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "{ENTRY_SELECT} WHERE group_ref = (SELECT id FROM groups WHERE group_id = $1) AND kind = $2
+               AND (lamport > $3 OR (lamport = $3 AND hash > $4))
+             ORDER BY lamport, hash LIMIT $5"
+        )))
+        .bind(group.0.to_vec())
+        .bind(kind_code(kind))
+        .bind(lamport)
+        .bind(hash)
+        .bind(i64::from(limit))
+        .fetch_all(&self.readers)
+        .await?;
+        rows.iter().map(|r| self.entry_record(r)).collect()
+    }
+
+    /// How many entries a log holds.
+    pub async fn entry_count(&self, group: &GroupId, kind: EntryKind) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM entries WHERE group_ref = (SELECT id FROM groups WHERE group_id = $1) AND kind = $2",
+        )
+        .bind(group.0.to_vec())
+        .bind(kind_code(kind))
+        .fetch_one(&self.readers)
+        .await?;
+        u64::try_from(n).map_err(|_| Error::Invalid { what: "count", reason: "negative" })
+    }
+
+    fn entry_record(&self, r: &SqliteRow) -> Result<EntryRecord> {
+        let hash = blob::<32>(r, "hash")?;
+        let author: Option<Vec<u8>> = r.try_get("author")?;
+        let sealed_payload: Option<Vec<u8>> = r.try_get("sealed_payload")?;
+        let record = EntryRecord {
+            hash: EntryHash(hash),
+            kind: kind_from(r.try_get("kind")?)?,
+            lamport: u64_col(r, "lamport")?,
+            parents: hashes_from(&r.try_get::<Vec<u8>, _>("parents")?)?,
+            author: author.map(|a| VerifyKey::from_slice(&a)).transpose()?,
+            sealed: SealedEntry {
+                links: r.try_get("links")?,
+                header: r.try_get("header")?,
+                body: r.try_get("body")?,
+                tag: blob::<32>(r, "tag")?,
+            },
+            payload: sealed_payload.map(|s| self.key.open(&payload_purpose(&hash), &s)).transpose()?,
+            received_at: time(r, "received_at")?,
+        };
+        if record.sealed.hash().0 != hash {
+            return Err(Error::Invalid { what: "entry", reason: "stored sections do not match its hash" });
+        }
+        Ok(record)
+    }
+}
+
+const ENTRY_SELECT: &str =
+    "SELECT hash, kind, lamport, author, parents, links, header, body, tag, sealed_payload, received_at FROM entries";
+
+/// Keeps `heads` and `missing_parents` of one log right after `new` entries
+/// (naming `parents`) were stored.
+async fn update_dag(
+    conn: &mut SqliteConnection,
+    group: i64,
+    kind: i64,
+    new: &[[u8; 32]],
+    parents: &BTreeSet<[u8; 32]>,
+) -> Result<()> {
+    for chunk in new.chunks(ROWS_PER_STATEMENT) {
+        // New entries are heads, unless a stored entry already named them
+        // (they were missing parents).
+        let mut qb = QueryBuilder::<Sqlite>::new("INSERT INTO heads (group_ref, kind, hash) ");
+        qb.push_values(chunk, |mut b, h| {
+            b.push_bind(group).push_bind(kind).push_bind(h.to_vec());
+        });
+        qb.push(" ON CONFLICT DO NOTHING");
+        qb.build().execute(&mut *conn).await?;
+        in_list(
+            conn,
+            "DELETE FROM heads WHERE group_ref = ",
+            group,
+            kind,
+            chunk,
+            " AND hash IN (SELECT hash FROM missing_parents WHERE hash IN (",
+            "))",
+        )
+        .await?;
+        in_list(conn, "DELETE FROM missing_parents WHERE group_ref = ", group, kind, chunk, " AND hash IN (", ")")
+            .await?;
+    }
+    let parents: Vec<[u8; 32]> = parents.iter().copied().collect();
+    for chunk in parents.chunks(ROWS_PER_STATEMENT) {
+        // Named parents are no longer heads…
+        in_list(conn, "DELETE FROM heads WHERE group_ref = ", group, kind, chunk, " AND hash IN (", ")").await?;
+        // …and those not stored are missing.
+        let mut qb = QueryBuilder::<Sqlite>::new("INSERT INTO missing_parents (group_ref, kind, hash) SELECT ");
+        qb.push_bind(group).push(", ").push_bind(kind).push(", v.column1 FROM (VALUES ");
+        let mut sep = qb.separated(", ");
+        for h in chunk {
+            sep.push("(").push_bind_unseparated(h.to_vec()).push_unseparated(")");
+        }
+        qb.push(") AS v WHERE NOT EXISTS (SELECT 1 FROM entries e WHERE e.hash = v.column1) ON CONFLICT DO NOTHING");
+        qb.build().execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Runs `{head}{group} AND kind = {kind}{open}h1, h2, …{close}`.
+async fn in_list(
+    conn: &mut SqliteConnection,
+    head: &str,
+    group: i64,
+    kind: i64,
+    hashes: &[[u8; 32]],
+    open: &str,
+    close: &str,
+) -> Result<()> {
+    let mut qb = QueryBuilder::<Sqlite>::new(head);
+    qb.push_bind(group).push(" AND kind = ").push_bind(kind).push(open);
+    let mut sep = qb.separated(", ");
+    for h in hashes {
+        sep.push_bind(h.to_vec());
+    }
+    qb.push(close);
+    qb.build().execute(&mut *conn).await?;
+    Ok(())
+}

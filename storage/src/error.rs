@@ -1,0 +1,91 @@
+//! The crate's error type.
+
+use std::path::PathBuf;
+
+use crate::keystore::KeystoreError;
+
+/// Everything that can go wrong in `veil-storage`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The file exists but is not an SQLite database. It was not modified.
+    #[error("{path} is not a veil database (not an SQLite file); it was left untouched")]
+    NotSqlite {
+        /// The database path.
+        path: PathBuf,
+    },
+    /// The file is an SQLite database cut short (or otherwise damaged).
+    #[error("{path} is damaged ({reason}); it was left untouched")]
+    Corrupt {
+        /// The database path.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The file is an SQLite database of some other program.
+    #[error("{path} is an SQLite database but not a veil one; it was left untouched")]
+    ForeignDatabase {
+        /// The database path.
+        path: PathBuf,
+    },
+    /// The database was written by a newer veil.
+    #[error("{path} was written by a newer veil (schema {found}, this build knows up to {supported}); upgrade veil")]
+    NewerSchema {
+        /// The database path.
+        path: PathBuf,
+        /// The newest schema version in the file.
+        found: i64,
+        /// The newest schema version this build knows.
+        supported: i64,
+    },
+    /// `create` was asked to make a database that already exists.
+    #[error("{path} already exists; refusing to overwrite it")]
+    AlreadyExists {
+        /// The database path.
+        path: PathBuf,
+    },
+    /// `open` was asked to open a database that does not exist.
+    #[error("no database at {path}")]
+    NotFound {
+        /// The database path.
+        path: PathBuf,
+    },
+    /// The storage key could not be created or unlocked.
+    #[error(transparent)]
+    Keystore(#[from] KeystoreError),
+    /// A stored value failed validation when read back.
+    #[error("stored {what} is invalid: {reason}")]
+    Invalid {
+        /// What was read.
+        what: &'static str,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+    /// A referenced group, contact or entry does not exist.
+    #[error("unknown {0}")]
+    Unknown(&'static str),
+    /// A value does not fit the storage format (e.g. a counter ≥ 2^63).
+    #[error("{0} is out of the storable range")]
+    OutOfRange(&'static str),
+    /// A cryptographic value read back did not validate.
+    #[error(transparent)]
+    Crypto(#[from] veil_crypto::Error),
+    /// Applying the schema migrations failed.
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The database reported an error.
+    #[error("database error: {0}")]
+    Sql(#[from] sqlx::Error),
+    /// A file operation failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = core::result::Result<T, E>;

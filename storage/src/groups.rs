@@ -1,0 +1,136 @@
+//! Groups this node belongs to, with their secrets and this device's key.
+
+use sqlx::{Row, SqliteConnection, sqlite::SqliteRow};
+use veil_crypto::{GroupId, GroupKeys, GroupSecret, SigningSecret, time::UnixTime};
+
+use crate::{
+    Error, Result, Store,
+    rows::{blob, time, time_value},
+};
+
+const SEAL_GROUP_SECRET: &[u8] = b"veil/storage/group-secret";
+const SEAL_GROUP_DEVICE: &[u8] = b"veil/storage/group-device";
+
+/// What kind of group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupKind {
+    /// The 1:1 group of two contacts.
+    Contact,
+    /// A multi-member group joined through an invitation.
+    MultiMember,
+}
+
+impl GroupKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Contact => "contact",
+            Self::MultiMember => "multi-member",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self> {
+        match s {
+            "contact" => Ok(Self::Contact),
+            "multi-member" => Ok(Self::MultiMember),
+            _ => Err(Error::Invalid { what: "group kind", reason: "unknown" }),
+        }
+    }
+}
+
+/// A group as stored.
+#[derive(Debug, Clone)]
+pub struct GroupRecord {
+    /// The group identifier.
+    pub id: GroupId,
+    /// Contact or multi-member.
+    pub kind: GroupKind,
+    /// The group's name, if any.
+    pub name: Option<String>,
+    /// The group secret (unsealed in memory).
+    pub secret: GroupSecret,
+    /// This device's key in the group.
+    pub device: SigningSecret,
+    /// When this node joined.
+    pub joined_at: UnixTime,
+}
+
+/// The local row id of a group: a compact key for the entry indexes.
+pub(crate) async fn group_ref(conn: &mut SqliteConnection, id: &GroupId) -> Result<i64> {
+    sqlx::query_scalar("SELECT id FROM groups WHERE group_id = $1")
+        .bind(id.0.to_vec())
+        .fetch_optional(conn)
+        .await?
+        .ok_or(Error::Unknown("group"))
+}
+
+impl Store {
+    /// Records a group this node joined. Idempotent: inserting the same group
+    /// again keeps the first record. Returns the group id.
+    pub async fn insert_group(
+        &self,
+        kind: GroupKind,
+        name: Option<&str>,
+        secret: &GroupSecret,
+        device: &SigningSecret,
+    ) -> Result<GroupId> {
+        let id = GroupKeys::derive(secret).id;
+        let sealed_secret = self.key.seal(&[SEAL_GROUP_SECRET, &id.0].concat(), secret.expose_secret())?;
+        let sealed_device = self.key.seal(&[SEAL_GROUP_DEVICE, &id.0].concat(), &device.to_seed()[..])?;
+        let mut conn = self.writer.lock().await;
+        sqlx::query(
+            "INSERT INTO groups (group_id, kind, name, sealed_secret, device_public, sealed_device, joined_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (group_id) DO NOTHING",
+        )
+        .bind(id.0.to_vec())
+        .bind(kind.as_str())
+        .bind(name)
+        .bind(sealed_secret)
+        .bind(device.verify_key().to_bytes().to_vec())
+        .bind(sealed_device)
+        .bind(time_value(self.now())?)
+        .execute(&mut *conn)
+        .await?;
+        Ok(id)
+    }
+
+    /// One group.
+    pub async fn group(&self, id: &GroupId) -> Result<Option<GroupRecord>> {
+        let row = sqlx::query(
+            "SELECT group_id, kind, name, sealed_secret, sealed_device, joined_at FROM groups WHERE group_id = $1",
+        )
+        .bind(id.0.to_vec())
+        .fetch_optional(&self.readers)
+        .await?;
+        row.map(|r| self.group_record(&r)).transpose()
+    }
+
+    /// Every group, in the order they were joined.
+    pub async fn groups(&self) -> Result<Vec<GroupRecord>> {
+        let rows =
+            sqlx::query("SELECT group_id, kind, name, sealed_secret, sealed_device, joined_at FROM groups ORDER BY id")
+                .fetch_all(&self.readers)
+                .await?;
+        rows.iter().map(|r| self.group_record(r)).collect()
+    }
+
+    fn group_record(&self, r: &SqliteRow) -> Result<GroupRecord> {
+        let id = GroupId(blob::<32>(r, "group_id")?);
+        let secret = GroupSecret::from_bytes(
+            *self.key.open32(&[SEAL_GROUP_SECRET, &id.0].concat(), &r.try_get::<Vec<u8>, _>("sealed_secret")?)?,
+        );
+        if GroupKeys::derive(&secret).id != id {
+            return Err(Error::Invalid { what: "group", reason: "secret does not match the group id" });
+        }
+        let device = SigningSecret::from_seed(
+            &*self.key.open32(&[SEAL_GROUP_DEVICE, &id.0].concat(), &r.try_get::<Vec<u8>, _>("sealed_device")?)?,
+        );
+        Ok(GroupRecord {
+            id,
+            kind: GroupKind::parse(&r.try_get::<String, _>("kind")?)?,
+            name: r.try_get("name")?,
+            secret,
+            device,
+            joined_at: time(r, "joined_at")?,
+        })
+    }
+}

@@ -1,0 +1,114 @@
+//! This account's contact link: the current seed, enabled or not, and the
+//! seeds earlier resets retired.
+
+use sqlx::{Connection, Row};
+use veil_crypto::{RendezvousSeed, time::UnixTime};
+
+use crate::{
+    Error, Result, Store,
+    rows::{time, time_value},
+};
+
+const SEAL_LINK_SEED: &[u8] = b"veil/storage/link-seed";
+
+/// The current contact link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkState {
+    /// Its rendezvous seed.
+    pub seed: RendezvousSeed,
+    /// Whether the node announces itself (accepts requests) at all.
+    pub enabled: bool,
+    /// When this seed was drawn.
+    pub created_at: UnixTime,
+}
+
+/// A seed retired by a reset: links carrying it no longer work.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetiredLink {
+    /// The retired seed.
+    pub seed: RendezvousSeed,
+    /// When it was drawn.
+    pub created_at: UnixTime,
+    /// When it was retired.
+    pub retired_at: UnixTime,
+}
+
+impl Store {
+    /// The current contact link, if one was ever set.
+    pub async fn link(&self) -> Result<Option<LinkState>> {
+        let row = sqlx::query(
+            "SELECT l.sealed_seed, l.created_at, s.enabled FROM contact_links l, link_state s
+             WHERE l.retired_at IS NULL ORDER BY l.id DESC LIMIT 1",
+        )
+        .fetch_optional(&self.readers)
+        .await?;
+        row.map(|r| {
+            Ok(LinkState {
+                seed: self.open_seed(&r)?,
+                enabled: r.try_get::<i64, _>("enabled")? == 1,
+                created_at: time(&r, "created_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Makes `seed` the link's seed, retiring the current one (a reset: every
+    /// earlier link stops working). The first call creates the link, enabled.
+    pub async fn reset_link(&self, seed: &RendezvousSeed) -> Result<()> {
+        let now = time_value(self.now())?;
+        let sealed = self.key.seal(SEAL_LINK_SEED, seed.expose_secret())?;
+        let mut conn = self.writer.lock().await;
+        let mut tx = conn.begin().await?;
+        sqlx::query("UPDATE contact_links SET retired_at = $1 WHERE retired_at IS NULL")
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO contact_links (sealed_seed, created_at) VALUES ($1, $2)")
+            .bind(sealed)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO link_state (id, enabled) VALUES (1, 1) ON CONFLICT (id) DO NOTHING")
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Enables or disables the link (disabled: nobody can reach this node
+    /// with any link).
+    pub async fn set_link_enabled(&self, enabled: bool) -> Result<()> {
+        let mut conn = self.writer.lock().await;
+        let r = sqlx::query("UPDATE link_state SET enabled = $1 WHERE id = 1")
+            .bind(i64::from(enabled))
+            .execute(&mut *conn)
+            .await?;
+        if r.rows_affected() == 0 {
+            return Err(Error::Unknown("contact link"));
+        }
+        Ok(())
+    }
+
+    /// Seeds retired by resets, oldest first.
+    pub async fn link_history(&self) -> Result<Vec<RetiredLink>> {
+        let rows = sqlx::query(
+            "SELECT sealed_seed, created_at, retired_at FROM contact_links WHERE retired_at IS NOT NULL ORDER BY id",
+        )
+        .fetch_all(&self.readers)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(RetiredLink {
+                    seed: self.open_seed(r)?,
+                    created_at: time(r, "created_at")?,
+                    retired_at: time(r, "retired_at")?,
+                })
+            })
+            .collect()
+    }
+
+    fn open_seed(&self, row: &sqlx::sqlite::SqliteRow) -> Result<RendezvousSeed> {
+        let sealed: Vec<u8> = row.try_get("sealed_seed")?;
+        Ok(RendezvousSeed::from_bytes(*self.key.open32(SEAL_LINK_SEED, &sealed)?))
+    }
+}

@@ -1,0 +1,126 @@
+//! The outbox: entries still owed to each peer. Rows are added in the same
+//! transaction as the entry, and removed when the peer acknowledges.
+
+use sqlx::{QueryBuilder, Sqlite};
+use veil_crypto::{envelope::EntryHash, time::UnixTime};
+
+use crate::{
+    EntryRecord, Result, Store,
+    rows::{blob, time, time_value, u64_col},
+};
+
+/// The key naming a peer entries are owed to (its member key in the group,
+/// or its account key for contacts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Peer(pub [u8; 32]);
+
+/// One owed entry.
+#[derive(Debug, Clone)]
+pub struct OutboxItem {
+    /// The entry.
+    pub entry: EntryRecord,
+    /// Delivery attempts so far.
+    pub attempts: u32,
+    /// When it was enqueued.
+    pub enqueued_at: UnixTime,
+}
+
+impl Store {
+    /// Owes already-stored entries to `peer` (e.g. history for a new member).
+    /// Unknown hashes are ignored; entries already owed stay as they are.
+    pub async fn enqueue(&self, peer: &Peer, hashes: &[EntryHash]) -> Result<()> {
+        let now = time_value(self.now())?;
+        let mut conn = self.writer.lock().await;
+        for chunk in hashes.chunks(500) {
+            let mut qb = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO outbox (peer, entry_seq, enqueued_at, next_attempt_at) SELECT ",
+            );
+            qb.push_bind(peer.0.to_vec()).push(", seq, ").push_bind(now).push(", ").push_bind(now);
+            qb.push(" FROM entries WHERE hash IN (");
+            let mut sep = qb.separated(", ");
+            for h in chunk {
+                sep.push_bind(h.0.to_vec());
+            }
+            qb.push(") ORDER BY seq ON CONFLICT (peer, entry_seq) DO NOTHING");
+            qb.build().execute(&mut *conn).await?;
+        }
+        Ok(())
+    }
+
+    /// Entries owed to `peer` that are due at `now`, oldest first.
+    pub async fn outbox_due(&self, peer: &Peer, now: UnixTime, limit: u32) -> Result<Vec<OutboxItem>> {
+        let rows = sqlx::query(
+            "SELECT e.hash, o.attempts, o.enqueued_at FROM outbox o JOIN entries e ON e.seq = o.entry_seq
+             WHERE o.peer = $1 AND o.next_attempt_at <= $2 ORDER BY o.id LIMIT $3",
+        )
+        .bind(peer.0.to_vec())
+        .bind(time_value(now)?)
+        .bind(i64::from(limit))
+        .fetch_all(&self.readers)
+        .await?;
+        let mut items = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let hash = EntryHash(blob::<32>(r, "hash")?);
+            if let Some(entry) = self.entry(&hash).await? {
+                items.push(OutboxItem {
+                    entry,
+                    attempts: u32::try_from(u64_col(r, "attempts")?).unwrap_or(u32::MAX),
+                    enqueued_at: time(r, "enqueued_at")?,
+                });
+            }
+        }
+        Ok(items)
+    }
+
+    /// Peers that are owed at least one entry.
+    pub async fn outbox_peers(&self) -> Result<Vec<Peer>> {
+        let rows = sqlx::query("SELECT DISTINCT peer FROM outbox ORDER BY peer").fetch_all(&self.readers).await?;
+        rows.iter().map(|r| Ok(Peer(blob::<32>(r, "peer")?))).collect()
+    }
+
+    /// How many entries `peer` is owed.
+    pub async fn outbox_len(&self, peer: &Peer) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE peer = $1")
+            .bind(peer.0.to_vec())
+            .fetch_one(&self.readers)
+            .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    /// `peer` acknowledged these entries: they are no longer owed. Returns how
+    /// many rows were removed.
+    pub async fn ack(&self, peer: &Peer, hashes: &[EntryHash]) -> Result<u64> {
+        self.outbox_update(peer, hashes, "DELETE FROM outbox WHERE peer = ", None).await
+    }
+
+    /// A delivery attempt failed: count it and retry no earlier than `next`.
+    pub async fn defer(&self, peer: &Peer, hashes: &[EntryHash], next: UnixTime) -> Result<u64> {
+        self.outbox_update(peer, hashes, "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ", Some(next))
+            .await
+    }
+
+    async fn outbox_update(
+        &self,
+        peer: &Peer,
+        hashes: &[EntryHash],
+        head: &str,
+        next: Option<UnixTime>,
+    ) -> Result<u64> {
+        let mut conn = self.writer.lock().await;
+        let mut n = 0;
+        for chunk in hashes.chunks(500) {
+            let mut qb = QueryBuilder::<Sqlite>::new(head);
+            if let Some(t) = next {
+                qb.push_bind(time_value(t)?).push(" WHERE peer = ");
+            }
+            qb.push_bind(peer.0.to_vec()).push(" AND entry_seq IN (SELECT seq FROM entries WHERE hash IN (");
+            let mut sep = qb.separated(", ");
+            for h in chunk {
+                sep.push_bind(h.0.to_vec());
+            }
+            qb.push("))");
+            n += qb.build().execute(&mut *conn).await?.rows_affected();
+        }
+        Ok(n)
+    }
+}

@@ -1,0 +1,186 @@
+//! Ratchet state: this device's sending chain per group, and a receiving
+//! chain (with the keys of skipped messages) per sender device per group.
+//! A used key's row is deleted; `secure_delete` overwrites it on disk.
+
+use std::collections::BTreeSet;
+
+use sqlx::{Row, SqliteConnection};
+use veil_crypto::{ChainState, GroupId, MessageKey, ReceiverChain, VerifyKey};
+
+use crate::{
+    Error, Result, Store,
+    groups::group_ref,
+    keystore::StorageKey,
+    rows::{to_i64, u64_col},
+};
+
+const SEAL_SENDER: &[u8] = b"veil/storage/sender-chain";
+const SEAL_RECEIVER: &[u8] = b"veil/storage/receiver-chain";
+const SEAL_SKIPPED: &[u8] = b"veil/storage/skipped-key";
+
+fn purpose(label: &[u8], group_ref: i64, device: Option<&VerifyKey>, counter: Option<u64>) -> Vec<u8> {
+    let mut p = label.to_vec();
+    p.extend_from_slice(&group_ref.to_be_bytes());
+    if let Some(d) = device {
+        p.extend_from_slice(&d.to_bytes());
+    }
+    if let Some(c) = counter {
+        p.extend_from_slice(&c.to_be_bytes());
+    }
+    p
+}
+
+fn open_chain(key: &StorageKey, purpose: &[u8], sealed: &[u8]) -> Result<ChainState> {
+    Ok(ChainState::from_bytes(&key.open(purpose, sealed)?)?)
+}
+
+/// Writes this device's sending chain for a group (inside a transaction).
+pub(crate) async fn put_sender(
+    conn: &mut SqliteConnection,
+    key: &StorageKey,
+    group: i64,
+    state: &ChainState,
+) -> Result<()> {
+    to_i64(state.next, "ratchet counter")?;
+    let sealed = key.seal(&purpose(SEAL_SENDER, group, None, None), &state.to_bytes()[..])?;
+    sqlx::query(
+        "INSERT INTO sender_chains (group_ref, sealed_state) VALUES ($1, $2)
+         ON CONFLICT (group_ref) DO UPDATE SET sealed_state = excluded.sealed_state",
+    )
+    .bind(group)
+    .bind(sealed)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Writes a receiving chain and brings its skipped keys in line with it:
+/// keys the chain no longer holds (used, or out of the window) are deleted.
+pub(crate) async fn put_receiver(
+    conn: &mut SqliteConnection,
+    key: &StorageKey,
+    group: i64,
+    device: &VerifyKey,
+    chain: &ReceiverChain,
+) -> Result<()> {
+    let device_bytes = device.to_bytes().to_vec();
+    let sealed = key.seal(&purpose(SEAL_RECEIVER, group, Some(device), None), &chain.state().to_bytes()[..])?;
+    sqlx::query(
+        "INSERT INTO receiver_chains (group_ref, device, window_size, sealed_state) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (group_ref, device) DO UPDATE SET window_size = excluded.window_size, sealed_state = excluded.sealed_state",
+    )
+    .bind(group)
+    .bind(&device_bytes)
+    .bind(to_i64(chain.window(), "ratchet window")?)
+    .bind(sealed)
+    .execute(&mut *conn)
+    .await?;
+    let stored: BTreeSet<i64> =
+        sqlx::query_scalar("SELECT counter FROM skipped_keys WHERE group_ref = $1 AND device = $2")
+            .bind(group)
+            .bind(&device_bytes)
+            .fetch_all(&mut *conn)
+            .await?
+            .into_iter()
+            .collect();
+    let mut wanted = BTreeSet::new();
+    for (counter, mk) in chain.export_skipped() {
+        let c = to_i64(counter, "ratchet counter")?;
+        wanted.insert(c);
+        if !stored.contains(&c) {
+            let bytes = [mk.expose_key().as_slice(), mk.nonce().as_slice()].concat();
+            let sealed = key.seal(&purpose(SEAL_SKIPPED, group, Some(device), Some(counter)), &bytes)?;
+            sqlx::query("INSERT INTO skipped_keys (group_ref, device, counter, sealed_key) VALUES ($1, $2, $3, $4)")
+                .bind(group)
+                .bind(&device_bytes)
+                .bind(c)
+                .bind(sealed)
+                .execute(&mut *conn)
+                .await?;
+        }
+    }
+    for gone in stored.difference(&wanted) {
+        sqlx::query("DELETE FROM skipped_keys WHERE group_ref = $1 AND device = $2 AND counter = $3")
+            .bind(group)
+            .bind(&device_bytes)
+            .bind(gone)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+impl Store {
+    /// This device's sending chain in `group`.
+    pub async fn sender_chain(&self, group: &GroupId) -> Result<Option<ChainState>> {
+        let row = sqlx::query(
+            "SELECT s.group_ref, s.sealed_state FROM sender_chains s JOIN groups g ON g.id = s.group_ref WHERE g.group_id = $1",
+        )
+        .bind(group.0.to_vec())
+        .fetch_optional(&self.readers)
+        .await?;
+        row.map(|r| {
+            let g: i64 = r.try_get("group_ref")?;
+            open_chain(&self.key, &purpose(SEAL_SENDER, g, None, None), &r.try_get::<Vec<u8>, _>("sealed_state")?)
+        })
+        .transpose()
+    }
+
+    /// Saves this device's sending chain in `group` (outside an append, e.g.
+    /// when a group is created).
+    pub async fn save_sender_chain(&self, group: &GroupId, state: &ChainState) -> Result<()> {
+        let mut conn = self.writer.lock().await;
+        let g = group_ref(&mut conn, group).await?;
+        put_sender(&mut conn, &self.key, g, state).await
+    }
+
+    /// The receiving chain of `device` in `group`, with its skipped keys.
+    pub async fn receiver_chain(&self, group: &GroupId, device: &VerifyKey) -> Result<Option<ReceiverChain>> {
+        let device_bytes = device.to_bytes().to_vec();
+        let row = sqlx::query(
+            "SELECT r.group_ref, r.window_size, r.sealed_state FROM receiver_chains r JOIN groups g ON g.id = r.group_ref
+             WHERE g.group_id = $1 AND r.device = $2",
+        )
+        .bind(group.0.to_vec())
+        .bind(&device_bytes)
+        .fetch_optional(&self.readers)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let g: i64 = row.try_get("group_ref")?;
+        let state = open_chain(
+            &self.key,
+            &purpose(SEAL_RECEIVER, g, Some(device), None),
+            &row.try_get::<Vec<u8>, _>("sealed_state")?,
+        )?;
+        let mut chain = ReceiverChain::new(state, u64_col(&row, "window_size")?)?;
+        let skipped = sqlx::query("SELECT counter, sealed_key FROM skipped_keys WHERE group_ref = $1 AND device = $2")
+            .bind(g)
+            .bind(&device_bytes)
+            .fetch_all(&self.readers)
+            .await?;
+        let mut keys = Vec::with_capacity(skipped.len());
+        for r in &skipped {
+            let counter = u64_col(r, "counter")?;
+            let bytes = self.key.open(
+                &purpose(SEAL_SKIPPED, g, Some(device), Some(counter)),
+                &r.try_get::<Vec<u8>, _>("sealed_key")?,
+            )?;
+            keys.push((
+                counter,
+                MessageKey::from_bytes(&bytes).ok_or(Error::Invalid { what: "skipped key", reason: "wrong length" })?,
+            ));
+        }
+        chain.import_skipped(keys);
+        Ok(Some(chain))
+    }
+
+    /// Saves the receiving chain of `device` in `group` (outside an append).
+    pub async fn save_receiver_chain(&self, group: &GroupId, device: &VerifyKey, chain: &ReceiverChain) -> Result<()> {
+        let mut conn = self.writer.lock().await;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        let g = group_ref(&mut tx, group).await?;
+        put_receiver(&mut tx, &self.key, g, device, chain).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,38 @@
+//! Conversions between column values and veil types.
+
+use sqlx::{Row, sqlite::SqliteRow};
+use veil_crypto::{VerifyKey, time::UnixTime};
+
+use crate::{Error, Result};
+
+/// A fixed-size blob column.
+pub(crate) fn blob<const N: usize>(row: &SqliteRow, column: &'static str) -> Result<[u8; N]> {
+    let v: Vec<u8> = row.try_get(column)?;
+    v.as_slice().try_into().map_err(|_| Error::Invalid { what: column, reason: "wrong length" })
+}
+
+/// An Ed25519 public key column.
+pub(crate) fn verify_key(row: &SqliteRow, column: &'static str) -> Result<VerifyKey> {
+    Ok(VerifyKey::from_bytes(&blob::<32>(row, column)?)?)
+}
+
+/// A u64 stored in a signed 64-bit column.
+pub(crate) fn to_i64(value: u64, what: &'static str) -> Result<i64> {
+    i64::try_from(value).map_err(|_| Error::OutOfRange(what))
+}
+
+/// A signed 64-bit column holding a u64.
+pub(crate) fn u64_col(row: &SqliteRow, column: &'static str) -> Result<u64> {
+    let v: i64 = row.try_get(column)?;
+    u64::try_from(v).map_err(|_| Error::Invalid { what: column, reason: "negative" })
+}
+
+/// A timestamp column.
+pub(crate) fn time(row: &SqliteRow, column: &'static str) -> Result<UnixTime> {
+    Ok(UnixTime(u64_col(row, column)?))
+}
+
+/// A timestamp for a column.
+pub(crate) fn time_value(t: UnixTime) -> Result<i64> {
+    to_i64(t.0, "timestamp")
+}

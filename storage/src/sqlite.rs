@@ -1,0 +1,152 @@
+//! Everything specific to SQLite lives here: the file-format checks done
+//! before SQLite ever touches a file, connection options and pragmas.
+
+use std::{
+    io::Read,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+
+use crate::{Error, Result};
+
+const MAGIC: &[u8; 16] = b"SQLite format 3\0";
+
+/// How hard commits push data to disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Survives process crashes (`kill -9`); a power loss may lose the last
+    /// commits (WAL with `synchronous = NORMAL`).
+    ProcessCrash,
+    /// Also survives power loss: every commit is fsynced (`synchronous = FULL`).
+    #[default]
+    PowerLoss,
+}
+
+/// Tuning knobs for the SQLite connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tuning {
+    /// Page cache per connection, in KiB.
+    pub cache_kib: u32,
+    /// WAL pages after which SQLite checkpoints automatically.
+    pub wal_autocheckpoint_pages: u32,
+    /// Commit durability.
+    pub durability: Durability,
+}
+
+impl Default for Tuning {
+    /// 64 MiB of page cache and a 10 000-page (40 MiB) checkpoint interval:
+    /// with random 32-byte entry hashes, index pages of a store with a million
+    /// entries stay in memory and checkpoints stay rare (see limits.md).
+    fn default() -> Self {
+        Self { cache_kib: 64 * 1024, wal_autocheckpoint_pages: 10_000, durability: Durability::PowerLoss }
+    }
+}
+
+/// Checks that an existing file is a complete SQLite database, reading it
+/// only: a file that is not SQLite, or was cut short, is refused before
+/// SQLite opens it (and might "repair" it).
+pub(crate) fn check_file(path: &Path) -> Result<()> {
+    let io = |source| Error::Io { path: path.to_owned(), source };
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let len = file.metadata().map_err(io)?.len();
+    let mut header = [0u8; 100];
+    if len < header.len() as u64 {
+        return Err(if len == 0 {
+            Error::NotSqlite { path: path.to_owned() }
+        } else {
+            corrupt_or_foreign(path, &mut file)?
+        });
+    }
+    file.read_exact(&mut header).map_err(io)?;
+    if &header[..16] != MAGIC {
+        return Err(Error::NotSqlite { path: path.to_owned() });
+    }
+    let page_size = match u16::from_be_bytes([header[16], header[17]]) {
+        1 => 65_536u64,
+        n if n >= 512 && n.is_power_of_two() => u64::from(n),
+        _ => return Err(corrupt(path, "invalid page size in the header")),
+    };
+    if len % page_size != 0 {
+        return Err(corrupt(path, format!("file size {len} is not a whole number of {page_size}-byte pages")));
+    }
+    let change_counter = &header[24..28];
+    let valid_for = &header[92..96];
+    let pages = u64::from(u32::from_be_bytes([header[28], header[29], header[30], header[31]]));
+    if change_counter == valid_for && pages != 0 && len < pages * page_size {
+        return Err(corrupt(path, format!("truncated: {len} bytes, the header declares {}", pages * page_size)));
+    }
+    Ok(())
+}
+
+fn corrupt(path: &Path, reason: impl Into<String>) -> Error {
+    Error::Corrupt { path: path.to_owned(), reason: reason.into() }
+}
+
+fn corrupt_or_foreign(path: &Path, file: &mut std::fs::File) -> Result<Error> {
+    let mut start = Vec::new();
+    file.read_to_end(&mut start).map_err(|source| Error::Io { path: path.to_owned(), source })?;
+    Ok(if MAGIC.starts_with(&start[..start.len().min(16)]) && !start.is_empty() {
+        corrupt(path, "truncated inside the header")
+    } else {
+        Error::NotSqlite { path: path.to_owned() }
+    })
+}
+
+/// Options for the single writer connection.
+pub(crate) fn writer_options(path: &Path, create: bool, tuning: &Tuning) -> SqliteConnectOptions {
+    base_options(path, tuning).create_if_missing(create).read_only(false)
+}
+
+/// Options for reader connections (WAL lets them run beside the writer).
+pub(crate) fn reader_options(path: &Path, tuning: &Tuning) -> SqliteConnectOptions {
+    base_options(path, tuning).create_if_missing(false).read_only(true)
+}
+
+/// Options for inspecting a file before migrating it: read-only, no pragmas
+/// that write.
+pub(crate) fn inspect_options(path: &Path) -> SqliteConnectOptions {
+    SqliteConnectOptions::new().filename(path).read_only(true).create_if_missing(false)
+}
+
+fn base_options(path: &Path, tuning: &Tuning) -> SqliteConnectOptions {
+    let synchronous = match tuning.durability {
+        Durability::ProcessCrash => SqliteSynchronous::Normal,
+        Durability::PowerLoss => SqliteSynchronous::Full,
+    };
+    SqliteConnectOptions::new()
+        .filename(path)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(synchronous)
+        .foreign_keys(true)
+        .busy_timeout(Duration::from_secs(10))
+        // Deleted rows (used message keys, delivered outbox rows) are
+        // overwritten with zeros, not left in free pages.
+        .pragma("secure_delete", "ON")
+        .pragma("cache_size", format!("-{}", tuning.cache_kib))
+        .pragma("wal_autocheckpoint", tuning.wal_autocheckpoint_pages.to_string())
+}
+
+/// The path of the temporary database a new store is built in before it is
+/// renamed into place (so a crash during creation never leaves a half-made
+/// database at the real path).
+pub(crate) fn staging_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".creating");
+    path.with_file_name(name)
+}
+
+/// Removes a staging database and its WAL/SHM companions.
+pub(crate) fn remove_staging(path: &Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        let _ = std::fs::remove_file(PathBuf::from(p));
+    }
+}
+
+/// `PRAGMA integrity_check` result: `Ok` or SQLite's list of problems.
+pub(crate) fn integrity_verdict(rows: Vec<String>) -> Result<(), String> {
+    if rows.len() == 1 && rows[0] == "ok" { Ok(()) } else { Err(rows.join("; ")) }
+}

@@ -1,0 +1,248 @@
+//! Every repository, exercised through the public API.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{group_fixture, metadata_entry, temp_store};
+use veil_crypto::{
+    AccountKeys, Identity, OsEntropy, ReceiverChain, RendezvousSeed, SenderChain, TestEntropy,
+    envelope::{BodyKey, EntryHash, EntryKind, Links, open_entry, seal_entry},
+    time::{Clock, UnixTime},
+};
+use veil_storage::{Appended, ContactState, GroupKind, NewEntry, Peer, RatchetUpdate, Store};
+
+#[tokio::test]
+async fn identity_round_trip_and_only_once() {
+    let t = temp_store().await;
+    assert!(t.store.load_identity().await.unwrap().is_none());
+    let id = Identity::generate(&mut OsEntropy).unwrap();
+    t.store.save_identity(&id).await.unwrap();
+    assert!(t.store.save_identity(&id).await.is_err());
+    let back = t.store.load_identity().await.unwrap().unwrap();
+    assert_eq!(back.account.public(), id.account.public());
+    assert_eq!(back.device.verify_key(), id.device.verify_key());
+    assert_eq!(back.alias.to_seed(), id.alias.to_seed());
+    let other = Identity::generate(&mut OsEntropy).unwrap().device.verify_key();
+    t.store.add_device(&other, Some("laptop")).await.unwrap();
+    let devices = t.store.devices().await.unwrap();
+    assert_eq!(devices.len(), 2);
+    assert_eq!(devices.iter().filter(|d| d.is_this_device).count(), 1);
+    assert!(devices.iter().any(|d| d.device == other && d.name.as_deref() == Some("laptop")));
+}
+
+#[tokio::test]
+async fn link_reset_disable_and_history() {
+    let t = temp_store().await;
+    assert!(t.store.link().await.unwrap().is_none());
+    assert!(t.store.set_link_enabled(false).await.is_err());
+    let first = RendezvousSeed::from_bytes([1; 32]);
+    t.store.reset_link(&first).await.unwrap();
+    let link = t.store.link().await.unwrap().unwrap();
+    assert_eq!((link.seed.clone(), link.enabled), (first.clone(), true));
+    t.store.set_link_enabled(false).await.unwrap();
+    assert!(!t.store.link().await.unwrap().unwrap().enabled);
+    t.clock.advance(60);
+    let second = RendezvousSeed::from_bytes([2; 32]);
+    t.store.reset_link(&second).await.unwrap();
+    let link = t.store.link().await.unwrap().unwrap();
+    assert_eq!(link.seed, second);
+    assert!(!link.enabled, "a reset does not re-enable a disabled link");
+    let history = t.store.link_history().await.unwrap();
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].seed, first);
+    assert_eq!(history[0].retired_at, UnixTime(1_800_000_060));
+}
+
+#[tokio::test]
+async fn contacts_move_through_states() {
+    let t = temp_store().await;
+    let them = AccountKeys::generate(&mut OsEntropy).unwrap().public();
+    let seed = RendezvousSeed::from_bytes([7; 32]);
+    t.store.upsert_contact(&them, Some("Bob"), Some(&seed), ContactState::OutgoingEnqueued).await.unwrap();
+    t.store.set_contact_state(&them.signing, ContactState::OutgoingSent, None).await.unwrap();
+    let (secret, _, device) = group_fixture(1);
+    let gid = t.store.insert_group(GroupKind::Contact, None, &secret, &device).await.unwrap();
+    t.store.set_contact_state(&them.signing, ContactState::Accepted, Some(&gid)).await.unwrap();
+    let c = t.store.contact(&them.signing).await.unwrap().unwrap();
+    assert_eq!(
+        (c.state, c.group, c.display_name.as_deref(), c.seed),
+        (ContactState::Accepted, Some(gid), Some("Bob"), Some(seed))
+    );
+    // An upsert without a name or seed keeps the known ones.
+    t.store.upsert_contact(&them, None, None, ContactState::Blocked).await.unwrap();
+    let c = t.store.contact(&them.signing).await.unwrap().unwrap();
+    assert_eq!((c.state, c.display_name.as_deref()), (ContactState::Blocked, Some("Bob")));
+    assert_eq!(t.store.contacts(Some(ContactState::Blocked)).await.unwrap().len(), 1);
+    assert_eq!(t.store.contacts(Some(ContactState::Accepted)).await.unwrap().len(), 0);
+    assert_eq!(t.store.contacts(None).await.unwrap().len(), 1);
+    let stranger = AccountKeys::generate(&mut OsEntropy).unwrap().public();
+    assert!(t.store.set_contact_state(&stranger.signing, ContactState::Accepted, None).await.is_err());
+}
+
+#[tokio::test]
+async fn groups_round_trip() {
+    let t = temp_store().await;
+    let (secret, keys, device) = group_fixture(3);
+    let id = t.store.insert_group(GroupKind::MultiMember, Some("club"), &secret, &device).await.unwrap();
+    assert_eq!(id, keys.id);
+    // Idempotent.
+    assert_eq!(t.store.insert_group(GroupKind::MultiMember, Some("other"), &secret, &device).await.unwrap(), id);
+    let g = t.store.group(&id).await.unwrap().unwrap();
+    assert_eq!(
+        (g.kind, g.name.as_deref(), g.secret, g.device.verify_key()),
+        (GroupKind::MultiMember, Some("club"), secret, device.verify_key())
+    );
+    assert_eq!(t.store.groups().await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn dag_heads_missing_parents_and_order() {
+    let t = temp_store().await;
+    let (secret, keys, device) = group_fixture(4);
+    let gid = t.store.insert_group(GroupKind::MultiMember, None, &secret, &device).await.unwrap();
+    let (a, la) = metadata_entry(&keys, &device, 1, vec![], b"a");
+    let (b, lb) = metadata_entry(&keys, &device, 2, vec![a.hash()], b"b");
+    let (c, lc) = metadata_entry(&keys, &device, 2, vec![a.hash()], b"c");
+    let (d, ld) = metadata_entry(&keys, &device, 3, vec![b.hash(), c.hash()], b"d");
+    fn put<'a>(gid: veil_crypto::GroupId, e: &'a veil_crypto::envelope::SealedEntry, l: &'a Links) -> NewEntry<'a> {
+        NewEntry { group: gid, entry: e, links: l, author: None, payload: None, ratchet: None, outbox: &[] }
+    }
+    // d arrives first: its parents are missing and it is the only head.
+    assert_eq!(t.store.append(put(gid, &d, &ld)).await.unwrap(), Appended::Stored);
+    let mut missing = vec![b.hash(), c.hash()];
+    missing.sort();
+    assert_eq!(t.store.missing_parents(&gid, EntryKind::Metadata).await.unwrap(), missing);
+    assert_eq!(t.store.heads(&gid, EntryKind::Metadata).await.unwrap(), vec![d.hash()]);
+    // b and c arrive (in one batch): a is now missing, d still the head.
+    let out = t.store.append_batch(&[put(gid, &b, &lb), put(gid, &c, &lc), put(gid, &b, &lb)]).await.unwrap();
+    assert_eq!(out, vec![Appended::Stored, Appended::Stored, Appended::Duplicate]);
+    assert_eq!(t.store.missing_parents(&gid, EntryKind::Metadata).await.unwrap(), vec![a.hash()]);
+    assert_eq!(t.store.heads(&gid, EntryKind::Metadata).await.unwrap(), vec![d.hash()]);
+    assert_eq!(t.store.append(put(gid, &a, &la)).await.unwrap(), Appended::Stored);
+    assert!(t.store.missing_parents(&gid, EntryKind::Metadata).await.unwrap().is_empty());
+    assert_eq!(t.store.append(put(gid, &a, &la)).await.unwrap(), Appended::Duplicate);
+    // Total order: lamport, then hash.
+    let all = t.store.entries_after(&gid, EntryKind::Metadata, None, 100).await.unwrap();
+    let mut expected = vec![(1, a.hash()), (2, b.hash()), (2, c.hash()), (3, d.hash())];
+    expected.sort();
+    assert_eq!(all.iter().map(|e| (e.lamport, e.hash)).collect::<Vec<_>>(), expected);
+    let page = t.store.entries_after(&gid, EntryKind::Metadata, Some(expected[1]), 1).await.unwrap();
+    assert_eq!(page[0].hash, expected[2].1);
+    assert_eq!(t.store.entry_count(&gid, EntryKind::Metadata).await.unwrap(), 4);
+    assert_eq!(t.store.entry_count(&gid, EntryKind::Message).await.unwrap(), 0);
+    let got = t.store.entry(&b.hash()).await.unwrap().unwrap();
+    assert_eq!((got.sealed, got.parents), (b, vec![a.hash()]));
+    assert!(open_entry(&keys, &got_sealed(&t.store, &d.hash()).await).is_ok());
+}
+
+async fn got_sealed(store: &Store, hash: &EntryHash) -> veil_crypto::envelope::SealedEntry {
+    store.entry(hash).await.unwrap().unwrap().sealed
+}
+
+#[tokio::test]
+async fn unknown_group_is_refused_and_nothing_is_written() {
+    let t = temp_store().await;
+    let (_, keys, device) = group_fixture(5);
+    let (e, l) = metadata_entry(&keys, &device, 1, vec![], b"x");
+    let r = t
+        .store
+        .append(NewEntry {
+            group: keys.id,
+            entry: &e,
+            links: &l,
+            author: None,
+            payload: None,
+            ratchet: None,
+            outbox: &[],
+        })
+        .await;
+    assert!(r.is_err());
+    assert!(!t.store.contains_entry(&e.hash()).await.unwrap());
+}
+
+#[tokio::test]
+async fn append_stores_payload_ratchet_and_outbox_together() {
+    let t = temp_store().await;
+    let (secret, keys, device) = group_fixture(6);
+    let gid = t.store.insert_group(GroupKind::Contact, None, &secret, &device).await.unwrap();
+    let mut e = TestEntropy::new(b"append");
+    let mut chain = SenderChain::generate(&mut e).unwrap();
+    t.store.save_sender_chain(&gid, chain.state()).await.unwrap();
+    let start = chain.state().clone();
+    let peer = Peer([9; 32]);
+    let mut hashes = vec![];
+    for i in 0..3u64 {
+        let links =
+            Links { kind: EntryKind::Message, lamport: i + 1, parents: hashes.last().copied().into_iter().collect() };
+        let text = format!("message {i}");
+        let sealed = seal_entry(&keys, &device, &links, BodyKey::Message(&mut chain), text.as_bytes(), &mut e).unwrap();
+        let out = t
+            .store
+            .append(NewEntry {
+                group: gid,
+                entry: &sealed,
+                links: &links,
+                author: Some(device.verify_key()),
+                payload: Some(text.as_bytes()),
+                ratchet: Some(RatchetUpdate::Sender(chain.state())),
+                outbox: &[peer],
+            })
+            .await
+            .unwrap();
+        assert_eq!(out, Appended::Stored);
+        hashes.push(sealed.hash());
+    }
+    assert_eq!(t.store.sender_chain(&gid).await.unwrap().unwrap(), chain.state().clone());
+    assert_eq!(t.store.outbox_len(&peer).await.unwrap(), 3);
+    let due = t.store.outbox_due(&peer, t.clock.now(), 10).await.unwrap();
+    assert_eq!(due.iter().map(|i| i.entry.hash).collect::<Vec<_>>(), hashes);
+    assert_eq!(&due[1].entry.payload.as_ref().unwrap()[..], b"message 1");
+    // A failed attempt defers; an ack removes.
+    let later = UnixTime(t.clock.now().0 + 30);
+    assert_eq!(t.store.defer(&peer, &hashes[..1], later).await.unwrap(), 1);
+    assert_eq!(t.store.outbox_due(&peer, t.clock.now(), 10).await.unwrap().len(), 2);
+    assert_eq!(t.store.outbox_due(&peer, later, 10).await.unwrap()[0].attempts, 1);
+    assert_eq!(t.store.ack(&peer, &hashes[..2]).await.unwrap(), 2);
+    assert_eq!(t.store.outbox_peers().await.unwrap(), vec![peer]);
+    t.store.ack(&peer, &hashes).await.unwrap();
+    assert!(t.store.outbox_peers().await.unwrap().is_empty());
+    // Owing old entries to a new peer.
+    let newcomer = Peer([1; 32]);
+    t.store.enqueue(&newcomer, &hashes).await.unwrap();
+    assert_eq!(t.store.outbox_len(&newcomer).await.unwrap(), 3);
+
+    // The receiving side: used keys are gone from storage too.
+    let mut receiver = ReceiverChain::new(start, 64).unwrap();
+    let entries: Vec<_> = sealed_entries(&t.store, &hashes).await;
+    let third = open_entry(&keys, &entries[2]).unwrap();
+    assert_eq!(&third.read_message(&mut receiver).unwrap()[..], b"message 2");
+    t.store.save_receiver_chain(&gid, &device.verify_key(), &receiver).await.unwrap();
+    let mut loaded = t.store.receiver_chain(&gid, &device.verify_key()).await.unwrap().unwrap();
+    assert_eq!(loaded.skipped_counters().collect::<Vec<_>>(), vec![0, 1]);
+    let first = open_entry(&keys, &entries[0]).unwrap();
+    assert_eq!(&first.read_message(&mut loaded).unwrap()[..], b"message 0");
+    t.store.save_receiver_chain(&gid, &device.verify_key(), &loaded).await.unwrap();
+    let mut reloaded = t.store.receiver_chain(&gid, &device.verify_key()).await.unwrap().unwrap();
+    assert_eq!(reloaded.skipped_counters().collect::<Vec<_>>(), vec![1]);
+    assert!(first.read_message(&mut reloaded).is_err(), "a used key must not come back from storage");
+}
+
+async fn sealed_entries(store: &Store, hashes: &[EntryHash]) -> Vec<veil_crypto::envelope::SealedEntry> {
+    let mut out = vec![];
+    for h in hashes {
+        out.push(store.entry(h).await.unwrap().unwrap().sealed);
+    }
+    out
+}
+
+#[tokio::test]
+async fn settings_round_trip() {
+    let t = temp_store().await;
+    assert_eq!(t.store.setting("policy").await.unwrap(), None);
+    t.store.set_setting("policy", b"relayed").await.unwrap();
+    t.store.set_setting("policy", b"anonymous").await.unwrap();
+    assert_eq!(t.store.setting("policy").await.unwrap().as_deref(), Some(&b"anonymous"[..]));
+    assert!(t.store.remove_setting("policy").await.unwrap());
+    assert!(!t.store.remove_setting("policy").await.unwrap());
+}
