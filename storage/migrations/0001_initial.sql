@@ -58,7 +58,7 @@ CREATE TABLE groups (
     id            INTEGER PRIMARY KEY,
     group_id      BLOB NOT NULL UNIQUE,
     kind          TEXT NOT NULL CHECK (kind IN ('contact', 'multi-member')),
-    name          TEXT,
+    sealed_name   BLOB,
     sealed_secret BLOB NOT NULL,
     device_public BLOB NOT NULL,
     sealed_device BLOB NOT NULL,
@@ -68,7 +68,7 @@ CREATE TABLE groups (
 CREATE TABLE contacts (
     account_signing   BLOB PRIMARY KEY,
     account_agreement BLOB NOT NULL,
-    display_name      TEXT,
+    sealed_name       BLOB,
     sealed_seed       BLOB,
     state             TEXT NOT NULL CHECK (state IN (
                           'outgoing-enqueued', 'outgoing-sent', 'incoming-received',

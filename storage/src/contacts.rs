@@ -10,6 +10,7 @@ use crate::{
 };
 
 const SEAL_CONTACT_SEED: &[u8] = b"veil/storage/contact-seed";
+const SEAL_CONTACT_NAME: &[u8] = b"veil/storage/contact-name";
 
 /// Where a contact relationship stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -90,20 +91,22 @@ impl Store {
         let now = time_value(self.now())?;
         let purpose = [SEAL_CONTACT_SEED, &account.signing.to_bytes()].concat();
         let sealed_seed = seed.map(|s| self.key.seal(&purpose, s.expose_secret())).transpose()?;
+        let name_purpose = [SEAL_CONTACT_NAME, &account.signing.to_bytes()].concat();
+        let sealed_name = display_name.map(|n| self.key.seal(&name_purpose, n.as_bytes())).transpose()?;
         let mut conn = self.writer.lock().await;
         sqlx::query(
-            "INSERT INTO contacts (account_signing, account_agreement, display_name, sealed_seed, state, created_at, updated_at)
+            "INSERT INTO contacts (account_signing, account_agreement, sealed_name, sealed_seed, state, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, $6, $6)
              ON CONFLICT (account_signing) DO UPDATE SET
                  account_agreement = excluded.account_agreement,
-                 display_name = COALESCE(excluded.display_name, contacts.display_name),
+                 sealed_name = COALESCE(excluded.sealed_name, contacts.sealed_name),
                  sealed_seed = COALESCE(excluded.sealed_seed, contacts.sealed_seed),
                  state = excluded.state,
                  updated_at = excluded.updated_at",
         )
         .bind(account.signing.to_bytes().to_vec())
         .bind(account.agreement.0.to_vec())
-        .bind(display_name)
+        .bind(sealed_name)
         .bind(sealed_seed)
         .bind(state.as_str())
         .bind(now)
@@ -172,7 +175,8 @@ impl Store {
             .map_err(|_| Error::Invalid { what: "group id", reason: "wrong length" })?;
         Ok(ContactRecord {
             account: AccountPublic { signing, agreement: AgreementPublic(blob::<32>(r, "account_agreement")?) },
-            display_name: r.try_get("display_name")?,
+            display_name: self
+                .open_text(&[SEAL_CONTACT_NAME, &signing.to_bytes()].concat(), r.try_get("sealed_name")?)?,
             seed,
             state: ContactState::parse(&r.try_get::<String, _>("state")?)?,
             group,
@@ -182,6 +186,6 @@ impl Store {
     }
 }
 
-const CONTACT_SELECT: &str = "SELECT c.account_signing, c.account_agreement, c.display_name, c.sealed_seed, c.state,
+const CONTACT_SELECT: &str = "SELECT c.account_signing, c.account_agreement, c.sealed_name, c.sealed_seed, c.state,
         g.group_id, c.created_at, c.updated_at
     FROM contacts c LEFT JOIN groups g ON g.id = c.group_ref";

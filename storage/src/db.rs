@@ -209,6 +209,17 @@ impl Store {
     pub(crate) fn now(&self) -> UnixTime {
         self.clock.now()
     }
+
+    /// Opens an optional sealed UTF-8 column.
+    pub(crate) fn open_text(&self, purpose: &[u8], sealed: Option<Vec<u8>>) -> Result<Option<String>> {
+        sealed
+            .map(|s| {
+                let bytes = self.key.open(purpose, &s)?;
+                String::from_utf8(bytes.to_vec())
+                    .map_err(|_| Error::Invalid { what: "sealed text", reason: "not UTF-8" })
+            })
+            .transpose()
+    }
 }
 
 fn keystore_record(row: &SqliteRow) -> Result<KeystoreRecord> {

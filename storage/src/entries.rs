@@ -384,7 +384,8 @@ const ENTRY_SELECT: &str =
     "SELECT hash, kind, lamport, author, parents, links, header, body, tag, sealed_payload, received_at FROM entries";
 
 /// Keeps `heads` and `missing_parents` of one log right after `new` entries
-/// (naming `parents`) were stored.
+/// (naming `parents`) were stored. Work is proportional to the batch's
+/// frontier, not its size: parents inside the batch need no bookkeeping.
 async fn update_dag(
     conn: &mut SqliteConnection,
     group: i64,
@@ -392,33 +393,38 @@ async fn update_dag(
     new: &[[u8; 32]],
     parents: &BTreeSet<[u8; 32]>,
 ) -> Result<()> {
+    let new_set: BTreeSet<[u8; 32]> = new.iter().copied().collect();
+    // New entries that an earlier-stored entry already named were missing
+    // parents: they are no longer missing, and they are not heads.
+    let mut were_missing = BTreeSet::new();
     for chunk in new.chunks(ROWS_PER_STATEMENT) {
-        // New entries are heads, unless a stored entry already named them
-        // (they were missing parents).
+        let mut qb = QueryBuilder::<Sqlite>::new("DELETE FROM missing_parents WHERE group_ref = ");
+        qb.push_bind(group).push(" AND kind = ").push_bind(kind).push(" AND hash IN (");
+        push_hashes(&mut qb, chunk);
+        qb.push(") RETURNING hash");
+        for row in qb.build().fetch_all(&mut *conn).await? {
+            were_missing.insert(blob::<32>(&row, "hash")?);
+        }
+    }
+    // Heads: new entries no entry names.
+    let heads: Vec<[u8; 32]> =
+        new.iter().filter(|h| !parents.contains(*h) && !were_missing.contains(*h)).copied().collect();
+    for chunk in heads.chunks(ROWS_PER_STATEMENT) {
         let mut qb = QueryBuilder::<Sqlite>::new("INSERT INTO heads (group_ref, kind, hash) ");
         qb.push_values(chunk, |mut b, h| {
             b.push_bind(group).push_bind(kind).push_bind(h.to_vec());
         });
         qb.push(" ON CONFLICT DO NOTHING");
         qb.build().execute(&mut *conn).await?;
-        in_list(
-            conn,
-            "DELETE FROM heads WHERE group_ref = ",
-            group,
-            kind,
-            chunk,
-            " AND hash IN (SELECT hash FROM missing_parents WHERE hash IN (",
-            "))",
-        )
-        .await?;
-        in_list(conn, "DELETE FROM missing_parents WHERE group_ref = ", group, kind, chunk, " AND hash IN (", ")")
-            .await?;
     }
-    let parents: Vec<[u8; 32]> = parents.iter().copied().collect();
-    for chunk in parents.chunks(ROWS_PER_STATEMENT) {
-        // Named parents are no longer heads…
-        in_list(conn, "DELETE FROM heads WHERE group_ref = ", group, kind, chunk, " AND hash IN (", ")").await?;
-        // …and those not stored are missing.
+    // Parents from before this batch stop being heads; those not stored are missing.
+    let older: Vec<[u8; 32]> = parents.difference(&new_set).copied().collect();
+    for chunk in older.chunks(ROWS_PER_STATEMENT) {
+        let mut qb = QueryBuilder::<Sqlite>::new("DELETE FROM heads WHERE group_ref = ");
+        qb.push_bind(group).push(" AND kind = ").push_bind(kind).push(" AND hash IN (");
+        push_hashes(&mut qb, chunk);
+        qb.push(")");
+        qb.build().execute(&mut *conn).await?;
         let mut qb = QueryBuilder::<Sqlite>::new("INSERT INTO missing_parents (group_ref, kind, hash) SELECT ");
         qb.push_bind(group).push(", ").push_bind(kind).push(", v.column1 FROM (VALUES ");
         let mut sep = qb.separated(", ");
@@ -431,23 +437,9 @@ async fn update_dag(
     Ok(())
 }
 
-/// Runs `{head}{group} AND kind = {kind}{open}h1, h2, …{close}`.
-async fn in_list(
-    conn: &mut SqliteConnection,
-    head: &str,
-    group: i64,
-    kind: i64,
-    hashes: &[[u8; 32]],
-    open: &str,
-    close: &str,
-) -> Result<()> {
-    let mut qb = QueryBuilder::<Sqlite>::new(head);
-    qb.push_bind(group).push(" AND kind = ").push_bind(kind).push(open);
+fn push_hashes(qb: &mut QueryBuilder<Sqlite>, hashes: &[[u8; 32]]) {
     let mut sep = qb.separated(", ");
     for h in hashes {
         sep.push_bind(h.to_vec());
     }
-    qb.push(close);
-    qb.build().execute(&mut *conn).await?;
-    Ok(())
 }

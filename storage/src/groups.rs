@@ -10,6 +10,7 @@ use crate::{
 
 const SEAL_GROUP_SECRET: &[u8] = b"veil/storage/group-secret";
 const SEAL_GROUP_DEVICE: &[u8] = b"veil/storage/group-device";
+const SEAL_GROUP_NAME: &[u8] = b"veil/storage/group-name";
 
 /// What kind of group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,14 +77,15 @@ impl Store {
         let id = GroupKeys::derive(secret).id;
         let sealed_secret = self.key.seal(&[SEAL_GROUP_SECRET, &id.0].concat(), secret.expose_secret())?;
         let sealed_device = self.key.seal(&[SEAL_GROUP_DEVICE, &id.0].concat(), &device.to_seed()[..])?;
+        let sealed_name = name.map(|n| self.key.seal(&[SEAL_GROUP_NAME, &id.0].concat(), n.as_bytes())).transpose()?;
         let mut conn = self.writer.lock().await;
         sqlx::query(
-            "INSERT INTO groups (group_id, kind, name, sealed_secret, device_public, sealed_device, joined_at)
+            "INSERT INTO groups (group_id, kind, sealed_name, sealed_secret, device_public, sealed_device, joined_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (group_id) DO NOTHING",
         )
         .bind(id.0.to_vec())
         .bind(kind.as_str())
-        .bind(name)
+        .bind(sealed_name)
         .bind(sealed_secret)
         .bind(device.verify_key().to_bytes().to_vec())
         .bind(sealed_device)
@@ -96,7 +98,7 @@ impl Store {
     /// One group.
     pub async fn group(&self, id: &GroupId) -> Result<Option<GroupRecord>> {
         let row = sqlx::query(
-            "SELECT group_id, kind, name, sealed_secret, sealed_device, joined_at FROM groups WHERE group_id = $1",
+            "SELECT group_id, kind, sealed_name, sealed_secret, sealed_device, joined_at FROM groups WHERE group_id = $1",
         )
         .bind(id.0.to_vec())
         .fetch_optional(&self.readers)
@@ -106,10 +108,11 @@ impl Store {
 
     /// Every group, in the order they were joined.
     pub async fn groups(&self) -> Result<Vec<GroupRecord>> {
-        let rows =
-            sqlx::query("SELECT group_id, kind, name, sealed_secret, sealed_device, joined_at FROM groups ORDER BY id")
-                .fetch_all(&self.readers)
-                .await?;
+        let rows = sqlx::query(
+            "SELECT group_id, kind, sealed_name, sealed_secret, sealed_device, joined_at FROM groups ORDER BY id",
+        )
+        .fetch_all(&self.readers)
+        .await?;
         rows.iter().map(|r| self.group_record(r)).collect()
     }
 
@@ -127,7 +130,7 @@ impl Store {
         Ok(GroupRecord {
             id,
             kind: GroupKind::parse(&r.try_get::<String, _>("kind")?)?,
-            name: r.try_get("name")?,
+            name: self.open_text(&[SEAL_GROUP_NAME, &id.0].concat(), r.try_get("sealed_name")?)?,
             secret,
             device,
             joined_at: time(r, "joined_at")?,
