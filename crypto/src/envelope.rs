@@ -247,6 +247,34 @@ pub fn seal_entry(
     payload: &[u8],
     entropy: &mut impl Entropy,
 ) -> Result<SealedEntry> {
+    let pending = begin_entry(keys, &author.verify_key(), links, body_key, payload, entropy)?;
+    let signature = author.sign(pending.to_sign());
+    pending.finish(keys, signature, entropy)
+}
+
+/// An entry sealed except for the author's signature: the two-step form of
+/// [`seal_entry`] for when the signing key lives elsewhere (an identity
+/// vault that never hands keys out). Sign [`PendingEntry::to_sign`] with the
+/// author's device key, then [`PendingEntry::finish`].
+#[derive(Debug)]
+pub struct PendingEntry {
+    links_ct: Vec<u8>,
+    body: Vec<u8>,
+    author: VerifyKey,
+    counter: u64,
+    to_sign: Vec<u8>,
+}
+
+/// Encrypts links and body of a new entry and computes what the author signs.
+/// For message entries this advances the sender chain.
+pub fn begin_entry(
+    keys: &GroupKeys,
+    author: &VerifyKey,
+    links: &Links,
+    body_key: BodyKey<'_>,
+    payload: &[u8],
+    entropy: &mut impl Entropy,
+) -> Result<PendingEntry> {
     let expected_kind = match body_key {
         BodyKey::Metadata => EntryKind::Metadata,
         BodyKey::Message(_) => EntryKind::Message,
@@ -264,17 +292,40 @@ pub fn seal_entry(
             (counter, aead::seal(&mk.key, &mk.nonce, &body_aad, &padded))
         }
     };
-    let author_pk = author.verify_key();
-    let sig = author.sign(&signature_input(&keys.id.0, &links_ct, &author_pk, counter, &body));
-    let mut header_plain = zeroize::Zeroizing::new(Vec::with_capacity(HEADER_PLAIN_LEN));
-    header_plain.push(HEADER_VERSION);
-    header_plain.extend_from_slice(&author_pk.to_bytes());
-    header_plain.extend_from_slice(&counter.to_be_bytes());
-    header_plain.extend_from_slice(&sig.0);
-    let header =
-        aead::seal_prefixed(keys.header_key.expose_secret(), &with_aad(HEADER_AAD, &links_ct), &header_plain, entropy)?;
-    let tag = hmac(keys.entry_auth_key.expose_secret(), &[&sections_mac_input(&links_ct, &header, &body)]);
-    Ok(SealedEntry { links: links_ct, header, body, tag })
+    let to_sign = signature_input(&keys.id.0, &links_ct, author, counter, &body);
+    Ok(PendingEntry { links_ct, body, author: *author, counter, to_sign })
+}
+
+impl PendingEntry {
+    /// The bytes the author's device key must sign.
+    pub fn to_sign(&self) -> &[u8] {
+        &self.to_sign
+    }
+
+    /// The author's device key this entry is for.
+    pub fn author(&self) -> &VerifyKey {
+        &self.author
+    }
+
+    /// Completes the entry with the author's signature (checked here, so a
+    /// wrong key cannot produce an entry that members would refuse).
+    pub fn finish(self, keys: &GroupKeys, signature: Signature, entropy: &mut impl Entropy) -> Result<SealedEntry> {
+        self.author.verify(&self.to_sign, &signature)?;
+        let mut header_plain = zeroize::Zeroizing::new(Vec::with_capacity(HEADER_PLAIN_LEN));
+        header_plain.push(HEADER_VERSION);
+        header_plain.extend_from_slice(&self.author.to_bytes());
+        header_plain.extend_from_slice(&self.counter.to_be_bytes());
+        header_plain.extend_from_slice(&signature.0);
+        let header = aead::seal_prefixed(
+            keys.header_key.expose_secret(),
+            &with_aad(HEADER_AAD, &self.links_ct),
+            &header_plain,
+            entropy,
+        )?;
+        let tag =
+            hmac(keys.entry_auth_key.expose_secret(), &[&sections_mac_input(&self.links_ct, &header, &self.body)]);
+        Ok(SealedEntry { links: self.links_ct, header, body: self.body, tag })
+    }
 }
 
 /// An entry whose tag, links, header and author signature all checked out.
@@ -375,6 +426,22 @@ mod tests {
             aead::seal_prefixed(keys.header_key.expose_secret(), &with_aad(HEADER_AAD, &links_ct), &h, &mut e).unwrap();
         let tag = hmac(keys.entry_auth_key.expose_secret(), &[&sections_mac_input(&links_ct, &header, &body)]);
         SealedEntry { links: links_ct, header, body, tag }
+    }
+
+    #[test]
+    fn two_step_sealing_checks_the_signature() {
+        let keys = GroupKeys::derive(&GroupSecret::from_bytes([1; 32]));
+        let author = SigningSecret::from_seed(&[2; 32]);
+        let other = SigningSecret::from_seed(&[3; 32]);
+        let links = Links { kind: EntryKind::Metadata, lamport: 1, parents: vec![] };
+        let mut e = TestEntropy::new(b"two-step");
+        let pending = begin_entry(&keys, &author.verify_key(), &links, BodyKey::Metadata, b"hi", &mut e).unwrap();
+        let wrong = other.sign(pending.to_sign());
+        assert_eq!(pending.finish(&keys, wrong, &mut e).unwrap_err(), Error::BadSignature);
+        let pending = begin_entry(&keys, &author.verify_key(), &links, BodyKey::Metadata, b"hi", &mut e).unwrap();
+        let sig = author.sign(pending.to_sign());
+        let entry = pending.finish(&keys, sig, &mut e).unwrap();
+        assert_eq!(open_entry(&keys, &entry).unwrap().author, author.verify_key());
     }
 
     #[test]
