@@ -19,7 +19,6 @@ use veil_storage::{
     keystore::{KdfParams, KeySource},
 };
 
-const BATCH: usize = 1000;
 const SINGLES: usize = 2000;
 const BATCHED: usize = 50_000;
 const TARGET_BATCHED: f64 = 30_000.0;
@@ -96,6 +95,7 @@ fn rate(n: usize, start: Instant) -> f64 {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
+    let batch_size: usize = std::env::var("VEIL_BENCH_BATCH").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
     let prefill: usize = std::env::var("VEIL_BENCH_PREFILL").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
     let durability = match std::env::var("VEIL_BENCH_DURABILITY").as_deref() {
         Ok("process-crash") => Durability::ProcessCrash,
@@ -166,13 +166,13 @@ async fn main() {
     let raw_single = rate(SINGLES, t);
 
     // Batched appends.
-    let batches: Vec<_> = (0..BATCHED / BATCH).map(|_| generator.batch(BATCH)).collect();
+    let batches: Vec<_> = (0..BATCHED / batch_size).map(|_| generator.batch(batch_size)).collect();
     let t = Instant::now();
     for b in &batches {
         append_all(&store, group, b).await;
     }
     let batched = rate(BATCHED, t);
-    let raw_batches: Vec<_> = (0..BATCHED / BATCH).map(|_| raw_generator.batch(BATCH)).collect();
+    let raw_batches: Vec<_> = (0..BATCHED / batch_size).map(|_| raw_generator.batch(batch_size)).collect();
     let t = Instant::now();
     for b in &raw_batches {
         raw_insert(&mut raw, b).await;
@@ -185,7 +185,7 @@ async fn main() {
     };
     println!(
         "{{\"benchmark\":\"veil-storage/append\",\"prefilled_entries\":{prefill},\"durability\":\"{durability}\",\
-         \"batch_size\":{BATCH},\"single_append_per_s\":{single:.0},\"batched_append_per_s\":{batched:.0},\
+         \"batch_size\":{batch_size},\"single_append_per_s\":{single:.0},\"batched_append_per_s\":{batched:.0},\
          \"raw_single_insert_per_s\":{raw_single:.0},\"raw_batched_insert_per_s\":{raw_batched:.0},\
          \"target_batched_per_s\":{TARGET_BATCHED},\"within_target\":{}}}",
         batched >= TARGET_BATCHED

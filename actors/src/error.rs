@@ -1,0 +1,35 @@
+//! The crate's error type.
+
+/// Everything that can go wrong in the actor layer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The store failed.
+    #[error(transparent)]
+    Storage(#[from] veil_storage::Error),
+    /// A cryptographic operation failed.
+    #[error(transparent)]
+    Crypto(#[from] veil_crypto::Error),
+    /// An actor's mailbox is closed (the node is shutting down).
+    #[error("the {0} actor is not running")]
+    Unavailable(&'static str),
+    /// An actor failed while handling the request and is being restarted;
+    /// the request was not carried out and may be retried.
+    #[error("the {0} actor failed and is restarting; retry the request")]
+    Restarting(&'static str),
+    /// The node has no identity yet.
+    #[error("this node has no identity")]
+    NoIdentity,
+    /// A group is not known to this node.
+    #[error("unknown group")]
+    UnknownGroup,
+    /// The node's configuration is invalid.
+    #[error("invalid configuration: {0}")]
+    Config(&'static str),
+    /// The node's thread could not be started or ended unexpectedly.
+    #[error("the node runtime stopped: {0}")]
+    Runtime(String),
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = core::result::Result<T, E>;

@@ -1,0 +1,94 @@
+//! # veil-actors
+//!
+//! The actor runtime veil nodes run in: isolated actix actors exchanging
+//! typed messages, each under a supervisor that restarts it after a failure
+//! and lets it rebuild its state from storage.
+//!
+//! | actor | owns |
+//! |---|---|
+//! | [`IdentityVault`] | every private key; answers with public keys and signatures |
+//! | [`RendezvousRotator`] | the schedule of rendezvous points to announce and look up |
+//! | [`ContactBook`] | the contact link (and, later, contact requests) |
+//! | [`GroupLog`] | one per group: its logs, sealing and storing entries |
+//!
+//! Actors reach each other through `Recipient<M>`, never through each
+//! other's concrete types. App builders use the [`Node`] facade and never
+//! touch actix.
+//!
+//! ```
+//! use veil_actors::Node;
+//! use veil_storage::keystore::KdfParams;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let node = Node::builder().data_dir(dir.path()).kdf(KdfParams::FAST_INSECURE_FOR_TESTS).spawn().await?;
+//! let link = node.share_link().await?;
+//! assert!(link.uri.starts_with("veil://contact/"));
+//! let group = node.create_group(Some("notes")).await?;
+//! node.send(&group, b"hello").await?;
+//! assert_eq!(node.history(&group, None, 10).await?[0].payload, b"hello");
+//! node.shutdown().await?;
+//! # Ok(())
+//! # }
+//! ```
+
+mod contacts;
+mod error;
+mod group_log;
+pub mod messages;
+mod node;
+mod rotator;
+mod supervision;
+mod vault;
+
+pub use contacts::ContactBook;
+pub use error::{Error, Result};
+pub use group_log::GroupLog;
+pub use node::{Node, NodeBuilder};
+pub use rotator::RendezvousRotator;
+pub use vault::IdentityVault;
+use veil_crypto::{GroupId, envelope::EntryHash, rendezvous::ActivePoints};
+
+use crate::messages::rendezvous::WatchKey;
+
+/// What a node tells its subscribers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+// Events are rare (a few per period or per message); boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
+pub enum NodeEvent {
+    /// An entry was appended to a group's log.
+    EntryAdded {
+        /// The group.
+        group: GroupId,
+        /// The entry.
+        hash: EntryHash,
+    },
+    /// The rendezvous points of a watch changed.
+    RendezvousRotated {
+        /// What the points belong to.
+        key: WatchKey,
+        /// The points now active.
+        points: ActivePoints,
+    },
+    /// A group was created.
+    GroupCreated {
+        /// The group.
+        group: GroupId,
+    },
+}
+
+/// Which actor (for fault injection in tests).
+#[cfg(feature = "fault-injection")]
+#[derive(Debug, Clone, Copy)]
+pub enum ActorKind {
+    /// The identity vault.
+    IdentityVault,
+    /// The rendezvous rotator.
+    RendezvousRotator,
+    /// The contact book.
+    ContactBook,
+    /// A group's log.
+    GroupLog(GroupId),
+}

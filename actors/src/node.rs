@@ -1,0 +1,375 @@
+//! The `Node` facade: what app builders use. It runs the actor system on its
+//! own thread and exposes plain async methods and an event stream; no actix
+//! type appears in its API.
+
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use actix::{Actor, Addr, Context, Handler, Supervisor};
+use actix_rt::ArbiterHandle;
+use tokio::sync::{broadcast, oneshot};
+use veil_crypto::{
+    GroupId, GroupSecret, OsEntropy, SigningSecret,
+    envelope::EntryHash,
+    rendezvous::{ActivePoints, Schedule},
+    time::{Clock, SystemClock},
+};
+use veil_storage::{
+    GroupKind, Store, StoreOptions, Tuning,
+    keystore::{KdfParams, KeySource},
+};
+use zeroize::Zeroizing;
+
+use crate::{
+    ContactBook, Error, GroupLog, IdentityVault, NodeEvent, RendezvousRotator, Result,
+    messages::{
+        contacts::{LinkInfo, ResetLink, SetLinkEnabled, ShareLink},
+        group::{AppendMessage, GetHistory, HistoryEntry},
+        rendezvous::{GetActivePoints, PointsRotated, WatchKey},
+        vault::{GetIdentity, GroupAdded, PublicIdentity},
+    },
+    supervision::mailbox,
+};
+
+/// Capacity of the node's event channel; a slower subscriber sees `Lagged`.
+const EVENT_CAPACITY: usize = 1024;
+
+/// Configures and starts a [`Node`].
+#[derive(Debug)]
+pub struct NodeBuilder {
+    data_dir: Option<PathBuf>,
+    passphrase: Option<Zeroizing<String>>,
+    clock: Arc<dyn Clock>,
+    schedule: Schedule,
+    rotation_check: Duration,
+    kdf: KdfParams,
+    tuning: Tuning,
+}
+
+impl Default for NodeBuilder {
+    fn default() -> Self {
+        Self {
+            data_dir: None,
+            passphrase: None,
+            clock: Arc::new(SystemClock),
+            schedule: Schedule::DEFAULT,
+            rotation_check: Duration::from_secs(1),
+            kdf: KdfParams::DEFAULT,
+            tuning: Tuning::default(),
+        }
+    }
+}
+
+impl NodeBuilder {
+    /// Where the node keeps its database and key file (required).
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.data_dir = Some(dir.into());
+        self
+    }
+
+    /// Protect the store with a passphrase (Argon2id) instead of a key file.
+    pub fn passphrase(mut self, passphrase: impl Into<String>) -> Self {
+        self.passphrase = Some(Zeroizing::new(passphrase.into()));
+        self
+    }
+
+    /// The clock (tests inject a `ManualClock`).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The rendezvous rotation schedule.
+    pub fn rendezvous_schedule(mut self, schedule: Schedule) -> Self {
+        self.schedule = schedule;
+        self
+    }
+
+    /// How often the rotator looks at the clock.
+    pub fn rotation_check_interval(mut self, every: Duration) -> Self {
+        self.rotation_check = every;
+        self
+    }
+
+    /// Argon2id parameters for a new passphrase-protected store.
+    pub fn kdf(mut self, params: KdfParams) -> Self {
+        self.kdf = params;
+        self
+    }
+
+    /// SQLite tuning.
+    pub fn storage_tuning(mut self, tuning: Tuning) -> Self {
+        self.tuning = tuning;
+        self
+    }
+
+    /// Starts the node: opens (or creates, with a fresh identity and no
+    /// network needed) its store and starts every actor under supervision.
+    pub async fn spawn(self) -> Result<Node> {
+        let dir = self.data_dir.clone().ok_or(Error::Config("a data directory is required"))?;
+        create_private_dir(&dir)?;
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let (done_tx, done_rx) = oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name("veil-node".into())
+            .spawn(move || {
+                let system = actix_rt::System::new();
+                system.block_on(async move {
+                    match start(self, dir).await {
+                        Ok(inner) => {
+                            if ready_tx.send(Ok(inner)).is_ok() {
+                                let _ = stop_rx.await;
+                            }
+                            // Returning ends the system: the actors stop and
+                            // the last handle on the store closes it. Every
+                            // commit is already durable; closing only
+                            // checkpoints the WAL.
+                        }
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                        }
+                    }
+                });
+                let _ = done_tx.send(());
+            })
+            .map_err(|e| Error::Runtime(e.to_string()))?;
+        let inner = ready_rx.await.map_err(|_| Error::Runtime("the node thread ended during start".into()))??;
+        Ok(Node { inner: Arc::new(inner), control: Arc::new(Mutex::new(Some((stop_tx, done_rx)))) })
+    }
+}
+
+fn create_private_dir(dir: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|source| Error::Storage(veil_storage::Error::Io { path: dir.to_owned(), source }))
+}
+
+/// Forwards rotation notices to the node's event channel.
+struct EventBridge(broadcast::Sender<NodeEvent>);
+
+impl Actor for EventBridge {
+    type Context = Context<Self>;
+}
+
+impl Handler<PointsRotated> for EventBridge {
+    type Result = ();
+
+    fn handle(&mut self, msg: PointsRotated, _: &mut Self::Context) {
+        let _ = self.0.send(NodeEvent::RendezvousRotated { key: msg.key, points: msg.points });
+    }
+}
+
+struct Inner {
+    arbiter: ArbiterHandle,
+    store: Arc<Store>,
+    vault: Addr<IdentityVault>,
+    contacts: Addr<ContactBook>,
+    rotator: Addr<RendezvousRotator>,
+    groups: Mutex<HashMap<GroupId, Addr<GroupLog>>>,
+    events: broadcast::Sender<NodeEvent>,
+}
+
+async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
+    let key = match builder.passphrase {
+        Some(p) => KeySource::Passphrase(p),
+        None => KeySource::KeyFile(dir.join("storage.key")),
+    };
+    let options = StoreOptions {
+        tuning: builder.tuning,
+        kdf: builder.kdf,
+        clock: builder.clock.clone(),
+        ..StoreOptions::default()
+    };
+    let store = Arc::new(Store::open_or_create(&dir.join("veil.db"), &key, options).await?);
+    let (events, _) = broadcast::channel(EVENT_CAPACITY);
+    let bridge = EventBridge(events.clone()).start();
+
+    let vault = Supervisor::start({
+        let store = store.clone();
+        move |_| IdentityVault::new(store)
+    });
+    let rotator = Supervisor::start({
+        let (store, clock, schedule, every) =
+            (store.clone(), builder.clock.clone(), builder.schedule, builder.rotation_check);
+        let subscriber = bridge.recipient();
+        move |_| RendezvousRotator::new(store, clock, schedule, every, vec![subscriber.clone()])
+    });
+    let contacts = Supervisor::start({
+        let (store, identity, refresh) = (store.clone(), vault.clone().recipient(), rotator.clone().recipient());
+        move |_| ContactBook::new(store, identity.clone(), refresh.clone())
+    });
+    // Make sure the identity exists before anything asks for it.
+    vault.send(GetIdentity).await.map_err(mailbox("identity-vault"))??;
+    let inner = Inner {
+        arbiter: actix_rt::Arbiter::current(),
+        store: store.clone(),
+        vault,
+        contacts,
+        rotator,
+        groups: Mutex::new(HashMap::new()),
+        events,
+    };
+    for group in store.groups().await? {
+        inner.start_group(group.id);
+    }
+    Ok(inner)
+}
+
+impl Inner {
+    fn start_group(&self, group: GroupId) -> Addr<GroupLog> {
+        let (store, device, signer, events) =
+            (self.store.clone(), self.vault.clone().recipient(), self.vault.clone().recipient(), self.events.clone());
+        let addr = Supervisor::start_in_arbiter(&self.arbiter, move |_| {
+            GroupLog::new(group, store.clone(), device.clone(), signer.clone(), events.clone())
+        });
+        if let Ok(mut groups) = self.groups.lock() {
+            groups.insert(group, addr.clone());
+        }
+        addr
+    }
+
+    fn group(&self, group: &GroupId) -> Result<Addr<GroupLog>> {
+        self.groups.lock().ok().and_then(|g| g.get(group).cloned()).ok_or(Error::UnknownGroup)
+    }
+}
+
+type Control = Option<(oneshot::Sender<()>, oneshot::Receiver<()>)>;
+
+/// A running veil node. Cheap to clone; every clone talks to the same actors.
+#[derive(Clone)]
+pub struct Node {
+    inner: Arc<Inner>,
+    control: Arc<Mutex<Control>>,
+}
+
+impl core::fmt::Debug for Node {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Node").finish_non_exhaustive()
+    }
+}
+
+impl Node {
+    /// Starts configuring a node.
+    pub fn builder() -> NodeBuilder {
+        NodeBuilder::default()
+    }
+
+    /// Runs `fut` on the node's own runtime (where its store lives) and
+    /// returns its output.
+    async fn on_node<T: Send + 'static>(&self, fut: impl Future<Output = T> + Send + 'static) -> Result<T> {
+        let (tx, rx) = oneshot::channel();
+        let spawned = self.inner.arbiter.spawn(async move {
+            let _ = tx.send(fut.await);
+        });
+        if !spawned {
+            return Err(Error::Unavailable("node"));
+        }
+        rx.await.map_err(|_| Error::Unavailable("node"))
+    }
+
+    /// This node's public identity.
+    pub async fn identity(&self) -> Result<PublicIdentity> {
+        self.inner.vault.send(GetIdentity).await.map_err(mailbox("identity-vault"))?
+    }
+
+    /// The current contact link (created on first use).
+    pub async fn share_link(&self) -> Result<LinkInfo> {
+        self.inner.contacts.send(ShareLink).await.map_err(mailbox("contact-book"))?
+    }
+
+    /// Draws a new link seed: every earlier link stops working.
+    pub async fn reset_link(&self) -> Result<LinkInfo> {
+        self.inner.contacts.send(ResetLink).await.map_err(mailbox("contact-book"))?
+    }
+
+    /// Enables or disables the link.
+    pub async fn set_link_enabled(&self, enabled: bool) -> Result<LinkInfo> {
+        self.inner.contacts.send(SetLinkEnabled(enabled)).await.map_err(mailbox("contact-book"))?
+    }
+
+    /// The rendezvous points this node currently answers to or looks up.
+    pub async fn active_points(&self) -> Result<Vec<(WatchKey, ActivePoints)>> {
+        self.inner.rotator.send(GetActivePoints).await.map_err(mailbox("rendezvous-rotator"))?
+    }
+
+    /// Creates a multi-member group with a fresh secret and this device's
+    /// key in it, and starts its log.
+    pub async fn create_group(&self, name: Option<&str>) -> Result<GroupId> {
+        let store = self.inner.store.clone();
+        let name = name.map(str::to_owned);
+        let group = self
+            .on_node(async move {
+                let secret = GroupSecret::generate(&mut OsEntropy)?;
+                let device = SigningSecret::generate(&mut OsEntropy)?;
+                Ok::<_, Error>(store.insert_group(GroupKind::MultiMember, name.as_deref(), &secret, &device).await?)
+            })
+            .await??;
+        self.inner.vault.send(GroupAdded { group }).await.map_err(mailbox("identity-vault"))??;
+        self.inner
+            .rotator
+            .send(crate::messages::rendezvous::Refresh)
+            .await
+            .map_err(mailbox("rendezvous-rotator"))??;
+        self.inner.start_group(group);
+        let _ = self.inner.events.send(NodeEvent::GroupCreated { group });
+        Ok(group)
+    }
+
+    /// Appends a message to a group's log.
+    pub async fn send(&self, group: &GroupId, payload: &[u8]) -> Result<EntryHash> {
+        let log = self.inner.group(group)?;
+        log.send(AppendMessage { payload: payload.to_vec() }).await.map_err(mailbox("group-log"))?
+    }
+
+    /// A group's messages in the log's total order, after `after`.
+    pub async fn history(
+        &self,
+        group: &GroupId,
+        after: Option<(u64, EntryHash)>,
+        limit: u32,
+    ) -> Result<Vec<HistoryEntry>> {
+        let log = self.inner.group(group)?;
+        log.send(GetHistory { after, limit }).await.map_err(mailbox("group-log"))?
+    }
+
+    /// The groups this node runs a log for.
+    pub fn groups(&self) -> Vec<GroupId> {
+        self.inner.groups.lock().map(|g| g.keys().copied().collect()).unwrap_or_default()
+    }
+
+    /// Subscribes to the node's events.
+    pub fn events(&self) -> broadcast::Receiver<NodeEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// Stops the node: every actor stops and the store is closed.
+    pub async fn shutdown(&self) -> Result<()> {
+        let control = self.control.lock().ok().and_then(|mut c| c.take());
+        if let Some((stop, done)) = control {
+            let _ = stop.send(());
+            done.await.map_err(|_| Error::Runtime("the node thread ended abnormally".into()))?;
+        }
+        Ok(())
+    }
+
+    /// Makes one actor panic, to show supervision at work (tests only).
+    #[cfg(feature = "fault-injection")]
+    pub async fn inject_panic(&self, actor: crate::ActorKind) -> Result<()> {
+        use crate::{ActorKind, messages::InjectPanic};
+        let m = mailbox("actor");
+        match actor {
+            ActorKind::IdentityVault => self.inner.vault.send(InjectPanic).await.map_err(m)?,
+            ActorKind::RendezvousRotator => self.inner.rotator.send(InjectPanic).await.map_err(m)?,
+            ActorKind::ContactBook => self.inner.contacts.send(InjectPanic).await.map_err(m)?,
+            ActorKind::GroupLog(g) => self.inner.group(&g)?.send(InjectPanic).await.map_err(m)?,
+        }
+    }
+}

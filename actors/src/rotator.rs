@@ -1,0 +1,172 @@
+//! The `RendezvousRotator`: knows every rendezvous point this node must
+//! announce or look up, and tells its subscribers when they change.
+//!
+//! What to watch is derived from storage (own link if enabled, every group,
+//! every contact we are still sending a request to), so a restarted rotator
+//! rebuilds the same schedule. Time comes from the injected clock; the
+//! rotator re-checks it every `check_every`, so a test clock that jumps is
+//! noticed within one check.
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use actix::{
+    Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, Recipient, ResponseActFuture, Supervised,
+    WrapFuture,
+};
+use veil_crypto::{
+    GroupKeys, RendezvousSeed,
+    rendezvous::{ActivePoints, Schedule, Topic},
+    time::Clock,
+};
+use veil_storage::{ContactState, Store};
+
+use crate::{
+    Result,
+    messages::rendezvous::{GetActivePoints, PointsRotated, Refresh, WatchKey},
+    supervision::guarded,
+};
+
+const NAME: &str = "rendezvous-rotator";
+
+struct Watched {
+    topic: Topic,
+    seed: RendezvousSeed,
+    last: Option<ActivePoints>,
+}
+
+/// Computes rendezvous points and announces their rotation.
+pub struct RendezvousRotator {
+    store: Arc<Store>,
+    clock: Arc<dyn Clock>,
+    schedule: Schedule,
+    check_every: Duration,
+    watches: HashMap<WatchKey, Watched>,
+    subscribers: Vec<Recipient<PointsRotated>>,
+}
+
+impl core::fmt::Debug for RendezvousRotator {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("RendezvousRotator").field("watches", &self.watches.len()).finish_non_exhaustive()
+    }
+}
+
+impl RendezvousRotator {
+    /// A rotator; `subscribers` receive every [`PointsRotated`].
+    pub fn new(
+        store: Arc<Store>,
+        clock: Arc<dyn Clock>,
+        schedule: Schedule,
+        check_every: Duration,
+        subscribers: Vec<Recipient<PointsRotated>>,
+    ) -> Self {
+        Self { store, clock, schedule, check_every, watches: HashMap::new(), subscribers }
+    }
+
+    /// Recomputes every watch's points; notifies the changed ones.
+    fn check(&mut self) {
+        let now = self.clock.now();
+        for (key, w) in &mut self.watches {
+            let points = self.schedule.active_points(&w.topic, &w.seed, now);
+            if w.last != Some(points) {
+                w.last = Some(points);
+                for s in &self.subscribers {
+                    // A full subscriber mailbox drops this notice; the next
+                    // check re-sends nothing, so subscribers re-query with
+                    // `GetActivePoints` when they start.
+                    if s.try_send(PointsRotated { key: *key, points }).is_err() {
+                        tracing::warn!(actor = NAME, "a subscriber missed a rotation notice");
+                    }
+                }
+            }
+        }
+    }
+
+    fn replace_watches(&mut self, wanted: Vec<(WatchKey, Topic, RendezvousSeed)>) {
+        let mut next = HashMap::with_capacity(wanted.len());
+        for (key, topic, seed) in wanted {
+            // Keep `last` when nothing changed, so unchanged watches are not re-announced.
+            let last = self.watches.remove(&key).filter(|w| w.topic == topic && w.seed == seed).and_then(|w| w.last);
+            next.insert(key, Watched { topic, seed, last });
+        }
+        self.watches = next;
+        self.check();
+    }
+}
+
+/// Everything to watch, from storage.
+async fn wanted(store: Arc<Store>) -> Result<Vec<(WatchKey, Topic, RendezvousSeed)>> {
+    let mut out = Vec::new();
+    if let (Some(link), Some(identity)) = (store.link().await?, store.load_identity().await?)
+        && link.enabled
+    {
+        out.push((WatchKey::OwnLink, Topic::contact(&identity.account.signing.verify_key()), link.seed));
+    }
+    for group in store.groups().await? {
+        out.push((WatchKey::Group(group.id), Topic::group(), GroupKeys::derive(&group.secret).rendezvous_seed));
+    }
+    for c in store.contacts(Some(ContactState::OutgoingEnqueued)).await? {
+        if let Some(seed) = c.seed {
+            out.push((WatchKey::Contact(c.account.signing), Topic::contact(&c.account.signing), seed));
+        }
+    }
+    Ok(out)
+}
+
+impl Actor for RendezvousRotator {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(256);
+        ctx.wait(wanted(self.store.clone()).into_actor(self).map(|w, act, ctx| match w {
+            Ok(w) => act.replace_watches(w),
+            Err(e) => {
+                tracing::error!(actor = NAME, error = %e, "cannot load watches; stopping");
+                ctx.stop();
+            }
+        }));
+        ctx.run_interval(self.check_every, |act, ctx| {
+            let _ = guarded(NAME, ctx, || {
+                act.check();
+                Ok(())
+            });
+        });
+    }
+}
+
+impl Supervised for RendezvousRotator {
+    fn restarting(&mut self, _: &mut Self::Context) {
+        tracing::warn!(actor = NAME, "restarting; reloading watches from storage");
+        self.watches.clear();
+    }
+}
+
+impl Handler<Refresh> for RendezvousRotator {
+    type Result = ResponseActFuture<Self, Result<()>>;
+
+    fn handle(&mut self, _: Refresh, _: &mut Self::Context) -> Self::Result {
+        Box::pin(wanted(self.store.clone()).into_actor(self).map(|w, act, _| {
+            act.replace_watches(w?);
+            Ok(())
+        }))
+    }
+}
+
+impl Handler<GetActivePoints> for RendezvousRotator {
+    type Result = Result<Vec<(WatchKey, ActivePoints)>>;
+
+    fn handle(&mut self, _: GetActivePoints, ctx: &mut Self::Context) -> Self::Result {
+        guarded(NAME, ctx, || {
+            let now = self.clock.now();
+            Ok(self.watches.iter().map(|(k, w)| (*k, self.schedule.active_points(&w.topic, &w.seed, now))).collect())
+        })
+    }
+}
+
+#[cfg(feature = "fault-injection")]
+impl Handler<crate::messages::InjectPanic> for RendezvousRotator {
+    type Result = Result<()>;
+
+    fn handle(&mut self, _: crate::messages::InjectPanic, ctx: &mut Self::Context) -> Self::Result {
+        guarded(NAME, ctx, || panic!("injected fault"))
+    }
+}
