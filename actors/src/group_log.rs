@@ -6,8 +6,7 @@
 use std::sync::Arc;
 
 use actix::{
-    Actor, ActorContext, ActorFutureExt, AsyncContext, AtomicResponse, Context, Handler, Recipient, ResponseActFuture,
-    Supervised, WrapFuture,
+    Actor, ActorFutureExt, AtomicResponse, Context, Handler, Recipient, ResponseActFuture, Supervised, WrapFuture,
 };
 use tokio::sync::broadcast;
 use veil_crypto::{
@@ -22,8 +21,9 @@ use crate::{
         group::{AppendMessage, GetHistory, HistoryEntry},
         vault::{GetDeviceKey, SignAsDevice},
     },
-    supervision::{guarded, mailbox},
+    supervision::{guarded, load_state, mailbox},
 };
+use std::rc::Rc;
 
 const NAME: &str = "group-log";
 
@@ -91,13 +91,14 @@ impl Actor for GroupLog {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(1024);
-        ctx.wait(load(self.store.clone(), self.group).into_actor(self).map(|loaded, act, ctx| match loaded {
-            Ok(l) => act.state = Some(l),
-            Err(e) => {
-                tracing::error!(actor = NAME, error = %e, "cannot load the group; stopping");
-                ctx.stop();
-            }
-        }));
+        load_state(
+            NAME,
+            self,
+            ctx,
+            Rc::new(|act: &Self| Box::pin(load(act.store.clone(), act.group))),
+            Rc::new(|act: &mut Self, loaded| act.state = Some(loaded)),
+            0,
+        );
     }
 }
 

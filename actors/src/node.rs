@@ -122,19 +122,24 @@ impl NodeBuilder {
                 system.block_on(async move {
                     match start(self, dir).await {
                         Ok(inner) => {
+                            let store = inner.store.clone();
                             if ready_tx.send(Ok(inner)).is_ok() {
                                 let _ = stop_rx.await;
                             }
-                            // Returning ends the system: the actors stop and
-                            // the last handle on the store closes it. Every
-                            // commit is already durable; closing only
-                            // checkpoints the WAL.
+                            // Every commit is already durable; closing
+                            // checkpoints the WAL and releases the database
+                            // for the next process. Actors still running
+                            // get `Closed` until the system ends below.
+                            if let Err(e) = store.close().await {
+                                tracing::warn!(error = %e, "closing the store failed");
+                            }
                         }
                         Err(e) => {
                             let _ = ready_tx.send(Err(e));
                         }
                     }
                 });
+                drop(system);
                 let _ = done_tx.send(());
             })
             .map_err(|e| Error::Runtime(e.to_string()))?;

@@ -10,8 +10,7 @@
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use actix::{
-    Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, Recipient, ResponseActFuture, Supervised,
-    WrapFuture,
+    Actor, ActorFutureExt, AsyncContext, Context, Handler, Recipient, ResponseActFuture, Supervised, WrapFuture,
 };
 use veil_crypto::{
     GroupKeys, RendezvousSeed,
@@ -23,8 +22,9 @@ use veil_storage::{ContactState, Store};
 use crate::{
     Result,
     messages::rendezvous::{GetActivePoints, PointsRotated, Refresh, WatchKey},
-    supervision::guarded,
+    supervision::{guarded, load_state},
 };
+use std::rc::Rc;
 
 const NAME: &str = "rendezvous-rotator";
 
@@ -117,13 +117,14 @@ impl Actor for RendezvousRotator {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(256);
-        ctx.wait(wanted(self.store.clone()).into_actor(self).map(|w, act, ctx| match w {
-            Ok(w) => act.replace_watches(w),
-            Err(e) => {
-                tracing::error!(actor = NAME, error = %e, "cannot load watches; stopping");
-                ctx.stop();
-            }
-        }));
+        load_state(
+            NAME,
+            self,
+            ctx,
+            Rc::new(|act: &Self| Box::pin(wanted(act.store.clone()))),
+            Rc::new(|act: &mut Self, w| act.replace_watches(w)),
+            0,
+        );
         ctx.run_interval(self.check_every, |act, ctx| {
             let _ = guarded(NAME, ctx, || {
                 act.check();

@@ -5,9 +5,7 @@
 
 use std::{collections::HashMap, sync::Arc};
 
-use actix::{
-    Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, ResponseActFuture, Supervised, WrapFuture,
-};
+use actix::{Actor, ActorFutureExt, Context, Handler, ResponseActFuture, Supervised, WrapFuture};
 use veil_crypto::{GroupId, Identity, NetworkKey, OsEntropy, Signature, SigningSecret, VerifyKey};
 use veil_storage::Store;
 
@@ -16,8 +14,9 @@ use crate::{
     messages::vault::{
         GetDeviceKey, GetIdentity, GetMemberKeys, GroupAdded, PublicIdentity, RotateNetworkKey, SignAsDevice,
     },
-    supervision::guarded,
+    supervision::{guarded, load_state},
 };
+use std::rc::Rc;
 
 const NAME: &str = "identity-vault";
 
@@ -41,7 +40,7 @@ impl IdentityVault {
     }
 
     fn identity(&self) -> Result<&Identity> {
-        self.identity.as_ref().ok_or(Error::NoIdentity)
+        self.identity.as_ref().ok_or(Error::Unavailable(NAME))
     }
 }
 
@@ -65,17 +64,17 @@ impl Actor for IdentityVault {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(256);
-        // `wait` holds every message until the keys are loaded.
-        ctx.wait(load(self.store.clone()).into_actor(self).map(|loaded, act, ctx| match loaded {
-            Ok((identity, groups)) => {
+        load_state(
+            NAME,
+            self,
+            ctx,
+            Rc::new(|act: &Self| Box::pin(load(act.store.clone()))),
+            Rc::new(|act: &mut Self, (identity, groups)| {
                 act.identity = Some(identity);
                 act.group_devices = groups;
-            }
-            Err(e) => {
-                tracing::error!(actor = NAME, error = %e, "cannot load keys; stopping");
-                ctx.stop();
-            }
-        }));
+            }),
+            0,
+        );
     }
 }
 

@@ -35,7 +35,7 @@ impl Store {
         let sealed_agreement = self.key.seal(SEAL_ACCOUNT_AGREEMENT, &identity.account.agreement.to_bytes()[..])?;
         let sealed_alias = self.key.seal(SEAL_ALIAS, &identity.alias.to_seed()[..])?;
         let sealed_device = self.key.seal(SEAL_DEVICE, &identity.device.to_seed()[..])?;
-        let mut conn = self.writer.lock().await;
+        let mut conn = self.writer().await?;
         let mut tx = conn.begin().await?;
         let inserted = sqlx::query(
             "INSERT INTO account (id, signing_public, agreement_public, sealed_signing, sealed_agreement, sealed_alias, created_at)
@@ -92,7 +92,7 @@ impl Store {
 
     /// Records another device of this account.
     pub async fn add_device(&self, device: &VerifyKey, name: Option<&str>) -> Result<()> {
-        let mut conn = self.writer.lock().await;
+        let mut conn = self.writer().await?;
         sqlx::query(
             "INSERT INTO devices (device_public, sealed_secret, name, added_at) VALUES ($1, NULL, $2, $3)
              ON CONFLICT (device_public) DO UPDATE SET name = excluded.name",

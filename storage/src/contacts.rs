@@ -93,7 +93,7 @@ impl Store {
         let sealed_seed = seed.map(|s| self.key.seal(&purpose, s.expose_secret())).transpose()?;
         let name_purpose = [SEAL_CONTACT_NAME, &account.signing.to_bytes()].concat();
         let sealed_name = display_name.map(|n| self.key.seal(&name_purpose, n.as_bytes())).transpose()?;
-        let mut conn = self.writer.lock().await;
+        let mut conn = self.writer().await?;
         sqlx::query(
             "INSERT INTO contacts (account_signing, account_agreement, sealed_name, sealed_seed, state, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, $6, $6)
@@ -123,7 +123,7 @@ impl Store {
         group: Option<&GroupId>,
     ) -> Result<()> {
         let now = time_value(self.now())?;
-        let mut conn = self.writer.lock().await;
+        let mut conn = self.writer().await?;
         let group = match group {
             Some(g) => Some(group_ref(&mut conn, g).await?),
             None => None,

@@ -47,10 +47,12 @@ impl Default for StoreOptions {
 /// Secrets are sealed with the storage key before they are written.
 pub struct Store {
     path: PathBuf,
-    pub(crate) writer: Mutex<SqliteConnection>,
+    writer: Mutex<Option<SqliteConnection>>,
     pub(crate) readers: SqlitePool,
     pub(crate) key: StorageKey,
     clock: Arc<dyn Clock>,
+    /// Held until the store is closed: one `Store` per database.
+    lock: std::sync::Mutex<Option<std::fs::File>>,
 }
 
 impl core::fmt::Debug for Store {
@@ -85,13 +87,23 @@ impl Store {
         if path.exists() {
             return Err(Error::AlreadyExists { path: path.to_owned() });
         }
+        let lock = sqlite::lock(path)?;
         let staging = sqlite::staging_path(path);
         sqlite::remove_staging(&staging);
+        let new_key_file = match key {
+            KeySource::KeyFile(file) if !file.exists() => Some(file.clone()),
+            _ => None,
+        };
         let built = Self::build(&staging, key, &options).await;
         let storage_key = match built {
             Ok(k) => k,
             Err(e) => {
                 sqlite::remove_staging(&staging);
+                // A key file made for a store that was never made unlocks nothing.
+                if let Some(file) = new_key_file {
+                    let _ = std::fs::remove_file(file);
+                }
+                sqlite::remove_lock_file(path);
                 return Err(e);
             }
         };
@@ -100,6 +112,7 @@ impl Store {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
         }
+        drop(lock);
         Self::open_checked(path, options, |_| Ok(storage_key)).await
     }
 
@@ -143,39 +156,86 @@ impl Store {
         }
         sqlite::check_file(path)?;
         Self::inspect(path).await?;
+        // Only a file known to be a veil database gets a lock file beside it.
+        let lock = sqlite::lock(path)?;
         let mut writer = SqliteConnection::connect_with(&sqlite::writer_options(path, false, &options.tuning))
             .await
             .map_err(|e| classify(path, e))?;
-        MIGRATOR.run(&mut writer).await?;
-        let row = sqlx::query("SELECT kind, salt, m_cost, t_cost, p_cost, verifier FROM keystore WHERE id = 1")
-            .fetch_optional(&mut writer)
-            .await?
-            .ok_or(Error::Invalid { what: "keystore", reason: "missing" })?;
-        let key = unlock(&keystore_record(&row)?)?;
+        let key = match Self::unlock_and_migrate(&mut writer, unlock).await {
+            Ok(key) => key,
+            Err(e) => {
+                let _ = writer.close().await;
+                return Err(e);
+            }
+        };
         let readers = SqlitePoolOptions::new()
             .max_connections(options.readers.max(1))
             .connect_with(sqlite::reader_options(path, &options.tuning))
             .await?;
-        Ok(Self { path: path.to_owned(), writer: Mutex::new(writer), readers, key, clock: options.clock })
+        Ok(Self {
+            path: path.to_owned(),
+            writer: Mutex::new(Some(writer)),
+            readers,
+            key,
+            clock: options.clock,
+            lock: std::sync::Mutex::new(Some(lock)),
+        })
+    }
+
+    /// Checks the key first, so a mistyped passphrase changes nothing (not
+    /// even a pending schema upgrade), then applies pending migrations.
+    async fn unlock_and_migrate(
+        writer: &mut SqliteConnection,
+        unlock: impl FnOnce(&KeystoreRecord) -> Result<StorageKey>,
+    ) -> Result<StorageKey> {
+        let row = sqlx::query("SELECT kind, salt, m_cost, t_cost, p_cost, verifier FROM keystore WHERE id = 1")
+            .fetch_optional(&mut *writer)
+            .await?
+            .ok_or(Error::Invalid { what: "keystore", reason: "missing" })?;
+        let key = unlock(&keystore_record(&row)?)?;
+        MIGRATOR.run(&mut *writer).await?;
+        Ok(key)
     }
 
     /// Reads the schema version without writing anything.
     async fn inspect(path: &Path) -> Result<()> {
         let mut conn =
             SqliteConnection::connect_with(&sqlite::inspect_options(path)).await.map_err(|e| classify(path, e))?;
+        let verdict = Self::inspect_with(path, &mut conn).await;
+        conn.close().await?;
+        verdict
+    }
+
+    async fn inspect_with(path: &Path, conn: &mut SqliteConnection) -> Result<()> {
+        let has_keystore: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'keystore'")
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(|e| classify(path, e))?;
+        if has_keystore.is_none() {
+            return Err(Error::ForeignDatabase { path: path.to_owned() });
+        }
         let has_migrations: Option<i64> =
             sqlx::query_scalar("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'")
-                .fetch_optional(&mut conn)
+                .fetch_optional(&mut *conn)
                 .await
                 .map_err(|e| classify(path, e))?;
         if has_migrations.is_none() {
             return Err(Error::ForeignDatabase { path: path.to_owned() });
         }
-        let found: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
-            .fetch_one(&mut conn)
-            .await
-            .map_err(|e| classify(path, e))?;
-        conn.close().await?;
+        let applied: Vec<(i64, Vec<u8>)> =
+            sqlx::query_as("SELECT version, checksum FROM _sqlx_migrations WHERE success ORDER BY version")
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(|e| classify(path, e))?;
+        for (version, checksum) in &applied {
+            if let Some(known) = MIGRATOR.iter().find(|m| m.version == *version)
+                && known.checksum.as_ref() != checksum.as_slice()
+            {
+                return Err(Error::ForeignDatabase { path: path.to_owned() });
+            }
+        }
+        let found = applied.iter().map(|a| a.0).max();
         let supported = max_known_version();
         match found {
             Some(found) if found > supported => Err(Error::NewerSchema { path: path.to_owned(), found, supported }),
@@ -199,11 +259,28 @@ impl Store {
         sqlite::integrity_verdict(rows).map_err(|reason| Error::Corrupt { path: self.path.clone(), reason })
     }
 
-    /// Closes every connection, checkpointing the WAL into the main file.
-    pub async fn close(self) -> Result<()> {
+    /// Closes every connection (checkpointing the WAL into the main file)
+    /// and releases the database for another process. Later calls on this
+    /// store fail with [`Error::Closed`]; closing twice is harmless.
+    pub async fn close(&self) -> Result<()> {
         self.readers.close().await;
-        self.writer.into_inner().close().await?;
+        let writer = self.writer.lock().await.take();
+        if let Some(writer) = writer {
+            writer.close().await?;
+        }
+        if let Ok(mut lock) = self.lock.lock() {
+            lock.take();
+        }
         Ok(())
+    }
+
+    /// The writer connection, for one write transaction at a time.
+    pub(crate) async fn writer(&self) -> Result<WriterGuard<'_>> {
+        let guard = self.writer.lock().await;
+        if guard.is_none() {
+            return Err(Error::Closed);
+        }
+        Ok(WriterGuard(guard))
     }
 
     pub(crate) fn now(&self) -> UnixTime {
@@ -219,6 +296,29 @@ impl Store {
                     .map_err(|_| Error::Invalid { what: "sealed text", reason: "not UTF-8" })
             })
             .transpose()
+    }
+}
+
+/// Exclusive use of the writer connection.
+pub(crate) struct WriterGuard<'a>(tokio::sync::MutexGuard<'a, Option<SqliteConnection>>);
+
+impl core::ops::Deref for WriterGuard<'_> {
+    type Target = SqliteConnection;
+
+    fn deref(&self) -> &SqliteConnection {
+        match self.0.as_ref() {
+            Some(conn) => conn,
+            None => unreachable!("a WriterGuard is only made over an open connection"),
+        }
+    }
+}
+
+impl core::ops::DerefMut for WriterGuard<'_> {
+    fn deref_mut(&mut self) -> &mut SqliteConnection {
+        match self.0.as_mut() {
+            Some(conn) => conn,
+            None => unreachable!("a WriterGuard is only made over an open connection"),
+        }
     }
 }
 

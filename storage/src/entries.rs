@@ -158,7 +158,7 @@ impl Store {
     pub async fn append_batch(&self, batch: &[NewEntry<'_>]) -> Result<Vec<Appended>> {
         let prepared: Vec<Prepared> = batch.iter().map(|e| self.prepare(e)).collect::<Result<_>>()?;
         let now = time_value(self.now())?;
-        let mut conn = self.writer.lock().await;
+        let mut conn = self.writer().await?;
         let mut tx = conn.begin().await?;
         let mut refs: HashMap<GroupId, i64> = HashMap::new();
         for e in batch {

@@ -50,6 +50,15 @@ pub enum Error {
         /// The database path.
         path: PathBuf,
     },
+    /// Another process (or another `Store` in this one) has the database open.
+    #[error("{path} is in use by another veil process")]
+    Locked {
+        /// The database path.
+        path: PathBuf,
+    },
+    /// The store was closed.
+    #[error("the store is closed")]
+    Closed,
     /// The storage key could not be created or unlocked.
     #[error(transparent)]
     Keystore(#[from] KeystoreError),

@@ -78,7 +78,7 @@ impl Store {
         let sealed_secret = self.key.seal(&[SEAL_GROUP_SECRET, &id.0].concat(), secret.expose_secret())?;
         let sealed_device = self.key.seal(&[SEAL_GROUP_DEVICE, &id.0].concat(), &device.to_seed()[..])?;
         let sealed_name = name.map(|n| self.key.seal(&[SEAL_GROUP_NAME, &id.0].concat(), n.as_bytes())).transpose()?;
-        let mut conn = self.writer.lock().await;
+        let mut conn = self.writer().await?;
         sqlx::query(
             "INSERT INTO groups (group_id, kind, sealed_name, sealed_secret, device_public, sealed_device, joined_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (group_id) DO NOTHING",

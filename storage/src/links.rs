@@ -57,7 +57,7 @@ impl Store {
     pub async fn reset_link(&self, seed: &RendezvousSeed) -> Result<()> {
         let now = time_value(self.now())?;
         let sealed = self.key.seal(SEAL_LINK_SEED, seed.expose_secret())?;
-        let mut conn = self.writer.lock().await;
+        let mut conn = self.writer().await?;
         let mut tx = conn.begin().await?;
         sqlx::query("UPDATE contact_links SET retired_at = $1 WHERE retired_at IS NULL")
             .bind(now)
@@ -78,7 +78,7 @@ impl Store {
     /// Enables or disables the link (disabled: nobody can reach this node
     /// with any link).
     pub async fn set_link_enabled(&self, enabled: bool) -> Result<()> {
-        let mut conn = self.writer.lock().await;
+        let mut conn = self.writer().await?;
         let r = sqlx::query("UPDATE link_state SET enabled = $1 WHERE id = 1")
             .bind(i64::from(enabled))
             .execute(&mut *conn)

@@ -30,7 +30,7 @@ impl Store {
     /// Unknown hashes are ignored; entries already owed stay as they are.
     pub async fn enqueue(&self, peer: &Peer, hashes: &[EntryHash]) -> Result<()> {
         let now = time_value(self.now())?;
-        let mut conn = self.writer.lock().await;
+        let mut conn = self.writer().await?;
         for chunk in hashes.chunks(500) {
             let mut qb = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO outbox (peer, entry_seq, enqueued_at, next_attempt_at) SELECT ",
@@ -106,7 +106,7 @@ impl Store {
         head: &str,
         next: Option<UnixTime>,
     ) -> Result<u64> {
-        let mut conn = self.writer.lock().await;
+        let mut conn = self.writer().await?;
         let mut n = 0;
         for chunk in hashes.chunks(500) {
             let mut qb = QueryBuilder::<Sqlite>::new(head);

@@ -129,7 +129,7 @@ impl Store {
     /// Saves this device's sending chain in `group` (outside an append, e.g.
     /// when a group is created).
     pub async fn save_sender_chain(&self, group: &GroupId, state: &ChainState) -> Result<()> {
-        let mut conn = self.writer.lock().await;
+        let mut conn = self.writer().await?;
         let g = group_ref(&mut conn, group).await?;
         put_sender(&mut conn, &self.key, g, state).await
     }
@@ -176,7 +176,7 @@ impl Store {
 
     /// Saves the receiving chain of `device` in `group` (outside an append).
     pub async fn save_receiver_chain(&self, group: &GroupId, device: &VerifyKey, chain: &ReceiverChain) -> Result<()> {
-        let mut conn = self.writer.lock().await;
+        let mut conn = self.writer().await?;
         let mut tx = sqlx::Connection::begin(&mut *conn).await?;
         let g = group_ref(&mut tx, group).await?;
         put_receiver(&mut tx, &self.key, g, device, chain).await?;

@@ -14,7 +14,7 @@ impl Store {
 
     /// Sets a setting.
     pub async fn set_setting(&self, name: &str, value: &[u8]) -> Result<()> {
-        let mut conn = self.writer.lock().await;
+        let mut conn = self.writer().await?;
         sqlx::query("INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = excluded.value")
             .bind(name)
             .bind(value)
@@ -25,7 +25,7 @@ impl Store {
 
     /// Removes a setting; returns whether it existed.
     pub async fn remove_setting(&self, name: &str) -> Result<bool> {
-        let mut conn = self.writer.lock().await;
+        let mut conn = self.writer().await?;
         let r = sqlx::query("DELETE FROM settings WHERE name = $1").bind(name).execute(&mut *conn).await?;
         Ok(r.rows_affected() > 0)
     }

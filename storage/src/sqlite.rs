@@ -74,10 +74,27 @@ pub(crate) fn check_file(path: &Path) -> Result<()> {
     let change_counter = &header[24..28];
     let valid_for = &header[92..96];
     let pages = u64::from(u32::from_be_bytes([header[28], header[29], header[30], header[31]]));
-    if change_counter == valid_for && pages != 0 && len < pages * page_size {
+    // With a WAL beside the file, the WAL (not the main file) holds the
+    // newest pages: a checkpoint interrupted by a crash leaves page 1 (with
+    // the new page count) written and the file not yet grown. SQLite
+    // recovers that from the WAL, so only judge the size without one.
+    if change_counter == valid_for && pages != 0 && len < pages * page_size && !has_wal(path) {
         return Err(corrupt(path, format!("truncated: {len} bytes, the header declares {}", pages * page_size)));
     }
     Ok(())
+}
+
+/// Whether a non-empty WAL file is beside `path`.
+pub(crate) fn has_wal(path: &Path) -> bool {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    std::fs::metadata(PathBuf::from(wal)).map(|m| m.len() > 32).unwrap_or(false)
+}
+
+fn wal_exists(path: &Path) -> bool {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    PathBuf::from(wal).exists()
 }
 
 fn corrupt(path: &Path, reason: impl Into<String>) -> Error {
@@ -107,7 +124,10 @@ pub(crate) fn reader_options(path: &Path, tuning: &Tuning) -> SqliteConnectOptio
 /// Options for inspecting a file before migrating it: read-only, no pragmas
 /// that write.
 pub(crate) fn inspect_options(path: &Path) -> SqliteConnectOptions {
-    SqliteConnectOptions::new().filename(path).read_only(true).create_if_missing(false)
+    // Without a WAL beside it, read the file as immutable: SQLite then creates
+    // no -wal/-shm files (which a read-only connection to a WAL-mode file
+    // would otherwise make and leave behind).
+    SqliteConnectOptions::new().filename(path).read_only(true).create_if_missing(false).immutable(!wal_exists(path))
 }
 
 fn base_options(path: &Path, tuning: &Tuning) -> SqliteConnectOptions {
@@ -144,6 +164,35 @@ pub(crate) fn remove_staging(path: &Path) {
         p.push(suffix);
         let _ = std::fs::remove_file(PathBuf::from(p));
     }
+}
+
+/// Takes the exclusive lock that keeps a second process (or a second
+/// `Store`) off the database at `path`; held until the returned file drops.
+pub(crate) fn lock(path: &Path) -> Result<std::fs::File> {
+    let lock_path = lock_path(path);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|source| Error::Io { path: lock_path.clone(), source })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Locked { path: path.to_owned() }),
+        Err(std::fs::TryLockError::Error(source)) => Err(Error::Io { path: lock_path, source }),
+    }
+}
+
+fn lock_path(path: &Path) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(".lock");
+    PathBuf::from(p)
+}
+
+/// Removes the lock file of a store whose creation failed (the caller still
+/// holds the lock, so no other process can be relying on it).
+pub(crate) fn remove_lock_file(path: &Path) {
+    let _ = std::fs::remove_file(lock_path(path));
 }
 
 /// `PRAGMA integrity_check` result: `Ok` or SQLite's list of problems.

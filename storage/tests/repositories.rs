@@ -246,3 +246,17 @@ async fn settings_round_trip() {
     assert!(t.store.remove_setting("policy").await.unwrap());
     assert!(!t.store.remove_setting("policy").await.unwrap());
 }
+
+#[tokio::test]
+async fn a_second_store_on_the_same_database_is_refused() {
+    let t = temp_store().await;
+    let err = Store::open(&t.db_path(), &t.key(), common::options(&t.clock)).await.unwrap_err();
+    assert!(matches!(err, veil_storage::Error::Locked { .. }), "{err:?}");
+    assert!(err.to_string().contains("in use by another veil process"));
+    let path = t.db_path();
+    let key = t.key();
+    let clock = t.clock.clone();
+    t.store.close().await.unwrap();
+    // Once closed, it opens again.
+    Store::open(&path, &key, common::options(&clock)).await.unwrap();
+}

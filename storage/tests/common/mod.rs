@@ -63,3 +63,61 @@ pub(crate) fn group_fixture(seed: u8) -> (GroupSecret, GroupKeys, SigningSecret)
     let keys = GroupKeys::derive(&secret);
     (secret, keys, SigningSecret::from_seed(&[seed.wrapping_add(1); 32]))
 }
+
+/// Options with a given SQLite tuning.
+pub(crate) fn options_with(clock: &ManualClock, tuning: veil_storage::Tuning) -> StoreOptions {
+    StoreOptions { tuning, ..options(clock) }
+}
+
+/// `path` with `suffix` appended to its file name (`veil.db` → `veil.db-wal`).
+pub(crate) fn with_suffix(path: &std::path::Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// The files SQLite or `Store::create` may leave beside a database.
+pub(crate) const COMPANION_SUFFIXES: [&str; 6] =
+    ["-wal", "-shm", "-journal", ".creating", ".creating-wal", ".creating-shm"];
+
+/// Which companion files of `db` exist.
+pub(crate) fn companions(db: &std::path::Path) -> Vec<PathBuf> {
+    COMPANION_SUFFIXES.iter().map(|s| with_suffix(db, s)).filter(|p| p.exists()).collect()
+}
+
+/// The whole directory listing (names only), sorted: to check nothing was created.
+pub(crate) fn dir_listing(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    names
+}
+
+/// Whether `needle` occurs anywhere in `haystack`.
+pub(crate) fn contains_bytes(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// A tiny deterministic PRNG (xorshift64*), so tests say exactly what they drew.
+#[derive(Debug, Clone)]
+pub(crate) struct XorShift(u64);
+
+impl XorShift {
+    pub(crate) fn new(seed: u64) -> Self {
+        Self(seed.max(1))
+    }
+
+    pub(crate) fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// Uniform-ish in `lo..=hi`.
+    pub(crate) fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next_u64() % (hi - lo + 1)
+    }
+}

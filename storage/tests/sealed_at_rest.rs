@@ -1,0 +1,382 @@
+//! Secrets at rest: after a store has held an identity, a group, sealed
+//! messages, ratchet state and a contact link, none of those secrets — nor
+//! the payload plaintexts — appear anywhere in the database file or its WAL.
+//! And the keystore guards the file: the wrong passphrase, the wrong kind of
+//! key, a missing or a foreign key file are all refused with their own error.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::{
+    collections::HashSet,
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+};
+
+use common::{companions, contains_bytes, options, with_suffix};
+use veil_crypto::{
+    AccountKeys, GroupId, GroupKeys, GroupSecret, Identity, OsEntropy, ReceiverChain, RendezvousSeed, SenderChain,
+    SigningSecret,
+    envelope::{BodyKey, EntryHash, EntryKind, Links, open_entry, seal_entry},
+    time::{ManualClock, UnixTime},
+};
+use veil_storage::{
+    ContactState, Error, GroupKind, NewEntry, Peer, RatchetUpdate, Store,
+    keystore::{KdfParams, KeyKind, KeySource, KeystoreError},
+};
+use zeroize::Zeroizing;
+
+const PASSPHRASE: &str = "correct horse battery staple, but longer: 7f3a";
+
+fn clock() -> ManualClock {
+    ManualClock::new(UnixTime(1_800_000_000))
+}
+
+fn passphrase(p: &str) -> KeySource {
+    KeySource::Passphrase(Zeroizing::new(p.to_owned()))
+}
+
+/// A named secret that must never be found in the files.
+struct Needle {
+    what: String,
+    bytes: Vec<u8>,
+}
+
+fn needle(what: impl Into<String>, bytes: &[u8]) -> Needle {
+    Needle { what: what.into(), bytes: bytes.to_vec() }
+}
+
+/// Everything a store was given, and every secret in it.
+struct Fixture {
+    identity: Identity,
+    group: GroupId,
+    group_secret: GroupSecret,
+    group_device: SigningSecret,
+    hashes: Vec<EntryHash>,
+    payloads: Vec<Vec<u8>>,
+    link: RendezvousSeed,
+    needles: Vec<Needle>,
+}
+
+/// Distinctive payloads, 32+ bytes each, that must only ever be stored sealed.
+fn payload(i: usize) -> Vec<u8> {
+    format!("plaintext-canary #{i}: the owl flies at midnight, bring the blue folder ({i})").into_bytes()
+}
+
+/// Fills `store` with one of everything secret and returns the secrets.
+async fn fill(store: &Store) -> Fixture {
+    let mut needles = vec![];
+    let identity = Identity::generate(&mut OsEntropy).unwrap();
+    store.save_identity(&identity).await.unwrap();
+    needles.push(needle("account signing seed", &identity.account.signing.to_seed()[..]));
+    needles.push(needle("account agreement secret", &identity.account.agreement.to_bytes()[..]));
+    needles.push(needle("alias seed", &identity.alias.to_seed()[..]));
+    needles.push(needle("device seed", &identity.device.to_seed()[..]));
+
+    let group_secret = GroupSecret::generate(&mut OsEntropy).unwrap();
+    let group_device = SigningSecret::generate(&mut OsEntropy).unwrap();
+    let keys = GroupKeys::derive(&group_secret);
+    let group =
+        store.insert_group(GroupKind::MultiMember, Some("book club"), &group_secret, &group_device).await.unwrap();
+    assert_eq!(group, keys.id);
+    needles.push(needle("group secret", group_secret.expose_secret()));
+    needles.push(needle("group device seed", &group_device.to_seed()[..]));
+    needles.push(needle("group header key", keys.header_key.expose_secret()));
+    needles.push(needle("group metadata key", keys.metadata_key.expose_secret()));
+    needles.push(needle("group link key", keys.link_key.expose_secret()));
+    needles.push(needle("group entry-auth key", keys.entry_auth_key.expose_secret()));
+    needles.push(needle("group rendezvous seed", keys.rendezvous_seed.expose_secret()));
+
+    // This device's sending chain, and message entries sealed with it.
+    let mut chain = SenderChain::generate(&mut OsEntropy).unwrap();
+    let start = chain.state().clone();
+    store.save_sender_chain(&group, chain.state()).await.unwrap();
+    needles.push(needle("sender chain key at 0", start.chain_key.expose_secret()));
+    let mut probe = SenderChain::from_state(start.clone());
+    let peer = Peer([0x42; 32]);
+    let (mut hashes, mut payloads) = (vec![], vec![]);
+    for i in 0..6 {
+        let (_, mk) = probe.next_key().unwrap();
+        needles.push(needle(format!("message key {i}"), mk.expose_key()));
+        let links = Links {
+            kind: EntryKind::Message,
+            lamport: i as u64 + 1,
+            parents: hashes.last().copied().into_iter().collect(),
+        };
+        let text = payload(i);
+        let sealed =
+            seal_entry(&keys, &group_device, &links, BodyKey::Message(&mut chain), &text, &mut OsEntropy).unwrap();
+        store
+            .append(NewEntry {
+                group,
+                entry: &sealed,
+                links: &links,
+                author: Some(group_device.verify_key()),
+                payload: Some(&text),
+                ratchet: Some(RatchetUpdate::Sender(chain.state())),
+                outbox: &[peer],
+            })
+            .await
+            .unwrap();
+        needles.push(needle(format!("sender chain key at {}", i + 1), chain.state().chain_key.expose_secret()));
+        needles.push(needle(format!("payload {i}"), &text));
+        hashes.push(sealed.hash());
+        payloads.push(text);
+    }
+    assert_eq!(probe.state(), chain.state());
+
+    // A receiving chain (our own sender's, as another device would keep it)
+    // that skipped messages 0..3 to read message 3.
+    let mut receiver = ReceiverChain::new(start, 64).unwrap();
+    let entry = store.entry(&hashes[3]).await.unwrap().unwrap();
+    let opened = open_entry(&keys, &entry.sealed).unwrap();
+    assert_eq!(&opened.read_message(&mut receiver).unwrap()[..], &payloads[3][..]);
+    let skipped = receiver.export_skipped();
+    assert_eq!(skipped.iter().map(|(c, _)| *c).collect::<Vec<_>>(), [0, 1, 2]);
+    for (c, mk) in &skipped {
+        needles.push(needle(format!("skipped message key {c}"), mk.expose_key()));
+    }
+    needles.push(needle("receiver chain key", receiver.state().chain_key.expose_secret()));
+    store.save_receiver_chain(&group, &group_device.verify_key(), &receiver).await.unwrap();
+
+    // The contact link, reset once (so one seed is retired), and a contact's seed.
+    let retired = RendezvousSeed::generate(&mut OsEntropy).unwrap();
+    store.reset_link(&retired).await.unwrap();
+    let link = RendezvousSeed::generate(&mut OsEntropy).unwrap();
+    store.reset_link(&link).await.unwrap();
+    needles.push(needle("retired link seed", retired.expose_secret()));
+    needles.push(needle("link rendezvous seed", link.expose_secret()));
+    let them = AccountKeys::generate(&mut OsEntropy).unwrap().public();
+    let their_seed = RendezvousSeed::generate(&mut OsEntropy).unwrap();
+    store.upsert_contact(&them, Some("Bob"), Some(&their_seed), ContactState::IncomingReceived).await.unwrap();
+    needles.push(needle("contact's rendezvous seed", their_seed.expose_secret()));
+
+    Fixture { identity, group, group_secret, group_device, hashes, payloads, link, needles }
+}
+
+/// The database file and whichever of its WAL and shared-memory files exist.
+fn files_of(db: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    [db.to_owned(), with_suffix(db, "-wal"), with_suffix(db, "-shm")]
+        .into_iter()
+        .filter(|p| p.exists())
+        .map(|p| {
+            let bytes = std::fs::read(&p).unwrap();
+            (p, bytes)
+        })
+        .collect()
+}
+
+/// Every 16-byte window of some files, indexed once (fast even unoptimised).
+struct Scan<'a> {
+    files: Vec<(&'a Path, HashSet<&'a [u8]>)>,
+}
+
+const PIECE: usize = 16;
+
+impl<'a> Scan<'a> {
+    fn new(files: &'a [(PathBuf, Vec<u8>)]) -> Self {
+        Self { files: files.iter().map(|(p, b)| (p.as_path(), b.windows(PIECE).collect())).collect() }
+    }
+
+    /// The first needle — or 16-byte aligned piece of one — found. (Every
+    /// needle is at least 16 bytes, so a whole needle present shows as its
+    /// first piece; the pieces also catch a secret stored split up.)
+    fn first_found(&self, needles: &[Needle]) -> Option<String> {
+        for (path, windows) in &self.files {
+            for n in needles {
+                assert!(n.bytes.len() >= PIECE, "{} is too short to search for", n.what);
+                for (i, piece) in n.bytes.chunks_exact(PIECE).enumerate() {
+                    if windows.contains(piece) {
+                        return Some(format!("bytes {}.. of {} found in {}", i * PIECE, n.what, path.display()));
+                    }
+                }
+            }
+        }
+        None
+    }
+}
+
+/// None of `needles` is anywhere in `files`, while public values stored in
+/// clear are found by the same scan (so it does see the data).
+fn assert_absent(files: &[(PathBuf, Vec<u8>)], f: &Fixture, needles: &[Needle]) {
+    let scan = Scan::new(files);
+    let public = f.identity.account.public().signing.to_bytes();
+    let mut in_clear = vec![needle("group id", &f.group.0), needle("account key", &public)];
+    in_clear.extend(f.hashes.iter().map(|h| needle("entry hash", &h.0)));
+    for n in &in_clear {
+        assert!(scan.first_found(std::slice::from_ref(n)).is_some(), "the scan finds the {}, stored in clear", n.what);
+    }
+    let all: Vec<u8> = files.iter().flat_map(|(_, b)| b.iter().copied()).collect();
+    assert!(contains_bytes(&all, &f.group.0), "a plain search finds the group id too");
+    if let Some(found) = scan.first_found(needles) {
+        panic!("{found}");
+    }
+}
+
+fn assert_same_identity(a: &Identity, b: &Identity) {
+    assert_eq!(a.account.public(), b.account.public());
+    assert_eq!(a.account.signing.to_seed(), b.account.signing.to_seed());
+    assert_eq!(a.account.agreement.to_bytes(), b.account.agreement.to_bytes());
+    assert_eq!(a.alias.to_seed(), b.alias.to_seed());
+    assert_eq!(a.device.to_seed(), b.device.to_seed());
+}
+
+/// Everything put in comes back out with the right key.
+async fn assert_readable(store: &Store, f: &Fixture) {
+    assert_same_identity(&store.load_identity().await.unwrap().unwrap(), &f.identity);
+    let g = store.group(&f.group).await.unwrap().unwrap();
+    assert_eq!(g.secret, f.group_secret);
+    assert_eq!(g.device.to_seed(), f.group_device.to_seed());
+    for (h, p) in f.hashes.iter().zip(&f.payloads) {
+        assert_eq!(&store.entry(h).await.unwrap().unwrap().payload.unwrap()[..], &p[..]);
+    }
+    assert_eq!(store.sender_chain(&f.group).await.unwrap().unwrap().next, 6);
+    let receiver = store.receiver_chain(&f.group, &f.group_device.verify_key()).await.unwrap().unwrap();
+    assert_eq!(receiver.skipped_counters().collect::<Vec<_>>(), [0, 1, 2]);
+    assert_eq!(store.link().await.unwrap().unwrap().seed, f.link);
+    store.integrity_check().await.unwrap();
+}
+
+fn mode_of(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+/// Opens `db` with `key` expecting a keystore refusal, and checks the
+/// refusal did not change the database file.
+async fn refused(db: &Path, key: &KeySource) -> KeystoreError {
+    let before = std::fs::read(db).unwrap();
+    let err = match Store::open(db, key, options(&clock())).await {
+        Ok(_) => panic!("{key:?} opened the store"),
+        Err(Error::Keystore(e)) => e,
+        Err(e) => panic!("expected a keystore error, got {e:?}"),
+    };
+    assert!(std::fs::read(db).unwrap() == before, "a refused unlock changed the file ({err})");
+    err
+}
+
+/// The files this process has open (from `/proc/self/fd`).
+fn open_files() -> Vec<PathBuf> {
+    std::fs::read_dir("/proc/self/fd").unwrap().filter_map(|e| std::fs::read_link(e.ok()?.path()).ok()).collect()
+}
+
+#[tokio::test]
+async fn passphrase_store_keeps_every_secret_sealed() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("veil.db");
+    let opts = options(&clock());
+    assert_eq!(opts.kdf, KdfParams::FAST_INSECURE_FOR_TESTS);
+    let store = Store::create(&db, &passphrase(PASSPHRASE), opts).await.unwrap();
+    let mut f = fill(&store).await;
+    f.needles.push(needle("passphrase", PASSPHRASE.as_bytes()));
+
+    // While the store is open, the recent writes live in the WAL.
+    let live = files_of(&db);
+    let wal = live.iter().find(|(p, _)| p.to_string_lossy().ends_with("-wal")).expect("a live WAL");
+    assert!(wal.1.len() > 32, "the WAL holds the writes ({} bytes)", wal.1.len());
+    assert_absent(&live, &f, &f.needles);
+
+    store.close().await.unwrap();
+
+    // Closed: everything is checkpointed into the one file.
+    let closed = files_of(&db);
+    assert_eq!(closed.len(), 1, "close leaves only the database: {:?}", companions(&db));
+    assert_absent(&closed, &f, &f.needles);
+
+    // The wrong passphrase, or a key file, do not open it.
+    assert!(matches!(refused(&db, &passphrase("correct horse battery staple")).await, KeystoreError::WrongPassphrase));
+    assert!(matches!(refused(&db, &passphrase(&PASSPHRASE.to_uppercase())).await, KeystoreError::WrongPassphrase));
+    let key_file = KeySource::KeyFile(dir.path().join("storage.key"));
+    key_file.create(KdfParams::FAST_INSECURE_FOR_TESTS).unwrap();
+    let err = refused(&db, &key_file).await;
+    assert!(
+        matches!(err, KeystoreError::KindMismatch { stored: KeyKind::Passphrase, given: KeyKind::KeyFile }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("passphrase"), "{err}");
+
+    // The right one does, and everything reads back.
+    let store = Store::open(&db, &passphrase(PASSPHRASE), options(&clock())).await.unwrap();
+    assert_readable(&store, &f).await;
+    store.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn key_file_store_keeps_every_secret_sealed_and_needs_its_key_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("veil.db");
+    let key_path = dir.path().join("storage.key");
+    let key = KeySource::KeyFile(key_path.clone());
+    let store = Store::create(&db, &key, options(&clock())).await.unwrap();
+    assert_eq!(mode_of(&key_path), 0o600, "the key file is private to its owner");
+    let storage_key = std::fs::read(&key_path).unwrap();
+    assert_eq!(storage_key.len(), 32);
+
+    let mut f = fill(&store).await;
+    f.needles.push(needle("the storage key (key file contents)", &storage_key));
+    let live = files_of(&db);
+    assert!(live.len() >= 2, "a live WAL exists");
+    assert_absent(&live, &f, &f.needles);
+    store.close().await.unwrap();
+    let closed = files_of(&db);
+    assert_absent(&closed, &f, &f.needles);
+
+    // Missing key file.
+    let moved = dir.path().join("moved.key");
+    std::fs::rename(&key_path, &moved).unwrap();
+    let err = refused(&db, &key).await;
+    assert!(matches!(&err, KeystoreError::MissingKeyFile { path } if *path == key_path), "{err:?}");
+    assert!(err.to_string().contains(&key_path.display().to_string()), "{err}");
+
+    // Another store's key file.
+    let other_path = dir.path().join("other.key");
+    let other = KeySource::KeyFile(other_path.clone());
+    other.create(KdfParams::FAST_INSECURE_FOR_TESTS).unwrap();
+    let err = refused(&db, &other).await;
+    assert!(matches!(&err, KeystoreError::WrongKeyFile { path } if *path == other_path), "{err:?}");
+    assert!(err.to_string().contains(&other_path.display().to_string()), "{err}");
+
+    // A passphrase instead of the key file.
+    let err = refused(&db, &passphrase(PASSPHRASE)).await;
+    assert!(
+        matches!(err, KeystoreError::KindMismatch { stored: KeyKind::KeyFile, given: KeyKind::Passphrase }),
+        "{err:?}"
+    );
+
+    // The key file back in place (still 0600) opens it, and everything reads back.
+    std::fs::rename(&moved, &key_path).unwrap();
+    assert_eq!(mode_of(&key_path), 0o600);
+    let store = Store::open(&db, &key, options(&clock())).await.unwrap();
+    assert_readable(&store, &f).await;
+    store.close().await.unwrap();
+}
+
+/// BUG (reported, src/db.rs `open_checked`): when unlocking fails, the writer
+/// connection (already connected and migrated) is dropped, not closed, so
+/// sqlx closes it on its worker thread *after* `Store::open` has returned the
+/// error: for a moment the database is still open and `veil.db-wal` /
+/// `veil.db-shm` still exist. A refused open should have released the file
+/// when it returns (close the writer before returning the error, or unlock
+/// before connecting the writer).
+#[tokio::test]
+async fn a_refused_unlock_has_released_the_database_when_it_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("veil.db");
+    let store = Store::create(&db, &passphrase(PASSPHRASE), options(&clock())).await.unwrap();
+    store.close().await.unwrap();
+    assert!(companions(&db).is_empty());
+    let dir_path = dir.path().canonicalize().unwrap();
+    // The close happens on a worker thread shortly after the return, so the
+    // check is repeated to catch it every time rather than most times.
+    for round in 0..8 {
+        for (i, key) in [passphrase("wrong"), KeySource::KeyFile(dir.path().join("no.key"))].iter().enumerate() {
+            let err = refused(&db, key).await;
+            let still_open: Vec<PathBuf> = open_files().into_iter().filter(|p| p.starts_with(&dir_path)).collect();
+            assert!(
+                still_open.is_empty(),
+                "round {round}, case {i} ({err}): still open after the refusal: {still_open:?}"
+            );
+            assert!(companions(&db).is_empty(), "round {round}, case {i} ({err}): left behind: {:?}", companions(&db));
+        }
+    }
+}
