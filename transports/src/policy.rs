@@ -1,0 +1,541 @@
+//! Privacy policies and the pure checks that enforce them.
+//!
+//! Every dial and listen is checked twice: by the network when the caller asks
+//! (a clear [`Error::PolicyForbids`](crate::Error::PolicyForbids), nothing reaches
+//! libp2p), and again inside the [`SwitchableTransport`](crate::SwitchableTransport)
+//! for every dial and every inbound connection, so no libp2p behaviour (Kademlia,
+//! the relay client, identify-learned addresses) can get around the policy.
+//!
+//! The checks are pure functions of the policy, the transport kind, the address
+//! and the set of relays; they have unit and property tests below.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::str::FromStr;
+
+use libp2p::kad;
+use libp2p::multiaddr::Protocol;
+use libp2p::{Multiaddr, PeerId};
+
+use crate::plugin::TransportKind;
+
+/// What a user lets the network reveal.
+///
+/// | policy | transports | who sees your IP |
+/// |---|---|---|
+/// | `Direct` | everything: TCP/QUIC, mDNS (if configured), DHT server, hole punching | contacts, DHT peers, LAN |
+/// | `Relayed` | reachable only through a circuit relay; IP dials only to relays; own addresses never advertised; no mDNS, DHT client only, no hole punching, no AutoNAT | the relays |
+/// | `Anonymous` | mixnet transports only; every IP dial refused | nobody (beyond the mixnet's guarantees) |
+/// | `Offline` | proximity transports and the LAN (IP only to private, link-local and loopback addresses); mDNS on | nearby devices |
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Policy {
+    /// Everything allowed.
+    #[default]
+    Direct,
+    /// Only reachable through a circuit relay; only relays see the IP address.
+    Relayed,
+    /// Mixnet transports only.
+    Anonymous,
+    /// Proximity transports and the LAN only.
+    Offline,
+}
+
+impl Policy {
+    /// All policies.
+    pub const ALL: [Policy; 4] = [Policy::Direct, Policy::Relayed, Policy::Anonymous, Policy::Offline];
+
+    /// Whether mDNS runs under this policy (`configured` is the network's own
+    /// setting, which only `Direct` honours; `Offline` always runs it).
+    pub fn mdns(self, configured: bool) -> bool {
+        match self {
+            Policy::Direct => configured,
+            Policy::Offline => true,
+            Policy::Relayed | Policy::Anonymous => false,
+        }
+    }
+
+    /// Whether DCUtR hole punching runs (it reveals the address to the peer).
+    pub fn hole_punching(self) -> bool {
+        self == Policy::Direct
+    }
+
+    /// Whether AutoNAT probes run (they ask peers to dial the node's addresses).
+    pub fn autonat(self) -> bool {
+        self == Policy::Direct
+    }
+
+    /// Whether identify may announce and push the node's listen addresses.
+    /// When it may not, only external addresses the policy allows (relay
+    /// circuit addresses) are sent.
+    pub fn advertises_listen_addrs(self) -> bool {
+        matches!(self, Policy::Direct | Policy::Offline)
+    }
+
+    /// Whether `addr` may be kept as a confirmed external address (and so be
+    /// sent by identify and rendezvous).
+    pub fn may_advertise(self, addr: &Multiaddr) -> bool {
+        match self {
+            Policy::Direct | Policy::Offline => true,
+            Policy::Relayed | Policy::Anonymous => is_circuit(addr),
+        }
+    }
+
+    /// The Kademlia mode: `None` lets Kademlia pick (server once an external
+    /// address is confirmed).
+    pub fn kad_mode(self) -> Option<kad::Mode> {
+        match self {
+            Policy::Direct => None,
+            Policy::Offline => Some(kad::Mode::Server),
+            Policy::Relayed | Policy::Anonymous => Some(kad::Mode::Client),
+        }
+    }
+}
+
+impl fmt::Display for Policy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Policy::Direct => "direct",
+            Policy::Relayed => "relayed",
+            Policy::Anonymous => "anonymous",
+            Policy::Offline => "offline",
+        })
+    }
+}
+
+/// The error of parsing a [`Policy`] from text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown policy (expected direct, relayed, anonymous or offline)")]
+pub struct UnknownPolicy;
+
+impl FromStr for Policy {
+    type Err = UnknownPolicy;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "direct" => Ok(Policy::Direct),
+            "relayed" => Ok(Policy::Relayed),
+            "anonymous" => Ok(Policy::Anonymous),
+            "offline" => Ok(Policy::Offline),
+            _ => Err(UnknownPolicy),
+        }
+    }
+}
+
+/// Why a policy refuses something (a short, static explanation).
+pub type Reason = &'static str;
+
+/// The relays a `Relayed` node may talk to directly.
+///
+/// Configured relays (with their addresses) may be listened on through; a
+/// relay named in a `/p2p-circuit` address the caller dials is added as a
+/// peer only (it will see the node's IP address, which the caller accepted
+/// by dialing through it).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RelaySet {
+    configured: HashSet<PeerId>,
+    addrs: HashSet<Multiaddr>,
+    dialed: HashSet<PeerId>,
+}
+
+impl RelaySet {
+    /// An empty set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A set of configured relays from their addresses, each ending in
+    /// `/p2p/<relay peer id>`. Returns `None` if an address names no peer.
+    pub fn from_addrs<'a>(addrs: impl IntoIterator<Item = &'a Multiaddr>) -> Option<Self> {
+        let mut set = Self::new();
+        for a in addrs {
+            if !set.add_configured(a) {
+                return None;
+            }
+        }
+        Some(set)
+    }
+
+    /// Adds a configured relay; `false` (and nothing added) if `addr` does not
+    /// end in `/p2p/<peer id>`.
+    pub fn add_configured(&mut self, addr: &Multiaddr) -> bool {
+        let Some(peer) = peer_of(addr) else { return false };
+        self.configured.insert(peer);
+        self.addrs.insert(without_peer(addr));
+        true
+    }
+
+    /// Adds a relay that a dialed circuit address goes through.
+    pub fn add_dialed(&mut self, peer: PeerId) {
+        self.dialed.insert(peer);
+    }
+
+    /// Whether `peer` is a configured relay.
+    pub fn is_configured(&self, peer: &PeerId) -> bool {
+        self.configured.contains(peer)
+    }
+
+    /// Whether a direct connection to `addr` reaches a relay: it names a relay's
+    /// peer id, or it is a configured relay's address.
+    pub fn is_relay_addr(&self, addr: &Multiaddr) -> bool {
+        match peer_of(addr) {
+            Some(p) => self.configured.contains(&p) || self.dialed.contains(&p),
+            None => self.addrs.contains(addr),
+        }
+    }
+}
+
+/// Whether `addr` goes through a circuit relay.
+pub fn is_circuit(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| matches!(p, Protocol::P2pCircuit))
+}
+
+/// The part of a circuit address before `/p2p-circuit` (the address of the
+/// relay), or `None` if `addr` is not a circuit address.
+pub fn relay_hop(addr: &Multiaddr) -> Option<Multiaddr> {
+    if !is_circuit(addr) {
+        return None;
+    }
+    Some(addr.iter().take_while(|p| !matches!(p, Protocol::P2pCircuit)).collect())
+}
+
+/// The peer id in the last `/p2p/` component, if it is the last component.
+pub fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
+    match addr.iter().last() {
+        Some(Protocol::P2p(p)) => Some(p),
+        _ => None,
+    }
+}
+
+fn without_peer(addr: &Multiaddr) -> Multiaddr {
+    let mut a = addr.clone();
+    if matches!(a.iter().last(), Some(Protocol::P2p(_))) {
+        a.pop();
+    }
+    a
+}
+
+/// Whether `ip` is on the local network: loopback, private (RFC 1918, IPv6
+/// unique local) or link-local.
+pub fn is_lan_ip(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => is_lan_v4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => is_lan_v4(v4),
+            None => v6.is_loopback() || v6.is_unique_local() || v6.is_unicast_link_local(),
+        },
+    }
+}
+
+fn is_lan_v4(ip: Ipv4Addr) -> bool {
+    ip.is_loopback() || ip.is_private() || ip.is_link_local()
+}
+
+fn first_ip(addr: &Multiaddr) -> Option<IpAddr> {
+    match addr.iter().next() {
+        Some(Protocol::Ip4(ip)) => Some(IpAddr::V4(ip)),
+        Some(Protocol::Ip6(ip)) => Some(IpAddr::V6(ip)),
+        _ => None,
+    }
+}
+
+fn is_unspecified(addr: &Multiaddr) -> bool {
+    match addr.iter().next() {
+        Some(Protocol::Ip4(ip)) => ip == Ipv4Addr::UNSPECIFIED,
+        Some(Protocol::Ip6(ip)) => ip == Ipv6Addr::UNSPECIFIED,
+        _ => false,
+    }
+}
+
+const ANON_ONLY_MIXNET: Reason = "anonymous: only mixnet transports may be used";
+const RELAYED_ONLY_RELAYS: Reason = "relayed: direct connections go only to relays";
+const RELAYED_LISTEN: Reason = "relayed: listen only through a configured relay (/p2p-circuit)";
+const RELAYED_UNKNOWN_RELAY: Reason = "relayed: listen only through a configured relay";
+const RELAYED_PROXIMITY: Reason = "relayed: proximity links would make the node directly reachable";
+const RELAYED_CIRCUIT_PEER: Reason = "relayed: the circuit address must name the relay's peer id";
+const OFFLINE_LAN: Reason = "offline: IP traffic only to loopback, private and link-local addresses";
+const OFFLINE_MIXNET: Reason = "offline: mixnets need the internet";
+const OFFLINE_NAME: Reason = "offline: a host name may resolve to a public address";
+
+fn offline_ip(addr: &Multiaddr, allow_unspecified: bool) -> Result<(), Reason> {
+    match first_ip(addr) {
+        Some(ip) if is_lan_ip(ip) => Ok(()),
+        Some(_) if allow_unspecified && is_unspecified(addr) => Ok(()),
+        Some(_) => Err(OFFLINE_LAN),
+        None => Err(OFFLINE_NAME),
+    }
+}
+
+/// May the node dial `addr` (not a circuit address) over a transport of `kind`?
+pub fn check_dial(policy: Policy, kind: TransportKind, addr: &Multiaddr, relays: &RelaySet) -> Result<(), Reason> {
+    use TransportKind::*;
+    match (policy, kind) {
+        (Policy::Direct, _) => Ok(()),
+        (Policy::Relayed, Mixnet) => Ok(()),
+        (Policy::Relayed, Proximity) => Err(RELAYED_PROXIMITY),
+        (Policy::Relayed, Ip | Memory) => {
+            if relays.is_relay_addr(addr) {
+                Ok(())
+            } else {
+                Err(RELAYED_ONLY_RELAYS)
+            }
+        }
+        (Policy::Anonymous, Mixnet) => Ok(()),
+        (Policy::Anonymous, _) => Err(ANON_ONLY_MIXNET),
+        (Policy::Offline, Proximity | Memory) => Ok(()),
+        (Policy::Offline, Mixnet) => Err(OFFLINE_MIXNET),
+        (Policy::Offline, Ip) => offline_ip(addr, false),
+    }
+}
+
+/// May the node listen on `addr` (not a circuit address) over a transport of `kind`?
+pub fn check_listen(policy: Policy, kind: TransportKind, addr: &Multiaddr) -> Result<(), Reason> {
+    use TransportKind::*;
+    match (policy, kind) {
+        (Policy::Direct, _) => Ok(()),
+        (Policy::Relayed, Mixnet) => Ok(()),
+        (Policy::Relayed, _) => Err(RELAYED_LISTEN),
+        (Policy::Anonymous, Mixnet) => Ok(()),
+        (Policy::Anonymous, _) => Err(ANON_ONLY_MIXNET),
+        (Policy::Offline, Proximity | Memory) => Ok(()),
+        (Policy::Offline, Mixnet) => Err(OFFLINE_MIXNET),
+        // Listening on 0.0.0.0 is allowed offline: inbound connections from
+        // non-LAN addresses are then refused by `check_inbound`.
+        (Policy::Offline, Ip) => offline_ip(addr, true),
+    }
+}
+
+/// May the node accept a connection from `remote` over a transport of `kind`?
+pub fn check_inbound(policy: Policy, kind: TransportKind, remote: &Multiaddr) -> Result<(), Reason> {
+    use TransportKind::*;
+    match (policy, kind) {
+        (Policy::Direct, _) => Ok(()),
+        (Policy::Relayed, Mixnet) => Ok(()),
+        (Policy::Relayed, _) => Err(RELAYED_LISTEN),
+        (Policy::Anonymous, Mixnet) => Ok(()),
+        (Policy::Anonymous, _) => Err(ANON_ONLY_MIXNET),
+        (Policy::Offline, Proximity | Memory) => Ok(()),
+        (Policy::Offline, Mixnet) => Err(OFFLINE_MIXNET),
+        (Policy::Offline, Ip) => offline_ip(remote, false),
+    }
+}
+
+/// May the node dial the circuit address `addr`, whose hop to the relay
+/// would go over a transport of `hop_kind`?
+///
+/// Under `Relayed`, any relay may be used for dialing (the caller adds it to
+/// the [`RelaySet`] as dialed, so the hop passes [`check_dial`]); under the
+/// other policies the hop itself must be allowed.
+pub fn check_circuit_dial(
+    policy: Policy,
+    hop_kind: TransportKind,
+    addr: &Multiaddr,
+    relays: &RelaySet,
+) -> Result<(), Reason> {
+    let hop = relay_hop(addr).unwrap_or_else(|| addr.clone());
+    match policy {
+        Policy::Direct => Ok(()),
+        Policy::Relayed => match peer_of(&hop) {
+            Some(_) => Ok(()),
+            None => Err(RELAYED_CIRCUIT_PEER),
+        },
+        Policy::Anonymous | Policy::Offline => check_dial(policy, hop_kind, &hop, relays),
+    }
+}
+
+/// May the node listen through the relay of circuit address `addr`, whose
+/// hop would go over a transport of `hop_kind`?
+pub fn check_circuit_listen(
+    policy: Policy,
+    hop_kind: TransportKind,
+    addr: &Multiaddr,
+    relays: &RelaySet,
+) -> Result<(), Reason> {
+    let hop = relay_hop(addr).unwrap_or_else(|| addr.clone());
+    match policy {
+        Policy::Direct => Ok(()),
+        Policy::Relayed => match peer_of(&hop) {
+            Some(p) if relays.is_configured(&p) => Ok(()),
+            Some(_) => Err(RELAYED_UNKNOWN_RELAY),
+            None => Err(RELAYED_CIRCUIT_PEER),
+        },
+        Policy::Anonymous | Policy::Offline => check_dial(policy, hop_kind, &hop, relays),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::plugin::TransportKind::*;
+
+    fn ma(s: &str) -> Multiaddr {
+        s.parse().unwrap()
+    }
+
+    const KINDS: [TransportKind; 4] = [Ip, Memory, Proximity, Mixnet];
+
+    #[test]
+    fn parse_and_display() {
+        for p in Policy::ALL {
+            assert_eq!(p.to_string().parse::<Policy>().unwrap(), p);
+        }
+        assert!("open".parse::<Policy>().is_err());
+    }
+
+    #[test]
+    fn direct_allows_everything() {
+        let r = RelaySet::new();
+        for k in KINDS {
+            assert!(check_dial(Policy::Direct, k, &ma("/ip4/8.8.8.8/tcp/1"), &r).is_ok());
+            assert!(check_listen(Policy::Direct, k, &ma("/ip4/0.0.0.0/tcp/0")).is_ok());
+            assert!(check_inbound(Policy::Direct, k, &ma("/ip4/8.8.8.8/tcp/1")).is_ok());
+        }
+    }
+
+    #[test]
+    fn anonymous_refuses_ip() {
+        let r = RelaySet::new();
+        let a = ma("/ip4/127.0.0.1/tcp/1");
+        assert!(check_dial(Policy::Anonymous, Ip, &a, &r).is_err());
+        assert!(check_listen(Policy::Anonymous, Ip, &a).is_err());
+        assert!(check_inbound(Policy::Anonymous, Ip, &a).is_err());
+        assert!(check_dial(Policy::Anonymous, Memory, &ma("/memory/1"), &r).is_err());
+        assert!(check_dial(Policy::Anonymous, Proximity, &ma("/memory/1"), &r).is_err());
+        assert!(check_dial(Policy::Anonymous, Mixnet, &ma("/memory/1"), &r).is_ok());
+        assert!(check_listen(Policy::Anonymous, Mixnet, &ma("/memory/1")).is_ok());
+    }
+
+    #[test]
+    fn relayed_dials_only_relays() {
+        let relay = PeerId::random();
+        let other = PeerId::random();
+        let relay_addr = ma(&format!("/ip4/1.2.3.4/tcp/4001/p2p/{relay}"));
+        let r = RelaySet::from_addrs([&relay_addr]).unwrap();
+        assert!(check_dial(Policy::Relayed, Ip, &relay_addr, &r).is_ok());
+        assert!(check_dial(Policy::Relayed, Ip, &ma("/ip4/1.2.3.4/tcp/4001"), &r).is_ok());
+        assert!(check_dial(Policy::Relayed, Ip, &ma(&format!("/ip4/5.6.7.8/tcp/1/p2p/{relay}")), &r).is_ok());
+        assert!(check_dial(Policy::Relayed, Ip, &ma(&format!("/ip4/1.2.3.4/tcp/4001/p2p/{other}")), &r).is_err());
+        assert!(check_dial(Policy::Relayed, Ip, &ma("/ip4/1.2.3.4/tcp/4002"), &r).is_err());
+        assert!(check_dial(Policy::Relayed, Proximity, &relay_addr, &r).is_err());
+        assert!(check_listen(Policy::Relayed, Ip, &ma("/ip4/0.0.0.0/tcp/0")).is_err());
+        assert!(check_listen(Policy::Relayed, Memory, &ma("/memory/0")).is_err());
+
+        let circuit = ma(&format!("/ip4/1.2.3.4/tcp/4001/p2p/{relay}/p2p-circuit"));
+        assert!(check_circuit_listen(Policy::Relayed, Ip, &circuit, &r).is_ok());
+        let foreign = ma(&format!("/ip4/9.9.9.9/tcp/4001/p2p/{other}/p2p-circuit"));
+        assert!(check_circuit_listen(Policy::Relayed, Ip, &foreign, &r).is_err());
+        let to_peer = ma(&format!("/ip4/9.9.9.9/tcp/4001/p2p/{other}/p2p-circuit/p2p/{}", PeerId::random()));
+        assert!(check_circuit_dial(Policy::Relayed, Ip, &to_peer, &r).is_ok());
+        assert!(check_circuit_dial(Policy::Relayed, Ip, &ma("/ip4/9.9.9.9/tcp/1/p2p-circuit"), &r).is_err());
+        // once dialed through, the foreign relay's hop passes the transport check
+        let mut r2 = r.clone();
+        assert!(check_dial(Policy::Relayed, Ip, &relay_hop(&to_peer).unwrap(), &r2).is_err());
+        r2.add_dialed(other);
+        assert!(check_dial(Policy::Relayed, Ip, &relay_hop(&to_peer).unwrap(), &r2).is_ok());
+        // but it is not a relay to listen through
+        assert!(check_circuit_listen(Policy::Relayed, Ip, &foreign, &r2).is_err());
+    }
+
+    #[test]
+    fn offline_lan_only() {
+        let r = RelaySet::new();
+        for ok in [
+            "/ip4/127.0.0.1/tcp/1",
+            "/ip4/192.168.1.7/tcp/1",
+            "/ip4/10.0.0.1/udp/1/quic-v1",
+            "/ip4/169.254.3.3/tcp/1",
+            "/ip6/::1/tcp/1",
+            "/ip6/fe80::1/tcp/1",
+            "/ip6/fd00::1/tcp/1",
+        ] {
+            assert!(check_dial(Policy::Offline, Ip, &ma(ok), &r).is_ok(), "{ok}");
+        }
+        for bad in [
+            "/ip4/8.8.8.8/tcp/1",
+            "/ip4/100.64.0.1/tcp/1",
+            "/ip6/2001:db8::1/tcp/1",
+            "/dns4/localhost/tcp/1",
+            "/ip4/0.0.0.0/tcp/1",
+        ] {
+            assert!(check_dial(Policy::Offline, Ip, &ma(bad), &r).is_err(), "{bad}");
+        }
+        assert!(check_listen(Policy::Offline, Ip, &ma("/ip4/0.0.0.0/tcp/0")).is_ok());
+        assert!(check_listen(Policy::Offline, Ip, &ma("/ip4/8.8.8.8/tcp/0")).is_err());
+        assert!(check_inbound(Policy::Offline, Ip, &ma("/ip4/8.8.8.8/tcp/5")).is_err());
+        assert!(check_inbound(Policy::Offline, Ip, &ma("/ip4/192.168.0.5/tcp/5")).is_ok());
+        assert!(check_dial(Policy::Offline, Proximity, &ma("/memory/1"), &r).is_ok());
+        assert!(check_dial(Policy::Offline, Mixnet, &ma("/memory/1"), &r).is_err());
+    }
+
+    #[test]
+    fn switches() {
+        assert!(Policy::Direct.mdns(true) && !Policy::Direct.mdns(false));
+        assert!(Policy::Offline.mdns(false));
+        assert!(!Policy::Relayed.mdns(true) && !Policy::Anonymous.mdns(true));
+        assert!(Policy::Direct.hole_punching() && !Policy::Relayed.hole_punching());
+        assert_eq!(Policy::Relayed.kad_mode(), Some(kad::Mode::Client));
+        assert!(!Policy::Relayed.advertises_listen_addrs());
+        let relay = PeerId::random();
+        assert!(Policy::Relayed.may_advertise(&ma(&format!("/ip4/1.2.3.4/tcp/1/p2p/{relay}/p2p-circuit"))));
+        assert!(!Policy::Relayed.may_advertise(&ma("/ip4/1.2.3.4/tcp/1")));
+    }
+
+    fn reference_lan_v4(ip: u32) -> bool {
+        let [a, b, ..] = ip.to_be_bytes();
+        a == 127 || a == 10 || (a == 172 && (16..32).contains(&b)) || (a == 192 && b == 168) || (a == 169 && b == 254)
+    }
+
+    fn arb_kind() -> impl Strategy<Value = TransportKind> {
+        prop::sample::select(KINDS.to_vec())
+    }
+
+    proptest! {
+        #[test]
+        fn offline_matches_reference(ip in any::<u32>(), port in any::<u16>()) {
+            let addr = Multiaddr::empty().with(Protocol::Ip4(Ipv4Addr::from(ip))).with(Protocol::Tcp(port));
+            prop_assert_eq!(check_dial(Policy::Offline, Ip, &addr, &RelaySet::new()).is_ok(), reference_lan_v4(ip));
+            prop_assert_eq!(check_inbound(Policy::Offline, Ip, &addr).is_ok(), reference_lan_v4(ip));
+        }
+
+        #[test]
+        fn anonymous_allows_only_mixnet(kind in arb_kind(), ip in any::<u32>(), port in any::<u16>()) {
+            let addr = Multiaddr::empty().with(Protocol::Ip4(Ipv4Addr::from(ip))).with(Protocol::Tcp(port));
+            let r = RelaySet::new();
+            prop_assert_eq!(check_dial(Policy::Anonymous, kind, &addr, &r).is_ok(), kind == Mixnet);
+            prop_assert_eq!(check_listen(Policy::Anonymous, kind, &addr).is_ok(), kind == Mixnet);
+            prop_assert_eq!(check_inbound(Policy::Anonymous, kind, &addr).is_ok(), kind == Mixnet);
+        }
+
+        #[test]
+        fn relayed_ip_dials_reach_only_relays(ip in any::<u32>(), port in any::<u16>(), to_relay in any::<bool>()) {
+            let relay = PeerId::random();
+            let other = PeerId::random();
+            let r = RelaySet::from_addrs([&ma(&format!("/ip4/1.2.3.4/tcp/4001/p2p/{relay}"))]).unwrap();
+            let peer = if to_relay { relay } else { other };
+            let addr = Multiaddr::empty().with(Protocol::Ip4(Ipv4Addr::from(ip))).with(Protocol::Tcp(port)).with(Protocol::P2p(peer));
+            prop_assert_eq!(check_dial(Policy::Relayed, Ip, &addr, &r).is_ok(), to_relay);
+            prop_assert!(check_listen(Policy::Relayed, Ip, &addr).is_err());
+        }
+
+        #[test]
+        fn without_relays_relayed_dials_no_ip(kind in prop::sample::select(vec![Ip, Memory]), ip in any::<u32>(), port in any::<u16>(), with_peer in any::<bool>()) {
+            let mut addr = Multiaddr::empty().with(Protocol::Ip4(Ipv4Addr::from(ip))).with(Protocol::Tcp(port));
+            if with_peer {
+                addr.push(Protocol::P2p(PeerId::random()));
+            }
+            prop_assert!(check_dial(Policy::Relayed, kind, &addr, &RelaySet::new()).is_err());
+        }
+
+        #[test]
+        fn direct_allows_all(kind in arb_kind(), ip in any::<u32>(), port in any::<u16>()) {
+            let addr = Multiaddr::empty().with(Protocol::Ip4(Ipv4Addr::from(ip))).with(Protocol::Tcp(port));
+            prop_assert!(check_dial(Policy::Direct, kind, &addr, &RelaySet::new()).is_ok());
+            prop_assert!(check_listen(Policy::Direct, kind, &addr).is_ok());
+            prop_assert!(check_inbound(Policy::Direct, kind, &addr).is_ok());
+        }
+    }
+}

@@ -1,0 +1,104 @@
+//! Helpers shared by the integration tests.
+#![allow(clippy::unwrap_used, clippy::expect_used, dead_code, unreachable_pub)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use libp2p::{Multiaddr, PeerId};
+use tokio::sync::mpsc;
+use veil_crypto::{NetworkKey, OsEntropy};
+use veil_transports::{Network, NetworkConfig, NetworkEvent, NetworkHandle, Policy, TransportId, TransportPlugin};
+
+/// How long any single expected event may take (a bound, not a synchronisation).
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+pub struct Node {
+    pub handle: NetworkHandle,
+    pub events: mpsc::Receiver<NetworkEvent>,
+    pub peer: PeerId,
+}
+
+pub fn key() -> NetworkKey {
+    NetworkKey::generate(&mut OsEntropy).unwrap()
+}
+
+pub fn config() -> NetworkConfig {
+    let mut c = NetworkConfig::default();
+    c.mdns = false;
+    c
+}
+
+pub fn plugins(list: &[Arc<dyn TransportPlugin>]) -> Vec<Arc<dyn TransportPlugin>> {
+    list.to_vec()
+}
+
+pub fn spawn(policy: Policy, plugins: Vec<Arc<dyn TransportPlugin>>) -> Node {
+    spawn_with(policy, plugins, config())
+}
+
+pub fn spawn_with(policy: Policy, plugins: Vec<Arc<dyn TransportPlugin>>, config: NetworkConfig) -> Node {
+    let key = key();
+    let peer = veil_transports::peer_id_of(&key).unwrap();
+    let (handle, events) = Network::spawn(&key, policy, plugins, config).unwrap();
+    Node { handle, events, peer }
+}
+
+pub fn ma(s: &str) -> Multiaddr {
+    s.parse().unwrap()
+}
+
+/// Waits (bounded by [`PATIENCE`]) for the first event `pick` accepts.
+pub async fn wait_for<T>(
+    events: &mut mpsc::Receiver<NetworkEvent>,
+    mut pick: impl FnMut(NetworkEvent) -> Option<T>,
+) -> T {
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            let event = events.recv().await.expect("network stopped");
+            if let Some(t) = pick(event) {
+                return t;
+            }
+        }
+    })
+    .await
+    .expect("timed out waiting for an event")
+}
+
+pub async fn wait_connected(events: &mut mpsc::Receiver<NetworkEvent>, peer: PeerId) -> TransportId {
+    wait_for(events, |e| match e {
+        NetworkEvent::PeerConnected { peer: p, transport } if p == peer => Some(transport),
+        _ => None,
+    })
+    .await
+}
+
+pub async fn wait_disconnected(events: &mut mpsc::Receiver<NetworkEvent>, peer: PeerId) {
+    wait_for(events, |e| match e {
+        NetworkEvent::PeerDisconnected { peer: p } if p == peer => Some(()),
+        _ => None,
+    })
+    .await
+}
+
+/// Collects `n` frames (with their senders).
+pub async fn recv_frames(events: &mut mpsc::Receiver<NetworkEvent>, n: usize) -> Vec<(PeerId, Vec<u8>)> {
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        let f = wait_for(events, |e| match e {
+            NetworkEvent::FrameReceived { peer, frame } => Some((peer, frame)),
+            _ => None,
+        })
+        .await;
+        out.push(f);
+    }
+    out
+}
+
+/// Consumes a node's events in the background (so its channel never fills).
+pub fn drain(mut events: mpsc::Receiver<NetworkEvent>) {
+    tokio::spawn(async move { while events.recv().await.is_some() {} });
+}
+
+pub fn frame(tag: &str, i: usize) -> Vec<u8> {
+    format!("{tag}-{i:06}").into_bytes()
+}
