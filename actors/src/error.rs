@@ -10,6 +10,9 @@ pub enum Error {
     /// A cryptographic operation failed.
     #[error(transparent)]
     Crypto(#[from] veil_crypto::Error),
+    /// The network refused or failed an operation (policy, transport, peer).
+    #[error(transparent)]
+    Network(#[from] veil_transports::Error),
     /// An actor's mailbox is closed (the node is shutting down).
     #[error("the {0} actor is not running")]
     Unavailable(&'static str),

@@ -10,6 +10,7 @@
 //! | [`RendezvousRotator`] | the schedule of rendezvous points to announce and look up |
 //! | [`ContactBook`] | the contact link (and, later, contact requests) |
 //! | [`GroupLog`] | one per group: its logs, sealing and storing entries |
+//! | [`TransportManager`] | the network: swarm, attached transports, privacy policy |
 //!
 //! Actors reach each other through `Recipient<M>`, never through each
 //! other's concrete types. App builders use the [`Node`] facade and never
@@ -40,6 +41,7 @@ pub mod messages;
 mod node;
 mod rotator;
 mod supervision;
+mod transport;
 mod vault;
 
 pub use contacts::ContactBook;
@@ -47,8 +49,16 @@ pub use error::{Error, Result};
 pub use group_log::GroupLog;
 pub use node::{Node, NodeBuilder};
 pub use rotator::RendezvousRotator;
+pub use transport::{
+    AttachTransport, DetachTransport, Dial, GetNetworkStatus, Listen, NetworkStatus, Rotate, SendFrame, SetPolicy,
+    TransportManager,
+};
 pub use vault::IdentityVault;
 use veil_crypto::{GroupId, envelope::EntryHash, rendezvous::ActivePoints};
+use veil_transports::{
+    TransportId,
+    libp2p::{Multiaddr, PeerId},
+};
 
 use crate::messages::rendezvous::WatchKey;
 
@@ -77,6 +87,36 @@ pub enum NodeEvent {
         /// The group.
         group: GroupId,
     },
+    /// The node listens on a new address.
+    Listening {
+        /// The address.
+        addr: Multiaddr,
+    },
+    /// The first connection to a peer is up.
+    PeerConnected {
+        /// The peer.
+        peer: PeerId,
+        /// The transport carrying it.
+        transport: TransportId,
+    },
+    /// The last connection to a peer closed.
+    PeerDisconnected {
+        /// The peer.
+        peer: PeerId,
+    },
+    /// A frame arrived (and is acknowledged to its sender).
+    FrameReceived {
+        /// The sender.
+        peer: PeerId,
+        /// The frame.
+        frame: Vec<u8>,
+    },
+    /// The network restarted with a new peer id (key rotation or a policy
+    /// change); every connection was closed.
+    NetworkRestarted {
+        /// The peer id from now on.
+        peer_id: PeerId,
+    },
 }
 
 /// Which actor (for fault injection in tests).
@@ -91,4 +131,6 @@ pub enum ActorKind {
     ContactBook,
     /// A group's log.
     GroupLog(GroupId),
+    /// The transport manager.
+    TransportManager,
 }

@@ -24,13 +24,19 @@ use veil_storage::{
 };
 use zeroize::Zeroizing;
 
+use veil_transports::{
+    Network, NetworkConfig, NetworkHandle, Policy, Quic, Tcp, TransportId, TransportPlugin,
+    libp2p::{Multiaddr, PeerId},
+};
+
 use crate::{
-    ContactBook, Error, GroupLog, IdentityVault, NodeEvent, RendezvousRotator, Result,
+    AttachTransport, ContactBook, DetachTransport, Dial, Error, GetNetworkStatus, GroupLog, IdentityVault, Listen,
+    NetworkStatus, NodeEvent, RendezvousRotator, Result, Rotate, SendFrame, SetPolicy, TransportManager,
     messages::{
         contacts::{LinkInfo, ResetLink, SetLinkEnabled, ShareLink},
         group::{AppendMessage, GetHistory, HistoryEntry},
         rendezvous::{GetActivePoints, PointsRotated, WatchKey},
-        vault::{GetIdentity, GroupAdded, PublicIdentity},
+        vault::{GetIdentity, GroupAdded, PublicIdentity, RotateNetworkKey},
     },
     supervision::mailbox,
 };
@@ -39,7 +45,6 @@ use crate::{
 const EVENT_CAPACITY: usize = 1024;
 
 /// Configures and starts a [`Node`].
-#[derive(Debug)]
 pub struct NodeBuilder {
     data_dir: Option<PathBuf>,
     passphrase: Option<Zeroizing<String>>,
@@ -48,6 +53,20 @@ pub struct NodeBuilder {
     rotation_check: Duration,
     kdf: KdfParams,
     tuning: Tuning,
+    policy: Policy,
+    transports: Vec<Arc<dyn TransportPlugin>>,
+    listen: Vec<Multiaddr>,
+    network: NetworkConfig,
+}
+
+impl core::fmt::Debug for NodeBuilder {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("NodeBuilder")
+            .field("data_dir", &self.data_dir)
+            .field("policy", &self.policy)
+            .field("transports", &self.transports.iter().map(|t| t.id()).collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for NodeBuilder {
@@ -60,6 +79,10 @@ impl Default for NodeBuilder {
             rotation_check: Duration::from_secs(1),
             kdf: KdfParams::DEFAULT,
             tuning: Tuning::default(),
+            policy: Policy::Direct,
+            transports: Vec::new(),
+            listen: Vec::new(),
+            network: NetworkConfig::default(),
         }
     }
 }
@@ -107,6 +130,31 @@ impl NodeBuilder {
         self
     }
 
+    /// The privacy policy to start with (default `Direct`).
+    pub fn policy(mut self, policy: Policy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Attaches a transport at start (repeatable). Without any, TCP and QUIC
+    /// are attached.
+    pub fn transport(mut self, plugin: Arc<dyn TransportPlugin>) -> Self {
+        self.transports.push(plugin);
+        self
+    }
+
+    /// Listens on an address at start (repeatable).
+    pub fn listen(mut self, addr: Multiaddr) -> Self {
+        self.listen.push(addr);
+        self
+    }
+
+    /// Network settings (server roles, mDNS, limits).
+    pub fn network_config(mut self, config: NetworkConfig) -> Self {
+        self.network = config;
+        self
+    }
+
     /// Starts the node: opens (or creates, with a fresh identity and no
     /// network needed) its store and starts every actor under supervision.
     pub async fn spawn(self) -> Result<Node> {
@@ -122,9 +170,12 @@ impl NodeBuilder {
                 system.block_on(async move {
                     match start(self, dir).await {
                         Ok(inner) => {
-                            let store = inner.store.clone();
+                            let (store, network) = (inner.store.clone(), inner.network.clone());
                             if ready_tx.send(Ok(inner)).is_ok() {
                                 let _ = stop_rx.await;
+                            }
+                            if let Err(e) = network.shutdown().await {
+                                tracing::debug!(error = %e, "the network was already down");
                             }
                             // Every commit is already durable; closing
                             // checkpoints the WAL and releases the database
@@ -179,6 +230,8 @@ struct Inner {
     contacts: Addr<ContactBook>,
     rotator: Addr<RendezvousRotator>,
     groups: Mutex<HashMap<GroupId, Addr<GroupLog>>>,
+    transport: Addr<TransportManager>,
+    network: NetworkHandle,
     events: broadcast::Sender<NodeEvent>,
 }
 
@@ -213,6 +266,18 @@ async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
     });
     // Make sure the identity exists before anything asks for it.
     vault.send(GetIdentity).await.map_err(mailbox("identity-vault"))??;
+
+    let key = vault.send(RotateNetworkKey).await.map_err(mailbox("identity-vault"))??;
+    let plugins = if builder.transports.is_empty() {
+        vec![Arc::new(Tcp::new()) as Arc<dyn TransportPlugin>, Arc::new(Quic::new())]
+    } else {
+        builder.transports
+    };
+    let (network, network_events) = Network::spawn(&key, builder.policy, plugins, builder.network)?;
+    let transport = TransportManager::start(network.clone(), network_events, builder.policy, events.clone());
+    for addr in builder.listen {
+        transport.send(Listen(addr)).await.map_err(mailbox("transport-manager"))??;
+    }
     let inner = Inner {
         arbiter: actix_rt::Arbiter::current(),
         store: store.clone(),
@@ -220,6 +285,8 @@ async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
         contacts,
         rotator,
         groups: Mutex::new(HashMap::new()),
+        transport,
+        network,
         events,
     };
     for group in store.groups().await? {
@@ -365,6 +432,47 @@ impl Node {
         Ok(())
     }
 
+    /// Listens on an address (refused if the policy forbids it).
+    pub async fn listen(&self, addr: Multiaddr) -> Result<Multiaddr> {
+        self.inner.transport.send(Listen(addr)).await.map_err(mailbox("transport-manager"))?
+    }
+
+    /// Connects to a peer's address (refused if the policy forbids it).
+    pub async fn dial(&self, addr: Multiaddr) -> Result<PeerId> {
+        self.inner.transport.send(Dial(addr)).await.map_err(mailbox("transport-manager"))?
+    }
+
+    /// Sends a frame to a connected peer; resolves once the peer acknowledged it.
+    pub async fn send_frame(&self, peer: PeerId, frame: Vec<u8>) -> Result<()> {
+        self.inner.transport.send(SendFrame { peer, frame }).await.map_err(mailbox("transport-manager"))?
+    }
+
+    /// Attaches a transport while the node runs.
+    pub async fn attach_transport(&self, plugin: Arc<dyn TransportPlugin>) -> Result<()> {
+        self.inner.transport.send(AttachTransport(plugin)).await.map_err(mailbox("transport-manager"))?
+    }
+
+    /// Detaches a transport while the node runs; its connections close.
+    pub async fn detach_transport(&self, id: TransportId) -> Result<()> {
+        self.inner.transport.send(DetachTransport(id)).await.map_err(mailbox("transport-manager"))?
+    }
+
+    /// Changes the privacy policy.
+    pub async fn set_policy(&self, policy: Policy) -> Result<()> {
+        self.inner.transport.send(SetPolicy(policy)).await.map_err(mailbox("transport-manager"))?
+    }
+
+    /// The network's status: peer id, policy, transports, addresses, peers.
+    pub async fn network_status(&self) -> Result<NetworkStatus> {
+        self.inner.transport.send(GetNetworkStatus).await.map_err(mailbox("transport-manager"))?
+    }
+
+    /// Replaces the network key (and so the peer id) with a fresh one.
+    pub async fn rotate_network_key(&self) -> Result<PeerId> {
+        let key = self.inner.vault.send(RotateNetworkKey).await.map_err(mailbox("identity-vault"))??;
+        self.inner.transport.send(Rotate(key)).await.map_err(mailbox("transport-manager"))?
+    }
+
     /// Makes one actor panic, to show supervision at work (tests only).
     #[cfg(feature = "fault-injection")]
     pub async fn inject_panic(&self, actor: crate::ActorKind) -> Result<()> {
@@ -375,6 +483,7 @@ impl Node {
             ActorKind::RendezvousRotator => self.inner.rotator.send(InjectPanic).await.map_err(m)?,
             ActorKind::ContactBook => self.inner.contacts.send(InjectPanic).await.map_err(m)?,
             ActorKind::GroupLog(g) => self.inner.group(&g)?.send(InjectPanic).await.map_err(m)?,
+            ActorKind::TransportManager => self.inner.transport.send(InjectPanic).await.map_err(m)?,
         }
     }
 }

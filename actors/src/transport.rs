@@ -1,0 +1,227 @@
+//! The `TransportManager`: owns the node's network (the libp2p swarm and its
+//! attached transports) and its privacy policy. Other actors and the `Node`
+//! talk to it in typed messages; network events come back as node events.
+//!
+//! The swarm runs as a task on the node's thread, so frames never cross
+//! threads between the network and the actors. A pump task feeds network
+//! events into the manager's mailbox with `send().await`: when the manager
+//! falls behind, the network stops acknowledging frames (backpressure, no
+//! unbounded queue). Across a supervisor restart the network handle and the
+//! pump stay, so no connection is lost.
+
+use std::sync::Arc;
+
+use actix::{Actor, Addr, Context, Handler, Message, ResponseFuture, Supervised};
+use tokio::sync::{broadcast, mpsc};
+use veil_crypto::NetworkKey;
+use veil_transports::{
+    NetworkEvent, NetworkHandle, Policy, TransportId, TransportPlugin,
+    libp2p::{Multiaddr, PeerId},
+};
+
+use crate::{Error, NodeEvent, Result, supervision::guarded};
+
+const NAME: &str = "transport-manager";
+
+/// The state of the network, as reported by [`GetNetworkStatus`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkStatus {
+    /// The current (rotating) peer id.
+    pub peer_id: PeerId,
+    /// The privacy policy in force.
+    pub policy: Policy,
+    /// Attached transports.
+    pub transports: Vec<TransportId>,
+    /// Addresses the node listens on.
+    pub listen_addrs: Vec<Multiaddr>,
+    /// Peers with an open connection.
+    pub connected_peers: Vec<PeerId>,
+}
+
+/// Command: attach a transport at run time.
+#[derive(Message)]
+#[rtype(result = "Result<()>")]
+pub struct AttachTransport(pub Arc<dyn TransportPlugin>);
+
+impl core::fmt::Debug for AttachTransport {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_tuple("AttachTransport").field(&self.0.id()).finish()
+    }
+}
+
+/// Command: detach a transport; its connections close.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<()>")]
+pub struct DetachTransport(pub TransportId);
+
+/// Command: change the privacy policy.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<()>")]
+pub struct SetPolicy(pub Policy);
+
+/// Command: listen on an address (refused if the policy forbids it).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Multiaddr>")]
+pub struct Listen(pub Multiaddr);
+
+/// Command: connect to an address (refused if the policy forbids it).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<PeerId>")]
+pub struct Dial(pub Multiaddr);
+
+/// Command: send a frame; resolves when the peer acknowledged it.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<()>")]
+pub struct SendFrame {
+    /// The peer.
+    pub peer: PeerId,
+    /// The frame.
+    pub frame: Vec<u8>,
+}
+
+/// Command: switch to a new network key (new peer id).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<PeerId>")]
+pub struct Rotate(pub NetworkKey);
+
+/// Query: the network's status.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<NetworkStatus>")]
+pub struct GetNetworkStatus;
+
+/// Event from the network (delivered by the pump).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+struct FromNetwork(NetworkEvent);
+
+/// Owns the network.
+pub struct TransportManager {
+    network: NetworkHandle,
+    policy: Policy,
+    events: broadcast::Sender<NodeEvent>,
+}
+
+impl core::fmt::Debug for TransportManager {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("TransportManager").field("policy", &self.policy).finish_non_exhaustive()
+    }
+}
+
+impl TransportManager {
+    /// Starts the manager (supervised) over a running network, and the pump
+    /// that feeds it the network's events. Must run on the node's arbiter.
+    pub fn start(
+        network: NetworkHandle,
+        mut network_events: mpsc::Receiver<NetworkEvent>,
+        policy: Policy,
+        events: broadcast::Sender<NodeEvent>,
+    ) -> Addr<Self> {
+        let addr = actix::Supervisor::start(move |_| Self { network, policy, events });
+        let pump = addr.clone();
+        actix_rt::spawn(async move {
+            while let Some(event) = network_events.recv().await {
+                if pump.send(FromNetwork(event)).await.is_err() {
+                    break;
+                }
+            }
+        });
+        addr
+    }
+}
+
+impl Actor for TransportManager {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(1024);
+    }
+}
+
+impl Supervised for TransportManager {
+    fn restarting(&mut self, _: &mut Self::Context) {
+        tracing::warn!(actor = NAME, "restarting; the network keeps running");
+    }
+}
+
+fn net(e: veil_transports::Error) -> Error {
+    Error::Network(e)
+}
+
+impl Handler<FromNetwork> for TransportManager {
+    type Result = ();
+
+    fn handle(&mut self, FromNetwork(event): FromNetwork, ctx: &mut Self::Context) {
+        let events = self.events.clone();
+        let _ = guarded(NAME, ctx, || {
+            let node_event = match event {
+                NetworkEvent::PeerConnected { peer, transport } => Some(NodeEvent::PeerConnected { peer, transport }),
+                NetworkEvent::PeerDisconnected { peer } => Some(NodeEvent::PeerDisconnected { peer }),
+                NetworkEvent::FrameReceived { peer, frame } => Some(NodeEvent::FrameReceived { peer, frame }),
+                NetworkEvent::Listening { addr } => Some(NodeEvent::Listening { addr }),
+                NetworkEvent::Restarted { peer_id } => Some(NodeEvent::NetworkRestarted { peer_id }),
+                _ => None,
+            };
+            if let Some(e) = node_event {
+                // Without subscribers the event has nowhere to go; that is fine.
+                let _ = events.send(e);
+            }
+            Ok(())
+        });
+    }
+}
+
+macro_rules! forward {
+    ($msg:ty, $out:ty, |$net:ident, $m:ident| $call:expr) => {
+        impl Handler<$msg> for TransportManager {
+            type Result = ResponseFuture<Result<$out>>;
+
+            fn handle(&mut self, $m: $msg, _: &mut Self::Context) -> Self::Result {
+                let $net = self.network.clone();
+                Box::pin(async move { $call.await.map_err(net) })
+            }
+        }
+    };
+}
+
+forward!(AttachTransport, (), |n, m| n.attach(m.0));
+forward!(DetachTransport, (), |n, m| n.detach(m.0));
+forward!(Listen, Multiaddr, |n, m| n.listen(m.0));
+forward!(Dial, PeerId, |n, m| n.dial(m.0));
+forward!(SendFrame, (), |n, m| n.send_frame(m.peer, m.frame));
+forward!(Rotate, PeerId, |n, m| async move { n.rotate(&m.0).await });
+
+impl Handler<SetPolicy> for TransportManager {
+    type Result = ResponseFuture<Result<()>>;
+
+    fn handle(&mut self, msg: SetPolicy, _: &mut Self::Context) -> Self::Result {
+        self.policy = msg.0;
+        let network = self.network.clone();
+        Box::pin(async move { network.set_policy(msg.0).await.map_err(net) })
+    }
+}
+
+impl Handler<GetNetworkStatus> for TransportManager {
+    type Result = ResponseFuture<Result<NetworkStatus>>;
+
+    fn handle(&mut self, _: GetNetworkStatus, _: &mut Self::Context) -> Self::Result {
+        let (network, policy) = (self.network.clone(), self.policy);
+        Box::pin(async move {
+            Ok(NetworkStatus {
+                peer_id: network.local_peer_id().await.map_err(net)?,
+                policy,
+                transports: network.transports().await.map_err(net)?,
+                listen_addrs: network.listen_addrs().await.map_err(net)?,
+                connected_peers: network.connected_peers().await.map_err(net)?,
+            })
+        })
+    }
+}
+
+#[cfg(feature = "fault-injection")]
+impl Handler<crate::messages::InjectPanic> for TransportManager {
+    type Result = Result<()>;
+
+    fn handle(&mut self, _: crate::messages::InjectPanic, ctx: &mut Self::Context) -> Self::Result {
+        guarded(NAME, ctx, || panic!("injected fault"))
+    }
+}
