@@ -2,8 +2,11 @@
 //! random hashes, next to raw SQLite inserts of the same rows measured in the
 //! same run. Prints one JSON document (the last line).
 //!
+//! Batches are 5 000 entries, the size sync appends fetched entries in.
 //! `VEIL_BENCH_PREFILL` overrides the number of prefilled entries (default
-//! 1 000 000); `VEIL_BENCH_DURABILITY=process-crash` selects the weaker mode.
+//! 1 000 000), `VEIL_BENCH_BATCH` the batch size,
+//! `VEIL_BENCH_CACHE_KIB`/`VEIL_BENCH_CHECKPOINT_PAGES` the tuning, and
+//! `VEIL_BENCH_DURABILITY=process-crash` selects the weaker durability.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 use std::{sync::Arc, time::Instant};
@@ -95,7 +98,7 @@ fn rate(n: usize, start: Instant) -> f64 {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    let batch_size: usize = std::env::var("VEIL_BENCH_BATCH").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
+    let batch_size: usize = std::env::var("VEIL_BENCH_BATCH").ok().and_then(|v| v.parse().ok()).unwrap_or(5000);
     let prefill: usize = std::env::var("VEIL_BENCH_PREFILL").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
     let durability = match std::env::var("VEIL_BENCH_DURABILITY").as_deref() {
         Ok("process-crash") => Durability::ProcessCrash,
@@ -132,7 +135,8 @@ async fn main() {
             Durability::PowerLoss => sqlx::sqlite::SqliteSynchronous::Full,
         })
         .pragma("cache_size", format!("-{}", tuning.cache_kib))
-        .pragma("wal_autocheckpoint", tuning.wal_autocheckpoint_pages.to_string());
+        .pragma("wal_autocheckpoint", tuning.wal_autocheckpoint_pages.to_string())
+        .pragma("journal_size_limit", (64u64 * 1024 * 1024).to_string());
     let mut raw = SqliteConnection::connect_with(&raw_options).await.unwrap();
     sqlx::query(
         "CREATE TABLE raw (seq INTEGER PRIMARY KEY, hash BLOB NOT NULL UNIQUE, lamport INTEGER NOT NULL,

