@@ -23,7 +23,8 @@ use veil_storage::{
 };
 
 const SINGLES: usize = 2000;
-const BATCHED: usize = 50_000;
+/// Enough batched rows to span checkpoints, so their cost is in the rate.
+const BATCHED: usize = 200_000;
 const TARGET_BATCHED: f64 = 30_000.0;
 
 /// Entries shaped like real ones (section sizes of a small message with one
@@ -155,6 +156,10 @@ async fn main() {
     }
     eprintln!("prefilled {prefill} entries (and raw rows) in {:.1} s", started.elapsed().as_secs_f64());
 
+    // Both stores start each phase with an empty WAL.
+    store.checkpoint().await.unwrap();
+    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&mut raw).await.unwrap();
+
     // Single appends: one transaction each.
     let singles = generator.batch(SINGLES);
     let t = Instant::now();
@@ -170,6 +175,8 @@ async fn main() {
     let raw_single = rate(SINGLES, t);
 
     // Batched appends.
+    store.checkpoint().await.unwrap();
+    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&mut raw).await.unwrap();
     let batches: Vec<_> = (0..BATCHED / batch_size).map(|_| generator.batch(batch_size)).collect();
     let t = Instant::now();
     for b in &batches {

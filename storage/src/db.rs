@@ -253,6 +253,14 @@ impl Store {
         max_known_version()
     }
 
+    /// Copies every WAL page into the main file and truncates the WAL (for
+    /// backups, and to start measurements from the same state).
+    pub async fn checkpoint(&self) -> Result<()> {
+        let mut conn = self.writer().await?;
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&mut *conn).await?;
+        Ok(())
+    }
+
     /// Runs `PRAGMA integrity_check` over the whole file.
     pub async fn integrity_check(&self) -> Result<()> {
         let rows: Vec<String> = sqlx::query_scalar("PRAGMA integrity_check").fetch_all(&self.readers).await?;
