@@ -74,7 +74,8 @@ async fn append_all(store: &Store, group: veil_crypto::GroupId, rows: &[(SealedE
     store.append_batch(&batch).await.unwrap();
 }
 
-/// The same rows into a bare table with the same columns and hash index.
+/// The same rows into a bare table with the same columns, keyed the obvious
+/// way: a `UNIQUE` index on the 32-byte hash.
 async fn raw_insert(conn: &mut SqliteConnection, rows: &[(SealedEntry, Links)]) {
     let mut tx = conn.begin().await.unwrap();
     for chunk in rows.chunks(500) {

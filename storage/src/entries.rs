@@ -2,7 +2,7 @@
 //! with the bookkeeping sync needs (heads, missing parents) kept up to date
 //! on every append, and a deterministic total order (Lamport clock, then hash).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use sqlx::{AssertSqlSafe, Connection, QueryBuilder, Row, Sqlite, SqliteConnection, sqlite::SqliteRow};
 use veil_crypto::{
@@ -168,12 +168,28 @@ impl Store {
         }
         let group_of = |e: &NewEntry<'_>| refs.get(&e.group).copied().ok_or(Error::Unknown("group"));
 
-        // 1. The entries themselves; RETURNING tells which were new.
-        let mut inserted: HashMap<[u8; 32], i64> = HashMap::new();
+        // 1. Which entries are new: those stored before, or repeated in the
+        // batch, are skipped. Then the new ones; RETURNING gives their seq.
+        let stored = stored_hashes(&mut tx, prepared.iter().map(|p| &p.hash)).await?;
+        let mut seen = HashSet::new();
+        let outcomes: Vec<Appended> =
+            prepared
+                .iter()
+                .map(|p| {
+                    if !stored.contains(&p.hash) && seen.insert(p.hash) {
+                        Appended::Stored
+                    } else {
+                        Appended::Duplicate
+                    }
+                })
+                .collect();
         let rows: Vec<(&NewEntry<'_>, &Prepared)> = batch.iter().zip(&prepared).collect();
-        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let new_rows: Vec<&(&NewEntry<'_>, &Prepared)> =
+            rows.iter().zip(&outcomes).filter(|(_, o)| **o == Appended::Stored).map(|(r, _)| r).collect();
+        let mut inserted: HashMap<[u8; 32], i64> = HashMap::with_capacity(new_rows.len());
+        for chunk in new_rows.chunks(ROWS_PER_STATEMENT) {
             let mut qb = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO entries (hash, group_ref, kind, lamport, author, parents, links, header, body, tag, sealed_payload, received_at) ",
+                "INSERT INTO entries (hash_key, hash, group_ref, kind, lamport, author, parents, links, header, body, tag, sealed_payload, received_at) ",
             );
             let mut err = None;
             qb.push_values(chunk, |mut b, (e, p)| {
@@ -181,7 +197,8 @@ impl Store {
                     err = Some(x);
                     0
                 });
-                b.push_bind(p.hash.to_vec())
+                b.push_bind(hash_key(&p.hash))
+                    .push_bind(p.hash.to_vec())
                     .push_bind(g)
                     .push_bind(p.kind)
                     .push_bind(p.lamport)
@@ -197,24 +214,11 @@ impl Store {
             if let Some(e) = err {
                 return Err(e);
             }
-            qb.push(" ON CONFLICT (hash) DO NOTHING RETURNING seq, hash");
+            qb.push(" RETURNING seq, hash");
             for row in qb.build().fetch_all(&mut *tx).await? {
                 inserted.insert(blob::<32>(&row, "hash")?, row.try_get("seq")?);
             }
         }
-
-        // Which batch positions were stored (the first occurrence of a new hash).
-        let mut seen = BTreeSet::new();
-        let outcomes: Vec<Appended> = prepared
-            .iter()
-            .map(|p| {
-                if inserted.contains_key(&p.hash) && seen.insert(p.hash) {
-                    Appended::Stored
-                } else {
-                    Appended::Duplicate
-                }
-            })
-            .collect();
 
         // 2. Heads and missing parents, per log.
         let mut logs: BTreeMap<(i64, i64), LogChange> = BTreeMap::new();
@@ -276,7 +280,8 @@ impl Store {
 
     /// One entry by hash.
     pub async fn entry(&self, hash: &EntryHash) -> Result<Option<EntryRecord>> {
-        let row = sqlx::query(AssertSqlSafe(format!("{ENTRY_SELECT} WHERE hash = $1")))
+        let row = sqlx::query(AssertSqlSafe(format!("{ENTRY_SELECT} WHERE hash_key = $1 AND hash = $2")))
+            .bind(hash_key(&hash.0))
             .bind(hash.0.to_vec())
             .fetch_optional(&self.readers)
             .await?;
@@ -285,7 +290,8 @@ impl Store {
 
     /// Whether an entry is stored.
     pub async fn contains_entry(&self, hash: &EntryHash) -> Result<bool> {
-        let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM entries WHERE hash = $1")
+        let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM entries WHERE hash_key = $1 AND hash = $2")
+            .bind(hash_key(&hash.0))
             .bind(hash.0.to_vec())
             .fetch_optional(&self.readers)
             .await?;
@@ -426,12 +432,19 @@ async fn update_dag(
         qb.push(")");
         qb.build().execute(&mut *conn).await?;
         let mut qb = QueryBuilder::<Sqlite>::new("INSERT INTO missing_parents (group_ref, kind, hash) SELECT ");
-        qb.push_bind(group).push(", ").push_bind(kind).push(", v.column1 FROM (VALUES ");
+        qb.push_bind(group).push(", ").push_bind(kind).push(", v.column2 FROM (VALUES ");
         let mut sep = qb.separated(", ");
         for h in chunk {
-            sep.push("(").push_bind_unseparated(h.to_vec()).push_unseparated(")");
+            sep.push("(")
+                .push_bind_unseparated(hash_key(h))
+                .push_unseparated(", ")
+                .push_bind_unseparated(h.to_vec())
+                .push_unseparated(")");
         }
-        qb.push(") AS v WHERE NOT EXISTS (SELECT 1 FROM entries e WHERE e.hash = v.column1) ON CONFLICT DO NOTHING");
+        qb.push(
+            ") AS v WHERE NOT EXISTS (SELECT 1 FROM entries e WHERE e.hash_key = v.column1 AND e.hash = v.column2) \
+             ON CONFLICT DO NOTHING",
+        );
         qb.build().execute(&mut *conn).await?;
     }
     Ok(())
@@ -442,4 +455,45 @@ fn push_hashes(qb: &mut QueryBuilder<Sqlite>, hashes: &[[u8; 32]]) {
     for h in hashes {
         sep.push_bind(h.to_vec());
     }
+}
+
+/// The index key of an entry hash: its first 8 bytes as a big-endian signed
+/// integer (see the `entries` table in the migrations).
+pub(crate) fn hash_key(hash: &[u8; 32]) -> i64 {
+    let mut key = [0u8; 8];
+    key.copy_from_slice(&hash[..8]);
+    i64::from_be_bytes(key)
+}
+
+/// Appends `hash_key IN (…) AND hash IN (…)` for `hashes`: the key narrows
+/// the search through the index, the full hash decides.
+pub(crate) fn push_hash_filter<'h>(qb: &mut QueryBuilder<Sqlite>, hashes: impl Iterator<Item = &'h [u8; 32]> + Clone) {
+    qb.push("hash_key IN (");
+    let mut sep = qb.separated(", ");
+    for h in hashes.clone() {
+        sep.push_bind(hash_key(h));
+    }
+    qb.push(") AND hash IN (");
+    let mut sep = qb.separated(", ");
+    for h in hashes {
+        sep.push_bind(h.to_vec());
+    }
+    qb.push(")");
+}
+
+/// Which of `hashes` are stored.
+async fn stored_hashes<'h>(
+    conn: &mut SqliteConnection,
+    hashes: impl Iterator<Item = &'h [u8; 32]>,
+) -> Result<HashSet<[u8; 32]>> {
+    let hashes: Vec<&[u8; 32]> = hashes.collect();
+    let mut stored = HashSet::new();
+    for chunk in hashes.chunks(ROWS_PER_STATEMENT) {
+        let mut qb = QueryBuilder::<Sqlite>::new("SELECT hash FROM entries WHERE ");
+        push_hash_filter(&mut qb, chunk.iter().copied());
+        for row in qb.build().fetch_all(&mut *conn).await? {
+            stored.insert(blob::<32>(&row, "hash")?);
+        }
+    }
+    Ok(stored)
 }

@@ -6,6 +6,7 @@ use veil_crypto::{envelope::EntryHash, time::UnixTime};
 
 use crate::{
     EntryRecord, Result, Store,
+    entries::push_hash_filter,
     rows::{blob, time, time_value, u64_col},
 };
 
@@ -36,12 +37,9 @@ impl Store {
                 "INSERT INTO outbox (peer, entry_seq, enqueued_at, next_attempt_at) SELECT ",
             );
             qb.push_bind(peer.0.to_vec()).push(", seq, ").push_bind(now).push(", ").push_bind(now);
-            qb.push(" FROM entries WHERE hash IN (");
-            let mut sep = qb.separated(", ");
-            for h in chunk {
-                sep.push_bind(h.0.to_vec());
-            }
-            qb.push(") ORDER BY seq ON CONFLICT (peer, entry_seq) DO NOTHING");
+            qb.push(" FROM entries WHERE ");
+            push_hash_filter(&mut qb, chunk.iter().map(|h| &h.0));
+            qb.push(" ORDER BY seq ON CONFLICT (peer, entry_seq) DO NOTHING");
             qb.build().execute(&mut *conn).await?;
         }
         Ok(())
@@ -113,12 +111,9 @@ impl Store {
             if let Some(t) = next {
                 qb.push_bind(time_value(t)?).push(" WHERE peer = ");
             }
-            qb.push_bind(peer.0.to_vec()).push(" AND entry_seq IN (SELECT seq FROM entries WHERE hash IN (");
-            let mut sep = qb.separated(", ");
-            for h in chunk {
-                sep.push_bind(h.0.to_vec());
-            }
-            qb.push("))");
+            qb.push_bind(peer.0.to_vec()).push(" AND entry_seq IN (SELECT seq FROM entries WHERE ");
+            push_hash_filter(&mut qb, chunk.iter().map(|h| &h.0));
+            qb.push(")");
             n += qb.build().execute(&mut *conn).await?.rows_affected();
         }
         Ok(n)

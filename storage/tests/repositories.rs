@@ -260,3 +260,54 @@ async fn a_second_store_on_the_same_database_is_refused() {
     // Once closed, it opens again.
     Store::open(&path, &key, common::options(&clock)).await.unwrap();
 }
+
+/// Entries are indexed by the first 8 bytes of their hash; two hashes sharing
+/// them must still be told apart by every lookup, append and outbox query.
+#[tokio::test]
+async fn hashes_sharing_an_index_key_stay_apart() {
+    use sqlx::Connection;
+
+    let t = temp_store().await;
+    let (secret, keys, device) = group_fixture(9);
+    let gid = t.store.insert_group(GroupKind::MultiMember, None, &secret, &device).await.unwrap();
+    let (a, la) = metadata_entry(&keys, &device, 1, vec![], b"a");
+    let twin = |last: u8| {
+        let mut h = a.hash().0;
+        h[31] ^= last;
+        EntryHash(h)
+    };
+    let (decoy, phantom) = (twin(1), twin(2));
+
+    // A row whose hash shares a's index key, written behind the store's back.
+    let mut raw = sqlx::SqliteConnection::connect(&format!("sqlite://{}", t.db_path().display())).await.unwrap();
+    let key = i64::from_be_bytes(a.hash().0[..8].try_into().unwrap());
+    sqlx::query(
+        "INSERT INTO entries (hash_key, hash, group_ref, kind, lamport, parents, links, header, body, tag, received_at)
+         SELECT $1, $2, id, 1, 1, x'', x'00', x'00', x'00', zeroblob(32), 0 FROM groups",
+    )
+    .bind(key)
+    .bind(decoy.0.to_vec())
+    .execute(&mut raw)
+    .await
+    .unwrap();
+    raw.close().await.unwrap();
+
+    assert!(!t.store.contains_entry(&a.hash()).await.unwrap());
+    let put = NewEntry { group: gid, entry: &a, links: &la, author: None, payload: None, ratchet: None, outbox: &[] };
+    assert_eq!(t.store.append(put).await.unwrap(), Appended::Stored);
+    assert_eq!(t.store.entry(&a.hash()).await.unwrap().unwrap().sealed, a);
+    assert!(!t.store.contains_entry(&phantom).await.unwrap());
+
+    // A child naming a and an unstored twin of it: only the twin is missing.
+    let (c, lc) = metadata_entry(&keys, &device, 2, vec![a.hash(), phantom], b"c");
+    let put = NewEntry { group: gid, entry: &c, links: &lc, author: None, payload: None, ratchet: None, outbox: &[] };
+    assert_eq!(t.store.append(put).await.unwrap(), Appended::Stored);
+    assert_eq!(t.store.missing_parents(&gid, EntryKind::Metadata).await.unwrap(), vec![phantom]);
+
+    // Owing and acknowledging a touches a's row only.
+    let peer = Peer([7; 32]);
+    t.store.enqueue(&peer, &[a.hash()]).await.unwrap();
+    assert_eq!(t.store.outbox_len(&peer).await.unwrap(), 1);
+    assert_eq!(t.store.ack(&peer, &[decoy]).await.unwrap(), 0);
+    assert_eq!(t.store.ack(&peer, &[a.hash()]).await.unwrap(), 1);
+}
