@@ -2,7 +2,12 @@
 //! fresh machine needs nothing installed.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = ["schemas/veil/v1/link.proto", "schemas/veil/v1/handshake.proto", "schemas/veil/v1/envelope.proto"];
+    let protos = [
+        "schemas/veil/v1/link.proto",
+        "schemas/veil/v1/handshake.proto",
+        "schemas/veil/v1/envelope.proto",
+        "schemas/veil/v1/sync.proto",
+    ];
     for p in &protos {
         println!("cargo:rerun-if-changed={p}");
     }

@@ -54,6 +54,10 @@ pub mod label {
     pub const INVITATION: &[u8] = b"veil/v1/invitation";
     /// Associated data of a sealed sender-chain state.
     pub const CHAIN_SHARE: &[u8] = b"veil/v1/chain-share";
+    /// A contact request's proof that it knows the current link point.
+    pub const POINT_PROOF: &[u8] = b"veil/v1/point-proof";
+    /// The tag naming a group on one connection between two peers.
+    pub const SESSION_TAG: &[u8] = b"veil/v1/session-tag";
 }
 
 /// HKDF-SHA256 extract-then-expand into `N` bytes. `info` parts are concatenated.

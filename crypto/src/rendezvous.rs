@@ -7,7 +7,7 @@
 
 use crate::{
     Error, Result, VerifyKey,
-    kdf::{hmac, label},
+    kdf::{hmac, hmac_verify, label, put_lp},
     secret::secret32,
     time::UnixTime,
 };
@@ -64,6 +64,33 @@ pub fn point(topic: &Topic, seed: &RendezvousSeed, period_start: UnixTime) -> Re
     key.extend_from_slice(&topic.0);
     key.extend_from_slice(seed.expose_secret());
     RendezvousPoint(hmac(&key, &[&period_start.0.to_be_bytes()]))
+}
+
+/// Proves to whoever announced `point` that the sender knows it, bound to
+/// `message` (the handshake message it travels with):
+/// `HMAC(point, "veil/v1/point-proof" ‖ message)`. Knowing a contact point
+/// means knowing the link's current seed, so a reset link stops working even
+/// for a requester that can still reach the node some other way.
+pub fn point_proof(point: &RendezvousPoint, message: &[u8]) -> [u8; 32] {
+    hmac(&point.0, &[label::POINT_PROOF, message])
+}
+
+/// Checks a [`point_proof`] in constant time.
+pub fn check_point_proof(point: &RendezvousPoint, message: &[u8], proof: &[u8; 32]) -> bool {
+    hmac_verify(&point.0, &[label::POINT_PROOF, message], proof)
+}
+
+/// The tag that names a group on the connection from peer `from` to peer
+/// `to` (their network peer ids, as bytes):
+/// `HMAC(seed, "veil/v1/session-tag" ‖ lp(from) ‖ lp(to))` with the group's
+/// rendezvous seed. Only members can compute it, and it changes whenever
+/// either side rotates its peer id, so it names the group to nobody else and
+/// links nothing across sessions.
+pub fn session_tag(seed: &RendezvousSeed, from: &[u8], to: &[u8]) -> [u8; 32] {
+    let mut msg = label::SESSION_TAG.to_vec();
+    put_lp(&mut msg, from);
+    put_lp(&mut msg, to);
+    hmac(seed.expose_secret(), &[&msg])
 }
 
 /// The rotation schedule: period length and grace window.
@@ -185,6 +212,25 @@ mod tests {
             let b = s.next_boundary(UnixTime(t));
             prop_assert!(b.0 > t && b.0 - t <= period && b.0.is_multiple_of(period));
         }
+    }
+
+    #[test]
+    fn point_proofs_bind_point_and_message() {
+        let p = Schedule::DEFAULT.point_at(&Topic::group(), &seed(1), UnixTime(1_800_000_000));
+        let q = Schedule::DEFAULT.point_at(&Topic::group(), &seed(2), UnixTime(1_800_000_000));
+        let proof = point_proof(&p, b"msg1");
+        assert!(check_point_proof(&p, b"msg1", &proof));
+        assert!(!check_point_proof(&q, b"msg1", &proof));
+        assert!(!check_point_proof(&p, b"msg2", &proof));
+    }
+
+    #[test]
+    fn session_tags_depend_on_direction_peers_and_seed() {
+        let t = session_tag(&seed(1), b"alice", b"bob");
+        assert_ne!(t, session_tag(&seed(1), b"bob", b"alice"));
+        assert_ne!(t, session_tag(&seed(2), b"alice", b"bob"));
+        // Length prefixes keep the peer ids apart.
+        assert_ne!(t, session_tag(&seed(1), b"aliceb", b"ob"));
     }
 
     #[test]

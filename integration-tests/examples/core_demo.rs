@@ -6,14 +6,14 @@
 //! Run with `cargo run -p veil-integration-tests --example core_demo`.
 #![allow(clippy::print_stdout)]
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use veil_crypto::{
     ContactLink, GroupKeys, Identity, Name, OsEntropy, ReceiverChain, RendezvousSeed, SenderChain,
     contact_group_secret,
     envelope::{BodyKey, EntryHash, EntryKind, Links, SealedEntry, open_entry, seal_entry},
     handshake::{Requester, Responder},
     ratchet::DEFAULT_WINDOW,
-    rendezvous::{Schedule, Topic},
+    rendezvous::{Schedule, Topic, check_point_proof, point_proof},
     time::{Clock, SystemClock},
 };
 use veil_proto::{
@@ -84,8 +84,13 @@ fn main() -> Result<()> {
     println!("\n4. Bob sends a contact request through the Noise XK handshake:");
     let request = ContactRequest { display_name: Some(Name::new("Bob")?), seed: bob_seed }.encode();
     let (requester, m1) = Requester::start(&bob.account, &parsed.account, &request)?;
-    let f1 = HandshakeFrame::RequestStart(m1).encode();
-    let HandshakeFrame::RequestStart(m1) = HandshakeFrame::decode(&f1)? else { bail!("unexpected frame") };
+    // Message 1 proves Bob knows the link's current point: after a reset, an
+    // old link's point no longer matches and Alice does not answer.
+    let f1 = HandshakeFrame::RequestStart { point_proof: point_proof(&here, &m1), message: m1 }.encode();
+    let HandshakeFrame::RequestStart { message: m1, point_proof: proof } = HandshakeFrame::decode(&f1)? else {
+        bail!("unexpected frame")
+    };
+    ensure!(check_point_proof(&here, &m1, &proof), "the point proof does not match");
     let (responder, m2) = Responder::respond(&alice.account, &m1)?;
     let (sent, m3) = requester.read_response(&m2)?;
     let incoming = responder.read_request(&m3)?;

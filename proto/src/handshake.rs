@@ -21,8 +21,14 @@ pub const REQUEST_VERSION: u32 = 1;
 /// One step of the handshake as it travels.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HandshakeFrame {
-    /// Noise message 1.
-    RequestStart(Vec<u8>),
+    /// Noise message 1, with the proof that the requester knows the link's
+    /// current rendezvous point (`veil_crypto::rendezvous::point_proof`).
+    RequestStart {
+        /// Noise message 1.
+        message: Vec<u8>,
+        /// `point_proof(point, message)`.
+        point_proof: [u8; 32],
+    },
     /// Noise message 2.
     Response(Vec<u8>),
     /// Noise message 3.
@@ -33,25 +39,35 @@ impl HandshakeFrame {
     /// Encodes the frame.
     pub fn encode(&self) -> Vec<u8> {
         use pb::handshake_frame::Message as M;
-        let message = match self {
-            Self::RequestStart(b) => M::RequestStart(b.clone()),
-            Self::Response(b) => M::Response(b.clone()),
-            Self::RequestFinish(b) => M::RequestFinish(b.clone()),
+        let (message, point_proof) = match self {
+            Self::RequestStart { message, point_proof } => (M::RequestStart(message.clone()), point_proof.to_vec()),
+            Self::Response(b) => (M::Response(b.clone()), Vec::new()),
+            Self::RequestFinish(b) => (M::RequestFinish(b.clone()), Vec::new()),
         };
-        pb::HandshakeFrame { message: Some(message) }.encode_to_vec()
+        pb::HandshakeFrame { message: Some(message), point_proof }.encode_to_vec()
     }
 
-    /// Decodes a frame, refusing oversize input and empty frames.
+    /// Decodes a frame, refusing oversize input, empty frames, and point
+    /// proofs missing from message 1 or present on the others.
     pub fn decode(bytes: &[u8]) -> Result<Self> {
         use pb::handshake_frame::Message as M;
         if bytes.len() > MAX_FRAME {
             return Err(Error::TooLarge { what: "handshake frame", len: bytes.len(), max: MAX_FRAME });
         }
         let m = pb::HandshakeFrame::decode(bytes).map_err(decode_err("handshake frame"))?;
+        let no_proof = |frame: Self| {
+            if m.point_proof.is_empty() {
+                Ok(frame)
+            } else {
+                Err(Error::Invalid { what: "handshake frame", reason: "only message 1 carries a point proof" })
+            }
+        };
         match m.message {
-            Some(M::RequestStart(b)) => Ok(Self::RequestStart(b)),
-            Some(M::Response(b)) => Ok(Self::Response(b)),
-            Some(M::RequestFinish(b)) => Ok(Self::RequestFinish(b)),
+            Some(M::RequestStart(message)) => {
+                Ok(Self::RequestStart { message, point_proof: fixed("point proof", &m.point_proof)? })
+            }
+            Some(M::Response(b)) => no_proof(Self::Response(b)),
+            Some(M::RequestFinish(b)) => no_proof(Self::RequestFinish(b)),
             None => Err(Error::Invalid { what: "handshake frame", reason: "carries no message" }),
         }
     }

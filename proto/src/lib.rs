@@ -37,6 +37,8 @@ mod error;
 mod fields;
 pub mod handshake;
 pub mod link;
+pub mod metadata;
+pub mod sync;
 
 /// The prost-generated protobuf types (package `veil.v1`).
 #[allow(missing_docs, unreachable_pub, clippy::all)]

@@ -6,7 +6,7 @@ use proptest::prelude::*;
 use veil_crypto::{
     AliasKey, ContactLink, GroupInvitation, GroupKeys, GroupSecret, Identity, Name, RendezvousSeed, SenderChain,
     TestEntropy,
-    envelope::{BodyKey, EntryKind, Links, seal_entry},
+    envelope::{BodyKey, EntryHash, EntryKind, Links, SealedEntry, seal_entry},
     time::UnixTime,
 };
 use veil_proto::{
@@ -14,6 +14,8 @@ use veil_proto::{
     entry::{MAX_ENCODED_ENTRY, decode_entry, encode_entry},
     handshake::{ContactRequest, HandshakeFrame, MAX_FRAME},
     link::{self, Link, MAX_LINK_TEXT},
+    metadata::{ChainShare, MemberJoined, MetadataEvent},
+    sync::{GroupBody, GroupFrame, MAX_GROUP_FRAME},
 };
 
 fn contact(seed: u8, name: Option<&str>) -> ContactLink {
@@ -95,9 +97,37 @@ proptest! {
     }
 
     #[test]
-    fn frames_round_trip(kind in 0u8..3, body in proptest::collection::vec(any::<u8>(), 0..200)) {
-        let f = match kind { 0 => HandshakeFrame::RequestStart(body), 1 => HandshakeFrame::Response(body), _ => HandshakeFrame::RequestFinish(body) };
+    fn frames_round_trip(kind in 0u8..3, body in proptest::collection::vec(any::<u8>(), 0..200), proof in any::<[u8; 32]>()) {
+        let f = match kind {
+            0 => HandshakeFrame::RequestStart { message: body, point_proof: proof },
+            1 => HandshakeFrame::Response(body),
+            _ => HandshakeFrame::RequestFinish(body),
+        };
         prop_assert_eq!(HandshakeFrame::decode(&f.encode()).unwrap(), f);
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_decode_as_group_frames_or_metadata(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+        let _ = GroupFrame::decode(&bytes);
+        let _ = MetadataEvent::decode(&bytes);
+    }
+
+    #[test]
+    fn group_frames_round_trip(tag in any::<[u8; 32]>(), n in 1usize..5, hashes in proptest::collection::vec(any::<[u8; 32]>(), 1..20)) {
+        let entries = (0..n).map(|i| sample_entry(i as u8)).collect();
+        let f = GroupFrame { session_tag: tag, body: GroupBody::Entries(entries) };
+        let bytes = f.encode();
+        let GroupBody::Entries(ref list) = f.body else { unreachable!() };
+        prop_assert_eq!(bytes.len(), 2 + 32 + 3 + list.iter().map(GroupFrame::entry_cost).sum::<usize>());
+        prop_assert_eq!(GroupFrame::decode(&bytes).unwrap(), f);
+        let ack = GroupFrame { session_tag: tag, body: GroupBody::Ack(hashes.into_iter().map(EntryHash).collect()) };
+        prop_assert_eq!(GroupFrame::decode(&ack.encode()).unwrap(), ack);
+    }
+
+    #[test]
+    fn truncated_group_frames_are_rejected(cut in 1usize..100) {
+        let f = GroupFrame { session_tag: [3; 32], body: GroupBody::Entries(vec![sample_entry(1)]) }.encode();
+        prop_assert!(GroupFrame::decode(&f[..f.len().saturating_sub(cut)]).is_err());
     }
 }
 
@@ -164,4 +194,63 @@ fn contact_request_validation() {
         Err(Error::UnsupportedVersion { .. })
     ));
     assert!(HandshakeFrame::decode(&[]).is_err());
+}
+
+fn sample_entry(label: u8) -> SealedEntry {
+    let keys = GroupKeys::derive(&GroupSecret::from_bytes([label; 32]));
+    let device = veil_crypto::SigningSecret::from_seed(&[label; 32]);
+    let links = Links { kind: EntryKind::Metadata, lamport: 1, parents: vec![] };
+    seal_entry(&keys, &device, &links, BodyKey::Metadata, &[label; 40], &mut TestEntropy::new(&[label])).unwrap()
+}
+
+#[test]
+fn group_frames_refuse_bad_tags_empty_batches_and_oversize_input() {
+    let good = GroupFrame { session_tag: [1; 32], body: GroupBody::Ack(vec![EntryHash([2; 32])]) }.encode();
+    assert!(GroupFrame::decode(&good).is_ok());
+    let mut short_tag = veil_proto::pb::GroupFrame {
+        session_tag: vec![1; 31],
+        body: Some(veil_proto::pb::group_frame::Body::Ack(veil_proto::pb::EntryAck { hashes: vec![vec![2; 32]] })),
+    };
+    use prost::Message;
+    assert!(GroupFrame::decode(&short_tag.encode_to_vec()).is_err());
+    short_tag.session_tag = vec![1; 32];
+    short_tag.body =
+        Some(veil_proto::pb::group_frame::Body::Ack(veil_proto::pb::EntryAck { hashes: vec![vec![2; 31]] }));
+    assert!(GroupFrame::decode(&short_tag.encode_to_vec()).is_err());
+    short_tag.body = Some(veil_proto::pb::group_frame::Body::Entries(veil_proto::pb::EntryBatch { entries: vec![] }));
+    assert!(GroupFrame::decode(&short_tag.encode_to_vec()).is_err());
+    short_tag.body = None;
+    assert!(GroupFrame::decode(&short_tag.encode_to_vec()).is_err());
+    assert!(matches!(GroupFrame::decode(&vec![0; MAX_GROUP_FRAME + 1]), Err(Error::TooLarge { .. })));
+}
+
+#[test]
+fn member_announcements_round_trip_and_reject_bad_keys() {
+    let member = veil_crypto::AliasKey::generate(&mut TestEntropy::new(b"m"))
+        .unwrap()
+        .member_keys(&veil_crypto::GroupId([5; 32]));
+    let device = veil_crypto::SigningSecret::from_seed(&[6; 32]).verify_key();
+    let event = MetadataEvent::MemberJoined(MemberJoined {
+        member: member.public(),
+        device,
+        device_cert: member.certify_device(&veil_crypto::GroupId([5; 32]), &device),
+        chain_shares: vec![ChainShare { recipient: device, sealed_state: vec![9; 136] }],
+    });
+    assert_eq!(MetadataEvent::decode(&event.encode()).unwrap(), event);
+    let MetadataEvent::MemberJoined(mut j) = event;
+    j.chain_shares[0].sealed_state = vec![];
+    assert!(MetadataEvent::decode(&MetadataEvent::MemberJoined(j).encode()).is_err());
+    assert!(MetadataEvent::decode(&[]).is_err());
+}
+
+#[test]
+fn point_proofs_travel_only_with_message_one() {
+    use prost::Message;
+    let with_proof = |m| veil_proto::pb::HandshakeFrame { message: Some(m), point_proof: vec![7; 32] }.encode_to_vec();
+    use veil_proto::pb::handshake_frame::Message as M;
+    assert!(HandshakeFrame::decode(&with_proof(M::RequestStart(vec![1; 48]))).is_ok());
+    assert!(HandshakeFrame::decode(&with_proof(M::Response(vec![1; 48]))).is_err());
+    assert!(HandshakeFrame::decode(&with_proof(M::RequestFinish(vec![1; 48]))).is_err());
+    let without = veil_proto::pb::HandshakeFrame { message: Some(M::RequestStart(vec![1; 48])), point_proof: vec![] };
+    assert!(HandshakeFrame::decode(&without.encode_to_vec()).is_err());
 }

@@ -1,0 +1,105 @@
+//! The plaintext of metadata-log entries (`MetadataEvent`, docs/PROTOCOL.md §6.4).
+
+use prost::Message;
+use veil_crypto::{AgreementPublic, MemberPublic, Signature, VerifyKey};
+
+use crate::{Error, Result, error::decode_err, fields::fixed, pb};
+
+/// Most chain shares in one announcement.
+pub const MAX_CHAIN_SHARES: usize = 256;
+/// Largest sealed chain share (a sealed 72-byte chain state is 136 bytes).
+pub const MAX_SEALED_SHARE: usize = 256;
+/// Largest encoded metadata event (the largest metadata payload).
+pub const MAX_METADATA_EVENT: usize = 65_532;
+
+/// A sender chain sealed to one member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainShare {
+    /// The member it is for (its member signing key).
+    pub recipient: VerifyKey,
+    /// `veil_crypto::ratchet::seal_chain_state` output.
+    pub sealed_state: Vec<u8>,
+}
+
+/// A member device announces itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberJoined {
+    /// The member.
+    pub member: MemberPublic,
+    /// The device; must be the author of the entry carrying this.
+    pub device: VerifyKey,
+    /// The member's certificate for the device (docs/PROTOCOL.md §6.3).
+    pub device_cert: Signature,
+    /// The device's sending chain, sealed to each member that may read it.
+    pub chain_shares: Vec<ChainShare>,
+}
+
+/// What a metadata entry says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MetadataEvent {
+    /// A member device joined.
+    MemberJoined(MemberJoined),
+}
+
+impl MetadataEvent {
+    /// Encodes the event.
+    pub fn encode(&self) -> Vec<u8> {
+        use pb::metadata_event::Event;
+        let event = match self {
+            Self::MemberJoined(j) => Event::MemberJoined(pb::MemberJoined {
+                member_signing_key: j.member.signing.to_bytes().to_vec(),
+                member_agreement_key: j.member.agreement.0.to_vec(),
+                device_key: j.device.to_bytes().to_vec(),
+                device_cert: j.device_cert.0.to_vec(),
+                chain_shares: j
+                    .chain_shares
+                    .iter()
+                    .map(|s| pb::ChainKeyShare {
+                        member_signing_key: s.recipient.to_bytes().to_vec(),
+                        sealed_state: s.sealed_state.clone(),
+                    })
+                    .collect(),
+            }),
+        };
+        pb::MetadataEvent { event: Some(event) }.encode_to_vec()
+    }
+
+    /// Decodes and validates an event.
+    pub fn decode(bytes: &[u8]) -> Result<Self> {
+        use pb::metadata_event::Event;
+        if bytes.len() > MAX_METADATA_EVENT {
+            return Err(Error::TooLarge { what: "metadata event", len: bytes.len(), max: MAX_METADATA_EVENT });
+        }
+        let m = pb::MetadataEvent::decode(bytes).map_err(decode_err("metadata event"))?;
+        match m.event {
+            Some(Event::MemberJoined(j)) => {
+                if j.chain_shares.len() > MAX_CHAIN_SHARES {
+                    return Err(Error::Invalid { what: "member announcement", reason: "too many chain shares" });
+                }
+                let chain_shares = j
+                    .chain_shares
+                    .into_iter()
+                    .map(|s| {
+                        if s.sealed_state.is_empty() || s.sealed_state.len() > MAX_SEALED_SHARE {
+                            return Err(Error::Invalid { what: "chain share", reason: "bad sealed state length" });
+                        }
+                        Ok(ChainShare {
+                            recipient: VerifyKey::from_bytes(&fixed("share recipient", &s.member_signing_key)?)?,
+                            sealed_state: s.sealed_state,
+                        })
+                    })
+                    .collect::<Result<_>>()?;
+                Ok(Self::MemberJoined(MemberJoined {
+                    member: MemberPublic {
+                        signing: VerifyKey::from_bytes(&fixed("member signing key", &j.member_signing_key)?)?,
+                        agreement: AgreementPublic(fixed("member agreement key", &j.member_agreement_key)?),
+                    },
+                    device: VerifyKey::from_bytes(&fixed("device key", &j.device_key)?)?,
+                    device_cert: Signature(fixed("device certificate", &j.device_cert)?),
+                    chain_shares,
+                }))
+            }
+            None => Err(Error::Invalid { what: "metadata event", reason: "carries nothing" }),
+        }
+    }
+}

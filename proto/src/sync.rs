@@ -1,0 +1,111 @@
+//! Frames between the members of a group (`GroupFrame`, docs/PROTOCOL.md §12):
+//! entries pushed to a member and the acknowledgements of the ones it stored.
+
+use prost::Message;
+use veil_crypto::envelope::{EntryHash, SealedEntry};
+
+use crate::{Error, Result, entry::MAX_ENCODED_ENTRY, error::decode_err, fields::fixed, pb};
+
+/// Most entries in one frame.
+pub const MAX_BATCH_ENTRIES: usize = 256;
+/// Most hashes in one acknowledgement.
+pub const MAX_ACK_HASHES: usize = 256;
+/// Largest encoded group frame: a full batch of the largest entries would
+/// not fit any transport frame, so senders fill batches up to their frame
+/// size; this bound only stops absurd input before it is parsed.
+pub const MAX_GROUP_FRAME: usize = 4 * 1024 * 1024 + MAX_ENCODED_ENTRY;
+
+/// What a group frame carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupBody {
+    /// Entries the receiver is owed.
+    Entries(Vec<SealedEntry>),
+    /// Entries the sender of this frame stored.
+    Ack(Vec<EntryHash>),
+}
+
+/// A frame of one group on one connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupFrame {
+    /// `veil_crypto::rendezvous::session_tag` of the group for this sender and receiver.
+    pub session_tag: [u8; 32],
+    /// The content.
+    pub body: GroupBody,
+}
+
+impl GroupFrame {
+    /// Encodes the frame.
+    pub fn encode(&self) -> Vec<u8> {
+        use pb::group_frame::Body;
+        let body = match &self.body {
+            GroupBody::Entries(entries) => Body::Entries(pb::EntryBatch {
+                entries: entries
+                    .iter()
+                    .map(|e| pb::LogEntry {
+                        links: e.links.clone(),
+                        header: e.header.clone(),
+                        body: e.body.clone(),
+                        tag: e.tag.to_vec(),
+                    })
+                    .collect(),
+            }),
+            GroupBody::Ack(hashes) => Body::Ack(pb::EntryAck { hashes: hashes.iter().map(|h| h.0.to_vec()).collect() }),
+        };
+        pb::GroupFrame { session_tag: self.session_tag.to_vec(), body: Some(body) }.encode_to_vec()
+    }
+
+    /// The encoded size of an entry inside a batch (for filling frames).
+    pub fn entry_cost(entry: &SealedEntry) -> usize {
+        let inner = pb::LogEntry {
+            links: entry.links.clone(),
+            header: entry.header.clone(),
+            body: entry.body.clone(),
+            tag: entry.tag.to_vec(),
+        }
+        .encoded_len();
+        inner + prost::length_delimiter_len(inner) + 1
+    }
+
+    /// Decodes and validates a frame: size first, then every entry's section
+    /// sizes and every hash's length, and the batch limits.
+    pub fn decode(bytes: &[u8]) -> Result<Self> {
+        use pb::group_frame::Body;
+        if bytes.len() > MAX_GROUP_FRAME {
+            return Err(Error::TooLarge { what: "group frame", len: bytes.len(), max: MAX_GROUP_FRAME });
+        }
+        let m = pb::GroupFrame::decode(bytes).map_err(decode_err("group frame"))?;
+        let session_tag = fixed("session tag", &m.session_tag)?;
+        let body = match m.body {
+            Some(Body::Entries(batch)) => {
+                if batch.entries.is_empty() || batch.entries.len() > MAX_BATCH_ENTRIES {
+                    return Err(Error::Invalid { what: "entry batch", reason: "must hold 1 to 256 entries" });
+                }
+                let entries = batch
+                    .entries
+                    .into_iter()
+                    .map(|e| {
+                        let entry = SealedEntry {
+                            links: e.links,
+                            header: e.header,
+                            body: e.body,
+                            tag: fixed("entry tag", &e.tag)?,
+                        };
+                        entry.check_sizes()?;
+                        Ok(entry)
+                    })
+                    .collect::<Result<_>>()?;
+                GroupBody::Entries(entries)
+            }
+            Some(Body::Ack(ack)) => {
+                if ack.hashes.is_empty() || ack.hashes.len() > MAX_ACK_HASHES {
+                    return Err(Error::Invalid { what: "entry ack", reason: "must hold 1 to 256 hashes" });
+                }
+                GroupBody::Ack(
+                    ack.hashes.iter().map(|h| Ok(EntryHash(fixed("entry hash", h)?))).collect::<Result<_>>()?,
+                )
+            }
+            None => return Err(Error::Invalid { what: "group frame", reason: "carries nothing" }),
+        };
+        Ok(Self { session_tag, body })
+    }
+}
