@@ -214,9 +214,15 @@ impl Store {
             if let Some(e) = err {
                 return Err(e);
             }
-            qb.push(" RETURNING seq, hash");
-            for row in qb.build().fetch_all(&mut *tx).await? {
-                inserted.insert(blob::<32>(&row, "hash")?, row.try_get("seq")?);
+            // Only outbox rows need the new rows' seq; skip RETURNING otherwise
+            // (thousands of result rows are a measurable cost in big batches).
+            if chunk.iter().any(|(e, _)| !e.outbox.is_empty()) {
+                qb.push(" RETURNING seq, hash");
+                for row in qb.build().fetch_all(&mut *tx).await? {
+                    inserted.insert(blob::<32>(&row, "hash")?, row.try_get("seq")?);
+                }
+            } else {
+                qb.build().execute(&mut *tx).await?;
             }
         }
 
@@ -255,16 +261,13 @@ impl Store {
         }
 
         // 4. Outbox rows.
-        let owed: Vec<(&Peer, i64)> = batch
-            .iter()
-            .zip(&prepared)
-            .zip(&outcomes)
-            .filter(|(_, o)| **o == Appended::Stored)
-            .flat_map(|((e, p), _)| {
-                let seq = inserted.get(&p.hash).copied().unwrap_or_default();
-                e.outbox.iter().map(move |peer| (peer, seq))
-            })
-            .collect();
+        let mut owed: Vec<(&Peer, i64)> = Vec::new();
+        for ((e, p), outcome) in batch.iter().zip(&prepared).zip(&outcomes) {
+            if *outcome == Appended::Stored && !e.outbox.is_empty() {
+                let seq = inserted.get(&p.hash).copied().ok_or(Error::Invalid { what: "append", reason: "no seq" })?;
+                owed.extend(e.outbox.iter().map(|peer| (peer, seq)));
+            }
+        }
         for chunk in owed.chunks(ROWS_PER_STATEMENT) {
             let mut qb =
                 QueryBuilder::<Sqlite>::new("INSERT INTO outbox (peer, entry_seq, enqueued_at, next_attempt_at) ");
