@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use veil_crypto::{
     AccountKeys, AgreementSecret, AliasKey, ChainKey, ChainState, ContactLink, GroupInvitation, GroupKeys, GroupSecret,
-    Name, RendezvousSeed, SenderChain, SigningSecret, TestEntropy,
+    Name, RendezvousPoint, RendezvousSeed, SenderChain, SigningSecret, TestEntropy,
     envelope::{BodyKey, EntryHash, EntryKind, Links, open_entry, seal_entry},
     rendezvous::{Schedule, Topic},
     seal::seal_to,
@@ -103,6 +103,16 @@ fn every_protocol_md_vector_matches_the_code() {
     c.expect(v, "topic", Topic::contact(&acct).as_bytes());
     c.expect(v, "point", schedule.point_at(&Topic::contact(&acct), &seed, t).0);
     c.expect(v, "next_point", schedule.point_at(&Topic::contact(&acct), &seed, schedule.next_boundary(t)).0);
+
+    // Point proof and session tag.
+    let v = "point-proof-and-session-tag";
+    let point = RendezvousPoint(c.hex32(v, "point"));
+    let message = hex::decode(c.input(v, "message")).expect("hex");
+    c.expect(v, "point_proof", veil_crypto::rendezvous::point_proof(&point, &message));
+    let seed = RendezvousSeed::from_bytes(c.hex32(v, "seed"));
+    let (from, to) =
+        (hex::decode(c.input(v, "sender")).expect("hex"), hex::decode(c.input(v, "receiver")).expect("hex"));
+    c.expect(v, "session_tag", veil_crypto::rendezvous::session_tag(&seed, &from, &to));
 
     // Group key schedule.
     let v = "group-key-schedule";
