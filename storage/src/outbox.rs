@@ -97,6 +97,18 @@ impl Store {
             .await
     }
 
+    /// Makes everything owed to `peer` due again at `at` (e.g. after the
+    /// connection it was pushed on closed, taking unsent acks with it).
+    pub async fn reschedule(&self, peer: &Peer, at: UnixTime) -> Result<u64> {
+        let mut conn = self.writer().await?;
+        let r = sqlx::query("UPDATE outbox SET next_attempt_at = $1 WHERE peer = $2 AND next_attempt_at > $1")
+            .bind(time_value(at)?)
+            .bind(peer.0.to_vec())
+            .execute(&mut *conn)
+            .await?;
+        Ok(r.rows_affected())
+    }
+
     async fn outbox_update(
         &self,
         peer: &Peer,

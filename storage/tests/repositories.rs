@@ -203,6 +203,10 @@ async fn append_stores_payload_ratchet_and_outbox_together() {
     assert_eq!(t.store.defer(&peer, &hashes[..1], later).await.unwrap(), 1);
     assert_eq!(t.store.outbox_due(&peer, t.clock.now(), 10).await.unwrap().len(), 2);
     assert_eq!(t.store.outbox_due(&peer, later, 10).await.unwrap()[0].attempts, 1);
+    // The connection went away: everything owed is due again now.
+    assert_eq!(t.store.reschedule(&peer, t.clock.now()).await.unwrap(), 1);
+    assert_eq!(t.store.outbox_due(&peer, t.clock.now(), 10).await.unwrap().len(), 3);
+    assert_eq!(t.store.reschedule(&peer, t.clock.now()).await.unwrap(), 0);
     assert_eq!(t.store.ack(&peer, &hashes[..2]).await.unwrap(), 2);
     assert_eq!(t.store.outbox_peers().await.unwrap(), vec![peer]);
     t.store.ack(&peer, &hashes).await.unwrap();
