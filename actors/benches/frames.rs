@@ -31,9 +31,12 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use veil_actors::{Node, NodeEvent};
 use veil_crypto::{NetworkKey, OsEntropy};
 use veil_storage::keystore::KdfParams;
-use veil_transports::{FRAME_PROTOCOL, FrameCodec, Network, NetworkConfig, Policy, Quic, Tcp, TransportPlugin};
+use veil_transports::{FrameCodec, Network, NetworkConfig, Policy, Quic, Tcp, TransportPlugin};
 
 const FRAME: usize = 256;
+
+/// The bare request-response baseline's protocol (one substream per frame).
+const BARE_PROTOCOL: libp2p::StreamProtocol = libp2p::StreamProtocol::new("/bench/frame-rr/1");
 const WINDOW: usize = 64;
 
 /// Actor-layer throughput with 64 in flight, as a share of bare request-response.
@@ -255,7 +258,7 @@ fn bare_swarm(plugin: &dyn TransportPlugin) -> Swarm<Bare> {
     let transport = plugin.build(&keypair).unwrap();
     let rr = request_response::Behaviour::with_codec(
         FrameCodec::new(veil_transports::DEFAULT_MAX_FRAME),
-        [(FRAME_PROTOCOL, ProtocolSupport::Full)],
+        [(BARE_PROTOCOL, ProtocolSupport::Full)],
         request_response::Config::default().with_max_concurrent_streams(256),
     );
     Swarm::new(

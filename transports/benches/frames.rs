@@ -21,9 +21,12 @@ use libp2p::{Multiaddr, PeerId, Swarm};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 use veil_crypto::{NetworkKey, OsEntropy};
-use veil_transports::{FRAME_PROTOCOL, FrameCodec, Network, NetworkConfig, Policy, Quic, Tcp, TransportPlugin};
+use veil_transports::{FrameCodec, Network, NetworkConfig, Policy, Quic, Tcp, TransportPlugin};
 
 const FRAME: usize = 256;
+
+/// The bare request-response baseline's protocol (one substream per frame).
+const BARE_PROTOCOL: libp2p::StreamProtocol = libp2p::StreamProtocol::new("/bench/frame-rr/1");
 const WINDOW: usize = 64;
 
 fn secs() -> Duration {
@@ -144,7 +147,7 @@ fn bare_swarm(plugin: &dyn TransportPlugin) -> Swarm<Bare> {
     let transport = plugin.build(&keypair).unwrap();
     let rr = request_response::Behaviour::with_codec(
         FrameCodec::new(veil_transports::DEFAULT_MAX_FRAME),
-        [(FRAME_PROTOCOL, ProtocolSupport::Full)],
+        [(BARE_PROTOCOL, ProtocolSupport::Full)],
         request_response::Config::default().with_max_concurrent_streams(256),
     );
     Swarm::new(

@@ -1,16 +1,14 @@
 //! The swarm's network behaviour: every libp2p protocol a veil node speaks.
 
-use std::time::Duration;
-
 use libp2p::identity::Keypair;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
-use libp2p::{StreamProtocol, autonat, dcutr, identify, kad, mdns, ping, relay, rendezvous, request_response};
+use libp2p::{StreamProtocol, autonat, dcutr, identify, kad, mdns, ping, relay, rendezvous};
 
-use crate::codec::{FRAME_PROTOCOL, FrameCodec};
 use crate::error::Error;
+use crate::link::Links;
 use crate::network::NetworkConfig;
-use crate::policy::Policy;
+use crate::policy::{Policy, RelaySet};
 
 /// The Kademlia protocol name: veil nodes form their own DHT.
 pub(crate) const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/veil/kad/1");
@@ -21,21 +19,56 @@ const IDENTIFY_PROTOCOL: &str = "/veil/1";
 /// The agent string: deliberately uninformative (no version, no platform).
 const AGENT: &str = "veil";
 
-/// All protocols of a veil node. Server roles and the policy-dependent parts
-/// are [`Toggle`]d at construction.
+/// All protocols of a veil node. Only the frame protocol, identify and the
+/// relay client always run; everything else is [`Toggle`]d at construction
+/// and runs only when the policy and the configuration need it (each idle
+/// behaviour still costs a poll of its handler on every connection event).
 #[derive(NetworkBehaviour)]
 pub(crate) struct Behaviour {
+    /// First, so the hot path is polled first.
+    pub(crate) links: Links,
     pub(crate) identify: identify::Behaviour,
-    pub(crate) ping: ping::Behaviour,
-    pub(crate) kad: kad::Behaviour<kad::store::MemoryStore>,
-    pub(crate) rendezvous: rendezvous::client::Behaviour,
+    pub(crate) relay_client: relay::client::Behaviour,
+    pub(crate) ping: Toggle<ping::Behaviour>,
+    pub(crate) kad: Toggle<kad::Behaviour<kad::store::MemoryStore>>,
+    pub(crate) rendezvous: Toggle<rendezvous::client::Behaviour>,
     pub(crate) rendezvous_server: Toggle<rendezvous::server::Behaviour>,
     pub(crate) mdns: Toggle<mdns::tokio::Behaviour>,
-    pub(crate) relay_client: relay::client::Behaviour,
     pub(crate) relay_server: Toggle<relay::Behaviour>,
     pub(crate) dcutr: Toggle<dcutr::Behaviour>,
     pub(crate) autonat: Toggle<autonat::Behaviour>,
-    pub(crate) frame: request_response::Behaviour<FrameCodec>,
+}
+
+/// Which optional behaviours run, decided from the policy and the configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Features {
+    pub(crate) ping: bool,
+    pub(crate) kad: bool,
+    pub(crate) rendezvous_client: bool,
+    pub(crate) rendezvous_server: bool,
+    pub(crate) mdns: bool,
+    pub(crate) relay_server: bool,
+    pub(crate) dcutr: bool,
+    pub(crate) autonat: bool,
+}
+
+impl Features {
+    pub(crate) fn new(policy: Policy, config: &NetworkConfig, relays: &RelaySet) -> Self {
+        let discovery = policy.discovery();
+        let kad = discovery && (config.kad || !config.bootstrap.is_empty());
+        Self {
+            ping: config.ping_interval.is_some(),
+            kad,
+            rendezvous_client: discovery,
+            rendezvous_server: config.rendezvous_server,
+            mdns: policy.mdns(config.mdns),
+            relay_server: config.relay_server,
+            // Hole punching only helps a node reachable through a relay.
+            dcutr: policy.hole_punching() && relays.has_configured(),
+            // Reachability probes only matter to decide the DHT mode.
+            autonat: policy.autonat() && kad,
+        }
+    }
 }
 
 impl Behaviour {
@@ -44,6 +77,7 @@ impl Behaviour {
         keypair: &Keypair,
         relay_client: relay::client::Behaviour,
         policy: Policy,
+        features: Features,
         config: &NetworkConfig,
     ) -> Result<Self, Error> {
         let peer_id = keypair.public().to_peer_id();
@@ -59,11 +93,15 @@ impl Behaviour {
                 .with_push_listen_addr_updates(advertise),
         );
 
-        let mut kad =
-            kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), kad::Config::new(KAD_PROTOCOL));
-        kad.set_mode(policy.kad_mode());
+        let kad = features.kad.then(|| {
+            let mut cfg = kad::Config::new(KAD_PROTOCOL);
+            cfg.set_query_timeout(config.request_timeout);
+            let mut kad = kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), cfg);
+            kad.set_mode(policy.kad_mode());
+            kad
+        });
 
-        let mdns = if policy.mdns(config.mdns) {
+        let mdns = if features.mdns {
             match mdns::tokio::Behaviour::new(mdns::Config::default(), peer_id) {
                 Ok(m) => Some(m),
                 Err(e) => {
@@ -75,7 +113,7 @@ impl Behaviour {
             None
         };
 
-        let relay_server = config.relay_server.then(|| {
+        let relay_server = features.relay_server.then(|| {
             let cfg = relay::Config {
                 max_circuit_duration: config.relay_circuit_duration,
                 max_circuit_bytes: config.relay_circuit_bytes,
@@ -84,29 +122,26 @@ impl Behaviour {
             relay::Behaviour::new(peer_id, cfg)
         });
 
-        let frame = request_response::Behaviour::with_codec(
-            FrameCodec::new(config.max_frame_size),
-            [(FRAME_PROTOCOL, request_response::ProtocolSupport::Full)],
-            request_response::Config::default()
-                .with_request_timeout(config.request_timeout)
-                .with_max_concurrent_streams(config.max_concurrent_streams),
-        );
+        let rendezvous_server = features
+            .rendezvous_server
+            .then(|| rendezvous::server::Behaviour::new(rendezvous::server::Config::default()));
 
         Ok(Self {
+            links: Links::new(config.request_timeout),
             identify,
-            ping: ping::Behaviour::new(ping::Config::new().with_interval(Duration::from_secs(30))),
-            kad,
-            rendezvous: rendezvous::client::Behaviour::new(keypair.clone()),
-            rendezvous_server: config
-                .rendezvous_server
-                .then(|| rendezvous::server::Behaviour::new(rendezvous::server::Config::default()))
-                .into(),
-            mdns: mdns.into(),
             relay_client,
+            ping: config
+                .ping_interval
+                .filter(|_| features.ping)
+                .map(|every| ping::Behaviour::new(ping::Config::new().with_interval(every)))
+                .into(),
+            kad: kad.into(),
+            rendezvous: features.rendezvous_client.then(|| rendezvous::client::Behaviour::new(keypair.clone())).into(),
+            rendezvous_server: rendezvous_server.into(),
+            mdns: mdns.into(),
             relay_server: relay_server.into(),
-            dcutr: policy.hole_punching().then(|| dcutr::Behaviour::new(peer_id)).into(),
-            autonat: policy.autonat().then(|| autonat::Behaviour::new(peer_id, autonat::Config::default())).into(),
-            frame,
+            dcutr: features.dcutr.then(|| dcutr::Behaviour::new(peer_id)).into(),
+            autonat: features.autonat.then(|| autonat::Behaviour::new(peer_id, autonat::Config::default())).into(),
         })
     }
 }

@@ -1,9 +1,17 @@
-//! The `/veil/frame/1` codec: one length-prefixed frame per request, one
-//! length-prefixed acknowledgement per response.
+//! Wire formats of veil's own protocols.
 //!
-//! Wire format (both directions): a 4-byte big-endian length, then that many
-//! bytes. A length over the configured maximum is refused before anything is
-//! allocated.
+//! * `/veil/frame/2` ([`FRAME_PROTOCOL`]): one persistent stream per sender
+//!   and connection. The sender writes frames, each a 4-byte big-endian
+//!   length and that many bytes ([`read_frame`], [`write_frame`]); the
+//!   receiver writes acknowledgements, each a 4-byte big-endian count `n ≥ 1`
+//!   meaning "the next `n` frames were accepted" ([`read_ack`],
+//!   [`write_ack`], [`check_ack`]).
+//! * `/veil/contact/1` ([`CONTACT_PROTOCOL`]): request-response, one request
+//!   and one response per stream, each length-prefixed like a frame
+//!   ([`FrameCodec`]).
+//!
+//! A length over the configured maximum, or an acknowledgement of frames that
+//! were never sent, is refused before anything is allocated.
 
 use std::io;
 
@@ -11,13 +19,17 @@ use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::StreamProtocol;
 use libp2p::request_response;
 
-/// The frame protocol's name.
-pub const FRAME_PROTOCOL: StreamProtocol = StreamProtocol::new("/veil/frame/1");
+/// The frame protocol's name (persistent, acknowledged streams).
+pub const FRAME_PROTOCOL: StreamProtocol = StreamProtocol::new("/veil/frame/2");
+
+/// The contact protocol's name (request-response, used by the contact
+/// handshake).
+pub const CONTACT_PROTOCOL: StreamProtocol = StreamProtocol::new("/veil/contact/1");
 
 /// The default largest frame: 256 KiB.
 pub const DEFAULT_MAX_FRAME: usize = 256 * 1024;
 
-/// The largest acknowledgement accepted (acknowledgements are empty today).
+/// The largest response [`FrameCodec::new`] accepts.
 pub const MAX_ACK: usize = 1024;
 
 /// Reads one length-prefixed frame of at most `max` bytes.
@@ -48,12 +60,54 @@ pub async fn write_frame<T: AsyncWrite + Unpin>(io: &mut T, frame: &[u8], max: u
     io.flush().await
 }
 
+/// Reads one acknowledgement: the count of frames it acknowledges, checked
+/// against the `unacknowledged` frames the sender has written
+/// ([`check_ack`]).
+pub async fn read_ack<T: AsyncRead + Unpin>(io: &mut T, unacknowledged: usize) -> io::Result<usize> {
+    let mut count = [0u8; 4];
+    io.read_exact(&mut count).await?;
+    check_ack(u32::from_be_bytes(count), unacknowledged)
+}
+
+/// Validates an acknowledgement count: at least one frame, and no more than
+/// are waiting for an acknowledgement. Anything else is a protocol violation
+/// ([`io::ErrorKind::InvalidData`]).
+pub fn check_ack(count: u32, unacknowledged: usize) -> io::Result<usize> {
+    match usize::try_from(count) {
+        Ok(n) if n >= 1 && n <= unacknowledged => Ok(n),
+        _ => Err(io::Error::new(io::ErrorKind::InvalidData, "acknowledgement of frames that were not sent")),
+    }
+}
+
+/// Appends the acknowledgements of `count` frames to `out` (several
+/// acknowledgements if `count` exceeds `u32::MAX`).
+pub fn encode_acks(mut count: u64, out: &mut Vec<u8>) {
+    while count > 0 {
+        let n = u32::try_from(count).unwrap_or(u32::MAX);
+        out.extend_from_slice(&n.to_be_bytes());
+        count -= u64::from(n);
+    }
+}
+
+/// Appends one length-prefixed frame to `out`; refuses frames over `max`
+/// bytes with [`io::ErrorKind::InvalidInput`] (nothing is appended then).
+pub fn encode_frame(frame: &[u8], max: usize, out: &mut Vec<u8>) -> io::Result<()> {
+    let len = u32::try_from(frame.len())
+        .ok()
+        .filter(|_| frame.len() <= max)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "frame exceeds the maximum size"))?;
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(frame);
+    Ok(())
+}
+
 fn too_large() -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, "frame exceeds the maximum size")
 }
 
-/// The request-response codec for `/veil/frame/1`: requests are frames of at
-/// most `max_frame` bytes, responses acknowledgements of at most [`MAX_ACK`].
+/// A length-prefixed request-response codec: requests of at most `max_frame`
+/// bytes, responses of at most [`MAX_ACK`] ([`FrameCodec::new`]) or of the
+/// same maximum ([`FrameCodec::symmetric`], used by `/veil/contact/1`).
 #[derive(Debug, Clone, Copy)]
 pub struct FrameCodec {
     max_frame: usize,
@@ -163,7 +217,54 @@ mod tests {
         assert!(block_on(read_frame(&mut Cursor::new(vec![0, 0]), 100)).is_err());
     }
 
+    #[test]
+    fn acks() {
+        let mut wire = Vec::new();
+        encode_acks(3, &mut wire);
+        encode_acks(0, &mut wire);
+        assert_eq!(wire, vec![0, 0, 0, 3]);
+        assert_eq!(block_on(read_ack(&mut Cursor::new(wire.clone()), 3)).unwrap(), 3);
+        // More than were sent, or zero: a protocol violation.
+        assert_eq!(block_on(read_ack(&mut Cursor::new(wire), 2)).unwrap_err().kind(), io::ErrorKind::InvalidData);
+        assert_eq!(check_ack(0, 5).unwrap_err().kind(), io::ErrorKind::InvalidData);
+        let mut big = Vec::new();
+        encode_acks(u64::from(u32::MAX) + 2, &mut big);
+        assert_eq!(big, vec![0xff, 0xff, 0xff, 0xff, 0, 0, 0, 2]);
+        // encode_frame matches write_frame and refuses oversize frames.
+        let mut out = Vec::new();
+        encode_frame(b"hello", 5, &mut out).unwrap();
+        assert_eq!(out, encode(b"hello"));
+        assert!(encode_frame(b"hello", 4, &mut out).is_err());
+        assert_eq!(out, encode(b"hello"));
+    }
+
     proptest! {
+        #[test]
+        fn ack_garbage_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..16), unacked in 0usize..1000) {
+            match block_on(read_ack(&mut Cursor::new(bytes.clone()), unacked)) {
+                Ok(n) => {
+                    prop_assert!(n >= 1 && n <= unacked);
+                    prop_assert_eq!(n as u32, u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]));
+                }
+                Err(e) => prop_assert!(matches!(e.kind(), io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof)),
+            }
+        }
+
+        #[test]
+        fn acks_round_trip(counts in prop::collection::vec(1u64..1_000_000, 0..8)) {
+            let total: u64 = counts.iter().sum();
+            let mut wire = Vec::new();
+            for c in &counts {
+                encode_acks(*c, &mut wire);
+            }
+            let mut input = Cursor::new(wire);
+            let mut left = total as usize;
+            for c in &counts {
+                prop_assert_eq!(block_on(read_ack(&mut input, left)).unwrap() as u64, *c);
+                left -= *c as usize;
+            }
+        }
+
         #[test]
         fn round_trip(frames in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..2048), 0..8)) {
             let mut wire = Vec::new();

@@ -1,21 +1,22 @@
 //! The task that owns the swarm: executes commands, turns swarm events into
 //! [`NetworkEvent`]s, and rebuilds the swarm on rotation or a policy change.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures::{FutureExt, StreamExt};
 use libp2p::core::ConnectedPoint;
 use libp2p::core::transport::{ListenerId, TransportError};
 use libp2p::identity::Keypair;
-use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{ConnectionId, DialError, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, Swarm, Transport, identify, mdns, relay, swarm};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::behaviour::{Behaviour, BehaviourEvent, KAD_PROTOCOL};
+use crate::behaviour::{Behaviour, BehaviourEvent, Features, KAD_PROTOCOL};
 use crate::error::{Error, Result};
+use crate::link::{self, Acks, Inbound, LinkEvent, LinkSender, LinkSettings, LinkTable, Stop};
 use crate::network::{NetworkConfig, NetworkEvent};
 use crate::plugin::{TransportId, TransportPlugin, authenticate_and_multiplex};
 use crate::policy::{self, Policy, RelaySet};
@@ -30,7 +31,7 @@ const BATCH: usize = 64;
 pub(crate) enum Command {
     Listen { addr: Multiaddr, reply: Reply<Multiaddr> },
     Dial { addr: Multiaddr, reply: Reply<PeerId> },
-    SendFrame { peer: PeerId, frame: Vec<u8>, reply: Reply<()> },
+    OpenLink { peer: PeerId, reply: Reply<LinkSender> },
     Attach { plugin: Arc<dyn TransportPlugin>, reply: Reply<()> },
     Detach { id: TransportId, reply: Reply<()> },
     Transports { reply: oneshot::Sender<Vec<TransportId>> },
@@ -44,11 +45,18 @@ pub(crate) enum Command {
     Shutdown { reply: oneshot::Sender<()> },
 }
 
-/// An event waiting for room in the event channel; a frame's acknowledgement
-/// is sent only once its event is accepted.
+/// An event waiting for room in the event channel; a frame is counted as
+/// accepted (and so acknowledged) only once its event is accepted.
 struct Outgoing {
     event: NetworkEvent,
-    ack: Option<ResponseChannel<Vec<u8>>>,
+    ack: Option<Arc<Acks>>,
+}
+
+/// An outbound frame link being set up.
+struct Opening {
+    waiters: Vec<Reply<LinkSender>>,
+    /// The connection the stream was requested on (`None`: waiting for a connection).
+    on: Option<ConnectionId>,
 }
 
 /// One swarm and what is tied to it (replaced wholesale on restart).
@@ -57,7 +65,15 @@ struct Node {
     switch: SwitchHandle,
     /// The transport each open connection went over.
     connections: HashMap<ConnectionId, (PeerId, TransportId)>,
-    sends: HashMap<OutboundRequestId, Reply<()>>,
+    /// Connections being closed (detached transport): no new links on them.
+    closing: HashSet<ConnectionId>,
+    /// Open inbound frame links per connection.
+    inbound_links: HashMap<ConnectionId, Arc<AtomicUsize>>,
+    /// Per connection with links: set when it closes, which ends them.
+    link_guards: HashMap<ConnectionId, watch::Sender<bool>>,
+    opening: HashMap<PeerId, Opening>,
+    /// Tells every link of this swarm to stop.
+    stop: watch::Sender<Option<Stop>>,
     dials: HashMap<ConnectionId, Reply<PeerId>>,
     listens: HashMap<ListenerId, Reply<Multiaddr>>,
     /// The address each live listener was asked for (to reopen on restart).
@@ -81,28 +97,50 @@ impl Node {
         let relay_transport = authenticate_and_multiplex(relay_transport, keypair)
             .map_err(|e| Error::Build { id: TransportId::RELAY, reason: e.to_string() })?;
         let transport = relay_transport.or_transport(switchable).map(|either, _| either.into_inner()).boxed();
-        let behaviour = Behaviour::new(keypair, relay_client, policy, config)?;
-        let swarm = Swarm::new(
+        let features = Features::new(policy, config, relays);
+        let mut behaviour = Behaviour::new(keypair, relay_client, policy, features, config)?;
+        if let Some(kad) = behaviour.kad.as_mut() {
+            for addr in &config.bootstrap {
+                if let Some(peer) = policy::peer_of(addr) {
+                    kad.add_address(&peer, addr.clone());
+                }
+            }
+        }
+        let mut swarm = Swarm::new(
             transport,
             behaviour,
             peer_id,
             swarm::Config::with_tokio_executor().with_idle_connection_timeout(config.idle_connection_timeout),
         );
+        if let Some(kad) = swarm.behaviour_mut().kad.as_mut()
+            && !config.bootstrap.is_empty()
+            && let Err(e) = kad.bootstrap()
+        {
+            tracing::debug!(error = %e, "Kademlia bootstrap not started");
+        }
+        let (stop, _) = watch::channel(None);
         Ok(Self {
             swarm,
             switch,
             connections: HashMap::new(),
-            sends: HashMap::new(),
+            closing: HashSet::new(),
+            inbound_links: HashMap::new(),
+            link_guards: HashMap::new(),
+            opening: HashMap::new(),
+            stop,
             dials: HashMap::new(),
             listens: HashMap::new(),
             listeners: HashMap::new(),
         })
     }
 
-    /// Fails every pending request with `error()`.
-    fn fail_pending(&mut self, error: impl Fn() -> Error) {
-        for (_, reply) in self.sends.drain() {
-            let _ = reply.send(Err(error()));
+    /// Stops every link and fails every pending request with `error()`.
+    fn fail_pending(&mut self, why: Stop, error: impl Fn() -> Error) {
+        let _ = self.stop.send(Some(why));
+        for (_, opening) in self.opening.drain() {
+            for reply in opening.waiters {
+                let _ = reply.send(Err(error()));
+            }
         }
         for (_, reply) in self.dials.drain() {
             let _ = reply.send(Err(error()));
@@ -110,6 +148,11 @@ impl Node {
         for (_, reply) in self.listens.drain() {
             let _ = reply.send(Err(error()));
         }
+    }
+
+    /// An open connection to `peer` that is not being closed.
+    fn usable_connection(&self, peer: &PeerId) -> Option<ConnectionId> {
+        self.connections.iter().filter(|(c, (p, _))| p == peer && !self.closing.contains(c)).map(|(c, _)| *c).max()
     }
 
     fn connected_peers(&self) -> Vec<PeerId> {
@@ -121,6 +164,12 @@ impl Node {
 }
 
 pub(crate) struct Driver {
+    runtime: tokio::runtime::Handle,
+    links: Arc<LinkTable>,
+    inbound_tx: mpsc::Sender<Inbound>,
+    inbound_rx: mpsc::Receiver<Inbound>,
+    /// Counts swarm restarts; frames read under an older swarm are dropped.
+    epoch: u64,
     keypair: Keypair,
     policy: Policy,
     relays: RelaySet,
@@ -138,7 +187,10 @@ fn forbidden(policy: Policy, addr: &Multiaddr, reason: policy::Reason) -> Error 
 }
 
 impl Driver {
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
+        runtime: tokio::runtime::Handle,
+        links: Arc<LinkTable>,
         keypair: Keypair,
         policy: Policy,
         relays: RelaySet,
@@ -154,7 +206,13 @@ impl Driver {
             }
         }
         let node = Node::build(&keypair, policy, &relays, &plugins, &config)?;
+        let (inbound_tx, inbound_rx) = mpsc::channel(config.event_capacity);
         Ok(Self {
+            runtime,
+            links,
+            inbound_tx,
+            inbound_rx,
+            epoch: 0,
             keypair,
             policy,
             relays,
@@ -169,6 +227,7 @@ impl Driver {
     }
 
     pub(crate) async fn run(mut self) {
+        let mut inbound = Vec::with_capacity(BATCH);
         let shutdown_reply = 'run: loop {
             // Stop reading from the swarm while the consumer is behind: this
             // is the backpressure (nothing is acknowledged meanwhile).
@@ -190,6 +249,13 @@ impl Driver {
                             Err(mpsc::error::TryRecvError::Disconnected) => None,
                         };
                     }
+                },
+                // Frames read by the inbound links.
+                n = self.inbound_rx.recv_many(&mut inbound, BATCH), if room => {
+                    for item in inbound.drain(..n) {
+                        self.inbound_frame(item);
+                    }
+                    self.flush();
                 },
                 // Room in the event channel again (the permit is released
                 // at once; `flush` takes it back).
@@ -215,7 +281,8 @@ impl Driver {
                 },
             }
         };
-        self.node.fail_pending(|| Error::Shutdown);
+        self.node.fail_pending(Stop::Shutdown, || Error::Shutdown);
+        self.links.clear();
         let local = *self.node.swarm.local_peer_id();
         drop(self);
         tracing::debug!(peer = %local, "network stopped");
@@ -252,8 +319,8 @@ impl Driver {
             let Some(Outgoing { event, ack }) = self.outbox.pop_front() else { return };
             permit.send(event);
             if let Some(ack) = ack {
-                // Fails only if the connection closed meanwhile; the sender resends.
-                let _ = self.node.swarm.behaviour_mut().frame.send_response(ack, Vec::new());
+                // Lost if the link closes meanwhile; the sender then resends.
+                ack.accept();
             }
         }
     }
@@ -277,10 +344,7 @@ impl Driver {
                     let _ = reply.send(Err(e));
                 }
             },
-            Command::SendFrame { peer, frame, reply } => {
-                let id = self.node.swarm.behaviour_mut().frame.send_request(&peer, frame);
-                self.node.sends.insert(id, reply);
-            }
+            Command::OpenLink { peer, reply } => self.open_link(peer, reply),
             Command::Attach { plugin, reply } => {
                 let _ = reply.send(self.attach(plugin));
             }
@@ -404,6 +468,7 @@ impl Driver {
             self.node.connections.iter().filter(|(_, (_, t))| t == id).map(|(c, _)| *c).collect();
         tracing::debug!(transport = %id, connections = doomed.len(), "closing the detached transport's connections");
         for c in doomed {
+            self.node.closing.insert(c);
             self.node.swarm.close_connection(c);
         }
         Ok(())
@@ -415,7 +480,9 @@ impl Driver {
         let mut old = std::mem::replace(&mut self.node, node);
         self.keypair = keypair;
         self.policy = policy;
-        old.fail_pending(|| Error::Restarted);
+        old.fail_pending(Stop::Restarted, || Error::Restarted);
+        self.links.clear();
+        self.epoch += 1;
         // Frames not yet accepted by the consumer are dropped unacknowledged:
         // their senders see the connection close and resend.
         self.outbox.retain(|o| o.ack.is_none());
@@ -474,6 +541,10 @@ impl Driver {
             }
             SwarmEvent::ConnectionEstablished { peer_id, connection_id, endpoint, num_established, .. } => {
                 let transport = self.transport_of(&endpoint);
+                if let ConnectedPoint::Dialer { address, .. } = &endpoint {
+                    // Remembered for dials by peer id (a later frame link).
+                    self.node.swarm.behaviour_mut().links.add_addresses(peer_id, [address.clone()]);
+                }
                 if let Some(reply) = self.node.dials.remove(&connection_id) {
                     let _ = reply.send(Ok(peer_id));
                 }
@@ -491,17 +562,40 @@ impl Driver {
                 if first {
                     self.emit(NetworkEvent::PeerConnected { peer: peer_id, transport });
                 }
+                // A link waiting for a connection to this peer.
+                if let Some(opening) = self.node.opening.get_mut(&peer_id)
+                    && opening.on.is_none()
+                {
+                    opening.on = Some(connection_id);
+                    self.node.swarm.behaviour_mut().links.open(peer_id, connection_id);
+                }
             }
             SwarmEvent::ConnectionClosed { peer_id, connection_id, num_established, .. } => {
                 let known = self.node.connections.remove(&connection_id).is_some();
+                self.node.closing.remove(&connection_id);
+                self.node.inbound_links.remove(&connection_id);
+                if let Some(guard) = self.node.link_guards.remove(&connection_id) {
+                    let _ = guard.send(true);
+                }
+                if self.node.opening.get(&peer_id).is_some_and(|o| o.on == Some(connection_id)) {
+                    // The stream was requested on this connection: try another.
+                    self.retry_link(peer_id);
+                }
                 if known && !self.node.connections.values().any(|(p, _)| *p == peer_id) {
                     self.emit(NetworkEvent::PeerDisconnected { peer: peer_id });
                 }
                 tracing::debug!(peer = %peer_id, remaining = num_established, "connection closed");
             }
-            SwarmEvent::OutgoingConnectionError { connection_id, error, .. } => {
+            SwarmEvent::OutgoingConnectionError { connection_id, error, peer_id } => {
+                let reason = error.to_string();
                 if let Some(reply) = self.node.dials.remove(&connection_id) {
-                    let _ = reply.send(Err(Error::Dial(error.to_string())));
+                    let _ = reply.send(Err(Error::Dial(reason.clone())));
+                }
+                if let Some(peer) = peer_id
+                    && self.node.opening.get(&peer).is_some_and(|o| o.on.is_none())
+                    && self.node.usable_connection(&peer).is_none()
+                {
+                    self.fail_link(peer, &reason);
                 }
             }
             SwarmEvent::ExternalAddrConfirmed { address } if !self.policy.may_advertise(&address) => {
@@ -527,11 +621,16 @@ impl Driver {
 
     fn behaviour_event(&mut self, event: BehaviourEvent) {
         match event {
-            BehaviourEvent::Frame(event) => self.frame_event(event),
+            BehaviourEvent::Links(event) => self.link_event(event),
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
-                if self.policy == Policy::Direct && info.protocols.contains(&KAD_PROTOCOL) {
+                let behaviour = self.node.swarm.behaviour_mut();
+                behaviour.links.add_addresses(peer_id, info.listen_addrs.iter().cloned());
+                if self.policy == Policy::Direct
+                    && info.protocols.contains(&KAD_PROTOCOL)
+                    && let Some(kad) = behaviour.kad.as_mut()
+                {
                     for addr in &info.listen_addrs {
-                        self.node.swarm.behaviour_mut().kad.add_address(&peer_id, addr.clone());
+                        kad.add_address(&peer_id, addr.clone());
                     }
                 }
                 self.emit(NetworkEvent::PeerIdentified { peer: peer_id, listen_addrs: info.listen_addrs });
@@ -552,30 +651,104 @@ impl Driver {
         }
     }
 
-    fn frame_event(&mut self, event: request_response::Event<Vec<u8>, Vec<u8>>) {
-        match event {
-            request_response::Event::Message { peer, message, .. } => match message {
-                request_response::Message::Request { request, channel, .. } => {
-                    self.outbox.push_back(Outgoing {
-                        event: NetworkEvent::FrameReceived { peer, frame: request },
-                        ack: Some(channel),
-                    });
-                }
-                request_response::Message::Response { request_id, .. } => {
-                    if let Some(reply) = self.node.sends.remove(&request_id) {
-                        let _ = reply.send(Ok(()));
-                    }
-                }
-            },
-            request_response::Event::OutboundFailure { request_id, error, .. } => {
-                if let Some(reply) = self.node.sends.remove(&request_id) {
-                    let _ = reply.send(Err(Error::SendFailed(error.to_string())));
-                }
-            }
-            request_response::Event::InboundFailure { peer, error, .. } => {
-                tracing::debug!(%peer, %error, "inbound frame failed");
-            }
-            request_response::Event::ResponseSent { .. } => {}
+    /// Sets up (or finds) the outbound frame link to `peer`.
+    fn open_link(&mut self, peer: PeerId, reply: Reply<LinkSender>) {
+        if let Some(link) = self.links.get(&peer) {
+            let _ = reply.send(Ok(link));
+            return;
         }
+        if let Some(opening) = self.node.opening.get_mut(&peer) {
+            opening.waiters.push(reply);
+            return;
+        }
+        self.node.opening.insert(peer, Opening { waiters: vec![reply], on: None });
+        self.retry_link(peer);
+    }
+
+    /// Requests the stream of a link being set up on a usable connection, or
+    /// dials the peer (by id, with the addresses the behaviours know).
+    fn retry_link(&mut self, peer: PeerId) {
+        let Some(opening) = self.node.opening.get_mut(&peer) else { return };
+        opening.on = None;
+        if let Some(connection) = self.node.usable_connection(&peer) {
+            if let Some(opening) = self.node.opening.get_mut(&peer) {
+                opening.on = Some(connection);
+            }
+            self.node.swarm.behaviour_mut().links.open(peer, connection);
+            return;
+        }
+        let opts = DialOpts::peer_id(peer).condition(PeerCondition::NotDialing).build();
+        match self.node.swarm.dial(opts) {
+            // A dial already under way reports its outcome too.
+            Ok(()) | Err(DialError::DialPeerConditionFalse(_)) => {}
+            Err(e) => self.fail_link(peer, &e.to_string()),
+        }
+    }
+
+    fn fail_link(&mut self, peer: PeerId, reason: &str) {
+        if let Some(opening) = self.node.opening.remove(&peer) {
+            tracing::debug!(%peer, %reason, "frame link not opened");
+            for reply in opening.waiters {
+                let _ = reply.send(Err(Error::SendFailed(reason.to_owned())));
+            }
+        }
+    }
+
+    fn settings(&mut self, connection: ConnectionId) -> LinkSettings {
+        let closed = self.node.link_guards.entry(connection).or_insert_with(|| watch::channel(false).0).subscribe();
+        LinkSettings {
+            closed,
+            max_frame: self.config.max_frame_size,
+            max_in_flight: self.config.max_frames_in_flight,
+            ack_timeout: self.config.request_timeout,
+            idle_timeout: self.config.idle_connection_timeout,
+            stop: self.node.stop.subscribe(),
+            table: self.links.clone(),
+        }
+    }
+
+    fn link_event(&mut self, event: LinkEvent) {
+        match event {
+            LinkEvent::Outbound { peer, connection, stream } => {
+                if self.node.opening.get(&peer).is_none_or(|o| o.on != Some(connection)) {
+                    // Nobody waits for it any more (dropping it closes it).
+                    return;
+                }
+                match stream {
+                    Ok(stream) => {
+                        let settings = self.settings(connection);
+                        let link = link::spawn_outbound(&self.runtime, peer, stream, settings);
+                        if let Some(opening) = self.node.opening.remove(&peer) {
+                            for reply in opening.waiters {
+                                let _ = reply.send(Ok(link.clone()));
+                            }
+                        }
+                    }
+                    Err(reason) => self.fail_link(peer, &reason),
+                }
+            }
+            LinkEvent::Inbound { peer, connection, stream } => {
+                let slots = self.node.inbound_links.entry(connection).or_default().clone();
+                if slots.fetch_add(1, Ordering::AcqRel) >= link::MAX_INBOUND_PER_CONNECTION {
+                    slots.fetch_sub(1, Ordering::AcqRel);
+                    tracing::debug!(%peer, "too many frame links on one connection; one refused");
+                    return;
+                }
+                let deliver = self.inbound_tx.clone();
+                let settings = self.settings(connection);
+                link::spawn_inbound(&self.runtime, peer, stream, self.epoch, deliver, slots, settings);
+            }
+        }
+    }
+
+    /// Queues a frame an inbound link read; it is acknowledged once accepted.
+    fn inbound_frame(&mut self, item: Inbound) {
+        if item.epoch != self.epoch || !item.acks.is_open() {
+            return;
+        }
+        self.outbox.push_back(Outgoing {
+            event: NetworkEvent::FrameReceived { peer: item.peer, frame: item.frame },
+            ack: Some(item.acks),
+        });
     }
 }

@@ -9,8 +9,10 @@
 //!   attached and detached while the swarm runs.
 //! * [`Policy`]: the privacy policies (`Direct`, `Relayed`, `Anonymous`,
 //!   `Offline`) and the pure checks in [`policy`] that enforce them.
-//! * [`Network`]: a libp2p swarm (identify, ping, Kademlia, rendezvous, mDNS,
-//!   relay, DCUtR, AutoNAT and veil's `/veil/frame/1`) in a tokio task,
+//! * [`Network`]: a libp2p swarm in a tokio task carrying veil's frames on
+//!   persistent, acknowledged streams (`/veil/frame/2`), with identify, the
+//!   relay client and, where the policy and configuration need them,
+//!   Kademlia, rendezvous, mDNS, relay server, DCUtR, AutoNAT and ping;
 //!   controlled through a [`NetworkHandle`] and reporting [`NetworkEvent`]s.
 //!
 //! Nothing here knows about actix; the `TransportManager` actor wraps a
@@ -61,12 +63,13 @@ mod behaviour;
 pub mod codec;
 mod driver;
 mod error;
+mod link;
 mod network;
 mod plugin;
 pub mod policy;
 mod switchable;
 
-pub use codec::{DEFAULT_MAX_FRAME, FRAME_PROTOCOL, FrameCodec};
+pub use codec::{CONTACT_PROTOCOL, DEFAULT_MAX_FRAME, FRAME_PROTOCOL, FrameCodec};
 pub use error::{Error, Result};
 pub use network::{Network, NetworkConfig, NetworkEvent, NetworkHandle, keypair_from, peer_id_of};
 pub use plugin::{

@@ -12,6 +12,7 @@ use veil_crypto::NetworkKey;
 use crate::codec::DEFAULT_MAX_FRAME;
 use crate::driver::{self, Command};
 use crate::error::{Error, Result};
+use crate::link::{Delivery, LinkTable, OutFrame};
 use crate::plugin::{TransportId, TransportPlugin};
 use crate::policy::{Policy, RelaySet};
 
@@ -34,12 +35,28 @@ pub struct NetworkConfig {
     /// Relays this node may connect to and listen through under
     /// [`Policy::Relayed`]; each address must end in `/p2p/<relay peer id>`.
     pub relays: Vec<Multiaddr>,
-    /// How long a frame may wait for its acknowledgement (default 10 s).
+    /// How long a frame may wait for its acknowledgement, a request for its
+    /// response, and a Kademlia query for its answer (default 10 s).
     pub request_timeout: Duration,
-    /// How long an unused connection stays open (default 60 s).
+    /// How long a frame link with nothing to send stays open, and then how
+    /// long a connection without open streams stays open (default 60 s).
     pub idle_connection_timeout: Duration,
-    /// Concurrent frame streams per connection, both directions (default 256).
+    /// Concurrent request-response streams per connection, both directions
+    /// (default 256).
     pub max_concurrent_streams: usize,
+    /// Frames written to a peer and not yet acknowledged, per link (default
+    /// 256). Further sends wait.
+    pub max_frames_in_flight: usize,
+    /// Check connections with libp2p ping at this interval (default `None`:
+    /// no ping; a dead connection is noticed when a frame times out).
+    pub ping_interval: Option<Duration>,
+    /// Take part in the Kademlia DHT even without bootstrap peers (for a
+    /// bootstrap node). Kademlia also runs whenever `bootstrap` is non-empty;
+    /// never under [`Policy::Offline`].
+    pub kad: bool,
+    /// Kademlia peers to join the DHT through, each ending in `/p2p/<peer id>`
+    /// (default none).
+    pub bootstrap: Vec<Multiaddr>,
     /// Capacity of the command channel (default 256).
     pub command_capacity: usize,
     /// Capacity of the event channel (default 256). Behind a full channel up
@@ -65,6 +82,10 @@ impl Default for NetworkConfig {
             request_timeout: Duration::from_secs(10),
             idle_connection_timeout: Duration::from_secs(60),
             max_concurrent_streams: 256,
+            max_frames_in_flight: 256,
+            ping_interval: None,
+            kad: false,
+            bootstrap: Vec::new(),
             command_capacity: 256,
             event_capacity: 256,
             relay_circuit_duration: Duration::from_secs(3600),
@@ -78,8 +99,15 @@ impl NetworkConfig {
         if self.max_frame_size == 0 || u32::try_from(self.max_frame_size).is_err() {
             return Err(Error::Config("max_frame_size must be between 1 and 2^32 - 1"));
         }
-        if self.command_capacity == 0 || self.event_capacity == 0 || self.max_concurrent_streams == 0 {
+        if self.command_capacity == 0
+            || self.event_capacity == 0
+            || self.max_concurrent_streams == 0
+            || self.max_frames_in_flight == 0
+        {
             return Err(Error::Config("capacities must be at least 1"));
+        }
+        if self.bootstrap.iter().any(|a| crate::policy::peer_of(a).is_none()) {
+            return Err(Error::Config("bootstrap addresses must end in /p2p/<peer id>"));
         }
         RelaySet::from_addrs(&self.relays).ok_or(Error::Config("relay addresses must end in /p2p/<peer id>"))
     }
@@ -173,12 +201,23 @@ impl Network {
         let (cmd_tx, cmd_rx) = mpsc::channel(config.command_capacity);
         let (event_tx, event_rx) = mpsc::channel(config.event_capacity);
         let max_frame = config.max_frame_size;
+        let links = Arc::new(LinkTable::default());
         let driver = {
             let _guard = runtime.enter();
-            driver::Driver::new(keypair, policy, relays, plugins, config, cmd_rx, event_tx)?
+            driver::Driver::new(
+                runtime.clone(),
+                links.clone(),
+                keypair,
+                policy,
+                relays,
+                plugins,
+                config,
+                cmd_rx,
+                event_tx,
+            )?
         };
         runtime.spawn(driver.run());
-        Ok((NetworkHandle { tx: cmd_tx, max_frame }, event_rx))
+        Ok((NetworkHandle { tx: cmd_tx, links, max_frame }, event_rx))
     }
 }
 
@@ -198,10 +237,19 @@ pub fn peer_id_of(key: &NetworkKey) -> Result<PeerId> {
 ///
 /// After [`shutdown`](Self::shutdown) (or if the network task ended) every
 /// method returns [`Error::Shutdown`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct NetworkHandle {
     tx: mpsc::Sender<Command>,
+    /// The open frame links: frames go straight to them, not through the
+    /// network task.
+    links: Arc<LinkTable>,
     max_frame: usize,
+}
+
+impl std::fmt::Debug for NetworkHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NetworkHandle").field("max_frame", &self.max_frame).finish_non_exhaustive()
+    }
 }
 
 impl NetworkHandle {
@@ -226,15 +274,43 @@ impl NetworkHandle {
     }
 
     /// Sends one frame to `peer`; resolves when the peer acknowledged it, i.e.
-    /// its application accepted it.
+    /// its application accepted it (its `FrameReceived` event was taken by
+    /// the bounded event channel).
+    ///
+    /// Frames travel on the peer's frame link (one persistent stream), opened
+    /// on first use over an existing connection, or after dialing the peer by
+    /// id with the addresses the network knows. Frames sent one after another
+    /// arrive in order. While `max_frames_in_flight` frames wait for their
+    /// acknowledgement, further sends wait.
     ///
     /// An error means the frame may or may not have arrived: keep it in the
-    /// outbox and send it again (receivers must tolerate duplicates).
+    /// outbox and send it again (receivers must tolerate duplicates). A frame
+    /// larger than `max_frame_size` is refused at once with
+    /// [`Error::FrameTooLarge`].
     pub async fn send_frame(&self, peer: PeerId, frame: Vec<u8>) -> Result<()> {
         if frame.len() > self.max_frame {
             return Err(Error::FrameTooLarge { len: frame.len(), max: self.max_frame });
         }
-        self.ask(|reply| Command::SendFrame { peer, frame, reply }).await?
+        let mut frame = frame;
+        // A link that closes before writing the frame gives it back; it is
+        // then tried on a new link (a bounded number of times).
+        for _ in 0..3 {
+            let link = match self.links.get(&peer) {
+                Some(link) => link,
+                None => self.ask(|reply| Command::OpenLink { peer, reply }).await??,
+            };
+            let (reply, outcome) = oneshot::channel();
+            if let Err(back) = link.send(OutFrame { frame, reply }).await {
+                frame = back.frame;
+                continue;
+            }
+            match outcome.await {
+                Ok(Delivery::Done(result)) => return result,
+                Ok(Delivery::Unsent(back)) => frame = back,
+                Err(_) => return Err(Error::Shutdown),
+            }
+        }
+        Err(Error::SendFailed("the frame link kept closing".into()))
     }
 
     /// Attaches a transport while the network runs.

@@ -81,6 +81,12 @@ impl Policy {
         }
     }
 
+    /// Whether rendezvous registration and discovery and the Kademlia DHT may
+    /// run (not under `Offline`, which talks to nearby devices only).
+    pub fn discovery(self) -> bool {
+        self != Policy::Offline
+    }
+
     /// The Kademlia mode: `None` lets Kademlia pick (server once an external
     /// address is confirmed).
     pub fn kad_mode(self) -> Option<kad::Mode> {
@@ -163,6 +169,11 @@ impl RelaySet {
         self.configured.insert(peer);
         self.addrs.insert(without_peer(addr));
         true
+    }
+
+    /// Whether any relay is configured (not merely dialed through).
+    pub fn has_configured(&self) -> bool {
+        !self.configured.is_empty()
     }
 
     /// Adds a relay that a dialed circuit address goes through.

@@ -6,6 +6,8 @@ mod common;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use common::*;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
@@ -189,4 +191,60 @@ async fn oversize_frames_are_refused() {
     c.handle.send_frame(b.peer, b"small".to_vec()).await.unwrap();
     let got = recv_frames(&mut b.events, 1).await;
     assert_eq!(got[0], (c.peer, b"small".to_vec()));
+}
+
+/// A frame the receiver's application never takes is never acknowledged:
+/// the send fails after `request_timeout`, and goes through once resent to a
+/// consumer that reads again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unacknowledged_frames_time_out() {
+    let mut a_cfg = config();
+    a_cfg.request_timeout = Duration::from_millis(400);
+    let mut b_cfg = config();
+    b_cfg.event_capacity = 1;
+    let mut a = spawn_with(Policy::Direct, memory(), a_cfg);
+    let mut b = spawn_with(Policy::Direct, memory(), b_cfg);
+    // `Listening` fills b's one-slot channel and nobody reads it yet.
+    let b_addr = b.handle.listen(ma("/memory/0")).await.unwrap();
+    a.handle.dial(b_addr).await.unwrap();
+    wait_connected(&mut a.events, b.peer).await;
+    let sent = tokio::time::timeout(PATIENCE, a.handle.send_frame(b.peer, b"stalled".to_vec())).await.unwrap();
+    assert!(matches!(sent, Err(Error::SendFailed(_))), "{sent:?}");
+
+    // b's consumer reads again; the resent frame is acknowledged.
+    let (got, sent) = tokio::join!(recv_frames(&mut b.events, 1), a.handle.send_frame(b.peer, b"stalled".to_vec()));
+    sent.unwrap();
+    assert_eq!(got[0], (a.peer, b"stalled".to_vec()));
+}
+
+/// A frame link closes after `idle_connection_timeout` without frames, then
+/// the connection; the next frame dials the peer again by its id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_links_close_and_reopen() {
+    let mut cfg = config();
+    cfg.idle_connection_timeout = Duration::from_millis(300);
+    let mut a = spawn_with(Policy::Direct, vec![Arc::new(Tcp::new())], cfg.clone());
+    let mut b = spawn_with(Policy::Direct, vec![Arc::new(Tcp::new())], cfg);
+    let b_addr = b.handle.listen(ma("/ip4/127.0.0.1/tcp/0")).await.unwrap();
+    a.handle.dial(b_addr).await.unwrap();
+    a.handle.send_frame(b.peer, b"one".to_vec()).await.unwrap();
+    b.handle.send_frame(a.peer, b"two".to_vec()).await.unwrap();
+    assert_eq!(recv_frames(&mut b.events, 1).await[0].1, b"one");
+    assert_eq!(recv_frames(&mut a.events, 1).await[0].1, b"two");
+    wait_disconnected(&mut a.events, b.peer).await;
+    wait_disconnected(&mut b.events, a.peer).await;
+    assert!(a.handle.connected_peers().await.unwrap().is_empty());
+
+    // Not connected: the frame dials b (by peer id, with the address a used before).
+    a.handle.send_frame(b.peer, b"three".to_vec()).await.unwrap();
+    assert_eq!(recv_frames(&mut b.events, 1).await[0], (a.peer, b"three".to_vec()));
+}
+
+/// A peer nobody knows an address of cannot be sent to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_peer_fails() {
+    let a = spawn(Policy::Direct, memory());
+    let stranger = veil_transports::peer_id_of(&key()).unwrap();
+    let sent = tokio::time::timeout(PATIENCE, a.handle.send_frame(stranger, b"hello?".to_vec())).await.unwrap();
+    assert!(matches!(sent, Err(Error::SendFailed(_))), "{sent:?}");
 }
