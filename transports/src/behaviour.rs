@@ -3,8 +3,9 @@
 use libp2p::identity::Keypair;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
-use libp2p::{StreamProtocol, autonat, dcutr, identify, kad, mdns, ping, relay, rendezvous};
+use libp2p::{StreamProtocol, autonat, dcutr, identify, kad, mdns, ping, relay, rendezvous, request_response};
 
+use crate::codec::{CONTACT_PROTOCOL, FrameCodec};
 use crate::error::Error;
 use crate::link::Links;
 use crate::network::NetworkConfig;
@@ -19,8 +20,8 @@ const IDENTIFY_PROTOCOL: &str = "/veil/1";
 /// The agent string: deliberately uninformative (no version, no platform).
 const AGENT: &str = "veil";
 
-/// All protocols of a veil node. Only the frame protocol, identify and the
-/// relay client always run; everything else is [`Toggle`]d at construction
+/// All protocols of a veil node. Only the frame and contact protocols,
+/// identify and the relay client always run; everything else is [`Toggle`]d at construction
 /// and runs only when the policy and the configuration need it (each idle
 /// behaviour still costs a poll of its handler on every connection event).
 #[derive(NetworkBehaviour)]
@@ -37,6 +38,8 @@ pub(crate) struct Behaviour {
     pub(crate) relay_server: Toggle<relay::Behaviour>,
     pub(crate) dcutr: Toggle<dcutr::Behaviour>,
     pub(crate) autonat: Toggle<autonat::Behaviour>,
+    /// `/veil/contact/1`, used by the contact handshake.
+    pub(crate) contact: request_response::Behaviour<FrameCodec>,
 }
 
 /// Which optional behaviours run, decided from the policy and the configuration.
@@ -122,9 +125,12 @@ impl Behaviour {
             relay::Behaviour::new(peer_id, cfg)
         });
 
-        let rendezvous_server = features
-            .rendezvous_server
-            .then(|| rendezvous::server::Behaviour::new(rendezvous::server::Config::default()));
+        // Accepts announcements from one minute on (libp2p's default minimum is
+        // two hours), so rendezvous periods shorter than that work too.
+        let rendezvous_server = features.rendezvous_server.then(|| {
+            let ttl = crate::discovery::MIN_ANNOUNCE_TTL.as_secs();
+            rendezvous::server::Behaviour::new(rendezvous::server::Config::default().with_min_ttl(ttl))
+        });
 
         Ok(Self {
             links: Links::new(config.request_timeout),
@@ -142,6 +148,16 @@ impl Behaviour {
             relay_server: relay_server.into(),
             dcutr: features.dcutr.then(|| dcutr::Behaviour::new(peer_id)).into(),
             autonat: features.autonat.then(|| autonat::Behaviour::new(peer_id, autonat::Config::default())).into(),
+            contact: request_response::Behaviour::with_codec(
+                FrameCodec::symmetric(config.max_frame_size),
+                [(CONTACT_PROTOCOL, request_response::ProtocolSupport::Full)],
+                // The requester's handle gives up after `request_timeout`;
+                // the responder keeps a request answerable twice as long, so
+                // the requester sees its own timeout, not the stream closing.
+                request_response::Config::default()
+                    .with_request_timeout(config.request_timeout.saturating_mul(2))
+                    .with_max_concurrent_streams(config.max_concurrent_streams),
+            ),
         })
     }
 }

@@ -4,20 +4,24 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
 use libp2p::core::ConnectedPoint;
+use libp2p::core::Endpoint;
 use libp2p::core::transport::{ListenerId, TransportError};
 use libp2p::identity::Keypair;
+use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
-use libp2p::swarm::{ConnectionId, DialError, SwarmEvent};
-use libp2p::{Multiaddr, PeerId, Swarm, Transport, identify, mdns, relay, swarm};
+use libp2p::swarm::{ConnectionId, DialError, NetworkBehaviour, SwarmEvent};
+use libp2p::{Multiaddr, PeerId, Swarm, Transport, identify, kad, mdns, relay, rendezvous, swarm};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::behaviour::{Behaviour, BehaviourEvent, Features, KAD_PROTOCOL};
+use crate::discovery::{self, Discovery, MAX_LOOKUP_PEERS};
 use crate::error::{Error, Result};
 use crate::link::{self, Acks, Inbound, LinkEvent, LinkSender, LinkSettings, LinkTable, Stop};
-use crate::network::{NetworkConfig, NetworkEvent};
+use crate::network::{InboundRequestId, NetworkConfig, NetworkEvent, servers_of};
 use crate::plugin::{TransportId, TransportPlugin, authenticate_and_multiplex};
 use crate::policy::{self, Policy, RelaySet};
 use crate::switchable::{SwitchHandle, SwitchableTransport};
@@ -27,11 +31,24 @@ type Reply<T> = oneshot::Sender<Result<T>>;
 /// The most commands or swarm events handled in one turn of the loop.
 const BATCH: usize = 64;
 
+/// Unanswered inbound requests kept before those whose requester left are dropped.
+const RESPONDERS_PRUNE_AT: usize = 1024;
+
+/// Announcements that may wait for an address; beyond, the oldest fails.
+const MAX_DEFERRED: usize = 64;
+
 /// A request from a [`NetworkHandle`](crate::NetworkHandle).
 pub(crate) enum Command {
     Listen { addr: Multiaddr, reply: Reply<Multiaddr> },
     Dial { addr: Multiaddr, reply: Reply<PeerId> },
     OpenLink { peer: PeerId, reply: Reply<LinkSender> },
+    DialPeer { peer: PeerId, reply: Reply<()> },
+    Request { peer: PeerId, request: Vec<u8>, reply: Reply<Vec<u8>> },
+    Respond { id: InboundRequestId, response: Vec<u8>, reply: Reply<()> },
+    Announce { point: [u8; 32], ttl: Duration, reply: Reply<()> },
+    Withdraw { point: [u8; 32], reply: Reply<()> },
+    Lookup { point: [u8; 32], reply: Reply<Vec<(PeerId, Vec<Multiaddr>)>> },
+    SetRendezvousServers { servers: Vec<(PeerId, Multiaddr)>, reply: oneshot::Sender<()> },
     Attach { plugin: Arc<dyn TransportPlugin>, reply: Reply<()> },
     Detach { id: TransportId, reply: Reply<()> },
     Transports { reply: oneshot::Sender<Vec<TransportId>> },
@@ -75,6 +92,15 @@ struct Node {
     /// Tells every link of this swarm to stop.
     stop: watch::Sender<Option<Stop>>,
     dials: HashMap<ConnectionId, Reply<PeerId>>,
+    /// `dial_peer` callers waiting for a connection to a peer.
+    peer_dials: HashMap<PeerId, Vec<Reply<()>>>,
+    /// Contact requests waiting for their response.
+    requests: HashMap<OutboundRequestId, Reply<Vec<u8>>>,
+    /// Contact requests received and not answered yet.
+    responders: HashMap<request_response::InboundRequestId, ResponseChannel<Vec<u8>>>,
+    discovery: Discovery,
+    /// Announcements waiting for an address to announce (oldest first).
+    deferred: VecDeque<([u8; 32], Duration, Reply<()>)>,
     listens: HashMap<ListenerId, Reply<Multiaddr>>,
     /// The address each live listener was asked for (to reopen on restart).
     listeners: HashMap<ListenerId, Multiaddr>,
@@ -129,6 +155,11 @@ impl Node {
             opening: HashMap::new(),
             stop,
             dials: HashMap::new(),
+            peer_dials: HashMap::new(),
+            requests: HashMap::new(),
+            responders: HashMap::new(),
+            discovery: Discovery::default(),
+            deferred: VecDeque::new(),
             listens: HashMap::new(),
             listeners: HashMap::new(),
         })
@@ -143,6 +174,17 @@ impl Node {
             }
         }
         for (_, reply) in self.dials.drain() {
+            let _ = reply.send(Err(error()));
+        }
+        for reply in self.peer_dials.drain().flat_map(|(_, w)| w) {
+            let _ = reply.send(Err(error()));
+        }
+        for (_, reply) in self.requests.drain() {
+            let _ = reply.send(Err(error()));
+        }
+        self.responders.clear();
+        self.discovery.fail_all(&error);
+        for (_, _, reply) in self.deferred.drain(..) {
             let _ = reply.send(Err(error()));
         }
         for (_, reply) in self.listens.drain() {
@@ -173,6 +215,8 @@ pub(crate) struct Driver {
     keypair: Keypair,
     policy: Policy,
     relays: RelaySet,
+    /// The rendezvous servers announcements and lookups go to.
+    rendezvous: Vec<(PeerId, Multiaddr)>,
     config: NetworkConfig,
     plugins: Vec<Arc<dyn TransportPlugin>>,
     external: Vec<Multiaddr>,
@@ -180,6 +224,10 @@ pub(crate) struct Driver {
     commands: mpsc::Receiver<Command>,
     events: mpsc::Sender<NetworkEvent>,
     outbox: VecDeque<Outgoing>,
+}
+
+fn no_sources() -> Error {
+    Error::Rendezvous("no rendezvous server or DHT peer is known".into())
 }
 
 fn forbidden(policy: Policy, addr: &Multiaddr, reason: policy::Reason) -> Error {
@@ -207,7 +255,8 @@ impl Driver {
         }
         let node = Node::build(&keypair, policy, &relays, &plugins, &config)?;
         let (inbound_tx, inbound_rx) = mpsc::channel(config.event_capacity);
-        Ok(Self {
+        let rendezvous = servers_of(&config.rendezvous_servers)?;
+        let mut driver = Self {
             runtime,
             links,
             inbound_tx,
@@ -216,6 +265,7 @@ impl Driver {
             keypair,
             policy,
             relays,
+            rendezvous,
             config,
             plugins,
             external: Vec::new(),
@@ -223,7 +273,24 @@ impl Driver {
             commands,
             events,
             outbox: VecDeque::new(),
-        })
+        };
+        driver.seed_addresses();
+        Ok(driver)
+    }
+
+    /// Gives the swarm the addresses of the configured servers and DHT peers,
+    /// so it can dial them by peer id.
+    fn seed_addresses(&mut self) {
+        let known = self
+            .rendezvous
+            .iter()
+            .cloned()
+            .chain(self.config.bootstrap.iter().filter_map(|a| policy::peer_of(a).map(|p| (p, a.clone()))));
+        let known: Vec<(PeerId, Multiaddr)> = known.collect();
+        let links = &mut self.node.swarm.behaviour_mut().links;
+        for (peer, addr) in known {
+            links.add_addresses(peer, [addr]);
+        }
     }
 
     pub(crate) async fn run(mut self) {
@@ -345,6 +412,35 @@ impl Driver {
                 }
             },
             Command::OpenLink { peer, reply } => self.open_link(peer, reply),
+            Command::DialPeer { peer, reply } => self.dial_peer(peer, reply),
+            Command::Request { peer, request, reply } => {
+                let id = self.node.swarm.behaviour_mut().contact.send_request(&peer, request);
+                self.node.requests.insert(id, reply);
+            }
+            Command::Respond { id, response, reply } => {
+                let channel = (id.epoch == self.epoch).then(|| self.node.responders.remove(&id.id)).flatten();
+                let result = match channel {
+                    None => Err(Error::NoSuchRequest),
+                    Some(channel) => self
+                        .node
+                        .swarm
+                        .behaviour_mut()
+                        .contact
+                        .send_response(channel, response)
+                        .map_err(|_| Error::RequestFailed("the requester is gone".into())),
+                };
+                let _ = reply.send(result);
+            }
+            Command::Announce { point, ttl, reply } => self.announce(point, ttl, reply),
+            Command::Withdraw { point, reply } => {
+                let _ = reply.send(self.withdraw(point));
+            }
+            Command::Lookup { point, reply } => self.lookup(point, reply),
+            Command::SetRendezvousServers { servers, reply } => {
+                self.rendezvous = servers;
+                self.seed_addresses();
+                let _ = reply.send(());
+            }
             Command::Attach { plugin, reply } => {
                 let _ = reply.send(self.attach(plugin));
             }
@@ -507,6 +603,7 @@ impl Driver {
                 self.node.swarm.add_external_address(addr);
             }
         }
+        self.seed_addresses();
         self.flush();
         Ok(peer_id)
     }
@@ -519,6 +616,9 @@ impl Driver {
                     let _ = reply.send(Ok(address.clone()));
                 }
                 self.emit(NetworkEvent::Listening { addr: address });
+                if !self.node.deferred.is_empty() {
+                    self.announce_deferred();
+                }
             }
             SwarmEvent::ExpiredListenAddr { address, .. } => {
                 self.emit(NetworkEvent::ListenAddrExpired { addr: address });
@@ -562,6 +662,9 @@ impl Driver {
                 if first {
                     self.emit(NetworkEvent::PeerConnected { peer: peer_id, transport });
                 }
+                for reply in self.node.peer_dials.remove(&peer_id).into_iter().flatten() {
+                    let _ = reply.send(Ok(()));
+                }
                 // A link waiting for a connection to this peer.
                 if let Some(opening) = self.node.opening.get_mut(&peer_id)
                     && opening.on.is_none()
@@ -592,16 +695,21 @@ impl Driver {
                     let _ = reply.send(Err(Error::Dial(reason.clone())));
                 }
                 if let Some(peer) = peer_id
-                    && self.node.opening.get(&peer).is_some_and(|o| o.on.is_none())
                     && self.node.usable_connection(&peer).is_none()
                 {
-                    self.fail_link(peer, &reason);
+                    if self.node.opening.get(&peer).is_some_and(|o| o.on.is_none()) {
+                        self.fail_link(peer, &reason);
+                    }
+                    for reply in self.node.peer_dials.remove(&peer).into_iter().flatten() {
+                        let _ = reply.send(Err(Error::Dial(reason.clone())));
+                    }
                 }
             }
             SwarmEvent::ExternalAddrConfirmed { address } if !self.policy.may_advertise(&address) => {
                 tracing::debug!(%address, "dropping an external address the policy does not advertise");
                 self.node.swarm.remove_external_address(&address);
             }
+            SwarmEvent::ExternalAddrConfirmed { .. } if !self.node.deferred.is_empty() => self.announce_deferred(),
             SwarmEvent::Behaviour(event) => self.behaviour_event(event),
             _ => {}
         }
@@ -622,6 +730,12 @@ impl Driver {
     fn behaviour_event(&mut self, event: BehaviourEvent) {
         match event {
             BehaviourEvent::Links(event) => self.link_event(event),
+            BehaviourEvent::Contact(event) => self.contact_event(event),
+            BehaviourEvent::Rendezvous(event) => self.rendezvous_event(event),
+            BehaviourEvent::RendezvousServer(event) => self.rendezvous_server_event(event),
+            BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed { id, result, step, .. }) => {
+                self.kad_event(id, result, step.last);
+            }
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
                 let behaviour = self.node.swarm.behaviour_mut();
                 behaviour.links.add_addresses(peer_id, info.listen_addrs.iter().cloned());
@@ -738,6 +852,306 @@ impl Driver {
                 let settings = self.settings(connection);
                 link::spawn_inbound(&self.runtime, peer, stream, self.epoch, deliver, slots, settings);
             }
+        }
+    }
+
+    fn dial_peer(&mut self, peer: PeerId, reply: Reply<()>) {
+        if self.node.usable_connection(&peer).is_some() {
+            let _ = reply.send(Ok(()));
+            return;
+        }
+        let waiting = self.node.peer_dials.entry(peer).or_default();
+        waiting.push(reply);
+        if waiting.len() > 1 {
+            return;
+        }
+        let opts = DialOpts::peer_id(peer).condition(PeerCondition::NotDialing).build();
+        match self.node.swarm.dial(opts) {
+            // A dial already under way reports its outcome too.
+            Ok(()) | Err(DialError::DialPeerConditionFalse(_)) => {}
+            Err(e) => {
+                for reply in self.node.peer_dials.remove(&peer).into_iter().flatten() {
+                    let _ = reply.send(Err(Error::Dial(e.to_string())));
+                }
+            }
+        }
+    }
+
+    fn contact_event(&mut self, event: request_response::Event<Vec<u8>, Vec<u8>>) {
+        match event {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request { request_id, request, channel } => {
+                    if self.node.responders.len() >= RESPONDERS_PRUNE_AT {
+                        self.node.responders.retain(|_, c| c.is_open());
+                    }
+                    self.node.responders.insert(request_id, channel);
+                    let id = InboundRequestId { epoch: self.epoch, id: request_id };
+                    self.emit(NetworkEvent::RequestReceived { peer, id, request });
+                }
+                request_response::Message::Response { request_id, response } => {
+                    if let Some(reply) = self.node.requests.remove(&request_id) {
+                        let _ = reply.send(Ok(response));
+                    }
+                }
+            },
+            request_response::Event::OutboundFailure { request_id, error, .. } => {
+                if let Some(reply) = self.node.requests.remove(&request_id) {
+                    let error = match error {
+                        request_response::OutboundFailure::Timeout => Error::Timeout,
+                        other => Error::RequestFailed(other.to_string()),
+                    };
+                    let _ = reply.send(Err(error));
+                }
+            }
+            request_response::Event::InboundFailure { peer, request_id, error, .. } => {
+                tracing::debug!(%peer, %error, "inbound contact request failed");
+                self.node.responders.remove(&request_id);
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+
+    /// The DHT, if it runs and knows at least one peer.
+    fn kad_ready(&mut self) -> Option<&mut kad::Behaviour<kad::store::MemoryStore>> {
+        let kad = self.node.swarm.behaviour_mut().kad.as_mut()?;
+        let known: usize = kad.kbuckets().map(|b| b.num_entries()).sum();
+        (known > 0).then_some(kad)
+    }
+
+    fn discovery_allowed(&self, what: &'static str) -> Result<()> {
+        if self.policy.discovery() { Ok(()) } else { Err(Error::NotUnderPolicy { policy: self.policy, what }) }
+    }
+
+    /// The servers to ask (never this node itself).
+    fn servers(&self) -> Vec<PeerId> {
+        let me = *self.node.swarm.local_peer_id();
+        self.rendezvous.iter().map(|(p, _)| *p).filter(|p| *p != me).collect()
+    }
+
+    /// The servers to ask and the number of answers to wait for (one per
+    /// server, one for the DHT if it can be asked); `None` if there is nobody.
+    fn sources(&mut self) -> Option<(Vec<PeerId>, usize)> {
+        let servers = self.servers();
+        let parts = servers.len() + usize::from(self.kad_ready().is_some());
+        (parts > 0).then_some((servers, parts))
+    }
+
+    fn announce(&mut self, point: [u8; 32], ttl: Duration, reply: Reply<()>) {
+        if let Err(e) = self.discovery_allowed("rendezvous announcements") {
+            let _ = reply.send(Err(e));
+            return;
+        }
+        if self.policy.advertises_listen_addrs() {
+            // A Direct node's listen addresses are what it can be reached at.
+            let external: HashSet<Multiaddr> = self.node.swarm.external_addresses().cloned().collect();
+            let listen: Vec<Multiaddr> = self.node.swarm.listeners().cloned().collect();
+            for addr in listen {
+                if !external.contains(&addr) && !policy::is_unspecified_addr(&addr) {
+                    self.node.swarm.add_external_address(addr);
+                }
+            }
+        }
+        let Some((servers, parts)) = self.sources() else {
+            let _ = reply.send(Err(no_sources()));
+            return;
+        };
+        if self.node.swarm.external_addresses().next().is_none() {
+            // Nothing to register yet (not listening yet, or no relay circuit
+            // yet): wait for an address.
+            if self.node.deferred.len() >= MAX_DEFERRED
+                && let Some((_, _, oldest)) = self.node.deferred.pop_front()
+            {
+                let _ = oldest.send(Err(Error::Rendezvous("too many announcements wait for an address".into())));
+            }
+            self.node.deferred.push_back((point, ttl, reply));
+            return;
+        }
+        let ns = discovery::namespace(&point);
+        let id = self.node.discovery.announce(parts, reply);
+        for server in servers {
+            let registered =
+                match (rendezvous::Namespace::new(ns.clone()), self.node.swarm.behaviour_mut().rendezvous.as_mut()) {
+                    (Ok(namespace), Some(client)) => {
+                        client.register(namespace, server, Some(ttl.as_secs())).map_err(|e| e.to_string())
+                    }
+                    (Err(e), _) => Err(e.to_string()),
+                    (_, None) => Err("no rendezvous client".to_owned()),
+                };
+            match registered {
+                Ok(()) => self.node.discovery.registering(server, ns.clone(), id),
+                Err(e) => self.node.discovery.announce_part(id, Err(e)),
+            }
+        }
+        if let Some(kad) = self.kad_ready() {
+            match kad.start_providing(kad::RecordKey::new(&point)) {
+                Ok(query) => self.node.discovery.kad_announce(query, id),
+                Err(e) => self.node.discovery.announce_part(id, Err(e.to_string())),
+            }
+        }
+    }
+
+    /// Makes the announcements that waited for an address.
+    fn announce_deferred(&mut self) {
+        let waiting: Vec<_> = self.node.deferred.drain(..).collect();
+        for (point, ttl, reply) in waiting {
+            if !reply.is_closed() {
+                self.announce(point, ttl, reply);
+            }
+        }
+    }
+
+    fn withdraw(&mut self, point: [u8; 32]) -> Result<()> {
+        self.node.deferred.retain(|(p, _, _)| p != &point);
+        if !self.policy.discovery() {
+            return Ok(());
+        }
+        let servers = self.servers();
+        let behaviour = self.node.swarm.behaviour_mut();
+        if let (Ok(namespace), Some(client)) =
+            (rendezvous::Namespace::new(discovery::namespace(&point)), behaviour.rendezvous.as_mut())
+        {
+            for server in servers {
+                client.unregister(namespace.clone(), server);
+            }
+        }
+        if let Some(kad) = behaviour.kad.as_mut() {
+            kad.stop_providing(&kad::RecordKey::new(&point));
+        }
+        Ok(())
+    }
+
+    fn lookup(&mut self, point: [u8; 32], reply: Reply<Vec<(PeerId, Vec<Multiaddr>)>>) {
+        if let Err(e) = self.discovery_allowed("rendezvous lookups") {
+            let _ = reply.send(Err(e));
+            return;
+        }
+        let Some((servers, parts)) = self.sources() else {
+            let _ = reply.send(Err(no_sources()));
+            return;
+        };
+        let me = *self.node.swarm.local_peer_id();
+        let ns = discovery::namespace(&point);
+        let id = self.node.discovery.lookup(me, parts, reply);
+        for server in servers {
+            if let Some(ns) = self.node.discovery.queue_discovery(server, ns.clone(), id) {
+                self.discover(server, ns);
+            }
+        }
+        if let Some(kad) = self.kad_ready() {
+            let query = kad.get_providers(kad::RecordKey::new(&point));
+            self.node.discovery.kad_lookup(query, id);
+        }
+    }
+
+    /// Asks `server` who is registered under `ns` (its answer comes as an event).
+    fn discover(&mut self, server: PeerId, ns: String) {
+        let namespace = match rendezvous::Namespace::new(ns) {
+            Ok(n) => n,
+            Err(e) => return self.discovered(server, Err(e.to_string()), Vec::new()),
+        };
+        match self.node.swarm.behaviour_mut().rendezvous.as_mut() {
+            Some(client) => client.discover(Some(namespace), None, Some(MAX_LOOKUP_PEERS as u64), server),
+            None => self.discovered(server, Err("no rendezvous client".into()), Vec::new()),
+        }
+    }
+
+    /// A server answered the discovery in flight; asks it the next one.
+    fn discovered(&mut self, server: PeerId, outcome: Result<(), String>, found: Vec<rendezvous::Registration>) {
+        let (done, next) = self.node.discovery.discovered(server);
+        if let Some((ns, id)) = done {
+            for registration in found.into_iter().filter(|r| r.namespace.to_string() == ns) {
+                let peer = registration.record.peer_id();
+                let addrs = registration.record.addresses().to_vec();
+                self.node.swarm.behaviour_mut().links.add_addresses(peer, addrs.iter().cloned());
+                if let Some(found) = self.node.discovery.found(id) {
+                    found.add(peer, addrs);
+                }
+            }
+            self.node.discovery.lookup_part(id, outcome);
+        }
+        if let Some(ns) = next {
+            self.discover(server, ns);
+        }
+    }
+
+    fn rendezvous_event(&mut self, event: rendezvous::client::Event) {
+        use rendezvous::client::Event;
+        match event {
+            Event::Registered { rendezvous_node, namespace, .. } => {
+                if let Some(id) = self.node.discovery.registered(rendezvous_node, namespace.to_string()) {
+                    self.node.discovery.announce_part(id, Ok(()));
+                }
+            }
+            Event::RegisterFailed { rendezvous_node, namespace, error } => {
+                if let Some(id) = self.node.discovery.registered(rendezvous_node, namespace.to_string()) {
+                    self.node.discovery.announce_part(id, Err(format!("registration refused: {error:?}")));
+                }
+            }
+            Event::Discovered { rendezvous_node, registrations, .. } => {
+                self.discovered(rendezvous_node, Ok(()), registrations);
+            }
+            Event::DiscoverFailed { rendezvous_node, error, .. } => {
+                self.discovered(rendezvous_node, Err(format!("discovery failed: {error:?}")), Vec::new());
+            }
+            Event::Expired { .. } => {}
+        }
+    }
+
+    fn rendezvous_server_event(&mut self, event: rendezvous::server::Event) {
+        use rendezvous::server::Event;
+        let (peer, namespace, registered) = match event {
+            Event::PeerRegistered { peer, registration } => (peer, registration.namespace, true),
+            Event::PeerUnregistered { peer, namespace } => (peer, namespace, false),
+            Event::RegistrationExpired(r) => (r.record.peer_id(), r.namespace, false),
+            _ => return,
+        };
+        let namespace = namespace.to_string();
+        self.emit(if registered {
+            NetworkEvent::RendezvousRegistered { peer, namespace }
+        } else {
+            NetworkEvent::RendezvousUnregistered { peer, namespace }
+        });
+    }
+
+    fn kad_event(&mut self, query: kad::QueryId, result: kad::QueryResult, last: bool) {
+        match result {
+            kad::QueryResult::StartProviding(outcome) => {
+                if let Some(id) = self.node.discovery.kad_announce_done(&query) {
+                    let outcome = outcome.map(|_| ()).map_err(|e| format!("DHT: {e}"));
+                    self.node.discovery.announce_part(id, outcome);
+                }
+            }
+            kad::QueryResult::GetProviders(outcome) => {
+                let Some(id) = self.node.discovery.kad_lookup_of(&query, last) else { return };
+                let outcome = match outcome {
+                    Ok(kad::GetProvidersOk::FoundProviders { providers, .. }) => {
+                        for peer in providers {
+                            // The providers' addresses are known to Kademlia
+                            // only while the query runs.
+                            let addrs = self.node.swarm.behaviour_mut().kad.as_mut().map(|kad| {
+                                kad.handle_pending_outbound_connection(
+                                    ConnectionId::new_unchecked(0),
+                                    Some(peer),
+                                    &[],
+                                    Endpoint::Dialer,
+                                )
+                            });
+                            let addrs = addrs.and_then(|r| r.ok()).unwrap_or_default();
+                            self.node.swarm.behaviour_mut().links.add_addresses(peer, addrs.iter().cloned());
+                            if let Some(found) = self.node.discovery.found(id) {
+                                found.add(peer, addrs);
+                            }
+                        }
+                        Ok(())
+                    }
+                    Ok(kad::GetProvidersOk::FinishedWithNoAdditionalRecord { .. }) => Ok(()),
+                    Err(e) => Err(format!("DHT: {e}")),
+                };
+                if last {
+                    self.node.discovery.lookup_part(id, outcome);
+                }
+            }
+            _ => {}
         }
     }
 

@@ -64,6 +64,29 @@ pub enum Error {
     /// resend it).
     #[error("frame not acknowledged: {0}")]
     SendFailed(String),
+    /// A request on `/veil/contact/1` got no response (the peer could not be
+    /// reached, refused the protocol, or the connection closed).
+    #[error("request failed: {0}")]
+    RequestFailed(String),
+    /// A request or query got no answer within `request_timeout`.
+    #[error("no answer within the request timeout")]
+    Timeout,
+    /// No inbound request with this id is waiting for a response (answered
+    /// already, timed out, or from before a restart).
+    #[error("no such inbound request")]
+    NoSuchRequest,
+    /// Announcing or looking up at a rendezvous point failed at every
+    /// rendezvous server and in the DHT (or none is configured).
+    #[error("rendezvous failed: {0}")]
+    Rendezvous(String),
+    /// The privacy policy rules this operation out altogether.
+    #[error("the {policy} policy does not allow {what}")]
+    NotUnderPolicy {
+        /// The policy in force.
+        policy: Policy,
+        /// What was refused.
+        what: &'static str,
+    },
     /// The swarm was restarted (new network key or new policy) while the request
     /// was in flight; retry it.
     #[error("the network restarted while the request was in flight")]

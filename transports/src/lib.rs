@@ -14,6 +14,9 @@
 //!   relay client and, where the policy and configuration need them,
 //!   Kademlia, rendezvous, mDNS, relay server, DCUtR, AutoNAT and ping;
 //!   controlled through a [`NetworkHandle`] and reporting [`NetworkEvent`]s.
+//!   It also carries the contact protocol (`/veil/contact/1`,
+//!   [`NetworkHandle::request`]) and announces and looks up rendezvous points
+//!   ([`NetworkHandle::announce`], [`NetworkHandle::lookup`]).
 //!
 //! Nothing here knows about actix; the `TransportManager` actor wraps a
 //! [`NetworkHandle`]. See `docs/TRANSPORTS.md` for the design.
@@ -61,6 +64,7 @@
 
 mod behaviour;
 pub mod codec;
+mod discovery;
 mod driver;
 mod error;
 mod link;
@@ -70,8 +74,9 @@ pub mod policy;
 mod switchable;
 
 pub use codec::{CONTACT_PROTOCOL, DEFAULT_MAX_FRAME, FRAME_PROTOCOL, FrameCodec};
+pub use discovery::{MAX_ANNOUNCE_TTL, MAX_LOOKUP_ADDRS, MAX_LOOKUP_PEERS, MIN_ANNOUNCE_TTL};
 pub use error::{Error, Result};
-pub use network::{Network, NetworkConfig, NetworkEvent, NetworkHandle, keypair_from, peer_id_of};
+pub use network::{InboundRequestId, Network, NetworkConfig, NetworkEvent, NetworkHandle, keypair_from, peer_id_of};
 pub use plugin::{
     BoxedTransport, Connection, Memory, Quic, Tcp, TransportId, TransportKind, TransportPlugin,
     authenticate_and_multiplex,

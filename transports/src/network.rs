@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use libp2p::identity::Keypair;
-use libp2p::{Multiaddr, PeerId};
+use libp2p::{Multiaddr, PeerId, request_response};
 use tokio::sync::{mpsc, oneshot};
 use veil_crypto::NetworkKey;
 
@@ -57,6 +57,11 @@ pub struct NetworkConfig {
     /// Kademlia peers to join the DHT through, each ending in `/p2p/<peer id>`
     /// (default none).
     pub bootstrap: Vec<Multiaddr>,
+    /// Rendezvous servers [`NetworkHandle::announce`] registers at and
+    /// [`NetworkHandle::lookup`] asks, each ending in `/p2p/<peer id>`
+    /// (default none; none is built in). Replace them at run time with
+    /// [`NetworkHandle::set_rendezvous_servers`].
+    pub rendezvous_servers: Vec<Multiaddr>,
     /// Capacity of the command channel (default 256).
     pub command_capacity: usize,
     /// Capacity of the event channel (default 256). Behind a full channel up
@@ -86,6 +91,7 @@ impl Default for NetworkConfig {
             ping_interval: None,
             kad: false,
             bootstrap: Vec::new(),
+            rendezvous_servers: Vec::new(),
             command_capacity: 256,
             event_capacity: 256,
             relay_circuit_duration: Duration::from_secs(3600),
@@ -109,8 +115,30 @@ impl NetworkConfig {
         if self.bootstrap.iter().any(|a| crate::policy::peer_of(a).is_none()) {
             return Err(Error::Config("bootstrap addresses must end in /p2p/<peer id>"));
         }
+        servers_of(&self.rendezvous_servers)?;
         RelaySet::from_addrs(&self.relays).ok_or(Error::Config("relay addresses must end in /p2p/<peer id>"))
     }
+}
+
+/// The rendezvous servers of `addrs`, each of which must end in `/p2p/<peer id>`.
+pub(crate) fn servers_of(addrs: &[Multiaddr]) -> Result<Vec<(PeerId, Multiaddr)>> {
+    addrs
+        .iter()
+        .map(|a| {
+            crate::policy::peer_of(a)
+                .map(|p| (p, a.clone()))
+                .ok_or(Error::Config("rendezvous server addresses must end in /p2p/<peer id>"))
+        })
+        .collect()
+}
+
+/// Identifies a request received on `/veil/contact/1` until it is answered
+/// with [`NetworkHandle::respond`]. Opaque; valid only on the network (and
+/// swarm generation) that reported it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct InboundRequestId {
+    pub(crate) epoch: u64,
+    pub(crate) id: request_response::InboundRequestId,
 }
 
 /// What the network reports.
@@ -146,6 +174,32 @@ pub enum NetworkEvent {
         peer: PeerId,
         /// The frame.
         frame: Vec<u8>,
+    },
+    /// A peer sent a request on `/veil/contact/1`. Answer it with
+    /// [`NetworkHandle::respond`] (an empty response is allowed); unanswered,
+    /// the requester gives up after its `request_timeout`.
+    RequestReceived {
+        /// The requester.
+        peer: PeerId,
+        /// What to answer.
+        id: InboundRequestId,
+        /// The request (at most `max_frame_size` bytes).
+        request: Vec<u8>,
+    },
+    /// As a rendezvous server: a peer registered under a namespace.
+    RendezvousRegistered {
+        /// The peer.
+        peer: PeerId,
+        /// The namespace (for veil nodes, a rendezvous point in lowercase hex).
+        namespace: String,
+    },
+    /// As a rendezvous server: a peer's registration ended (unregistered or
+    /// expired).
+    RendezvousUnregistered {
+        /// The peer.
+        peer: PeerId,
+        /// The namespace.
+        namespace: String,
     },
     /// A peer told us (identify) which addresses it listens on.
     PeerIdentified {
@@ -200,7 +254,7 @@ impl Network {
         let relays = config.validate()?;
         let (cmd_tx, cmd_rx) = mpsc::channel(config.command_capacity);
         let (event_tx, event_rx) = mpsc::channel(config.event_capacity);
-        let max_frame = config.max_frame_size;
+        let (max_frame, request_timeout) = (config.max_frame_size, config.request_timeout);
         let links = Arc::new(LinkTable::default());
         let driver = {
             let _guard = runtime.enter();
@@ -217,7 +271,7 @@ impl Network {
             )?
         };
         runtime.spawn(driver.run());
-        Ok((NetworkHandle { tx: cmd_tx, links, max_frame }, event_rx))
+        Ok((NetworkHandle { tx: cmd_tx, links, max_frame, request_timeout }, event_rx))
     }
 }
 
@@ -244,6 +298,7 @@ pub struct NetworkHandle {
     /// network task.
     links: Arc<LinkTable>,
     max_frame: usize,
+    request_timeout: Duration,
 }
 
 impl std::fmt::Debug for NetworkHandle {
@@ -311,6 +366,115 @@ impl NetworkHandle {
             }
         }
         Err(Error::SendFailed("the frame link kept closing".into()))
+    }
+
+    /// Connects to `peer` by its id, with the addresses the network knows
+    /// (from [`lookup`](Self::lookup), mDNS, identify, earlier dials);
+    /// resolves once connected, at once if it already is.
+    pub async fn dial_peer(&self, peer: PeerId) -> Result<()> {
+        self.ask(|reply| Command::DialPeer { peer, reply }).await?
+    }
+
+    /// Sends `request` to `peer` on `/veil/contact/1` (over an existing
+    /// connection, or after [dialing](Self::dial_peer) it) and resolves with
+    /// its response, which may be empty.
+    ///
+    /// Fails with [`Error::FrameTooLarge`] at once if the request exceeds
+    /// `max_frame_size`, with [`Error::Timeout`] if no response came within
+    /// `request_timeout`, and with [`Error::RequestFailed`] otherwise (the peer
+    /// could not be reached, does not speak the protocol, or refused an
+    /// oversize request).
+    pub async fn request(&self, peer: PeerId, request: Vec<u8>) -> Result<Vec<u8>> {
+        if request.len() > self.max_frame {
+            return Err(Error::FrameTooLarge { len: request.len(), max: self.max_frame });
+        }
+        let answer = self.ask(|reply| Command::Request { peer, request, reply });
+        tokio::time::timeout(self.request_timeout, answer).await.map_err(|_| Error::Timeout)??
+    }
+
+    /// Answers the request `id` of a [`NetworkEvent::RequestReceived`]. An
+    /// empty response is allowed; what it means is up to the application.
+    /// A request stays answerable for twice `request_timeout` (the requester
+    /// gives up after one).
+    ///
+    /// Fails with [`Error::NoSuchRequest`] if the request was answered
+    /// already or is unknown (from before a restart), and with
+    /// [`Error::RequestFailed`] if the requester is gone (it timed out or the
+    /// connection closed).
+    pub async fn respond(&self, id: InboundRequestId, response: Vec<u8>) -> Result<()> {
+        if response.len() > self.max_frame {
+            return Err(Error::FrameTooLarge { len: response.len(), max: self.max_frame });
+        }
+        self.ask(|reply| Command::Respond { id, response, reply }).await?
+    }
+
+    /// Announces this node at the rendezvous point `point` for `ttl`.
+    ///
+    /// Registers under the namespace "`point` in lowercase hex" at every
+    /// configured rendezvous server (connecting to it if needed), and starts
+    /// providing the key `point` in the Kademlia DHT when Kademlia runs and
+    /// knows peers. Resolves once every server (and the DHT) answered: `Ok`
+    /// if at least one accepted, [`Error::Rendezvous`] otherwise or if there
+    /// is nowhere to announce.
+    ///
+    /// If the node has no address to announce yet (it is not listening yet,
+    /// or under [`Policy::Relayed`] has no relay circuit yet), the
+    /// announcement waits for one and is made as soon as one appears; the
+    /// call fails with [`Error::Timeout`] if that and the registrations take
+    /// more than twice `request_timeout` (the announcement is still made when
+    /// an address appears, until the swarm restarts or the point is
+    /// withdrawn).
+    ///
+    /// What is registered is the node's external addresses: under
+    /// [`Policy::Relayed`] and [`Policy::Anonymous`] only relay circuit
+    /// addresses can be external, so nothing else is ever announced. Under
+    /// [`Policy::Direct`] the
+    /// current listen addresses are declared external first (a `Direct` node
+    /// advertises them anyway; with Kademlia this also lets the node serve the
+    /// DHT). Under [`Policy::Offline`] it fails with [`Error::NotUnderPolicy`].
+    ///
+    /// `ttl` must lie between [`MIN_ANNOUNCE_TTL`](crate::MIN_ANNOUNCE_TTL)
+    /// (what veil's rendezvous servers accept) and
+    /// [`MAX_ANNOUNCE_TTL`](crate::MAX_ANNOUNCE_TTL). Registrations are not
+    /// renewed: the caller announces again before `ttl` runs out (every
+    /// rendezvous period). DHT provider records are republished by Kademlia
+    /// until [`withdraw`](Self::withdraw).
+    pub async fn announce(&self, point: [u8; 32], ttl: Duration) -> Result<()> {
+        if !(crate::MIN_ANNOUNCE_TTL..=crate::MAX_ANNOUNCE_TTL).contains(&ttl) {
+            return Err(Error::Config("announcement ttl must be between 60 s and 72 h"));
+        }
+        let done = self.ask(|reply| Command::Announce { point, ttl, reply });
+        tokio::time::timeout(self.request_timeout.saturating_mul(2), done).await.map_err(|_| Error::Timeout)??
+    }
+
+    /// Withdraws an announcement at `point`: unregisters at every configured
+    /// rendezvous server and stops providing the key in the DHT. Resolves once
+    /// the requests are sent (servers do not answer unregistrations).
+    pub async fn withdraw(&self, point: [u8; 32]) -> Result<()> {
+        self.ask(|reply| Command::Withdraw { point, reply }).await?
+    }
+
+    /// Looks up who announced themselves at `point`: asks every configured
+    /// rendezvous server and, when Kademlia runs and knows peers, the DHT,
+    /// and merges the answers (at most
+    /// [`MAX_LOOKUP_PEERS`](crate::MAX_LOOKUP_PEERS) peers with at most
+    /// [`MAX_LOOKUP_ADDRS`](crate::MAX_LOOKUP_ADDRS) addresses each; never
+    /// this node). The addresses found are remembered, so
+    /// [`dial_peer`](Self::dial_peer), [`request`](Self::request) and
+    /// [`send_frame`](Self::send_frame) can reach the peers by id.
+    ///
+    /// `Ok` (possibly empty) if at least one source answered,
+    /// [`Error::Rendezvous`] if none did or none is configured,
+    /// [`Error::NotUnderPolicy`] under [`Policy::Offline`].
+    pub async fn lookup(&self, point: [u8; 32]) -> Result<Vec<(PeerId, Vec<Multiaddr>)>> {
+        self.ask(|reply| Command::Lookup { point, reply }).await?
+    }
+
+    /// Replaces the rendezvous servers (each address ending in
+    /// `/p2p/<peer id>`). Registrations at the old servers are left to expire.
+    pub async fn set_rendezvous_servers(&self, servers: Vec<Multiaddr>) -> Result<()> {
+        let servers = servers_of(&servers)?;
+        self.ask(|reply| Command::SetRendezvousServers { servers, reply }).await
     }
 
     /// Attaches a transport while the network runs.

@@ -250,6 +250,11 @@ fn first_ip(addr: &Multiaddr) -> Option<IpAddr> {
     }
 }
 
+/// Whether `addr` is an unspecified IP address (`0.0.0.0`, `::`).
+pub(crate) fn is_unspecified_addr(addr: &Multiaddr) -> bool {
+    is_unspecified(addr)
+}
+
 fn is_unspecified(addr: &Multiaddr) -> bool {
     match addr.iter().next() {
         Some(Protocol::Ip4(ip)) => ip == Ipv4Addr::UNSPECIFIED,
