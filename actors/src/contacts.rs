@@ -1,31 +1,138 @@
-//! The `ContactBook`: this account's contact link (share, enable, disable,
-//! reset) and, in later work, contact requests and their states. Its state
-//! lives in storage.
+//! The `ContactBook`: this account's contact link and every contact request,
+//! in both directions. Its state lives in storage.
+//!
+//! * **Link.** Share, enable, disable, reset. While enabled the node is
+//!   announced at the link's active rendezvous points; disabling or resetting
+//!   withdraws every announcement at once.
+//! * **Outgoing requests** are stored, then retried with exponential backoff
+//!   (and after every restart) until one is delivered: look the responder up
+//!   at its current points, run the Noise XK handshake over
+//!   `/veil/contact/1`, and on success open the 1:1 group, whose first entry
+//!   announces this device to the responder.
+//! * **Incoming requests** are answered only when message 1 proves it knows
+//!   one of the link's active points, so a reset or disabled link gets no
+//!   answer at all. A request from a blocked account is acknowledged like any
+//!   other and dropped; a request crossing one of ours is accepted at once.
 
-use std::sync::Arc;
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
-use actix::{Actor, ActorFutureExt, Context, Handler, Recipient, ResponseActFuture, Supervised, WrapFuture};
-use veil_crypto::{ContactLink, OsEntropy, RendezvousSeed};
-use veil_proto::link;
-use veil_storage::Store;
+use actix::{
+    Actor, ActorFutureExt, AsyncContext, Context, Handler, Recipient, ResponseActFuture, Supervised, WrapFuture,
+};
+use tokio::sync::broadcast;
+use veil_crypto::{
+    AccountPublic, ContactLink, GroupId, OsEntropy, RendezvousSeed, SigningSecret, VerifyKey,
+    rendezvous::{RendezvousPoint, Schedule, Topic, check_point_proof, point_proof},
+    time::Clock,
+};
+use veil_proto::{
+    handshake::{ContactRequest, HandshakeFrame},
+    link,
+};
+use veil_storage::{ContactRecord, ContactState, GroupKind, Store};
+use veil_transports::{NetworkHandle, libp2p::PeerId};
 
 use crate::{
-    Error, Result,
+    Error, NodeEvent, Result,
     messages::{
-        contacts::{LinkInfo, ResetLink, SetLinkEnabled, ShareLink},
-        rendezvous::Refresh,
-        vault::{GetIdentity, PublicIdentity},
+        contacts::{
+            Contact, ContactJoined, Decide, Decision, GetContacts, InboundRequest, LanPeerFound, LinkInfo, ResetLink,
+            SendRequest, SetLinkEnabled, ShareLink,
+        },
+        courier::StartGroup,
+        rendezvous::{PointsRotated, Refresh, WatchKey},
+        vault::{
+            AnswerRequest, BeginRequest, ContinueRequest, DeriveContactGroup, GetIdentity, HandshakeId, PublicIdentity,
+            ReadRequest,
+        },
     },
-    supervision::mailbox,
+    supervision::{guarded_with, mailbox},
 };
 
 const NAME: &str = "contact-book";
 
-/// Manages the contact link (and, later, contact requests).
+/// The setting holding the display name sent with requests.
+const DISPLAY_NAME: &str = "display-name";
+
+/// Most handshakes answered and waiting for message 3 (one per peer).
+const MAX_ANSWERING: usize = 64;
+
+/// How requests are retried.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// First retry delay, doubled after every failed attempt.
+    pub base: Duration,
+    /// Longest delay.
+    pub max: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self { base: Duration::from_secs(5), max: Duration::from_secs(600) }
+    }
+}
+
+/// The vault's handshake and key operations the contact book uses.
+#[derive(Clone)]
+pub(crate) struct VaultPort {
+    /// Public identity.
+    pub identity: Recipient<GetIdentity>,
+    /// Requester, message 1.
+    pub begin: Recipient<BeginRequest>,
+    /// Requester, message 3.
+    pub continue_request: Recipient<ContinueRequest>,
+    /// Responder, message 2.
+    pub answer: Recipient<AnswerRequest>,
+    /// Responder, reading message 3.
+    pub read: Recipient<ReadRequest>,
+    /// The 1:1 group secret.
+    pub derive: Recipient<DeriveContactGroup>,
+}
+
+/// What the contact book needs from the rest of the node.
+pub(crate) struct ContactBookDeps {
+    /// The store.
+    pub store: Arc<Store>,
+    /// The network (lookups, announcements, the contact protocol).
+    pub network: NetworkHandle,
+    /// The injected clock.
+    pub clock: Arc<dyn Clock>,
+    /// The rendezvous schedule.
+    pub schedule: Schedule,
+    /// How long an announcement lives.
+    pub ttl: Duration,
+    /// Request retries.
+    pub retry: RetryPolicy,
+    /// The vault.
+    pub vault: VaultPort,
+    /// Told when the link or the outgoing requests change.
+    pub rotator: Recipient<Refresh>,
+    /// Starts 1:1 groups.
+    pub groups: Recipient<StartGroup>,
+    /// The node's event channel.
+    pub events: broadcast::Sender<NodeEvent>,
+}
+
+#[derive(Clone, Copy)]
+struct Backoff {
+    failures: u32,
+    next: Instant,
+}
+
+/// Manages the contact link and contact requests.
 pub struct ContactBook {
-    store: Arc<Store>,
-    identity: Recipient<GetIdentity>,
-    rotator: Recipient<Refresh>,
+    deps: Arc<ContactBookDeps>,
+    /// Own-link points announced now.
+    announced: Vec<RendezvousPoint>,
+    /// Outgoing requests: when to try each next.
+    backoff: HashMap<VerifyKey, Backoff>,
+    attempting: Vec<VerifyKey>,
+    /// Handshakes answered, waiting for message 3, by peer (oldest first).
+    answering: VecDeque<(PeerId, HandshakeId)>,
 }
 
 impl core::fmt::Debug for ContactBook {
@@ -35,10 +142,90 @@ impl core::fmt::Debug for ContactBook {
 }
 
 impl ContactBook {
-    /// A contact book over `store`, asking the vault for the public identity
-    /// and telling the rotator when the link changes.
-    pub fn new(store: Arc<Store>, identity: Recipient<GetIdentity>, rotator: Recipient<Refresh>) -> Self {
-        Self { store, identity, rotator }
+    /// A contact book.
+    pub(crate) fn new(deps: ContactBookDeps) -> Self {
+        Self {
+            deps: Arc::new(deps),
+            announced: Vec::new(),
+            backoff: HashMap::new(),
+            attempting: Vec::new(),
+            answering: VecDeque::new(),
+        }
+    }
+
+    /// Sets the own-link announcements to `points` (none: withdraw all).
+    fn announce_link(&mut self, ctx: &mut Context<Self>, points: Vec<RendezvousPoint>) {
+        let stale: Vec<RendezvousPoint> = self.announced.iter().filter(|p| !points.contains(p)).copied().collect();
+        self.announced = points.clone();
+        let deps = self.deps.clone();
+        ctx.spawn(
+            async move {
+                for p in stale {
+                    if let Err(e) = deps.network.withdraw(p.0).await {
+                        tracing::debug!(actor = NAME, error = %e, "withdraw failed");
+                    }
+                }
+                for p in points {
+                    if let Err(e) = deps.network.announce(p.0, deps.ttl).await {
+                        tracing::debug!(actor = NAME, error = %e, "announce failed");
+                    }
+                }
+            }
+            .into_actor(self),
+        );
+    }
+
+    /// Tries every outgoing request that is due.
+    fn retry_due(&mut self, ctx: &mut Context<Self>) {
+        let deps = self.deps.clone();
+        ctx.spawn(async move { deps.store.contacts(Some(ContactState::OutgoingEnqueued)).await }.into_actor(self).map(
+            |found, act, ctx| match found {
+                Ok(contacts) => {
+                    let now = Instant::now();
+                    for c in contacts {
+                        let due = act.backoff.get(&c.account.signing).is_none_or(|b| b.next <= now);
+                        if due {
+                            act.attempt(ctx, c, None);
+                        }
+                    }
+                }
+                Err(e) => tracing::debug!(actor = NAME, error = %e, "cannot list requests"),
+            },
+        ));
+    }
+
+    /// Tries to deliver `contact`'s request: at its rendezvous points, or
+    /// straight to `lan_peer` (a failure there does not count: most LAN
+    /// peers are not the responder).
+    fn attempt(&mut self, ctx: &mut Context<Self>, contact: ContactRecord, lan_peer: Option<PeerId>) {
+        let who = contact.account.signing;
+        if self.attempting.contains(&who) {
+            return;
+        }
+        self.attempting.push(who);
+        let deps = self.deps.clone();
+        ctx.spawn(deliver(deps, contact, lan_peer).into_actor(self).map(move |result, act, _| {
+            act.attempting.retain(|k| *k != who);
+            match result {
+                Ok(false) | Err(_) if lan_peer.is_some() => {}
+                Ok(true) => {
+                    act.backoff.remove(&who);
+                    let _ = act.deps.events.send(NodeEvent::ContactRequestDelivered { account: who });
+                }
+                other => {
+                    if let Err(e) = other {
+                        tracing::debug!(actor = NAME, error = %e, "request attempt failed");
+                    }
+                    let retry = act.deps.retry;
+                    let b = act.backoff.entry(who).or_insert(Backoff { failures: 0, next: Instant::now() });
+                    let delay = retry.base.saturating_mul(1 << b.failures.min(16)).min(retry.max);
+                    b.failures = b.failures.saturating_add(1);
+                    b.next = Instant::now() + delay;
+                    let failures = b.failures;
+                    let _ = act.deps.events.send(NodeEvent::ContactRequestUndelivered { account: who, failures });
+                }
+            }
+        }));
     }
 }
 
@@ -47,13 +234,141 @@ impl Actor for ContactBook {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(256);
+        // Requests enqueued before a restart are retried from the first tick.
+        let every = self.deps.retry.base.min(Duration::from_secs(1)).max(Duration::from_millis(50));
+        ctx.run_interval(every, |act, ctx| {
+            let _ = guarded_with(NAME, ctx, |ctx| {
+                act.retry_due(ctx);
+                Ok(())
+            });
+        });
     }
 }
 
 impl Supervised for ContactBook {
     fn restarting(&mut self, _: &mut Self::Context) {
         tracing::warn!(actor = NAME, "restarting (its state is in storage)");
+        self.attempting.clear();
+        self.answering.clear();
     }
+}
+
+/// One delivery attempt of an outgoing request, to the peers found at the
+/// responder's active points, or to `lan_peer` alone. `Ok(true)` once delivered.
+async fn deliver(deps: Arc<ContactBookDeps>, contact: ContactRecord, lan_peer: Option<PeerId>) -> Result<bool> {
+    let Some(seed) = contact.seed.clone() else { return Ok(false) };
+    let now = deps.clock.now();
+    let points = deps.schedule.active_points(&Topic::contact(&contact.account.signing), &seed, now);
+    let request = my_request(&deps).await?;
+    for point in points.all() {
+        let peers = match lan_peer {
+            Some(peer) => vec![peer],
+            None => match deps.network.lookup(point.0).await {
+                Ok(found) => found.into_iter().map(|(peer, _)| peer).collect(),
+                Err(e) => {
+                    tracing::debug!(actor = NAME, error = %e, "lookup failed");
+                    continue;
+                }
+            },
+        };
+        // Every peer at once: stale registrations of the responder's earlier
+        // peer ids must not hold up the live one. The first handshake that
+        // completes wins; the others are dropped.
+        let attempts: Vec<_> = peers
+            .into_iter()
+            .map(|peer| Box::pin(handshake(&deps, peer, &point, &contact.account, &request)))
+            .collect();
+        if attempts.is_empty() {
+            continue;
+        }
+        match futures::future::select_ok(attempts).await {
+            Ok(((), _)) => {
+                deps.store.set_contact_state(&contact.account.signing, ContactState::OutgoingSent, None).await?;
+                open_contact_group(&deps, &contact.account, ContactState::OutgoingSent).await?;
+                return Ok(true);
+            }
+            Err(e) => tracing::debug!(actor = NAME, error = %e, "no handshake completed"),
+        }
+    }
+    Ok(false)
+}
+
+/// The request payload: our display name and our link seed (so the
+/// responder could reach back).
+async fn my_request(deps: &ContactBookDeps) -> Result<Vec<u8>> {
+    let name = match deps.store.setting(DISPLAY_NAME).await? {
+        Some(bytes) => veil_crypto::Name::new(&String::from_utf8_lossy(&bytes)).ok(),
+        None => None,
+    };
+    let seed = ensure_link(&deps.store).await?;
+    Ok(ContactRequest { display_name: name, seed }.encode())
+}
+
+/// The link seed, drawn on first use.
+async fn ensure_link(store: &Store) -> Result<RendezvousSeed> {
+    if let Some(link) = store.link().await? {
+        return Ok(link.seed);
+    }
+    store.reset_link(&RendezvousSeed::generate(&mut OsEntropy)?).await?;
+    Ok(store.link().await?.ok_or(Error::Storage(veil_storage::Error::Unknown("contact link")))?.seed)
+}
+
+fn refused() -> Error {
+    Error::Refused("the peer did not answer the contact request")
+}
+
+/// The requester's side of the handshake with one peer.
+async fn handshake(
+    deps: &ContactBookDeps,
+    peer: PeerId,
+    point: &RendezvousPoint,
+    responder: &AccountPublic,
+    request: &[u8],
+) -> Result<()> {
+    let v = &deps.vault;
+    deps.network.dial_peer(peer).await?;
+    let (handshake, message) = v
+        .begin
+        .send(BeginRequest { responder: *responder, request: request.to_vec() })
+        .await
+        .map_err(mailbox("identity-vault"))??;
+    let start = HandshakeFrame::RequestStart { point_proof: point_proof(point, &message), message };
+    let answer = deps.network.request(peer, start.encode()).await?;
+    let Ok(HandshakeFrame::Response(response)) = HandshakeFrame::decode(&answer) else { return Err(refused()) };
+    // The vault checks message 2 proves the link's account.
+    let finish =
+        v.continue_request.send(ContinueRequest { handshake, response }).await.map_err(mailbox("identity-vault"))??;
+    let done = deps.network.request(peer, HandshakeFrame::RequestFinish(finish).encode()).await?;
+    match HandshakeFrame::decode(&done) {
+        Ok(HandshakeFrame::Response(r)) if r.is_empty() => Ok(()),
+        _ => Err(refused()),
+    }
+}
+
+/// Creates (or finds) the 1:1 group with `peer`, links it to the contact in
+/// `state`, and starts it.
+async fn open_contact_group(deps: &ContactBookDeps, peer: &AccountPublic, state: ContactState) -> Result<GroupId> {
+    let existing = deps.store.contact(&peer.signing).await?.and_then(|c| c.group);
+    let group = match existing {
+        Some(g) => g,
+        None => {
+            let secret = deps
+                .vault
+                .derive
+                .send(DeriveContactGroup { peer: *peer })
+                .await
+                .map_err(mailbox("identity-vault"))??;
+            let device = SigningSecret::generate(&mut OsEntropy)?;
+            deps.store.insert_group(GroupKind::Contact, None, &secret, &device).await?
+        }
+    };
+    deps.store.set_contact_state(&peer.signing, state, Some(&group)).await?;
+    deps.groups.send(StartGroup { group }).await.map_err(mailbox("courier"))??;
+    Ok(group)
+}
+
+fn contact_of(c: ContactRecord) -> Contact {
+    Contact { account: c.account, display_name: c.display_name, state: c.state, group: c.group }
 }
 
 /// What a link operation changes.
@@ -65,24 +380,20 @@ enum Change {
     Enable(bool),
 }
 
-async fn apply(
-    store: Arc<Store>,
-    identity: Recipient<GetIdentity>,
-    rotator: Recipient<Refresh>,
-    change: Change,
-) -> Result<LinkInfo> {
-    let PublicIdentity { account, .. } = identity.send(GetIdentity).await.map_err(mailbox("identity-vault"))??;
-    // The first use creates the link; a reset replaces its seed.
-    let new_seed = matches!(change, Change::Reset) || store.link().await?.is_none();
-    if new_seed {
-        store.reset_link(&RendezvousSeed::generate(&mut OsEntropy)?).await?;
+async fn apply(deps: Arc<ContactBookDeps>, change: Change) -> Result<LinkInfo> {
+    let PublicIdentity { account, .. } =
+        deps.vault.identity.send(GetIdentity).await.map_err(mailbox("identity-vault"))??;
+    let created = deps.store.link().await?.is_none();
+    if matches!(change, Change::Reset) && !created {
+        deps.store.reset_link(&RendezvousSeed::generate(&mut OsEntropy)?).await?;
     }
+    ensure_link(&deps.store).await?;
     if let Change::Enable(on) = change {
-        store.set_link_enabled(on).await?;
+        deps.store.set_link_enabled(on).await?;
     }
-    let state = store.link().await?.ok_or(Error::Storage(veil_storage::Error::Unknown("contact link")))?;
-    if new_seed || matches!(change, Change::Enable(_)) {
-        rotator.send(Refresh).await.map_err(mailbox("rendezvous-rotator"))??;
+    let state = deps.store.link().await?.ok_or(Error::Storage(veil_storage::Error::Unknown("contact link")))?;
+    if created || !matches!(change, Change::None) {
+        deps.rotator.send(Refresh).await.map_err(mailbox("rendezvous-rotator"))??;
     }
     let value = ContactLink { account, seed: state.seed, display_name: None };
     Ok(LinkInfo { uri: link::contact_uri(&value), qr: link::contact_qr(&value), enabled: state.enabled })
@@ -90,8 +401,15 @@ async fn apply(
 
 impl ContactBook {
     fn run(&mut self, change: Change) -> ResponseActFuture<Self, Result<LinkInfo>> {
-        let fut = apply(self.store.clone(), self.identity.clone(), self.rotator.clone(), change);
-        Box::pin(fut.into_actor(self).map(|r, _, _| r))
+        // A reset or a disable withdraws every own-link announcement at once;
+        // the rotator then reports the new seed's points (if enabled).
+        let withdraw = matches!(change, Change::Reset | Change::Enable(false));
+        Box::pin(apply(self.deps.clone(), change).into_actor(self).map(move |r, act, ctx| {
+            if withdraw && r.is_ok() {
+                act.announce_link(ctx, Vec::new());
+            }
+            r
+        }))
     }
 }
 
@@ -116,6 +434,254 @@ impl Handler<SetLinkEnabled> for ContactBook {
 
     fn handle(&mut self, msg: SetLinkEnabled, _: &mut Self::Context) -> Self::Result {
         self.run(Change::Enable(msg.0))
+    }
+}
+
+impl Handler<PointsRotated> for ContactBook {
+    type Result = ();
+
+    fn handle(&mut self, msg: PointsRotated, ctx: &mut Self::Context) {
+        match msg.key {
+            WatchKey::OwnLink => self.announce_link(ctx, msg.points.all().collect()),
+            WatchKey::Contact(who) => {
+                // New points: try now, whatever the backoff said.
+                self.backoff.remove(&who);
+                self.retry_due(ctx);
+            }
+            WatchKey::Group(_) => {}
+        }
+    }
+}
+
+impl Handler<LanPeerFound> for ContactBook {
+    type Result = ();
+
+    fn handle(&mut self, msg: LanPeerFound, ctx: &mut Self::Context) {
+        let deps = self.deps.clone();
+        ctx.spawn(async move { deps.store.contacts(Some(ContactState::OutgoingEnqueued)).await }.into_actor(self).map(
+            move |found, act, ctx| {
+                for contact in found.unwrap_or_default() {
+                    act.attempt(ctx, contact, Some(msg.peer));
+                }
+            },
+        ));
+    }
+}
+
+impl Handler<SendRequest> for ContactBook {
+    type Result = ResponseActFuture<Self, Result<Contact>>;
+
+    fn handle(&mut self, msg: SendRequest, _: &mut Self::Context) -> Self::Result {
+        let deps = self.deps.clone();
+        Box::pin(
+            async move {
+                let them = link::parse_contact(&msg.link).map_err(Error::Wire)?;
+                let me = deps.vault.identity.send(GetIdentity).await.map_err(mailbox("identity-vault"))??;
+                if them.account == me.account {
+                    return Err(Error::Refused("this is our own link"));
+                }
+                if let Some(name) = &msg.display_name {
+                    veil_crypto::Name::new(name)?;
+                    deps.store.set_setting(DISPLAY_NAME, name.as_bytes()).await?;
+                }
+                let existing = deps.store.contact(&them.account.signing).await?;
+                match existing.as_ref().map(|c| c.state) {
+                    Some(ContactState::Accepted) => {}
+                    Some(ContactState::IncomingReceived) => {
+                        // They asked first: sending ours back is accepting theirs.
+                        open_contact_group(&deps, &them.account, ContactState::Accepted).await?;
+                    }
+                    _ => {
+                        let name = them.display_name.as_ref().map(veil_crypto::Name::as_str);
+                        deps.store
+                            .upsert_contact(&them.account, name, Some(&them.seed), ContactState::OutgoingEnqueued)
+                            .await?;
+                        // Watch the responder's points; the rotator reports them at once.
+                        deps.rotator.send(Refresh).await.map_err(mailbox("rendezvous-rotator"))??;
+                    }
+                }
+                let record = deps.store.contact(&them.account.signing).await?;
+                record.map(contact_of).ok_or(Error::Storage(veil_storage::Error::Unknown("contact")))
+            }
+            .into_actor(self),
+        )
+    }
+}
+
+impl Handler<Decide> for ContactBook {
+    type Result = ResponseActFuture<Self, Result<Contact>>;
+
+    fn handle(&mut self, msg: Decide, _: &mut Self::Context) -> Self::Result {
+        let deps = self.deps.clone();
+        Box::pin(
+            async move {
+                let record = deps
+                    .store
+                    .contact(&msg.account)
+                    .await?
+                    .ok_or(Error::Storage(veil_storage::Error::Unknown("contact")))?;
+                match msg.decision {
+                    Decision::Accept => {
+                        if record.state != ContactState::Accepted {
+                            open_contact_group(&deps, &record.account, ContactState::Accepted).await?;
+                            let _ = deps.events.send(NodeEvent::ContactAccepted {
+                                account: record.account.signing,
+                                group: deps.store.contact(&msg.account).await?.and_then(|c| c.group),
+                            });
+                        }
+                    }
+                    Decision::Discard => {
+                        deps.store.set_contact_state(&msg.account, ContactState::Discarded, None).await?
+                    }
+                    Decision::Block => deps.store.set_contact_state(&msg.account, ContactState::Blocked, None).await?,
+                }
+                let record = deps.store.contact(&msg.account).await?;
+                record.map(contact_of).ok_or(Error::Storage(veil_storage::Error::Unknown("contact")))
+            }
+            .into_actor(self),
+        )
+    }
+}
+
+impl Handler<GetContacts> for ContactBook {
+    type Result = ResponseActFuture<Self, Result<Vec<Contact>>>;
+
+    fn handle(&mut self, _: GetContacts, _: &mut Self::Context) -> Self::Result {
+        let deps = self.deps.clone();
+        Box::pin(
+            async move { Ok(deps.store.contacts(None).await?.into_iter().map(contact_of).collect()) }.into_actor(self),
+        )
+    }
+}
+
+impl Handler<ContactJoined> for ContactBook {
+    type Result = ();
+
+    fn handle(&mut self, msg: ContactJoined, ctx: &mut Self::Context) {
+        let deps = self.deps.clone();
+        ctx.spawn(
+            async move {
+                let contacts = deps.store.contacts(Some(ContactState::OutgoingSent)).await?;
+                for c in contacts.into_iter().filter(|c| c.group == Some(msg.group)) {
+                    deps.store.set_contact_state(&c.account.signing, ContactState::Accepted, None).await?;
+                    let _ = deps
+                        .events
+                        .send(NodeEvent::ContactAccepted { account: c.account.signing, group: Some(msg.group) });
+                }
+                Ok::<_, Error>(())
+            }
+            .into_actor(self)
+            .map(|r, _, _| {
+                if let Err(e) = r {
+                    tracing::warn!(actor = NAME, error = %e, "cannot record an accepted request");
+                }
+            }),
+        );
+    }
+}
+
+/// The responder's answer to one `/veil/contact/1` request.
+enum Answer {
+    /// Message 2 for `peer`; keep the handshake for its message 3.
+    Started(HandshakeId, Vec<u8>),
+    /// Any other answer (an empty one refuses).
+    Reply(Vec<u8>),
+}
+
+/// Answers message 1 only when it proves knowledge of an active link point.
+async fn answer_start(deps: &ContactBookDeps, message: Vec<u8>, proof: [u8; 32]) -> Result<Answer> {
+    let Some(link) = deps.store.link().await?.filter(|l| l.enabled) else { return Ok(Answer::Reply(Vec::new())) };
+    let me = deps.vault.identity.send(GetIdentity).await.map_err(mailbox("identity-vault"))??;
+    let points = deps.schedule.active_points(&Topic::contact(&me.account.signing), &link.seed, deps.clock.now());
+    if !points.all().any(|p| check_point_proof(&p, &message, &proof)) {
+        return Ok(Answer::Reply(Vec::new()));
+    }
+    let (handshake, response) =
+        deps.vault.answer.send(AnswerRequest { message }).await.map_err(mailbox("identity-vault"))??;
+    Ok(Answer::Started(handshake, HandshakeFrame::Response(response).encode()))
+}
+
+/// Reads message 3 and records the request.
+async fn answer_finish(deps: &ContactBookDeps, handshake: HandshakeId, message: Vec<u8>) -> Result<Answer> {
+    let received =
+        deps.vault.read.send(ReadRequest { handshake, message }).await.map_err(mailbox("identity-vault"))??;
+    let request = ContactRequest::decode(&received.payload).map_err(Error::Wire)?;
+    let from = received.requester;
+    let name = request.display_name.as_ref().map(|n| n.as_str().to_owned());
+    match deps.store.contact(&from.signing).await?.map(|c| c.state) {
+        // Acknowledged like any request, so the requester learns nothing.
+        Some(ContactState::Blocked | ContactState::Accepted) => {}
+        Some(ContactState::OutgoingEnqueued | ContactState::OutgoingSent) => {
+            // Crossed requests: both want it.
+            deps.store.upsert_contact(&from, name.as_deref(), Some(&request.seed), ContactState::Accepted).await?;
+            let group = open_contact_group(deps, &from, ContactState::Accepted).await?;
+            let _ = deps.events.send(NodeEvent::ContactAccepted { account: from.signing, group: Some(group) });
+        }
+        _ => {
+            deps.store
+                .upsert_contact(&from, name.as_deref(), Some(&request.seed), ContactState::IncomingReceived)
+                .await?;
+            let _ = deps.events.send(NodeEvent::ContactRequestReceived { account: from, display_name: name });
+        }
+    }
+    Ok(Answer::Reply(HandshakeFrame::Response(Vec::new()).encode()))
+}
+
+impl Handler<InboundRequest> for ContactBook {
+    type Result = ();
+
+    fn handle(&mut self, InboundRequest { peer, id, request }: InboundRequest, ctx: &mut Self::Context) {
+        let deps = self.deps.clone();
+        let frame = HandshakeFrame::decode(&request);
+        let pending = match &frame {
+            Ok(HandshakeFrame::RequestFinish(_)) => {
+                let found = self.answering.iter().position(|(p, _)| *p == peer);
+                found.and_then(|i| self.answering.remove(i)).map(|(_, h)| h)
+            }
+            _ => None,
+        };
+        ctx.spawn(
+            async move {
+                let answer = match frame {
+                    Ok(HandshakeFrame::RequestStart { message, point_proof }) => {
+                        answer_start(&deps, message, point_proof).await
+                    }
+                    Ok(HandshakeFrame::RequestFinish(message)) => match pending {
+                        Some(h) => answer_finish(&deps, h, message).await,
+                        None => Ok(Answer::Reply(Vec::new())),
+                    },
+                    _ => Ok(Answer::Reply(Vec::new())),
+                };
+                let answer = answer.unwrap_or_else(|e| {
+                    tracing::debug!(actor = NAME, error = %e, "refused a contact request");
+                    Answer::Reply(Vec::new())
+                });
+                match answer {
+                    Answer::Started(h, bytes) => (Some(h), bytes),
+                    Answer::Reply(bytes) => (None, bytes),
+                }
+            }
+            .into_actor(self)
+            .map(move |(kept, bytes), act, ctx| {
+                // Keep the handshake before answering, so message 3 finds it.
+                if let Some(h) = kept {
+                    act.answering.retain(|(p, _)| *p != peer);
+                    if act.answering.len() >= MAX_ANSWERING {
+                        act.answering.pop_front();
+                    }
+                    act.answering.push_back((peer, h));
+                }
+                let network = act.deps.network.clone();
+                ctx.spawn(
+                    async move {
+                        if let Err(e) = network.respond(id, bytes).await {
+                            tracing::debug!(actor = NAME, error = %e, "cannot answer a contact request");
+                        }
+                    }
+                    .into_actor(act),
+                );
+            }),
+        );
     }
 }
 

@@ -13,6 +13,12 @@ pub enum Error {
     /// The network refused or failed an operation (policy, transport, peer).
     #[error(transparent)]
     Network(#[from] veil_transports::Error),
+    /// A link, request or frame could not be decoded.
+    #[error(transparent)]
+    Wire(#[from] veil_proto::Error),
+    /// The operation was refused (an own link, a peer that did not answer).
+    #[error("refused: {0}")]
+    Refused(&'static str),
     /// An actor's mailbox is closed (the node is shutting down).
     #[error("the {0} actor is not running")]
     Unavailable(&'static str),

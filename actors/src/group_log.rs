@@ -1,73 +1,126 @@
 //! `GroupLog`: one actor per group, owning the group's logs. It seals new
-//! entries with the group's keys and this device's ratchet (the signature is
-//! asked of the vault), and stores each with its ratchet state in one
-//! transaction. Sync with members fills in later.
+//! entries with the group's keys and this device's ratchet (signatures come
+//! from the vault), stores each with its ratchet state and outbox rows in one
+//! transaction, and verifies, opens and stores the entries members push.
+//!
+//! On start it announces this device in the metadata log (once): its member
+//! key, the member's certificate for it, and its sending chain sealed to the
+//! other members, who read from that position on and never before.
 
-use std::sync::Arc;
+use std::{collections::HashMap, rc::Rc, sync::Arc};
 
 use actix::{
-    Actor, ActorFutureExt, AtomicResponse, Context, Handler, Recipient, ResponseActFuture, Supervised, WrapFuture,
+    Actor, ActorFutureExt, Addr, AtomicResponse, Context, Handler, Recipient, ResponseActFuture, Supervised,
+    Supervisor, WrapFuture,
 };
 use tokio::sync::broadcast;
 use veil_crypto::{
-    GroupId, GroupKeys, OsEntropy, SenderChain,
-    envelope::{BodyKey, EntryHash, EntryKind, Links, begin_entry},
+    GroupId, GroupKeys, MemberPublic, OsEntropy, ReceiverChain, SenderChain, VerifyKey,
+    envelope::{BodyKey, EntryHash, EntryKind, Links, OpenedEntry, SealedEntry, begin_entry, open_entry},
+    ratchet::DEFAULT_WINDOW,
 };
-use veil_storage::{NewEntry, RatchetUpdate, Store};
+use veil_proto::metadata::{MemberJoined, MetadataEvent};
+use veil_storage::{Appended, GroupKind, NewEntry, Peer, RatchetUpdate, Store};
 
 use crate::{
     Error, NodeEvent, Result,
     messages::{
-        group::{AppendMessage, GetHistory, HistoryEntry},
-        vault::{GetDeviceKey, SignAsDevice},
+        contacts::ContactJoined,
+        courier::EntriesOwed,
+        group::{AppendMessage, GetHistory, HistoryEntry, ReceiveEntries},
+        vault::{AnnounceDevice, GetDeviceKey, GetMemberKeys, OpenChainShare, SignAsDevice},
     },
     supervision::{guarded, load_state, mailbox},
 };
-use std::rc::Rc;
 
 const NAME: &str = "group-log";
 
+/// Most metadata entries read when rebuilding the member list.
+const MAX_METADATA: u32 = 10_000;
+
+/// What every group log needs from the rest of the node.
+#[derive(Clone)]
+pub(crate) struct GroupLogDeps {
+    /// The store.
+    pub store: Arc<Store>,
+    /// The vault: device key.
+    pub device: Recipient<GetDeviceKey>,
+    /// The vault: signatures.
+    pub signer: Recipient<SignAsDevice>,
+    /// The vault: this account's member key.
+    pub member: Recipient<GetMemberKeys>,
+    /// The vault: device announcements.
+    pub announce: Recipient<AnnounceDevice>,
+    /// The vault: chain shares sealed to us.
+    pub open_share: Recipient<OpenChainShare>,
+    /// Told when entries are owed to members.
+    pub owed: Recipient<EntriesOwed>,
+    /// Told when the other account joins a contact group.
+    pub joined: Recipient<ContactJoined>,
+    /// The node's event channel.
+    pub events: broadcast::Sender<NodeEvent>,
+}
+
 struct Loaded {
     keys: GroupKeys,
+    kind: GroupKind,
     chain: SenderChain,
+    me: MemberPublic,
+    /// Heads and next Lamport clock of the message log.
     heads: Vec<EntryHash>,
     lamport: u64,
+    /// Member devices known from announcements, and their member.
+    devices: HashMap<VerifyKey, MemberPublic>,
 }
 
 /// The logs of one group.
 pub struct GroupLog {
     group: GroupId,
-    store: Arc<Store>,
-    device: Recipient<GetDeviceKey>,
-    signer: Recipient<SignAsDevice>,
-    events: broadcast::Sender<NodeEvent>,
+    deps: GroupLogDeps,
+    /// The members entries are owed to.
+    members: Vec<Peer>,
     state: Option<Loaded>,
 }
 
 impl core::fmt::Debug for GroupLog {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("GroupLog").field("group", &self.group).finish_non_exhaustive()
+        f.debug_struct("GroupLog").finish_non_exhaustive()
     }
 }
 
 impl GroupLog {
-    /// The log actor of `group`, signing through the vault.
-    pub fn new(
-        group: GroupId,
-        store: Arc<Store>,
-        device: Recipient<GetDeviceKey>,
-        signer: Recipient<SignAsDevice>,
-        events: broadcast::Sender<NodeEvent>,
-    ) -> Self {
-        Self { group, store, device, signer, events, state: None }
+    /// Starts the log of `group` under a supervisor; entries are owed to `members`.
+    pub(crate) fn start(group: GroupId, deps: GroupLogDeps, members: Vec<Peer>) -> Addr<Self> {
+        Supervisor::start(move |_| Self { group, deps, members, state: None })
     }
 }
 
+/// The other members' public keys in a contact group: the other account's.
+async fn recipients(store: &Store, group: &GroupId) -> Result<Vec<MemberPublic>> {
+    Ok(store
+        .contacts(None)
+        .await?
+        .into_iter()
+        .filter(|c| c.group.as_ref() == Some(group))
+        .map(|c| MemberPublic { signing: c.account.signing, agreement: c.account.agreement })
+        .collect())
+}
+
 /// Rebuilds the in-memory view from storage: keys, this device's chain
-/// (created on first use), heads and the next Lamport clock.
-async fn load(store: Arc<Store>, group: GroupId) -> Result<Loaded> {
+/// (created on first use), known member devices, heads and the next Lamport
+/// clock. Announces this device if it has not yet.
+async fn load(deps: GroupLogDeps, group: GroupId, members: Vec<Peer>) -> Result<Loaded> {
+    let store = &deps.store;
     let record = store.group(&group).await?.ok_or(Error::UnknownGroup)?;
     let keys = GroupKeys::derive(&record.secret);
+    let device = deps.device.send(GetDeviceKey { group }).await.map_err(mailbox("identity-vault"))??;
+    let me = deps.member.send(GetMemberKeys { group }).await.map_err(mailbox("identity-vault"))??;
+    let mut devices = HashMap::new();
+    for e in store.entries_after(&group, EntryKind::Metadata, None, MAX_METADATA).await? {
+        if let Some(Ok(MetadataEvent::MemberJoined(j))) = e.payload.as_deref().map(|p| MetadataEvent::decode(p)) {
+            devices.insert(j.device, j.member);
+        }
+    }
     let chain = match store.sender_chain(&group).await? {
         Some(state) => SenderChain::from_state(state),
         None => {
@@ -76,14 +129,76 @@ async fn load(store: Arc<Store>, group: GroupId) -> Result<Loaded> {
             chain
         }
     };
+    if !devices.contains_key(&device) {
+        let announced = announce(&deps, group, &keys, &chain, &members).await?;
+        devices.insert(announced.device, announced.member);
+    }
     let heads = store.heads(&group, EntryKind::Message).await?;
+    let lamport = max_lamport(store, &heads).await?;
+    Ok(Loaded { keys, kind: record.kind, chain, me, heads, lamport, devices })
+}
+
+async fn max_lamport(store: &Store, heads: &[EntryHash]) -> Result<u64> {
     let mut lamport = 0;
-    for h in &heads {
+    for h in heads {
         if let Some(e) = store.entry(h).await? {
             lamport = lamport.max(e.lamport);
         }
     }
-    Ok(Loaded { keys, chain, heads, lamport })
+    Ok(lamport)
+}
+
+/// Writes this device's announcement into the metadata log, owed to `members`.
+async fn announce(
+    deps: &GroupLogDeps,
+    group: GroupId,
+    keys: &GroupKeys,
+    chain: &SenderChain,
+    members: &[Peer],
+) -> Result<MemberJoined> {
+    let store = &deps.store;
+    let recipients = recipients(store, &group).await?;
+    let joined = deps
+        .announce
+        .send(AnnounceDevice { group, chain: chain.state().clone(), recipients })
+        .await
+        .map_err(mailbox("identity-vault"))??;
+    let payload = MetadataEvent::MemberJoined(joined.clone()).encode();
+    let heads = store.heads(&group, EntryKind::Metadata).await?;
+    let links = Links { kind: EntryKind::Metadata, lamport: max_lamport(store, &heads).await? + 1, parents: heads };
+    let entry = seal(deps, group, keys, &links, BodyKey::Metadata, &payload).await?;
+    store
+        .append(NewEntry {
+            group,
+            entry: &entry,
+            links: &links,
+            author: Some(joined.device),
+            payload: Some(&payload),
+            ratchet: None,
+            outbox: members,
+        })
+        .await?;
+    let _ = deps.owed.try_send(EntriesOwed { group });
+    Ok(joined)
+}
+
+/// Seals an entry, signed by this device through the vault.
+async fn seal(
+    deps: &GroupLogDeps,
+    group: GroupId,
+    keys: &GroupKeys,
+    links: &Links,
+    body: BodyKey<'_>,
+    payload: &[u8],
+) -> Result<SealedEntry> {
+    let author = deps.device.send(GetDeviceKey { group }).await.map_err(mailbox("identity-vault"))??;
+    let pending = begin_entry(keys, &author, links, body, payload, &mut OsEntropy)?;
+    let signature = deps
+        .signer
+        .send(SignAsDevice { group, message: pending.to_sign().to_vec() })
+        .await
+        .map_err(mailbox("identity-vault"))??;
+    Ok(pending.finish(keys, signature, &mut OsEntropy)?)
 }
 
 impl Actor for GroupLog {
@@ -95,7 +210,7 @@ impl Actor for GroupLog {
             NAME,
             self,
             ctx,
-            Rc::new(|act: &Self| Box::pin(load(act.store.clone(), act.group))),
+            Rc::new(|act: &Self| Box::pin(load(act.deps.clone(), act.group, act.members.clone()))),
             Rc::new(|act: &mut Self, loaded| act.state = Some(loaded)),
             0,
         );
@@ -114,9 +229,7 @@ impl Handler<AppendMessage> for GroupLog {
     type Result = AtomicResponse<Self, Result<EntryHash>>;
 
     fn handle(&mut self, msg: AppendMessage, ctx: &mut Self::Context) -> Self::Result {
-        let group = self.group;
-        let (store, device, signer, events) =
-            (self.store.clone(), self.device.clone(), self.signer.clone(), self.events.clone());
+        let (group, deps, members) = (self.group, self.deps.clone(), self.members.clone());
         // Seal on a copy of the chain: the actor's chain only moves once the
         // entry (and the chain state with it) is stored.
         let prepared = guarded(NAME, ctx, || {
@@ -127,15 +240,9 @@ impl Handler<AppendMessage> for GroupLog {
         AtomicResponse::new(Box::pin(
             async move {
                 let (keys, mut chain, links) = prepared?;
-                let author = device.send(GetDeviceKey { group }).await.map_err(mailbox("identity-vault"))??;
-                let pending =
-                    begin_entry(&keys, &author, &links, BodyKey::Message(&mut chain), &msg.payload, &mut OsEntropy)?;
-                let signature = signer
-                    .send(SignAsDevice { group, message: pending.to_sign().to_vec() })
-                    .await
-                    .map_err(mailbox("identity-vault"))??;
-                let entry = pending.finish(&keys, signature, &mut OsEntropy)?;
-                store
+                let entry = seal(&deps, group, &keys, &links, BodyKey::Message(&mut chain), &msg.payload).await?;
+                let author = deps.device.send(GetDeviceKey { group }).await.map_err(mailbox("identity-vault"))??;
+                deps.store
                     .append(NewEntry {
                         group,
                         entry: &entry,
@@ -143,12 +250,15 @@ impl Handler<AppendMessage> for GroupLog {
                         author: Some(author),
                         payload: Some(&msg.payload),
                         ratchet: Some(RatchetUpdate::Sender(chain.state())),
-                        outbox: &[],
+                        outbox: &members,
                     })
                     .await?;
                 let hash = entry.hash();
                 // No subscriber is fine; a lagging one sees `Lagged`.
-                let _ = events.send(NodeEvent::EntryAdded { group, hash });
+                let _ = deps.events.send(NodeEvent::EntryAdded { group, hash });
+                if !members.is_empty() {
+                    let _ = deps.owed.try_send(EntriesOwed { group });
+                }
                 Ok((hash, chain, links.lamport))
             }
             .into_actor(self)
@@ -165,11 +275,204 @@ impl Handler<AppendMessage> for GroupLog {
     }
 }
 
+/// What happened to one received entry.
+enum Received {
+    /// Stored now.
+    Stored { lamport: u64, message: bool, joined: Option<Box<MemberJoined>> },
+    /// Stored before.
+    Known,
+    /// Refused for good (forged, undecryptable, not a member's).
+    Refused(&'static str),
+    /// Not readable yet (its author's announcement has not arrived).
+    Later,
+}
+
+/// A snapshot of what receiving needs, taken from the actor.
+struct Receiver {
+    group: GroupId,
+    deps: GroupLogDeps,
+    keys: GroupKeys,
+    kind: GroupKind,
+    me: MemberPublic,
+    devices: HashMap<VerifyKey, MemberPublic>,
+}
+
+impl Receiver {
+    async fn receive(&mut self, entry: &SealedEntry) -> Result<Received> {
+        if self.deps.store.contains_entry(&entry.hash()).await? {
+            return Ok(Received::Known);
+        }
+        let Ok(opened) = open_entry(&self.keys, entry) else { return Ok(Received::Refused("forged entry")) };
+        match opened.links.kind {
+            EntryKind::Metadata => self.receive_metadata(entry, &opened).await,
+            EntryKind::Message => self.receive_message(entry, &opened).await,
+        }
+    }
+
+    async fn receive_metadata(&mut self, entry: &SealedEntry, opened: &OpenedEntry) -> Result<Received> {
+        let Ok(payload) = opened.read_metadata(&self.keys) else { return Ok(Received::Refused("unreadable")) };
+        let Ok(MetadataEvent::MemberJoined(joined)) = MetadataEvent::decode(&payload) else {
+            return Ok(Received::Refused("unknown metadata event"));
+        };
+        if joined.device != opened.author
+            || joined.member.verify_device(&self.group, &joined.device, &joined.device_cert).is_err()
+        {
+            return Ok(Received::Refused("device not certified by its member"));
+        }
+        if self.kind == GroupKind::Contact {
+            // Only the two accounts can write in a 1:1 group; the group
+            // secret already proves the author is one of them.
+            let other = recipients(&self.deps.store, &self.group).await?;
+            if joined.member != self.me && !other.contains(&joined.member) {
+                return Ok(Received::Refused("not a member of this contact group"));
+            }
+        }
+        // Our share of the author's chain, if it gave us one.
+        let mut ratchet_chain = None;
+        if let Some(share) = joined.chain_shares.iter().find(|s| s.recipient == self.me.signing) {
+            let opened_share = self
+                .deps
+                .open_share
+                .send(OpenChainShare { group: self.group, sealed: share.sealed_state.clone() })
+                .await
+                .map_err(mailbox("identity-vault"))?;
+            match opened_share {
+                Ok((device, state)) if device == joined.device => {
+                    ratchet_chain = Some(ReceiverChain::new(state, DEFAULT_WINDOW)?);
+                }
+                _ => return Ok(Received::Refused("bad chain share")),
+            }
+        }
+        let ratchet = ratchet_chain.as_ref().map(|chain| RatchetUpdate::Receiver { device: joined.device, chain });
+        let stored = self.store(entry, opened, &payload, ratchet).await?;
+        self.devices.insert(joined.device, joined.member);
+        Ok(if stored {
+            Received::Stored { lamport: opened.links.lamport, message: false, joined: Some(Box::new(joined)) }
+        } else {
+            Received::Known
+        })
+    }
+
+    /// Stores a received entry with its decrypted payload and chain state;
+    /// `false` if it was already there.
+    async fn store(
+        &self,
+        entry: &SealedEntry,
+        opened: &OpenedEntry,
+        payload: &[u8],
+        ratchet: Option<RatchetUpdate<'_>>,
+    ) -> Result<bool> {
+        let outcome = self
+            .deps
+            .store
+            .append(NewEntry {
+                group: self.group,
+                entry,
+                links: &opened.links,
+                author: Some(opened.author),
+                payload: Some(payload),
+                ratchet,
+                outbox: &[],
+            })
+            .await?;
+        Ok(outcome == Appended::Stored)
+    }
+
+    async fn receive_message(&mut self, entry: &SealedEntry, opened: &OpenedEntry) -> Result<Received> {
+        if !self.devices.contains_key(&opened.author) {
+            return Ok(Received::Later);
+        }
+        let Some(mut chain) = self.deps.store.receiver_chain(&self.group, &opened.author).await? else {
+            return Ok(Received::Later);
+        };
+        let Ok(payload) = opened.read_message(&mut chain) else { return Ok(Received::Refused("undecryptable")) };
+        let ratchet = Some(RatchetUpdate::Receiver { device: opened.author, chain: &chain });
+        Ok(if self.store(entry, opened, &payload, ratchet).await? {
+            Received::Stored { lamport: opened.links.lamport, message: true, joined: None }
+        } else {
+            Received::Known
+        })
+    }
+}
+
+/// What a batch of received entries changed.
+struct Receipt {
+    /// What to acknowledge.
+    ack: Vec<EntryHash>,
+    /// The message log's heads now.
+    heads: Vec<EntryHash>,
+    /// The largest Lamport clock stored.
+    lamport: u64,
+    /// Member devices known now.
+    devices: HashMap<VerifyKey, MemberPublic>,
+}
+
+impl Handler<ReceiveEntries> for GroupLog {
+    // Atomic: receiving moves ratchet state, so batches are handled in order.
+    type Result = AtomicResponse<Self, Result<Vec<EntryHash>>>;
+
+    fn handle(&mut self, msg: ReceiveEntries, ctx: &mut Self::Context) -> Self::Result {
+        let snapshot = guarded(NAME, ctx, || {
+            let s = self.state.as_ref().ok_or(Error::Unavailable(NAME))?;
+            Ok(Receiver {
+                group: self.group,
+                deps: self.deps.clone(),
+                keys: s.keys.clone(),
+                kind: s.kind,
+                me: s.me,
+                devices: s.devices.clone(),
+            })
+        });
+        let group = self.group;
+        AtomicResponse::new(Box::pin(
+            async move {
+                let mut receiver = snapshot?;
+                let (mut ack, mut lamport, mut joined_other) = (Vec::new(), 0, false);
+                for entry in &msg.entries {
+                    let hash = entry.hash();
+                    match receiver.receive(entry).await? {
+                        Received::Stored { lamport: l, message, joined } => {
+                            lamport = lamport.max(l);
+                            if message {
+                                let _ = receiver.deps.events.send(NodeEvent::MessageReceived { group, hash });
+                            }
+                            joined_other |= joined.is_some_and(|j| j.member != receiver.me);
+                            ack.push(hash);
+                        }
+                        Received::Known => ack.push(hash),
+                        Received::Refused(why) => {
+                            tracing::debug!(actor = NAME, why, "refused an entry");
+                            let _ = receiver.deps.events.send(NodeEvent::EntryRefused { group, hash, reason: why });
+                            ack.push(hash);
+                        }
+                        Received::Later => {}
+                    }
+                }
+                if joined_other && receiver.kind == GroupKind::Contact {
+                    let _ = receiver.deps.joined.try_send(ContactJoined { group });
+                }
+                let heads = receiver.deps.store.heads(&group, EntryKind::Message).await?;
+                Ok(Receipt { ack, heads, lamport, devices: receiver.devices })
+            }
+            .into_actor(self)
+            .map(|r: Result<Receipt>, act, _| {
+                let Receipt { ack, heads, lamport, devices } = r?;
+                if let Some(state) = act.state.as_mut() {
+                    state.heads = heads;
+                    state.lamport = state.lamport.max(lamport);
+                    state.devices = devices;
+                }
+                Ok(ack)
+            }),
+        ))
+    }
+}
+
 impl Handler<GetHistory> for GroupLog {
     type Result = ResponseActFuture<Self, Result<Vec<HistoryEntry>>>;
 
     fn handle(&mut self, msg: GetHistory, _: &mut Self::Context) -> Self::Result {
-        let (store, group) = (self.store.clone(), self.group);
+        let (store, group) = (self.deps.store.clone(), self.group);
         Box::pin(
             async move {
                 let entries = store.entries_after(&group, EntryKind::Message, msg.after, msg.limit).await?;

@@ -8,8 +8,9 @@
 //! |---|---|
 //! | [`IdentityVault`] | every private key; answers with public keys and signatures |
 //! | [`RendezvousRotator`] | the schedule of rendezvous points to announce and look up |
-//! | [`ContactBook`] | the contact link (and, later, contact requests) |
-//! | [`GroupLog`] | one per group: its logs, sealing and storing entries |
+//! | [`ContactBook`] | the contact link and contact requests (the handshake over `/veil/contact/1`) |
+//! | [`GroupLog`] | one per group: its logs, sealing, verifying and storing entries |
+//! | [`Courier`] | starts group logs; finds members at group points; pushes and acknowledges entries |
 //! | [`TransportManager`] | the network: swarm, attached transports, privacy policy |
 //!
 //! Actors reach each other through `Recipient<M>`, never through each
@@ -35,6 +36,7 @@
 //! ```
 
 mod contacts;
+mod courier;
 mod error;
 mod group_log;
 pub mod messages;
@@ -44,9 +46,13 @@ mod supervision;
 mod transport;
 mod vault;
 
-pub use contacts::ContactBook;
+pub use contacts::{ContactBook, RetryPolicy};
+pub(crate) use contacts::{ContactBookDeps, VaultPort};
+pub use courier::Courier;
+pub(crate) use courier::{CourierDeps, CourierTiming};
 pub use error::{Error, Result};
 pub use group_log::GroupLog;
+pub(crate) use group_log::GroupLogDeps;
 pub use node::{Node, NodeBuilder};
 pub use rotator::RendezvousRotator;
 pub use transport::{
@@ -54,7 +60,7 @@ pub use transport::{
     TransportManager,
 };
 pub use vault::IdentityVault;
-use veil_crypto::{GroupId, envelope::EntryHash, rendezvous::ActivePoints};
+use veil_crypto::{AccountPublic, GroupId, VerifyKey, envelope::EntryHash, rendezvous::ActivePoints};
 use veil_transports::{
     TransportId,
     libp2p::{Multiaddr, PeerId},
@@ -74,6 +80,58 @@ pub enum NodeEvent {
         group: GroupId,
         /// The entry.
         hash: EntryHash,
+    },
+    /// A member's message was received and stored.
+    MessageReceived {
+        /// The group.
+        group: GroupId,
+        /// The entry.
+        hash: EntryHash,
+    },
+    /// Members acknowledged entries this node pushed to them.
+    EntriesDelivered {
+        /// The group.
+        group: GroupId,
+        /// The entries.
+        hashes: Vec<EntryHash>,
+    },
+    /// A pushed entry was refused for good (forged, unreadable, not a
+    /// member's); it is acknowledged so it is not pushed again.
+    EntryRefused {
+        /// The group.
+        group: GroupId,
+        /// The entry.
+        hash: EntryHash,
+        /// Why.
+        reason: &'static str,
+    },
+    /// Someone sent us a contact request.
+    ContactRequestReceived {
+        /// Their account (authenticated by the handshake).
+        account: AccountPublic,
+        /// The name they gave.
+        display_name: Option<String>,
+    },
+    /// Our contact request was delivered (the responder has it; it has not
+    /// necessarily accepted).
+    ContactRequestDelivered {
+        /// The responder's account.
+        account: VerifyKey,
+    },
+    /// An attempt to deliver our contact request failed (nobody answered
+    /// at the responder's points); it is retried with backoff.
+    ContactRequestUndelivered {
+        /// The responder's account.
+        account: VerifyKey,
+        /// Failed attempts so far (since the node started).
+        failures: u32,
+    },
+    /// A contact request was accepted (by us, or by them).
+    ContactAccepted {
+        /// The contact's account.
+        account: VerifyKey,
+        /// The 1:1 group.
+        group: Option<GroupId>,
     },
     /// The rendezvous points of a watch changed.
     RendezvousRotated {
@@ -133,4 +191,6 @@ pub enum ActorKind {
     GroupLog(GroupId),
     /// The transport manager.
     TransportManager,
+    /// The courier.
+    Courier,
 }

@@ -3,9 +3,11 @@
 
 use actix::Message;
 use veil_crypto::{
-    AccountPublic, GroupId, MemberPublic, NetworkKey, Signature, VerifyKey, envelope::EntryHash,
-    rendezvous::ActivePoints,
+    AccountPublic, ChainState, GroupId, GroupSecret, MemberPublic, NetworkKey, Signature, VerifyKey,
+    envelope::EntryHash, rendezvous::ActivePoints,
 };
+use veil_proto::metadata::MemberJoined;
+use zeroize::Zeroizing;
 
 use crate::Result;
 
@@ -38,7 +40,8 @@ pub mod vault {
         pub message: Vec<u8>,
     }
 
-    /// Query: the public half of this account's member keys in `group`.
+    /// Query: the public half of this account's member keys in `group`
+    /// (in a contact group, the account keys: both sides know them already).
     #[derive(Debug, Message)]
     #[rtype(result = "Result<MemberPublic>")]
     pub struct GetMemberKeys {
@@ -60,6 +63,97 @@ pub mod vault {
     pub struct GroupAdded {
         /// The group.
         pub group: GroupId,
+    }
+
+    /// Names one contact-request handshake in progress inside the vault.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub struct HandshakeId(pub u64);
+
+    /// Command: start a contact request to `responder` carrying `request`
+    /// (encrypted in message 3). Returns the handshake and Noise message 1.
+    #[derive(Debug, Message)]
+    #[rtype(result = "Result<(HandshakeId, Vec<u8>)>")]
+    pub struct BeginRequest {
+        /// The responder, from its contact link.
+        pub responder: AccountPublic,
+        /// The `ContactRequest` payload.
+        pub request: Vec<u8>,
+    }
+
+    /// Command: read the responder's message 2 (checking it proves the
+    /// link's account) and return message 3. Ends the handshake.
+    #[derive(Debug, Message)]
+    #[rtype(result = "Result<Vec<u8>>")]
+    pub struct ContinueRequest {
+        /// The handshake.
+        pub handshake: HandshakeId,
+        /// Noise message 2.
+        pub response: Vec<u8>,
+    }
+
+    /// Command: answer a requester's message 1 with message 2.
+    #[derive(Debug, Message)]
+    #[rtype(result = "Result<(HandshakeId, Vec<u8>)>")]
+    pub struct AnswerRequest {
+        /// Noise message 1.
+        pub message: Vec<u8>,
+    }
+
+    /// A request read by the responder.
+    pub struct ReceivedRequest {
+        /// The requester's account, authenticated by the handshake.
+        pub requester: AccountPublic,
+        /// The decrypted `ContactRequest` payload.
+        pub payload: Zeroizing<Vec<u8>>,
+    }
+
+    impl core::fmt::Debug for ReceivedRequest {
+        fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+            f.debug_struct("ReceivedRequest").field("requester", &self.requester).finish_non_exhaustive()
+        }
+    }
+
+    /// Command: read message 3 of an answered handshake. Ends the handshake.
+    #[derive(Debug, Message)]
+    #[rtype(result = "Result<ReceivedRequest>")]
+    pub struct ReadRequest {
+        /// The handshake.
+        pub handshake: HandshakeId,
+        /// Noise message 3.
+        pub message: Vec<u8>,
+    }
+
+    /// Query: the secret of the 1:1 group with `peer` (both sides derive it alone).
+    #[derive(Debug, Message)]
+    #[rtype(result = "Result<GroupSecret>")]
+    pub struct DeriveContactGroup {
+        /// The other account.
+        pub peer: AccountPublic,
+    }
+
+    /// Command: announce this device in `group`: its member key, the
+    /// member's certificate for the device, and `chain` sealed to each of
+    /// `recipients`. In a contact group the member keys are the account keys.
+    #[derive(Debug, Message)]
+    #[rtype(result = "Result<MemberJoined>")]
+    pub struct AnnounceDevice {
+        /// The group.
+        pub group: GroupId,
+        /// This device's sending chain at the position readers start from.
+        pub chain: ChainState,
+        /// The members that may read it.
+        pub recipients: Vec<MemberPublic>,
+    }
+
+    /// Command: open a chain share sealed to this account's member key in
+    /// `group`; returns the sending device and its chain position.
+    #[derive(Debug, Message)]
+    #[rtype(result = "Result<(VerifyKey, ChainState)>")]
+    pub struct OpenChainShare {
+        /// The group.
+        pub group: GroupId,
+        /// The sealed share.
+        pub sealed: Vec<u8>,
     }
 
     /// Command: draw a fresh network key for the next period. The one key
@@ -90,6 +184,12 @@ pub mod rendezvous {
     #[derive(Debug, Message)]
     #[rtype(result = "Result<()>")]
     pub struct Refresh;
+
+    /// Command: also send every [`PointsRotated`] to `0`, starting with the
+    /// current points of every watch.
+    #[derive(Debug, Message)]
+    #[rtype(result = "()")]
+    pub struct Subscribe(pub actix::Recipient<PointsRotated>);
 
     /// Query: the active points of everything watched.
     #[derive(Debug, Message)]
@@ -137,6 +237,138 @@ pub mod contacts {
     #[derive(Debug, Message)]
     #[rtype(result = "Result<LinkInfo>")]
     pub struct SetLinkEnabled(pub bool);
+
+    /// A contact, or a request to or from one.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Contact {
+        /// Their account.
+        pub account: AccountPublic,
+        /// The name they gave (in their link or their request).
+        pub display_name: Option<String>,
+        /// Where it stands.
+        pub state: veil_storage::ContactState,
+        /// The 1:1 group, once there is one.
+        pub group: Option<GroupId>,
+    }
+
+    /// Command: send a contact request to the owner of `link`, introducing
+    /// ourselves as `display_name`. It is stored and retried (with backoff,
+    /// across restarts) until delivered.
+    #[derive(Debug, Message)]
+    #[rtype(result = "Result<Contact>")]
+    pub struct SendRequest {
+        /// Their `veil://contact/…` link (or its QR form).
+        pub link: String,
+        /// How we want to be called.
+        pub display_name: Option<String>,
+    }
+
+    /// What to do with a received request.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Decision {
+        /// Become contacts: the 1:1 group is created.
+        Accept,
+        /// Drop it silently (a later request shows up again).
+        Discard,
+        /// Refuse this account's requests from now on (silently).
+        Block,
+    }
+
+    /// Command: decide on the request from `account`. Returns the contact.
+    #[derive(Debug, Message)]
+    #[rtype(result = "Result<Contact>")]
+    pub struct Decide {
+        /// The requester.
+        pub account: VerifyKey,
+        /// The decision.
+        pub decision: Decision,
+    }
+
+    /// Query: every contact and request.
+    #[derive(Debug, Message)]
+    #[rtype(result = "Result<Vec<Contact>>")]
+    pub struct GetContacts;
+
+    /// Event (from the transport manager): a `/veil/contact/1` request arrived.
+    #[derive(Debug, Message)]
+    #[rtype(result = "()")]
+    pub struct InboundRequest {
+        /// The peer that sent it.
+        pub peer: veil_transports::libp2p::PeerId,
+        /// Where to answer.
+        pub id: veil_transports::InboundRequestId,
+        /// The request.
+        pub request: Vec<u8>,
+    }
+
+    /// Event (from the transport manager): mDNS found a peer on the LAN.
+    /// Pending requests are tried against it directly; message 1's point
+    /// proof is bound to a fresh handshake, so a neighbour that does not know
+    /// a link's seed learns nothing it could link across sessions.
+    #[derive(Debug, Message)]
+    #[rtype(result = "()")]
+    pub struct LanPeerFound {
+        /// The peer.
+        pub peer: veil_transports::libp2p::PeerId,
+    }
+
+    /// Event (from a contact group's log): the other account announced
+    /// itself in our 1:1 group, so it accepted.
+    #[derive(Debug, Message)]
+    #[rtype(result = "()")]
+    pub struct ContactJoined {
+        /// The 1:1 group.
+        pub group: GroupId,
+    }
+}
+
+/// Messages of the `Courier`.
+pub mod courier {
+    use super::*;
+    use veil_transports::libp2p::PeerId;
+
+    /// Command: start (or refresh) a stored group: its log, its keys in the
+    /// vault, its rendezvous points.
+    #[derive(Debug, Message)]
+    #[rtype(result = "Result<()>")]
+    pub struct StartGroup {
+        /// The group.
+        pub group: GroupId,
+    }
+
+    /// Event: a group's log enqueued entries for its members.
+    #[derive(Debug, Message)]
+    #[rtype(result = "()")]
+    pub struct EntriesOwed {
+        /// The group.
+        pub group: GroupId,
+    }
+
+    /// Event (from the transport manager): a frame arrived.
+    #[derive(Debug, Message)]
+    #[rtype(result = "()")]
+    pub struct InboundFrame {
+        /// The sender.
+        pub peer: PeerId,
+        /// The frame.
+        pub frame: Vec<u8>,
+    }
+
+    /// Event (from the transport manager): the last connection to a peer closed.
+    #[derive(Debug, Message)]
+    #[rtype(result = "()")]
+    pub struct PeerLeft {
+        /// The peer.
+        pub peer: PeerId,
+    }
+
+    /// Event (from the transport manager): the swarm restarted under a new peer id.
+    #[derive(Debug, Message)]
+    #[rtype(result = "()")]
+    pub struct NetworkRestarted {
+        /// The new peer id.
+        pub peer_id: PeerId,
+    }
 }
 
 /// Messages of a `GroupLog`.
@@ -162,6 +394,18 @@ pub mod group {
     pub struct AppendMessage {
         /// The payload (at most 65 532 bytes).
         pub payload: Vec<u8>,
+    }
+
+    /// Command: verify, open and store entries a member pushed. Returns the
+    /// hashes to acknowledge: those stored now or before, and those refused
+    /// for good (forged or undecryptable). Entries that may become readable
+    /// later (their author's announcement has not arrived) are not
+    /// acknowledged, so they are pushed again.
+    #[derive(Debug, Message)]
+    #[rtype(result = "Result<Vec<EntryHash>>")]
+    pub struct ReceiveEntries {
+        /// The entries, as they arrived.
+        pub entries: Vec<veil_crypto::envelope::SealedEntry>,
     }
 
     /// Query: messages in the log's total order, after `after`.

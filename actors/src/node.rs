@@ -3,17 +3,16 @@
 //! type appears in its API.
 
 use std::{
-    collections::HashMap,
     path::PathBuf,
     sync::{Arc, Mutex},
     time::Duration,
 };
 
-use actix::{Actor, Addr, Context, Handler, Supervisor};
+use actix::{Actor, Addr, AsyncContext, Context, Handler, Supervisor};
 use actix_rt::ArbiterHandle;
 use tokio::sync::{broadcast, oneshot};
 use veil_crypto::{
-    GroupId, GroupSecret, OsEntropy, SigningSecret,
+    GroupId, GroupSecret, OsEntropy, SigningSecret, VerifyKey,
     envelope::EntryHash,
     rendezvous::{ActivePoints, Schedule},
     time::{Clock, SystemClock},
@@ -30,15 +29,21 @@ use veil_transports::{
 };
 
 use crate::{
-    AttachTransport, ContactBook, DetachTransport, Dial, Error, GetNetworkStatus, GroupLog, IdentityVault, Listen,
-    NetworkStatus, NodeEvent, RendezvousRotator, Result, Rotate, SendFrame, SetPolicy, TransportManager,
+    AttachTransport, ContactBook, ContactBookDeps, Courier, CourierDeps, CourierTiming, DetachTransport, Dial, Error,
+    GetNetworkStatus, GroupLog, GroupLogDeps, IdentityVault, Listen, NetworkStatus, NodeEvent, RendezvousRotator,
+    Result, RetryPolicy, Rotate, SendFrame, SetPolicy, TransportManager, VaultPort,
+    courier::GroupDirectory,
     messages::{
-        contacts::{LinkInfo, ResetLink, SetLinkEnabled, ShareLink},
+        contacts::{
+            Contact, Decide, Decision, GetContacts, LinkInfo, ResetLink, SendRequest, SetLinkEnabled, ShareLink,
+        },
+        courier::StartGroup,
         group::{AppendMessage, GetHistory, HistoryEntry},
-        rendezvous::{GetActivePoints, PointsRotated, WatchKey},
-        vault::{GetIdentity, GroupAdded, PublicIdentity, RotateNetworkKey},
+        rendezvous::{GetActivePoints, PointsRotated, Subscribe, WatchKey},
+        vault::{GetIdentity, PublicIdentity, RotateNetworkKey},
     },
     supervision::mailbox,
+    transport::NetworkRoutes,
 };
 
 /// Capacity of the node's event channel; a slower subscriber sees `Lagged`.
@@ -57,6 +62,9 @@ pub struct NodeBuilder {
     transports: Vec<Arc<dyn TransportPlugin>>,
     listen: Vec<Multiaddr>,
     network: NetworkConfig,
+    retry: RetryPolicy,
+    sync_tick: Duration,
+    resend_after: Duration,
 }
 
 impl core::fmt::Debug for NodeBuilder {
@@ -83,6 +91,9 @@ impl Default for NodeBuilder {
             transports: Vec::new(),
             listen: Vec::new(),
             network: NetworkConfig::default(),
+            retry: RetryPolicy::default(),
+            sync_tick: Duration::from_secs(5),
+            resend_after: Duration::from_secs(30),
         }
     }
 }
@@ -152,6 +163,26 @@ impl NodeBuilder {
     /// Network settings (server roles, mDNS, limits).
     pub fn network_config(mut self, config: NetworkConfig) -> Self {
         self.network = config;
+        self
+    }
+
+    /// How contact requests are retried until delivered.
+    pub fn contact_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// How often the courier looks for members it owes entries to and
+    /// re-pushes what was not acknowledged (default 5 s).
+    pub fn sync_interval(mut self, every: Duration) -> Self {
+        self.sync_tick = every;
+        self
+    }
+
+    /// How long a pushed entry waits for its acknowledgement before it is
+    /// pushed again, on the node's clock (default 30 s).
+    pub fn resend_after(mut self, after: Duration) -> Self {
+        self.resend_after = after;
         self
     }
 
@@ -229,7 +260,8 @@ struct Inner {
     vault: Addr<IdentityVault>,
     contacts: Addr<ContactBook>,
     rotator: Addr<RendezvousRotator>,
-    groups: Mutex<HashMap<GroupId, Addr<GroupLog>>>,
+    courier: Addr<Courier>,
+    groups: GroupDirectory,
     transport: Addr<TransportManager>,
     network: NetworkHandle,
     events: broadcast::Sender<NodeEvent>,
@@ -260,10 +292,6 @@ async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
         let subscriber = bridge.recipient();
         move |_| RendezvousRotator::new(store, clock, schedule, every, vec![subscriber.clone()])
     });
-    let contacts = Supervisor::start({
-        let (store, identity, refresh) = (store.clone(), vault.clone().recipient(), rotator.clone().recipient());
-        move |_| ContactBook::new(store, identity.clone(), refresh.clone())
-    });
     // Make sure the identity exists before anything asks for it.
     vault.send(GetIdentity).await.map_err(mailbox("identity-vault"))??;
 
@@ -273,41 +301,110 @@ async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
     } else {
         builder.transports
     };
+    let max_frame = builder.network.max_frame_size;
     let (network, network_events) = Network::spawn(&key, builder.policy, plugins, builder.network)?;
-    let transport = TransportManager::start(network.clone(), network_events, builder.policy, events.clone());
+
+    // Announcements live for a period plus the grace window; every period
+    // boundary re-announces.
+    let ttl = Duration::from_secs(builder.schedule.period().saturating_add(builder.schedule.grace()));
+    let groups: GroupDirectory = Arc::default();
+    let vault_port = VaultPort {
+        identity: vault.clone().recipient(),
+        begin: vault.clone().recipient(),
+        continue_request: vault.clone().recipient(),
+        answer: vault.clone().recipient(),
+        read: vault.clone().recipient(),
+        derive: vault.clone().recipient(),
+    };
+    // The contact book starts 1:1 groups through the courier, and the
+    // courier's group logs tell the contact book when the other side joined:
+    // the courier is started inside the contact book's factory to wire both.
+    let (courier_tx, courier_rx) = std::sync::mpsc::sync_channel(1);
+    let contacts = Supervisor::start({
+        let (store, network, clock, events, groups, vault) =
+            (store.clone(), network.clone(), builder.clock.clone(), events.clone(), groups.clone(), vault.clone());
+        let rotator = rotator.clone();
+        let (schedule, retry) = (builder.schedule, builder.retry);
+        let timing = CourierTiming { tick: builder.sync_tick, resend_after: builder.resend_after, max_frame };
+        move |ctx: &mut Context<ContactBook>| {
+            let joined = ctx.address().recipient();
+            let courier = Supervisor::start({
+                let (store, network, clock, events) = (store.clone(), network.clone(), clock.clone(), events.clone());
+                let (vault, rotator) = (vault.clone(), rotator.clone());
+                move |cctx: &mut Context<Courier>| {
+                    let group_log = GroupLogDeps {
+                        store: store.clone(),
+                        device: vault.clone().recipient(),
+                        signer: vault.clone().recipient(),
+                        member: vault.clone().recipient(),
+                        announce: vault.clone().recipient(),
+                        open_share: vault.clone().recipient(),
+                        owed: cctx.address().recipient(),
+                        joined,
+                        events: events.clone(),
+                    };
+                    let deps = CourierDeps {
+                        store,
+                        network,
+                        clock,
+                        timing,
+                        ttl,
+                        events,
+                        group_log,
+                        vault: vault.recipient(),
+                        rotator: rotator.recipient(),
+                    };
+                    Courier::new(deps, groups)
+                }
+            });
+            let _ = courier_tx.send(courier.clone());
+            ContactBook::new(ContactBookDeps {
+                store,
+                network,
+                clock,
+                schedule,
+                ttl,
+                retry,
+                vault: vault_port,
+                rotator: rotator.recipient(),
+                groups: courier.recipient(),
+                events,
+            })
+        }
+    });
+    let courier = courier_rx.recv().map_err(|_| Error::Runtime("the courier did not start".into()))?;
+    rotator.send(Subscribe(contacts.clone().recipient())).await.map_err(mailbox("rendezvous-rotator"))?;
+    rotator.send(Subscribe(courier.clone().recipient())).await.map_err(mailbox("rendezvous-rotator"))?;
+
+    let routes = NetworkRoutes {
+        frames: courier.clone().recipient(),
+        requests: contacts.clone().recipient(),
+        lan: contacts.clone().recipient(),
+        left: courier.clone().recipient(),
+        restarted: courier.clone().recipient(),
+    };
+    let transport = TransportManager::start(network.clone(), network_events, builder.policy, events.clone(), routes);
     for addr in builder.listen {
         transport.send(Listen(addr)).await.map_err(mailbox("transport-manager"))??;
     }
-    let inner = Inner {
+    for group in store.groups().await? {
+        courier.send(StartGroup { group: group.id }).await.map_err(mailbox("courier"))??;
+    }
+    Ok(Inner {
         arbiter: actix_rt::Arbiter::current(),
-        store: store.clone(),
+        store,
         vault,
         contacts,
         rotator,
-        groups: Mutex::new(HashMap::new()),
+        courier,
+        groups,
         transport,
         network,
         events,
-    };
-    for group in store.groups().await? {
-        inner.start_group(group.id);
-    }
-    Ok(inner)
+    })
 }
 
 impl Inner {
-    fn start_group(&self, group: GroupId) -> Addr<GroupLog> {
-        let (store, device, signer, events) =
-            (self.store.clone(), self.vault.clone().recipient(), self.vault.clone().recipient(), self.events.clone());
-        let addr = Supervisor::start_in_arbiter(&self.arbiter, move |_| {
-            GroupLog::new(group, store.clone(), device.clone(), signer.clone(), events.clone())
-        });
-        if let Ok(mut groups) = self.groups.lock() {
-            groups.insert(group, addr.clone());
-        }
-        addr
-    }
-
     fn group(&self, group: &GroupId) -> Result<Addr<GroupLog>> {
         self.groups.lock().ok().and_then(|g| g.get(group).cloned()).ok_or(Error::UnknownGroup)
     }
@@ -367,6 +464,38 @@ impl Node {
         self.inner.contacts.send(SetLinkEnabled(enabled)).await.map_err(mailbox("contact-book"))?
     }
 
+    /// Sends a contact request to the owner of `link` (a `veil://contact/…`
+    /// link or its QR form), introducing ourselves as `display_name`. The
+    /// request is stored and retried until delivered, across restarts.
+    pub async fn send_request(&self, link: &str, display_name: Option<&str>) -> Result<Contact> {
+        let msg = SendRequest { link: link.to_owned(), display_name: display_name.map(str::to_owned) };
+        self.inner.contacts.send(msg).await.map_err(mailbox("contact-book"))?
+    }
+
+    /// Accepts `account`'s request: the 1:1 group is created.
+    pub async fn accept_contact(&self, account: &VerifyKey) -> Result<Contact> {
+        self.decide(account, Decision::Accept).await
+    }
+
+    /// Discards `account`'s request silently.
+    pub async fn discard_contact(&self, account: &VerifyKey) -> Result<Contact> {
+        self.decide(account, Decision::Discard).await
+    }
+
+    /// Refuses `account`'s requests from now on (silently).
+    pub async fn block_contact(&self, account: &VerifyKey) -> Result<Contact> {
+        self.decide(account, Decision::Block).await
+    }
+
+    async fn decide(&self, account: &VerifyKey, decision: Decision) -> Result<Contact> {
+        self.inner.contacts.send(Decide { account: *account, decision }).await.map_err(mailbox("contact-book"))?
+    }
+
+    /// Every contact and contact request.
+    pub async fn contacts(&self) -> Result<Vec<Contact>> {
+        self.inner.contacts.send(GetContacts).await.map_err(mailbox("contact-book"))?
+    }
+
     /// The rendezvous points this node currently answers to or looks up.
     pub async fn active_points(&self) -> Result<Vec<(WatchKey, ActivePoints)>> {
         self.inner.rotator.send(GetActivePoints).await.map_err(mailbox("rendezvous-rotator"))?
@@ -384,13 +513,7 @@ impl Node {
                 Ok::<_, Error>(store.insert_group(GroupKind::MultiMember, name.as_deref(), &secret, &device).await?)
             })
             .await??;
-        self.inner.vault.send(GroupAdded { group }).await.map_err(mailbox("identity-vault"))??;
-        self.inner
-            .rotator
-            .send(crate::messages::rendezvous::Refresh)
-            .await
-            .map_err(mailbox("rendezvous-rotator"))??;
-        self.inner.start_group(group);
+        self.inner.courier.send(StartGroup { group }).await.map_err(mailbox("courier"))??;
         let _ = self.inner.events.send(NodeEvent::GroupCreated { group });
         Ok(group)
     }
@@ -410,6 +533,20 @@ impl Node {
     ) -> Result<Vec<HistoryEntry>> {
         let log = self.inner.group(group)?;
         log.send(GetHistory { after, limit }).await.map_err(mailbox("group-log"))?
+    }
+
+    /// How many of this node's entries in `group` a member has not
+    /// acknowledged yet (0: everything was delivered).
+    pub async fn undelivered(&self, group: &GroupId) -> Result<u64> {
+        let (store, group) = (self.inner.store.clone(), *group);
+        self.on_node(async move {
+            let mut owed = 0;
+            for member in crate::courier::members_of(&store, &group).await? {
+                owed += store.outbox_len(&member).await?;
+            }
+            Ok::<_, Error>(owed)
+        })
+        .await?
     }
 
     /// The groups this node runs a log for.
@@ -484,6 +621,7 @@ impl Node {
             ActorKind::ContactBook => self.inner.contacts.send(InjectPanic).await.map_err(m)?,
             ActorKind::GroupLog(g) => self.inner.group(&g)?.send(InjectPanic).await.map_err(m)?,
             ActorKind::TransportManager => self.inner.transport.send(InjectPanic).await.map_err(m)?,
+            ActorKind::Courier => self.inner.courier.send(InjectPanic).await.map_err(m)?,
         }
     }
 }

@@ -21,7 +21,7 @@ use veil_storage::{ContactState, Store};
 
 use crate::{
     Result,
-    messages::rendezvous::{GetActivePoints, PointsRotated, Refresh, WatchKey},
+    messages::rendezvous::{GetActivePoints, PointsRotated, Refresh, Subscribe, WatchKey},
     supervision::{guarded, load_state},
 };
 use std::rc::Rc;
@@ -149,6 +149,21 @@ impl Handler<Refresh> for RendezvousRotator {
             act.replace_watches(w?);
             Ok(())
         }))
+    }
+}
+
+impl Handler<Subscribe> for RendezvousRotator {
+    type Result = ();
+
+    fn handle(&mut self, Subscribe(subscriber): Subscribe, _: &mut Self::Context) {
+        for (key, w) in &self.watches {
+            if let Some(points) = w.last
+                && subscriber.try_send(PointsRotated { key: *key, points }).is_err()
+            {
+                tracing::warn!(actor = NAME, "a new subscriber missed a rotation notice");
+            }
+        }
+        self.subscribers.push(subscriber);
     }
 }
 

@@ -23,8 +23,20 @@ pub(crate) fn guarded<A, T>(name: &'static str, ctx: &mut Context<A>, f: impl Fn
 where
     A: Actor<Context = Context<A>>,
 {
+    guarded_with(name, ctx, |_| f())
+}
+
+/// [`guarded`] for logic that needs the actor's context (to spawn work).
+pub(crate) fn guarded_with<A, T>(
+    name: &'static str,
+    ctx: &mut Context<A>,
+    f: impl FnOnce(&mut Context<A>) -> Result<T>,
+) -> Result<T>
+where
+    A: Actor<Context = Context<A>>,
+{
     let _span = tracing::debug_span!("actor", name).entered();
-    match catch_unwind(AssertUnwindSafe(f)) {
+    match catch_unwind(AssertUnwindSafe(|| f(ctx))) {
         Ok(result) => result,
         Err(_) => {
             tracing::error!(actor = name, "handler panicked; the supervisor restarts the actor");

@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 
-use actix::{Actor, Addr, Context, Handler, Message, ResponseFuture, Supervised};
+use actix::{Actor, Addr, Context, Handler, Message, Recipient, ResponseFuture, Supervised};
 use tokio::sync::{broadcast, mpsc};
 use veil_crypto::NetworkKey;
 use veil_transports::{
@@ -19,7 +19,29 @@ use veil_transports::{
     libp2p::{Multiaddr, PeerId},
 };
 
-use crate::{Error, NodeEvent, Result, supervision::guarded};
+use crate::{
+    Error, NodeEvent, Result,
+    messages::{
+        contacts::{InboundRequest, LanPeerFound},
+        courier::{InboundFrame, NetworkRestarted, PeerLeft},
+    },
+    supervision::guarded,
+};
+
+/// Where the manager routes network events, besides the node's event channel.
+#[derive(Clone)]
+pub(crate) struct NetworkRoutes {
+    /// Frames (group frames go to the courier).
+    pub(crate) frames: Recipient<InboundFrame>,
+    /// `/veil/contact/1` requests.
+    pub(crate) requests: Recipient<InboundRequest>,
+    /// Peers found on the LAN (mDNS).
+    pub(crate) lan: Recipient<LanPeerFound>,
+    /// Disconnections.
+    pub(crate) left: Recipient<PeerLeft>,
+    /// Swarm restarts (new peer id).
+    pub(crate) restarted: Recipient<NetworkRestarted>,
+}
 
 const NAME: &str = "transport-manager";
 
@@ -99,6 +121,7 @@ pub struct TransportManager {
     network: NetworkHandle,
     policy: Policy,
     events: broadcast::Sender<NodeEvent>,
+    routes: NetworkRoutes,
 }
 
 impl core::fmt::Debug for TransportManager {
@@ -110,13 +133,14 @@ impl core::fmt::Debug for TransportManager {
 impl TransportManager {
     /// Starts the manager (supervised) over a running network, and the pump
     /// that feeds it the network's events. Must run on the node's arbiter.
-    pub fn start(
+    pub(crate) fn start(
         network: NetworkHandle,
         mut network_events: mpsc::Receiver<NetworkEvent>,
         policy: Policy,
         events: broadcast::Sender<NodeEvent>,
+        routes: NetworkRoutes,
     ) -> Addr<Self> {
-        let addr = actix::Supervisor::start(move |_| Self { network, policy, events });
+        let addr = actix::Supervisor::start(move |_| Self { network, policy, events, routes });
         let pump = addr.clone();
         actix_rt::spawn(async move {
             while let Some(event) = network_events.recv().await {
@@ -151,14 +175,35 @@ impl Handler<FromNetwork> for TransportManager {
     type Result = ();
 
     fn handle(&mut self, FromNetwork(event): FromNetwork, ctx: &mut Self::Context) {
-        let events = self.events.clone();
+        let (events, routes) = (self.events.clone(), self.routes.clone());
         let _ = guarded(NAME, ctx, || {
+            // A full mailbox drops the routed copy: a frame's sender resends
+            // what is not acknowledged, a requester retries.
             let node_event = match event {
                 NetworkEvent::PeerConnected { peer, transport } => Some(NodeEvent::PeerConnected { peer, transport }),
-                NetworkEvent::PeerDisconnected { peer } => Some(NodeEvent::PeerDisconnected { peer }),
-                NetworkEvent::FrameReceived { peer, frame } => Some(NodeEvent::FrameReceived { peer, frame }),
+                NetworkEvent::PeerDisconnected { peer } => {
+                    let _ = routes.left.try_send(PeerLeft { peer });
+                    Some(NodeEvent::PeerDisconnected { peer })
+                }
+                NetworkEvent::FrameReceived { peer, frame } => {
+                    if routes.frames.try_send(InboundFrame { peer, frame: frame.clone() }).is_err() {
+                        tracing::warn!(actor = NAME, "courier busy; a frame was dropped");
+                    }
+                    Some(NodeEvent::FrameReceived { peer, frame })
+                }
+                NetworkEvent::RequestReceived { peer, id, request } => {
+                    let _ = routes.requests.try_send(InboundRequest { peer, id, request });
+                    None
+                }
+                NetworkEvent::PeerDiscovered { peer, .. } => {
+                    let _ = routes.lan.try_send(LanPeerFound { peer });
+                    None
+                }
                 NetworkEvent::Listening { addr } => Some(NodeEvent::Listening { addr }),
-                NetworkEvent::Restarted { peer_id } => Some(NodeEvent::NetworkRestarted { peer_id }),
+                NetworkEvent::Restarted { peer_id } => {
+                    let _ = routes.restarted.try_send(NetworkRestarted { peer_id });
+                    Some(NodeEvent::NetworkRestarted { peer_id })
+                }
                 _ => None,
             };
             if let Some(e) = node_event {

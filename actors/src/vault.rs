@@ -3,19 +3,46 @@
 //! with public keys and signatures; keys never leave it, except each
 //! period's fresh network key, which the network layer needs.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::Arc,
+};
 
 use actix::{Actor, ActorFutureExt, Context, Handler, ResponseActFuture, Supervised, WrapFuture};
-use veil_crypto::{GroupId, Identity, NetworkKey, OsEntropy, Signature, SigningSecret, VerifyKey};
-use veil_storage::Store;
+use veil_crypto::{
+    ChainState, GroupId, GroupSecret, Identity, MemberKeys, MemberPublic, NetworkKey, OsEntropy, Signature,
+    SigningSecret, VerifyKey, contact_group_secret,
+    handshake::{Requester, Responder},
+    ratchet::{open_chain_state, seal_chain_state},
+};
+use veil_proto::metadata::{ChainShare, MemberJoined};
+use veil_storage::{GroupKind, Store};
 
 use crate::{
     Error, Result,
     messages::vault::{
-        GetDeviceKey, GetIdentity, GetMemberKeys, GroupAdded, PublicIdentity, RotateNetworkKey, SignAsDevice,
+        AnnounceDevice, AnswerRequest, BeginRequest, ContinueRequest, DeriveContactGroup, GetDeviceKey, GetIdentity,
+        GetMemberKeys, GroupAdded, HandshakeId, OpenChainShare, PublicIdentity, ReadRequest, ReceivedRequest,
+        RotateNetworkKey, SignAsDevice,
     },
     supervision::{guarded, load_state},
 };
+
+/// Most contact-request handshakes in progress at once (each side); the
+/// oldest is dropped beyond this.
+const MAX_HANDSHAKES: usize = 64;
+
+/// A handshake waiting for its next message.
+enum Pending {
+    Requester(Box<Requester>),
+    Responder(Box<Responder>),
+}
+
+/// A group's device key and kind.
+struct GroupDevice {
+    kind: GroupKind,
+    key: SigningSecret,
+}
 use std::rc::Rc;
 
 const NAME: &str = "identity-vault";
@@ -24,7 +51,10 @@ const NAME: &str = "identity-vault";
 pub struct IdentityVault {
     store: Arc<Store>,
     identity: Option<Identity>,
-    group_devices: HashMap<GroupId, SigningSecret>,
+    group_devices: HashMap<GroupId, GroupDevice>,
+    handshakes: HashMap<HandshakeId, Pending>,
+    handshake_order: VecDeque<HandshakeId>,
+    next_handshake: u64,
 }
 
 impl core::fmt::Debug for IdentityVault {
@@ -36,17 +66,63 @@ impl core::fmt::Debug for IdentityVault {
 impl IdentityVault {
     /// A vault over `store`; it loads its keys when started.
     pub fn new(store: Arc<Store>) -> Self {
-        Self { store, identity: None, group_devices: HashMap::new() }
+        Self {
+            store,
+            identity: None,
+            group_devices: HashMap::new(),
+            handshakes: HashMap::new(),
+            handshake_order: VecDeque::new(),
+            next_handshake: 0,
+        }
     }
 
     fn identity(&self) -> Result<&Identity> {
         self.identity.as_ref().ok_or(Error::Unavailable(NAME))
     }
+
+    fn device(&self, group: &GroupId) -> Result<&GroupDevice> {
+        self.group_devices.get(group).ok_or(Error::UnknownGroup)
+    }
+
+    /// This account's member keys in `group`: the account keys in a contact
+    /// group (the peer knows them already), alias-derived keys otherwise.
+    fn member_keys(&self, group: &GroupId) -> Result<MemberKeys> {
+        let identity = self.identity()?;
+        Ok(match self.device(group)?.kind {
+            GroupKind::Contact => {
+                MemberKeys { signing: identity.account.signing.clone(), agreement: identity.account.agreement.clone() }
+            }
+            GroupKind::MultiMember => identity.alias.member_keys(group),
+        })
+    }
+
+    fn keep_handshake(&mut self, pending: Pending) -> HandshakeId {
+        let id = HandshakeId(self.next_handshake);
+        self.next_handshake = self.next_handshake.wrapping_add(1);
+        if self.handshake_order.len() >= MAX_HANDSHAKES
+            && let Some(oldest) = self.handshake_order.pop_front()
+        {
+            self.handshakes.remove(&oldest);
+        }
+        self.handshakes.insert(id, pending);
+        self.handshake_order.push_back(id);
+        id
+    }
+
+    fn take_handshake(&mut self, id: HandshakeId) -> Option<Pending> {
+        self.handshake_order.retain(|h| *h != id);
+        self.handshakes.remove(&id)
+    }
+}
+
+/// A handshake that is unknown, expired or of the wrong side.
+fn no_handshake() -> Error {
+    Error::Crypto(veil_crypto::Error::Handshake("no such handshake in progress"))
 }
 
 /// Loads (or, on first run, creates and saves) the identity and every
 /// group's device key.
-async fn load(store: Arc<Store>) -> Result<(Identity, HashMap<GroupId, SigningSecret>)> {
+async fn load(store: Arc<Store>) -> Result<(Identity, HashMap<GroupId, GroupDevice>)> {
     let identity = match store.load_identity().await? {
         Some(identity) => identity,
         None => {
@@ -55,7 +131,8 @@ async fn load(store: Arc<Store>) -> Result<(Identity, HashMap<GroupId, SigningSe
             identity
         }
     };
-    let groups = store.groups().await?.into_iter().map(|g| (g.id, g.device)).collect();
+    let groups =
+        store.groups().await?.into_iter().map(|g| (g.id, GroupDevice { kind: g.kind, key: g.device })).collect();
     Ok((identity, groups))
 }
 
@@ -83,6 +160,9 @@ impl Supervised for IdentityVault {
         tracing::warn!(actor = NAME, "restarting; reloading keys from storage");
         self.identity = None;
         self.group_devices.clear();
+        // Handshakes in progress are lost; requesters retry.
+        self.handshakes.clear();
+        self.handshake_order.clear();
     }
 }
 
@@ -101,10 +181,7 @@ impl Handler<SignAsDevice> for IdentityVault {
     type Result = Result<Signature>;
 
     fn handle(&mut self, msg: SignAsDevice, ctx: &mut Self::Context) -> Self::Result {
-        guarded(NAME, ctx, || {
-            let key = self.group_devices.get(&msg.group).ok_or(Error::UnknownGroup)?;
-            Ok(key.sign(&msg.message))
-        })
+        guarded(NAME, ctx, || Ok(self.device(&msg.group)?.key.sign(&msg.message)))
     }
 }
 
@@ -112,7 +189,7 @@ impl Handler<GetDeviceKey> for IdentityVault {
     type Result = Result<VerifyKey>;
 
     fn handle(&mut self, msg: GetDeviceKey, ctx: &mut Self::Context) -> Self::Result {
-        guarded(NAME, ctx, || Ok(self.group_devices.get(&msg.group).ok_or(Error::UnknownGroup)?.verify_key()))
+        guarded(NAME, ctx, || Ok(self.device(&msg.group)?.key.verify_key()))
     }
 }
 
@@ -120,7 +197,7 @@ impl Handler<GetMemberKeys> for IdentityVault {
     type Result = Result<veil_crypto::MemberPublic>;
 
     fn handle(&mut self, msg: GetMemberKeys, ctx: &mut Self::Context) -> Self::Result {
-        guarded(NAME, ctx, || Ok(self.identity()?.alias.member_keys(&msg.group).public()))
+        guarded(NAME, ctx, || Ok(self.member_keys(&msg.group)?.public()))
     }
 }
 
@@ -131,7 +208,7 @@ impl Handler<GroupAdded> for IdentityVault {
         let store = self.store.clone();
         Box::pin(async move { store.group(&msg.group).await }.into_actor(self).map(|found, act, _| {
             let group = found?.ok_or(Error::UnknownGroup)?;
-            act.group_devices.insert(group.id, group.device);
+            act.group_devices.insert(group.id, GroupDevice { kind: group.kind, key: group.device });
             Ok(())
         }))
     }
@@ -142,6 +219,99 @@ impl Handler<RotateNetworkKey> for IdentityVault {
 
     fn handle(&mut self, _: RotateNetworkKey, ctx: &mut Self::Context) -> Self::Result {
         guarded(NAME, ctx, || Ok(NetworkKey::generate(&mut OsEntropy)?))
+    }
+}
+
+impl Handler<BeginRequest> for IdentityVault {
+    type Result = Result<(HandshakeId, Vec<u8>)>;
+
+    fn handle(&mut self, msg: BeginRequest, ctx: &mut Self::Context) -> Self::Result {
+        guarded(NAME, ctx, || {
+            let (requester, message) = Requester::start(&self.identity()?.account, &msg.responder, &msg.request)?;
+            Ok((self.keep_handshake(Pending::Requester(Box::new(requester))), message))
+        })
+    }
+}
+
+impl Handler<ContinueRequest> for IdentityVault {
+    type Result = Result<Vec<u8>>;
+
+    fn handle(&mut self, msg: ContinueRequest, ctx: &mut Self::Context) -> Self::Result {
+        guarded(NAME, ctx, || match self.take_handshake(msg.handshake) {
+            Some(Pending::Requester(r)) => Ok(r.read_response(&msg.response)?.1),
+            _ => Err(no_handshake()),
+        })
+    }
+}
+
+impl Handler<AnswerRequest> for IdentityVault {
+    type Result = Result<(HandshakeId, Vec<u8>)>;
+
+    fn handle(&mut self, msg: AnswerRequest, ctx: &mut Self::Context) -> Self::Result {
+        guarded(NAME, ctx, || {
+            let (responder, message) = Responder::respond(&self.identity()?.account, &msg.message)?;
+            Ok((self.keep_handshake(Pending::Responder(Box::new(responder))), message))
+        })
+    }
+}
+
+impl Handler<ReadRequest> for IdentityVault {
+    type Result = Result<ReceivedRequest>;
+
+    fn handle(&mut self, msg: ReadRequest, ctx: &mut Self::Context) -> Self::Result {
+        guarded(NAME, ctx, || match self.take_handshake(msg.handshake) {
+            Some(Pending::Responder(r)) => {
+                let incoming = r.read_request(&msg.message)?;
+                Ok(ReceivedRequest { requester: incoming.requester, payload: incoming.request })
+            }
+            _ => Err(no_handshake()),
+        })
+    }
+}
+
+impl Handler<DeriveContactGroup> for IdentityVault {
+    type Result = Result<GroupSecret>;
+
+    fn handle(&mut self, msg: DeriveContactGroup, ctx: &mut Self::Context) -> Self::Result {
+        guarded(NAME, ctx, || Ok(contact_group_secret(&self.identity()?.account, &msg.peer)?))
+    }
+}
+
+impl Handler<AnnounceDevice> for IdentityVault {
+    type Result = Result<MemberJoined>;
+
+    fn handle(&mut self, msg: AnnounceDevice, ctx: &mut Self::Context) -> Self::Result {
+        guarded(NAME, ctx, || {
+            let member = self.member_keys(&msg.group)?;
+            let device = self.device(&msg.group)?.key.verify_key();
+            let chain_shares = msg
+                .recipients
+                .iter()
+                .map(|r: &MemberPublic| {
+                    Ok(ChainShare {
+                        recipient: r.signing,
+                        sealed_state: seal_chain_state(&msg.group, &device, &msg.chain, &r.agreement, &mut OsEntropy)?,
+                    })
+                })
+                .collect::<Result<_>>()?;
+            Ok(MemberJoined {
+                member: member.public(),
+                device,
+                device_cert: member.certify_device(&msg.group, &device),
+                chain_shares,
+            })
+        })
+    }
+}
+
+impl Handler<OpenChainShare> for IdentityVault {
+    type Result = Result<(VerifyKey, ChainState)>;
+
+    fn handle(&mut self, msg: OpenChainShare, ctx: &mut Self::Context) -> Self::Result {
+        guarded(NAME, ctx, || {
+            let member = self.member_keys(&msg.group)?;
+            Ok(open_chain_state(&msg.group, &member.agreement, &msg.sealed)?)
+        })
     }
 }
 

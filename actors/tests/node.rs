@@ -140,9 +140,13 @@ async fn every_actor_recovers_from_a_panic_while_busy_and_nothing_is_lost() {
             }
         })
     };
-    for actor in
-        [ActorKind::IdentityVault, ActorKind::RendezvousRotator, ActorKind::ContactBook, ActorKind::GroupLog(g)]
-    {
+    for actor in [
+        ActorKind::IdentityVault,
+        ActorKind::RendezvousRotator,
+        ActorKind::ContactBook,
+        ActorKind::GroupLog(g),
+        ActorKind::Courier,
+    ] {
         let r = n.inject_panic(actor).await;
         assert!(matches!(r, Err(Error::Restarting(_))), "{actor:?}: {r:?}");
     }

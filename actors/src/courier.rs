@@ -1,0 +1,588 @@
+//! The `Courier`: starts each group's `GroupLog`, finds the group's members
+//! at its rotating rendezvous point, and carries entries between the logs
+//! and the network.
+//!
+//! * **Announce and look up.** For every group it announces this node at the
+//!   group's active points (from the `RendezvousRotator`) and, while members
+//!   are owed entries and none is connected, looks them up there.
+//! * **Push.** Entries owed to a member (the storage outbox) go out in
+//!   `GroupFrame`s to every peer of the group's session; once sent they are
+//!   deferred, and removed from the outbox only when the member's `EntryAck`
+//!   comes back. A lost ack means a resend, which the receiver drops as a
+//!   duplicate (and acknowledges again).
+//! * **Receive.** An inbound frame names its group by its session tag
+//!   (`HMAC(group rendezvous seed, sender ‖ receiver peer ids)`); the entries
+//!   go to that group's log, and what the log stored is acknowledged.
+//!
+//! Sessions (which peer serves which group) live in memory only: they are
+//! rebuilt from lookups and inbound frames, and dropped when the peer
+//! disconnects or the network restarts with a new peer id.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use actix::{
+    Actor, ActorFutureExt, Addr, AsyncContext, Context, Handler, Recipient, ResponseActFuture, Supervised, WrapFuture,
+};
+use tokio::sync::broadcast;
+use veil_crypto::{
+    GroupId, GroupKeys, RendezvousSeed,
+    envelope::EntryHash,
+    rendezvous::{ActivePoints, RendezvousPoint, session_tag},
+    time::Clock,
+};
+use veil_proto::sync::{GroupBody, GroupFrame};
+use veil_storage::{Peer, Store};
+use veil_transports::{NetworkHandle, libp2p::PeerId};
+
+use crate::{
+    Error, GroupLog, NodeEvent, Result,
+    group_log::GroupLogDeps,
+    messages::{
+        courier::{EntriesOwed, InboundFrame, NetworkRestarted, PeerLeft, StartGroup},
+        group::ReceiveEntries,
+        rendezvous::{PointsRotated, Refresh, WatchKey},
+        vault::GroupAdded,
+    },
+    supervision::{guarded_with, mailbox},
+};
+
+const NAME: &str = "courier";
+
+/// Most entries read from the outbox for one peer per push.
+const PUSH_LIMIT: u32 = 256;
+
+/// The running group logs, shared with the `Node` facade (which sends them
+/// its commands directly).
+pub(crate) type GroupDirectory = Arc<Mutex<HashMap<GroupId, Addr<GroupLog>>>>;
+
+/// How the courier paces itself.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CourierTiming {
+    /// How often it looks for members it owes entries to, and re-pushes.
+    pub tick: Duration,
+    /// How long a pushed entry waits for its acknowledgement before it is
+    /// pushed again (measured on the injected clock).
+    pub resend_after: Duration,
+    /// Largest `GroupFrame` it sends (kept under the network's frame limit).
+    pub max_frame: usize,
+}
+
+struct Route {
+    seed: RendezvousSeed,
+    log: Addr<GroupLog>,
+    /// The members entries are owed to (the other account, in a contact group).
+    members: Vec<Peer>,
+    /// Points announced for this group.
+    announced: Vec<RendezvousPoint>,
+    /// The points to look members up at.
+    points: Option<ActivePoints>,
+}
+
+/// Carries entries between group logs and the network.
+pub struct Courier {
+    store: Arc<Store>,
+    network: NetworkHandle,
+    clock: Arc<dyn Clock>,
+    timing: CourierTiming,
+    ttl: Duration,
+    events: broadcast::Sender<NodeEvent>,
+    deps: GroupLogDeps,
+    vault: Recipient<GroupAdded>,
+    rotator: Recipient<Refresh>,
+    directory: GroupDirectory,
+    me: Option<PeerId>,
+    routes: HashMap<GroupId, Route>,
+    sessions: HashMap<PeerId, HashSet<GroupId>>,
+    /// Pushes and lookups in progress, so ticks do not pile them up.
+    busy: HashSet<(GroupId, Option<PeerId>)>,
+    /// Pushes asked for while one was in progress: run again after it.
+    again: HashSet<(GroupId, PeerId)>,
+    /// The latest points of every group the rotator reported, including
+    /// groups whose route is not started yet.
+    points: HashMap<GroupId, ActivePoints>,
+}
+
+impl core::fmt::Debug for Courier {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Courier").field("groups", &self.routes.len()).finish_non_exhaustive()
+    }
+}
+
+/// What the courier needs from the rest of the node.
+pub(crate) struct CourierDeps {
+    /// The store.
+    pub store: Arc<Store>,
+    /// The network.
+    pub network: NetworkHandle,
+    /// The injected clock.
+    pub clock: Arc<dyn Clock>,
+    /// Pacing.
+    pub timing: CourierTiming,
+    /// How long an announcement lives (a period plus the grace window).
+    pub ttl: Duration,
+    /// The node's event channel.
+    pub events: broadcast::Sender<NodeEvent>,
+    /// What each group log needs.
+    pub group_log: GroupLogDeps,
+    /// Told of new groups (loads their device key).
+    pub vault: Recipient<GroupAdded>,
+    /// Told of new groups (watches their points).
+    pub rotator: Recipient<Refresh>,
+}
+
+impl Courier {
+    pub(crate) fn new(deps: CourierDeps, directory: GroupDirectory) -> Self {
+        Self {
+            store: deps.store,
+            network: deps.network,
+            clock: deps.clock,
+            timing: deps.timing,
+            ttl: deps.ttl,
+            events: deps.events,
+            deps: deps.group_log,
+            vault: deps.vault,
+            rotator: deps.rotator,
+            directory,
+            me: None,
+            routes: HashMap::new(),
+            sessions: HashMap::new(),
+            busy: HashSet::new(),
+            again: HashSet::new(),
+            points: HashMap::new(),
+        }
+    }
+
+    fn tag(&self, group: &GroupId, from: &PeerId, to: &PeerId) -> Option<[u8; 32]> {
+        let route = self.routes.get(group)?;
+        Some(session_tag(&route.seed, &from.to_bytes(), &to.to_bytes()))
+    }
+
+    /// The group an inbound frame from `peer` names, if any.
+    fn group_of(&self, peer: &PeerId, tag: &[u8; 32]) -> Option<GroupId> {
+        let me = self.me?;
+        let (from, to) = (peer.to_bytes(), me.to_bytes());
+        self.routes.iter().find(|(_, r)| &session_tag(&r.seed, &from, &to) == tag).map(|(g, _)| *g)
+    }
+
+    /// Pushes what `group` owes to `peer`, unless a push is under way.
+    fn push(&mut self, ctx: &mut Context<Self>, group: GroupId, peer: PeerId) {
+        let (Some(me), Some(route)) = (self.me, self.routes.get(&group)) else { return };
+        if !self.busy.insert((group, Some(peer))) {
+            self.again.insert((group, peer));
+            return;
+        }
+        let tag = session_tag(&route.seed, &me.to_bytes(), &peer.to_bytes());
+        let job = Push {
+            store: self.store.clone(),
+            network: self.network.clone(),
+            clock: self.clock.clone(),
+            timing: self.timing,
+            members: route.members.clone(),
+            peer,
+            tag,
+        };
+        ctx.spawn(job.run().into_actor(self).map(move |result, act, ctx| {
+            act.busy.remove(&(group, Some(peer)));
+            if let Err(e) = result {
+                tracing::debug!(actor = NAME, error = %e, "push failed; the outbox keeps the entries");
+            }
+            if act.again.remove(&(group, peer)) {
+                act.push(ctx, group, peer);
+            }
+        }));
+    }
+
+    /// Records that `peer` serves `group`. A new session first makes every
+    /// entry owed to the group's members due again (acks lost with an old
+    /// connection would otherwise wait out their resend delay), then pushes.
+    fn join_session(&mut self, ctx: &mut Context<Self>, group: GroupId, peer: PeerId) {
+        if Some(peer) == self.me {
+            return;
+        }
+        if !self.sessions.entry(peer).or_default().insert(group) {
+            self.push(ctx, group, peer);
+            return;
+        }
+        let fut = self.reschedule(group);
+        ctx.spawn(fut.into_actor(self).map(move |(), act, ctx| act.push(ctx, group, peer)));
+    }
+
+    /// Makes everything owed to `group`'s members due now.
+    fn reschedule(&self, group: GroupId) -> impl Future<Output = ()> + 'static {
+        let members = self.routes.get(&group).map(|r| r.members.clone()).unwrap_or_default();
+        let (store, now) = (self.store.clone(), self.clock.now());
+        async move {
+            for m in &members {
+                if let Err(e) = store.reschedule(m, now).await {
+                    tracing::debug!(actor = NAME, error = %e, "cannot reschedule owed entries");
+                }
+            }
+        }
+    }
+
+    /// Looks members of `group` up at its points, if it owes them anything,
+    /// then dials every peer found (at once: stale registrations of peers
+    /// gone offline must not hold up the live ones) and pushes to those
+    /// reached.
+    fn look_up(&mut self, ctx: &mut Context<Self>, group: GroupId) {
+        let Some(route) = self.routes.get(&group) else { return };
+        let Some(points) = route.points else { return };
+        if !self.busy.insert((group, None)) {
+            return;
+        }
+        let (network, store, members) = (self.network.clone(), self.store.clone(), route.members.clone());
+        let fut = async move {
+            let mut owed = 0;
+            for m in &members {
+                owed += store.outbox_len(m).await.unwrap_or(0);
+            }
+            let mut found = Vec::new();
+            if owed == 0 {
+                return found;
+            }
+            for point in points.all() {
+                match network.lookup(point.0).await {
+                    Ok(peers) => found.extend(peers.into_iter().map(|(peer, _)| peer)),
+                    Err(e) => tracing::debug!(actor = NAME, error = %e, "lookup failed"),
+                }
+            }
+            found.sort();
+            found.dedup();
+            found
+        };
+        ctx.spawn(fut.into_actor(self).map(move |found, act, ctx| {
+            act.busy.remove(&(group, None));
+            for peer in found {
+                let known = act.sessions.get(&peer).is_some_and(|g| g.contains(&group));
+                if known || Some(peer) == act.me {
+                    continue;
+                }
+                let network = act.network.clone();
+                ctx.spawn(async move { network.dial_peer(peer).await }.into_actor(act).map(move |dialed, act, ctx| {
+                    match dialed {
+                        Ok(()) => act.join_session(ctx, group, peer),
+                        Err(e) => {
+                            tracing::debug!(actor = NAME, error = %e, "a peer found at a group point is unreachable")
+                        }
+                    }
+                }));
+            }
+        }));
+    }
+
+    fn peers_of(&self, group: &GroupId) -> Vec<PeerId> {
+        self.sessions.iter().filter(|(_, groups)| groups.contains(group)).map(|(p, _)| *p).collect()
+    }
+
+    /// Pushes to the group's connected members, or looks them up if there
+    /// are none.
+    fn deliver(&mut self, ctx: &mut Context<Self>, group: GroupId) {
+        let peers = self.peers_of(&group);
+        if peers.is_empty() {
+            self.look_up(ctx, group);
+        }
+        for peer in peers {
+            self.push(ctx, group, peer);
+        }
+    }
+
+    /// Announces `group` at `points` and withdraws the points it no longer uses.
+    fn announce(&mut self, ctx: &mut Context<Self>, group: GroupId, points: ActivePoints) {
+        let Some(route) = self.routes.get_mut(&group) else { return };
+        let wanted: Vec<RendezvousPoint> = points.all().collect();
+        let stale: Vec<RendezvousPoint> = route.announced.iter().filter(|p| !wanted.contains(p)).copied().collect();
+        route.announced = wanted.clone();
+        route.points = Some(points);
+        let (network, ttl) = (self.network.clone(), self.ttl);
+        ctx.spawn(
+            async move {
+                for p in stale {
+                    if let Err(e) = network.withdraw(p.0).await {
+                        tracing::debug!(actor = NAME, error = %e, "withdraw failed");
+                    }
+                }
+                for p in wanted {
+                    if let Err(e) = network.announce(p.0, ttl).await {
+                        tracing::debug!(actor = NAME, error = %e, "announce failed");
+                    }
+                }
+            }
+            .into_actor(self),
+        );
+    }
+
+    fn tick(&mut self, ctx: &mut Context<Self>) {
+        let groups: Vec<GroupId> = self.routes.keys().copied().collect();
+        for group in groups {
+            self.deliver(ctx, group);
+        }
+    }
+}
+
+/// One push of owed entries to one peer.
+struct Push {
+    store: Arc<Store>,
+    network: NetworkHandle,
+    clock: Arc<dyn Clock>,
+    timing: CourierTiming,
+    members: Vec<Peer>,
+    peer: PeerId,
+    tag: [u8; 32],
+}
+
+impl Push {
+    async fn run(self) -> Result<()> {
+        let now = self.clock.now();
+        let resend = veil_crypto::time::UnixTime(now.0.saturating_add(self.timing.resend_after.as_secs()));
+        // Room for the tag and framing.
+        let budget = self.timing.max_frame.saturating_sub(64);
+        for member in &self.members {
+            let due = self.store.outbox_due(member, now, PUSH_LIMIT).await?;
+            let mut batch = Vec::new();
+            let mut size = 0;
+            for item in due {
+                let cost = GroupFrame::entry_cost(&item.entry.sealed);
+                if !batch.is_empty() && size + cost > budget {
+                    self.send(member, std::mem::take(&mut batch), resend).await?;
+                    size = 0;
+                }
+                size += cost;
+                batch.push(item.entry);
+            }
+            if !batch.is_empty() {
+                self.send(member, batch, resend).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn send(
+        &self,
+        member: &Peer,
+        batch: Vec<veil_storage::EntryRecord>,
+        resend: veil_crypto::time::UnixTime,
+    ) -> Result<()> {
+        let hashes: Vec<EntryHash> = batch.iter().map(|e| e.hash).collect();
+        let frame = GroupFrame {
+            session_tag: self.tag,
+            body: GroupBody::Entries(batch.into_iter().map(|e| e.sealed).collect()),
+        };
+        self.network.send_frame(self.peer, frame.encode()).await?;
+        // Sent; it leaves the outbox when the member acknowledges it.
+        self.store.defer(member, &hashes, resend).await?;
+        Ok(())
+    }
+}
+
+/// The members of a group that entries are owed to: for a contact group,
+/// the other account.
+pub(crate) async fn members_of(store: &Store, group: &GroupId) -> Result<Vec<Peer>> {
+    Ok(store
+        .contacts(None)
+        .await?
+        .into_iter()
+        .filter(|c| c.group.as_ref() == Some(group))
+        .map(|c| Peer(c.account.signing.to_bytes()))
+        .collect())
+}
+
+impl Actor for Courier {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(1024);
+        let network = self.network.clone();
+        ctx.wait(async move { network.local_peer_id().await }.into_actor(self).map(|id, act, _| act.me = id.ok()));
+        ctx.run_interval(self.timing.tick, |act, ctx| {
+            let _ = guarded_with(NAME, ctx, |ctx| {
+                act.tick(ctx);
+                Ok(())
+            });
+        });
+    }
+}
+
+impl Supervised for Courier {
+    fn restarting(&mut self, _: &mut Self::Context) {
+        tracing::warn!(actor = NAME, "restarting; sessions are rebuilt by lookups");
+        self.sessions.clear();
+        self.busy.clear();
+        self.again.clear();
+    }
+}
+
+impl Handler<StartGroup> for Courier {
+    type Result = ResponseActFuture<Self, Result<()>>;
+
+    fn handle(&mut self, msg: StartGroup, _: &mut Self::Context) -> Self::Result {
+        let group = msg.group;
+        let (store, vault) = (self.store.clone(), self.vault.clone());
+        Box::pin(
+            async move {
+                let record = store.group(&group).await?.ok_or(Error::UnknownGroup)?;
+                let members = members_of(&store, &group).await?;
+                vault.send(GroupAdded { group }).await.map_err(mailbox("identity-vault"))??;
+                Ok::<_, Error>((GroupKeys::derive(&record.secret).rendezvous_seed, members))
+            }
+            .into_actor(self)
+            .then(move |loaded, act, ctx| {
+                let started = loaded.map(|(seed, members)| {
+                    let existing = act.routes.get(&group).map(|r| r.log.clone());
+                    let log = existing.unwrap_or_else(|| GroupLog::start(group, act.deps.clone(), members.clone()));
+                    if let Ok(mut dir) = act.directory.lock() {
+                        dir.insert(group, log.clone());
+                    }
+                    let (announced, points) =
+                        act.routes.remove(&group).map(|r| (r.announced, r.points)).unwrap_or_default();
+                    act.routes.insert(group, Route { seed, log, members, announced, points });
+                });
+                // Points reported before the route existed (at start, the
+                // rotator reports stored groups before they are started).
+                if started.is_ok()
+                    && let Some(points) = act.points.get(&group).copied()
+                {
+                    act.announce(ctx, group, points);
+                }
+                let rotator = act.rotator.clone();
+                async move {
+                    started?;
+                    // Watch the group's points (the answer comes as PointsRotated).
+                    rotator.send(Refresh).await.map_err(mailbox("rendezvous-rotator"))?
+                }
+                .into_actor(act)
+            }),
+        )
+    }
+}
+
+impl Handler<PointsRotated> for Courier {
+    type Result = ();
+
+    fn handle(&mut self, msg: PointsRotated, ctx: &mut Self::Context) {
+        if let WatchKey::Group(group) = msg.key {
+            self.points.insert(group, msg.points);
+            self.announce(ctx, group, msg.points);
+            self.deliver(ctx, group);
+        }
+    }
+}
+
+impl Handler<EntriesOwed> for Courier {
+    type Result = ();
+
+    fn handle(&mut self, msg: EntriesOwed, ctx: &mut Self::Context) {
+        self.deliver(ctx, msg.group);
+    }
+}
+
+impl Handler<InboundFrame> for Courier {
+    type Result = ();
+
+    fn handle(&mut self, InboundFrame { peer, frame }: InboundFrame, ctx: &mut Self::Context) {
+        let frame = match GroupFrame::decode(&frame) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::debug!(actor = NAME, error = %e, "not a group frame; ignored");
+                return;
+            }
+        };
+        let Some(group) = self.group_of(&peer, &frame.session_tag) else {
+            tracing::debug!(actor = NAME, "frame for no group of ours; ignored");
+            return;
+        };
+        // The peer proved it knows the group: it is one of its members, and
+        // online, so whatever we owe it can go now.
+        self.join_session(ctx, group, peer);
+        match frame.body {
+            GroupBody::Entries(entries) => {
+                let Some(route) = self.routes.get(&group) else { return };
+                let (Some(me), network) = (self.me, self.network.clone()) else { return };
+                let Some(tag) = self.tag(&group, &me, &peer) else { return };
+                let log = route.log.clone();
+                ctx.spawn(
+                    async move {
+                        let stored = log.send(ReceiveEntries { entries }).await.map_err(mailbox("group-log"))??;
+                        if !stored.is_empty() {
+                            let ack = GroupFrame { session_tag: tag, body: GroupBody::Ack(stored) };
+                            network.send_frame(peer, ack.encode()).await?;
+                        }
+                        Ok::<_, Error>(())
+                    }
+                    .into_actor(self)
+                    .map(|r, _, _| {
+                        if let Err(e) = r {
+                            tracing::debug!(actor = NAME, error = %e, "receiving entries failed");
+                        }
+                    }),
+                );
+            }
+            GroupBody::Ack(hashes) => {
+                let Some(route) = self.routes.get(&group) else { return };
+                let (store, events, members) = (self.store.clone(), self.events.clone(), route.members.clone());
+                ctx.spawn(
+                    async move {
+                        let mut removed = 0;
+                        for m in &members {
+                            removed += store.ack(m, &hashes).await?;
+                        }
+                        if removed > 0 {
+                            let _ = events.send(NodeEvent::EntriesDelivered { group, hashes });
+                        }
+                        Ok::<_, Error>(())
+                    }
+                    .into_actor(self)
+                    .map(|r, _, _| {
+                        if let Err(e) = r {
+                            tracing::debug!(actor = NAME, error = %e, "recording an ack failed");
+                        }
+                    }),
+                );
+            }
+        }
+    }
+}
+
+impl Handler<PeerLeft> for Courier {
+    type Result = ();
+
+    fn handle(&mut self, msg: PeerLeft, ctx: &mut Self::Context) {
+        // Entries pushed on the closed connection may have lost their acks.
+        for group in self.sessions.remove(&msg.peer).unwrap_or_default() {
+            ctx.spawn(self.reschedule(group).into_actor(self));
+        }
+    }
+}
+
+impl Handler<NetworkRestarted> for Courier {
+    type Result = ();
+
+    fn handle(&mut self, msg: NetworkRestarted, ctx: &mut Self::Context) {
+        self.me = Some(msg.peer_id);
+        self.sessions.clear();
+        // The new peer id must be announced at every group's points.
+        let routes: Vec<(GroupId, Option<ActivePoints>)> = self.routes.iter().map(|(g, r)| (*g, r.points)).collect();
+        for (group, points) in routes {
+            ctx.spawn(self.reschedule(group).into_actor(self));
+            if let Some(points) = points {
+                if let Some(r) = self.routes.get_mut(&group) {
+                    r.announced.clear();
+                }
+                self.announce(ctx, group, points);
+            }
+            self.deliver(ctx, group);
+        }
+    }
+}
+
+#[cfg(feature = "fault-injection")]
+impl Handler<crate::messages::InjectPanic> for Courier {
+    type Result = Result<()>;
+
+    fn handle(&mut self, _: crate::messages::InjectPanic, ctx: &mut Self::Context) -> Self::Result {
+        crate::supervision::guarded(NAME, ctx, || panic!("injected fault"))
+    }
+}

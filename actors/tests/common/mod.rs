@@ -1,0 +1,143 @@
+//! Shared fixtures: a rendezvous server node, peers with a manual clock and
+//! a one-minute rendezvous period, waits on node events, befriending.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::{sync::Arc, time::Duration};
+
+use tokio::{sync::broadcast, time::timeout};
+use veil_actors::{Node, NodeEvent, RetryPolicy, messages::contacts::Contact};
+use veil_crypto::{AccountPublic, GroupId, VerifyKey, rendezvous::Schedule, time::ManualClock};
+use veil_storage::{ContactState, keystore::KdfParams};
+use veil_transports::{NetworkConfig, Quic, Tcp, TransportPlugin, libp2p::Multiaddr};
+
+pub(crate) const WAIT: Duration = Duration::from_secs(60);
+pub(crate) const PERIOD: u64 = 60;
+pub(crate) const GRACE: u64 = 10;
+/// A period start: tests move the clock relative to it.
+pub(crate) const T0: u64 = 1_800_000_000 - 1_800_000_000 % PERIOD;
+
+/// A node serving rendezvous on loopback TCP and QUIC; returns it and its
+/// dialable addresses.
+pub(crate) async fn rendezvous_server(dir: &tempfile::TempDir) -> (Node, Vec<Multiaddr>) {
+    let mut config = NetworkConfig::default();
+    config.mdns = false;
+    config.rendezvous_server = true;
+    let mut builder =
+        Node::builder().data_dir(dir.path()).kdf(KdfParams::FAST_INSECURE_FOR_TESTS).network_config(config);
+    for (transport, addr) in both_transports() {
+        builder = builder.transport(transport).listen(addr);
+    }
+    let node = builder.spawn().await.unwrap();
+    let status = node.network_status().await.unwrap();
+    let p2p = veil_transports::libp2p::multiaddr::Protocol::P2p(status.peer_id);
+    (node, status.listen_addrs.into_iter().map(|a| a.with(p2p.clone())).collect())
+}
+
+/// TCP and QUIC on loopback.
+pub(crate) fn both_transports() -> Vec<(Arc<dyn TransportPlugin>, Multiaddr)> {
+    vec![
+        (Arc::new(Tcp::new()), "/ip4/127.0.0.1/tcp/0".parse().unwrap()),
+        (Arc::new(Quic::new()), "/ip4/127.0.0.1/udp/0/quic-v1".parse().unwrap()),
+    ]
+}
+
+/// A peer on loopback TCP.
+pub(crate) async fn peer(dir: &tempfile::TempDir, clock: &ManualClock, server: &[Multiaddr]) -> Node {
+    peer_on(dir, clock, server, vec![(Arc::new(Tcp::new()), "/ip4/127.0.0.1/tcp/0".parse().unwrap())]).await
+}
+
+/// A peer on the given transports, using `server` for rendezvous.
+pub(crate) async fn peer_on(
+    dir: &tempfile::TempDir,
+    clock: &ManualClock,
+    server: &[Multiaddr],
+    transports: Vec<(Arc<dyn TransportPlugin>, Multiaddr)>,
+) -> Node {
+    let mut config = NetworkConfig::default();
+    config.mdns = false;
+    config.rendezvous_servers = server.to_vec();
+    let mut builder = Node::builder()
+        .data_dir(dir.path())
+        .kdf(KdfParams::FAST_INSECURE_FOR_TESTS)
+        .clock(Arc::new(clock.clone()))
+        .rendezvous_schedule(Schedule::new(PERIOD, GRACE).unwrap())
+        .rotation_check_interval(Duration::from_millis(50))
+        .contact_retry(RetryPolicy { base: Duration::from_millis(100), max: Duration::from_secs(1) })
+        .sync_interval(Duration::from_millis(100))
+        .network_config(config);
+    for (transport, addr) in transports {
+        builder = builder.transport(transport).listen(addr);
+    }
+    builder.spawn().await.unwrap()
+}
+
+/// Waits for the first event `pick` maps to something.
+pub(crate) async fn wait_for<T>(
+    events: &mut broadcast::Receiver<NodeEvent>,
+    mut pick: impl FnMut(NodeEvent) -> Option<T>,
+) -> T {
+    timeout(WAIT, async {
+        loop {
+            match events.recv().await {
+                Ok(e) => {
+                    if let Some(t) = pick(e) {
+                        return t;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(e) => panic!("event channel closed: {e}"),
+            }
+        }
+    })
+    .await
+    .expect("the event came in time")
+}
+
+pub(crate) async fn account(node: &Node) -> AccountPublic {
+    node.identity().await.unwrap().account
+}
+
+/// A requests B's contact through `link`, B accepts; returns their 1:1 group.
+pub(crate) async fn befriend(a: &Node, b: &Node, link: &str) -> GroupId {
+    let (mut a_events, mut b_events) = (a.events(), b.events());
+    let a_account = account(a).await;
+    a.send_request(link, Some("Alice")).await.unwrap();
+    let (from, name) = wait_for(&mut b_events, |e| match e {
+        NodeEvent::ContactRequestReceived { account, display_name } => Some((account, display_name)),
+        _ => None,
+    })
+    .await;
+    assert_eq!((from, name.as_deref()), (a_account, Some("Alice")));
+    let accepted = b.accept_contact(&from.signing).await.unwrap();
+    let group = accepted.group.unwrap();
+    let b_signing = account(b).await.signing;
+    let a_group = wait_for(&mut a_events, |e| match e {
+        NodeEvent::ContactAccepted { account, group } if account == b_signing => group,
+        _ => None,
+    })
+    .await;
+    assert_eq!(a_group, group, "both sides derive the same 1:1 group");
+    group
+}
+
+pub(crate) fn state_of(contacts: &[Contact], who: &VerifyKey) -> Option<ContactState> {
+    contacts.iter().find(|c| &c.account.signing == who).map(|c| c.state)
+}
+
+/// Waits until `check` holds, checking again after every event.
+pub(crate) async fn until<F, Fut>(events: &mut broadcast::Receiver<NodeEvent>, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    timeout(WAIT, async {
+        while !check().await {
+            if let Err(broadcast::error::RecvError::Closed) = events.recv().await {
+                panic!("event channel closed");
+            }
+        }
+    })
+    .await
+    .expect("the condition held in time");
+}
