@@ -38,12 +38,13 @@ use veil_transports::{NetworkHandle, libp2p::PeerId};
 
 use crate::{
     Error, NodeEvent, Result,
+    announce::{self, Announcements},
     messages::{
         contacts::{
             Contact, ContactJoined, Decide, Decision, GetContacts, InboundRequest, LanPeerFound, LinkInfo, ResetLink,
             SendRequest, SetLinkEnabled, ShareLink,
         },
-        courier::StartGroup,
+        courier::{NetworkRestarted, StartGroup},
         rendezvous::{PointsRotated, Refresh, WatchKey},
         vault::{
             AnswerRequest, BeginRequest, ContinueRequest, DeriveContactGroup, GetIdentity, HandshakeId, PublicIdentity,
@@ -126,8 +127,8 @@ struct Backoff {
 /// Manages the contact link and contact requests.
 pub struct ContactBook {
     deps: Arc<ContactBookDeps>,
-    /// Own-link points announced now.
-    announced: Vec<RendezvousPoint>,
+    /// Own-link announcements.
+    link: Announcements,
     /// Outgoing requests: when to try each next.
     backoff: HashMap<VerifyKey, Backoff>,
     attempting: Vec<VerifyKey>,
@@ -146,7 +147,7 @@ impl ContactBook {
     pub(crate) fn new(deps: ContactBookDeps) -> Self {
         Self {
             deps: Arc::new(deps),
-            announced: Vec::new(),
+            link: Announcements::default(),
             backoff: HashMap::new(),
             attempting: Vec::new(),
             answering: VecDeque::new(),
@@ -155,24 +156,18 @@ impl ContactBook {
 
     /// Sets the own-link announcements to `points` (none: withdraw all).
     fn announce_link(&mut self, ctx: &mut Context<Self>, points: Vec<RendezvousPoint>) {
-        let stale: Vec<RendezvousPoint> = self.announced.iter().filter(|p| !points.contains(p)).copied().collect();
-        self.announced = points.clone();
-        let deps = self.deps.clone();
-        ctx.spawn(
-            async move {
-                for p in stale {
-                    if let Err(e) = deps.network.withdraw(p.0).await {
-                        tracing::debug!(actor = NAME, error = %e, "withdraw failed");
-                    }
-                }
-                for p in points {
-                    if let Err(e) = deps.network.announce(p.0, deps.ttl).await {
-                        tracing::debug!(actor = NAME, error = %e, "announce failed");
-                    }
-                }
+        if let Some(change) = self.link.want(points) {
+            self.apply_change(ctx, change);
+        }
+    }
+
+    fn apply_change(&mut self, ctx: &mut Context<Self>, change: announce::Change) {
+        let (network, ttl) = (self.deps.network.clone(), self.deps.ttl);
+        ctx.spawn(change.apply(network, ttl).into_actor(self).map(|applied, act, ctx| {
+            if let Some(next) = act.link.done(applied) {
+                act.apply_change(ctx, next);
             }
-            .into_actor(self),
-        );
+        }));
     }
 
     /// Tries every outgoing request that is due.
@@ -373,26 +368,26 @@ fn contact_of(c: ContactRecord) -> Contact {
 
 /// What a link operation changes.
 #[derive(Clone, Copy)]
-enum Change {
+enum LinkChange {
     /// Nothing (just read it, creating it on first use).
     None,
     Reset,
     Enable(bool),
 }
 
-async fn apply(deps: Arc<ContactBookDeps>, change: Change) -> Result<LinkInfo> {
+async fn apply(deps: Arc<ContactBookDeps>, change: LinkChange) -> Result<LinkInfo> {
     let PublicIdentity { account, .. } =
         deps.vault.identity.send(GetIdentity).await.map_err(mailbox("identity-vault"))??;
     let created = deps.store.link().await?.is_none();
-    if matches!(change, Change::Reset) && !created {
+    if matches!(change, LinkChange::Reset) && !created {
         deps.store.reset_link(&RendezvousSeed::generate(&mut OsEntropy)?).await?;
     }
     ensure_link(&deps.store).await?;
-    if let Change::Enable(on) = change {
+    if let LinkChange::Enable(on) = change {
         deps.store.set_link_enabled(on).await?;
     }
     let state = deps.store.link().await?.ok_or(Error::Storage(veil_storage::Error::Unknown("contact link")))?;
-    if created || !matches!(change, Change::None) {
+    if created || !matches!(change, LinkChange::None) {
         deps.rotator.send(Refresh).await.map_err(mailbox("rendezvous-rotator"))??;
     }
     let value = ContactLink { account, seed: state.seed, display_name: None };
@@ -400,40 +395,39 @@ async fn apply(deps: Arc<ContactBookDeps>, change: Change) -> Result<LinkInfo> {
 }
 
 impl ContactBook {
-    fn run(&mut self, change: Change) -> ResponseActFuture<Self, Result<LinkInfo>> {
-        // A reset or a disable withdraws every own-link announcement at once;
-        // the rotator then reports the new seed's points (if enabled).
-        let withdraw = matches!(change, Change::Reset | Change::Enable(false));
-        Box::pin(apply(self.deps.clone(), change).into_actor(self).map(move |r, act, ctx| {
-            if withdraw && r.is_ok() {
-                act.announce_link(ctx, Vec::new());
-            }
-            r
-        }))
+    fn run(&mut self, change: LinkChange, ctx: &mut Context<Self>) -> ResponseActFuture<Self, Result<LinkInfo>> {
+        // Disabling withdraws every own-link announcement at once, before
+        // anything else can be announced. A reset needs nothing here: the
+        // rotator reports the new seed's points while `apply` runs, and the
+        // announcements move from the old points to those.
+        if matches!(change, LinkChange::Enable(false)) {
+            self.announce_link(ctx, Vec::new());
+        }
+        Box::pin(apply(self.deps.clone(), change).into_actor(self))
     }
 }
 
 impl Handler<ShareLink> for ContactBook {
     type Result = ResponseActFuture<Self, Result<LinkInfo>>;
 
-    fn handle(&mut self, _: ShareLink, _: &mut Self::Context) -> Self::Result {
-        self.run(Change::None)
+    fn handle(&mut self, _: ShareLink, ctx: &mut Self::Context) -> Self::Result {
+        self.run(LinkChange::None, ctx)
     }
 }
 
 impl Handler<ResetLink> for ContactBook {
     type Result = ResponseActFuture<Self, Result<LinkInfo>>;
 
-    fn handle(&mut self, _: ResetLink, _: &mut Self::Context) -> Self::Result {
-        self.run(Change::Reset)
+    fn handle(&mut self, _: ResetLink, ctx: &mut Self::Context) -> Self::Result {
+        self.run(LinkChange::Reset, ctx)
     }
 }
 
 impl Handler<SetLinkEnabled> for ContactBook {
     type Result = ResponseActFuture<Self, Result<LinkInfo>>;
 
-    fn handle(&mut self, msg: SetLinkEnabled, _: &mut Self::Context) -> Self::Result {
-        self.run(Change::Enable(msg.0))
+    fn handle(&mut self, msg: SetLinkEnabled, ctx: &mut Self::Context) -> Self::Result {
+        self.run(LinkChange::Enable(msg.0), ctx)
     }
 }
 
@@ -449,6 +443,17 @@ impl Handler<PointsRotated> for ContactBook {
                 self.retry_due(ctx);
             }
             WatchKey::Group(_) => {}
+        }
+    }
+}
+
+impl Handler<NetworkRestarted> for ContactBook {
+    type Result = ();
+
+    fn handle(&mut self, _: NetworkRestarted, ctx: &mut Self::Context) {
+        // A new peer id: nothing is registered under it yet.
+        if let Some(change) = self.link.reset() {
+            self.apply_change(ctx, change);
         }
     }
 }

@@ -31,7 +31,7 @@ use tokio::sync::broadcast;
 use veil_crypto::{
     GroupId, GroupKeys, RendezvousSeed,
     envelope::EntryHash,
-    rendezvous::{ActivePoints, RendezvousPoint, session_tag},
+    rendezvous::{ActivePoints, session_tag},
     time::Clock,
 };
 use veil_proto::sync::{GroupBody, GroupFrame};
@@ -40,6 +40,7 @@ use veil_transports::{NetworkHandle, libp2p::PeerId};
 
 use crate::{
     Error, GroupLog, NodeEvent, Result,
+    announce::{Announcements, Change},
     group_log::GroupLogDeps,
     messages::{
         courier::{EntriesOwed, InboundFrame, NetworkRestarted, PeerLeft, StartGroup},
@@ -76,8 +77,8 @@ struct Route {
     log: Addr<GroupLog>,
     /// The members entries are owed to (the other account, in a contact group).
     members: Vec<Peer>,
-    /// Points announced for this group.
-    announced: Vec<RendezvousPoint>,
+    /// The group's announcements.
+    announcements: Announcements,
     /// The points to look members up at.
     points: Option<ActivePoints>,
 }
@@ -293,26 +294,20 @@ impl Courier {
     /// Announces `group` at `points` and withdraws the points it no longer uses.
     fn announce(&mut self, ctx: &mut Context<Self>, group: GroupId, points: ActivePoints) {
         let Some(route) = self.routes.get_mut(&group) else { return };
-        let wanted: Vec<RendezvousPoint> = points.all().collect();
-        let stale: Vec<RendezvousPoint> = route.announced.iter().filter(|p| !wanted.contains(p)).copied().collect();
-        route.announced = wanted.clone();
         route.points = Some(points);
+        if let Some(change) = route.announcements.want(points.all().collect()) {
+            self.apply_change(ctx, group, change);
+        }
+    }
+
+    fn apply_change(&mut self, ctx: &mut Context<Self>, group: GroupId, change: Change) {
         let (network, ttl) = (self.network.clone(), self.ttl);
-        ctx.spawn(
-            async move {
-                for p in stale {
-                    if let Err(e) = network.withdraw(p.0).await {
-                        tracing::debug!(actor = NAME, error = %e, "withdraw failed");
-                    }
-                }
-                for p in wanted {
-                    if let Err(e) = network.announce(p.0, ttl).await {
-                        tracing::debug!(actor = NAME, error = %e, "announce failed");
-                    }
-                }
+        ctx.spawn(change.apply(network, ttl).into_actor(self).map(move |applied, act, ctx| {
+            let next = act.routes.get_mut(&group).and_then(|r| r.announcements.done(applied));
+            if let Some(next) = next {
+                act.apply_change(ctx, group, next);
             }
-            .into_actor(self),
-        );
+        }));
     }
 
     fn tick(&mut self, ctx: &mut Context<Self>) {
@@ -436,9 +431,9 @@ impl Handler<StartGroup> for Courier {
                     if let Ok(mut dir) = act.directory.lock() {
                         dir.insert(group, log.clone());
                     }
-                    let (announced, points) =
-                        act.routes.remove(&group).map(|r| (r.announced, r.points)).unwrap_or_default();
-                    act.routes.insert(group, Route { seed, log, members, announced, points });
+                    let (announcements, points) =
+                        act.routes.remove(&group).map(|r| (r.announcements, r.points)).unwrap_or_default();
+                    act.routes.insert(group, Route { seed, log, members, announcements, points });
                 });
                 // Points reported before the route existed (at start, the
                 // rotator reports stored groups before they are started).
@@ -564,14 +559,11 @@ impl Handler<NetworkRestarted> for Courier {
         self.me = Some(msg.peer_id);
         self.sessions.clear();
         // The new peer id must be announced at every group's points.
-        let routes: Vec<(GroupId, Option<ActivePoints>)> = self.routes.iter().map(|(g, r)| (*g, r.points)).collect();
-        for (group, points) in routes {
+        let groups: Vec<GroupId> = self.routes.keys().copied().collect();
+        for group in groups {
             ctx.spawn(self.reschedule(group).into_actor(self));
-            if let Some(points) = points {
-                if let Some(r) = self.routes.get_mut(&group) {
-                    r.announced.clear();
-                }
-                self.announce(ctx, group, points);
+            if let Some(change) = self.routes.get_mut(&group).and_then(|r| r.announcements.reset()) {
+                self.apply_change(ctx, group, change);
             }
             self.deliver(ctx, group);
         }

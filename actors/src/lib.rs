@@ -35,6 +35,7 @@
 //! # }
 //! ```
 
+mod announce;
 mod contacts;
 mod courier;
 mod error;
@@ -168,6 +169,21 @@ pub enum NodeEvent {
         peer: PeerId,
         /// The frame.
         frame: Vec<u8>,
+    },
+    /// As a rendezvous server: a peer registered at a namespace (for veil
+    /// nodes, a rendezvous point in hex).
+    RendezvousRegistered {
+        /// The peer.
+        peer: PeerId,
+        /// The namespace.
+        namespace: String,
+    },
+    /// As a rendezvous server: a registration ended.
+    RendezvousUnregistered {
+        /// The peer.
+        peer: PeerId,
+        /// The namespace.
+        namespace: String,
     },
     /// The network restarted with a new peer id (key rotation or a policy
     /// change); every connection was closed.

@@ -381,7 +381,7 @@ async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
         requests: contacts.clone().recipient(),
         lan: contacts.clone().recipient(),
         left: courier.clone().recipient(),
-        restarted: courier.clone().recipient(),
+        restarted: vec![courier.clone().recipient(), contacts.clone().recipient()],
     };
     let transport = TransportManager::start(network.clone(), network_events, builder.policy, events.clone(), routes);
     for addr in builder.listen {

@@ -40,7 +40,7 @@ pub(crate) struct NetworkRoutes {
     /// Disconnections.
     pub(crate) left: Recipient<PeerLeft>,
     /// Swarm restarts (new peer id).
-    pub(crate) restarted: Recipient<NetworkRestarted>,
+    pub(crate) restarted: Vec<Recipient<NetworkRestarted>>,
 }
 
 const NAME: &str = "transport-manager";
@@ -200,8 +200,16 @@ impl Handler<FromNetwork> for TransportManager {
                     None
                 }
                 NetworkEvent::Listening { addr } => Some(NodeEvent::Listening { addr }),
+                NetworkEvent::RendezvousRegistered { peer, namespace } => {
+                    Some(NodeEvent::RendezvousRegistered { peer, namespace })
+                }
+                NetworkEvent::RendezvousUnregistered { peer, namespace } => {
+                    Some(NodeEvent::RendezvousUnregistered { peer, namespace })
+                }
                 NetworkEvent::Restarted { peer_id } => {
-                    let _ = routes.restarted.try_send(NetworkRestarted { peer_id });
+                    for r in &routes.restarted {
+                        let _ = r.try_send(NetworkRestarted { peer_id });
+                    }
                     Some(NodeEvent::NetworkRestarted { peer_id })
                 }
                 _ => None,

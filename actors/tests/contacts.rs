@@ -7,12 +7,15 @@
 
 mod common;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
-use common::{GRACE, PERIOD, T0, account, befriend, peer, rendezvous_server, state_of, until, wait_for};
+use common::{
+    GRACE, PERIOD, T0, account, befriend, peer, peer_on, rendezvous_server, schedule, state_of, tcp, until, wait_for,
+};
 use veil_actors::{NodeEvent, messages::rendezvous::WatchKey};
 use veil_crypto::{
     envelope::EntryHash,
+    rendezvous::{Schedule, Topic},
     time::{ManualClock, UnixTime},
 };
 use veil_storage::ContactState;
@@ -61,27 +64,39 @@ async fn link_request_accept_and_a_hundred_messages_each_way() {
     }
 }
 
+/// The hex rendezvous point of `link`'s owner at time `t`: the namespace a
+/// rendezvous server sees.
+fn link_namespace(link: &str, t: u64) -> String {
+    let parsed = veil_proto::link::parse_contact(link).unwrap();
+    schedule().point_at(&Topic::contact(&parsed.account.signing), &parsed.seed, UnixTime(t)).to_hex()
+}
+
 /// A request started just before a period boundary, to a responder that only
-/// comes online after it, is still delivered; and the points every watch
-/// goes through never repeat across periods.
+/// comes online after it, survives a restart of the requester and is
+/// delivered after the boundary. A rendezvous server recording every
+/// namespace registered over several periods never sees one twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_request_across_a_period_boundary_and_points_never_repeat() {
+async fn a_request_across_a_period_boundary_and_namespaces_never_repeat() {
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let clock = ManualClock::new(UnixTime(T0 + PERIOD - 2));
     let (server, addr) = rendezvous_server(&dirs[0]).await;
+    let mut observed = server.events();
     let a = peer(&dirs[1], &clock, &addr).await;
     let b = peer(&dirs[2], &clock, &addr).await;
     let link = b.share_link().await.unwrap().uri;
     let b_id = account(&b).await.signing;
     b.shutdown().await.unwrap();
 
-    // A starts before the boundary; nobody answers yet.
+    // A starts before the boundary; nobody answers yet. A restarts.
     let mut a_events = a.events();
     a.send_request(&link, None).await.unwrap();
     wait_for(&mut a_events, |e| matches!(e, NodeEvent::ContactRequestUndelivered { .. }).then_some(())).await;
+    a.shutdown().await.unwrap();
+    let a = peer(&dirs[1], &clock, &addr).await;
+    let mut a_events = a.events();
 
-    // Past the boundary and past the grace window: only the new period's
-    // point is active on both sides. B comes back and announces it.
+    // Past the boundary and its grace window: only the new period's point is
+    // active on both sides. B comes back and announces it.
     clock.set(UnixTime(T0 + PERIOD + GRACE + 1));
     let b = peer(&dirs[2], &clock, &addr).await;
     wait_for(&mut a_events, |e| {
@@ -90,33 +105,68 @@ async fn a_request_across_a_period_boundary_and_points_never_repeat() {
     .await;
     assert_eq!(state_of(&a.contacts().await.unwrap(), &b_id), Some(ContactState::OutgoingSent));
 
-    // An observer of every point B's link and A's pending request went
-    // through over several periods never sees one twice.
-    let mut b_events = b.events();
-    let mut seen: Vec<[u8; 32]> = Vec::new();
-    for period in 2..7 {
-        clock.set(UnixTime(T0 + period * PERIOD + GRACE + 1));
-        let current = wait_for(&mut b_events, |e| match e {
-            NodeEvent::RendezvousRotated { key: WatchKey::OwnLink, points } => Some(points.current.0),
+    // Several periods, each entered past its grace window: everything
+    // registered in one must be new, and B's link point of each period shows up.
+    let mut seen: HashMap<String, u64> = HashMap::new();
+    for period in 1..6 {
+        let t = T0 + period * PERIOD + GRACE + 1;
+        clock.set(UnixTime(t));
+        let expected = link_namespace(&link, t);
+        wait_for(&mut observed, |e| match e {
+            NodeEvent::RendezvousRegistered { namespace, .. } => {
+                if let Some(earlier) = seen.insert(namespace.clone(), period)
+                    && earlier != period
+                {
+                    panic!("namespace {namespace} registered in periods {earlier} and {period}");
+                }
+                (namespace == expected).then_some(())
+            }
             _ => None,
         })
         .await;
-        seen.push(current);
     }
-    let distinct: HashSet<[u8; 32]> = seen.iter().copied().collect();
-    assert_eq!(distinct.len(), seen.len(), "a point repeated across periods");
     for n in [a, b, server] {
         n.shutdown().await.unwrap();
     }
 }
 
+/// Requesters whose clocks are a minute ahead of and behind the responder's,
+/// just before a boundary, still reach it (points overlap in the grace window).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_minute_of_clock_skew_either_way_is_tolerated() {
+    let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+    let wide = Schedule::new(600, 90).unwrap();
+    let boundary = T0 - T0 % 600 + 600;
+    let (server, addr) = rendezvous_server(&dirs[0]).await;
+    let clocks: Vec<ManualClock> =
+        [boundary - 30, boundary + 30, boundary - 90].into_iter().map(|t| ManualClock::new(UnixTime(t))).collect();
+    let b = peer_on(&dirs[1], &clocks[0], &addr, tcp(), wide).await;
+    let ahead = peer_on(&dirs[2], &clocks[1], &addr, tcp(), wide).await;
+    let behind = peer_on(&dirs[3], &clocks[2], &addr, tcp(), wide).await;
+    let link = b.share_link().await.unwrap().uri;
+    let b_id = account(&b).await.signing;
+    for requester in [&ahead, &behind] {
+        let mut events = requester.events();
+        requester.send_request(&link, None).await.unwrap();
+        wait_for(&mut events, |e| {
+            matches!(e, NodeEvent::ContactRequestDelivered { account } if account == b_id).then_some(())
+        })
+        .await;
+    }
+    assert_eq!(b.contacts().await.unwrap().len(), 2);
+    for n in [b, ahead, behind, server] {
+        n.shutdown().await.unwrap();
+    }
+}
+
 /// After a reset, the old link reaches nobody and the new one works; while
-/// the link is disabled, no link works and nothing is watched for it.
+/// the link is disabled, no link works and nothing is announced for it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reset_and_disabled_links_stop_working() {
     let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
-    let clock = ManualClock::new(UnixTime(T0 + 5));
+    let clock = ManualClock::new(UnixTime(T0 + GRACE + 1));
     let (server, addr) = rendezvous_server(&dirs[0]).await;
+    let mut observed = server.events();
     let a = peer(&dirs[1], &clock, &addr).await;
     let b = peer(&dirs[2], &clock, &addr).await;
     let c = peer(&dirs[3], &clock, &addr).await;
@@ -143,10 +193,20 @@ async fn reset_and_disabled_links_stop_working() {
     })
     .await;
 
-    // Disabled: even the current link fails, and B watches no link point.
+    // Disabled: the server sees the link's point withdrawn, and in the next
+    // period nothing is registered for the link while C keeps trying.
+    let now = T0 + GRACE + 1;
     let current = b.set_link_enabled(false).await.unwrap();
     assert!(!current.enabled);
     assert!(b.active_points().await.unwrap().iter().all(|(k, _)| *k != WatchKey::OwnLink));
+    let withdrawn = link_namespace(&current.uri, now);
+    wait_for(&mut observed, |e| {
+        matches!(e, NodeEvent::RendezvousUnregistered { namespace, .. } if namespace == withdrawn).then_some(())
+    })
+    .await;
+    let next = T0 + PERIOD + GRACE + 1;
+    clock.set(UnixTime(next));
+    let forbidden = [link_namespace(&current.uri, now), link_namespace(&current.uri, next)];
     let mut c_events = c.events();
     c.send_request(&current.uri, None).await.unwrap();
     wait_for(&mut c_events, |e| match e {
@@ -155,8 +215,18 @@ async fn reset_and_disabled_links_stop_working() {
         _ => None,
     })
     .await;
-    // Enabled again: C's pending request goes through.
+    while let Ok(e) = observed.try_recv() {
+        if let NodeEvent::RendezvousRegistered { namespace, .. } = e {
+            assert!(!forbidden.contains(&namespace), "a disabled link was announced");
+        }
+    }
+    // Enabled again: it is announced, and C's pending request goes through.
     b.set_link_enabled(true).await.unwrap();
+    let announced = link_namespace(&current.uri, next);
+    wait_for(&mut observed, |e| {
+        matches!(e, NodeEvent::RendezvousRegistered { namespace, .. } if namespace == announced).then_some(())
+    })
+    .await;
     wait_for(&mut c_events, |e| {
         matches!(e, NodeEvent::ContactRequestDelivered { account } if account == b_id).then_some(())
     })

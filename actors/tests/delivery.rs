@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{T0, befriend, both_transports, peer_on, rendezvous_server, until};
+use common::{T0, befriend, both_transports, peer_on, rendezvous_server, schedule, until};
 use veil_actors::Node;
 use veil_crypto::{
     GroupId,
@@ -30,8 +30,8 @@ async fn messages_survive_a_transport_swap_a_key_rotation_and_an_offline_peer() 
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let clock = ManualClock::new(UnixTime(T0 + 5));
     let (server, addr) = rendezvous_server(&dirs[0]).await;
-    let a = peer_on(&dirs[1], &clock, &addr, both_transports()).await;
-    let b = peer_on(&dirs[2], &clock, &addr, both_transports()).await;
+    let a = peer_on(&dirs[1], &clock, &addr, both_transports(), schedule()).await;
+    let b = peer_on(&dirs[2], &clock, &addr, both_transports(), schedule()).await;
     let link = b.share_link().await.unwrap().uri;
     let group = befriend(&a, &b, &link).await;
     let mut b_events = b.events();
@@ -60,7 +60,7 @@ async fn messages_survive_a_transport_swap_a_key_rotation_and_an_offline_peer() 
     for i in 150..200 {
         a.send(&group, format!("m{i:03}").as_bytes()).await.unwrap();
     }
-    let b = peer_on(&dirs[2], &clock, &addr, both_transports()).await;
+    let b = peer_on(&dirs[2], &clock, &addr, both_transports(), schedule()).await;
     let mut b_events = b.events();
     until(&mut b_events, || async { texts(&b, &group, "m").await.len() == 200 }).await;
 

@@ -922,10 +922,14 @@ impl Driver {
         if self.policy.discovery() { Ok(()) } else { Err(Error::NotUnderPolicy { policy: self.policy, what }) }
     }
 
-    /// The servers to ask (never this node itself).
+    /// The servers to ask (never this node itself), each once: a server
+    /// configured with several addresses is one server.
     fn servers(&self) -> Vec<PeerId> {
         let me = *self.node.swarm.local_peer_id();
-        self.rendezvous.iter().map(|(p, _)| *p).filter(|p| *p != me).collect()
+        let mut servers: Vec<PeerId> = self.rendezvous.iter().map(|(p, _)| *p).filter(|p| *p != me).collect();
+        servers.sort();
+        servers.dedup();
+        servers
     }
 
     /// The servers to ask and the number of answers to wait for (one per

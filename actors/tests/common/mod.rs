@@ -42,17 +42,28 @@ pub(crate) fn both_transports() -> Vec<(Arc<dyn TransportPlugin>, Multiaddr)> {
     ]
 }
 
-/// A peer on loopback TCP.
-pub(crate) async fn peer(dir: &tempfile::TempDir, clock: &ManualClock, server: &[Multiaddr]) -> Node {
-    peer_on(dir, clock, server, vec![(Arc::new(Tcp::new()), "/ip4/127.0.0.1/tcp/0".parse().unwrap())]).await
+/// The tests' rendezvous schedule: one-minute periods, ten seconds of grace.
+pub(crate) fn schedule() -> Schedule {
+    Schedule::new(PERIOD, GRACE).unwrap()
 }
 
-/// A peer on the given transports, using `server` for rendezvous.
+/// A peer on loopback TCP.
+pub(crate) async fn peer(dir: &tempfile::TempDir, clock: &ManualClock, server: &[Multiaddr]) -> Node {
+    peer_on(dir, clock, server, tcp(), schedule()).await
+}
+
+/// Loopback TCP only.
+pub(crate) fn tcp() -> Vec<(Arc<dyn TransportPlugin>, Multiaddr)> {
+    vec![(Arc::new(Tcp::new()), "/ip4/127.0.0.1/tcp/0".parse().unwrap())]
+}
+
+/// A peer on the given transports and schedule, using `server` for rendezvous.
 pub(crate) async fn peer_on(
     dir: &tempfile::TempDir,
     clock: &ManualClock,
     server: &[Multiaddr],
     transports: Vec<(Arc<dyn TransportPlugin>, Multiaddr)>,
+    schedule: Schedule,
 ) -> Node {
     let mut config = NetworkConfig::default();
     config.mdns = false;
@@ -61,7 +72,7 @@ pub(crate) async fn peer_on(
         .data_dir(dir.path())
         .kdf(KdfParams::FAST_INSECURE_FOR_TESTS)
         .clock(Arc::new(clock.clone()))
-        .rendezvous_schedule(Schedule::new(PERIOD, GRACE).unwrap())
+        .rendezvous_schedule(schedule)
         .rotation_check_interval(Duration::from_millis(50))
         .contact_retry(RetryPolicy { base: Duration::from_millis(100), max: Duration::from_secs(1) })
         .sync_interval(Duration::from_millis(100))
