@@ -1,0 +1,246 @@
+//! The command line (clap).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::Overrides;
+
+/// veil: a metadata-minimising peer-to-peer messenger.
+///
+/// Start a node with `veil daemon`, then drive it with the other commands;
+/// `veil chat` opens the terminal UI and `veil demo` shows everything working
+/// on loopback without any set-up.
+#[derive(Debug, Parser)]
+#[command(name = "veil", version, propagate_version = true, max_term_width = 100)]
+pub(crate) struct Cli {
+    /// The home directory (identity, database, veil.toml, veil.sock).
+    /// Default: $XDG_DATA_HOME/veil.
+    #[arg(long, global = true, env = "VEIL_HOME", value_name = "DIR")]
+    pub(crate) home: Option<PathBuf>,
+    /// Print one JSON document per result (stable field names) instead of text.
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Create the home directory, its veil.toml and a fresh identity (offline).
+    Init {
+        /// How to introduce yourself in contact requests (written to veil.toml).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Show this node's identity (account key).
+    Id,
+    /// Show, draw, enable, disable or reset your contact link.
+    Link {
+        #[command(subcommand)]
+        action: Option<LinkAction>,
+    },
+    /// Contact requests and contacts.
+    Contact {
+        #[command(subcommand)]
+        action: Option<ContactAction>,
+    },
+    /// List conversations (1:1 with contacts, and groups).
+    #[command(visible_alias = "ls")]
+    Conversations,
+    /// Send a message.
+    Send {
+        /// Conversation id (or a unique prefix of at least 6 digits) or a contact's name.
+        conversation: String,
+        /// The message ("-" reads it from standard input).
+        #[arg(required = true, num_args = 1..)]
+        text: Vec<String>,
+    },
+    /// Show a conversation's messages.
+    Log {
+        /// Conversation id (or a unique prefix of at least 6 digits) or a contact's name.
+        conversation: String,
+        /// Keep printing new messages as they arrive.
+        #[arg(long, short)]
+        follow: bool,
+        /// How many of the latest messages to show first (1 to 1000).
+        #[arg(long, short = 'n', default_value_t = 20)]
+        limit: u32,
+    },
+    /// Groups.
+    Group {
+        #[command(subcommand)]
+        action: GroupAction,
+    },
+    /// Show the node's status: peer id, addresses, policy, transports, peers, rendezvous period.
+    Status,
+    /// Show or set the privacy policy.
+    Policy {
+        /// direct | relayed | anonymous | offline (none: show the current one).
+        policy: Option<String>,
+    },
+    /// List, attach or detach transports.
+    Transport {
+        #[command(subcommand)]
+        action: Option<TransportAction>,
+    },
+    /// Run the node and serve the daemon API on <home>/veil.sock.
+    Daemon(DaemonArgs),
+    /// Print the daemon's live events (one line, or one JSON document, each).
+    Events,
+    /// Open the terminal chat UI.
+    Chat,
+    /// Start a few nodes on loopback in this process and chat with them.
+    Demo {
+        /// Do not open the UI: run a scripted conversation, print it and exit.
+        #[arg(long)]
+        script: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum LinkAction {
+    /// Print the link (the default).
+    Show,
+    /// Draw the link as a QR code in the terminal.
+    Qr,
+    /// Answer requests sent to the link.
+    Enable,
+    /// Stop answering requests sent to the link (it is no longer announced).
+    Disable,
+    /// Make a new link; every earlier link stops working.
+    Reset,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ContactAction {
+    /// Send a contact request to the owner of a link.
+    Add {
+        /// Their veil://contact/… link (or its QR text).
+        link: String,
+        /// How to introduce yourself (default: `name` in veil.toml).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List contacts and requests (the default).
+    List,
+    /// Accept a contact request (by name, or account key or a prefix of it).
+    Accept { contact: String },
+    /// Discard a contact request silently.
+    Discard { contact: String },
+    /// Refuse a contact's requests from now on.
+    Block { contact: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum GroupAction {
+    /// Create a group.
+    Create {
+        /// Its name.
+        name: Option<String>,
+    },
+    /// Make an invitation to a group (not supported yet).
+    Invite { conversation: String },
+    /// Join a group through an invitation (not supported yet).
+    Join { invitation: String },
+    /// Leave a group (not supported yet).
+    Leave { conversation: String },
+    /// List a group's members (not supported yet).
+    Members { conversation: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TransportAction {
+    /// List attached and available transports (the default).
+    List,
+    /// Attach a transport (tcp, quic).
+    Attach { name: String },
+    /// Detach a transport; its connections close.
+    Detach { name: String },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DaemonArgs {
+    /// Listen on this address (repeatable; replaces `listen` in veil.toml).
+    #[arg(long = "listen", value_name = "MULTIADDR", env = "VEIL_LISTEN", value_delimiter = ',')]
+    pub(crate) listen: Vec<String>,
+    /// Use this rendezvous server, ending in /p2p/<peer id> (repeatable).
+    #[arg(long = "rendezvous", value_name = "MULTIADDR", env = "VEIL_RENDEZVOUS", value_delimiter = ',')]
+    pub(crate) rendezvous: Vec<String>,
+    /// The privacy policy: direct | relayed | anonymous | offline.
+    #[arg(long, env = "VEIL_POLICY")]
+    pub(crate) policy: Option<String>,
+    /// Roles to serve for others: rendezvous, relay (comma-separated).
+    #[arg(long, value_name = "ROLES", env = "VEIL_SERVE", value_delimiter = ',')]
+    pub(crate) serve: Vec<String>,
+    /// How to introduce yourself in contact requests.
+    #[arg(long, env = "VEIL_NAME")]
+    pub(crate) name: Option<String>,
+    /// Do not look for peers on the LAN (mDNS).
+    #[arg(long, env = "VEIL_NO_MDNS")]
+    pub(crate) no_mdns: bool,
+    #[command(subcommand)]
+    pub(crate) action: Option<DaemonAction>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum DaemonAction {
+    /// Ask the running daemon to stop.
+    Stop,
+}
+
+impl DaemonArgs {
+    /// The settings these flags (and their environment variables) override.
+    pub(crate) fn overrides(&self) -> Overrides {
+        let list = |v: &Vec<String>| Some(v.clone()).filter(|v| !v.is_empty());
+        Overrides {
+            name: self.name.clone(),
+            listen: list(&self.listen),
+            rendezvous_servers: list(&self.rendezvous),
+            policy: self.policy.clone(),
+            serve: list(&self.serve),
+            mdns: self.no_mdns.then_some(false),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn flags_parse_anywhere_and_override() {
+        let cli = Cli::try_parse_from([
+            "veil",
+            "daemon",
+            "--home",
+            "/tmp/x",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--listen",
+            "/ip4/127.0.0.1/udp/0/quic-v1",
+            "--serve",
+            "rendezvous,relay",
+            "--no-mdns",
+            "--json",
+        ])
+        .unwrap();
+        assert!(cli.json);
+        assert_eq!(cli.home.as_deref(), Some(std::path::Path::new("/tmp/x")));
+        let Command::Daemon(args) = cli.command else { panic!("not the daemon") };
+        let over = args.overrides();
+        assert_eq!(over.listen.unwrap().len(), 2);
+        assert_eq!(over.serve.unwrap(), vec!["rendezvous", "relay"]);
+        assert_eq!(over.mdns, Some(false));
+        assert_eq!(over.policy, None);
+    }
+}

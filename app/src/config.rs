@@ -1,0 +1,376 @@
+//! The home directory and its configuration file, `veil.toml`.
+//!
+//! Every setting can come from the file, from an environment variable or from
+//! a flag of `veil daemon`; a flag beats the environment, which beats the file.
+//!
+//! ```toml
+//! # How to introduce yourself in contact requests.
+//! name = "Alice"
+//! # Addresses to listen on (multiaddrs).
+//! listen = ["/ip4/0.0.0.0/tcp/0", "/ip4/0.0.0.0/udp/0/quic-v1"]
+//! # Rendezvous servers, each ending in /p2p/<peer id>.
+//! rendezvous_servers = []
+//! # direct | relayed | anonymous | offline
+//! policy = "direct"
+//! # Roles this node serves for others: "rendezvous", "relay".
+//! serve = []
+//! mdns = true
+//! ```
+
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde::{Deserialize, Serialize};
+use veil_transports::{NetworkConfig, Policy, libp2p::Multiaddr};
+
+/// The configuration file's name inside the home directory.
+pub const CONFIG_FILE: &str = "veil.toml";
+/// The daemon's socket inside the home directory.
+pub const SOCKET_FILE: &str = "veil.sock";
+/// The largest configuration file read.
+const MAX_CONFIG: u64 = 64 * 1024;
+
+/// The default home: `$XDG_DATA_HOME/veil` (usually `~/.local/share/veil`).
+pub fn default_home() -> Result<PathBuf> {
+    directories::ProjectDirs::from("", "", "veil")
+        .map(|d| d.data_dir().to_path_buf())
+        .ok_or_else(|| anyhow!("no home directory found; pass --home DIR"))
+}
+
+/// Where the daemon of `home` listens.
+pub fn socket_path(home: &Path) -> PathBuf {
+    home.join(SOCKET_FILE)
+}
+
+/// `veil.toml` as written on disk; every field is optional.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConfigFile {
+    /// How to introduce yourself in contact requests.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Addresses to listen on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<Vec<String>>,
+    /// Rendezvous servers (each ending in `/p2p/<peer id>`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rendezvous_servers: Option<Vec<String>>,
+    /// Relays (for the `relayed` policy), each ending in `/p2p/<peer id>`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relays: Option<Vec<String>>,
+    /// The privacy policy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    /// Roles served for others: `rendezvous`, `relay`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub serve: Option<Vec<String>>,
+    /// LAN discovery (only honoured under the `direct` policy).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mdns: Option<bool>,
+    /// How often unacknowledged messages are looked after, in milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sync_interval_ms: Option<u64>,
+    /// First retry delay of an undelivered contact request, in milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub contact_retry_ms: Option<u64>,
+}
+
+impl ConfigFile {
+    /// Reads `veil.toml` from `home`; a missing file is an empty configuration.
+    pub fn load(home: &Path) -> Result<Self> {
+        let path = home.join(CONFIG_FILE);
+        let meta = match std::fs::metadata(&path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        };
+        if meta.len() > MAX_CONFIG {
+            bail!("{} is larger than {MAX_CONFIG} bytes; refusing to read it", path.display());
+        }
+        let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        Self::parse(&text).with_context(|| format!("{} is invalid", path.display()))
+    }
+
+    /// Parses the text of a `veil.toml`.
+    pub fn parse(text: &str) -> Result<Self> {
+        toml::from_str(text).map_err(|e| anyhow!("{}", e.message()))
+    }
+}
+
+/// The text of a new home's `veil.toml`.
+pub const DEFAULT_CONFIG: &str = r#"# veil configuration. Flags of `veil daemon` and VEIL_* environment
+# variables override what is set here (see docs/APP.md).
+
+# How to introduce yourself in contact requests (optional).
+# name = "Alice"
+
+# Addresses to listen on.
+# listen = ["/ip4/0.0.0.0/tcp/0", "/ip4/0.0.0.0/udp/0/quic-v1"]
+
+# Rendezvous servers where contacts find each other, each ending in
+# /p2p/<peer id>. Any veil node can serve (`serve = ["rendezvous"]`).
+# rendezvous_servers = []
+
+# Privacy policy: direct | relayed | anonymous | offline
+# policy = "direct"
+
+# Roles this node serves for others: "rendezvous", "relay".
+# serve = []
+
+# Find peers on the LAN with mDNS (direct policy only).
+# mdns = true
+"#;
+
+/// Writes the default `veil.toml` into `home` unless one exists.
+pub fn write_default_config(home: &Path) -> Result<bool> {
+    use std::io::Write;
+    let path = home.join(CONFIG_FILE);
+    match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+        Ok(mut f) => {
+            f.write_all(DEFAULT_CONFIG.as_bytes()).with_context(|| format!("cannot write {}", path.display()))?;
+            Ok(true)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e).with_context(|| format!("cannot create {}", path.display())),
+    }
+}
+
+/// Creates `home` (mode 0700) if needed.
+pub fn create_home(home: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(home)
+        .with_context(|| format!("cannot create the home directory {}", home.display()))
+}
+
+/// Overrides from the environment and the command line (already merged by
+/// clap: a flag beats its environment variable). `None` leaves the file's value.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--name` / `VEIL_NAME`.
+    pub name: Option<String>,
+    /// `--listen` / `VEIL_LISTEN`.
+    pub listen: Option<Vec<String>>,
+    /// `--rendezvous` / `VEIL_RENDEZVOUS`.
+    pub rendezvous_servers: Option<Vec<String>>,
+    /// `--policy` / `VEIL_POLICY`.
+    pub policy: Option<String>,
+    /// `--serve` / `VEIL_SERVE`.
+    pub serve: Option<Vec<String>>,
+    /// `--no-mdns` / `VEIL_MDNS`.
+    pub mdns: Option<bool>,
+}
+
+/// Roles a node serves for others.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Roles {
+    /// A libp2p rendezvous server (where contacts and group members meet).
+    pub rendezvous: bool,
+    /// A circuit relay.
+    pub relay: bool,
+}
+
+impl Roles {
+    /// The role names, for status output.
+    pub fn names(self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.rendezvous {
+            out.push("rendezvous".to_owned());
+        }
+        if self.relay {
+            out.push("relay".to_owned());
+        }
+        out
+    }
+}
+
+/// The validated settings a daemon runs with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// How to introduce ourselves in contact requests.
+    pub name: Option<String>,
+    /// Addresses to listen on.
+    pub listen: Vec<Multiaddr>,
+    /// Rendezvous servers.
+    pub rendezvous_servers: Vec<Multiaddr>,
+    /// Relays.
+    pub relays: Vec<Multiaddr>,
+    /// The privacy policy.
+    pub policy: Policy,
+    /// Roles served.
+    pub serve: Roles,
+    /// mDNS on the LAN.
+    pub mdns: bool,
+    /// The courier's sync interval (`None`: the node's default).
+    pub sync_interval: Option<Duration>,
+    /// The contact-request retry base (`None`: the node's default).
+    pub contact_retry: Option<Duration>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            name: None,
+            listen: default_listen(),
+            rendezvous_servers: Vec::new(),
+            relays: Vec::new(),
+            policy: Policy::Direct,
+            serve: Roles::default(),
+            mdns: true,
+            sync_interval: None,
+            contact_retry: None,
+        }
+    }
+}
+
+fn default_listen() -> Vec<Multiaddr> {
+    ["/ip4/0.0.0.0/tcp/0", "/ip4/0.0.0.0/udp/0/quic-v1"].iter().filter_map(|a| a.parse().ok()).collect()
+}
+
+fn addrs(what: &str, list: &[String]) -> Result<Vec<Multiaddr>> {
+    list.iter()
+        .map(|a| a.trim().parse::<Multiaddr>().map_err(|e| anyhow!("invalid {what} address {a:?}: {e}")))
+        .collect()
+}
+
+/// Parses a policy name.
+pub fn parse_policy(name: &str) -> Result<Policy> {
+    name.trim().parse().map_err(|_| anyhow!("unknown policy {name:?} (expected direct, relayed, anonymous or offline)"))
+}
+
+/// Parses role names.
+pub fn parse_roles(names: &[String]) -> Result<Roles> {
+    let mut roles = Roles::default();
+    for n in names.iter().map(|n| n.trim()).filter(|n| !n.is_empty()) {
+        match n {
+            "rendezvous" => roles.rendezvous = true,
+            "relay" => roles.relay = true,
+            other => bail!("unknown role {other:?} (expected rendezvous or relay)"),
+        }
+    }
+    Ok(roles)
+}
+
+impl Settings {
+    /// Merges the file with the overrides and validates the result.
+    pub fn resolve(file: &ConfigFile, over: &Overrides) -> Result<Self> {
+        let name = over.name.clone().or_else(|| file.name.clone()).filter(|n| !n.trim().is_empty());
+        if let Some(n) = &name {
+            veil_crypto::Name::new(n).map_err(|e| anyhow!("invalid name {n:?}: {e}"))?;
+        }
+        let listen = match over.listen.as_ref().or(file.listen.as_ref()) {
+            Some(l) => addrs("listen", l)?,
+            None => default_listen(),
+        };
+        let rendezvous_servers = addrs(
+            "rendezvous server",
+            over.rendezvous_servers.as_ref().or(file.rendezvous_servers.as_ref()).map_or(&[], |v| v),
+        )?;
+        let relays = addrs("relay", file.relays.as_deref().unwrap_or(&[]))?;
+        let policy = match over.policy.as_ref().or(file.policy.as_ref()) {
+            Some(p) => parse_policy(p)?,
+            None => Policy::Direct,
+        };
+        let serve = parse_roles(over.serve.as_ref().or(file.serve.as_ref()).map_or(&[], |v| v))?;
+        let mdns = over.mdns.or(file.mdns).unwrap_or(true);
+        Ok(Self {
+            name,
+            listen,
+            rendezvous_servers,
+            relays,
+            policy,
+            serve,
+            mdns,
+            sync_interval: file.sync_interval_ms.map(Duration::from_millis),
+            contact_retry: file.contact_retry_ms.map(Duration::from_millis),
+        })
+    }
+
+    /// Reads `home`'s `veil.toml` and applies `over`.
+    pub fn load(home: &Path, over: &Overrides) -> Result<Self> {
+        Self::resolve(&ConfigFile::load(home)?, over)
+    }
+
+    /// The network configuration these settings describe.
+    pub fn network_config(&self) -> NetworkConfig {
+        let mut config = NetworkConfig::default();
+        config.mdns = self.mdns;
+        config.rendezvous_server = self.serve.rendezvous;
+        config.relay_server = self.serve.relay;
+        config.rendezvous_servers = self.rendezvous_servers.clone();
+        config.relays = self.relays.clone();
+        config
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    #[test]
+    fn flags_beat_the_file_and_the_file_beats_defaults() {
+        let file = ConfigFile::parse(
+            r#"
+            name = "Alice"
+            listen = ["/ip4/127.0.0.1/tcp/4001"]
+            policy = "offline"
+            serve = ["rendezvous"]
+            mdns = false
+            sync_interval_ms = 200
+            "#,
+        )
+        .unwrap();
+        let s = Settings::resolve(&file, &Overrides::default()).unwrap();
+        assert_eq!(s.name.as_deref(), Some("Alice"));
+        assert_eq!(s.listen, vec!["/ip4/127.0.0.1/tcp/4001".parse::<Multiaddr>().unwrap()]);
+        assert_eq!(s.policy, Policy::Offline);
+        assert!(s.serve.rendezvous && !s.serve.relay && !s.mdns);
+        assert_eq!(s.sync_interval, Some(Duration::from_millis(200)));
+
+        let over = Overrides {
+            listen: Some(vec!["/ip4/127.0.0.1/tcp/0".into()]),
+            policy: Some("direct".into()),
+            mdns: Some(true),
+            ..Overrides::default()
+        };
+        let s = Settings::resolve(&file, &over).unwrap();
+        assert_eq!(s.listen, vec!["/ip4/127.0.0.1/tcp/0".parse::<Multiaddr>().unwrap()]);
+        assert_eq!(s.policy, Policy::Direct);
+        assert!(s.mdns);
+
+        let d = Settings::resolve(&ConfigFile::default(), &Overrides::default()).unwrap();
+        assert_eq!(d.listen.len(), 2);
+        assert_eq!(d.policy, Policy::Direct);
+    }
+
+    #[test]
+    fn bad_settings_are_refused_with_the_reason() {
+        for (text, needle) in [
+            ("policy = \"loud\"", "unknown policy"),
+            ("listen = [\"not an address\"]", "invalid listen address"),
+            ("serve = [\"dns\"]", "unknown role"),
+            ("colour = \"blue\"", "unknown field"),
+            ("name = \"a\\nb\"", "invalid name"),
+        ] {
+            let err = ConfigFile::parse(text).and_then(|f| Settings::resolve(&f, &Overrides::default()));
+            let msg = format!("{:#}", err.unwrap_err());
+            assert!(msg.contains(needle), "{text}: {msg}");
+        }
+    }
+
+    #[test]
+    fn the_default_config_parses_and_a_big_one_is_refused() {
+        assert_eq!(ConfigFile::parse(DEFAULT_CONFIG).unwrap(), ConfigFile::default());
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(CONFIG_FILE), "#".repeat(100_000)).unwrap();
+        let msg = ConfigFile::load(dir.path()).unwrap_err().to_string();
+        assert!(msg.contains("larger than"), "{msg}");
+    }
+}

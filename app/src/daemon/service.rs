@@ -1,0 +1,615 @@
+//! The gRPC service: the daemon API implemented over a [`Node`].
+
+use std::{
+    collections::{HashMap, VecDeque},
+    pin::Pin,
+    sync::{Arc, Mutex},
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use futures::Stream;
+use tokio::sync::{broadcast, watch};
+use tonic::{Request, Response, Status};
+use veil_actors::{Node, NodeEvent, messages::contacts::Contact as NodeContact, messages::group::HistoryEntry};
+use veil_crypto::{GroupId, VerifyKey, envelope::EntryHash, rendezvous::Schedule, time::UnixTime};
+use veil_transports::{Quic, Tcp, TransportId, TransportPlugin};
+
+use crate::{
+    api::{self, MAX_ARG, MAX_BODY, MAX_HISTORY_LIMIT, MAX_LINK, daemon_server::Daemon as DaemonApi, event::Kind},
+    config::Settings,
+};
+
+/// Messages read per history page when looking for the latest ones.
+const PAGE: u32 = 1000;
+/// The shortest id prefix accepted for a conversation or a contact.
+const MIN_PREFIX: usize = 6;
+/// Transports `AttachTransport` knows how to build.
+const AVAILABLE: [&str; 2] = ["tcp", "quic"];
+
+/// What the daemon learns while it runs and the node does not report.
+#[derive(Default)]
+struct Memo {
+    /// This device's key in each group, learned when it sends there.
+    own_devices: HashMap<GroupId, VerifyKey>,
+    /// The last message position seen in each group.
+    cursors: HashMap<GroupId, (u64, EntryHash)>,
+    /// Names given to groups created through this daemon.
+    group_names: HashMap<GroupId, String>,
+}
+
+/// The daemon API over one node.
+pub(crate) struct Service {
+    node: Node,
+    settings: Settings,
+    memo: Arc<Mutex<Memo>>,
+    stop: watch::Sender<bool>,
+}
+
+impl Service {
+    pub(crate) fn new(node: Node, settings: Settings, stop: watch::Sender<bool>) -> Self {
+        Self { node, settings, memo: Arc::default(), stop }
+    }
+
+    fn memo<T>(&self, f: impl FnOnce(&mut Memo) -> T) -> T {
+        match self.memo.lock() {
+            Ok(mut m) => f(&mut m),
+            Err(poisoned) => f(&mut poisoned.into_inner()),
+        }
+    }
+
+    async fn contacts(&self) -> Result<Vec<NodeContact>, Status> {
+        self.node.contacts().await.map_err(node_error)
+    }
+
+    /// Finds a conversation by id, unique id prefix or contact name.
+    async fn resolve_conversation(&self, text: &str) -> Result<GroupId, Status> {
+        let text = checked_arg("conversation", text)?;
+        let groups = self.node.groups();
+        if is_hex(text) && text.len() >= MIN_PREFIX {
+            let lower = text.to_ascii_lowercase();
+            let hits: Vec<GroupId> = groups.iter().filter(|g| hex::encode(g.0).starts_with(&lower)).copied().collect();
+            match hits.as_slice() {
+                [one] => return Ok(*one),
+                [] => {}
+                _ => {
+                    return Err(Status::invalid_argument(format!(
+                        "{text:?} matches several conversations; give more digits"
+                    )));
+                }
+            }
+        }
+        let contacts = self.contacts().await?;
+        let mut hits: Vec<GroupId> = contacts
+            .iter()
+            .filter(|c| c.display_name.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(text)))
+            .filter_map(|c| c.group)
+            .collect();
+        hits.extend(self.memo(|m| {
+            m.group_names.iter().filter(|(_, n)| n.eq_ignore_ascii_case(text)).map(|(g, _)| *g).collect::<Vec<_>>()
+        }));
+        hits.dedup();
+        match hits.as_slice() {
+            [one] => Ok(*one),
+            [] => Err(Status::not_found(format!("unknown conversation {text:?} (see `veil conversations`)"))),
+            _ => Err(Status::invalid_argument(format!("{text:?} names several conversations; use its id"))),
+        }
+    }
+
+    /// Finds a contact by account key, unique prefix or display name.
+    async fn resolve_contact(&self, text: &str) -> Result<NodeContact, Status> {
+        let text = checked_arg("contact", text)?;
+        let contacts = self.contacts().await?;
+        let lower = text.to_ascii_lowercase();
+        let by_key: Vec<&NodeContact> = if is_hex(text) && text.len() >= MIN_PREFIX {
+            contacts.iter().filter(|c| hex::encode(c.account.signing.to_bytes()).starts_with(&lower)).collect()
+        } else {
+            Vec::new()
+        };
+        let hits = if by_key.is_empty() {
+            contacts
+                .iter()
+                .filter(|c| c.display_name.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(text)))
+                .collect()
+        } else {
+            by_key
+        };
+        match hits.as_slice() {
+            [one] => Ok((*one).clone()),
+            [] => Err(Status::not_found(format!("unknown contact {text:?} (see `veil contact list`)"))),
+            _ => Err(Status::invalid_argument(format!("{text:?} matches several contacts; give more of the key"))),
+        }
+    }
+
+    /// The latest `limit` messages of `group` (the node pages forward only,
+    /// so this reads the whole log; see docs/APP.md).
+    async fn latest(&self, group: &GroupId, limit: u32) -> Result<Vec<HistoryEntry>, Status> {
+        let cap = usize::try_from(limit).unwrap_or(usize::MAX);
+        let mut ring: VecDeque<HistoryEntry> = VecDeque::with_capacity(cap.min(PAGE as usize));
+        let mut after = None;
+        loop {
+            let page = self.node.history(group, after, PAGE).await.map_err(node_error)?;
+            let full = page.len() == PAGE as usize;
+            if let Some(last) = page.last() {
+                after = Some((last.lamport, last.hash));
+            }
+            for entry in page {
+                if ring.len() == cap {
+                    ring.pop_front();
+                }
+                ring.push_back(entry);
+            }
+            if !full {
+                break;
+            }
+        }
+        if let Some(end) = after {
+            self.memo(|m| m.cursors.insert(*group, end));
+        }
+        Ok(ring.into())
+    }
+
+    /// Learns this device's key in `group` from the entry it just wrote.
+    async fn learn_own_device(&self, group: &GroupId, hash: &EntryHash) -> Result<Option<HistoryEntry>, Status> {
+        let mut after = self.memo(|m| m.cursors.get(group).copied());
+        loop {
+            let page = self.node.history(group, after, PAGE).await.map_err(node_error)?;
+            let full = page.len() == PAGE as usize;
+            if let Some(last) = page.last() {
+                after = Some((last.lamport, last.hash));
+                self.memo(|m| m.cursors.insert(*group, (last.lamport, last.hash)));
+            }
+            if let Some(entry) = page.into_iter().find(|e| &e.hash == hash) {
+                if let Some(author) = entry.author {
+                    self.memo(|m| m.own_devices.insert(*group, author));
+                }
+                return Ok(Some(entry));
+            }
+            if !full {
+                return Ok(None);
+            }
+        }
+    }
+
+    fn message(&self, group: &GroupId, e: HistoryEntry) -> api::Message {
+        let own = self.memo(|m| m.own_devices.get(group).copied());
+        api::Message {
+            hash: hex::encode(e.hash.0),
+            lamport: e.lamport,
+            author: e.author.map(|a| hex::encode(a.to_bytes())).unwrap_or_default(),
+            mine: e.author.is_some() && e.author == own,
+            body: e.payload,
+        }
+    }
+
+    async fn status(&self) -> Result<api::Status, Status> {
+        let net = self.node.network_status().await.map_err(node_error)?;
+        let contacts = self.contacts().await?;
+        let schedule = Schedule::DEFAULT;
+        let now = UnixTime(SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default());
+        let count = |s| u32::try_from(contacts.iter().filter(|c| c.state == s).count()).unwrap_or(u32::MAX);
+        Ok(api::Status {
+            peer_id: net.peer_id.to_string(),
+            policy: net.policy.to_string(),
+            transports: net.transports.iter().map(ToString::to_string).collect(),
+            listen_addrs: net.listen_addrs.iter().map(ToString::to_string).collect(),
+            connected_peers: net.connected_peers.iter().map(ToString::to_string).collect(),
+            rendezvous_period: now.0 / schedule.period(),
+            period_seconds: schedule.period(),
+            next_rotation_in: schedule.next_boundary(now).0.saturating_sub(now.0),
+            serve: self.settings.serve.names(),
+            contacts: count(veil_storage::ContactState::Accepted),
+            pending_requests: count(veil_storage::ContactState::IncomingReceived),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+        })
+    }
+
+    async fn transports(&self) -> Result<api::ListTransportsResponse, Status> {
+        let net = self.node.network_status().await.map_err(node_error)?;
+        Ok(api::ListTransportsResponse {
+            attached: net.transports.iter().map(ToString::to_string).collect(),
+            available: AVAILABLE.iter().map(|s| (*s).to_owned()).collect(),
+        })
+    }
+}
+
+fn is_hex(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+fn checked_arg<'a>(what: &str, text: &'a str) -> Result<&'a str, Status> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(Status::invalid_argument(format!("no {what} given")));
+    }
+    if text.len() > MAX_ARG {
+        return Err(Status::invalid_argument(format!("the {what} is longer than {MAX_ARG} bytes")));
+    }
+    Ok(text)
+}
+
+/// Maps a node error to a gRPC status with a one-line message.
+pub(crate) fn node_error(e: veil_actors::Error) -> Status {
+    use veil_actors::Error as E;
+    let msg = e.to_string();
+    match e {
+        E::UnknownGroup => Status::not_found("unknown conversation"),
+        E::Wire(_) | E::Crypto(_) | E::Config(_) => Status::invalid_argument(msg),
+        E::Refused(_) => Status::failed_precondition(msg),
+        E::Network(
+            veil_transports::Error::PolicyForbids { .. }
+            | veil_transports::Error::NotUnderPolicy { .. }
+            | veil_transports::Error::AlreadyAttached(_)
+            | veil_transports::Error::NotAttached(_)
+            | veil_transports::Error::NoTransport { .. },
+        ) => Status::failed_precondition(msg),
+        E::Unavailable(_) | E::Restarting(_) => Status::unavailable(msg),
+        _ => Status::internal(msg),
+    }
+}
+
+fn group_hex(g: &GroupId) -> String {
+    hex::encode(g.0)
+}
+
+fn contact_state(s: veil_storage::ContactState) -> api::ContactState {
+    use veil_storage::ContactState as S;
+    match s {
+        S::OutgoingEnqueued => api::ContactState::OutgoingEnqueued,
+        S::OutgoingSent => api::ContactState::OutgoingSent,
+        S::IncomingReceived => api::ContactState::IncomingReceived,
+        S::Accepted => api::ContactState::Accepted,
+        S::Discarded => api::ContactState::Discarded,
+        S::Blocked => api::ContactState::Blocked,
+    }
+}
+
+fn contact(c: &NodeContact) -> api::Contact {
+    api::Contact {
+        account: hex::encode(c.account.signing.to_bytes()),
+        display_name: c.display_name.clone().unwrap_or_default(),
+        state: contact_state(c.state).into(),
+        conversation: c.group.as_ref().map(group_hex).unwrap_or_default(),
+    }
+}
+
+fn link(l: veil_actors::messages::contacts::LinkInfo) -> api::Link {
+    api::Link { uri: l.uri, qr: l.qr, enabled: l.enabled }
+}
+
+fn short(hex: &str) -> &str {
+    hex.get(..8).unwrap_or(hex)
+}
+
+/// Maps a node event to an API event (`None` for internal ones).
+fn event(e: NodeEvent) -> Option<api::Event> {
+    let contact_event =
+        |account: &VerifyKey, name: Option<String>, group: Option<GroupId>, failures: u32| api::ContactEvent {
+            account: hex::encode(account.to_bytes()),
+            display_name: name.unwrap_or_default(),
+            conversation: group.as_ref().map(group_hex).unwrap_or_default(),
+            failures,
+        };
+    let kind = match e {
+        NodeEvent::MessageReceived { group, hash } => {
+            Kind::MessageReceived(api::MessageEvent { conversation: group_hex(&group), hash: hex::encode(hash.0) })
+        }
+        NodeEvent::EntryAdded { group, hash } => {
+            Kind::MessageSent(api::MessageEvent { conversation: group_hex(&group), hash: hex::encode(hash.0) })
+        }
+        NodeEvent::EntriesDelivered { group, hashes } => Kind::Delivered(api::DeliveredEvent {
+            conversation: group_hex(&group),
+            hashes: hashes.iter().map(|h| hex::encode(h.0)).collect(),
+        }),
+        NodeEvent::ContactRequestReceived { account, display_name } => {
+            Kind::ContactRequest(contact_event(&account.signing, display_name, None, 0))
+        }
+        NodeEvent::ContactAccepted { account, group } => Kind::ContactAccepted(contact_event(&account, None, group, 0)),
+        NodeEvent::ContactRequestDelivered { account } => {
+            Kind::RequestDelivered(contact_event(&account, None, None, 0))
+        }
+        NodeEvent::ContactRequestUndelivered { account, failures } => {
+            Kind::RequestUndelivered(contact_event(&account, None, None, failures))
+        }
+        NodeEvent::PeerConnected { peer, transport } => {
+            Kind::PeerConnected(api::PeerEvent { peer_id: peer.to_string(), transport: transport.to_string() })
+        }
+        NodeEvent::PeerDisconnected { peer } => {
+            Kind::PeerDisconnected(api::PeerEvent { peer_id: peer.to_string(), transport: String::new() })
+        }
+        NodeEvent::Listening { addr } => Kind::Listening(addr.to_string()),
+        NodeEvent::NetworkRestarted { peer_id } => Kind::NetworkRestarted(peer_id.to_string()),
+        NodeEvent::GroupCreated { group } => {
+            Kind::ConversationCreated(api::ConversationEvent { conversation: group_hex(&group) })
+        }
+        NodeEvent::RendezvousRotated { .. } => Kind::RendezvousRotated(api::RotationEvent {}),
+        _ => return None,
+    };
+    Some(api::Event { kind: Some(kind) })
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<api::Event, Status>> + Send>>;
+
+/// The node's events as API events, until the daemon stops.
+fn event_stream(rx: broadcast::Receiver<NodeEvent>, stop: watch::Receiver<bool>) -> EventStream {
+    Box::pin(futures::stream::unfold((rx, stop), |(mut rx, mut stop)| async move {
+        loop {
+            let next = tokio::select! {
+                r = rx.recv() => r,
+                _ = stop.wait_for(|s| *s) => return None,
+            };
+            match next {
+                Ok(e) => {
+                    if let Some(ev) = event(e) {
+                        return Some((Ok(ev), (rx, stop)));
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    return Some((Ok(api::Event { kind: Some(Kind::Lagged(n)) }), (rx, stop)));
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }))
+}
+
+fn not_yet(what: &str) -> Status {
+    Status::unimplemented(format!("{what} is not supported yet (group invitations are a later issue)"))
+}
+
+#[tonic::async_trait]
+impl DaemonApi for Service {
+    async fn get_identity(&self, _: Request<api::GetIdentityRequest>) -> Result<Response<api::Identity>, Status> {
+        let id = self.node.identity().await.map_err(node_error)?;
+        Ok(Response::new(api::Identity {
+            account: hex::encode(id.account.signing.to_bytes()),
+            agreement: hex::encode(id.account.agreement.0),
+            device: hex::encode(id.device.to_bytes()),
+        }))
+    }
+
+    async fn get_link(&self, _: Request<api::GetLinkRequest>) -> Result<Response<api::Link>, Status> {
+        Ok(Response::new(link(self.node.share_link().await.map_err(node_error)?)))
+    }
+
+    async fn set_link_enabled(&self, r: Request<api::SetLinkEnabledRequest>) -> Result<Response<api::Link>, Status> {
+        let enabled = r.into_inner().enabled;
+        Ok(Response::new(link(self.node.set_link_enabled(enabled).await.map_err(node_error)?)))
+    }
+
+    async fn reset_link(&self, _: Request<api::ResetLinkRequest>) -> Result<Response<api::Link>, Status> {
+        Ok(Response::new(link(self.node.reset_link().await.map_err(node_error)?)))
+    }
+
+    async fn add_contact(&self, r: Request<api::AddContactRequest>) -> Result<Response<api::Contact>, Status> {
+        let r = r.into_inner();
+        let text = r.link.trim();
+        if text.is_empty() {
+            return Err(Status::invalid_argument("no link given"));
+        }
+        if text.len() > MAX_LINK {
+            return Err(Status::invalid_argument(format!("the link is longer than {MAX_LINK} bytes; not a veil link")));
+        }
+        veil_proto::link::parse_contact(text).map_err(|e| Status::invalid_argument(format!("malformed link: {e}")))?;
+        let name =
+            Some(r.display_name.trim().to_owned()).filter(|n| !n.is_empty()).or_else(|| self.settings.name.clone());
+        if let Some(n) = &name {
+            veil_crypto::Name::new(n).map_err(|e| Status::invalid_argument(format!("invalid name: {e}")))?;
+        }
+        let c = self.node.send_request(text, name.as_deref()).await.map_err(node_error)?;
+        Ok(Response::new(contact(&c)))
+    }
+
+    async fn list_contacts(
+        &self,
+        _: Request<api::ListContactsRequest>,
+    ) -> Result<Response<api::ListContactsResponse>, Status> {
+        let contacts = self.contacts().await?.iter().map(contact).collect();
+        Ok(Response::new(api::ListContactsResponse { contacts }))
+    }
+
+    async fn decide_contact(&self, r: Request<api::DecideContactRequest>) -> Result<Response<api::Contact>, Status> {
+        let r = r.into_inner();
+        let decision = api::Decision::try_from(r.decision).unwrap_or(api::Decision::Unspecified);
+        let who = self.resolve_contact(&r.contact).await?;
+        let key = who.account.signing;
+        let c = match decision {
+            api::Decision::Accept => self.node.accept_contact(&key).await,
+            api::Decision::Discard => self.node.discard_contact(&key).await,
+            api::Decision::Block => self.node.block_contact(&key).await,
+            api::Decision::Unspecified => return Err(Status::invalid_argument("no decision given")),
+        }
+        .map_err(node_error)?;
+        Ok(Response::new(contact(&c)))
+    }
+
+    async fn list_conversations(
+        &self,
+        _: Request<api::ListConversationsRequest>,
+    ) -> Result<Response<api::ListConversationsResponse>, Status> {
+        let contacts = self.contacts().await?;
+        let by_group: HashMap<GroupId, &NodeContact> =
+            contacts.iter().filter_map(|c| c.group.map(|g| (g, c))).collect();
+        let mut out = Vec::new();
+        for g in self.node.groups() {
+            let id = group_hex(&g);
+            let undelivered = self.node.undelivered(&g).await.map_err(node_error)?;
+            let conversation = match by_group.get(&g) {
+                Some(c) => {
+                    let account = hex::encode(c.account.signing.to_bytes());
+                    let title = c.display_name.clone().unwrap_or_else(|| format!("contact {}", short(&account)));
+                    api::Conversation {
+                        kind: api::ConversationKind::Contact.into(),
+                        title,
+                        contact: account,
+                        undelivered,
+                        id,
+                    }
+                }
+                None => {
+                    let title = self
+                        .memo(|m| m.group_names.get(&g).cloned())
+                        .unwrap_or_else(|| format!("group {}", short(&id)));
+                    api::Conversation {
+                        kind: api::ConversationKind::Group.into(),
+                        title,
+                        contact: String::new(),
+                        undelivered,
+                        id,
+                    }
+                }
+            };
+            out.push(conversation);
+        }
+        out.sort_by(|a, b| (a.kind, a.title.to_lowercase(), &a.id).cmp(&(b.kind, b.title.to_lowercase(), &b.id)));
+        Ok(Response::new(api::ListConversationsResponse { conversations: out }))
+    }
+
+    async fn send(&self, r: Request<api::SendRequest>) -> Result<Response<api::SendResponse>, Status> {
+        let r = r.into_inner();
+        if r.body.is_empty() {
+            return Err(Status::invalid_argument("empty message"));
+        }
+        if r.body.len() > MAX_BODY {
+            return Err(Status::invalid_argument(format!(
+                "the message is {} bytes; at most {MAX_BODY} fit in one message",
+                r.body.len()
+            )));
+        }
+        let group = self.resolve_conversation(&r.conversation).await?;
+        let hash = self.node.send(&group, &r.body).await.map_err(node_error)?;
+        let entry = self.learn_own_device(&group, &hash).await?;
+        let message = match entry {
+            Some(e) => self.message(&group, e),
+            None => api::Message { hash: hex::encode(hash.0), mine: true, body: r.body, ..api::Message::default() },
+        };
+        Ok(Response::new(api::SendResponse { conversation: group_hex(&group), message: Some(message) }))
+    }
+
+    async fn history(&self, r: Request<api::HistoryRequest>) -> Result<Response<api::HistoryResponse>, Status> {
+        let r = r.into_inner();
+        let limit = match r.limit {
+            0 => 100,
+            l if l > MAX_HISTORY_LIMIT => {
+                return Err(Status::invalid_argument(format!("limit {l} is above the maximum of {MAX_HISTORY_LIMIT}")));
+            }
+            l => l,
+        };
+        let group = self.resolve_conversation(&r.conversation).await?;
+        let entries = if r.after_hash.is_empty() {
+            self.latest(&group, limit).await?
+        } else {
+            let bytes = hex::decode(r.after_hash.trim())
+                .ok()
+                .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                .ok_or_else(|| Status::invalid_argument("after_hash is not a 32-byte hex entry hash"))?;
+            self.node.history(&group, Some((r.after_lamport, EntryHash(bytes))), limit).await.map_err(node_error)?
+        };
+        let messages = entries.into_iter().map(|e| self.message(&group, e)).collect();
+        Ok(Response::new(api::HistoryResponse { conversation: group_hex(&group), messages }))
+    }
+
+    async fn create_group(&self, r: Request<api::CreateGroupRequest>) -> Result<Response<api::Conversation>, Status> {
+        let name = r.into_inner().name.trim().to_owned();
+        let name = Some(name).filter(|n| !n.is_empty());
+        if let Some(n) = &name {
+            veil_crypto::Name::new(n).map_err(|e| Status::invalid_argument(format!("invalid group name: {e}")))?;
+        }
+        let group = self.node.create_group(name.as_deref()).await.map_err(node_error)?;
+        let id = group_hex(&group);
+        if let Some(n) = &name {
+            self.memo(|m| m.group_names.insert(group, n.clone()));
+        }
+        Ok(Response::new(api::Conversation {
+            title: name.unwrap_or_else(|| format!("group {}", short(&id))),
+            id,
+            kind: api::ConversationKind::Group.into(),
+            contact: String::new(),
+            undelivered: 0,
+        }))
+    }
+
+    async fn invite_to_group(
+        &self,
+        _: Request<api::InviteToGroupRequest>,
+    ) -> Result<Response<api::Invitation>, Status> {
+        Err(not_yet("inviting to a group"))
+    }
+
+    async fn join_group(&self, _: Request<api::JoinGroupRequest>) -> Result<Response<api::Conversation>, Status> {
+        Err(not_yet("joining a group"))
+    }
+
+    async fn leave_group(
+        &self,
+        _: Request<api::LeaveGroupRequest>,
+    ) -> Result<Response<api::LeaveGroupResponse>, Status> {
+        Err(not_yet("leaving a group"))
+    }
+
+    async fn list_members(
+        &self,
+        _: Request<api::ListMembersRequest>,
+    ) -> Result<Response<api::ListMembersResponse>, Status> {
+        Err(not_yet("listing group members"))
+    }
+
+    async fn get_status(&self, _: Request<api::GetStatusRequest>) -> Result<Response<api::Status>, Status> {
+        Ok(Response::new(self.status().await?))
+    }
+
+    async fn set_policy(&self, r: Request<api::SetPolicyRequest>) -> Result<Response<api::Status>, Status> {
+        let text = r.into_inner().policy;
+        let policy = crate::config::parse_policy(checked_arg("policy", &text)?)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        self.node.set_policy(policy).await.map_err(node_error)?;
+        Ok(Response::new(self.status().await?))
+    }
+
+    async fn list_transports(
+        &self,
+        _: Request<api::ListTransportsRequest>,
+    ) -> Result<Response<api::ListTransportsResponse>, Status> {
+        Ok(Response::new(self.transports().await?))
+    }
+
+    async fn attach_transport(
+        &self,
+        r: Request<api::AttachTransportRequest>,
+    ) -> Result<Response<api::ListTransportsResponse>, Status> {
+        let name = r.into_inner().name;
+        let plugin: Arc<dyn TransportPlugin> = match checked_arg("transport", &name)? {
+            "tcp" => Arc::new(Tcp::new()),
+            "quic" => Arc::new(Quic::new()),
+            other => {
+                return Err(Status::invalid_argument(format!(
+                    "unknown transport {other:?} (available: {})",
+                    AVAILABLE.join(", ")
+                )));
+            }
+        };
+        self.node.attach_transport(plugin).await.map_err(node_error)?;
+        Ok(Response::new(self.transports().await?))
+    }
+
+    async fn detach_transport(
+        &self,
+        r: Request<api::DetachTransportRequest>,
+    ) -> Result<Response<api::ListTransportsResponse>, Status> {
+        let name = r.into_inner().name;
+        let id = TransportId::new(checked_arg("transport", &name)?);
+        self.node.detach_transport(id).await.map_err(node_error)?;
+        Ok(Response::new(self.transports().await?))
+    }
+
+    type SubscribeStream = EventStream;
+
+    async fn subscribe(&self, _: Request<api::SubscribeRequest>) -> Result<Response<Self::SubscribeStream>, Status> {
+        Ok(Response::new(event_stream(self.node.events(), self.stop.subscribe())))
+    }
+
+    async fn shutdown(&self, _: Request<api::ShutdownRequest>) -> Result<Response<api::ShutdownResponse>, Status> {
+        tracing::info!("shutdown requested through the API");
+        self.stop.send_replace(true);
+        Ok(Response::new(api::ShutdownResponse {}))
+    }
+}
