@@ -62,6 +62,9 @@ const DISPLAY_NAME: &str = "display-name";
 /// Most handshakes answered and waiting for message 3 (one per peer).
 const MAX_ANSWERING: usize = 64;
 
+/// Most LAN peers remembered as candidates for pending requests.
+const MAX_LAN_PEERS: usize = 32;
+
 /// How requests are retried.
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {
@@ -134,6 +137,8 @@ pub struct ContactBook {
     attempting: Vec<VerifyKey>,
     /// Handshakes answered, waiting for message 3, by peer (oldest first).
     answering: VecDeque<(PeerId, HandshakeId)>,
+    /// Peers mDNS found on the LAN, most recent last.
+    lan: VecDeque<PeerId>,
 }
 
 impl core::fmt::Debug for ContactBook {
@@ -151,6 +156,7 @@ impl ContactBook {
             backoff: HashMap::new(),
             attempting: Vec::new(),
             answering: VecDeque::new(),
+            lan: VecDeque::new(),
         }
     }
 
@@ -180,7 +186,7 @@ impl ContactBook {
                     for c in contacts {
                         let due = act.backoff.get(&c.account.signing).is_none_or(|b| b.next <= now);
                         if due {
-                            act.attempt(ctx, c, None);
+                            act.attempt(ctx, c);
                         }
                     }
                 }
@@ -189,20 +195,18 @@ impl ContactBook {
         ));
     }
 
-    /// Tries to deliver `contact`'s request: at its rendezvous points, or
-    /// straight to `lan_peer` (a failure there does not count: most LAN
-    /// peers are not the responder).
-    fn attempt(&mut self, ctx: &mut Context<Self>, contact: ContactRecord, lan_peer: Option<PeerId>) {
+    /// Tries to deliver `contact`'s request to the peers at its rendezvous
+    /// points and to the peers mDNS found on the LAN.
+    fn attempt(&mut self, ctx: &mut Context<Self>, contact: ContactRecord) {
         let who = contact.account.signing;
         if self.attempting.contains(&who) {
             return;
         }
         self.attempting.push(who);
-        let deps = self.deps.clone();
-        ctx.spawn(deliver(deps, contact, lan_peer).into_actor(self).map(move |result, act, _| {
+        let (deps, lan) = (self.deps.clone(), self.lan.iter().copied().collect());
+        ctx.spawn(deliver(deps, contact, lan).into_actor(self).map(move |result, act, _| {
             act.attempting.retain(|k| *k != who);
             match result {
-                Ok(false) | Err(_) if lan_peer.is_some() => {}
                 Ok(true) => {
                     act.backoff.remove(&who);
                     let _ = act.deps.events.send(NodeEvent::ContactRequestDelivered { account: who });
@@ -249,23 +253,20 @@ impl Supervised for ContactBook {
 }
 
 /// One delivery attempt of an outgoing request, to the peers found at the
-/// responder's active points, or to `lan_peer` alone. `Ok(true)` once delivered.
-async fn deliver(deps: Arc<ContactBookDeps>, contact: ContactRecord, lan_peer: Option<PeerId>) -> Result<bool> {
+/// responder's active points and to `lan` peers. `Ok(true)` once delivered.
+async fn deliver(deps: Arc<ContactBookDeps>, contact: ContactRecord, lan: Vec<PeerId>) -> Result<bool> {
     let Some(seed) = contact.seed.clone() else { return Ok(false) };
     let now = deps.clock.now();
     let points = deps.schedule.active_points(&Topic::contact(&contact.account.signing), &seed, now);
     let request = my_request(&deps).await?;
     for point in points.all() {
-        let peers = match lan_peer {
-            Some(peer) => vec![peer],
-            None => match deps.network.lookup(point.0).await {
-                Ok(found) => found.into_iter().map(|(peer, _)| peer).collect(),
-                Err(e) => {
-                    tracing::debug!(actor = NAME, error = %e, "lookup failed");
-                    continue;
-                }
-            },
-        };
+        let mut peers = lan.clone();
+        match deps.network.lookup(point.0).await {
+            Ok(found) => peers.extend(found.into_iter().map(|(peer, _)| peer)),
+            Err(e) => tracing::debug!(actor = NAME, error = %e, "lookup failed"),
+        }
+        peers.sort();
+        peers.dedup();
         // Every peer at once: stale registrations of the responder's earlier
         // peer ids must not hold up the live one. The first handshake that
         // completes wins; the others are dropped.
@@ -462,14 +463,15 @@ impl Handler<LanPeerFound> for ContactBook {
     type Result = ();
 
     fn handle(&mut self, msg: LanPeerFound, ctx: &mut Self::Context) {
-        let deps = self.deps.clone();
-        ctx.spawn(async move { deps.store.contacts(Some(ContactState::OutgoingEnqueued)).await }.into_actor(self).map(
-            move |found, act, ctx| {
-                for contact in found.unwrap_or_default() {
-                    act.attempt(ctx, contact, Some(msg.peer));
-                }
-            },
-        ));
+        // Remembered (the most recent ones) for every later attempt; pending
+        // requests are tried at once.
+        self.lan.retain(|p| *p != msg.peer);
+        if self.lan.len() >= MAX_LAN_PEERS {
+            self.lan.pop_front();
+        }
+        self.lan.push_back(msg.peer);
+        self.backoff.clear();
+        self.retry_due(ctx);
     }
 }
 

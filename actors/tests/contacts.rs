@@ -235,3 +235,63 @@ async fn reset_and_disabled_links_stop_working() {
         n.shutdown().await.unwrap();
     }
 }
+
+/// On a LAN without any rendezvous server, mDNS finds the responder and the
+/// request goes straight to it (message 1 still proves the link's point).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_over_mdns_without_any_server() {
+    if !multicast_interface() {
+        eprintln!("skipped: no interface is up with multicast (mDNS cannot work here)");
+        return;
+    }
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let clock = ManualClock::new(UnixTime(T0 + GRACE + 1));
+    let lan = |dir: &tempfile::TempDir| {
+        let mut config = veil_transports::NetworkConfig::default();
+        config.mdns = true;
+        config.mdns_query_interval = std::time::Duration::from_millis(200);
+        veil_actors::Node::builder()
+            .data_dir(dir.path())
+            .kdf(veil_storage::keystore::KdfParams::FAST_INSECURE_FOR_TESTS)
+            .clock(std::sync::Arc::new(clock.clone()))
+            .rendezvous_schedule(schedule())
+            .contact_retry(veil_actors::RetryPolicy {
+                base: std::time::Duration::from_millis(100),
+                max: std::time::Duration::from_secs(1),
+            })
+            .transport(std::sync::Arc::new(veil_transports::Tcp::new()))
+            .network_config(config)
+            .listen("/ip4/0.0.0.0/tcp/0".parse().unwrap())
+            .spawn()
+    };
+    let a = lan(&dirs[0]).await.unwrap();
+    let b = lan(&dirs[1]).await.unwrap();
+    let link = b.share_link().await.unwrap().uri;
+    let b_id = account(&b).await.signing;
+    let mut a_events = a.events();
+    a.send_request(&link, Some("Alice")).await.unwrap();
+    wait_for(&mut a_events, |e| {
+        matches!(e, NodeEvent::ContactRequestDelivered { account } if account == b_id).then_some(())
+    })
+    .await;
+    assert_eq!(
+        state_of(&b.contacts().await.unwrap(), &account(&a).await.signing),
+        Some(ContactState::IncomingReceived)
+    );
+    for n in [a, b] {
+        n.shutdown().await.unwrap();
+    }
+}
+
+/// Whether a non-loopback interface is up with multicast enabled.
+fn multicast_interface() -> bool {
+    const IFF_UP: u32 = 0x1;
+    const IFF_LOOPBACK: u32 = 0x8;
+    const IFF_MULTICAST: u32 = 0x1000;
+    let Ok(entries) = std::fs::read_dir("/sys/class/net") else { return false };
+    entries.flatten().any(|e| {
+        let flags = std::fs::read_to_string(e.path().join("flags")).unwrap_or_default();
+        let flags = u32::from_str_radix(flags.trim().trim_start_matches("0x"), 16).unwrap_or(0);
+        flags & IFF_UP != 0 && flags & IFF_MULTICAST != 0 && flags & IFF_LOOPBACK == 0
+    })
+}

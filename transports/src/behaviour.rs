@@ -105,7 +105,8 @@ impl Behaviour {
         });
 
         let mdns = if features.mdns {
-            match mdns::tokio::Behaviour::new(mdns::Config::default(), peer_id) {
+            let mdns_config = mdns::Config { query_interval: config.mdns_query_interval, ..mdns::Config::default() };
+            match mdns::tokio::Behaviour::new(mdns_config, peer_id) {
                 Ok(m) => Some(m),
                 Err(e) => {
                     tracing::warn!(error = %e, "mDNS unavailable; continuing without it");

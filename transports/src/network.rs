@@ -29,6 +29,10 @@ pub struct NetworkConfig {
     /// [`Policy::Direct`]; [`Policy::Offline`] always runs mDNS, the other
     /// policies never do.
     pub mdns: bool,
+    /// How often mDNS asks the LAN who is there (default 60 s; libp2p's own
+    /// default of 5 min makes a newcomer wait that long to find a peer that
+    /// started before it).
+    pub mdns_query_interval: Duration,
     /// The largest frame sent or accepted, in bytes (default 256 KiB). Larger
     /// inbound frames are refused before anything is allocated.
     pub max_frame_size: usize,
@@ -82,6 +86,7 @@ impl Default for NetworkConfig {
             relay_server: false,
             rendezvous_server: false,
             mdns: true,
+            mdns_query_interval: Duration::from_secs(60),
             max_frame_size: DEFAULT_MAX_FRAME,
             relays: Vec::new(),
             request_timeout: Duration::from_secs(10),
