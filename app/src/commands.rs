@@ -37,6 +37,11 @@ impl From<tonic::Status> for ApiError {
     }
 }
 
+/// Bad input caught before it reaches the daemon (same code as the daemon's).
+fn invalid(message: String) -> anyhow::Error {
+    ApiError { code: tonic::Code::InvalidArgument, message }.into()
+}
+
 /// Calls the daemon, turning a status into an [`ApiError`].
 macro_rules! call {
     ($client:expr, $method:ident, $req:expr) => {
@@ -125,6 +130,10 @@ async fn with_daemon(c: &mut Client, command: Command, out: Out) -> Result<()> {
         }
         Command::Events => {
             let mut events = call!(c, subscribe, api::SubscribeRequest {});
+            // The daemon is subscribed once the call returns: say so, so a
+            // script can act and then wait without missing anything.
+            let ready = json!({ "event": "subscribed" });
+            out.emit(&ready, || out::event_line(&ready))?;
             while let Some(e) = events.next().await {
                 let e = e.map_err(ApiError::from)?;
                 if let Some(v) = out::event(&e) {
@@ -150,14 +159,11 @@ fn message_body(text: &[String]) -> Result<Vec<u8>> {
         text.join(" ").into_bytes()
     };
     if body.len() > MAX_BODY {
-        bail!(
-            "the message is {}{} bytes; at most {MAX_BODY} fit in one message",
-            if from_stdin { "over " } else { "" },
-            body.len()
-        );
+        let size = if from_stdin { format!("more than {MAX_BODY}") } else { body.len().to_string() };
+        return Err(invalid(format!("the message is {size} bytes; at most {MAX_BODY} fit in one message")));
     }
     if body.is_empty() {
-        bail!("empty message");
+        return Err(invalid("empty message".to_owned()));
     }
     Ok(body)
 }
@@ -238,7 +244,7 @@ async fn group(c: &mut Client, action: GroupAction, out: Out) -> Result<()> {
 
 async fn log(c: &mut Client, conversation: String, follow: bool, limit: u32, out: Out) -> Result<()> {
     if limit == 0 || limit > api::MAX_HISTORY_LIMIT {
-        bail!("--limit must be between 1 and {}", api::MAX_HISTORY_LIMIT);
+        return Err(invalid(format!("--limit must be between 1 and {}", api::MAX_HISTORY_LIMIT)));
     }
     // Subscribe before reading, so nothing falls between the two.
     let mut events = if follow { Some(call!(c, subscribe, api::SubscribeRequest {})) } else { None };

@@ -138,14 +138,21 @@ pub fn write_default_config(home: &Path) -> Result<bool> {
     }
 }
 
-/// Creates `home` (mode 0700) if needed.
+/// Creates `home` (mode 0700) if needed; warns when an existing one is
+/// open to other users (its files are private, but its names are not).
 pub fn create_home(home: &Path) -> Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(home)
-        .with_context(|| format!("cannot create the home directory {}", home.display()))
+        .with_context(|| format!("cannot create the home directory {}", home.display()))?;
+    if let Ok(meta) = std::fs::metadata(home)
+        && meta.permissions().mode() & 0o077 != 0
+    {
+        tracing::warn!(home = %home.display(), "the home directory is open to other users; consider chmod 700");
+    }
+    Ok(())
 }
 
 /// Overrides from the environment and the command line (already merged by

@@ -1,0 +1,412 @@
+//! Process-level tests: real `veil daemon` processes on loopback with
+//! temporary homes, driven only through the `veil` CLI with `--json`.
+//! Waiting is on `veil events` (which says when it is subscribed), never on
+//! sleeps.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::{
+    io::{BufRead, BufReader, Write},
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+const WAIT: Duration = Duration::from_secs(60);
+const VEIL: &str = env!("CARGO_BIN_EXE_veil");
+
+/// `veil` with no VEIL_* settings from the environment.
+fn veil() -> Command {
+    let mut cmd = Command::new(VEIL);
+    for var in ["VEIL_HOME", "VEIL_LISTEN", "VEIL_RENDEZVOUS", "VEIL_POLICY", "VEIL_SERVE", "VEIL_NAME", "VEIL_NO_MDNS"]
+    {
+        cmd.env_remove(var);
+    }
+    cmd.env("VEIL_LOG", "warn");
+    cmd
+}
+
+/// The lines a child prints, read on a thread of their own.
+fn lines_of(child: &mut Child) -> mpsc::Receiver<String> {
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+struct Daemon {
+    home: TempDir,
+    child: Option<Child>,
+    /// The daemon's ready line.
+    ready: Value,
+}
+
+/// A result of a CLI call: exit code, the JSON document, standard error.
+struct Run {
+    code: i32,
+    json: Value,
+    stderr: String,
+}
+
+fn parse(output: Output) -> Run {
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let json = stdout.lines().next().map(|l| serde_json::from_str(l).unwrap()).unwrap_or(Value::Null);
+    Run { code: output.status.code().unwrap_or(-1), json, stderr: String::from_utf8(output.stderr).unwrap() }
+}
+
+fn run_in(home: &Path, args: &[&str]) -> Run {
+    parse(veil().arg("--home").arg(home).arg("--json").args(args).output().unwrap())
+}
+
+/// Runs and expects success.
+fn ok_in(home: &Path, args: &[&str]) -> Value {
+    let r = run_in(home, args);
+    assert_eq!(r.code, 0, "veil {args:?} failed: {} {}", r.json, r.stderr);
+    r.json
+}
+
+/// Starts `veil daemon` on loopback in `home` and waits for its ready line.
+fn spawn_daemon(home: &Path, args: &[&str]) -> (Child, Value) {
+    let mut child = veil()
+        .arg("--home")
+        .arg(home)
+        .args(["--json", "daemon", "--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = lines_of(&mut child);
+    let line = lines.recv_timeout(WAIT).expect("the daemon printed its ready line");
+    (child, serde_json::from_str(&line).unwrap())
+}
+
+impl Daemon {
+    /// Starts `veil daemon` on a new home with `config` and `args`, and
+    /// waits for its ready line.
+    fn start(config: &str, args: &[&str]) -> Self {
+        let home = tempfile::tempdir().unwrap();
+        std::fs::write(home.path().join("veil.toml"), config).unwrap();
+        let (child, ready) = spawn_daemon(home.path(), args);
+        Self { home, child: Some(child), ready }
+    }
+
+    fn path(&self) -> &Path {
+        self.home.path()
+    }
+
+    fn run(&self, args: &[&str]) -> Run {
+        run_in(self.path(), args)
+    }
+
+    fn ok(&self, args: &[&str]) -> Value {
+        ok_in(self.path(), args)
+    }
+
+    /// Its dialable address, ending in /p2p/<peer id>.
+    fn addr(&self) -> String {
+        format!("{}/p2p/{}", self.ready["listen_addrs"][0].as_str().unwrap(), self.ready["peer_id"].as_str().unwrap())
+    }
+
+    /// `veil events`, once it is subscribed.
+    fn events(&self) -> Events {
+        let mut child = veil()
+            .arg("--home")
+            .arg(self.path())
+            .args(["--json", "events"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let lines = lines_of(&mut child);
+        let first: Value = serde_json::from_str(&lines.recv_timeout(WAIT).unwrap()).unwrap();
+        assert_eq!(first, json!({ "event": "subscribed" }));
+        Events { child, lines }
+    }
+
+    /// Stops the daemon with `signal` and returns its exit code.
+    fn stop(&mut self, signal: rustix::process::Signal) -> i32 {
+        let mut child = self.child.take().unwrap();
+        let pid = rustix::process::Pid::from_child(&child);
+        rustix::process::kill_process(pid, signal).unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait().map(|s| s.code().unwrap_or(-1)));
+        });
+        match rx.recv_timeout(WAIT) {
+            Ok(code) => code.unwrap(),
+            Err(_) => {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+                panic!("the daemon did not stop within {WAIT:?}");
+            }
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A running `veil events`.
+struct Events {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Events {
+    /// Waits until `check` holds, checking again after every event.
+    fn until(&self, what: &str, mut check: impl FnMut() -> bool) {
+        let deadline = Instant::now() + WAIT;
+        while !check() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if self.lines.recv_timeout(left).is_err() {
+                panic!("timed out waiting for {what}");
+            }
+        }
+    }
+}
+
+impl Drop for Events {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Short retry and sync intervals: everything happens within a second.
+const FAST: &str = "sync_interval_ms = 200\ncontact_retry_ms = 200\n";
+
+fn contact_named<'a>(contacts: &'a Value, name: &str) -> Option<&'a Value> {
+    contacts["contacts"].as_array().unwrap().iter().find(|c| c["display_name"] == name)
+}
+
+fn texts(log: &Value) -> Vec<(bool, String)> {
+    log["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["mine"].as_bool().unwrap(), m["text"].as_str().unwrap().to_owned()))
+        .collect()
+}
+
+#[test]
+fn link_contact_accept_send_and_log_between_two_daemons() {
+    let server = Daemon::start("", &["--serve", "rendezvous"]);
+    let rendezvous = server.addr();
+    let alice = Daemon::start(FAST, &["--rendezvous", &rendezvous, "--name", "Alice"]);
+    let bob = Daemon::start(&format!("{FAST}name = \"Bob\"\n"), &["--rendezvous", &rendezvous]);
+
+    // status reports the peer id and the addresses the daemon listens on.
+    let status = alice.ok(&["status"]);
+    assert_eq!(status["peer_id"], alice.ready["peer_id"]);
+    assert_eq!(status["listen_addrs"], alice.ready["listen_addrs"]);
+    assert!(status["listen_addrs"][0].as_str().unwrap().starts_with("/ip4/127.0.0.1/tcp/"));
+    assert_eq!(server.ok(&["status"])["serve"], json!(["rendezvous"]));
+
+    let link = bob.ok(&["link"])["uri"].as_str().unwrap().to_owned();
+    assert!(link.starts_with("veil://contact/"));
+    let (alice_events, bob_events) = (alice.events(), bob.events());
+
+    let sent = alice.ok(&["contact", "add", &link]);
+    assert!(sent["state"].as_str().unwrap().starts_with("outgoing-"), "{sent}");
+    bob_events.until("Alice's request", || {
+        contact_named(&bob.ok(&["contact", "list"]), "Alice").is_some_and(|c| c["state"] == "incoming-received")
+    });
+    let accepted = bob.ok(&["contact", "accept", "Alice"]);
+    assert_eq!(accepted["state"], "accepted");
+    let conversation = accepted["conversation"].as_str().unwrap().to_owned();
+    assert_eq!(conversation.len(), 64);
+    let bob_account = bob.ok(&["id"])["account"].as_str().unwrap().to_owned();
+    alice_events.until("Bob's acceptance", || {
+        alice.ok(&["contact", "list"])["contacts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["account"] == bob_account.as_str() && c["state"] == "accepted")
+    });
+
+    // Both sides name the same conversation; each can use its own handle.
+    let sent = alice.ok(&["send", &conversation[..8], "hello", "from", "Alice"]);
+    assert_eq!(sent["conversation"], conversation.as_str());
+    assert_eq!(sent["message"]["mine"], true);
+    bob_events.until("Alice's message", || !texts(&bob.ok(&["log", "Alice"])).is_empty());
+    assert_eq!(texts(&bob.ok(&["log", &conversation])), vec![(false, "hello from Alice".to_owned())]);
+
+    bob.ok(&["send", "Alice", "hi Alice"]);
+    alice_events.until("Bob's answer", || texts(&alice.ok(&["log", &conversation])).len() == 2);
+    assert_eq!(
+        texts(&alice.ok(&["log", &conversation])),
+        vec![(true, "hello from Alice".to_owned()), (false, "hi Alice".to_owned())]
+    );
+    let conversations = alice.ok(&["conversations"]);
+    assert_eq!(conversations["conversations"][0]["id"], conversation.as_str());
+    assert_eq!(conversations["conversations"][0]["kind"], "contact");
+    assert!(!alice.ok(&["status"])["connected_peers"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn bad_input_gets_a_clear_error_and_changes_nothing() {
+    // No daemon running.
+    let empty = tempfile::tempdir().unwrap();
+    let r = run_in(empty.path(), &["status"]);
+    assert_eq!(r.code, 3);
+    assert_eq!(r.json["error"]["code"], "no_daemon");
+    assert!(r.stderr.trim().lines().count() == 1 && r.stderr.contains("no veil daemon is running"), "{}", r.stderr);
+
+    let d = Daemon::start("", &[]);
+    let notes = d.ok(&["group", "create", "notes"])["id"].as_str().unwrap().to_owned();
+    d.ok(&["send", &notes, "kept"]);
+    let transports = d.ok(&["transport"]);
+
+    let expect = |args: &[&str], code: i32, kind: &str, needle: &str| {
+        let r = d.run(args);
+        assert_eq!((r.code, r.json["error"]["code"].as_str()), (code, Some(kind)), "veil {args:?}: {}", r.json);
+        let message = r.json["error"]["message"].as_str().unwrap();
+        assert!(message.contains(needle), "veil {args:?}: {message}");
+        assert_eq!(r.stderr.trim().lines().count(), 1, "one line: {}", r.stderr);
+    };
+    expect(&["contact", "add", "veil://contact/AAAA"], 2, "invalid_argument", "malformed link");
+    expect(&["contact", "add", "hello"], 2, "invalid_argument", "not a veil link");
+    expect(&["contact", "add", &format!("veil://contact/{}", "A".repeat(5000))], 2, "invalid_argument", "longer than");
+    expect(&["contact", "accept", "nobody"], 4, "not_found", "unknown contact");
+    expect(&["send", "nosuch", "hi"], 4, "not_found", "unknown conversation");
+    expect(&["send", "0123456789abcdef", "hi"], 4, "not_found", "unknown conversation");
+    expect(&["log", "nosuch"], 4, "not_found", "unknown conversation");
+    let big = "x".repeat(70_000);
+    expect(&["send", &notes, &big], 2, "invalid_argument", "at most 65532");
+    expect(&["log", &notes, "--limit", "5000"], 2, "invalid_argument", "--limit");
+    expect(&["policy", "loud"], 2, "invalid_argument", "unknown policy");
+    expect(&["transport", "attach", "pigeon"], 2, "invalid_argument", "unknown transport");
+    expect(&["transport", "detach", "pigeon"], 1, "refused", "not attached");
+    expect(&["group", "invite", &notes], 5, "unsupported", "not supported yet");
+    expect(&["group", "join", "veil://group/x"], 5, "unsupported", "not supported yet");
+
+    // An oversize message on standard input is refused too.
+    let mut child = veil()
+        .arg("--home")
+        .arg(d.path())
+        .args(["--json", "send", &notes, "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(big.as_bytes()).unwrap();
+    let r = parse(child.wait_with_output().unwrap());
+    assert_eq!(r.code, 2, "{}", r.json);
+
+    // Nothing changed.
+    assert_eq!(d.ok(&["contact", "list"])["contacts"], json!([]));
+    assert_eq!(d.ok(&["conversations"])["conversations"].as_array().unwrap().len(), 1);
+    assert_eq!(texts(&d.ok(&["log", "notes"])), vec![(true, "kept".to_owned())]);
+    assert_eq!(d.ok(&["transport"]), transports);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_refuses_bad_input_and_keeps_serving() {
+    use veil_app::api;
+    let d = Daemon::start("", &[]);
+    let mut c = veil_app::client::connect(&d.path().join("veil.sock")).await.unwrap();
+    let notes = c.create_group(api::CreateGroupRequest { name: "notes".into() }).await.unwrap().into_inner().id;
+    let send = |body: Vec<u8>| api::SendRequest { conversation: notes.clone(), body };
+
+    let e = c.send(send(vec![b'x'; 70_000])).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    assert!(e.message().contains("at most 65532"), "{}", e.message());
+    assert_eq!(c.send(send(Vec::new())).await.unwrap_err().code(), tonic::Code::InvalidArgument);
+    // Beyond the decoder's limit: refused before it is read.
+    assert_ne!(c.send(send(vec![b'x'; 2 << 20])).await.unwrap_err().code(), tonic::Code::Ok);
+
+    let history = |after_hash: &str, limit| api::HistoryRequest {
+        conversation: notes.clone(),
+        after_hash: after_hash.into(),
+        limit,
+        ..Default::default()
+    };
+    assert_eq!(c.history(history("", 5000)).await.unwrap_err().code(), tonic::Code::InvalidArgument);
+    assert_eq!(c.history(history("zz", 10)).await.unwrap_err().code(), tonic::Code::InvalidArgument);
+    let unknown = api::HistoryRequest { conversation: "ab".repeat(32), ..Default::default() };
+    assert_eq!(c.history(unknown).await.unwrap_err().code(), tonic::Code::NotFound);
+    let long = api::HistoryRequest { conversation: "a".repeat(1000), ..Default::default() };
+    assert_eq!(c.history(long).await.unwrap_err().code(), tonic::Code::InvalidArgument);
+    let undecided = api::DecideContactRequest { contact: "x".into(), decision: 0 };
+    assert_eq!(c.decide_contact(undecided).await.unwrap_err().code(), tonic::Code::NotFound);
+    let link =
+        api::AddContactRequest { link: "veil://contact/".to_owned() + &"A".repeat(100), display_name: String::new() };
+    assert_eq!(c.add_contact(link).await.unwrap_err().code(), tonic::Code::InvalidArgument);
+
+    // Still serving, and nothing was stored.
+    c.send(send(b"fine".to_vec())).await.unwrap();
+    let messages = c.history(history("", 10)).await.unwrap().into_inner().messages;
+    assert_eq!(messages.iter().map(|m| m.body.as_slice()).collect::<Vec<_>>(), vec![b"fine".as_slice()]);
+}
+
+#[test]
+fn one_daemon_per_home_a_private_socket_and_a_clean_stop_on_signals() {
+    let mut d = Daemon::start("", &[]);
+    let socket = PathBuf::from(d.ready["socket"].as_str().unwrap());
+    assert_eq!(socket, d.path().join("veil.sock"));
+    assert_eq!(std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777, 0o600);
+
+    let second =
+        veil().arg("--home").arg(d.path()).args(["daemon", "--listen", "/ip4/127.0.0.1/tcp/0"]).output().unwrap();
+    assert_eq!(second.status.code(), Some(1));
+    let stderr = String::from_utf8(second.stderr).unwrap();
+    assert!(stderr.contains("veil: error: another veil process is already running on"), "{stderr}");
+    d.ok(&["status"]); // the first one is untouched
+
+    assert_eq!(d.stop(rustix::process::Signal::TERM), 0, "SIGTERM stops it cleanly");
+    assert!(!socket.exists(), "the socket is removed");
+}
+
+#[test]
+fn init_makes_a_private_home_and_sigint_stops_a_daemon() {
+    let root = tempfile::tempdir().unwrap();
+    let home = root.path().join("home");
+    let home = home.as_path();
+    let init = ok_in(home, &["init", "--name", "Alice"]);
+    assert_eq!(std::fs::metadata(home).unwrap().permissions().mode() & 0o777, 0o700);
+    assert_eq!(init["config_created"], true);
+    let again = ok_in(home, &["init", "--name", "Alice"]);
+    assert_eq!((again["config_created"].clone(), again["account"].clone()), (json!(false), init["account"].clone()));
+    let config = std::fs::read_to_string(home.join("veil.toml")).unwrap();
+    assert!(config.starts_with("name = \"Alice\""), "{config}");
+    let r = run_in(home, &["init", "--name", "Bob"]);
+    assert_eq!(r.code, 1, "a different name is not silently ignored");
+
+    let (mut child, ready) = spawn_daemon(home, &[]);
+    assert_eq!(ready["account"], init["account"]);
+    assert_eq!(ok_in(home, &["id"])["account"], init["account"]);
+    rustix::process::kill_process(rustix::process::Pid::from_child(&child), rustix::process::Signal::INT).unwrap();
+    assert!(child.wait().unwrap().success());
+    assert_eq!(run_in(home, &["id"]).code, 3, "stopped");
+}
+
+#[test]
+fn the_scripted_demo_prints_a_conversation_and_exits_0() {
+    let out = veil().args(["--json", "demo", "--script"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let messages = doc["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 3, "{doc}");
+    assert_eq!(messages[1], json!({ "from": "you", "text": "Hello Bob! This is the veil demo." }));
+    assert_eq!(messages[2]["from"], "Bob");
+    assert_eq!(doc["accepted"], "Dave");
+}
