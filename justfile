@@ -1,10 +1,18 @@
 # veil task runner. Install just with `pip install rust-just`.
 
-# The core demo: two parties, link → handshake → ratcheted messages.
+# The reference app's demo: five nodes on loopback and the chat UI.
 run:
-    cargo run -p veil-integration-tests --example core_demo
+    cargo run -p veil-app -- demo
 
 demo: run
+
+# The demo without the UI: prints a conversation and exits.
+demo-script:
+    cargo run -p veil-app -- demo --script
+
+# The core demo: two parties, link → handshake → ratcheted messages.
+core-demo:
+    cargo run -p veil-integration-tests --example core_demo
 
 test:
     cargo test --workspace

@@ -255,6 +255,13 @@ pub(crate) async fn run(script: bool, out: Out) -> Result<()> {
         }
     };
     say("veil demo: five nodes on loopback in this process");
+    let interactive = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let script = script || {
+        if !interactive {
+            say("(standard output is not a terminal: running the scripted demo instead of the chat UI)");
+        }
+        !interactive
+    };
     let mut cast = Cast::start(&say).await?;
     let result = async {
         cast.befriend().await?;

@@ -118,6 +118,8 @@ fn init_tracing(command: &cli::Command) {
     let default = match command {
         cli::Command::Daemon(_) => "info",
         cli::Command::Chat | cli::Command::Demo { script: false } => return,
+        // A showcase: only errors, unless asked.
+        cli::Command::Demo { script: true } => "error",
         _ => "warn",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("VEIL_LOG")

@@ -255,6 +255,27 @@ fn link_contact_accept_send_and_log_between_two_daemons() {
         texts(&alice.ok(&["log", &conversation])),
         vec![(true, "hello from Alice".to_owned()), (false, "hi Alice".to_owned())]
     );
+    // `log --follow` prints what is there, then each new message as it comes.
+    let mut follow = veil()
+        .arg("--home")
+        .arg(bob.path())
+        .args(["--json", "log", "--follow", "Alice"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let followed = lines_of(&mut follow);
+    let next_text = || {
+        let line: Value = serde_json::from_str(&followed.recv_timeout(WAIT).unwrap()).unwrap();
+        assert_eq!(line["conversation"], conversation.as_str());
+        line["text"].as_str().unwrap().to_owned()
+    };
+    assert_eq!((next_text(), next_text()), ("hello from Alice".to_owned(), "hi Alice".to_owned()));
+    alice.ok(&["send", &conversation, "third"]);
+    assert_eq!(next_text(), "third");
+    let _ = follow.kill();
+    let _ = follow.wait();
+
     let conversations = alice.ok(&["conversations"]);
     assert_eq!(conversations["conversations"][0]["id"], conversation.as_str());
     assert_eq!(conversations["conversations"][0]["kind"], "contact");

@@ -84,10 +84,13 @@ impl Service {
             .filter(|c| c.display_name.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(text)))
             .filter_map(|c| c.group)
             .collect();
-        hits.extend(self.memo(|m| {
+        for g in self.memo(|m| {
             m.group_names.iter().filter(|(_, n)| n.eq_ignore_ascii_case(text)).map(|(g, _)| *g).collect::<Vec<_>>()
-        }));
-        hits.dedup();
+        }) {
+            if !hits.contains(&g) {
+                hits.push(g);
+            }
+        }
         match hits.as_slice() {
             [one] => Ok(*one),
             [] => Err(Status::not_found(format!("unknown conversation {text:?} (see `veil conversations`)"))),
