@@ -85,6 +85,10 @@ pub fn main() -> ExitCode {
 
 fn fail(json: bool, e: &anyhow::Error) -> ExitCode {
     use std::io::Write;
+    // The reader went away (`veil status | head`): nothing more to say.
+    if e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) {
+        return ExitCode::SUCCESS;
+    }
     let (code, kind) = classify(e);
     let message = format!("{e:#}").replace('\n', " ");
     if json {

@@ -393,6 +393,12 @@ fn one_daemon_per_home_a_private_socket_and_a_clean_stop_on_signals() {
     assert!(stderr.contains("veil: error: another veil process is already running on"), "{stderr}");
     d.ok(&["status"]); // the first one is untouched
 
+    // Policies switch at run time; back under `direct` it listens again.
+    assert_eq!(d.ok(&["policy", "anonymous"])["policy"], "anonymous");
+    assert_eq!(d.ok(&["status"])["listen_addrs"], json!([]));
+    assert_eq!(d.ok(&["policy", "direct"])["policy"], "direct");
+    assert_eq!(d.ok(&["status"])["listen_addrs"].as_array().unwrap().len(), 1);
+
     assert_eq!(d.stop(rustix::process::Signal::TERM), 0, "SIGTERM stops it cleanly");
     assert!(!socket.exists(), "the socket is removed");
 }

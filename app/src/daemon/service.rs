@@ -565,6 +565,16 @@ impl DaemonApi for Service {
         let policy = crate::config::parse_policy(checked_arg("policy", &text)?)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         self.node.set_policy(policy).await.map_err(node_error)?;
+        // A stricter policy may have closed the listeners; coming back to a
+        // policy that allows them, listen again where configured.
+        let listening = self.node.network_status().await.map_err(node_error)?.listen_addrs;
+        if listening.is_empty() {
+            for addr in &self.settings.listen {
+                if let Err(e) = self.node.listen(addr.clone()).await {
+                    tracing::debug!(%addr, error = %e, "not listening under this policy");
+                }
+            }
+        }
         Ok(Response::new(self.status().await?))
     }
 
