@@ -30,12 +30,12 @@ use actix::{
 use tokio::sync::broadcast;
 use veil_crypto::{
     GroupId, GroupKeys, RendezvousSeed,
-    envelope::EntryHash,
+    envelope::{EntryHash, EntryKind},
     rendezvous::{ActivePoints, session_tag},
     time::Clock,
 };
 use veil_proto::sync::{GroupBody, GroupFrame};
-use veil_storage::{Peer, Store};
+use veil_storage::{GroupKind, Peer, Store};
 use veil_transports::{NetworkHandle, libp2p::PeerId};
 
 use crate::{
@@ -81,6 +81,9 @@ struct Route {
     announcements: Announcements,
     /// The points to look members up at.
     points: Option<ActivePoints>,
+    /// Synced by pulling (heads, then wanted entries) rather than by the
+    /// outbox: multi-member groups, whose members are learned from the log.
+    pull: bool,
 }
 
 /// Carries entries between group logs and the network.
@@ -102,6 +105,8 @@ pub struct Courier {
     busy: HashSet<(GroupId, Option<PeerId>)>,
     /// Pushes asked for while one was in progress: run again after it.
     again: HashSet<(GroupId, PeerId)>,
+    /// The heads last offered to each peer of each pull-synced group.
+    offered: HashMap<(GroupId, PeerId), Vec<EntryHash>>,
     /// The latest points of every group the rotator reported, including
     /// groups whose route is not started yet.
     points: HashMap<GroupId, ActivePoints>,
@@ -154,6 +159,7 @@ impl Courier {
             busy: HashSet::new(),
             again: HashSet::new(),
             points: HashMap::new(),
+            offered: HashMap::new(),
         }
     }
 
@@ -210,6 +216,115 @@ impl Courier {
         }
         let fut = self.reschedule(group);
         ctx.spawn(fut.into_actor(self).map(move |(), act, ctx| act.push(ctx, group, peer)));
+        self.offer_heads(ctx, group, Some(peer));
+    }
+
+    fn pulls(&self, group: &GroupId) -> bool {
+        self.routes.get(group).is_some_and(|r| r.pull)
+    }
+
+    /// Sends `body` to `peer` in `group`'s session.
+    fn send(&mut self, ctx: &mut Context<Self>, group: GroupId, peer: PeerId, body: GroupBody) {
+        let Some(me) = self.me else { return };
+        let Some(tag) = self.tag(&group, &me, &peer) else { return };
+        let network = self.network.clone();
+        let frame = GroupFrame { session_tag: tag, body }.encode();
+        ctx.spawn(async move { network.send_frame(peer, frame).await }.into_actor(self).map(|r, _, _| {
+            if let Err(e) = r {
+                tracing::debug!(actor = NAME, error = %e, "a sync frame was not delivered");
+            }
+        }));
+    }
+
+    /// Tells `group`'s session peers the heads of both its logs (pull-synced
+    /// groups), so they can ask for what they lack; each peer hears a set of
+    /// heads once (`fresh`: `peer` just joined and hears them regardless).
+    fn offer_heads(&mut self, ctx: &mut Context<Self>, group: GroupId, fresh: Option<PeerId>) {
+        if !self.pulls(&group) {
+            return;
+        }
+        let store = self.store.clone();
+        let fut = async move {
+            let metadata = store.heads(&group, EntryKind::Metadata).await?;
+            let messages = store.heads(&group, EntryKind::Message).await?;
+            Ok::<_, Error>((cap(metadata), cap(messages)))
+        };
+        ctx.spawn(fut.into_actor(self).map(move |heads, act, ctx| {
+            let (metadata, messages) = match heads {
+                Ok(h) => h,
+                Err(e) => return tracing::debug!(actor = NAME, error = %e, "cannot read heads"),
+            };
+            let offer: Vec<EntryHash> = metadata.iter().chain(&messages).copied().collect();
+            if let Some(peer) = fresh {
+                act.offered.remove(&(group, peer));
+            }
+            for peer in act.peers_of(&group) {
+                if act.offered.get(&(group, peer)) != Some(&offer) {
+                    act.offered.insert((group, peer), offer.clone());
+                    let body = GroupBody::Heads { metadata: metadata.clone(), messages: messages.clone() };
+                    act.send(ctx, group, peer, body);
+                }
+            }
+        }));
+    }
+
+    /// Asks `peer` for the entries of `hashes` that are not stored, and for
+    /// the missing parents of both logs.
+    fn want(&mut self, ctx: &mut Context<Self>, group: GroupId, peer: PeerId, hashes: Vec<EntryHash>) {
+        let store = self.store.clone();
+        let fut = async move {
+            let mut wanted = Vec::new();
+            for h in hashes {
+                if !store.contains_entry(&h).await? {
+                    wanted.push(h);
+                }
+            }
+            wanted.extend(store.missing_parents(&group, EntryKind::Metadata).await?);
+            wanted.extend(store.missing_parents(&group, EntryKind::Message).await?);
+            wanted.sort();
+            wanted.dedup();
+            Ok::<_, Error>(cap(wanted))
+        };
+        ctx.spawn(fut.into_actor(self).map(move |wanted, act, ctx| match wanted {
+            Ok(w) if !w.is_empty() => act.send(ctx, group, peer, GroupBody::Want(w)),
+            Ok(_) => {}
+            Err(e) => tracing::debug!(actor = NAME, error = %e, "cannot work out what is missing"),
+        }));
+    }
+
+    /// Sends `peer` the stored entries it asked for, in frames that fit.
+    fn serve(&mut self, ctx: &mut Context<Self>, group: GroupId, peer: PeerId, hashes: Vec<EntryHash>) {
+        let (store, budget) = (self.store.clone(), self.timing.max_frame.saturating_sub(64));
+        let fut = async move {
+            let mut records = Vec::new();
+            for h in hashes {
+                if let Some(record) = store.entry(&h).await? {
+                    records.push(record);
+                }
+            }
+            let (mut batches, mut batch, mut size) = (Vec::new(), Vec::new(), 0);
+            for record in records {
+                let cost = GroupFrame::entry_cost(&record.sealed);
+                if !batch.is_empty() && size + cost > budget {
+                    batches.push(std::mem::take(&mut batch));
+                    size = 0;
+                }
+                size += cost;
+                batch.push(record.sealed);
+            }
+            if !batch.is_empty() {
+                batches.push(batch);
+            }
+            Ok::<_, Error>(batches)
+        };
+        ctx.spawn(fut.into_actor(self).map(move |batches, act, ctx| match batches {
+            Ok(batches) => {
+                for b in batches {
+                    act.send(ctx, group, peer, GroupBody::Entries(b));
+                }
+            }
+            Err(e) => tracing::debug!(actor = NAME, error = %e, "cannot read asked-for entries"),
+        }));
     }
 
     /// Makes everything owed to `group`'s members due now.
@@ -235,14 +350,17 @@ impl Courier {
         if !self.busy.insert((group, None)) {
             return;
         }
-        let (network, store, members) = (self.network.clone(), self.store.clone(), route.members.clone());
+        let (network, store, members, pull) =
+            (self.network.clone(), self.store.clone(), route.members.clone(), route.pull);
         let fut = async move {
             let mut owed = 0;
             for m in &members {
                 owed += store.outbox_len(m).await.unwrap_or(0);
             }
             let mut found = Vec::new();
-            if owed == 0 {
+            // Pull-synced groups always look for members: the log says
+            // nothing about who is owed what.
+            if owed == 0 && !pull {
                 return found;
             }
             for point in points.all() {
@@ -289,6 +407,7 @@ impl Courier {
         for peer in peers {
             self.push(ctx, group, peer);
         }
+        self.offer_heads(ctx, group, None);
     }
 
     /// Announces `group` at `points` and withdraws the points it no longer uses.
@@ -407,6 +526,7 @@ impl Supervised for Courier {
         self.sessions.clear();
         self.busy.clear();
         self.again.clear();
+        self.offered.clear();
     }
 }
 
@@ -421,11 +541,12 @@ impl Handler<StartGroup> for Courier {
                 let record = store.group(&group).await?.ok_or(Error::UnknownGroup)?;
                 let members = members_of(&store, &group).await?;
                 vault.send(GroupAdded { group }).await.map_err(mailbox("identity-vault"))??;
-                Ok::<_, Error>((GroupKeys::derive(&record.secret).rendezvous_seed, members))
+                let pull = record.kind == GroupKind::MultiMember;
+                Ok::<_, Error>((GroupKeys::derive(&record.secret).rendezvous_seed, members, pull))
             }
             .into_actor(self)
             .then(move |loaded, act, ctx| {
-                let started = loaded.map(|(seed, members)| {
+                let started = loaded.map(|(seed, members, pull)| {
                     let existing = act.routes.get(&group).map(|r| r.log.clone());
                     let log = existing.unwrap_or_else(|| GroupLog::start(group, act.deps.clone(), members.clone()));
                     if let Ok(mut dir) = act.directory.lock() {
@@ -433,7 +554,7 @@ impl Handler<StartGroup> for Courier {
                     }
                     let (announcements, points) =
                         act.routes.remove(&group).map(|r| (r.announcements, r.points)).unwrap_or_default();
-                    act.routes.insert(group, Route { seed, log, members, announcements, points });
+                    act.routes.insert(group, Route { seed, log, members, announcements, points, pull });
                 });
                 // Points reported before the route existed (at start, the
                 // rotator reports stored groups before they are started).
@@ -497,7 +618,7 @@ impl Handler<InboundFrame> for Courier {
                 let Some(route) = self.routes.get(&group) else { return };
                 let (Some(me), network) = (self.me, self.network.clone()) else { return };
                 let Some(tag) = self.tag(&group, &me, &peer) else { return };
-                let log = route.log.clone();
+                let (log, pull) = (route.log.clone(), route.pull);
                 ctx.spawn(
                     async move {
                         let stored = log.send(ReceiveEntries { entries }).await.map_err(mailbox("group-log"))??;
@@ -508,12 +629,27 @@ impl Handler<InboundFrame> for Courier {
                         Ok::<_, Error>(())
                     }
                     .into_actor(self)
-                    .map(|r, _, _| {
-                        if let Err(e) = r {
-                            tracing::debug!(actor = NAME, error = %e, "receiving entries failed");
+                    .map(move |r, act, ctx| match r {
+                        // Parents the new entries name and we lack come next.
+                        Ok(()) if pull => {
+                            act.want(ctx, group, peer, Vec::new());
+                            // What we just stored may be news to other members.
+                            act.offer_heads(ctx, group, None);
                         }
+                        Ok(()) => {}
+                        Err(e) => tracing::debug!(actor = NAME, error = %e, "receiving entries failed"),
                     }),
                 );
+            }
+            GroupBody::Heads { metadata, messages } => {
+                if self.pulls(&group) {
+                    self.want(ctx, group, peer, metadata.into_iter().chain(messages).collect());
+                }
+            }
+            GroupBody::Want(hashes) => {
+                if self.pulls(&group) {
+                    self.serve(ctx, group, peer, hashes);
+                }
             }
             GroupBody::Ack(hashes) => {
                 let Some(route) = self.routes.get(&group) else { return };
@@ -546,6 +682,7 @@ impl Handler<PeerLeft> for Courier {
 
     fn handle(&mut self, msg: PeerLeft, ctx: &mut Self::Context) {
         // Entries pushed on the closed connection may have lost their acks.
+        self.offered.retain(|(_, p), _| *p != msg.peer);
         for group in self.sessions.remove(&msg.peer).unwrap_or_default() {
             ctx.spawn(self.reschedule(group).into_actor(self));
         }
@@ -558,6 +695,7 @@ impl Handler<NetworkRestarted> for Courier {
     fn handle(&mut self, msg: NetworkRestarted, ctx: &mut Self::Context) {
         self.me = Some(msg.peer_id);
         self.sessions.clear();
+        self.offered.clear();
         // The new peer id must be announced at every group's points.
         let groups: Vec<GroupId> = self.routes.keys().copied().collect();
         for group in groups {
@@ -577,4 +715,10 @@ impl Handler<crate::messages::InjectPanic> for Courier {
     fn handle(&mut self, _: crate::messages::InjectPanic, ctx: &mut Self::Context) -> Self::Result {
         crate::supervision::guarded(NAME, ctx, || panic!("injected fault"))
     }
+}
+
+/// At most as many hashes as one frame may carry.
+fn cap(mut hashes: Vec<EntryHash>) -> Vec<EntryHash> {
+    hashes.truncate(veil_proto::sync::MAX_ACK_HASHES);
+    hashes
 }

@@ -7,7 +7,11 @@
 //! key, the member's certificate for it, and its sending chain sealed to the
 //! other members, who read from that position on and never before.
 
-use std::{collections::HashMap, rc::Rc, sync::Arc};
+use std::{
+    collections::{HashMap, HashSet},
+    rc::Rc,
+    sync::Arc,
+};
 
 use actix::{
     Actor, ActorFutureExt, Addr, AtomicResponse, Context, Handler, Recipient, ResponseActFuture, Supervised,
@@ -27,7 +31,7 @@ use crate::{
     messages::{
         contacts::ContactJoined,
         courier::EntriesOwed,
-        group::{AppendMessage, GetHistory, HistoryEntry, ReceiveEntries},
+        group::{AppendMessage, GetHistory, GetMembers, HistoryEntry, ReceiveEntries},
         vault::{AnnounceDevice, GetDeviceKey, GetMemberKeys, OpenChainShare, SignAsDevice},
     },
     supervision::{guarded, load_state, mailbox},
@@ -71,6 +75,8 @@ struct Loaded {
     lamport: u64,
     /// Member devices known from announcements, and their member.
     devices: HashMap<VerifyKey, MemberPublic>,
+    /// Members this device has shared its sending chain with.
+    shared_with: HashSet<VerifyKey>,
 }
 
 /// The logs of one group.
@@ -96,7 +102,7 @@ impl GroupLog {
 }
 
 /// The other members' public keys in a contact group: the other account's.
-async fn recipients(store: &Store, group: &GroupId) -> Result<Vec<MemberPublic>> {
+async fn contact_recipients(store: &Store, group: &GroupId) -> Result<Vec<MemberPublic>> {
     Ok(store
         .contacts(None)
         .await?
@@ -116,8 +122,12 @@ async fn load(deps: GroupLogDeps, group: GroupId, members: Vec<Peer>) -> Result<
     let device = deps.device.send(GetDeviceKey { group }).await.map_err(mailbox("identity-vault"))??;
     let me = deps.member.send(GetMemberKeys { group }).await.map_err(mailbox("identity-vault"))??;
     let mut devices = HashMap::new();
+    let mut shared_with = HashSet::new();
     for e in store.entries_after(&group, EntryKind::Metadata, None, MAX_METADATA).await? {
         if let Some(Ok(MetadataEvent::MemberJoined(j))) = e.payload.as_deref().map(|p| MetadataEvent::decode(p)) {
+            if j.device == device {
+                shared_with.extend(j.chain_shares.iter().map(|s| s.recipient));
+            }
             devices.insert(j.device, j.member);
         }
     }
@@ -130,12 +140,28 @@ async fn load(deps: GroupLogDeps, group: GroupId, members: Vec<Peer>) -> Result<
         }
     };
     if !devices.contains_key(&device) {
-        let announced = announce(&deps, group, &keys, &chain, &members).await?;
+        let recipients = match record.kind {
+            GroupKind::Contact => contact_recipients(store, &group).await?,
+            GroupKind::MultiMember => others(&devices, &me),
+        };
+        let announced = announce(&deps, group, &keys, &chain, &members, recipients).await?;
+        shared_with.extend(announced.chain_shares.iter().map(|s| s.recipient));
         devices.insert(announced.device, announced.member);
     }
     let heads = store.heads(&group, EntryKind::Message).await?;
     let lamport = max_lamport(store, &heads).await?;
-    Ok(Loaded { keys, kind: record.kind, chain, me, heads, lamport, devices })
+    Ok(Loaded { keys, kind: record.kind, chain, me, heads, lamport, devices, shared_with })
+}
+
+/// The members other than `me` among the known devices, each once.
+fn others(devices: &HashMap<VerifyKey, MemberPublic>, me: &MemberPublic) -> Vec<MemberPublic> {
+    let mut out: Vec<MemberPublic> = Vec::new();
+    for m in devices.values() {
+        if m != me && !out.contains(m) {
+            out.push(*m);
+        }
+    }
+    out
 }
 
 async fn max_lamport(store: &Store, heads: &[EntryHash]) -> Result<u64> {
@@ -148,16 +174,17 @@ async fn max_lamport(store: &Store, heads: &[EntryHash]) -> Result<u64> {
     Ok(lamport)
 }
 
-/// Writes this device's announcement into the metadata log, owed to `members`.
+/// Writes this device's announcement, with its chain sealed to
+/// `recipients`, into the metadata log, owed to `members`.
 async fn announce(
     deps: &GroupLogDeps,
     group: GroupId,
     keys: &GroupKeys,
     chain: &SenderChain,
     members: &[Peer],
+    recipients: Vec<MemberPublic>,
 ) -> Result<MemberJoined> {
     let store = &deps.store;
-    let recipients = recipients(store, &group).await?;
     let joined = deps
         .announce
         .send(AnnounceDevice { group, chain: chain.state().clone(), recipients })
@@ -256,9 +283,7 @@ impl Handler<AppendMessage> for GroupLog {
                 let hash = entry.hash();
                 // No subscriber is fine; a lagging one sees `Lagged`.
                 let _ = deps.events.send(NodeEvent::EntryAdded { group, hash });
-                if !members.is_empty() {
-                    let _ = deps.owed.try_send(EntriesOwed { group });
-                }
+                let _ = deps.owed.try_send(EntriesOwed { group });
                 Ok((hash, chain, links.lamport))
             }
             .into_actor(self)
@@ -295,9 +320,28 @@ struct Receiver {
     kind: GroupKind,
     me: MemberPublic,
     devices: HashMap<VerifyKey, MemberPublic>,
+    chain: SenderChain,
+    shared_with: HashSet<VerifyKey>,
+    members: Vec<Peer>,
 }
 
 impl Receiver {
+    /// In a multi-member group, shares this device's chain (at its current
+    /// position) with members learned since the last share: they read this
+    /// device's messages from now on, never before.
+    async fn share_with_newcomers(&mut self) -> Result<()> {
+        if self.kind != GroupKind::MultiMember {
+            return Ok(());
+        }
+        let new: Vec<MemberPublic> =
+            others(&self.devices, &self.me).into_iter().filter(|m| !self.shared_with.contains(&m.signing)).collect();
+        if new.is_empty() {
+            return Ok(());
+        }
+        let joined = announce(&self.deps, self.group, &self.keys, &self.chain, &self.members, new).await?;
+        self.shared_with.extend(joined.chain_shares.iter().map(|s| s.recipient));
+        Ok(())
+    }
     async fn receive(&mut self, entry: &SealedEntry) -> Result<Received> {
         if self.deps.store.contains_entry(&entry.hash()).await? {
             return Ok(Received::Known);
@@ -322,7 +366,7 @@ impl Receiver {
         if self.kind == GroupKind::Contact {
             // Only the two accounts can write in a 1:1 group; the group
             // secret already proves the author is one of them.
-            let other = recipients(&self.deps.store, &self.group).await?;
+            let other = contact_recipients(&self.deps.store, &self.group).await?;
             if joined.member != self.me && !other.contains(&joined.member) {
                 return Ok(Received::Refused("not a member of this contact group"));
             }
@@ -405,6 +449,8 @@ struct Receipt {
     lamport: u64,
     /// Member devices known now.
     devices: HashMap<VerifyKey, MemberPublic>,
+    /// Members this device's chain is shared with now.
+    shared_with: HashSet<VerifyKey>,
 }
 
 impl Handler<ReceiveEntries> for GroupLog {
@@ -421,6 +467,9 @@ impl Handler<ReceiveEntries> for GroupLog {
                 kind: s.kind,
                 me: s.me,
                 devices: s.devices.clone(),
+                chain: s.chain.clone(),
+                shared_with: s.shared_with.clone(),
+                members: self.members.clone(),
             })
         });
         let group = self.group;
@@ -451,20 +500,35 @@ impl Handler<ReceiveEntries> for GroupLog {
                 if joined_other && receiver.kind == GroupKind::Contact {
                     let _ = receiver.deps.joined.try_send(ContactJoined { group });
                 }
+                receiver.share_with_newcomers().await?;
                 let heads = receiver.deps.store.heads(&group, EntryKind::Message).await?;
-                Ok(Receipt { ack, heads, lamport, devices: receiver.devices })
+                Ok(Receipt { ack, heads, lamport, devices: receiver.devices, shared_with: receiver.shared_with })
             }
             .into_actor(self)
             .map(|r: Result<Receipt>, act, _| {
-                let Receipt { ack, heads, lamport, devices } = r?;
+                let Receipt { ack, heads, lamport, devices, shared_with } = r?;
                 if let Some(state) = act.state.as_mut() {
                     state.heads = heads;
                     state.lamport = state.lamport.max(lamport);
                     state.devices = devices;
+                    state.shared_with = shared_with;
                 }
                 Ok(ack)
             }),
         ))
+    }
+}
+
+impl Handler<GetMembers> for GroupLog {
+    type Result = Result<Vec<MemberPublic>>;
+
+    fn handle(&mut self, _: GetMembers, ctx: &mut Self::Context) -> Self::Result {
+        guarded(NAME, ctx, || {
+            let state = self.state.as_ref().ok_or(Error::Unavailable(NAME))?;
+            let mut members = others(&state.devices, &state.me);
+            members.push(state.me);
+            Ok(members)
+        })
     }
 }
 

@@ -156,6 +156,21 @@ pub mod vault {
         pub sealed: Vec<u8>,
     }
 
+    /// Command: sign an invitation to `group` (whose secret it carries) as
+    /// this account's member there.
+    #[derive(Debug, Message)]
+    #[rtype(result = "Result<veil_crypto::GroupInvitation>")]
+    pub struct IssueInvitation {
+        /// The group.
+        pub group: GroupId,
+        /// Its secret (an invitation hands it over).
+        pub secret: GroupSecret,
+        /// The group's name, shown to the invitee.
+        pub name: Option<veil_crypto::Name>,
+        /// When members stop honouring it, if ever.
+        pub expires_at: Option<veil_crypto::time::UnixTime>,
+    }
+
     /// Command: draw a fresh network key for the next period. The one key
     /// that leaves the vault: the network layer needs it for its handshakes,
     /// and it identifies nothing beyond one period.
@@ -407,6 +422,12 @@ pub mod group {
         /// The entries, as they arrived.
         pub entries: Vec<veil_crypto::envelope::SealedEntry>,
     }
+
+    /// Query: the members known from the metadata log (this account's
+    /// included), by their member signing key.
+    #[derive(Debug, Message)]
+    #[rtype(result = "Result<Vec<MemberPublic>>")]
+    pub struct GetMembers;
 
     /// Query: messages in the log's total order, after `after`.
     #[derive(Debug, Message)]

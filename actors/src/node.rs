@@ -15,7 +15,7 @@ use veil_crypto::{
     GroupId, GroupSecret, OsEntropy, SigningSecret, VerifyKey,
     envelope::EntryHash,
     rendezvous::{ActivePoints, Schedule},
-    time::{Clock, SystemClock},
+    time::{Clock, SystemClock, UnixTime},
 };
 use veil_storage::{
     GroupKind, Store, StoreOptions, Tuning,
@@ -38,9 +38,9 @@ use crate::{
             Contact, Decide, Decision, GetContacts, LinkInfo, ResetLink, SendRequest, SetLinkEnabled, ShareLink,
         },
         courier::StartGroup,
-        group::{AppendMessage, GetHistory, HistoryEntry},
+        group::{AppendMessage, GetHistory, GetMembers, HistoryEntry},
         rendezvous::{GetActivePoints, PointsRotated, Subscribe, WatchKey},
-        vault::{GetIdentity, PublicIdentity, RotateNetworkKey},
+        vault::{GetIdentity, IssueInvitation, PublicIdentity, RotateNetworkKey},
     },
     supervision::mailbox,
     transport::NetworkRoutes,
@@ -265,6 +265,7 @@ struct Inner {
     transport: Addr<TransportManager>,
     network: NetworkHandle,
     events: broadcast::Sender<NodeEvent>,
+    clock: Arc<dyn Clock>,
 }
 
 async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
@@ -401,6 +402,7 @@ async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
         transport,
         network,
         events,
+        clock: builder.clock,
     })
 }
 
@@ -518,10 +520,55 @@ impl Node {
         Ok(group)
     }
 
+    /// An invitation link (`veil://group/…`) to a multi-member group,
+    /// valid for `valid_for` if given. It carries the group's secret: anyone
+    /// holding it can join until it expires.
+    pub async fn invite(&self, group: &GroupId, valid_for: Option<Duration>) -> Result<String> {
+        let (store, group) = (self.inner.store.clone(), *group);
+        let record = self.on_node(async move { store.group(&group).await }).await??.ok_or(Error::UnknownGroup)?;
+        if record.kind != GroupKind::MultiMember {
+            return Err(Error::Refused("only multi-member groups take invitations"));
+        }
+        let expires_at = valid_for.map(|d| UnixTime(self.inner.clock.now().0.saturating_add(d.as_secs())));
+        let name = record.name.as_deref().map(veil_crypto::Name::new).transpose()?;
+        let invitation = self
+            .inner
+            .vault
+            .send(IssueInvitation { group, secret: record.secret, name, expires_at })
+            .await
+            .map_err(mailbox("identity-vault"))??;
+        Ok(veil_proto::link::invitation_uri(&invitation))
+    }
+
+    /// Joins the group an invitation link names (checking its signature and
+    /// expiry), under this account's member key for that group.
+    pub async fn join(&self, invitation: &str) -> Result<GroupId> {
+        let invitation = veil_proto::link::parse_invitation(invitation)?;
+        invitation.verify(self.inner.clock.now())?;
+        let store = self.inner.store.clone();
+        let group = self
+            .on_node(async move {
+                let device = SigningSecret::generate(&mut OsEntropy)?;
+                let name = invitation.name.as_ref().map(veil_crypto::Name::as_str);
+                Ok::<_, Error>(store.insert_group(GroupKind::MultiMember, name, &invitation.secret, &device).await?)
+            })
+            .await??;
+        self.inner.courier.send(StartGroup { group }).await.map_err(mailbox("courier"))??;
+        let _ = self.inner.events.send(NodeEvent::GroupCreated { group });
+        Ok(group)
+    }
+
     /// Appends a message to a group's log.
     pub async fn send(&self, group: &GroupId, payload: &[u8]) -> Result<EntryHash> {
         let log = self.inner.group(group)?;
         log.send(AppendMessage { payload: payload.to_vec() }).await.map_err(mailbox("group-log"))?
+    }
+
+    /// A group's members as its metadata log knows them (this account
+    /// included), by their per-group member keys.
+    pub async fn members(&self, group: &GroupId) -> Result<Vec<veil_crypto::MemberPublic>> {
+        let log = self.inner.group(group)?;
+        log.send(GetMembers).await.map_err(mailbox("group-log"))?
     }
 
     /// A group's messages in the log's total order, after `after`.

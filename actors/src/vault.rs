@@ -22,8 +22,8 @@ use crate::{
     Error, Result,
     messages::vault::{
         AnnounceDevice, AnswerRequest, BeginRequest, ContinueRequest, DeriveContactGroup, GetDeviceKey, GetIdentity,
-        GetMemberKeys, GroupAdded, HandshakeId, OpenChainShare, PublicIdentity, ReadRequest, ReceivedRequest,
-        RotateNetworkKey, SignAsDevice,
+        GetMemberKeys, GroupAdded, HandshakeId, IssueInvitation, OpenChainShare, PublicIdentity, ReadRequest,
+        ReceivedRequest, RotateNetworkKey, SignAsDevice,
     },
     supervision::{guarded, load_state},
 };
@@ -300,6 +300,17 @@ impl Handler<AnnounceDevice> for IdentityVault {
                 device_cert: member.certify_device(&msg.group, &device),
                 chain_shares,
             })
+        })
+    }
+}
+
+impl Handler<IssueInvitation> for IdentityVault {
+    type Result = Result<veil_crypto::GroupInvitation>;
+
+    fn handle(&mut self, msg: IssueInvitation, ctx: &mut Self::Context) -> Self::Result {
+        guarded(NAME, ctx, || {
+            let member = self.member_keys(&msg.group)?;
+            Ok(veil_crypto::GroupInvitation::issue(&msg.secret, msg.name, msg.expires_at, &member))
         })
     }
 }

@@ -22,6 +22,15 @@ pub enum GroupBody {
     Entries(Vec<SealedEntry>),
     /// Entries the sender of this frame stored.
     Ack(Vec<EntryHash>),
+    /// The sender's heads of the metadata and message logs.
+    Heads {
+        /// Metadata-log heads.
+        metadata: Vec<EntryHash>,
+        /// Message-log heads.
+        messages: Vec<EntryHash>,
+    },
+    /// Entries the sender asks for.
+    Want(Vec<EntryHash>),
 }
 
 /// A frame of one group on one connection.
@@ -49,7 +58,11 @@ impl GroupFrame {
                     })
                     .collect(),
             }),
-            GroupBody::Ack(hashes) => Body::Ack(pb::EntryAck { hashes: hashes.iter().map(|h| h.0.to_vec()).collect() }),
+            GroupBody::Ack(hashes) => Body::Ack(pb::EntryAck { hashes: raw(hashes) }),
+            GroupBody::Heads { metadata, messages } => {
+                Body::Heads(pb::LogHeads { metadata: raw(metadata), messages: raw(messages) })
+            }
+            GroupBody::Want(hashes) => Body::Want(pb::EntryAck { hashes: raw(hashes) }),
         };
         pb::GroupFrame { session_tag: self.session_tag.to_vec(), body: Some(body) }.encode_to_vec()
     }
@@ -96,16 +109,26 @@ impl GroupFrame {
                     .collect::<Result<_>>()?;
                 GroupBody::Entries(entries)
             }
-            Some(Body::Ack(ack)) => {
-                if ack.hashes.is_empty() || ack.hashes.len() > MAX_ACK_HASHES {
-                    return Err(Error::Invalid { what: "entry ack", reason: "must hold 1 to 256 hashes" });
-                }
-                GroupBody::Ack(
-                    ack.hashes.iter().map(|h| Ok(EntryHash(fixed("entry hash", h)?))).collect::<Result<_>>()?,
-                )
-            }
+            Some(Body::Ack(ack)) => GroupBody::Ack(hashes("entry ack", &ack.hashes, 1)?),
+            Some(Body::Want(want)) => GroupBody::Want(hashes("entry request", &want.hashes, 1)?),
+            Some(Body::Heads(heads)) => GroupBody::Heads {
+                metadata: hashes("heads", &heads.metadata, 0)?,
+                messages: hashes("heads", &heads.messages, 0)?,
+            },
             None => return Err(Error::Invalid { what: "group frame", reason: "carries nothing" }),
         };
         Ok(Self { session_tag, body })
     }
+}
+
+fn raw(hashes: &[EntryHash]) -> Vec<Vec<u8>> {
+    hashes.iter().map(|h| h.0.to_vec()).collect()
+}
+
+/// A list of `min` to [`MAX_ACK_HASHES`] 32-byte hashes.
+fn hashes(what: &'static str, list: &[Vec<u8>], min: usize) -> Result<Vec<EntryHash>> {
+    if list.len() < min || list.len() > MAX_ACK_HASHES {
+        return Err(Error::Invalid { what, reason: "wrong number of hashes" });
+    }
+    list.iter().map(|h| Ok(EntryHash(fixed("entry hash", h)?))).collect()
 }

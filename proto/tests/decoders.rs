@@ -120,8 +120,15 @@ proptest! {
         let GroupBody::Entries(ref list) = f.body else { unreachable!() };
         prop_assert_eq!(bytes.len(), 2 + 32 + 3 + list.iter().map(GroupFrame::entry_cost).sum::<usize>());
         prop_assert_eq!(GroupFrame::decode(&bytes).unwrap(), f);
-        let ack = GroupFrame { session_tag: tag, body: GroupBody::Ack(hashes.into_iter().map(EntryHash).collect()) };
+        let list: Vec<EntryHash> = hashes.into_iter().map(EntryHash).collect();
+        let ack = GroupFrame { session_tag: tag, body: GroupBody::Ack(list.clone()) };
         prop_assert_eq!(GroupFrame::decode(&ack.encode()).unwrap(), ack);
+        let want = GroupFrame { session_tag: tag, body: GroupBody::Want(list.clone()) };
+        prop_assert_eq!(GroupFrame::decode(&want.encode()).unwrap(), want);
+        let heads = GroupFrame { session_tag: tag, body: GroupBody::Heads { metadata: list[..1].to_vec(), messages: list } };
+        prop_assert_eq!(GroupFrame::decode(&heads.encode()).unwrap(), heads);
+        let none = GroupFrame { session_tag: tag, body: GroupBody::Heads { metadata: vec![], messages: vec![] } };
+        prop_assert_eq!(GroupFrame::decode(&none.encode()).unwrap(), none);
     }
 
     #[test]
