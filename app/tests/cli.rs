@@ -316,8 +316,11 @@ fn bad_input_gets_a_clear_error_and_changes_nothing() {
     expect(&["policy", "loud"], 2, "invalid_argument", "unknown policy");
     expect(&["transport", "attach", "pigeon"], 2, "invalid_argument", "unknown transport");
     expect(&["transport", "detach", "pigeon"], 1, "refused", "not attached");
-    expect(&["group", "invite", &notes], 5, "unsupported", "not supported yet");
-    expect(&["group", "join", "veil://group/x"], 5, "unsupported", "not supported yet");
+    let invitation = d.ok(&["group", "invite", &notes]);
+    assert!(invitation["uri"].as_str().unwrap().starts_with("veil://group/"), "{invitation}");
+    assert_eq!(d.ok(&["group", "members", &notes])["members"].as_array().unwrap().len(), 1);
+    expect(&["group", "join", "veil://group/x"], 2, "invalid_argument", "malformed invitation");
+    expect(&["group", "leave", &notes], 5, "unsupported", "not supported yet");
 
     // An oversize message on standard input is refused too.
     let mut child = veil()

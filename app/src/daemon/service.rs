@@ -356,7 +356,7 @@ fn event_stream(rx: broadcast::Receiver<NodeEvent>, stop: watch::Receiver<bool>)
 }
 
 fn not_yet(what: &str) -> Status {
-    Status::unimplemented(format!("{what} is not supported yet (group invitations are a later issue)"))
+    Status::unimplemented(format!("{what} is not supported yet (member removal is a later issue)"))
 }
 
 #[tonic::async_trait]
@@ -533,13 +533,32 @@ impl DaemonApi for Service {
 
     async fn invite_to_group(
         &self,
-        _: Request<api::InviteToGroupRequest>,
+        r: Request<api::InviteToGroupRequest>,
     ) -> Result<Response<api::Invitation>, Status> {
-        Err(not_yet("inviting to a group"))
+        let group = self.resolve_conversation(&r.into_inner().conversation).await?;
+        let uri = self.node.invite(&group, None).await.map_err(node_error)?;
+        let invitation = veil_proto::link::parse_invitation(&uri)
+            .map_err(|e| Status::internal(format!("the invitation does not parse back: {e}")))?;
+        Ok(Response::new(api::Invitation { qr: veil_proto::link::invitation_qr(&invitation), uri }))
     }
 
-    async fn join_group(&self, _: Request<api::JoinGroupRequest>) -> Result<Response<api::Conversation>, Status> {
-        Err(not_yet("joining a group"))
+    async fn join_group(&self, r: Request<api::JoinGroupRequest>) -> Result<Response<api::Conversation>, Status> {
+        let text = r.into_inner().invitation;
+        let text = text.trim();
+        if text.is_empty() || text.len() > MAX_LINK {
+            return Err(Status::invalid_argument("not a veil group invitation"));
+        }
+        veil_proto::link::parse_invitation(text)
+            .map_err(|e| Status::invalid_argument(format!("malformed invitation: {e}")))?;
+        let group = self.node.join(text).await.map_err(node_error)?;
+        let id = group_hex(&group);
+        Ok(Response::new(api::Conversation {
+            title: format!("group {}", short(&id)),
+            id,
+            kind: api::ConversationKind::Group.into(),
+            contact: String::new(),
+            undelivered: 0,
+        }))
     }
 
     async fn leave_group(
@@ -551,9 +570,12 @@ impl DaemonApi for Service {
 
     async fn list_members(
         &self,
-        _: Request<api::ListMembersRequest>,
+        r: Request<api::ListMembersRequest>,
     ) -> Result<Response<api::ListMembersResponse>, Status> {
-        Err(not_yet("listing group members"))
+        let group = self.resolve_conversation(&r.into_inner().conversation).await?;
+        let members = self.node.members(&group).await.map_err(node_error)?;
+        let members = members.iter().map(|m| hex::encode(m.signing.to_bytes())).collect();
+        Ok(Response::new(api::ListMembersResponse { members }))
     }
 
     async fn get_status(&self, _: Request<api::GetStatusRequest>) -> Result<Response<api::Status>, Status> {
