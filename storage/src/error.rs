@@ -84,7 +84,7 @@ pub enum Error {
     Migrate(#[from] sqlx::migrate::MigrateError),
     /// The database reported an error.
     #[error("database error: {0}")]
-    Sql(#[from] sqlx::Error),
+    Sql(sqlx::Error),
     /// A file operation failed.
     #[error("{path}: {source}")]
     Io {
@@ -94,6 +94,17 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl From<sqlx::Error> for Error {
+    /// A closed connection pool means the store was closed (the node is
+    /// shutting down), which callers treat apart from database failures.
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::PoolClosed => Self::Closed,
+            other => Self::Sql(other),
+        }
+    }
 }
 
 /// `Result` with this crate's [`Error`].
