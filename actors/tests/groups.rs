@@ -89,3 +89,72 @@ async fn converge(size: usize) {
     }
     server.shutdown().await.unwrap();
 }
+
+/// Forged entries pushed by a connected member (a foreign group's keys, a
+/// device its member never certified) are refused and counted, and nothing
+/// of them is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_entries_are_refused_and_nothing_is_stored() {
+    use veil_crypto::{
+        GroupKeys, GroupSecret, OsEntropy, Signature, SigningSecret,
+        envelope::{BodyKey, EntryKind, Links, seal_entry},
+        rendezvous::session_tag,
+    };
+    use veil_proto::{
+        metadata::{MemberJoined, MetadataEvent},
+        sync::{GroupBody, GroupFrame},
+    };
+
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let clock = ManualClock::new(UnixTime(T0 + 20));
+    let (server, addr) = rendezvous_server(&dirs[0]).await;
+    let (a, b) = (peer(&dirs[1], &clock, &addr).await, peer(&dirs[2], &clock, &addr).await);
+    let group = a.create_group(None).await.unwrap();
+    let invitation = a.invite(&group, None).await.unwrap();
+    b.join(&invitation).await.unwrap();
+    for n in [&a, &b] {
+        let mut events = n.events();
+        until(&mut events, || async { n.members(&group).await.unwrap().len() == 2 }).await;
+    }
+    let before = b.history(&group, None, 100).await.unwrap().len();
+
+    // What a member knows: the group's keys, hence the session tag.
+    let keys = GroupKeys::derive(&veil_proto::link::parse_invitation(&invitation).unwrap().secret);
+    let (a_id, b_id) = (a.network_status().await.unwrap().peer_id, b.network_status().await.unwrap().peer_id);
+    let tag = session_tag(&keys.rendezvous_seed, &a_id.to_bytes(), &b_id.to_bytes());
+    let stranger = SigningSecret::generate(&mut OsEntropy).unwrap();
+    let links = Links { kind: EntryKind::Metadata, lamport: 1, parents: vec![] };
+    let foreign_keys = GroupKeys::derive(&GroupSecret::from_bytes([9; 32]));
+    let foreign = seal_entry(&foreign_keys, &stranger, &links, BodyKey::Metadata, b"x", &mut OsEntropy).unwrap();
+    let uncertified = MetadataEvent::MemberJoined(MemberJoined {
+        member: veil_crypto::MemberPublic {
+            signing: SigningSecret::generate(&mut OsEntropy).unwrap().verify_key(),
+            agreement: veil_crypto::AgreementPublic([7; 32]),
+        },
+        device: stranger.verify_key(),
+        device_cert: Signature([1; 64]),
+        chain_shares: vec![],
+    });
+    let uncertified =
+        seal_entry(&keys, &stranger, &links, BodyKey::Metadata, &uncertified.encode(), &mut OsEntropy).unwrap();
+    let forged = [foreign.hash(), uncertified.hash()];
+
+    let mut events = b.events();
+    let frame = GroupFrame { session_tag: tag, body: GroupBody::Entries(vec![foreign, uncertified]) };
+    a.send_frame(b_id, frame.encode()).await.unwrap();
+    let mut refused = HashSet::new();
+    common::wait_for(&mut events, |e| match e {
+        veil_actors::NodeEvent::EntryRefused { hash, .. } => {
+            refused.insert(hash);
+            (refused.len() == forged.len()).then_some(())
+        }
+        _ => None,
+    })
+    .await;
+    assert_eq!(refused, forged.into_iter().collect());
+    assert_eq!(b.history(&group, None, 100).await.unwrap().len(), before);
+    assert_eq!(b.members(&group).await.unwrap().len(), 2, "no member was added");
+    for n in [a, b, server] {
+        n.shutdown().await.unwrap();
+    }
+}
