@@ -102,7 +102,7 @@ impl GroupLog {
 }
 
 /// The other members' public keys in a contact group: the other account's.
-async fn contact_recipients(store: &Store, group: &GroupId) -> Result<Vec<MemberPublic>> {
+pub(crate) async fn contact_recipients(store: &Store, group: &GroupId) -> Result<Vec<MemberPublic>> {
     Ok(store
         .contacts(None)
         .await?

@@ -186,10 +186,13 @@ impl Handler<FromNetwork> for TransportManager {
                     Some(NodeEvent::PeerDisconnected { peer })
                 }
                 NetworkEvent::FrameReceived { peer, frame } => {
-                    if routes.frames.try_send(InboundFrame { peer, frame: frame.clone() }).is_err() {
+                    // Copy the frame (up to the frame limit) only for subscribers.
+                    let event =
+                        (events.receiver_count() > 0).then(|| NodeEvent::FrameReceived { peer, frame: frame.clone() });
+                    if routes.frames.try_send(InboundFrame { peer, frame }).is_err() {
                         tracing::warn!(actor = NAME, "courier busy; a frame was dropped");
                     }
-                    Some(NodeEvent::FrameReceived { peer, frame })
+                    event
                 }
                 NetworkEvent::RequestReceived { peer, id, request } => {
                     let _ = routes.requests.try_send(InboundRequest { peer, id, request });
