@@ -38,6 +38,7 @@ mod fields;
 pub mod handshake;
 pub mod link;
 pub mod metadata;
+pub mod reconcile;
 pub mod sync;
 
 /// The prost-generated protobuf types (package `veil.v1`).

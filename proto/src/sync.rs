@@ -4,7 +4,14 @@
 use prost::Message;
 use veil_crypto::envelope::{EntryHash, SealedEntry};
 
-use crate::{Error, Result, entry::MAX_ENCODED_ENTRY, error::decode_err, fields::fixed, pb};
+use crate::{
+    Error, Result,
+    entry::MAX_ENCODED_ENTRY,
+    error::decode_err,
+    fields::fixed,
+    pb,
+    reconcile::{Fingerprint, HashRange, MAX_RANGES, Summary},
+};
 
 /// Most entries in one frame.
 pub const MAX_BATCH_ENTRIES: usize = 256;
@@ -31,6 +38,8 @@ pub enum GroupBody {
     },
     /// Entries the sender asks for.
     Want(Vec<EntryHash>),
+    /// One step of set reconciliation (see [`crate::reconcile`]).
+    Reconcile(Vec<HashRange>),
 }
 
 /// A frame of one group on one connection.
@@ -63,6 +72,22 @@ impl GroupFrame {
                 Body::Heads(pb::LogHeads { metadata: raw(metadata), messages: raw(messages) })
             }
             GroupBody::Want(hashes) => Body::Want(pb::EntryAck { hashes: raw(hashes) }),
+            GroupBody::Reconcile(ranges) => Body::Reconcile(pb::Reconcile {
+                ranges: ranges
+                    .iter()
+                    .map(|r| pb::HashRange {
+                        lo: r.lo,
+                        hi: r.hi,
+                        summary: Some(match &r.summary {
+                            Summary::Fingerprint(fp) => pb::hash_range::Summary::Fingerprint(pb::Fingerprint {
+                                count: fp.count,
+                                xor: fp.xor.to_vec(),
+                            }),
+                            Summary::Hashes(h) => pb::hash_range::Summary::Hashes(pb::EntryAck { hashes: raw(h) }),
+                        }),
+                    })
+                    .collect(),
+            }),
         };
         pb::GroupFrame { session_tag: self.session_tag.to_vec(), body: Some(body) }.encode_to_vec()
     }
@@ -115,10 +140,35 @@ impl GroupFrame {
                 metadata: hashes("heads", &heads.metadata, 0)?,
                 messages: hashes("heads", &heads.messages, 0)?,
             },
+            Some(Body::Reconcile(r)) => GroupBody::Reconcile(ranges(r)?),
             None => return Err(Error::Invalid { what: "group frame", reason: "carries nothing" }),
         };
         Ok(Self { session_tag, body })
     }
+}
+
+/// 1 to [`MAX_RANGES`] ranges, each with `lo <= hi` and a valid summary.
+fn ranges(r: pb::Reconcile) -> Result<Vec<HashRange>> {
+    use pb::hash_range::Summary as S;
+    if r.ranges.is_empty() || r.ranges.len() > MAX_RANGES {
+        return Err(Error::Invalid { what: "reconcile", reason: "must hold 1 to 256 ranges" });
+    }
+    r.ranges
+        .into_iter()
+        .map(|range| {
+            if range.lo > range.hi {
+                return Err(Error::Invalid { what: "hash range", reason: "lower bound above upper bound" });
+            }
+            let summary = match range.summary {
+                Some(S::Fingerprint(fp)) => {
+                    Summary::Fingerprint(Fingerprint { count: fp.count, xor: fixed("fingerprint", &fp.xor)? })
+                }
+                Some(S::Hashes(list)) => Summary::Hashes(hashes("range hashes", &list.hashes, 0)?),
+                None => return Err(Error::Invalid { what: "hash range", reason: "carries no summary" }),
+            };
+            Ok(HashRange { lo: range.lo, hi: range.hi, summary })
+        })
+        .collect()
 }
 
 fn raw(hashes: &[EntryHash]) -> Vec<Vec<u8>> {

@@ -15,6 +15,7 @@ use veil_proto::{
     handshake::{ContactRequest, HandshakeFrame, MAX_FRAME},
     link::{self, Link, MAX_LINK_TEXT},
     metadata::{ChainShare, MemberJoined, MetadataEvent},
+    reconcile::{Fingerprint, HashRange, MAX_RANGES, Summary},
     sync::{GroupBody, GroupFrame, MAX_GROUP_FRAME},
 };
 
@@ -260,4 +261,52 @@ fn point_proofs_travel_only_with_message_one() {
     assert!(HandshakeFrame::decode(&with_proof(M::RequestFinish(vec![1; 48]))).is_err());
     let without = veil_proto::pb::HandshakeFrame { message: Some(M::RequestStart(vec![1; 48])), point_proof: vec![] };
     assert!(HandshakeFrame::decode(&without.encode_to_vec()).is_err());
+}
+
+fn range_strategy() -> impl Strategy<Value = HashRange> {
+    (any::<u64>(), any::<u64>(), proptest::option::of((any::<u32>(), any::<[u8; 16]>())), 0usize..5).prop_map(
+        |(a, b, fp, n)| HashRange {
+            lo: a.min(b),
+            hi: a.max(b),
+            summary: match fp {
+                Some((count, xor)) => Summary::Fingerprint(Fingerprint { count, xor }),
+                None => Summary::Hashes((0..n).map(|i| EntryHash([i as u8; 32])).collect()),
+            },
+        },
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn reconcile_frames_round_trip(tag in any::<[u8; 32]>(), ranges in proptest::collection::vec(range_strategy(), 1..40)) {
+        let f = GroupFrame { session_tag: tag, body: GroupBody::Reconcile(ranges) };
+        prop_assert_eq!(GroupFrame::decode(&f.encode()).unwrap(), f);
+    }
+}
+
+#[test]
+fn reconcile_frames_refuse_bad_ranges() {
+    use prost::Message;
+    use veil_proto::pb::{self, hash_range::Summary as S};
+    let frame = |ranges: Vec<pb::HashRange>| {
+        pb::GroupFrame {
+            session_tag: vec![1; 32],
+            body: Some(pb::group_frame::Body::Reconcile(pb::Reconcile { ranges })),
+        }
+        .encode_to_vec()
+    };
+    let fp = |xor: Vec<u8>| Some(S::Fingerprint(pb::Fingerprint { count: 3, xor }));
+    let ok = pb::HashRange { lo: 1, hi: 2, summary: fp(vec![0; 16]) };
+    assert!(GroupFrame::decode(&frame(vec![ok.clone()])).is_ok());
+    assert!(GroupFrame::decode(&frame(vec![])).is_err(), "no ranges");
+    assert!(GroupFrame::decode(&frame(vec![ok.clone(); MAX_RANGES + 1])).is_err(), "too many ranges");
+    assert!(GroupFrame::decode(&frame(vec![pb::HashRange { lo: 3, hi: 2, ..ok.clone() }])).is_err(), "lo > hi");
+    assert!(GroupFrame::decode(&frame(vec![pb::HashRange { summary: fp(vec![0; 15]), ..ok.clone() }])).is_err());
+    assert!(GroupFrame::decode(&frame(vec![pb::HashRange { summary: None, ..ok.clone() }])).is_err());
+    let listed = |n: usize, len: usize| Some(S::Hashes(pb::EntryAck { hashes: vec![vec![7; len]; n] }));
+    assert!(GroupFrame::decode(&frame(vec![pb::HashRange { summary: listed(0, 32), ..ok.clone() }])).is_ok());
+    assert!(GroupFrame::decode(&frame(vec![pb::HashRange { summary: listed(257, 32), ..ok.clone() }])).is_err());
+    assert!(GroupFrame::decode(&frame(vec![pb::HashRange { summary: listed(1, 33), ..ok }])).is_err());
 }
