@@ -291,6 +291,54 @@ impl Store {
         row.map(|r| self.entry_record(&r)).transpose()
     }
 
+    /// The stored entries of `group` among `hashes`, in sync order: the
+    /// metadata log first, each log by (Lamport clock, hash), so a receiver
+    /// meets every announcement before the messages it unlocks and parents
+    /// before their children. Entries of other groups are never returned.
+    pub async fn entries_of(&self, group: &GroupId, hashes: &[EntryHash]) -> Result<Vec<EntryRecord>> {
+        let wanted: HashSet<[u8; 32]> = hashes.iter().map(|h| h.0).collect();
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for chunk in hashes.chunks(ROWS_PER_STATEMENT) {
+            let mut qb = QueryBuilder::<Sqlite>::new(ENTRY_SELECT);
+            qb.push(" WHERE group_ref = (SELECT id FROM groups WHERE group_id = ");
+            qb.push_bind(group.0.to_vec()).push(") AND hash_key IN (");
+            let mut keys = qb.separated(", ");
+            for h in chunk {
+                keys.push_bind(hash_key(&h.0));
+            }
+            qb.push(")");
+            for row in qb.build().fetch_all(&self.readers).await? {
+                let hash = blob::<32>(&row, "hash")?;
+                if wanted.contains(&hash) && seen.insert(hash) {
+                    out.push(self.entry_record(&row)?);
+                }
+            }
+        }
+        out.sort_by_key(|e| (e.kind != EntryKind::Metadata, e.lamport, e.hash));
+        Ok(out)
+    }
+
+    /// Every entry hash of `group` (both logs), sorted: the set that sync
+    /// reconciles (`veil_proto::reconcile`).
+    pub async fn group_hashes(&self, group: &GroupId) -> Result<Vec<EntryHash>> {
+        let rows: Vec<Vec<u8>> = sqlx::query_scalar(
+            "SELECT hash FROM entries WHERE group_ref = (SELECT id FROM groups WHERE group_id = $1) ORDER BY hash",
+        )
+        .bind(group.0.to_vec())
+        .fetch_all(&self.readers)
+        .await?;
+        rows.iter()
+            .map(|h| {
+                let hash: [u8; 32] = h
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| Error::Invalid { what: "entry hash", reason: "not 32 bytes" })?;
+                Ok(EntryHash(hash))
+            })
+            .collect()
+    }
+
     /// Whether an entry is stored.
     pub async fn contains_entry(&self, hash: &EntryHash) -> Result<bool> {
         let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM entries WHERE hash_key = $1 AND hash = $2")

@@ -136,6 +136,33 @@ async fn dag_heads_missing_parents_and_order() {
     assert!(open_entry(&keys, &got_sealed(&t.store, &d.hash()).await).is_ok());
 }
 
+#[tokio::test]
+async fn sync_reads_stay_in_their_group_and_come_in_causal_order() {
+    let t = temp_store().await;
+    let (secret, keys, device) = group_fixture(4);
+    let gid = t.store.insert_group(GroupKind::MultiMember, None, &secret, &device).await.unwrap();
+    let (other_secret, other_keys, other_device) = group_fixture(5);
+    let other = t.store.insert_group(GroupKind::MultiMember, None, &other_secret, &other_device).await.unwrap();
+    let (a, la) = metadata_entry(&keys, &device, 1, vec![], b"a");
+    let (b, lb) = metadata_entry(&keys, &device, 2, vec![a.hash()], b"b");
+    let (c, lc) = metadata_entry(&keys, &device, 3, vec![b.hash()], b"c");
+    let (x, lx) = metadata_entry(&other_keys, &other_device, 1, vec![], b"x");
+    for (g, e, l) in [(gid, &c, &lc), (gid, &a, &la), (other, &x, &lx), (gid, &b, &lb)] {
+        let new = NewEntry { group: g, entry: e, links: l, author: None, payload: None, ratchet: None, outbox: &[] };
+        t.store.append(new).await.unwrap();
+    }
+    let mut all = vec![a.hash(), b.hash(), c.hash()];
+    all.sort();
+    assert_eq!(t.store.group_hashes(&gid).await.unwrap(), all);
+    assert_eq!(t.store.group_hashes(&other).await.unwrap(), vec![x.hash()]);
+    // Asked in any order, with a duplicate, a stranger and another group's
+    // entry: only this group's, parents first.
+    let asked = [c.hash(), x.hash(), EntryHash([9; 32]), a.hash(), b.hash(), c.hash()];
+    let got = t.store.entries_of(&gid, &asked).await.unwrap();
+    assert_eq!(got.iter().map(|e| e.hash).collect::<Vec<_>>(), vec![a.hash(), b.hash(), c.hash()]);
+    assert!(t.store.entries_of(&gid, &[]).await.unwrap().is_empty());
+}
+
 async fn got_sealed(store: &Store, hash: &EntryHash) -> veil_crypto::envelope::SealedEntry {
     store.entry(hash).await.unwrap().unwrap().sealed
 }
