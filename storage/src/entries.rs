@@ -339,6 +339,56 @@ impl Store {
             .collect()
     }
 
+    /// Message entries of `group` by `author` stored without a payload
+    /// (verified, but not readable when they arrived), in log order, at
+    /// most `limit`.
+    pub async fn unread(&self, group: &GroupId, author: &VerifyKey, limit: u32) -> Result<Vec<EntryRecord>> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "{ENTRY_SELECT} WHERE group_ref = (SELECT id FROM groups WHERE group_id = $1) AND kind = $2
+               AND author = $3 AND sealed_payload IS NULL ORDER BY lamport, hash LIMIT $4"
+        )))
+        .bind(group.0.to_vec())
+        .bind(kind_code(EntryKind::Message))
+        .bind(author.to_bytes().to_vec())
+        .bind(i64::from(limit))
+        .fetch_all(&self.readers)
+        .await?;
+        rows.iter().map(|r| self.entry_record(r)).collect()
+    }
+
+    /// Stores the payload of an entry stored unread, with the receiving
+    /// chain that opened it, in one transaction. `false` if the entry is not
+    /// stored in `group` or already has a payload.
+    pub async fn reveal(
+        &self,
+        group: &GroupId,
+        hash: &EntryHash,
+        payload: &[u8],
+        device: &VerifyKey,
+        chain: &ReceiverChain,
+    ) -> Result<bool> {
+        let sealed = self.key.seal(&payload_purpose(&hash.0), payload)?;
+        let mut conn = self.writer().await?;
+        let mut tx = conn.begin().await?;
+        let g = group_ref(&mut tx, group).await?;
+        let updated = sqlx::query(
+            "UPDATE entries SET sealed_payload = $1
+              WHERE hash_key = $2 AND hash = $3 AND group_ref = $4 AND sealed_payload IS NULL",
+        )
+        .bind(sealed)
+        .bind(hash_key(&hash.0))
+        .bind(hash.0.to_vec())
+        .bind(g)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if updated == 1 {
+            put_receiver(&mut tx, &self.key, g, device, chain).await?;
+        }
+        tx.commit().await?;
+        Ok(updated == 1)
+    }
+
     /// Whether an entry is stored.
     pub async fn contains_entry(&self, hash: &EntryHash) -> Result<bool> {
         let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM entries WHERE hash_key = $1 AND hash = $2")

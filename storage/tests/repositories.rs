@@ -259,6 +259,47 @@ async fn append_stores_payload_ratchet_and_outbox_together() {
     assert!(first.read_message(&mut reloaded).is_err(), "a used key must not come back from storage");
 }
 
+#[tokio::test]
+async fn unread_entries_are_revealed_once_with_their_chain() {
+    let t = temp_store().await;
+    let (secret, keys, device) = group_fixture(7);
+    let gid = t.store.insert_group(GroupKind::MultiMember, None, &secret, &device).await.unwrap();
+    let mut e = TestEntropy::new(b"unread");
+    let mut chain = SenderChain::generate(&mut e).unwrap();
+    let start = chain.state().clone();
+    let author = device.verify_key();
+    let mut hashes = vec![];
+    for i in 0..2u64 {
+        let links = Links { kind: EntryKind::Message, lamport: i + 1, parents: hashes.clone() };
+        let sealed = seal_entry(&keys, &device, &links, BodyKey::Message(&mut chain), b"later", &mut e).unwrap();
+        let new = NewEntry {
+            group: gid,
+            entry: &sealed,
+            links: &links,
+            author: Some(author),
+            payload: None,
+            ratchet: None,
+            outbox: &[],
+        };
+        t.store.append(new).await.unwrap();
+        hashes = vec![sealed.hash()];
+    }
+    let unread = t.store.unread(&gid, &author, 10).await.unwrap();
+    assert_eq!(unread.len(), 2);
+    assert!(unread[0].lamport < unread[1].lamport);
+    let mut receiver = ReceiverChain::new(start, 64).unwrap();
+    let payload = open_entry(&keys, &unread[0].sealed).unwrap().read_message(&mut receiver).unwrap();
+    assert!(t.store.reveal(&gid, &unread[0].hash, &payload, &author, &receiver).await.unwrap());
+    assert!(!t.store.reveal(&gid, &unread[0].hash, &payload, &author, &receiver).await.unwrap(), "only once");
+    assert_eq!(&t.store.entry(&unread[0].hash).await.unwrap().unwrap().payload.unwrap()[..], b"later");
+    assert_eq!(t.store.receiver_chain(&gid, &author).await.unwrap().unwrap().state().next, 1);
+    assert_eq!(t.store.unread(&gid, &author, 10).await.unwrap().len(), 1);
+    // Not in another group.
+    let (other_secret, _, other_device) = group_fixture(8);
+    let other = t.store.insert_group(GroupKind::MultiMember, None, &other_secret, &other_device).await.unwrap();
+    assert!(!t.store.reveal(&other, &unread[1].hash, b"x", &author, &receiver).await.unwrap());
+}
+
 async fn sealed_entries(store: &Store, hashes: &[EntryHash]) -> Vec<veil_crypto::envelope::SealedEntry> {
     let mut out = vec![];
     for h in hashes {
