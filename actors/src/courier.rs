@@ -34,7 +34,10 @@ use veil_crypto::{
     rendezvous::{ActivePoints, session_tag},
     time::Clock,
 };
-use veil_proto::sync::{GroupBody, GroupFrame};
+use veil_proto::{
+    reconcile::{HashRange, Step, initial, respond},
+    sync::{GroupBody, GroupFrame, MAX_ACK_HASHES, MAX_BATCH_ENTRIES},
+};
 use veil_storage::{GroupKind, Peer, Store};
 use veil_transports::{NetworkHandle, libp2p::PeerId};
 
@@ -55,6 +58,17 @@ const NAME: &str = "courier";
 
 /// Most entries read from the outbox for one peer per push.
 const PUSH_LIMIT: u32 = 256;
+/// Most entries read from storage at once when serving a peer.
+const SERVE_CHUNK: usize = 256;
+/// How long a reconciliation this node opened with a peer runs before it
+/// may open another with the same peer (a transfer in flight must not be
+/// asked for twice).
+const RECONCILE_PAUSE: Duration = Duration::from_secs(5);
+/// Every this many ticks, heads are offered again to every peer and
+/// multi-member groups look for members they are not connected to.
+const SLOW_TICKS: u64 = 10;
+/// How long an entry asked for is not asked for again.
+const ASK_AGAIN: Duration = Duration::from_secs(2);
 
 /// The running group logs, shared with the `Node` facade (which sends them
 /// its commands directly).
@@ -70,6 +84,33 @@ pub(crate) struct CourierTiming {
     pub resend_after: Duration,
     /// Largest `GroupFrame` it sends (kept under the network's frame limit).
     pub max_frame: usize,
+}
+
+impl CourierTiming {
+    /// Room for entries in one frame (the rest is the tag and framing).
+    fn budget(&self) -> usize {
+        self.max_frame.saturating_sub(64)
+    }
+}
+
+/// Splits `items` into frame batches: each within `budget` by `cost` (an
+/// item larger than the budget goes alone) and at most
+/// [`MAX_BATCH_ENTRIES`] long.
+fn fill<T>(items: Vec<T>, cost: impl Fn(&T) -> usize, budget: usize) -> Vec<Vec<T>> {
+    let (mut batches, mut batch, mut size) = (Vec::new(), Vec::new(), 0);
+    for item in items {
+        let c = cost(&item);
+        if !batch.is_empty() && (size + c > budget || batch.len() == MAX_BATCH_ENTRIES) {
+            batches.push(std::mem::take(&mut batch));
+            size = 0;
+        }
+        size += c;
+        batch.push(item);
+    }
+    if !batch.is_empty() {
+        batches.push(batch);
+    }
+    batches
 }
 
 struct Route {
@@ -107,6 +148,14 @@ pub struct Courier {
     again: HashSet<(GroupId, PeerId)>,
     /// The heads last offered to each peer of each pull-synced group.
     offered: HashMap<(GroupId, PeerId), Vec<EntryHash>>,
+    /// When this node last opened a reconciliation with each peer.
+    reconciling: HashMap<(GroupId, PeerId), std::time::Instant>,
+    /// Ticks so far.
+    ticks: u64,
+    /// Entries asked for lately, and when.
+    asked: HashMap<(GroupId, EntryHash), std::time::Instant>,
+    /// The heads each peer last offered and this node has not looked at.
+    heard: HashMap<(GroupId, PeerId), Vec<EntryHash>>,
     /// The latest points of every group the rotator reported, including
     /// groups whose route is not started yet.
     points: HashMap<GroupId, ActivePoints>,
@@ -160,6 +209,10 @@ impl Courier {
             again: HashSet::new(),
             points: HashMap::new(),
             offered: HashMap::new(),
+            reconciling: HashMap::new(),
+            ticks: 0,
+            heard: HashMap::new(),
+            asked: HashMap::new(),
         }
     }
 
@@ -277,12 +330,8 @@ impl Courier {
     fn want(&mut self, ctx: &mut Context<Self>, group: GroupId, peer: PeerId, hashes: Vec<EntryHash>) {
         let store = self.store.clone();
         let fut = async move {
-            let mut wanted = Vec::new();
-            for h in hashes {
-                if !store.contains_entry(&h).await? {
-                    wanted.push(h);
-                }
-            }
+            let stored: HashSet<EntryHash> = store.sync_order(&group, &hashes).await?.into_iter().collect();
+            let mut wanted: Vec<EntryHash> = hashes.into_iter().filter(|h| !stored.contains(h)).collect();
             wanted.extend(store.missing_parents(&group, EntryKind::Metadata).await?);
             wanted.extend(store.missing_parents(&group, EntryKind::Message).await?);
             wanted.sort();
@@ -290,44 +339,102 @@ impl Courier {
             Ok::<_, Error>(cap(wanted))
         };
         ctx.spawn(fut.into_actor(self).map(move |wanted, act, ctx| match wanted {
-            Ok(w) if !w.is_empty() => act.send(ctx, group, peer, GroupBody::Want(w)),
-            Ok(_) => {}
+            Ok(w) => {
+                // Not again while an answer may still be on its way.
+                let now = std::time::Instant::now();
+                act.asked.retain(|_, at| now.duration_since(*at) < ASK_AGAIN);
+                let w: Vec<EntryHash> =
+                    w.into_iter().filter(|h| act.asked.insert((group, *h), now).is_none()).collect();
+                if !w.is_empty() {
+                    act.send(ctx, group, peer, GroupBody::Want(w));
+                }
+            }
             Err(e) => tracing::debug!(actor = NAME, error = %e, "cannot work out what is missing"),
         }));
     }
 
-    /// Sends `peer` the stored entries it asked for, in frames that fit.
+    /// Sends `peer` the stored entries of `group` among `hashes`, in sync
+    /// order (announcements first, parents before children), in frames that
+    /// fit, one after another.
     fn serve(&mut self, ctx: &mut Context<Self>, group: GroupId, peer: PeerId, hashes: Vec<EntryHash>) {
-        let (store, budget) = (self.store.clone(), self.timing.max_frame.saturating_sub(64));
+        let Some(me) = self.me else { return };
+        let Some(tag) = self.tag(&group, &me, &peer) else { return };
+        let (store, network, budget) = (self.store.clone(), self.network.clone(), self.timing.budget());
         let fut = async move {
-            let mut records = Vec::new();
-            for h in hashes {
-                if let Some(record) = store.entry(&h).await? {
-                    records.push(record);
+            let order = store.sync_order(&group, &hashes).await?;
+            for chunk in order.chunks(SERVE_CHUNK) {
+                let records = store.entries_of(&group, chunk).await?;
+                for batch in fill(records.into_iter().map(|r| r.sealed).collect(), GroupFrame::entry_cost, budget) {
+                    let frame = GroupFrame { session_tag: tag, body: GroupBody::Entries(batch) };
+                    network.send_frame(peer, frame.encode()).await?;
                 }
             }
-            let (mut batches, mut batch, mut size) = (Vec::new(), Vec::new(), 0);
-            for record in records {
-                let cost = GroupFrame::entry_cost(&record.sealed);
-                if !batch.is_empty() && size + cost > budget {
-                    batches.push(std::mem::take(&mut batch));
-                    size = 0;
-                }
-                size += cost;
-                batch.push(record.sealed);
-            }
-            if !batch.is_empty() {
-                batches.push(batch);
-            }
-            Ok::<_, Error>(batches)
+            Ok::<_, Error>(())
         };
-        ctx.spawn(fut.into_actor(self).map(move |batches, act, ctx| match batches {
-            Ok(batches) => {
-                for b in batches {
-                    act.send(ctx, group, peer, GroupBody::Entries(b));
-                }
+        ctx.spawn(fut.into_actor(self).map(|r, _, _| {
+            if let Err(e) = r {
+                tracing::debug!(actor = NAME, error = %e, "serving entries failed");
             }
-            Err(e) => tracing::debug!(actor = NAME, error = %e, "cannot read asked-for entries"),
+        }));
+    }
+
+    /// Opens a reconciliation of `group` with `peer`, unless one this node
+    /// opened is still under way.
+    fn open_reconciliation(&mut self, ctx: &mut Context<Self>, group: GroupId, peer: PeerId) {
+        let now = std::time::Instant::now();
+        if self.reconciling.get(&(group, peer)).is_some_and(|t| now.duration_since(*t) < RECONCILE_PAUSE) {
+            return;
+        }
+        self.reconciling.insert((group, peer), now);
+        self.reconcile(ctx, group, peer, None);
+    }
+
+    /// One step of set reconciliation with `peer` (`incoming`: its last
+    /// message; `None` opens): answers, asks for what this side lacks and
+    /// serves what the peer lacks.
+    fn reconcile(&mut self, ctx: &mut Context<Self>, group: GroupId, peer: PeerId, incoming: Option<Vec<HashRange>>) {
+        let store = self.store.clone();
+        let fut = async move {
+            let mine = store.group_hashes(&group).await?;
+            Ok::<_, Error>(match incoming {
+                None => Step { reply: initial(&mine), ..Step::default() },
+                Some(ranges) => respond(&mine, &ranges),
+            })
+        };
+        ctx.spawn(fut.into_actor(self).map(move |step, act, ctx| {
+            let step = match step {
+                Ok(s) => s,
+                Err(e) => return tracing::debug!(actor = NAME, error = %e, "cannot reconcile"),
+            };
+            if !step.reply.is_empty() {
+                act.send(ctx, group, peer, GroupBody::Reconcile(step.reply));
+            }
+            for chunk in step.want.chunks(MAX_ACK_HASHES) {
+                act.send(ctx, group, peer, GroupBody::Want(chunk.to_vec()));
+            }
+            if !step.give.is_empty() {
+                act.serve(ctx, group, peer, step.give);
+            }
+        }));
+    }
+
+    /// After storing entries from `peer`: if the logs still name parents
+    /// they lack, the gap may be deep, so reconcile. (The other members
+    /// hear of the new heads at the next tick: offering them after every
+    /// batch would multiply the traffic by the group's size.)
+    fn after_receiving(&mut self, ctx: &mut Context<Self>, group: GroupId, peer: PeerId) {
+        let store = self.store.clone();
+        let fut = async move {
+            let metadata = store.missing_parents(&group, EntryKind::Metadata).await?;
+            let messages = store.missing_parents(&group, EntryKind::Message).await?;
+            Ok::<_, Error>(metadata.is_empty() && messages.is_empty())
+        };
+        ctx.spawn(fut.into_actor(self).map(move |whole, act, ctx| match whole {
+            Ok(true) => {
+                act.reconciling.remove(&(group, peer));
+            }
+            Ok(false) => act.open_reconciliation(ctx, group, peer),
+            Err(e) => tracing::debug!(actor = NAME, error = %e, "cannot read missing parents"),
         }));
     }
 
@@ -405,7 +512,9 @@ impl Courier {
     /// are none.
     fn deliver(&mut self, ctx: &mut Context<Self>, group: GroupId) {
         let peers = self.peers_of(&group);
-        if peers.is_empty() {
+        // Multi-member groups keep looking (slowly) for members they are
+        // not connected to yet, so new entries reach everyone directly.
+        if peers.is_empty() || (self.pulls(&group) && self.ticks.is_multiple_of(SLOW_TICKS)) {
             self.look_up(ctx, group);
         }
         for peer in peers {
@@ -434,6 +543,16 @@ impl Courier {
     }
 
     fn tick(&mut self, ctx: &mut Context<Self>) {
+        // Anti-entropy: heads are offered again now and then, so a member
+        // that missed something (a lost frame, an entry it could not take
+        // yet) finds out.
+        self.ticks += 1;
+        if self.ticks.is_multiple_of(SLOW_TICKS) {
+            self.offered.clear();
+        }
+        for ((group, peer), heads) in std::mem::take(&mut self.heard) {
+            self.want(ctx, group, peer, heads);
+        }
         let groups: Vec<GroupId> = self.routes.keys().copied().collect();
         for group in groups {
             self.deliver(ctx, group);
@@ -456,22 +575,12 @@ impl Push {
     async fn run(self) -> Result<()> {
         let now = self.clock.now();
         let resend = veil_crypto::time::UnixTime(now.0.saturating_add(self.timing.resend_after.as_secs()));
-        // Room for the tag and framing.
-        let budget = self.timing.max_frame.saturating_sub(64);
         for member in &self.members {
             let due = self.store.outbox_due(member, now, PUSH_LIMIT).await?;
-            let mut batch = Vec::new();
-            let mut size = 0;
-            for item in due {
-                let cost = GroupFrame::entry_cost(&item.entry.sealed);
-                if !batch.is_empty() && size + cost > budget {
-                    self.send(member, std::mem::take(&mut batch), resend).await?;
-                    size = 0;
-                }
-                size += cost;
-                batch.push(item.entry);
-            }
-            if !batch.is_empty() {
+            let entries = due.into_iter().map(|item| item.entry).collect();
+            for batch in
+                fill(entries, |e: &veil_storage::EntryRecord| GroupFrame::entry_cost(&e.sealed), self.timing.budget())
+            {
                 self.send(member, batch, resend).await?;
             }
         }
@@ -526,6 +635,8 @@ impl Supervised for Courier {
         self.busy.clear();
         self.again.clear();
         self.offered.clear();
+        self.reconciling.clear();
+        self.heard.clear();
     }
 }
 
@@ -590,7 +701,15 @@ impl Handler<EntriesOwed> for Courier {
     type Result = ();
 
     fn handle(&mut self, msg: EntriesOwed, ctx: &mut Self::Context) {
-        self.deliver(ctx, msg.group);
+        let peers = self.peers_of(&msg.group);
+        if self.pulls(&msg.group) && !peers.is_empty() {
+            // Live: straight to every connected member.
+            for peer in peers {
+                self.serve(ctx, msg.group, peer, msg.fresh.clone());
+            }
+        } else {
+            self.deliver(ctx, msg.group);
+        }
     }
 }
 
@@ -621,7 +740,8 @@ impl Handler<InboundFrame> for Courier {
                 ctx.spawn(
                     async move {
                         let stored = log.send(ReceiveEntries { entries }).await.map_err(mailbox("group-log"))??;
-                        if !stored.is_empty() {
+                        // Pulled entries are owed to nobody: no ack.
+                        if !stored.is_empty() && !pull {
                             let ack = GroupFrame { session_tag: tag, body: GroupBody::Ack(stored) };
                             network.send_frame(peer, ack.encode()).await?;
                         }
@@ -629,25 +749,28 @@ impl Handler<InboundFrame> for Courier {
                     }
                     .into_actor(self)
                     .map(move |r, act, ctx| match r {
-                        // Parents the new entries name and we lack come next.
-                        Ok(()) if pull => {
-                            act.want(ctx, group, peer, Vec::new());
-                            // What we just stored may be news to other members.
-                            act.offer_heads(ctx, group, None);
-                        }
+                        Ok(()) if pull => act.after_receiving(ctx, group, peer),
                         Ok(()) => {}
                         Err(e) => tracing::debug!(actor = NAME, error = %e, "receiving entries failed"),
                     }),
                 );
             }
             GroupBody::Heads { metadata, messages } => {
+                // Asked for at the next tick, if still missing: what a peer
+                // offers has usually just been pushed by its author, and
+                // asking at once would fetch it twice.
                 if self.pulls(&group) {
-                    self.want(ctx, group, peer, metadata.into_iter().chain(messages).collect());
+                    self.heard.insert((group, peer), metadata.into_iter().chain(messages).collect());
                 }
             }
             GroupBody::Want(hashes) => {
                 if self.pulls(&group) {
                     self.serve(ctx, group, peer, hashes);
+                }
+            }
+            GroupBody::Reconcile(ranges) => {
+                if self.pulls(&group) {
+                    self.reconcile(ctx, group, peer, Some(ranges));
                 }
             }
             GroupBody::Ack(hashes) => {
@@ -682,6 +805,8 @@ impl Handler<PeerLeft> for Courier {
     fn handle(&mut self, msg: PeerLeft, ctx: &mut Self::Context) {
         // Entries pushed on the closed connection may have lost their acks.
         self.offered.retain(|(_, p), _| *p != msg.peer);
+        self.reconciling.retain(|(_, p), _| *p != msg.peer);
+        self.heard.retain(|(_, p), _| *p != msg.peer);
         for group in self.sessions.remove(&msg.peer).unwrap_or_default() {
             ctx.spawn(self.reschedule(group).into_actor(self));
         }
@@ -695,6 +820,8 @@ impl Handler<NetworkRestarted> for Courier {
         self.me = Some(msg.peer_id);
         self.sessions.clear();
         self.offered.clear();
+        self.reconciling.clear();
+        self.heard.clear();
         // The new peer id must be announced at every group's points.
         let groups: Vec<GroupId> = self.routes.keys().copied().collect();
         for group in groups {

@@ -42,6 +42,9 @@ const NAME: &str = "group-log";
 /// Most metadata entries read when rebuilding the member list.
 const MAX_METADATA: u32 = 10_000;
 
+/// Most unread entries of one author opened when its chain arrives.
+const MAX_REVEAL: u32 = 10_000;
+
 /// What every group log needs from the rest of the node.
 #[derive(Clone)]
 pub(crate) struct GroupLogDeps {
@@ -205,7 +208,7 @@ async fn announce(
             outbox: members,
         })
         .await?;
-    let _ = deps.owed.try_send(EntriesOwed { group });
+    let _ = deps.owed.try_send(EntriesOwed { group, fresh: vec![entry.hash()] });
     Ok(joined)
 }
 
@@ -283,7 +286,7 @@ impl Handler<AppendMessage> for GroupLog {
                 let hash = entry.hash();
                 // No subscriber is fine; a lagging one sees `Lagged`.
                 let _ = deps.events.send(NodeEvent::EntryAdded { group, hash });
-                let _ = deps.owed.try_send(EntriesOwed { group });
+                let _ = deps.owed.try_send(EntriesOwed { group, fresh: vec![hash] });
                 Ok((hash, chain, links.lamport))
             }
             .into_actor(self)
@@ -342,14 +345,13 @@ impl Receiver {
         self.shared_with.extend(joined.chain_shares.iter().map(|s| s.recipient));
         Ok(())
     }
-    async fn receive(&mut self, entry: &SealedEntry) -> Result<Received> {
+    async fn receive(&mut self, entry: &SealedEntry, opened: &OpenedEntry) -> Result<Received> {
         if self.deps.store.contains_entry(&entry.hash()).await? {
             return Ok(Received::Known);
         }
-        let Ok(opened) = open_entry(&self.keys, entry) else { return Ok(Received::Refused("forged entry")) };
         match opened.links.kind {
-            EntryKind::Metadata => self.receive_metadata(entry, &opened).await,
-            EntryKind::Message => self.receive_message(entry, &opened).await,
+            EntryKind::Metadata => self.receive_metadata(entry, opened).await,
+            EntryKind::Message => self.receive_message(entry, opened).await,
         }
     }
 
@@ -371,9 +373,13 @@ impl Receiver {
                 return Ok(Received::Refused("not a member of this contact group"));
             }
         }
-        // Our share of the author's chain, if it gave us one.
+        // Our share of the author's chain, if it gave us one and we have
+        // none yet (a later share must not overwrite a chain in use).
         let mut ratchet_chain = None;
-        if let Some(share) = joined.chain_shares.iter().find(|s| s.recipient == self.me.signing) {
+        let share = joined.chain_shares.iter().find(|s| s.recipient == self.me.signing);
+        if let Some(share) = share
+            && self.deps.store.receiver_chain(&self.group, &joined.device).await?.is_none()
+        {
             let opened_share = self
                 .deps
                 .open_share
@@ -388,8 +394,14 @@ impl Receiver {
             }
         }
         let ratchet = ratchet_chain.as_ref().map(|chain| RatchetUpdate::Receiver { device: joined.device, chain });
-        let stored = self.store(entry, opened, &payload, ratchet).await?;
+        let stored = self.store(entry, opened, Some(&payload), ratchet).await?;
+        if joined.member != self.me && !self.devices.values().any(|m| *m == joined.member) {
+            let _ = self.deps.events.send(NodeEvent::MemberJoined { group: self.group, member: joined.member });
+        }
         self.devices.insert(joined.device, joined.member);
+        if let Some(chain) = ratchet_chain {
+            self.reveal(joined.device, chain).await?;
+        }
         Ok(if stored {
             Received::Stored { lamport: opened.links.lamport, message: false, joined: Some(Box::new(joined)) }
         } else {
@@ -397,13 +409,27 @@ impl Receiver {
         })
     }
 
-    /// Stores a received entry with its decrypted payload and chain state;
-    /// `false` if it was already there.
+    /// Opens what `device` wrote before its chain reached us and that
+    /// `chain` can read (from its shared position on); older entries stay
+    /// unread for good.
+    async fn reveal(&self, device: VerifyKey, mut chain: ReceiverChain) -> Result<()> {
+        for record in self.deps.store.unread(&self.group, &device, MAX_REVEAL).await? {
+            let Ok(opened) = open_entry(&self.keys, &record.sealed) else { continue };
+            let Ok(payload) = opened.read_message(&mut chain) else { continue };
+            if self.deps.store.reveal(&self.group, &record.hash, &payload, &device, &chain).await? {
+                let _ = self.deps.events.send(NodeEvent::MessageReceived { group: self.group, hash: record.hash });
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores a received entry with its decrypted payload (if readable) and
+    /// chain state; `false` if it was already there.
     async fn store(
         &self,
         entry: &SealedEntry,
         opened: &OpenedEntry,
-        payload: &[u8],
+        payload: Option<&[u8]>,
         ratchet: Option<RatchetUpdate<'_>>,
     ) -> Result<bool> {
         let outcome = self
@@ -414,7 +440,7 @@ impl Receiver {
                 entry,
                 links: &opened.links,
                 author: Some(opened.author),
-                payload: Some(payload),
+                payload,
                 ratchet,
                 outbox: &[],
             })
@@ -422,17 +448,26 @@ impl Receiver {
         Ok(outcome == Appended::Stored)
     }
 
+    /// A message from a member device is stored even when it cannot be read
+    /// (no chain from its author yet, or written before ours began), so
+    /// the log stays whole; it is opened if its chain arrives later.
     async fn receive_message(&mut self, entry: &SealedEntry, opened: &OpenedEntry) -> Result<Received> {
         if !self.devices.contains_key(&opened.author) {
             return Ok(Received::Later);
         }
-        let Some(mut chain) = self.deps.store.receiver_chain(&self.group, &opened.author).await? else {
-            return Ok(Received::Later);
+        let chain = self.deps.store.receiver_chain(&self.group, &opened.author).await?;
+        let (payload, chain) = match chain {
+            None => (None, None),
+            Some(mut chain) => match opened.read_message(&mut chain) {
+                Ok(payload) => (Some(payload), Some(chain)),
+                Err(veil_crypto::Error::Replay { .. }) => (None, None),
+                Err(veil_crypto::Error::TooFarAhead { .. }) => return Ok(Received::Later),
+                Err(_) => return Ok(Received::Refused("undecryptable")),
+            },
         };
-        let Ok(payload) = opened.read_message(&mut chain) else { return Ok(Received::Refused("undecryptable")) };
-        let ratchet = Some(RatchetUpdate::Receiver { device: opened.author, chain: &chain });
-        Ok(if self.store(entry, opened, &payload, ratchet).await? {
-            Received::Stored { lamport: opened.links.lamport, message: true, joined: None }
+        let ratchet = chain.as_ref().map(|chain| RatchetUpdate::Receiver { device: opened.author, chain });
+        Ok(if self.store(entry, opened, payload.as_deref().map(|p| &p[..]), ratchet).await? {
+            Received::Stored { lamport: opened.links.lamport, message: payload.is_some(), joined: None }
         } else {
             Received::Known
         })
@@ -477,9 +512,25 @@ impl Handler<ReceiveEntries> for GroupLog {
             async move {
                 let mut receiver = snapshot?;
                 let (mut ack, mut lamport, mut joined_other) = (Vec::new(), 0, false);
+                // Open everything first, then take announcements before
+                // messages and parents before children, whatever the order
+                // the batch came in.
+                let mut opened = Vec::with_capacity(msg.entries.len());
                 for entry in &msg.entries {
+                    match open_entry(&receiver.keys, entry) {
+                        Ok(o) => opened.push((entry, o)),
+                        Err(_) => {
+                            let hash = entry.hash();
+                            let reason = "forged entry";
+                            let _ = receiver.deps.events.send(NodeEvent::EntryRefused { group, hash, reason });
+                            ack.push(hash);
+                        }
+                    }
+                }
+                opened.sort_by_key(|(e, o)| (o.links.kind != EntryKind::Metadata, o.links.lamport, e.hash()));
+                for (entry, opened) in &opened {
                     let hash = entry.hash();
-                    match receiver.receive(entry).await? {
+                    match receiver.receive(entry, opened).await? {
                         Received::Stored { lamport: l, message, joined } => {
                             lamport = lamport.max(l);
                             if message {
@@ -539,16 +590,27 @@ impl Handler<GetHistory> for GroupLog {
         let (store, group) = (self.deps.store.clone(), self.group);
         Box::pin(
             async move {
-                let entries = store.entries_after(&group, EntryKind::Message, msg.after, msg.limit).await?;
-                Ok(entries
-                    .into_iter()
-                    .map(|e| HistoryEntry {
-                        hash: e.hash,
-                        author: e.author,
-                        lamport: e.lamport,
-                        payload: e.payload.map(|p| p.to_vec()).unwrap_or_default(),
-                    })
-                    .collect())
+                // Entries stored unread (before this member's time) are not
+                // part of its history.
+                let (mut out, mut after) = (Vec::new(), msg.after);
+                while out.len() < msg.limit as usize {
+                    let page = store.entries_after(&group, EntryKind::Message, after, msg.limit).await?;
+                    let short = page.len() < msg.limit as usize;
+                    after = page.last().map(|e| (e.lamport, e.hash));
+                    out.extend(page.into_iter().filter_map(|e| {
+                        Some(HistoryEntry {
+                            hash: e.hash,
+                            author: e.author,
+                            lamport: e.lamport,
+                            payload: e.payload?.to_vec(),
+                        })
+                    }));
+                    if short {
+                        break;
+                    }
+                }
+                out.truncate(msg.limit as usize);
+                Ok(out)
             }
             .into_actor(self),
         )

@@ -82,12 +82,20 @@ pub enum NodeEvent {
         /// The entry.
         hash: EntryHash,
     },
-    /// A member's message was received and stored.
+    /// A member's message was received and stored (or, received before
+    /// its author's chain, opened once the chain arrived).
     MessageReceived {
         /// The group.
         group: GroupId,
         /// The entry.
         hash: EntryHash,
+    },
+    /// This node learned of a member of a group (under its member key).
+    MemberJoined {
+        /// The group.
+        group: GroupId,
+        /// The member.
+        member: veil_crypto::MemberPublic,
     },
     /// Members acknowledged entries this node pushed to them.
     EntriesDelivered {

@@ -351,12 +351,16 @@ pub mod courier {
         pub group: GroupId,
     }
 
-    /// Event: a group's log enqueued entries for its members.
+    /// Event: a group's log wrote entries: owed to the members of a
+    /// contact group (its outbox), pushed live to the connected members of
+    /// a multi-member group.
     #[derive(Debug, Message)]
     #[rtype(result = "()")]
     pub struct EntriesOwed {
         /// The group.
         pub group: GroupId,
+        /// The entries just written.
+        pub fresh: Vec<EntryHash>,
     }
 
     /// Event (from the transport manager): a frame arrived.

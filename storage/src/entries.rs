@@ -291,16 +291,39 @@ impl Store {
         row.map(|r| self.entry_record(&r)).transpose()
     }
 
-    /// The stored entries of `group` among `hashes`, in sync order: the
-    /// metadata log first, each log by (Lamport clock, hash), so a receiver
-    /// meets every announcement before the messages it unlocks and parents
-    /// before their children. Entries of other groups are never returned.
+    /// The stored entries of `group` among `hashes`, in sync order (see
+    /// [`Store::sync_order`]). Entries of other groups are never returned.
     pub async fn entries_of(&self, group: &GroupId, hashes: &[EntryHash]) -> Result<Vec<EntryRecord>> {
+        let mut out = Vec::new();
+        for row in self.rows_of(ENTRY_SELECT, group, hashes).await? {
+            out.push(self.entry_record(&row)?);
+        }
+        out.sort_by_key(|e| (e.kind != EntryKind::Metadata, e.lamport, e.hash));
+        Ok(out)
+    }
+
+    /// The stored entries of `group` among `hashes`, in the order sync sends
+    /// them: the metadata log first, each log by (Lamport clock, hash), so a
+    /// receiver meets every announcement before the messages it unlocks and
+    /// parents before their children.
+    pub async fn sync_order(&self, group: &GroupId, hashes: &[EntryHash]) -> Result<Vec<EntryHash>> {
+        let mut keyed = Vec::new();
+        for row in self.rows_of("SELECT hash, kind, lamport FROM entries", group, hashes).await? {
+            let kind = kind_from(row.try_get("kind")?)?;
+            keyed.push((kind != EntryKind::Metadata, u64_col(&row, "lamport")?, EntryHash(blob::<32>(&row, "hash")?)));
+        }
+        keyed.sort();
+        Ok(keyed.into_iter().map(|(_, _, h)| h).collect())
+    }
+
+    /// The rows of `select` (which must select `hash`) for the entries of
+    /// `group` among `hashes`, each once.
+    async fn rows_of(&self, select: &'static str, group: &GroupId, hashes: &[EntryHash]) -> Result<Vec<SqliteRow>> {
         let wanted: HashSet<[u8; 32]> = hashes.iter().map(|h| h.0).collect();
         let mut seen = HashSet::new();
         let mut out = Vec::new();
         for chunk in hashes.chunks(ROWS_PER_STATEMENT) {
-            let mut qb = QueryBuilder::<Sqlite>::new(ENTRY_SELECT);
+            let mut qb = QueryBuilder::<Sqlite>::new(select);
             qb.push(" WHERE group_ref = (SELECT id FROM groups WHERE group_id = ");
             qb.push_bind(group.0.to_vec()).push(") AND hash_key IN (");
             let mut keys = qb.separated(", ");
@@ -311,11 +334,10 @@ impl Store {
             for row in qb.build().fetch_all(&self.readers).await? {
                 let hash = blob::<32>(&row, "hash")?;
                 if wanted.contains(&hash) && seen.insert(hash) {
-                    out.push(self.entry_record(&row)?);
+                    out.push(row);
                 }
             }
         }
-        out.sort_by_key(|e| (e.kind != EntryKind::Metadata, e.lamport, e.hash));
         Ok(out)
     }
 

@@ -160,6 +160,7 @@ async fn sync_reads_stay_in_their_group_and_come_in_causal_order() {
     let asked = [c.hash(), x.hash(), EntryHash([9; 32]), a.hash(), b.hash(), c.hash()];
     let got = t.store.entries_of(&gid, &asked).await.unwrap();
     assert_eq!(got.iter().map(|e| e.hash).collect::<Vec<_>>(), vec![a.hash(), b.hash(), c.hash()]);
+    assert_eq!(t.store.sync_order(&gid, &asked).await.unwrap(), vec![a.hash(), b.hash(), c.hash()]);
     assert!(t.store.entries_of(&gid, &[]).await.unwrap().is_empty());
 }
 
