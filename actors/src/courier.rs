@@ -325,15 +325,13 @@ impl Courier {
         }));
     }
 
-    /// Asks `peer` for the entries of `hashes` that are not stored, and for
-    /// the missing parents of both logs.
+    /// Asks `peer` for the entries of `hashes` that are not stored (what
+    /// they name and we lack comes by reconciliation).
     fn want(&mut self, ctx: &mut Context<Self>, group: GroupId, peer: PeerId, hashes: Vec<EntryHash>) {
         let store = self.store.clone();
         let fut = async move {
             let stored: HashSet<EntryHash> = store.sync_order(&group, &hashes).await?.into_iter().collect();
             let mut wanted: Vec<EntryHash> = hashes.into_iter().filter(|h| !stored.contains(h)).collect();
-            wanted.extend(store.missing_parents(&group, EntryKind::Metadata).await?);
-            wanted.extend(store.missing_parents(&group, EntryKind::Message).await?);
             wanted.sort();
             wanted.dedup();
             Ok::<_, Error>(cap(wanted))
@@ -415,26 +413,6 @@ impl Courier {
             if !step.give.is_empty() {
                 act.serve(ctx, group, peer, step.give);
             }
-        }));
-    }
-
-    /// After storing entries from `peer`: if the logs still name parents
-    /// they lack, the gap may be deep, so reconcile. (The other members
-    /// hear of the new heads at the next tick: offering them after every
-    /// batch would multiply the traffic by the group's size.)
-    fn after_receiving(&mut self, ctx: &mut Context<Self>, group: GroupId, peer: PeerId) {
-        let store = self.store.clone();
-        let fut = async move {
-            let metadata = store.missing_parents(&group, EntryKind::Metadata).await?;
-            let messages = store.missing_parents(&group, EntryKind::Message).await?;
-            Ok::<_, Error>(metadata.is_empty() && messages.is_empty())
-        };
-        ctx.spawn(fut.into_actor(self).map(move |whole, act, ctx| match whole {
-            Ok(true) => {
-                act.reconciling.remove(&(group, peer));
-            }
-            Ok(false) => act.open_reconciliation(ctx, group, peer),
-            Err(e) => tracing::debug!(actor = NAME, error = %e, "cannot read missing parents"),
         }));
     }
 
@@ -739,18 +717,23 @@ impl Handler<InboundFrame> for Courier {
                 let (log, pull) = (route.log.clone(), route.pull);
                 ctx.spawn(
                     async move {
-                        let stored = log.send(ReceiveEntries { entries }).await.map_err(mailbox("group-log"))??;
+                        let receipt = log.send(ReceiveEntries { entries }).await.map_err(mailbox("group-log"))??;
                         // Pulled entries are owed to nobody: no ack.
-                        if !stored.is_empty() && !pull {
-                            let ack = GroupFrame { session_tag: tag, body: GroupBody::Ack(stored) };
+                        if !receipt.ack.is_empty() && !pull {
+                            let ack = GroupFrame { session_tag: tag, body: GroupBody::Ack(receipt.ack) };
                             network.send_frame(peer, ack.encode()).await?;
                         }
-                        Ok::<_, Error>(())
+                        Ok::<_, Error>(receipt.waiting)
                     }
                     .into_actor(self)
                     .map(move |r, act, ctx| match r {
-                        Ok(()) if pull => act.after_receiving(ctx, group, peer),
-                        Ok(()) => {}
+                        // Something is missing (a parent, an announcement),
+                        // maybe much: reconcile with the sender.
+                        Ok(true) if pull => act.open_reconciliation(ctx, group, peer),
+                        Ok(false) if pull => {
+                            act.reconciling.remove(&(group, peer));
+                        }
+                        Ok(_) => {}
                         Err(e) => tracing::debug!(actor = NAME, error = %e, "receiving entries failed"),
                     }),
                 );

@@ -31,7 +31,7 @@ use crate::{
     messages::{
         contacts::ContactJoined,
         courier::EntriesOwed,
-        group::{AppendMessage, GetHistory, GetMembers, HistoryEntry, ReceiveEntries},
+        group::{AppendMessage, GetHistory, GetMembers, HistoryEntry, Receipt, ReceiveEntries},
         vault::{AnnounceDevice, GetDeviceKey, GetMemberKeys, OpenChainShare, SignAsDevice},
     },
     supervision::{guarded, load_state, mailbox},
@@ -306,13 +306,25 @@ impl Handler<AppendMessage> for GroupLog {
 /// What happened to one received entry.
 enum Received {
     /// Stored now.
-    Stored { lamport: u64, message: bool, joined: Option<Box<MemberJoined>> },
+    Stored { lamport: u64, joined: Option<Box<MemberJoined>> },
     /// Stored before.
     Known,
     /// Refused for good (forged, undecryptable, not a member's).
     Refused(&'static str),
-    /// Not readable yet (its author's announcement has not arrived).
+    /// Waiting for what has not arrived (a parent, its author's
+    /// announcement); not stored.
     Later,
+    /// A message, read (or not readable by us) and queued: the batch's
+    /// messages are stored together.
+    Queued,
+}
+
+/// A message of the batch being received, stored with the others at the end.
+struct QueuedMessage {
+    entry: SealedEntry,
+    links: Links,
+    author: VerifyKey,
+    payload: Option<zeroize::Zeroizing<Vec<u8>>>,
 }
 
 /// A snapshot of what receiving needs, taken from the actor.
@@ -326,6 +338,13 @@ struct Receiver {
     chain: SenderChain,
     shared_with: HashSet<VerifyKey>,
     members: Vec<Peer>,
+    /// Log and Lamport clock of the entries parents may name: stored ones
+    /// the batch names, and the batch's own as they are taken.
+    positions: HashMap<EntryHash, (EntryKind, u64)>,
+    /// Receiving chains moved by this batch's messages.
+    chains: HashMap<VerifyKey, ReceiverChain>,
+    /// This batch's messages, stored together.
+    queued: Vec<QueuedMessage>,
 }
 
 impl Receiver {
@@ -346,13 +365,29 @@ impl Receiver {
         Ok(())
     }
     async fn receive(&mut self, entry: &SealedEntry, opened: &OpenedEntry) -> Result<Received> {
-        if self.deps.store.contains_entry(&entry.hash()).await? {
+        let hash = entry.hash();
+        if self.positions.contains_key(&hash) || self.deps.store.contains_entry(&hash).await? {
             return Ok(Received::Known);
         }
-        match opened.links.kind {
-            EntryKind::Metadata => self.receive_metadata(entry, opened).await,
-            EntryKind::Message => self.receive_message(entry, opened).await,
+        // Parents first, all of them in the same log and earlier in it (so
+        // no cycle can ever be stored).
+        for parent in &opened.links.parents {
+            match self.positions.get(parent) {
+                None => return Ok(Received::Later),
+                Some((kind, lamport)) if *kind != opened.links.kind || *lamport >= opened.links.lamport => {
+                    return Ok(Received::Refused("parents out of order"));
+                }
+                Some(_) => {}
+            }
         }
+        let received = match opened.links.kind {
+            EntryKind::Metadata => self.receive_metadata(entry, opened).await?,
+            EntryKind::Message => self.receive_message(entry, opened).await?,
+        };
+        if matches!(received, Received::Stored { .. } | Received::Queued) {
+            self.positions.insert(hash, (opened.links.kind, opened.links.lamport));
+        }
+        Ok(received)
     }
 
     async fn receive_metadata(&mut self, entry: &SealedEntry, opened: &OpenedEntry) -> Result<Received> {
@@ -378,6 +413,7 @@ impl Receiver {
         let mut ratchet_chain = None;
         let share = joined.chain_shares.iter().find(|s| s.recipient == self.me.signing);
         if let Some(share) = share
+            && !self.chains.contains_key(&joined.device)
             && self.deps.store.receiver_chain(&self.group, &joined.device).await?.is_none()
         {
             let opened_share = self
@@ -403,7 +439,7 @@ impl Receiver {
             self.reveal(joined.device, chain).await?;
         }
         Ok(if stored {
-            Received::Stored { lamport: opened.links.lamport, message: false, joined: Some(Box::new(joined)) }
+            Received::Stored { lamport: opened.links.lamport, joined: Some(Box::new(joined)) }
         } else {
             Received::Known
         })
@@ -448,36 +484,63 @@ impl Receiver {
         Ok(outcome == Appended::Stored)
     }
 
-    /// A message from a member device is stored even when it cannot be read
+    /// A message from a member device is kept even when it cannot be read
     /// (no chain from its author yet, or written before ours began), so
     /// the log stays whole; it is opened if its chain arrives later.
     async fn receive_message(&mut self, entry: &SealedEntry, opened: &OpenedEntry) -> Result<Received> {
-        if !self.devices.contains_key(&opened.author) {
+        let author = opened.author;
+        if !self.devices.contains_key(&author) {
             return Ok(Received::Later);
         }
-        let chain = self.deps.store.receiver_chain(&self.group, &opened.author).await?;
-        let (payload, chain) = match chain {
-            None => (None, None),
-            Some(mut chain) => match opened.read_message(&mut chain) {
-                Ok(payload) => (Some(payload), Some(chain)),
-                Err(veil_crypto::Error::Replay { .. }) => (None, None),
+        if !self.chains.contains_key(&author)
+            && let Some(chain) = self.deps.store.receiver_chain(&self.group, &author).await?
+        {
+            self.chains.insert(author, chain);
+        }
+        let payload = match self.chains.get_mut(&author) {
+            None => None,
+            Some(chain) => match opened.read_message(chain) {
+                Ok(payload) => Some(payload),
+                Err(veil_crypto::Error::Replay { .. }) => None,
                 Err(veil_crypto::Error::TooFarAhead { .. }) => return Ok(Received::Later),
                 Err(_) => return Ok(Received::Refused("undecryptable")),
             },
         };
-        let ratchet = chain.as_ref().map(|chain| RatchetUpdate::Receiver { device: opened.author, chain });
-        Ok(if self.store(entry, opened, payload.as_deref().map(|p| &p[..]), ratchet).await? {
-            Received::Stored { lamport: opened.links.lamport, message: payload.is_some(), joined: None }
-        } else {
-            Received::Known
-        })
+        self.queued.push(QueuedMessage { entry: entry.clone(), links: opened.links.clone(), author, payload });
+        Ok(Received::Queued)
+    }
+
+    /// Stores the queued messages, with the chains they moved, in one
+    /// transaction; returns them with what became of each.
+    async fn store_queued(&mut self) -> Result<Vec<(QueuedMessage, Appended)>> {
+        let queued = std::mem::take(&mut self.queued);
+        if queued.is_empty() {
+            return Ok(Vec::new());
+        }
+        let batch: Vec<NewEntry<'_>> = queued
+            .iter()
+            .map(|q| NewEntry {
+                group: self.group,
+                entry: &q.entry,
+                links: &q.links,
+                author: Some(q.author),
+                payload: q.payload.as_deref().map(|p| &p[..]),
+                // The last update of each chain wins: its state after the batch.
+                ratchet: q.payload.as_ref().and_then(|_| {
+                    self.chains.get(&q.author).map(|chain| RatchetUpdate::Receiver { device: q.author, chain })
+                }),
+                outbox: &[],
+            })
+            .collect();
+        let outcomes = self.deps.store.append_batch(&batch).await?;
+        drop(batch);
+        Ok(queued.into_iter().zip(outcomes).collect())
     }
 }
 
 /// What a batch of received entries changed.
-struct Receipt {
-    /// What to acknowledge.
-    ack: Vec<EntryHash>,
+struct BatchOutcome {
+    receipt: Receipt,
     /// The message log's heads now.
     heads: Vec<EntryHash>,
     /// The largest Lamport clock stored.
@@ -490,7 +553,7 @@ struct Receipt {
 
 impl Handler<ReceiveEntries> for GroupLog {
     // Atomic: receiving moves ratchet state, so batches are handled in order.
-    type Result = AtomicResponse<Self, Result<Vec<EntryHash>>>;
+    type Result = AtomicResponse<Self, Result<Receipt>>;
 
     fn handle(&mut self, msg: ReceiveEntries, ctx: &mut Self::Context) -> Self::Result {
         let snapshot = guarded(NAME, ctx, || {
@@ -505,13 +568,21 @@ impl Handler<ReceiveEntries> for GroupLog {
                 chain: s.chain.clone(),
                 shared_with: s.shared_with.clone(),
                 members: self.members.clone(),
+                positions: HashMap::new(),
+                chains: HashMap::new(),
+                queued: Vec::new(),
             })
         });
         let group = self.group;
         AtomicResponse::new(Box::pin(
             async move {
                 let mut receiver = snapshot?;
-                let (mut ack, mut lamport, mut joined_other) = (Vec::new(), 0, false);
+                let refuse = |receiver: &Receiver, hash, reason| {
+                    tracing::debug!(actor = NAME, reason, "refused an entry");
+                    let _ = receiver.deps.events.send(NodeEvent::EntryRefused { group, hash, reason });
+                };
+                let mut receipt = Receipt::default();
+                let (mut lamport, mut joined_other) = (0, false);
                 // Open everything first, then take announcements before
                 // messages and parents before children, whatever the order
                 // the batch came in.
@@ -520,51 +591,67 @@ impl Handler<ReceiveEntries> for GroupLog {
                     match open_entry(&receiver.keys, entry) {
                         Ok(o) => opened.push((entry, o)),
                         Err(_) => {
-                            let hash = entry.hash();
-                            let reason = "forged entry";
-                            let _ = receiver.deps.events.send(NodeEvent::EntryRefused { group, hash, reason });
-                            ack.push(hash);
+                            refuse(&receiver, entry.hash(), "forged entry");
+                            receipt.ack.push(entry.hash());
                         }
                     }
                 }
                 opened.sort_by_key(|(e, o)| (o.links.kind != EntryKind::Metadata, o.links.lamport, e.hash()));
+                let parents: Vec<EntryHash> =
+                    opened.iter().flat_map(|(_, o)| o.links.parents.iter().copied()).collect();
+                for (hash, kind, l) in receiver.deps.store.positions(&group, &parents).await? {
+                    receiver.positions.insert(hash, (kind, l));
+                }
                 for (entry, opened) in &opened {
                     let hash = entry.hash();
                     match receiver.receive(entry, opened).await? {
-                        Received::Stored { lamport: l, message, joined } => {
+                        Received::Stored { lamport: l, joined, .. } => {
                             lamport = lamport.max(l);
-                            if message {
-                                let _ = receiver.deps.events.send(NodeEvent::MessageReceived { group, hash });
-                            }
                             joined_other |= joined.is_some_and(|j| j.member != receiver.me);
-                            ack.push(hash);
+                            receipt.ack.push(hash);
                         }
-                        Received::Known => ack.push(hash),
+                        Received::Known => receipt.ack.push(hash),
                         Received::Refused(why) => {
-                            tracing::debug!(actor = NAME, why, "refused an entry");
-                            let _ = receiver.deps.events.send(NodeEvent::EntryRefused { group, hash, reason: why });
-                            ack.push(hash);
+                            refuse(&receiver, hash, why);
+                            receipt.ack.push(hash);
                         }
-                        Received::Later => {}
+                        Received::Later => receipt.waiting = true,
+                        Received::Queued => {}
                     }
+                }
+                for (message, outcome) in receiver.store_queued().await? {
+                    let hash = message.entry.hash();
+                    if outcome == Appended::Stored {
+                        lamport = lamport.max(message.links.lamport);
+                        if message.payload.is_some() {
+                            let _ = receiver.deps.events.send(NodeEvent::MessageReceived { group, hash });
+                        }
+                    }
+                    receipt.ack.push(hash);
                 }
                 if joined_other && receiver.kind == GroupKind::Contact {
                     let _ = receiver.deps.joined.try_send(ContactJoined { group });
                 }
                 receiver.share_with_newcomers().await?;
                 let heads = receiver.deps.store.heads(&group, EntryKind::Message).await?;
-                Ok(Receipt { ack, heads, lamport, devices: receiver.devices, shared_with: receiver.shared_with })
+                Ok(BatchOutcome {
+                    receipt,
+                    heads,
+                    lamport,
+                    devices: receiver.devices,
+                    shared_with: receiver.shared_with,
+                })
             }
             .into_actor(self)
-            .map(|r: Result<Receipt>, act, _| {
-                let Receipt { ack, heads, lamport, devices, shared_with } = r?;
+            .map(|r: Result<BatchOutcome>, act, _| {
+                let BatchOutcome { receipt, heads, lamport, devices, shared_with } = r?;
                 if let Some(state) = act.state.as_mut() {
                     state.heads = heads;
                     state.lamport = state.lamport.max(lamport);
                     state.devices = devices;
                     state.shared_with = shared_with;
                 }
-                Ok(ack)
+                Ok(receipt)
             }),
         ))
     }

@@ -415,16 +415,24 @@ pub mod group {
         pub payload: Vec<u8>,
     }
 
-    /// Command: verify, open and store entries a member pushed. Returns the
-    /// hashes to acknowledge: those stored now or before, and those refused
-    /// for good (forged or undecryptable). Entries that may become readable
-    /// later (their author's announcement has not arrived) are not
-    /// acknowledged, so they are pushed again.
+    /// Command: verify, open and store entries a member pushed.
     #[derive(Debug, Message)]
-    #[rtype(result = "Result<Vec<EntryHash>>")]
+    #[rtype(result = "Result<Receipt>")]
     pub struct ReceiveEntries {
         /// The entries, as they arrived.
         pub entries: Vec<veil_crypto::envelope::SealedEntry>,
+    }
+
+    /// What became of received entries.
+    #[derive(Debug, Clone, Default, PartialEq, Eq)]
+    pub struct Receipt {
+        /// What to acknowledge: entries stored now or before, and entries
+        /// refused for good (forged, undecryptable, parents out of order).
+        pub ack: Vec<EntryHash>,
+        /// Some entries wait for what has not arrived (a parent, their
+        /// author's announcement): they are not acknowledged, so they come
+        /// again, and the receiver should ask for what it lacks.
+        pub waiting: bool,
     }
 
     /// Query: the members known from the metadata log (this account's

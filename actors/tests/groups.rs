@@ -25,11 +25,7 @@ async fn six_members_write_concurrently_and_converge_to_one_order() {
     converge(6).await;
 }
 
-/// Membership currently converges in time superlinear in the group size
-/// (every member re-announces to each newcomer, and each announcement is
-/// pulled from every peer): ten members take about two minutes here.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "slow (about two minutes): run with --ignored"]
 async fn ten_members_write_concurrently_and_converge_to_one_order() {
     converge(10).await;
 }
@@ -154,6 +150,39 @@ async fn forged_entries_are_refused_and_nothing_is_stored() {
     assert_eq!(refused, forged.into_iter().collect());
     assert_eq!(b.history(&group, None, 100).await.unwrap().len(), before);
     assert_eq!(b.members(&group).await.unwrap().len(), 2, "no member was added");
+    for n in [a, b, server] {
+        n.shutdown().await.unwrap();
+    }
+}
+
+/// A member offline while a thousand messages are written gets all of them,
+/// readable and in the writer's order, when it comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_back_from_offline_catches_up_on_a_thousand_messages() {
+    const COUNT: usize = 1000;
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let clock = ManualClock::new(UnixTime(T0 + 20));
+    let (server, addr) = rendezvous_server(&dirs[0]).await;
+    let (a, b) = (peer(&dirs[1], &clock, &addr).await, peer(&dirs[2], &clock, &addr).await);
+    let group = a.create_group(None).await.unwrap();
+    b.join(&a.invite(&group, None).await.unwrap()).await.unwrap();
+    for n in [&a, &b] {
+        let mut events = n.events();
+        until(&mut events, || async { n.members(&group).await.unwrap().len() == 2 }).await;
+    }
+    b.shutdown().await.unwrap();
+    drop(b);
+
+    for i in 0..COUNT {
+        a.send(&group, format!("while you were away {i}").as_bytes()).await.unwrap();
+    }
+    let written = log(&a, &group).await;
+    assert_eq!(written.len(), COUNT);
+
+    let b = peer(&dirs[2], &clock, &addr).await;
+    let mut events = b.events();
+    until(&mut events, || async { log(&b, &group).await.len() == COUNT }).await;
+    assert_eq!(log(&b, &group).await, written, "every message, readable, in the same order");
     for n in [a, b, server] {
         n.shutdown().await.unwrap();
     }

@@ -307,13 +307,25 @@ impl Store {
     /// receiver meets every announcement before the messages it unlocks and
     /// parents before their children.
     pub async fn sync_order(&self, group: &GroupId, hashes: &[EntryHash]) -> Result<Vec<EntryHash>> {
-        let mut keyed = Vec::new();
-        for row in self.rows_of("SELECT hash, kind, lamport FROM entries", group, hashes).await? {
-            let kind = kind_from(row.try_get("kind")?)?;
-            keyed.push((kind != EntryKind::Metadata, u64_col(&row, "lamport")?, EntryHash(blob::<32>(&row, "hash")?)));
-        }
+        let mut keyed: Vec<(bool, u64, EntryHash)> = self
+            .positions(group, hashes)
+            .await?
+            .into_iter()
+            .map(|(h, k, l)| (k != EntryKind::Metadata, l, h))
+            .collect();
         keyed.sort();
         Ok(keyed.into_iter().map(|(_, _, h)| h).collect())
+    }
+
+    /// The log and Lamport clock of the stored entries of `group` among
+    /// `hashes` (what checking a new entry's parents needs).
+    pub async fn positions(&self, group: &GroupId, hashes: &[EntryHash]) -> Result<Vec<(EntryHash, EntryKind, u64)>> {
+        let rows = self.rows_of("SELECT hash, kind, lamport FROM entries", group, hashes).await?;
+        rows.iter()
+            .map(|row| {
+                Ok((EntryHash(blob::<32>(row, "hash")?), kind_from(row.try_get("kind")?)?, u64_col(row, "lamport")?))
+            })
+            .collect()
     }
 
     /// The rows of `select` (which must select `hash`) for the entries of
