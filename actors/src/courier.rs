@@ -699,6 +699,7 @@ impl Handler<InboundFrame> for Courier {
             Ok(f) => f,
             Err(e) => {
                 tracing::debug!(actor = NAME, error = %e, "not a group frame; ignored");
+                let _ = self.events.send(NodeEvent::FrameRefused { peer, reason: e.to_string() });
                 return;
             }
         };

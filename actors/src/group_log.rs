@@ -313,7 +313,7 @@ enum Received {
     Refused(&'static str),
     /// Waiting for what has not arrived (a parent, its author's
     /// announcement); not stored.
-    Later,
+    Later(&'static str),
     /// A message, read (or not readable by us) and queued: the batch's
     /// messages are stored together.
     Queued,
@@ -373,7 +373,7 @@ impl Receiver {
         // no cycle can ever be stored).
         for parent in &opened.links.parents {
             match self.positions.get(parent) {
-                None => return Ok(Received::Later),
+                None => return Ok(Received::Later("a parent")),
                 Some((kind, lamport)) if *kind != opened.links.kind || *lamport >= opened.links.lamport => {
                     return Ok(Received::Refused("parents out of order"));
                 }
@@ -490,7 +490,7 @@ impl Receiver {
     async fn receive_message(&mut self, entry: &SealedEntry, opened: &OpenedEntry) -> Result<Received> {
         let author = opened.author;
         if !self.devices.contains_key(&author) {
-            return Ok(Received::Later);
+            return Ok(Received::Later("its author's announcement"));
         }
         if !self.chains.contains_key(&author)
             && let Some(chain) = self.deps.store.receiver_chain(&self.group, &author).await?
@@ -502,7 +502,7 @@ impl Receiver {
             Some(chain) => match opened.read_message(chain) {
                 Ok(payload) => Some(payload),
                 Err(veil_crypto::Error::Replay { .. }) => None,
-                Err(veil_crypto::Error::TooFarAhead { .. }) => return Ok(Received::Later),
+                Err(veil_crypto::Error::TooFarAhead { .. }) => return Ok(Received::Later("earlier messages")),
                 Err(_) => return Ok(Received::Refused("undecryptable")),
             },
         };
@@ -615,7 +615,10 @@ impl Handler<ReceiveEntries> for GroupLog {
                             refuse(&receiver, hash, why);
                             receipt.ack.push(hash);
                         }
-                        Received::Later => receipt.waiting = true,
+                        Received::Later(reason) => {
+                            let _ = receiver.deps.events.send(NodeEvent::EntryHeldBack { group, hash, reason });
+                            receipt.waiting = true;
+                        }
                         Received::Queued => {}
                     }
                 }

@@ -114,6 +114,24 @@ pub enum NodeEvent {
         /// Why.
         reason: &'static str,
     },
+    /// A received entry is held back, not stored, until what it needs
+    /// arrives (a parent, its author's announcement); it is not
+    /// acknowledged, so its sender offers it again.
+    EntryHeldBack {
+        /// The group.
+        group: GroupId,
+        /// The entry.
+        hash: EntryHash,
+        /// What it waits for.
+        reason: &'static str,
+    },
+    /// A frame from a peer was malformed or over a limit, and dropped whole.
+    FrameRefused {
+        /// The sender.
+        peer: PeerId,
+        /// Why.
+        reason: String,
+    },
     /// Someone sent us a contact request.
     ContactRequestReceived {
         /// Their account (authenticated by the handshake).

@@ -86,11 +86,13 @@ async fn converge(size: usize) {
     server.shutdown().await.unwrap();
 }
 
-/// Forged entries pushed by a connected member (a foreign group's keys, a
-/// device its member never certified) are refused and counted, and nothing
-/// of them is stored.
+/// Bad entries pushed by a connected member are refused and counted, and
+/// nothing of them is stored: forged ones (a foreign group's keys, a device
+/// its member never certified), one naming a parent not earlier in the log
+/// (what a cycle needs), an oversize one (its whole frame). One naming a
+/// parent never seen is held back, not stored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn forged_entries_are_refused_and_nothing_is_stored() {
+async fn bad_entries_are_refused_counted_and_never_stored() {
     use veil_crypto::{
         GroupKeys, GroupSecret, OsEntropy, Signature, SigningSecret,
         envelope::{BodyKey, EntryKind, Links, seal_entry},
@@ -150,6 +152,52 @@ async fn forged_entries_are_refused_and_nothing_is_stored() {
     assert_eq!(refused, forged.into_iter().collect());
     assert_eq!(b.history(&group, None, 100).await.unwrap().len(), before);
     assert_eq!(b.members(&group).await.unwrap().len(), 2, "no member was added");
+
+    // Parents: one B has never seen (held back, asked for, not stored), and
+    // one it has, but not earlier in the log (a cycle would need that):
+    // refused.
+    let mut events = b.events();
+    let real = a.send(&group, b"real").await.unwrap();
+    common::wait_for(&mut events, |e| {
+        matches!(e, veil_actors::NodeEvent::MessageReceived { hash, .. } if hash == real).then_some(())
+    })
+    .await;
+    let lamport = b.history(&group, None, 100).await.unwrap().iter().find(|h| h.hash == real).unwrap().lamport;
+    let mut chain = veil_crypto::SenderChain::generate(&mut OsEntropy).unwrap();
+    let mut message = |parents, lamport| {
+        let links = Links { kind: EntryKind::Message, lamport, parents };
+        seal_entry(&keys, &stranger, &links, BodyKey::Message(&mut chain), b"y", &mut OsEntropy).unwrap()
+    };
+    let orphan = message(vec![EntryHash([7; 32])], lamport + 1);
+    let looping = message(vec![real], lamport);
+    let frame = GroupFrame { session_tag: tag, body: GroupBody::Entries(vec![orphan.clone(), looping.clone()]) };
+    a.send_frame(b_id, frame.encode()).await.unwrap();
+    let (mut held, mut out_of_order) = (None, None);
+    common::wait_for(&mut events, |e| {
+        match e {
+            veil_actors::NodeEvent::EntryHeldBack { hash, reason, .. } => held = Some((hash, reason)),
+            veil_actors::NodeEvent::EntryRefused { hash, reason, .. } => out_of_order = Some((hash, reason)),
+            _ => {}
+        }
+        (held.is_some() && out_of_order.is_some()).then_some(())
+    })
+    .await;
+    assert_eq!(held, Some((orphan.hash(), "a parent")));
+    assert_eq!(out_of_order, Some((looping.hash(), "parents out of order")));
+
+    // An oversize entry: the frame is dropped whole, and counted.
+    let mut huge = orphan;
+    huge.body = vec![0; veil_crypto::envelope::MAX_BODY_LEN + 1];
+    let frame = GroupFrame { session_tag: tag, body: GroupBody::Entries(vec![huge]) };
+    a.send_frame(b_id, frame.encode()).await.unwrap();
+    let reason = common::wait_for(&mut events, |e| match e {
+        veil_actors::NodeEvent::FrameRefused { peer, reason } if peer == a_id => Some(reason),
+        _ => None,
+    })
+    .await;
+    assert!(reason.contains("body"), "{reason}");
+    let history: Vec<EntryHash> = b.history(&group, None, 100).await.unwrap().iter().map(|h| h.hash).collect();
+    assert_eq!(history.len(), before + 1, "only the real message was stored");
     for n in [a, b, server] {
         n.shutdown().await.unwrap();
     }
