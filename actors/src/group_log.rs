@@ -338,8 +338,8 @@ struct Receiver {
     chain: SenderChain,
     shared_with: HashSet<VerifyKey>,
     members: Vec<Peer>,
-    /// Log and Lamport clock of the entries parents may name: stored ones
-    /// the batch names, and the batch's own as they are taken.
+    /// Log and Lamport clock of stored entries the batch holds or names as
+    /// parents, and of the batch's own as they are taken.
     positions: HashMap<EntryHash, (EntryKind, u64)>,
     /// Receiving chains moved by this batch's messages.
     chains: HashMap<VerifyKey, ReceiverChain>,
@@ -366,7 +366,7 @@ impl Receiver {
     }
     async fn receive(&mut self, entry: &SealedEntry, opened: &OpenedEntry) -> Result<Received> {
         let hash = entry.hash();
-        if self.positions.contains_key(&hash) || self.deps.store.contains_entry(&hash).await? {
+        if self.positions.contains_key(&hash) {
             return Ok(Received::Known);
         }
         // Parents first, all of them in the same log and earlier in it (so
@@ -597,9 +597,12 @@ impl Handler<ReceiveEntries> for GroupLog {
                     }
                 }
                 opened.sort_by_key(|(e, o)| (o.links.kind != EntryKind::Metadata, o.links.lamport, e.hash()));
-                let parents: Vec<EntryHash> =
-                    opened.iter().flat_map(|(_, o)| o.links.parents.iter().copied()).collect();
-                for (hash, kind, l) in receiver.deps.store.positions(&group, &parents).await? {
+                // One query for what is stored of the batch and its parents.
+                let asked: Vec<EntryHash> = opened
+                    .iter()
+                    .flat_map(|(e, o)| o.links.parents.iter().copied().chain(std::iter::once(e.hash())))
+                    .collect();
+                for (hash, kind, l) in receiver.deps.store.positions(&group, &asked).await? {
                     receiver.positions.insert(hash, (kind, l));
                 }
                 for (entry, opened) in &opened {

@@ -1,5 +1,5 @@
 //! Range-based set reconciliation of a group's entry hashes
-//! (docs/PROTOCOL.md §11.3).
+//! (docs/PROTOCOL.md §11.2).
 //!
 //! Two replicas find the entries one has and the other lacks in a few round
 //! trips, however far apart they are, instead of walking the DAG back one

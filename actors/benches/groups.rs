@@ -1,0 +1,187 @@
+//! Multi-member group sync on loopback, with the test fixtures' nodes (TCP,
+//! a rendezvous server node, 100 ms sync ticks):
+//!
+//! * **fan-out**: `VEIL_BENCH_MEMBERS` members (default 50) join one group;
+//!   once everyone knows everyone and a warm-up message reached all, each of
+//!   `ROUNDS` messages (written by a different member each time) is timed
+//!   from `Node::send` until every other member reports it received
+//!   (target: under 200 ms).
+//! * **catch-up**: a member goes offline, another writes
+//!   `VEIL_BENCH_BACKLOG` messages (default 10 000), and the member's time
+//!   from restarting its node until all of them are stored and readable is
+//!   measured (target: under 2 s). A member that joins after the backlog was
+//!   written cannot read it by design (it reads from when it joined), so the
+//!   backlog is measured on a returning member.
+//!
+//! Progress goes to stderr; one JSON document is printed on stdout.
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::print_stdout, clippy::print_stderr)]
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{T0, peer, rendezvous_server};
+use serde_json::json;
+use tokio::sync::broadcast;
+use veil_actors::{Node, NodeEvent};
+use veil_crypto::{
+    GroupId,
+    envelope::EntryHash,
+    time::{ManualClock, UnixTime},
+};
+
+const ROUNDS: usize = 10;
+const FANOUT_TARGET_MS: f64 = 200.0;
+const CATCH_UP_TARGET_MS: f64 = 2000.0;
+/// How long setting up may take before the bench gives up.
+const SETUP: Duration = Duration::from_secs(600);
+
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// Polls `check` (after events, or every 100 ms) until it holds.
+async fn until<F, Fut>(node: &Node, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let mut events = node.events();
+    let deadline = Instant::now() + SETUP;
+    while !check().await {
+        assert!(Instant::now() < deadline, "gave up waiting for {what}");
+        let _ = tokio::time::timeout(Duration::from_millis(100), events.recv()).await;
+    }
+}
+
+/// Waits until `events` reports `hash` received.
+async fn received(mut events: broadcast::Receiver<NodeEvent>, hash: EntryHash) {
+    loop {
+        match events.recv().await {
+            Ok(NodeEvent::MessageReceived { hash: h, .. }) if h == hash => return,
+            Err(broadcast::error::RecvError::Closed) => panic!("node stopped"),
+            _ => {}
+        }
+    }
+}
+
+async fn readable(node: &Node, group: &GroupId) -> usize {
+    node.history(group, None, 100_000).await.unwrap().len()
+}
+
+async fn fanout(members: usize) -> serde_json::Value {
+    let dirs: Vec<_> = (0..=members).map(|_| tempfile::tempdir().unwrap()).collect();
+    let clock = ManualClock::new(UnixTime(T0 + 20));
+    let (server, addr) = rendezvous_server(&dirs[0]).await;
+    let mut nodes = Vec::new();
+    for dir in &dirs[1..] {
+        nodes.push(peer(dir, &clock, &addr).await);
+    }
+    let setup = Instant::now();
+    let group = nodes[0].create_group(Some("bench")).await.unwrap();
+    let invitation = nodes[0].invite(&group, None).await.unwrap();
+    for n in &nodes[1..] {
+        n.join(&invitation).await.unwrap();
+    }
+    for n in &nodes {
+        until(n, "membership", || async { n.members(&group).await.unwrap().len() == members }).await;
+    }
+    let warm = nodes[0].send(&group, b"warm-up").await.unwrap();
+    for n in &nodes[1..] {
+        until(n, "the warm-up message", || async {
+            n.history(&group, None, 100).await.unwrap().iter().any(|h| h.hash == warm)
+        })
+        .await;
+    }
+    eprintln!("fan-out: {members} members set up in {:.1} s", setup.elapsed().as_secs_f64());
+
+    let mut times = Vec::new();
+    for round in 0..ROUNDS {
+        let writer = round % members;
+        let waits: Vec<_> = nodes.iter().enumerate().filter(|(i, _)| *i != writer).map(|(_, n)| n.events()).collect();
+        let start = Instant::now();
+        let hash = nodes[writer].send(&group, format!("round {round}").as_bytes()).await.unwrap();
+        futures::future::join_all(waits.into_iter().map(|events| received(events, hash))).await;
+        times.push(start.elapsed().as_secs_f64() * 1000.0);
+        eprintln!("fan-out round {round}: {:.1} ms", times[round]);
+    }
+    for n in nodes {
+        n.shutdown().await.unwrap();
+    }
+    server.shutdown().await.unwrap();
+    times.sort_by(f64::total_cmp);
+    let p50 = times[times.len() / 2];
+    json!({
+        "members": members,
+        "rounds": ROUNDS,
+        "all_members_ms_p50": (p50 * 10.0).round() / 10.0,
+        "all_members_ms_max": (times[times.len() - 1] * 10.0).round() / 10.0,
+        "target_ms": FANOUT_TARGET_MS,
+        "met": p50 < FANOUT_TARGET_MS,
+    })
+}
+
+async fn catch_up(backlog: usize) -> serde_json::Value {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let clock = ManualClock::new(UnixTime(T0 + 20));
+    let (server, addr) = rendezvous_server(&dirs[0]).await;
+    let (a, b) = (peer(&dirs[1], &clock, &addr).await, peer(&dirs[2], &clock, &addr).await);
+    let group = a.create_group(None).await.unwrap();
+    b.join(&a.invite(&group, None).await.unwrap()).await.unwrap();
+    for n in [&a, &b] {
+        until(n, "membership", || async { n.members(&group).await.unwrap().len() == 2 }).await;
+    }
+    b.shutdown().await.unwrap();
+    drop(b);
+    let writing = Instant::now();
+    for i in 0..backlog {
+        a.send(&group, format!("backlog {i}").as_bytes()).await.unwrap();
+    }
+    eprintln!("catch-up: {backlog} messages written in {:.1} s", writing.elapsed().as_secs_f64());
+
+    let start = Instant::now();
+    let b = peer(&dirs[2], &clock, &addr).await;
+    // Counting events, not reading the history after each: that would cost
+    // more than the catch-up. The history confirms at the end (or when
+    // events stall or lag).
+    let mut events = b.events();
+    let mut seen = 0;
+    loop {
+        assert!(start.elapsed() < SETUP, "gave up waiting for the backlog");
+        match tokio::time::timeout(Duration::from_millis(500), events.recv()).await {
+            Ok(Ok(NodeEvent::MessageReceived { group: g, .. })) if g == group => {
+                seen += 1;
+                if seen < backlog {
+                    continue;
+                }
+            }
+            Ok(Ok(_)) => continue,
+            _ => {}
+        }
+        if readable(&b, &group).await == backlog {
+            break;
+        }
+    }
+    let ms = start.elapsed().as_secs_f64() * 1000.0;
+    eprintln!("catch-up: {ms:.0} ms");
+    for n in [a, b, server] {
+        n.shutdown().await.unwrap();
+    }
+    json!({
+        "backlog": backlog,
+        "catch_up_ms": ms.round(),
+        "target_ms": CATCH_UP_TARGET_MS,
+        "met": ms < CATCH_UP_TARGET_MS,
+    })
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let report = runtime.block_on(async {
+        let catch_up = catch_up(env("VEIL_BENCH_BACKLOG", 10_000)).await;
+        let fanout = fanout(env("VEIL_BENCH_MEMBERS", 50)).await;
+        json!({ "bench": "groups", "fan_out": fanout, "catch_up": catch_up })
+    });
+    println!("{report}");
+}
