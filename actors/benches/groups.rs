@@ -125,13 +125,7 @@ async fn fanout(members: usize) -> serde_json::Value {
 async fn catch_up(backlog: usize) -> serde_json::Value {
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let clock = ManualClock::new(UnixTime(T0 + 20));
-    let (server, addr) = rendezvous_server(&dirs[0]).await;
-    let (a, b) = (peer(&dirs[1], &clock, &addr).await, peer(&dirs[2], &clock, &addr).await);
-    let group = a.create_group(None).await.unwrap();
-    b.join(&a.invite(&group, None).await.unwrap()).await.unwrap();
-    for n in [&a, &b] {
-        until(n, "membership", || async { n.members(&group).await.unwrap().len() == 2 }).await;
-    }
+    let common::GroupOfTwo { server, addr, a, b, group, .. } = common::group_of_two(&dirs, &clock).await;
     b.shutdown().await.unwrap();
     drop(b);
     let writing = Instant::now();

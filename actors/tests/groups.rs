@@ -105,15 +105,7 @@ async fn bad_entries_are_refused_counted_and_never_stored() {
 
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let clock = ManualClock::new(UnixTime(T0 + 20));
-    let (server, addr) = rendezvous_server(&dirs[0]).await;
-    let (a, b) = (peer(&dirs[1], &clock, &addr).await, peer(&dirs[2], &clock, &addr).await);
-    let group = a.create_group(None).await.unwrap();
-    let invitation = a.invite(&group, None).await.unwrap();
-    b.join(&invitation).await.unwrap();
-    for n in [&a, &b] {
-        let mut events = n.events();
-        until(&mut events, || async { n.members(&group).await.unwrap().len() == 2 }).await;
-    }
+    let common::GroupOfTwo { server, a, b, group, invitation, .. } = common::group_of_two(&dirs, &clock).await;
     let before = b.history(&group, None, 100).await.unwrap().len();
 
     // What a member knows: the group's keys, hence the session tag.
@@ -210,14 +202,7 @@ async fn a_member_back_from_offline_catches_up_on_a_thousand_messages() {
     const COUNT: usize = 1000;
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let clock = ManualClock::new(UnixTime(T0 + 20));
-    let (server, addr) = rendezvous_server(&dirs[0]).await;
-    let (a, b) = (peer(&dirs[1], &clock, &addr).await, peer(&dirs[2], &clock, &addr).await);
-    let group = a.create_group(None).await.unwrap();
-    b.join(&a.invite(&group, None).await.unwrap()).await.unwrap();
-    for n in [&a, &b] {
-        let mut events = n.events();
-        until(&mut events, || async { n.members(&group).await.unwrap().len() == 2 }).await;
-    }
+    let common::GroupOfTwo { server, addr, a, b, group, .. } = common::group_of_two(&dirs, &clock).await;
     b.shutdown().await.unwrap();
     drop(b);
 

@@ -152,3 +152,28 @@ where
     .await
     .expect("the condition held in time");
 }
+
+/// A rendezvous server and two members of one multi-member group.
+pub(crate) struct GroupOfTwo {
+    pub server: Node,
+    pub addr: Vec<Multiaddr>,
+    pub a: Node,
+    pub b: Node,
+    pub group: GroupId,
+    pub invitation: String,
+}
+
+/// The server on `dirs[0]`, A on `dirs[1]` creating a group, B on `dirs[2]`
+/// joining it; returns once each knows the other.
+pub(crate) async fn group_of_two(dirs: &[tempfile::TempDir], clock: &ManualClock) -> GroupOfTwo {
+    let (server, addr) = rendezvous_server(&dirs[0]).await;
+    let (a, b) = (peer(&dirs[1], clock, &addr).await, peer(&dirs[2], clock, &addr).await);
+    let group = a.create_group(None).await.unwrap();
+    let invitation = a.invite(&group, None).await.unwrap();
+    b.join(&invitation).await.unwrap();
+    for n in [&a, &b] {
+        let mut events = n.events();
+        until(&mut events, || async { n.members(&group).await.unwrap().len() == 2 }).await;
+    }
+    GroupOfTwo { server, addr, a, b, group, invitation }
+}
