@@ -3,9 +3,16 @@
 //! from the vault), stores each with its ratchet state and outbox rows in one
 //! transaction, and verifies, opens and stores the entries members push.
 //!
-//! On start it announces this device in the metadata log (once): its member
-//! key, the member's certificate for it, and its sending chain sealed to the
-//! other members, who read from that position on and never before.
+//! On start it announces this device in the metadata log (once per epoch):
+//! its member key, the member's certificate for it, and its sending chain
+//! sealed to the other members, who read from that position on and never
+//! before.
+//!
+//! Removing a member (or leaving) writes a removal with a fresh epoch
+//! secret sealed to the remaining members; every remaining device then
+//! announces itself again in the new epoch, under a new device key with a
+//! new chain, so nothing written after the removal opens with the keys the
+//! removed member holds (see `membership`).
 
 use std::{
     collections::{HashMap, HashSet},
@@ -19,20 +26,22 @@ use actix::{
 };
 use tokio::sync::broadcast;
 use veil_crypto::{
-    GroupId, GroupKeys, MemberPublic, OsEntropy, ReceiverChain, SenderChain, VerifyKey,
-    envelope::{BodyKey, EntryHash, EntryKind, Links, OpenedEntry, SealedEntry, begin_entry, open_entry},
+    EpochId, EpochSecret, GroupId, GroupKeys, MemberPublic, OsEntropy, ReceiverChain, SenderChain, VerifyKey,
+    envelope::{BodyKey, EntryHash, EntryKind, Links, OpenedEntry, SealedEntry, begin_entry},
+    epoch::seal_epoch_secret,
     ratchet::DEFAULT_WINDOW,
 };
-use veil_proto::metadata::{MemberJoined, MetadataEvent};
+use veil_proto::metadata::{EpochShare, MemberJoined, MemberRemoved, MetadataEvent};
 use veil_storage::{Appended, GroupKind, NewEntry, Peer, RatchetUpdate, Store};
 
 use crate::{
     Error, NodeEvent, Result,
+    membership::{Epochs, Membership, Unopened},
     messages::{
         contacts::ContactJoined,
         courier::EntriesOwed,
-        group::{AppendMessage, GetHistory, GetMembers, HistoryEntry, Receipt, ReceiveEntries},
-        vault::{AnnounceDevice, GetDeviceKey, GetMemberKeys, OpenChainShare, SignAsDevice},
+        group::{AppendMessage, GetHistory, GetMembers, HistoryEntry, Receipt, ReceiveEntries, RemoveMember},
+        vault::{AnnounceDevice, GetDeviceKey, GetMemberKeys, OpenChainShare, OpenEpochShare, SignAsDevice},
     },
     supervision::{guarded, load_state, mailbox},
 };
@@ -60,6 +69,8 @@ pub(crate) struct GroupLogDeps {
     pub announce: Recipient<AnnounceDevice>,
     /// The vault: chain shares sealed to us.
     pub open_share: Recipient<OpenChainShare>,
+    /// The vault: epoch secrets sealed to us.
+    pub open_epoch: Recipient<OpenEpochShare>,
     /// Told when entries are owed to members.
     pub owed: Recipient<EntriesOwed>,
     /// Told when the other account joins a contact group.
@@ -69,16 +80,26 @@ pub(crate) struct GroupLogDeps {
 }
 
 struct Loaded {
-    keys: GroupKeys,
+    /// The epochs this member holds keys for.
+    epochs: Epochs,
     kind: GroupKind,
-    chain: SenderChain,
     me: MemberPublic,
+    /// Who is in which epoch, and who was removed.
+    membership: Membership,
+    /// Where this device writes: the current epoch, its key and chain there,
+    /// and who it shared the chain with.
+    writer: Writer,
     /// Heads and next Lamport clock of the message log.
     heads: Vec<EntryHash>,
     lamport: u64,
-    /// Member devices known from announcements, and their member.
-    devices: HashMap<VerifyKey, MemberPublic>,
-    /// Members this device has shared its sending chain with.
+}
+
+/// This device as a writer in the group's current epoch.
+#[derive(Clone)]
+struct Writer {
+    epoch: EpochId,
+    chain: SenderChain,
+    /// Members this device's chain in this epoch is shared with.
     shared_with: HashSet<VerifyKey>,
 }
 
@@ -115,56 +136,116 @@ pub(crate) async fn contact_recipients(store: &Store, group: &GroupId) -> Result
         .collect())
 }
 
-/// Rebuilds the in-memory view from storage: keys, this device's chain
-/// (created on first use), known member devices, heads and the next Lamport
-/// clock. Announces this device if it has not yet.
+/// Rebuilds the in-memory view from storage: epochs, members, this
+/// device's writer (announced in the current epoch if it was not yet),
+/// heads and the next Lamport clock.
 async fn load(deps: GroupLogDeps, group: GroupId, members: Vec<Peer>) -> Result<Loaded> {
     let store = &deps.store;
     let record = store.group(&group).await?.ok_or(Error::UnknownGroup)?;
-    let keys = GroupKeys::derive(&record.secret);
-    let device = deps.device.send(GetDeviceKey { group }).await.map_err(mailbox("identity-vault"))??;
+    let mut epochs = Epochs::new(GroupKeys::derive(&record.secret), &store.epochs(&group).await?);
     let me = deps.member.send(GetMemberKeys { group }).await.map_err(mailbox("identity-vault"))??;
-    let mut devices = HashMap::new();
-    let mut shared_with = HashSet::new();
-    for e in store.entries_after(&group, EntryKind::Metadata, None, MAX_METADATA).await? {
-        if let Some(Ok(MetadataEvent::MemberJoined(j))) = e.payload.as_deref().map(|p| MetadataEvent::decode(p)) {
-            if j.device == device {
-                shared_with.extend(j.chain_shares.iter().map(|s| s.recipient));
+    let mut membership = Membership::default();
+    let metadata = store.entries_after(&group, EntryKind::Metadata, None, MAX_METADATA).await?;
+    let events: Vec<(MetadataEvent, &veil_storage::EntryRecord)> =
+        metadata.iter().filter_map(|e| Some((MetadataEvent::decode(e.payload.as_deref()?).ok()?, e))).collect();
+    for (event, e) in &events {
+        match event {
+            MetadataEvent::MemberJoined(j) => {
+                membership.joined(j);
             }
-            devices.insert(j.device, j.member);
+            MetadataEvent::MemberRemoved(r) => {
+                membership.removed(r, e.lamport, e.hash);
+                // A removal stored just before a crash may not have had its
+                // epoch kept yet.
+                if let Some(share) = r.shares.iter().find(|s| s.recipient == me.signing)
+                    && !epochs.holds(&r.epoch)
+                    && let Ok(secret) = open_epoch(&deps, group, &epochs, r, &share.sealed_secret).await?
+                {
+                    store.add_epoch(&group, &secret).await?;
+                    epochs.add(&secret);
+                }
+            }
         }
     }
-    let chain = match store.sender_chain(&group).await? {
-        Some(state) => SenderChain::from_state(state),
-        None => {
-            let chain = SenderChain::generate(&mut OsEntropy)?;
-            store.save_sender_chain(&group, chain.state()).await?;
-            chain
-        }
-    };
-    if !devices.contains_key(&device) {
+    let epoch = epochs.current(&membership);
+    let device = deps.device.send(GetDeviceKey { group, epoch }).await.map_err(mailbox("identity-vault"))??;
+    let writer = if membership.device(&device).is_some() {
+        let shared_with = events
+            .iter()
+            .filter_map(|(event, _)| match event {
+                MetadataEvent::MemberJoined(j) if j.device == device => {
+                    Some(j.chain_shares.iter().map(|s| s.recipient))
+                }
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        let chain = match store.sender_chain(&group).await? {
+            Some(state) => SenderChain::from_state(state),
+            None => return Err(Error::Refused("this device announced itself but its chain is lost")),
+        };
+        Writer { epoch, chain, shared_with }
+    } else {
         let recipients = match record.kind {
             GroupKind::Contact => contact_recipients(store, &group).await?,
-            GroupKind::MultiMember => others(&devices, &me),
+            GroupKind::MultiMember => others(&membership, &epoch, &me),
         };
-        let announced = announce(&deps, group, &keys, &chain, &members, recipients).await?;
-        shared_with.extend(announced.chain_shares.iter().map(|s| s.recipient));
-        devices.insert(announced.device, announced.member);
-    }
+        enter_epoch(&deps, group, &epochs, epoch, &members, recipients, &mut membership, &me).await?
+    };
     let heads = store.heads(&group, EntryKind::Message).await?;
     let lamport = max_lamport(store, &heads).await?;
-    Ok(Loaded { keys, kind: record.kind, chain, me, heads, lamport, devices, shared_with })
+    Ok(Loaded { epochs, kind: record.kind, me, membership, writer, heads, lamport })
 }
 
-/// The members other than `me` among the known devices, each once.
-fn others(devices: &HashMap<VerifyKey, MemberPublic>, me: &MemberPublic) -> Vec<MemberPublic> {
-    let mut out: Vec<MemberPublic> = Vec::new();
-    for m in devices.values() {
-        if m != me && !out.contains(m) {
-            out.push(*m);
-        }
+/// The members of `epoch` other than `me`.
+fn others(membership: &Membership, epoch: &EpochId, me: &MemberPublic) -> Vec<MemberPublic> {
+    membership.members_of(epoch).into_iter().filter(|m| m != me).collect()
+}
+
+/// Opens this member's share of a removal's epoch secret; `Ok(Err(()))` if
+/// it does not open or names another epoch.
+async fn open_epoch(
+    deps: &GroupLogDeps,
+    group: GroupId,
+    epochs: &Epochs,
+    removal: &MemberRemoved,
+    sealed: &[u8],
+) -> Result<std::result::Result<EpochSecret, ()>> {
+    let opened = deps
+        .open_epoch
+        .send(OpenEpochShare { group, sealed: sealed.to_vec() })
+        .await
+        .map_err(mailbox("identity-vault"))?;
+    Ok(match opened {
+        Ok(secret) if epochs.root().epoch(&secret).0 == removal.epoch => Ok(secret),
+        _ => Err(()),
+    })
+}
+
+/// Starts writing in `epoch`: a fresh sending chain, announced (with this
+/// epoch's device key) and shared with `recipients`. Unless this member
+/// was removed: then it writes nowhere, and the old writer is returned
+/// unchanged by the caller.
+#[allow(clippy::too_many_arguments)]
+async fn enter_epoch(
+    deps: &GroupLogDeps,
+    group: GroupId,
+    epochs: &Epochs,
+    epoch: EpochId,
+    members: &[Peer],
+    recipients: Vec<MemberPublic>,
+    membership: &mut Membership,
+    me: &MemberPublic,
+) -> Result<Writer> {
+    let keys = epochs.keys(&epoch).ok_or(Error::Refused("no keys for the current epoch"))?;
+    let chain = SenderChain::generate(&mut OsEntropy)?;
+    if membership.is_removed(&me.signing) {
+        return Ok(Writer { epoch, chain, shared_with: HashSet::new() });
     }
-    out
+    deps.store.save_sender_chain(&group, chain.state()).await?;
+    let joined = announce(deps, group, epoch, keys, &chain, members, recipients).await?;
+    membership.joined(&joined);
+    Ok(Writer { epoch, chain, shared_with: joined.chain_shares.iter().map(|s| s.recipient).collect() })
 }
 
 async fn max_lamport(store: &Store, heads: &[EntryHash]) -> Result<u64> {
@@ -182,53 +263,71 @@ async fn max_lamport(store: &Store, heads: &[EntryHash]) -> Result<u64> {
 async fn announce(
     deps: &GroupLogDeps,
     group: GroupId,
+    epoch: EpochId,
     keys: &GroupKeys,
     chain: &SenderChain,
     members: &[Peer],
     recipients: Vec<MemberPublic>,
 ) -> Result<MemberJoined> {
-    let store = &deps.store;
     let joined = deps
         .announce
-        .send(AnnounceDevice { group, chain: chain.state().clone(), recipients })
+        .send(AnnounceDevice { group, epoch, chain: chain.state().clone(), recipients })
         .await
         .map_err(mailbox("identity-vault"))??;
-    let payload = MetadataEvent::MemberJoined(joined.clone()).encode();
+    write_metadata(deps, group, epoch, keys, members, &MetadataEvent::MemberJoined(joined.clone())).await?;
+    Ok(joined)
+}
+
+/// Writes a metadata entry in `epoch`, owed to `members`; returns its hash
+/// and Lamport clock.
+async fn write_metadata(
+    deps: &GroupLogDeps,
+    group: GroupId,
+    epoch: EpochId,
+    keys: &GroupKeys,
+    members: &[Peer],
+    event: &MetadataEvent,
+) -> Result<(EntryHash, u64)> {
+    let store = &deps.store;
+    let payload = event.encode();
     let heads = store.heads(&group, EntryKind::Metadata).await?;
     let links = Links { kind: EntryKind::Metadata, lamport: max_lamport(store, &heads).await? + 1, parents: heads };
-    let entry = seal(deps, group, keys, &links, BodyKey::Metadata, &payload).await?;
+    let (entry, author) = seal(deps, group, epoch, keys, &links, BodyKey::Metadata, &payload).await?;
     store
         .append(NewEntry {
             group,
             entry: &entry,
             links: &links,
-            author: Some(joined.device),
+            author: Some(author),
             payload: Some(&payload),
             ratchet: None,
             outbox: members,
         })
         .await?;
-    let _ = deps.owed.try_send(EntriesOwed { group, fresh: vec![entry.hash()] });
-    Ok(joined)
+    let hash = entry.hash();
+    let _ = deps.owed.try_send(EntriesOwed { group, fresh: vec![hash] });
+    Ok((hash, links.lamport))
 }
 
-/// Seals an entry, signed by this device through the vault.
+/// Seals an entry in `epoch`, signed by this device's key there through
+/// the vault; returns it with its author.
 async fn seal(
     deps: &GroupLogDeps,
     group: GroupId,
+    epoch: EpochId,
     keys: &GroupKeys,
     links: &Links,
     body: BodyKey<'_>,
     payload: &[u8],
-) -> Result<SealedEntry> {
-    let author = deps.device.send(GetDeviceKey { group }).await.map_err(mailbox("identity-vault"))??;
+) -> Result<(SealedEntry, VerifyKey)> {
+    let author = deps.device.send(GetDeviceKey { group, epoch }).await.map_err(mailbox("identity-vault"))??;
     let pending = begin_entry(keys, &author, links, body, payload, &mut OsEntropy)?;
     let signature = deps
         .signer
-        .send(SignAsDevice { group, message: pending.to_sign().to_vec() })
+        .send(SignAsDevice { group, epoch, message: pending.to_sign().to_vec() })
         .await
         .map_err(mailbox("identity-vault"))??;
-    Ok(pending.finish(keys, signature, &mut OsEntropy)?)
+    Ok((pending.finish(keys, signature, &mut OsEntropy)?, author))
 }
 
 impl Actor for GroupLog {
@@ -264,14 +363,18 @@ impl Handler<AppendMessage> for GroupLog {
         // entry (and the chain state with it) is stored.
         let prepared = guarded(NAME, ctx, || {
             let state = self.state.as_ref().ok_or(Error::Unavailable(NAME))?;
+            if state.membership.is_removed(&state.me.signing) {
+                return Err(Error::Refused("no longer a member of this group"));
+            }
             let links = Links { kind: EntryKind::Message, lamport: state.lamport + 1, parents: state.heads.clone() };
-            Ok((state.keys.clone(), state.chain.clone(), links))
+            let keys = state.epochs.keys(&state.writer.epoch).ok_or(Error::Unavailable(NAME))?;
+            Ok((state.writer.epoch, keys.clone(), state.writer.chain.clone(), links))
         });
         AtomicResponse::new(Box::pin(
             async move {
-                let (keys, mut chain, links) = prepared?;
-                let entry = seal(&deps, group, &keys, &links, BodyKey::Message(&mut chain), &msg.payload).await?;
-                let author = deps.device.send(GetDeviceKey { group }).await.map_err(mailbox("identity-vault"))??;
+                let (epoch, keys, mut chain, links) = prepared?;
+                let (entry, author) =
+                    seal(&deps, group, epoch, &keys, &links, BodyKey::Message(&mut chain), &msg.payload).await?;
                 deps.store
                     .append(NewEntry {
                         group,
@@ -293,7 +396,7 @@ impl Handler<AppendMessage> for GroupLog {
             .map(|r: Result<(EntryHash, SenderChain, u64)>, act, _| {
                 let (hash, chain, lamport) = r?;
                 if let Some(state) = act.state.as_mut() {
-                    state.chain = chain;
+                    state.writer.chain = chain;
                     state.heads = vec![hash];
                     state.lamport = lamport;
                 }
@@ -331,12 +434,11 @@ struct QueuedMessage {
 struct Receiver {
     group: GroupId,
     deps: GroupLogDeps,
-    keys: GroupKeys,
+    epochs: Epochs,
     kind: GroupKind,
     me: MemberPublic,
-    devices: HashMap<VerifyKey, MemberPublic>,
-    chain: SenderChain,
-    shared_with: HashSet<VerifyKey>,
+    membership: Membership,
+    writer: Writer,
     members: Vec<Peer>,
     /// Log and Lamport clock of stored entries the batch holds or names as
     /// parents, and of the batch's own as they are taken.
@@ -348,23 +450,44 @@ struct Receiver {
 }
 
 impl Receiver {
-    /// In a multi-member group, shares this device's chain (at its current
-    /// position) with members learned since the last share: they read this
-    /// device's messages from now on, never before.
-    async fn share_with_newcomers(&mut self) -> Result<()> {
-        if self.kind != GroupKind::MultiMember {
+    /// After a batch: if the current epoch changed, starts writing in it;
+    /// then, in a multi-member group, shares this device's chain (at its
+    /// current position) with members of the epoch learned since the last
+    /// share: they read this device's messages from now on, never before.
+    async fn follow_epoch_and_share(&mut self) -> Result<()> {
+        if self.kind != GroupKind::MultiMember || self.membership.is_removed(&self.me.signing) {
             return Ok(());
         }
-        let new: Vec<MemberPublic> =
-            others(&self.devices, &self.me).into_iter().filter(|m| !self.shared_with.contains(&m.signing)).collect();
+        let current = self.epochs.current(&self.membership);
+        if current != self.writer.epoch {
+            let recipients = others(&self.membership, &current, &self.me);
+            self.writer = enter_epoch(
+                &self.deps,
+                self.group,
+                &self.epochs,
+                current,
+                &self.members,
+                recipients,
+                &mut self.membership,
+                &self.me,
+            )
+            .await?;
+        }
+        let new: Vec<MemberPublic> = others(&self.membership, &self.writer.epoch, &self.me)
+            .into_iter()
+            .filter(|m| !self.writer.shared_with.contains(&m.signing))
+            .collect();
         if new.is_empty() {
             return Ok(());
         }
-        let joined = announce(&self.deps, self.group, &self.keys, &self.chain, &self.members, new).await?;
-        self.shared_with.extend(joined.chain_shares.iter().map(|s| s.recipient));
+        let keys = self.epochs.keys(&self.writer.epoch).ok_or(Error::Unavailable(NAME))?;
+        let joined =
+            announce(&self.deps, self.group, self.writer.epoch, keys, &self.writer.chain, &self.members, new).await?;
+        self.writer.shared_with.extend(joined.chain_shares.iter().map(|s| s.recipient));
         Ok(())
     }
-    async fn receive(&mut self, entry: &SealedEntry, opened: &OpenedEntry) -> Result<Received> {
+
+    async fn receive(&mut self, entry: &SealedEntry, epoch: EpochId, opened: &OpenedEntry) -> Result<Received> {
         let hash = entry.hash();
         if self.positions.contains_key(&hash) {
             return Ok(Received::Known);
@@ -381,8 +504,8 @@ impl Receiver {
             }
         }
         let received = match opened.links.kind {
-            EntryKind::Metadata => self.receive_metadata(entry, opened).await?,
-            EntryKind::Message => self.receive_message(entry, opened).await?,
+            EntryKind::Metadata => self.receive_metadata(entry, epoch, opened).await?,
+            EntryKind::Message => self.receive_message(entry, epoch, opened).await?,
         };
         if matches!(received, Received::Stored { .. } | Received::Queued) {
             self.positions.insert(hash, (opened.links.kind, opened.links.lamport));
@@ -390,15 +513,43 @@ impl Receiver {
         Ok(received)
     }
 
-    async fn receive_metadata(&mut self, entry: &SealedEntry, opened: &OpenedEntry) -> Result<Received> {
-        let Ok(payload) = opened.read_metadata(&self.keys) else { return Ok(Received::Refused("unreadable")) };
-        let Ok(MetadataEvent::MemberJoined(joined)) = MetadataEvent::decode(&payload) else {
-            return Ok(Received::Refused("unknown metadata event"));
-        };
+    async fn receive_metadata(
+        &mut self,
+        entry: &SealedEntry,
+        epoch: EpochId,
+        opened: &OpenedEntry,
+    ) -> Result<Received> {
+        let keys = self.epochs.keys(&epoch).ok_or(Error::Unavailable(NAME))?;
+        let Ok(payload) = opened.read_metadata(keys) else { return Ok(Received::Refused("unreadable")) };
+        match MetadataEvent::decode(&payload) {
+            Ok(MetadataEvent::MemberJoined(joined)) => {
+                self.receive_joined(entry, epoch, opened, joined, &payload).await
+            }
+            Ok(MetadataEvent::MemberRemoved(removal)) => {
+                self.receive_removal(entry, epoch, opened, removal, &payload).await
+            }
+            Err(_) => Ok(Received::Refused("unknown metadata event")),
+        }
+    }
+
+    async fn receive_joined(
+        &mut self,
+        entry: &SealedEntry,
+        epoch: EpochId,
+        opened: &OpenedEntry,
+        joined: MemberJoined,
+        payload: &[u8],
+    ) -> Result<Received> {
         if joined.device != opened.author
             || joined.member.verify_device(&self.group, &joined.device, &joined.device_cert).is_err()
         {
             return Ok(Received::Refused("device not certified by its member"));
+        }
+        if joined.epoch != epoch {
+            return Ok(Received::Refused("announced outside its epoch"));
+        }
+        if self.membership.is_removed(&joined.member.signing) {
+            return Ok(Received::Refused("its member was removed"));
         }
         if self.kind == GroupKind::Contact {
             // Only the two accounts can write in a 1:1 group; the group
@@ -430,11 +581,10 @@ impl Receiver {
             }
         }
         let ratchet = ratchet_chain.as_ref().map(|chain| RatchetUpdate::Receiver { device: joined.device, chain });
-        let stored = self.store(entry, opened, Some(&payload), ratchet).await?;
-        if joined.member != self.me && !self.devices.values().any(|m| *m == joined.member) {
+        let stored = self.store(entry, opened, Some(payload), ratchet).await?;
+        if self.membership.joined(&joined) && joined.member != self.me {
             let _ = self.deps.events.send(NodeEvent::MemberJoined { group: self.group, member: joined.member });
         }
-        self.devices.insert(joined.device, joined.member);
         if let Some(chain) = ratchet_chain {
             self.reveal(joined.device, chain).await?;
         }
@@ -445,12 +595,55 @@ impl Receiver {
         })
     }
 
+    /// A removal by a member device (written in that device's epoch) starts
+    /// a new epoch; its secret is kept if it was sealed to this member.
+    async fn receive_removal(
+        &mut self,
+        entry: &SealedEntry,
+        epoch: EpochId,
+        opened: &OpenedEntry,
+        removal: MemberRemoved,
+        payload: &[u8],
+    ) -> Result<Received> {
+        if self.kind != GroupKind::MultiMember {
+            return Ok(Received::Refused("contact groups have no removals"));
+        }
+        let Some((author, author_epoch)) = self.membership.device(&opened.author).copied() else {
+            return Ok(Received::Later("its author's announcement"));
+        };
+        if author_epoch != epoch {
+            return Ok(Received::Refused("written outside its device's epoch"));
+        }
+        if self.membership.is_removed(&author.signing) {
+            return Ok(Received::Refused("its author was removed"));
+        }
+        let mut secret = None;
+        if let Some(share) = removal.shares.iter().find(|s| s.recipient == self.me.signing)
+            && !self.epochs.holds(&removal.epoch)
+        {
+            match open_epoch(&self.deps, self.group, &self.epochs, &removal, &share.sealed_secret).await? {
+                Ok(s) => secret = Some(s),
+                Err(()) => return Ok(Received::Refused("bad epoch share")),
+            }
+        }
+        // The entry first: if the node stops in between, loading opens
+        // the share again.
+        let stored = self.store(entry, opened, Some(payload), None).await?;
+        if let Some(secret) = secret {
+            self.deps.store.add_epoch(&self.group, &secret).await?;
+            self.epochs.add(&secret);
+        }
+        self.membership.removed(&removal, opened.links.lamport, opened.hash);
+        let _ = self.deps.events.send(NodeEvent::MemberRemoved { group: self.group, member: removal.member });
+        Ok(if stored { Received::Stored { lamport: opened.links.lamport, joined: None } } else { Received::Known })
+    }
+
     /// Opens what `device` wrote before its chain reached us and that
     /// `chain` can read (from its shared position on); older entries stay
     /// unread for good.
     async fn reveal(&self, device: VerifyKey, mut chain: ReceiverChain) -> Result<()> {
         for record in self.deps.store.unread(&self.group, &device, MAX_REVEAL).await? {
-            let Ok(opened) = open_entry(&self.keys, &record.sealed) else { continue };
+            let Ok((_, opened)) = self.epochs.open(&record.sealed) else { continue };
             let Ok(payload) = opened.read_message(&mut chain) else { continue };
             if self.deps.store.reveal(&self.group, &record.hash, &payload, &device, &chain).await? {
                 let _ = self.deps.events.send(NodeEvent::MessageReceived { group: self.group, hash: record.hash });
@@ -487,10 +680,14 @@ impl Receiver {
     /// A message from a member device is kept even when it cannot be read
     /// (no chain from its author yet, or written before ours began), so
     /// the log stays whole; it is opened if its chain arrives later.
-    async fn receive_message(&mut self, entry: &SealedEntry, opened: &OpenedEntry) -> Result<Received> {
+    async fn receive_message(&mut self, entry: &SealedEntry, epoch: EpochId, opened: &OpenedEntry) -> Result<Received> {
         let author = opened.author;
-        if !self.devices.contains_key(&author) {
-            return Ok(Received::Later("its author's announcement"));
+        match self.membership.device(&author) {
+            None => return Ok(Received::Later("its author's announcement")),
+            Some((_, device_epoch)) if *device_epoch != epoch => {
+                return Ok(Received::Refused("written outside its device's epoch"));
+            }
+            Some(_) => {}
         }
         if !self.chains.contains_key(&author)
             && let Some(chain) = self.deps.store.receiver_chain(&self.group, &author).await?
@@ -545,10 +742,10 @@ struct BatchOutcome {
     heads: Vec<EntryHash>,
     /// The largest Lamport clock stored.
     lamport: u64,
-    /// Member devices known now.
-    devices: HashMap<VerifyKey, MemberPublic>,
-    /// Members this device's chain is shared with now.
-    shared_with: HashSet<VerifyKey>,
+    /// Epochs, members and this device's writer now.
+    epochs: Epochs,
+    membership: Membership,
+    writer: Writer,
 }
 
 impl Handler<ReceiveEntries> for GroupLog {
@@ -561,12 +758,11 @@ impl Handler<ReceiveEntries> for GroupLog {
             Ok(Receiver {
                 group: self.group,
                 deps: self.deps.clone(),
-                keys: s.keys.clone(),
+                epochs: s.epochs.clone(),
                 kind: s.kind,
                 me: s.me,
-                devices: s.devices.clone(),
-                chain: s.chain.clone(),
-                shared_with: s.shared_with.clone(),
+                membership: s.membership.clone(),
+                writer: s.writer.clone(),
                 members: self.members.clone(),
                 positions: HashMap::new(),
                 chains: HashMap::new(),
@@ -586,28 +782,39 @@ impl Handler<ReceiveEntries> for GroupLog {
                 // Open everything first, then take announcements before
                 // messages and parents before children, whatever the order
                 // the batch came in.
+                let removed = receiver.membership.is_removed(&receiver.me.signing);
                 let mut opened = Vec::with_capacity(msg.entries.len());
                 for entry in &msg.entries {
-                    match open_entry(&receiver.keys, entry) {
-                        Ok(o) => opened.push((entry, o)),
-                        Err(_) => {
+                    match receiver.epochs.open(entry) {
+                        Ok((epoch, o)) => opened.push((entry, epoch, o)),
+                        Err(Unopened::Forged) => {
                             refuse(&receiver, entry.hash(), "forged entry");
                             receipt.ack.push(entry.hash());
                         }
+                        // A removed member never gets the keys of later epochs.
+                        Err(Unopened::NoKey) if removed => receipt.ack.push(entry.hash()),
+                        Err(Unopened::NoKey) => {
+                            let _ = receiver.deps.events.send(NodeEvent::EntryHeldBack {
+                                group,
+                                hash: entry.hash(),
+                                reason: "the keys of its epoch",
+                            });
+                            receipt.waiting = true;
+                        }
                     }
                 }
-                opened.sort_by_key(|(e, o)| (o.links.kind != EntryKind::Metadata, o.links.lamport, e.hash()));
+                opened.sort_by_key(|(e, _, o)| (o.links.kind != EntryKind::Metadata, o.links.lamport, e.hash()));
                 // One query for what is stored of the batch and its parents.
                 let asked: Vec<EntryHash> = opened
                     .iter()
-                    .flat_map(|(e, o)| o.links.parents.iter().copied().chain(std::iter::once(e.hash())))
+                    .flat_map(|(e, _, o)| o.links.parents.iter().copied().chain(std::iter::once(e.hash())))
                     .collect();
                 for (hash, kind, l) in receiver.deps.store.positions(&group, &asked).await? {
                     receiver.positions.insert(hash, (kind, l));
                 }
-                for (entry, opened) in &opened {
+                for (entry, epoch, opened) in &opened {
                     let hash = entry.hash();
-                    match receiver.receive(entry, opened).await? {
+                    match receiver.receive(entry, *epoch, opened).await? {
                         Received::Stored { lamport: l, joined, .. } => {
                             lamport = lamport.max(l);
                             joined_other |= joined.is_some_and(|j| j.member != receiver.me);
@@ -638,24 +845,26 @@ impl Handler<ReceiveEntries> for GroupLog {
                 if joined_other && receiver.kind == GroupKind::Contact {
                     let _ = receiver.deps.joined.try_send(ContactJoined { group });
                 }
-                receiver.share_with_newcomers().await?;
+                receiver.follow_epoch_and_share().await?;
                 let heads = receiver.deps.store.heads(&group, EntryKind::Message).await?;
                 Ok(BatchOutcome {
                     receipt,
                     heads,
                     lamport,
-                    devices: receiver.devices,
-                    shared_with: receiver.shared_with,
+                    epochs: receiver.epochs,
+                    membership: receiver.membership,
+                    writer: receiver.writer,
                 })
             }
             .into_actor(self)
             .map(|r: Result<BatchOutcome>, act, _| {
-                let BatchOutcome { receipt, heads, lamport, devices, shared_with } = r?;
+                let BatchOutcome { receipt, heads, lamport, epochs, membership, writer } = r?;
                 if let Some(state) = act.state.as_mut() {
                     state.heads = heads;
                     state.lamport = state.lamport.max(lamport);
-                    state.devices = devices;
-                    state.shared_with = shared_with;
+                    state.epochs = epochs;
+                    state.membership = membership;
+                    state.writer = writer;
                 }
                 Ok(receipt)
             }),
@@ -669,10 +878,77 @@ impl Handler<GetMembers> for GroupLog {
     fn handle(&mut self, _: GetMembers, ctx: &mut Self::Context) -> Self::Result {
         guarded(NAME, ctx, || {
             let state = self.state.as_ref().ok_or(Error::Unavailable(NAME))?;
-            let mut members = others(&state.devices, &state.me);
-            members.push(state.me);
-            Ok(members)
+            Ok(state.membership.members_of(&state.epochs.current(&state.membership)))
         })
+    }
+}
+
+impl Handler<RemoveMember> for GroupLog {
+    // Atomic: the removal and the new epoch's announcement are written
+    // before anything else touches the log.
+    type Result = AtomicResponse<Self, Result<()>>;
+
+    fn handle(&mut self, msg: RemoveMember, ctx: &mut Self::Context) -> Self::Result {
+        let (group, deps, members) = (self.group, self.deps.clone(), self.members.clone());
+        let prepared = guarded(NAME, ctx, || {
+            let s = self.state.as_ref().ok_or(Error::Unavailable(NAME))?;
+            if s.kind != GroupKind::MultiMember {
+                return Err(Error::Refused("only multi-member groups remove members"));
+            }
+            if s.membership.is_removed(&s.me.signing) {
+                return Err(Error::Refused("no longer a member of this group"));
+            }
+            if !s.membership.knows(&msg.member) || s.membership.is_removed(&msg.member) {
+                return Err(Error::Refused("not a member of this group"));
+            }
+            Ok((s.epochs.clone(), s.membership.clone(), s.writer.clone(), s.me))
+        });
+        AtomicResponse::new(Box::pin(
+            async move {
+                let (mut epochs, mut membership, writer, me) = prepared?;
+                let keys = epochs.keys(&writer.epoch).ok_or(Error::Unavailable(NAME))?.clone();
+                // The remaining members, this account included unless it
+                // leaves (its other devices need the secret too).
+                let remaining: Vec<MemberPublic> =
+                    membership.members_of(&writer.epoch).into_iter().filter(|m| m.signing != msg.member).collect();
+                let secret = EpochSecret::generate(&mut OsEntropy)?;
+                let (epoch, _) = epochs.root().epoch(&secret);
+                let shares = remaining
+                    .iter()
+                    .map(|m| {
+                        Ok(EpochShare {
+                            recipient: m.signing,
+                            sealed_secret: seal_epoch_secret(&group, &secret, &m.agreement, &mut OsEntropy)?,
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                let removal = MemberRemoved { member: msg.member, epoch, shares };
+                let event = MetadataEvent::MemberRemoved(removal.clone());
+                let (hash, lamport) = write_metadata(&deps, group, writer.epoch, &keys, &members, &event).await?;
+                membership.removed(&removal, lamport, hash);
+                let _ = deps.events.send(NodeEvent::MemberRemoved { group, member: msg.member });
+                if msg.member == me.signing {
+                    // Leaving: the new epoch's secret is dropped here.
+                    return Ok((epochs, membership, writer));
+                }
+                deps.store.add_epoch(&group, &secret).await?;
+                epochs.add(&secret);
+                let recipients: Vec<MemberPublic> = remaining.into_iter().filter(|m| *m != me).collect();
+                let writer =
+                    enter_epoch(&deps, group, &epochs, epoch, &members, recipients, &mut membership, &me).await?;
+                Ok((epochs, membership, writer))
+            }
+            .into_actor(self)
+            .map(|r: Result<(Epochs, Membership, Writer)>, act, _| {
+                let (epochs, membership, writer) = r?;
+                if let Some(state) = act.state.as_mut() {
+                    state.epochs = epochs;
+                    state.membership = membership;
+                    state.writer = writer;
+                }
+                Ok(())
+            }),
+        ))
     }
 }
 

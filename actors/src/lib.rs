@@ -40,6 +40,7 @@ mod contacts;
 mod courier;
 mod error;
 mod group_log;
+mod membership;
 pub mod messages;
 mod node;
 mod rotator;
@@ -96,6 +97,14 @@ pub enum NodeEvent {
         group: GroupId,
         /// The member.
         member: veil_crypto::MemberPublic,
+    },
+    /// A member was removed from a group or left it (possibly this
+    /// account); the group moved to a new epoch without it.
+    MemberRemoved {
+        /// The group.
+        group: GroupId,
+        /// The member's signing key in the group.
+        member: veil_crypto::VerifyKey,
     },
     /// Members acknowledged entries this node pushed to them.
     EntriesDelivered {

@@ -3,8 +3,8 @@
 
 use actix::Message;
 use veil_crypto::{
-    AccountPublic, ChainState, GroupId, GroupSecret, MemberPublic, NetworkKey, Signature, VerifyKey,
-    envelope::EntryHash, rendezvous::ActivePoints,
+    AccountPublic, ChainState, EpochId, EpochSecret, GroupId, GroupSecret, MemberPublic, NetworkKey, Signature,
+    VerifyKey, envelope::EntryHash, rendezvous::ActivePoints,
 };
 use veil_proto::metadata::MemberJoined;
 use zeroize::Zeroizing;
@@ -36,6 +36,8 @@ pub mod vault {
     pub struct SignAsDevice {
         /// The group whose device key signs.
         pub group: GroupId,
+        /// The epoch it writes in (each has its own device key).
+        pub epoch: EpochId,
         /// What to sign.
         pub message: Vec<u8>,
     }
@@ -55,6 +57,8 @@ pub mod vault {
     pub struct GetDeviceKey {
         /// The group.
         pub group: GroupId,
+        /// The epoch (each has its own device key).
+        pub epoch: EpochId,
     }
 
     /// Event: a group was stored; load its device key.
@@ -139,6 +143,8 @@ pub mod vault {
     pub struct AnnounceDevice {
         /// The group.
         pub group: GroupId,
+        /// The epoch the device announces itself in.
+        pub epoch: EpochId,
         /// This device's sending chain at the position readers start from.
         pub chain: ChainState,
         /// The members that may read it.
@@ -156,6 +162,17 @@ pub mod vault {
         pub sealed: Vec<u8>,
     }
 
+    /// Command: open an epoch secret sealed to this account's member key in
+    /// `group`.
+    #[derive(Debug, Message)]
+    #[rtype(result = "Result<EpochSecret>")]
+    pub struct OpenEpochShare {
+        /// The group.
+        pub group: GroupId,
+        /// The sealed secret.
+        pub sealed: Vec<u8>,
+    }
+
     /// Command: sign an invitation to `group` (whose secret it carries) as
     /// this account's member there.
     #[derive(Debug, Message)]
@@ -169,6 +186,8 @@ pub mod vault {
         pub name: Option<veil_crypto::Name>,
         /// When members stop honouring it, if ever.
         pub expires_at: Option<veil_crypto::time::UnixTime>,
+        /// The group's epoch secrets after the root, oldest first.
+        pub epochs: Vec<EpochSecret>,
     }
 
     /// Command: draw a fresh network key for the next period. The one key
@@ -440,6 +459,16 @@ pub mod group {
     #[derive(Debug, Message)]
     #[rtype(result = "Result<Vec<MemberPublic>>")]
     pub struct GetMembers;
+
+    /// Command: remove a member from a multi-member group (this account's
+    /// own member key: leave it). The group moves to a new epoch shared
+    /// with the remaining members only.
+    #[derive(Debug, Message)]
+    #[rtype(result = "Result<()>")]
+    pub struct RemoveMember {
+        /// The member's signing key in the group.
+        pub member: VerifyKey,
+    }
 
     /// Query: messages in the log's total order, after `after`.
     #[derive(Debug, Message)]

@@ -38,9 +38,9 @@ use crate::{
             Contact, Decide, Decision, GetContacts, LinkInfo, ResetLink, SendRequest, SetLinkEnabled, ShareLink,
         },
         courier::StartGroup,
-        group::{AppendMessage, GetHistory, GetMembers, HistoryEntry},
+        group::{AppendMessage, GetHistory, GetMembers, HistoryEntry, RemoveMember},
         rendezvous::{GetActivePoints, PointsRotated, Subscribe, WatchKey},
-        vault::{GetIdentity, IssueInvitation, PublicIdentity, RotateNetworkKey},
+        vault::{GetIdentity, GetMemberKeys, IssueInvitation, PublicIdentity, RotateNetworkKey},
     },
     supervision::mailbox,
     transport::NetworkRoutes,
@@ -340,6 +340,7 @@ async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
                         member: vault.clone().recipient(),
                         announce: vault.clone().recipient(),
                         open_share: vault.clone().recipient(),
+                        open_epoch: vault.clone().recipient(),
                         owed: cctx.address().recipient(),
                         joined,
                         events: events.clone(),
@@ -525,7 +526,10 @@ impl Node {
     /// holding it can join until it expires.
     pub async fn invite(&self, group: &GroupId, valid_for: Option<Duration>) -> Result<String> {
         let (store, group) = (self.inner.store.clone(), *group);
-        let record = self.on_node(async move { store.group(&group).await }).await??.ok_or(Error::UnknownGroup)?;
+        let (record, epochs) = self
+            .on_node(async move { Ok::<_, Error>((store.group(&group).await?, store.epochs(&group).await?)) })
+            .await??;
+        let record = record.ok_or(Error::UnknownGroup)?;
         if record.kind != GroupKind::MultiMember {
             return Err(Error::Refused("only multi-member groups take invitations"));
         }
@@ -534,7 +538,7 @@ impl Node {
         let invitation = self
             .inner
             .vault
-            .send(IssueInvitation { group, secret: record.secret, name, expires_at })
+            .send(IssueInvitation { group, secret: record.secret, name, expires_at, epochs })
             .await
             .map_err(mailbox("identity-vault"))??;
         Ok(veil_proto::link::invitation_uri(&invitation))
@@ -550,7 +554,11 @@ impl Node {
             .on_node(async move {
                 let device = SigningSecret::generate(&mut OsEntropy)?;
                 let name = invitation.name.as_ref().map(veil_crypto::Name::as_str);
-                Ok::<_, Error>(store.insert_group(GroupKind::MultiMember, name, &invitation.secret, &device).await?)
+                let group = store.insert_group(GroupKind::MultiMember, name, &invitation.secret, &device).await?;
+                for epoch in &invitation.epochs {
+                    store.add_epoch(&group, epoch).await?;
+                }
+                Ok::<_, Error>(group)
             })
             .await??;
         self.inner.courier.send(StartGroup { group }).await.map_err(mailbox("courier"))??;
@@ -564,8 +572,31 @@ impl Node {
         log.send(AppendMessage { payload: payload.to_vec() }).await.map_err(mailbox("group-log"))?
     }
 
-    /// A group's members as its metadata log knows them (this account
-    /// included), by their per-group member keys.
+    /// Removes a member (by its member key in the group) from a
+    /// multi-member group: the group moves to a new epoch whose keys only
+    /// the remaining members get, so the removed member cannot read
+    /// anything written after this.
+    pub async fn remove_member(&self, group: &GroupId, member: &veil_crypto::VerifyKey) -> Result<()> {
+        let log = self.inner.group(group)?;
+        log.send(RemoveMember { member: *member }).await.map_err(mailbox("group-log"))?
+    }
+
+    /// Leaves a multi-member group: this account removes itself, handing
+    /// the remaining members a new epoch it does not keep. The node still
+    /// serves the group's entries it holds, and writes nothing more there.
+    pub async fn leave(&self, group: &GroupId) -> Result<()> {
+        let me = self.member_key(group).await?;
+        self.remove_member(group, &me.signing).await
+    }
+
+    /// This account's member key in `group` (how the others see it there).
+    pub async fn member_key(&self, group: &GroupId) -> Result<veil_crypto::MemberPublic> {
+        self.inner.vault.send(GetMemberKeys { group: *group }).await.map_err(mailbox("identity-vault"))?
+    }
+
+    /// A group's members in its current epoch, as its metadata log knows
+    /// them (this account included unless it left), by their per-group
+    /// member keys.
     pub async fn members(&self, group: &GroupId) -> Result<Vec<veil_crypto::MemberPublic>> {
         let log = self.inner.group(group)?;
         log.send(GetMembers).await.map_err(mailbox("group-log"))?

@@ -10,8 +10,9 @@ use std::{
 
 use actix::{Actor, ActorFutureExt, Context, Handler, ResponseActFuture, Supervised, WrapFuture};
 use veil_crypto::{
-    ChainState, GroupId, GroupSecret, Identity, MemberKeys, MemberPublic, NetworkKey, OsEntropy, Signature,
-    SigningSecret, VerifyKey, contact_group_secret,
+    ChainState, EpochId, EpochSecret, GroupId, GroupSecret, Identity, MemberKeys, MemberPublic, NetworkKey, OsEntropy,
+    Signature, SigningSecret, VerifyKey, contact_group_secret,
+    epoch::{epoch_device_key, open_epoch_secret},
     handshake::{Requester, Responder},
     ratchet::{open_chain_state, seal_chain_state},
 };
@@ -22,8 +23,8 @@ use crate::{
     Error, Result,
     messages::vault::{
         AnnounceDevice, AnswerRequest, BeginRequest, ContinueRequest, DeriveContactGroup, GetDeviceKey, GetIdentity,
-        GetMemberKeys, GroupAdded, HandshakeId, IssueInvitation, OpenChainShare, PublicIdentity, ReadRequest,
-        ReceivedRequest, RotateNetworkKey, SignAsDevice,
+        GetMemberKeys, GroupAdded, HandshakeId, IssueInvitation, OpenChainShare, OpenEpochShare, PublicIdentity,
+        ReadRequest, ReceivedRequest, RotateNetworkKey, SignAsDevice,
     },
     supervision::{guarded, load_state},
 };
@@ -82,6 +83,11 @@ impl IdentityVault {
 
     fn device(&self, group: &GroupId) -> Result<&GroupDevice> {
         self.group_devices.get(group).ok_or(Error::UnknownGroup)
+    }
+
+    /// This device's signing key in `group` during `epoch`.
+    fn device_key(&self, group: &GroupId, epoch: &EpochId) -> Result<SigningSecret> {
+        Ok(epoch_device_key(&self.device(group)?.key, epoch))
     }
 
     /// This account's member keys in `group`: the account keys in a contact
@@ -181,7 +187,7 @@ impl Handler<SignAsDevice> for IdentityVault {
     type Result = Result<Signature>;
 
     fn handle(&mut self, msg: SignAsDevice, ctx: &mut Self::Context) -> Self::Result {
-        guarded(NAME, ctx, || Ok(self.device(&msg.group)?.key.sign(&msg.message)))
+        guarded(NAME, ctx, || Ok(self.device_key(&msg.group, &msg.epoch)?.sign(&msg.message)))
     }
 }
 
@@ -189,7 +195,7 @@ impl Handler<GetDeviceKey> for IdentityVault {
     type Result = Result<VerifyKey>;
 
     fn handle(&mut self, msg: GetDeviceKey, ctx: &mut Self::Context) -> Self::Result {
-        guarded(NAME, ctx, || Ok(self.device(&msg.group)?.key.verify_key()))
+        guarded(NAME, ctx, || Ok(self.device_key(&msg.group, &msg.epoch)?.verify_key()))
     }
 }
 
@@ -283,7 +289,7 @@ impl Handler<AnnounceDevice> for IdentityVault {
     fn handle(&mut self, msg: AnnounceDevice, ctx: &mut Self::Context) -> Self::Result {
         guarded(NAME, ctx, || {
             let member = self.member_keys(&msg.group)?;
-            let device = self.device(&msg.group)?.key.verify_key();
+            let device = self.device_key(&msg.group, &msg.epoch)?.verify_key();
             let chain_shares = msg
                 .recipients
                 .iter()
@@ -299,6 +305,7 @@ impl Handler<AnnounceDevice> for IdentityVault {
                 device,
                 device_cert: member.certify_device(&msg.group, &device),
                 chain_shares,
+                epoch: msg.epoch,
             })
         })
     }
@@ -310,7 +317,7 @@ impl Handler<IssueInvitation> for IdentityVault {
     fn handle(&mut self, msg: IssueInvitation, ctx: &mut Self::Context) -> Self::Result {
         guarded(NAME, ctx, || {
             let member = self.member_keys(&msg.group)?;
-            Ok(veil_crypto::GroupInvitation::issue(&msg.secret, msg.name, msg.expires_at, &member))
+            Ok(veil_crypto::GroupInvitation::issue(&msg.secret, msg.name, msg.expires_at, msg.epochs, &member)?)
         })
     }
 }
@@ -322,6 +329,17 @@ impl Handler<OpenChainShare> for IdentityVault {
         guarded(NAME, ctx, || {
             let member = self.member_keys(&msg.group)?;
             Ok(open_chain_state(&msg.group, &member.agreement, &msg.sealed)?)
+        })
+    }
+}
+
+impl Handler<OpenEpochShare> for IdentityVault {
+    type Result = Result<EpochSecret>;
+
+    fn handle(&mut self, msg: OpenEpochShare, ctx: &mut Self::Context) -> Self::Result {
+        guarded(NAME, ctx, || {
+            let member = self.member_keys(&msg.group)?;
+            Ok(open_epoch_secret(&msg.group, &member.agreement, &msg.sealed)?)
         })
     }
 }

@@ -10,10 +10,13 @@ use std::{collections::HashSet, time::Duration};
 use common::{T0, account, peer, rendezvous_server, until};
 use veil_actors::Node;
 use veil_crypto::{
-    GroupId,
-    envelope::EntryHash,
+    EpochSecret, GroupId, GroupKeys,
+    envelope::{EntryHash, EntryKind, SealedEntry, open_entry},
+    epoch::open_epoch_secret,
     time::{ManualClock, UnixTime},
 };
+use veil_proto::metadata::MetadataEvent;
+use veil_storage::{Store, StoreOptions, keystore::KeySource};
 
 /// The message log as (Lamport clock, hash, payload), in its total order.
 async fn log(node: &Node, group: &GroupId) -> Vec<(u64, EntryHash, Vec<u8>)> {
@@ -124,6 +127,7 @@ async fn bad_entries_are_refused_counted_and_never_stored() {
         device: stranger.verify_key(),
         device_cert: Signature([1; 64]),
         chain_shares: vec![],
+        epoch: veil_crypto::EpochId::ROOT,
     });
     let uncertified =
         seal_entry(&keys, &stranger, &links, BodyKey::Metadata, &uncertified.encode(), &mut OsEntropy).unwrap();
@@ -219,4 +223,150 @@ async fn a_member_back_from_offline_catches_up_on_a_thousand_messages() {
     for n in [a, b, server] {
         n.shutdown().await.unwrap();
     }
+}
+
+/// What a member's store holds of a group once its node is stopped: the
+/// group's root keys, every epoch secret it kept, its member keys there,
+/// and the group's entries as (hash, sealed entry, payload).
+struct Holdings {
+    root: GroupKeys,
+    epochs: Vec<EpochSecret>,
+    member: veil_crypto::MemberKeys,
+    entries: Vec<(EntryHash, SealedEntry, Option<Vec<u8>>)>,
+}
+
+async fn holdings(dir: &tempfile::TempDir, group: &GroupId) -> Holdings {
+    let key = KeySource::KeyFile(dir.path().join("storage.key"));
+    let store = Store::open(&dir.path().join("veil.db"), &key, StoreOptions::default()).await.unwrap();
+    let record = store.group(group).await.unwrap().unwrap();
+    let identity = store.load_identity().await.unwrap().unwrap();
+    let mut entries = Vec::new();
+    for kind in [EntryKind::Metadata, EntryKind::Message] {
+        for e in store.entries_after(group, kind, None, 100_000).await.unwrap() {
+            entries.push((e.hash, e.sealed, e.payload.map(|p| p.to_vec())));
+        }
+    }
+    Holdings {
+        root: GroupKeys::derive(&record.secret),
+        epochs: store.epochs(group).await.unwrap(),
+        member: identity.alias.member_keys(group),
+        entries,
+    }
+}
+
+impl Holdings {
+    /// Whether any key held opens the entry's header (who wrote it, and
+    /// the way to its body).
+    fn opens(&self, entry: &SealedEntry) -> bool {
+        let keys = std::iter::once(self.root.clone()).chain(self.epochs.iter().map(|e| self.root.epoch(e).1));
+        keys.into_iter().any(|k| open_entry(&k, entry).is_ok())
+    }
+
+    /// The epoch secrets sealed to this member in removals of `entries`
+    /// (read with `reader`'s keys) that its member key opens.
+    fn epoch_shares_opened(&self, reader: &Holdings, group: &GroupId) -> usize {
+        let mut opened = 0;
+        for (_, _, payload) in &reader.entries {
+            if let Some(Ok(MetadataEvent::MemberRemoved(r))) = payload.as_deref().map(MetadataEvent::decode) {
+                opened += r
+                    .shares
+                    .iter()
+                    .filter(|s| open_epoch_secret(group, &self.member.agreement, &s.sealed_secret).is_ok())
+                    .count();
+            }
+        }
+        opened
+    }
+}
+
+/// Removal and leaving: A removes C, D joins in the new epoch, then B
+/// leaves. Whatever is written
+/// after a member's removal opens with none of the keys it holds (its
+/// store is read once its node stops: the group secret, the epochs it
+/// kept, its member key), while what came before still does (the control
+/// that shows the check can fail), and the remaining members read each
+/// other throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removed_and_departed_members_cannot_read_what_is_written_after() {
+    let dirs: Vec<_> = (0..5).map(|_| tempfile::tempdir().unwrap()).collect();
+    let clock = ManualClock::new(UnixTime(T0 + 20));
+    let common::GroupOfTwo { server, addr, a, b, group, invitation } = common::group_of_two(&dirs, &clock).await;
+    let c = peer(&dirs[3], &clock, &addr).await;
+    c.join(&invitation).await.unwrap();
+    let nodes = [&a, &b, &c];
+    for n in nodes {
+        let mut events = n.events();
+        until(&mut events, || async { n.members(&group).await.unwrap().len() == 3 }).await;
+        n.send(&group, b"before").await.unwrap();
+    }
+    for n in nodes {
+        let mut events = n.events();
+        until(&mut events, || async { log(n, &group).await.len() == 3 }).await;
+    }
+
+    let c_key = c.member_key(&group).await.unwrap();
+    a.remove_member(&group, &c_key.signing).await.unwrap();
+    let mut events = c.events();
+    until(&mut events, || async { !c.members(&group).await.unwrap().contains(&c_key) }).await;
+    assert!(c.send(&group, b"still here?").await.is_err(), "a removed member writes nothing more");
+    for n in [&a, &b] {
+        let mut events = n.events();
+        until(&mut events, || async { n.members(&group).await.unwrap().len() == 2 }).await;
+        n.send(&group, b"after C").await.unwrap();
+    }
+    for n in [&a, &b] {
+        let mut events = n.events();
+        until(&mut events, || async { log(n, &group).await.len() == 5 }).await;
+    }
+
+    // A newcomer invited now joins in the new epoch and reads from there on.
+    let d = peer(&dirs[4], &clock, &addr).await;
+    d.join(&a.invite(&group, None).await.unwrap()).await.unwrap();
+    for n in [&a, &b, &d] {
+        let mut events = n.events();
+        until(&mut events, || async { n.members(&group).await.unwrap().len() == 3 }).await;
+    }
+    a.send(&group, b"welcome D").await.unwrap();
+    let mut events = d.events();
+    until(&mut events, || async { log(&d, &group).await.iter().any(|(_, _, p)| p == b"welcome D") }).await;
+
+    let b_key = b.member_key(&group).await.unwrap();
+    b.leave(&group).await.unwrap();
+    let mut events = a.events();
+    until(&mut events, || async { !a.members(&group).await.unwrap().contains(&b_key) }).await;
+    a.send(&group, b"after B").await.unwrap();
+    let mut events = d.events();
+    until(&mut events, || async { log(&d, &group).await.iter().any(|(_, _, p)| p == b"after B") }).await;
+    assert!(b.send(&group, b"gone").await.is_err(), "a member that left writes nothing more");
+    assert!(log(&b, &group).await.iter().all(|(_, _, p)| p != b"after B"));
+    assert!(!a.members(&group).await.unwrap().contains(&b_key));
+
+    for n in [a, b, c, d, server] {
+        n.shutdown().await.unwrap();
+    }
+    let [a, b, c] = [&dirs[1], &dirs[2], &dirs[3]];
+    let (a, b, c) = (holdings(a, &group).await, holdings(b, &group).await, holdings(c, &group).await);
+    let written = |text: &[u8]| -> Vec<&SealedEntry> {
+        a.entries.iter().filter(|(_, _, p)| p.as_deref() == Some(text)).map(|(_, e, _)| e).collect()
+    };
+    assert_eq!((written(b"before").len(), written(b"after C").len(), written(b"after B").len()), (3, 2, 1));
+    for entry in written(b"before") {
+        assert!(c.opens(entry) && b.opens(entry), "the control: older entries open");
+    }
+    for entry in written(b"after C").into_iter().chain(written(b"after B")) {
+        assert!(!c.opens(entry), "C opened an entry written after its removal");
+    }
+    assert!(b.opens(written(b"after C")[0]));
+    assert!(!b.opens(written(b"after B")[0]), "B opened an entry written after it left");
+    // Nothing after the removals opens, metadata included: every entry A
+    // holds that C (or B) can open is one it could before leaving.
+    let after_c: Vec<&SealedEntry> = a.entries.iter().filter(|(_, e, _)| !c.opens(e)).map(|(_, e, _)| e).collect();
+    assert!(after_c.len() >= 3, "the removal's epoch holds the later entries");
+    assert!(c.epochs.is_empty(), "C kept no epoch secret");
+    assert_eq!(c.epoch_shares_opened(&a, &group), 0, "no epoch secret was sealed to C");
+    assert_eq!(
+        b.epoch_shares_opened(&a, &group),
+        1,
+        "B got the epoch after C's removal, not the one after its leaving"
+    );
 }

@@ -139,13 +139,16 @@ pub(crate) enum GroupAction {
         /// Its name.
         name: Option<String>,
     },
-    /// Make an invitation to a group (not supported yet).
+    /// Make an invitation to a group.
     Invite { conversation: String },
-    /// Join a group through an invitation (not supported yet).
+    /// Join a group through an invitation.
     Join { invitation: String },
-    /// Leave a group (not supported yet).
+    /// Leave a group: the others move to keys you do not get.
     Leave { conversation: String },
-    /// List a group's members (not supported yet).
+    /// Remove a member (its key as `group members` prints it): it cannot
+    /// read anything written afterwards.
+    Remove { conversation: String, member: String },
+    /// List a group's members.
     Members { conversation: String },
 }
 

@@ -235,6 +235,10 @@ async fn group(c: &mut Client, action: GroupAction, out: Out) -> Result<()> {
             call!(c, leave_group, api::LeaveGroupRequest { conversation });
             out.emit(&json!({ "left": true }), || "left".to_owned())
         }
+        GroupAction::Remove { conversation, member } => {
+            let m = call!(c, remove_member, api::RemoveMemberRequest { conversation, member }).members;
+            out.emit(&json!({ "members": m }), || m.join("\n"))
+        }
         GroupAction::Members { conversation } => {
             let m = call!(c, list_members, api::ListMembersRequest { conversation }).members;
             out.emit(&json!({ "members": m }), || m.join("\n"))

@@ -320,7 +320,7 @@ fn bad_input_gets_a_clear_error_and_changes_nothing() {
     assert!(invitation["uri"].as_str().unwrap().starts_with("veil://group/"), "{invitation}");
     assert_eq!(d.ok(&["group", "members", &notes])["members"].as_array().unwrap().len(), 1);
     expect(&["group", "join", "veil://group/x"], 2, "invalid_argument", "malformed invitation");
-    expect(&["group", "leave", &notes], 5, "unsupported", "not supported yet");
+    expect(&["group", "remove", &notes, "cafe"], 2, "invalid_argument", "not a member key");
 
     // An oversize message on standard input is refused too.
     let mut child = veil()
@@ -341,6 +341,14 @@ fn bad_input_gets_a_clear_error_and_changes_nothing() {
     assert_eq!(d.ok(&["conversations"])["conversations"].as_array().unwrap().len(), 1);
     assert_eq!(texts(&d.ok(&["log", "notes"])), vec![(true, "kept".to_owned())]);
     assert_eq!(d.ok(&["transport"]), transports);
+
+    // Leaving: the history stays, writing and removing are refused.
+    let me = d.ok(&["group", "members", &notes])["members"][0].as_str().unwrap().to_owned();
+    assert_eq!(d.ok(&["group", "leave", &notes])["left"], true);
+    assert!(d.ok(&["group", "members", &notes])["members"].as_array().unwrap().is_empty());
+    expect(&["group", "remove", &notes, &me], 1, "refused", "no longer a member");
+    expect(&["send", &notes, "anyone?"], 1, "refused", "no longer a member");
+    assert_eq!(texts(&d.ok(&["log", "notes"])), vec![(true, "kept".to_owned())]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -58,6 +58,14 @@ pub mod label {
     pub const POINT_PROOF: &[u8] = b"veil/v1/point-proof";
     /// The tag naming a group on one connection between two peers.
     pub const SESSION_TAG: &[u8] = b"veil/v1/session-tag";
+    /// Salt of a group epoch's key schedule (the epoch secret is the input).
+    pub const EPOCH_SCHEDULE: &[u8] = b"veil/v1/epoch";
+    /// Names an epoch, derived by its key schedule.
+    pub const EPOCH_ID: &[u8] = b"epoch-id";
+    /// Associated data of an epoch secret sealed to a member.
+    pub const EPOCH_SHARE: &[u8] = b"veil/v1/epoch-share";
+    /// Salt of a device's signing key in one epoch of a group.
+    pub const EPOCH_DEVICE: &[u8] = b"veil/v1/epoch-device";
 }
 
 /// HKDF-SHA256 extract-then-expand into `N` bytes. `info` parts are concatenated.

@@ -48,6 +48,7 @@
 
 mod aead;
 pub mod envelope;
+pub mod epoch;
 mod error;
 mod group;
 pub mod handshake;
@@ -63,6 +64,7 @@ pub mod seal;
 mod secret;
 pub mod time;
 
+pub use epoch::{EpochId, EpochSecret};
 pub use error::{Error, Result};
 pub use group::{
     EntryAuthKey, GroupId, GroupKey, GroupKeys, GroupSecret, MemberKeys, MemberPublic, ReplicationCredential,
@@ -73,7 +75,7 @@ pub use keys::{
     AccountKeys, AccountPublic, AgreementPublic, AgreementSecret, AliasKey, DeviceKey, Identity, NetworkKey, Signature,
     SigningSecret, VerifyKey,
 };
-pub use link::{ContactLink, GroupInvitation, MAX_NAME_LEN, Name};
+pub use link::{ContactLink, GroupInvitation, MAX_INVITATION_EPOCHS, MAX_NAME_LEN, Name};
 pub use ratchet::{ChainKey, ChainState, MessageKey, ReceiverChain, SenderChain};
 pub use rendezvous::{RendezvousPoint, RendezvousSeed};
 pub use secret::{Entropy, OsEntropy, TestEntropy};

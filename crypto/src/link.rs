@@ -4,7 +4,7 @@
 //! sits above this crate.
 
 use crate::{
-    AccountPublic, Error, GroupKeys, GroupSecret, MemberKeys, Result, Signature, VerifyKey,
+    AccountPublic, EpochSecret, Error, GroupKeys, GroupSecret, MemberKeys, Result, Signature, VerifyKey,
     kdf::{label, put_lp},
     rendezvous::RendezvousSeed,
     time::UnixTime,
@@ -62,29 +62,57 @@ pub struct GroupInvitation {
     pub inviter: VerifyKey,
     /// The inviter's signature over the invitation.
     pub signature: Signature,
+    /// The secrets of the group's epochs after the root one, oldest first
+    /// (at most [`MAX_INVITATION_EPOCHS`]); the last is the current one.
+    /// Empty while the group has never been re-keyed.
+    pub epochs: Vec<EpochSecret>,
 }
 
-fn invitation_message(keys: &GroupKeys, name: Option<&Name>, expires_at: Option<UnixTime>) -> Vec<u8> {
+/// Most epoch secrets an invitation carries.
+pub const MAX_INVITATION_EPOCHS: usize = 64;
+
+/// What the inviter signs; epoch ids are appended only when there are
+/// epochs, so invitations to never re-keyed groups sign what they always did.
+fn invitation_message(
+    keys: &GroupKeys,
+    name: Option<&Name>,
+    expires_at: Option<UnixTime>,
+    epochs: &[EpochSecret],
+) -> Vec<u8> {
     let mut m = label::INVITATION.to_vec();
     m.extend_from_slice(&keys.id.0);
     put_lp(&mut m, name.map(Name::as_str).unwrap_or("").as_bytes());
     m.extend_from_slice(&expires_at.map_or(0, |t| t.0).to_be_bytes());
+    for epoch in epochs {
+        m.extend_from_slice(&keys.epoch(epoch).0.0);
+    }
     m
 }
 
 impl GroupInvitation {
     /// Issues an invitation to the group of `secret`, signed by `inviter`
     /// (the inviting account's member keys in that group).
-    pub fn issue(secret: &GroupSecret, name: Option<Name>, expires_at: Option<UnixTime>, inviter: &MemberKeys) -> Self {
+    /// `epochs` are the group's epoch secrets after the root, oldest first.
+    pub fn issue(
+        secret: &GroupSecret,
+        name: Option<Name>,
+        expires_at: Option<UnixTime>,
+        epochs: Vec<EpochSecret>,
+        inviter: &MemberKeys,
+    ) -> Result<Self> {
+        if epochs.len() > MAX_INVITATION_EPOCHS {
+            return Err(Error::TooLarge { what: "invitation epochs", len: epochs.len(), max: MAX_INVITATION_EPOCHS });
+        }
         let keys = GroupKeys::derive(secret);
-        let signature = inviter.signing.sign(&invitation_message(&keys, name.as_ref(), expires_at));
-        Self { secret: secret.clone(), name, expires_at, inviter: inviter.signing.verify_key(), signature }
+        let signature = inviter.signing.sign(&invitation_message(&keys, name.as_ref(), expires_at, &epochs));
+        Ok(Self { secret: secret.clone(), name, expires_at, inviter: inviter.signing.verify_key(), signature, epochs })
     }
 
     /// Checks the inviter's signature only.
     pub fn verify_signature(&self) -> Result<()> {
         let keys = GroupKeys::derive(&self.secret);
-        self.inviter.verify(&invitation_message(&keys, self.name.as_ref(), self.expires_at), &self.signature)
+        let message = invitation_message(&keys, self.name.as_ref(), self.expires_at, &self.epochs);
+        self.inviter.verify(&message, &self.signature)
     }
 
     /// Checks the signature and, at time `now`, the expiry.
@@ -114,11 +142,30 @@ mod tests {
     fn invitation_signature_and_expiry() {
         let secret = GroupSecret::generate(&mut OsEntropy).unwrap();
         let member = AliasKey::generate(&mut OsEntropy).unwrap().member_keys(&GroupKeys::derive(&secret).id);
-        let inv = GroupInvitation::issue(&secret, Name::new("book club").ok(), Some(UnixTime(1000)), &member);
+        let inv =
+            GroupInvitation::issue(&secret, Name::new("book club").ok(), Some(UnixTime(1000)), Vec::new(), &member)
+                .unwrap();
         assert!(inv.verify(UnixTime(999)).is_ok());
         assert!(matches!(inv.verify(UnixTime(1000)), Err(Error::Expired { .. })));
         let mut longer = inv.clone();
         longer.expires_at = Some(UnixTime(5000));
         assert_eq!(longer.verify(UnixTime(999)), Err(Error::BadSignature));
+    }
+
+    #[test]
+    fn invitation_signature_covers_its_epochs() {
+        let secret = GroupSecret::generate(&mut OsEntropy).unwrap();
+        let member = AliasKey::generate(&mut OsEntropy).unwrap().member_keys(&GroupKeys::derive(&secret).id);
+        let epochs = vec![EpochSecret::from_bytes([1; 32]), EpochSecret::from_bytes([2; 32])];
+        let inv = GroupInvitation::issue(&secret, None, None, epochs, &member).unwrap();
+        assert!(inv.verify_signature().is_ok());
+        let mut swapped = inv.clone();
+        swapped.epochs[1] = EpochSecret::from_bytes([3; 32]);
+        assert_eq!(swapped.verify_signature(), Err(Error::BadSignature));
+        let mut dropped = inv;
+        dropped.epochs.pop();
+        assert_eq!(dropped.verify_signature(), Err(Error::BadSignature));
+        let too_many = vec![EpochSecret::from_bytes([1; 32]); MAX_INVITATION_EPOCHS + 1];
+        assert!(GroupInvitation::issue(&secret, None, None, too_many, &member).is_err());
     }
 }

@@ -209,8 +209,10 @@ fn every_protocol_md_vector_matches_the_code() {
         &secret,
         Some(Name::new(&c.input(v, "name")).expect("name")),
         Some(UnixTime(c.input(v, "expires_at").parse().expect("expiry"))),
+        Vec::new(),
         &inviter,
-    );
+    )
+    .expect("invitation");
     c.expect(v, "signature", inv.signature.0);
     c.expect_text(v, "uri", &link::invitation_uri(&inv));
 

@@ -14,8 +14,8 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use prost::Message;
 use sha2::{Digest, Sha256};
 use veil_crypto::{
-    AccountPublic, AgreementPublic, ContactLink, GroupInvitation, GroupSecret, RendezvousSeed, Signature, VerifyKey,
-    time::UnixTime,
+    AccountPublic, AgreementPublic, ContactLink, EpochSecret, GroupInvitation, GroupSecret, MAX_INVITATION_EPOCHS,
+    RendezvousSeed, Signature, VerifyKey, time::UnixTime,
 };
 
 use crate::{
@@ -115,17 +115,31 @@ fn invitation_to_pb(inv: &GroupInvitation) -> pb::GroupInvitation {
         expires_at: inv.expires_at.map_or(0, |t| t.0),
         inviter: inv.inviter.to_bytes().to_vec(),
         signature: inv.signature.0.to_vec(),
+        epoch_secrets: inv.epochs.iter().map(|e| e.expose_secret().to_vec()).collect(),
     }
 }
 
 fn invitation_from_pb(m: pb::GroupInvitation) -> Result<GroupInvitation> {
     version("group invitation", m.version, LINK_VERSION)?;
+    if m.epoch_secrets.len() > MAX_INVITATION_EPOCHS {
+        return Err(Error::TooLarge {
+            what: "invitation epochs",
+            len: m.epoch_secrets.len(),
+            max: MAX_INVITATION_EPOCHS,
+        });
+    }
+    let epochs = m
+        .epoch_secrets
+        .iter()
+        .map(|e| Ok(EpochSecret::from_bytes(fixed("epoch secret", e)?)))
+        .collect::<Result<Vec<_>>>()?;
     let inv = GroupInvitation {
         secret: GroupSecret::from_bytes(fixed("group secret", &m.group_secret)?),
         name: optional_name(&m.name)?,
         expires_at: (m.expires_at != 0).then_some(UnixTime(m.expires_at)),
         inviter: VerifyKey::from_slice(&m.inviter)?,
         signature: Signature(fixed("invitation signature", &m.signature)?),
+        epochs,
     };
     // The signature is checked at decode time; expiry is the caller's call
     // (it depends on the clock): see `GroupInvitation::verify`.

@@ -1,7 +1,7 @@
 //! The plaintext of metadata-log entries (`MetadataEvent`, docs/PROTOCOL.md §6.4).
 
 use prost::Message;
-use veil_crypto::{AgreementPublic, MemberPublic, Signature, VerifyKey};
+use veil_crypto::{AgreementPublic, EpochId, MemberPublic, Signature, VerifyKey};
 
 use crate::{Error, Result, error::decode_err, fields::fixed, pb};
 
@@ -9,6 +9,8 @@ use crate::{Error, Result, error::decode_err, fields::fixed, pb};
 pub const MAX_CHAIN_SHARES: usize = 256;
 /// Largest sealed chain share (a sealed 72-byte chain state is 136 bytes).
 pub const MAX_SEALED_SHARE: usize = 256;
+/// Size of a sealed epoch secret (ephemeral key, 32-byte secret, GCM tag).
+pub const SEALED_EPOCH_SHARE: usize = 32 + 32 + 16;
 /// Largest encoded metadata event (the largest metadata payload).
 pub const MAX_METADATA_EVENT: usize = 65_532;
 
@@ -32,13 +34,42 @@ pub struct MemberJoined {
     pub device_cert: Signature,
     /// The device's sending chain, sealed to each member that may read it.
     pub chain_shares: Vec<ChainShare>,
+    /// The epoch the device writes in (its key is that epoch's); must be
+    /// the epoch the announcing entry is sealed in.
+    pub epoch: EpochId,
+}
+
+/// An epoch secret sealed to one member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EpochShare {
+    /// The member it is for (its member signing key).
+    pub recipient: VerifyKey,
+    /// `veil_crypto::epoch::seal_epoch_secret` output.
+    pub sealed_secret: Vec<u8>,
+}
+
+/// A member is removed, or leaves when it names itself; the group moves to
+/// a new epoch shared with the remaining members only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberRemoved {
+    /// Who is removed (member signing key).
+    pub member: VerifyKey,
+    /// The epoch that starts.
+    pub epoch: EpochId,
+    /// The new epoch's secret, sealed to each remaining member.
+    pub shares: Vec<EpochShare>,
 }
 
 /// What a metadata entry says.
+// Events are decoded one at a time, never kept in bulk: boxing the larger
+// variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MetadataEvent {
     /// A member device joined.
     MemberJoined(MemberJoined),
+    /// A member was removed or left.
+    MemberRemoved(MemberRemoved),
 }
 
 impl MetadataEvent {
@@ -57,6 +88,19 @@ impl MetadataEvent {
                     .map(|s| pb::ChainKeyShare {
                         member_signing_key: s.recipient.to_bytes().to_vec(),
                         sealed_state: s.sealed_state.clone(),
+                    })
+                    .collect(),
+                epoch_id: if j.epoch == EpochId::ROOT { Vec::new() } else { j.epoch.0.to_vec() },
+            }),
+            Self::MemberRemoved(r) => Event::MemberRemoved(pb::MemberRemoved {
+                member_signing_key: r.member.to_bytes().to_vec(),
+                epoch_id: r.epoch.0.to_vec(),
+                epoch_shares: r
+                    .shares
+                    .iter()
+                    .map(|s| pb::EpochKeyShare {
+                        member_signing_key: s.recipient.to_bytes().to_vec(),
+                        sealed_secret: s.sealed_secret.clone(),
                     })
                     .collect(),
             }),
@@ -97,6 +141,30 @@ impl MetadataEvent {
                     device: VerifyKey::from_bytes(&fixed("device key", &j.device_key)?)?,
                     device_cert: Signature(fixed("device certificate", &j.device_cert)?),
                     chain_shares,
+                    epoch: if j.epoch_id.is_empty() { EpochId::ROOT } else { EpochId(fixed("epoch id", &j.epoch_id)?) },
+                }))
+            }
+            Some(Event::MemberRemoved(r)) => {
+                if r.epoch_shares.len() > MAX_CHAIN_SHARES {
+                    return Err(Error::Invalid { what: "member removal", reason: "too many epoch shares" });
+                }
+                let shares = r
+                    .epoch_shares
+                    .into_iter()
+                    .map(|s| {
+                        if s.sealed_secret.len() != SEALED_EPOCH_SHARE {
+                            return Err(Error::Invalid { what: "epoch share", reason: "bad sealed secret length" });
+                        }
+                        Ok(EpochShare {
+                            recipient: VerifyKey::from_bytes(&fixed("share recipient", &s.member_signing_key)?)?,
+                            sealed_secret: s.sealed_secret,
+                        })
+                    })
+                    .collect::<Result<_>>()?;
+                Ok(Self::MemberRemoved(MemberRemoved {
+                    member: VerifyKey::from_bytes(&fixed("removed member", &r.member_signing_key)?)?,
+                    epoch: EpochId(fixed("epoch id", &r.epoch_id)?),
+                    shares,
                 }))
             }
             None => Err(Error::Invalid { what: "metadata event", reason: "carries nothing" }),

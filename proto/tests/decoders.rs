@@ -4,8 +4,8 @@
 
 use proptest::prelude::*;
 use veil_crypto::{
-    AliasKey, ContactLink, GroupInvitation, GroupKeys, GroupSecret, Identity, Name, RendezvousSeed, SenderChain,
-    TestEntropy,
+    AliasKey, ContactLink, EpochId, GroupInvitation, GroupKeys, GroupSecret, Identity, Name, RendezvousSeed,
+    SenderChain, TestEntropy,
     envelope::{BodyKey, EntryHash, EntryKind, Links, SealedEntry, seal_entry},
     time::UnixTime,
 };
@@ -14,7 +14,9 @@ use veil_proto::{
     entry::{MAX_ENCODED_ENTRY, decode_entry, encode_entry},
     handshake::{ContactRequest, HandshakeFrame, MAX_FRAME},
     link::{self, Link, MAX_LINK_TEXT},
-    metadata::{ChainShare, MemberJoined, MetadataEvent},
+    metadata::{
+        ChainShare, EpochShare, MAX_CHAIN_SHARES, MemberJoined, MemberRemoved, MetadataEvent, SEALED_EPOCH_SHARE,
+    },
     reconcile::{Fingerprint, HashRange, MAX_RANGES, Summary},
     sync::{GroupBody, GroupFrame, MAX_GROUP_FRAME},
 };
@@ -32,7 +34,8 @@ fn invitation(seed: u8, name: Option<&str>, expires: Option<u64>) -> GroupInvita
     let secret = GroupSecret::from_bytes([seed; 32]);
     let alias = AliasKey::generate(&mut TestEntropy::new(&[seed, 1])).unwrap();
     let member = alias.member_keys(&GroupKeys::derive(&secret).id);
-    GroupInvitation::issue(&secret, name.map(|n| Name::new(n).unwrap()), expires.map(UnixTime), &member)
+    GroupInvitation::issue(&secret, name.map(|n| Name::new(n).unwrap()), expires.map(UnixTime), Vec::new(), &member)
+        .unwrap()
 }
 
 fn name_strategy() -> impl Strategy<Value = Option<String>> {
@@ -243,12 +246,36 @@ fn member_announcements_round_trip_and_reject_bad_keys() {
         device,
         device_cert: member.certify_device(&veil_crypto::GroupId([5; 32]), &device),
         chain_shares: vec![ChainShare { recipient: device, sealed_state: vec![9; 136] }],
+        epoch: EpochId([3; 32]),
     });
     assert_eq!(MetadataEvent::decode(&event.encode()).unwrap(), event);
-    let MetadataEvent::MemberJoined(mut j) = event;
+    let MetadataEvent::MemberJoined(mut j) = event else { unreachable!() };
     j.chain_shares[0].sealed_state = vec![];
     assert!(MetadataEvent::decode(&MetadataEvent::MemberJoined(j).encode()).is_err());
     assert!(MetadataEvent::decode(&[]).is_err());
+}
+
+#[test]
+fn member_removals_round_trip_and_reject_bad_shares() {
+    let member = veil_crypto::SigningSecret::from_seed(&[7; 32]).verify_key();
+    let share = EpochShare { recipient: member, sealed_secret: vec![1; SEALED_EPOCH_SHARE] };
+    let event =
+        MetadataEvent::MemberRemoved(MemberRemoved { member, epoch: EpochId([8; 32]), shares: vec![share.clone()] });
+    assert_eq!(MetadataEvent::decode(&event.encode()).unwrap(), event);
+    let with = |shares: Vec<EpochShare>| {
+        MetadataEvent::MemberRemoved(MemberRemoved { member, epoch: EpochId([8; 32]), shares }).encode()
+    };
+    let short = EpochShare { recipient: member, sealed_secret: vec![1; SEALED_EPOCH_SHARE - 1] };
+    assert!(MetadataEvent::decode(&with(vec![short])).is_err());
+    assert!(MetadataEvent::decode(&with(vec![share; MAX_CHAIN_SHARES + 1])).is_err());
+    let bad_epoch = veil_proto::pb::MetadataEvent {
+        event: Some(veil_proto::pb::metadata_event::Event::MemberRemoved(veil_proto::pb::MemberRemoved {
+            member_signing_key: member.to_bytes().to_vec(),
+            epoch_id: vec![8; 31],
+            epoch_shares: vec![],
+        })),
+    };
+    assert!(MetadataEvent::decode(&prost::Message::encode_to_vec(&bad_epoch)).is_err());
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! Groups this node belongs to, with their secrets and this device's key.
 
 use sqlx::{Row, SqliteConnection, sqlite::SqliteRow};
-use veil_crypto::{GroupId, GroupKeys, GroupSecret, SigningSecret, time::UnixTime};
+use veil_crypto::{EpochId, EpochSecret, GroupId, GroupKeys, GroupSecret, SigningSecret, time::UnixTime};
 
 use crate::{
     Error, Result, Store,
@@ -11,6 +11,7 @@ use crate::{
 const SEAL_GROUP_SECRET: &[u8] = b"veil/storage/group-secret";
 const SEAL_GROUP_DEVICE: &[u8] = b"veil/storage/group-device";
 const SEAL_GROUP_NAME: &[u8] = b"veil/storage/group-name";
+const SEAL_GROUP_EPOCH: &[u8] = b"veil/storage/group-epoch";
 
 /// What kind of group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +54,10 @@ pub struct GroupRecord {
     pub device: SigningSecret,
     /// When this node joined.
     pub joined_at: UnixTime,
+}
+
+fn epoch_purpose(group: &GroupId, epoch: &EpochId) -> Vec<u8> {
+    [SEAL_GROUP_EPOCH, &group.0, &epoch.0].concat()
 }
 
 /// The local row id of a group: a compact key for the entry indexes.
@@ -114,6 +119,45 @@ impl Store {
         .fetch_all(&self.readers)
         .await?;
         rows.iter().map(|r| self.group_record(r)).collect()
+    }
+
+    /// Keeps the secret of an epoch of `group` (sealed). `false` if it was
+    /// already kept.
+    pub async fn add_epoch(&self, group: &GroupId, secret: &EpochSecret) -> Result<bool> {
+        let record = self.group(group).await?.ok_or(Error::Unknown("group"))?;
+        let (epoch, _) = GroupKeys::derive(&record.secret).epoch(secret);
+        let sealed = self.key.seal(&epoch_purpose(group, &epoch), secret.expose_secret())?;
+        let mut conn = self.writer().await?;
+        let g = group_ref(&mut conn, group).await?;
+        let added = sqlx::query(
+            "INSERT INTO group_epochs (group_ref, epoch_id, sealed_secret) VALUES ($1, $2, $3)
+             ON CONFLICT (group_ref, epoch_id) DO NOTHING",
+        )
+        .bind(g)
+        .bind(epoch.0.to_vec())
+        .bind(sealed)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+        Ok(added == 1)
+    }
+
+    /// The epoch secrets kept for `group`, in the order they were added.
+    pub async fn epochs(&self, group: &GroupId) -> Result<Vec<EpochSecret>> {
+        let rows = sqlx::query(
+            "SELECT epoch_id, sealed_secret FROM group_epochs
+              WHERE group_ref = (SELECT id FROM groups WHERE group_id = $1) ORDER BY id",
+        )
+        .bind(group.0.to_vec())
+        .fetch_all(&self.readers)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let epoch = EpochId(blob::<32>(r, "epoch_id")?);
+                let sealed: Vec<u8> = r.try_get("sealed_secret")?;
+                Ok(EpochSecret::from_bytes(*self.key.open32(&epoch_purpose(group, &epoch), &sealed)?))
+            })
+            .collect()
     }
 
     fn group_record(&self, r: &SqliteRow) -> Result<GroupRecord> {

@@ -97,6 +97,20 @@ async fn groups_round_trip() {
 }
 
 #[tokio::test]
+async fn group_epochs_are_kept_once_in_order() {
+    let t = temp_store().await;
+    let (secret, _, device) = group_fixture(4);
+    let id = t.store.insert_group(GroupKind::MultiMember, None, &secret, &device).await.unwrap();
+    let (e1, e2) = (veil_crypto::EpochSecret::from_bytes([1; 32]), veil_crypto::EpochSecret::from_bytes([2; 32]));
+    assert!(t.store.epochs(&id).await.unwrap().is_empty());
+    assert!(t.store.add_epoch(&id, &e2).await.unwrap());
+    assert!(t.store.add_epoch(&id, &e1).await.unwrap());
+    assert!(!t.store.add_epoch(&id, &e2).await.unwrap());
+    assert_eq!(t.store.epochs(&id).await.unwrap(), vec![e2.clone(), e1.clone()]);
+    assert!(t.store.add_epoch(&veil_crypto::GroupId([9; 32]), &e1).await.is_err());
+}
+
+#[tokio::test]
 async fn dag_heads_missing_parents_and_order() {
     let t = temp_store().await;
     let (secret, keys, device) = group_fixture(4);

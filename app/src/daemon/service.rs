@@ -355,10 +355,6 @@ fn event_stream(rx: broadcast::Receiver<NodeEvent>, stop: watch::Receiver<bool>)
     }))
 }
 
-fn not_yet(what: &str) -> Status {
-    Status::unimplemented(format!("{what} is not supported yet (member removal is a later issue)"))
-}
-
 #[tonic::async_trait]
 impl DaemonApi for Service {
     async fn get_identity(&self, _: Request<api::GetIdentityRequest>) -> Result<Response<api::Identity>, Status> {
@@ -563,9 +559,27 @@ impl DaemonApi for Service {
 
     async fn leave_group(
         &self,
-        _: Request<api::LeaveGroupRequest>,
+        r: Request<api::LeaveGroupRequest>,
     ) -> Result<Response<api::LeaveGroupResponse>, Status> {
-        Err(not_yet("leaving a group"))
+        let group = self.resolve_conversation(&r.into_inner().conversation).await?;
+        self.node.leave(&group).await.map_err(node_error)?;
+        Ok(Response::new(api::LeaveGroupResponse {}))
+    }
+
+    async fn remove_member(
+        &self,
+        r: Request<api::RemoveMemberRequest>,
+    ) -> Result<Response<api::ListMembersResponse>, Status> {
+        let r = r.into_inner();
+        let group = self.resolve_conversation(&r.conversation).await?;
+        let member = hex::decode(r.member.trim())
+            .ok()
+            .and_then(|b| veil_crypto::VerifyKey::from_slice(&b).ok())
+            .ok_or_else(|| Status::invalid_argument("not a member key (64 hex digits, as `group members` prints)"))?;
+        self.node.remove_member(&group, &member).await.map_err(node_error)?;
+        let members = self.node.members(&group).await.map_err(node_error)?;
+        let members = members.iter().map(|m| hex::encode(m.signing.to_bytes())).collect();
+        Ok(Response::new(api::ListMembersResponse { members }))
     }
 
     async fn list_members(

@@ -1,0 +1,218 @@
+//! Who is in a group, in which epoch, and which epoch keys this member
+//! holds: the state a `GroupLog` rebuilds from its metadata log.
+//!
+//! Every member device announces itself in one epoch (its signing key is
+//! that epoch's). A removal names a member and starts a new epoch whose
+//! secret is sealed to the remaining members. The members of an epoch are
+//! those who received its secret in the removal that started it, plus those
+//! who announced themselves in it (joined with an invitation carrying it);
+//! never a removed member. Chains and epoch secrets are only ever shared
+//! with the members of the current epoch.
+
+use std::collections::{HashMap, HashSet};
+
+use veil_crypto::{
+    EpochId, EpochSecret, GroupKeys, MemberPublic, VerifyKey,
+    envelope::{EntryHash, OpenedEntry, SealedEntry, open_entry},
+};
+use veil_proto::metadata::{MemberJoined, MemberRemoved};
+
+/// The epochs whose keys this member holds, in the order it learned them
+/// (the root epoch first).
+#[derive(Debug, Clone)]
+pub(crate) struct Epochs {
+    list: Vec<(EpochId, GroupKeys)>,
+}
+
+/// Why an entry did not open.
+pub(crate) enum Unopened {
+    /// Not the group's (bad tag), or a bad signature: forged.
+    Forged,
+    /// Authentic but sealed in an epoch whose keys this member lacks.
+    NoKey,
+}
+
+impl Epochs {
+    /// The root epoch and the secrets of later ones.
+    pub(crate) fn new(root: GroupKeys, secrets: &[EpochSecret]) -> Self {
+        let mut epochs = Self { list: vec![(EpochId::ROOT, root)] };
+        for secret in secrets {
+            epochs.add(secret);
+        }
+        epochs
+    }
+
+    /// Adds an epoch; returns its id.
+    pub(crate) fn add(&mut self, secret: &EpochSecret) -> EpochId {
+        let (id, keys) = self.root().epoch(secret);
+        if !self.list.iter().any(|(e, _)| *e == id) {
+            self.list.push((id, keys));
+        }
+        id
+    }
+
+    /// The root epoch's keys (the group's).
+    pub(crate) fn root(&self) -> &GroupKeys {
+        &self.list[0].1
+    }
+
+    /// The keys of `epoch`, if held.
+    pub(crate) fn keys(&self, epoch: &EpochId) -> Option<&GroupKeys> {
+        self.list.iter().find(|(e, _)| e == epoch).map(|(_, k)| k)
+    }
+
+    /// Whether the keys of `epoch` are held.
+    pub(crate) fn holds(&self, epoch: &EpochId) -> bool {
+        self.keys(epoch).is_some()
+    }
+
+    /// Opens an entry with whichever held epoch sealed it, newest first.
+    pub(crate) fn open(&self, entry: &SealedEntry) -> Result<(EpochId, OpenedEntry), Unopened> {
+        let root = self.root();
+        if entry.verify_tag(&root.entry_auth_key).is_err() || entry.open_links(&root.link_key).is_err() {
+            return Err(Unopened::Forged);
+        }
+        for (epoch, keys) in self.list.iter().rev() {
+            match open_entry(keys, entry) {
+                Ok(opened) => return Ok((*epoch, opened)),
+                Err(veil_crypto::Error::Decrypt) => continue,
+                Err(_) => return Err(Unopened::Forged),
+            }
+        }
+        Err(Unopened::NoKey)
+    }
+
+    /// The current epoch: the held epoch whose removal comes last in log
+    /// order. Epochs learned from an invitation before their removal entry
+    /// arrived rank above the rest, newest learned first (the inviter
+    /// listed them in order).
+    pub(crate) fn current(&self, membership: &Membership) -> EpochId {
+        let rank = |(i, (id, _)): (usize, &(EpochId, GroupKeys))| match membership.starts.get(id) {
+            _ if *id == EpochId::ROOT => (0, EntryHash([0; 32]), i),
+            Some((lamport, hash)) => (*lamport, *hash, i),
+            None => (u64::MAX, EntryHash([0; 32]), i),
+        };
+        self.list.iter().enumerate().max_by_key(|e| rank(*e)).map_or(EpochId::ROOT, |(_, (id, _))| *id)
+    }
+}
+
+/// The group's members as its metadata log says.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Membership {
+    /// Member devices, their member and the epoch they write in.
+    devices: HashMap<VerifyKey, (MemberPublic, EpochId)>,
+    /// Removed (or departed) members' signing keys.
+    removed: HashSet<VerifyKey>,
+    /// For each epoch after the root: who received its secret.
+    recipients: HashMap<EpochId, HashSet<VerifyKey>>,
+    /// For each epoch after the root: where its removal sits in log order.
+    starts: HashMap<EpochId, (u64, EntryHash)>,
+}
+
+impl Membership {
+    /// Records an announcement; `true` if it names a member not known before.
+    pub(crate) fn joined(&mut self, joined: &MemberJoined) -> bool {
+        let new = !self.devices.values().any(|(m, _)| *m == joined.member);
+        self.devices.insert(joined.device, (joined.member, joined.epoch));
+        new
+    }
+
+    /// Records a removal written at `(lamport, hash)`.
+    pub(crate) fn removed(&mut self, removal: &MemberRemoved, lamport: u64, hash: EntryHash) {
+        self.removed.insert(removal.member);
+        self.recipients.insert(removal.epoch, removal.shares.iter().map(|s| s.recipient).collect());
+        self.starts.insert(removal.epoch, (lamport, hash));
+    }
+
+    /// The member a device writes for, and the epoch it writes in.
+    pub(crate) fn device(&self, device: &VerifyKey) -> Option<&(MemberPublic, EpochId)> {
+        self.devices.get(device)
+    }
+
+    /// Whether `member` was removed or left.
+    pub(crate) fn is_removed(&self, member: &VerifyKey) -> bool {
+        self.removed.contains(member)
+    }
+
+    /// Whether some device announced `member`.
+    pub(crate) fn knows(&self, member: &VerifyKey) -> bool {
+        self.devices.values().any(|(m, _)| m.signing == *member)
+    }
+
+    /// The members of `epoch`, each once, in a stable order.
+    pub(crate) fn members_of(&self, epoch: &EpochId) -> Vec<MemberPublic> {
+        let recipients = self.recipients.get(epoch);
+        let mut out: Vec<MemberPublic> = Vec::new();
+        for (member, announced_in) in self.devices.values() {
+            let in_epoch = announced_in == epoch || recipients.is_some_and(|r| r.contains(&member.signing));
+            if in_epoch && !self.removed.contains(&member.signing) && !out.contains(member) {
+                out.push(*member);
+            }
+        }
+        out.sort_by_key(|m| m.signing.to_bytes());
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use veil_crypto::{AliasKey, GroupSecret, OsEntropy, SigningSecret};
+    use veil_proto::metadata::EpochShare;
+
+    use super::*;
+
+    fn joined(member: &MemberPublic, epoch: EpochId) -> MemberJoined {
+        let device = SigningSecret::generate(&mut OsEntropy).unwrap().verify_key();
+        MemberJoined {
+            member: *member,
+            device,
+            device_cert: veil_crypto::Signature([0; 64]),
+            chain_shares: vec![],
+            epoch,
+        }
+    }
+
+    #[test]
+    fn a_removed_member_is_in_no_later_epoch_and_late_root_joiners_are_not_either() {
+        let keys = GroupKeys::derive(&GroupSecret::from_bytes([1; 32]));
+        let member = |_| AliasKey::generate(&mut OsEntropy).unwrap().member_keys(&keys.id).public();
+        let (a, b, c, late) = (member(0), member(1), member(2), member(3));
+        let mut m = Membership::default();
+        for x in [&a, &b, &c] {
+            m.joined(&joined(x, EpochId::ROOT));
+        }
+        assert_eq!(m.members_of(&EpochId::ROOT).len(), 3);
+        let mut epochs = Epochs::new(keys.clone(), &[]);
+        let e1 = epochs.add(&EpochSecret::from_bytes([7; 32]));
+        let share = |x: &MemberPublic| EpochShare { recipient: x.signing, sealed_secret: vec![] };
+        m.removed(
+            &MemberRemoved { member: c.signing, epoch: e1, shares: vec![share(&a), share(&b)] },
+            9,
+            EntryHash([1; 32]),
+        );
+        assert_eq!(epochs.current(&m), e1);
+        let in_e1 = m.members_of(&e1);
+        assert!(in_e1.contains(&a) && in_e1.contains(&b) && !in_e1.contains(&c));
+        assert!(!m.members_of(&EpochId::ROOT).contains(&c));
+        // Someone let in with the root secret alone is not a member of e1.
+        m.joined(&joined(&late, EpochId::ROOT));
+        assert!(!m.members_of(&e1).contains(&late));
+        m.joined(&joined(&late, e1));
+        assert!(m.members_of(&e1).contains(&late));
+    }
+
+    #[test]
+    fn invitation_epochs_rank_above_until_their_removals_arrive() {
+        let keys = GroupKeys::derive(&GroupSecret::from_bytes([2; 32]));
+        let (s1, s2) = (EpochSecret::from_bytes([1; 32]), EpochSecret::from_bytes([2; 32]));
+        let ids = [EpochId::ROOT, keys.epoch(&s1).0, keys.epoch(&s2).0];
+        let epochs = Epochs::new(keys, &[s1, s2]);
+        let mut m = Membership::default();
+        assert_eq!(epochs.current(&m), ids[2]);
+        let gone = SigningSecret::generate(&mut OsEntropy).unwrap().verify_key();
+        let removal = |epoch| MemberRemoved { member: gone, epoch, shares: vec![] };
+        m.removed(&removal(ids[2]), 5, EntryHash([0; 32]));
+        m.removed(&removal(ids[1]), 3, EntryHash([0; 32]));
+        assert_eq!(epochs.current(&m), ids[2]);
+    }
+}
