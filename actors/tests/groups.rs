@@ -5,14 +5,18 @@
 
 mod common;
 
-use std::{collections::HashSet, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    time::Duration,
+};
 
-use common::{T0, account, peer, rendezvous_server, until};
-use veil_actors::Node;
+use common::{GRACE, PERIOD, T0, account, peer, rendezvous_server, until, wait_for};
+use veil_actors::{Node, NodeEvent};
 use veil_crypto::{
     EpochSecret, GroupId, GroupKeys,
     envelope::{EntryHash, EntryKind, SealedEntry, open_entry},
     epoch::open_epoch_secret,
+    rendezvous::Topic,
     time::{ManualClock, UnixTime},
 };
 use veil_proto::metadata::MetadataEvent;
@@ -369,4 +373,55 @@ async fn removed_and_departed_members_cannot_read_what_is_written_after() {
         1,
         "B got the epoch after C's removal, not the one after its leaving"
     );
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What a rendezvous server records of a group over several periods: the
+/// group's point of each period, each new, none of them (or any other
+/// namespace) carrying the group id, a member key, an account key or the
+/// replication id — while the members keep talking across the boundaries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rendezvous_server_sees_a_new_point_each_period_and_no_identifier() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let clock = ManualClock::new(UnixTime(T0 + 20));
+    let common::GroupOfTwo { server, a, b, group, invitation, .. } = common::group_of_two(&dirs, &clock).await;
+    let mut observed = server.events();
+    let keys = GroupKeys::derive(&veil_proto::link::parse_invitation(&invitation).unwrap().secret);
+    let mut identifiers = vec![hex(&group.0), hex(&keys.replication_id.0)];
+    for n in [&a, &b] {
+        identifiers.push(hex(&account(n).await.signing.to_bytes()));
+        identifiers.push(hex(&n.member_key(&group).await.unwrap().signing.to_bytes()));
+    }
+
+    // A registration may reach the server just after the clock moved on,
+    // so a namespace may show up in two adjacent periods, never further apart.
+    let mut seen: HashMap<String, u64> = HashMap::new();
+    for period in 1..6 {
+        let t = T0 + period * PERIOD + GRACE + 1;
+        clock.set(UnixTime(t));
+        let expected = common::schedule().point_at(&Topic::group(), &keys.rendezvous_seed, UnixTime(t)).to_hex();
+        wait_for(&mut observed, |e| match e {
+            NodeEvent::RendezvousRegistered { namespace, .. } => {
+                assert!(
+                    identifiers.iter().all(|id| !namespace.contains(&id[..16])),
+                    "namespace {namespace} carries an identifier"
+                );
+                let first = *seen.entry(namespace.clone()).or_insert(period);
+                assert!(period - first <= 1, "namespace {namespace} registered in periods {first} and {period}");
+                (namespace == expected).then_some(())
+            }
+            _ => None,
+        })
+        .await;
+        let text = format!("period {period}");
+        a.send(&group, text.as_bytes()).await.unwrap();
+        let mut events = b.events();
+        until(&mut events, || async { log(&b, &group).await.iter().any(|(_, _, p)| p == text.as_bytes()) }).await;
+    }
+    for n in [a, b, server] {
+        n.shutdown().await.unwrap();
+    }
 }
