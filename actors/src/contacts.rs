@@ -443,7 +443,7 @@ impl Handler<PointsRotated> for ContactBook {
                 self.backoff.remove(&who);
                 self.retry_due(ctx);
             }
-            WatchKey::Group(_) => {}
+            WatchKey::Group(_) | WatchKey::Replica(_) => {}
         }
     }
 }

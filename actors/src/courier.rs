@@ -96,7 +96,7 @@ impl CourierTiming {
 /// Splits `items` into frame batches: each within `budget` by `cost` (an
 /// item larger than the budget goes alone) and at most
 /// [`MAX_BATCH_ENTRIES`] long.
-fn fill<T>(items: Vec<T>, cost: impl Fn(&T) -> usize, budget: usize) -> Vec<Vec<T>> {
+pub(crate) fn fill<T>(items: Vec<T>, cost: impl Fn(&T) -> usize, budget: usize) -> Vec<Vec<T>> {
     let (mut batches, mut batch, mut size) = (Vec::new(), Vec::new(), 0);
     for item in items {
         let c = cost(&item);
@@ -125,6 +125,17 @@ struct Route {
     /// Synced by pulling (heads, then wanted entries) rather than by the
     /// outbox: multi-member groups, whose members are learned from the log.
     pull: bool,
+    /// Where a replication node of the group would be, and the seed of the
+    /// session tags spoken with it (multi-member groups).
+    replica: ReplicaRoute,
+}
+
+/// How members meet a group's replication node: at the points of its
+/// credential's rendezvous seed, under tags of its session seed.
+struct ReplicaRoute {
+    id: veil_crypto::ReplicationId,
+    seed: RendezvousSeed,
+    points: Option<ActivePoints>,
 }
 
 /// Carries entries between group logs and the network.
@@ -159,6 +170,13 @@ pub struct Courier {
     /// The latest points of every group the rotator reported, including
     /// groups whose route is not started yet.
     points: HashMap<GroupId, ActivePoints>,
+    /// The latest points of every group's replication node, likewise.
+    replica_points: HashMap<veil_crypto::ReplicationId, ActivePoints>,
+    /// Peers serving as a replication node of a group (their sessions use
+    /// the replica's tags).
+    replicas: HashSet<(GroupId, PeerId)>,
+    /// Where frames for no group of ours go: the replication role.
+    fallback: Option<Recipient<InboundFrame>>,
 }
 
 impl core::fmt::Debug for Courier {
@@ -187,6 +205,8 @@ pub(crate) struct CourierDeps {
     pub vault: Recipient<GroupAdded>,
     /// Told of new groups (watches their points).
     pub rotator: Recipient<Refresh>,
+    /// Frames naming no group of ours (for the replication role).
+    pub fallback: Option<Recipient<InboundFrame>>,
 }
 
 impl Courier {
@@ -213,39 +233,56 @@ impl Courier {
             ticks: 0,
             heard: HashMap::new(),
             asked: HashMap::new(),
+            replicas: HashSet::new(),
+            replica_points: HashMap::new(),
+            fallback: deps.fallback,
         }
     }
 
-    fn tag(&self, group: &GroupId, from: &PeerId, to: &PeerId) -> Option<[u8; 32]> {
+    /// The tag of `group`'s session from this node to `peer` (a member's,
+    /// or a replication node's).
+    fn tag(&self, group: &GroupId, me: &PeerId, peer: &PeerId) -> Option<[u8; 32]> {
         let route = self.routes.get(group)?;
-        Some(session_tag(&route.seed, &from.to_bytes(), &to.to_bytes()))
+        let seed = if self.replicas.contains(&(*group, *peer)) { &route.replica.seed } else { &route.seed };
+        Some(session_tag(seed, &me.to_bytes(), &peer.to_bytes()))
     }
 
-    /// The group an inbound frame from `peer` names, if any.
-    /// The groups of the peer's session are tried first: on a busy session
-    /// that is one HMAC per frame instead of one per group.
-    fn group_of(&self, peer: &PeerId, tag: &[u8; 32]) -> Option<GroupId> {
+    /// The group an inbound frame from `peer` names, if any, and whether
+    /// `peer` speaks as its replication node. The groups of the peer's
+    /// session are tried first: on a busy session that is one HMAC per
+    /// frame instead of one per group.
+    fn group_of(&self, peer: &PeerId, tag: &[u8; 32]) -> Option<(GroupId, bool)> {
         let me = self.me?;
         let (from, to) = (peer.to_bytes(), me.to_bytes());
-        let matches = |g: &GroupId| self.routes.get(g).is_some_and(|r| &session_tag(&r.seed, &from, &to) == tag);
-        let known = self.sessions.get(peer).into_iter().flatten().find(|g| matches(g)).copied();
-        known.or_else(|| self.routes.keys().find(|g| matches(g)).copied())
+        let matches = |g: &GroupId| {
+            let route = self.routes.get(g)?;
+            if &session_tag(&route.seed, &from, &to) == tag {
+                Some((*g, false))
+            } else if route.pull && &session_tag(&route.replica.seed, &from, &to) == tag {
+                Some((*g, true))
+            } else {
+                None
+            }
+        };
+        let known = self.sessions.get(peer).into_iter().flatten().find_map(&matches);
+        known.or_else(|| self.routes.keys().find_map(&matches))
     }
 
     /// Pushes what `group` owes to `peer`, unless a push is under way.
     fn push(&mut self, ctx: &mut Context<Self>, group: GroupId, peer: PeerId) {
         let (Some(me), Some(route)) = (self.me, self.routes.get(&group)) else { return };
+        let members = route.members.clone();
+        let Some(tag) = self.tag(&group, &me, &peer) else { return };
         if !self.busy.insert((group, Some(peer))) {
             self.again.insert((group, peer));
             return;
         }
-        let tag = session_tag(&route.seed, &me.to_bytes(), &peer.to_bytes());
         let job = Push {
             store: self.store.clone(),
             network: self.network.clone(),
             clock: self.clock.clone(),
             timing: self.timing,
-            members: route.members.clone(),
+            members,
             peer,
             tag,
         };
@@ -404,14 +441,12 @@ impl Courier {
                 Ok(s) => s,
                 Err(e) => return tracing::debug!(actor = NAME, error = %e, "cannot reconcile"),
             };
-            if !step.reply.is_empty() {
-                act.send(ctx, group, peer, GroupBody::Reconcile(step.reply));
+            let (bodies, give) = step_frames(step);
+            for body in bodies {
+                act.send(ctx, group, peer, body);
             }
-            for chunk in step.want.chunks(MAX_ACK_HASHES) {
-                act.send(ctx, group, peer, GroupBody::Want(chunk.to_vec()));
-            }
-            if !step.give.is_empty() {
-                act.serve(ctx, group, peer, step.give);
+            if !give.is_empty() {
+                act.serve(ctx, group, peer, give);
             }
         }));
     }
@@ -441,30 +476,43 @@ impl Courier {
         }
         let (network, store, members, pull) =
             (self.network.clone(), self.store.clone(), route.members.clone(), route.pull);
+        // Pull-synced groups also look for a replication node of theirs.
+        let replica_points = route.replica.points.filter(|_| pull);
         let fut = async move {
             let mut owed = 0;
             for m in &members {
                 owed += store.outbox_len(m).await.unwrap_or(0);
             }
-            let mut found = Vec::new();
             // Pull-synced groups always look for members: the log says
             // nothing about who is owed what.
             if owed == 0 && !pull {
-                return found;
+                return (Vec::new(), Vec::new());
             }
-            for point in points.all() {
-                match network.lookup(point.0).await {
-                    Ok(peers) => found.extend(peers.into_iter().map(|(peer, _)| peer)),
-                    Err(e) => tracing::debug!(actor = NAME, error = %e, "lookup failed"),
+            let look = |points: ActivePoints| {
+                let network = network.clone();
+                async move {
+                    let mut found = Vec::new();
+                    for point in points.all() {
+                        match network.lookup(point.0).await {
+                            Ok(peers) => found.extend(peers.into_iter().map(|(peer, _)| peer)),
+                            Err(e) => tracing::debug!(actor = NAME, error = %e, "lookup failed"),
+                        }
+                    }
+                    found.sort();
+                    found.dedup();
+                    found
                 }
-            }
-            found.sort();
-            found.dedup();
-            found
+            };
+            let replicas = match replica_points {
+                Some(p) => look(p).await,
+                None => Vec::new(),
+            };
+            (look(points).await, replicas)
         };
-        ctx.spawn(fut.into_actor(self).map(move |found, act, ctx| {
+        ctx.spawn(fut.into_actor(self).map(move |(found, replicas), act, ctx| {
             act.busy.remove(&(group, None));
-            for peer in found {
+            let found = found.into_iter().map(|p| (p, false)).chain(replicas.into_iter().map(|p| (p, true)));
+            for (peer, replica) in found {
                 let known = act.sessions.get(&peer).is_some_and(|g| g.contains(&group));
                 if known || Some(peer) == act.me {
                     continue;
@@ -472,6 +520,7 @@ impl Courier {
                 let network = act.network.clone();
                 ctx.spawn(async move { network.dial_peer(peer).await }.into_actor(act).map(move |dialed, act, ctx| {
                     match dialed {
+                        Ok(()) if replica => act.join_replica(ctx, group, peer),
                         Ok(()) => act.join_session(ctx, group, peer),
                         Err(e) => {
                             tracing::debug!(actor = NAME, error = %e, "a peer found at a group point is unreachable")
@@ -480,6 +529,14 @@ impl Courier {
                 }));
             }
         }));
+    }
+
+    /// Starts a session with `group`'s replication node: it hears the
+    /// heads, and a reconciliation brings both sides up to date.
+    fn join_replica(&mut self, ctx: &mut Context<Self>, group: GroupId, peer: PeerId) {
+        self.replicas.insert((group, peer));
+        self.join_session(ctx, group, peer);
+        self.open_reconciliation(ctx, group, peer);
     }
 
     fn peers_of(&self, group: &GroupId) -> Vec<PeerId> {
@@ -492,8 +549,16 @@ impl Courier {
         let peers = self.peers_of(&group);
         // Multi-member groups keep looking (slowly) for members they are
         // not connected to yet, so new entries reach everyone directly.
-        if peers.is_empty() || (self.pulls(&group) && self.ticks.is_multiple_of(SLOW_TICKS)) {
+        let slow = self.pulls(&group) && self.ticks.is_multiple_of(SLOW_TICKS);
+        if peers.is_empty() || slow {
             self.look_up(ctx, group);
+        }
+        // A replication node offers nothing by itself: what other members
+        // left there comes by reconciling now and then.
+        if slow {
+            for peer in peers.iter().filter(|p| self.replicas.contains(&(group, **p))).copied().collect::<Vec<_>>() {
+                self.open_reconciliation(ctx, group, peer);
+            }
         }
         for peer in peers {
             self.push(ctx, group, peer);
@@ -610,6 +675,7 @@ impl Supervised for Courier {
     fn restarting(&mut self, _: &mut Self::Context) {
         tracing::warn!(actor = NAME, "restarting; sessions are rebuilt by lookups");
         self.sessions.clear();
+        self.replicas.clear();
         self.busy.clear();
         self.again.clear();
         self.offered.clear();
@@ -630,11 +696,13 @@ impl Handler<StartGroup> for Courier {
                 let members = members_of(&store, &group).await?;
                 vault.send(GroupAdded { group }).await.map_err(mailbox("identity-vault"))??;
                 let pull = record.kind == GroupKind::MultiMember;
-                Ok::<_, Error>((GroupKeys::derive(&record.secret).rendezvous_seed, members, pull))
+                Ok::<_, Error>((GroupKeys::derive(&record.secret), members, pull))
             }
             .into_actor(self)
             .then(move |loaded, act, ctx| {
-                let started = loaded.map(|(seed, members, pull)| {
+                let started = loaded.map(|(keys, members, pull)| {
+                    let seed = keys.rendezvous_seed.clone();
+                    let credential = keys.replication_credential();
                     let existing = act.routes.get(&group).map(|r| r.log.clone());
                     let log = existing.unwrap_or_else(|| GroupLog::start(group, act.deps.clone(), members.clone()));
                     if let Ok(mut dir) = act.directory.lock() {
@@ -642,7 +710,12 @@ impl Handler<StartGroup> for Courier {
                     }
                     let (announcements, points) =
                         act.routes.remove(&group).map(|r| (r.announcements, r.points)).unwrap_or_default();
-                    act.routes.insert(group, Route { seed, log, members, announcements, points, pull });
+                    let replica = ReplicaRoute {
+                        id: credential.replication_id,
+                        seed: credential.session_seed(),
+                        points: act.replica_points.get(&credential.replication_id).copied(),
+                    };
+                    act.routes.insert(group, Route { seed, log, members, announcements, points, pull, replica });
                 });
                 // Points reported before the route existed (at start, the
                 // rotator reports stored groups before they are started).
@@ -667,10 +740,19 @@ impl Handler<PointsRotated> for Courier {
     type Result = ();
 
     fn handle(&mut self, msg: PointsRotated, ctx: &mut Self::Context) {
-        if let WatchKey::Group(group) = msg.key {
-            self.points.insert(group, msg.points);
-            self.announce(ctx, group, msg.points);
-            self.deliver(ctx, group);
+        match msg.key {
+            WatchKey::Group(group) => {
+                self.points.insert(group, msg.points);
+                self.announce(ctx, group, msg.points);
+                self.deliver(ctx, group);
+            }
+            WatchKey::Replica(id) => {
+                self.replica_points.insert(id, msg.points);
+                for route in self.routes.values_mut().filter(|r| r.replica.id == id) {
+                    route.replica.points = Some(msg.points);
+                }
+            }
+            _ => {}
         }
     }
 }
@@ -694,8 +776,8 @@ impl Handler<EntriesOwed> for Courier {
 impl Handler<InboundFrame> for Courier {
     type Result = ();
 
-    fn handle(&mut self, InboundFrame { peer, frame }: InboundFrame, ctx: &mut Self::Context) {
-        let frame = match GroupFrame::decode(&frame) {
+    fn handle(&mut self, InboundFrame { peer, frame: bytes }: InboundFrame, ctx: &mut Self::Context) {
+        let frame = match GroupFrame::decode(&bytes) {
             Ok(f) => f,
             Err(e) => {
                 tracing::debug!(actor = NAME, error = %e, "not a group frame; ignored");
@@ -703,10 +785,18 @@ impl Handler<InboundFrame> for Courier {
                 return;
             }
         };
-        let Some(group) = self.group_of(&peer, &frame.session_tag) else {
-            tracing::debug!(actor = NAME, "frame for no group of ours; ignored");
+        let Some((group, replica)) = self.group_of(&peer, &frame.session_tag) else {
+            match &self.fallback {
+                Some(fallback) => {
+                    let _ = fallback.try_send(InboundFrame { peer, frame: bytes });
+                }
+                None => tracing::debug!(actor = NAME, "frame for no group of ours; ignored"),
+            }
             return;
         };
+        if replica {
+            self.replicas.insert((group, peer));
+        }
         // The peer proved it knows the group: it is one of its members, and
         // online, so whatever we owe it can go now.
         self.join_session(ctx, group, peer);
@@ -791,6 +881,7 @@ impl Handler<PeerLeft> for Courier {
         self.offered.retain(|(_, p), _| *p != msg.peer);
         self.reconciling.retain(|(_, p), _| *p != msg.peer);
         self.heard.retain(|(_, p), _| *p != msg.peer);
+        self.replicas.retain(|(_, p)| *p != msg.peer);
         for group in self.sessions.remove(&msg.peer).unwrap_or_default() {
             ctx.spawn(self.reschedule(group).into_actor(self));
         }
@@ -803,6 +894,7 @@ impl Handler<NetworkRestarted> for Courier {
     fn handle(&mut self, msg: NetworkRestarted, ctx: &mut Self::Context) {
         self.me = Some(msg.peer_id);
         self.sessions.clear();
+        self.replicas.clear();
         self.offered.clear();
         self.reconciling.clear();
         self.heard.clear();
@@ -825,6 +917,17 @@ impl Handler<crate::messages::InjectPanic> for Courier {
     fn handle(&mut self, _: crate::messages::InjectPanic, ctx: &mut Self::Context) -> Self::Result {
         crate::supervision::guarded(NAME, ctx, || panic!("injected fault"))
     }
+}
+
+/// What one reconciliation step sends (its answer, then what it asks for,
+/// a frame's worth at a time) and the entries it has to serve.
+pub(crate) fn step_frames(step: Step) -> (Vec<GroupBody>, Vec<EntryHash>) {
+    let mut bodies = Vec::new();
+    if !step.reply.is_empty() {
+        bodies.push(GroupBody::Reconcile(step.reply));
+    }
+    bodies.extend(step.want.chunks(MAX_ACK_HASHES).map(|chunk| GroupBody::Want(chunk.to_vec())));
+    (bodies, step.give)
 }
 
 /// At most as many hashes as one frame may carry.

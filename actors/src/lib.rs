@@ -11,6 +11,7 @@
 //! | [`ContactBook`] | the contact link and contact requests (the handshake over `/veil/contact/1`) |
 //! | [`GroupLog`] | one per group: its logs, sealing, verifying and storing entries |
 //! | [`Courier`] | starts group logs; finds members at group points; pushes and acknowledges entries |
+//! | `Replica` | the blind replication role: stores and serves groups' ciphertext, given their replication credentials |
 //! | [`TransportManager`] | the network: swarm, attached transports, privacy policy |
 //!
 //! Actors reach each other through `Recipient<M>`, never through each
@@ -43,6 +44,7 @@ mod group_log;
 mod membership;
 pub mod messages;
 mod node;
+mod replica;
 mod rotator;
 mod supervision;
 mod transport;
@@ -112,6 +114,13 @@ pub enum NodeEvent {
         group: GroupId,
         /// The entries.
         hashes: Vec<EntryHash>,
+    },
+    /// A replication node stored entries of a group it replicates.
+    EntriesReplicated {
+        /// The group, as the node knows it.
+        replication: veil_crypto::ReplicationId,
+        /// How many entries were new.
+        stored: usize,
     },
     /// A pushed entry was refused for good (forged, unreadable, not a
     /// member's); it is acknowledged so it is not pushed again.

@@ -211,6 +211,9 @@ pub mod rendezvous {
         Contact(VerifyKey),
         /// A group.
         Group(GroupId),
+        /// A group's replication node (announced by the node replicating
+        /// it, looked up by its members).
+        Replica(veil_crypto::ReplicationId),
     }
 
     /// Command: reload what to watch from storage (after a link reset, a new
@@ -406,6 +409,20 @@ pub mod courier {
     pub struct NetworkRestarted {
         /// The new peer id.
         pub peer_id: PeerId,
+    }
+}
+
+/// Messages of the `Replica` (blind replication).
+pub mod replica {
+    use super::*;
+
+    /// Command: start replicating the group a credential names (stored, so
+    /// it survives restarts). `false` if it already was.
+    #[derive(Debug, Message)]
+    #[rtype(result = "Result<bool>")]
+    pub struct AddReplica {
+        /// The group's replication credential.
+        pub credential: veil_crypto::ReplicationCredential,
     }
 }
 

@@ -12,7 +12,7 @@ use actix::{Actor, Addr, AsyncContext, Context, Handler, Supervisor};
 use actix_rt::ArbiterHandle;
 use tokio::sync::{broadcast, oneshot};
 use veil_crypto::{
-    GroupId, GroupSecret, OsEntropy, SigningSecret, VerifyKey,
+    GroupId, GroupKeys, GroupSecret, OsEntropy, SigningSecret, VerifyKey,
     envelope::EntryHash,
     rendezvous::{ActivePoints, Schedule},
     time::{Clock, SystemClock, UnixTime},
@@ -40,8 +40,10 @@ use crate::{
         courier::StartGroup,
         group::{AppendMessage, GetHistory, GetMembers, HistoryEntry, RemoveMember},
         rendezvous::{GetActivePoints, PointsRotated, Subscribe, WatchKey},
+        replica::AddReplica,
         vault::{GetIdentity, GetMemberKeys, IssueInvitation, PublicIdentity, RotateNetworkKey},
     },
+    replica::{Replica, ReplicaDeps},
     supervision::mailbox,
     transport::NetworkRoutes,
 };
@@ -261,6 +263,7 @@ struct Inner {
     contacts: Addr<ContactBook>,
     rotator: Addr<RendezvousRotator>,
     courier: Addr<Courier>,
+    replica: Addr<Replica>,
     groups: GroupDirectory,
     transport: Addr<TransportManager>,
     network: NetworkHandle,
@@ -320,18 +323,35 @@ async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
     // The contact book starts 1:1 groups through the courier, and the
     // courier's group logs tell the contact book when the other side joined:
     // the courier is started inside the contact book's factory to wire both.
+    // The replication role: frames naming no group of ours reach it
+    // through the courier.
+    let replica = Supervisor::start({
+        let (store, network, events, rotator) = (store.clone(), network.clone(), events.clone(), rotator.clone());
+        let budget = max_frame.saturating_sub(64);
+        move |_| {
+            Replica::new(ReplicaDeps {
+                store: store.clone(),
+                network: network.clone(),
+                events: events.clone(),
+                rotator: rotator.clone().recipient(),
+                ttl,
+                budget,
+            })
+        }
+    });
     let (courier_tx, courier_rx) = std::sync::mpsc::sync_channel(1);
     let contacts = Supervisor::start({
         let (store, network, clock, events, groups, vault) =
             (store.clone(), network.clone(), builder.clock.clone(), events.clone(), groups.clone(), vault.clone());
         let rotator = rotator.clone();
         let (schedule, retry) = (builder.schedule, builder.retry);
+        let fallback = replica.clone().recipient();
         let timing = CourierTiming { tick: builder.sync_tick, resend_after: builder.resend_after, max_frame };
         move |ctx: &mut Context<ContactBook>| {
             let joined = ctx.address().recipient();
             let courier = Supervisor::start({
                 let (store, network, clock, events) = (store.clone(), network.clone(), clock.clone(), events.clone());
-                let (vault, rotator) = (vault.clone(), rotator.clone());
+                let (vault, rotator, fallback) = (vault.clone(), rotator.clone(), fallback.clone());
                 move |cctx: &mut Context<Courier>| {
                     let group_log = GroupLogDeps {
                         store: store.clone(),
@@ -355,6 +375,7 @@ async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
                         group_log,
                         vault: vault.recipient(),
                         rotator: rotator.recipient(),
+                        fallback: Some(fallback.clone()),
                     };
                     Courier::new(deps, groups)
                 }
@@ -377,13 +398,14 @@ async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
     let courier = courier_rx.recv().map_err(|_| Error::Runtime("the courier did not start".into()))?;
     rotator.send(Subscribe(contacts.clone().recipient())).await.map_err(mailbox("rendezvous-rotator"))?;
     rotator.send(Subscribe(courier.clone().recipient())).await.map_err(mailbox("rendezvous-rotator"))?;
+    rotator.send(Subscribe(replica.clone().recipient())).await.map_err(mailbox("rendezvous-rotator"))?;
 
     let routes = NetworkRoutes {
         frames: courier.clone().recipient(),
         requests: contacts.clone().recipient(),
         lan: contacts.clone().recipient(),
         left: courier.clone().recipient(),
-        restarted: vec![courier.clone().recipient(), contacts.clone().recipient()],
+        restarted: vec![courier.clone().recipient(), contacts.clone().recipient(), replica.clone().recipient()],
     };
     let transport = TransportManager::start(network.clone(), network_events, builder.policy, events.clone(), routes);
     for addr in builder.listen {
@@ -399,6 +421,7 @@ async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
         contacts,
         rotator,
         courier,
+        replica,
         groups,
         transport,
         network,
@@ -570,6 +593,43 @@ impl Node {
     pub async fn send(&self, group: &GroupId, payload: &[u8]) -> Result<EntryHash> {
         let log = self.inner.group(group)?;
         log.send(AppendMessage { payload: payload.to_vec() }).await.map_err(mailbox("group-log"))?
+    }
+
+    /// The credential a blind replication node needs to store and serve
+    /// `group`'s entries (`veil://replica/…`): it verifies and orders them,
+    /// it reads nothing. Members find the node at rotating points derived
+    /// from it.
+    pub async fn replication_credential(&self, group: &GroupId) -> Result<String> {
+        let (store, group) = (self.inner.store.clone(), *group);
+        let record = self.on_node(async move { store.group(&group).await }).await??.ok_or(Error::UnknownGroup)?;
+        if record.kind != GroupKind::MultiMember {
+            return Err(Error::Refused("only multi-member groups are replicated"));
+        }
+        let credential = GroupKeys::derive(&record.secret).replication_credential();
+        Ok(veil_proto::link::replication_uri(&credential))
+    }
+
+    /// Serves as a blind replication node for the group a credential
+    /// (`veil://replica/…`) names; kept across restarts. Returns the group's
+    /// replication id; `Ok` also if it was replicated already.
+    pub async fn replicate(&self, credential: &str) -> Result<veil_crypto::ReplicationId> {
+        let credential = veil_proto::link::parse_replication(credential)?;
+        let id = credential.replication_id;
+        self.inner.replica.send(AddReplica { credential }).await.map_err(mailbox("replica"))??;
+        Ok(id)
+    }
+
+    /// How many entries (both logs, readable or not) this node holds of a
+    /// group it is a member of: what its replica has to offer.
+    pub async fn stored_entries(&self, group: &GroupId) -> Result<usize> {
+        let (store, group) = (self.inner.store.clone(), *group);
+        Ok(self.on_node(async move { store.group_hashes(&group).await }).await??.len())
+    }
+
+    /// How many entries this node holds of a group it replicates.
+    pub async fn replicated_entries(&self, id: &veil_crypto::ReplicationId) -> Result<usize> {
+        let (store, id) = (self.inner.store.clone(), *id);
+        Ok(self.on_node(async move { store.replica_hashes(&id).await }).await??.len())
     }
 
     /// Removes a member (by its member key in the group) from a

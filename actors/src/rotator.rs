@@ -102,7 +102,15 @@ async fn wanted(store: Arc<Store>) -> Result<Vec<(WatchKey, Topic, RendezvousSee
         out.push((WatchKey::OwnLink, Topic::contact(&identity.account.signing.verify_key()), link.seed));
     }
     for group in store.groups().await? {
-        out.push((WatchKey::Group(group.id), Topic::group(), GroupKeys::derive(&group.secret).rendezvous_seed));
+        let keys = GroupKeys::derive(&group.secret);
+        if group.kind == veil_storage::GroupKind::MultiMember {
+            let credential = keys.replication_credential();
+            out.push((WatchKey::Replica(credential.replication_id), Topic::replica(), credential.rendezvous_seed()));
+        }
+        out.push((WatchKey::Group(group.id), Topic::group(), keys.rendezvous_seed));
+    }
+    for credential in store.replicas().await? {
+        out.push((WatchKey::Replica(credential.replication_id), Topic::replica(), credential.rendezvous_seed()));
     }
     for c in store.contacts(Some(ContactState::OutgoingEnqueued)).await? {
         if let Some(seed) = c.seed {

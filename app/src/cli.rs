@@ -150,6 +150,11 @@ pub(crate) enum GroupAction {
     Remove { conversation: String, member: String },
     /// List a group's members.
     Members { conversation: String },
+    /// Print the credential a blind replication node needs for a group
+    /// (it can store and serve the group's entries, not read them).
+    Credential { conversation: String },
+    /// Serve as a blind replication node for the group a credential names.
+    Replicate { credential: String },
 }
 
 #[derive(Debug, Subcommand)]

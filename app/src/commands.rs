@@ -239,6 +239,14 @@ async fn group(c: &mut Client, action: GroupAction, out: Out) -> Result<()> {
             let m = call!(c, remove_member, api::RemoveMemberRequest { conversation, member }).members;
             out.emit(&json!({ "members": m }), || m.join("\n"))
         }
+        GroupAction::Credential { conversation } => {
+            let uri = call!(c, replica_credential, api::ReplicaCredentialRequest { conversation }).uri;
+            out.emit(&json!({ "uri": uri }), || uri.clone())
+        }
+        GroupAction::Replicate { credential } => {
+            let id = call!(c, replicate, api::ReplicateRequest { credential }).replication_id;
+            out.emit(&json!({ "replication_id": id }), || format!("replicating {id}"))
+        }
         GroupAction::Members { conversation } => {
             let m = call!(c, list_members, api::ListMembersRequest { conversation }).members;
             out.emit(&json!({ "members": m }), || m.join("\n"))

@@ -342,6 +342,13 @@ fn bad_input_gets_a_clear_error_and_changes_nothing() {
     assert_eq!(texts(&d.ok(&["log", "notes"])), vec![(true, "kept".to_owned())]);
     assert_eq!(d.ok(&["transport"]), transports);
 
+    // A replication credential, and serving one (a node may replicate its
+    // own group; a contact link is no credential).
+    let credential = d.ok(&["group", "credential", &notes])["uri"].as_str().unwrap().to_owned();
+    assert!(credential.starts_with("veil://replica/"), "{credential}");
+    assert_eq!(d.ok(&["group", "replicate", &credential])["replication_id"].as_str().unwrap().len(), 64);
+    expect(&["group", "replicate", "veil://replica/AAAA"], 2, "invalid_argument", "malformed");
+
     // Leaving: the history stays, writing and removing are refused.
     let me = d.ok(&["group", "members", &notes])["members"][0].as_str().unwrap().to_owned();
     assert_eq!(d.ok(&["group", "leave", &notes])["left"], true);

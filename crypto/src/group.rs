@@ -99,7 +99,7 @@ impl GroupKeys {
 }
 
 /// The credential handed to a blind replication node.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplicationCredential {
     /// Names the group at the node.
     pub replication_id: ReplicationId,
@@ -107,6 +107,27 @@ pub struct ReplicationCredential {
     pub link_key: GroupKey,
     /// Verifies entry tags so the node stores nothing forged by outsiders.
     pub entry_auth_key: EntryAuthKey,
+}
+
+impl ReplicationCredential {
+    fn seed(&self, l: &[u8]) -> RendezvousSeed {
+        let okm: Zeroizing<[u8; 32]> =
+            hkdf(label::REPLICA_SCHEDULE, self.entry_auth_key.expose_secret(), &[l, &self.replication_id.0]);
+        RendezvousSeed::from_bytes(*okm)
+    }
+
+    /// Seeds the rotating points where the replication node announces itself
+    /// and members look it up: `HKDF(salt = "veil/v1/replica", ikm =
+    /// entry_auth_key, info = "replica-rendezvous-seed" ‖ replication_id)`.
+    pub fn rendezvous_seed(&self) -> RendezvousSeed {
+        self.seed(label::REPLICA_RENDEZVOUS)
+    }
+
+    /// Seeds the session tags between members and the replication node
+    /// (`info = "replica-session-seed" ‖ replication_id`).
+    pub fn session_seed(&self) -> RendezvousSeed {
+        self.seed(label::REPLICA_SESSION)
+    }
 }
 
 /// The secret of the 1:1 group between two accounts. Both sides compute it
@@ -223,6 +244,16 @@ mod tests {
                 assert_ne!(outs[i], outs[j]);
             }
         }
+    }
+
+    #[test]
+    fn replica_seeds_are_distinct_and_not_the_groups() {
+        let keys = GroupKeys::derive(&GroupSecret::from_bytes([9; 32]));
+        let credential = keys.replication_credential();
+        let (rdv, session) = (credential.rendezvous_seed(), credential.session_seed());
+        assert_ne!(rdv, session);
+        assert_ne!(rdv, keys.rendezvous_seed);
+        assert_ne!(session, keys.rendezvous_seed);
     }
 
     #[test]

@@ -64,6 +64,14 @@ pub mod label {
     pub const EPOCH_ID: &[u8] = b"epoch-id";
     /// Associated data of an epoch secret sealed to a member.
     pub const EPOCH_SHARE: &[u8] = b"veil/v1/epoch-share";
+    /// Salt of the seeds a replication node and members meet and talk under.
+    pub const REPLICA_SCHEDULE: &[u8] = b"veil/v1/replica";
+    /// Seeds the rotating points a replication node announces at.
+    pub const REPLICA_RENDEZVOUS: &[u8] = b"replica-rendezvous-seed";
+    /// Seeds the session tags between members and a replication node.
+    pub const REPLICA_SESSION: &[u8] = b"replica-session-seed";
+    /// Topic of a replication node's rendezvous points.
+    pub const RDV_REPLICA: &[u8] = b"veil/v1/rdv/replica";
     /// Salt of a device's signing key in one epoch of a group.
     pub const EPOCH_DEVICE: &[u8] = b"veil/v1/epoch-device";
 }

@@ -69,7 +69,7 @@ pub struct GroupInvitation {
 }
 
 /// Most epoch secrets an invitation carries.
-pub const MAX_INVITATION_EPOCHS: usize = 64;
+pub const MAX_INVITATION_EPOCHS: usize = 16;
 
 /// What the inviter signs; epoch ids are appended only when there are
 /// epochs, so invitations to never re-keyed groups sign what they always did.

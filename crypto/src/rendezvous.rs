@@ -35,6 +35,12 @@ impl Topic {
         Self(label::RDV_GROUP.to_vec())
     }
 
+    /// The topic of every replication node's points (the credential's
+    /// rendezvous seed tells groups apart).
+    pub fn replica() -> Self {
+        Self(label::RDV_REPLICA.to_vec())
+    }
+
     /// The topic bytes.
     pub fn as_bytes(&self) -> &[u8] {
         &self.0

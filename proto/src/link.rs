@@ -14,8 +14,8 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use prost::Message;
 use sha2::{Digest, Sha256};
 use veil_crypto::{
-    AccountPublic, AgreementPublic, ContactLink, EpochSecret, GroupInvitation, GroupSecret, MAX_INVITATION_EPOCHS,
-    RendezvousSeed, Signature, VerifyKey, time::UnixTime,
+    AccountPublic, AgreementPublic, ContactLink, EntryAuthKey, EpochSecret, GroupInvitation, GroupKey, GroupSecret,
+    MAX_INVITATION_EPOCHS, RendezvousSeed, ReplicationCredential, ReplicationId, Signature, VerifyKey, time::UnixTime,
 };
 
 use crate::{
@@ -26,9 +26,10 @@ use crate::{
 };
 
 /// Longest link text accepted, in bytes (checked before any decoding).
-pub const MAX_LINK_TEXT: usize = 1024;
-/// Longest link payload (protobuf and checksum), in bytes.
-pub const MAX_LINK_PAYLOAD: usize = 512;
+pub const MAX_LINK_TEXT: usize = 2048;
+/// Longest link payload (protobuf and checksum), in bytes: room for an
+/// invitation listing the most epochs.
+pub const MAX_LINK_PAYLOAD: usize = 1024;
 /// The link format version this build writes and reads.
 pub const LINK_VERSION: u32 = 1;
 
@@ -42,12 +43,15 @@ pub enum Link {
     Contact(ContactLink),
     /// A group invitation.
     Group(GroupInvitation),
+    /// A replication credential.
+    Replica(ReplicationCredential),
 }
 
 #[derive(Clone, Copy)]
 enum Kind {
     Contact,
     Group,
+    Replica,
 }
 
 impl Kind {
@@ -55,18 +59,21 @@ impl Kind {
         match self {
             Kind::Contact => b'c',
             Kind::Group => b'g',
+            Kind::Replica => b'r',
         }
     }
     fn uri_prefix(self) -> &'static str {
         match self {
             Kind::Contact => "veil://contact/",
             Kind::Group => "veil://group/",
+            Kind::Replica => "veil://replica/",
         }
     }
     fn qr_prefix(self) -> &'static str {
         match self {
             Kind::Contact => "VEIL://C/",
             Kind::Group => "VEIL://G/",
+            Kind::Replica => "VEIL://R/",
         }
     }
 }
@@ -180,7 +187,7 @@ pub fn parse(text: &str) -> Result<Link> {
     if text.len() > MAX_LINK_TEXT {
         return Err(Error::TooLarge { what: "link text", len: text.len(), max: MAX_LINK_TEXT });
     }
-    for kind in [Kind::Contact, Kind::Group] {
+    for kind in [Kind::Contact, Kind::Group, Kind::Replica] {
         let bytes = if let Some(rest) = text.strip_prefix(kind.uri_prefix()) {
             URL_SAFE_NO_PAD.decode(rest).map_err(|_| Error::BadText("invalid base64url"))?
         } else if let Some(rest) = text.strip_prefix(kind.qr_prefix()) {
@@ -200,6 +207,7 @@ pub fn parse_contact(text: &str) -> Result<ContactLink> {
         Link::Group(_) => {
             Err(Error::Invalid { what: "link", reason: "this is a group invitation, not a contact link" })
         }
+        Link::Replica(_) => Err(Error::Invalid { what: "link", reason: "this is a replication credential" }),
     }
 }
 
@@ -210,6 +218,27 @@ pub fn parse_invitation(text: &str) -> Result<GroupInvitation> {
         Link::Contact(_) => {
             Err(Error::Invalid { what: "link", reason: "this is a contact link, not a group invitation" })
         }
+        Link::Replica(_) => Err(Error::Invalid { what: "link", reason: "this is a replication credential" }),
+    }
+}
+
+/// The `veil://replica/…` form of a replication credential.
+pub fn replication_uri(credential: &ReplicationCredential) -> String {
+    let m = pb::ReplicationCredential {
+        version: LINK_VERSION,
+        replication_id: credential.replication_id.0.to_vec(),
+        link_key: credential.link_key.expose_secret().to_vec(),
+        entry_auth_key: credential.entry_auth_key.expose_secret().to_vec(),
+    };
+    let p = payload(Kind::Replica, m.encode_to_vec());
+    format!("{}{}", Kind::Replica.uri_prefix(), URL_SAFE_NO_PAD.encode(p))
+}
+
+/// Parses a replication credential (either form); other links are refused.
+pub fn parse_replication(text: &str) -> Result<ReplicationCredential> {
+    match parse(text)? {
+        Link::Replica(r) => Ok(r),
+        _ => Err(Error::Invalid { what: "link", reason: "not a replication credential" }),
     }
 }
 
@@ -232,6 +261,15 @@ fn decode_payload(kind: Kind, bytes: &[u8]) -> Result<Link> {
         Kind::Group => {
             let m = pb::GroupInvitation::decode(proto).map_err(decode_err("group invitation"))?;
             Ok(Link::Group(invitation_from_pb(m)?))
+        }
+        Kind::Replica => {
+            let m = pb::ReplicationCredential::decode(proto).map_err(decode_err("replication credential"))?;
+            version("replication credential", m.version, LINK_VERSION)?;
+            Ok(Link::Replica(ReplicationCredential {
+                replication_id: ReplicationId(fixed("replication id", &m.replication_id)?),
+                link_key: GroupKey::from_bytes(fixed("link key", &m.link_key)?),
+                entry_auth_key: EntryAuthKey::from_bytes(fixed("entry-auth key", &m.entry_auth_key)?),
+            }))
         }
     }
 }

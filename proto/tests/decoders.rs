@@ -337,3 +337,20 @@ fn reconcile_frames_refuse_bad_ranges() {
     assert!(GroupFrame::decode(&frame(vec![pb::HashRange { summary: listed(257, 32), ..ok.clone() }])).is_err());
     assert!(GroupFrame::decode(&frame(vec![pb::HashRange { summary: listed(1, 33), ..ok }])).is_err());
 }
+
+#[test]
+fn replication_credentials_round_trip_and_are_told_apart_from_other_links() {
+    let credential = GroupKeys::derive(&GroupSecret::from_bytes([4; 32])).replication_credential();
+    let uri = veil_proto::link::replication_uri(&credential);
+    assert!(uri.starts_with("veil://replica/"));
+    assert_eq!(veil_proto::link::parse_replication(&uri).unwrap(), credential);
+    assert!(veil_proto::link::parse_contact(&uri).is_err());
+    assert!(veil_proto::link::parse_invitation(&uri).is_err());
+    assert!(
+        veil_proto::link::parse_replication(&veil_proto::link::invitation_uri(&invitation(3, None, None))).is_err()
+    );
+    let mut tampered = uri.into_bytes();
+    let last = tampered.len() - 5;
+    tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
+    assert!(veil_proto::link::parse_replication(std::str::from_utf8(&tampered).unwrap()).is_err());
+}

@@ -107,11 +107,11 @@ fn payload_purpose(hash: &[u8; 32]) -> Vec<u8> {
     [SEAL_PAYLOAD, hash.as_slice()].concat()
 }
 
-fn kind_code(kind: EntryKind) -> i64 {
+pub(crate) fn kind_code(kind: EntryKind) -> i64 {
     kind as i64
 }
 
-fn kind_from(code: i64) -> Result<EntryKind> {
+pub(crate) fn kind_from(code: i64) -> Result<EntryKind> {
     match code {
         1 => Ok(EntryKind::Metadata),
         2 => Ok(EntryKind::Message),

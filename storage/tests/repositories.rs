@@ -398,3 +398,36 @@ async fn hashes_sharing_an_index_key_stay_apart() {
     assert_eq!(t.store.ack(&peer, &[decoy]).await.unwrap(), 0);
     assert_eq!(t.store.ack(&peer, &[a.hash()]).await.unwrap(), 1);
 }
+
+#[tokio::test]
+async fn replicas_keep_credentials_and_entries_in_sync_order() {
+    let t = temp_store().await;
+    let (_, keys, device) = group_fixture(6);
+    let credential = keys.replication_credential();
+    let id = credential.replication_id;
+    assert!(t.store.replica_hashes(&id).await.unwrap().is_empty());
+    assert!(t.store.replica_store(&id, &[]).await.is_err(), "not replicated yet");
+    assert!(t.store.add_replica(&credential).await.unwrap());
+    assert!(!t.store.add_replica(&credential).await.unwrap());
+    assert_eq!(t.store.replicas().await.unwrap(), vec![credential]);
+
+    let (a, _) = metadata_entry(&keys, &device, 1, vec![], b"a");
+    let (b, _) = metadata_entry(&keys, &device, 2, vec![a.hash()], b"b");
+    let entry = |sealed: &veil_crypto::envelope::SealedEntry, lamport| veil_storage::ReplicaEntry {
+        sealed: sealed.clone(),
+        kind: EntryKind::Metadata,
+        lamport,
+    };
+    assert_eq!(
+        t.store.replica_store(&id, &[entry(&b, 2), entry(&a, 1), entry(&b, 2)]).await.unwrap(),
+        vec![true, true, false]
+    );
+    assert_eq!(t.store.replica_store(&id, &[entry(&a, 1)]).await.unwrap(), vec![false]);
+    let mut sorted = vec![a.hash(), b.hash()];
+    sorted.sort();
+    assert_eq!(t.store.replica_hashes(&id).await.unwrap(), sorted);
+    assert_eq!(t.store.replica_entries(&id, &[b.hash(), a.hash()]).await.unwrap(), vec![a.clone(), b.clone()]);
+    let mut positions = t.store.replica_positions(&id, &[b.hash(), EntryHash([0; 32])]).await.unwrap();
+    positions.sort_by_key(|p| p.2);
+    assert_eq!(positions, vec![(b.hash(), EntryKind::Metadata, 2)]);
+}

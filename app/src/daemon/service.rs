@@ -566,6 +566,26 @@ impl DaemonApi for Service {
         Ok(Response::new(api::LeaveGroupResponse {}))
     }
 
+    async fn replica_credential(
+        &self,
+        r: Request<api::ReplicaCredentialRequest>,
+    ) -> Result<Response<api::ReplicaCredentialResponse>, Status> {
+        let group = self.resolve_conversation(&r.into_inner().conversation).await?;
+        let uri = self.node.replication_credential(&group).await.map_err(node_error)?;
+        Ok(Response::new(api::ReplicaCredentialResponse { uri }))
+    }
+
+    async fn replicate(&self, r: Request<api::ReplicateRequest>) -> Result<Response<api::ReplicateResponse>, Status> {
+        let text = r.into_inner().credential;
+        if text.trim().is_empty() || text.len() > MAX_LINK {
+            return Err(Status::invalid_argument("not a veil replication credential"));
+        }
+        veil_proto::link::parse_replication(&text)
+            .map_err(|e| Status::invalid_argument(format!("malformed replication credential: {e}")))?;
+        let id = self.node.replicate(&text).await.map_err(node_error)?;
+        Ok(Response::new(api::ReplicateResponse { replication_id: hex::encode(id.0) }))
+    }
+
     async fn remove_member(
         &self,
         r: Request<api::RemoveMemberRequest>,
