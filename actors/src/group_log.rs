@@ -21,8 +21,8 @@ use std::{
 };
 
 use actix::{
-    Actor, ActorFutureExt, Addr, AtomicResponse, Context, Handler, Recipient, ResponseActFuture, Supervised,
-    Supervisor, WrapFuture,
+    Actor, ActorFutureExt, Addr, AsyncContext, AtomicResponse, Context, Handler, Recipient, ResponseActFuture,
+    Supervised, Supervisor, WrapFuture,
 };
 use tokio::sync::broadcast;
 use veil_crypto::{
@@ -50,6 +50,10 @@ const NAME: &str = "group-log";
 
 /// Most metadata entries read when rebuilding the member list.
 const MAX_METADATA: u32 = 10_000;
+
+/// How long after learning a member this device shares its chain with it
+/// (joins come in bursts: one announcement covers them all).
+const SHARE_DELAY: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// Most unread entries of one author opened when its chain arrives.
 const MAX_REVEAL: u32 = 10_000;
@@ -80,6 +84,9 @@ pub(crate) struct GroupLogDeps {
 }
 
 struct Loaded {
+    /// This device's writer as it was when members it has not shared its
+    /// chain with were learned: shared with them at that position soon.
+    share_pending: Option<Writer>,
     /// The epochs this member holds keys for.
     epochs: Epochs,
     kind: GroupKind,
@@ -194,7 +201,19 @@ async fn load(deps: GroupLogDeps, group: GroupId, members: Vec<Peer>) -> Result<
     };
     let heads = store.heads(&group, EntryKind::Message).await?;
     let lamport = max_lamport(store, &heads).await?;
-    Ok(Loaded { epochs, kind: record.kind, me, membership, writer, heads, lamport })
+    Ok(Loaded { share_pending: None, epochs, kind: record.kind, me, membership, writer, heads, lamport })
+}
+
+/// Members of the current epoch this device has not shared its chain with
+/// (multi-member groups, while a member).
+fn newcomers(state: &Loaded) -> Vec<MemberPublic> {
+    if state.kind != GroupKind::MultiMember || state.membership.is_removed(&state.me.signing) {
+        return Vec::new();
+    }
+    others(&state.membership, &state.writer.epoch, &state.me)
+        .into_iter()
+        .filter(|m| !state.writer.shared_with.contains(&m.signing))
+        .collect()
 }
 
 /// The members of `epoch` other than `me`.
@@ -450,11 +469,9 @@ struct Receiver {
 }
 
 impl Receiver {
-    /// After a batch: if the current epoch changed, starts writing in it;
-    /// then, in a multi-member group, shares this device's chain (at its
-    /// current position) with members of the epoch learned since the last
-    /// share: they read this device's messages from now on, never before.
-    async fn follow_epoch_and_share(&mut self) -> Result<()> {
+    /// After a batch: if the current epoch changed, starts writing in it
+    /// (sharing the new chain with the epoch's members at once).
+    async fn follow_epoch(&mut self) -> Result<()> {
         if self.kind != GroupKind::MultiMember || self.membership.is_removed(&self.me.signing) {
             return Ok(());
         }
@@ -473,17 +490,6 @@ impl Receiver {
             )
             .await?;
         }
-        let new: Vec<MemberPublic> = others(&self.membership, &self.writer.epoch, &self.me)
-            .into_iter()
-            .filter(|m| !self.writer.shared_with.contains(&m.signing))
-            .collect();
-        if new.is_empty() {
-            return Ok(());
-        }
-        let keys = self.epochs.keys(&self.writer.epoch).ok_or(Error::Unavailable(NAME))?;
-        let joined =
-            announce(&self.deps, self.group, self.writer.epoch, keys, &self.writer.chain, &self.members, new).await?;
-        self.writer.shared_with.extend(joined.chain_shares.iter().map(|s| s.recipient));
         Ok(())
     }
 
@@ -845,7 +851,7 @@ impl Handler<ReceiveEntries> for GroupLog {
                 if joined_other && receiver.kind == GroupKind::Contact {
                     let _ = receiver.deps.joined.try_send(ContactJoined { group });
                 }
-                receiver.follow_epoch_and_share().await?;
+                receiver.follow_epoch().await?;
                 let heads = receiver.deps.store.heads(&group, EntryKind::Message).await?;
                 Ok(BatchOutcome {
                     receipt,
@@ -857,7 +863,7 @@ impl Handler<ReceiveEntries> for GroupLog {
                 })
             }
             .into_actor(self)
-            .map(|r: Result<BatchOutcome>, act, _| {
+            .map(|r: Result<BatchOutcome>, act, ctx| {
                 let BatchOutcome { receipt, heads, lamport, epochs, membership, writer } = r?;
                 if let Some(state) = act.state.as_mut() {
                     state.heads = heads;
@@ -865,8 +871,72 @@ impl Handler<ReceiveEntries> for GroupLog {
                     state.epochs = epochs;
                     state.membership = membership;
                     state.writer = writer;
+                    // Members learned: share this device's chain with them
+                    // shortly, at today's position, together with whoever
+                    // else turns up meanwhile (one announcement, not one
+                    // per batch: joins come in bursts).
+                    if state.share_pending.is_none() && !newcomers(state).is_empty() {
+                        state.share_pending = Some(state.writer.clone());
+                        share_later(ctx);
+                    }
                 }
                 Ok(receipt)
+            }),
+        ))
+    }
+}
+
+/// Sends `ShareChain` after `SHARE_DELAY`, through the mailbox: like every
+/// message that reads and writes the state, it must wait for the atomic
+/// handler in progress (`notify` would not).
+fn share_later(ctx: &mut Context<GroupLog>) {
+    ctx.run_later(SHARE_DELAY, |_, ctx| ctx.address().do_send(ShareChain));
+}
+
+/// Internal: share this device's chain with the members learned since the
+/// last share.
+#[derive(actix::Message)]
+#[rtype(result = "()")]
+struct ShareChain;
+
+impl Handler<ShareChain> for GroupLog {
+    // Atomic: the announcement is written before anything else.
+    type Result = AtomicResponse<Self, ()>;
+
+    fn handle(&mut self, _: ShareChain, _: &mut Self::Context) -> Self::Result {
+        let (group, deps, members) = (self.group, self.deps.clone(), self.members.clone());
+        let job = self.state.as_mut().and_then(|state| {
+            let pending = state.share_pending.take()?;
+            // A new epoch started meanwhile: its chain went to its members.
+            let new = newcomers(state);
+            (pending.epoch == state.writer.epoch && !new.is_empty())
+                .then(|| Some((state.epochs.keys(&pending.epoch)?.clone(), pending, new)))
+                .flatten()
+        });
+        AtomicResponse::new(Box::pin(
+            async move {
+                let Some((keys, pending, new)) = job else { return Ok(None) };
+                let joined = announce(&deps, group, pending.epoch, &keys, &pending.chain, &members, new).await?;
+                Ok::<_, Error>(Some((pending.epoch, joined)))
+            }
+            .into_actor(self)
+            .map(|r, act, ctx| match r {
+                Ok(Some((epoch, joined))) => {
+                    if let Some(state) = act.state.as_mut()
+                        && state.writer.epoch == epoch
+                    {
+                        state.membership.joined(&joined);
+                        state.writer.shared_with.extend(joined.chain_shares.iter().map(|s| s.recipient));
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(actor = NAME, error = %e, "sharing the chain failed; trying again");
+                    if let Some(state) = act.state.as_mut() {
+                        state.share_pending = Some(state.writer.clone());
+                        share_later(ctx);
+                    }
+                }
             }),
         ))
     }

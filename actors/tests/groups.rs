@@ -379,10 +379,13 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// What a rendezvous server records of a group over several periods: the
-/// group's point of each period, each new, none of them (or any other
-/// namespace) carrying the group id, a member key, an account key or the
-/// replication id — while the members keep talking across the boundaries.
+/// What a recorder of every rendezvous namespace and of every frame the
+/// group sends learns over several periods. The rendezvous server sees the
+/// group's point of each period, each new; B's recorder sees every frame A
+/// sent it. No namespace and no frame carries the group id, the
+/// replication id, a member key or an account key, and the session tags
+/// naming the group in frames never repeat across periods (peer ids
+/// rotate) — while the members keep talking across the boundaries.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rendezvous_server_sees_a_new_point_each_period_and_no_identifier() {
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
@@ -390,17 +393,37 @@ async fn a_rendezvous_server_sees_a_new_point_each_period_and_no_identifier() {
     let common::GroupOfTwo { server, a, b, group, invitation, .. } = common::group_of_two(&dirs, &clock).await;
     let mut observed = server.events();
     let keys = GroupKeys::derive(&veil_proto::link::parse_invitation(&invitation).unwrap().secret);
-    let mut identifiers = vec![hex(&group.0), hex(&keys.replication_id.0)];
+    let mut raw: Vec<[u8; 32]> = vec![group.0, keys.replication_id.0];
     for n in [&a, &b] {
-        identifiers.push(hex(&account(n).await.signing.to_bytes()));
-        identifiers.push(hex(&n.member_key(&group).await.unwrap().signing.to_bytes()));
+        let (account, member) = (account(n).await, n.member_key(&group).await.unwrap());
+        raw.extend([account.signing.to_bytes(), account.agreement.0, member.signing.to_bytes(), member.agreement.0]);
     }
+    let identifiers: Vec<String> = raw.iter().map(|id| hex(id)).collect();
+    // Every frame B receives, with the period it came in.
+    let recorded = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(u64, Vec<u8>)>::new()));
+    let period_now = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let recorder = {
+        let (mut frames, recorded, period_now) = (b.events(), recorded.clone(), period_now.clone());
+        tokio::spawn(async move {
+            loop {
+                match frames.recv().await {
+                    Ok(NodeEvent::FrameReceived { frame, .. }) => {
+                        let period = period_now.load(std::sync::atomic::Ordering::SeqCst);
+                        recorded.lock().unwrap().push((period, frame));
+                    }
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(_) => return,
+                }
+            }
+        })
+    };
 
     // A registration may reach the server just after the clock moved on,
     // so a namespace may show up in two adjacent periods, never further apart.
     let mut seen: HashMap<String, u64> = HashMap::new();
     for period in 1..6 {
         let t = T0 + period * PERIOD + GRACE + 1;
+        period_now.store(period, std::sync::atomic::Ordering::SeqCst);
         clock.set(UnixTime(t));
         let expected = common::schedule().point_at(&Topic::group(), &keys.rendezvous_seed, UnixTime(t)).to_hex();
         wait_for(&mut observed, |e| match e {
@@ -423,5 +446,19 @@ async fn a_rendezvous_server_sees_a_new_point_each_period_and_no_identifier() {
     }
     for n in [a, b, server] {
         n.shutdown().await.unwrap();
+    }
+    recorder.await.unwrap();
+
+    // Frames: no identifier anywhere in them, and the tag naming the group
+    // is new each period (a frame may straggle into the next period, never
+    // further).
+    let recorded = recorded.lock().unwrap();
+    assert!(recorded.iter().filter(|(p, _)| *p >= 1).count() >= 5, "frames were recorded in every period");
+    let mut tags: HashMap<[u8; 32], u64> = HashMap::new();
+    for (period, frame) in recorded.iter() {
+        assert!(raw.iter().all(|id| !frame.windows(32).any(|w| w == id)), "a frame carries an identifier");
+        let tag = veil_proto::sync::GroupFrame::decode(frame).unwrap().session_tag;
+        let first = *tags.entry(tag).or_insert(*period);
+        assert!(period - first <= 1, "a session tag was used in periods {first} and {period}");
     }
 }
