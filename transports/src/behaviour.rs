@@ -1,5 +1,8 @@
 //! The swarm's network behaviour: every libp2p protocol a veil node speaks.
 
+use std::num::NonZeroU32;
+use std::time::Duration;
+
 use libp2p::identity::Keypair;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
@@ -19,6 +22,9 @@ const IDENTIFY_PROTOCOL: &str = "/veil/1";
 
 /// The agent string: deliberately uninformative (no version, no platform).
 const AGENT: &str = "veil";
+
+/// The interval of the relay's reservation rate limits.
+const MINUTE: Duration = Duration::from_secs(60);
 
 /// All protocols of a veil node. Only the frame and contact protocols,
 /// identify and the relay client always run; everything else is [`Toggle`]d at construction
@@ -118,11 +124,21 @@ impl Behaviour {
         };
 
         let relay_server = features.relay_server.then(|| {
+            // Validated non-zero; a relay's per-IP limit is twice the
+            // per-peer one (a NAT hides several peers behind one address).
+            let rate = |n: u32| NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN);
+            let per_peer = config.relay_reservations_per_minute;
             let cfg = relay::Config {
+                max_reservations: config.relay_max_reservations,
+                max_circuits: config.relay_max_circuits,
+                max_circuits_per_peer: config.relay_max_circuits_per_peer,
                 max_circuit_duration: config.relay_circuit_duration,
                 max_circuit_bytes: config.relay_circuit_bytes,
+                reservation_rate_limiters: Vec::new(),
                 ..relay::Config::default()
-            };
+            }
+            .reservation_rate_per_peer(rate(per_peer), MINUTE)
+            .reservation_rate_per_ip(rate(per_peer.saturating_mul(2)), MINUTE);
             relay::Behaviour::new(peer_id, cfg)
         });
 

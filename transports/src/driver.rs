@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::behaviour::{Behaviour, BehaviourEvent, Features, KAD_PROTOCOL};
 use crate::discovery::{self, Discovery, MAX_LOOKUP_PEERS};
 use crate::error::{Error, Result};
+use crate::learned::{AddressSource, LearnedAddress, LearnedAddresses};
 use crate::link::{self, Acks, Inbound, LinkEvent, LinkSender, LinkSettings, LinkTable, Stop};
 use crate::network::{InboundRequestId, NetworkConfig, NetworkEvent, servers_of};
 use crate::plugin::{TransportId, TransportPlugin, authenticate_and_multiplex};
@@ -53,10 +54,14 @@ pub(crate) enum Command {
     Detach { id: TransportId, reply: Reply<()> },
     Transports { reply: oneshot::Sender<Vec<TransportId>> },
     SetPolicy { policy: Policy, reply: Reply<()> },
-    SetRelays { relays: RelaySet, reply: oneshot::Sender<()> },
+    SetRelays { relays: RelaySet, addrs: Vec<Multiaddr>, reply: oneshot::Sender<()> },
     AddExternal { addr: Multiaddr, reply: Reply<()> },
     Rotate { keypair: Keypair, reply: Reply<PeerId> },
+    UseRelay { relay: Multiaddr, reply: Reply<Multiaddr> },
+    KnownRelays { reply: oneshot::Sender<Vec<Multiaddr>> },
+    LearnedAddresses { reply: oneshot::Sender<Vec<LearnedAddress>> },
     LocalPeerId { reply: oneshot::Sender<PeerId> },
+    Policy { reply: oneshot::Sender<Policy> },
     ConnectedPeers { reply: oneshot::Sender<Vec<PeerId>> },
     ListenAddrs { reply: oneshot::Sender<Vec<Multiaddr>> },
     Shutdown { reply: oneshot::Sender<()> },
@@ -101,7 +106,8 @@ struct Node {
     discovery: Discovery,
     /// Announcements waiting for an address to announce (oldest first).
     deferred: VecDeque<([u8; 32], Duration, Reply<()>)>,
-    listens: HashMap<ListenerId, Reply<Multiaddr>>,
+    /// Callers waiting for a listener's first address.
+    listens: HashMap<ListenerId, Vec<Reply<Multiaddr>>>,
     /// The address each live listener was asked for (to reopen on restart).
     listeners: HashMap<ListenerId, Multiaddr>,
 }
@@ -187,7 +193,7 @@ impl Node {
         for (_, _, reply) in self.deferred.drain(..) {
             let _ = reply.send(Err(error()));
         }
-        for (_, reply) in self.listens.drain() {
+        for reply in self.listens.drain().flat_map(|(_, waiting)| waiting) {
             let _ = reply.send(Err(error()));
         }
     }
@@ -224,6 +230,8 @@ pub(crate) struct Driver {
     commands: mpsc::Receiver<Command>,
     events: mpsc::Sender<NetworkEvent>,
     outbox: VecDeque<Outgoing>,
+    /// Every address learned for each peer (kept across restarts).
+    learned: LearnedAddresses,
 }
 
 fn no_sources() -> Error {
@@ -273,6 +281,7 @@ impl Driver {
             commands,
             events,
             outbox: VecDeque::new(),
+            learned: LearnedAddresses::default(),
         };
         driver.seed_addresses();
         Ok(driver)
@@ -287,9 +296,8 @@ impl Driver {
             .cloned()
             .chain(self.config.bootstrap.iter().filter_map(|a| policy::peer_of(a).map(|p| (p, a.clone()))));
         let known: Vec<(PeerId, Multiaddr)> = known.collect();
-        let links = &mut self.node.swarm.behaviour_mut().links;
         for (peer, addr) in known {
-            links.add_addresses(peer, [addr]);
+            self.remember(peer, &[addr], AddressSource::PeerStore);
         }
     }
 
@@ -358,6 +366,13 @@ impl Driver {
         }
     }
 
+    /// Gives `addrs` of `peer` to the address book for dials by peer id, and
+    /// records where they came from.
+    fn remember(&mut self, peer: PeerId, addrs: &[Multiaddr], source: AddressSource) {
+        self.learned.record_all(peer, addrs, source);
+        self.node.swarm.behaviour_mut().links.add_addresses(peer, addrs.iter().cloned());
+    }
+
     /// Queues an event for the consumer.
     fn emit(&mut self, event: NetworkEvent) {
         if !self.events.is_closed() {
@@ -396,7 +411,7 @@ impl Driver {
         match command {
             Command::Listen { addr, reply } => match self.listen(addr) {
                 Ok(id) => {
-                    self.node.listens.insert(id, reply);
+                    self.node.listens.entry(id).or_default().push(reply);
                 }
                 Err(e) => {
                     let _ = reply.send(Err(e));
@@ -455,8 +470,9 @@ impl Driver {
                     if policy == self.policy { Ok(()) } else { self.restart(self.keypair.clone(), policy).map(|_| ()) };
                 let _ = reply.send(result);
             }
-            Command::SetRelays { relays, reply } => {
+            Command::SetRelays { relays, addrs, reply } => {
                 self.relays = relays;
+                self.config.relays = addrs;
                 self.node.switch.set_guard(self.policy, self.relays.clone());
                 let _ = reply.send(());
             }
@@ -475,8 +491,18 @@ impl Driver {
             Command::Rotate { keypair, reply } => {
                 let _ = reply.send(self.restart(keypair, self.policy));
             }
+            Command::UseRelay { relay, reply } => self.use_relay(relay, reply),
+            Command::KnownRelays { reply } => {
+                let _ = reply.send(self.config.relays.clone());
+            }
+            Command::LearnedAddresses { reply } => {
+                let _ = reply.send(self.learned.snapshot());
+            }
             Command::LocalPeerId { reply } => {
                 let _ = reply.send(*self.node.swarm.local_peer_id());
+            }
+            Command::Policy { reply } => {
+                let _ = reply.send(self.policy);
             }
             Command::ConnectedPeers { reply } => {
                 let _ = reply.send(self.node.connected_peers());
@@ -520,6 +546,50 @@ impl Driver {
         })?;
         self.node.listeners.insert(id, addr);
         Ok(id)
+    }
+
+    /// Listens through `relay` (an address ending in `/p2p/<relay id>`) and
+    /// stops listening through any other relay; answers with the circuit
+    /// address once the reservation is accepted.
+    fn use_relay(&mut self, relay: Multiaddr, reply: Reply<Multiaddr>) {
+        let Some(relay_id) = policy::peer_of(&relay) else {
+            let _ = reply.send(Err(Error::Config("relay addresses must end in /p2p/<peer id>")));
+            return;
+        };
+        let through = |addr: &Multiaddr| policy::relay_hop(addr).as_ref().and_then(policy::peer_of);
+        let others: Vec<ListenerId> = self
+            .node
+            .listeners
+            .iter()
+            .filter(|(_, a)| policy::is_circuit(a) && through(a) != Some(relay_id))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in others {
+            self.node.listeners.remove(&id);
+            self.node.swarm.remove_listener(id);
+        }
+        if let Some(addr) = self.node.swarm.listeners().find(|a| through(a) == Some(relay_id)) {
+            let _ = reply.send(Ok(addr.clone()));
+            return;
+        }
+        // A listener through this relay still waiting for its reservation
+        // (one reopened by a restart) answers when it is accepted. A second
+        // reservation would fail instead: the relay client dials the relay
+        // only if no dial to it is under way, and drops the request if its
+        // dial is refused for that, closing the listener.
+        if let Some(pending) = self.node.listeners.iter().find(|(_, a)| through(a) == Some(relay_id)).map(|(id, _)| *id)
+        {
+            self.node.listens.entry(pending).or_default().push(reply);
+            return;
+        }
+        match self.listen(relay.with(libp2p::multiaddr::Protocol::P2pCircuit)) {
+            Ok(id) => {
+                self.node.listens.entry(id).or_default().push(reply);
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e));
+            }
+        }
     }
 
     /// Starts a dial; `Ok(None)` if the reply was already sent.
@@ -612,7 +682,16 @@ impl Driver {
         match event {
             SwarmEvent::NewListenAddr { listener_id, address } => {
                 tracing::debug!(%address, "listening");
-                if let Some(reply) = self.node.listens.remove(&listener_id) {
+                // A relay's reservations carry its external addresses: without
+                // one, every reservation would be refused.
+                if self.config.relay_server
+                    && self.policy.advertises_listen_addrs()
+                    && !policy::is_circuit(&address)
+                    && !self.node.swarm.external_addresses().any(|a| a == &address)
+                {
+                    self.node.swarm.add_external_address(address.clone());
+                }
+                for reply in self.node.listens.remove(&listener_id).into_iter().flatten() {
                     let _ = reply.send(Ok(address.clone()));
                 }
                 self.emit(NetworkEvent::Listening { addr: address });
@@ -625,12 +704,12 @@ impl Driver {
             }
             SwarmEvent::ListenerClosed { listener_id, addresses, reason } => {
                 self.node.listeners.remove(&listener_id);
-                if let Some(reply) = self.node.listens.remove(&listener_id) {
-                    let why = match reason {
-                        Ok(()) => "listener closed".to_owned(),
-                        Err(e) => e.to_string(),
-                    };
-                    let _ = reply.send(Err(Error::Listen(why)));
+                let why = match reason {
+                    Ok(()) => "listener closed".to_owned(),
+                    Err(e) => e.to_string(),
+                };
+                for reply in self.node.listens.remove(&listener_id).into_iter().flatten() {
+                    let _ = reply.send(Err(Error::Listen(why.clone())));
                 }
                 for addr in addresses {
                     self.emit(NetworkEvent::ListenAddrExpired { addr });
@@ -641,9 +720,14 @@ impl Driver {
             }
             SwarmEvent::ConnectionEstablished { peer_id, connection_id, endpoint, num_established, .. } => {
                 let transport = self.transport_of(&endpoint);
-                if let ConnectedPoint::Dialer { address, .. } = &endpoint {
-                    // Remembered for dials by peer id (a later frame link).
-                    self.node.swarm.behaviour_mut().links.add_addresses(peer_id, [address.clone()]);
+                match &endpoint {
+                    ConnectedPoint::Dialer { address, .. } => {
+                        // Remembered for dials by peer id (a later frame link).
+                        self.remember(peer_id, std::slice::from_ref(address), AddressSource::Connection);
+                    }
+                    ConnectedPoint::Listener { send_back_addr, .. } => {
+                        self.learned.record(peer_id, send_back_addr, AddressSource::Connection);
+                    }
                 }
                 if let Some(reply) = self.node.dials.remove(&connection_id) {
                     let _ = reply.send(Ok(peer_id));
@@ -736,9 +820,12 @@ impl Driver {
             BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed { id, result, step, .. }) => {
                 self.kad_event(id, result, step.last);
             }
+            BehaviourEvent::Kad(kad::Event::RoutingUpdated { peer, addresses, .. }) => {
+                self.learned.record_all(peer, addresses.iter(), AddressSource::Dht);
+            }
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
+                self.remember(peer_id, &info.listen_addrs, AddressSource::Identify);
                 let behaviour = self.node.swarm.behaviour_mut();
-                behaviour.links.add_addresses(peer_id, info.listen_addrs.iter().cloned());
                 if self.policy == Policy::Direct
                     && info.protocols.contains(&KAD_PROTOCOL)
                     && let Some(kad) = behaviour.kad.as_mut()
@@ -755,6 +842,7 @@ impl Driver {
                     by_peer.entry(peer).or_default().push(addr);
                 }
                 for (peer, addrs) in by_peer {
+                    self.learned.record_all(peer, &addrs, AddressSource::Mdns);
                     for addr in &addrs {
                         self.node.swarm.add_peer_address(peer, addr.clone());
                     }
@@ -1066,7 +1154,7 @@ impl Driver {
             for registration in found.into_iter().filter(|r| r.namespace.to_string() == ns) {
                 let peer = registration.record.peer_id();
                 let addrs = registration.record.addresses().to_vec();
-                self.node.swarm.behaviour_mut().links.add_addresses(peer, addrs.iter().cloned());
+                self.remember(peer, &addrs, AddressSource::Rendezvous);
                 if let Some(found) = self.node.discovery.found(id) {
                     found.add(peer, addrs);
                 }
@@ -1141,7 +1229,7 @@ impl Driver {
                                 )
                             });
                             let addrs = addrs.and_then(|r| r.ok()).unwrap_or_default();
-                            self.node.swarm.behaviour_mut().links.add_addresses(peer, addrs.iter().cloned());
+                            self.remember(peer, &addrs, AddressSource::Dht);
                             if let Some(found) = self.node.discovery.found(id) {
                                 found.add(peer, addrs);
                             }

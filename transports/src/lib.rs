@@ -67,6 +67,7 @@ pub mod codec;
 mod discovery;
 mod driver;
 mod error;
+pub mod learned;
 mod link;
 mod network;
 mod plugin;
@@ -76,6 +77,7 @@ mod switchable;
 pub use codec::{CONTACT_PROTOCOL, DEFAULT_MAX_FRAME, FRAME_PROTOCOL, FrameCodec};
 pub use discovery::{MAX_ANNOUNCE_TTL, MAX_LOOKUP_ADDRS, MAX_LOOKUP_PEERS, MIN_ANNOUNCE_TTL};
 pub use error::{Error, Result};
+pub use learned::{AddressSource, LearnedAddress};
 pub use network::{InboundRequestId, Network, NetworkConfig, NetworkEvent, NetworkHandle, keypair_from, peer_id_of};
 pub use plugin::{
     BoxedTransport, Connection, Memory, Quic, Tcp, TransportId, TransportKind, TransportPlugin,

@@ -78,6 +78,16 @@ pub struct NetworkConfig {
     pub relay_circuit_duration: Duration,
     /// When this node is a relay: the most bytes per circuit (default 64 MiB).
     pub relay_circuit_bytes: u64,
+    /// When this node is a relay: the most reservations it holds (default 128).
+    pub relay_max_reservations: usize,
+    /// When this node is a relay: the most circuits open at once (default 16).
+    pub relay_max_circuits: usize,
+    /// When this node is a relay: the most circuits per peer (default 4).
+    pub relay_max_circuits_per_peer: usize,
+    /// When this node is a relay: the reservations a peer may make per
+    /// minute (default 30; every rotation of a relayed node's key is a new
+    /// peer, so the per-IP limit of 60 per minute matters more).
+    pub relay_reservations_per_minute: u32,
 }
 
 impl Default for NetworkConfig {
@@ -101,6 +111,10 @@ impl Default for NetworkConfig {
             event_capacity: 256,
             relay_circuit_duration: Duration::from_secs(3600),
             relay_circuit_bytes: 64 << 20,
+            relay_max_reservations: 128,
+            relay_max_circuits: 16,
+            relay_max_circuits_per_peer: 4,
+            relay_reservations_per_minute: 30,
         }
     }
 }
@@ -116,6 +130,14 @@ impl NetworkConfig {
             || self.max_frames_in_flight == 0
         {
             return Err(Error::Config("capacities must be at least 1"));
+        }
+        if self.relay_server
+            && (self.relay_max_reservations == 0
+                || self.relay_max_circuits == 0
+                || self.relay_max_circuits_per_peer == 0
+                || self.relay_reservations_per_minute == 0)
+        {
+            return Err(Error::Config("relay limits must be at least 1"));
         }
         if self.bootstrap.iter().any(|a| crate::policy::peer_of(a).is_none()) {
             return Err(Error::Config("bootstrap addresses must end in /p2p/<peer id>"));
@@ -512,7 +534,7 @@ impl NetworkHandle {
     /// ending in `/p2p/<relay peer id>`).
     pub async fn set_relays(&self, relays: Vec<Multiaddr>) -> Result<()> {
         let set = RelaySet::from_addrs(&relays).ok_or(Error::Config("relay addresses must end in /p2p/<peer id>"))?;
-        self.ask(|reply| Command::SetRelays { relays: set, reply }).await
+        self.ask(|reply| Command::SetRelays { relays: set, addrs: relays, reply }).await
     }
 
     /// Declares an address at which this node is reachable (for server roles);
@@ -533,6 +555,33 @@ impl NetworkHandle {
     pub async fn rotate(&self, key: &NetworkKey) -> Result<PeerId> {
         let keypair = keypair_from(key)?;
         self.ask(|reply| Command::Rotate { keypair, reply }).await?
+    }
+
+    /// Reserves a slot on `relay` (an address ending in `/p2p/<relay peer
+    /// id>`, one of the configured relays under [`Policy::Relayed`]) and
+    /// stops listening through any other relay. Resolves with the
+    /// `/p2p-circuit` address once the reservation is accepted (at once if
+    /// the node already listens through it).
+    pub async fn use_relay(&self, relay: Multiaddr) -> Result<Multiaddr> {
+        let done = self.ask(|reply| Command::UseRelay { relay, reply });
+        tokio::time::timeout(self.request_timeout.saturating_mul(2), done).await.map_err(|_| Error::Timeout)??
+    }
+
+    /// The configured relays (as given in [`NetworkConfig::relays`]).
+    pub async fn known_relays(&self) -> Result<Vec<Multiaddr>> {
+        self.ask(|reply| Command::KnownRelays { reply }).await
+    }
+
+    /// Every address this node learned for each peer and where from
+    /// (connections, identify, the address book, the DHT, rendezvous
+    /// records, mDNS), since the network started, across restarts.
+    pub async fn learned_addresses(&self) -> Result<Vec<crate::LearnedAddress>> {
+        self.ask(|reply| Command::LearnedAddresses { reply }).await
+    }
+
+    /// The privacy policy in force.
+    pub async fn policy(&self) -> Result<Policy> {
+        self.ask(|reply| Command::Policy { reply }).await
     }
 
     /// The node's current peer id.
