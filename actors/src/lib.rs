@@ -13,6 +13,7 @@
 //! | [`Courier`] | starts group logs; finds members at group points; pushes and acknowledges entries |
 //! | `Replica` | the blind replication role: stores and serves groups' ciphertext, given their replication credentials |
 //! | [`TransportManager`] | the network: swarm, attached transports, privacy policy |
+//! | [`NetworkPeriod`] | each period: a fresh peer id and, under `Relayed`, a relay drawn at random |
 //!
 //! Actors reach each other through `Recipient<M>`, never through each
 //! other's concrete types. App builders use the [`Node`] facade and never
@@ -37,6 +38,7 @@
 //! ```
 
 mod announce;
+pub mod audit;
 mod contacts;
 mod courier;
 mod error;
@@ -44,6 +46,7 @@ mod group_log;
 mod membership;
 pub mod messages;
 mod node;
+mod period;
 mod replica;
 mod rotator;
 mod supervision;
@@ -58,6 +61,7 @@ pub use error::{Error, Result};
 pub use group_log::GroupLog;
 pub(crate) use group_log::GroupLogDeps;
 pub use node::{Node, NodeBuilder};
+pub use period::NetworkPeriod;
 pub use rotator::RendezvousRotator;
 pub use transport::{
     AttachTransport, DetachTransport, Dial, GetNetworkStatus, Listen, NetworkStatus, Rotate, SendFrame, SetPolicy,

@@ -202,6 +202,15 @@ pub mod vault {
 pub mod rendezvous {
     use super::*;
 
+    /// Notice: a new rendezvous period started (sent after the period's
+    /// points were notified).
+    #[derive(Debug, Clone, Copy, Message)]
+    #[rtype(result = "()")]
+    pub struct PeriodStarted {
+        /// The period's number (Unix time / period length).
+        pub period: u64,
+    }
+
     /// What a rendezvous point belongs to.
     #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
     pub enum WatchKey {

@@ -24,7 +24,7 @@ use veil_storage::{
 use zeroize::Zeroizing;
 
 use veil_transports::{
-    Network, NetworkConfig, NetworkHandle, Policy, Quic, Tcp, TransportId, TransportPlugin,
+    LearnedAddress, Network, NetworkConfig, NetworkHandle, Policy, Quic, Tcp, TransportId, TransportPlugin,
     libp2p::{Multiaddr, PeerId},
 };
 
@@ -32,6 +32,7 @@ use crate::{
     AttachTransport, ContactBook, ContactBookDeps, Courier, CourierDeps, CourierTiming, DetachTransport, Dial, Error,
     GetNetworkStatus, GroupLog, GroupLogDeps, IdentityVault, Listen, NetworkStatus, NodeEvent, RendezvousRotator,
     Result, RetryPolicy, Rotate, SendFrame, SetPolicy, TransportManager, VaultPort,
+    audit::{Audit, AuditInput},
     courier::GroupDirectory,
     messages::{
         contacts::{
@@ -43,6 +44,7 @@ use crate::{
         replica::AddReplica,
         vault::{GetIdentity, GetMemberKeys, IssueInvitation, PublicIdentity, RotateNetworkKey},
     },
+    period::{NetworkPeriod, NetworkPeriodDeps},
     replica::{Replica, ReplicaDeps},
     supervision::mailbox,
     transport::NetworkRoutes,
@@ -67,6 +69,7 @@ pub struct NodeBuilder {
     retry: RetryPolicy,
     sync_tick: Duration,
     resend_after: Duration,
+    rotate_key_each_period: bool,
 }
 
 impl core::fmt::Debug for NodeBuilder {
@@ -96,6 +99,7 @@ impl Default for NodeBuilder {
             retry: RetryPolicy::default(),
             sync_tick: Duration::from_secs(5),
             resend_after: Duration::from_secs(30),
+            rotate_key_each_period: true,
         }
     }
 }
@@ -188,6 +192,14 @@ impl NodeBuilder {
         self
     }
 
+    /// Whether the node takes a fresh network key (a new peer id) at every
+    /// rendezvous period boundary (default on), so relays, rendezvous
+    /// servers and DHT peers cannot link it across periods by peer id.
+    pub fn rotate_network_key_each_period(mut self, rotate: bool) -> Self {
+        self.rotate_key_each_period = rotate;
+        self
+    }
+
     /// Starts the node: opens (or creates, with a fresh identity and no
     /// network needed) its store and starts every actor under supervision.
     pub async fn spawn(self) -> Result<Node> {
@@ -269,6 +281,7 @@ struct Inner {
     network: NetworkHandle,
     events: broadcast::Sender<NodeEvent>,
     clock: Arc<dyn Clock>,
+    exposure: ExposureSettings,
 }
 
 async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
@@ -290,12 +303,6 @@ async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
         let store = store.clone();
         move |_| IdentityVault::new(store)
     });
-    let rotator = Supervisor::start({
-        let (store, clock, schedule, every) =
-            (store.clone(), builder.clock.clone(), builder.schedule, builder.rotation_check);
-        let subscriber = bridge.recipient();
-        move |_| RendezvousRotator::new(store, clock, schedule, every, vec![subscriber.clone()])
-    });
     // Make sure the identity exists before anything asks for it.
     vault.send(GetIdentity).await.map_err(mailbox("identity-vault"))??;
 
@@ -306,7 +313,26 @@ async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
         builder.transports
     };
     let max_frame = builder.network.max_frame_size;
+    let exposure = ExposureSettings::new(&builder.network, &plugins, builder.rotate_key_each_period, builder.schedule);
     let (network, network_events) = Network::spawn(&key, builder.policy, plugins, builder.network)?;
+    let period = Supervisor::start({
+        let deps = NetworkPeriodDeps {
+            network: network.clone(),
+            vault: vault.clone().recipient(),
+            check_every: builder.rotation_check,
+            rotate_key: builder.rotate_key_each_period,
+        };
+        move |_| NetworkPeriod::new(deps)
+    });
+    let rotator = Supervisor::start({
+        let (store, clock, schedule, every) =
+            (store.clone(), builder.clock.clone(), builder.schedule, builder.rotation_check);
+        let (subscriber, period) = (bridge.recipient(), period.recipient());
+        move |_| {
+            RendezvousRotator::new(store, clock, schedule, every, vec![subscriber.clone()])
+                .with_period_subscriber(period.clone())
+        }
+    });
 
     // Announcements live for a period plus the grace window; every period
     // boundary re-announces.
@@ -427,7 +453,52 @@ async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
         network,
         events,
         clock: builder.clock,
+        exposure,
     })
+}
+
+/// What the exposure audit needs from the node's configuration.
+struct ExposureSettings {
+    transports: Vec<veil_transports::TransportKind>,
+    rendezvous_servers: Vec<PeerId>,
+    kad: bool,
+    mdns: bool,
+    rotating_peer_id: bool,
+    period_secs: u64,
+    serves_relay: bool,
+    serves_rendezvous: bool,
+}
+
+impl ExposureSettings {
+    fn new(config: &NetworkConfig, plugins: &[Arc<dyn TransportPlugin>], rotating: bool, schedule: Schedule) -> Self {
+        Self {
+            transports: plugins.iter().map(|p| p.kind()).collect(),
+            rendezvous_servers: config.rendezvous_servers.iter().filter_map(veil_transports::policy::peer_of).collect(),
+            kad: config.kad || !config.bootstrap.is_empty(),
+            mdns: config.mdns,
+            rotating_peer_id: rotating,
+            period_secs: schedule.period(),
+            serves_relay: config.relay_server,
+            serves_rendezvous: config.rendezvous_server,
+        }
+    }
+
+    fn input(&self, policy: Policy, relays: &[Multiaddr]) -> AuditInput {
+        let relay_ids: Vec<PeerId> = relays.iter().filter_map(veil_transports::policy::peer_of).collect();
+        AuditInput {
+            policy,
+            transports: self.transports.clone(),
+            relays: relays.len(),
+            rendezvous_servers: self.rendezvous_servers.len(),
+            rendezvous_servers_on_relays: self.rendezvous_servers.iter().filter(|p| relay_ids.contains(p)).count(),
+            kad: self.kad,
+            mdns: self.mdns,
+            rotating_peer_id: self.rotating_peer_id,
+            period_secs: self.period_secs,
+            serves_relay: self.serves_relay,
+            serves_rendezvous: self.serves_rendezvous,
+        }
+    }
 }
 
 impl Inner {
@@ -746,6 +817,21 @@ impl Node {
     pub async fn rotate_network_key(&self) -> Result<PeerId> {
         let key = self.inner.vault.send(RotateNetworkKey).await.map_err(mailbox("identity-vault"))??;
         self.inner.transport.send(Rotate(key)).await.map_err(mailbox("transport-manager"))?
+    }
+
+    /// Every address this node learned for each peer, and where from
+    /// (connections, identify, address book, DHT, rendezvous records, mDNS),
+    /// since it started.
+    pub async fn learned_addresses(&self) -> Result<Vec<LearnedAddress>> {
+        Ok(self.inner.network.learned_addresses().await?)
+    }
+
+    /// What each observer learns about this node under its current policy
+    /// and configuration.
+    pub async fn audit(&self) -> Result<Audit> {
+        let network = &self.inner.network;
+        let (policy, relays) = (network.policy().await?, network.known_relays().await?);
+        Ok(crate::audit::audit(&self.inner.exposure.input(policy, &relays)))
     }
 
     /// Makes one actor panic, to show supervision at work (tests only).

@@ -21,7 +21,7 @@ use veil_storage::{ContactState, Store};
 
 use crate::{
     Result,
-    messages::rendezvous::{GetActivePoints, PointsRotated, Refresh, Subscribe, WatchKey},
+    messages::rendezvous::{GetActivePoints, PeriodStarted, PointsRotated, Refresh, Subscribe, WatchKey},
     supervision::{guarded, load_state},
 };
 use std::rc::Rc;
@@ -42,6 +42,10 @@ pub struct RendezvousRotator {
     check_every: Duration,
     watches: HashMap<WatchKey, Watched>,
     subscribers: Vec<Recipient<PointsRotated>>,
+    /// Told when a new period starts, after the subscribers heard of its points.
+    periods: Option<Recipient<PeriodStarted>>,
+    /// The period of the last check.
+    period: Option<u64>,
 }
 
 impl core::fmt::Debug for RendezvousRotator {
@@ -59,12 +63,35 @@ impl RendezvousRotator {
         check_every: Duration,
         subscribers: Vec<Recipient<PointsRotated>>,
     ) -> Self {
-        Self { store, clock, schedule, check_every, watches: HashMap::new(), subscribers }
+        Self { store, clock, schedule, check_every, watches: HashMap::new(), subscribers, periods: None, period: None }
     }
 
-    /// Recomputes every watch's points; notifies the changed ones.
+    /// Also tells `to` when each new period starts (the network takes a new
+    /// peer id then).
+    pub(crate) fn with_period_subscriber(mut self, to: Recipient<PeriodStarted>) -> Self {
+        self.periods = Some(to);
+        self
+    }
+
+    /// Recomputes every watch's points; notifies the changed ones, then (at
+    /// a boundary) the period subscriber. In that order, subscribers know
+    /// the new points before the network restarts under a new peer id, so
+    /// what they announce again after the restart is the new period's
+    /// points, never the old period's alone.
     fn check(&mut self) {
         let now = self.clock.now();
+        self.notify_points(now);
+        let period = now.0 / self.schedule.period();
+        if self.period.is_some_and(|p| p != period)
+            && let Some(to) = &self.periods
+            && to.try_send(PeriodStarted { period }).is_err()
+        {
+            tracing::warn!(actor = NAME, "the period subscriber missed a period start");
+        }
+        self.period = Some(period);
+    }
+
+    fn notify_points(&mut self, now: veil_crypto::time::UnixTime) {
         for (key, w) in &mut self.watches {
             let points = self.schedule.active_points(&w.topic, &w.seed, now);
             if w.last != Some(points) {
@@ -146,6 +173,8 @@ impl Supervised for RendezvousRotator {
     fn restarting(&mut self, _: &mut Self::Context) {
         tracing::warn!(actor = NAME, "restarting; reloading watches from storage");
         self.watches.clear();
+        // No boundary is reported for the period the restart happens in.
+        self.period = None;
     }
 }
 

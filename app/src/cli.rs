@@ -84,6 +84,11 @@ pub(crate) enum Command {
         #[command(subcommand)]
         action: Option<TransportAction>,
     },
+    /// List every address the node learned for each peer, and where from.
+    Peers,
+    /// Show what each observer (contact, relay, rendezvous server, DHT peer,
+    /// LAN neighbour, eavesdropper…) learns under the current policy.
+    Audit,
     /// Run the node and serve the daemon API on <home>/veil.sock.
     Daemon(DaemonArgs),
     /// Print the daemon's live events (one line, or one JSON document, each).
@@ -175,10 +180,17 @@ pub(crate) struct DaemonArgs {
     /// Use this rendezvous server, ending in /p2p/<peer id> (repeatable).
     #[arg(long = "rendezvous", value_name = "MULTIADDR", env = "VEIL_RENDEZVOUS", value_delimiter = ',')]
     pub(crate) rendezvous: Vec<String>,
+    /// Use this relay under the relayed policy, ending in /p2p/<peer id>
+    /// (repeatable; one is drawn at random each period).
+    #[arg(long = "relay", value_name = "MULTIADDR", env = "VEIL_RELAYS", value_delimiter = ',')]
+    pub(crate) relays: Vec<String>,
+    /// Join the Kademlia DHT through this peer, ending in /p2p/<peer id> (repeatable).
+    #[arg(long = "bootstrap", value_name = "MULTIADDR", env = "VEIL_BOOTSTRAP", value_delimiter = ',')]
+    pub(crate) bootstrap: Vec<String>,
     /// The privacy policy: direct | relayed | anonymous | offline.
     #[arg(long, env = "VEIL_POLICY")]
     pub(crate) policy: Option<String>,
-    /// Roles to serve for others: rendezvous, relay (comma-separated).
+    /// Roles to serve for others: rendezvous, relay, dht (comma-separated).
     #[arg(long, value_name = "ROLES", env = "VEIL_SERVE", value_delimiter = ',')]
     pub(crate) serve: Vec<String>,
     /// How to introduce yourself in contact requests.
@@ -205,6 +217,8 @@ impl DaemonArgs {
             name: self.name.clone(),
             listen: list(&self.listen),
             rendezvous_servers: list(&self.rendezvous),
+            relays: list(&self.relays),
+            bootstrap: list(&self.bootstrap),
             policy: self.policy.clone(),
             serve: list(&self.serve),
             mdns: self.no_mdns.then_some(false),

@@ -128,6 +128,14 @@ async fn with_daemon(c: &mut Client, command: Command, out: Out) -> Result<()> {
                 format!("attached   {}\navailable  {}", t.attached.join(", "), t.available.join(", "))
             })
         }
+        Command::Peers => {
+            let p = call!(c, list_peers, api::ListPeersRequest {});
+            out.emit(&out::peers(&p), || out::peers_text(&p))
+        }
+        Command::Audit => {
+            let a = call!(c, audit, api::AuditRequest {});
+            out.emit(&out::audit(&a), || out::audit_text(&a))
+        }
         Command::Events => {
             let mut events = call!(c, subscribe, api::SubscribeRequest {});
             // The daemon is subscribed once the call returns: say so, so a

@@ -12,9 +12,15 @@
 //! rendezvous_servers = []
 //! # direct | relayed | anonymous | offline
 //! policy = "direct"
-//! # Roles this node serves for others: "rendezvous", "relay".
+//! # Relays a relayed node reserves on (one drawn at random each period).
+//! relays = []
+//! # DHT peers to join the Kademlia DHT through.
+//! bootstrap = []
+//! # Roles this node serves for others: "rendezvous", "relay", "dht".
 //! serve = []
 //! mdns = true
+//! # A fresh peer id every rendezvous period (default: on unless serving).
+//! rotate_peer_id = true
 //! ```
 
 use std::{
@@ -64,9 +70,24 @@ pub struct ConfigFile {
     /// The privacy policy.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy: Option<String>,
-    /// Roles served for others: `rendezvous`, `relay`.
+    /// Kademlia peers to join the DHT through (each ending in `/p2p/<peer id>`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bootstrap: Option<Vec<String>>,
+    /// Roles served for others: `rendezvous`, `relay`, `dht`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub serve: Option<Vec<String>>,
+    /// A fresh network key (peer id) every rendezvous period.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rotate_peer_id: Option<bool>,
+    /// As a relay: the most reservations held at once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relay_max_reservations: Option<usize>,
+    /// As a relay: the most circuits open at once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relay_max_circuits: Option<usize>,
+    /// As a relay: reservations a peer may make per minute.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relay_reservations_per_minute: Option<u32>,
     /// LAN discovery (only honoured under the `direct` policy).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mdns: Option<bool>,
@@ -117,8 +138,23 @@ pub const DEFAULT_CONFIG: &str = r#"# veil configuration. Flags of `veil daemon`
 # Privacy policy: direct | relayed | anonymous | offline
 # policy = "direct"
 
-# Roles this node serves for others: "rendezvous", "relay".
+# Relays for the relayed policy, each ending in /p2p/<peer id>; one is
+# drawn at random every rendezvous period.
+# relays = []
+
+# Kademlia DHT peers to join through, each ending in /p2p/<peer id>.
+# bootstrap = []
+
+# Roles this node serves for others: "rendezvous", "relay", "dht".
 # serve = []
+
+# A fresh peer id every rendezvous period (default: on, unless serving).
+# rotate_peer_id = true
+
+# As a relay: limits on what it carries for others.
+# relay_max_reservations = 128
+# relay_max_circuits = 16
+# relay_reservations_per_minute = 30
 
 # Find peers on the LAN with mDNS (direct policy only).
 # mdns = true
@@ -165,6 +201,10 @@ pub struct Overrides {
     pub listen: Option<Vec<String>>,
     /// `--rendezvous` / `VEIL_RENDEZVOUS`.
     pub rendezvous_servers: Option<Vec<String>>,
+    /// `--relay` / `VEIL_RELAYS`.
+    pub relays: Option<Vec<String>>,
+    /// `--bootstrap` / `VEIL_BOOTSTRAP`.
+    pub bootstrap: Option<Vec<String>>,
     /// `--policy` / `VEIL_POLICY`.
     pub policy: Option<String>,
     /// `--serve` / `VEIL_SERVE`.
@@ -180,6 +220,8 @@ pub struct Roles {
     pub rendezvous: bool,
     /// A circuit relay.
     pub relay: bool,
+    /// A Kademlia DHT node (others bootstrap through it).
+    pub dht: bool,
 }
 
 impl Roles {
@@ -192,7 +234,15 @@ impl Roles {
         if self.relay {
             out.push("relay".to_owned());
         }
+        if self.dht {
+            out.push("dht".to_owned());
+        }
         out
+    }
+
+    /// Whether any role is served.
+    pub fn any(self) -> bool {
+        self.rendezvous || self.relay || self.dht
     }
 }
 
@@ -207,6 +257,12 @@ pub struct Settings {
     pub rendezvous_servers: Vec<Multiaddr>,
     /// Relays.
     pub relays: Vec<Multiaddr>,
+    /// Kademlia bootstrap peers.
+    pub bootstrap: Vec<Multiaddr>,
+    /// A fresh peer id every rendezvous period.
+    pub rotate_peer_id: bool,
+    /// Relay limits: reservations, circuits, reservations per peer per minute.
+    pub relay_limits: (usize, usize, u32),
     /// The privacy policy.
     pub policy: Policy,
     /// Roles served.
@@ -226,6 +282,9 @@ impl Default for Settings {
             listen: default_listen(),
             rendezvous_servers: Vec::new(),
             relays: Vec::new(),
+            bootstrap: Vec::new(),
+            rotate_peer_id: true,
+            relay_limits: default_relay_limits(),
             policy: Policy::Direct,
             serve: Roles::default(),
             mdns: true,
@@ -237,6 +296,11 @@ impl Default for Settings {
 
 fn default_listen() -> Vec<Multiaddr> {
     ["/ip4/0.0.0.0/tcp/0", "/ip4/0.0.0.0/udp/0/quic-v1"].iter().filter_map(|a| a.parse().ok()).collect()
+}
+
+fn default_relay_limits() -> (usize, usize, u32) {
+    let d = NetworkConfig::default();
+    (d.relay_max_reservations, d.relay_max_circuits, d.relay_reservations_per_minute)
 }
 
 fn addrs(what: &str, list: &[String]) -> Result<Vec<Multiaddr>> {
@@ -257,7 +321,8 @@ pub fn parse_roles(names: &[String]) -> Result<Roles> {
         match n {
             "rendezvous" => roles.rendezvous = true,
             "relay" => roles.relay = true,
-            other => bail!("unknown role {other:?} (expected rendezvous or relay)"),
+            "dht" => roles.dht = true,
+            other => bail!("unknown role {other:?} (expected rendezvous, relay or dht)"),
         }
     }
     Ok(roles)
@@ -270,26 +335,46 @@ impl Settings {
         if let Some(n) = &name {
             veil_crypto::Name::new(n).map_err(|e| anyhow!("invalid name {n:?}: {e}"))?;
         }
+        let policy = match over.policy.as_ref().or(file.policy.as_ref()) {
+            Some(p) => parse_policy(p)?,
+            None => Policy::Direct,
+        };
         let listen = match over.listen.as_ref().or(file.listen.as_ref()) {
             Some(l) => addrs("listen", l)?,
+            // A relayed node is reachable through its relay only; an
+            // anonymous one through its mixnet transports.
+            None if matches!(policy, Policy::Relayed | Policy::Anonymous) => Vec::new(),
             None => default_listen(),
         };
         let rendezvous_servers = addrs(
             "rendezvous server",
             over.rendezvous_servers.as_ref().or(file.rendezvous_servers.as_ref()).map_or(&[], |v| v),
         )?;
-        let relays = addrs("relay", file.relays.as_deref().unwrap_or(&[]))?;
-        let policy = match over.policy.as_ref().or(file.policy.as_ref()) {
-            Some(p) => parse_policy(p)?,
-            None => Policy::Direct,
-        };
+        let relays = addrs("relay", over.relays.as_ref().or(file.relays.as_ref()).map_or(&[], |v| v))?;
+        let bootstrap = addrs("bootstrap", over.bootstrap.as_ref().or(file.bootstrap.as_ref()).map_or(&[], |v| v))?;
+        for a in relays.iter().chain(&bootstrap) {
+            if veil_transports::policy::peer_of(a).is_none() {
+                bail!("relay and bootstrap addresses must end in /p2p/<peer id>: {a}");
+            }
+        }
         let serve = parse_roles(over.serve.as_ref().or(file.serve.as_ref()).map_or(&[], |v| v))?;
         let mdns = over.mdns.or(file.mdns).unwrap_or(true);
+        // Servers keep their peer id: others address them by it.
+        let rotate_peer_id = file.rotate_peer_id.unwrap_or(!serve.any());
+        let d = default_relay_limits();
+        let relay_limits = (
+            file.relay_max_reservations.unwrap_or(d.0),
+            file.relay_max_circuits.unwrap_or(d.1),
+            file.relay_reservations_per_minute.unwrap_or(d.2),
+        );
         Ok(Self {
             name,
             listen,
             rendezvous_servers,
             relays,
+            bootstrap,
+            rotate_peer_id,
+            relay_limits,
             policy,
             serve,
             mdns,
@@ -311,6 +396,10 @@ impl Settings {
         config.relay_server = self.serve.relay;
         config.rendezvous_servers = self.rendezvous_servers.clone();
         config.relays = self.relays.clone();
+        config.bootstrap = self.bootstrap.clone();
+        config.kad = self.serve.dht;
+        (config.relay_max_reservations, config.relay_max_circuits, config.relay_reservations_per_minute) =
+            self.relay_limits;
         config
     }
 }
@@ -339,6 +428,7 @@ mod tests {
         assert_eq!(s.listen, vec!["/ip4/127.0.0.1/tcp/4001".parse::<Multiaddr>().unwrap()]);
         assert_eq!(s.policy, Policy::Offline);
         assert!(s.serve.rendezvous && !s.serve.relay && !s.mdns);
+        assert!(!s.rotate_peer_id, "a server keeps its peer id unless told otherwise");
         assert_eq!(s.sync_interval, Some(Duration::from_millis(200)));
 
         let over = Overrides {
@@ -355,6 +445,22 @@ mod tests {
         let d = Settings::resolve(&ConfigFile::default(), &Overrides::default()).unwrap();
         assert_eq!(d.listen.len(), 2);
         assert_eq!(d.policy, Policy::Direct);
+        assert!(d.rotate_peer_id);
+
+        let relayed = ConfigFile::parse(
+            r#"
+            relays = ["/ip4/10.0.0.1/tcp/4001/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN"]
+            serve = ["relay", "dht"]
+            rotate_peer_id = true
+            relay_max_circuits = 3
+            "#,
+        )
+        .unwrap();
+        let s = Settings::resolve(&relayed, &Overrides::default()).unwrap();
+        let config = s.network_config();
+        assert_eq!(config.relays.len(), 1);
+        assert!(config.relay_server && config.kad && s.rotate_peer_id);
+        assert_eq!(config.relay_max_circuits, 3);
     }
 
     #[test]
@@ -364,6 +470,7 @@ mod tests {
             ("listen = [\"not an address\"]", "invalid listen address"),
             ("serve = [\"dns\"]", "unknown role"),
             ("colour = \"blue\"", "unknown field"),
+            ("relays = [\"/ip4/10.0.0.1/tcp/1\"]", "must end in /p2p/"),
             ("name = \"a\\nb\"", "invalid name"),
         ] {
             let err = ConfigFile::parse(text).and_then(|f| Settings::resolve(&f, &Overrides::default()));

@@ -54,7 +54,8 @@ pub(crate) async fn rendezvous_server(home: &Path) -> Result<(Node, Vec<Multiadd
     let settings = Settings {
         listen: loopback(),
         mdns: false,
-        serve: Roles { rendezvous: true, relay: false },
+        serve: Roles { rendezvous: true, ..Roles::default() },
+        rotate_peer_id: false,
         ..Settings::default()
     };
     let node = daemon::start_node(home, &settings).await?;

@@ -157,6 +157,54 @@ pub(crate) fn transports(t: &api::ListTransportsResponse) -> Value {
     json!({ "attached": t.attached, "available": t.available })
 }
 
+/// The addresses learned for peers, as JSON.
+pub(crate) fn peers(p: &api::ListPeersResponse) -> Value {
+    let list: Vec<Value> =
+        p.addresses.iter().map(|a| json!({ "peer_id": a.peer_id, "addr": a.addr, "sources": a.sources })).collect();
+    json!({ "addresses": list })
+}
+
+/// The addresses learned for peers, one line each.
+pub(crate) fn peers_text(p: &api::ListPeersResponse) -> String {
+    if p.addresses.is_empty() {
+        return "no peer addresses learned yet".to_owned();
+    }
+    p.addresses
+        .iter()
+        .map(|a| format!("{}  {}  ({})", a.peer_id, a.addr, a.sources.join(", ")))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The exposure audit, as JSON.
+pub(crate) fn audit(a: &api::AuditReport) -> Value {
+    let exposures: Vec<Value> = a
+        .exposures
+        .iter()
+        .map(|e| {
+            json!({ "observer": e.observer, "applies": e.applies, "learns": e.learns, "does_not_learn": e.does_not_learn })
+        })
+        .collect();
+    json!({
+        "policy": a.policy,
+        "rotating_peer_id": a.rotating_peer_id,
+        "period_seconds": a.period_seconds,
+        "exposures": exposures,
+    })
+}
+
+/// The exposure audit, as text.
+pub(crate) fn audit_text(a: &api::AuditReport) -> String {
+    let mut out = vec![format!("what each observer learns under the {} policy", a.policy)];
+    for e in &a.exposures {
+        out.push(String::new());
+        out.push(if e.applies { e.observer.clone() } else { format!("{} (not used now)", e.observer) });
+        out.extend(e.learns.iter().map(|l| format!("  learns          {l}")));
+        out.extend(e.does_not_learn.iter().map(|l| format!("  does not learn  {l}")));
+    }
+    out.join("\n")
+}
+
 /// An event as `(name, fields)`.
 pub(crate) fn event(e: &api::Event) -> Option<Value> {
     let contact = |name: &str, c: &api::ContactEvent| {

@@ -23,8 +23,12 @@ pub(crate) async fn rendezvous_server(dir: &tempfile::TempDir) -> (Node, Vec<Mul
     let mut config = NetworkConfig::default();
     config.mdns = false;
     config.rendezvous_server = true;
-    let mut builder =
-        Node::builder().data_dir(dir.path()).kdf(KdfParams::FAST_INSECURE_FOR_TESTS).network_config(config);
+    // A server keeps its peer id: clients address it by it.
+    let mut builder = Node::builder()
+        .data_dir(dir.path())
+        .kdf(KdfParams::FAST_INSECURE_FOR_TESTS)
+        .network_config(config)
+        .rotate_network_key_each_period(false);
     for (transport, addr) in both_transports() {
         builder = builder.transport(transport).listen(addr);
     }

@@ -40,7 +40,11 @@ pub struct Daemon {
 pub async fn start_node(home: &Path, settings: &Settings) -> Result<Node> {
     config::create_home(home)?;
     config::write_default_config(home)?;
-    let mut builder = Node::builder().data_dir(home).policy(settings.policy).network_config(settings.network_config());
+    let mut builder = Node::builder()
+        .data_dir(home)
+        .policy(settings.policy)
+        .network_config(settings.network_config())
+        .rotate_network_key_each_period(settings.rotate_peer_id);
     for addr in &settings.listen {
         builder = builder.listen(addr.clone());
     }

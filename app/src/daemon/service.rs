@@ -670,6 +670,39 @@ impl DaemonApi for Service {
         Ok(Response::new(self.transports().await?))
     }
 
+    async fn list_peers(&self, _: Request<api::ListPeersRequest>) -> Result<Response<api::ListPeersResponse>, Status> {
+        let learned = self.node.learned_addresses().await.map_err(node_error)?;
+        let addresses = learned
+            .into_iter()
+            .map(|l| api::LearnedAddress {
+                peer_id: l.peer.to_string(),
+                addr: l.addr.to_string(),
+                sources: l.sources.iter().map(ToString::to_string).collect(),
+            })
+            .collect();
+        Ok(Response::new(api::ListPeersResponse { addresses }))
+    }
+
+    async fn audit(&self, _: Request<api::AuditRequest>) -> Result<Response<api::AuditReport>, Status> {
+        let report = self.node.audit().await.map_err(node_error)?;
+        let exposures = report
+            .exposures
+            .into_iter()
+            .map(|e| api::Exposure {
+                observer: e.observer.to_string(),
+                applies: e.applies,
+                learns: e.learns,
+                does_not_learn: e.does_not_learn,
+            })
+            .collect();
+        Ok(Response::new(api::AuditReport {
+            policy: report.policy.to_string(),
+            rotating_peer_id: report.rotating_peer_id,
+            period_seconds: report.period_secs,
+            exposures,
+        }))
+    }
+
     type SubscribeStream = EventStream;
 
     async fn subscribe(&self, _: Request<api::SubscribeRequest>) -> Result<Response<Self::SubscribeStream>, Status> {

@@ -1,0 +1,169 @@
+//! The `NetworkPeriod` actor: what changes in the network at each rendezvous
+//! period boundary.
+//!
+//! * **A fresh peer id.** With `rotate_key` (the default) the node takes a
+//!   new network key from the vault at every boundary and restarts the swarm
+//!   under it, so relays, rendezvous servers and DHT peers cannot link the
+//!   node across periods by peer id. Connections close; the courier's outbox
+//!   resends what was not acknowledged, and contacts find the node again at
+//!   the new period's points.
+//! * **A random relay.** Under `Relayed` the node reserves a slot on a relay
+//!   drawn at random among the known relays, drawn again each period; it is
+//!   reachable only through that relay's `/p2p-circuit` address. A lost
+//!   reservation (the relay went away) is replaced by a new draw at the next
+//!   check.
+//!
+//! Period starts come from the `RendezvousRotator` (which reads the
+//! injected clock), after it told the other actors the new period's points:
+//! what they announce again after the restart is the new period's points.
+//! Every `check_every` a relayed node checks it still listens through a relay.
+
+use std::time::Duration;
+
+use actix::{Actor, ActorFutureExt, AsyncContext, Context, Handler, Recipient, Supervised, WrapFuture};
+use veil_crypto::{Entropy, OsEntropy};
+use veil_transports::{NetworkHandle, Policy, libp2p::Multiaddr, policy::is_circuit};
+
+use crate::{
+    Error, Result,
+    messages::{rendezvous::PeriodStarted, vault::RotateNetworkKey},
+    supervision::mailbox,
+};
+
+const NAME: &str = "network-period";
+
+/// What the actor needs.
+pub(crate) struct NetworkPeriodDeps {
+    pub(crate) network: NetworkHandle,
+    pub(crate) vault: Recipient<RotateNetworkKey>,
+    /// How often a relayed node checks it still listens through a relay.
+    pub(crate) check_every: Duration,
+    /// Take a fresh network key at every period boundary.
+    pub(crate) rotate_key: bool,
+}
+
+/// Rotates the peer id and re-draws the relay every rendezvous period.
+pub struct NetworkPeriod {
+    deps: NetworkPeriodDeps,
+    /// A change is under way (they take network round trips).
+    busy: bool,
+    /// A period started while busy: its change is still owed.
+    owed: bool,
+}
+
+impl core::fmt::Debug for NetworkPeriod {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("NetworkPeriod").field("busy", &self.busy).finish_non_exhaustive()
+    }
+}
+
+impl NetworkPeriod {
+    pub(crate) fn new(deps: NetworkPeriodDeps) -> Self {
+        Self { deps, busy: false, owed: false }
+    }
+
+    /// At a period start (`new_period`): a new key if configured, and a new
+    /// relay draw. Otherwise: a relayed node without a circuit gets one.
+    fn change(&mut self, new_period: bool, ctx: &mut Context<Self>) {
+        if self.busy {
+            self.owed |= new_period;
+            return;
+        }
+        let rotate = new_period && self.deps.rotate_key;
+        let (network, vault) = (self.deps.network.clone(), self.deps.vault.clone());
+        self.busy = true;
+        let work = async move {
+            if rotate {
+                let key = vault.send(RotateNetworkKey).await.map_err(mailbox("identity-vault"))??;
+                let peer = network.rotate(&key).await?;
+                tracing::info!(actor = NAME, "new peer id for the new period");
+                tracing::debug!(actor = NAME, %peer, "rotated");
+            }
+            reserve_relay(&network, new_period).await
+        };
+        ctx.spawn(work.into_actor(self).map(move |outcome: Result<()>, act, ctx| {
+            act.busy = false;
+            if let Err(e) = outcome {
+                // The relay is tried again at the next check.
+                tracing::warn!(actor = NAME, error = %e, "period change incomplete");
+            }
+            if std::mem::take(&mut act.owed) {
+                act.change(true, ctx);
+            }
+        }));
+    }
+}
+
+/// Under `Relayed`: listens through a randomly drawn known relay, unless the
+/// node already listens through one and no new draw is due.
+async fn reserve_relay(network: &NetworkHandle, redraw: bool) -> Result<()> {
+    if network.policy().await? != Policy::Relayed {
+        return Ok(());
+    }
+    if !redraw && network.listen_addrs().await?.iter().any(is_circuit) {
+        return Ok(());
+    }
+    let relays = network.known_relays().await?;
+    let Some(relay) = pick(&relays)? else {
+        tracing::warn!(actor = NAME, "the relayed policy is on but no relay is known");
+        return Ok(());
+    };
+    let circuit = network.use_relay(relay.clone()).await?;
+    tracing::debug!(actor = NAME, %circuit, "reachable through a relay");
+    Ok(())
+}
+
+/// One of `relays`, drawn uniformly with the operating system's randomness.
+fn pick(relays: &[Multiaddr]) -> Result<Option<&Multiaddr>> {
+    if relays.is_empty() {
+        return Ok(None);
+    }
+    let mut bytes = [0u8; 8];
+    OsEntropy.fill(&mut bytes).map_err(Error::from)?;
+    // The modulo bias over 2^64 is negligible for any realistic relay count.
+    let len = u64::try_from(relays.len()).unwrap_or(u64::MAX);
+    let index = usize::try_from(u64::from_le_bytes(bytes) % len).unwrap_or(0);
+    Ok(relays.get(index))
+}
+
+impl Actor for NetworkPeriod {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(16);
+        ctx.run_interval(self.deps.check_every, |act, ctx| act.change(false, ctx));
+        self.change(false, ctx);
+    }
+}
+
+impl Supervised for NetworkPeriod {
+    fn restarting(&mut self, _: &mut Self::Context) {
+        tracing::warn!(actor = NAME, "restarting");
+        self.busy = false;
+    }
+}
+
+impl Handler<PeriodStarted> for NetworkPeriod {
+    type Result = ();
+
+    fn handle(&mut self, _: PeriodStarted, ctx: &mut Self::Context) {
+        self.change(true, ctx);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::collections::HashSet;
+
+    use super::*;
+
+    #[test]
+    fn every_relay_gets_drawn() {
+        let relays: Vec<Multiaddr> = (0..3).map(|i| format!("/memory/{i}").parse().unwrap()).collect();
+        let drawn: HashSet<&Multiaddr> = (0..200).map(|_| pick(&relays).unwrap().unwrap()).collect();
+        assert_eq!(drawn.len(), 3);
+        assert!(pick(&[]).unwrap().is_none());
+    }
+}

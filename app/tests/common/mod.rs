@@ -1,0 +1,234 @@
+//! Helpers shared by the process-level tests: `veil` commands with a clean
+//! environment, daemons in temporary homes, `veil events` followers.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, dead_code, unreachable_pub, unused_imports)]
+
+pub use std::{
+    io::{BufRead, BufReader, Write},
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+pub use serde_json::{Value, json};
+pub use tempfile::TempDir;
+
+pub const WAIT: Duration = Duration::from_secs(60);
+pub const VEIL: &str = env!("CARGO_BIN_EXE_veil");
+
+/// `veil` with no VEIL_* settings from the environment.
+pub fn veil() -> Command {
+    clean(Command::new(VEIL))
+}
+
+/// `cmd` without VEIL_* settings from the environment, logging warnings only.
+pub fn clean(mut cmd: Command) -> Command {
+    for var in [
+        "VEIL_HOME",
+        "VEIL_LISTEN",
+        "VEIL_RENDEZVOUS",
+        "VEIL_RELAYS",
+        "VEIL_BOOTSTRAP",
+        "VEIL_POLICY",
+        "VEIL_SERVE",
+        "VEIL_NAME",
+        "VEIL_NO_MDNS",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.env("VEIL_LOG", "warn");
+    cmd
+}
+
+/// The lines a child prints, read on a thread of their own.
+pub fn lines_of(child: &mut Child) -> mpsc::Receiver<String> {
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+pub struct Daemon {
+    pub home: TempDir,
+    pub child: Option<Child>,
+    /// The daemon's ready line.
+    pub ready: Value,
+}
+
+/// A result of a CLI call: exit code, the JSON document, standard error.
+pub struct Run {
+    pub code: i32,
+    pub json: Value,
+    pub stderr: String,
+}
+
+pub fn parse(output: Output) -> Run {
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let json = stdout.lines().next().map(|l| serde_json::from_str(l).unwrap()).unwrap_or(Value::Null);
+    Run { code: output.status.code().unwrap_or(-1), json, stderr: String::from_utf8(output.stderr).unwrap() }
+}
+
+pub fn run_in(home: &Path, args: &[&str]) -> Run {
+    parse(veil().arg("--home").arg(home).arg("--json").args(args).output().unwrap())
+}
+
+/// Runs and expects success.
+pub fn ok_in(home: &Path, args: &[&str]) -> Value {
+    let r = run_in(home, args);
+    assert_eq!(r.code, 0, "veil {args:?} failed: {} {}", r.json, r.stderr);
+    r.json
+}
+
+/// Starts `veil daemon` on loopback in `home` and waits for its ready line.
+pub fn spawn_daemon(home: &Path, args: &[&str]) -> (Child, Value) {
+    let loopback = ["--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"];
+    spawn_daemon_with(veil(), home, &[&loopback[..], args].concat())
+}
+
+/// Starts `veil daemon` in `home` with exactly `args` through `cmd` (a
+/// `veil` command, or a wrapper running it) and waits for its ready line.
+pub fn spawn_daemon_with(mut cmd: Command, home: &Path, args: &[&str]) -> (Child, Value) {
+    let mut child = cmd
+        .arg("--home")
+        .arg(home)
+        .args(["--json", "daemon"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = lines_of(&mut child);
+    let line = lines.recv_timeout(WAIT).expect("the daemon printed its ready line");
+    (child, serde_json::from_str(&line).unwrap())
+}
+
+impl Daemon {
+    /// Starts `veil daemon` on a new home with `config` and `args`, and
+    /// waits for its ready line.
+    pub fn start(config: &str, args: &[&str]) -> Self {
+        let home = tempfile::tempdir().unwrap();
+        std::fs::write(home.path().join("veil.toml"), config).unwrap();
+        let (child, ready) = spawn_daemon(home.path(), args);
+        Self { home, child: Some(child), ready }
+    }
+
+    /// Starts `veil daemon` through `cmd` (see [`spawn_daemon_with`]) on a
+    /// new home with `config` and exactly `args`.
+    pub fn start_with(cmd: Command, config: &str, args: &[&str]) -> Self {
+        let home = tempfile::tempdir().unwrap();
+        std::fs::write(home.path().join("veil.toml"), config).unwrap();
+        let (child, ready) = spawn_daemon_with(cmd, home.path(), args);
+        Self { home, child: Some(child), ready }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.home.path()
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        run_in(self.path(), args)
+    }
+
+    pub fn ok(&self, args: &[&str]) -> Value {
+        ok_in(self.path(), args)
+    }
+
+    /// Its dialable address, ending in /p2p/<peer id>.
+    pub fn addr(&self) -> String {
+        format!("{}/p2p/{}", self.ready["listen_addrs"][0].as_str().unwrap(), self.ready["peer_id"].as_str().unwrap())
+    }
+
+    /// `veil events`, once it is subscribed.
+    pub fn events(&self) -> Events {
+        let mut child = veil()
+            .arg("--home")
+            .arg(self.path())
+            .args(["--json", "events"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let lines = lines_of(&mut child);
+        let first: Value = serde_json::from_str(&lines.recv_timeout(WAIT).unwrap()).unwrap();
+        assert_eq!(first, json!({ "event": "subscribed" }));
+        Events { child, lines }
+    }
+
+    /// Stops the daemon with `signal` and returns its exit code.
+    pub fn stop(&mut self, signal: rustix::process::Signal) -> i32 {
+        let mut child = self.child.take().unwrap();
+        let pid = rustix::process::Pid::from_child(&child);
+        rustix::process::kill_process(pid, signal).unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait().map(|s| s.code().unwrap_or(-1)));
+        });
+        match rx.recv_timeout(WAIT) {
+            Ok(code) => code.unwrap(),
+            Err(_) => {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+                panic!("the daemon did not stop within {WAIT:?}");
+            }
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A running `veil events`.
+pub struct Events {
+    pub child: Child,
+    pub lines: mpsc::Receiver<String>,
+}
+
+impl Events {
+    /// Waits until `check` holds, checking again after every event.
+    pub fn until(&self, what: &str, mut check: impl FnMut() -> bool) {
+        let deadline = Instant::now() + WAIT;
+        while !check() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if self.lines.recv_timeout(left).is_err() {
+                panic!("timed out waiting for {what}");
+            }
+        }
+    }
+}
+
+impl Drop for Events {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Short retry and sync intervals: everything happens within a second.
+pub const FAST: &str = "sync_interval_ms = 200\ncontact_retry_ms = 200\n";
+
+pub fn contact_named<'a>(contacts: &'a Value, name: &str) -> Option<&'a Value> {
+    contacts["contacts"].as_array().unwrap().iter().find(|c| c["display_name"] == name)
+}
+
+pub fn texts(log: &Value) -> Vec<(bool, String)> {
+    log["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["mine"].as_bool().unwrap(), m["text"].as_str().unwrap().to_owned()))
+        .collect()
+}

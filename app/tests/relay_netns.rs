@@ -1,0 +1,296 @@
+//! The relay-only promise on a real network topology: A and B on separate
+//! home networks behind NATs, a relay R (also rendezvous server and DHT
+//! node) reachable from both, all in network namespaces built by the test.
+//!
+//! ```text
+//!  a 10.1.0.2 ── 10.1.0.1 ra 10.99.1.2 ── 10.99.1.1 ┐
+//!                (NAT)                               r  (relay, rendezvous, DHT)
+//!  b 10.2.0.2 ── 10.2.0.1 rb 10.99.2.2 ── 10.99.2.1 ┘
+//! ```
+//!
+//! With policy `relayed` (R does not forward between the home networks),
+//! A and B become contacts and exchange messages through R; every address
+//! B's node learned (connections, identify, address book, DHT, rendezvous
+//! records) is free of A's addresses, and a capture on B's interface shows
+//! no packet to or from them. The `direct` control case lets R route
+//! between the homes: A and B connect directly and the same checks find
+//! A's addresses, so the checks can fail.
+//!
+//! Needs root, `ip`, `nft` and `tcpdump` (`.ci/run` installs them). Without
+//! them the tests skip with the reason, or fail when `VEIL_FULL_TESTS=1`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use common::*;
+
+/// A's address on its home network, and the NAT address it reaches the world from.
+const A_ADDRS: [&str; 2] = ["10.1.0.2", "10.99.1.2"];
+const R_PORT: &str = "4001";
+
+/// Why the tests cannot run here, if they cannot.
+fn missing_prerequisite() -> Option<String> {
+    if !rustix::process::geteuid().is_root() {
+        return Some("not root (network namespaces need it)".into());
+    }
+    for tool in ["ip", "nft", "tcpdump"] {
+        let found = Command::new("sh").args(["-c", &format!("command -v {tool}")]).output();
+        if !found.is_ok_and(|o| o.status.success()) {
+            return Some(format!("{tool} is not installed"));
+        }
+    }
+    None
+}
+
+/// `true` if the test may run; otherwise it skips, or fails under `VEIL_FULL_TESTS=1`.
+fn may_run() -> bool {
+    let Some(reason) = missing_prerequisite() else { return true };
+    assert!(std::env::var("VEIL_FULL_TESTS").as_deref() != Ok("1"), "VEIL_FULL_TESTS=1 but {reason}");
+    eprintln!("skipping the network-namespace test: {reason}");
+    false
+}
+
+/// Runs a command and requires it to succeed.
+fn must(program: &str, args: &[&str]) {
+    let out = Command::new(program).args(args).output().unwrap();
+    assert!(out.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// The namespaces of one test; deleted (with everything in them) on drop.
+struct Topology {
+    prefix: String,
+}
+
+impl Topology {
+    const NAMESPACES: [&'static str; 5] = ["r", "ra", "rb", "a", "b"];
+
+    /// Builds the topology; with `routable`, R forwards between the two homes.
+    fn build(routable: bool) -> Self {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let prefix = format!("veil{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+        let topology = Self { prefix };
+        for ns in Self::NAMESPACES {
+            must("ip", &["netns", "add", &topology.ns(ns)]);
+            topology.ip(ns, &["link", "set", "lo", "up"]);
+        }
+        topology.wire(("r", "to-a", "10.99.1.1/30"), ("ra", "wan", "10.99.1.2/30"));
+        topology.wire(("r", "to-b", "10.99.2.1/30"), ("rb", "wan", "10.99.2.2/30"));
+        topology.wire(("ra", "lan", "10.1.0.1/24"), ("a", "eth0", "10.1.0.2/24"));
+        topology.wire(("rb", "lan", "10.2.0.1/24"), ("b", "eth0", "10.2.0.2/24"));
+        topology.ip("a", &["route", "add", "default", "via", "10.1.0.1"]);
+        topology.ip("b", &["route", "add", "default", "via", "10.2.0.1"]);
+        for (router, upstream) in [("ra", "10.99.1.1"), ("rb", "10.99.2.1")] {
+            topology.ip(router, &["route", "add", "default", "via", upstream]);
+            topology.forward(router);
+            let ns = topology.ns(router);
+            must("ip", &["netns", "exec", &ns, "nft", "add", "table", "ip", "nat"]);
+            must(
+                "ip",
+                &[
+                    "netns",
+                    "exec",
+                    &ns,
+                    "nft",
+                    "add",
+                    "chain",
+                    "ip",
+                    "nat",
+                    "post",
+                    "{ type nat hook postrouting priority 100 ; }",
+                ],
+            );
+            must(
+                "ip",
+                &["netns", "exec", &ns, "nft", "add", "rule", "ip", "nat", "post", "oifname", "wan", "masquerade"],
+            );
+        }
+        if routable {
+            topology.forward("r");
+            topology.ip("r", &["route", "add", "10.1.0.0/24", "via", "10.99.1.2"]);
+            topology.ip("r", &["route", "add", "10.2.0.0/24", "via", "10.99.2.2"]);
+        }
+        topology
+    }
+
+    fn ns(&self, name: &str) -> String {
+        format!("{}-{name}", self.prefix)
+    }
+
+    fn ip(&self, ns: &str, args: &[&str]) {
+        let ns = self.ns(ns);
+        must("ip", &[&["-n", ns.as_str()][..], args].concat());
+    }
+
+    /// A veth pair between two namespaces, addressed and up.
+    fn wire(&self, (ns1, if1, addr1): (&str, &str, &str), (ns2, if2, addr2): (&str, &str, &str)) {
+        let (n1, n2) = (self.ns(ns1), self.ns(ns2));
+        must("ip", &["link", "add", if1, "netns", &n1, "type", "veth", "peer", "name", if2, "netns", &n2]);
+        self.ip(ns1, &["addr", "add", addr1, "dev", if1]);
+        self.ip(ns2, &["addr", "add", addr2, "dev", if2]);
+        self.ip(ns1, &["link", "set", if1, "up"]);
+        self.ip(ns2, &["link", "set", if2, "up"]);
+    }
+
+    fn forward(&self, ns: &str) {
+        must("ip", &["netns", "exec", &self.ns(ns), "sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"]);
+    }
+
+    /// A command run inside namespace `ns`.
+    fn exec(&self, ns: &str, program: &str) -> Command {
+        let mut cmd = clean(Command::new("ip"));
+        cmd.args(["netns", "exec", &self.ns(ns), program]);
+        cmd
+    }
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        for ns in Self::NAMESPACES {
+            // Deleting a namespace removes its veths (and their peers).
+            let _ = Command::new("ip").args(["netns", "del", &self.ns(ns)]).status();
+        }
+    }
+}
+
+/// tcpdump on B's interface, printing one line per packet.
+struct Capture {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Capture {
+    fn start(topology: &Topology) -> Self {
+        let mut child = topology
+            .exec("b", "tcpdump")
+            .args(["-i", "eth0", "-n", "-l", "ip"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // tcpdump says on standard error when it captures.
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        while stderr.read_line(&mut line).unwrap() > 0 && !line.contains("listening on") {
+            line.clear();
+        }
+        assert!(line.contains("listening on"), "tcpdump did not start: {line}");
+        let lines = lines_of(&mut child);
+        Self { child, lines }
+    }
+
+    /// Stops the capture; every packet line.
+    fn stop(mut self) -> Vec<String> {
+        let pid = rustix::process::Pid::from_child(&self.child);
+        rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
+        let _ = self.child.wait();
+        self.lines.try_iter().collect()
+    }
+}
+
+/// Whether `text` names one of A's addresses.
+fn names_a(text: &str) -> bool {
+    A_ADDRS.iter().any(|a| text.contains(&format!("/ip4/{a}/")) || text.contains(&format!(" {a}.")))
+}
+
+/// What B learned and saw of A in one run.
+struct Observed {
+    /// Every address B's node learned (for any peer) with its sources.
+    learned: Vec<(String, Vec<String>)>,
+    /// Packet lines captured on B's interface.
+    packets: Vec<String>,
+}
+
+/// Starts R, A and B under `policy`, makes A and B contacts, exchanges a
+/// message each way, and returns what B learned and saw.
+fn converse(topology: &Topology, policy: &str) -> Observed {
+    let fast = "sync_interval_ms = 200\ncontact_retry_ms = 200\n";
+    let listen = format!("/ip4/0.0.0.0/tcp/{R_PORT}");
+    let relay = Daemon::start_with(
+        topology.exec("r", VEIL),
+        "",
+        &["--listen", &listen, "--no-mdns", "--serve", "relay,rendezvous,dht"],
+    );
+    let r_id = relay.ready["peer_id"].as_str().unwrap().to_owned();
+    let r_via = |ip: &str| format!("/ip4/{ip}/tcp/{R_PORT}/p2p/{r_id}");
+    let start = |ns: &str, name: &str, r: String| {
+        let mut args = vec!["--policy", policy, "--relay", &r, "--rendezvous", &r, "--bootstrap", &r, "--no-mdns"];
+        args.extend(["--name", name]);
+        if policy == "direct" {
+            args.extend(["--listen", "/ip4/0.0.0.0/tcp/0"]);
+        }
+        Daemon::start_with(topology.exec(ns, VEIL), fast, &args)
+    };
+    let alice = start("a", "Alice", r_via("10.99.1.1"));
+    let bob = start("b", "Bob", r_via("10.99.2.1"));
+    let capture = Capture::start(topology);
+
+    let link = alice.ok(&["link"])["uri"].as_str().unwrap().to_owned();
+    let (alice_events, bob_events) = (alice.events(), bob.events());
+    bob.ok(&["contact", "add", &link]);
+    alice_events.until("Bob's request", || {
+        contact_named(&alice.ok(&["contact", "list"]), "Bob").is_some_and(|c| c["state"] == "incoming-received")
+    });
+    let conversation = alice.ok(&["contact", "accept", "Bob"])["conversation"].as_str().unwrap().to_owned();
+    alice.ok(&["send", &conversation, "hello from a home network"]);
+    bob_events.until("Alice's message", || !texts(&bob.ok(&["log", &conversation])).is_empty());
+    bob.ok(&["send", &conversation, "hello back"]);
+    alice_events.until("Bob's answer", || texts(&alice.ok(&["log", &conversation])).len() == 2);
+
+    if policy == "relayed" {
+        // A is reachable only through R's circuit.
+        let status = alice.ok(&["status"]);
+        let listening = status["listen_addrs"].as_array().unwrap();
+        assert!(!listening.is_empty() && listening.iter().all(|a| a.as_str().unwrap().contains("/p2p-circuit")));
+        let audit = alice.ok(&["audit"]);
+        assert_eq!(audit["policy"], "relayed");
+    }
+    let peers = bob.ok(&["peers"]);
+    let learned = peers["addresses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            let sources = l["sources"].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_owned()).collect();
+            (l["addr"].as_str().unwrap().to_owned(), sources)
+        })
+        .collect();
+    Observed { learned, packets: capture.stop() }
+}
+
+#[test]
+fn relayed_contacts_never_learn_each_others_addresses() {
+    if !may_run() {
+        return;
+    }
+    let topology = Topology::build(false);
+    let seen = converse(&topology, "relayed");
+    eprintln!("B learned {} addresses; captured {} packets", seen.learned.len(), seen.packets.len());
+    for (addr, sources) in &seen.learned {
+        assert!(!names_a(addr), "B learned A's address {addr} from {sources:?}");
+    }
+    // Not vacuous: B learned circuits (through R) from the rendezvous
+    // server, and the DHT ran and reported peers.
+    let from = |source: &str| seen.learned.iter().filter(|(_, s)| s.iter().any(|x| x == source)).count();
+    assert!(seen.learned.iter().any(|(a, _)| a.contains("/p2p-circuit")), "{:?}", seen.learned);
+    assert!(from("rendezvous") > 0 && from("connection") > 0, "{:?}", seen.learned);
+    assert!(from("dht") > 0, "the DHT did not run: {:?}", seen.learned);
+    assert!(!seen.packets.is_empty(), "the capture saw nothing");
+    let leaks: Vec<&String> = seen.packets.iter().filter(|p| names_a(p)).collect();
+    assert!(leaks.is_empty(), "packets to or from A on B's interface: {leaks:?}");
+}
+
+/// The control case: where A and B can route to each other under `direct`,
+/// they connect directly and the same checks find A's addresses.
+#[test]
+fn direct_contacts_learn_each_others_addresses() {
+    if !may_run() {
+        return;
+    }
+    let topology = Topology::build(true);
+    let seen = converse(&topology, "direct");
+    assert!(seen.learned.iter().any(|(a, _)| names_a(a)), "B learned no address of A: {:?}", seen.learned);
+    assert!(seen.packets.iter().any(|p| names_a(p)), "no packet from A on B's interface");
+}
