@@ -30,6 +30,7 @@ bench:
     cargo bench -p veil-crypto --bench protocol 2>/dev/null | tail -n 1
     cargo bench -p veil-storage --bench append 2>/dev/null | tail -n 1
     cargo bench -p veil-transports --bench frames 2>/dev/null | tail -n 1
+    cargo bench -p veil-transports --bench relay 2>/dev/null | tail -n 1
     cargo bench -p veil-actors --bench frames 2>/dev/null | tail -n 1
     cargo bench -p veil-actors --bench groups 2>/dev/null | tail -n 1
 
