@@ -2,8 +2,9 @@
 //! in both directions. Its state lives in storage.
 //!
 //! * **Link.** Share, enable, disable, reset. While enabled the node is
-//!   announced at the link's active rendezvous points; disabling or resetting
-//!   withdraws every announcement at once.
+//!   announced at the current period's link point (under that period's
+//!   peer id only); disabling or resetting withdraws every announcement at
+//!   once.
 //! * **Outgoing requests** are stored, then retried with exponential backoff
 //!   (and after every restart) until one is delivered: look the responder up
 //!   at its current points, run the Noise XK handshake over
@@ -437,7 +438,12 @@ impl Handler<PointsRotated> for ContactBook {
 
     fn handle(&mut self, msg: PointsRotated, ctx: &mut Self::Context) {
         match msg.key {
-            WatchKey::OwnLink => self.announce_link(ctx, msg.points.all().collect()),
+            WatchKey::OwnLink => {
+                if msg.awaits_new_peer_id {
+                    self.link.hold();
+                }
+                self.announce_link(ctx, msg.to_announce());
+            }
             WatchKey::Contact(who) => {
                 // New points: try now, whatever the backoff said.
                 self.backoff.remove(&who);
@@ -452,7 +458,8 @@ impl Handler<NetworkRestarted> for ContactBook {
     type Result = ();
 
     fn handle(&mut self, _: NetworkRestarted, ctx: &mut Self::Context) {
-        // A new peer id: nothing is registered under it yet.
+        // A new peer id: nothing is registered under it yet. Points held
+        // for it are announced now.
         if let Some(change) = self.link.reset() {
             self.apply_change(ctx, change);
         }

@@ -151,6 +151,8 @@ pub struct Courier {
     rotator: Recipient<Refresh>,
     directory: GroupDirectory,
     me: Option<PeerId>,
+    /// A new period's peer id is awaited: announcements wait for the restart.
+    awaiting_new_peer_id: bool,
     routes: HashMap<GroupId, Route>,
     sessions: HashMap<PeerId, HashSet<GroupId>>,
     /// Pushes and lookups in progress, so ticks do not pile them up.
@@ -223,6 +225,7 @@ impl Courier {
             rotator: deps.rotator,
             directory,
             me: None,
+            awaiting_new_peer_id: false,
             routes: HashMap::new(),
             sessions: HashMap::new(),
             busy: HashSet::new(),
@@ -566,11 +569,16 @@ impl Courier {
         self.offer_heads(ctx, group, None);
     }
 
-    /// Announces `group` at `points` and withdraws the points it no longer uses.
+    /// Announces `group` at the current period's point and withdraws the
+    /// points it no longer uses; while a new peer id is awaited, only
+    /// records the wish (see `announce.rs`).
     fn announce(&mut self, ctx: &mut Context<Self>, group: GroupId, points: ActivePoints) {
         let Some(route) = self.routes.get_mut(&group) else { return };
         route.points = Some(points);
-        if let Some(change) = route.announcements.want(points.all().collect()) {
+        if self.awaiting_new_peer_id {
+            route.announcements.hold();
+        }
+        if let Some(change) = route.announcements.want(vec![points.current]) {
             self.apply_change(ctx, group, change);
         }
     }
@@ -742,6 +750,7 @@ impl Handler<PointsRotated> for Courier {
     fn handle(&mut self, msg: PointsRotated, ctx: &mut Self::Context) {
         match msg.key {
             WatchKey::Group(group) => {
+                self.awaiting_new_peer_id |= msg.awaits_new_peer_id;
                 self.points.insert(group, msg.points);
                 self.announce(ctx, group, msg.points);
                 self.deliver(ctx, group);
@@ -893,6 +902,7 @@ impl Handler<NetworkRestarted> for Courier {
 
     fn handle(&mut self, msg: NetworkRestarted, ctx: &mut Self::Context) {
         self.me = Some(msg.peer_id);
+        self.awaiting_new_peer_id = false;
         self.sessions.clear();
         self.replicas.clear();
         self.offered.clear();

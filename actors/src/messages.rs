@@ -4,7 +4,9 @@
 use actix::Message;
 use veil_crypto::{
     AccountPublic, ChainState, EpochId, EpochSecret, GroupId, GroupSecret, MemberPublic, NetworkKey, Signature,
-    VerifyKey, envelope::EntryHash, rendezvous::ActivePoints,
+    VerifyKey,
+    envelope::EntryHash,
+    rendezvous::{ActivePoints, RendezvousPoint},
 };
 use veil_proto::metadata::MemberJoined;
 use zeroize::Zeroizing;
@@ -202,8 +204,8 @@ pub mod vault {
 pub mod rendezvous {
     use super::*;
 
-    /// Notice: a new rendezvous period started (sent after the period's
-    /// points were notified).
+    /// Notice: a new rendezvous period started (sent in the same check that
+    /// notifies the period's points).
     #[derive(Debug, Clone, Copy, Message)]
     #[rtype(result = "()")]
     pub struct PeriodStarted {
@@ -249,8 +251,24 @@ pub mod rendezvous {
     pub struct PointsRotated {
         /// What the points belong to.
         pub key: WatchKey,
-        /// The points to announce or look up now.
+        /// The points to look up (and to answer at) now.
         pub points: ActivePoints,
+        /// A new period began and the node takes a new peer id for it:
+        /// announce nothing until the network restarted under that id
+        /// (`NetworkRestarted`). A point registered under two peer ids would
+        /// let a rendezvous server link them.
+        pub awaits_new_peer_id: bool,
+    }
+
+    impl PointsRotated {
+        /// The points to announce this node at: the current period's only.
+        /// The neighbouring periods' points belong to this node's peer ids
+        /// of those periods; a peer whose clock is off by less than the grace
+        /// window still finds the node, since lookups cover every active
+        /// point.
+        pub fn to_announce(&self) -> Vec<RendezvousPoint> {
+            vec![self.points.current]
+        }
     }
 }
 

@@ -328,9 +328,10 @@ async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
         let (store, clock, schedule, every) =
             (store.clone(), builder.clock.clone(), builder.schedule, builder.rotation_check);
         let (subscriber, period) = (bridge.recipient(), period.recipient());
+        let new_peer_id = builder.rotate_key_each_period;
         move |_| {
             RendezvousRotator::new(store, clock, schedule, every, vec![subscriber.clone()])
-                .with_period_subscriber(period.clone())
+                .with_period_subscriber(period.clone(), new_peer_id)
         }
     });
 

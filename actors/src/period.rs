@@ -14,9 +14,11 @@
 //!   check.
 //!
 //! Period starts come from the `RendezvousRotator` (which reads the
-//! injected clock), after it told the other actors the new period's points:
-//! what they announce again after the restart is the new period's points.
-//! Every `check_every` a relayed node checks it still listens through a relay.
+//! injected clock), with the new period's points, which the other actors
+//! hold until the restart and then announce under the new id only. A
+//! rotation that fails is tried again at every check, since those points
+//! wait for it. Every `check_every` a relayed node checks it still listens
+//! through a relay.
 
 use std::time::Duration;
 
@@ -47,51 +49,80 @@ pub struct NetworkPeriod {
     deps: NetworkPeriodDeps,
     /// A change is under way (they take network round trips).
     busy: bool,
-    /// A period started while busy: its change is still owed.
-    owed: bool,
+    /// A new peer id is owed for the current period: its points wait for it
+    /// (`PointsRotated::awaits_new_peer_id`), so a failed rotation is tried
+    /// again at every check until it succeeds.
+    rotation_owed: bool,
+    /// A new relay draw is owed.
+    redraw_owed: bool,
 }
 
 impl core::fmt::Debug for NetworkPeriod {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("NetworkPeriod").field("busy", &self.busy).finish_non_exhaustive()
+        f.debug_struct("NetworkPeriod")
+            .field("busy", &self.busy)
+            .field("rotation_owed", &self.rotation_owed)
+            .finish_non_exhaustive()
     }
+}
+
+/// Which step of a change failed.
+enum Failed {
+    Rotation(Error),
+    Relay(Error),
 }
 
 impl NetworkPeriod {
     pub(crate) fn new(deps: NetworkPeriodDeps) -> Self {
-        Self { deps, busy: false, owed: false }
+        Self { deps, busy: false, rotation_owed: false, redraw_owed: false }
     }
 
-    /// At a period start (`new_period`): a new key if configured, and a new
-    /// relay draw. Otherwise: a relayed node without a circuit gets one.
-    fn change(&mut self, new_period: bool, ctx: &mut Context<Self>) {
+    /// Does what is owed: a new key (at a period start, if configured, or
+    /// after a failed attempt), a relay draw (at a period start), or else
+    /// gives a relayed node without a circuit one.
+    fn change(&mut self, ctx: &mut Context<Self>) {
         if self.busy {
-            self.owed |= new_period;
             return;
         }
-        let rotate = new_period && self.deps.rotate_key;
+        let rotate = std::mem::take(&mut self.rotation_owed);
+        let redraw = std::mem::take(&mut self.redraw_owed);
         let (network, vault) = (self.deps.network.clone(), self.deps.vault.clone());
         self.busy = true;
         let work = async move {
             if rotate {
-                let key = vault.send(RotateNetworkKey).await.map_err(mailbox("identity-vault"))??;
-                let peer = network.rotate(&key).await?;
-                tracing::info!(actor = NAME, "new peer id for the new period");
-                tracing::debug!(actor = NAME, %peer, "rotated");
+                rotate_key(&network, &vault).await.map_err(Failed::Rotation)?;
             }
-            reserve_relay(&network, new_period).await
+            reserve_relay(&network, redraw).await.map_err(Failed::Relay)
         };
-        ctx.spawn(work.into_actor(self).map(move |outcome: Result<()>, act, ctx| {
+        ctx.spawn(work.into_actor(self).map(move |outcome, act, ctx| {
             act.busy = false;
-            if let Err(e) = outcome {
+            match outcome {
+                Ok(()) => {
+                    // A period started meanwhile: its change is due now.
+                    if act.rotation_owed || act.redraw_owed {
+                        act.change(ctx);
+                    }
+                }
+                Err(Failed::Rotation(e)) => {
+                    // Tried again at the next check; the relay draw with it.
+                    tracing::warn!(actor = NAME, error = %e, "no new peer id yet for the new period");
+                    act.rotation_owed = true;
+                    act.redraw_owed |= redraw;
+                }
                 // The relay is tried again at the next check.
-                tracing::warn!(actor = NAME, error = %e, "period change incomplete");
-            }
-            if std::mem::take(&mut act.owed) {
-                act.change(true, ctx);
+                Err(Failed::Relay(e)) => tracing::warn!(actor = NAME, error = %e, "no relay for the period yet"),
             }
         }));
     }
+}
+
+/// Takes a fresh network key from the vault and restarts the network under it.
+async fn rotate_key(network: &NetworkHandle, vault: &Recipient<RotateNetworkKey>) -> Result<()> {
+    let key = vault.send(RotateNetworkKey).await.map_err(mailbox("identity-vault"))??;
+    let peer = network.rotate(&key).await?;
+    tracing::info!(actor = NAME, "new peer id for the new period");
+    tracing::debug!(actor = NAME, %peer, "rotated");
+    Ok(())
 }
 
 /// Under `Relayed`: listens through a randomly drawn known relay, unless the
@@ -131,8 +162,8 @@ impl Actor for NetworkPeriod {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(16);
-        ctx.run_interval(self.deps.check_every, |act, ctx| act.change(false, ctx));
-        self.change(false, ctx);
+        ctx.run_interval(self.deps.check_every, |act, ctx| act.change(ctx));
+        self.change(ctx);
     }
 }
 
@@ -147,7 +178,9 @@ impl Handler<PeriodStarted> for NetworkPeriod {
     type Result = ();
 
     fn handle(&mut self, _: PeriodStarted, ctx: &mut Self::Context) {
-        self.change(true, ctx);
+        self.rotation_owed |= self.deps.rotate_key;
+        self.redraw_owed = true;
+        self.change(ctx);
     }
 }
 

@@ -67,6 +67,8 @@ pub(crate) struct ReplicaDeps {
 pub(crate) struct Replica {
     deps: ReplicaDeps,
     me: Option<PeerId>,
+    /// A new period's peer id is awaited: announcements wait for the restart.
+    awaiting_new_peer_id: bool,
     groups: HashMap<ReplicationId, Replicated>,
 }
 
@@ -78,7 +80,7 @@ impl core::fmt::Debug for Replica {
 
 impl Replica {
     pub(crate) fn new(deps: ReplicaDeps) -> Self {
-        Self { deps, me: None, groups: HashMap::new() }
+        Self { deps, me: None, awaiting_new_peer_id: false, groups: HashMap::new() }
     }
 
     fn add(&mut self, credential: ReplicationCredential) {
@@ -309,8 +311,13 @@ impl Handler<PointsRotated> for Replica {
 
     fn handle(&mut self, msg: PointsRotated, ctx: &mut Self::Context) {
         let WatchKey::Replica(id) = msg.key else { return };
+        self.awaiting_new_peer_id |= msg.awaits_new_peer_id;
         let Some(group) = self.groups.get_mut(&id) else { return };
-        if let Some(change) = group.announcements.want(msg.points.all().collect()) {
+        // Held until the restart when a new peer id is awaited (see announce.rs).
+        if self.awaiting_new_peer_id {
+            group.announcements.hold();
+        }
+        if let Some(change) = group.announcements.want(msg.to_announce()) {
             self.apply_change(ctx, id, change);
         }
     }
@@ -342,6 +349,7 @@ impl Handler<NetworkRestarted> for Replica {
 
     fn handle(&mut self, msg: NetworkRestarted, ctx: &mut Self::Context) {
         self.me = Some(msg.peer_id);
+        self.awaiting_new_peer_id = false;
         // The new peer id must be announced at every replicated group's points.
         let ids: Vec<ReplicationId> = self.groups.keys().copied().collect();
         for id in ids {

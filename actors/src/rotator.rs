@@ -42,8 +42,11 @@ pub struct RendezvousRotator {
     check_every: Duration,
     watches: HashMap<WatchKey, Watched>,
     subscribers: Vec<Recipient<PointsRotated>>,
-    /// Told when a new period starts, after the subscribers heard of its points.
+    /// Told when a new period starts, in the check that tells the
+    /// subscribers its points.
     periods: Option<Recipient<PeriodStarted>>,
+    /// The period subscriber takes a new peer id at every period start.
+    new_peer_id_each_period: bool,
     /// The period of the last check.
     period: Option<u64>,
 }
@@ -63,35 +66,52 @@ impl RendezvousRotator {
         check_every: Duration,
         subscribers: Vec<Recipient<PointsRotated>>,
     ) -> Self {
-        Self { store, clock, schedule, check_every, watches: HashMap::new(), subscribers, periods: None, period: None }
+        Self {
+            store,
+            clock,
+            schedule,
+            check_every,
+            watches: HashMap::new(),
+            subscribers,
+            periods: None,
+            new_peer_id_each_period: false,
+            period: None,
+        }
     }
 
-    /// Also tells `to` when each new period starts (the network takes a new
-    /// peer id then).
-    pub(crate) fn with_period_subscriber(mut self, to: Recipient<PeriodStarted>) -> Self {
+    /// Also tells `to` when each new period starts; `new_peer_id` says it
+    /// takes a new peer id then.
+    pub(crate) fn with_period_subscriber(mut self, to: Recipient<PeriodStarted>, new_peer_id: bool) -> Self {
         self.periods = Some(to);
+        self.new_peer_id_each_period = new_peer_id;
         self
     }
 
-    /// Recomputes every watch's points; notifies the changed ones, then (at
-    /// a boundary) the period subscriber. In that order, subscribers know
-    /// the new points before the network restarts under a new peer id, so
-    /// what they announce again after the restart is the new period's
-    /// points, never the old period's alone.
+    /// Recomputes every watch's points and notifies the changed ones; at a
+    /// boundary, tells the period subscriber too. When the period brings a
+    /// new peer id, the new points are flagged `awaits_new_peer_id`: they
+    /// are announced only once the network restarted under it, never under
+    /// the old id (which would let a rendezvous server link the two). Both
+    /// notices leave in this one synchronous step, so every subscriber has
+    /// the new points in its mailbox before the restart can be reported.
     fn check(&mut self) {
         let now = self.clock.now();
-        self.notify_points(now);
         let period = now.0 / self.schedule.period();
+        let mut awaits_new_peer_id = false;
         if self.period.is_some_and(|p| p != period)
             && let Some(to) = &self.periods
-            && to.try_send(PeriodStarted { period }).is_err()
         {
-            tracing::warn!(actor = NAME, "the period subscriber missed a period start");
+            if to.try_send(PeriodStarted { period }).is_ok() {
+                awaits_new_peer_id = self.new_peer_id_each_period;
+            } else {
+                tracing::warn!(actor = NAME, "the period subscriber missed a period start");
+            }
         }
         self.period = Some(period);
+        self.notify_points(now, awaits_new_peer_id);
     }
 
-    fn notify_points(&mut self, now: veil_crypto::time::UnixTime) {
+    fn notify_points(&mut self, now: veil_crypto::time::UnixTime, awaits_new_peer_id: bool) {
         for (key, w) in &mut self.watches {
             let points = self.schedule.active_points(&w.topic, &w.seed, now);
             if w.last != Some(points) {
@@ -100,7 +120,7 @@ impl RendezvousRotator {
                     // A full subscriber mailbox drops this notice; the next
                     // check re-sends nothing, so subscribers re-query with
                     // `GetActivePoints` when they start.
-                    if s.try_send(PointsRotated { key: *key, points }).is_err() {
+                    if s.try_send(PointsRotated { key: *key, points, awaits_new_peer_id }).is_err() {
                         tracing::warn!(actor = NAME, "a subscriber missed a rotation notice");
                     }
                 }
@@ -195,7 +215,7 @@ impl Handler<Subscribe> for RendezvousRotator {
     fn handle(&mut self, Subscribe(subscriber): Subscribe, _: &mut Self::Context) {
         for (key, w) in &self.watches {
             if let Some(points) = w.last
-                && subscriber.try_send(PointsRotated { key: *key, points }).is_err()
+                && subscriber.try_send(PointsRotated { key: *key, points, awaits_new_peer_id: false }).is_err()
             {
                 tracing::warn!(actor = NAME, "a new subscriber missed a rotation notice");
             }

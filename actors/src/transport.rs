@@ -210,8 +210,10 @@ impl Handler<FromNetwork> for TransportManager {
                     Some(NodeEvent::RendezvousUnregistered { peer, namespace })
                 }
                 NetworkEvent::Restarted { peer_id } => {
+                    // Never dropped (one per restart): announcements held
+                    // for a new peer id wait for this notice.
                     for r in &routes.restarted {
-                        let _ = r.try_send(NetworkRestarted { peer_id });
+                        r.do_send(NetworkRestarted { peer_id });
                     }
                     Some(NodeEvent::NetworkRestarted { peer_id })
                 }

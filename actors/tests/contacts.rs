@@ -19,6 +19,7 @@ use veil_crypto::{
     time::{ManualClock, UnixTime},
 };
 use veil_storage::ContactState;
+use veil_transports::libp2p::PeerId;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn link_request_accept_and_a_hundred_messages_each_way() {
@@ -106,18 +107,21 @@ async fn a_request_across_a_period_boundary_and_namespaces_never_repeat() {
     assert_eq!(state_of(&a.contacts().await.unwrap(), &b_id), Some(ContactState::OutgoingSent));
 
     // Several periods, each entered past its grace window: everything
-    // registered in one must be new, and B's link point of each period shows up.
-    let mut seen: HashMap<String, u64> = HashMap::new();
+    // registered in one must be new, and B's link point of each period shows
+    // up. Every namespace here belongs to one node (A's link, B's link, the
+    // 1:1 group only A has started), and that node takes a new peer id every
+    // period: a namespace registered twice, or under two peer ids, would let
+    // the server link them. That includes what was registered before this
+    // loop (A announced just before the first boundary).
+    let mut seen: HashMap<String, (u64, PeerId)> = HashMap::new();
     for period in 1..6 {
         let t = T0 + period * PERIOD + GRACE + 1;
         clock.set(UnixTime(t));
         let expected = link_namespace(&link, t);
         wait_for(&mut observed, |e| match e {
-            NodeEvent::RendezvousRegistered { namespace, .. } => {
-                if let Some(earlier) = seen.insert(namespace.clone(), period)
-                    && earlier != period
-                {
-                    panic!("namespace {namespace} registered in periods {earlier} and {period}");
+            NodeEvent::RendezvousRegistered { namespace, peer } => {
+                if let Some((earlier, by)) = seen.insert(namespace.clone(), (period, peer)) {
+                    panic!("namespace {namespace} registered twice (by {by} then {peer}, seen in periods {earlier} and {period})");
                 }
                 (namespace == expected).then_some(())
             }

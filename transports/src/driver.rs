@@ -38,7 +38,8 @@ const RESPONDERS_PRUNE_AT: usize = 1024;
 /// Announcements that may wait for an address; beyond, the oldest fails.
 const MAX_DEFERRED: usize = 64;
 
-/// A request from a [`NetworkHandle`](crate::NetworkHandle).
+/// A request from a [`NetworkHandle`](crate::NetworkHandle). `as_peer`:
+/// only while the local peer id is that one.
 pub(crate) enum Command {
     Listen { addr: Multiaddr, reply: Reply<Multiaddr> },
     Dial { addr: Multiaddr, reply: Reply<PeerId> },
@@ -46,8 +47,8 @@ pub(crate) enum Command {
     DialPeer { peer: PeerId, reply: Reply<()> },
     Request { peer: PeerId, request: Vec<u8>, reply: Reply<Vec<u8>> },
     Respond { id: InboundRequestId, response: Vec<u8>, reply: Reply<()> },
-    Announce { point: [u8; 32], ttl: Duration, reply: Reply<()> },
-    Withdraw { point: [u8; 32], reply: Reply<()> },
+    Announce { point: [u8; 32], ttl: Duration, as_peer: Option<PeerId>, reply: Reply<()> },
+    Withdraw { point: [u8; 32], as_peer: Option<PeerId>, reply: Reply<()> },
     Lookup { point: [u8; 32], reply: Reply<Vec<(PeerId, Vec<Multiaddr>)>> },
     SetRendezvousServers { servers: Vec<(PeerId, Multiaddr)>, reply: oneshot::Sender<()> },
     Attach { plugin: Arc<dyn TransportPlugin>, reply: Reply<()> },
@@ -446,9 +447,15 @@ impl Driver {
                 };
                 let _ = reply.send(result);
             }
-            Command::Announce { point, ttl, reply } => self.announce(point, ttl, reply),
-            Command::Withdraw { point, reply } => {
-                let _ = reply.send(self.withdraw(point));
+            Command::Announce { point, ttl, as_peer, reply } => {
+                if let Err(e) = self.is_still(as_peer) {
+                    let _ = reply.send(Err(e));
+                } else {
+                    self.announce(point, ttl, reply);
+                }
+            }
+            Command::Withdraw { point, as_peer, reply } => {
+                let _ = reply.send(self.is_still(as_peer).and_then(|()| self.withdraw(point)));
             }
             Command::Lookup { point, reply } => self.lookup(point, reply),
             Command::SetRendezvousServers { servers, reply } => {
@@ -1079,6 +1086,14 @@ impl Driver {
                 Ok(query) => self.node.discovery.kad_announce(query, id),
                 Err(e) => self.node.discovery.announce_part(id, Err(e.to_string())),
             }
+        }
+    }
+
+    /// Refuses work meant for another peer id (the swarm restarted since).
+    fn is_still(&self, as_peer: Option<PeerId>) -> Result<()> {
+        match as_peer {
+            Some(peer) if peer != *self.node.swarm.local_peer_id() => Err(Error::Restarted),
+            _ => Ok(()),
         }
     }
 

@@ -467,10 +467,23 @@ impl NetworkHandle {
     /// rendezvous period). DHT provider records are republished by Kademlia
     /// until [`withdraw`](Self::withdraw).
     pub async fn announce(&self, point: [u8; 32], ttl: Duration) -> Result<()> {
+        self.announce_inner(point, ttl, None).await
+    }
+
+    /// [`announce`](Self::announce), but only while the node's peer id is
+    /// `peer`: after a restart under another id it fails with
+    /// [`Error::Restarted`] and registers nothing. A caller that decided what
+    /// to announce before a key rotation so never registers it under the
+    /// new id (which would let a rendezvous server link the two ids).
+    pub async fn announce_as(&self, point: [u8; 32], ttl: Duration, peer: PeerId) -> Result<()> {
+        self.announce_inner(point, ttl, Some(peer)).await
+    }
+
+    async fn announce_inner(&self, point: [u8; 32], ttl: Duration, as_peer: Option<PeerId>) -> Result<()> {
         if !(crate::MIN_ANNOUNCE_TTL..=crate::MAX_ANNOUNCE_TTL).contains(&ttl) {
             return Err(Error::Config("announcement ttl must be between 60 s and 72 h"));
         }
-        let done = self.ask(|reply| Command::Announce { point, ttl, reply });
+        let done = self.ask(|reply| Command::Announce { point, ttl, as_peer, reply });
         tokio::time::timeout(self.request_timeout.saturating_mul(2), done).await.map_err(|_| Error::Timeout)??
     }
 
@@ -478,7 +491,13 @@ impl NetworkHandle {
     /// rendezvous server and stops providing the key in the DHT. Resolves once
     /// the requests are sent (servers do not answer unregistrations).
     pub async fn withdraw(&self, point: [u8; 32]) -> Result<()> {
-        self.ask(|reply| Command::Withdraw { point, reply }).await?
+        self.ask(|reply| Command::Withdraw { point, as_peer: None, reply }).await?
+    }
+
+    /// [`withdraw`](Self::withdraw), but only while the node's peer id is
+    /// `peer` (see [`announce_as`](Self::announce_as)).
+    pub async fn withdraw_as(&self, point: [u8; 32], peer: PeerId) -> Result<()> {
+        self.ask(|reply| Command::Withdraw { point, as_peer: Some(peer), reply }).await?
     }
 
     /// Looks up who announced themselves at `point`: asks every configured

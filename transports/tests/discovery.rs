@@ -181,6 +181,30 @@ async fn announce_lookup_request_withdraw() {
     assert!(matches!(a.handle.announce(point, Duration::from_secs(5)).await, Err(Error::Config(_))));
 }
 
+/// What was decided under one peer id is never registered under the next:
+/// after a rotation, `announce_as`/`withdraw_as` for the old id are refused
+/// and the server only ever sees the new id, at the point announced for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn announcements_for_an_old_peer_id_are_refused_after_a_rotation() {
+    let Trio { mut server, a, .. } = trio(tcp, "/ip4/127.0.0.1/tcp/0", config()).await;
+    let old = a.peer;
+    a.handle.listen(ma("/ip4/127.0.0.1/tcp/0")).await.unwrap();
+    let new = a.handle.rotate(&key()).await.unwrap();
+    assert_ne!(old, new);
+    let (stale, fresh) = ([0x21; 32], [0x22; 32]);
+    assert!(matches!(a.handle.announce_as(stale, TTL, old).await, Err(Error::Restarted)));
+    assert!(matches!(a.handle.withdraw_as(stale, old).await, Err(Error::Restarted)));
+    a.handle.announce_as(fresh, TTL, new).await.unwrap();
+    // The first registration the server sees is the new id's, at the fresh point.
+    let (peer, namespace) = wait_for(&mut server.events, |e| match e {
+        NetworkEvent::RendezvousRegistered { peer, namespace } => Some((peer, namespace)),
+        _ => None,
+    })
+    .await;
+    assert_eq!((peer, namespace), (new, hex(&fresh)));
+    a.handle.withdraw_as(fresh, new).await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn discovery_needs_a_source_and_a_policy() {
     // Nothing configured: announcing and looking up fail clearly.
