@@ -22,7 +22,7 @@ use crate::{
 
 const SEAL_PAYLOAD: &[u8] = b"veil/storage/entry-payload";
 /// Rows per multi-row statement (SQLite allows 32 766 bound parameters).
-const ROWS_PER_STATEMENT: usize = 500;
+pub(crate) const ROWS_PER_STATEMENT: usize = 500;
 
 /// An entry to append, with everything that must be stored atomically with it.
 #[derive(Debug)]
@@ -331,26 +331,12 @@ impl Store {
     /// The rows of `select` (which must select `hash`) for the entries of
     /// `group` among `hashes`, each once.
     async fn rows_of(&self, select: &'static str, group: &GroupId, hashes: &[EntryHash]) -> Result<Vec<SqliteRow>> {
-        let wanted: HashSet<[u8; 32]> = hashes.iter().map(|h| h.0).collect();
-        let mut seen = HashSet::new();
-        let mut out = Vec::new();
-        for chunk in hashes.chunks(ROWS_PER_STATEMENT) {
-            let mut qb = QueryBuilder::<Sqlite>::new(select);
-            qb.push(" WHERE group_ref = (SELECT id FROM groups WHERE group_id = ");
-            qb.push_bind(group.0.to_vec()).push(") AND hash_key IN (");
-            let mut keys = qb.separated(", ");
-            for h in chunk {
-                keys.push_bind(hash_key(&h.0));
-            }
-            qb.push(")");
-            for row in qb.build().fetch_all(&self.readers).await? {
-                let hash = blob::<32>(&row, "hash")?;
-                if wanted.contains(&hash) && seen.insert(hash) {
-                    out.push(row);
-                }
-            }
-        }
-        Ok(out)
+        let mut conn = self.readers.acquire().await?;
+        let group = group.0.to_vec();
+        rows_by_hash(&mut conn, select, hashes, |qb| {
+            qb.push(" WHERE group_ref = (SELECT id FROM groups WHERE group_id = ").push_bind(group.clone()).push(")");
+        })
+        .await
     }
 
     /// Every entry hash of `group` (both logs), sorted: the set that sync
@@ -362,15 +348,7 @@ impl Store {
         .bind(group.0.to_vec())
         .fetch_all(&self.readers)
         .await?;
-        rows.iter()
-            .map(|h| {
-                let hash: [u8; 32] = h
-                    .as_slice()
-                    .try_into()
-                    .map_err(|_| Error::Invalid { what: "entry hash", reason: "not 32 bytes" })?;
-                Ok(EntryHash(hash))
-            })
-            .collect()
+        entry_hashes(rows)
     }
 
     /// Message entries of `group` by `author` stored without a payload
@@ -590,6 +568,49 @@ fn push_hashes(qb: &mut QueryBuilder<Sqlite>, hashes: &[[u8; 32]]) {
     for h in hashes {
         sep.push_bind(h.to_vec());
     }
+}
+
+/// Entry hashes read as blobs.
+pub(crate) fn entry_hashes(blobs: Vec<Vec<u8>>) -> Result<Vec<EntryHash>> {
+    blobs
+        .into_iter()
+        .map(|h| {
+            let hash: [u8; 32] =
+                h.try_into().map_err(|_| Error::Invalid { what: "entry hash", reason: "not 32 bytes" })?;
+            Ok(EntryHash(hash))
+        })
+        .collect()
+}
+
+/// The rows of `select` (which must select `hash`) whose hash is among
+/// `hashes`, each once, for the owner `owner` pushes as a `WHERE` clause:
+/// looked up by hash key, then compared in full.
+pub(crate) async fn rows_by_hash(
+    conn: &mut SqliteConnection,
+    select: &'static str,
+    hashes: &[EntryHash],
+    owner: impl Fn(&mut QueryBuilder<Sqlite>),
+) -> Result<Vec<SqliteRow>> {
+    let wanted: HashSet<[u8; 32]> = hashes.iter().map(|h| h.0).collect();
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for chunk in hashes.chunks(ROWS_PER_STATEMENT) {
+        let mut qb = QueryBuilder::<Sqlite>::new(select);
+        owner(&mut qb);
+        qb.push(" AND hash_key IN (");
+        let mut keys = qb.separated(", ");
+        for h in chunk {
+            keys.push_bind(hash_key(&h.0));
+        }
+        qb.push(")");
+        for row in qb.build().fetch_all(&mut *conn).await? {
+            let hash = blob::<32>(&row, "hash")?;
+            if wanted.contains(&hash) && seen.insert(hash) {
+                out.push(row);
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The index key of an entry hash: its first 8 bytes as a big-endian signed

@@ -12,14 +12,12 @@ use veil_crypto::{
 
 use crate::{
     Error, Result, Store,
-    entries::{hash_key, kind_code, kind_from},
+    entries::{ROWS_PER_STATEMENT, entry_hashes, hash_key, kind_code, kind_from, rows_by_hash},
     rows::{blob, time_value, to_i64, u64_col},
 };
 
 const SEAL_LINK_KEY: &[u8] = b"veil/storage/replica-link-key";
 const SEAL_AUTH_KEY: &[u8] = b"veil/storage/replica-auth-key";
-/// Rows per multi-row statement (SQLite's bound-parameter limit).
-const ROWS_PER_STATEMENT: usize = 500;
 
 /// An entry a replication node verified and keeps: the sealed entry and
 /// its place in the DAG (from its links).
@@ -178,13 +176,7 @@ impl Store {
         .bind(id.0.to_vec())
         .fetch_all(&self.readers)
         .await?;
-        rows.into_iter()
-            .map(|h| {
-                let bytes: [u8; 32] =
-                    h.try_into().map_err(|_| Error::Invalid { what: "entry hash", reason: "not 32 bytes" })?;
-                Ok(EntryHash(bytes))
-            })
-            .collect()
+        entry_hashes(rows)
     }
 }
 
@@ -192,31 +184,15 @@ fn hash_of(row: &SqliteRow) -> Result<EntryHash> {
     Ok(EntryHash(blob::<32>(row, "hash")?))
 }
 
-/// The rows of `select` for the stored entries among `hashes` (looked up
-/// by hash key, then compared in full).
+/// The rows of `select` for the stored entries of `replica` among `hashes`.
 async fn replica_rows(
     conn: &mut SqliteConnection,
     select: &'static str,
     replica: i64,
     hashes: &[EntryHash],
 ) -> Result<Vec<SqliteRow>> {
-    let wanted: HashSet<[u8; 32]> = hashes.iter().map(|h| h.0).collect();
-    let mut seen = HashSet::new();
-    let mut out = Vec::new();
-    for chunk in hashes.chunks(ROWS_PER_STATEMENT) {
-        let mut qb = QueryBuilder::<Sqlite>::new(select);
-        qb.push(" WHERE replica_ref = ").push_bind(replica).push(" AND hash_key IN (");
-        let mut keys = qb.separated(", ");
-        for h in chunk {
-            keys.push_bind(hash_key(&h.0));
-        }
-        qb.push(")");
-        for row in qb.build().fetch_all(&mut *conn).await? {
-            let hash = blob::<32>(&row, "hash")?;
-            if wanted.contains(&hash) && seen.insert(hash) {
-                out.push(row);
-            }
-        }
-    }
-    Ok(out)
+    rows_by_hash(conn, select, hashes, |qb| {
+        qb.push(" WHERE replica_ref = ").push_bind(replica);
+    })
+    .await
 }
