@@ -350,6 +350,15 @@ pub struct OpenedEntry {
 pub fn open_entry(keys: &GroupKeys, entry: &SealedEntry) -> Result<OpenedEntry> {
     entry.verify_tag(&keys.entry_auth_key)?;
     let links = entry.open_links(&keys.link_key)?;
+    open_header(keys, entry, links)
+}
+
+/// The second half of [`open_entry`], for an entry whose tag was verified
+/// and whose `links` were opened already: opens the header with `keys`
+/// (`Error::Decrypt` if they are not the entry's header key) and checks the
+/// author's signature. Lets a member that holds several epochs' keys try
+/// each without checking the tag again.
+pub fn open_header(keys: &GroupKeys, entry: &SealedEntry, links: Links) -> Result<OpenedEntry> {
     let header =
         aead::open_prefixed(keys.header_key.expose_secret(), &with_aad(HEADER_AAD, &entry.links), &entry.header)?;
     if header.len() != HEADER_PLAIN_LEN || header[0] != HEADER_VERSION {
