@@ -400,17 +400,13 @@ async fn a_rendezvous_server_sees_a_new_point_each_period_and_no_identifier() {
     }
     let identifiers: Vec<String> = raw.iter().map(|id| hex(id)).collect();
     // Every frame B receives, with the period it came in.
-    let recorded = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(u64, Vec<u8>)>::new()));
-    let period_now = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let recorded = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let recorder = {
-        let (mut frames, recorded, period_now) = (b.events(), recorded.clone(), period_now.clone());
+        let (mut frames, recorded) = (b.events(), recorded.clone());
         tokio::spawn(async move {
             loop {
                 match frames.recv().await {
-                    Ok(NodeEvent::FrameReceived { frame, .. }) => {
-                        let period = period_now.load(std::sync::atomic::Ordering::SeqCst);
-                        recorded.lock().unwrap().push((period, frame));
-                    }
+                    Ok(NodeEvent::FrameReceived { peer, frame }) => recorded.lock().unwrap().push((peer, frame)),
                     Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                     Err(_) => return,
                 }
@@ -418,23 +414,24 @@ async fn a_rendezvous_server_sees_a_new_point_each_period_and_no_identifier() {
         })
     };
 
-    // A registration may reach the server just after the clock moved on,
-    // so a namespace may show up in two adjacent periods, never further apart.
-    let mut seen: HashMap<String, u64> = HashMap::new();
+    // Every registration the server sees, by namespace and registering peer.
+    let point_of = |period: u64| {
+        let t = UnixTime(T0 + period * PERIOD + GRACE + 1);
+        common::schedule().point_at(&Topic::group(), &keys.rendezvous_seed, t).to_hex()
+    };
+    let mut registrations = Vec::new();
     for period in 1..6 {
-        let t = T0 + period * PERIOD + GRACE + 1;
-        period_now.store(period, std::sync::atomic::Ordering::SeqCst);
-        clock.set(UnixTime(t));
-        let expected = common::schedule().point_at(&Topic::group(), &keys.rendezvous_seed, UnixTime(t)).to_hex();
+        clock.set(UnixTime(T0 + period * PERIOD + GRACE + 1));
+        let expected = point_of(period);
         wait_for(&mut observed, |e| match e {
-            NodeEvent::RendezvousRegistered { namespace, .. } => {
+            NodeEvent::RendezvousRegistered { namespace, peer } => {
                 assert!(
                     identifiers.iter().all(|id| !namespace.contains(&id[..16])),
                     "namespace {namespace} carries an identifier"
                 );
-                let first = *seen.entry(namespace.clone()).or_insert(period);
-                assert!(period - first <= 1, "namespace {namespace} registered in periods {first} and {period}");
-                (namespace == expected).then_some(())
+                let found = namespace == expected;
+                registrations.push((namespace, peer));
+                found.then_some(())
             }
             _ => None,
         })
@@ -449,16 +446,28 @@ async fn a_rendezvous_server_sees_a_new_point_each_period_and_no_identifier() {
     }
     recorder.await.unwrap();
 
-    // Frames: no identifier anywhere in them, and the tag naming the group
-    // is new each period (a frame may straggle into the next period, never
-    // further).
+    // Each peer id registered the group's point of one period only, and
+    // each period's point is new: the server cannot link periods.
+    let periods: HashMap<String, u64> = (0..6).map(|p| (point_of(p), p)).collect();
+    assert_eq!(periods.len(), 6, "points repeat across periods");
+    let mut by_peer: HashMap<_, HashSet<u64>> = HashMap::new();
+    for (namespace, peer) in &registrations {
+        if let Some(p) = periods.get(namespace) {
+            by_peer.entry(*peer).or_default().insert(*p);
+        }
+    }
+    assert!(by_peer.values().all(|p| p.len() == 1), "a peer id registered points of two periods: {by_peer:?}");
+
+    // Frames: no identifier anywhere in them; each session tag naming the
+    // group came from one peer id only, and A's peer id changed each period.
     let recorded = recorded.lock().unwrap();
-    assert!(recorded.iter().filter(|(p, _)| *p >= 1).count() >= 5, "frames were recorded in every period");
-    let mut tags: HashMap<[u8; 32], u64> = HashMap::new();
-    for (period, frame) in recorded.iter() {
+    let mut senders_of: HashMap<[u8; 32], HashSet<_>> = HashMap::new();
+    for (peer, frame) in recorded.iter() {
         assert!(raw.iter().all(|id| !frame.windows(32).any(|w| w == id)), "a frame carries an identifier");
         let tag = veil_proto::sync::GroupFrame::decode(frame).unwrap().session_tag;
-        let first = *tags.entry(tag).or_insert(*period);
-        assert!(period - first <= 1, "a session tag was used in periods {first} and {period}");
+        senders_of.entry(tag).or_default().insert(*peer);
     }
+    assert!(senders_of.values().all(|s| s.len() == 1), "a session tag was used by two peer ids");
+    let senders: HashSet<_> = recorded.iter().map(|(peer, _)| *peer).collect();
+    assert!(senders.len() >= 5, "frames came from {} peer ids over five periods", senders.len());
 }
