@@ -92,8 +92,10 @@ pub struct AuditInput {
     pub policy: Policy,
     /// The kinds of the attached transports.
     pub transports: Vec<TransportKind>,
-    /// Relays known to the node.
+    /// Relays known to the node (configured and learned).
     pub relays: usize,
+    /// Of those, relays learned from contacts.
+    pub learned_relays: usize,
     /// Rendezvous servers configured.
     pub rendezvous_servers: usize,
     /// Rendezvous servers that are also known relays (reached through them).
@@ -171,11 +173,21 @@ fn exposure(observer: Observer, input: &AuditInput, peer_id: &str) -> Exposure {
                 Policy::Direct => input.relays > 0,
                 Policy::Anonymous | Policy::Offline => false,
             };
-            let learns = vec![
-                ip("the one relay drawn at random each period sees the address you connect from"),
+            let mut learns = vec![
+                ip(&format!(
+                    "the one relay drawn at random each period, among {} known ({} learned from contacts), sees \
+                     the address you connect from",
+                    input.relays, input.learned_relays
+                )),
                 peer_id.to_owned(),
                 s("when you are online, the peer ids that connect to you through it, and traffic volume and timing"),
             ];
+            if policy == Policy::Relayed {
+                learns.push(ip(
+                    "also seen by the relay of a contact that drew another relay, when you reach that contact \
+                     through it (a relay your contact chose, never one an observer named)",
+                ));
+            }
             let not = vec![
                 s("message contents and group ids (frames are end-to-end encrypted inside Noise)"),
                 s("who you are (account keys never reach the network)"),
@@ -309,6 +321,7 @@ mod tests {
             policy,
             transports: vec![TransportKind::Ip],
             relays: 2,
+            learned_relays: 1,
             rendezvous_servers: 1,
             rendezvous_servers_on_relays: 1,
             kad: true,

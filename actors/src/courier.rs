@@ -179,6 +179,10 @@ pub struct Courier {
     replicas: HashSet<(GroupId, PeerId)>,
     /// Where frames for no group of ours go: the replication role.
     fallback: Option<Recipient<InboundFrame>>,
+    /// Peers connected now that proved they are a contact or member (a
+    /// frame under a group's session tag): the relays they are reachable
+    /// through were learned for the relay draws.
+    proven: HashSet<PeerId>,
 }
 
 impl core::fmt::Debug for Courier {
@@ -239,6 +243,7 @@ impl Courier {
             replicas: HashSet::new(),
             replica_points: HashMap::new(),
             fallback: deps.fallback,
+            proven: HashSet::new(),
         }
     }
 
@@ -314,6 +319,23 @@ impl Courier {
         let fut = self.reschedule(group);
         ctx.spawn(fut.into_actor(self).map(move |(), act, ctx| act.push(ctx, group, peer)));
         self.offer_heads(ctx, group, Some(peer));
+    }
+
+    /// Learns the relays a proven contact or member is reachable through,
+    /// so that relay draws can use them. A replication node is not a
+    /// contact: its relays are not learned.
+    fn learn_relays_of(&mut self, ctx: &mut Context<Self>, peer: PeerId) {
+        let (network, events) = (self.network.clone(), self.events.clone());
+        ctx.spawn(async move { network.learn_relays_of(peer).await }.into_actor(self).map(move |learned, _, _| {
+            match learned {
+                Ok(relays) if !relays.is_empty() => {
+                    tracing::debug!(actor = NAME, count = relays.len(), "relays learned");
+                    let _ = events.send(NodeEvent::RelaysLearned { relays });
+                }
+                Ok(_) => {}
+                Err(e) => tracing::debug!(actor = NAME, error = %e, "learning a contact's relays failed"),
+            }
+        }));
     }
 
     fn pulls(&self, group: &GroupId) -> bool {
@@ -684,6 +706,7 @@ impl Supervised for Courier {
         tracing::warn!(actor = NAME, "restarting; sessions are rebuilt by lookups");
         self.sessions.clear();
         self.replicas.clear();
+        self.proven.clear();
         self.busy.clear();
         self.again.clear();
         self.offered.clear();
@@ -805,6 +828,8 @@ impl Handler<InboundFrame> for Courier {
         };
         if replica {
             self.replicas.insert((group, peer));
+        } else if self.proven.insert(peer) {
+            self.learn_relays_of(ctx, peer);
         }
         // The peer proved it knows the group: it is one of its members, and
         // online, so whatever we owe it can go now.
@@ -891,6 +916,7 @@ impl Handler<PeerLeft> for Courier {
         self.reconciling.retain(|(_, p), _| *p != msg.peer);
         self.heard.retain(|(_, p), _| *p != msg.peer);
         self.replicas.retain(|(_, p)| *p != msg.peer);
+        self.proven.remove(&msg.peer);
         for group in self.sessions.remove(&msg.peer).unwrap_or_default() {
             ctx.spawn(self.reschedule(group).into_actor(self));
         }

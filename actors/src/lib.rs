@@ -154,6 +154,12 @@ pub enum NodeEvent {
         /// Why.
         reason: String,
     },
+    /// A contact or member proved itself over a relay this node did not
+    /// know: the relay joins those a relayed node draws from.
+    RelaysLearned {
+        /// The relays (each ending in `/p2p/<relay peer id>`).
+        relays: Vec<Multiaddr>,
+    },
     /// Someone sent us a contact request.
     ContactRequestReceived {
         /// Their account (authenticated by the handshake).

@@ -24,7 +24,8 @@ use veil_storage::{
 use zeroize::Zeroizing;
 
 use veil_transports::{
-    LearnedAddress, Network, NetworkConfig, NetworkHandle, Policy, Quic, Tcp, TransportId, TransportPlugin,
+    KnownRelay, LearnedAddress, Network, NetworkConfig, NetworkHandle, Policy, Quic, RelayOrigin, Tcp, TransportId,
+    TransportPlugin,
     libp2p::{Multiaddr, PeerId},
 };
 
@@ -484,12 +485,13 @@ impl ExposureSettings {
         }
     }
 
-    fn input(&self, policy: Policy, relays: &[Multiaddr]) -> AuditInput {
-        let relay_ids: Vec<PeerId> = relays.iter().filter_map(veil_transports::policy::peer_of).collect();
+    fn input(&self, policy: Policy, relays: &[KnownRelay]) -> AuditInput {
+        let relay_ids: Vec<PeerId> = relays.iter().filter_map(|r| veil_transports::policy::peer_of(&r.addr)).collect();
         AuditInput {
             policy,
             transports: self.transports.clone(),
             relays: relays.len(),
+            learned_relays: relays.iter().filter(|r| r.origin == RelayOrigin::Learned).count(),
             rendezvous_servers: self.rendezvous_servers.len(),
             rendezvous_servers_on_relays: self.rendezvous_servers.iter().filter(|p| relay_ids.contains(p)).count(),
             kad: self.kad,
@@ -825,6 +827,13 @@ impl Node {
     /// since it started.
     pub async fn learned_addresses(&self) -> Result<Vec<LearnedAddress>> {
         Ok(self.inner.network.learned_addresses().await?)
+    }
+
+    /// The relays this node may reserve on under `Relayed`: the configured
+    /// ones, then those learned from contacts (the relays contacts were
+    /// reached through, kept in memory only).
+    pub async fn known_relays(&self) -> Result<Vec<KnownRelay>> {
+        Ok(self.inner.network.known_relays().await?)
     }
 
     /// What each observer learns about this node under its current policy

@@ -8,10 +8,12 @@
 //!   resends what was not acknowledged, and contacts find the node again at
 //!   the new period's points.
 //! * **A random relay.** Under `Relayed` the node reserves a slot on a relay
-//!   drawn at random among the known relays, drawn again each period; it is
-//!   reachable only through that relay's `/p2p-circuit` address. A lost
-//!   reservation (the relay went away) is replaced by a new draw at the next
-//!   check.
+//!   drawn at random among the known relays (configured, or learned from
+//!   contacts: the relays they are reachable through), drawn again each
+//!   period; it is reachable only through that relay's `/p2p-circuit`
+//!   address. A lost reservation (the relay went away) is replaced by a new
+//!   draw at the next check, among the relays that have not failed this
+//!   period.
 //!
 //! Period starts come from the `RendezvousRotator` (which reads the
 //! injected clock), with the new period's points, which the other actors
@@ -20,7 +22,7 @@
 //! wait for it. Every `check_every` a relayed node checks it still listens
 //! through a relay.
 
-use std::time::Duration;
+use std::{collections::HashSet, time::Duration};
 
 use actix::{Actor, ActorFutureExt, AsyncContext, Context, Handler, Recipient, Supervised, WrapFuture};
 use veil_crypto::{Entropy, OsEntropy};
@@ -55,6 +57,10 @@ pub struct NetworkPeriod {
     rotation_owed: bool,
     /// A new relay draw is owed.
     redraw_owed: bool,
+    /// The relays that refused a reservation (or were unreachable) this
+    /// period: later draws of the period leave them out, so one relay that
+    /// is down does not keep a node unreachable.
+    failed: HashSet<Multiaddr>,
 }
 
 impl core::fmt::Debug for NetworkPeriod {
@@ -69,12 +75,12 @@ impl core::fmt::Debug for NetworkPeriod {
 /// Which step of a change failed.
 enum Failed {
     Rotation(Error),
-    Relay(Error),
+    Relay(Option<Multiaddr>, Error),
 }
 
 impl NetworkPeriod {
     pub(crate) fn new(deps: NetworkPeriodDeps) -> Self {
-        Self { deps, busy: false, rotation_owed: false, redraw_owed: false }
+        Self { deps, busy: false, rotation_owed: false, redraw_owed: false, failed: HashSet::new() }
     }
 
     /// Does what is owed: a new key (at a period start, if configured, or
@@ -87,12 +93,13 @@ impl NetworkPeriod {
         let rotate = std::mem::take(&mut self.rotation_owed);
         let redraw = std::mem::take(&mut self.redraw_owed);
         let (network, vault) = (self.deps.network.clone(), self.deps.vault.clone());
+        let failed = self.failed.clone();
         self.busy = true;
         let work = async move {
             if rotate {
                 rotate_key(&network, &vault).await.map_err(Failed::Rotation)?;
             }
-            reserve_relay(&network, redraw).await.map_err(Failed::Relay)
+            reserve_relay(&network, redraw, &failed).await
         };
         ctx.spawn(work.into_actor(self).map(move |outcome, act, ctx| {
             act.busy = false;
@@ -109,8 +116,11 @@ impl NetworkPeriod {
                     act.rotation_owed = true;
                     act.redraw_owed |= redraw;
                 }
-                // The relay is tried again at the next check.
-                Err(Failed::Relay(e)) => tracing::warn!(actor = NAME, error = %e, "no relay for the period yet"),
+                // Another relay is drawn at the next check.
+                Err(Failed::Relay(relay, e)) => {
+                    tracing::warn!(actor = NAME, error = %e, "no relay for the period yet");
+                    act.failed.extend(relay);
+                }
             }
         }));
     }
@@ -125,23 +135,32 @@ async fn rotate_key(network: &NetworkHandle, vault: &Recipient<RotateNetworkKey>
     Ok(())
 }
 
-/// Under `Relayed`: listens through a randomly drawn known relay, unless the
-/// node already listens through one and no new draw is due.
-async fn reserve_relay(network: &NetworkHandle, redraw: bool) -> Result<()> {
-    if network.policy().await? != Policy::Relayed {
+/// Under `Relayed`: listens through a relay drawn at random among the known
+/// ones (configured, or learned from contacts) that have not `failed` this
+/// period, unless the node already listens through one and no new draw is
+/// due. If every known relay failed, all are drawn from again.
+async fn reserve_relay(network: &NetworkHandle, redraw: bool, failed: &HashSet<Multiaddr>) -> Result<(), Failed> {
+    let asking = |e: veil_transports::Error| Failed::Relay(None, e.into());
+    if network.policy().await.map_err(asking)? != Policy::Relayed {
         return Ok(());
     }
-    if !redraw && network.listen_addrs().await?.iter().any(is_circuit) {
+    if !redraw && network.listen_addrs().await.map_err(asking)?.iter().any(is_circuit) {
         return Ok(());
     }
-    let relays = network.known_relays().await?;
-    let Some(relay) = pick(&relays)? else {
+    let known: Vec<Multiaddr> = network.known_relays().await.map_err(asking)?.into_iter().map(|k| k.addr).collect();
+    let untried: Vec<Multiaddr> = known.iter().filter(|r| !failed.contains(*r)).cloned().collect();
+    let candidates = if untried.is_empty() { known } else { untried };
+    let Some(relay) = pick(&candidates).map_err(|e| Failed::Relay(None, e))? else {
         tracing::warn!(actor = NAME, "the relayed policy is on but no relay is known");
         return Ok(());
     };
-    let circuit = network.use_relay(relay.clone()).await?;
-    tracing::debug!(actor = NAME, %circuit, "reachable through a relay");
-    Ok(())
+    match network.use_relay(relay.clone()).await {
+        Ok(circuit) => {
+            tracing::debug!(actor = NAME, %circuit, "reachable through a relay");
+            Ok(())
+        }
+        Err(e) => Err(Failed::Relay(Some(relay.clone()), e.into())),
+    }
 }
 
 /// One of `relays`, drawn uniformly with the operating system's randomness.
@@ -180,6 +199,7 @@ impl Handler<PeriodStarted> for NetworkPeriod {
     fn handle(&mut self, _: PeriodStarted, ctx: &mut Self::Context) {
         self.rotation_owed |= self.deps.rotate_key;
         self.redraw_owed = true;
+        self.failed.clear();
         self.change(ctx);
     }
 }

@@ -24,7 +24,7 @@ use crate::learned::{AddressSource, LearnedAddress, LearnedAddresses};
 use crate::link::{self, Acks, Inbound, LinkEvent, LinkSender, LinkSettings, LinkTable, Stop};
 use crate::network::{InboundRequestId, NetworkConfig, NetworkEvent, servers_of};
 use crate::plugin::{TransportId, TransportPlugin, authenticate_and_multiplex};
-use crate::policy::{self, Policy, RelaySet};
+use crate::policy::{self, KnownRelay, Policy, RelaySet};
 use crate::switchable::{SwitchHandle, SwitchableTransport};
 
 type Reply<T> = oneshot::Sender<Result<T>>;
@@ -55,11 +55,12 @@ pub(crate) enum Command {
     Detach { id: TransportId, reply: Reply<()> },
     Transports { reply: oneshot::Sender<Vec<TransportId>> },
     SetPolicy { policy: Policy, reply: Reply<()> },
-    SetRelays { relays: RelaySet, addrs: Vec<Multiaddr>, reply: oneshot::Sender<()> },
+    SetRelays { addrs: Vec<Multiaddr>, reply: Reply<()> },
+    LearnRelaysOf { peer: PeerId, reply: oneshot::Sender<Vec<Multiaddr>> },
     AddExternal { addr: Multiaddr, reply: Reply<()> },
     Rotate { keypair: Keypair, reply: Reply<PeerId> },
     UseRelay { relay: Multiaddr, reply: Reply<Multiaddr> },
-    KnownRelays { reply: oneshot::Sender<Vec<Multiaddr>> },
+    KnownRelays { reply: oneshot::Sender<Vec<KnownRelay>> },
     LearnedAddresses { reply: oneshot::Sender<Vec<LearnedAddress>> },
     LocalPeerId { reply: oneshot::Sender<PeerId> },
     Policy { reply: oneshot::Sender<Policy> },
@@ -477,11 +478,18 @@ impl Driver {
                     if policy == self.policy { Ok(()) } else { self.restart(self.keypair.clone(), policy).map(|_| ()) };
                 let _ = reply.send(result);
             }
-            Command::SetRelays { relays, addrs, reply } => {
-                self.relays = relays;
-                self.config.relays = addrs;
-                self.node.switch.set_guard(self.policy, self.relays.clone());
-                let _ = reply.send(());
+            Command::SetRelays { addrs, reply } => {
+                let result = if self.relays.replace_configured(&addrs) {
+                    self.config.relays = addrs;
+                    self.node.switch.set_guard(self.policy, self.relays.clone());
+                    Ok(())
+                } else {
+                    Err(Error::Config("relay addresses must end in /p2p/<peer id>"))
+                };
+                let _ = reply.send(result);
+            }
+            Command::LearnRelaysOf { peer, reply } => {
+                let _ = reply.send(self.learn_relays_of(peer));
             }
             Command::AddExternal { addr, reply } => {
                 let result = if self.policy.may_advertise(&addr) {
@@ -500,7 +508,7 @@ impl Driver {
             }
             Command::UseRelay { relay, reply } => self.use_relay(relay, reply),
             Command::KnownRelays { reply } => {
-                let _ = reply.send(self.config.relays.clone());
+                let _ = reply.send(self.relays.known());
             }
             Command::LearnedAddresses { reply } => {
                 let _ = reply.send(self.learned.snapshot());
@@ -522,6 +530,44 @@ impl Driver {
                 let _ = reply.send(());
             }
         }
+    }
+
+    /// The relays named in the circuit addresses `peer` gave itself
+    /// (identify, its signed rendezvous record) or that reached it before.
+    fn relays_of(&self, peer: &PeerId) -> Vec<Multiaddr> {
+        let trusted = [AddressSource::Connection, AddressSource::Identify, AddressSource::Rendezvous];
+        self.learned
+            .addrs_of(peer)
+            .filter(|(_, sources)| sources.iter().any(|s| trusted.contains(s)))
+            .filter_map(|(addr, _)| policy::relay_hop(addr))
+            .collect()
+    }
+
+    /// Lets a dial of `peer` by peer id go through the relays of its own
+    /// circuit addresses, as a dial of one of those addresses would (the
+    /// relay sees this node's IP address: the price of reaching a contact
+    /// that drew another relay). Relays named by third parties (the DHT)
+    /// stay refused.
+    fn allow_relays_of(&mut self, peer: PeerId) {
+        for relay in self.relays_of(&peer).iter().filter_map(policy::peer_of) {
+            self.relays.add_dialed(relay);
+            self.node.switch.allow_relay(relay);
+        }
+    }
+
+    /// Learns the relays `peer` is reachable through: the relay part of each
+    /// circuit address the peer gave itself (identify, its signed rendezvous
+    /// record) or that reached it (a dialed connection). Third-party sources
+    /// (the DHT, the address book, mDNS) are not trusted for this. Returns
+    /// the relays that are new.
+    fn learn_relays_of(&mut self, peer: PeerId) -> Vec<Multiaddr> {
+        let new: Vec<Multiaddr> =
+            self.relays_of(&peer).into_iter().filter(|hop| self.relays.add_learned(hop)).collect();
+        if !new.is_empty() {
+            self.node.switch.set_guard(self.policy, self.relays.clone());
+            tracing::debug!(count = new.len(), "relays learned from a contact");
+        }
+        new
     }
 
     /// The kind of the transport that would carry `addr`.
@@ -959,6 +1005,9 @@ impl Driver {
         waiting.push(reply);
         if waiting.len() > 1 {
             return;
+        }
+        if self.policy == Policy::Relayed {
+            self.allow_relays_of(peer);
         }
         let opts = DialOpts::peer_id(peer).condition(PeerCondition::NotDialing).build();
         match self.node.swarm.dial(opts) {

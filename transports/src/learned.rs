@@ -110,6 +110,11 @@ impl LearnedAddresses {
         }
     }
 
+    /// The addresses recorded for `peer`, with their sources.
+    pub(crate) fn addrs_of(&self, peer: &PeerId) -> impl Iterator<Item = (&Multiaddr, &BTreeSet<AddressSource>)> {
+        self.by_peer.get(peer).into_iter().flatten().map(|(addr, sources)| (addr, sources))
+    }
+
     /// Everything recorded, by peer (in the order first seen), then address.
     pub(crate) fn snapshot(&self) -> Vec<LearnedAddress> {
         self.order

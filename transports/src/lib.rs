@@ -83,7 +83,7 @@ pub use plugin::{
     BoxedTransport, Connection, Memory, Quic, Tcp, TransportId, TransportKind, TransportPlugin,
     authenticate_and_multiplex,
 };
-pub use policy::{Policy, RelaySet};
+pub use policy::{KnownRelay, Policy, RelayOrigin, RelaySet};
 pub use switchable::{SwitchHandle, SwitchableTransport};
 
 /// The libp2p version this crate is built on, re-exported so plug-in authors

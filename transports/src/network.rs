@@ -14,7 +14,7 @@ use crate::driver::{self, Command};
 use crate::error::{Error, Result};
 use crate::link::{Delivery, LinkTable, OutFrame};
 use crate::plugin::{TransportId, TransportPlugin};
-use crate::policy::{Policy, RelaySet};
+use crate::policy::{KnownRelay, Policy, RelaySet};
 
 /// Settings of a [`Network`]. Server roles are off by default; any node can
 /// enable them.
@@ -551,9 +551,18 @@ impl NetworkHandle {
 
     /// Replaces the relays a [`Policy::Relayed`] node may use (each address
     /// ending in `/p2p/<relay peer id>`).
+    /// Relays learned from contacts are kept.
     pub async fn set_relays(&self, relays: Vec<Multiaddr>) -> Result<()> {
-        let set = RelaySet::from_addrs(&relays).ok_or(Error::Config("relay addresses must end in /p2p/<peer id>"))?;
-        self.ask(|reply| Command::SetRelays { relays: set, addrs: relays, reply }).await
+        self.ask(|reply| Command::SetRelays { addrs: relays, reply }).await?
+    }
+
+    /// Learns the relays `peer` is reachable through, for the relay draws
+    /// of [`Policy::Relayed`]: call it once `peer` has proved it is a
+    /// contact. Only what the peer said of itself (identify, its signed
+    /// rendezvous record) or a connection to it counts. Returns the relays
+    /// that are new (at most [`crate::policy::MAX_LEARNED_RELAYS`] are kept).
+    pub async fn learn_relays_of(&self, peer: PeerId) -> Result<Vec<Multiaddr>> {
+        self.ask(|reply| Command::LearnRelaysOf { peer, reply }).await
     }
 
     /// Declares an address at which this node is reachable (for server roles);
@@ -577,7 +586,7 @@ impl NetworkHandle {
     }
 
     /// Reserves a slot on `relay` (an address ending in `/p2p/<relay peer
-    /// id>`, one of the configured relays under [`Policy::Relayed`]) and
+    /// id>`, a known relay under [`Policy::Relayed`]) and
     /// stops listening through any other relay. Resolves with the
     /// `/p2p-circuit` address once the reservation is accepted (at once if
     /// the node already listens through it).
@@ -586,8 +595,9 @@ impl NetworkHandle {
         tokio::time::timeout(self.request_timeout.saturating_mul(2), done).await.map_err(|_| Error::Timeout)??
     }
 
-    /// The configured relays (as given in [`NetworkConfig::relays`]).
-    pub async fn known_relays(&self) -> Result<Vec<Multiaddr>> {
+    /// The relays the node may listen through: the configured ones (as in
+    /// [`NetworkConfig::relays`]), then those learned from contacts.
+    pub async fn known_relays(&self) -> Result<Vec<KnownRelay>> {
         self.ask(|reply| Command::KnownRelays { reply }).await
     }
 

@@ -9,7 +9,7 @@
 //! The checks are pure functions of the policy, the transport kind, the address
 //! and the set of relays; they have unit and property tests below.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
@@ -131,16 +131,39 @@ impl FromStr for Policy {
 /// Why a policy refuses something (a short, static explanation).
 pub type Reason = &'static str;
 
+/// Relays learned from contacts that are remembered (the oldest is
+/// forgotten first).
+pub const MAX_LEARNED_RELAYS: usize = 16;
+
+/// Where a relay a node knows came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RelayOrigin {
+    /// Given in the configuration (or by [`crate::NetworkHandle::set_relays`]).
+    Configured,
+    /// The relay an authenticated contact is reachable through.
+    Learned,
+}
+
+/// A relay a node knows, with where it came from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct KnownRelay {
+    /// Its address, ending in `/p2p/<relay peer id>`.
+    pub addr: Multiaddr,
+    /// Where it came from.
+    pub origin: RelayOrigin,
+}
+
 /// The relays a `Relayed` node may talk to directly.
 ///
-/// Configured relays (with their addresses) may be listened on through; a
-/// relay named in a `/p2p-circuit` address the caller dials is added as a
-/// peer only (it will see the node's IP address, which the caller accepted
-/// by dialing through it).
+/// Configured relays and relays learned from contacts may be listened on
+/// through; a relay named in a `/p2p-circuit` address the caller dials is
+/// added as a peer only (it will see the node's IP address, which the caller
+/// accepted by dialing through it).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RelaySet {
-    configured: HashSet<PeerId>,
-    addrs: HashSet<Multiaddr>,
+    configured: Vec<(PeerId, Multiaddr)>,
+    /// Oldest first, at most [`MAX_LEARNED_RELAYS`].
+    learned: VecDeque<(PeerId, Multiaddr)>,
     dialed: HashSet<PeerId>,
 }
 
@@ -154,24 +177,36 @@ impl RelaySet {
     /// `/p2p/<relay peer id>`. Returns `None` if an address names no peer.
     pub fn from_addrs<'a>(addrs: impl IntoIterator<Item = &'a Multiaddr>) -> Option<Self> {
         let mut set = Self::new();
-        for a in addrs {
-            if !set.add_configured(a) {
-                return None;
-            }
-        }
-        Some(set)
+        set.replace_configured(addrs).then_some(set)
     }
 
-    /// Adds a configured relay; `false` (and nothing added) if `addr` does not
-    /// end in `/p2p/<peer id>`.
-    pub fn add_configured(&mut self, addr: &Multiaddr) -> bool {
-        let Some(peer) = peer_of(addr) else { return false };
-        self.configured.insert(peer);
-        self.addrs.insert(without_peer(addr));
+    /// Replaces the configured relays, keeping the learned and dialed ones;
+    /// `false` (and nothing changed) if an address names no peer.
+    pub fn replace_configured<'a>(&mut self, addrs: impl IntoIterator<Item = &'a Multiaddr>) -> bool {
+        let configured: Option<Vec<(PeerId, Multiaddr)>> =
+            addrs.into_iter().map(|a| peer_of(a).map(|p| (p, a.clone()))).collect();
+        let Some(configured) = configured else { return false };
+        self.learned.retain(|(p, _)| !configured.iter().any(|(c, _)| c == p));
+        self.configured = configured;
         true
     }
 
-    /// Whether any relay is configured (not merely dialed through).
+    /// Adds a relay learned from a contact (an address ending in
+    /// `/p2p/<relay peer id>` with a transport part). Returns whether it is
+    /// new; a configured or already learned relay is not.
+    pub fn add_learned(&mut self, addr: &Multiaddr) -> bool {
+        let Some(peer) = peer_of(addr) else { return false };
+        if without_peer(addr).iter().next().is_none() || self.may_listen_through(&peer) {
+            return false;
+        }
+        if self.learned.len() >= MAX_LEARNED_RELAYS {
+            self.learned.pop_front();
+        }
+        self.learned.push_back((peer, addr.clone()));
+        true
+    }
+
+    /// Whether any relay is configured (not merely learned or dialed through).
     pub fn has_configured(&self) -> bool {
         !self.configured.is_empty()
     }
@@ -181,17 +216,29 @@ impl RelaySet {
         self.dialed.insert(peer);
     }
 
-    /// Whether `peer` is a configured relay.
-    pub fn is_configured(&self, peer: &PeerId) -> bool {
-        self.configured.contains(peer)
+    /// Whether the node may listen through `peer`: a configured or learned relay.
+    pub fn may_listen_through(&self, peer: &PeerId) -> bool {
+        self.listenable().any(|(p, _)| p == peer)
+    }
+
+    /// The relays the node may listen through: the configured ones, then the
+    /// learned ones (oldest first).
+    pub fn known(&self) -> Vec<KnownRelay> {
+        let configured = self.configured.iter().map(|(_, a)| (a, RelayOrigin::Configured));
+        let learned = self.learned.iter().map(|(_, a)| (a, RelayOrigin::Learned));
+        configured.chain(learned).map(|(addr, origin)| KnownRelay { addr: addr.clone(), origin }).collect()
+    }
+
+    fn listenable(&self) -> impl Iterator<Item = &(PeerId, Multiaddr)> {
+        self.configured.iter().chain(&self.learned)
     }
 
     /// Whether a direct connection to `addr` reaches a relay: it names a relay's
-    /// peer id, or it is a configured relay's address.
+    /// peer id, or it is a known relay's address.
     pub fn is_relay_addr(&self, addr: &Multiaddr) -> bool {
         match peer_of(addr) {
-            Some(p) => self.configured.contains(&p) || self.dialed.contains(&p),
-            None => self.addrs.contains(addr),
+            Some(p) => self.may_listen_through(&p) || self.dialed.contains(&p),
+            None => self.listenable().any(|(_, a)| without_peer(a) == *addr),
         }
     }
 }
@@ -265,8 +312,8 @@ fn is_unspecified(addr: &Multiaddr) -> bool {
 
 const ANON_ONLY_MIXNET: Reason = "anonymous: only mixnet transports may be used";
 const RELAYED_ONLY_RELAYS: Reason = "relayed: direct connections go only to relays";
-const RELAYED_LISTEN: Reason = "relayed: listen only through a configured relay (/p2p-circuit)";
-const RELAYED_UNKNOWN_RELAY: Reason = "relayed: listen only through a configured relay";
+const RELAYED_LISTEN: Reason = "relayed: listen only through a known relay (/p2p-circuit)";
+const RELAYED_UNKNOWN_RELAY: Reason = "relayed: listen only through a configured or learned relay";
 const RELAYED_PROXIMITY: Reason = "relayed: proximity links would make the node directly reachable";
 const RELAYED_CIRCUIT_PEER: Reason = "relayed: the circuit address must name the relay's peer id";
 const OFFLINE_LAN: Reason = "offline: IP traffic only to loopback, private and link-local addresses";
@@ -371,7 +418,7 @@ pub fn check_circuit_listen(
     match policy {
         Policy::Direct => Ok(()),
         Policy::Relayed => match peer_of(&hop) {
-            Some(p) if relays.is_configured(&p) => Ok(()),
+            Some(p) if relays.may_listen_through(&p) => Ok(()),
             Some(_) => Err(RELAYED_UNKNOWN_RELAY),
             None => Err(RELAYED_CIRCUIT_PEER),
         },
@@ -410,6 +457,45 @@ mod tests {
             assert!(check_listen(Policy::Direct, k, &ma("/ip4/0.0.0.0/tcp/0")).is_ok());
             assert!(check_inbound(Policy::Direct, k, &ma("/ip4/8.8.8.8/tcp/1")).is_ok());
         }
+    }
+
+    #[test]
+    fn learned_relays_may_be_listened_through_and_are_bounded() {
+        let configured = ma(&format!("/ip4/1.2.3.4/tcp/1/p2p/{}", PeerId::random()));
+        let mut r = RelaySet::from_addrs([&configured]).unwrap();
+        assert!(!r.add_learned(&configured), "a configured relay is not learned again");
+        assert!(!r.add_learned(&ma("/ip4/5.6.7.8/tcp/1")), "no peer id");
+        assert!(!r.add_learned(&ma(&format!("/p2p/{}", PeerId::random()))), "no transport part");
+
+        let learned: Vec<Multiaddr> =
+            (0..=MAX_LEARNED_RELAYS).map(|i| ma(&format!("/ip4/9.9.9.{i}/tcp/1/p2p/{}", PeerId::random()))).collect();
+        for a in &learned {
+            assert!(r.add_learned(a));
+            assert!(!r.add_learned(a), "learned once");
+        }
+        let known = r.known();
+        assert_eq!(known.len(), 1 + MAX_LEARNED_RELAYS);
+        assert_eq!(known[0], KnownRelay { addr: configured.clone(), origin: RelayOrigin::Configured });
+        // The oldest learned relay was forgotten.
+        assert!(known.iter().all(|k| k.addr != learned[0]));
+        let newest = learned.last().unwrap();
+        assert!(known.iter().any(|k| &k.addr == newest && k.origin == RelayOrigin::Learned));
+
+        // A learned relay may be dialed and listened through; a forgotten one not.
+        let circuit = |a: &Multiaddr| a.clone().with(Protocol::P2pCircuit);
+        assert!(check_dial(Policy::Relayed, Ip, newest, &r).is_ok());
+        assert!(check_circuit_listen(Policy::Relayed, Ip, &circuit(newest), &r).is_ok());
+        assert!(check_dial(Policy::Relayed, Ip, &learned[0], &r).is_err());
+        assert!(check_circuit_listen(Policy::Relayed, Ip, &circuit(&learned[0]), &r).is_err());
+
+        // New configured relays keep the learned ones; a learned relay that is
+        // now configured counts once, as configured.
+        assert!(r.replace_configured([newest]));
+        let known = r.known();
+        assert_eq!(known.iter().filter(|k| &k.addr == newest).count(), 1);
+        assert_eq!(known[0].origin, RelayOrigin::Configured);
+        assert!(check_circuit_listen(Policy::Relayed, Ip, &circuit(&learned[1]), &r).is_ok());
+        assert!(check_circuit_listen(Policy::Relayed, Ip, &circuit(&configured), &r).is_err());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! A relayed node moving between relays and rotating its key: it is
 //! reachable through the relay it uses now, never through its own address,
-//! and the addresses its contact learned for it are all circuits.
+//! and the addresses its contact learned for it are all circuits; a relay
+//! learned from a contact joins the relays it may listen through.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -11,7 +12,7 @@ use std::time::Instant;
 use common::*;
 use libp2p::Multiaddr;
 use veil_transports::{
-    AddressSource, Memory, NetworkEvent, Policy, Tcp, TransportPlugin,
+    AddressSource, KnownRelay, Memory, NetworkEvent, Policy, RelayOrigin, Tcp, TransportPlugin,
     policy::{is_circuit, relay_hop},
 };
 
@@ -42,7 +43,8 @@ async fn a_relayed_node_moves_between_relays_and_rotates_its_key() {
     let mut x_cfg = config();
     x_cfg.relays = vec![r1_addr.clone(), r2_addr.clone()];
     let mut x = spawn_with(Policy::Relayed, memory(), x_cfg);
-    assert_eq!(x.handle.known_relays().await.unwrap(), vec![r1_addr.clone(), r2_addr.clone()]);
+    let configured = |addr: &Multiaddr| KnownRelay { addr: addr.clone(), origin: RelayOrigin::Configured };
+    assert_eq!(x.handle.known_relays().await.unwrap(), vec![configured(&r1_addr), configured(&r2_addr)]);
 
     let on_r1 = x.handle.use_relay(r1_addr.clone()).await.unwrap();
     assert!(is_circuit(&on_r1) && through(&on_r1) == Some(r1.peer), "{on_r1}");
@@ -110,4 +112,52 @@ async fn the_first_reservation_after_a_rotation_succeeds_over_tcp() {
         assert_eq!(through(&circuit), Some(r.peer), "{circuit}");
         eprintln!("reserved again in {:?}", started.elapsed());
     }
+}
+
+/// A relayed node that reached a contact through the contact's relay may
+/// listen through that relay once it learned it from the contact, and not
+/// before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_contacts_relay_is_learned_and_may_then_be_listened_through() {
+    let memory = || vec![Arc::new(Memory::new()) as Arc<dyn TransportPlugin>];
+    let (r1, r1_addr) = relay(memory(), "/memory/0").await;
+    let (r2, r2_addr) = relay(memory(), "/memory/0").await;
+    drain(r1.events);
+    drain(r2.events);
+    let relayed_on = |addr: &Multiaddr| {
+        let mut cfg = config();
+        cfg.relays = vec![addr.clone()];
+        spawn_with(Policy::Relayed, memory(), cfg)
+    };
+    let x = relayed_on(&r1_addr);
+    let mut y = relayed_on(&r2_addr);
+    drain(x.events);
+    let y_circuit = y.handle.use_relay(r2_addr.clone()).await.unwrap().with_p2p(y.peer).unwrap();
+
+    // Before: r2 is not a relay x may listen through.
+    assert!(x.handle.use_relay(r2_addr.clone()).await.is_err());
+    assert_eq!(x.handle.learn_relays_of(y.peer).await.unwrap(), Vec::<Multiaddr>::new());
+
+    assert_eq!(x.handle.dial(y_circuit).await.unwrap(), y.peer);
+    x.handle.send_frame(y.peer, b"hi".to_vec()).await.unwrap();
+    assert_eq!(recv_frames(&mut y.events, 1).await[0], (x.peer, b"hi".to_vec()));
+
+    // Learned once, then known as learned, and usable.
+    assert_eq!(x.handle.learn_relays_of(y.peer).await.unwrap(), vec![r2_addr.clone()]);
+    assert!(x.handle.learn_relays_of(y.peer).await.unwrap().is_empty());
+    let known = x.handle.known_relays().await.unwrap();
+    assert_eq!(
+        known,
+        vec![
+            KnownRelay { addr: r1_addr.clone(), origin: RelayOrigin::Configured },
+            KnownRelay { addr: r2_addr.clone(), origin: RelayOrigin::Learned },
+        ]
+    );
+    let on_r2 = x.handle.use_relay(r2_addr.clone()).await.unwrap();
+    assert_eq!(through(&on_r2), Some(r2.peer), "{on_r2}");
+
+    // Replacing the configured relays keeps the learned one.
+    x.handle.set_relays(vec![]).await.unwrap();
+    let known = x.handle.known_relays().await.unwrap();
+    assert_eq!(known, vec![KnownRelay { addr: r2_addr, origin: RelayOrigin::Learned }]);
 }
