@@ -45,12 +45,14 @@ use crate::{
     Error, GroupLog, NodeEvent, Result,
     announce::{Announcements, Change},
     group_log::GroupLogDeps,
+    heads::{Heads, HeadsGossip, OwnHeads},
     messages::{
         courier::{EntriesOwed, InboundFrame, NetworkRestarted, PeerLeft, StartGroup},
         group::ReceiveEntries,
         rendezvous::{PointsRotated, Refresh, WatchKey},
         vault::GroupAdded,
     },
+    pace::LookupPace,
     supervision::{guarded_with, mailbox},
 };
 
@@ -64,8 +66,9 @@ const SERVE_CHUNK: usize = 256;
 /// may open another with the same peer (a transfer in flight must not be
 /// asked for twice).
 const RECONCILE_PAUSE: Duration = Duration::from_secs(5);
-/// Every this many ticks, heads are offered again to every peer and
-/// multi-member groups look for members they are not connected to.
+/// Every this many ticks, heads are offered again to every peer that told
+/// other heads, and multi-member groups look for members they are not
+/// connected to.
 const SLOW_TICKS: u64 = 10;
 /// How long an entry asked for is not asked for again.
 const ASK_AGAIN: Duration = Duration::from_secs(2);
@@ -128,6 +131,8 @@ struct Route {
     /// Where a replication node of the group would be, and the seed of the
     /// session tags spoken with it (multi-member groups).
     replica: ReplicaRoute,
+    /// When to look members up next (multi-member groups).
+    pace: LookupPace,
 }
 
 /// How members meet a group's replication node: at the points of its
@@ -159,8 +164,13 @@ pub struct Courier {
     busy: HashSet<(GroupId, Option<PeerId>)>,
     /// Pushes asked for while one was in progress: run again after it.
     again: HashSet<(GroupId, PeerId)>,
-    /// The heads last offered to each peer of each pull-synced group.
-    offered: HashMap<(GroupId, PeerId), Vec<EntryHash>>,
+    /// Who hears this node's heads of each pull-synced group, and when.
+    gossip: HeadsGossip,
+    /// This node's heads of each pull-synced group, as last read.
+    own_heads: OwnHeads,
+    /// Pull-synced groups whose heads may have changed, or that owe a peer
+    /// an answer: their heads are offered at the next tick.
+    heads_due: HashSet<GroupId>,
     /// When this node last opened a reconciliation with each peer.
     reconciling: HashMap<(GroupId, PeerId), std::time::Instant>,
     /// Ticks so far.
@@ -235,7 +245,9 @@ impl Courier {
             busy: HashSet::new(),
             again: HashSet::new(),
             points: HashMap::new(),
-            offered: HashMap::new(),
+            gossip: HeadsGossip::default(),
+            own_heads: OwnHeads::default(),
+            heads_due: HashSet::new(),
             reconciling: HashMap::new(),
             ticks: 0,
             heard: HashMap::new(),
@@ -355,41 +367,63 @@ impl Courier {
         }));
     }
 
-    /// Tells `group`'s session peers the heads of both its logs (pull-synced
-    /// groups), so they can ask for what they lack; each peer hears a set of
-    /// heads once (`fresh`: `peer` just joined and hears them regardless).
+    /// Tells some of `group`'s session peers the heads of both its logs
+    /// (pull-synced groups), so they can ask for what they lack: see
+    /// [`HeadsGossip`] for who hears them when (`fresh`: `peer` just joined
+    /// and hears them regardless).
     fn offer_heads(&mut self, ctx: &mut Context<Self>, group: GroupId, fresh: Option<PeerId>) {
         if !self.pulls(&group) {
             return;
         }
-        let store = self.store.clone();
+        if let Some(peer) = fresh {
+            self.gossip.met(group, peer);
+        }
+        if let Some(heads) = self.own_heads.current(&group).cloned() {
+            self.spread_heads(ctx, group, heads);
+            return;
+        }
+        let (store, generation) = (self.store.clone(), self.own_heads.reading(&group));
         let fut = async move {
             let metadata = store.heads(&group, EntryKind::Metadata).await?;
             let messages = store.heads(&group, EntryKind::Message).await?;
-            Ok::<_, Error>((cap(metadata), cap(messages)))
+            Ok::<_, Error>(Heads { metadata: cap(metadata), messages: cap(messages) })
         };
-        ctx.spawn(fut.into_actor(self).map(move |heads, act, ctx| {
-            let (metadata, messages) = match heads {
-                Ok(h) => h,
-                Err(e) => return tracing::debug!(actor = NAME, error = %e, "cannot read heads"),
-            };
-            let offer: Vec<EntryHash> = metadata.iter().chain(&messages).copied().collect();
-            if let Some(peer) = fresh {
-                act.offered.remove(&(group, peer));
+        ctx.spawn(fut.into_actor(self).map(move |heads, act, ctx| match heads {
+            Ok(heads) => {
+                act.own_heads.read(group, generation, heads.clone());
+                act.spread_heads(ctx, group, heads);
             }
-            for peer in act.peers_of(&group) {
-                if act.offered.get(&(group, peer)) != Some(&offer) {
-                    act.offered.insert((group, peer), offer.clone());
-                    let body = GroupBody::Heads { metadata: metadata.clone(), messages: messages.clone() };
-                    act.send(ctx, group, peer, body);
-                }
-            }
+            Err(e) => tracing::debug!(actor = NAME, error = %e, "cannot read heads"),
         }));
+    }
+
+    /// Something may have been stored in `group`: its heads are read again
+    /// and offered at the next tick.
+    fn heads_changed(&mut self, group: GroupId) {
+        self.own_heads.changed(group);
+        self.heads_due.insert(group);
+    }
+
+    /// Sends `heads` to the peers of `group` that should hear them now.
+    fn spread_heads(&mut self, ctx: &mut Context<Self>, group: GroupId, heads: Heads) {
+        let slow = self.ticks.is_multiple_of(SLOW_TICKS);
+        let peers = self.peers_of(&group);
+        for peer in self.gossip.recipients(group, &heads.all(), &peers, slow) {
+            let body = GroupBody::Heads { metadata: heads.metadata.clone(), messages: heads.messages.clone() };
+            self.send(ctx, group, peer, body);
+        }
     }
 
     /// Asks `peer` for the entries of `hashes` that are not stored (what
     /// they name and we lack comes by reconciliation).
-    fn want(&mut self, ctx: &mut Context<Self>, group: GroupId, peer: PeerId, hashes: Vec<EntryHash>) {
+    fn want(&mut self, ctx: &mut Context<Self>, group: GroupId, peer: PeerId, mut hashes: Vec<EntryHash>) {
+        // Our own heads are stored: a peer in step with us costs no lookup.
+        if let Some(ours) = self.own_heads.current(&group) {
+            hashes.retain(|h| !ours.metadata.contains(h) && !ours.messages.contains(h));
+        }
+        if hashes.is_empty() {
+            return;
+        }
         let store = self.store.clone();
         let fut = async move {
             let stored: HashSet<EntryHash> = store.sync_order(&group, &hashes).await?.into_iter().collect();
@@ -536,12 +570,21 @@ impl Courier {
         };
         ctx.spawn(fut.into_actor(self).map(move |(found, replicas), act, ctx| {
             act.busy.remove(&(group, None));
-            let found = found.into_iter().map(|p| (p, false)).chain(replicas.into_iter().map(|p| (p, true)));
+            let mut found: Vec<(PeerId, bool)> =
+                found.into_iter().map(|p| (p, false)).chain(replicas.into_iter().map(|p| (p, true))).collect();
+            found.retain(|(peer, _)| {
+                let known = act.sessions.get(peer).is_some_and(|g| g.contains(&group));
+                !known && Some(*peer) != act.me
+            });
+            // Pull-synced groups dial only peers not tried before, and look
+            // again sooner if some were new.
+            let base = if act.peers_of(&group).is_empty() { 1 } else { SLOW_TICKS };
+            if let Some(route) = act.routes.get_mut(&group).filter(|r| r.pull) {
+                let new: HashSet<PeerId> =
+                    route.pace.looked(act.ticks, base, found.iter().map(|(p, _)| *p)).into_iter().collect();
+                found.retain(|(peer, _)| new.contains(peer));
+            }
             for (peer, replica) in found {
-                let known = act.sessions.get(&peer).is_some_and(|g| g.contains(&group));
-                if known || Some(peer) == act.me {
-                    continue;
-                }
                 let network = act.network.clone();
                 ctx.spawn(async move { network.dial_peer(peer).await }.into_actor(act).map(move |dialed, act, ctx| {
                     match dialed {
@@ -571,13 +614,17 @@ impl Courier {
     /// Pushes to the group's connected members, or looks them up if there
     /// are none.
     fn deliver(&mut self, ctx: &mut Context<Self>, group: GroupId) {
+        let Some(route) = self.routes.get(&group) else { return };
         let peers = self.peers_of(&group);
-        // Multi-member groups keep looking (slowly) for members they are
-        // not connected to yet, so new entries reach everyone directly.
-        let slow = self.pulls(&group) && self.ticks.is_multiple_of(SLOW_TICKS);
-        if peers.is_empty() || slow {
+        let (pull, owes) = (route.pull, !route.members.is_empty());
+        // Multi-member groups keep looking (at their own pace) for members
+        // they are not connected to yet, so new entries reach everyone
+        // directly; contact groups look while they reach nobody.
+        let look = if pull { route.pace.due(self.ticks) } else { peers.is_empty() };
+        if look {
             self.look_up(ctx, group);
         }
+        let slow = pull && self.ticks.is_multiple_of(SLOW_TICKS);
         // A replication node offers nothing by itself: what other members
         // left there comes by reconciling now and then.
         if slow {
@@ -585,10 +632,18 @@ impl Courier {
                 self.open_reconciliation(ctx, group, peer);
             }
         }
-        for peer in peers {
-            self.push(ctx, group, peer);
+        if owes {
+            for peer in peers {
+                self.push(ctx, group, peer);
+            }
         }
-        self.offer_heads(ctx, group, None);
+        if slow {
+            // Read again now and then, whatever was missed.
+            self.own_heads.changed(group);
+        }
+        if self.heads_due.remove(&group) || slow {
+            self.offer_heads(ctx, group, None);
+        }
     }
 
     /// Announces `group` at the current period's point and withdraws the
@@ -616,13 +671,10 @@ impl Courier {
     }
 
     fn tick(&mut self, ctx: &mut Context<Self>) {
-        // Anti-entropy: heads are offered again now and then, so a member
-        // that missed something (a lost frame, an entry it could not take
-        // yet) finds out.
+        // Anti-entropy: at slow ticks heads go to every peer that told
+        // other heads, so a member that missed something (a lost frame, an
+        // entry it could not take yet) finds out.
         self.ticks += 1;
-        if self.ticks.is_multiple_of(SLOW_TICKS) {
-            self.offered.clear();
-        }
         for ((group, peer), heads) in std::mem::take(&mut self.heard) {
             self.want(ctx, group, peer, heads);
         }
@@ -709,7 +761,7 @@ impl Supervised for Courier {
         self.proven.clear();
         self.busy.clear();
         self.again.clear();
-        self.offered.clear();
+        self.gossip.clear();
         self.reconciling.clear();
         self.heard.clear();
     }
@@ -746,7 +798,8 @@ impl Handler<StartGroup> for Courier {
                         seed: credential.session_seed(),
                         points: act.replica_points.get(&credential.replication_id).copied(),
                     };
-                    act.routes.insert(group, Route { seed, log, members, announcements, points, pull, replica });
+                    let pace = LookupPace::default();
+                    act.routes.insert(group, Route { seed, log, members, announcements, points, pull, replica, pace });
                 });
                 // Points reported before the route existed (at start, the
                 // rotator reports stored groups before they are started).
@@ -775,6 +828,9 @@ impl Handler<PointsRotated> for Courier {
             WatchKey::Group(group) => {
                 self.awaiting_new_peer_id |= msg.awaits_new_peer_id;
                 self.points.insert(group, msg.points);
+                if let Some(route) = self.routes.get_mut(&group) {
+                    route.pace.reset(None);
+                }
                 self.announce(ctx, group, msg.points);
                 self.deliver(ctx, group);
             }
@@ -793,6 +849,7 @@ impl Handler<EntriesOwed> for Courier {
     type Result = ();
 
     fn handle(&mut self, msg: EntriesOwed, ctx: &mut Self::Context) {
+        self.heads_changed(msg.group);
         let peers = self.peers_of(&msg.group);
         if self.pulls(&msg.group) && !peers.is_empty() {
             // Live: straight to every connected member.
@@ -851,15 +908,21 @@ impl Handler<InboundFrame> for Courier {
                         Ok::<_, Error>(receipt.waiting)
                     }
                     .into_actor(self)
-                    .map(move |r, act, ctx| match r {
-                        // Something is missing (a parent, an announcement),
-                        // maybe much: reconcile with the sender.
-                        Ok(true) if pull => act.open_reconciliation(ctx, group, peer),
-                        Ok(false) if pull => {
-                            act.reconciling.remove(&(group, peer));
+                    .map(move |r, act, ctx| {
+                        if r.is_ok() && pull {
+                            // What was stored may have moved the heads.
+                            act.heads_changed(group);
                         }
-                        Ok(_) => {}
-                        Err(e) => tracing::debug!(actor = NAME, error = %e, "receiving entries failed"),
+                        match r {
+                            // Something is missing (a parent, an announcement),
+                            // maybe much: reconcile with the sender.
+                            Ok(true) if pull => act.open_reconciliation(ctx, group, peer),
+                            Ok(false) if pull => {
+                                act.reconciling.remove(&(group, peer));
+                            }
+                            Ok(_) => {}
+                            Err(e) => tracing::debug!(actor = NAME, error = %e, "receiving entries failed"),
+                        }
                     }),
                 );
             }
@@ -868,7 +931,10 @@ impl Handler<InboundFrame> for Courier {
                 // offers has usually just been pushed by its author, and
                 // asking at once would fetch it twice.
                 if self.pulls(&group) {
-                    self.heard.insert((group, peer), metadata.into_iter().chain(messages).collect());
+                    let heads: Vec<EntryHash> = metadata.into_iter().chain(messages).collect();
+                    self.gossip.told(group, peer, heads.clone());
+                    self.heard.insert((group, peer), heads);
+                    self.heads_due.insert(group);
                 }
             }
             GroupBody::Want(hashes) => {
@@ -912,12 +978,15 @@ impl Handler<PeerLeft> for Courier {
 
     fn handle(&mut self, msg: PeerLeft, ctx: &mut Self::Context) {
         // Entries pushed on the closed connection may have lost their acks.
-        self.offered.retain(|(_, p), _| *p != msg.peer);
+        self.gossip.forget(&msg.peer);
         self.reconciling.retain(|(_, p), _| *p != msg.peer);
         self.heard.retain(|(_, p), _| *p != msg.peer);
         self.replicas.retain(|(_, p)| *p != msg.peer);
         self.proven.remove(&msg.peer);
         for group in self.sessions.remove(&msg.peer).unwrap_or_default() {
+            if let Some(route) = self.routes.get_mut(&group) {
+                route.pace.reset(Some(&msg.peer));
+            }
             ctx.spawn(self.reschedule(group).into_actor(self));
         }
     }
@@ -931,13 +1000,16 @@ impl Handler<NetworkRestarted> for Courier {
         self.awaiting_new_peer_id = false;
         self.sessions.clear();
         self.replicas.clear();
-        self.offered.clear();
+        self.gossip.clear();
         self.reconciling.clear();
         self.heard.clear();
         // The new peer id must be announced at every group's points.
         let groups: Vec<GroupId> = self.routes.keys().copied().collect();
         for group in groups {
             ctx.spawn(self.reschedule(group).into_actor(self));
+            if let Some(route) = self.routes.get_mut(&group) {
+                route.pace.reset(None);
+            }
             if let Some(change) = self.routes.get_mut(&group).and_then(|r| r.announcements.reset()) {
                 self.apply_change(ctx, group, change);
             }
