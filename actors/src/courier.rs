@@ -576,7 +576,7 @@ impl Courier {
                 let known = act.sessions.get(peer).is_some_and(|g| g.contains(&group));
                 !known && Some(*peer) != act.me
             });
-            // Pull-synced groups dial only peers not tried before, and look
+            // Pull-synced groups dial peers not seen before or not reached, and look
             // again sooner if some were new.
             let base = if act.peers_of(&group).is_empty() { 1 } else { SLOW_TICKS };
             if let Some(route) = act.routes.get_mut(&group).filter(|r| r.pull) {
@@ -587,6 +587,9 @@ impl Courier {
             for (peer, replica) in found {
                 let network = act.network.clone();
                 ctx.spawn(async move { network.dial_peer(peer).await }.into_actor(act).map(move |dialed, act, ctx| {
+                    if let Some(route) = act.routes.get_mut(&group) {
+                        route.pace.dialed(peer, dialed.is_ok());
+                    }
                     match dialed {
                         Ok(()) if replica => act.join_replica(ctx, group, peer),
                         Ok(()) => act.join_session(ctx, group, peer),
@@ -802,11 +805,13 @@ impl Handler<StartGroup> for Courier {
                     act.routes.insert(group, Route { seed, log, members, announcements, points, pull, replica, pace });
                 });
                 // Points reported before the route existed (at start, the
-                // rotator reports stored groups before they are started).
+                // rotator reports stored groups before they are started):
+                // announce, and look members up now rather than at a tick.
                 if started.is_ok()
                     && let Some(points) = act.points.get(&group).copied()
                 {
                     act.announce(ctx, group, points);
+                    act.deliver(ctx, group);
                 }
                 let rotator = act.rotator.clone();
                 async move {
@@ -929,11 +934,17 @@ impl Handler<InboundFrame> for Courier {
             GroupBody::Heads { metadata, messages } => {
                 // Asked for at the next tick, if still missing: what a peer
                 // offers has usually just been pushed by its author, and
-                // asking at once would fetch it twice.
+                // asking at once would fetch it twice. The first heads of a
+                // session are asked for at once: a member coming back must
+                // not wait a tick to start catching up.
                 if self.pulls(&group) {
                     let heads: Vec<EntryHash> = metadata.into_iter().chain(messages).collect();
-                    self.gossip.told(group, peer, heads.clone());
-                    self.heard.insert((group, peer), heads);
+                    let first = self.gossip.told(group, peer, heads.clone());
+                    if first {
+                        self.want(ctx, group, peer, heads);
+                    } else {
+                        self.heard.insert((group, peer), heads);
+                    }
                     self.heads_due.insert(group);
                 }
             }

@@ -49,11 +49,12 @@ pub(crate) struct HeadsGossip {
 }
 
 impl HeadsGossip {
-    /// Records the heads `peer` told for `group`; it is answered if ours differ.
-    pub(crate) fn told(&mut self, group: GroupId, peer: PeerId, mut heads: Vec<EntryHash>) {
+    /// Records the heads `peer` told for `group`; it is answered if ours
+    /// differ. Returns whether they are the first it told in this session.
+    pub(crate) fn told(&mut self, group: GroupId, peer: PeerId, mut heads: Vec<EntryHash>) -> bool {
         heads.sort();
-        self.told.insert((group, peer), heads);
         self.owed.insert((group, peer));
+        self.told.insert((group, peer), heads).is_none()
     }
 
     /// Makes `peer` hear this node's heads of `group` at the next offer, as
@@ -249,9 +250,12 @@ mod tests {
         let mut g = HeadsGossip::default();
         let all = peers(2);
         for p in &all {
-            g.told(G, *p, vec![h(1)]);
+            assert!(g.told(G, *p, vec![h(1)]), "the first heads of the session");
+            assert!(!g.told(G, *p, vec![h(1)]));
         }
         assert!(g.recipients(G, &[h(1)], &all, false).is_empty());
+        g.met(G, all[1]);
+        assert!(g.told(G, all[1], vec![h(1)]), "a new session");
         g.met(G, all[1]);
         assert_eq!(g.recipients(G, &[h(1)], &all, false), vec![all[1]]);
         g.forget(&all[1]);

@@ -9,8 +9,11 @@
 //! finds nobody new doubles the wait before the next one (up to
 //! [`MAX_BACKOFF`] times the base), and anything that may have changed who is
 //! reachable (a peer left, new points, a new peer id) makes the next lookup
-//! due at once. Peers already tried are not counted as new again: stale
-//! registrations (peer ids of earlier periods) must not keep lookups frequent.
+//! due at once. Peers already seen are not counted as new again: stale
+//! registrations (peer ids of earlier periods) must not keep lookups
+//! frequent. Peers whose dial failed are dialed again at every lookup (a
+//! transient failure must not hide a member for good), without making
+//! lookups more frequent.
 
 use std::collections::HashSet;
 
@@ -26,8 +29,10 @@ pub(crate) struct LookupPace {
     next: u64,
     /// The current multiple of the base wait.
     backoff: u64,
-    /// Peers found by lookups and tried since the last reset.
-    tried: HashSet<PeerId>,
+    /// Peers found by lookups since the last reset.
+    seen: HashSet<PeerId>,
+    /// Of those, peers whose last dial failed.
+    failed: HashSet<PeerId>,
 }
 
 impl LookupPace {
@@ -36,14 +41,31 @@ impl LookupPace {
         tick >= self.next
     }
 
-    /// Of the peers a lookup at `tick` `found`, those not tried before (to
-    /// dial); schedules the next lookup `base` ticks later if some were new,
-    /// or twice the last wait if none was.
+    /// Of the peers a lookup at `tick` `found`, those to dial: the ones not
+    /// seen before and the ones whose dial failed. Schedules the next lookup
+    /// `base` ticks later if some were new, or twice the last wait if none was.
     pub(crate) fn looked(&mut self, tick: u64, base: u64, found: impl IntoIterator<Item = PeerId>) -> Vec<PeerId> {
-        let new: Vec<PeerId> = found.into_iter().filter(|p| self.tried.insert(*p)).collect();
-        self.backoff = if new.is_empty() { (self.backoff * 2).clamp(1, MAX_BACKOFF) } else { 1 };
+        let mut new = false;
+        let dial: Vec<PeerId> = found
+            .into_iter()
+            .filter(|p| {
+                let unseen = self.seen.insert(*p);
+                new |= unseen;
+                unseen || self.failed.contains(p)
+            })
+            .collect();
+        self.backoff = if new { 1 } else { (self.backoff * 2).clamp(1, MAX_BACKOFF) };
         self.next = tick.saturating_add(base.max(1).saturating_mul(self.backoff));
-        new
+        dial
+    }
+
+    /// Records the outcome of a dial of a peer a lookup found.
+    pub(crate) fn dialed(&mut self, peer: PeerId, reached: bool) {
+        if reached {
+            self.failed.remove(&peer);
+        } else {
+            self.failed.insert(peer);
+        }
     }
 
     /// Makes the next lookup due at once and `peer` (if any) new again.
@@ -52,9 +74,13 @@ impl LookupPace {
         self.backoff = 0;
         match peer {
             Some(p) => {
-                self.tried.remove(p);
+                self.seen.remove(p);
+                self.failed.remove(p);
             }
-            None => self.tried.clear(),
+            None => {
+                self.seen.clear();
+                self.failed.clear();
+            }
         }
     }
 }
@@ -79,6 +105,13 @@ mod tests {
             assert!(!pace.due(tick + wait - 1) && pace.due(tick + wait), "wait {wait}");
             tick += wait;
         }
+        // A failed dial is tried again at every lookup, without making
+        // lookups more frequent; once reached, it is not.
+        pace.dialed(b, false);
+        assert_eq!(pace.looked(tick, 10, [a, b]), vec![b]);
+        assert!(!pace.due(tick + 159) && pace.due(tick + 160));
+        pace.dialed(b, true);
+        assert!(pace.looked(tick, 10, [a, b]).is_empty());
         // A peer left: due now, and it counts as new when found again.
         pace.reset(Some(&a));
         assert!(pace.due(tick));

@@ -7,6 +7,8 @@
 //! are bound together by the handshake: the account's Ed25519 key signs the
 //! transcript in which its X25519 key takes part.
 
+use core::cell::RefCell;
+
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use x25519_dalek::{PublicKey as XPublic, StaticSecret};
 use zeroize::Zeroizing;
@@ -15,6 +17,14 @@ use crate::{
     Error, Result,
     secret::{Entropy, random_array},
 };
+
+/// How many parsed Ed25519 public keys each thread keeps (direct-mapped by
+/// their first byte; only valid, non-weak keys are kept).
+pub(crate) const PARSED_KEYS: usize = 64;
+
+thread_local! {
+    static PARSED: RefCell<[Option<VerifyingKey>; PARSED_KEYS]> = const { RefCell::new([None; PARSED_KEYS]) };
+}
 
 /// An Ed25519 signature.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -33,11 +43,21 @@ pub struct VerifyKey(VerifyingKey);
 impl VerifyKey {
     /// Parses and validates a 32-byte Ed25519 public key. Weak (small-order)
     /// keys are refused: they would let one signature verify for many messages.
+    ///
+    /// Parsing decompresses a curve point (a field square root, a sizeable
+    /// part of checking a signature), and the same few authors sign every
+    /// entry of a group: keys parsed lately are kept per thread
+    /// (64 of them) and not decompressed again.
     pub fn from_bytes(bytes: &[u8; 32]) -> Result<Self> {
+        let slot = usize::from(bytes[0]) % PARSED_KEYS;
+        if let Some(key) = PARSED.with(|cache| cache.borrow()[slot].filter(|k| k.as_bytes() == bytes)) {
+            return Ok(Self(key));
+        }
         let key = VerifyingKey::from_bytes(bytes).map_err(|_| Error::InvalidPublicKey("Ed25519"))?;
         if key.is_weak() {
             return Err(Error::InvalidPublicKey("Ed25519"));
         }
+        PARSED.with(|cache| cache.borrow_mut()[slot] = Some(key));
         Ok(Self(key))
     }
 
@@ -293,6 +313,35 @@ mod tests {
     fn low_order_agreement_key_is_refused() {
         let me = AgreementSecret::generate(&mut OsEntropy).unwrap();
         assert_eq!(me.agree(&AgreementPublic([0u8; 32])), Err(Error::WeakKeyAgreement));
+    }
+
+    #[test]
+    fn parsed_keys_kept_per_thread_never_stand_in_for_another() {
+        // Two valid keys and the identity point (weak), all in one slot.
+        let mut seed = [0u8; 32];
+        let mut same_slot = Vec::new();
+        while same_slot.len() < 2 {
+            seed[31] = seed[31].wrapping_add(1);
+            seed[30] += u8::from(seed[31] == 0);
+            let key = SigningKey::from_bytes(&seed).verifying_key().to_bytes();
+            if usize::from(key[0]) % PARSED_KEYS == 1 {
+                same_slot.push(key);
+            }
+        }
+        let mut weak = [0u8; 32];
+        weak[0] = 1;
+        for _ in 0..2 {
+            for bytes in &same_slot {
+                assert_eq!(VerifyKey::from_bytes(bytes).unwrap().to_bytes(), *bytes);
+                assert!(VerifyKey::from_bytes(&weak).is_err());
+            }
+        }
+        // A key met again verifies as before.
+        let signer = SigningSecret::from_seed(&seed);
+        let sig = signer.sign(b"m");
+        let again = VerifyKey::from_bytes(&signer.verify_key().to_bytes()).unwrap();
+        assert_eq!(VerifyKey::from_bytes(&signer.verify_key().to_bytes()).unwrap(), again);
+        assert!(again.verify(b"m", &sig).is_ok());
     }
 
     #[test]

@@ -107,6 +107,10 @@ fn payload_purpose(hash: &[u8; 32]) -> Vec<u8> {
     [SEAL_PAYLOAD, hash.as_slice()].concat()
 }
 
+/// From this many hashes on, [`Store::sync_order`] scans the group's entries
+/// in order rather than looking each up.
+pub(crate) const SCAN_ORDER_AT: usize = 512;
+
 pub(crate) fn kind_code(kind: EntryKind) -> i64 {
     kind as i64
 }
@@ -306,7 +310,13 @@ impl Store {
     /// them: the metadata log first, each log by (Lamport clock, hash), so a
     /// receiver meets every announcement before the messages it unlocks and
     /// parents before their children.
+    ///
+    /// Many hashes (a member catching up on a backlog) are ordered by one
+    /// scan of the group's order index instead of a lookup each.
     pub async fn sync_order(&self, group: &GroupId, hashes: &[EntryHash]) -> Result<Vec<EntryHash>> {
+        if hashes.len() >= SCAN_ORDER_AT {
+            return self.sync_order_by_scan(group, hashes).await;
+        }
         let mut keyed: Vec<(bool, u64, EntryHash)> = self
             .positions(group, hashes)
             .await?
@@ -315,6 +325,20 @@ impl Store {
             .collect();
         keyed.sort();
         Ok(keyed.into_iter().map(|(_, _, h)| h).collect())
+    }
+
+    /// [`Store::sync_order`] by a scan of the group's entries in the order
+    /// index (metadata kind first, then Lamport clock, then hash).
+    async fn sync_order_by_scan(&self, group: &GroupId, hashes: &[EntryHash]) -> Result<Vec<EntryHash>> {
+        let wanted: HashSet<[u8; 32]> = hashes.iter().map(|h| h.0).collect();
+        let rows: Vec<Vec<u8>> = sqlx::query_scalar(
+            "SELECT hash FROM entries WHERE group_ref = (SELECT id FROM groups WHERE group_id = $1)
+               ORDER BY kind, lamport, hash",
+        )
+        .bind(group.0.to_vec())
+        .fetch_all(&self.readers)
+        .await?;
+        Ok(entry_hashes(rows)?.into_iter().filter(|h| wanted.contains(&h.0)).collect())
     }
 
     /// The log and Lamport clock of the stored entries of `group` among

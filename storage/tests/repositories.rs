@@ -178,6 +178,44 @@ async fn sync_reads_stay_in_their_group_and_come_in_causal_order() {
     assert!(t.store.entries_of(&gid, &[]).await.unwrap().is_empty());
 }
 
+/// Many hashes are ordered by a scan, few by lookups: the same order either
+/// way, and only the group's stored entries among those asked.
+#[tokio::test]
+async fn a_long_sync_order_matches_a_short_one() {
+    let t = temp_store().await;
+    let (secret, keys, device) = group_fixture(6);
+    let gid = t.store.insert_group(GroupKind::MultiMember, None, &secret, &device).await.unwrap();
+    let (other_secret, other_keys, other_device) = group_fixture(7);
+    let other = t.store.insert_group(GroupKind::MultiMember, None, &other_secret, &other_device).await.unwrap();
+    let (x, lx) = metadata_entry(&other_keys, &other_device, 1, vec![], b"x");
+    let new = NewEntry { group: other, entry: &x, links: &lx, author: None, payload: None, ratchet: None, outbox: &[] };
+    t.store.append(new).await.unwrap();
+    // Two forks of 350 entries each: equal Lamport clocks, ordered by hash.
+    let mut hashes = Vec::new();
+    for fork in [b'a', b'b'] {
+        let mut parent = Vec::new();
+        for i in 0..350u64 {
+            let label = [&[fork][..], &i.to_be_bytes()].concat();
+            let (e, l) = metadata_entry(&keys, &device, i + 1, parent, &label);
+            let new =
+                NewEntry { group: gid, entry: &e, links: &l, author: None, payload: None, ratchet: None, outbox: &[] };
+            t.store.append(new).await.unwrap();
+            parent = vec![e.hash()];
+            hashes.push((i + 1, e.hash()));
+        }
+    }
+    hashes.sort();
+    let expected: Vec<EntryHash> = hashes.iter().map(|(_, h)| *h).collect();
+    let mut asked: Vec<EntryHash> = expected.iter().rev().copied().collect();
+    asked.extend([x.hash(), EntryHash([9; 32]), expected[3]]);
+    assert_eq!(t.store.sync_order(&gid, &asked).await.unwrap(), expected);
+    // A short request (lookups) orders the same way.
+    let few: Vec<EntryHash> = expected.iter().step_by(7).rev().copied().collect();
+    let ordered_few: Vec<EntryHash> = expected.iter().step_by(7).copied().collect();
+    assert!(few.len() < 512 && asked.len() >= 512);
+    assert_eq!(t.store.sync_order(&gid, &few).await.unwrap(), ordered_few);
+}
+
 async fn got_sealed(store: &Store, hash: &EntryHash) -> veil_crypto::envelope::SealedEntry {
     store.entry(hash).await.unwrap().unwrap().sealed
 }
