@@ -36,6 +36,7 @@ use veil_storage::{Appended, GroupKind, NewEntry, Peer, RatchetUpdate, Store};
 
 use crate::{
     Error, NodeEvent, Result,
+    heads::{heads_after, parents_of},
     membership::{Epochs, Membership, Unopened},
     messages::{
         contacts::ContactJoined,
@@ -54,6 +55,10 @@ const MAX_METADATA: u32 = 10_000;
 /// How long after learning a member this device shares its chain with it
 /// (joins come in bursts: one announcement covers them all).
 const SHARE_DELAY: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// After failed shares the delay doubles, up to this many times
+/// [`SHARE_DELAY`] (each attempt seals the chain to every newcomer).
+const MAX_SHARE_BACKOFF: u32 = 128;
 
 /// Most unread entries of one author opened when its chain arrives.
 const MAX_REVEAL: u32 = 10_000;
@@ -117,6 +122,8 @@ pub struct GroupLog {
     /// The members entries are owed to.
     members: Vec<Peer>,
     state: Option<Loaded>,
+    /// Chain shares that failed in a row.
+    share_failures: u32,
 }
 
 impl core::fmt::Debug for GroupLog {
@@ -128,7 +135,7 @@ impl core::fmt::Debug for GroupLog {
 impl GroupLog {
     /// Starts the log of `group` under a supervisor; entries are owed to `members`.
     pub(crate) fn start(group: GroupId, deps: GroupLogDeps, members: Vec<Peer>) -> Addr<Self> {
-        Supervisor::start(move |_| Self { group, deps, members, state: None })
+        Supervisor::start(move |_| Self { group, deps, members, state: None, share_failures: 0 })
     }
 }
 
@@ -200,7 +207,7 @@ async fn load(deps: GroupLogDeps, group: GroupId, members: Vec<Peer>) -> Result<
         enter_epoch(&deps, group, &epochs, epoch, &members, recipients, &mut membership, &me).await?
     };
     let heads = store.heads(&group, EntryKind::Message).await?;
-    let lamport = max_lamport(store, &heads).await?;
+    let lamport = max_lamport(store, &group, &heads).await?;
     Ok(Loaded { share_pending: None, epochs, kind: record.kind, me, membership, writer, heads, lamport })
 }
 
@@ -267,14 +274,10 @@ async fn enter_epoch(
     Ok(Writer { epoch, chain, shared_with: joined.chain_shares.iter().map(|s| s.recipient).collect() })
 }
 
-async fn max_lamport(store: &Store, heads: &[EntryHash]) -> Result<u64> {
-    let mut lamport = 0;
-    for h in heads {
-        if let Some(e) = store.entry(h).await? {
-            lamport = lamport.max(e.lamport);
-        }
-    }
-    Ok(lamport)
+/// The highest Lamport clock among the stored `heads` of `group` (one
+/// query, no entry decoded: a busy group has many heads).
+async fn max_lamport(store: &Store, group: &GroupId, heads: &[EntryHash]) -> Result<u64> {
+    Ok(store.positions(group, heads).await?.into_iter().map(|(_, _, lamport)| lamport).max().unwrap_or(0))
 }
 
 /// Writes this device's announcement, with its chain sealed to
@@ -310,7 +313,8 @@ async fn write_metadata(
     let store = &deps.store;
     let payload = event.encode();
     let heads = store.heads(&group, EntryKind::Metadata).await?;
-    let links = Links { kind: EntryKind::Metadata, lamport: max_lamport(store, &heads).await? + 1, parents: heads };
+    let lamport = max_lamport(store, &group, &heads).await? + 1;
+    let links = Links { kind: EntryKind::Metadata, lamport, parents: parents_of(&heads) };
     let (entry, author) = seal(deps, group, epoch, keys, &links, BodyKey::Metadata, &payload).await?;
     store
         .append(NewEntry {
@@ -385,7 +389,8 @@ impl Handler<AppendMessage> for GroupLog {
             if state.membership.is_removed(&state.me.signing) {
                 return Err(Error::Refused("no longer a member of this group"));
             }
-            let links = Links { kind: EntryKind::Message, lamport: state.lamport + 1, parents: state.heads.clone() };
+            let links =
+                Links { kind: EntryKind::Message, lamport: state.lamport + 1, parents: parents_of(&state.heads) };
             let keys = state.epochs.keys(&state.writer.epoch).ok_or(Error::Unavailable(NAME))?;
             Ok((state.writer.epoch, keys.clone(), state.writer.chain.clone(), links))
         });
@@ -409,14 +414,14 @@ impl Handler<AppendMessage> for GroupLog {
                 // No subscriber is fine; a lagging one sees `Lagged`.
                 let _ = deps.events.send(NodeEvent::EntryAdded { group, hash });
                 let _ = deps.owed.try_send(EntriesOwed { group, fresh: vec![hash] });
-                Ok((hash, chain, links.lamport))
+                Ok((hash, chain, links))
             }
             .into_actor(self)
-            .map(|r: Result<(EntryHash, SenderChain, u64)>, act, _| {
-                let (hash, chain, lamport) = r?;
+            .map(|r: Result<(EntryHash, SenderChain, Links)>, act, _| {
+                let (hash, chain, Links { lamport, parents, .. }) = r?;
                 if let Some(state) = act.state.as_mut() {
                     state.writer.chain = chain;
-                    state.heads = vec![hash];
+                    state.heads = heads_after(&state.heads, &parents, hash);
                     state.lamport = lamport;
                 }
                 Ok(hash)
@@ -877,7 +882,7 @@ impl Handler<ReceiveEntries> for GroupLog {
                     // per batch: joins come in bursts).
                     if state.share_pending.is_none() && !newcomers(state).is_empty() {
                         state.share_pending = Some(state.writer.clone());
-                        share_later(ctx);
+                        share_later(ctx, SHARE_DELAY);
                     }
                 }
                 Ok(receipt)
@@ -886,11 +891,11 @@ impl Handler<ReceiveEntries> for GroupLog {
     }
 }
 
-/// Sends `ShareChain` after `SHARE_DELAY`, through the mailbox: like every
+/// Sends `ShareChain` after `delay`, through the mailbox: like every
 /// message that reads and writes the state, it must wait for the atomic
 /// handler in progress (`notify` would not).
-fn share_later(ctx: &mut Context<GroupLog>) {
-    ctx.run_later(SHARE_DELAY, |_, ctx| ctx.address().do_send(ShareChain));
+fn share_later(ctx: &mut Context<GroupLog>, delay: std::time::Duration) {
+    ctx.run_later(delay, |_, ctx| ctx.address().do_send(ShareChain));
 }
 
 /// Internal: share this device's chain with the members learned since the
@@ -922,6 +927,7 @@ impl Handler<ShareChain> for GroupLog {
             .into_actor(self)
             .map(|r, act, ctx| match r {
                 Ok(Some((epoch, joined))) => {
+                    act.share_failures = 0;
                     if let Some(state) = act.state.as_mut()
                         && state.writer.epoch == epoch
                     {
@@ -932,9 +938,11 @@ impl Handler<ShareChain> for GroupLog {
                 Ok(None) => {}
                 Err(e) => {
                     tracing::warn!(actor = NAME, error = %e, "sharing the chain failed; trying again");
+                    act.share_failures = act.share_failures.saturating_add(1);
+                    let backoff = 1u32.checked_shl(act.share_failures).unwrap_or(u32::MAX).min(MAX_SHARE_BACKOFF);
                     if let Some(state) = act.state.as_mut() {
                         state.share_pending = Some(state.writer.clone());
-                        share_later(ctx);
+                        share_later(ctx, SHARE_DELAY.saturating_mul(backoff));
                     }
                 }
             }),

@@ -23,7 +23,10 @@ use std::{
     hash::BuildHasher,
 };
 
-use veil_crypto::{GroupId, envelope::EntryHash};
+use veil_crypto::{
+    GroupId,
+    envelope::{EntryHash, MAX_PARENTS},
+};
 use veil_transports::libp2p::PeerId;
 
 /// Most peers a change of heads goes to at once (besides answers and
@@ -122,6 +125,25 @@ impl HeadsGossip {
         self.owed.clear();
         self.spread.clear();
     }
+}
+
+/// The parents of a new entry among a log's `heads`: all of them, or, past
+/// [`MAX_PARENTS`] (many members writing at once), the first in hash order.
+/// The others stay heads and a later entry names them: each entry merges up
+/// to 32 heads into one.
+pub(crate) fn parents_of(heads: &[EntryHash]) -> Vec<EntryHash> {
+    let mut parents = heads.to_vec();
+    parents.sort();
+    parents.dedup();
+    parents.truncate(MAX_PARENTS);
+    parents
+}
+
+/// A log's heads once `new`, with `parents`, is appended to it.
+pub(crate) fn heads_after(heads: &[EntryHash], parents: &[EntryHash], new: EntryHash) -> Vec<EntryHash> {
+    let mut after: Vec<EntryHash> = heads.iter().filter(|h| !parents.contains(h)).copied().collect();
+    after.push(new);
+    after
 }
 
 /// This node's heads of a group: its metadata log's, then its message log's.
@@ -227,6 +249,20 @@ mod tests {
         }
         assert!(g.recipients(G, &[h(1)], &all, false).is_empty());
         assert!(g.recipients(G, &[h(1)], &all, true).is_empty());
+    }
+
+    #[test]
+    fn an_entry_names_at_most_the_parent_limit_and_the_rest_stay_heads() {
+        let heads: Vec<EntryHash> = (0..40u8).rev().map(h).collect();
+        let parents = parents_of(&heads);
+        assert_eq!(parents, (0..32u8).map(h).collect::<Vec<_>>());
+        let after = heads_after(&heads, &parents, h(200));
+        assert_eq!(after.len(), 9);
+        assert!(after.contains(&h(200)) && (32..40u8).all(|i| after.contains(&h(i))));
+        // The next entry merges them all.
+        let next = parents_of(&after);
+        assert_eq!(heads_after(&after, &next, h(201)), vec![h(201)]);
+        assert_eq!(parents_of(&[h(1), h(1)]), vec![h(1)]);
     }
 
     #[test]
