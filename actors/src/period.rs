@@ -116,6 +116,8 @@ impl NetworkPeriod {
                     act.rotation_owed = true;
                     act.redraw_owed |= redraw;
                 }
+                // The node is stopping: nothing to retry.
+                Err(Failed::Relay(_, Error::Network(veil_transports::Error::Shutdown))) => {}
                 // Another relay is drawn at the next check.
                 Err(Failed::Relay(relay, e)) => {
                     tracing::warn!(actor = NAME, error = %e, "no relay for the period yet");
