@@ -457,8 +457,8 @@ impl Courier {
         let fut = async move {
             let order = store.sync_order(&group, &hashes).await?;
             for chunk in order.chunks(SERVE_CHUNK) {
-                let records = store.entries_of(&group, chunk).await?;
-                for batch in fill(records.into_iter().map(|r| r.sealed).collect(), GroupFrame::entry_cost, budget) {
+                let sealed = store.sealed_entries_of(&group, chunk).await?;
+                for batch in fill(sealed, GroupFrame::entry_cost, budget) {
                     let frame = GroupFrame { session_tag: tag, body: GroupBody::Entries(batch) };
                     network.send_frame(peer, frame.encode()).await?;
                 }

@@ -295,15 +295,30 @@ impl Store {
         row.map(|r| self.entry_record(&r)).transpose()
     }
 
-    /// The stored entries of `group` among `hashes`, in sync order (see
-    /// [`Store::sync_order`]). Entries of other groups are never returned.
-    pub async fn entries_of(&self, group: &GroupId, hashes: &[EntryHash]) -> Result<Vec<EntryRecord>> {
-        let mut out = Vec::new();
-        for row in self.rows_of(ENTRY_SELECT, group, hashes).await? {
-            out.push(self.entry_record(&row)?);
+    /// The stored entries of `group` among `hashes` as sent on the wire, in
+    /// sync order (see [`Store::sync_order`]). Entries of other groups are
+    /// never returned. Serving reads only this: no payload is unsealed, no
+    /// author key parsed; each entry is checked against its hash.
+    pub async fn sealed_entries_of(&self, group: &GroupId, hashes: &[EntryHash]) -> Result<Vec<SealedEntry>> {
+        let rows =
+            self.rows_of("SELECT hash, kind, lamport, links, header, body, tag FROM entries", group, hashes).await?;
+        let mut keyed = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let hash = EntryHash(blob::<32>(r, "hash")?);
+            let sealed = SealedEntry {
+                links: r.try_get("links")?,
+                header: r.try_get("header")?,
+                body: r.try_get("body")?,
+                tag: blob::<32>(r, "tag")?,
+            };
+            if sealed.hash() != hash {
+                return Err(Error::Invalid { what: "entry", reason: "stored sections do not match its hash" });
+            }
+            let kind = kind_from(r.try_get("kind")?)?;
+            keyed.push(((kind != EntryKind::Metadata, u64_col(r, "lamport")?, hash), sealed));
         }
-        out.sort_by_key(|e| (e.kind != EntryKind::Metadata, e.lamport, e.hash));
-        Ok(out)
+        keyed.sort_by_key(|(key, _)| *key);
+        Ok(keyed.into_iter().map(|(_, sealed)| sealed).collect())
     }
 
     /// The stored entries of `group` among `hashes`, in the order sync sends

@@ -172,10 +172,10 @@ async fn sync_reads_stay_in_their_group_and_come_in_causal_order() {
     // Asked in any order, with a duplicate, a stranger and another group's
     // entry: only this group's, parents first.
     let asked = [c.hash(), x.hash(), EntryHash([9; 32]), a.hash(), b.hash(), c.hash()];
-    let got = t.store.entries_of(&gid, &asked).await.unwrap();
-    assert_eq!(got.iter().map(|e| e.hash).collect::<Vec<_>>(), vec![a.hash(), b.hash(), c.hash()]);
+    let got = t.store.sealed_entries_of(&gid, &asked).await.unwrap();
+    assert_eq!(got, vec![a.clone(), b.clone(), c.clone()]);
     assert_eq!(t.store.sync_order(&gid, &asked).await.unwrap(), vec![a.hash(), b.hash(), c.hash()]);
-    assert!(t.store.entries_of(&gid, &[]).await.unwrap().is_empty());
+    assert!(t.store.sealed_entries_of(&gid, &[]).await.unwrap().is_empty());
 }
 
 /// Many hashes are ordered by a scan, few by lookups: the same order either
