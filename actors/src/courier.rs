@@ -66,9 +66,10 @@ const SERVE_CHUNK: usize = 256;
 /// may open another with the same peer (a transfer in flight must not be
 /// asked for twice).
 const RECONCILE_PAUSE: Duration = Duration::from_secs(5);
-/// Every this many ticks, heads are offered again to every peer that told
-/// other heads, and multi-member groups look for members they are not
-/// connected to.
+/// Every this many ticks, heads go to one peer that told other heads
+/// (anti-entropy), own heads are read again, and replication nodes are
+/// reconciled with; the base wait between lookups of a connected
+/// multi-member group.
 const SLOW_TICKS: u64 = 10;
 /// How long an entry asked for is not asked for again.
 const ASK_AGAIN: Duration = Duration::from_secs(2);
@@ -348,6 +349,18 @@ impl Courier {
                 Err(e) => tracing::debug!(actor = NAME, error = %e, "learning a contact's relays failed"),
             }
         }));
+    }
+
+    /// Forgets every session and what was learned through them (the
+    /// network restarted, or this actor did): lookups and inbound frames
+    /// rebuild them.
+    fn forget_sessions(&mut self) {
+        self.sessions.clear();
+        self.replicas.clear();
+        self.proven.clear();
+        self.gossip.clear();
+        self.reconciling.clear();
+        self.heard.clear();
     }
 
     fn pulls(&self, group: &GroupId) -> bool {
@@ -674,9 +687,8 @@ impl Courier {
     }
 
     fn tick(&mut self, ctx: &mut Context<Self>) {
-        // Anti-entropy: at slow ticks heads go to every peer that told
-        // other heads, so a member that missed something (a lost frame, an
-        // entry it could not take yet) finds out.
+        // Heads heard last tick are asked for now, if still missing; groups
+        // deliver (and at slow ticks run their anti-entropy).
         self.ticks += 1;
         for ((group, peer), heads) in std::mem::take(&mut self.heard) {
             self.want(ctx, group, peer, heads);
@@ -759,14 +771,9 @@ impl Actor for Courier {
 impl Supervised for Courier {
     fn restarting(&mut self, _: &mut Self::Context) {
         tracing::warn!(actor = NAME, "restarting; sessions are rebuilt by lookups");
-        self.sessions.clear();
-        self.replicas.clear();
-        self.proven.clear();
+        self.forget_sessions();
         self.busy.clear();
         self.again.clear();
-        self.gossip.clear();
-        self.reconciling.clear();
-        self.heard.clear();
     }
 }
 
@@ -1009,19 +1016,16 @@ impl Handler<NetworkRestarted> for Courier {
     fn handle(&mut self, msg: NetworkRestarted, ctx: &mut Self::Context) {
         self.me = Some(msg.peer_id);
         self.awaiting_new_peer_id = false;
-        self.sessions.clear();
-        self.replicas.clear();
-        self.gossip.clear();
-        self.reconciling.clear();
-        self.heard.clear();
+        self.forget_sessions();
         // The new peer id must be announced at every group's points.
         let groups: Vec<GroupId> = self.routes.keys().copied().collect();
         for group in groups {
             ctx.spawn(self.reschedule(group).into_actor(self));
-            if let Some(route) = self.routes.get_mut(&group) {
-                route.pace.reset(None);
-            }
-            if let Some(change) = self.routes.get_mut(&group).and_then(|r| r.announcements.reset()) {
+            let route = self.routes.get_mut(&group);
+            if let Some(change) = route.and_then(|r| {
+                r.pace.reset(None);
+                r.announcements.reset()
+            }) {
                 self.apply_change(ctx, group, change);
             }
             self.deliver(ctx, group);
