@@ -48,7 +48,7 @@ use crate::{
     heads::{Heads, HeadsGossip, OwnHeads},
     messages::{
         courier::{EntriesOwed, InboundFrame, NetworkRestarted, PeerLeft, StartGroup},
-        group::ReceiveEntries,
+        group::{EntriesHeld, ReceiveEntries},
         rendezvous::{PointsRotated, Refresh, WatchKey},
         vault::GroupAdded,
     },
@@ -176,8 +176,8 @@ pub struct Courier {
     reconciling: HashMap<(GroupId, PeerId), std::time::Instant>,
     /// Ticks so far.
     ticks: u64,
-    /// Entries asked for lately, and when.
-    asked: HashMap<(GroupId, EntryHash), std::time::Instant>,
+    /// Entries asked for lately: of whom, and when.
+    asked: HashMap<(GroupId, EntryHash), (PeerId, std::time::Instant)>,
     /// The heads each peer last offered and this node has not looked at.
     heard: HashMap<(GroupId, PeerId), Vec<EntryHash>>,
     /// The latest points of every group the rotator reported, including
@@ -361,6 +361,7 @@ impl Courier {
         self.gossip.clear();
         self.reconciling.clear();
         self.heard.clear();
+        self.asked.clear();
     }
 
     fn pulls(&self, group: &GroupId) -> bool {
@@ -449,9 +450,19 @@ impl Courier {
             Ok(w) => {
                 // Not again while an answer may still be on its way.
                 let now = std::time::Instant::now();
-                act.asked.retain(|_, at| now.duration_since(*at) < ASK_AGAIN);
-                let w: Vec<EntryHash> =
-                    w.into_iter().filter(|h| act.asked.insert((group, *h), now).is_none()).collect();
+                act.asked.retain(|_, (_, at)| now.duration_since(*at) < ASK_AGAIN);
+                // Asking again must not push the time back: heads heard
+                // every second would hold the entry back for ever.
+                let w: Vec<EntryHash> = w
+                    .into_iter()
+                    .filter(|h| match act.asked.entry((group, *h)) {
+                        std::collections::hash_map::Entry::Occupied(_) => false,
+                        std::collections::hash_map::Entry::Vacant(v) => {
+                            v.insert((peer, now));
+                            true
+                        }
+                    })
+                    .collect();
                 if !w.is_empty() {
                     act.send(ctx, group, peer, GroupBody::Want(w));
                 }
@@ -912,9 +923,12 @@ impl Handler<InboundFrame> for Courier {
                 ctx.spawn(
                     async move {
                         let receipt = log.send(ReceiveEntries { entries }).await.map_err(mailbox("group-log"))??;
-                        // Pulled entries are owed to nobody: no ack.
-                        if !receipt.ack.is_empty() && !pull {
-                            let ack = GroupFrame { session_tag: tag, body: GroupBody::Ack(receipt.ack) };
+                        // Pulled messages are owed to nobody: only metadata
+                        // is acknowledged (a joining or leaving device
+                        // learns its announcement is held elsewhere).
+                        let ack = if pull { receipt.metadata } else { receipt.ack };
+                        if !ack.is_empty() {
+                            let ack = GroupFrame { session_tag: tag, body: GroupBody::Ack(ack) };
                             network.send_frame(peer, ack.encode()).await?;
                         }
                         Ok::<_, Error>(receipt.waiting)
@@ -965,6 +979,18 @@ impl Handler<InboundFrame> for Courier {
                     self.reconcile(ctx, group, peer, Some(ranges));
                 }
             }
+            GroupBody::Ack(hashes) if self.pulls(&group) => {
+                let Some(route) = self.routes.get(&group) else { return };
+                let log = route.log.clone();
+                ctx.spawn(
+                    async move {
+                        if log.send(EntriesHeld { hashes }).await.is_err() {
+                            tracing::debug!(actor = NAME, "the group log stopped; an ack was not recorded");
+                        }
+                    }
+                    .into_actor(self),
+                );
+            }
             GroupBody::Ack(hashes) => {
                 let Some(route) = self.routes.get(&group) else { return };
                 let (store, events, members) = (self.store.clone(), self.events.clone(), route.members.clone());
@@ -999,6 +1025,8 @@ impl Handler<PeerLeft> for Courier {
         self.gossip.forget(&msg.peer);
         self.reconciling.retain(|(_, p), _| *p != msg.peer);
         self.heard.retain(|(_, p), _| *p != msg.peer);
+        // Answers it owed will not come.
+        self.asked.retain(|_, (p, _)| *p != msg.peer);
         self.replicas.retain(|(_, p)| *p != msg.peer);
         self.proven.remove(&msg.peer);
         for group in self.sessions.remove(&msg.peer).unwrap_or_default() {

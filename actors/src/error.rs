@@ -26,6 +26,11 @@ pub enum Error {
     /// the request was not carried out and may be retried.
     #[error("the {0} actor failed and is restarting; retry the request")]
     Restarting(&'static str),
+    /// A group was joined here, but no member or replication node
+    /// confirmed holding this device's announcement in time; it goes out
+    /// when one is reachable.
+    #[error("joined, but no member or replication node has confirmed it yet; it is announced when one is reachable")]
+    JoinUnconfirmed,
     /// The node has no identity yet.
     #[error("this node has no identity")]
     NoIdentity,

@@ -496,7 +496,27 @@ pub mod group {
         /// author's announcement): they are not acknowledged, so they come
         /// again, and the receiver should ask for what it lacks.
         pub waiting: bool,
+        /// The batch's metadata entries this log holds (stored now or
+        /// before): a multi-member group acknowledges these, so a joining
+        /// or leaving device learns its announcement is held elsewhere.
+        pub metadata: Vec<EntryHash>,
     }
+
+    /// Another node (a member or a replication node) acknowledged holding
+    /// these entries of the group.
+    #[derive(Debug, Message)]
+    #[rtype(result = "()")]
+    pub struct EntriesHeld {
+        /// The acknowledged entries.
+        pub hashes: Vec<EntryHash>,
+    }
+
+    /// Query: resolves once another node holds the announcement this log
+    /// wrote when this device joined (at once if it wrote none since it
+    /// started: the device was announced before).
+    #[derive(Debug, Message)]
+    #[rtype(result = "Result<()>")]
+    pub struct AwaitAnnounced;
 
     /// Query: the members known from the metadata log (this account's
     /// included), by their member signing key.

@@ -40,7 +40,7 @@ use crate::{
             Contact, Decide, Decision, GetContacts, LinkInfo, ResetLink, SendRequest, SetLinkEnabled, ShareLink,
         },
         courier::StartGroup,
-        group::{AppendMessage, GetHistory, GetMembers, HistoryEntry, RemoveMember},
+        group::{AppendMessage, AwaitAnnounced, GetHistory, GetMembers, HistoryEntry, RemoveMember},
         rendezvous::{GetActivePoints, PointsRotated, Subscribe, WatchKey},
         replica::AddReplica,
         vault::{GetIdentity, GetMemberKeys, IssueInvitation, PublicIdentity, RotateNetworkKey},
@@ -70,6 +70,8 @@ pub struct NodeBuilder {
     retry: RetryPolicy,
     sync_tick: Duration,
     resend_after: Duration,
+    share_delay: Duration,
+    join_timeout: Duration,
     rotate_key_each_period: bool,
 }
 
@@ -100,6 +102,8 @@ impl Default for NodeBuilder {
             retry: RetryPolicy::default(),
             sync_tick: Duration::from_secs(5),
             resend_after: Duration::from_secs(30),
+            share_delay: Duration::from_millis(250),
+            join_timeout: Duration::from_secs(60),
             rotate_key_each_period: true,
         }
     }
@@ -193,6 +197,24 @@ impl NodeBuilder {
         self
     }
 
+    /// How long, after a received batch taught this device new members of
+    /// a group, it waits for more before sharing its sending chain with
+    /// them all in one announcement (default 250 ms; joins come in
+    /// bursts). The share is written earlier if this device writes a
+    /// message meanwhile, and after a restart if it stopped first, so the
+    /// newcomers read everything it writes after learning of them.
+    pub fn chain_share_delay(mut self, delay: Duration) -> Self {
+        self.share_delay = delay;
+        self
+    }
+
+    /// How long [`Node::join`] waits for a member or a replication node to
+    /// hold this device's announcement (default 60 s).
+    pub fn join_timeout(mut self, timeout: Duration) -> Self {
+        self.join_timeout = timeout;
+        self
+    }
+
     /// Whether the node takes a fresh network key (a new peer id) at every
     /// rendezvous period boundary (default on), so relays, rendezvous
     /// servers and DHT peers cannot link it across periods by peer id.
@@ -283,6 +305,7 @@ struct Inner {
     events: broadcast::Sender<NodeEvent>,
     clock: Arc<dyn Clock>,
     exposure: ExposureSettings,
+    join_timeout: Duration,
 }
 
 async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
@@ -374,6 +397,7 @@ async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
         let rotator = rotator.clone();
         let (schedule, retry) = (builder.schedule, builder.retry);
         let fallback = replica.clone().recipient();
+        let share_delay = builder.share_delay;
         let timing = CourierTiming { tick: builder.sync_tick, resend_after: builder.resend_after, max_frame };
         move |ctx: &mut Context<ContactBook>| {
             let joined = ctx.address().recipient();
@@ -392,6 +416,7 @@ async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
                         owed: cctx.address().recipient(),
                         joined,
                         events: events.clone(),
+                        share_delay,
                     };
                     let deps = CourierDeps {
                         store,
@@ -456,6 +481,7 @@ async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
         events,
         clock: builder.clock,
         exposure,
+        join_timeout: builder.join_timeout,
     })
 }
 
@@ -643,6 +669,14 @@ impl Node {
 
     /// Joins the group an invitation link names (checking its signature and
     /// expiry), under this account's member key for that group.
+    ///
+    /// Returns once another node — a member or a replication node — holds
+    /// this device's announcement, so the node may stop right after: the
+    /// members share their chains with it as they learn of it, and it reads
+    /// what they write from then on when it comes back. If none holds it
+    /// within the join timeout, [`Error::JoinUnconfirmed`]: the group is
+    /// joined here and the announcement goes out when a member or
+    /// replication node is reachable; calling `join` again waits again.
     pub async fn join(&self, invitation: &str) -> Result<GroupId> {
         let invitation = veil_proto::link::parse_invitation(invitation)?;
         invitation.verify(self.inner.clock.now())?;
@@ -660,6 +694,11 @@ impl Node {
             .await??;
         self.inner.courier.send(StartGroup { group }).await.map_err(mailbox("courier"))??;
         let _ = self.inner.events.send(NodeEvent::GroupCreated { group });
+        let held = self.inner.group(&group)?.send(AwaitAnnounced);
+        match tokio::time::timeout(self.inner.join_timeout, held).await {
+            Ok(held) => held.map_err(mailbox("group-log"))??,
+            Err(_) => return Err(Error::JoinUnconfirmed),
+        }
         Ok(group)
     }
 

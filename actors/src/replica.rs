@@ -126,7 +126,8 @@ impl Replica {
     }
 
     /// Verifies and stores entries a member sent: tag, links, and parents
-    /// stored (or earlier in the batch), in the same log and earlier.
+    /// stored (or earlier in the batch), in the same log and earlier. The
+    /// metadata entries it holds are acknowledged, as members do.
     fn receive(
         &self,
         ctx: &mut Context<Self>,
@@ -152,9 +153,12 @@ impl Replica {
             let mut positions: HashMap<EntryHash, (EntryKind, u64)> =
                 store.replica_positions(&id, &asked).await?.into_iter().map(|(h, k, l)| (h, (k, l))).collect();
             let mut keep = Vec::new();
-            let mut waiting = false;
+            let (mut waiting, mut metadata) = (false, Vec::new());
             for (sealed, links) in checked {
                 let hash = sealed.hash();
+                if links.kind == EntryKind::Metadata && !metadata.contains(&hash) {
+                    metadata.push(hash);
+                }
                 if positions.contains_key(&hash) {
                     continue;
                 }
@@ -168,19 +172,28 @@ impl Replica {
                         positions.insert(hash, (links.kind, links.lamport));
                         keep.push(ReplicaEntry { sealed, kind: links.kind, lamport: links.lamport });
                     }
-                    Err(missing) => waiting |= missing,
+                    Err(missing) => {
+                        waiting |= missing;
+                        metadata.retain(|h| *h != hash);
+                    }
                 }
             }
             let stored = store.replica_store(&id, &keep).await?.into_iter().filter(|new| *new).count();
             if stored > 0 {
                 let _ = events.send(NodeEvent::EntriesReplicated { replication: id, stored });
             }
-            Ok::<_, Error>(waiting)
+            Ok::<_, Error>((waiting, metadata))
         };
         ctx.spawn(fut.into_actor(self).map(move |r, act, ctx| match r {
-            // Something is missing: reconcile with the member.
-            Ok(true) => act.reconcile(ctx, id, peer, None),
-            Ok(false) => {}
+            Ok((waiting, metadata)) => {
+                if !metadata.is_empty() {
+                    act.send(ctx, id, peer, GroupBody::Ack(metadata));
+                }
+                // Something is missing: reconcile with the member.
+                if waiting {
+                    act.reconcile(ctx, id, peer, None);
+                }
+            }
             Err(e) => tracing::debug!(actor = NAME, error = %e, "storing replicated entries failed"),
         }));
     }

@@ -1,14 +1,15 @@
 //! The storage outbox at work: messages between two contacts keep arriving,
 //! each exactly once and in order, while TCP is detached in the middle of
 //! the stream (QUIC stays), while the sender rotates its network key, and
-//! while the receiver is offline.
+//! while the receiver is offline — and a conversation that starts while
+//! one side is going offline.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
-use common::{T0, befriend, both_transports, peer_on, rendezvous_server, schedule, until};
-use veil_actors::Node;
+use common::{T0, account, befriend, both_transports, peer, peer_on, rendezvous_server, schedule, until, wait_for};
+use veil_actors::{Node, NodeEvent};
 use veil_crypto::{
     GroupId,
     time::{ManualClock, UnixTime},
@@ -68,6 +69,64 @@ async fn messages_survive_a_transport_swap_a_key_rotation_and_an_offline_peer() 
     let mut a_events = a.events();
     until(&mut a_events, || async { a.undelivered(&group).await.unwrap() == 0 }).await;
     for n in [a, b, server] {
+        n.shutdown().await.unwrap();
+    }
+}
+
+/// A 1:1 conversation that starts while one side goes offline: the
+/// responder stops the moment `accept_contact` returns, and a requester
+/// stops the moment its request is delivered. Each reads, when it comes
+/// back, everything its contact wrote meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_contact_going_offline_as_the_conversation_starts_reads_it_on_return() {
+    let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+    let clock = ManualClock::new(UnixTime(T0 + 20));
+    let (server, addr) = rendezvous_server(&dirs[0]).await;
+    let (a, b, c) =
+        (peer(&dirs[1], &clock, &addr).await, peer(&dirs[2], &clock, &addr).await, peer(&dirs[3], &clock, &addr).await);
+    let link = b.share_link().await.unwrap().uri;
+    let (a_id, c_id) = (account(&a).await.signing, account(&c).await.signing);
+
+    // B accepts A and stops at once; A writes while B is offline.
+    let mut b_events = b.events();
+    a.send_request(&link, Some("Alice")).await.unwrap();
+    wait_for(&mut b_events, |e| {
+        matches!(e, NodeEvent::ContactRequestReceived { account, .. } if account.signing == a_id).then_some(())
+    })
+    .await;
+    let ab = b.accept_contact(&a_id).await.unwrap().group.unwrap();
+    b.shutdown().await.unwrap();
+    for i in 0..5 {
+        a.send(&ab, format!("to B {i}").as_bytes()).await.unwrap();
+    }
+
+    // C's request is delivered and C stops at once; B (back) accepts and writes.
+    let b = peer(&dirs[2], &clock, &addr).await;
+    let (mut b_events, mut c_events) = (b.events(), c.events());
+    c.send_request(&link, Some("Carol")).await.unwrap();
+    let b_id = account(&b).await.signing;
+    wait_for(&mut c_events, |e| {
+        matches!(e, NodeEvent::ContactRequestDelivered { account } if account == b_id).then_some(())
+    })
+    .await;
+    c.shutdown().await.unwrap();
+    wait_for(&mut b_events, |e| {
+        matches!(e, NodeEvent::ContactRequestReceived { account, .. } if account.signing == c_id).then_some(())
+    })
+    .await;
+    let bc = b.accept_contact(&c_id).await.unwrap().group.unwrap();
+    for i in 0..5 {
+        b.send(&bc, format!("to C {i}").as_bytes()).await.unwrap();
+    }
+
+    // Both read everything once back, in order.
+    let c = peer(&dirs[3], &clock, &addr).await;
+    for (n, group, prefix) in [(&b, &ab, "to B "), (&c, &bc, "to C ")] {
+        let mut events = n.events();
+        until(&mut events, || async { texts(n, group, prefix).await.len() == 5 }).await;
+        assert_eq!(texts(n, group, prefix).await, (0..5).map(|i| format!("{prefix}{i}")).collect::<Vec<_>>());
+    }
+    for n in [a, b, c, server] {
         n.shutdown().await.unwrap();
     }
 }

@@ -421,21 +421,28 @@ async fn a_rendezvous_server_sees_a_new_point_each_period_and_no_identifier() {
     };
     let mut registrations = Vec::new();
     for period in 1..6 {
+        // A writes once it has its new peer id and registered the new
+        // point under it.
+        let mut a_events = a.events();
         clock.set(UnixTime(T0 + period * PERIOD + GRACE + 1));
-        let expected = point_of(period);
-        wait_for(&mut observed, |e| match e {
-            NodeEvent::RendezvousRegistered { namespace, peer } => {
-                assert!(
-                    identifiers.iter().all(|id| !namespace.contains(&id[..16])),
-                    "namespace {namespace} carries an identifier"
-                );
-                let found = namespace == expected;
-                registrations.push((namespace, peer));
-                found.then_some(())
-            }
+        let a_id = wait_for(&mut a_events, |e| match e {
+            NodeEvent::NetworkRestarted { peer_id } => Some(peer_id),
             _ => None,
         })
         .await;
+        let expected = point_of(period);
+        while !registrations.iter().any(|(namespace, peer)| *namespace == expected && *peer == a_id) {
+            let (namespace, peer) = wait_for(&mut observed, |e| match e {
+                NodeEvent::RendezvousRegistered { namespace, peer } => Some((namespace, peer)),
+                _ => None,
+            })
+            .await;
+            assert!(
+                identifiers.iter().all(|id| !namespace.contains(&id[..16])),
+                "namespace {namespace} carries an identifier"
+            );
+            registrations.push((namespace, peer));
+        }
         let text = format!("period {period}");
         a.send(&group, text.as_bytes()).await.unwrap();
         let mut events = b.events();

@@ -6,7 +6,11 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::{T0, peer, until};
+use veil_actors::Node;
+use veil_crypto::GroupId;
 use veil_crypto::time::{ManualClock, UnixTime};
 use veil_storage::{Store, StoreOptions, keystore::KeySource};
 
@@ -60,5 +64,94 @@ async fn members_never_online_together_converge_through_a_replication_node() {
     for file in std::fs::read_dir(dirs[3].path()).unwrap() {
         let bytes = std::fs::read(file.unwrap().path()).unwrap();
         assert!(!bytes.windows(15).any(|w| w == b"left with the r"), "plaintext at the replication node");
+    }
+}
+
+/// A writer whose timed chain share never comes within the test: it
+/// shares only because it stops (and shares on restart) or writes.
+async fn writer(dir: &tempfile::TempDir, clock: &ManualClock, server: &[veil_transports::libp2p::Multiaddr]) -> Node {
+    const NEVER: Duration = Duration::from_secs(3600);
+    common::peer_builder(dir, clock, server, common::tcp(), common::schedule())
+        .chain_share_delay(NEVER)
+        .spawn()
+        .await
+        .unwrap()
+}
+
+/// The texts `node` reads in `group`, in log order.
+async fn texts(node: &Node, group: &GroupId) -> Vec<String> {
+    let history = node.history(group, None, 1000).await.unwrap();
+    history.into_iter().map(|h| String::from_utf8(h.payload).unwrap()).collect()
+}
+
+/// Newcomers that stop the moment `join` returns read, when they come
+/// back, everything written after their join and nothing before — served
+/// only by a blind replication node, the writer being offline by then.
+/// The writer's timed share never fires here: it learns of B and stops
+/// at once (the share is still owed when it starts again), and it learns
+/// of C and writes at once (the share goes before its next message).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn newcomers_that_stop_right_after_joining_read_what_is_written_after() {
+    let dirs: Vec<_> = (0..5).map(|_| tempfile::tempdir().unwrap()).collect();
+    let clock = ManualClock::new(UnixTime(T0 + 20));
+    let (server, addr) = common::rendezvous_server(&dirs[0]).await;
+    let mut a = writer(&dirs[1], &clock, &addr).await;
+    let group = a.create_group(None).await.unwrap();
+    let r = peer(&dirs[4], &clock, &addr).await;
+    let replication = r.replicate(&a.replication_credential(&group).await.unwrap()).await.unwrap();
+    let invitation = a.invite(&group, None).await.unwrap();
+    let knows = |n: &Node, count: usize| {
+        let n = n.clone();
+        async move {
+            let mut events = n.events();
+            until(&mut events, || async { n.members(&group).await.unwrap().len() == count }).await;
+        }
+    };
+
+    // B joins and stops; A learns of B and stops before sharing.
+    let b = peer(&dirs[2], &clock, &addr).await;
+    b.join(&invitation).await.unwrap();
+    b.shutdown().await.unwrap();
+    knows(&a, 2).await;
+    a.shutdown().await.unwrap();
+    a = writer(&dirs[1], &clock, &addr).await;
+    for i in 0..10 {
+        a.send(&group, format!("before C {i}").as_bytes()).await.unwrap();
+    }
+
+    // C joins and stops; A learns of C and writes at once.
+    let c = peer(&dirs[3], &clock, &addr).await;
+    c.join(&invitation).await.unwrap();
+    c.shutdown().await.unwrap();
+    knows(&a, 3).await;
+    for i in 0..10 {
+        a.send(&group, format!("after C {i}").as_bytes()).await.unwrap();
+    }
+
+    // The replication node takes everything; A goes offline.
+    let mut events = r.events();
+    until(&mut events, || async {
+        r.replicated_entries(&replication).await.unwrap() == a.stored_entries(&group).await.unwrap()
+    })
+    .await;
+    let written = texts(&a, &group).await;
+    assert_eq!(written.len(), 20);
+    a.shutdown().await.unwrap();
+
+    // B and C come back to the replication node alone.
+    let b = peer(&dirs[2], &clock, &addr).await;
+    let c = peer(&dirs[3], &clock, &addr).await;
+    for (n, expected) in [(&b, &written[..]), (&c, &written[10..])] {
+        let mut events = n.events();
+        until(&mut events, || async { texts(n, &group).await.len() == expected.len() }).await;
+        assert_eq!(texts(n, &group).await, expected, "all written after the join, nothing before, in order");
+    }
+    // C holds the earlier messages too (the log is whole), unreadable.
+    let all = r.replicated_entries(&replication).await.unwrap();
+    let mut events = c.events();
+    until(&mut events, || async { c.stored_entries(&group).await.unwrap() == all }).await;
+    assert_eq!(texts(&c, &group).await, &written[10..]);
+    for n in [b, c, r, server] {
+        n.shutdown().await.unwrap();
     }
 }

@@ -6,7 +6,7 @@
 use std::{sync::Arc, time::Duration};
 
 use tokio::{sync::broadcast, time::timeout};
-use veil_actors::{Node, NodeEvent, RetryPolicy, messages::contacts::Contact};
+use veil_actors::{Node, NodeBuilder, NodeEvent, RetryPolicy, messages::contacts::Contact};
 use veil_crypto::{AccountPublic, GroupId, VerifyKey, rendezvous::Schedule, time::ManualClock};
 use veil_storage::{ContactState, keystore::KdfParams};
 use veil_transports::{NetworkConfig, Quic, Tcp, TransportPlugin, libp2p::Multiaddr};
@@ -69,6 +69,17 @@ pub(crate) async fn peer_on(
     transports: Vec<(Arc<dyn TransportPlugin>, Multiaddr)>,
     schedule: Schedule,
 ) -> Node {
+    peer_builder(dir, clock, server, transports, schedule).spawn().await.unwrap()
+}
+
+/// The builder of [`peer_on`], for tests that set more.
+pub(crate) fn peer_builder(
+    dir: &tempfile::TempDir,
+    clock: &ManualClock,
+    server: &[Multiaddr],
+    transports: Vec<(Arc<dyn TransportPlugin>, Multiaddr)>,
+    schedule: Schedule,
+) -> NodeBuilder {
     let mut config = NetworkConfig::default();
     config.mdns = false;
     config.rendezvous_servers = server.to_vec();
@@ -84,7 +95,7 @@ pub(crate) async fn peer_on(
     for (transport, addr) in transports {
         builder = builder.transport(transport).listen(addr);
     }
-    builder.spawn().await.unwrap()
+    builder
 }
 
 /// Waits for the first event `pick` maps to something.
@@ -140,7 +151,12 @@ pub(crate) fn state_of(contacts: &[Contact], who: &VerifyKey) -> Option<ContactS
     contacts.iter().find(|c| &c.account.signing == who).map(|c| c.state)
 }
 
-/// Waits until `check` holds, checking again after every event.
+/// How often [`until`] checks again when no event came.
+const RECHECK: Duration = Duration::from_millis(100);
+
+/// Waits until `check` holds, checking again after every event and at
+/// least every [`RECHECK`] (a condition may turn true without an event,
+/// or on an event that came before the wait began).
 pub(crate) async fn until<F, Fut>(events: &mut broadcast::Receiver<NodeEvent>, mut check: F)
 where
     F: FnMut() -> Fut,
@@ -148,7 +164,8 @@ where
 {
     timeout(WAIT, async {
         while !check().await {
-            if let Err(broadcast::error::RecvError::Closed) = events.recv().await {
+            // No event within RECHECK is fine: check again.
+            if let Ok(Err(broadcast::error::RecvError::Closed)) = timeout(RECHECK, events.recv()).await {
                 panic!("event channel closed");
             }
         }

@@ -246,6 +246,7 @@ pub(crate) fn node_error(e: veil_actors::Error) -> Status {
             | veil_transports::Error::NoTransport { .. },
         ) => Status::failed_precondition(msg),
         E::Unavailable(_) | E::Restarting(_) => Status::unavailable(msg),
+        E::JoinUnconfirmed => Status::deadline_exceeded(msg),
         _ => Status::internal(msg),
     }
 }

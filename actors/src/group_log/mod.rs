@@ -21,8 +21,8 @@ use std::{
 };
 
 use actix::{
-    Actor, ActorFutureExt, Addr, AsyncContext, AtomicResponse, Context, Handler, Recipient, ResponseActFuture,
-    Supervised, Supervisor, WrapFuture,
+    Actor, ActorFutureExt, Addr, AtomicResponse, Context, Handler, Recipient, ResponseActFuture, Supervised,
+    Supervisor, WrapFuture,
 };
 use tokio::sync::broadcast;
 use veil_crypto::{
@@ -41,24 +41,24 @@ use crate::{
     messages::{
         contacts::ContactJoined,
         courier::EntriesOwed,
-        group::{AppendMessage, GetHistory, GetMembers, HistoryEntry, Receipt, ReceiveEntries, RemoveMember},
+        group::{
+            AppendMessage, AwaitAnnounced, EntriesHeld, GetHistory, GetMembers, HistoryEntry, Receipt, ReceiveEntries,
+            RemoveMember,
+        },
         vault::{AnnounceDevice, GetDeviceKey, GetMemberKeys, OpenChainShare, OpenEpochShare, SignAsDevice},
     },
     supervision::{guarded, load_state, mailbox},
 };
+
+mod share;
 
 const NAME: &str = "group-log";
 
 /// Most metadata entries read when rebuilding the member list.
 const MAX_METADATA: u32 = 10_000;
 
-/// How long after learning a member this device shares its chain with it
-/// (joins come in bursts: one announcement covers them all).
-const SHARE_DELAY: std::time::Duration = std::time::Duration::from_millis(250);
-
-/// After failed shares the delay doubles, up to this many times
-/// [`SHARE_DELAY`] (each attempt seals the chain to every newcomer).
-const MAX_SHARE_BACKOFF: u32 = 128;
+/// Most callers waiting at once for the joining announcement to be held.
+const MAX_JOIN_WAITERS: usize = 64;
 
 /// Most unread entries of one author opened when its chain arrives.
 const MAX_REVEAL: u32 = 10_000;
@@ -86,12 +86,15 @@ pub(crate) struct GroupLogDeps {
     pub joined: Recipient<ContactJoined>,
     /// The node's event channel.
     pub events: broadcast::Sender<NodeEvent>,
+    /// How long a chain share waits for more newcomers (see `share`).
+    pub share_delay: std::time::Duration,
 }
 
 struct Loaded {
-    /// This device's writer as it was when members it has not shared its
-    /// chain with were learned: shared with them at that position soon.
-    share_pending: Option<Writer>,
+    /// A chain share with members learned lately is scheduled (`share`).
+    share_scheduled: bool,
+    /// The announcement loading wrote (a device joining), if it wrote one.
+    announced: Option<EntryHash>,
     /// The epochs this member holds keys for.
     epochs: Epochs,
     kind: GroupKind,
@@ -124,6 +127,17 @@ pub struct GroupLog {
     state: Option<Loaded>,
     /// Chain shares that failed in a row.
     share_failures: u32,
+    /// Whether another node holds this device's joining announcement.
+    joining: Joining,
+}
+
+/// This device's announcement written on joining, until another node (a
+/// member or a replication node) acknowledges holding it.
+#[derive(Default)]
+struct Joining {
+    announcement: Option<EntryHash>,
+    held: bool,
+    waiters: Vec<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl core::fmt::Debug for GroupLog {
@@ -135,7 +149,14 @@ impl core::fmt::Debug for GroupLog {
 impl GroupLog {
     /// Starts the log of `group` under a supervisor; entries are owed to `members`.
     pub(crate) fn start(group: GroupId, deps: GroupLogDeps, members: Vec<Peer>) -> Addr<Self> {
-        Supervisor::start(move |_| Self { group, deps, members, state: None, share_failures: 0 })
+        Supervisor::start(move |_| Self {
+            group,
+            deps,
+            members,
+            state: None,
+            share_failures: 0,
+            joining: Joining::default(),
+        })
     }
 }
 
@@ -183,7 +204,7 @@ async fn load(deps: GroupLogDeps, group: GroupId, members: Vec<Peer>) -> Result<
     }
     let epoch = epochs.current(&membership);
     let device = deps.device.send(GetDeviceKey { group, epoch }).await.map_err(mailbox("identity-vault"))??;
-    let writer = if membership.device(&device).is_some() {
+    let (mut writer, announced) = if membership.device(&device).is_some() {
         let shared_with = events
             .iter()
             .filter_map(|(event, _)| match event {
@@ -198,7 +219,7 @@ async fn load(deps: GroupLogDeps, group: GroupId, members: Vec<Peer>) -> Result<
             Some(state) => SenderChain::from_state(state),
             None => return Err(Error::Refused("this device announced itself but its chain is lost")),
         };
-        Writer { epoch, chain, shared_with }
+        (Writer { epoch, chain, shared_with }, None)
     } else {
         let recipients = match record.kind {
             GroupKind::Contact => contact_recipients(store, &group).await?,
@@ -206,21 +227,18 @@ async fn load(deps: GroupLogDeps, group: GroupId, members: Vec<Peer>) -> Result<
         };
         enter_epoch(&deps, group, &epochs, epoch, &members, recipients, &mut membership, &me).await?
     };
+    // Members learned before a stop and not shared with yet: nothing was
+    // written since they were learned (appends share first), so the
+    // chain's position now is the one they are owed.
+    let owed = share::newcomers(record.kind, &membership, &writer, &me);
+    if !owed.is_empty() {
+        let keys = epochs.keys(&writer.epoch).ok_or(Error::Unavailable(NAME))?;
+        let (joined, _) = announce(&deps, group, writer.epoch, keys, &writer.chain, &members, owed).await?;
+        share::record_share(&mut membership, &mut writer, &joined);
+    }
     let heads = store.heads(&group, EntryKind::Message).await?;
     let lamport = max_lamport(store, &group, &heads).await?;
-    Ok(Loaded { share_pending: None, epochs, kind: record.kind, me, membership, writer, heads, lamport })
-}
-
-/// Members of the current epoch this device has not shared its chain with
-/// (multi-member groups, while a member).
-fn newcomers(state: &Loaded) -> Vec<MemberPublic> {
-    if state.kind != GroupKind::MultiMember || state.membership.is_removed(&state.me.signing) {
-        return Vec::new();
-    }
-    others(&state.membership, &state.writer.epoch, &state.me)
-        .into_iter()
-        .filter(|m| !state.writer.shared_with.contains(&m.signing))
-        .collect()
+    Ok(Loaded { share_scheduled: false, announced, epochs, kind: record.kind, me, membership, writer, heads, lamport })
 }
 
 /// The members of `epoch` other than `me`.
@@ -249,9 +267,10 @@ async fn open_epoch(
 }
 
 /// Starts writing in `epoch`: a fresh sending chain, announced (with this
-/// epoch's device key) and shared with `recipients`. Unless this member
-/// was removed: then it writes nowhere, and the old writer is returned
-/// unchanged by the caller.
+/// epoch's device key) and shared with `recipients`; returns the writer and
+/// the announcement's hash. Unless this member was removed: then it writes
+/// nowhere (no announcement), and the old writer is returned unchanged by
+/// the caller.
 #[allow(clippy::too_many_arguments)]
 async fn enter_epoch(
     deps: &GroupLogDeps,
@@ -262,16 +281,17 @@ async fn enter_epoch(
     recipients: Vec<MemberPublic>,
     membership: &mut Membership,
     me: &MemberPublic,
-) -> Result<Writer> {
+) -> Result<(Writer, Option<EntryHash>)> {
     let keys = epochs.keys(&epoch).ok_or(Error::Refused("no keys for the current epoch"))?;
     let chain = SenderChain::generate(&mut OsEntropy)?;
     if membership.is_removed(&me.signing) {
-        return Ok(Writer { epoch, chain, shared_with: HashSet::new() });
+        return Ok((Writer { epoch, chain, shared_with: HashSet::new() }, None));
     }
     deps.store.save_sender_chain(&group, chain.state()).await?;
-    let joined = announce(deps, group, epoch, keys, &chain, members, recipients).await?;
+    let (joined, hash) = announce(deps, group, epoch, keys, &chain, members, recipients).await?;
     membership.joined(&joined);
-    Ok(Writer { epoch, chain, shared_with: joined.chain_shares.iter().map(|s| s.recipient).collect() })
+    let shared_with = joined.chain_shares.iter().map(|s| s.recipient).collect();
+    Ok((Writer { epoch, chain, shared_with }, Some(hash)))
 }
 
 /// The highest Lamport clock among the stored `heads` of `group` (one
@@ -280,8 +300,9 @@ async fn max_lamport(store: &Store, group: &GroupId, heads: &[EntryHash]) -> Res
     Ok(store.positions(group, heads).await?.into_iter().map(|(_, _, lamport)| lamport).max().unwrap_or(0))
 }
 
-/// Writes this device's announcement, with its chain sealed to
-/// `recipients`, into the metadata log, owed to `members`.
+/// Writes this device's announcement, with its chain (at its current
+/// position) sealed to `recipients`, into the metadata log, owed to
+/// `members`; returns it with its entry's hash.
 async fn announce(
     deps: &GroupLogDeps,
     group: GroupId,
@@ -290,14 +311,15 @@ async fn announce(
     chain: &SenderChain,
     members: &[Peer],
     recipients: Vec<MemberPublic>,
-) -> Result<MemberJoined> {
+) -> Result<(MemberJoined, EntryHash)> {
     let joined = deps
         .announce
         .send(AnnounceDevice { group, epoch, chain: chain.state().clone(), recipients })
         .await
         .map_err(mailbox("identity-vault"))??;
-    write_metadata(deps, group, epoch, keys, members, &MetadataEvent::MemberJoined(joined.clone())).await?;
-    Ok(joined)
+    let (hash, _) =
+        write_metadata(deps, group, epoch, keys, members, &MetadataEvent::MemberJoined(joined.clone())).await?;
+    Ok((joined, hash))
 }
 
 /// Writes a metadata entry in `epoch`, owed to `members`; returns its hash
@@ -363,7 +385,10 @@ impl Actor for GroupLog {
             self,
             ctx,
             Rc::new(|act: &Self| Box::pin(load(act.deps.clone(), act.group, act.members.clone()))),
-            Rc::new(|act: &mut Self, loaded| act.state = Some(loaded)),
+            Rc::new(|act: &mut Self, loaded: Loaded| {
+                act.joining.announcement = act.joining.announcement.or(loaded.announced);
+                act.state = Some(loaded);
+            }),
             0,
         );
     }
@@ -378,6 +403,8 @@ impl Supervised for GroupLog {
 
 impl Handler<AppendMessage> for GroupLog {
     // Atomic: appends are sealed and stored one after another, in order.
+    // A chain share owed to members learned lately is written first, at
+    // the chain's position before this message (see `share`).
     type Result = AtomicResponse<Self, Result<EntryHash>>;
 
     fn handle(&mut self, msg: AppendMessage, ctx: &mut Self::Context) -> Self::Result {
@@ -392,11 +419,15 @@ impl Handler<AppendMessage> for GroupLog {
             let links =
                 Links { kind: EntryKind::Message, lamport: state.lamport + 1, parents: parents_of(&state.heads) };
             let keys = state.epochs.keys(&state.writer.epoch).ok_or(Error::Unavailable(NAME))?;
-            Ok((state.writer.epoch, keys.clone(), state.writer.chain.clone(), links))
+            Ok((state.writer.epoch, keys.clone(), state.writer.chain.clone(), links, share::owed(state)))
         });
         AtomicResponse::new(Box::pin(
             async move {
-                let (epoch, keys, mut chain, links) = prepared?;
+                let (epoch, keys, mut chain, links, owed) = prepared?;
+                let shared = match owed.is_empty() {
+                    true => None,
+                    false => Some(announce(&deps, group, epoch, &keys, &chain, &members, owed).await?.0),
+                };
                 let (entry, author) =
                     seal(&deps, group, epoch, &keys, &links, BodyKey::Message(&mut chain), &msg.payload).await?;
                 deps.store
@@ -414,12 +445,15 @@ impl Handler<AppendMessage> for GroupLog {
                 // No subscriber is fine; a lagging one sees `Lagged`.
                 let _ = deps.events.send(NodeEvent::EntryAdded { group, hash });
                 let _ = deps.owed.try_send(EntriesOwed { group, fresh: vec![hash] });
-                Ok((hash, chain, links))
+                Ok((hash, chain, links, shared))
             }
             .into_actor(self)
-            .map(|r: Result<(EntryHash, SenderChain, Links)>, act, _| {
-                let (hash, chain, Links { lamport, parents, .. }) = r?;
+            .map(|r: Result<(EntryHash, SenderChain, Links, Option<MemberJoined>)>, act, _| {
+                let (hash, chain, Links { lamport, parents, .. }, shared) = r?;
                 if let Some(state) = act.state.as_mut() {
+                    if let Some(joined) = &shared {
+                        share::record_share(&mut state.membership, &mut state.writer, joined);
+                    }
                     state.writer.chain = chain;
                     state.heads = heads_after(&state.heads, &parents, hash);
                     state.lamport = lamport;
@@ -483,7 +517,7 @@ impl Receiver {
         let current = self.epochs.current(&self.membership);
         if current != self.writer.epoch {
             let recipients = others(&self.membership, &current, &self.me);
-            self.writer = enter_epoch(
+            (self.writer, _) = enter_epoch(
                 &self.deps,
                 self.group,
                 &self.epochs,
@@ -827,11 +861,19 @@ impl Handler<ReceiveEntries> for GroupLog {
                     let hash = entry.hash();
                     match receiver.receive(entry, *epoch, opened).await? {
                         Received::Stored { lamport: l, joined, .. } => {
+                            if opened.links.kind == EntryKind::Metadata {
+                                receipt.metadata.push(hash);
+                            }
                             lamport = lamport.max(l);
                             joined_other |= joined.is_some_and(|j| j.member != receiver.me);
                             receipt.ack.push(hash);
                         }
-                        Received::Known => receipt.ack.push(hash),
+                        Received::Known => {
+                            if opened.links.kind == EntryKind::Metadata {
+                                receipt.metadata.push(hash);
+                            }
+                            receipt.ack.push(hash);
+                        }
                         Received::Refused(why) => {
                             refuse(&receiver, hash, why);
                             receipt.ack.push(hash);
@@ -876,77 +918,51 @@ impl Handler<ReceiveEntries> for GroupLog {
                     state.epochs = epochs;
                     state.membership = membership;
                     state.writer = writer;
-                    // Members learned: share this device's chain with them
-                    // shortly, at today's position, together with whoever
-                    // else turns up meanwhile (one announcement, not one
-                    // per batch: joins come in bursts).
-                    if state.share_pending.is_none() && !newcomers(state).is_empty() {
-                        state.share_pending = Some(state.writer.clone());
-                        share_later(ctx, SHARE_DELAY);
-                    }
                 }
+                // Members learned: share this device's chain with them
+                // shortly, together with whoever else turns up meanwhile
+                // (one announcement, not one per batch: joins come in
+                // bursts), or before this device's next message.
+                share::schedule(act, ctx);
                 Ok(receipt)
             }),
         ))
     }
 }
 
-/// Sends `ShareChain` after `delay`, through the mailbox: like every
-/// message that reads and writes the state, it must wait for the atomic
-/// handler in progress (`notify` would not).
-fn share_later(ctx: &mut Context<GroupLog>, delay: std::time::Duration) {
-    ctx.run_later(delay, |_, ctx| ctx.address().do_send(ShareChain));
+impl Handler<EntriesHeld> for GroupLog {
+    type Result = ();
+
+    fn handle(&mut self, msg: EntriesHeld, _: &mut Self::Context) {
+        let joining = &mut self.joining;
+        if !joining.held && joining.announcement.is_some_and(|a| msg.hashes.contains(&a)) {
+            joining.held = true;
+            for waiter in joining.waiters.drain(..) {
+                let _ = waiter.send(());
+            }
+        }
+    }
 }
 
-/// Internal: share this device's chain with the members learned since the
-/// last share.
-#[derive(actix::Message)]
-#[rtype(result = "()")]
-struct ShareChain;
+impl Handler<AwaitAnnounced> for GroupLog {
+    type Result = actix::ResponseFuture<Result<()>>;
 
-impl Handler<ShareChain> for GroupLog {
-    // Atomic: the announcement is written before anything else.
-    type Result = AtomicResponse<Self, ()>;
-
-    fn handle(&mut self, _: ShareChain, _: &mut Self::Context) -> Self::Result {
-        let (group, deps, members) = (self.group, self.deps.clone(), self.members.clone());
-        let job = self.state.as_mut().and_then(|state| {
-            let pending = state.share_pending.take()?;
-            // A new epoch started meanwhile: its chain went to its members.
-            let new = newcomers(state);
-            (pending.epoch == state.writer.epoch && !new.is_empty())
-                .then(|| Some((state.epochs.keys(&pending.epoch)?.clone(), pending, new)))
-                .flatten()
-        });
-        AtomicResponse::new(Box::pin(
-            async move {
-                let Some((keys, pending, new)) = job else { return Ok(None) };
-                let joined = announce(&deps, group, pending.epoch, &keys, &pending.chain, &members, new).await?;
-                Ok::<_, Error>(Some((pending.epoch, joined)))
-            }
-            .into_actor(self)
-            .map(|r, act, ctx| match r {
-                Ok(Some((epoch, joined))) => {
-                    act.share_failures = 0;
-                    if let Some(state) = act.state.as_mut()
-                        && state.writer.epoch == epoch
-                    {
-                        state.membership.joined(&joined);
-                        state.writer.shared_with.extend(joined.chain_shares.iter().map(|s| s.recipient));
-                    }
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::warn!(actor = NAME, error = %e, "sharing the chain failed; trying again");
-                    act.share_failures = act.share_failures.saturating_add(1);
-                    let backoff = 1u32.checked_shl(act.share_failures).unwrap_or(u32::MAX).min(MAX_SHARE_BACKOFF);
-                    if let Some(state) = act.state.as_mut() {
-                        state.share_pending = Some(state.writer.clone());
-                        share_later(ctx, SHARE_DELAY.saturating_mul(backoff));
-                    }
-                }
-            }),
-        ))
+    fn handle(&mut self, _: AwaitAnnounced, _: &mut Self::Context) -> Self::Result {
+        let joining = &mut self.joining;
+        if self.state.is_none() {
+            return Box::pin(async { Err(Error::Unavailable(NAME)) });
+        }
+        if joining.announcement.is_none() || joining.held {
+            return Box::pin(async { Ok(()) });
+        }
+        joining.waiters.retain(|w| !w.is_closed());
+        if joining.waiters.len() >= MAX_JOIN_WAITERS {
+            return Box::pin(async { Err(Error::Refused("too many callers wait for this join")) });
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        joining.waiters.push(tx);
+        // Dropped if the log restarts: the caller may ask again.
+        Box::pin(async move { rx.await.map_err(|_| Error::Restarting(NAME)) })
     }
 }
 
@@ -1012,7 +1028,7 @@ impl Handler<RemoveMember> for GroupLog {
                 deps.store.add_epoch(&group, &secret).await?;
                 epochs.add(&secret);
                 let recipients: Vec<MemberPublic> = remaining.into_iter().filter(|m| *m != me).collect();
-                let writer =
+                let (writer, _) =
                     enter_epoch(&deps, group, &epochs, epoch, &members, recipients, &mut membership, &me).await?;
                 Ok((epochs, membership, writer))
             }
