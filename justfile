@@ -17,6 +17,27 @@ core-demo:
 test:
     cargo test --workspace
 
+# The whole suite three times pinned to one core, then once while two busy
+# loops keep both cores occupied: no test may depend on the machine's
+# speed. Every run must pass; a failure is a bug to fix, never to retry.
+stress:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    cargo test --workspace --no-run
+    for run in 1 2 3; do
+        echo "== stress: run $run of 4, pinned to one core"
+        taskset -c 0 cargo test --workspace
+    done
+    echo "== stress: run 4 of 4, both cores kept busy"
+    hogs=()
+    for core in 0 1; do
+        timeout 3600 taskset -c "$core" sh -c 'while :; do :; done' &
+        hogs+=($!)
+    done
+    trap 'kill "${hogs[@]}" 2>/dev/null || true' EXIT
+    cargo test --workspace
+    echo "== stress: 4 of 4 runs passed"
+
 fmt:
     cargo fmt --all
 
