@@ -165,6 +165,12 @@ pub struct Courier {
     busy: HashSet<(GroupId, Option<PeerId>)>,
     /// Pushes asked for while one was in progress: run again after it.
     again: HashSet<(GroupId, PeerId)>,
+    /// Counts network restarts and lost connections. A push that spans one
+    /// may have deferred entries whose frame went out under a stale tag or
+    /// lost its ack *after* they were made due again: it makes them due
+    /// once more when it ends (otherwise they would wait out the resend
+    /// delay).
+    disruptions: u64,
     /// Who hears this node's heads of each pull-synced group, and when.
     gossip: HeadsGossip,
     /// This node's heads of each pull-synced group, as last read.
@@ -245,6 +251,7 @@ impl Courier {
             sessions: HashMap::new(),
             busy: HashSet::new(),
             again: HashSet::new(),
+            disruptions: 0,
             points: HashMap::new(),
             gossip: HeadsGossip::default(),
             own_heads: OwnHeads::default(),
@@ -298,6 +305,7 @@ impl Courier {
             self.again.insert((group, peer));
             return;
         }
+        let disruptions = self.disruptions;
         let job = Push {
             store: self.store.clone(),
             network: self.network.clone(),
@@ -312,7 +320,10 @@ impl Courier {
             if let Err(e) = result {
                 tracing::debug!(actor = NAME, error = %e, "push failed; the outbox keeps the entries");
             }
-            if act.again.remove(&(group, peer)) {
+            if act.disruptions != disruptions {
+                act.again.remove(&(group, peer));
+                ctx.spawn(act.reschedule(group).into_actor(act).map(move |(), act, ctx| act.deliver(ctx, group)));
+            } else if act.again.remove(&(group, peer)) {
                 act.push(ctx, group, peer);
             }
         }));
@@ -1022,6 +1033,7 @@ impl Handler<PeerLeft> for Courier {
 
     fn handle(&mut self, msg: PeerLeft, ctx: &mut Self::Context) {
         // Entries pushed on the closed connection may have lost their acks.
+        self.disruptions += 1;
         self.gossip.forget(&msg.peer);
         self.reconciling.retain(|(_, p), _| *p != msg.peer);
         self.heard.retain(|(_, p), _| *p != msg.peer);
@@ -1042,6 +1054,7 @@ impl Handler<NetworkRestarted> for Courier {
     type Result = ();
 
     fn handle(&mut self, msg: NetworkRestarted, ctx: &mut Self::Context) {
+        self.disruptions += 1;
         self.me = Some(msg.peer_id);
         self.awaiting_new_peer_id = false;
         self.forget_sessions();
