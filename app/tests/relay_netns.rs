@@ -23,136 +23,56 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-use common::*;
+use common::{
+    netns::{Namespaces, may_run, must},
+    *,
+};
 
 /// A's address on its home network, and the NAT address it reaches the world from.
 const A_ADDRS: [&str; 2] = ["10.1.0.2", "10.99.1.2"];
 const R_PORT: &str = "4001";
 
-/// Why the tests cannot run here, if they cannot.
-fn missing_prerequisite() -> Option<String> {
-    if !rustix::process::geteuid().is_root() {
-        return Some("not root (network namespaces need it)".into());
-    }
-    for tool in ["ip", "nft", "tcpdump"] {
-        let found = Command::new("sh").args(["-c", &format!("command -v {tool}")]).output();
-        if !found.is_ok_and(|o| o.status.success()) {
-            return Some(format!("{tool} is not installed"));
-        }
-    }
-    None
-}
+/// The tools the topology and the capture need.
+const TOOLS: [&str; 3] = ["ip", "nft", "tcpdump"];
 
-/// `true` if the test may run; otherwise it skips, or fails under `VEIL_FULL_TESTS=1`.
-fn may_run() -> bool {
-    let Some(reason) = missing_prerequisite() else { return true };
-    assert!(std::env::var("VEIL_FULL_TESTS").as_deref() != Ok("1"), "VEIL_FULL_TESTS=1 but {reason}");
-    eprintln!("skipping the network-namespace test: {reason}");
-    false
-}
-
-/// Runs a command and requires it to succeed.
-fn must(program: &str, args: &[&str]) {
-    let out = Command::new(program).args(args).output().unwrap();
-    assert!(out.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-/// The namespaces of one test; deleted (with everything in them) on drop.
-struct Topology {
-    prefix: String,
-}
-
-impl Topology {
-    const NAMESPACES: [&'static str; 5] = ["r", "ra", "rb", "a", "b"];
-
-    /// Builds the topology; with `routable`, R forwards between the two homes.
-    fn build(routable: bool) -> Self {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let prefix = format!("veil{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
-        let topology = Self { prefix };
-        for ns in Self::NAMESPACES {
-            must("ip", &["netns", "add", &topology.ns(ns)]);
-            topology.ip(ns, &["link", "set", "lo", "up"]);
-        }
-        topology.wire(("r", "to-a", "10.99.1.1/30"), ("ra", "wan", "10.99.1.2/30"));
-        topology.wire(("r", "to-b", "10.99.2.1/30"), ("rb", "wan", "10.99.2.2/30"));
-        topology.wire(("ra", "lan", "10.1.0.1/24"), ("a", "eth0", "10.1.0.2/24"));
-        topology.wire(("rb", "lan", "10.2.0.1/24"), ("b", "eth0", "10.2.0.2/24"));
-        topology.ip("a", &["route", "add", "default", "via", "10.1.0.1"]);
-        topology.ip("b", &["route", "add", "default", "via", "10.2.0.1"]);
-        for (router, upstream) in [("ra", "10.99.1.1"), ("rb", "10.99.2.1")] {
-            topology.ip(router, &["route", "add", "default", "via", upstream]);
-            topology.forward(router);
-            let ns = topology.ns(router);
-            must("ip", &["netns", "exec", &ns, "nft", "add", "table", "ip", "nat"]);
-            must(
+/// Builds the topology above; with `routable`, R forwards between the two
+/// homes.
+fn build(routable: bool) -> Namespaces {
+    let topology = Namespaces::create(&["r", "ra", "rb", "a", "b"]);
+    topology.wire(("r", "to-a", "10.99.1.1/30"), ("ra", "wan", "10.99.1.2/30"));
+    topology.wire(("r", "to-b", "10.99.2.1/30"), ("rb", "wan", "10.99.2.2/30"));
+    topology.wire(("ra", "lan", "10.1.0.1/24"), ("a", "eth0", "10.1.0.2/24"));
+    topology.wire(("rb", "lan", "10.2.0.1/24"), ("b", "eth0", "10.2.0.2/24"));
+    topology.ip("a", &["route", "add", "default", "via", "10.1.0.1"]);
+    topology.ip("b", &["route", "add", "default", "via", "10.2.0.1"]);
+    for (router, upstream) in [("ra", "10.99.1.1"), ("rb", "10.99.2.1")] {
+        topology.ip(router, &["route", "add", "default", "via", upstream]);
+        topology.forward(router);
+        let ns = topology.ns(router);
+        must("ip", &["netns", "exec", &ns, "nft", "add", "table", "ip", "nat"]);
+        must(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                &ns,
+                "nft",
+                "add",
+                "chain",
                 "ip",
-                &[
-                    "netns",
-                    "exec",
-                    &ns,
-                    "nft",
-                    "add",
-                    "chain",
-                    "ip",
-                    "nat",
-                    "post",
-                    "{ type nat hook postrouting priority 100 ; }",
-                ],
-            );
-            must(
-                "ip",
-                &["netns", "exec", &ns, "nft", "add", "rule", "ip", "nat", "post", "oifname", "wan", "masquerade"],
-            );
-        }
-        if routable {
-            topology.forward("r");
-            topology.ip("r", &["route", "add", "10.1.0.0/24", "via", "10.99.1.2"]);
-            topology.ip("r", &["route", "add", "10.2.0.0/24", "via", "10.99.2.2"]);
-        }
-        topology
+                "nat",
+                "post",
+                "{ type nat hook postrouting priority 100 ; }",
+            ],
+        );
+        must("ip", &["netns", "exec", &ns, "nft", "add", "rule", "ip", "nat", "post", "oifname", "wan", "masquerade"]);
     }
-
-    fn ns(&self, name: &str) -> String {
-        format!("{}-{name}", self.prefix)
+    if routable {
+        topology.forward("r");
+        topology.ip("r", &["route", "add", "10.1.0.0/24", "via", "10.99.1.2"]);
+        topology.ip("r", &["route", "add", "10.2.0.0/24", "via", "10.99.2.2"]);
     }
-
-    fn ip(&self, ns: &str, args: &[&str]) {
-        let ns = self.ns(ns);
-        must("ip", &[&["-n", ns.as_str()][..], args].concat());
-    }
-
-    /// A veth pair between two namespaces, addressed and up.
-    fn wire(&self, (ns1, if1, addr1): (&str, &str, &str), (ns2, if2, addr2): (&str, &str, &str)) {
-        let (n1, n2) = (self.ns(ns1), self.ns(ns2));
-        must("ip", &["link", "add", if1, "netns", &n1, "type", "veth", "peer", "name", if2, "netns", &n2]);
-        self.ip(ns1, &["addr", "add", addr1, "dev", if1]);
-        self.ip(ns2, &["addr", "add", addr2, "dev", if2]);
-        self.ip(ns1, &["link", "set", if1, "up"]);
-        self.ip(ns2, &["link", "set", if2, "up"]);
-    }
-
-    fn forward(&self, ns: &str) {
-        must("ip", &["netns", "exec", &self.ns(ns), "sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"]);
-    }
-
-    /// A command run inside namespace `ns`.
-    fn exec(&self, ns: &str, program: &str) -> Command {
-        let mut cmd = clean(Command::new("ip"));
-        cmd.args(["netns", "exec", &self.ns(ns), program]);
-        cmd
-    }
-}
-
-impl Drop for Topology {
-    fn drop(&mut self) {
-        for ns in Self::NAMESPACES {
-            // Deleting a namespace removes its veths (and their peers).
-            let _ = Command::new("ip").args(["netns", "del", &self.ns(ns)]).status();
-        }
-    }
+    topology
 }
 
 /// tcpdump on B's interface, printing one line per packet.
@@ -162,7 +82,7 @@ struct Capture {
 }
 
 impl Capture {
-    fn start(topology: &Topology) -> Self {
+    fn start(topology: &Namespaces) -> Self {
         let mut child = topology
             .exec("b", "tcpdump")
             .args(["-i", "eth0", "-n", "-l", "ip"])
@@ -205,7 +125,7 @@ struct Observed {
 
 /// Starts R, A and B under `policy`, makes A and B contacts, exchanges a
 /// message each way, and returns what B learned and saw.
-fn converse(topology: &Topology, policy: &str) -> Observed {
+fn converse(topology: &Namespaces, policy: &str) -> Observed {
     let fast = "sync_interval_ms = 200\ncontact_retry_ms = 200\n";
     let listen = format!("/ip4/0.0.0.0/tcp/{R_PORT}");
     let relay = Daemon::start_with(
@@ -262,10 +182,10 @@ fn converse(topology: &Topology, policy: &str) -> Observed {
 
 #[test]
 fn relayed_contacts_never_learn_each_others_addresses() {
-    if !may_run() {
+    if !may_run(&TOOLS) {
         return;
     }
-    let topology = Topology::build(false);
+    let topology = build(false);
     let seen = converse(&topology, "relayed");
     eprintln!("B learned {} addresses; captured {} packets", seen.learned.len(), seen.packets.len());
     for (addr, sources) in &seen.learned {
@@ -286,10 +206,10 @@ fn relayed_contacts_never_learn_each_others_addresses() {
 /// they connect directly and the same checks find A's addresses.
 #[test]
 fn direct_contacts_learn_each_others_addresses() {
-    if !may_run() {
+    if !may_run(&TOOLS) {
         return;
     }
-    let topology = Topology::build(true);
+    let topology = build(true);
     let seen = converse(&topology, "direct");
     assert!(seen.learned.iter().any(|(a, _)| names_a(a)), "B learned no address of A: {:?}", seen.learned);
     assert!(seen.packets.iter().any(|p| names_a(p)), "no packet from A on B's interface");

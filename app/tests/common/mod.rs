@@ -13,9 +13,13 @@ pub use std::{
 };
 
 pub use serde_json::{Value, json};
+
+pub mod netns;
 pub use tempfile::TempDir;
 
 pub const WAIT: Duration = Duration::from_secs(60);
+/// How often waits check again when no event came.
+pub const RECHECK: Duration = Duration::from_millis(100);
 pub const VEIL: &str = env!("CARGO_BIN_EXE_veil");
 
 /// `veil` with no VEIL_* settings from the environment.
@@ -198,13 +202,15 @@ pub struct Events {
 }
 
 impl Events {
-    /// Waits until `check` holds, checking again after every event.
+    /// Waits until `check` holds, checking again after every event and at
+    /// least every 100 ms (a condition may turn true without an event).
     pub fn until(&self, what: &str, mut check: impl FnMut() -> bool) {
         let deadline = Instant::now() + WAIT;
         while !check() {
             let left = deadline.saturating_duration_since(Instant::now());
-            if self.lines.recv_timeout(left).is_err() {
-                panic!("timed out waiting for {what}");
+            assert!(!left.is_zero(), "timed out waiting for {what}");
+            if let Err(mpsc::RecvTimeoutError::Disconnected) = self.lines.recv_timeout(left.min(RECHECK)) {
+                panic!("`veil events` stopped while waiting for {what}");
             }
         }
     }
