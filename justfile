@@ -45,8 +45,8 @@ lint:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
 
-# Benchmarks; each prints one JSON line. The storage one prefills a million
-# entries first (a few minutes).
+# Benchmarks; each prints one JSON line. The storage and one-to-one ones
+# prefill a million entries per store first (a few minutes).
 bench:
     cargo bench -p veil-crypto --bench protocol 2>/dev/null | tail -n 1
     cargo bench -p veil-storage --bench append 2>/dev/null | tail -n 1
@@ -54,6 +54,7 @@ bench:
     cargo bench -p veil-transports --bench relay 2>/dev/null | tail -n 1
     cargo bench -p veil-actors --bench frames 2>/dev/null | tail -n 1
     cargo bench -p veil-actors --bench groups 2>/dev/null | tail -n 1
+    cargo bench -p veil-actors --bench one_to_one 2>/dev/null | tail -n 1
 
 # What CI runs.
 ci:

@@ -130,3 +130,45 @@ async fn a_contact_going_offline_as_the_conversation_starts_reads_it_on_return()
         n.shutdown().await.unwrap();
     }
 }
+
+/// Many sends in flight at once are stored together (group commit) and
+/// still form one chain: every message once, in the order the log holds
+/// them, the same on both sides, all acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_sends_are_stored_together_and_arrive_once_in_order() {
+    const COUNT: usize = 300;
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let clock = ManualClock::new(UnixTime(T0 + 5));
+    let (server, addr) = rendezvous_server(&dirs[0]).await;
+    let (a, b) = (peer(&dirs[1], &clock, &addr).await, peer(&dirs[2], &clock, &addr).await);
+    let link = b.share_link().await.unwrap().uri;
+    let group = befriend(&a, &b, &link).await;
+
+    let sends: Vec<_> = (0..COUNT)
+        .map(|i| {
+            let a = a.clone();
+            tokio::spawn(async move { a.send(&group, format!("c{i:03}").as_bytes()).await.unwrap() })
+        })
+        .collect();
+    let mut hashes = Vec::new();
+    for send in sends {
+        hashes.push(send.await.unwrap());
+    }
+    let written = texts(&a, &group, "c").await;
+    assert_eq!(written.len(), COUNT);
+    let mut sorted = written.clone();
+    sorted.sort();
+    assert_eq!(sorted, numbered("c", 0..COUNT), "each message stored once");
+    let history = a.history(&group, None, 10_000).await.unwrap();
+    assert!(history.windows(2).all(|w| w[0].lamport < w[1].lamport), "one chain, no concurrent heads");
+    assert!(hashes.iter().all(|h| history.iter().any(|e| e.hash == *h)), "every send's hash is in the log");
+
+    let mut events = b.events();
+    until(&mut events, || async { texts(&b, &group, "c").await.len() == COUNT }).await;
+    assert_eq!(texts(&b, &group, "c").await, written, "the same order on both sides");
+    let mut events = a.events();
+    until(&mut events, || async { a.undelivered(&group).await.unwrap() == 0 }).await;
+    for n in [a, b, server] {
+        n.shutdown().await.unwrap();
+    }
+}

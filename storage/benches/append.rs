@@ -9,12 +9,17 @@
 //! `VEIL_BENCH_DURABILITY=process-crash` selects the weaker durability.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
+#[path = "support/generator.rs"]
+mod generator;
+
 use std::{sync::Arc, time::Instant};
+
+use generator::Generator;
 
 use sqlx::{Connection, QueryBuilder, Sqlite, SqliteConnection, sqlite::SqliteConnectOptions};
 use veil_crypto::{
     GroupSecret, SigningSecret,
-    envelope::{EntryHash, EntryKind, Links, SealedEntry},
+    envelope::{Links, SealedEntry},
     time::SystemClock,
 };
 use veil_storage::{
@@ -26,45 +31,6 @@ const SINGLES: usize = 2000;
 /// Enough batched rows to span checkpoints, so their cost is in the rate.
 const BATCHED: usize = 200_000;
 const TARGET_BATCHED: f64 = 30_000.0;
-
-/// Entries shaped like real ones (section sizes of a small message with one
-/// parent), filled from a fast PRNG: the store never decrypts on append.
-struct Generator {
-    state: u64,
-    prev: Option<EntryHash>,
-    lamport: u64,
-}
-
-impl Generator {
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        let mut out = Vec::with_capacity(n + 8);
-        while out.len() < n {
-            self.state ^= self.state << 13;
-            self.state ^= self.state >> 7;
-            self.state ^= self.state << 17;
-            out.extend_from_slice(&self.state.to_le_bytes());
-        }
-        out.truncate(n);
-        out
-    }
-
-    fn next(&mut self) -> (SealedEntry, Links) {
-        let entry = SealedEntry {
-            links: self.bytes(12 + 11 + 32 + 16),
-            header: self.bytes(133),
-            body: self.bytes(256 + 16),
-            tag: self.bytes(32).try_into().unwrap(),
-        };
-        self.lamport += 1;
-        let links = Links { kind: EntryKind::Message, lamport: self.lamport, parents: self.prev.into_iter().collect() };
-        self.prev = Some(entry.hash());
-        (entry, links)
-    }
-
-    fn batch(&mut self, n: usize) -> Vec<(SealedEntry, Links)> {
-        (0..n).map(|_| self.next()).collect()
-    }
-}
 
 async fn append_all(store: &Store, group: veil_crypto::GroupId, rows: &[(SealedEntry, Links)]) {
     let batch: Vec<NewEntry<'_>> = rows
@@ -148,8 +114,8 @@ async fn main() {
     .await
     .unwrap();
 
-    let mut generator = Generator { state: 0x9E37_79B9_7F4A_7C15, prev: None, lamport: 0 };
-    let mut raw_generator = Generator { state: 0x9E37_79B9_7F4A_7C15, prev: None, lamport: 0 };
+    let mut generator = Generator::new(0x9E37_79B9_7F4A_7C15);
+    let mut raw_generator = Generator::new(0x9E37_79B9_7F4A_7C15);
     let started = Instant::now();
     for _ in 0..prefill / 5000 {
         append_all(&store, group, &generator.batch(5000)).await;

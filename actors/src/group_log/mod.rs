@@ -36,20 +36,20 @@ use veil_storage::{Appended, GroupKind, NewEntry, Peer, RatchetUpdate, Store};
 
 use crate::{
     Error, NodeEvent, Result,
-    heads::{heads_after, parents_of},
+    heads::parents_of,
     membership::{Epochs, Membership, Unopened},
     messages::{
         contacts::ContactJoined,
         courier::EntriesOwed,
         group::{
-            AppendMessage, AwaitAnnounced, EntriesHeld, GetHistory, GetMembers, HistoryEntry, Receipt, ReceiveEntries,
-            RemoveMember,
+            AwaitAnnounced, EntriesHeld, GetHistory, GetMembers, HistoryEntry, Receipt, ReceiveEntries, RemoveMember,
         },
         vault::{AnnounceDevice, GetDeviceKey, GetMemberKeys, OpenChainShare, OpenEpochShare, SignAsDevice},
     },
     supervision::{guarded, load_state, mailbox},
 };
 
+mod append;
 mod share;
 
 const NAME: &str = "group-log";
@@ -129,6 +129,8 @@ pub struct GroupLog {
     share_failures: u32,
     /// Whether another node holds this device's joining announcement.
     joining: Joining,
+    /// Messages waiting to be sealed and stored in the next batch.
+    appends: append::Appends,
 }
 
 /// This device's announcement written on joining, until another node (a
@@ -156,6 +158,7 @@ impl GroupLog {
             state: None,
             share_failures: 0,
             joining: Joining::default(),
+            appends: append::Appends::default(),
         })
     }
 }
@@ -337,7 +340,8 @@ async fn write_metadata(
     let heads = store.heads(&group, EntryKind::Metadata).await?;
     let lamport = max_lamport(store, &group, &heads).await? + 1;
     let links = Links { kind: EntryKind::Metadata, lamport, parents: parents_of(&heads) };
-    let (entry, author) = seal(deps, group, epoch, keys, &links, BodyKey::Metadata, &payload).await?;
+    let author = deps.device.send(GetDeviceKey { group, epoch }).await.map_err(mailbox("identity-vault"))??;
+    let entry = seal(deps, group, epoch, keys, &author, &links, BodyKey::Metadata, &payload).await?;
     store
         .append(NewEntry {
             group,
@@ -354,25 +358,26 @@ async fn write_metadata(
     Ok((hash, links.lamport))
 }
 
-/// Seals an entry in `epoch`, signed by this device's key there through
-/// the vault; returns it with its author.
+/// Seals an entry in `epoch` by `author` (this device's key there), signed
+/// through the vault.
+#[allow(clippy::too_many_arguments)]
 async fn seal(
     deps: &GroupLogDeps,
     group: GroupId,
     epoch: EpochId,
     keys: &GroupKeys,
+    author: &VerifyKey,
     links: &Links,
     body: BodyKey<'_>,
     payload: &[u8],
-) -> Result<(SealedEntry, VerifyKey)> {
-    let author = deps.device.send(GetDeviceKey { group, epoch }).await.map_err(mailbox("identity-vault"))??;
-    let pending = begin_entry(keys, &author, links, body, payload, &mut OsEntropy)?;
+) -> Result<SealedEntry> {
+    let pending = begin_entry(keys, author, links, body, payload, &mut OsEntropy)?;
     let signature = deps
         .signer
         .send(SignAsDevice { group, epoch, message: pending.to_sign().to_vec() })
         .await
         .map_err(mailbox("identity-vault"))??;
-    Ok((pending.finish(keys, signature, &mut OsEntropy)?, author))
+    Ok(pending.finish(keys, signature, &mut OsEntropy)?)
 }
 
 impl Actor for GroupLog {
@@ -398,69 +403,7 @@ impl Supervised for GroupLog {
     fn restarting(&mut self, _: &mut Self::Context) {
         tracing::warn!(actor = NAME, "restarting; reloading the group from storage");
         self.state = None;
-    }
-}
-
-impl Handler<AppendMessage> for GroupLog {
-    // Atomic: appends are sealed and stored one after another, in order.
-    // A chain share owed to members learned lately is written first, at
-    // the chain's position before this message (see `share`).
-    type Result = AtomicResponse<Self, Result<EntryHash>>;
-
-    fn handle(&mut self, msg: AppendMessage, ctx: &mut Self::Context) -> Self::Result {
-        let (group, deps, members) = (self.group, self.deps.clone(), self.members.clone());
-        // Seal on a copy of the chain: the actor's chain only moves once the
-        // entry (and the chain state with it) is stored.
-        let prepared = guarded(NAME, ctx, || {
-            let state = self.state.as_ref().ok_or(Error::Unavailable(NAME))?;
-            if state.membership.is_removed(&state.me.signing) {
-                return Err(Error::Refused("no longer a member of this group"));
-            }
-            let links =
-                Links { kind: EntryKind::Message, lamport: state.lamport + 1, parents: parents_of(&state.heads) };
-            let keys = state.epochs.keys(&state.writer.epoch).ok_or(Error::Unavailable(NAME))?;
-            Ok((state.writer.epoch, keys.clone(), state.writer.chain.clone(), links, share::owed(state)))
-        });
-        AtomicResponse::new(Box::pin(
-            async move {
-                let (epoch, keys, mut chain, links, owed) = prepared?;
-                let shared = match owed.is_empty() {
-                    true => None,
-                    false => Some(announce(&deps, group, epoch, &keys, &chain, &members, owed).await?.0),
-                };
-                let (entry, author) =
-                    seal(&deps, group, epoch, &keys, &links, BodyKey::Message(&mut chain), &msg.payload).await?;
-                deps.store
-                    .append(NewEntry {
-                        group,
-                        entry: &entry,
-                        links: &links,
-                        author: Some(author),
-                        payload: Some(&msg.payload),
-                        ratchet: Some(RatchetUpdate::Sender(chain.state())),
-                        outbox: &members,
-                    })
-                    .await?;
-                let hash = entry.hash();
-                // No subscriber is fine; a lagging one sees `Lagged`.
-                let _ = deps.events.send(NodeEvent::EntryAdded { group, hash });
-                let _ = deps.owed.try_send(EntriesOwed { group, fresh: vec![hash] });
-                Ok((hash, chain, links, shared))
-            }
-            .into_actor(self)
-            .map(|r: Result<(EntryHash, SenderChain, Links, Option<MemberJoined>)>, act, _| {
-                let (hash, chain, Links { lamport, parents, .. }, shared) = r?;
-                if let Some(state) = act.state.as_mut() {
-                    if let Some(joined) = &shared {
-                        share::record_share(&mut state.membership, &mut state.writer, joined);
-                    }
-                    state.writer.chain = chain;
-                    state.heads = heads_after(&state.heads, &parents, hash);
-                    state.lamport = lamport;
-                }
-                Ok(hash)
-            }),
-        ))
+        self.appends.fail_all("the group log restarted; the message was not stored");
     }
 }
 

@@ -1,0 +1,371 @@
+//! One-to-one messaging end to end, with the bare limits of the same work
+//! measured in the same run. Two nodes in this process (the test fixtures:
+//! loopback TCP, a rendezvous server node), each store prefilled with
+//! `VEIL_BENCH_PREFILL` entries (default 1 000 000) of a group of its own:
+//!
+//! * **contact**: request → B sees it, accept → A sees it;
+//! * **one at a time**: each message sent once the previous one arrived;
+//! * **latency at an offered rate** (1 000 and 5 000 msg/s): sends start on
+//!   a fixed schedule whatever the node does; latency runs from the
+//!   scheduled start until B reports the message received (p50/p99/max);
+//! * **pipelined**: `IN_FLIGHT` sends outstanding for `VEIL_BENCH_SECS`
+//!   (default 60): appends/s at A (sends resolved, i.e. stored), delivered/s
+//!   at B, acknowledged/s back at A, and the process RSS each second;
+//! * **bare limits**: the crypto send step (ratchet, seal, sign), the
+//!   receive step (open, verify, read), and batched store appends alone.
+//!
+//! Targets (issue 15): ≥ 10 000 msg/s delivered; p50 < 1 ms and p99 < 5 ms
+//! at 1 000 msg/s. Both nodes share the process, so RSS is the pair's.
+//! Progress goes to stderr; one JSON document is printed on stdout.
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::print_stdout, clippy::print_stderr)]
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+#[path = "../../storage/benches/support/generator.rs"]
+mod generator;
+
+use std::{
+    collections::HashMap,
+    path::Path,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use common::{T0, peer, rendezvous_server};
+use serde_json::{Value, json};
+use tokio::sync::{Semaphore, broadcast};
+use veil_actors::{Node, NodeEvent};
+use veil_crypto::{
+    GroupId, GroupKeys, GroupSecret, OsEntropy, ReceiverChain, SenderChain, SigningSecret,
+    envelope::{BodyKey, EntryHash, EntryKind, Links, SealedEntry, open_entry, seal_entry},
+    ratchet::DEFAULT_WINDOW,
+    time::{ManualClock, UnixTime},
+};
+use veil_storage::{
+    GroupKind, NewEntry, Store, StoreOptions,
+    keystore::{KdfParams, KeySource},
+};
+
+const IN_FLIGHT: usize = 256;
+const PAYLOAD: usize = 100;
+const TARGET_DELIVERED: f64 = 10_000.0;
+const TARGET_P50_MS: f64 = 1.0;
+const TARGET_P99_MS: f64 = 5.0;
+const PREFILL_BATCH: usize = 5000;
+/// How long the bench waits for stragglers before it reports them lost.
+const DRAIN: Duration = Duration::from_secs(120);
+
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn payload(i: usize) -> Vec<u8> {
+    let mut p = format!("{i:08}").into_bytes();
+    p.resize(PAYLOAD, b'.');
+    p
+}
+
+/// The resident set of this process, in MiB.
+fn rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .unwrap_or(0.0);
+    kib / 1024.0
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// The store at `dir` (a node's own files), with a contact group nobody
+/// else knows to fill.
+async fn filler_store(dir: &Path) -> (Store, GroupId) {
+    let key = KeySource::KeyFile(dir.join("storage.key"));
+    let options = StoreOptions { kdf: KdfParams::FAST_INSECURE_FOR_TESTS, ..StoreOptions::default() };
+    let store = Store::open_or_create(&dir.join("veil.db"), &key, options).await.unwrap();
+    let secret = GroupSecret::from_bytes(rand_bytes());
+    let device = SigningSecret::generate(&mut OsEntropy).unwrap();
+    let group = store.insert_group(GroupKind::Contact, None, &secret, &device).await.unwrap();
+    (store, group)
+}
+
+/// Appends `rows` in one transaction.
+async fn append_rows(store: &Store, group: GroupId, rows: &[(SealedEntry, Links)]) {
+    let batch: Vec<NewEntry<'_>> = rows
+        .iter()
+        .map(|(e, l)| NewEntry { group, entry: e, links: l, author: None, payload: None, ratchet: None, outbox: &[] })
+        .collect();
+    store.append_batch(&batch).await.unwrap();
+}
+
+/// Fills the store at `dir` with `count` entries, so its indexes hold a
+/// million rows before the node starts.
+async fn prefill(dir: &Path, count: usize) {
+    let (store, group) = filler_store(dir).await;
+    let mut generator = generator::Generator::new(u64::from_le_bytes(rand_bytes()[..8].try_into().unwrap()) | 1);
+    let mut done = 0;
+    while done < count {
+        let rows = generator.batch(PREFILL_BATCH.min(count - done));
+        append_rows(&store, group, &rows).await;
+        done += rows.len();
+    }
+    store.close().await.unwrap();
+}
+
+fn rand_bytes() -> [u8; 32] {
+    use veil_crypto::Entropy;
+    let mut bytes = [0u8; 32];
+    OsEntropy.fill(&mut bytes).unwrap();
+    bytes
+}
+
+/// When B reported each message received, from the moment it subscribed.
+fn arrivals(node: &Node) -> Arc<Mutex<HashMap<EntryHash, Instant>>> {
+    let seen = Arc::new(Mutex::new(HashMap::new()));
+    let (mut events, record) = (node.events(), seen.clone());
+    tokio::spawn(async move {
+        loop {
+            match events.recv().await {
+                Ok(NodeEvent::MessageReceived { hash, .. }) => {
+                    record.lock().unwrap().insert(hash, Instant::now());
+                }
+                Ok(_) => {}
+                Err(broadcast::error::RecvError::Lagged(n)) => eprintln!("arrivals: {n} events lost (lagging)"),
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    });
+    seen
+}
+
+/// Waits until `check` holds, re-checking every 10 ms, or `limit` passed.
+async fn until(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while !check() {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    true
+}
+
+async fn contact(a: &Node, b: &Node) -> (GroupId, f64, f64) {
+    let (mut a_events, mut b_events) = (a.events(), b.events());
+    let link = b.share_link().await.unwrap().uri;
+    let start = Instant::now();
+    a.send_request(&link, Some("A")).await.unwrap();
+    let from = loop {
+        if let Ok(NodeEvent::ContactRequestReceived { account, .. }) = b_events.recv().await {
+            break account;
+        }
+    };
+    let request_ms = start.elapsed().as_secs_f64() * 1e3;
+    let start = Instant::now();
+    let group = b.accept_contact(&from.signing).await.unwrap().group.unwrap();
+    loop {
+        if let Ok(NodeEvent::ContactAccepted { group: Some(g), .. }) = a_events.recv().await
+            && g == group
+        {
+            break;
+        }
+    }
+    (group, request_ms, start.elapsed().as_secs_f64() * 1e3)
+}
+
+async fn one_at_a_time(a: &Node, b: &Node, group: GroupId, count: usize) -> Value {
+    let seen = arrivals(b);
+    let start = Instant::now();
+    for i in 0..count {
+        let hash = a.send(&group, &payload(i)).await.unwrap();
+        assert!(until(DRAIN, || seen.lock().unwrap().contains_key(&hash)).await, "message {i} never arrived");
+    }
+    let per_s = count as f64 / start.elapsed().as_secs_f64();
+    eprintln!("one at a time: {per_s:.0} msg/s");
+    json!({ "messages": count, "msg_per_s": per_s })
+}
+
+/// Offers `rate` msg/s for `count` messages; latency from the scheduled start.
+async fn offered(a: &Node, b: &Node, group: GroupId, rate: usize, count: usize) -> Value {
+    let seen = arrivals(b);
+    let sent: Arc<Mutex<Vec<(EntryHash, Instant)>>> = Arc::new(Mutex::new(Vec::with_capacity(count)));
+    let start = Instant::now();
+    let mut tasks = Vec::with_capacity(count);
+    for i in 0..count {
+        let due = start + Duration::from_secs_f64(i as f64 / rate as f64);
+        tokio::time::sleep_until(due.into()).await;
+        let (a, sent) = (a.clone(), sent.clone());
+        tasks.push(tokio::spawn(async move {
+            let hash = a.send(&group, &payload(i)).await.unwrap();
+            sent.lock().unwrap().push((hash, due));
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let offering_s = start.elapsed().as_secs_f64();
+    let all = until(DRAIN, || seen.lock().unwrap().len() >= count).await;
+    let seen = seen.lock().unwrap();
+    let mut latencies: Vec<f64> = sent
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|(hash, due)| Some(seen.get(hash)?.duration_since(*due).as_secs_f64() * 1e3))
+        .collect();
+    latencies.sort_by(f64::total_cmp);
+    let (p50, p99, max) = (percentile(&latencies, 0.5), percentile(&latencies, 0.99), latencies.last().copied());
+    eprintln!("offered {rate} msg/s: p50 {p50:.2} ms, p99 {p99:.2} ms, sends took {offering_s:.1} s");
+    json!({
+        "offered_per_s": rate, "messages": count, "received": latencies.len(), "all_received": all,
+        "sending_took_s": offering_s, "p50_ms": p50, "p99_ms": p99, "max_ms": max,
+    })
+}
+
+async fn pipelined(a: &Node, b: &Node, group: GroupId, secs: u64) -> Value {
+    let seen = arrivals(b);
+    let acked = Arc::new(Mutex::new(0usize));
+    {
+        let (mut events, acked) = (a.events(), acked.clone());
+        tokio::spawn(async move {
+            loop {
+                match events.recv().await {
+                    Ok(NodeEvent::EntriesDelivered { hashes, .. }) => *acked.lock().unwrap() += hashes.len(),
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+    }
+    let permits = Arc::new(Semaphore::new(IN_FLIGHT));
+    let appended = Arc::new(Mutex::new(0usize));
+    let (start, window) = (Instant::now(), Duration::from_secs(secs));
+    let mut rss = vec![rss_mib()];
+    let mut next_sample = start + Duration::from_secs(1);
+    let mut i = 0;
+    while start.elapsed() < window {
+        let permit = permits.clone().acquire_owned().await.unwrap();
+        let (a, appended) = (a.clone(), appended.clone());
+        tokio::spawn(async move {
+            a.send(&group, &payload(i)).await.unwrap();
+            *appended.lock().unwrap() += 1;
+            drop(permit);
+        });
+        i += 1;
+        if Instant::now() >= next_sample {
+            rss.push(rss_mib());
+            next_sample += Duration::from_secs(1);
+        }
+    }
+    let _ = permits.acquire_many(IN_FLIGHT as u32).await.unwrap();
+    let elapsed = start.elapsed().as_secs_f64();
+    let (appended, delivered_in_window) = (*appended.lock().unwrap(), seen.lock().unwrap().len());
+    let drained = until(DRAIN, || seen.lock().unwrap().len() >= appended).await;
+    let total = start.elapsed().as_secs_f64();
+    let delivered = seen.lock().unwrap().len();
+    let acked = *acked.lock().unwrap();
+    rss.push(rss_mib());
+    let peak = rss.iter().copied().fold(0.0, f64::max);
+    let (appends_per_s, delivered_per_s) = (appended as f64 / elapsed, delivered as f64 / total);
+    eprintln!(
+        "pipelined: {appends_per_s:.0} appends/s, {delivered_per_s:.0} delivered/s, {acked} acked, peak RSS {peak:.0} MiB"
+    );
+    json!({
+        "in_flight": IN_FLIGHT, "window_s": elapsed, "appended": appended, "appends_per_s": appends_per_s,
+        "delivered": delivered, "delivered_in_window": delivered_in_window, "all_delivered": drained,
+        "delivered_per_s": delivered_per_s, "acked": acked, "acked_per_s": acked as f64 / total,
+        "rss_mib": { "start": rss[0], "end": rss[rss.len() - 1], "peak": peak },
+    })
+}
+
+/// The crypto steps alone: (send/s, receive/s).
+fn bare_crypto(count: usize) -> (f64, f64) {
+    let keys = GroupKeys::derive(&GroupSecret::from_bytes([3u8; 32]));
+    let author = SigningSecret::generate(&mut OsEntropy).unwrap();
+    let mut chain = SenderChain::generate(&mut OsEntropy).unwrap();
+    let mut receiver = ReceiverChain::new(chain.state().clone(), DEFAULT_WINDOW).unwrap();
+    let links = Links { kind: EntryKind::Message, lamport: 1, parents: vec![] };
+    let start = Instant::now();
+    let entries: Vec<_> = (0..count)
+        .map(|i| seal_entry(&keys, &author, &links, BodyKey::Message(&mut chain), &payload(i), &mut OsEntropy).unwrap())
+        .collect();
+    let send = count as f64 / start.elapsed().as_secs_f64();
+    let start = Instant::now();
+    for entry in &entries {
+        open_entry(&keys, entry).unwrap().read_message(&mut receiver).unwrap();
+    }
+    (send, count as f64 / start.elapsed().as_secs_f64())
+}
+
+/// Batched appends alone into a fresh store: entries/s.
+async fn bare_store(count: usize) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, group) = filler_store(dir.path()).await;
+    let rows = generator::Generator::new(7).batch(count);
+    let start = Instant::now();
+    for chunk in rows.chunks(PREFILL_BATCH) {
+        append_rows(&store, group, chunk).await;
+    }
+    let rate = count as f64 / start.elapsed().as_secs_f64();
+    store.close().await.unwrap();
+    rate
+}
+
+fn main() {
+    let prefill_count = env("VEIL_BENCH_PREFILL", 1_000_000);
+    let secs = env("VEIL_BENCH_SECS", 60) as u64;
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let report = runtime.block_on(async {
+        let (crypto_send, crypto_receive) = bare_crypto(20_000);
+        let store_append = bare_store(50_000).await;
+        eprintln!("bare: send {crypto_send:.0}/s, receive {crypto_receive:.0}/s, store {store_append:.0}/s");
+
+        let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+        let started = Instant::now();
+        for dir in &dirs[1..] {
+            prefill(dir.path(), prefill_count).await;
+        }
+        eprintln!("prefilled {prefill_count} entries per store in {:.0} s", started.elapsed().as_secs_f64());
+        let clock = ManualClock::new(UnixTime(T0 + 20));
+        let (server, addr) = rendezvous_server(&dirs[0]).await;
+        let (a, b) = (peer(&dirs[1], &clock, &addr).await, peer(&dirs[2], &clock, &addr).await);
+        let (group, request_ms, accept_ms) = contact(&a, &b).await;
+        eprintln!("contact: request {request_ms:.1} ms, accept {accept_ms:.1} ms");
+
+        let single = one_at_a_time(&a, &b, group, 500).await;
+        let at_1000 = offered(&a, &b, group, 1000, 3000).await;
+        let at_5000 = offered(&a, &b, group, 5000, 10_000).await;
+        let piped = pipelined(&a, &b, group, secs).await;
+        for n in [a, b, server] {
+            n.shutdown().await.unwrap();
+        }
+
+        let limit = crypto_send.min(crypto_receive).min(store_append);
+        let delivered = piped["delivered_per_s"].as_f64().unwrap_or(0.0);
+        let (p50, p99) =
+            (at_1000["p50_ms"].as_f64().unwrap_or(f64::NAN), at_1000["p99_ms"].as_f64().unwrap_or(f64::NAN));
+        json!({
+            "bench": "one_to_one",
+            "prefilled_per_store": prefill_count,
+            "contact_ms": { "request_seen": request_ms, "accept_seen": accept_ms },
+            "one_at_a_time": single,
+            "latency": { "at_1000": at_1000, "at_5000": at_5000 },
+            "pipelined": piped,
+            "bare": {
+                "crypto_send_per_s": crypto_send, "crypto_receive_per_s": crypto_receive,
+                "store_batched_append_per_s": store_append, "limit_per_s": limit,
+            },
+            "ratio_delivered_to_limit": delivered / limit,
+            "targets": {
+                "delivered_per_s": TARGET_DELIVERED, "p50_ms_at_1000": TARGET_P50_MS, "p99_ms_at_1000": TARGET_P99_MS,
+                "met": delivered >= TARGET_DELIVERED && p50 < TARGET_P50_MS && p99 < TARGET_P99_MS,
+            },
+        })
+    });
+    println!("{report}");
+}

@@ -1,0 +1,232 @@
+//! Appending this device's messages, by group commit.
+//!
+//! `Node::send` resolves once its entry is durably stored, and a store
+//! transaction costs an fsync: one transaction per message capped a log at
+//! the disk's sync rate (≈ 2 000/s here) however many sends were in
+//! flight. Appends that arrive while a batch is being sealed and stored
+//! wait in a queue and go together in the next batch: sealed in arrival
+//! order, each naming the previous one as its parent, then stored in one
+//! transaction with the chain's final state and their outbox rows; every
+//! caller hears back once that transaction committed. A lone append still
+//! goes out at once (the batch is whatever waited, never a timer).
+
+use std::collections::VecDeque;
+
+use actix::{ActorFutureExt, AsyncContext, AtomicResponse, Context, Handler, ResponseFuture, WrapFuture};
+use tokio::sync::oneshot;
+use veil_crypto::{
+    EpochId, GroupKeys, SenderChain,
+    envelope::{BodyKey, EntryHash, EntryKind, Links, SealedEntry},
+};
+use veil_proto::metadata::MemberJoined;
+use veil_storage::{NewEntry, RatchetUpdate};
+
+use super::{GroupLog, GroupLogDeps, NAME, announce, seal, share};
+use crate::{
+    Error, NodeEvent, Result,
+    heads::{heads_after, parents_of},
+    messages::{courier::EntriesOwed, group::AppendMessage, vault::GetDeviceKey},
+    supervision::{guarded, mailbox},
+};
+
+/// Most messages sealed and stored in one transaction.
+const MAX_BATCH: usize = 512;
+
+/// Most appends waiting for the next batch. The actor's mailbox bounds how
+/// many can arrive between two batches; this only guards the queue.
+const MAX_WAITING: usize = 4096;
+
+/// One caller waiting for its message to be stored.
+type Waiting = (Vec<u8>, oneshot::Sender<Result<EntryHash>>);
+
+/// Appends waiting for the next batch.
+#[derive(Default)]
+pub(super) struct Appends {
+    waiting: VecDeque<Waiting>,
+    /// A `StoreAppends` is in the mailbox.
+    scheduled: bool,
+}
+
+impl Appends {
+    /// Answers every waiting caller with `why` (the log is restarting).
+    pub(super) fn fail_all(&mut self, why: &'static str) {
+        self.scheduled = false;
+        for (_, reply) in self.waiting.drain(..) {
+            let _ = reply.send(Err(Error::Refused(why)));
+        }
+    }
+}
+
+impl Handler<AppendMessage> for GroupLog {
+    type Result = ResponseFuture<Result<EntryHash>>;
+
+    fn handle(&mut self, msg: AppendMessage, ctx: &mut Self::Context) -> Self::Result {
+        let queued = guarded(NAME, ctx, || {
+            let state = self.state.as_ref().ok_or(Error::Unavailable(NAME))?;
+            if state.membership.is_removed(&state.me.signing) {
+                return Err(Error::Refused("no longer a member of this group"));
+            }
+            if self.appends.waiting.len() >= MAX_WAITING {
+                return Err(Error::Refused("too many messages are waiting to be stored"));
+            }
+            let (reply, answer) = oneshot::channel();
+            self.appends.waiting.push_back((msg.payload, reply));
+            Ok(answer)
+        });
+        if queued.is_ok() {
+            schedule(self, ctx);
+        }
+        Box::pin(async move { queued?.await.map_err(|_| Error::Restarting(NAME))? })
+    }
+}
+
+/// Puts a `StoreAppends` at the end of the mailbox (after the appends
+/// already there, which join the batch), unless one is there.
+fn schedule(act: &mut GroupLog, ctx: &mut Context<GroupLog>) {
+    if !act.appends.scheduled && !act.appends.waiting.is_empty() {
+        act.appends.scheduled = true;
+        ctx.address().do_send(StoreAppends);
+    }
+}
+
+/// Internal: seal and store the waiting appends.
+#[derive(actix::Message)]
+#[rtype(result = "()")]
+struct StoreAppends;
+
+/// What a batch needs from the actor's state.
+struct Batch {
+    epoch: EpochId,
+    keys: GroupKeys,
+    chain: SenderChain,
+    heads: Vec<EntryHash>,
+    lamport: u64,
+    owed: Vec<veil_crypto::MemberPublic>,
+}
+
+/// What a stored batch changed.
+struct Stored {
+    hashes: Vec<EntryHash>,
+    chain: SenderChain,
+    parents: Vec<EntryHash>,
+    lamport: u64,
+    shared: Option<MemberJoined>,
+}
+
+impl Handler<StoreAppends> for GroupLog {
+    // Atomic: batches are sealed and stored one after another, in order.
+    // A chain share owed to members learned lately is written first, at
+    // the chain's position before these messages (see `share`).
+    type Result = AtomicResponse<Self, ()>;
+
+    fn handle(&mut self, _: StoreAppends, _: &mut Self::Context) -> Self::Result {
+        self.appends.scheduled = false;
+        let take = self.appends.waiting.len().min(MAX_BATCH);
+        let (payloads, replies): (Vec<Vec<u8>>, Vec<_>) = self.appends.waiting.drain(..take).unzip();
+        let (group, deps, members) = (self.group, self.deps.clone(), self.members.clone());
+        // Seal on a copy of the chain: the actor's chain only moves once the
+        // entries (and the chain state with them) are stored.
+        let batch = self.state.as_ref().ok_or(Error::Unavailable(NAME)).and_then(|state| {
+            if state.membership.is_removed(&state.me.signing) {
+                return Err(Error::Refused("no longer a member of this group"));
+            }
+            Ok(Batch {
+                epoch: state.writer.epoch,
+                keys: state.epochs.keys(&state.writer.epoch).ok_or(Error::Unavailable(NAME))?.clone(),
+                chain: state.writer.chain.clone(),
+                heads: state.heads.clone(),
+                lamport: state.lamport,
+                owed: share::owed(state),
+            })
+        });
+        AtomicResponse::new(Box::pin(
+            async move { store_batch(&deps, group, &members, batch?, &payloads).await }.into_actor(self).map(
+                move |r: Result<Stored>, act, ctx| {
+                    match r {
+                        Ok(stored) => {
+                            if let Some(state) = act.state.as_mut() {
+                                if let Some(joined) = &stored.shared {
+                                    share::record_share(&mut state.membership, &mut state.writer, joined);
+                                }
+                                state.writer.chain = stored.chain;
+                                let last = stored.hashes.last().copied();
+                                if let Some(last) = last {
+                                    state.heads = heads_after(&state.heads, &stored.parents, last);
+                                }
+                                state.lamport = stored.lamport;
+                            }
+                            for (reply, hash) in replies.into_iter().zip(stored.hashes) {
+                                let _ = reply.send(Ok(hash));
+                            }
+                        }
+                        Err(e) => {
+                            tracing::debug!(actor = NAME, error = %e, count = replies.len(), "a batch of appends failed");
+                            let mut replies = replies.into_iter();
+                            if let Some(first) = replies.next() {
+                                let _ = first.send(Err(e));
+                            }
+                            for reply in replies {
+                                let _ = reply.send(Err(Error::Refused("the batch this message was in failed")));
+                            }
+                        }
+                    }
+                    schedule(act, ctx);
+                },
+            ),
+        ))
+    }
+}
+
+/// Seals `payloads` in order (each naming the previous as its parent) and
+/// stores them in one transaction; the share owed goes first.
+async fn store_batch(
+    deps: &GroupLogDeps,
+    group: veil_crypto::GroupId,
+    members: &[veil_storage::Peer],
+    batch: Batch,
+    payloads: &[Vec<u8>],
+) -> Result<Stored> {
+    let Batch { epoch, keys, mut chain, heads, lamport, owed } = batch;
+    let shared = match owed.is_empty() {
+        true => None,
+        false => Some(announce(deps, group, epoch, &keys, &chain, members, owed).await?.0),
+    };
+    let author = deps.device.send(GetDeviceKey { group, epoch }).await.map_err(mailbox("identity-vault"))??;
+    let first_parents = parents_of(&heads);
+    let mut sealed: Vec<(SealedEntry, Links)> = Vec::with_capacity(payloads.len());
+    for (i, payload) in payloads.iter().enumerate() {
+        let parents = match sealed.last() {
+            Some((previous, _)) => vec![previous.hash()],
+            None => first_parents.clone(),
+        };
+        let links = Links { kind: EntryKind::Message, lamport: lamport + 1 + i as u64, parents };
+        let entry = seal(deps, group, epoch, &keys, &author, &links, BodyKey::Message(&mut chain), payload).await?;
+        sealed.push((entry, links));
+    }
+    let last = sealed.len().saturating_sub(1);
+    let rows: Vec<NewEntry<'_>> = sealed
+        .iter()
+        .zip(payloads)
+        .enumerate()
+        .map(|(i, ((entry, links), payload))| NewEntry {
+            group,
+            entry,
+            links,
+            author: Some(author),
+            payload: Some(payload),
+            // The chain's state after the batch goes with its last entry.
+            ratchet: (i == last).then(|| RatchetUpdate::Sender(chain.state())),
+            outbox: members,
+        })
+        .collect();
+    deps.store.append_batch(&rows).await?;
+    drop(rows);
+    let hashes: Vec<EntryHash> = sealed.iter().map(|(e, _)| e.hash()).collect();
+    for hash in &hashes {
+        // No subscriber is fine; a lagging one sees `Lagged`.
+        let _ = deps.events.send(NodeEvent::EntryAdded { group, hash: *hash });
+    }
+    let _ = deps.owed.try_send(EntriesOwed { group, fresh: hashes.clone() });
+    let lamport = sealed.last().map_or(lamport, |(_, l)| l.lamport);
+    Ok(Stored { hashes, chain, parents: first_parents, lamport, shared })
+}
