@@ -171,27 +171,36 @@ fn net(e: veil_transports::Error) -> Error {
     Error::Network(e)
 }
 
-impl Handler<FromNetwork> for TransportManager {
-    type Result = ();
+/// What must reach the courier, waiting for room in its mailbox.
+enum ToCourier {
+    Frame(InboundFrame),
+    Left(PeerLeft),
+}
 
-    fn handle(&mut self, FromNetwork(event): FromNetwork, ctx: &mut Self::Context) {
+impl Handler<FromNetwork> for TransportManager {
+    // Frames and disconnections wait for room in the courier's mailbox: the
+    // pump waits for this handler, so the network stops reading (and
+    // acknowledging frames) while the courier is behind, and its senders
+    // wait. Nothing on the message path is dropped for want of room.
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, FromNetwork(event): FromNetwork, ctx: &mut Self::Context) -> Self::Result {
         let (events, routes) = (self.events.clone(), self.routes.clone());
+        let mut to_courier = None;
         let _ = guarded(NAME, ctx, || {
-            // A full mailbox drops the routed copy: a frame's sender resends
-            // what is not acknowledged, a requester retries.
+            // A full mailbox drops a contact request (the requester retries)
+            // or a LAN sighting (mDNS reports it again).
             let node_event = match event {
                 NetworkEvent::PeerConnected { peer, transport } => Some(NodeEvent::PeerConnected { peer, transport }),
                 NetworkEvent::PeerDisconnected { peer } => {
-                    let _ = routes.left.try_send(PeerLeft { peer });
+                    to_courier = Some(ToCourier::Left(PeerLeft { peer }));
                     Some(NodeEvent::PeerDisconnected { peer })
                 }
                 NetworkEvent::FrameReceived { peer, frame } => {
                     // Copy the frame (up to the frame limit) only for subscribers.
                     let event =
                         (events.receiver_count() > 0).then(|| NodeEvent::FrameReceived { peer, frame: frame.clone() });
-                    if routes.frames.try_send(InboundFrame { peer, frame }).is_err() {
-                        tracing::warn!(actor = NAME, "courier busy; a frame was dropped");
-                    }
+                    to_courier = Some(ToCourier::Frame(InboundFrame { peer, frame }));
                     event
                 }
                 NetworkEvent::RequestReceived { peer, id, request } => {
@@ -225,6 +234,16 @@ impl Handler<FromNetwork> for TransportManager {
             }
             Ok(())
         });
+        Box::pin(async move {
+            let sent = match to_courier {
+                None => Ok(()),
+                Some(ToCourier::Frame(frame)) => routes.frames.send(frame).await,
+                Some(ToCourier::Left(left)) => routes.left.send(left).await,
+            };
+            if sent.is_err() {
+                tracing::debug!(actor = NAME, "the courier is not running; a network event was not routed");
+            }
+        })
     }
 }
 
