@@ -33,7 +33,7 @@ use std::{
 
 use common::{T0, peer, rendezvous_server};
 use serde_json::{Value, json};
-use tokio::sync::{Semaphore, broadcast};
+use tokio::sync::{Notify, Semaphore, broadcast};
 use veil_actors::{Node, NodeEvent};
 use veil_crypto::{
     GroupId, GroupKeys, GroupSecret, OsEntropy, ReceiverChain, SenderChain, SigningSecret,
@@ -125,35 +125,51 @@ fn rand_bytes() -> [u8; 32] {
     bytes
 }
 
-/// When B reported each message received, from the moment it subscribed.
-fn arrivals(node: &Node) -> Arc<Mutex<HashMap<EntryHash, Instant>>> {
-    let seen = Arc::new(Mutex::new(HashMap::new()));
-    let (mut events, record) = (node.events(), seen.clone());
-    tokio::spawn(async move {
-        loop {
-            match events.recv().await {
-                Ok(NodeEvent::MessageReceived { hash, .. }) => {
-                    record.lock().unwrap().insert(hash, Instant::now());
-                }
-                Ok(_) => {}
-                Err(broadcast::error::RecvError::Lagged(n)) => eprintln!("arrivals: {n} events lost (lagging)"),
-                Err(broadcast::error::RecvError::Closed) => return,
-            }
-        }
-    });
-    seen
+/// When B reported each message received, from the moment it subscribed;
+/// waiters are woken at each arrival.
+#[derive(Clone, Default)]
+struct Arrivals {
+    seen: Arc<Mutex<HashMap<EntryHash, Instant>>>,
+    news: Arc<Notify>,
 }
 
-/// Waits until `check` holds, re-checking every 10 ms, or `limit` passed.
-async fn until(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while !check() {
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+impl Arrivals {
+    fn of(node: &Node) -> Self {
+        let arrivals = Self::default();
+        let (mut events, record) = (node.events(), arrivals.clone());
+        tokio::spawn(async move {
+            loop {
+                match events.recv().await {
+                    Ok(NodeEvent::MessageReceived { hash, .. }) => {
+                        record.seen.lock().unwrap().insert(hash, Instant::now());
+                        record.news.notify_waiters();
+                    }
+                    Ok(_) => {}
+                    Err(broadcast::error::RecvError::Lagged(n)) => eprintln!("arrivals: {n} events lost (lagging)"),
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+        arrivals
     }
-    true
+
+    fn count(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+
+    /// Waits until `check` holds of the arrivals, or `limit` passed.
+    async fn until(&self, limit: Duration, check: impl Fn(&HashMap<EntryHash, Instant>) -> bool) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let news = self.news.notified();
+            if check(&self.seen.lock().unwrap()) {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, news).await.is_err() {
+                return false;
+            }
+        }
+    }
 }
 
 async fn contact(a: &Node, b: &Node) -> (GroupId, f64, f64) {
@@ -180,11 +196,11 @@ async fn contact(a: &Node, b: &Node) -> (GroupId, f64, f64) {
 }
 
 async fn one_at_a_time(a: &Node, b: &Node, group: GroupId, count: usize) -> Value {
-    let seen = arrivals(b);
+    let arrivals = Arrivals::of(b);
     let start = Instant::now();
     for i in 0..count {
         let hash = a.send(&group, &payload(i)).await.unwrap();
-        assert!(until(DRAIN, || seen.lock().unwrap().contains_key(&hash)).await, "message {i} never arrived");
+        assert!(arrivals.until(DRAIN, |seen| seen.contains_key(&hash)).await, "message {i} never arrived");
     }
     let per_s = count as f64 / start.elapsed().as_secs_f64();
     eprintln!("one at a time: {per_s:.0} msg/s");
@@ -193,7 +209,7 @@ async fn one_at_a_time(a: &Node, b: &Node, group: GroupId, count: usize) -> Valu
 
 /// Offers `rate` msg/s for `count` messages; latency from the scheduled start.
 async fn offered(a: &Node, b: &Node, group: GroupId, rate: usize, count: usize) -> Value {
-    let seen = arrivals(b);
+    let arrivals = Arrivals::of(b);
     let sent: Arc<Mutex<Vec<(EntryHash, Instant)>>> = Arc::new(Mutex::new(Vec::with_capacity(count)));
     let start = Instant::now();
     let mut tasks = Vec::with_capacity(count);
@@ -210,8 +226,8 @@ async fn offered(a: &Node, b: &Node, group: GroupId, rate: usize, count: usize) 
         t.await.unwrap();
     }
     let offering_s = start.elapsed().as_secs_f64();
-    let all = until(DRAIN, || seen.lock().unwrap().len() >= count).await;
-    let seen = seen.lock().unwrap();
+    let all = arrivals.until(DRAIN, |seen| seen.len() >= count).await;
+    let seen = arrivals.seen.lock().unwrap();
     let mut latencies: Vec<f64> = sent
         .lock()
         .unwrap()
@@ -228,7 +244,7 @@ async fn offered(a: &Node, b: &Node, group: GroupId, rate: usize, count: usize) 
 }
 
 async fn pipelined(a: &Node, b: &Node, group: GroupId, secs: u64) -> Value {
-    let seen = arrivals(b);
+    let arrivals = Arrivals::of(b);
     let acked = Arc::new(Mutex::new(0usize));
     {
         let (mut events, acked) = (a.events(), acked.clone());
@@ -264,10 +280,10 @@ async fn pipelined(a: &Node, b: &Node, group: GroupId, secs: u64) -> Value {
     }
     let _ = permits.acquire_many(IN_FLIGHT as u32).await.unwrap();
     let elapsed = start.elapsed().as_secs_f64();
-    let (appended, delivered_in_window) = (*appended.lock().unwrap(), seen.lock().unwrap().len());
-    let drained = until(DRAIN, || seen.lock().unwrap().len() >= appended).await;
+    let (appended, delivered_in_window) = (*appended.lock().unwrap(), arrivals.count());
+    let drained = arrivals.until(DRAIN, |seen| seen.len() >= appended).await;
     let total = start.elapsed().as_secs_f64();
-    let delivered = seen.lock().unwrap().len();
+    let delivered = arrivals.count();
     let acked = *acked.lock().unwrap();
     rss.push(rss_mib());
     let peak = rss.iter().copied().fold(0.0, f64::max);

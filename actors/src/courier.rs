@@ -30,7 +30,7 @@ use actix::{
 use tokio::sync::broadcast;
 use veil_crypto::{
     GroupId, GroupKeys, RendezvousSeed,
-    envelope::{EntryHash, EntryKind},
+    envelope::{EntryHash, EntryKind, SealedEntry},
     rendezvous::{ActivePoints, session_tag},
     time::Clock,
 };
@@ -739,9 +739,9 @@ impl Push {
         let resend = veil_crypto::time::UnixTime(now.0.saturating_add(self.timing.resend_after.as_secs()));
         for member in &self.members {
             let due = self.store.outbox_due(member, now, PUSH_LIMIT).await?;
-            let entries = due.into_iter().map(|item| item.entry).collect();
+            let entries = due.into_iter().map(|item| (item.hash, item.sealed)).collect();
             for batch in
-                fill(entries, |e: &veil_storage::EntryRecord| GroupFrame::entry_cost(&e.sealed), self.timing.budget())
+                fill(entries, |(_, e): &(EntryHash, SealedEntry)| GroupFrame::entry_cost(e), self.timing.budget())
             {
                 self.send(member, batch, resend).await?;
             }
@@ -752,13 +752,13 @@ impl Push {
     async fn send(
         &self,
         member: &Peer,
-        batch: Vec<veil_storage::EntryRecord>,
+        batch: Vec<(EntryHash, SealedEntry)>,
         resend: veil_crypto::time::UnixTime,
     ) -> Result<()> {
-        let hashes: Vec<EntryHash> = batch.iter().map(|e| e.hash).collect();
+        let hashes: Vec<EntryHash> = batch.iter().map(|(hash, _)| *hash).collect();
         let frame = GroupFrame {
             session_tag: self.tag,
-            body: GroupBody::Entries(batch.into_iter().map(|e| e.sealed).collect()),
+            body: GroupBody::Entries(batch.into_iter().map(|(_, sealed)| sealed).collect()),
         };
         self.network.send_frame(self.peer, frame.encode()).await?;
         // Sent; it leaves the outbox when the member acknowledges it.
@@ -897,15 +897,19 @@ impl Handler<EntriesOwed> for Courier {
 }
 
 impl Handler<InboundFrame> for Courier {
-    type Result = ();
+    // Entries resolve once their group log stored them: the transport
+    // manager waits for that before the network reads on, so a sender far
+    // ahead gets back-pressure instead of filling this node's memory.
+    type Result = ResponseActFuture<Self, ()>;
 
-    fn handle(&mut self, InboundFrame { peer, frame: bytes }: InboundFrame, ctx: &mut Self::Context) {
+    fn handle(&mut self, InboundFrame { peer, frame: bytes }: InboundFrame, ctx: &mut Self::Context) -> Self::Result {
+        let done = || -> Self::Result { Box::pin(actix::fut::ready(())) };
         let frame = match GroupFrame::decode(&bytes) {
             Ok(f) => f,
             Err(e) => {
                 tracing::debug!(actor = NAME, error = %e, "not a group frame; ignored");
                 let _ = self.events.send(NodeEvent::FrameRefused { peer, reason: e.to_string() });
-                return;
+                return done();
             }
         };
         let Some((group, replica)) = self.group_of(&peer, &frame.session_tag) else {
@@ -915,7 +919,7 @@ impl Handler<InboundFrame> for Courier {
                 }
                 None => tracing::debug!(actor = NAME, "frame for no group of ours; ignored"),
             }
-            return;
+            return done();
         };
         if replica {
             self.replicas.insert((group, peer));
@@ -927,40 +931,48 @@ impl Handler<InboundFrame> for Courier {
         self.join_session(ctx, group, peer);
         match frame.body {
             GroupBody::Entries(entries) => {
-                let Some(route) = self.routes.get(&group) else { return };
-                let (Some(me), network) = (self.me, self.network.clone()) else { return };
-                let Some(tag) = self.tag(&group, &me, &peer) else { return };
+                let Some(route) = self.routes.get(&group) else { return done() };
+                let (Some(me), network) = (self.me, self.network.clone()) else { return done() };
+                let Some(tag) = self.tag(&group, &me, &peer) else { return done() };
                 let (log, pull) = (route.log.clone(), route.pull);
-                ctx.spawn(
-                    async move {
-                        let receipt = log.send(ReceiveEntries { entries }).await.map_err(mailbox("group-log"))??;
-                        // Pulled messages are owed to nobody: only metadata
-                        // is acknowledged (a joining or leaving device
-                        // learns its announcement is held elsewhere).
-                        let ack = if pull { receipt.metadata } else { receipt.ack };
-                        if !ack.is_empty() {
-                            let ack = GroupFrame { session_tag: tag, body: GroupBody::Ack(ack) };
-                            network.send_frame(peer, ack.encode()).await?;
-                        }
-                        Ok::<_, Error>(receipt.waiting)
-                    }
-                    .into_actor(self)
-                    .map(move |r, act, ctx| {
-                        if r.is_ok() && pull {
-                            // What was stored may have moved the heads.
-                            act.heads_changed(group);
-                        }
-                        match r {
-                            // Something is missing (a parent, an announcement),
-                            // maybe much: reconcile with the sender.
-                            Ok(true) if pull => act.open_reconciliation(ctx, group, peer),
-                            Ok(false) if pull => {
-                                act.reconciling.remove(&(group, peer));
+                return Box::pin(
+                    async move { log.send(ReceiveEntries { entries }).await.map_err(mailbox("group-log"))? }
+                        .into_actor(self)
+                        .map(move |r, act, ctx| {
+                            let r = r.map(|receipt| {
+                                // Pulled messages are owed to nobody: only
+                                // metadata is acknowledged (a joining or
+                                // leaving device learns its announcement is
+                                // held elsewhere). The ack is not waited for:
+                                // both sides may be receiving at once.
+                                let ack = if pull { receipt.metadata } else { receipt.ack };
+                                if !ack.is_empty() {
+                                    let ack = GroupFrame { session_tag: tag, body: GroupBody::Ack(ack) }.encode();
+                                    ctx.spawn(async move { network.send_frame(peer, ack).await }.into_actor(act).map(
+                                        |sent, _, _| {
+                                            if let Err(e) = sent {
+                                                tracing::debug!(actor = NAME, error = %e, "an ack was not delivered");
+                                            }
+                                        },
+                                    ));
+                                }
+                                receipt.waiting
+                            });
+                            if r.is_ok() && pull {
+                                // What was stored may have moved the heads.
+                                act.heads_changed(group);
                             }
-                            Ok(_) => {}
-                            Err(e) => tracing::debug!(actor = NAME, error = %e, "receiving entries failed"),
-                        }
-                    }),
+                            match r {
+                                // Something is missing (a parent, an announcement),
+                                // maybe much: reconcile with the sender.
+                                Ok(true) if pull => act.open_reconciliation(ctx, group, peer),
+                                Ok(false) if pull => {
+                                    act.reconciling.remove(&(group, peer));
+                                }
+                                Ok(_) => {}
+                                Err(e) => tracing::debug!(actor = NAME, error = %e, "receiving entries failed"),
+                            }
+                        }),
                 );
             }
             GroupBody::Heads { metadata, messages } => {
@@ -991,7 +1003,7 @@ impl Handler<InboundFrame> for Courier {
                 }
             }
             GroupBody::Ack(hashes) if self.pulls(&group) => {
-                let Some(route) = self.routes.get(&group) else { return };
+                let Some(route) = self.routes.get(&group) else { return done() };
                 let log = route.log.clone();
                 ctx.spawn(
                     async move {
@@ -1003,7 +1015,7 @@ impl Handler<InboundFrame> for Courier {
                 );
             }
             GroupBody::Ack(hashes) => {
-                let Some(route) = self.routes.get(&group) else { return };
+                let Some(route) = self.routes.get(&group) else { return done() };
                 let (store, events, members) = (self.store.clone(), self.events.clone(), route.members.clone());
                 ctx.spawn(
                     async move {
@@ -1025,6 +1037,7 @@ impl Handler<InboundFrame> for Courier {
                 );
             }
         }
+        done()
     }
 }
 

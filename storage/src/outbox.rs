@@ -1,11 +1,14 @@
 //! The outbox: entries still owed to each peer. Rows are added in the same
 //! transaction as the entry, and removed when the peer acknowledges.
 
-use sqlx::{QueryBuilder, Sqlite};
-use veil_crypto::{envelope::EntryHash, time::UnixTime};
+use sqlx::{QueryBuilder, Row, Sqlite};
+use veil_crypto::{
+    envelope::{EntryHash, SealedEntry},
+    time::UnixTime,
+};
 
 use crate::{
-    EntryRecord, Result, Store,
+    Error, Result, Store,
     entries::push_hash_filter,
     rows::{blob, time, time_value, u64_col},
 };
@@ -18,8 +21,10 @@ pub struct Peer(pub [u8; 32]);
 /// One owed entry.
 #[derive(Debug, Clone)]
 pub struct OutboxItem {
-    /// The entry.
-    pub entry: EntryRecord,
+    /// The entry's hash.
+    pub hash: EntryHash,
+    /// The entry as sent on the wire (checked against its hash).
+    pub sealed: SealedEntry,
     /// Delivery attempts so far.
     pub attempts: u32,
     /// When it was enqueued.
@@ -45,29 +50,41 @@ impl Store {
         Ok(())
     }
 
-    /// Entries owed to `peer` that are due at `now`, oldest first.
+    /// Entries owed to `peer` that are due at `now`: the longest due first,
+    /// then in the order they were owed. One query over the `outbox_due`
+    /// index: entries sent and awaiting their acknowledgement (deferred)
+    /// are not scanned, however many there are.
     pub async fn outbox_due(&self, peer: &Peer, now: UnixTime, limit: u32) -> Result<Vec<OutboxItem>> {
         let rows = sqlx::query(
-            "SELECT e.hash, o.attempts, o.enqueued_at FROM outbox o JOIN entries e ON e.seq = o.entry_seq
-             WHERE o.peer = $1 AND o.next_attempt_at <= $2 ORDER BY o.id LIMIT $3",
+            "SELECT e.hash, e.links, e.header, e.body, e.tag, o.attempts, o.enqueued_at
+             FROM outbox o JOIN entries e ON e.seq = o.entry_seq
+             WHERE o.peer = $1 AND o.next_attempt_at <= $2 ORDER BY o.next_attempt_at, o.id LIMIT $3",
         )
         .bind(peer.0.to_vec())
         .bind(time_value(now)?)
         .bind(i64::from(limit))
         .fetch_all(&self.readers)
         .await?;
-        let mut items = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let hash = EntryHash(blob::<32>(r, "hash")?);
-            if let Some(entry) = self.entry(&hash).await? {
-                items.push(OutboxItem {
-                    entry,
+        rows.iter()
+            .map(|r| {
+                let hash = EntryHash(blob::<32>(r, "hash")?);
+                let sealed = SealedEntry {
+                    links: r.try_get("links")?,
+                    header: r.try_get("header")?,
+                    body: r.try_get("body")?,
+                    tag: blob::<32>(r, "tag")?,
+                };
+                if sealed.hash() != hash {
+                    return Err(Error::Invalid { what: "entry", reason: "stored sections do not match its hash" });
+                }
+                Ok(OutboxItem {
+                    hash,
+                    sealed,
                     attempts: u32::try_from(u64_col(r, "attempts")?).unwrap_or(u32::MAX),
                     enqueued_at: time(r, "enqueued_at")?,
-                });
-            }
-        }
-        Ok(items)
+                })
+            })
+            .collect()
     }
 
     /// Peers that are owed at least one entry.

@@ -426,7 +426,7 @@ async fn verify(dir: &Path, config: Config, must_have: &BTreeSet<EntryHash>) -> 
     let far = UnixTime(i64::MAX as u64);
     for (peer, expected) in [(ALL, &all), (EVEN, &even)] {
         let owed: Vec<EntryHash> =
-            store.outbox_due(&peer, far, 1_000_000).await.unwrap().into_iter().map(|i| i.entry.hash).collect();
+            store.outbox_due(&peer, far, 1_000_000).await.unwrap().into_iter().map(|i| i.hash).collect();
         assert_eq!(owed.len(), expected.len(), "one outbox row per entry");
         assert_eq!(&owed.into_iter().collect::<BTreeSet<_>>(), expected);
     }

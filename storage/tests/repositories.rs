@@ -276,13 +276,20 @@ async fn append_stores_payload_ratchet_and_outbox_together() {
     assert_eq!(t.store.sender_chain(&gid).await.unwrap().unwrap(), chain.state().clone());
     assert_eq!(t.store.outbox_len(&peer).await.unwrap(), 3);
     let due = t.store.outbox_due(&peer, t.clock.now(), 10).await.unwrap();
-    assert_eq!(due.iter().map(|i| i.entry.hash).collect::<Vec<_>>(), hashes);
-    assert_eq!(&due[1].entry.payload.as_ref().unwrap()[..], b"message 1");
-    // A failed attempt defers; an ack removes.
+    assert_eq!(due.iter().map(|i| i.hash).collect::<Vec<_>>(), hashes);
+    assert_eq!(due[1].sealed.hash(), hashes[1], "the entry as sent on the wire");
+    let stored = t.store.entry(&hashes[1]).await.unwrap().unwrap();
+    assert_eq!(&stored.payload.as_ref().unwrap()[..], b"message 1");
+    // A failed attempt (or a sent entry awaiting its ack) defers; an ack removes.
     let later = UnixTime(t.clock.now().0 + 30);
     assert_eq!(t.store.defer(&peer, &hashes[..1], later).await.unwrap(), 1);
-    assert_eq!(t.store.outbox_due(&peer, t.clock.now(), 10).await.unwrap().len(), 2);
-    assert_eq!(t.store.outbox_due(&peer, later, 10).await.unwrap()[0].attempts, 1);
+    let due: Vec<EntryHash> =
+        t.store.outbox_due(&peer, t.clock.now(), 10).await.unwrap().iter().map(|i| i.hash).collect();
+    assert_eq!(due, hashes[1..], "deferred entries are not due");
+    // Longest due first: the deferred one comes last once due.
+    let due = t.store.outbox_due(&peer, later, 10).await.unwrap();
+    assert_eq!(due.iter().map(|i| i.hash).collect::<Vec<_>>(), [hashes[1], hashes[2], hashes[0]]);
+    assert_eq!(due[2].attempts, 1);
     // The connection went away: everything owed is due again now.
     assert_eq!(t.store.reschedule(&peer, t.clock.now()).await.unwrap(), 1);
     assert_eq!(t.store.outbox_due(&peer, t.clock.now(), 10).await.unwrap().len(), 3);
