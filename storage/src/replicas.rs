@@ -192,7 +192,7 @@ async fn replica_rows(
     hashes: &[EntryHash],
 ) -> Result<Vec<SqliteRow>> {
     rows_by_hash(conn, select, hashes, |qb| {
-        qb.push(" WHERE replica_ref = ").push_bind(replica);
+        qb.push(" WHERE +replica_ref = ").push_bind(replica);
     })
     .await
 }
