@@ -3,8 +3,7 @@
 
 use actix::Message;
 use veil_crypto::{
-    AccountPublic, ChainState, EpochId, EpochSecret, GroupId, GroupSecret, MemberPublic, NetworkKey, Signature,
-    VerifyKey,
+    AccountPublic, ChainState, EpochId, EpochSecret, GroupId, GroupSecret, MemberPublic, NetworkKey, VerifyKey,
     envelope::EntryHash,
     rendezvous::{ActivePoints, RendezvousPoint},
 };
@@ -32,16 +31,17 @@ pub mod vault {
     #[rtype(result = "Result<PublicIdentity>")]
     pub struct GetIdentity;
 
-    /// Command: sign `message` with this device's key in `group`.
+    /// Command: sign an entry with this device's key in `group` (refused
+    /// if the entry names another author).
     #[derive(Debug, Message)]
-    #[rtype(result = "Result<Signature>")]
-    pub struct SignAsDevice {
+    #[rtype(result = "Result<veil_crypto::envelope::SignedEntry>")]
+    pub struct SignEntry {
         /// The group whose device key signs.
         pub group: GroupId,
         /// The epoch it writes in (each has its own device key).
         pub epoch: EpochId,
-        /// What to sign.
-        pub message: Vec<u8>,
+        /// The entry to sign.
+        pub pending: veil_crypto::envelope::PendingEntry,
     }
 
     /// Query: the public half of this account's member keys in `group`

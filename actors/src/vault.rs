@@ -11,7 +11,7 @@ use std::{
 use actix::{Actor, ActorFutureExt, Context, Handler, ResponseActFuture, Supervised, WrapFuture};
 use veil_crypto::{
     ChainState, EpochId, EpochSecret, GroupId, GroupSecret, Identity, MemberKeys, MemberPublic, NetworkKey, OsEntropy,
-    Signature, SigningSecret, VerifyKey, contact_group_secret,
+    SigningSecret, VerifyKey, contact_group_secret,
     epoch::{epoch_device_key, open_epoch_secret},
     handshake::{Requester, Responder},
     ratchet::{open_chain_state, seal_chain_state},
@@ -24,7 +24,7 @@ use crate::{
     messages::vault::{
         AnnounceDevice, AnswerRequest, BeginRequest, ContinueRequest, DeriveContactGroup, GetDeviceKey, GetIdentity,
         GetMemberKeys, GroupAdded, HandshakeId, IssueInvitation, OpenChainShare, OpenEpochShare, PublicIdentity,
-        ReadRequest, ReceivedRequest, RotateNetworkKey, SignAsDevice,
+        ReadRequest, ReceivedRequest, RotateNetworkKey, SignEntry,
     },
     supervision::{guarded, load_state},
 };
@@ -183,11 +183,14 @@ impl Handler<GetIdentity> for IdentityVault {
     }
 }
 
-impl Handler<SignAsDevice> for IdentityVault {
-    type Result = Result<Signature>;
+impl Handler<SignEntry> for IdentityVault {
+    type Result = Result<veil_crypto::envelope::SignedEntry>;
 
-    fn handle(&mut self, msg: SignAsDevice, ctx: &mut Self::Context) -> Self::Result {
-        guarded(NAME, ctx, || Ok(self.device_key(&msg.group, &msg.epoch)?.sign(&msg.message)))
+    fn handle(&mut self, msg: SignEntry, ctx: &mut Self::Context) -> Self::Result {
+        guarded(NAME, ctx, || {
+            let key = self.device_key(&msg.group, &msg.epoch)?;
+            Ok(msg.pending.sign(&key)?)
+        })
     }
 }
 

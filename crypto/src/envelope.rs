@@ -247,15 +247,16 @@ pub fn seal_entry(
     payload: &[u8],
     entropy: &mut impl Entropy,
 ) -> Result<SealedEntry> {
-    let pending = begin_entry(keys, &author.verify_key(), links, body_key, payload, entropy)?;
-    let signature = author.sign(pending.to_sign());
-    pending.finish(keys, signature, entropy)
+    begin_entry(keys, &author.verify_key(), links, body_key, payload, entropy)?.sign(author)?.finish(keys, entropy)
 }
 
 /// An entry sealed except for the author's signature: the two-step form of
 /// [`seal_entry`] for when the signing key lives elsewhere (an identity
-/// vault that never hands keys out). Sign [`PendingEntry::to_sign`] with the
-/// author's device key, then [`PendingEntry::finish`].
+/// vault that never hands keys out). Whoever holds the author's device key
+/// signs it ([`PendingEntry::sign`], which needs no verification: the key
+/// is checked to be the author's), then [`SignedEntry::finish`]; or sign
+/// [`PendingEntry::to_sign`] elsewhere and [`PendingEntry::finish`], which
+/// verifies the signature.
 #[derive(Debug)]
 pub struct PendingEntry {
     links_ct: Vec<u8>,
@@ -307,24 +308,50 @@ impl PendingEntry {
         &self.author
     }
 
-    /// Completes the entry with the author's signature (checked here, so a
-    /// wrong key cannot produce an entry that members would refuse).
+    /// Signs with the author's device key; `Error::BadSignature` if
+    /// `secret` is another key. No verification is needed afterwards.
+    pub fn sign(self, secret: &SigningSecret) -> Result<SignedEntry> {
+        if secret.verify_key() != self.author {
+            return Err(Error::BadSignature);
+        }
+        let signature = secret.sign(&self.to_sign);
+        Ok(SignedEntry { pending: self, signature })
+    }
+
+    /// Completes the entry with the author's signature made elsewhere
+    /// (verified here, so a wrong key cannot produce an entry that members
+    /// would refuse).
     pub fn finish(self, keys: &GroupKeys, signature: Signature, entropy: &mut impl Entropy) -> Result<SealedEntry> {
         self.author.verify(&self.to_sign, &signature)?;
+        SignedEntry { pending: self, signature }.finish(keys, entropy)
+    }
+}
+
+/// A [`PendingEntry`] signed by its author's own key.
+#[derive(Debug)]
+pub struct SignedEntry {
+    pending: PendingEntry,
+    signature: Signature,
+}
+
+impl SignedEntry {
+    /// Seals the header (author, counter, signature) and tags the entry.
+    pub fn finish(self, keys: &GroupKeys, entropy: &mut impl Entropy) -> Result<SealedEntry> {
+        let Self { pending: this, signature } = self;
         let mut header_plain = zeroize::Zeroizing::new(Vec::with_capacity(HEADER_PLAIN_LEN));
         header_plain.push(HEADER_VERSION);
-        header_plain.extend_from_slice(&self.author.to_bytes());
-        header_plain.extend_from_slice(&self.counter.to_be_bytes());
+        header_plain.extend_from_slice(&this.author.to_bytes());
+        header_plain.extend_from_slice(&this.counter.to_be_bytes());
         header_plain.extend_from_slice(&signature.0);
         let header = aead::seal_prefixed(
             keys.header_key.expose_secret(),
-            &with_aad(HEADER_AAD, &self.links_ct),
+            &with_aad(HEADER_AAD, &this.links_ct),
             &header_plain,
             entropy,
         )?;
         let tag =
-            hmac(keys.entry_auth_key.expose_secret(), &[&sections_mac_input(&self.links_ct, &header, &self.body)]);
-        Ok(SealedEntry { links: self.links_ct, header, body: self.body, tag })
+            hmac(keys.entry_auth_key.expose_secret(), &[&sections_mac_input(&this.links_ct, &header, &this.body)]);
+        Ok(SealedEntry { links: this.links_ct, header, body: this.body, tag })
     }
 }
 
@@ -451,6 +478,21 @@ mod tests {
         let sig = author.sign(pending.to_sign());
         let entry = pending.finish(&keys, sig, &mut e).unwrap();
         assert_eq!(open_entry(&keys, &entry).unwrap().author, author.verify_key());
+    }
+
+    #[test]
+    fn only_the_authors_key_signs_a_pending_entry() {
+        let keys = GroupKeys::derive(&GroupSecret::from_bytes([1; 32]));
+        let author = SigningSecret::from_seed(&[2; 32]);
+        let other = SigningSecret::from_seed(&[3; 32]);
+        let links = Links { kind: EntryKind::Metadata, lamport: 1, parents: vec![] };
+        let mut e = TestEntropy::new(b"sign");
+        let pending = begin_entry(&keys, &author.verify_key(), &links, BodyKey::Metadata, b"hi", &mut e).unwrap();
+        assert_eq!(pending.sign(&other).unwrap_err(), Error::BadSignature);
+        let pending = begin_entry(&keys, &author.verify_key(), &links, BodyKey::Metadata, b"hi", &mut e).unwrap();
+        let entry = pending.sign(&author).unwrap().finish(&keys, &mut e).unwrap();
+        let opened = open_entry(&keys, &entry).unwrap();
+        assert_eq!((opened.author, opened.read_metadata(&keys).unwrap().as_slice()), (author.verify_key(), &b"hi"[..]));
     }
 
     #[test]

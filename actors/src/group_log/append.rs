@@ -48,11 +48,12 @@ pub(super) struct Appends {
 }
 
 impl Appends {
-    /// Answers every waiting caller with `why` (the log is restarting).
-    pub(super) fn fail_all(&mut self, why: &'static str) {
+    /// Answers every waiting caller that the log is restarting: their
+    /// messages were not stored and may be sent again.
+    pub(super) fn restarting(&mut self) {
         self.scheduled = false;
         for (_, reply) in self.waiting.drain(..) {
-            let _ = reply.send(Err(Error::Refused(why)));
+            let _ = reply.send(Err(Error::Restarting(NAME)));
         }
     }
 }

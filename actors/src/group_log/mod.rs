@@ -44,7 +44,7 @@ use crate::{
         group::{
             AwaitAnnounced, EntriesHeld, GetHistory, GetMembers, HistoryEntry, Receipt, ReceiveEntries, RemoveMember,
         },
-        vault::{AnnounceDevice, GetDeviceKey, GetMemberKeys, OpenChainShare, OpenEpochShare, SignAsDevice},
+        vault::{AnnounceDevice, GetDeviceKey, GetMemberKeys, OpenChainShare, OpenEpochShare, SignEntry},
     },
     supervision::{guarded, load_state, mailbox},
 };
@@ -71,7 +71,7 @@ pub(crate) struct GroupLogDeps {
     /// The vault: device key.
     pub device: Recipient<GetDeviceKey>,
     /// The vault: signatures.
-    pub signer: Recipient<SignAsDevice>,
+    pub signer: Recipient<SignEntry>,
     /// The vault: this account's member key.
     pub member: Recipient<GetMemberKeys>,
     /// The vault: device announcements.
@@ -372,12 +372,8 @@ async fn seal(
     payload: &[u8],
 ) -> Result<SealedEntry> {
     let pending = begin_entry(keys, author, links, body, payload, &mut OsEntropy)?;
-    let signature = deps
-        .signer
-        .send(SignAsDevice { group, epoch, message: pending.to_sign().to_vec() })
-        .await
-        .map_err(mailbox("identity-vault"))??;
-    Ok(pending.finish(keys, signature, &mut OsEntropy)?)
+    let signed = deps.signer.send(SignEntry { group, epoch, pending }).await.map_err(mailbox("identity-vault"))??;
+    Ok(signed.finish(keys, &mut OsEntropy)?)
 }
 
 impl Actor for GroupLog {
@@ -403,7 +399,7 @@ impl Supervised for GroupLog {
     fn restarting(&mut self, _: &mut Self::Context) {
         tracing::warn!(actor = NAME, "restarting; reloading the group from storage");
         self.state = None;
-        self.appends.fail_all("the group log restarted; the message was not stored");
+        self.appends.restarting();
     }
 }
 
