@@ -295,7 +295,10 @@ async fn pipelined(a: &Node, b: &Node, group: GroupId, secs: u64) -> Value {
         "in_flight": IN_FLIGHT, "window_s": elapsed, "appended": appended, "appends_per_s": appends_per_s,
         "delivered": delivered, "delivered_in_window": delivered_in_window, "all_delivered": drained,
         "delivered_per_s": delivered_per_s, "acked": acked, "acked_per_s": acked as f64 / total,
-        "rss_mib": { "start": rss[0], "end": rss[rss.len() - 1], "peak": peak },
+        "rss_mib": {
+            "start": rss[0], "end": rss[rss.len() - 1], "peak": peak,
+            "every_10_s": rss.iter().step_by(10).copied().collect::<Vec<f64>>(),
+        },
     })
 }
 
