@@ -6,11 +6,9 @@
 //!   group's active points (from the `RendezvousRotator`) and, while members
 //!   are owed entries and none is connected, looks them up there.
 //! * **Push.** Entries owed to a member (the storage outbox) go out in
-//!   `GroupFrame`s to every peer of the group's session, read on from how far
-//!   that peer was pushed to (in memory; go-back-N), and leave the outbox only
-//!   when the member's `EntryAck` comes back. A new session, a lost
-//!   connection, a network restart or `resend_after` start again from the
-//!   beginning: a lost ack means a resend, which the receiver drops as a
+//!   `GroupFrame`s to every peer of the group's session; once sent they are
+//!   deferred, and removed from the outbox only when the member's `EntryAck`
+//!   comes back. A lost ack means a resend, which the receiver drops as a
 //!   duplicate (and acknowledges again).
 //! * **Receive.** An inbound frame names its group by its session tag
 //!   (`HMAC(group rendezvous seed, sender ‖ receiver peer ids)`); the entries
