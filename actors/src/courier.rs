@@ -38,7 +38,7 @@ use veil_proto::{
     reconcile::{HashRange, Step, initial, respond},
     sync::{GroupBody, GroupFrame, MAX_ACK_HASHES, MAX_BATCH_ENTRIES},
 };
-use veil_storage::{GroupKind, OutboxPosition, Peer, Store};
+use veil_storage::{GroupKind, Peer, Store};
 use veil_transports::{NetworkHandle, libp2p::PeerId};
 
 use crate::{
@@ -165,14 +165,11 @@ pub struct Courier {
     busy: HashSet<(GroupId, Option<PeerId>)>,
     /// Pushes asked for while one was in progress: run again after it.
     again: HashSet<(GroupId, PeerId)>,
-    /// How far each member's outbox was pushed to each peer (go-back-N):
-    /// rows up to there went out and wait for their ack. Memory only: a
-    /// new session, a lost connection or a network restart starts again
-    /// from the beginning, so what lost its ack goes out again.
-    pushed: HashMap<(PeerId, Peer), Pushed>,
     /// Counts network restarts and lost connections. A push that spans one
-    /// may have sent entries under a stale tag or lost their acks *after*
-    /// the disruption rewound its peer: it rewinds again when it ends.
+    /// may have deferred entries whose frame went out under a stale tag or
+    /// lost its ack *after* they were made due again: it makes them due
+    /// once more when it ends (otherwise they would wait out the resend
+    /// delay).
     disruptions: u64,
     /// Who hears this node's heads of each pull-synced group, and when.
     gossip: HeadsGossip,
@@ -254,7 +251,6 @@ impl Courier {
             sessions: HashMap::new(),
             busy: HashSet::new(),
             again: HashSet::new(),
-            pushed: HashMap::new(),
             disruptions: 0,
             points: HashMap::new(),
             gossip: HeadsGossip::default(),
@@ -310,55 +306,43 @@ impl Courier {
             return;
         }
         let disruptions = self.disruptions;
-        let now = self.clock.now();
-        let from =
-            members.iter().map(|m| (*m, self.pushed.get(&(peer, *m)).copied().unwrap_or(Pushed::start(now)))).collect();
         let job = Push {
             store: self.store.clone(),
             network: self.network.clone(),
-            now,
+            clock: self.clock.clone(),
             timing: self.timing,
-            from,
+            members,
             peer,
             tag,
         };
-        ctx.spawn(job.run().into_actor(self).map(move |(reached, result), act, ctx| {
+        ctx.spawn(job.run().into_actor(self).map(move |result, act, ctx| {
             act.busy.remove(&(group, Some(peer)));
             if let Err(e) = result {
                 tracing::debug!(actor = NAME, error = %e, "push failed; the outbox keeps the entries");
             }
             if act.disruptions != disruptions {
                 act.again.remove(&(group, peer));
-                act.rewind(&peer);
-                act.deliver(ctx, group);
-                return;
-            }
-            for (member, pushed) in reached {
-                act.pushed.insert((peer, member), pushed);
-            }
-            if act.again.remove(&(group, peer)) {
+                ctx.spawn(act.reschedule(group).into_actor(act).map(move |(), act, ctx| act.deliver(ctx, group)));
+            } else if act.again.remove(&(group, peer)) {
                 act.push(ctx, group, peer);
             }
         }));
     }
 
-    /// Records that `peer` serves `group`. A new session pushes everything
-    /// owed from the beginning (acks lost with an old connection would
-    /// otherwise wait out the resend delay).
+    /// Records that `peer` serves `group`. A new session first makes every
+    /// entry owed to the group's members due again (acks lost with an old
+    /// connection would otherwise wait out their resend delay), then pushes.
     fn join_session(&mut self, ctx: &mut Context<Self>, group: GroupId, peer: PeerId) {
         if Some(peer) == self.me {
             return;
         }
-        if self.sessions.entry(peer).or_default().insert(group) {
-            self.rewind(&peer);
-            self.offer_heads(ctx, group, Some(peer));
+        if !self.sessions.entry(peer).or_default().insert(group) {
+            self.push(ctx, group, peer);
+            return;
         }
-        self.push(ctx, group, peer);
-    }
-
-    /// What was pushed to `peer` goes out again from the beginning.
-    fn rewind(&mut self, peer: &PeerId) {
-        self.pushed.retain(|(p, _), _| p != peer);
+        let fut = self.reschedule(group);
+        ctx.spawn(fut.into_actor(self).map(move |(), act, ctx| act.push(ctx, group, peer)));
+        self.offer_heads(ctx, group, Some(peer));
     }
 
     /// Learns the relays a proven contact or member is reachable through,
@@ -389,7 +373,6 @@ impl Courier {
         self.reconciling.clear();
         self.heard.clear();
         self.asked.clear();
-        self.pushed.clear();
     }
 
     fn pulls(&self, group: &GroupId) -> bool {
@@ -563,6 +546,18 @@ impl Courier {
     }
 
     /// Makes everything owed to `group`'s members due now.
+    fn reschedule(&self, group: GroupId) -> impl Future<Output = ()> + 'static {
+        let members = self.routes.get(&group).map(|r| r.members.clone()).unwrap_or_default();
+        let (store, now) = (self.store.clone(), self.clock.now());
+        async move {
+            for m in &members {
+                if let Err(e) = store.reschedule(m, now).await {
+                    tracing::debug!(actor = NAME, error = %e, "cannot reschedule owed entries");
+                }
+            }
+        }
+    }
+
     /// Looks members of `group` up at its points, if it owes them anything,
     /// then dials every peer found (at once: stale registrations of peers
     /// gone offline must not hold up the live ones) and pushes to those
@@ -727,79 +722,47 @@ impl Courier {
     }
 }
 
-/// How far a member's outbox was pushed to a peer.
-#[derive(Debug, Clone, Copy)]
-struct Pushed {
-    /// Every row up to here went out.
-    upto: OutboxPosition,
-    /// When pushing last started from the beginning (on the node's clock):
-    /// after `resend_after`, what is still owed goes out again.
-    since: veil_crypto::time::UnixTime,
-}
-
-impl Pushed {
-    fn start(now: veil_crypto::time::UnixTime) -> Self {
-        Self { upto: OutboxPosition::START, since: now }
-    }
-}
-
-/// Most reads of `PUSH_LIMIT` rows one push makes before it lets others run.
-const PUSH_ROUNDS: usize = 16;
-
-/// One push of owed entries to one peer: each member's outbox from where
-/// it was pushed to so far.
+/// One push of owed entries to one peer.
 struct Push {
     store: Arc<Store>,
     network: NetworkHandle,
-    now: veil_crypto::time::UnixTime,
+    clock: Arc<dyn Clock>,
     timing: CourierTiming,
-    from: Vec<(Peer, Pushed)>,
+    members: Vec<Peer>,
     peer: PeerId,
     tag: [u8; 32],
 }
 
 impl Push {
-    /// Returns how far each member was pushed (even when a send failed).
-    async fn run(self) -> (Vec<(Peer, Pushed)>, Result<()>) {
-        let mut reached = Vec::with_capacity(self.from.len());
-        let mut result = Ok(());
-        for (member, mut pushed) in self.from.iter().copied() {
-            // Acks lost on the way: go back and send what is still owed.
-            if self.now.0 >= pushed.since.0.saturating_add(self.timing.resend_after.as_secs()) {
-                pushed = Pushed::start(self.now);
+    async fn run(self) -> Result<()> {
+        let now = self.clock.now();
+        let resend = veil_crypto::time::UnixTime(now.0.saturating_add(self.timing.resend_after.as_secs()));
+        for member in &self.members {
+            let due = self.store.outbox_due(member, now, PUSH_LIMIT).await?;
+            let entries = due.into_iter().map(|item| (item.hash, item.sealed)).collect();
+            for batch in
+                fill(entries, |(_, e): &(EntryHash, SealedEntry)| GroupFrame::entry_cost(e), self.timing.budget())
+            {
+                self.send(member, batch, resend).await?;
             }
-            if result.is_ok() {
-                result = self.push_member(&member, &mut pushed).await;
-            }
-            reached.push((member, pushed));
         }
-        (reached, result)
+        Ok(())
     }
 
-    async fn push_member(&self, member: &Peer, pushed: &mut Pushed) -> Result<()> {
-        for _ in 0..PUSH_ROUNDS {
-            let owed = self.store.outbox_after(member, pushed.upto, PUSH_LIMIT).await?;
-            let full = owed.len() == PUSH_LIMIT as usize;
-            let entries: Vec<(OutboxPosition, SealedEntry)> =
-                owed.into_iter().map(|item| (item.position, item.sealed)).collect();
-            for batch in
-                fill(entries, |(_, e): &(OutboxPosition, SealedEntry)| GroupFrame::entry_cost(e), self.timing.budget())
-            {
-                let last = batch.last().map(|(position, _)| *position);
-                let frame = GroupFrame {
-                    session_tag: self.tag,
-                    body: GroupBody::Entries(batch.into_iter().map(|(_, sealed)| sealed).collect()),
-                };
-                self.network.send_frame(self.peer, frame.encode()).await?;
-                // Sent; each leaves the outbox when the member acknowledges it.
-                if let Some(last) = last {
-                    pushed.upto = last;
-                }
-            }
-            if !full {
-                break;
-            }
-        }
+    async fn send(
+        &self,
+        member: &Peer,
+        batch: Vec<(EntryHash, SealedEntry)>,
+        resend: veil_crypto::time::UnixTime,
+    ) -> Result<()> {
+        let hashes: Vec<EntryHash> = batch.iter().map(|(hash, _)| *hash).collect();
+        let frame = GroupFrame {
+            session_tag: self.tag,
+            body: GroupBody::Entries(batch.into_iter().map(|(_, sealed)| sealed).collect()),
+        };
+        self.network.send_frame(self.peer, frame.encode()).await?;
+        // Sent; it leaves the outbox when the member acknowledges it.
+        self.store.defer(member, &hashes, resend).await?;
         Ok(())
     }
 }
@@ -1081,7 +1044,7 @@ impl Handler<InboundFrame> for Courier {
 impl Handler<PeerLeft> for Courier {
     type Result = ();
 
-    fn handle(&mut self, msg: PeerLeft, _: &mut Self::Context) {
+    fn handle(&mut self, msg: PeerLeft, ctx: &mut Self::Context) {
         // Entries pushed on the closed connection may have lost their acks.
         self.disruptions += 1;
         self.gossip.forget(&msg.peer);
@@ -1091,11 +1054,11 @@ impl Handler<PeerLeft> for Courier {
         self.asked.retain(|_, (p, _)| *p != msg.peer);
         self.replicas.retain(|(_, p)| *p != msg.peer);
         self.proven.remove(&msg.peer);
-        self.rewind(&msg.peer);
         for group in self.sessions.remove(&msg.peer).unwrap_or_default() {
             if let Some(route) = self.routes.get_mut(&group) {
                 route.pace.reset(Some(&msg.peer));
             }
+            ctx.spawn(self.reschedule(group).into_actor(self));
         }
     }
 }
@@ -1111,6 +1074,7 @@ impl Handler<NetworkRestarted> for Courier {
         // The new peer id must be announced at every group's points.
         let groups: Vec<GroupId> = self.routes.keys().copied().collect();
         for group in groups {
+            ctx.spawn(self.reschedule(group).into_actor(self));
             let route = self.routes.get_mut(&group);
             if let Some(change) = route.and_then(|r| {
                 r.pace.reset(None);

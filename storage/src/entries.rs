@@ -273,9 +273,10 @@ impl Store {
             }
         }
         for chunk in owed.chunks(ROWS_PER_STATEMENT) {
-            let mut qb = QueryBuilder::<Sqlite>::new("INSERT INTO outbox (peer, entry_seq, enqueued_at) ");
+            let mut qb =
+                QueryBuilder::<Sqlite>::new("INSERT INTO outbox (peer, entry_seq, enqueued_at, next_attempt_at) ");
             qb.push_values(chunk, |mut b, (peer, seq)| {
-                b.push_bind(peer.0.to_vec()).push_bind(*seq).push_bind(now);
+                b.push_bind(peer.0.to_vec()).push_bind(*seq).push_bind(now).push_bind(now);
             });
             qb.push(" ON CONFLICT (peer, entry_seq) DO NOTHING");
             qb.build().execute(&mut *tx).await?;

@@ -56,6 +56,6 @@ pub use entries::{Appended, EntryRecord, NewEntry, RatchetUpdate};
 pub use error::{Error, Result};
 pub use groups::{GroupKind, GroupRecord};
 pub use links::{LinkState, RetiredLink};
-pub use outbox::{OutboxItem, OutboxPosition, Peer};
+pub use outbox::{OutboxItem, Peer};
 pub use replicas::ReplicaEntry;
 pub use sqlite::{Durability, Tuning};

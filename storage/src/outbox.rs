@@ -1,12 +1,5 @@
 //! The outbox: entries still owed to each peer. Rows are added in the same
 //! transaction as the entry, and removed when the peer acknowledges.
-//!
-//! Senders read it go-back-N style ([`Store::outbox_after`]): they remember
-//! (in memory) how far they pushed and read on from there; to resend what
-//! was not acknowledged they start again from the beginning. Sending
-//! writes nothing (it used to record each attempt: a write transaction per
-//! push, a third of a sender's fsyncs), and row ids are never reused
-//! (schema 4), so a position stays valid.
 
 use sqlx::{QueryBuilder, Row, Sqlite};
 use veil_crypto::{
@@ -17,7 +10,7 @@ use veil_crypto::{
 use crate::{
     Error, Result, Store,
     entries::push_hash_filter,
-    rows::{blob, time, time_value},
+    rows::{blob, time, time_value, u64_col},
 };
 
 /// The key naming a peer entries are owed to (its member key in the group,
@@ -28,23 +21,14 @@ pub struct Peer(pub [u8; 32]);
 /// One owed entry.
 #[derive(Debug, Clone)]
 pub struct OutboxItem {
-    /// Its place in the outbox: rows are read in this order.
-    pub position: OutboxPosition,
     /// The entry's hash.
     pub hash: EntryHash,
     /// The entry as sent on the wire (checked against its hash).
     pub sealed: SealedEntry,
+    /// Delivery attempts so far.
+    pub attempts: u32,
     /// When it was enqueued.
     pub enqueued_at: UnixTime,
-}
-
-/// A place in one peer's outbox: [`Store::outbox_after`] reads on from it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
-pub struct OutboxPosition(i64);
-
-impl OutboxPosition {
-    /// Before every row: reading from here (re)sends everything owed.
-    pub const START: Self = Self(0);
 }
 
 impl Store {
@@ -54,8 +38,10 @@ impl Store {
         let now = time_value(self.now())?;
         let mut conn = self.writer().await?;
         for chunk in hashes.chunks(500) {
-            let mut qb = QueryBuilder::<Sqlite>::new("INSERT INTO outbox (peer, entry_seq, enqueued_at) SELECT ");
-            qb.push_bind(peer.0.to_vec()).push(", seq, ").push_bind(now);
+            let mut qb = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO outbox (peer, entry_seq, enqueued_at, next_attempt_at) SELECT ",
+            );
+            qb.push_bind(peer.0.to_vec()).push(", seq, ").push_bind(now).push(", ").push_bind(now);
             qb.push(" FROM entries WHERE ");
             push_hash_filter(&mut qb, chunk.iter().map(|h| &h.0));
             qb.push(" ORDER BY seq ON CONFLICT (peer, entry_seq) DO NOTHING");
@@ -64,17 +50,18 @@ impl Store {
         Ok(())
     }
 
-    /// Entries owed to `peer` after `after`, in the order they were owed,
-    /// at most `limit`: one query over `outbox_by_peer`, however many rows
-    /// before `after` still wait for their acknowledgement.
-    pub async fn outbox_after(&self, peer: &Peer, after: OutboxPosition, limit: u32) -> Result<Vec<OutboxItem>> {
+    /// Entries owed to `peer` that are due at `now`: the longest due first,
+    /// then in the order they were owed. One query over the `outbox_due`
+    /// index: entries sent and awaiting their acknowledgement (deferred)
+    /// are not scanned, however many there are.
+    pub async fn outbox_due(&self, peer: &Peer, now: UnixTime, limit: u32) -> Result<Vec<OutboxItem>> {
         let rows = sqlx::query(
-            "SELECT o.id, e.hash, e.links, e.header, e.body, e.tag, o.enqueued_at
+            "SELECT e.hash, e.links, e.header, e.body, e.tag, o.attempts, o.enqueued_at
              FROM outbox o JOIN entries e ON e.seq = o.entry_seq
-             WHERE o.peer = $1 AND o.id > $2 ORDER BY o.id LIMIT $3",
+             WHERE o.peer = $1 AND o.next_attempt_at <= $2 ORDER BY o.next_attempt_at, o.id LIMIT $3",
         )
         .bind(peer.0.to_vec())
-        .bind(after.0)
+        .bind(time_value(now)?)
         .bind(i64::from(limit))
         .fetch_all(&self.readers)
         .await?;
@@ -91,9 +78,9 @@ impl Store {
                     return Err(Error::Invalid { what: "entry", reason: "stored sections do not match its hash" });
                 }
                 Ok(OutboxItem {
-                    position: OutboxPosition(r.try_get("id")?),
                     hash,
                     sealed,
+                    attempts: u32::try_from(u64_col(r, "attempts")?).unwrap_or(u32::MAX),
                     enqueued_at: time(r, "enqueued_at")?,
                 })
             })
@@ -118,10 +105,41 @@ impl Store {
     /// `peer` acknowledged these entries: they are no longer owed. Returns how
     /// many rows were removed.
     pub async fn ack(&self, peer: &Peer, hashes: &[EntryHash]) -> Result<u64> {
+        self.outbox_update(peer, hashes, "DELETE FROM outbox WHERE peer = ", None).await
+    }
+
+    /// A delivery attempt failed: count it and retry no earlier than `next`.
+    pub async fn defer(&self, peer: &Peer, hashes: &[EntryHash], next: UnixTime) -> Result<u64> {
+        self.outbox_update(peer, hashes, "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ", Some(next))
+            .await
+    }
+
+    /// Makes everything owed to `peer` due again at `at` (e.g. after the
+    /// connection it was pushed on closed, taking unsent acks with it).
+    pub async fn reschedule(&self, peer: &Peer, at: UnixTime) -> Result<u64> {
+        let mut conn = self.writer().await?;
+        let r = sqlx::query("UPDATE outbox SET next_attempt_at = $1 WHERE peer = $2 AND next_attempt_at > $1")
+            .bind(time_value(at)?)
+            .bind(peer.0.to_vec())
+            .execute(&mut *conn)
+            .await?;
+        Ok(r.rows_affected())
+    }
+
+    async fn outbox_update(
+        &self,
+        peer: &Peer,
+        hashes: &[EntryHash],
+        head: &str,
+        next: Option<UnixTime>,
+    ) -> Result<u64> {
         let mut conn = self.writer().await?;
         let mut n = 0;
         for chunk in hashes.chunks(500) {
-            let mut qb = QueryBuilder::<Sqlite>::new("DELETE FROM outbox WHERE peer = ");
+            let mut qb = QueryBuilder::<Sqlite>::new(head);
+            if let Some(t) = next {
+                qb.push_bind(time_value(t)?).push(" WHERE peer = ");
+            }
             qb.push_bind(peer.0.to_vec()).push(" AND entry_seq IN (SELECT seq FROM entries WHERE ");
             push_hash_filter(&mut qb, chunk.iter().map(|h| &h.0));
             qb.push(")");

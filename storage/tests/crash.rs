@@ -36,8 +36,7 @@ use veil_crypto::{
     time::{ManualClock, UnixTime},
 };
 use veil_storage::{
-    Appended, Durability, EntryRecord, GroupKind, NewEntry, OutboxPosition, Peer, RatchetUpdate, Store, Tuning,
-    keystore::KeySource,
+    Appended, Durability, EntryRecord, GroupKind, NewEntry, Peer, RatchetUpdate, Store, Tuning, keystore::KeySource,
 };
 
 const DIR_VAR: &str = "VEIL_STORAGE_CRASH_DIR";
@@ -424,14 +423,10 @@ async fn verify(dir: &Path, config: Config, must_have: &BTreeSet<EntryHash>) -> 
     let even: BTreeSet<EntryHash> = message_hashes.iter().step_by(2).copied().collect();
     assert_eq!(store.outbox_len(&ALL).await.unwrap(), n + m);
     assert_eq!(store.outbox_len(&EVEN).await.unwrap(), n.div_ceil(2));
+    let far = UnixTime(i64::MAX as u64);
     for (peer, expected) in [(ALL, &all), (EVEN, &even)] {
-        let owed: Vec<EntryHash> = store
-            .outbox_after(&peer, OutboxPosition::START, 1_000_000)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|i| i.hash)
-            .collect();
+        let owed: Vec<EntryHash> =
+            store.outbox_due(&peer, far, 1_000_000).await.unwrap().into_iter().map(|i| i.hash).collect();
         assert_eq!(owed.len(), expected.len(), "one outbox row per entry");
         assert_eq!(&owed.into_iter().collect::<BTreeSet<_>>(), expected);
     }

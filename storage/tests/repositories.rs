@@ -8,9 +8,9 @@ use common::{group_fixture, metadata_entry, temp_store};
 use veil_crypto::{
     AccountKeys, Identity, OsEntropy, ReceiverChain, RendezvousSeed, SenderChain, TestEntropy,
     envelope::{BodyKey, EntryHash, EntryKind, Links, open_entry, seal_entry},
-    time::UnixTime,
+    time::{Clock, UnixTime},
 };
-use veil_storage::{Appended, ContactState, GroupKind, NewEntry, OutboxPosition, Peer, RatchetUpdate, Store};
+use veil_storage::{Appended, ContactState, GroupKind, NewEntry, Peer, RatchetUpdate, Store};
 
 #[tokio::test]
 async fn identity_round_trip_and_only_once() {
@@ -275,21 +275,26 @@ async fn append_stores_payload_ratchet_and_outbox_together() {
     }
     assert_eq!(t.store.sender_chain(&gid).await.unwrap().unwrap(), chain.state().clone());
     assert_eq!(t.store.outbox_len(&peer).await.unwrap(), 3);
-    let owed = t.store.outbox_after(&peer, OutboxPosition::START, 10).await.unwrap();
-    assert_eq!(owed.iter().map(|i| i.hash).collect::<Vec<_>>(), hashes);
-    assert_eq!(owed[1].sealed.hash(), hashes[1], "the entry as sent on the wire");
+    let due = t.store.outbox_due(&peer, t.clock.now(), 10).await.unwrap();
+    assert_eq!(due.iter().map(|i| i.hash).collect::<Vec<_>>(), hashes);
+    assert_eq!(due[1].sealed.hash(), hashes[1], "the entry as sent on the wire");
     let stored = t.store.entry(&hashes[1]).await.unwrap().unwrap();
     assert_eq!(&stored.payload.as_ref().unwrap()[..], b"message 1");
-    // Reading on from a position (a sender that pushed the first one), and
-    // from the start again (resending what was not acknowledged).
-    let rest = t.store.outbox_after(&peer, owed[0].position, 10).await.unwrap();
-    assert_eq!(rest.iter().map(|i| i.hash).collect::<Vec<_>>(), hashes[1..]);
-    let first = t.store.outbox_after(&peer, OutboxPosition::START, 1).await.unwrap();
-    assert_eq!(first.iter().map(|i| i.hash).collect::<Vec<_>>(), hashes[..1]);
-    assert!(t.store.outbox_after(&peer, owed[2].position, 10).await.unwrap().is_empty());
+    // A failed attempt (or a sent entry awaiting its ack) defers; an ack removes.
+    let later = UnixTime(t.clock.now().0 + 30);
+    assert_eq!(t.store.defer(&peer, &hashes[..1], later).await.unwrap(), 1);
+    let due: Vec<EntryHash> =
+        t.store.outbox_due(&peer, t.clock.now(), 10).await.unwrap().iter().map(|i| i.hash).collect();
+    assert_eq!(due, hashes[1..], "deferred entries are not due");
+    // Longest due first: the deferred one comes last once due.
+    let due = t.store.outbox_due(&peer, later, 10).await.unwrap();
+    assert_eq!(due.iter().map(|i| i.hash).collect::<Vec<_>>(), [hashes[1], hashes[2], hashes[0]]);
+    assert_eq!(due[2].attempts, 1);
+    // The connection went away: everything owed is due again now.
+    assert_eq!(t.store.reschedule(&peer, t.clock.now()).await.unwrap(), 1);
+    assert_eq!(t.store.outbox_due(&peer, t.clock.now(), 10).await.unwrap().len(), 3);
+    assert_eq!(t.store.reschedule(&peer, t.clock.now()).await.unwrap(), 0);
     assert_eq!(t.store.ack(&peer, &hashes[..2]).await.unwrap(), 2);
-    let left = t.store.outbox_after(&peer, OutboxPosition::START, 10).await.unwrap();
-    assert_eq!(left.iter().map(|i| i.hash).collect::<Vec<_>>(), hashes[2..], "acknowledged rows are gone");
     assert_eq!(t.store.outbox_peers().await.unwrap(), vec![peer]);
     t.store.ack(&peer, &hashes).await.unwrap();
     assert!(t.store.outbox_peers().await.unwrap().is_empty());
