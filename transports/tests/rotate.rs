@@ -85,8 +85,12 @@ async fn slow_consumer_and_frames_in_flight_on_rotation() {
     let old = b.peer;
     let new_peer = b.handle.rotate(&key()).await.unwrap();
     assert_ne!(new_peer, old);
-    // In flight on the rotating side: `Restarted`.
-    assert!(matches!(b_to_a.await, Err(Error::Restarted)));
+    // In flight on the rotating side: it fails, to be resent — `Restarted`,
+    // or, when the stalled swarm had not registered a's connection yet and
+    // its dial found no address before the rotation, `SendFailed` (1 run in
+    // ~40 here). Either way it was not delivered (checked below).
+    let in_flight = b_to_a.await;
+    assert!(matches!(in_flight, Err(Error::Restarted | Error::SendFailed(_))), "{in_flight:?}");
     // In flight towards it: the connection went away.
     let result = tokio::time::timeout(PATIENCE, a_to_b).await.unwrap().unwrap();
     assert!(matches!(result, Err(Error::SendFailed(_))), "{result:?}");
