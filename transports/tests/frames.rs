@@ -95,11 +95,8 @@ async fn three_nodes(plugins: fn() -> Vec<Arc<dyn TransportPlugin>>, listen: &st
     nodes[1].handle.dial(addrs[2].clone()).await.unwrap();
     let peers: Vec<_> = nodes.iter().map(|n| n.peer).collect();
     for (i, n) in nodes.iter_mut().enumerate() {
-        for (j, &p) in peers.iter().enumerate() {
-            if i != j {
-                wait_connected(&mut n.events, p).await;
-            }
-        }
+        let others: Vec<_> = peers.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, p)| *p).collect();
+        wait_all_connected(&mut n.events, &others).await;
     }
 
     let mut senders = Vec::new();

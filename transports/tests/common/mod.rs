@@ -72,6 +72,19 @@ pub async fn wait_connected(events: &mut mpsc::Receiver<NetworkEvent>, peer: Pee
     .await
 }
 
+/// Waits until every one of `peers` connected, in whatever order the
+/// events come (waiting for them one by one would drop the others).
+pub async fn wait_all_connected(events: &mut mpsc::Receiver<NetworkEvent>, peers: &[PeerId]) {
+    let mut missing: std::collections::HashSet<PeerId> = peers.iter().copied().collect();
+    wait_for(events, |e| {
+        if let NetworkEvent::PeerConnected { peer, .. } = e {
+            missing.remove(&peer);
+        }
+        missing.is_empty().then_some(())
+    })
+    .await
+}
+
 pub async fn wait_disconnected(events: &mut mpsc::Receiver<NetworkEvent>, peer: PeerId) {
     wait_for(events, |e| match e {
         NetworkEvent::PeerDisconnected { peer: p } if p == peer => Some(()),
