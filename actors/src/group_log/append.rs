@@ -21,11 +21,11 @@ use veil_crypto::{
 use veil_proto::metadata::MemberJoined;
 use veil_storage::{NewEntry, RatchetUpdate};
 
-use super::{GroupLog, GroupLogDeps, NAME, announce, seal, share};
+use super::{GroupLog, GroupLogDeps, NAME, announce, seal, share, tell_owed};
 use crate::{
     Error, NodeEvent, Result,
     heads::{heads_after, parents_of},
-    messages::{courier::EntriesOwed, group::AppendMessage, vault::GetDeviceKey},
+    messages::{group::AppendMessage, vault::GetDeviceKey},
     supervision::{guarded, mailbox},
 };
 
@@ -227,7 +227,7 @@ async fn store_batch(
         // No subscriber is fine; a lagging one sees `Lagged`.
         let _ = deps.events.send(NodeEvent::EntryAdded { group, hash: *hash });
     }
-    let _ = deps.owed.try_send(EntriesOwed { group, fresh: hashes.clone() });
+    tell_owed(deps, group, hashes.clone()).await;
     let lamport = sealed.last().map_or(lamport, |(_, l)| l.lamport);
     Ok(Stored { hashes, chain, parents: first_parents, lamport, shared })
 }

@@ -354,8 +354,16 @@ async fn write_metadata(
         })
         .await?;
     let hash = entry.hash();
-    let _ = deps.owed.try_send(EntriesOwed { group, fresh: vec![hash] });
+    tell_owed(deps, group, vec![hash]).await;
     Ok((hash, links.lamport))
+}
+
+/// Tells the courier new entries are owed, waiting for room in its mailbox
+/// (a full mailbox must not leave them to the next tick).
+async fn tell_owed(deps: &GroupLogDeps, group: GroupId, fresh: Vec<EntryHash>) {
+    if deps.owed.send(EntriesOwed { group, fresh }).await.is_err() {
+        tracing::debug!(actor = NAME, "the courier is not running; owed entries wait for the next start");
+    }
 }
 
 /// Seals an entry in `epoch` by `author` (this device's key there), signed
