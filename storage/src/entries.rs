@@ -304,16 +304,7 @@ impl Store {
             self.rows_of("SELECT hash, kind, lamport, links, header, body, tag FROM entries", group, hashes).await?;
         let mut keyed = Vec::with_capacity(rows.len());
         for r in &rows {
-            let hash = EntryHash(blob::<32>(r, "hash")?);
-            let sealed = SealedEntry {
-                links: r.try_get("links")?,
-                header: r.try_get("header")?,
-                body: r.try_get("body")?,
-                tag: blob::<32>(r, "tag")?,
-            };
-            if sealed.hash() != hash {
-                return Err(Error::Invalid { what: "entry", reason: "stored sections do not match its hash" });
-            }
+            let (hash, sealed) = sealed_of(r)?;
             let kind = kind_from(r.try_get("kind")?)?;
             keyed.push(((kind != EntryKind::Metadata, u64_col(r, "lamport")?, hash), sealed));
         }
@@ -515,29 +506,36 @@ impl Store {
     }
 
     fn entry_record(&self, r: &SqliteRow) -> Result<EntryRecord> {
-        let hash = blob::<32>(r, "hash")?;
+        let (hash, sealed) = sealed_of(r)?;
         let author: Option<Vec<u8>> = r.try_get("author")?;
         let sealed_payload: Option<Vec<u8>> = r.try_get("sealed_payload")?;
-        let record = EntryRecord {
-            hash: EntryHash(hash),
+        Ok(EntryRecord {
+            hash,
             kind: kind_from(r.try_get("kind")?)?,
             lamport: u64_col(r, "lamport")?,
             parents: hashes_from(&r.try_get::<Vec<u8>, _>("parents")?)?,
             author: author.map(|a| VerifyKey::from_slice(&a)).transpose()?,
-            sealed: SealedEntry {
-                links: r.try_get("links")?,
-                header: r.try_get("header")?,
-                body: r.try_get("body")?,
-                tag: blob::<32>(r, "tag")?,
-            },
-            payload: sealed_payload.map(|s| self.key.open(&payload_purpose(&hash), &s)).transpose()?,
+            sealed,
+            payload: sealed_payload.map(|s| self.key.open(&payload_purpose(&hash.0), &s)).transpose()?,
             received_at: time(r, "received_at")?,
-        };
-        if record.sealed.hash().0 != hash {
-            return Err(Error::Invalid { what: "entry", reason: "stored sections do not match its hash" });
-        }
-        Ok(record)
+        })
     }
+}
+
+/// The hash and wire sections of an entry row (which must select `hash`,
+/// `links`, `header`, `body` and `tag`), checked against each other.
+pub(crate) fn sealed_of(r: &SqliteRow) -> Result<(EntryHash, SealedEntry)> {
+    let hash = EntryHash(blob::<32>(r, "hash")?);
+    let sealed = SealedEntry {
+        links: r.try_get("links")?,
+        header: r.try_get("header")?,
+        body: r.try_get("body")?,
+        tag: blob::<32>(r, "tag")?,
+    };
+    if sealed.hash() != hash {
+        return Err(Error::Invalid { what: "entry", reason: "stored sections do not match its hash" });
+    }
+    Ok((hash, sealed))
 }
 
 const ENTRY_SELECT: &str =

@@ -1,15 +1,15 @@
 //! The outbox: entries still owed to each peer. Rows are added in the same
 //! transaction as the entry, and removed when the peer acknowledges.
 
-use sqlx::{QueryBuilder, Row, Sqlite};
+use sqlx::{QueryBuilder, Sqlite};
 use veil_crypto::{
     envelope::{EntryHash, SealedEntry},
     time::UnixTime,
 };
 
 use crate::{
-    Error, Result, Store,
-    entries::push_hash_filter,
+    Result, Store,
+    entries::{push_hash_filter, sealed_of},
     rows::{blob, time, time_value, u64_col},
 };
 
@@ -67,16 +67,7 @@ impl Store {
         .await?;
         rows.iter()
             .map(|r| {
-                let hash = EntryHash(blob::<32>(r, "hash")?);
-                let sealed = SealedEntry {
-                    links: r.try_get("links")?,
-                    header: r.try_get("header")?,
-                    body: r.try_get("body")?,
-                    tag: blob::<32>(r, "tag")?,
-                };
-                if sealed.hash() != hash {
-                    return Err(Error::Invalid { what: "entry", reason: "stored sections do not match its hash" });
-                }
+                let (hash, sealed) = sealed_of(r)?;
                 Ok(OutboxItem {
                     hash,
                     sealed,
