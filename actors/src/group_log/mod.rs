@@ -1,7 +1,8 @@
 //! `GroupLog`: one actor per group, owning the group's logs. It seals new
 //! entries with the group's keys and this device's ratchet (signatures come
-//! from the vault), stores each with its ratchet state and outbox rows in one
-//! transaction, and verifies, opens and stores the entries members push.
+//! from the vault), stores them with the ratchet state and outbox rows in
+//! one transaction per batch (`append`), and verifies, opens and stores the
+//! entries members push.
 //!
 //! On start it announces this device in the metadata log (once per epoch):
 //! its member key, the member's certificate for it, and its sending chain
