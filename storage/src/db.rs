@@ -47,7 +47,7 @@ impl Default for StoreOptions {
 /// Secrets are sealed with the storage key before they are written.
 pub struct Store {
     path: PathBuf,
-    writer: Mutex<Option<SqliteConnection>>,
+    writer: Mutex<Option<Writer>>,
     pub(crate) readers: SqlitePool,
     pub(crate) key: StorageKey,
     clock: Arc<dyn Clock>,
@@ -174,7 +174,7 @@ impl Store {
             .await?;
         Ok(Self {
             path: path.to_owned(),
-            writer: Mutex::new(Some(writer)),
+            writer: Mutex::new(Some(Writer { conn: writer, open: false })),
             readers,
             key,
             clock: options.clock,
@@ -274,7 +274,7 @@ impl Store {
         self.readers.close().await;
         let writer = self.writer.lock().await.take();
         if let Some(writer) = writer {
-            writer.close().await?;
+            writer.conn.close().await?;
         }
         if let Ok(mut lock) = self.lock.lock() {
             lock.take();
@@ -282,13 +282,19 @@ impl Store {
         Ok(())
     }
 
-    /// The writer connection, for one write transaction at a time.
+    /// The writer connection, for one write transaction at a time. A
+    /// transaction a [`Script`](crate::script) left open (its caller's future
+    /// was dropped between two round trips) is rolled back first.
     pub(crate) async fn writer(&self) -> Result<WriterGuard<'_>> {
         let guard = self.writer.lock().await;
-        if guard.is_none() {
-            return Err(Error::Closed);
+        let mut writer = match guard.as_ref() {
+            None => return Err(Error::Closed),
+            Some(_) => WriterGuard(guard),
+        };
+        if writer.writer().open {
+            writer.rollback().await;
         }
-        Ok(WriterGuard(guard))
+        Ok(writer)
     }
 
     pub(crate) fn now(&self) -> UnixTime {
@@ -307,15 +313,47 @@ impl Store {
     }
 }
 
+/// The single writer connection.
+struct Writer {
+    conn: SqliteConnection,
+    /// A transaction begun by a script is open on it.
+    open: bool,
+}
+
 /// Exclusive use of the writer connection.
-pub(crate) struct WriterGuard<'a>(tokio::sync::MutexGuard<'a, Option<SqliteConnection>>);
+pub(crate) struct WriterGuard<'a>(tokio::sync::MutexGuard<'a, Option<Writer>>);
+
+impl WriterGuard<'_> {
+    fn writer(&mut self) -> &mut Writer {
+        match self.0.as_mut() {
+            Some(writer) => writer,
+            None => unreachable!("a WriterGuard is only made over an open connection"),
+        }
+    }
+
+    pub(crate) fn conn(&mut self) -> &mut SqliteConnection {
+        &mut self.writer().conn
+    }
+
+    pub(crate) fn set_open(&mut self, open: bool) {
+        self.writer().open = open;
+    }
+
+    /// Rolls back whatever transaction is open. An error here means none
+    /// was (SQLite rolled it back itself, or it never began); a broken
+    /// connection shows in the next statement.
+    pub(crate) async fn rollback(&mut self) {
+        let _ = sqlx::query("ROLLBACK").execute(self.conn()).await;
+        self.set_open(false);
+    }
+}
 
 impl core::ops::Deref for WriterGuard<'_> {
     type Target = SqliteConnection;
 
     fn deref(&self) -> &SqliteConnection {
         match self.0.as_ref() {
-            Some(conn) => conn,
+            Some(writer) => &writer.conn,
             None => unreachable!("a WriterGuard is only made over an open connection"),
         }
     }
@@ -323,10 +361,7 @@ impl core::ops::Deref for WriterGuard<'_> {
 
 impl core::ops::DerefMut for WriterGuard<'_> {
     fn deref_mut(&mut self) -> &mut SqliteConnection {
-        match self.0.as_mut() {
-            Some(conn) => conn,
-            None => unreachable!("a WriterGuard is only made over an open connection"),
-        }
+        self.conn()
     }
 }
 

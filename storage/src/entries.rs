@@ -16,8 +16,9 @@ use crate::{
     Error, Result, Store,
     groups::group_ref,
     outbox::Peer,
-    ratchet::{put_receiver, put_sender},
+    ratchet::{push_receiver, push_sender, put_receiver, read_skipped},
     rows::{blob, time, time_value, to_i64, u64_col},
+    script::Script,
 };
 
 const SEAL_PAYLOAD: &[u8] = b"veil/storage/entry-payload";
@@ -158,41 +159,111 @@ impl Store {
 
     /// Appends many entries in one transaction, with multi-row statements.
     /// Entries already stored (or repeated in the batch) are skipped along
-    /// with their ratchet updates and outbox rows.
+    /// with their ratchet updates and outbox rows. Outbox rows are due at
+    /// once.
     pub async fn append_batch(&self, batch: &[NewEntry<'_>]) -> Result<Vec<Appended>> {
+        self.append_owed(batch, self.now()).await
+    }
+
+    /// Appends like [`append_batch`](Self::append_batch) entries the caller
+    /// pushes to their peers itself right away: their outbox rows first
+    /// come due `retry_after` from now, for the case that no acknowledgement
+    /// removed them by then. (Rows written due at once would be pushed a
+    /// second time by whoever reads the outbox meanwhile; marking them sent
+    /// after the push would be a second write transaction per message.)
+    pub async fn append_batch_pushed(
+        &self,
+        batch: &[NewEntry<'_>],
+        retry_after: std::time::Duration,
+    ) -> Result<Vec<Appended>> {
+        let now = self.now();
+        self.append_owed(batch, UnixTime(now.0.saturating_add(retry_after.as_secs()))).await
+    }
+
+    /// The append: two round trips to SQLite (see `script`): what is
+    /// stored already, then every write and the commit.
+    async fn append_owed(&self, batch: &[NewEntry<'_>], due: UnixTime) -> Result<Vec<Appended>> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
         let prepared: Vec<Prepared> = batch.iter().map(|e| self.prepare(e)).collect::<Result<_>>()?;
-        let now = time_value(self.now())?;
-        let mut conn = self.writer().await?;
-        let mut tx = conn.begin().await?;
-        let mut refs: HashMap<GroupId, i64> = HashMap::new();
+        let (now, due) = (time_value(self.now())?, time_value(due)?);
+        let groups: BTreeSet<GroupId> = batch.iter().map(|e| e.group).collect();
+        // Receiving chains that hold skipped keys: which of those are stored.
+        let mut skipped_of: Vec<(GroupId, VerifyKey)> = Vec::new();
         for e in batch {
-            if let std::collections::hash_map::Entry::Vacant(slot) = refs.entry(e.group) {
-                slot.insert(group_ref(&mut tx, &e.group).await?);
+            if let Some(RatchetUpdate::Receiver { device, chain }) = e.ratchet
+                && !chain.export_skipped().is_empty()
+                && !skipped_of.contains(&(e.group, device))
+            {
+                skipped_of.push((e.group, device));
+            }
+        }
+
+        // 1. Open the transaction; read the groups' row ids, which entries
+        // are stored, and the skipped keys stored.
+        let mut conn = self.writer().await?;
+        let rows = conn
+            .begin_script(|script| {
+                let qb =
+                    script.statement("SELECT 0 AS part, id AS n, group_id AS hash FROM groups WHERE group_id IN (");
+                let mut sep = qb.separated(", ");
+                for g in &groups {
+                    sep.push_bind(g.0.to_vec());
+                }
+                qb.push(")");
+                for chunk in prepared.chunks(ROWS_PER_STATEMENT) {
+                    let qb = script.statement("SELECT 1 AS part, 0 AS n, hash FROM entries WHERE ");
+                    push_hash_filter(qb, chunk.iter().map(|p| &p.hash));
+                }
+                for (i, (group, device)) in skipped_of.iter().enumerate() {
+                    read_skipped(script, 2 + i as i64, group, device);
+                }
+                Ok(())
+            })
+            .await?;
+        let mut refs: HashMap<GroupId, i64> = HashMap::new();
+        let mut stored: HashSet<[u8; 32]> = HashSet::new();
+        let mut skipped_stored: Vec<BTreeSet<i64>> = vec![BTreeSet::new(); skipped_of.len()];
+        for row in &rows {
+            match row.try_get::<i64, _>("part")? {
+                0 => {
+                    refs.insert(GroupId(blob::<32>(row, "hash")?), row.try_get("n")?);
+                }
+                1 => {
+                    stored.insert(blob::<32>(row, "hash")?);
+                }
+                part => {
+                    let set = usize::try_from(part - 2).ok().and_then(|i| skipped_stored.get_mut(i));
+                    set.ok_or(Error::Invalid { what: "append", reason: "unknown part" })?.insert(row.try_get("n")?);
+                }
             }
         }
         let group_of = |e: &NewEntry<'_>| refs.get(&e.group).copied().ok_or(Error::Unknown("group"));
-
-        // 1. Which entries are new: those stored before, or repeated in the
-        // batch, are skipped. Then the new ones; RETURNING gives their seq.
-        let stored = stored_hashes(&mut tx, prepared.iter().map(|p| &p.hash)).await?;
+        for e in batch {
+            group_of(e)?;
+        }
         let mut seen = HashSet::new();
-        let outcomes: Vec<Appended> =
-            prepared
-                .iter()
-                .map(|p| {
-                    if !stored.contains(&p.hash) && seen.insert(p.hash) {
-                        Appended::Stored
-                    } else {
-                        Appended::Duplicate
-                    }
-                })
-                .collect();
-        let rows: Vec<(&NewEntry<'_>, &Prepared)> = batch.iter().zip(&prepared).collect();
-        let new_rows: Vec<&(&NewEntry<'_>, &Prepared)> =
-            rows.iter().zip(&outcomes).filter(|(_, o)| **o == Appended::Stored).map(|(r, _)| r).collect();
-        let mut inserted: HashMap<[u8; 32], i64> = HashMap::with_capacity(new_rows.len());
+        let outcomes: Vec<Appended> = prepared
+            .iter()
+            .map(|p| match !stored.contains(&p.hash) && seen.insert(p.hash) {
+                true => Appended::Stored,
+                false => Appended::Duplicate,
+            })
+            .collect();
+        let new_rows: Vec<(&NewEntry<'_>, &Prepared)> = batch
+            .iter()
+            .zip(&prepared)
+            .zip(&outcomes)
+            .filter(|(_, o)| **o == Appended::Stored)
+            .map(|(r, _)| r)
+            .collect();
+
+        // 2. The new entries, the logs' heads and missing parents, ratchet
+        // state (the last update per chain wins), outbox rows; commit.
+        let mut writes = Script::new();
         for chunk in new_rows.chunks(ROWS_PER_STATEMENT) {
-            let mut qb = QueryBuilder::<Sqlite>::new(
+            let qb = writes.statement(
                 "INSERT INTO entries (hash_key, hash, group_ref, kind, lamport, author, parents, links, header, body, tag, sealed_payload, received_at) ",
             );
             let mut err = None;
@@ -218,70 +289,55 @@ impl Store {
             if let Some(e) = err {
                 return Err(e);
             }
-            // Only outbox rows need the new rows' seq; skip RETURNING otherwise
-            // (thousands of result rows are a measurable cost in big batches).
-            if chunk.iter().any(|(e, _)| !e.outbox.is_empty()) {
-                qb.push(" RETURNING seq, hash");
-                for row in qb.build().fetch_all(&mut *tx).await? {
-                    inserted.insert(blob::<32>(&row, "hash")?, row.try_get("seq")?);
-                }
-            } else {
-                qb.build().execute(&mut *tx).await?;
-            }
         }
-
-        // 2. Heads and missing parents, per log.
         let mut logs: BTreeMap<(i64, i64), LogChange> = BTreeMap::new();
-        for ((e, p), outcome) in rows.iter().zip(&outcomes) {
-            if *outcome == Appended::Stored {
-                let log = logs.entry((group_of(e)?, p.kind)).or_default();
-                log.new.push(p.hash);
-                log.parents.extend(e.links.parents.iter().map(|h| h.0));
+        let mut senders: BTreeMap<i64, &ChainState> = BTreeMap::new();
+        let mut receivers: BTreeMap<(i64, [u8; 32]), (VerifyKey, &ReceiverChain)> = BTreeMap::new();
+        let mut owed: BTreeMap<&Peer, Vec<&[u8; 32]>> = BTreeMap::new();
+        for (e, p) in &new_rows {
+            let g = group_of(e)?;
+            let log = logs.entry((g, p.kind)).or_default();
+            log.new.push(p.hash);
+            log.parents.extend(e.links.parents.iter().map(|h| h.0));
+            match e.ratchet {
+                Some(RatchetUpdate::Sender(state)) => {
+                    senders.insert(g, state);
+                }
+                Some(RatchetUpdate::Receiver { device, chain }) => {
+                    receivers.insert((g, device.to_bytes()), (device, chain));
+                }
+                None => {}
+            }
+            for peer in e.outbox {
+                owed.entry(peer).or_default().push(&p.hash);
             }
         }
         for ((g, kind), change) in &logs {
-            update_dag(&mut tx, *g, *kind, &change.new, &change.parents).await?;
-        }
-
-        // 3. Ratchet state: the last update per chain wins.
-        let mut senders: BTreeMap<i64, &ChainState> = BTreeMap::new();
-        let mut receivers: BTreeMap<(i64, [u8; 32]), (VerifyKey, &ReceiverChain)> = BTreeMap::new();
-        for (e, outcome) in batch.iter().zip(&outcomes) {
-            match (e.ratchet, outcome) {
-                (Some(RatchetUpdate::Sender(s)), Appended::Stored) => {
-                    senders.insert(group_of(e)?, s);
-                }
-                (Some(RatchetUpdate::Receiver { device, chain }), Appended::Stored) => {
-                    receivers.insert((group_of(e)?, device.to_bytes()), (device, chain));
-                }
-                _ => {}
-            }
+            push_dag_update(&mut writes, *g, *kind, &change.new, &change.parents);
         }
         for (g, state) in senders {
-            put_sender(&mut tx, &self.key, g, state).await?;
+            push_sender(&mut writes, &self.key, g, state)?;
         }
+        let none = BTreeSet::new();
         for ((g, _), (device, chain)) in receivers {
-            put_receiver(&mut tx, &self.key, g, &device, chain).await?;
+            let group = refs.iter().find_map(|(id, r)| (*r == g).then_some(*id));
+            let stored = skipped_of
+                .iter()
+                .position(|(og, od)| Some(*og) == group && *od == device)
+                .and_then(|i| skipped_stored.get(i))
+                .unwrap_or(&none);
+            push_receiver(&mut writes, &self.key, g, &device, chain, stored)?;
         }
-
-        // 4. Outbox rows.
-        let mut owed: Vec<(&Peer, i64)> = Vec::new();
-        for ((e, p), outcome) in batch.iter().zip(&prepared).zip(&outcomes) {
-            if *outcome == Appended::Stored && !e.outbox.is_empty() {
-                let seq = inserted.get(&p.hash).copied().ok_or(Error::Invalid { what: "append", reason: "no seq" })?;
-                owed.extend(e.outbox.iter().map(|peer| (peer, seq)));
+        for (peer, hashes) in owed {
+            for chunk in hashes.chunks(ROWS_PER_STATEMENT) {
+                let qb = writes.statement("INSERT INTO outbox (peer, entry_seq, enqueued_at, next_attempt_at) SELECT ");
+                qb.push_bind(peer.0.to_vec()).push(", seq, ").push_bind(now).push(", ").push_bind(due);
+                qb.push(" FROM entries WHERE ");
+                push_hash_filter(qb, chunk.iter().copied());
+                qb.push(" ORDER BY seq ON CONFLICT (peer, entry_seq) DO NOTHING");
             }
         }
-        for chunk in owed.chunks(ROWS_PER_STATEMENT) {
-            let mut qb =
-                QueryBuilder::<Sqlite>::new("INSERT INTO outbox (peer, entry_seq, enqueued_at, next_attempt_at) ");
-            qb.push_values(chunk, |mut b, (peer, seq)| {
-                b.push_bind(peer.0.to_vec()).push_bind(*seq).push_bind(now).push_bind(now);
-            });
-            qb.push(" ON CONFLICT (peer, entry_seq) DO NOTHING");
-            qb.build().execute(&mut *tx).await?;
-        }
-        tx.commit().await?;
+        conn.commit_script(writes).await?;
         Ok(outcomes)
     }
 
@@ -544,46 +600,39 @@ const ENTRY_SELECT: &str =
 /// Keeps `heads` and `missing_parents` of one log right after `new` entries
 /// (naming `parents`) were stored. Work is proportional to the batch's
 /// frontier, not its size: parents inside the batch need no bookkeeping.
-async fn update_dag(
-    conn: &mut SqliteConnection,
-    group: i64,
-    kind: i64,
-    new: &[[u8; 32]],
-    parents: &BTreeSet<[u8; 32]>,
-) -> Result<()> {
+fn push_dag_update(script: &mut Script, group: i64, kind: i64, new: &[[u8; 32]], parents: &BTreeSet<[u8; 32]>) {
     let new_set: BTreeSet<[u8; 32]> = new.iter().copied().collect();
-    // New entries that an earlier-stored entry already named were missing
-    // parents: they are no longer missing, and they are not heads.
-    let mut were_missing = BTreeSet::new();
-    for chunk in new.chunks(ROWS_PER_STATEMENT) {
-        let mut qb = QueryBuilder::<Sqlite>::new("DELETE FROM missing_parents WHERE group_ref = ");
-        qb.push_bind(group).push(" AND kind = ").push_bind(kind).push(" AND hash IN (");
-        push_hashes(&mut qb, chunk);
-        qb.push(") RETURNING hash");
-        for row in qb.build().fetch_all(&mut *conn).await? {
-            were_missing.insert(blob::<32>(&row, "hash")?);
-        }
-    }
-    // Heads: new entries no entry names.
-    let heads: Vec<[u8; 32]> =
-        new.iter().filter(|h| !parents.contains(*h) && !were_missing.contains(*h)).copied().collect();
+    // Heads: new entries no entry names, neither in the batch nor stored
+    // before it (a stored entry naming one made it a missing parent).
+    let heads: Vec<[u8; 32]> = new.iter().filter(|h| !parents.contains(*h)).copied().collect();
     for chunk in heads.chunks(ROWS_PER_STATEMENT) {
-        let mut qb = QueryBuilder::<Sqlite>::new("INSERT INTO heads (group_ref, kind, hash) ");
-        qb.push_values(chunk, |mut b, h| {
-            b.push_bind(group).push_bind(kind).push_bind(h.to_vec());
-        });
-        qb.push(" ON CONFLICT DO NOTHING");
-        qb.build().execute(&mut *conn).await?;
+        let qb = script.statement("INSERT INTO heads (group_ref, kind, hash) SELECT ");
+        qb.push_bind(group).push(", ").push_bind(kind).push(", v.column1 FROM (VALUES ");
+        let mut sep = qb.separated(", ");
+        for h in chunk {
+            sep.push("(").push_bind_unseparated(h.to_vec()).push_unseparated(")");
+        }
+        qb.push(") AS v WHERE NOT EXISTS (SELECT 1 FROM missing_parents m WHERE m.group_ref = ")
+            .push_bind(group)
+            .push(" AND m.kind = ")
+            .push_bind(kind)
+            .push(" AND m.hash = v.column1) ON CONFLICT DO NOTHING");
+    }
+    // New entries that were missing parents are missing no more.
+    for chunk in new.chunks(ROWS_PER_STATEMENT) {
+        let qb = script.statement("DELETE FROM missing_parents WHERE group_ref = ");
+        qb.push_bind(group).push(" AND kind = ").push_bind(kind).push(" AND hash IN (");
+        push_hashes(qb, chunk);
+        qb.push(")");
     }
     // Parents from before this batch stop being heads; those not stored are missing.
     let older: Vec<[u8; 32]> = parents.difference(&new_set).copied().collect();
     for chunk in older.chunks(ROWS_PER_STATEMENT) {
-        let mut qb = QueryBuilder::<Sqlite>::new("DELETE FROM heads WHERE group_ref = ");
+        let qb = script.statement("DELETE FROM heads WHERE group_ref = ");
         qb.push_bind(group).push(" AND kind = ").push_bind(kind).push(" AND hash IN (");
-        push_hashes(&mut qb, chunk);
+        push_hashes(qb, chunk);
         qb.push(")");
-        qb.build().execute(&mut *conn).await?;
-        let mut qb = QueryBuilder::<Sqlite>::new("INSERT INTO missing_parents (group_ref, kind, hash) SELECT ");
+        let qb = script.statement("INSERT INTO missing_parents (group_ref, kind, hash) SELECT ");
         qb.push_bind(group).push(", ").push_bind(kind).push(", v.column2 FROM (VALUES ");
         let mut sep = qb.separated(", ");
         for h in chunk {
@@ -597,9 +646,7 @@ async fn update_dag(
             ") AS v WHERE NOT EXISTS (SELECT 1 FROM entries e WHERE e.hash_key = v.column1 AND e.hash = v.column2) \
              ON CONFLICT DO NOTHING",
         );
-        qb.build().execute(&mut *conn).await?;
     }
-    Ok(())
 }
 
 fn push_hashes(qb: &mut QueryBuilder<Sqlite>, hashes: &[[u8; 32]]) {
@@ -678,21 +725,4 @@ pub(crate) fn push_hash_filter<'h>(qb: &mut QueryBuilder<Sqlite>, hashes: impl I
         sep.push_bind(h.to_vec());
     }
     qb.push(")");
-}
-
-/// Which of `hashes` are stored.
-async fn stored_hashes<'h>(
-    conn: &mut SqliteConnection,
-    hashes: impl Iterator<Item = &'h [u8; 32]>,
-) -> Result<HashSet<[u8; 32]>> {
-    let hashes: Vec<&[u8; 32]> = hashes.collect();
-    let mut stored = HashSet::new();
-    for chunk in hashes.chunks(ROWS_PER_STATEMENT) {
-        let mut qb = QueryBuilder::<Sqlite>::new("SELECT hash FROM entries WHERE ");
-        push_hash_filter(&mut qb, chunk.iter().copied());
-        for row in qb.build().fetch_all(&mut *conn).await? {
-            stored.insert(blob::<32>(&row, "hash")?);
-        }
-    }
-    Ok(stored)
 }

@@ -46,6 +46,7 @@ mod outbox;
 mod ratchet;
 mod replicas;
 mod rows;
+mod script;
 mod settings;
 mod sqlite;
 

@@ -1,7 +1,7 @@
 //! The outbox: entries still owed to each peer. Rows are added in the same
 //! transaction as the entry, and removed when the peer acknowledges.
 
-use sqlx::{QueryBuilder, Sqlite};
+use sqlx::{QueryBuilder, Row, Sqlite};
 use veil_crypto::{
     envelope::{EntryHash, SealedEntry},
     time::UnixTime,
@@ -9,8 +9,8 @@ use veil_crypto::{
 
 use crate::{
     Result, Store,
-    entries::{push_hash_filter, sealed_of},
-    rows::{blob, time, time_value, u64_col},
+    entries::{ROWS_PER_STATEMENT, push_hash_filter, sealed_of},
+    rows::{blob, time, time_value, to_i64, u64_col},
 };
 
 /// The key naming a peer entries are owed to (its member key in the group,
@@ -96,13 +96,53 @@ impl Store {
     /// `peer` acknowledged these entries: they are no longer owed. Returns how
     /// many rows were removed.
     pub async fn ack(&self, peer: &Peer, hashes: &[EntryHash]) -> Result<u64> {
-        self.outbox_update(peer, hashes, "DELETE FROM outbox WHERE peer = ", None).await
+        Ok(self.ack_many(&[(*peer, hashes.to_vec())]).await?.iter().sum())
+    }
+
+    /// Several acknowledgements in one transaction (one round trip to
+    /// SQLite): for each `(peer, hashes)`, how many rows were removed.
+    pub async fn ack_many(&self, acks: &[(Peer, Vec<EntryHash>)]) -> Result<Vec<u64>> {
+        let mut conn = self.writer().await?;
+        let rows = conn
+            .transaction(|script| {
+                for (i, (peer, hashes)) in acks.iter().enumerate() {
+                    for chunk in hashes.chunks(ROWS_PER_STATEMENT) {
+                        let qb = script.statement("DELETE FROM outbox WHERE peer = ");
+                        qb.push_bind(peer.0.to_vec()).push(" AND entry_seq IN (SELECT seq FROM entries WHERE ");
+                        push_hash_filter(qb, chunk.iter().map(|h| &h.0));
+                        qb.push(") RETURNING ").push_bind(to_i64(i as u64, "ack")?).push(" AS part");
+                    }
+                }
+                Ok(())
+            })
+            .await?;
+        let mut removed = vec![0; acks.len()];
+        for row in &rows {
+            let part = usize::try_from(row.try_get::<i64, _>("part")?).ok();
+            if let Some(n) = part.and_then(|i| removed.get_mut(i)) {
+                *n += 1;
+            }
+        }
+        Ok(removed)
     }
 
     /// A delivery attempt failed: count it and retry no earlier than `next`.
     pub async fn defer(&self, peer: &Peer, hashes: &[EntryHash], next: UnixTime) -> Result<u64> {
-        self.outbox_update(peer, hashes, "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ", Some(next))
-            .await
+        let (next, peer) = (time_value(next)?, peer.0.to_vec());
+        let mut conn = self.writer().await?;
+        let rows = conn
+            .transaction(|script| {
+                for chunk in hashes.chunks(ROWS_PER_STATEMENT) {
+                    let qb = script.statement("UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ");
+                    qb.push_bind(next).push(" WHERE peer = ").push_bind(peer.clone());
+                    qb.push(" AND entry_seq IN (SELECT seq FROM entries WHERE ");
+                    push_hash_filter(qb, chunk.iter().map(|h| &h.0));
+                    qb.push(") RETURNING id");
+                }
+                Ok(())
+            })
+            .await?;
+        Ok(rows.len() as u64)
     }
 
     /// Makes everything owed to `peer` due again at `at` (e.g. after the
@@ -115,27 +155,5 @@ impl Store {
             .execute(&mut *conn)
             .await?;
         Ok(r.rows_affected())
-    }
-
-    async fn outbox_update(
-        &self,
-        peer: &Peer,
-        hashes: &[EntryHash],
-        head: &str,
-        next: Option<UnixTime>,
-    ) -> Result<u64> {
-        let mut conn = self.writer().await?;
-        let mut n = 0;
-        for chunk in hashes.chunks(500) {
-            let mut qb = QueryBuilder::<Sqlite>::new(head);
-            if let Some(t) = next {
-                qb.push_bind(time_value(t)?).push(" WHERE peer = ");
-            }
-            qb.push_bind(peer.0.to_vec()).push(" AND entry_seq IN (SELECT seq FROM entries WHERE ");
-            push_hash_filter(&mut qb, chunk.iter().map(|h| &h.0));
-            qb.push(")");
-            n += qb.build().execute(&mut *conn).await?.rows_affected();
-        }
-        Ok(n)
     }
 }

@@ -7,11 +7,15 @@ use std::collections::BTreeSet;
 use sqlx::{Row, SqliteConnection};
 use veil_crypto::{ChainState, GroupId, MessageKey, ReceiverChain, VerifyKey};
 
+use zeroize::Zeroizing;
+
 use crate::{
     Error, Result, Store,
+    entries::ROWS_PER_STATEMENT,
     groups::group_ref,
     keystore::StorageKey,
     rows::{to_i64, u64_col},
+    script::Script,
 };
 
 const SEAL_SENDER: &[u8] = b"veil/storage/sender-chain";
@@ -34,28 +38,97 @@ fn open_chain(key: &StorageKey, purpose: &[u8], sealed: &[u8]) -> Result<ChainSt
     Ok(ChainState::from_bytes(&key.open(purpose, sealed)?)?)
 }
 
-/// Writes this device's sending chain for a group (inside a transaction).
-pub(crate) async fn put_sender(
-    conn: &mut SqliteConnection,
-    key: &StorageKey,
-    group: i64,
-    state: &ChainState,
-) -> Result<()> {
+/// Adds the write of this device's sending chain for a group to `script`.
+pub(crate) fn push_sender(script: &mut Script, key: &StorageKey, group: i64, state: &ChainState) -> Result<()> {
     to_i64(state.next, "ratchet counter")?;
     let sealed = key.seal(&purpose(SEAL_SENDER, group, None, None), &state.to_bytes()[..])?;
-    sqlx::query(
-        "INSERT INTO sender_chains (group_ref, sealed_state) VALUES ($1, $2)
-         ON CONFLICT (group_ref) DO UPDATE SET sealed_state = excluded.sealed_state",
-    )
-    .bind(group)
-    .bind(sealed)
-    .execute(conn)
-    .await?;
+    script
+        .statement("INSERT INTO sender_chains (group_ref, sealed_state) VALUES (")
+        .push_bind(group)
+        .push(", ")
+        .push_bind(sealed)
+        .push(") ON CONFLICT (group_ref) DO UPDATE SET sealed_state = excluded.sealed_state");
     Ok(())
 }
 
-/// Writes a receiving chain and brings its skipped keys in line with it:
-/// keys the chain no longer holds (used, or out of the window) are deleted.
+/// Adds to `script` the read of which skipped keys of `device` in `group`
+/// are stored (rows: `part`, the counter as `n`): [`push_receiver`] needs
+/// them when the chain holds skipped keys.
+pub(crate) fn read_skipped(script: &mut Script, part: i64, group: &GroupId, device: &VerifyKey) {
+    script
+        .statement("SELECT ")
+        .push_bind(part)
+        .push(" AS part, counter AS n, NULL AS hash FROM skipped_keys WHERE group_ref = (SELECT id FROM groups WHERE group_id = ")
+        .push_bind(group.0.to_vec())
+        .push(") AND device = ")
+        .push_bind(device.to_bytes().to_vec());
+}
+
+/// Adds to `script` the write of a receiving chain and brings its skipped
+/// keys in line with it: keys the chain no longer holds (used, or out of
+/// the window) are deleted. `stored`: the skipped keys stored now (see
+/// [`read_skipped`]); unused when the chain holds none.
+pub(crate) fn push_receiver(
+    script: &mut Script,
+    key: &StorageKey,
+    group: i64,
+    device: &VerifyKey,
+    chain: &ReceiverChain,
+    stored: &BTreeSet<i64>,
+) -> Result<()> {
+    let device_bytes = device.to_bytes().to_vec();
+    let sealed = key.seal(&purpose(SEAL_RECEIVER, group, Some(device), None), &chain.state().to_bytes()[..])?;
+    script
+        .statement("INSERT INTO receiver_chains (group_ref, device, window_size, sealed_state) VALUES (")
+        .push_bind(group)
+        .push(", ")
+        .push_bind(device_bytes.clone())
+        .push(", ")
+        .push_bind(to_i64(chain.window(), "ratchet window")?)
+        .push(", ")
+        .push_bind(sealed)
+        .push(
+            ") ON CONFLICT (group_ref, device) DO UPDATE SET window_size = excluded.window_size, sealed_state = excluded.sealed_state",
+        );
+    let skipped = chain.export_skipped();
+    if skipped.is_empty() {
+        script
+            .statement("DELETE FROM skipped_keys WHERE group_ref = ")
+            .push_bind(group)
+            .push(" AND device = ")
+            .push_bind(device_bytes);
+        return Ok(());
+    }
+    let mut wanted = BTreeSet::new();
+    let mut fresh = Vec::new();
+    for (counter, mk) in skipped {
+        let c = to_i64(counter, "ratchet counter")?;
+        wanted.insert(c);
+        if !stored.contains(&c) {
+            let bytes = Zeroizing::new([mk.expose_key().as_slice(), mk.nonce().as_slice()].concat());
+            fresh.push((c, key.seal(&purpose(SEAL_SKIPPED, group, Some(device), Some(counter)), &bytes)?));
+        }
+    }
+    for chunk in fresh.chunks(ROWS_PER_STATEMENT) {
+        let qb = script.statement("INSERT INTO skipped_keys (group_ref, device, counter, sealed_key) ");
+        qb.push_values(chunk, |mut b, (counter, sealed)| {
+            b.push_bind(group).push_bind(device_bytes.clone()).push_bind(*counter).push_bind(sealed.clone());
+        });
+    }
+    let gone: Vec<i64> = stored.difference(&wanted).copied().collect();
+    for chunk in gone.chunks(ROWS_PER_STATEMENT) {
+        let qb = script.statement("DELETE FROM skipped_keys WHERE group_ref = ");
+        qb.push_bind(group).push(" AND device = ").push_bind(device_bytes.clone()).push(" AND counter IN (");
+        let mut sep = qb.separated(", ");
+        for c in chunk {
+            sep.push_bind(*c);
+        }
+        qb.push(")");
+    }
+    Ok(())
+}
+
+/// Writes a receiving chain (inside a transaction): see [`push_receiver`].
 pub(crate) async fn put_receiver(
     conn: &mut SqliteConnection,
     key: &StorageKey,
@@ -63,50 +136,17 @@ pub(crate) async fn put_receiver(
     device: &VerifyKey,
     chain: &ReceiverChain,
 ) -> Result<()> {
-    let device_bytes = device.to_bytes().to_vec();
-    let sealed = key.seal(&purpose(SEAL_RECEIVER, group, Some(device), None), &chain.state().to_bytes()[..])?;
-    sqlx::query(
-        "INSERT INTO receiver_chains (group_ref, device, window_size, sealed_state) VALUES ($1, $2, $3, $4)
-         ON CONFLICT (group_ref, device) DO UPDATE SET window_size = excluded.window_size, sealed_state = excluded.sealed_state",
-    )
-    .bind(group)
-    .bind(&device_bytes)
-    .bind(to_i64(chain.window(), "ratchet window")?)
-    .bind(sealed)
-    .execute(&mut *conn)
-    .await?;
     let stored: BTreeSet<i64> =
         sqlx::query_scalar("SELECT counter FROM skipped_keys WHERE group_ref = $1 AND device = $2")
             .bind(group)
-            .bind(&device_bytes)
+            .bind(device.to_bytes().to_vec())
             .fetch_all(&mut *conn)
             .await?
             .into_iter()
             .collect();
-    let mut wanted = BTreeSet::new();
-    for (counter, mk) in chain.export_skipped() {
-        let c = to_i64(counter, "ratchet counter")?;
-        wanted.insert(c);
-        if !stored.contains(&c) {
-            let bytes = [mk.expose_key().as_slice(), mk.nonce().as_slice()].concat();
-            let sealed = key.seal(&purpose(SEAL_SKIPPED, group, Some(device), Some(counter)), &bytes)?;
-            sqlx::query("INSERT INTO skipped_keys (group_ref, device, counter, sealed_key) VALUES ($1, $2, $3, $4)")
-                .bind(group)
-                .bind(&device_bytes)
-                .bind(c)
-                .bind(sealed)
-                .execute(&mut *conn)
-                .await?;
-        }
-    }
-    for gone in stored.difference(&wanted) {
-        sqlx::query("DELETE FROM skipped_keys WHERE group_ref = $1 AND device = $2 AND counter = $3")
-            .bind(group)
-            .bind(&device_bytes)
-            .bind(gone)
-            .execute(&mut *conn)
-            .await?;
-    }
+    let mut script = Script::new();
+    push_receiver(&mut script, key, group, device, chain, &stored)?;
+    script.run(conn).await?;
     Ok(())
 }
 
@@ -131,7 +171,10 @@ impl Store {
     pub async fn save_sender_chain(&self, group: &GroupId, state: &ChainState) -> Result<()> {
         let mut conn = self.writer().await?;
         let g = group_ref(&mut conn, group).await?;
-        put_sender(&mut conn, &self.key, g, state).await
+        let mut script = Script::new();
+        push_sender(&mut script, &self.key, g, state)?;
+        script.run(&mut conn).await?;
+        Ok(())
     }
 
     /// The receiving chain of `device` in `group`, with its skipped keys.

@@ -476,3 +476,86 @@ async fn replicas_keep_credentials_and_entries_in_sync_order() {
     positions.sort_by_key(|p| p.2);
     assert_eq!(positions, vec![(b.hash(), EntryKind::Metadata, 2)]);
 }
+
+/// Three sealed messages of a fresh contact group, each the parent of the next.
+async fn three_messages(
+    t: &common::TempStore,
+) -> (veil_crypto::GroupId, Vec<veil_crypto::envelope::SealedEntry>, Vec<Links>) {
+    let (secret, keys, device) = group_fixture(7);
+    let gid = t.store.insert_group(GroupKind::Contact, None, &secret, &device).await.unwrap();
+    let mut e = TestEntropy::new(b"three");
+    let mut chain = SenderChain::generate(&mut e).unwrap();
+    let (mut sealed, mut links) = (vec![], vec![]);
+    for i in 0..3u64 {
+        let l = Links {
+            kind: EntryKind::Message,
+            lamport: i + 1,
+            parents: sealed.last().map(|s: &veil_crypto::envelope::SealedEntry| s.hash()).into_iter().collect(),
+        };
+        sealed.push(seal_entry(&keys, &device, &l, BodyKey::Message(&mut chain), b"m", &mut e).unwrap());
+        links.push(l);
+    }
+    (gid, sealed, links)
+}
+
+/// The entries as appends owed to `peers`.
+fn owed_to<'a>(
+    group: veil_crypto::GroupId,
+    sealed: &'a [veil_crypto::envelope::SealedEntry],
+    links: &'a [Links],
+    peers: &'a [Peer],
+) -> Vec<NewEntry<'a>> {
+    sealed
+        .iter()
+        .zip(links)
+        .map(|(entry, links)| NewEntry {
+            group,
+            entry,
+            links,
+            author: None,
+            payload: None,
+            ratchet: None,
+            outbox: peers,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn entries_pushed_live_come_due_only_after_their_retry_delay() {
+    let t = temp_store().await;
+    let (gid, sealed, links) = three_messages(&t).await;
+    let peer = Peer([5; 32]);
+    let batch = owed_to(gid, &sealed, &links, std::slice::from_ref(&peer));
+    let out = t.store.append_batch_pushed(&batch, std::time::Duration::from_secs(30)).await.unwrap();
+    assert_eq!(out, vec![Appended::Stored; 3]);
+    assert_eq!(t.store.outbox_len(&peer).await.unwrap(), 3, "owed all the same");
+    assert!(t.store.outbox_due(&peer, t.clock.now(), 10).await.unwrap().is_empty(), "being pushed: not due");
+    let retry = UnixTime(t.clock.now().0 + 30);
+    let due: Vec<EntryHash> = t.store.outbox_due(&peer, retry, 10).await.unwrap().iter().map(|i| i.hash).collect();
+    assert_eq!(due, sealed.iter().map(|s| s.hash()).collect::<Vec<_>>(), "unacknowledged: due, in order");
+    // A new session makes them due at once.
+    assert_eq!(t.store.reschedule(&peer, t.clock.now()).await.unwrap(), 3);
+    // The heads are kept as by any append: the last entry only.
+    assert_eq!(t.store.heads(&gid, EntryKind::Message).await.unwrap(), vec![sealed[2].hash()]);
+}
+
+#[tokio::test]
+async fn acknowledgements_of_several_peers_are_recorded_together() {
+    let t = temp_store().await;
+    let (gid, sealed, links) = three_messages(&t).await;
+    let (a, b) = (Peer([1; 32]), Peer([2; 32]));
+    let both = [a, b];
+    let batch = owed_to(gid, &sealed, &links, &both);
+    t.store.append_batch(&batch).await.unwrap();
+    let hashes: Vec<EntryHash> = sealed.iter().map(|s| s.hash()).collect();
+    let unknown = EntryHash([0xee; 32]);
+    let removed = t
+        .store
+        .ack_many(&[(a, hashes[..2].to_vec()), (b, vec![hashes[0], unknown]), (a, hashes[..1].to_vec())])
+        .await
+        .unwrap();
+    assert_eq!(removed, vec![2, 1, 0], "per acknowledgement; unknown and repeated hashes remove nothing");
+    assert_eq!(t.store.outbox_len(&a).await.unwrap(), 1);
+    assert_eq!(t.store.outbox_len(&b).await.unwrap(), 2);
+    assert_eq!(t.store.ack_many(&[]).await.unwrap(), Vec::<u64>::new());
+}
