@@ -6,10 +6,13 @@
 //!   group's active points (from the `RendezvousRotator`) and, while members
 //!   are owed entries and none is connected, looks them up there.
 //! * **Push.** Entries owed to a member (the storage outbox) go out in
-//!   `GroupFrame`s to every peer of the group's session; once sent they are
-//!   deferred, and removed from the outbox only when the member's `EntryAck`
-//!   comes back. A lost ack means a resend, which the receiver drops as a
-//!   duplicate (and acknowledges again).
+//!   `GroupFrame`s to every peer of the group's session, and leave the
+//!   outbox only when the member's `EntryAck` comes back. This device's
+//!   messages are pushed from memory as they are written (their rows come
+//!   due only after the resend delay); the outbox is read for what must go
+//!   again: a new session, a lost connection, a resend delay run out (see
+//!   `outgoing`). A lost ack means a resend, which the receiver drops as a
+//!   duplicate (and acknowledges again). Acks are recorded in batches.
 //! * **Receive.** An inbound frame names its group by its session tag
 //!   (`HMAC(group rendezvous seed, sender ‖ receiver peer ids)`); the entries
 //!   go to that group's log, and what the log stored is acknowledged.
@@ -27,7 +30,7 @@ use std::{
 use actix::{
     Actor, ActorFutureExt, Addr, AsyncContext, Context, Handler, Recipient, ResponseActFuture, Supervised, WrapFuture,
 };
-use tokio::sync::broadcast;
+use tokio::sync::{Notify, broadcast};
 use veil_crypto::{
     GroupId, GroupKeys, RendezvousSeed,
     envelope::{EntryHash, EntryKind, SealedEntry},
@@ -52,6 +55,7 @@ use crate::{
         rendezvous::{PointsRotated, Refresh, WatchKey},
         vault::GroupAdded,
     },
+    outgoing::{Ack, LiveQueue, PendingAcks, ack_rows, delivered},
     pace::LookupPace,
     supervision::{guarded_with, mailbox},
 };
@@ -200,6 +204,12 @@ pub struct Courier {
     /// frame under a group's session tag): the relays they are reachable
     /// through were learned for the relay draws.
     proven: HashSet<PeerId>,
+    /// Entries written while a push to their peer was under way.
+    live: LiveQueue,
+    /// Acknowledgements waiting to be recorded.
+    acks: PendingAcks,
+    /// Told when a batch of acknowledgements was recorded.
+    acks_recorded: Arc<Notify>,
 }
 
 impl core::fmt::Debug for Courier {
@@ -264,6 +274,9 @@ impl Courier {
             replica_points: HashMap::new(),
             fallback: deps.fallback,
             proven: HashSet::new(),
+            live: LiveQueue::default(),
+            acks: PendingAcks::default(),
+            acks_recorded: Arc::new(Notify::new()),
         }
     }
 
@@ -296,7 +309,9 @@ impl Courier {
         known.or_else(|| self.routes.keys().find_map(&matches))
     }
 
-    /// Pushes what `group` owes to `peer`, unless a push is under way.
+    /// Pushes what `group` owes to `peer`, unless a push is under way: the
+    /// entries written since the last push if any wait in memory, else
+    /// what the outbox says is due.
     fn push(&mut self, ctx: &mut Context<Self>, group: GroupId, peer: PeerId) {
         let (Some(me), Some(route)) = (self.me, self.routes.get(&group)) else { return };
         let members = route.members.clone();
@@ -314,6 +329,7 @@ impl Courier {
             members,
             peer,
             tag,
+            live: self.live.take(group, peer),
         };
         ctx.spawn(job.run().into_actor(self).map(move |result, act, ctx| {
             act.busy.remove(&(group, Some(peer)));
@@ -337,7 +353,8 @@ impl Courier {
             return;
         }
         if !self.sessions.entry(peer).or_default().insert(group) {
-            self.push(ctx, group, peer);
+            // A session under way: its pushes run as entries are written
+            // and at every tick.
             return;
         }
         let fut = self.reschedule(group);
@@ -373,6 +390,7 @@ impl Courier {
         self.reconciling.clear();
         self.heard.clear();
         self.asked.clear();
+        self.live.clear();
     }
 
     fn pulls(&self, group: &GroupId) -> bool {
@@ -542,6 +560,30 @@ impl Courier {
             if !give.is_empty() {
                 act.serve(ctx, group, peer, give);
             }
+        }));
+    }
+
+    /// Records the acknowledgements waiting, in one transaction, unless a
+    /// batch is being recorded (then they go next).
+    fn record_acks(&mut self, ctx: &mut Context<Self>) {
+        let Some(batch) = self.acks.next_batch() else { return };
+        let (store, events) = (self.store.clone(), self.events.clone());
+        let fut = async move {
+            let removed = store.ack_many(&ack_rows(&batch)).await;
+            match removed {
+                Ok(removed) => {
+                    for ack in delivered(&batch, &removed) {
+                        let _ =
+                            events.send(NodeEvent::EntriesDelivered { group: ack.group, hashes: ack.hashes.clone() });
+                    }
+                }
+                Err(e) => tracing::debug!(actor = NAME, error = %e, "recording acks failed; the entries go again"),
+            }
+        };
+        ctx.spawn(fut.into_actor(self).map(|(), act, ctx| {
+            act.acks.recorded();
+            act.acks_recorded.notify_waiters();
+            act.record_acks(ctx);
         }));
     }
 
@@ -731,11 +773,18 @@ struct Push {
     members: Vec<Peer>,
     peer: PeerId,
     tag: [u8; 32],
+    /// Entries written lately, pushed from memory (their outbox rows are
+    /// not due before the resend delay).
+    live: Vec<(EntryHash, SealedEntry)>,
 }
 
 impl Push {
-    async fn run(self) -> Result<()> {
+    async fn run(mut self) -> Result<()> {
         let now = self.clock.now();
+        let live = std::mem::take(&mut self.live);
+        if !live.is_empty() {
+            return self.send_live(live, now).await;
+        }
         let resend = veil_crypto::time::UnixTime(now.0.saturating_add(self.timing.resend_after.as_secs()));
         for member in &self.members {
             let due = self.store.outbox_due(member, now, PUSH_LIMIT).await?;
@@ -744,6 +793,26 @@ impl Push {
                 fill(entries, |(_, e): &(EntryHash, SealedEntry)| GroupFrame::entry_cost(e), self.timing.budget())
             {
                 self.send(member, batch, resend).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends entries just written. Those a failed frame carried, and those
+    /// after it, are made due in the outbox: the next push sends them.
+    async fn send_live(&self, live: Vec<(EntryHash, SealedEntry)>, now: veil_crypto::time::UnixTime) -> Result<()> {
+        let batches = fill(live, |(_, e): &(EntryHash, SealedEntry)| GroupFrame::entry_cost(e), self.timing.budget());
+        for (i, batch) in batches.iter().enumerate() {
+            let frame = GroupFrame {
+                session_tag: self.tag,
+                body: GroupBody::Entries(batch.iter().map(|(_, sealed)| sealed.clone()).collect()),
+            };
+            if let Err(e) = self.network.send_frame(self.peer, frame.encode()).await {
+                let unsent: Vec<EntryHash> = batches[i..].iter().flatten().map(|(hash, _)| *hash).collect();
+                for member in &self.members {
+                    self.store.defer(member, &unsent, now).await?;
+                }
+                return Err(e.into());
             }
         }
         Ok(())
@@ -883,15 +952,43 @@ impl Handler<EntriesOwed> for Courier {
     type Result = ();
 
     fn handle(&mut self, msg: EntriesOwed, ctx: &mut Self::Context) {
-        self.heads_changed(msg.group);
-        let peers = self.peers_of(&msg.group);
-        if self.pulls(&msg.group) && !peers.is_empty() {
+        let group = msg.group;
+        self.heads_changed(group);
+        let peers = self.peers_of(&group);
+        if peers.is_empty() {
+            // Nobody to push to: look members up.
+            return self.deliver(ctx, group);
+        }
+        if self.pulls(&group) {
             // Live: straight to every connected member.
             for peer in peers {
-                self.serve(ctx, msg.group, peer, msg.fresh.clone());
+                self.serve(ctx, group, peer, msg.fresh.clone());
             }
-        } else {
-            self.deliver(ctx, msg.group);
+            return;
+        }
+        if msg.pushed.is_empty() {
+            return self.deliver(ctx, group);
+        }
+        let entries: Vec<(EntryHash, SealedEntry)> = msg.fresh.into_iter().zip(msg.pushed).collect();
+        for peer in peers {
+            let over = self.live.add(group, peer, &entries);
+            if !over.is_empty() {
+                // The peer is far behind: these go from the outbox.
+                self.again.insert((group, peer));
+                let members = self.routes.get(&group).map(|r| r.members.clone()).unwrap_or_default();
+                let (store, now) = (self.store.clone(), self.clock.now());
+                ctx.spawn(
+                    async move {
+                        for m in &members {
+                            if let Err(e) = store.defer(m, &over, now).await {
+                                tracing::debug!(actor = NAME, error = %e, "cannot make owed entries due");
+                            }
+                        }
+                    }
+                    .into_actor(self),
+                );
+            }
+            self.push(ctx, group, peer);
         }
     }
 }
@@ -1016,25 +1113,15 @@ impl Handler<InboundFrame> for Courier {
             }
             GroupBody::Ack(hashes) => {
                 let Some(route) = self.routes.get(&group) else { return done() };
-                let (store, events, members) = (self.store.clone(), self.events.clone(), route.members.clone());
-                ctx.spawn(
-                    async move {
-                        let mut removed = 0;
-                        for m in &members {
-                            removed += store.ack(m, &hashes).await?;
-                        }
-                        if removed > 0 {
-                            let _ = events.send(NodeEvent::EntriesDelivered { group, hashes });
-                        }
-                        Ok::<_, Error>(())
-                    }
-                    .into_actor(self)
-                    .map(|r, _, _| {
-                        if let Err(e) = r {
-                            tracing::debug!(actor = NAME, error = %e, "recording an ack failed");
-                        }
-                    }),
-                );
+                let members = route.members.clone();
+                if self.acks.add(Ack { group, members, hashes }) {
+                    self.record_acks(ctx);
+                }
+                if self.acks.full() {
+                    // Read on once the batch being recorded is done.
+                    let recorded = self.acks_recorded.clone().notified_owned();
+                    return Box::pin(recorded.into_actor(self));
+                }
             }
         }
         done()
@@ -1054,6 +1141,7 @@ impl Handler<PeerLeft> for Courier {
         self.asked.retain(|_, (p, _)| *p != msg.peer);
         self.replicas.retain(|(_, p)| *p != msg.peer);
         self.proven.remove(&msg.peer);
+        self.live.forget_peer(&msg.peer);
         for group in self.sessions.remove(&msg.peer).unwrap_or_default() {
             if let Some(route) = self.routes.get_mut(&group) {
                 route.pace.reset(Some(&msg.peer));

@@ -47,6 +47,7 @@ mod heads;
 mod membership;
 pub mod messages;
 mod node;
+mod outgoing;
 mod pace;
 mod period;
 mod replica;

@@ -410,6 +410,10 @@ pub mod courier {
         pub group: GroupId,
         /// The entries just written.
         pub fresh: Vec<EntryHash>,
+        /// Empty, or `fresh` as sealed (same order): entries whose outbox
+        /// rows come due only after the resend delay, for the courier to
+        /// push from memory now.
+        pub pushed: Vec<veil_crypto::envelope::SealedEntry>,
     }
 
     /// Event (from the transport manager): a frame arrived.

@@ -417,6 +417,7 @@ async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
                         joined,
                         events: events.clone(),
                         share_delay,
+                        resend_after: builder.resend_after,
                     };
                     let deps = CourierDeps {
                         store,

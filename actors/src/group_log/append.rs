@@ -220,14 +220,19 @@ async fn store_batch(
             outbox: members,
         })
         .collect();
-    deps.store.append_batch(&rows).await?;
+    deps.store.append_batch_pushed(&rows, deps.resend_after).await?;
     drop(rows);
     let hashes: Vec<EntryHash> = sealed.iter().map(|(e, _)| e.hash()).collect();
     for hash in &hashes {
         // No subscriber is fine; a lagging one sees `Lagged`.
         let _ = deps.events.send(NodeEvent::EntryAdded { group, hash: *hash });
     }
-    tell_owed(deps, group, hashes.clone()).await;
     let lamport = sealed.last().map_or(lamport, |(_, l)| l.lamport);
+    // Their outbox rows are not due yet: the courier pushes them now.
+    let pushed = match members.is_empty() {
+        true => Vec::new(),
+        false => sealed.into_iter().map(|(entry, _)| entry).collect(),
+    };
+    tell_owed(deps, group, hashes.clone(), pushed).await;
     Ok(Stored { hashes, chain, parents: first_parents, lamport, shared })
 }

@@ -37,7 +37,7 @@ use veil_storage::{Appended, GroupKind, NewEntry, Peer, RatchetUpdate, Store};
 
 use crate::{
     Error, NodeEvent, Result,
-    heads::parents_of,
+    heads::{heads_after, parents_of},
     membership::{Epochs, Membership, Unopened},
     messages::{
         contacts::ContactJoined,
@@ -51,7 +51,10 @@ use crate::{
 };
 
 mod append;
+mod orphans;
 mod share;
+
+use orphans::{Orphan, Orphans};
 
 const NAME: &str = "group-log";
 
@@ -89,6 +92,10 @@ pub(crate) struct GroupLogDeps {
     pub events: broadcast::Sender<NodeEvent>,
     /// How long a chain share waits for more newcomers (see `share`).
     pub share_delay: std::time::Duration,
+    /// How long the courier waits for an acknowledgement before it pushes
+    /// an entry again: this device's messages, pushed from memory as they
+    /// are written, come due in the outbox only then.
+    pub resend_after: std::time::Duration,
 }
 
 struct Loaded {
@@ -108,6 +115,12 @@ struct Loaded {
     /// Heads and next Lamport clock of the message log.
     heads: Vec<EntryHash>,
     lamport: u64,
+    /// Receiving chains as stored, of the devices read from lately (one per
+    /// member device at most): a batch of messages needs no read of them.
+    /// Only receiving writes them; a batch that fails drops them all.
+    chains: HashMap<VerifyKey, ReceiverChain>,
+    /// Entries that came before a parent of theirs (see `orphans`).
+    orphans: Orphans,
 }
 
 /// This device as a writer in the group's current epoch.
@@ -242,7 +255,19 @@ async fn load(deps: GroupLogDeps, group: GroupId, members: Vec<Peer>) -> Result<
     }
     let heads = store.heads(&group, EntryKind::Message).await?;
     let lamport = max_lamport(store, &group, &heads).await?;
-    Ok(Loaded { share_scheduled: false, announced, epochs, kind: record.kind, me, membership, writer, heads, lamport })
+    Ok(Loaded {
+        share_scheduled: false,
+        announced,
+        epochs,
+        kind: record.kind,
+        me,
+        membership,
+        writer,
+        heads,
+        lamport,
+        chains: HashMap::new(),
+        orphans: Orphans::default(),
+    })
 }
 
 /// The members of `epoch` other than `me`.
@@ -355,14 +380,15 @@ async fn write_metadata(
         })
         .await?;
     let hash = entry.hash();
-    tell_owed(deps, group, vec![hash]).await;
+    tell_owed(deps, group, vec![hash], Vec::new()).await;
     Ok((hash, links.lamport))
 }
 
 /// Tells the courier new entries are owed, waiting for room in its mailbox
-/// (a full mailbox must not leave them to the next tick).
-async fn tell_owed(deps: &GroupLogDeps, group: GroupId, fresh: Vec<EntryHash>) {
-    if deps.owed.send(EntriesOwed { group, fresh }).await.is_err() {
+/// (a full mailbox must not leave them to the next tick); `pushed`: see
+/// [`EntriesOwed`].
+async fn tell_owed(deps: &GroupLogDeps, group: GroupId, fresh: Vec<EntryHash>, pushed: Vec<SealedEntry>) {
+    if deps.owed.send(EntriesOwed { group, fresh, pushed }).await.is_err() {
         tracing::debug!(actor = NAME, "the courier is not running; owed entries wait for the next start");
     }
 }
@@ -420,8 +446,10 @@ enum Received {
     Known,
     /// Refused for good (forged, undecryptable, not a member's).
     Refused(&'static str),
-    /// Waiting for what has not arrived (a parent, its author's
-    /// announcement); not stored.
+    /// Waiting for this parent; kept in memory until it is stored.
+    Orphan(EntryHash),
+    /// Waiting for what has not arrived (its author's announcement, earlier
+    /// messages of its chain); not stored.
     Later(&'static str),
     /// A message, read (or not readable by us) and queued: the batch's
     /// messages are stored together.
@@ -449,8 +477,12 @@ struct Receiver {
     /// Log and Lamport clock of stored entries the batch holds or names as
     /// parents, and of the batch's own as they are taken.
     positions: HashMap<EntryHash, (EntryKind, u64)>,
-    /// Receiving chains moved by this batch's messages.
+    /// Receiving chains as stored, then as this batch's messages move them.
     chains: HashMap<VerifyKey, ReceiverChain>,
+    /// The message log's heads, as this batch's messages move them.
+    heads: Vec<EntryHash>,
+    /// Entries waiting for a parent.
+    orphans: Orphans,
     /// This batch's messages, stored together.
     queued: Vec<QueuedMessage>,
 }
@@ -489,7 +521,7 @@ impl Receiver {
         // no cycle can ever be stored).
         for parent in &opened.links.parents {
             match self.positions.get(parent) {
-                None => return Ok(Received::Later("a parent")),
+                None => return Ok(Received::Orphan(*parent)),
                 Some((kind, lamport)) if *kind != opened.links.kind || *lamport >= opened.links.lamport => {
                     return Ok(Received::Refused("parents out of order"));
                 }
@@ -739,6 +771,10 @@ struct BatchOutcome {
     epochs: Epochs,
     membership: Membership,
     writer: Writer,
+    /// The receiving chains, as stored now.
+    chains: HashMap<VerifyKey, ReceiverChain>,
+    /// Entries waiting for a parent.
+    orphans: Orphans,
 }
 
 impl Handler<ReceiveEntries> for GroupLog {
@@ -747,7 +783,7 @@ impl Handler<ReceiveEntries> for GroupLog {
 
     fn handle(&mut self, msg: ReceiveEntries, ctx: &mut Self::Context) -> Self::Result {
         let snapshot = guarded(NAME, ctx, || {
-            let s = self.state.as_ref().ok_or(Error::Unavailable(NAME))?;
+            let s = self.state.as_mut().ok_or(Error::Unavailable(NAME))?;
             Ok(Receiver {
                 group: self.group,
                 deps: self.deps.clone(),
@@ -758,7 +794,10 @@ impl Handler<ReceiveEntries> for GroupLog {
                 writer: s.writer.clone(),
                 members: self.members.clone(),
                 positions: HashMap::new(),
-                chains: HashMap::new(),
+                // Back in the state once the batch is stored.
+                chains: std::mem::take(&mut s.chains),
+                orphans: std::mem::take(&mut s.orphans),
+                heads: s.heads.clone(),
                 queued: Vec::new(),
             })
         });
@@ -776,10 +815,10 @@ impl Handler<ReceiveEntries> for GroupLog {
                 // messages and parents before children, whatever the order
                 // the batch came in.
                 let removed = receiver.membership.is_removed(&receiver.me.signing);
-                let mut opened = Vec::with_capacity(msg.entries.len());
-                for entry in &msg.entries {
-                    match receiver.epochs.open(entry) {
-                        Ok((epoch, o)) => opened.push((entry, epoch, o)),
+                let mut round = Vec::with_capacity(msg.entries.len());
+                for entry in msg.entries {
+                    match receiver.epochs.open(&entry) {
+                        Ok((epoch, opened)) => round.push(Orphan { entry, epoch, opened }),
                         Err(Unopened::Forged) => {
                             refuse(&receiver, entry.hash(), "forged entry");
                             receipt.ack.push(entry.hash());
@@ -796,76 +835,98 @@ impl Handler<ReceiveEntries> for GroupLog {
                         }
                     }
                 }
-                opened.sort_by_key(|(e, _, o)| (o.links.kind != EntryKind::Metadata, o.links.lamport, e.hash()));
-                // One query for what is stored of the batch and its parents.
-                let asked: Vec<EntryHash> = opened
-                    .iter()
-                    .flat_map(|(e, _, o)| o.links.parents.iter().copied().chain(std::iter::once(e.hash())))
-                    .collect();
-                for (hash, kind, l) in receiver.deps.store.positions(&group, &asked).await? {
-                    receiver.positions.insert(hash, (kind, l));
-                }
-                for (entry, epoch, opened) in &opened {
-                    let hash = entry.hash();
-                    match receiver.receive(entry, *epoch, opened).await? {
-                        Received::Stored { lamport: l, joined, .. } => {
-                            if opened.links.kind == EntryKind::Metadata {
-                                receipt.metadata.push(hash);
-                            }
-                            lamport = lamport.max(l);
-                            joined_other |= joined.is_some_and(|j| j.member != receiver.me);
-                            receipt.ack.push(hash);
-                        }
-                        Received::Known => {
-                            if opened.links.kind == EntryKind::Metadata {
-                                receipt.metadata.push(hash);
-                            }
-                            receipt.ack.push(hash);
-                        }
-                        Received::Refused(why) => {
-                            refuse(&receiver, hash, why);
-                            receipt.ack.push(hash);
-                        }
-                        Received::Later(reason) => {
-                            let _ = receiver.deps.events.send(NodeEvent::EntryHeldBack { group, hash, reason });
-                            receipt.waiting = true;
-                        }
-                        Received::Queued => {}
+                // Entries whose parent this round stored are taken in the
+                // next (see `orphans`).
+                while !round.is_empty() {
+                    round.sort_by_key(|o| {
+                        (o.opened.links.kind != EntryKind::Metadata, o.opened.links.lamport, o.opened.hash)
+                    });
+                    // One query for what is stored of the round and its parents.
+                    let asked: Vec<EntryHash> = round
+                        .iter()
+                        .flat_map(|o| o.opened.links.parents.iter().copied().chain(std::iter::once(o.opened.hash)))
+                        .collect();
+                    for (hash, kind, l) in receiver.deps.store.positions(&group, &asked).await? {
+                        receiver.positions.insert(hash, (kind, l));
                     }
-                }
-                for (message, outcome) in receiver.store_queued().await? {
-                    let hash = message.entry.hash();
-                    if outcome == Appended::Stored {
-                        lamport = lamport.max(message.links.lamport);
-                        if message.payload.is_some() {
-                            let _ = receiver.deps.events.send(NodeEvent::MessageReceived { group, hash });
+                    let mut stored = Vec::new();
+                    for item in round {
+                        let (hash, metadata) = (item.opened.hash, item.opened.links.kind == EntryKind::Metadata);
+                        match receiver.receive(&item.entry, item.epoch, &item.opened).await? {
+                            Received::Stored { lamport: l, joined, .. } => {
+                                if metadata {
+                                    receipt.metadata.push(hash);
+                                }
+                                lamport = lamport.max(l);
+                                joined_other |= joined.is_some_and(|j| j.member != receiver.me);
+                                receipt.ack.push(hash);
+                                stored.push(hash);
+                            }
+                            Received::Known => {
+                                if metadata {
+                                    receipt.metadata.push(hash);
+                                }
+                                receipt.ack.push(hash);
+                            }
+                            Received::Refused(why) => {
+                                refuse(&receiver, hash, why);
+                                receipt.ack.push(hash);
+                            }
+                            Received::Orphan(parent) => {
+                                receiver.orphans.hold(parent, item);
+                                let reason = "a parent";
+                                let _ = receiver.deps.events.send(NodeEvent::EntryHeldBack { group, hash, reason });
+                                receipt.waiting = true;
+                            }
+                            Received::Later(reason) => {
+                                let _ = receiver.deps.events.send(NodeEvent::EntryHeldBack { group, hash, reason });
+                                receipt.waiting = true;
+                            }
+                            Received::Queued => {}
                         }
                     }
-                    receipt.ack.push(hash);
+                    for (message, outcome) in receiver.store_queued().await? {
+                        let hash = message.entry.hash();
+                        if outcome == Appended::Stored {
+                            // Parents are stored before their children (or
+                            // the entry waits), so no missing parent is named.
+                            receiver.heads = heads_after(&receiver.heads, &message.links.parents, hash);
+                            lamport = lamport.max(message.links.lamport);
+                            if message.payload.is_some() {
+                                let _ = receiver.deps.events.send(NodeEvent::MessageReceived { group, hash });
+                            }
+                            stored.push(hash);
+                        }
+                        receipt.ack.push(hash);
+                    }
+                    round = receiver.orphans.unlocked(&stored);
                 }
                 if joined_other && receiver.kind == GroupKind::Contact {
                     let _ = receiver.deps.joined.try_send(ContactJoined { group });
                 }
                 receiver.follow_epoch().await?;
-                let heads = receiver.deps.store.heads(&group, EntryKind::Message).await?;
                 Ok(BatchOutcome {
                     receipt,
-                    heads,
+                    heads: receiver.heads,
                     lamport,
                     epochs: receiver.epochs,
                     membership: receiver.membership,
                     writer: receiver.writer,
+                    chains: receiver.chains,
+                    orphans: receiver.orphans,
                 })
             }
             .into_actor(self)
             .map(|r: Result<BatchOutcome>, act, ctx| {
-                let BatchOutcome { receipt, heads, lamport, epochs, membership, writer } = r?;
+                let BatchOutcome { receipt, heads, lamport, epochs, membership, writer, chains, orphans } = r?;
                 if let Some(state) = act.state.as_mut() {
                     state.heads = heads;
                     state.lamport = state.lamport.max(lamport);
                     state.epochs = epochs;
                     state.membership = membership;
                     state.writer = writer;
+                    state.chains = chains;
+                    state.orphans = orphans;
                 }
                 // Members learned: share this device's chain with them
                 // shortly, together with whoever else turns up meanwhile
