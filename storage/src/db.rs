@@ -174,7 +174,7 @@ impl Store {
             .await?;
         Ok(Self {
             path: path.to_owned(),
-            writer: Mutex::new(Some(Writer { conn: writer, open: false })),
+            writer: Mutex::new(Some(Writer { conn: writer, open: false, durability: options.tuning.durability })),
             readers,
             key,
             clock: options.clock,
@@ -318,6 +318,8 @@ struct Writer {
     conn: SqliteConnection,
     /// A transaction begun by a script is open on it.
     open: bool,
+    /// How its commits reach the disk (see `script` for the exceptions).
+    durability: crate::Durability,
 }
 
 /// Exclusive use of the writer connection.
@@ -337,6 +339,10 @@ impl WriterGuard<'_> {
 
     pub(crate) fn set_open(&mut self, open: bool) {
         self.writer().open = open;
+    }
+
+    pub(crate) fn durability(&mut self) -> crate::Durability {
+        self.writer().durability
     }
 
     /// Rolls back whatever transaction is open. An error here means none

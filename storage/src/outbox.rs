@@ -103,8 +103,9 @@ impl Store {
     /// SQLite): for each `(peer, hashes)`, how many rows were removed.
     pub async fn ack_many(&self, acks: &[(Peer, Vec<EntryHash>)]) -> Result<Vec<u64>> {
         let mut conn = self.writer().await?;
+        // A lost acknowledgement costs a resend, which the peer acknowledges again.
         let rows = conn
-            .transaction(|script| {
+            .transaction_unsynced(|script| {
                 for (i, (peer, hashes)) in acks.iter().enumerate() {
                     for chunk in hashes.chunks(ROWS_PER_STATEMENT) {
                         let qb = script.statement("DELETE FROM outbox WHERE peer = ");
@@ -130,8 +131,9 @@ impl Store {
     pub async fn defer(&self, peer: &Peer, hashes: &[EntryHash], next: UnixTime) -> Result<u64> {
         let (next, peer) = (time_value(next)?, peer.0.to_vec());
         let mut conn = self.writer().await?;
+        // A lost resend time means an earlier resend.
         let rows = conn
-            .transaction(|script| {
+            .transaction_unsynced(|script| {
                 for chunk in hashes.chunks(ROWS_PER_STATEMENT) {
                     let qb = script.statement("UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ");
                     qb.push_bind(next).push(" WHERE peer = ").push_bind(peer.clone());

@@ -19,7 +19,7 @@
 
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection, sqlite::SqliteRow};
 
-use crate::{Result, db::WriterGuard};
+use crate::{Durability, Result, db::WriterGuard};
 
 /// Statements to send as one query.
 pub(crate) struct Script {
@@ -86,6 +86,33 @@ impl WriterGuard<'_> {
         add(&mut script)?;
         script.statement("COMMIT");
         self.send(script, true).await
+    }
+
+    /// Like [`transaction`](Self::transaction), for bookkeeping whose loss
+    /// costs nothing but work done again (recording acknowledgements,
+    /// resend times): committed without waiting for the disk even when the
+    /// store's commits survive power loss. A later synced commit syncs it
+    /// too; a power loss before that may undo it, never what came before.
+    pub(crate) async fn transaction_unsynced(
+        &mut self,
+        add: impl FnOnce(&mut Script) -> Result<()>,
+    ) -> Result<Vec<SqliteRow>> {
+        if self.durability() == Durability::ProcessCrash {
+            return self.transaction(add).await;
+        }
+        let mut script = Script::new();
+        // The level cannot change inside a transaction: around it.
+        script.statement("PRAGMA synchronous = NORMAL");
+        script.statement("BEGIN IMMEDIATE");
+        add(&mut script)?;
+        script.statement("COMMIT");
+        script.statement("PRAGMA synchronous = FULL");
+        let sent = self.send(script, true).await;
+        if sent.is_err() {
+            // Failed before it was back to FULL.
+            sqlx::query("PRAGMA synchronous = FULL").execute(self.conn()).await?;
+        }
+        sent
     }
 
     /// Sends a script that runs inside a transaction (`commits`: and ends
@@ -202,5 +229,35 @@ mod tests {
             .unwrap();
         drop(writer);
         assert_eq!(settings(&store).await, ["script-b"]);
+    }
+
+    async fn synchronous(writer: &mut crate::db::WriterGuard<'_>) -> i64 {
+        sqlx::query_scalar("PRAGMA synchronous").fetch_one(writer.conn()).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_unsynced_transaction_leaves_commits_synced_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir).await;
+        let mut writer = store.writer().await.unwrap();
+        assert_eq!(synchronous(&mut writer).await, 2, "FULL: the store survives power loss");
+        writer
+            .transaction_unsynced(|s| {
+                insert_setting(s, "script-a");
+                Ok(())
+            })
+            .await
+            .unwrap();
+        assert_eq!(synchronous(&mut writer).await, 2);
+        let failed = writer
+            .transaction_unsynced(|s| {
+                insert_setting(s, "script-a");
+                Ok(())
+            })
+            .await;
+        assert!(failed.is_err());
+        assert_eq!(synchronous(&mut writer).await, 2, "FULL again after a failure too");
+        drop(writer);
+        assert_eq!(settings(&store).await, ["script-a"]);
     }
 }
