@@ -127,22 +127,33 @@ fn rand_bytes() -> [u8; 32] {
 
 /// When B reported each message received, from the moment it subscribed;
 /// waiters are woken at each arrival.
-#[derive(Clone, Default)]
+/// A task that stops when this is dropped.
+struct Listener(tokio::task::JoinHandle<()>);
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The messages B reported received, and when; listens until dropped.
+#[derive(Clone)]
 struct Arrivals {
     seen: Arc<Mutex<HashMap<EntryHash, Instant>>>,
     news: Arc<Notify>,
+    _listener: Arc<Listener>,
 }
 
 impl Arrivals {
     fn of(node: &Node) -> Self {
-        let arrivals = Self::default();
-        let (mut events, record) = (node.events(), arrivals.clone());
-        tokio::spawn(async move {
+        let (seen, news): (Arc<Mutex<HashMap<EntryHash, Instant>>>, Arc<Notify>) = Default::default();
+        let (mut events, record, told) = (node.events(), seen.clone(), news.clone());
+        let task = tokio::spawn(async move {
             loop {
                 match events.recv().await {
                     Ok(NodeEvent::MessageReceived { hash, .. }) => {
-                        record.seen.lock().unwrap().insert(hash, Instant::now());
-                        record.news.notify_waiters();
+                        record.lock().unwrap().insert(hash, Instant::now());
+                        told.notify_waiters();
                     }
                     Ok(_) => {}
                     Err(broadcast::error::RecvError::Lagged(n)) => eprintln!("arrivals: {n} events lost (lagging)"),
@@ -150,7 +161,7 @@ impl Arrivals {
                 }
             }
         });
-        arrivals
+        Self { seen, news, _listener: Arc::new(Listener(task)) }
     }
 
     fn count(&self) -> usize {
@@ -246,9 +257,9 @@ async fn offered(a: &Node, b: &Node, group: GroupId, rate: usize, count: usize) 
 async fn pipelined(a: &Node, b: &Node, group: GroupId, secs: u64) -> Value {
     let arrivals = Arrivals::of(b);
     let acked = Arc::new(Mutex::new(0usize));
-    {
+    let _acks = {
         let (mut events, acked) = (a.events(), acked.clone());
-        tokio::spawn(async move {
+        Listener(tokio::spawn(async move {
             loop {
                 match events.recv().await {
                     Ok(NodeEvent::EntriesDelivered { hashes, .. }) => *acked.lock().unwrap() += hashes.len(),
@@ -256,8 +267,8 @@ async fn pipelined(a: &Node, b: &Node, group: GroupId, secs: u64) -> Value {
                     Err(broadcast::error::RecvError::Closed) => return,
                 }
             }
-        });
-    }
+        }))
+    };
     let permits = Arc::new(Semaphore::new(IN_FLIGHT));
     let appended = Arc::new(Mutex::new(0usize));
     let (start, window) = (Instant::now(), Duration::from_secs(secs));
@@ -357,6 +368,10 @@ fn main() {
         eprintln!("contact: request {request_ms:.1} ms, accept {accept_ms:.1} ms");
 
         let single = one_at_a_time(&a, &b, group, 500).await;
+        if std::env::var("VEIL_PROBE").is_ok() {
+            let _ = offered(&a, &b, group, 1000, 2000).await;
+            std::process::exit(0);
+        }
         let at_1000 = offered(&a, &b, group, 1000, 3000).await;
         let at_5000 = offered(&a, &b, group, 5000, 10_000).await;
         let piped = pipelined(&a, &b, group, secs).await;

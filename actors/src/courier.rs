@@ -30,7 +30,7 @@ use std::{
 use actix::{
     Actor, ActorFutureExt, Addr, AsyncContext, Context, Handler, Recipient, ResponseActFuture, Supervised, WrapFuture,
 };
-use tokio::sync::{Notify, broadcast};
+use tokio::sync::{Notify, broadcast, oneshot};
 use veil_crypto::{
     GroupId, GroupKeys, RendezvousSeed,
     envelope::{EntryHash, EntryKind, SealedEntry},
@@ -50,7 +50,7 @@ use crate::{
     group_log::GroupLogDeps,
     heads::{Heads, HeadsGossip, OwnHeads},
     messages::{
-        courier::{EntriesOwed, InboundFrame, NetworkRestarted, PeerLeft, StartGroup},
+        courier::{EntriesOwed, InboundFrame, InboundFrames, NetworkRestarted, PeerLeft, StartGroup},
         group::{EntriesHeld, ReceiveEntries},
         rendezvous::{PointsRotated, Refresh, WatchKey},
         vault::GroupAdded,
@@ -993,20 +993,22 @@ impl Handler<EntriesOwed> for Courier {
     }
 }
 
-impl Handler<InboundFrame> for Courier {
-    // Entries resolve once their group log stored them: the transport
-    // manager waits for that before the network reads on, so a sender far
-    // ahead gets back-pressure instead of filling this node's memory.
-    type Result = ResponseActFuture<Self, ()>;
-
-    fn handle(&mut self, InboundFrame { peer, frame: bytes }: InboundFrame, ctx: &mut Self::Context) -> Self::Result {
-        let done = || -> Self::Result { Box::pin(actix::fut::ready(())) };
+impl Courier {
+    /// Handles one inbound frame, except the entries it carries: those are
+    /// returned with their group, to be received with the other entries of
+    /// the same peer and group that came with it.
+    fn take_frame(
+        &mut self,
+        ctx: &mut Context<Self>,
+        peer: PeerId,
+        bytes: Vec<u8>,
+    ) -> Option<(GroupId, Vec<SealedEntry>)> {
         let frame = match GroupFrame::decode(&bytes) {
             Ok(f) => f,
             Err(e) => {
                 tracing::debug!(actor = NAME, error = %e, "not a group frame; ignored");
                 let _ = self.events.send(NodeEvent::FrameRefused { peer, reason: e.to_string() });
-                return done();
+                return None;
             }
         };
         let Some((group, replica)) = self.group_of(&peer, &frame.session_tag) else {
@@ -1016,7 +1018,7 @@ impl Handler<InboundFrame> for Courier {
                 }
                 None => tracing::debug!(actor = NAME, "frame for no group of ours; ignored"),
             }
-            return done();
+            return None;
         };
         if replica {
             self.replicas.insert((group, peer));
@@ -1027,51 +1029,7 @@ impl Handler<InboundFrame> for Courier {
         // online, so whatever we owe it can go now.
         self.join_session(ctx, group, peer);
         match frame.body {
-            GroupBody::Entries(entries) => {
-                let Some(route) = self.routes.get(&group) else { return done() };
-                let (Some(me), network) = (self.me, self.network.clone()) else { return done() };
-                let Some(tag) = self.tag(&group, &me, &peer) else { return done() };
-                let (log, pull) = (route.log.clone(), route.pull);
-                return Box::pin(
-                    async move { log.send(ReceiveEntries { entries }).await.map_err(mailbox("group-log"))? }
-                        .into_actor(self)
-                        .map(move |r, act, ctx| {
-                            let r = r.map(|receipt| {
-                                // Pulled messages are owed to nobody: only
-                                // metadata is acknowledged (a joining or
-                                // leaving device learns its announcement is
-                                // held elsewhere). The ack is not waited for:
-                                // both sides may be receiving at once.
-                                let ack = if pull { receipt.metadata } else { receipt.ack };
-                                if !ack.is_empty() {
-                                    let ack = GroupFrame { session_tag: tag, body: GroupBody::Ack(ack) }.encode();
-                                    ctx.spawn(async move { network.send_frame(peer, ack).await }.into_actor(act).map(
-                                        |sent, _, _| {
-                                            if let Err(e) = sent {
-                                                tracing::debug!(actor = NAME, error = %e, "an ack was not delivered");
-                                            }
-                                        },
-                                    ));
-                                }
-                                receipt.waiting
-                            });
-                            if r.is_ok() && pull {
-                                // What was stored may have moved the heads.
-                                act.heads_changed(group);
-                            }
-                            match r {
-                                // Something is missing (a parent, an announcement),
-                                // maybe much: reconcile with the sender.
-                                Ok(true) if pull => act.open_reconciliation(ctx, group, peer),
-                                Ok(false) if pull => {
-                                    act.reconciling.remove(&(group, peer));
-                                }
-                                Ok(_) => {}
-                                Err(e) => tracing::debug!(actor = NAME, error = %e, "receiving entries failed"),
-                            }
-                        }),
-                );
-            }
+            GroupBody::Entries(entries) => return Some((group, entries)),
             GroupBody::Heads { metadata, messages } => {
                 // Asked for at the next tick, if still missing: what a peer
                 // offers has usually just been pushed by its author, and
@@ -1100,7 +1058,7 @@ impl Handler<InboundFrame> for Courier {
                 }
             }
             GroupBody::Ack(hashes) if self.pulls(&group) => {
-                let Some(route) = self.routes.get(&group) else { return done() };
+                let route = self.routes.get(&group)?;
                 let log = route.log.clone();
                 ctx.spawn(
                     async move {
@@ -1112,19 +1070,117 @@ impl Handler<InboundFrame> for Courier {
                 );
             }
             GroupBody::Ack(hashes) => {
-                let Some(route) = self.routes.get(&group) else { return done() };
+                let route = self.routes.get(&group)?;
                 let members = route.members.clone();
                 if self.acks.add(Ack { group, members, hashes }) {
                     self.record_acks(ctx);
                 }
-                if self.acks.full() {
-                    // Read on once the batch being recorded is done.
-                    let recorded = self.acks_recorded.clone().notified_owned();
-                    return Box::pin(recorded.into_actor(self));
-                }
             }
         }
-        done()
+        None
+    }
+
+    /// Hands `entries` from `peer` to `group`'s log and acknowledges what
+    /// it stored; the receiver resolves once that is done.
+    fn receive_entries(
+        &mut self,
+        ctx: &mut Context<Self>,
+        group: GroupId,
+        peer: PeerId,
+        entries: Vec<SealedEntry>,
+    ) -> Option<oneshot::Receiver<()>> {
+        let route = self.routes.get(&group)?;
+        let (me, network) = (self.me?, self.network.clone());
+        let tag = self.tag(&group, &me, &peer)?;
+        let (log, pull) = (route.log.clone(), route.pull);
+        let (done, finished) = oneshot::channel();
+        ctx.spawn(
+            async move { log.send(ReceiveEntries { entries }).await.map_err(mailbox("group-log"))? }
+                .into_actor(self)
+                .map(move |r, act, ctx| {
+                    let r = r.map(|receipt| {
+                        // Pulled messages are owed to nobody: only
+                        // metadata is acknowledged (a joining or
+                        // leaving device learns its announcement is
+                        // held elsewhere). The ack is not waited for:
+                        // both sides may be receiving at once.
+                        let ack = if pull { receipt.metadata } else { receipt.ack };
+                        // A batch may hold more than one ack frame carries.
+                        let frames: Vec<Vec<u8>> = ack
+                            .chunks(MAX_ACK_HASHES)
+                            .map(|chunk| GroupFrame { session_tag: tag, body: GroupBody::Ack(chunk.to_vec()) }.encode())
+                            .collect();
+                        if !frames.is_empty() {
+                            let send = async move {
+                                for frame in frames {
+                                    network.send_frame(peer, frame).await?;
+                                }
+                                Ok::<_, veil_transports::Error>(())
+                            };
+                            ctx.spawn(send.into_actor(act).map(|sent, _, _| {
+                                if let Err(e) = sent {
+                                    tracing::debug!(actor = NAME, error = %e, "an ack was not delivered");
+                                }
+                            }));
+                        }
+                        receipt.waiting
+                    });
+                    if r.is_ok() && pull {
+                        // What was stored may have moved the heads.
+                        act.heads_changed(group);
+                    }
+                    match r {
+                        // Something is missing (a parent, an announcement),
+                        // maybe much: reconcile with the sender.
+                        Ok(true) if pull => act.open_reconciliation(ctx, group, peer),
+                        Ok(false) if pull => {
+                            act.reconciling.remove(&(group, peer));
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::debug!(actor = NAME, error = %e, "receiving entries failed"),
+                    }
+                    let _ = done.send(());
+                }),
+        );
+        Some(finished)
+    }
+}
+
+impl Handler<InboundFrames> for Courier {
+    // Resolves once the entries the frames carry are stored: the transport
+    // manager waits for that before the network reads on, so a sender far
+    // ahead gets back-pressure instead of filling this node's memory. The
+    // entries of one peer in one group go to its log as one batch (one
+    // transaction, one acknowledgement) however many frames carried them.
+    type Result = ResponseActFuture<Self, ()>;
+
+    fn handle(&mut self, InboundFrames { frames }: InboundFrames, ctx: &mut Self::Context) -> Self::Result {
+        let mut incoming: Vec<(GroupId, PeerId, Vec<SealedEntry>)> = Vec::new();
+        for InboundFrame { peer, frame } in frames {
+            let Some((group, entries)) = self.take_frame(ctx, peer, frame) else { continue };
+            match incoming.iter_mut().find(|(g, p, _)| *g == group && *p == peer) {
+                Some((_, _, batch)) => batch.extend(entries),
+                None => incoming.push((group, peer, entries)),
+            }
+        }
+        let mut finished: Vec<oneshot::Receiver<()>> = incoming
+            .into_iter()
+            .filter_map(|(group, peer, entries)| self.receive_entries(ctx, group, peer, entries))
+            .collect();
+        // Too many acknowledgements waiting: read on once the batch being
+        // recorded is done.
+        let recorded = self.acks.full().then(|| self.acks_recorded.clone().notified_owned());
+        Box::pin(
+            async move {
+                for f in finished.drain(..) {
+                    let _ = f.await;
+                }
+                if let Some(recorded) = recorded {
+                    recorded.await;
+                }
+            }
+            .into_actor(self),
+        )
     }
 }
 

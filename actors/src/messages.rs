@@ -426,6 +426,16 @@ pub mod courier {
         pub frame: Vec<u8>,
     }
 
+    /// Event (from the transport manager): frames arrived, in order (what
+    /// the network had delivered while the last ones were handled).
+    /// Resolves once the entries they carry are stored.
+    #[derive(Debug, Message)]
+    #[rtype(result = "()")]
+    pub struct InboundFrames {
+        /// The frames.
+        pub frames: Vec<InboundFrame>,
+    }
+
     /// Event (from the transport manager): the last connection to a peer closed.
     #[derive(Debug, Message)]
     #[rtype(result = "()")]

@@ -52,7 +52,9 @@ use crate::{
 };
 
 /// Capacity of the node's event channel; a slower subscriber sees `Lagged`.
-const EVENT_CAPACITY: usize = 1024;
+/// Room for the events of a few received batches at once (one event per
+/// message; a batch holds what many frames carried).
+const EVENT_CAPACITY: usize = 16 * 1024;
 
 /// Configures and starts a [`Node`].
 pub struct NodeBuilder {

@@ -23,7 +23,7 @@ use crate::{
     Error, NodeEvent, Result,
     messages::{
         contacts::{InboundRequest, LanPeerFound},
-        courier::{InboundFrame, NetworkRestarted, PeerLeft},
+        courier::{InboundFrame, InboundFrames, NetworkRestarted, PeerLeft},
     },
     supervision::guarded,
 };
@@ -32,7 +32,7 @@ use crate::{
 #[derive(Clone)]
 pub(crate) struct NetworkRoutes {
     /// Frames (group frames go to the courier).
-    pub(crate) frames: Recipient<InboundFrame>,
+    pub(crate) frames: Recipient<InboundFrames>,
     /// `/veil/contact/1` requests.
     pub(crate) requests: Recipient<InboundRequest>,
     /// Peers found on the LAN (mDNS).
@@ -111,10 +111,14 @@ pub struct Rotate(pub NetworkKey);
 #[rtype(result = "Result<NetworkStatus>")]
 pub struct GetNetworkStatus;
 
-/// Event from the network (delivered by the pump).
+/// Most network events the pump hands over at once.
+const PUMP_BATCH: usize = 64;
+
+/// Events from the network (delivered by the pump): whatever had arrived,
+/// in order.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
-struct FromNetwork(NetworkEvent);
+struct FromNetwork(Vec<NetworkEvent>);
 
 /// Owns the network.
 pub struct TransportManager {
@@ -143,8 +147,18 @@ impl TransportManager {
         let addr = actix::Supervisor::start(move |_| Self { network, policy, events, routes });
         let pump = addr.clone();
         actix_rt::spawn(async move {
+            // What arrived while the last events were being handled goes
+            // together: the courier hands a group log the entries of many
+            // frames as one batch (one transaction, one acknowledgement).
             while let Some(event) = network_events.recv().await {
-                if pump.send(FromNetwork(event)).await.is_err() {
+                let mut events = vec![event];
+                while events.len() < PUMP_BATCH {
+                    match network_events.try_recv() {
+                        Ok(event) => events.push(event),
+                        Err(_) => break,
+                    }
+                }
+                if pump.send(FromNetwork(events)).await.is_err() {
                     break;
                 }
             }
@@ -171,10 +185,20 @@ fn net(e: veil_transports::Error) -> Error {
     Error::Network(e)
 }
 
-/// What must reach the courier, waiting for room in its mailbox.
+/// What must reach the courier, in order, waiting for room in its mailbox.
 enum ToCourier {
-    Frame(InboundFrame),
+    Frames(Vec<InboundFrame>),
     Left(PeerLeft),
+}
+
+impl ToCourier {
+    /// Adds `frame` to the frames last queued, or queues it.
+    fn frame(queue: &mut Vec<ToCourier>, frame: InboundFrame) {
+        match queue.last_mut() {
+            Some(ToCourier::Frames(frames)) => frames.push(frame),
+            _ => queue.push(ToCourier::Frames(vec![frame])),
+        }
+    }
 }
 
 impl Handler<FromNetwork> for TransportManager {
@@ -184,66 +208,78 @@ impl Handler<FromNetwork> for TransportManager {
     // wait. Nothing on the message path is dropped for want of room.
     type Result = ResponseFuture<()>;
 
-    fn handle(&mut self, FromNetwork(event): FromNetwork, ctx: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, FromNetwork(batch): FromNetwork, ctx: &mut Self::Context) -> Self::Result {
         let (events, routes) = (self.events.clone(), self.routes.clone());
-        let mut to_courier = None;
+        let mut to_courier = Vec::new();
         let _ = guarded(NAME, ctx, || {
-            // A full mailbox drops a contact request (the requester retries)
-            // or a LAN sighting (mDNS reports it again).
-            let node_event = match event {
-                NetworkEvent::PeerConnected { peer, transport } => Some(NodeEvent::PeerConnected { peer, transport }),
-                NetworkEvent::PeerDisconnected { peer } => {
-                    to_courier = Some(ToCourier::Left(PeerLeft { peer }));
-                    Some(NodeEvent::PeerDisconnected { peer })
+            for event in batch {
+                if let Some(e) = route(event, &routes, &events, &mut to_courier) {
+                    // Without subscribers the event has nowhere to go; that is fine.
+                    let _ = events.send(e);
                 }
-                NetworkEvent::FrameReceived { peer, frame } => {
-                    // Copy the frame (up to the frame limit) only for subscribers.
-                    let event =
-                        (events.receiver_count() > 0).then(|| NodeEvent::FrameReceived { peer, frame: frame.clone() });
-                    to_courier = Some(ToCourier::Frame(InboundFrame { peer, frame }));
-                    event
-                }
-                NetworkEvent::RequestReceived { peer, id, request } => {
-                    let _ = routes.requests.try_send(InboundRequest { peer, id, request });
-                    None
-                }
-                NetworkEvent::PeerDiscovered { peer, .. } => {
-                    let _ = routes.lan.try_send(LanPeerFound { peer });
-                    None
-                }
-                NetworkEvent::Listening { addr } => Some(NodeEvent::Listening { addr }),
-                NetworkEvent::RendezvousRegistered { peer, namespace } => {
-                    Some(NodeEvent::RendezvousRegistered { peer, namespace })
-                }
-                NetworkEvent::RendezvousUnregistered { peer, namespace } => {
-                    Some(NodeEvent::RendezvousUnregistered { peer, namespace })
-                }
-                NetworkEvent::Restarted { peer_id } => {
-                    // Never dropped (one per restart): announcements held
-                    // for a new peer id wait for this notice.
-                    for r in &routes.restarted {
-                        r.do_send(NetworkRestarted { peer_id });
-                    }
-                    Some(NodeEvent::NetworkRestarted { peer_id })
-                }
-                _ => None,
-            };
-            if let Some(e) = node_event {
-                // Without subscribers the event has nowhere to go; that is fine.
-                let _ = events.send(e);
             }
             Ok(())
         });
         Box::pin(async move {
-            let sent = match to_courier {
-                None => Ok(()),
-                Some(ToCourier::Frame(frame)) => routes.frames.send(frame).await,
-                Some(ToCourier::Left(left)) => routes.left.send(left).await,
-            };
-            if sent.is_err() {
-                tracing::debug!(actor = NAME, "the courier is not running; a network event was not routed");
+            for item in to_courier {
+                let sent = match item {
+                    ToCourier::Frames(frames) => routes.frames.send(InboundFrames { frames }).await,
+                    ToCourier::Left(left) => routes.left.send(left).await,
+                };
+                if sent.is_err() {
+                    tracing::debug!(actor = NAME, "the courier is not running; a network event was not routed");
+                }
             }
         })
+    }
+}
+
+/// Routes one network event: what must reach the courier is queued in
+/// `to_courier`; returns the node event to publish, if any. A full mailbox
+/// drops a contact request (the requester retries) or a LAN sighting (mDNS
+/// reports it again).
+fn route(
+    event: NetworkEvent,
+    routes: &NetworkRoutes,
+    events: &broadcast::Sender<NodeEvent>,
+    to_courier: &mut Vec<ToCourier>,
+) -> Option<NodeEvent> {
+    match event {
+        NetworkEvent::PeerConnected { peer, transport } => Some(NodeEvent::PeerConnected { peer, transport }),
+        NetworkEvent::PeerDisconnected { peer } => {
+            to_courier.push(ToCourier::Left(PeerLeft { peer }));
+            Some(NodeEvent::PeerDisconnected { peer })
+        }
+        NetworkEvent::FrameReceived { peer, frame } => {
+            // Copy the frame (up to the frame limit) only for subscribers.
+            let event = (events.receiver_count() > 0).then(|| NodeEvent::FrameReceived { peer, frame: frame.clone() });
+            ToCourier::frame(to_courier, InboundFrame { peer, frame });
+            event
+        }
+        NetworkEvent::RequestReceived { peer, id, request } => {
+            let _ = routes.requests.try_send(InboundRequest { peer, id, request });
+            None
+        }
+        NetworkEvent::PeerDiscovered { peer, .. } => {
+            let _ = routes.lan.try_send(LanPeerFound { peer });
+            None
+        }
+        NetworkEvent::Listening { addr } => Some(NodeEvent::Listening { addr }),
+        NetworkEvent::RendezvousRegistered { peer, namespace } => {
+            Some(NodeEvent::RendezvousRegistered { peer, namespace })
+        }
+        NetworkEvent::RendezvousUnregistered { peer, namespace } => {
+            Some(NodeEvent::RendezvousUnregistered { peer, namespace })
+        }
+        NetworkEvent::Restarted { peer_id } => {
+            // Never dropped (one per restart): announcements held for a new
+            // peer id wait for this notice.
+            for r in &routes.restarted {
+                r.do_send(NetworkRestarted { peer_id });
+            }
+            Some(NodeEvent::NetworkRestarted { peer_id })
+        }
+        _ => None,
     }
 }
 
