@@ -13,7 +13,7 @@ use std::collections::{HashMap, HashSet};
 
 use veil_crypto::{
     EpochId, EpochSecret, GroupKeys, MemberPublic, VerifyKey,
-    envelope::{EntryHash, OpenedEntry, SealedEntry, open_header},
+    envelope::{AuthorKeys, EntryHash, OpenedEntry, SealedEntry, open_header_with},
 };
 use veil_proto::metadata::{MemberJoined, MemberRemoved};
 
@@ -66,15 +66,20 @@ impl Epochs {
         self.keys(epoch).is_some()
     }
 
-    /// Opens an entry with whichever held epoch sealed it, newest first.
-    pub(crate) fn open(&self, entry: &SealedEntry) -> Result<(EpochId, OpenedEntry), Unopened> {
+    /// Opens an entry with whichever held epoch sealed it, newest first;
+    /// author keys are parsed through `authors`.
+    pub(crate) fn open(
+        &self,
+        entry: &SealedEntry,
+        authors: &mut AuthorKeys,
+    ) -> Result<(EpochId, OpenedEntry), Unopened> {
         let root = self.root();
         if entry.verify_tag(&root.entry_auth_key).is_err() {
             return Err(Unopened::Forged);
         }
         let Ok(links) = entry.open_links(&root.link_key) else { return Err(Unopened::Forged) };
         for (epoch, keys) in self.list.iter().rev() {
-            match open_header(keys, entry, links.clone()) {
+            match open_header_with(keys, entry, links.clone(), authors) {
                 Ok(opened) => return Ok((*epoch, opened)),
                 Err(veil_crypto::Error::Decrypt) => continue,
                 Err(_) => return Err(Unopened::Forged),

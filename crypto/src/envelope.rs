@@ -386,12 +386,51 @@ pub fn open_entry(keys: &GroupKeys, entry: &SealedEntry) -> Result<OpenedEntry> 
 /// author's signature. Lets a member that holds several epochs' keys try
 /// each without checking the tag again.
 pub fn open_header(keys: &GroupKeys, entry: &SealedEntry, links: Links) -> Result<OpenedEntry> {
+    open_header_with(keys, entry, links, &mut AuthorKeys::default())
+}
+
+/// Author keys already parsed, by their encoding. Parsing an Ed25519 key
+/// decompresses a curve point (a square root, a quarter of what verifying a
+/// signature costs), and a receiver meets the same few authors in entry
+/// after entry. Bounded: forgets everything past [`AuthorKeys::MAX`] keys.
+#[derive(Debug, Clone, Default)]
+pub struct AuthorKeys {
+    keys: std::collections::HashMap<[u8; 32], VerifyKey>,
+}
+
+impl AuthorKeys {
+    /// Most keys kept.
+    pub const MAX: usize = 1024;
+
+    /// The key `bytes` encode, parsed once.
+    pub fn parse(&mut self, bytes: &[u8; 32]) -> Result<VerifyKey> {
+        if let Some(key) = self.keys.get(bytes) {
+            return Ok(*key);
+        }
+        let key = VerifyKey::from_bytes(bytes)?;
+        if self.keys.len() >= Self::MAX {
+            self.keys.clear();
+        }
+        self.keys.insert(*bytes, key);
+        Ok(key)
+    }
+}
+
+/// [`open_header`], parsing the author's key through `authors`.
+pub fn open_header_with(
+    keys: &GroupKeys,
+    entry: &SealedEntry,
+    links: Links,
+    authors: &mut AuthorKeys,
+) -> Result<OpenedEntry> {
     let header =
         aead::open_prefixed(keys.header_key.expose_secret(), &with_aad(HEADER_AAD, &entry.links), &entry.header)?;
     if header.len() != HEADER_PLAIN_LEN || header[0] != HEADER_VERSION {
         return Err(Error::Malformed { what: "entry header", reason: "bad version or length" });
     }
-    let author = VerifyKey::from_slice(&header[1..33])?;
+    let mut author = [0u8; 32];
+    author.copy_from_slice(&header[1..33]);
+    let author = authors.parse(&author)?;
     let mut counter = [0u8; 8];
     counter.copy_from_slice(&header[33..41]);
     let counter = u64::from_be_bytes(counter);
@@ -440,6 +479,36 @@ impl OpenedEntry {
 mod tests {
     use super::*;
     use crate::{GroupSecret, TestEntropy};
+
+    #[test]
+    fn author_keys_are_parsed_once_and_bounded() {
+        let mut e = TestEntropy::new(b"authors");
+        let mut authors = AuthorKeys::default();
+        let key = SigningSecret::generate(&mut e).unwrap().verify_key();
+        assert_eq!(authors.parse(&key.to_bytes()).unwrap(), key);
+        assert_eq!(authors.parse(&key.to_bytes()).unwrap(), key, "from the cache");
+        // The identity point (small order) is refused, and not kept.
+        let mut weak = [0u8; 32];
+        weak[0] = 1;
+        assert!(authors.parse(&weak).is_err());
+        assert!(!authors.keys.contains_key(&weak));
+        for _ in 0..AuthorKeys::MAX {
+            let k = SigningSecret::generate(&mut e).unwrap().verify_key();
+            authors.parse(&k.to_bytes()).unwrap();
+        }
+        assert!(authors.keys.len() <= AuthorKeys::MAX);
+        // An entry opens the same with a cache as without.
+        let keys = GroupKeys::derive(&GroupSecret::from_bytes([4; 32]));
+        let author = SigningSecret::generate(&mut e).unwrap();
+        let links = Links { kind: EntryKind::Metadata, lamport: 1, parents: vec![] };
+        let entry = seal_entry(&keys, &author, &links, BodyKey::Metadata, b"hi", &mut e).unwrap();
+        let plain = open_entry(&keys, &entry).unwrap();
+        let links = entry.open_links(&keys.link_key).unwrap();
+        for _ in 0..2 {
+            let cached = open_header_with(&keys, &entry, links.clone(), &mut authors).unwrap();
+            assert_eq!((cached.author, cached.hash), (plain.author, plain.hash));
+        }
+    }
 
     /// Builds a metadata entry whose (validly signed, encrypted and tagged)
     /// header carries a non-zero counter, which `seal_entry` never produces.

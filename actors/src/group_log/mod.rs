@@ -28,7 +28,7 @@ use actix::{
 use tokio::sync::broadcast;
 use veil_crypto::{
     EpochId, EpochSecret, GroupId, GroupKeys, MemberPublic, OsEntropy, ReceiverChain, SenderChain, VerifyKey,
-    envelope::{BodyKey, EntryHash, EntryKind, Links, OpenedEntry, SealedEntry, begin_entry},
+    envelope::{AuthorKeys, BodyKey, EntryHash, EntryKind, Links, OpenedEntry, SealedEntry, begin_entry},
     epoch::seal_epoch_secret,
     ratchet::DEFAULT_WINDOW,
 };
@@ -121,6 +121,8 @@ struct Loaded {
     chains: HashMap<VerifyKey, ReceiverChain>,
     /// Entries that came before a parent of theirs (see `orphans`).
     orphans: Orphans,
+    /// Authors' keys, parsed once.
+    authors: AuthorKeys,
 }
 
 /// This device as a writer in the group's current epoch.
@@ -267,6 +269,7 @@ async fn load(deps: GroupLogDeps, group: GroupId, members: Vec<Peer>) -> Result<
         lamport,
         chains: HashMap::new(),
         orphans: Orphans::default(),
+        authors: AuthorKeys::default(),
     })
 }
 
@@ -483,6 +486,8 @@ struct Receiver {
     heads: Vec<EntryHash>,
     /// Entries waiting for a parent.
     orphans: Orphans,
+    /// Authors' keys, parsed once.
+    authors: AuthorKeys,
     /// This batch's messages, stored together.
     queued: Vec<QueuedMessage>,
 }
@@ -666,9 +671,9 @@ impl Receiver {
     /// Opens what `device` wrote before its chain reached us and that
     /// `chain` can read (from its shared position on); older entries stay
     /// unread for good.
-    async fn reveal(&self, device: VerifyKey, mut chain: ReceiverChain) -> Result<()> {
+    async fn reveal(&mut self, device: VerifyKey, mut chain: ReceiverChain) -> Result<()> {
         for record in self.deps.store.unread(&self.group, &device, MAX_REVEAL).await? {
-            let Ok((_, opened)) = self.epochs.open(&record.sealed) else { continue };
+            let Ok((_, opened)) = self.epochs.open(&record.sealed, &mut self.authors) else { continue };
             let Ok(payload) = opened.read_message(&mut chain) else { continue };
             if self.deps.store.reveal(&self.group, &record.hash, &payload, &device, &chain).await? {
                 let _ = self.deps.events.send(NodeEvent::MessageReceived { group: self.group, hash: record.hash });
@@ -775,6 +780,8 @@ struct BatchOutcome {
     chains: HashMap<VerifyKey, ReceiverChain>,
     /// Entries waiting for a parent.
     orphans: Orphans,
+    /// Authors' keys, parsed once.
+    authors: AuthorKeys,
 }
 
 impl Handler<ReceiveEntries> for GroupLog {
@@ -797,6 +804,7 @@ impl Handler<ReceiveEntries> for GroupLog {
                 // Back in the state once the batch is stored.
                 chains: std::mem::take(&mut s.chains),
                 orphans: std::mem::take(&mut s.orphans),
+                authors: std::mem::take(&mut s.authors),
                 heads: s.heads.clone(),
                 queued: Vec::new(),
             })
@@ -817,7 +825,7 @@ impl Handler<ReceiveEntries> for GroupLog {
                 let removed = receiver.membership.is_removed(&receiver.me.signing);
                 let mut round = Vec::with_capacity(msg.entries.len());
                 for entry in msg.entries {
-                    match receiver.epochs.open(&entry) {
+                    match receiver.epochs.open(&entry, &mut receiver.authors) {
                         Ok((epoch, opened)) => round.push(Orphan { entry, epoch, opened }),
                         Err(Unopened::Forged) => {
                             refuse(&receiver, entry.hash(), "forged entry");
@@ -914,11 +922,12 @@ impl Handler<ReceiveEntries> for GroupLog {
                     writer: receiver.writer,
                     chains: receiver.chains,
                     orphans: receiver.orphans,
+                    authors: receiver.authors,
                 })
             }
             .into_actor(self)
             .map(|r: Result<BatchOutcome>, act, ctx| {
-                let BatchOutcome { receipt, heads, lamport, epochs, membership, writer, chains, orphans } = r?;
+                let BatchOutcome { receipt, heads, lamport, epochs, membership, writer, chains, orphans, authors } = r?;
                 if let Some(state) = act.state.as_mut() {
                     state.heads = heads;
                     state.lamport = state.lamport.max(lamport);
@@ -927,6 +936,7 @@ impl Handler<ReceiveEntries> for GroupLog {
                     state.writer = writer;
                     state.chains = chains;
                     state.orphans = orphans;
+                    state.authors = authors;
                 }
                 // Members learned: share this device's chain with them
                 // shortly, together with whoever else turns up meanwhile
