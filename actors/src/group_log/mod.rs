@@ -910,7 +910,15 @@ impl Handler<ReceiveEntries> for GroupLog {
                     round = receiver.orphans.unlocked(&stored);
                 }
                 if joined_other && receiver.kind == GroupKind::Contact {
-                    let _ = receiver.deps.joined.try_send(ContactJoined { group });
+                    // Waits for room in the contact book's mailbox (never
+                    // dropped: the contact would stay "request sent"),
+                    // without holding this batch up.
+                    let joined = receiver.deps.joined.clone();
+                    actix_rt::spawn(async move {
+                        if joined.send(ContactJoined { group }).await.is_err() {
+                            tracing::debug!(actor = NAME, "the contact book is not running");
+                        }
+                    });
                 }
                 receiver.follow_epoch().await?;
                 Ok(BatchOutcome {
