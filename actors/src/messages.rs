@@ -44,6 +44,42 @@ pub mod vault {
         pub pending: veil_crypto::envelope::PendingEntry,
     }
 
+    /// Command: seal this device's messages in `group`, in order, with its
+    /// key in `epoch`: each names the one before as its parent (the first
+    /// names `parents`), at the next Lamport clocks after `lamport`, under
+    /// the next keys of `chain`. One message for a whole batch of appends.
+    #[derive(Debug, Message)]
+    #[rtype(result = "Result<SealedMessages>")]
+    pub struct SealMessages {
+        /// The group whose device key signs.
+        pub group: GroupId,
+        /// The epoch it writes in.
+        pub epoch: EpochId,
+        /// The epoch's keys.
+        pub keys: veil_crypto::GroupKeys,
+        /// This device's sending chain, where the first message starts.
+        pub chain: veil_crypto::SenderChain,
+        /// The parents of the first message.
+        pub parents: Vec<veil_crypto::envelope::EntryHash>,
+        /// The largest Lamport clock of the log so far.
+        pub lamport: u64,
+        /// The payloads, in order.
+        pub payloads: Vec<Vec<u8>>,
+    }
+
+    /// What [`SealMessages`] gives back.
+    #[derive(Debug)]
+    pub struct SealedMessages {
+        /// This device's key in the epoch (the author of every entry).
+        pub author: veil_crypto::VerifyKey,
+        /// The entries, in order, with their links.
+        pub entries: Vec<(veil_crypto::envelope::SealedEntry, veil_crypto::envelope::Links)>,
+        /// The chain after the last one.
+        pub chain: veil_crypto::SenderChain,
+        /// The payloads, handed back.
+        pub payloads: Vec<Vec<u8>>,
+    }
+
     /// Query: the public half of this account's member keys in `group`
     /// (in a contact group, the account keys: both sides know them already).
     #[derive(Debug, Message)]

@@ -411,6 +411,7 @@ async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
                         store: store.clone(),
                         device: vault.clone().recipient(),
                         signer: vault.clone().recipient(),
+                        sealer: vault.clone().recipient(),
                         member: vault.clone().recipient(),
                         announce: vault.clone().recipient(),
                         open_share: vault.clone().recipient(),

@@ -12,6 +12,7 @@ use actix::{Actor, ActorFutureExt, Context, Handler, ResponseActFuture, Supervis
 use veil_crypto::{
     ChainState, EpochId, EpochSecret, GroupId, GroupSecret, Identity, MemberKeys, MemberPublic, NetworkKey, OsEntropy,
     SigningSecret, VerifyKey, contact_group_secret,
+    envelope::{BodyKey, EntryKind, Links, SealedEntry, begin_entry},
     epoch::{epoch_device_key, open_epoch_secret},
     handshake::{Requester, Responder},
     ratchet::{open_chain_state, seal_chain_state},
@@ -24,7 +25,7 @@ use crate::{
     messages::vault::{
         AnnounceDevice, AnswerRequest, BeginRequest, ContinueRequest, DeriveContactGroup, GetDeviceKey, GetIdentity,
         GetMemberKeys, GroupAdded, HandshakeId, IssueInvitation, OpenChainShare, OpenEpochShare, PublicIdentity,
-        ReadRequest, ReceivedRequest, RotateNetworkKey, SignEntry,
+        ReadRequest, ReceivedRequest, RotateNetworkKey, SealMessages, SealedMessages, SignEntry,
     },
     supervision::{guarded, load_state},
 };
@@ -194,6 +195,35 @@ impl Handler<SignEntry> for IdentityVault {
     }
 }
 
+impl Handler<SealMessages> for IdentityVault {
+    type Result = Result<SealedMessages>;
+
+    fn handle(&mut self, msg: SealMessages, ctx: &mut Self::Context) -> Self::Result {
+        guarded(NAME, ctx, || {
+            let key = self.device_key(&msg.group, &msg.epoch)?;
+            seal_messages(&key, msg)
+        })
+    }
+}
+
+/// Seals `msg`'s payloads in order with `key`, each naming the previous.
+fn seal_messages(key: &SigningSecret, msg: SealMessages) -> Result<SealedMessages> {
+    let SealMessages { keys, mut chain, parents, lamport, payloads, .. } = msg;
+    let author = key.verify_key();
+    let mut entries: Vec<(SealedEntry, Links)> = Vec::with_capacity(payloads.len());
+    for (i, payload) in payloads.iter().enumerate() {
+        let parents = match entries.last() {
+            Some((previous, _)) => vec![previous.hash()],
+            None => parents.clone(),
+        };
+        let links = Links { kind: EntryKind::Message, lamport: lamport + 1 + i as u64, parents };
+        let pending = begin_entry(&keys, &author, &links, BodyKey::Message(&mut chain), payload, &mut OsEntropy)?;
+        let sealed = pending.sign(key)?.finish(&keys, &mut OsEntropy)?;
+        entries.push((sealed, links));
+    }
+    Ok(SealedMessages { author, entries, chain, payloads })
+}
+
 impl Handler<GetDeviceKey> for IdentityVault {
     type Result = Result<VerifyKey>;
 
@@ -353,5 +383,48 @@ impl Handler<crate::messages::InjectPanic> for IdentityVault {
 
     fn handle(&mut self, _: crate::messages::InjectPanic, ctx: &mut Self::Context) -> Self::Result {
         guarded(NAME, ctx, || panic!("injected fault"))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use veil_crypto::{
+        GroupKeys, ReceiverChain, SenderChain,
+        envelope::{EntryHash, open_entry},
+        ratchet::DEFAULT_WINDOW,
+    };
+
+    use super::*;
+
+    #[test]
+    fn a_batch_is_sealed_as_one_chain_of_entries() {
+        let key = SigningSecret::generate(&mut OsEntropy).unwrap();
+        let keys = GroupKeys::derive(&GroupSecret::from_bytes([5; 32]));
+        let chain = SenderChain::generate(&mut OsEntropy).unwrap();
+        let mut receiver = ReceiverChain::new(chain.state().clone(), DEFAULT_WINDOW).unwrap();
+        let head = EntryHash([7; 32]);
+        let msg = SealMessages {
+            group: GroupId([1; 32]),
+            epoch: EpochId::ROOT,
+            keys: keys.clone(),
+            chain,
+            parents: vec![head],
+            lamport: 10,
+            payloads: vec![b"one".to_vec(), b"two".to_vec(), b"three".to_vec()],
+        };
+        let sealed = seal_messages(&key, msg).unwrap();
+        assert_eq!(sealed.author, key.verify_key());
+        assert_eq!(sealed.payloads.len(), 3, "handed back");
+        let mut parent = head;
+        for (i, (entry, links)) in sealed.entries.iter().enumerate() {
+            assert_eq!(links.parents, vec![parent], "each names the one before");
+            assert_eq!(links.lamport, 11 + i as u64);
+            let opened = open_entry(&keys, entry).unwrap();
+            assert_eq!(opened.author, key.verify_key());
+            assert_eq!(opened.read_message(&mut receiver).unwrap()[..], sealed.payloads[i][..]);
+            parent = entry.hash();
+        }
+        assert_eq!(sealed.chain.state(), receiver.state(), "the chain moved past all three");
     }
 }

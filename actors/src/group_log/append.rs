@@ -14,18 +14,18 @@ use std::collections::VecDeque;
 
 use actix::{ActorFutureExt, AsyncContext, AtomicResponse, Context, Handler, ResponseFuture, WrapFuture};
 use tokio::sync::oneshot;
-use veil_crypto::{
-    EpochId, GroupKeys, SenderChain,
-    envelope::{BodyKey, EntryHash, EntryKind, Links, SealedEntry},
-};
+use veil_crypto::{EpochId, GroupKeys, SenderChain, envelope::EntryHash};
 use veil_proto::metadata::MemberJoined;
 use veil_storage::{NewEntry, RatchetUpdate};
 
-use super::{GroupLog, GroupLogDeps, NAME, announce, seal, share, tell_owed};
+use super::{GroupLog, GroupLogDeps, NAME, announce, share, tell_owed};
 use crate::{
     Error, NodeEvent, Result,
     heads::{heads_after, parents_of},
-    messages::{group::AppendMessage, vault::GetDeviceKey},
+    messages::{
+        group::AppendMessage,
+        vault::{SealMessages, SealedMessages},
+    },
     supervision::{guarded, mailbox},
 };
 
@@ -141,7 +141,7 @@ impl Handler<StoreAppends> for GroupLog {
             })
         });
         AtomicResponse::new(Box::pin(
-            async move { store_batch(&deps, group, &members, batch?, &payloads).await }.into_actor(self).map(
+            async move { store_batch(&deps, group, &members, batch?, payloads).await }.into_actor(self).map(
                 move |r: Result<Stored>, act, ctx| {
                     match r {
                         Ok(stored) => {
@@ -185,36 +185,28 @@ async fn store_batch(
     group: veil_crypto::GroupId,
     members: &[veil_storage::Peer],
     batch: Batch,
-    payloads: &[Vec<u8>],
+    payloads: Vec<Vec<u8>>,
 ) -> Result<Stored> {
-    let Batch { epoch, keys, mut chain, heads, lamport, owed } = batch;
+    let Batch { epoch, keys, chain, heads, lamport, owed } = batch;
     let shared = match owed.is_empty() {
         true => None,
         false => Some(announce(deps, group, epoch, &keys, &chain, members, owed).await?.0),
     };
-    let author = deps.device.send(GetDeviceKey { group, epoch }).await.map_err(mailbox("identity-vault"))??;
     let first_parents = parents_of(&heads);
-    let mut sealed: Vec<(SealedEntry, Links)> = Vec::with_capacity(payloads.len());
-    for (i, payload) in payloads.iter().enumerate() {
-        let parents = match sealed.last() {
-            Some((previous, _)) => vec![previous.hash()],
-            None => first_parents.clone(),
-        };
-        let links = Links { kind: EntryKind::Message, lamport: lamport + 1 + i as u64, parents };
-        let entry = seal(deps, group, epoch, &keys, &author, &links, BodyKey::Message(&mut chain), payload).await?;
-        sealed.push((entry, links));
-    }
+    let seal = SealMessages { group, epoch, keys, chain, parents: first_parents.clone(), lamport, payloads };
+    let SealedMessages { author, entries: sealed, chain, payloads } =
+        deps.sealer.send(seal).await.map_err(mailbox("identity-vault"))??;
     let last = sealed.len().saturating_sub(1);
     let rows: Vec<NewEntry<'_>> = sealed
         .iter()
-        .zip(payloads)
+        .zip(&payloads)
         .enumerate()
         .map(|(i, ((entry, links), payload))| NewEntry {
             group,
             entry,
             links,
             author: Some(author),
-            payload: Some(payload),
+            payload: Some(&payload[..]),
             // The chain's state after the batch goes with its last entry.
             ratchet: (i == last).then(|| RatchetUpdate::Sender(chain.state())),
             outbox: members,

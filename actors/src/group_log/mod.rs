@@ -45,7 +45,7 @@ use crate::{
         group::{
             AwaitAnnounced, EntriesHeld, GetHistory, GetMembers, HistoryEntry, Receipt, ReceiveEntries, RemoveMember,
         },
-        vault::{AnnounceDevice, GetDeviceKey, GetMemberKeys, OpenChainShare, OpenEpochShare, SignEntry},
+        vault::{AnnounceDevice, GetDeviceKey, GetMemberKeys, OpenChainShare, OpenEpochShare, SealMessages, SignEntry},
     },
     supervision::{guarded, load_state, mailbox},
 };
@@ -76,6 +76,8 @@ pub(crate) struct GroupLogDeps {
     pub device: Recipient<GetDeviceKey>,
     /// The vault: signatures.
     pub signer: Recipient<SignEntry>,
+    /// The vault: this device's messages, sealed a batch at a time.
+    pub sealer: Recipient<SealMessages>,
     /// The vault: this account's member key.
     pub member: Recipient<GetMemberKeys>,
     /// The vault: device announcements.
