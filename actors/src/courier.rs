@@ -55,7 +55,7 @@ use crate::{
         rendezvous::{PointsRotated, Refresh, WatchKey},
         vault::GroupAdded,
     },
-    outgoing::{Ack, LiveQueue, PendingAcks, ack_rows, delivered},
+    outgoing::{Ack, Lanes, Next, PendingAcks, ack_rows, delivered},
     pace::LookupPace,
     supervision::{guarded_with, mailbox},
 };
@@ -204,8 +204,8 @@ pub struct Courier {
     /// frame under a group's session tag): the relays they are reachable
     /// through were learned for the relay draws.
     proven: HashSet<PeerId>,
-    /// Entries written while a push to their peer was under way.
-    live: LiveQueue,
+    /// How entries reach each peer: from memory, or through the outbox.
+    lanes: Lanes,
     /// Acknowledgements waiting to be recorded.
     acks: PendingAcks,
     /// Told when a batch of acknowledgements was recorded.
@@ -274,7 +274,7 @@ impl Courier {
             replica_points: HashMap::new(),
             fallback: deps.fallback,
             proven: HashSet::new(),
-            live: LiveQueue::default(),
+            lanes: Lanes::default(),
             acks: PendingAcks::default(),
             acks_recorded: Arc::new(Notify::new()),
         }
@@ -329,12 +329,21 @@ impl Courier {
             members,
             peer,
             tag,
-            live: self.live.take(group, peer),
+            next: self.lanes.next(group, peer),
         };
-        ctx.spawn(job.run().into_actor(self).map(move |result, act, ctx| {
+        ctx.spawn(job.run().into_actor(self).map(move |pushed, act, ctx| {
             act.busy.remove(&(group, Some(peer)));
-            if let Err(e) = result {
+            if let Some(e) = pushed.error {
                 tracing::debug!(actor = NAME, error = %e, "push failed; the outbox keeps the entries");
+            }
+            if !pushed.unsent.is_empty() {
+                // Made due by the next push, before anything newer.
+                act.lanes.through_outbox(group, peer, pushed.unsent);
+            }
+            if let Some(drained) = pushed.drained
+                && act.lanes.outbox_pushed(group, peer, drained)
+            {
+                act.again.insert((group, peer));
             }
             if act.disruptions != disruptions {
                 act.again.remove(&(group, peer));
@@ -357,6 +366,8 @@ impl Courier {
             // and at every tick.
             return;
         }
+        // Everything owed goes from the outbox first, in order.
+        self.lanes.through_outbox(group, peer, Vec::new());
         let fut = self.reschedule(group);
         ctx.spawn(fut.into_actor(self).map(move |(), act, ctx| act.push(ctx, group, peer)));
         self.offer_heads(ctx, group, Some(peer));
@@ -390,7 +401,7 @@ impl Courier {
         self.reconciling.clear();
         self.heard.clear();
         self.asked.clear();
-        self.live.clear();
+        self.lanes.clear();
     }
 
     fn pulls(&self, group: &GroupId) -> bool {
@@ -773,21 +784,55 @@ struct Push {
     members: Vec<Peer>,
     peer: PeerId,
     tag: [u8; 32],
-    /// Entries written lately, pushed from memory (their outbox rows are
-    /// not due before the resend delay).
-    live: Vec<(EntryHash, SealedEntry)>,
+    /// What to send (see `outgoing::Lanes`).
+    next: Next,
+}
+
+/// How a push went.
+#[derive(Default)]
+struct Pushed {
+    error: Option<Error>,
+    /// Entries written lately that a failed frame carried (or that came
+    /// after it): they go through the outbox next.
+    unsent: Vec<EntryHash>,
+    /// A push through the outbox: whether it found less due than it could
+    /// take (nothing is left).
+    drained: Option<bool>,
 }
 
 impl Push {
-    async fn run(mut self) -> Result<()> {
+    async fn run(mut self) -> Pushed {
         let now = self.clock.now();
-        let live = std::mem::take(&mut self.live);
-        if !live.is_empty() {
-            return self.send_live(live, now).await;
+        match std::mem::replace(&mut self.next, Next::Live(Vec::new())) {
+            Next::Live(live) if !live.is_empty() => self.send_live(live).await,
+            Next::Live(_) => match self.send_due(now).await {
+                Ok(_) => Pushed::default(),
+                Err(e) => Pushed { error: Some(e), ..Pushed::default() },
+            },
+            Next::Outbox { make_due } => {
+                let pushed = async {
+                    for member in &self.members {
+                        self.store.defer(member, &make_due, now).await?;
+                    }
+                    self.send_due(now).await
+                };
+                match pushed.await {
+                    Ok(drained) => Pushed { drained: Some(drained), ..Pushed::default() },
+                    // The entries are due (or still to be made due): next time.
+                    Err(e) => Pushed { error: Some(e), unsent: make_due, drained: Some(false) },
+                }
+            }
         }
+    }
+
+    /// Sends what the outbox says is due, up to `PUSH_LIMIT` per member;
+    /// `true` if that was all of it.
+    async fn send_due(&self, now: veil_crypto::time::UnixTime) -> Result<bool> {
         let resend = veil_crypto::time::UnixTime(now.0.saturating_add(self.timing.resend_after.as_secs()));
+        let mut drained = true;
         for member in &self.members {
             let due = self.store.outbox_due(member, now, PUSH_LIMIT).await?;
+            drained &= due.len() < PUSH_LIMIT as usize;
             let entries = due.into_iter().map(|item| (item.hash, item.sealed)).collect();
             for batch in
                 fill(entries, |(_, e): &(EntryHash, SealedEntry)| GroupFrame::entry_cost(e), self.timing.budget())
@@ -795,12 +840,12 @@ impl Push {
                 self.send(member, batch, resend).await?;
             }
         }
-        Ok(())
+        Ok(drained)
     }
 
     /// Sends entries just written. Those a failed frame carried, and those
-    /// after it, are made due in the outbox: the next push sends them.
-    async fn send_live(&self, live: Vec<(EntryHash, SealedEntry)>, now: veil_crypto::time::UnixTime) -> Result<()> {
+    /// after it, are handed back: they go through the outbox next.
+    async fn send_live(&self, live: Vec<(EntryHash, SealedEntry)>) -> Pushed {
         let batches = fill(live, |(_, e): &(EntryHash, SealedEntry)| GroupFrame::entry_cost(e), self.timing.budget());
         for (i, batch) in batches.iter().enumerate() {
             let frame = GroupFrame {
@@ -808,14 +853,11 @@ impl Push {
                 body: GroupBody::Entries(batch.iter().map(|(_, sealed)| sealed.clone()).collect()),
             };
             if let Err(e) = self.network.send_frame(self.peer, frame.encode()).await {
-                let unsent: Vec<EntryHash> = batches[i..].iter().flatten().map(|(hash, _)| *hash).collect();
-                for member in &self.members {
-                    self.store.defer(member, &unsent, now).await?;
-                }
-                return Err(e.into());
+                let unsent = batches[i..].iter().flatten().map(|(hash, _)| *hash).collect();
+                return Pushed { error: Some(e.into()), unsent, drained: None };
             }
         }
-        Ok(())
+        Pushed::default()
     }
 
     async fn send(
@@ -971,23 +1013,7 @@ impl Handler<EntriesOwed> for Courier {
         }
         let entries: Vec<(EntryHash, SealedEntry)> = msg.fresh.into_iter().zip(msg.pushed).collect();
         for peer in peers {
-            let over = self.live.add(group, peer, &entries);
-            if !over.is_empty() {
-                // The peer is far behind: these go from the outbox.
-                self.again.insert((group, peer));
-                let members = self.routes.get(&group).map(|r| r.members.clone()).unwrap_or_default();
-                let (store, now) = (self.store.clone(), self.clock.now());
-                ctx.spawn(
-                    async move {
-                        for m in &members {
-                            if let Err(e) = store.defer(m, &over, now).await {
-                                tracing::debug!(actor = NAME, error = %e, "cannot make owed entries due");
-                            }
-                        }
-                    }
-                    .into_actor(self),
-                );
-            }
+            self.lanes.add(group, peer, entries.clone());
             self.push(ctx, group, peer);
         }
     }
@@ -1197,7 +1223,7 @@ impl Handler<PeerLeft> for Courier {
         self.asked.retain(|_, (p, _)| *p != msg.peer);
         self.replicas.retain(|(_, p)| *p != msg.peer);
         self.proven.remove(&msg.peer);
-        self.live.forget_peer(&msg.peer);
+        self.lanes.forget_peer(&msg.peer);
         for group in self.sessions.remove(&msg.peer).unwrap_or_default() {
             if let Some(route) = self.routes.get_mut(&group) {
                 route.pace.reset(Some(&msg.peer));

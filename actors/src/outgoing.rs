@@ -6,9 +6,11 @@
 //! per push, each an fsync or a round trip on the one writer the appends
 //! need. Now the group log writes a contact group's messages with their
 //! outbox rows already due only after the resend delay and hands the sealed
-//! entries over; the courier pushes them straight from memory
-//! ([`LiveQueue`]) and reads the outbox only for what must go again (a new
-//! session, a lost connection, a resend delay run out). Acknowledgements
+//! entries over; the courier pushes them straight from memory and reads the
+//! outbox only for what must go again (a new session, a lost connection, a
+//! failed push, a resend delay run out). While anything is due there, what
+//! is written goes through the outbox too, so nothing overtakes an older
+//! entry ([`Lanes`]). Acknowledgements
 //! that arrive while one batch of them is being recorded wait and go
 //! together in the next transaction ([`PendingAcks`]).
 
@@ -22,45 +24,107 @@ use veil_storage::Peer;
 use veil_transports::libp2p::PeerId;
 
 /// Most entries waiting in memory for one peer of one group. Beyond this a
-/// peer is far behind: the rest are made due in the outbox instead, and go
-/// from there at the pace the peer takes them.
+/// peer is far behind: its entries go through the outbox (see [`Lanes`]),
+/// at the pace the peer takes them.
 pub(crate) const MAX_LIVE: usize = 4096;
 
 /// Most acknowledged hashes waiting to be recorded. Beyond this the courier
 /// reads no more frames until the batch being recorded is done.
 pub(crate) const MAX_PENDING_ACKS: usize = 65_536;
 
-/// Entries written while a push to their peer was under way, waiting for
-/// the next push.
-#[derive(Default)]
-pub(crate) struct LiveQueue {
-    queues: HashMap<(GroupId, PeerId), Vec<(EntryHash, SealedEntry)>>,
+/// How entries reach one peer of one group.
+enum Lane {
+    /// Pushed from memory as they are written (these wait for the push
+    /// under way to end).
+    Live(Vec<(EntryHash, SealedEntry)>),
+    /// Read from the outbox, in order, until it holds nothing due: entries
+    /// written meanwhile are made due there first (these hashes) rather than
+    /// pushed from memory, so none overtakes an older one.
+    Outbox(Vec<EntryHash>),
 }
 
-impl LiveQueue {
-    /// Queues `entries` for `peer` in `group`; returns the hashes of those
-    /// that did not fit (to be made due in the outbox).
-    pub(crate) fn add(&mut self, group: GroupId, peer: PeerId, entries: &[(EntryHash, SealedEntry)]) -> Vec<EntryHash> {
-        let queue = self.queues.entry((group, peer)).or_default();
-        let room = MAX_LIVE.saturating_sub(queue.len()).min(entries.len());
-        queue.extend_from_slice(&entries[..room]);
-        entries[room..].iter().map(|(hash, _)| *hash).collect()
+/// What the next push to a peer sends.
+pub(crate) enum Next {
+    /// Entries written lately, from memory; none: what the outbox says is
+    /// due (resends).
+    Live(Vec<(EntryHash, SealedEntry)>),
+    /// What the outbox says is due, once `make_due` are made due.
+    Outbox { make_due: Vec<EntryHash> },
+}
+
+/// The lane of every peer of every group (none: live, nothing waiting).
+#[derive(Default)]
+pub(crate) struct Lanes {
+    lanes: HashMap<(GroupId, PeerId), Lane>,
+}
+
+impl Lanes {
+    /// Entries just written, for `peer` in `group`. Past [`MAX_LIVE`]
+    /// waiting, the lane turns to the outbox.
+    pub(crate) fn add(&mut self, group: GroupId, peer: PeerId, entries: Vec<(EntryHash, SealedEntry)>) {
+        let lane = self.lanes.entry((group, peer)).or_insert_with(|| Lane::Live(Vec::new()));
+        match lane {
+            Lane::Live(queue) if queue.len() + entries.len() <= MAX_LIVE => queue.extend(entries),
+            Lane::Live(queue) => {
+                let due = queue.drain(..).chain(entries).map(|(hash, _)| hash).collect();
+                *lane = Lane::Outbox(due);
+            }
+            Lane::Outbox(due) => due.extend(entries.into_iter().map(|(hash, _)| hash)),
+        }
     }
 
-    /// Everything waiting for `peer` in `group`, oldest first.
-    pub(crate) fn take(&mut self, group: GroupId, peer: PeerId) -> Vec<(EntryHash, SealedEntry)> {
-        self.queues.remove(&(group, peer)).unwrap_or_default()
+    /// Entries owed to `peer` are (or are to be made: `unsent`, older than
+    /// whatever waits) due in the outbox: a new session, a failed push.
+    /// They go from there before anything written later.
+    pub(crate) fn through_outbox(&mut self, group: GroupId, peer: PeerId, unsent: Vec<EntryHash>) {
+        let lane = self.lanes.entry((group, peer)).or_insert_with(|| Lane::Live(Vec::new()));
+        match lane {
+            Lane::Live(queue) => {
+                let due = unsent.into_iter().chain(queue.drain(..).map(|(hash, _)| hash)).collect();
+                *lane = Lane::Outbox(due);
+            }
+            Lane::Outbox(due) => {
+                let later = std::mem::take(due);
+                *due = unsent.into_iter().chain(later).collect();
+            }
+        }
     }
 
-    /// Forgets what waits for `peer` (it left: its entries are due in the
-    /// outbox again, see `Courier::reschedule`).
+    /// What the next push to `peer` in `group` sends.
+    pub(crate) fn next(&mut self, group: GroupId, peer: PeerId) -> Next {
+        match self.lanes.get_mut(&(group, peer)) {
+            None => Next::Live(Vec::new()),
+            Some(Lane::Live(queue)) => Next::Live(std::mem::take(queue)),
+            Some(Lane::Outbox(due)) => Next::Outbox { make_due: std::mem::take(due) },
+        }
+    }
+
+    /// A push through the outbox ended; `drained`: it found less due than
+    /// it could take. Back to live pushes if nothing was written
+    /// meanwhile; `true` if another push should follow at once.
+    pub(crate) fn outbox_pushed(&mut self, group: GroupId, peer: PeerId, drained: bool) -> bool {
+        match self.lanes.get_mut(&(group, peer)) {
+            Some(lane @ Lane::Outbox(_)) => {
+                if drained && matches!(lane, Lane::Outbox(due) if due.is_empty()) {
+                    *lane = Lane::Live(Vec::new());
+                    false
+                } else {
+                    true
+                }
+            }
+            _ => false,
+        }
+    }
+
+    /// Forgets `peer` (it left: everything owed is due in the outbox
+    /// again, see `Courier::reschedule`).
     pub(crate) fn forget_peer(&mut self, peer: &PeerId) {
-        self.queues.retain(|(_, p), _| p != peer);
+        self.lanes.retain(|(_, p), _| p != peer);
     }
 
     /// Forgets everything (the network restarted).
     pub(crate) fn clear(&mut self) {
-        self.queues.clear();
+        self.lanes.clear();
     }
 }
 
@@ -138,26 +202,53 @@ mod tests {
         (sealed.hash(), sealed)
     }
 
+    fn hashes(entries: &[(EntryHash, SealedEntry)]) -> Vec<EntryHash> {
+        entries.iter().map(|(h, _)| *h).collect()
+    }
+
     #[test]
-    fn a_live_queue_keeps_order_and_hands_back_what_does_not_fit() {
+    fn a_lane_stays_live_until_a_peer_falls_behind_then_keeps_order_through_the_outbox() {
         let (group, peer, other) = (GroupId([1; 32]), PeerId::random(), PeerId::random());
-        let mut live = LiveQueue::default();
+        let mut lanes = Lanes::default();
+        assert!(matches!(lanes.next(group, peer), Next::Live(e) if e.is_empty()), "nothing waits: resends only");
         let first: Vec<_> = (0..3).map(entry).collect();
-        assert!(live.add(group, peer, &first).is_empty());
+        lanes.add(group, peer, first.clone());
+        lanes.add(group, other, first.clone());
+        match lanes.next(group, peer) {
+            Next::Live(e) => assert_eq!(hashes(&e), hashes(&first)),
+            Next::Outbox { .. } => panic!("live"),
+        }
+        // Far behind: what waits and what comes go through the outbox, in order.
         let many: Vec<_> = (0..MAX_LIVE).map(|i| entry(i as u8)).collect();
-        let over = live.add(group, peer, &many);
-        assert_eq!(over.len(), 3, "room for MAX_LIVE in all");
-        assert_eq!(over, many[MAX_LIVE - 3..].iter().map(|(h, _)| *h).collect::<Vec<_>>());
-        assert!(live.add(group, other, &first).is_empty(), "each peer has its own room");
-        let taken = live.take(group, peer);
-        assert_eq!(taken.len(), MAX_LIVE);
-        assert_eq!(
-            taken[..3].iter().map(|(h, _)| *h).collect::<Vec<_>>(),
-            first.iter().map(|(h, _)| *h).collect::<Vec<_>>()
-        );
-        assert!(live.take(group, peer).is_empty());
-        live.forget_peer(&other);
-        assert!(live.take(group, other).is_empty());
+        lanes.add(group, peer, first.clone());
+        lanes.add(group, peer, many.clone());
+        let later: Vec<_> = (200..203).map(entry).collect();
+        lanes.add(group, peer, later.clone());
+        match lanes.next(group, peer) {
+            Next::Outbox { make_due } => {
+                let expected: Vec<_> = hashes(&first).into_iter().chain(hashes(&many)).chain(hashes(&later)).collect();
+                assert_eq!(make_due, expected);
+            }
+            Next::Live(_) => panic!("through the outbox"),
+        }
+        // Written while that push ran: the outbox once more, then live again.
+        lanes.add(group, peer, later.clone());
+        assert!(lanes.outbox_pushed(group, peer, true), "something was written meanwhile");
+        assert!(matches!(lanes.next(group, peer), Next::Outbox { make_due } if make_due == hashes(&later)));
+        assert!(lanes.outbox_pushed(group, peer, false), "not drained: again at once");
+        assert!(matches!(lanes.next(group, peer), Next::Outbox { make_due } if make_due.is_empty()));
+        assert!(!lanes.outbox_pushed(group, peer, true), "drained");
+        lanes.add(group, peer, first.clone());
+        assert!(matches!(lanes.next(group, peer), Next::Live(e) if e.len() == 3));
+        // A failed push: its entries first, then what waits.
+        lanes.add(group, peer, later.clone());
+        lanes.through_outbox(group, peer, hashes(&first));
+        let expected: Vec<_> = hashes(&first).into_iter().chain(hashes(&later)).collect();
+        assert!(matches!(lanes.next(group, peer), Next::Outbox { make_due } if make_due == expected));
+        // The other peer's lane was never touched.
+        assert!(matches!(lanes.next(group, other), Next::Live(e) if e.len() == 3));
+        lanes.forget_peer(&peer);
+        assert!(matches!(lanes.next(group, peer), Next::Live(e) if e.is_empty()));
     }
 
     #[test]
