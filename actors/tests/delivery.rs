@@ -212,3 +212,45 @@ async fn a_backlog_many_frames_long_is_stored_and_acknowledged_in_full() {
         n.shutdown().await.unwrap();
     }
 }
+
+/// A sender far ahead of its contact, both online: a thousand sends in
+/// flight at once. Every message arrives once and is acknowledged without
+/// the resend delay (which never runs out on this clock), so nothing may be
+/// dropped on the way or wait for a resend. (The courier's lanes, which
+/// keep a peer that falls far behind in order, showed their worth in the
+/// 120 s release bench; a debug build here does not fall that far behind.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sender_far_ahead_of_its_contact_delivers_everything() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let clock = ManualClock::new(UnixTime(T0 + 5));
+    let (server, addr) = rendezvous_server(&dirs[0]).await;
+    let a = peer(&dirs[1], &clock, &addr).await;
+    let b = peer(&dirs[2], &clock, &addr).await;
+    let link = b.share_link().await.unwrap().uri;
+    let group = befriend(&a, &b, &link).await;
+    let count = 6000;
+    let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(1024));
+    let sends: Vec<_> = (0..count)
+        .map(|i| {
+            let (a, text, permits) = (a.clone(), format!("f{i:04}"), permits.clone());
+            tokio::spawn(async move {
+                let _permit = permits.acquire_owned().await.unwrap();
+                a.send(&group, text.as_bytes()).await.unwrap()
+            })
+        })
+        .collect();
+    for s in sends {
+        s.await.unwrap();
+    }
+    let mut a_events = a.events();
+    until(&mut a_events, || async { a.undelivered(&group).await.unwrap() == 0 }).await;
+    let got = texts(&b, &group, "f").await;
+    assert_eq!(got.len(), count);
+    let mut sorted = got;
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), count, "each once");
+    for n in [a, b, server] {
+        n.shutdown().await.unwrap();
+    }
+}
