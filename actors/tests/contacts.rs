@@ -10,7 +10,8 @@ mod common;
 use std::collections::{HashMap, HashSet};
 
 use common::{
-    GRACE, PERIOD, T0, account, befriend, peer, peer_on, rendezvous_server, schedule, state_of, tcp, until, wait_for,
+    GRACE, PERIOD, T0, TwoContacts, account, peer, peer_on, rendezvous_server, schedule, state_of, tcp, two_contacts,
+    until, wait_for,
 };
 use veil_actors::{NodeEvent, messages::rendezvous::WatchKey};
 use veil_crypto::{
@@ -23,13 +24,7 @@ use veil_transports::libp2p::PeerId;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn link_request_accept_and_a_hundred_messages_each_way() {
-    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let clock = ManualClock::new(UnixTime(T0 + 5));
-    let (server, addr) = rendezvous_server(&dirs[0]).await;
-    let a = peer(&dirs[1], &clock, &addr).await;
-    let b = peer(&dirs[2], &clock, &addr).await;
-    let link = b.share_link().await.unwrap().uri;
-    let group = befriend(&a, &b, &link).await;
+    let TwoContacts { server, a, b, group, .. } = two_contacts().await;
     let (a_id, b_id) = (account(&a).await.signing, account(&b).await.signing);
     assert_eq!(state_of(&a.contacts().await.unwrap(), &b_id), Some(ContactState::Accepted));
     assert_eq!(state_of(&b.contacts().await.unwrap(), &a_id), Some(ContactState::Accepted));

@@ -8,7 +8,10 @@
 
 mod common;
 
-use common::{T0, account, befriend, both_transports, peer, peer_on, rendezvous_server, schedule, until, wait_for};
+use common::{
+    T0, TwoContacts, account, befriend, both_transports, peer, peer_on, rendezvous_server, schedule, two_contacts,
+    until, wait_for,
+};
 use veil_actors::{Node, NodeEvent};
 use veil_crypto::{
     GroupId,
@@ -20,6 +23,23 @@ use veil_transports::TransportId;
 async fn texts(node: &Node, group: &GroupId, prefix: &str) -> Vec<String> {
     let history = node.history(group, None, 10_000).await.unwrap();
     history.into_iter().map(|h| String::from_utf8(h.payload).unwrap()).filter(|t| t.starts_with(prefix)).collect()
+}
+
+/// Sends `count` messages `prefix0000`… from `node`, `in_flight` at a time.
+async fn send_at_once(node: &Node, group: GroupId, prefix: &str, count: usize, in_flight: usize) {
+    let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(in_flight));
+    let sends: Vec<_> = (0..count)
+        .map(|i| {
+            let (node, text, permits) = (node.clone(), format!("{prefix}{i:04}"), permits.clone());
+            tokio::spawn(async move {
+                let _permit = permits.acquire_owned().await.unwrap();
+                node.send(&group, text.as_bytes()).await.unwrap()
+            })
+        })
+        .collect();
+    for s in sends {
+        s.await.unwrap();
+    }
 }
 
 fn numbered(prefix: &str, range: std::ops::Range<usize>) -> Vec<String> {
@@ -178,25 +198,11 @@ async fn concurrent_sends_are_stored_together_and_arrive_once_in_order() {
 /// it takes). Every message arrives once, in order, and none stays owed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backlog_many_frames_long_is_stored_and_acknowledged_in_full() {
-    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let clock = ManualClock::new(UnixTime(T0 + 5));
-    let (server, addr) = rendezvous_server(&dirs[0]).await;
-    let a = peer(&dirs[1], &clock, &addr).await;
-    let b = peer(&dirs[2], &clock, &addr).await;
-    let link = b.share_link().await.unwrap().uri;
-    let group = befriend(&a, &b, &link).await;
+    let TwoContacts { dirs, clock, server, addr, a, b, group } = two_contacts().await;
     b.shutdown().await.unwrap();
     // Written while B is away, concurrently: appends go in batches.
     let count = 1500;
-    let sends: Vec<_> = (0..count)
-        .map(|i| {
-            let (a, text) = (a.clone(), format!("b{i:04}"));
-            tokio::spawn(async move { a.send(&group, text.as_bytes()).await.unwrap() })
-        })
-        .collect();
-    for s in sends {
-        s.await.unwrap();
-    }
+    send_at_once(&a, group, "b", count, count).await;
     let b = peer(&dirs[2], &clock, &addr).await;
     let mut a_events = a.events();
     // Nothing owed any more: every entry acknowledged (the resend delay
@@ -221,27 +227,9 @@ async fn a_backlog_many_frames_long_is_stored_and_acknowledged_in_full() {
 /// 120 s release bench; a debug build here does not fall that far behind.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sender_far_ahead_of_its_contact_delivers_everything() {
-    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let clock = ManualClock::new(UnixTime(T0 + 5));
-    let (server, addr) = rendezvous_server(&dirs[0]).await;
-    let a = peer(&dirs[1], &clock, &addr).await;
-    let b = peer(&dirs[2], &clock, &addr).await;
-    let link = b.share_link().await.unwrap().uri;
-    let group = befriend(&a, &b, &link).await;
+    let TwoContacts { server, a, b, group, .. } = two_contacts().await;
     let count = 6000;
-    let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(1024));
-    let sends: Vec<_> = (0..count)
-        .map(|i| {
-            let (a, text, permits) = (a.clone(), format!("f{i:04}"), permits.clone());
-            tokio::spawn(async move {
-                let _permit = permits.acquire_owned().await.unwrap();
-                a.send(&group, text.as_bytes()).await.unwrap()
-            })
-        })
-        .collect();
-    for s in sends {
-        s.await.unwrap();
-    }
+    send_at_once(&a, group, "f", count, 1024).await;
     let mut a_events = a.events();
     until(&mut a_events, || async { a.undelivered(&group).await.unwrap() == 0 }).await;
     let got = texts(&b, &group, "f").await;

@@ -124,6 +124,31 @@ pub(crate) async fn account(node: &Node) -> AccountPublic {
     node.identity().await.unwrap().account
 }
 
+/// A rendezvous server and two peers, A and B, who are contacts.
+pub(crate) struct TwoContacts {
+    /// The server's, A's and B's data directories.
+    pub dirs: Vec<tempfile::TempDir>,
+    pub clock: ManualClock,
+    pub server: Node,
+    pub addr: Vec<Multiaddr>,
+    pub a: Node,
+    pub b: Node,
+    /// Their 1:1 group.
+    pub group: GroupId,
+}
+
+/// Starts a server and two peers on loopback TCP, and befriends them.
+pub(crate) async fn two_contacts() -> TwoContacts {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let clock = ManualClock::new(veil_crypto::time::UnixTime(T0 + 5));
+    let (server, addr) = rendezvous_server(&dirs[0]).await;
+    let a = peer(&dirs[1], &clock, &addr).await;
+    let b = peer(&dirs[2], &clock, &addr).await;
+    let link = b.share_link().await.unwrap().uri;
+    let group = befriend(&a, &b, &link).await;
+    TwoContacts { dirs, clock, server, addr, a, b, group }
+}
+
 /// A requests B's contact through `link`, B accepts; returns their 1:1 group.
 pub(crate) async fn befriend(a: &Node, b: &Node, link: &str) -> GroupId {
     let (mut a_events, mut b_events) = (a.events(), b.events());
