@@ -345,11 +345,15 @@ impl WriterGuard<'_> {
         self.writer().durability
     }
 
-    /// Rolls back whatever transaction is open. An error here means none
-    /// was (SQLite rolled it back itself, or it never began); a broken
-    /// connection shows in the next statement.
+    /// Rolls back whatever transaction is open, and puts the commit level
+    /// back (an unsynced transaction lowers it). An error here means there
+    /// was nothing to undo (SQLite rolled it back itself, or it never
+    /// began); a broken connection shows in the next statement.
     pub(crate) async fn rollback(&mut self) {
         let _ = sqlx::query("ROLLBACK").execute(self.conn()).await;
+        if self.durability() == crate::Durability::PowerLoss {
+            let _ = sqlx::query("PRAGMA synchronous = FULL").execute(self.conn()).await;
+        }
         self.set_open(false);
     }
 }

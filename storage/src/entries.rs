@@ -224,7 +224,7 @@ impl Store {
             .await?;
         let mut refs: HashMap<GroupId, i64> = HashMap::new();
         let mut stored: HashSet<[u8; 32]> = HashSet::new();
-        let mut skipped_stored: Vec<BTreeSet<i64>> = vec![BTreeSet::new(); skipped_of.len()];
+        let mut skipped_stored: HashMap<(GroupId, VerifyKey), BTreeSet<i64>> = HashMap::new();
         for row in &rows {
             match row.try_get::<i64, _>("part")? {
                 0 => {
@@ -234,8 +234,9 @@ impl Store {
                     stored.insert(blob::<32>(row, "hash")?);
                 }
                 part => {
-                    let set = usize::try_from(part - 2).ok().and_then(|i| skipped_stored.get_mut(i));
-                    set.ok_or(Error::Invalid { what: "append", reason: "unknown part" })?.insert(row.try_get("n")?);
+                    let chain = usize::try_from(part - 2).ok().and_then(|i| skipped_of.get(i));
+                    let chain = chain.ok_or(Error::Invalid { what: "append", reason: "unknown part" })?;
+                    skipped_stored.entry(*chain).or_default().insert(row.try_get("n")?);
                 }
             }
         }
@@ -292,7 +293,7 @@ impl Store {
         }
         let mut logs: BTreeMap<(i64, i64), LogChange> = BTreeMap::new();
         let mut senders: BTreeMap<i64, &ChainState> = BTreeMap::new();
-        let mut receivers: BTreeMap<(i64, [u8; 32]), (VerifyKey, &ReceiverChain)> = BTreeMap::new();
+        let mut receivers: BTreeMap<(i64, [u8; 32]), (GroupId, VerifyKey, &ReceiverChain)> = BTreeMap::new();
         let mut owed: BTreeMap<&Peer, Vec<&[u8; 32]>> = BTreeMap::new();
         for (e, p) in &new_rows {
             let g = group_of(e)?;
@@ -304,7 +305,7 @@ impl Store {
                     senders.insert(g, state);
                 }
                 Some(RatchetUpdate::Receiver { device, chain }) => {
-                    receivers.insert((g, device.to_bytes()), (device, chain));
+                    receivers.insert((g, device.to_bytes()), (e.group, device, chain));
                 }
                 None => {}
             }
@@ -319,13 +320,8 @@ impl Store {
             push_sender(&mut writes, &self.key, g, state)?;
         }
         let none = BTreeSet::new();
-        for ((g, _), (device, chain)) in receivers {
-            let group = refs.iter().find_map(|(id, r)| (*r == g).then_some(*id));
-            let stored = skipped_of
-                .iter()
-                .position(|(og, od)| Some(*og) == group && *od == device)
-                .and_then(|i| skipped_stored.get(i))
-                .unwrap_or(&none);
+        for ((g, _), (group, device, chain)) in receivers {
+            let stored = skipped_stored.get(&(group, device)).unwrap_or(&none);
             push_receiver(&mut writes, &self.key, g, &device, chain, stored)?;
         }
         for (peer, hashes) in owed {

@@ -58,15 +58,25 @@ impl Script {
     }
 }
 
+/// The statements `add` puts between the fixed ones `before` and `after`.
+fn framed(before: &[&str], add: impl FnOnce(&mut Script) -> Result<()>, after: &[&str]) -> Result<Script> {
+    let mut script = Script::new();
+    for sql in before {
+        script.statement(sql);
+    }
+    add(&mut script)?;
+    for sql in after {
+        script.statement(sql);
+    }
+    Ok(script)
+}
+
 impl WriterGuard<'_> {
     /// Opens a write transaction and runs the reads `add` puts in it (maybe
     /// none): one round trip. Their rows come back in statement order;
     /// [`commit_script`](Self::commit_script) finishes the transaction.
     pub(crate) async fn begin_script(&mut self, add: impl FnOnce(&mut Script) -> Result<()>) -> Result<Vec<SqliteRow>> {
-        let mut script = Script::new();
-        script.statement("BEGIN IMMEDIATE");
-        add(&mut script)?;
-        self.send(script, false).await
+        self.send(framed(&["BEGIN IMMEDIATE"], add, &[])?, false).await
     }
 
     /// Runs `writes` in the transaction [`begin_script`](Self::begin_script)
@@ -81,11 +91,7 @@ impl WriterGuard<'_> {
     /// Runs the statements `add` puts in a transaction of their own: one
     /// round trip. Their rows come back in statement order.
     pub(crate) async fn transaction(&mut self, add: impl FnOnce(&mut Script) -> Result<()>) -> Result<Vec<SqliteRow>> {
-        let mut script = Script::new();
-        script.statement("BEGIN IMMEDIATE");
-        add(&mut script)?;
-        script.statement("COMMIT");
-        self.send(script, true).await
+        self.send(framed(&["BEGIN IMMEDIATE"], add, &["COMMIT"])?, true).await
     }
 
     /// Like [`transaction`](Self::transaction), for bookkeeping whose loss
@@ -100,19 +106,11 @@ impl WriterGuard<'_> {
         if self.durability() == Durability::ProcessCrash {
             return self.transaction(add).await;
         }
-        let mut script = Script::new();
-        // The level cannot change inside a transaction: around it.
-        script.statement("PRAGMA synchronous = NORMAL");
-        script.statement("BEGIN IMMEDIATE");
-        add(&mut script)?;
-        script.statement("COMMIT");
-        script.statement("PRAGMA synchronous = FULL");
-        let sent = self.send(script, true).await;
-        if sent.is_err() {
-            // Failed before it was back to FULL.
-            sqlx::query("PRAGMA synchronous = FULL").execute(self.conn()).await?;
-        }
-        sent
+        // The level cannot change inside a transaction: around it. A
+        // failure puts it back when it rolls back (`rollback`).
+        let script =
+            framed(&["PRAGMA synchronous = NORMAL", "BEGIN IMMEDIATE"], add, &["COMMIT", "PRAGMA synchronous = FULL"])?;
+        self.send(script, true).await
     }
 
     /// Sends a script that runs inside a transaction (`commits`: and ends
