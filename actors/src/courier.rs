@@ -10,8 +10,9 @@
 //!   outbox only when the member's `EntryAck` comes back. This device's
 //!   messages are pushed from memory as they are written (their rows come
 //!   due only after the resend delay); the outbox is read for what must go
-//!   again: a new session, a lost connection, a resend delay run out (see
-//!   `outgoing`). A lost ack means a resend, which the receiver drops as a
+//!   again: a new session, a lost connection, a failed push, a resend delay
+//!   run out, and, in order, everything for a peer that fell behind (see
+//!   `outgoing::Lanes`). A lost ack means a resend, which the receiver drops as a
 //!   duplicate (and acknowledges again). Acks are recorded in batches.
 //! * **Receive.** An inbound frame names its group by its session tag
 //!   (`HMAC(group rendezvous seed, sender ‖ receiver peer ids)`); the entries
@@ -846,16 +847,18 @@ impl Push {
     /// Sends entries just written. Those a failed frame carried, and those
     /// after it, are handed back: they go through the outbox next.
     async fn send_live(&self, live: Vec<(EntryHash, SealedEntry)>) -> Pushed {
-        let batches = fill(live, |(_, e): &(EntryHash, SealedEntry)| GroupFrame::entry_cost(e), self.timing.budget());
-        for (i, batch) in batches.iter().enumerate() {
+        let hashes: Vec<EntryHash> = live.iter().map(|(hash, _)| *hash).collect();
+        let mut sent = 0;
+        for batch in fill(live, |(_, e): &(EntryHash, SealedEntry)| GroupFrame::entry_cost(e), self.timing.budget()) {
+            let count = batch.len();
             let frame = GroupFrame {
                 session_tag: self.tag,
-                body: GroupBody::Entries(batch.iter().map(|(_, sealed)| sealed.clone()).collect()),
+                body: GroupBody::Entries(batch.into_iter().map(|(_, sealed)| sealed).collect()),
             };
             if let Err(e) = self.network.send_frame(self.peer, frame.encode()).await {
-                let unsent = batches[i..].iter().flatten().map(|(hash, _)| *hash).collect();
-                return Pushed { error: Some(e.into()), unsent, drained: None };
+                return Pushed { error: Some(e.into()), unsent: hashes[sent..].to_vec(), drained: None };
             }
+            sent += count;
         }
         Pushed::default()
     }
@@ -1012,8 +1015,14 @@ impl Handler<EntriesOwed> for Courier {
             return self.deliver(ctx, group);
         }
         let entries: Vec<(EntryHash, SealedEntry)> = msg.fresh.into_iter().zip(msg.pushed).collect();
-        for peer in peers {
-            self.lanes.add(group, peer, entries.clone());
+        // Usually one peer (the contact's device): the entries move to it.
+        let (last, others) = peers.split_last().map_or((None, &[][..]), |(l, o)| (Some(*l), o));
+        for peer in others {
+            self.lanes.add(group, *peer, entries.clone());
+            self.push(ctx, group, *peer);
+        }
+        if let Some(peer) = last {
+            self.lanes.add(group, peer, entries);
             self.push(ctx, group, peer);
         }
     }

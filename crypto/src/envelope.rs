@@ -386,7 +386,7 @@ pub fn open_entry(keys: &GroupKeys, entry: &SealedEntry) -> Result<OpenedEntry> 
 /// author's signature. Lets a member that holds several epochs' keys try
 /// each without checking the tag again.
 pub fn open_header(keys: &GroupKeys, entry: &SealedEntry, links: Links) -> Result<OpenedEntry> {
-    open_header_with(keys, entry, links, &mut AuthorKeys::default())
+    open_header_parsing(keys, entry, links, VerifyKey::from_bytes)
 }
 
 /// Author keys already parsed, by their encoding. Parsing an Ed25519 key
@@ -423,6 +423,16 @@ pub fn open_header_with(
     links: Links,
     authors: &mut AuthorKeys,
 ) -> Result<OpenedEntry> {
+    open_header_parsing(keys, entry, links, |bytes| authors.parse(bytes))
+}
+
+/// [`open_header`], parsing the author's key with `parse`.
+fn open_header_parsing(
+    keys: &GroupKeys,
+    entry: &SealedEntry,
+    links: Links,
+    parse: impl FnOnce(&[u8; 32]) -> Result<VerifyKey>,
+) -> Result<OpenedEntry> {
     let header =
         aead::open_prefixed(keys.header_key.expose_secret(), &with_aad(HEADER_AAD, &entry.links), &entry.header)?;
     if header.len() != HEADER_PLAIN_LEN || header[0] != HEADER_VERSION {
@@ -430,7 +440,7 @@ pub fn open_header_with(
     }
     let mut author = [0u8; 32];
     author.copy_from_slice(&header[1..33]);
-    let author = authors.parse(&author)?;
+    let author = parse(&author)?;
     let mut counter = [0u8; 8];
     counter.copy_from_slice(&header[33..41]);
     let counter = u64::from_be_bytes(counter);

@@ -54,7 +54,7 @@ mod append;
 mod orphans;
 mod share;
 
-use orphans::{Orphan, Orphans};
+use orphans::{Arrived, Orphans};
 
 const NAME: &str = "group-log";
 
@@ -828,7 +828,7 @@ impl Handler<ReceiveEntries> for GroupLog {
                 let mut round = Vec::with_capacity(msg.entries.len());
                 for entry in msg.entries {
                     match receiver.epochs.open(&entry, &mut receiver.authors) {
-                        Ok((epoch, opened)) => round.push(Orphan { entry, epoch, opened }),
+                        Ok((epoch, opened)) => round.push(Arrived { entry, epoch, opened }),
                         Err(Unopened::Forged) => {
                             refuse(&receiver, entry.hash(), "forged entry");
                             receipt.ack.push(entry.hash());

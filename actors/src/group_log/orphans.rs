@@ -20,9 +20,9 @@ use veil_crypto::{
 /// Most entries waiting for a parent, per group.
 pub(super) const MAX_ORPHANS: usize = 1024;
 
-/// An opened entry waiting for its parent.
+/// An entry as it arrived, opened and checked (what waits for a parent).
 #[derive(Clone)]
-pub(super) struct Orphan {
+pub(super) struct Arrived {
     pub entry: SealedEntry,
     pub epoch: EpochId,
     pub opened: OpenedEntry,
@@ -31,14 +31,14 @@ pub(super) struct Orphan {
 /// The entries waiting, by the parent each lacks.
 #[derive(Default)]
 pub(super) struct Orphans {
-    by_parent: HashMap<EntryHash, Vec<Orphan>>,
+    by_parent: HashMap<EntryHash, Vec<Arrived>>,
     held: HashSet<EntryHash>,
 }
 
 impl Orphans {
     /// Keeps `orphan` until `parent` is stored; `false` if it was kept
     /// already or there is no room.
-    pub(super) fn hold(&mut self, parent: EntryHash, orphan: Orphan) -> bool {
+    pub(super) fn hold(&mut self, parent: EntryHash, orphan: Arrived) -> bool {
         if self.held.len() >= MAX_ORPHANS || !self.held.insert(orphan.opened.hash) {
             return false;
         }
@@ -47,7 +47,7 @@ impl Orphans {
     }
 
     /// The entries waiting for any of `stored`, no longer kept.
-    pub(super) fn unlocked(&mut self, stored: &[EntryHash]) -> Vec<Orphan> {
+    pub(super) fn unlocked(&mut self, stored: &[EntryHash]) -> Vec<Arrived> {
         let mut out = Vec::new();
         for hash in stored {
             for orphan in self.by_parent.remove(hash).unwrap_or_default() {
@@ -75,7 +75,7 @@ mod tests {
 
     use super::*;
 
-    fn orphans(n: usize) -> Vec<Orphan> {
+    fn orphans(n: usize) -> Vec<Arrived> {
         let keys = GroupKeys::derive(&GroupSecret::from_bytes([1; 32]));
         let author = SigningSecret::generate(&mut OsEntropy).unwrap();
         let mut chain = SenderChain::generate(&mut OsEntropy).unwrap();
@@ -85,7 +85,7 @@ mod tests {
                 let entry =
                     seal_entry(&keys, &author, &links, BodyKey::Message(&mut chain), b"x", &mut OsEntropy).unwrap();
                 let opened = open_entry(&keys, &entry).unwrap();
-                Orphan { entry, epoch: EpochId::ROOT, opened }
+                Arrived { entry, epoch: EpochId::ROOT, opened }
             })
             .collect()
     }
