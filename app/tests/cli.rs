@@ -257,3 +257,37 @@ fn the_scripted_demo_prints_a_conversation_and_exits_0() {
     assert_eq!(messages[2]["from"], "Bob");
     assert_eq!(doc["accepted"], "Dave");
 }
+
+#[test]
+fn a_sender_killed_mid_conversation_comes_back_and_its_contact_reads_everything() {
+    let server = Daemon::start("", &["--serve", "rendezvous"]);
+    let rendezvous = server.addr();
+    let mut alice = Daemon::start(FAST, &["--rendezvous", &rendezvous, "--name", "Alice"]);
+    let bob = Daemon::start(FAST, &["--rendezvous", &rendezvous, "--name", "Bob"]);
+    let bob_events = request_contact(&alice, &bob, "Alice");
+    let conversation = bob.ok(&["contact", "accept", "Alice"])["conversation"].as_str().unwrap().to_owned();
+    let before: Vec<String> = (0..10).map(|i| format!("before {i}")).collect();
+    let alice_events = alice.events();
+    alice_events.until("Bob's acceptance", || alice.run(&["send", &conversation, &before[0]]).code == 0);
+    for text in &before[1..] {
+        alice.ok(&["send", &conversation, text]);
+    }
+    bob_events.until("Alice's first messages", || texts(&bob.ok(&["log", &conversation])).len() == before.len());
+    drop(alice_events);
+
+    // Killed: no clean close, so the sending chain resumes past the
+    // positions it had reserved; Bob steps over them.
+    alice.stop(rustix::process::Signal::KILL);
+    let (child, ready) = spawn_daemon(alice.path(), &["--rendezvous", &rendezvous]);
+    (alice.child, alice.ready) = (Some(child), ready);
+    let after: Vec<String> = (0..3).map(|i| format!("after {i}")).collect();
+    for text in &after {
+        alice.ok(&["send", &conversation, text]);
+    }
+    let all: Vec<(bool, String)> = before.iter().chain(&after).map(|t| (false, t.clone())).collect();
+    bob_events
+        .until("Alice's messages after her restart", || texts(&bob.ok(&["log", &conversation])).len() >= all.len());
+    assert_eq!(texts(&bob.ok(&["log", &conversation])), all);
+    let mine: Vec<(bool, String)> = all.iter().map(|(_, t)| (true, t.clone())).collect();
+    assert_eq!(texts(&alice.ok(&["log", &conversation])), mine);
+}

@@ -105,12 +105,7 @@ fn peers_lists_the_addresses_learned_through_a_contact_exchange() {
     let rendezvous = server.addr();
     let alice = Daemon::start(FAST, &["--rendezvous", &rendezvous, "--name", "Alice"]);
     let bob = Daemon::start(FAST, &["--rendezvous", &rendezvous, "--name", "Bob"]);
-    let link = bob.ok(&["link"])["uri"].as_str().unwrap().to_owned();
-    let bob_events = bob.events();
-    alice.ok(&["contact", "add", &link]);
-    bob_events.until("Alice's request", || {
-        contact_named(&bob.ok(&["contact", "list"]), "Alice").is_some_and(|c| c["state"] == "incoming-received")
-    });
+    request_contact(&alice, &bob, "Alice");
 
     // Alice found Bob at his rendezvous point and connected to him: his
     // address is on record with where it came from. The server's address

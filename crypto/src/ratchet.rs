@@ -134,6 +134,25 @@ impl SenderChain {
         &self.state
     }
 
+    /// Moves the chain on to message `counter` without sealing anything
+    /// (positions that may have been used before a crash are never used
+    /// again). Receivers step over the gap as over lost messages, so it must
+    /// stay within their window: at most [`DEFAULT_WINDOW`] positions.
+    pub fn skip_to(&mut self, counter: u64) -> Result<()> {
+        if counter <= self.state.next {
+            return Ok(());
+        }
+        if counter - self.state.next > DEFAULT_WINDOW {
+            return Err(Error::TooFarAhead { counter, next: self.state.next, window: DEFAULT_WINDOW });
+        }
+        let mut chain_key = self.state.chain_key.clone();
+        for _ in self.state.next..counter {
+            chain_key = step(&chain_key).0;
+        }
+        self.state = ChainState { chain_key, next: counter };
+        Ok(())
+    }
+
     /// The key of the next message, and its counter; advances the chain.
     pub fn next_key(&mut self) -> Result<(u64, MessageKey)> {
         let counter = self.state.next;
@@ -318,6 +337,27 @@ mod tests {
         assert!(r.open(7, check(&keys[7].1)).is_ok());
         assert_eq!(r.skipped_counters().collect::<Vec<_>>(), vec![4, 5, 6]);
         assert_eq!(r.open(1, check(&keys[1].1)), Err(Error::Replay { counter: 1 }));
+    }
+
+    #[test]
+    fn skipping_never_reuses_a_key_and_receivers_step_over_the_gap() {
+        let (mut s, mut r) = pair(DEFAULT_WINDOW);
+        let (c0, k0) = s.next_key().unwrap();
+        let mut resumed = SenderChain::from_state(s.state().clone());
+        resumed.skip_to(c0).unwrap(); // behind: nothing moves
+        assert_eq!(resumed.state(), s.state());
+        resumed.skip_to(1 + DEFAULT_WINDOW - 1).unwrap();
+        let (c, k) = resumed.next_key().unwrap();
+        assert_eq!(c, DEFAULT_WINDOW);
+        // The same position as the untouched chain would reach, no other.
+        for _ in 1..DEFAULT_WINDOW {
+            s.next_key().unwrap();
+        }
+        assert_eq!(s.next_key().unwrap().1.expose_key(), k.expose_key());
+        assert!(r.open(c0, check(&k0)).is_ok());
+        assert!(r.open(c, check(&k)).is_ok());
+        let mut far = SenderChain::from_state(resumed.state().clone());
+        assert!(matches!(far.skip_to(c + 2 + DEFAULT_WINDOW), Err(Error::TooFarAhead { .. })));
     }
 
     #[test]

@@ -53,6 +53,8 @@ pub struct Store {
     clock: Arc<dyn Clock>,
     /// Held until the store is closed: one `Store` per database.
     lock: std::sync::Mutex<Option<std::fs::File>>,
+    /// Deferred commits and the syncs that make them durable.
+    pub(crate) wal_sync: crate::sync::WalSync,
 }
 
 impl core::fmt::Debug for Store {
@@ -174,7 +176,13 @@ impl Store {
             .await?;
         Ok(Self {
             path: path.to_owned(),
-            writer: Mutex::new(Some(Writer { conn: writer, open: false, durability: options.tuning.durability })),
+            writer: Mutex::new(Some(Writer {
+                conn: writer,
+                open: false,
+                lowered: false,
+                durability: options.tuning.durability,
+            })),
+            wal_sync: crate::sync::WalSync::new(path, options.tuning.durability),
             readers,
             key,
             clock: options.clock,
@@ -270,10 +278,22 @@ impl Store {
     /// Closes every connection (checkpointing the WAL into the main file)
     /// and releases the database for another process. Later calls on this
     /// store fail with [`Error::Closed`]; closing twice is harmless.
+    ///
+    /// Sending positions reserved ahead of durability are released first:
+    /// from here on nothing more is written, so nothing was sent past the
+    /// stored chains (see [`SenderChainRecord`](crate::SenderChainRecord)).
     pub async fn close(&self) -> Result<()> {
         self.readers.close().await;
         let writer = self.writer.lock().await.take();
-        if let Some(writer) = writer {
+        if let Some(mut writer) = writer {
+            if writer.open {
+                let _ = sqlx::query("ROLLBACK").execute(&mut writer.conn).await;
+            }
+            sqlx::query(
+                "PRAGMA synchronous = FULL; UPDATE sender_chains SET reserved_until = 0 WHERE reserved_until > 0",
+            )
+            .execute(&mut writer.conn)
+            .await?;
             writer.conn.close().await?;
         }
         if let Ok(mut lock) = self.lock.lock() {
@@ -318,6 +338,8 @@ struct Writer {
     conn: SqliteConnection,
     /// A transaction begun by a script is open on it.
     open: bool,
+    /// Its commit level is lowered for the open transaction (deferred).
+    lowered: bool,
     /// How its commits reach the disk (see `script` for the exceptions).
     durability: crate::Durability,
 }
@@ -345,6 +367,15 @@ impl WriterGuard<'_> {
         self.writer().durability
     }
 
+    /// Whether the open transaction commits deferred (level lowered).
+    pub(crate) fn lowered(&mut self) -> bool {
+        self.writer().lowered
+    }
+
+    pub(crate) fn set_lowered(&mut self, lowered: bool) {
+        self.writer().lowered = lowered;
+    }
+
     /// Rolls back whatever transaction is open, and puts the commit level
     /// back (an unsynced transaction lowers it). An error here means there
     /// was nothing to undo (SQLite rolled it back itself, or it never
@@ -355,6 +386,7 @@ impl WriterGuard<'_> {
             let _ = sqlx::query("PRAGMA synchronous = FULL").execute(self.conn()).await;
         }
         self.set_open(false);
+        self.set_lowered(false);
     }
 }
 

@@ -16,9 +16,10 @@ use crate::{
     Error, Result, Store,
     groups::group_ref,
     outbox::Peer,
-    ratchet::{push_receiver, push_sender, put_receiver, read_skipped},
+    ratchet::{Reserve, push_receiver, push_sender, put_receiver, read_skipped},
     rows::{blob, time, time_value, to_i64, u64_col},
-    script::Script,
+    script::{Commit, Script},
+    sync::Unsynced,
 };
 
 const SEAL_PAYLOAD: &[u8] = b"veil/storage/entry-payload";
@@ -48,8 +49,16 @@ pub struct NewEntry<'a> {
 /// A ratchet state to persist in the same transaction as an entry.
 #[derive(Debug, Clone, Copy)]
 pub enum RatchetUpdate<'a> {
-    /// This device sealed the entry: its sending chain moved on.
-    Sender(&'a ChainState),
+    /// This device sealed the entry: its sending chain moved on, and
+    /// positions below `reserved_until` may be sent before this commit is
+    /// durable (see [`SenderChainRecord`](crate::SenderChainRecord); the
+    /// stored reservation is never lowered but by a clean close).
+    Sender {
+        /// The chain after the entry.
+        state: &'a ChainState,
+        /// Reserved up to here (at least the chain's position).
+        reserved_until: u64,
+    },
     /// The entry was opened with `device`'s receiving chain.
     Receiver {
         /// The sending device.
@@ -162,7 +171,15 @@ impl Store {
     /// with their ratchet updates and outbox rows. Outbox rows are due at
     /// once.
     pub async fn append_batch(&self, batch: &[NewEntry<'_>]) -> Result<Vec<Appended>> {
-        self.append_owed(batch, self.now()).await
+        Ok(self.append_owed(batch, self.now(), Commit::Synced).await?.0)
+    }
+
+    /// Appends like [`append_batch`](Self::append_batch), returning once
+    /// the transaction committed but before it is durable against power
+    /// loss: [`Store::sync`] with the [`Unsynced`] returned waits for that.
+    /// (It survives the process being killed at once.)
+    pub async fn append_batch_deferred(&self, batch: &[NewEntry<'_>]) -> Result<(Vec<Appended>, Unsynced)> {
+        self.append_owed(batch, self.now(), Commit::Deferred).await
     }
 
     /// Appends like [`append_batch`](Self::append_batch) entries the caller
@@ -171,20 +188,27 @@ impl Store {
     /// removed them by then. (Rows written due at once would be pushed a
     /// second time by whoever reads the outbox meanwhile; marking them sent
     /// after the push would be a second write transaction per message.)
+    /// The commit is deferred as in
+    /// [`append_batch_deferred`](Self::append_batch_deferred).
     pub async fn append_batch_pushed(
         &self,
         batch: &[NewEntry<'_>],
         retry_after: std::time::Duration,
-    ) -> Result<Vec<Appended>> {
+    ) -> Result<(Vec<Appended>, Unsynced)> {
         let now = self.now();
-        self.append_owed(batch, UnixTime(now.0.saturating_add(retry_after.as_secs()))).await
+        self.append_owed(batch, UnixTime(now.0.saturating_add(retry_after.as_secs())), Commit::Deferred).await
     }
 
     /// The append: two round trips to SQLite (see `script`): what is
     /// stored already, then every write and the commit.
-    async fn append_owed(&self, batch: &[NewEntry<'_>], due: UnixTime) -> Result<Vec<Appended>> {
+    async fn append_owed(
+        &self,
+        batch: &[NewEntry<'_>],
+        due: UnixTime,
+        commit: Commit,
+    ) -> Result<(Vec<Appended>, Unsynced)> {
         if batch.is_empty() {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), Unsynced::NOTHING));
         }
         let prepared: Vec<Prepared> = batch.iter().map(|e| self.prepare(e)).collect::<Result<_>>()?;
         let (now, due) = (time_value(self.now())?, time_value(due)?);
@@ -204,7 +228,7 @@ impl Store {
         // are stored, and the skipped keys stored.
         let mut conn = self.writer().await?;
         let rows = conn
-            .begin_script(|script| {
+            .begin_script(commit, |script| {
                 let qb =
                     script.statement("SELECT 0 AS part, id AS n, group_id AS hash FROM groups WHERE group_id IN (");
                 let mut sep = qb.separated(", ");
@@ -292,7 +316,7 @@ impl Store {
             }
         }
         let mut logs: BTreeMap<(i64, i64), LogChange> = BTreeMap::new();
-        let mut senders: BTreeMap<i64, &ChainState> = BTreeMap::new();
+        let mut senders: BTreeMap<i64, (&ChainState, u64)> = BTreeMap::new();
         let mut receivers: BTreeMap<(i64, [u8; 32]), (GroupId, VerifyKey, &ReceiverChain)> = BTreeMap::new();
         let mut owed: BTreeMap<&Peer, Vec<&[u8; 32]>> = BTreeMap::new();
         for (e, p) in &new_rows {
@@ -301,8 +325,8 @@ impl Store {
             log.new.push(p.hash);
             log.parents.extend(e.links.parents.iter().map(|h| h.0));
             match e.ratchet {
-                Some(RatchetUpdate::Sender(state)) => {
-                    senders.insert(g, state);
+                Some(RatchetUpdate::Sender { state, reserved_until }) => {
+                    senders.insert(g, (state, reserved_until));
                 }
                 Some(RatchetUpdate::Receiver { device, chain }) => {
                     receivers.insert((g, device.to_bytes()), (e.group, device, chain));
@@ -316,8 +340,8 @@ impl Store {
         for ((g, kind), change) in &logs {
             push_dag_update(&mut writes, *g, *kind, &change.new, &change.parents);
         }
-        for (g, state) in senders {
-            push_sender(&mut writes, &self.key, g, state)?;
+        for (g, (state, reserved_until)) in senders {
+            push_sender(&mut writes, &self.key, g, state, Reserve::AtLeast(reserved_until.max(state.next)))?;
         }
         let none = BTreeSet::new();
         for ((g, _), (group, device, chain)) in receivers {
@@ -334,7 +358,11 @@ impl Store {
             }
         }
         conn.commit_script(writes).await?;
-        Ok(outcomes)
+        let unsynced = match commit {
+            Commit::Synced => Unsynced::NOTHING,
+            Commit::Deferred => self.wal_sync.committed(),
+        };
+        Ok((outcomes, unsynced))
     }
 
     /// One entry by hash.

@@ -49,6 +49,7 @@ mod rows;
 mod script;
 mod settings;
 mod sqlite;
+mod sync;
 
 pub use account::DeviceRecord;
 pub use contacts::{ContactRecord, ContactState};
@@ -58,5 +59,7 @@ pub use error::{Error, Result};
 pub use groups::{GroupKind, GroupRecord};
 pub use links::{LinkState, RetiredLink};
 pub use outbox::{OutboxItem, Peer};
+pub use ratchet::SenderChainRecord;
 pub use replicas::ReplicaEntry;
 pub use sqlite::{Durability, Tuning};
+pub use sync::Unsynced;

@@ -38,16 +38,38 @@ fn open_chain(key: &StorageKey, purpose: &[u8], sealed: &[u8]) -> Result<ChainSt
     Ok(ChainState::from_bytes(&key.open(purpose, sealed)?)?)
 }
 
+/// How a write of the sending chain treats its reserved positions.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Reserve {
+    /// A new chain: nothing reserved.
+    Reset,
+    /// Reserved up to at least this position (never lowered).
+    AtLeast(u64),
+}
+
 /// Adds the write of this device's sending chain for a group to `script`.
-pub(crate) fn push_sender(script: &mut Script, key: &StorageKey, group: i64, state: &ChainState) -> Result<()> {
+pub(crate) fn push_sender(
+    script: &mut Script,
+    key: &StorageKey,
+    group: i64,
+    state: &ChainState,
+    reserve: Reserve,
+) -> Result<()> {
     to_i64(state.next, "ratchet counter")?;
     let sealed = key.seal(&purpose(SEAL_SENDER, group, None, None), &state.to_bytes()[..])?;
+    let (reserved, update) = match reserve {
+        Reserve::Reset => (0, "excluded.reserved_until"),
+        Reserve::AtLeast(at) => (to_i64(at, "reserved position")?, "MAX(reserved_until, excluded.reserved_until)"),
+    };
     script
-        .statement("INSERT INTO sender_chains (group_ref, sealed_state) VALUES (")
+        .statement("INSERT INTO sender_chains (group_ref, sealed_state, reserved_until) VALUES (")
         .push_bind(group)
         .push(", ")
         .push_bind(sealed)
-        .push(") ON CONFLICT (group_ref) DO UPDATE SET sealed_state = excluded.sealed_state");
+        .push(", ")
+        .push_bind(reserved)
+        .push(") ON CONFLICT (group_ref) DO UPDATE SET sealed_state = excluded.sealed_state, reserved_until = ")
+        .push(update);
     Ok(())
 }
 
@@ -150,29 +172,53 @@ pub(crate) async fn put_receiver(
     Ok(())
 }
 
+/// This device's sending chain in a group, as stored.
+#[derive(Debug, Clone)]
+pub struct SenderChainRecord {
+    /// The chain after the last message stored.
+    pub state: ChainState,
+    /// Positions below this may have been sent while the commit that
+    /// stored them was not yet durable (0 after a clean close): after an
+    /// unclean stop (a power loss may have undone those commits) the chain
+    /// must resume here, or it would seal new messages under keys and
+    /// nonces already used.
+    pub reserved_until: u64,
+}
+
+impl SenderChainRecord {
+    /// Where the chain resumes: past every position that may have been sent.
+    pub fn resume_at(&self) -> u64 {
+        self.state.next.max(self.reserved_until)
+    }
+}
+
 impl Store {
-    /// This device's sending chain in `group`.
-    pub async fn sender_chain(&self, group: &GroupId) -> Result<Option<ChainState>> {
+    /// This device's sending chain in `group`, as stored: after an unclean
+    /// stop, resume it at [`SenderChainRecord::resume_at`].
+    pub async fn sender_chain(&self, group: &GroupId) -> Result<Option<SenderChainRecord>> {
         let row = sqlx::query(
-            "SELECT s.group_ref, s.sealed_state FROM sender_chains s JOIN groups g ON g.id = s.group_ref WHERE g.group_id = $1",
+            "SELECT s.group_ref, s.sealed_state, s.reserved_until FROM sender_chains s JOIN groups g ON g.id = s.group_ref
+             WHERE g.group_id = $1",
         )
         .bind(group.0.to_vec())
         .fetch_optional(&self.readers)
         .await?;
         row.map(|r| {
             let g: i64 = r.try_get("group_ref")?;
-            open_chain(&self.key, &purpose(SEAL_SENDER, g, None, None), &r.try_get::<Vec<u8>, _>("sealed_state")?)
+            let sealed: Vec<u8> = r.try_get("sealed_state")?;
+            let state = open_chain(&self.key, &purpose(SEAL_SENDER, g, None, None), &sealed)?;
+            Ok(SenderChainRecord { state, reserved_until: u64_col(&r, "reserved_until")? })
         })
         .transpose()
     }
 
-    /// Saves this device's sending chain in `group` (outside an append, e.g.
-    /// when a group is created).
+    /// Saves a new sending chain of this device in `group` (outside an
+    /// append, e.g. when a group is created): nothing reserved.
     pub async fn save_sender_chain(&self, group: &GroupId, state: &ChainState) -> Result<()> {
         let mut conn = self.writer().await?;
         let g = group_ref(&mut conn, group).await?;
         let mut script = Script::new();
-        push_sender(&mut script, &self.key, g, state)?;
+        push_sender(&mut script, &self.key, g, state, Reserve::Reset)?;
         script.run(&mut conn).await?;
         Ok(())
     }

@@ -21,6 +21,16 @@ use sqlx::{QueryBuilder, Sqlite, SqliteConnection, sqlite::SqliteRow};
 
 use crate::{Durability, Result, db::WriterGuard};
 
+/// When a write transaction's commit is durable against power loss (under
+/// [`Durability::PowerLoss`]; every commit survives a killed process).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Commit {
+    /// When it returns.
+    Synced,
+    /// Once the WAL is next synced (see `sync`).
+    Deferred,
+}
+
 /// Statements to send as one query.
 pub(crate) struct Script {
     qb: QueryBuilder<Sqlite>,
@@ -75,8 +85,20 @@ impl WriterGuard<'_> {
     /// Opens a write transaction and runs the reads `add` puts in it (maybe
     /// none): one round trip. Their rows come back in statement order;
     /// [`commit_script`](Self::commit_script) finishes the transaction.
-    pub(crate) async fn begin_script(&mut self, add: impl FnOnce(&mut Script) -> Result<()>) -> Result<Vec<SqliteRow>> {
-        self.send(framed(&["BEGIN IMMEDIATE"], add, &[])?, false).await
+    /// A [`Commit::Deferred`] transaction commits without waiting for the
+    /// disk even when the store's commits survive power loss (see `sync`).
+    pub(crate) async fn begin_script(
+        &mut self,
+        commit: Commit,
+        add: impl FnOnce(&mut Script) -> Result<()>,
+    ) -> Result<Vec<SqliteRow>> {
+        if commit == Commit::Synced || self.durability() == Durability::ProcessCrash {
+            return self.send(framed(&["BEGIN IMMEDIATE"], add, &[])?, false).await;
+        }
+        // The level cannot change inside a transaction: before it, and back
+        // after its commit (or its rollback).
+        self.set_lowered(true);
+        self.send(framed(&["PRAGMA synchronous = NORMAL", "BEGIN IMMEDIATE"], add, &[])?, false).await
     }
 
     /// Runs `writes` in the transaction [`begin_script`](Self::begin_script)
@@ -85,7 +107,13 @@ impl WriterGuard<'_> {
     /// transaction stays.
     pub(crate) async fn commit_script(&mut self, mut writes: Script) -> Result<Vec<SqliteRow>> {
         writes.statement("COMMIT");
-        self.send(writes, true).await
+        let lowered = self.lowered();
+        if lowered {
+            writes.statement("PRAGMA synchronous = FULL");
+        }
+        let rows = self.send(writes, true).await?;
+        self.set_lowered(false);
+        Ok(rows)
     }
 
     /// Runs the statements `add` puts in a transaction of their own: one
@@ -209,7 +237,7 @@ mod tests {
         let store = store(&dir).await;
         let mut writer = store.writer().await.unwrap();
         writer
-            .begin_script(|s| {
+            .begin_script(super::Commit::Synced, |s| {
                 insert_setting(s, "script-a");
                 Ok(())
             })
@@ -255,6 +283,31 @@ mod tests {
             .await;
         assert!(failed.is_err());
         assert_eq!(synchronous(&mut writer).await, 2, "FULL again after a failure too");
+        drop(writer);
+        assert_eq!(settings(&store).await, ["script-a"]);
+    }
+
+    #[tokio::test]
+    async fn a_deferred_commit_lowers_the_level_for_its_transaction_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir).await;
+        let mut writer = store.writer().await.unwrap();
+        writer.begin_script(super::Commit::Deferred, |_| Ok(())).await.unwrap();
+        assert_eq!(synchronous(&mut writer).await, 1, "NORMAL inside the deferred transaction");
+        let mut writes = super::Script::new();
+        insert_setting(&mut writes, "script-a");
+        writer.commit_script(writes).await.unwrap();
+        assert_eq!(synchronous(&mut writer).await, 2, "FULL after its commit");
+        writer.begin_script(super::Commit::Deferred, |_| Ok(())).await.unwrap();
+        let mut writes = super::Script::new();
+        insert_setting(&mut writes, "script-a");
+        assert!(writer.commit_script(writes).await.is_err());
+        assert_eq!(synchronous(&mut writer).await, 2, "FULL after a failed commit too");
+        writer.begin_script(super::Commit::Deferred, |_| Ok(())).await.unwrap();
+        drop(writer);
+        // Abandoned between its round trips: rolled back, level restored.
+        let mut writer = store.writer().await.unwrap();
+        assert_eq!(synchronous(&mut writer).await, 2);
         drop(writer);
         assert_eq!(settings(&store).await, ["script-a"]);
     }

@@ -1,6 +1,6 @@
 //! Crash safety, for real: a child process appends entries in a loop and
-//! reports each entry on stdout only once `append`/`append_batch` returned
-//! `Ok`; the parent kills it with SIGKILL at some point, reopens the store and
+//! reports each entry on stdout only once `append` returned `Ok` (batches:
+//! once `append_batch_deferred` returned and `sync` covered it); the parent kills it with SIGKILL at some point, reopens the store and
 //! checks that nothing reported was lost and nothing was half-written:
 //!
 //! * every reported entry is stored, and `PRAGMA integrity_check` is clean;
@@ -160,7 +160,7 @@ async fn child_main(dir: PathBuf, seed: u64, config: Config) {
     let (_, keys, device) = group_fixture(GROUP_SEED);
     let gid = keys.id;
     // Resume from what is stored, as a restarted node would.
-    let mut chain = SenderChain::from_state(store.sender_chain(&gid).await.unwrap().unwrap());
+    let mut chain = SenderChain::from_state(store.sender_chain(&gid).await.unwrap().unwrap().state);
     let mut messages = tip(&store, &gid, EntryKind::Message).await;
     let mut metadata = tip(&store, &gid, EntryKind::Metadata).await;
     assert_eq!(chain.state().next, messages.map_or(0, |(_, lamport)| lamport), "the chain matches the log");
@@ -212,7 +212,7 @@ async fn child_main(dir: PathBuf, seed: u64, config: Config) {
                 links: &b.links,
                 author: Some(device.verify_key()),
                 payload: Some(&b.payload),
-                ratchet: b.chain.as_ref().map(RatchetUpdate::Sender),
+                ratchet: b.chain.as_ref().map(|state| RatchetUpdate::Sender { state, reserved_until: 0 }),
                 outbox: b.outbox,
             })
             .collect();
@@ -220,7 +220,10 @@ async fn child_main(dir: PathBuf, seed: u64, config: Config) {
             let [entry] = <[NewEntry<'_>; 1]>::try_from(batch).unwrap();
             vec![store.append(entry).await.unwrap()]
         } else {
-            store.append_batch(&batch).await.unwrap()
+            // Batches commit deferred and are reported once synced.
+            let (outcomes, unsynced) = store.append_batch_deferred(&batch).await.unwrap();
+            store.sync(unsynced).await.unwrap();
+            outcomes
         };
         assert!(outcomes.iter().all(|o| *o == Appended::Stored), "{outcomes:?}");
         // Committed: only now is it reported.
@@ -385,12 +388,15 @@ async fn verify(dir: &Path, config: Config, must_have: &BTreeSet<EntryHash>) -> 
     assert_eq!(store.entry_count(&gid, EntryKind::Message).await.unwrap(), n);
     let message_hashes = check_chain(&messages, EntryKind::Message);
     let stored_chain = store.sender_chain(&gid).await.unwrap().unwrap();
-    assert_eq!(stored_chain.next, n, "the sender chain advanced once per stored message, in the same transaction");
+    assert_eq!(
+        stored_chain.state.next, n,
+        "the sender chain advanced once per stored message, in the same transaction"
+    );
     let mut expected = SenderChain::from_state(initial_chain());
     for _ in 0..n {
         expected.next_key().unwrap();
     }
-    assert_eq!(&stored_chain, expected.state(), "the stored chain is the initial one advanced {n} times");
+    assert_eq!(&stored_chain.state, expected.state(), "the stored chain is the initial one advanced {n} times");
     let mut receiver = ReceiverChain::new(initial_chain(), 4).unwrap();
     for (i, r) in messages.iter().enumerate() {
         let payload = message_payload(i as u64);
@@ -597,7 +603,7 @@ fn a_kill_during_a_checkpoint_is_recovered_not_refused() {
                     links: &links,
                     author: Some(device.verify_key()),
                     payload: Some(&payload),
-                    ratchet: Some(RatchetUpdate::Sender(chain.state())),
+                    ratchet: Some(RatchetUpdate::Sender { state: chain.state(), reserved_until: 0 }),
                     outbox,
                 })
                 .await

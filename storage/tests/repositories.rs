@@ -265,7 +265,7 @@ async fn append_stores_payload_ratchet_and_outbox_together() {
                 links: &links,
                 author: Some(device.verify_key()),
                 payload: Some(text.as_bytes()),
-                ratchet: Some(RatchetUpdate::Sender(chain.state())),
+                ratchet: Some(RatchetUpdate::Sender { state: chain.state(), reserved_until: 0 }),
                 outbox: &[peer],
             })
             .await
@@ -273,7 +273,9 @@ async fn append_stores_payload_ratchet_and_outbox_together() {
         assert_eq!(out, Appended::Stored);
         hashes.push(sealed.hash());
     }
-    assert_eq!(t.store.sender_chain(&gid).await.unwrap().unwrap(), chain.state().clone());
+    let stored_chain = t.store.sender_chain(&gid).await.unwrap().unwrap();
+    assert_eq!(stored_chain.state, chain.state().clone());
+    assert_eq!(stored_chain.resume_at(), chain.state().next, "nothing reserved past the chain");
     assert_eq!(t.store.outbox_len(&peer).await.unwrap(), 3);
     let due = t.store.outbox_due(&peer, t.clock.now(), 10).await.unwrap();
     assert_eq!(due.iter().map(|i| i.hash).collect::<Vec<_>>(), hashes);
@@ -526,7 +528,8 @@ async fn entries_pushed_live_come_due_only_after_their_retry_delay() {
     let (gid, sealed, links) = three_messages(&t).await;
     let peer = Peer([5; 32]);
     let batch = owed_to(gid, &sealed, &links, std::slice::from_ref(&peer));
-    let out = t.store.append_batch_pushed(&batch, std::time::Duration::from_secs(30)).await.unwrap();
+    let (out, unsynced) = t.store.append_batch_pushed(&batch, std::time::Duration::from_secs(30)).await.unwrap();
+    t.store.sync(unsynced).await.unwrap();
     assert_eq!(out, vec![Appended::Stored; 3]);
     assert_eq!(t.store.outbox_len(&peer).await.unwrap(), 3, "owed all the same");
     assert!(t.store.outbox_due(&peer, t.clock.now(), 10).await.unwrap().is_empty(), "being pushed: not due");
@@ -558,4 +561,101 @@ async fn acknowledgements_of_several_peers_are_recorded_together() {
     assert_eq!(t.store.outbox_len(&a).await.unwrap(), 1);
     assert_eq!(t.store.outbox_len(&b).await.unwrap(), 2);
     assert_eq!(t.store.ack_many(&[]).await.unwrap(), Vec::<u64>::new());
+}
+
+#[tokio::test]
+async fn one_sync_covers_every_deferred_commit_before_it() {
+    let t = temp_store().await;
+    let (gid, sealed, links) = three_messages(&t).await;
+    let batch = owed_to(gid, &sealed, &links, &[]);
+    let (_, first) = t.store.append_batch_deferred(&batch[..1]).await.unwrap();
+    let (_, second) = t.store.append_batch_deferred(&batch[1..]).await.unwrap();
+    assert_eq!(t.store.wal_syncs(), 0);
+    t.store.sync(second).await.unwrap();
+    t.store.sync(first).await.unwrap();
+    t.store.sync(second).await.unwrap();
+    assert_eq!(t.store.wal_syncs(), 1, "the first sync covered both");
+    let (_, third) = t.store.append_batch_deferred(&batch).await.unwrap();
+    let (a, b) = tokio::join!(t.store.sync(third), t.store.sync(third));
+    a.unwrap();
+    b.unwrap();
+    assert_eq!(t.store.wal_syncs(), 2, "callers at once share one sync");
+    assert_eq!(t.store.heads(&gid, EntryKind::Message).await.unwrap(), vec![sealed[2].hash()]);
+}
+
+#[tokio::test]
+async fn syncs_are_skipped_under_process_crash_durability_but_not_for_reservations() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = veil_crypto::time::ManualClock::new(UnixTime(1_800_000_000));
+    let tuning = veil_storage::Tuning { durability: veil_storage::Durability::ProcessCrash, ..Default::default() };
+    let store =
+        Store::create(&dir.path().join("veil.db"), &common::key_file(&dir), common::options_with(&clock, tuning))
+            .await
+            .unwrap();
+    let t = common::TempStore { dir, store, clock };
+    let (gid, sealed, links) = three_messages(&t).await;
+    let (_, unsynced) = t.store.append_batch_deferred(&owed_to(gid, &sealed, &links, &[])).await.unwrap();
+    t.store.sync(unsynced).await.unwrap();
+    assert_eq!(t.store.wal_syncs(), 0);
+    t.store.sync_regardless(unsynced).await.unwrap();
+    assert_eq!(t.store.wal_syncs(), 1);
+}
+
+/// Seals the next message of `chain` and stores it deferred, reserving
+/// positions up to `reserved_until`, then syncs.
+async fn send_reserving(
+    store: &Store,
+    gid: veil_crypto::GroupId,
+    chain: &mut SenderChain,
+    lamport: u64,
+    reserved_until: u64,
+) {
+    let (_, keys, device) = group_fixture(9);
+    let links = Links { kind: EntryKind::Message, lamport, parents: vec![] };
+    let sealed =
+        seal_entry(&keys, &device, &links, BodyKey::Message(chain), b"m", &mut TestEntropy::new(b"r")).unwrap();
+    let entry = NewEntry {
+        group: gid,
+        entry: &sealed,
+        links: &links,
+        author: Some(device.verify_key()),
+        payload: Some(b"m"),
+        ratchet: Some(RatchetUpdate::Sender { state: chain.state(), reserved_until }),
+        outbox: &[],
+    };
+    let (_, unsynced) = store.append_batch_deferred(std::slice::from_ref(&entry)).await.unwrap();
+    store.sync_regardless(unsynced).await.unwrap();
+}
+
+#[tokio::test]
+async fn reserved_positions_outlive_an_unclean_stop_and_a_clean_close_releases_them() {
+    let t = temp_store().await;
+    let (secret, _, device) = group_fixture(9);
+    let gid = t.store.insert_group(GroupKind::Contact, None, &secret, &device).await.unwrap();
+    let mut chain = SenderChain::generate(&mut TestEntropy::new(b"reserve")).unwrap();
+    t.store.save_sender_chain(&gid, chain.state()).await.unwrap();
+    send_reserving(&t.store, gid, &mut chain, 1, 1 + 100).await;
+    // A lower reservation never lowers what is stored.
+    send_reserving(&t.store, gid, &mut chain, 2, 2).await;
+    let record = t.store.sender_chain(&gid).await.unwrap().unwrap();
+    assert_eq!((record.state.next, record.reserved_until, record.resume_at()), (2, 101, 101));
+
+    // Stopped without closing (as a crash would): the reservation holds.
+    let common::TempStore { dir, store, clock } = t;
+    drop(store);
+    let (path, key) = (dir.path().join("veil.db"), common::key_file(&dir));
+    let reopen = || Store::open(&path, &key, common::options(&clock));
+    let store = reopen().await.unwrap();
+    let record = store.sender_chain(&gid).await.unwrap().unwrap();
+    assert_eq!(&record.state, chain.state());
+    assert_eq!(record.resume_at(), 101);
+
+    // Closed cleanly: released, the chain resumes where it stands.
+    store.close().await.unwrap();
+    let store = reopen().await.unwrap();
+    let record = store.sender_chain(&gid).await.unwrap().unwrap();
+    assert_eq!((record.state.next, record.resume_at()), (2, 2));
+    // A new chain (a new epoch) starts with nothing reserved.
+    store.save_sender_chain(&gid, SenderChain::generate(&mut OsEntropy).unwrap().state()).await.unwrap();
+    assert_eq!(store.sender_chain(&gid).await.unwrap().unwrap().resume_at(), 0);
 }

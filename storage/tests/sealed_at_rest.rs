@@ -114,7 +114,7 @@ async fn fill(store: &Store) -> Fixture {
                 links: &links,
                 author: Some(group_device.verify_key()),
                 payload: Some(&text),
-                ratchet: Some(RatchetUpdate::Sender(chain.state())),
+                ratchet: Some(RatchetUpdate::Sender { state: chain.state(), reserved_until: 0 }),
                 outbox: &[peer],
             })
             .await
@@ -231,7 +231,7 @@ async fn assert_readable(store: &Store, f: &Fixture) {
     for (h, p) in f.hashes.iter().zip(&f.payloads) {
         assert_eq!(&store.entry(h).await.unwrap().unwrap().payload.unwrap()[..], &p[..]);
     }
-    assert_eq!(store.sender_chain(&f.group).await.unwrap().unwrap().next, 6);
+    assert_eq!(store.sender_chain(&f.group).await.unwrap().unwrap().state.next, 6);
     let receiver = store.receiver_chain(&f.group, &f.group_device.verify_key()).await.unwrap().unwrap();
     assert_eq!(receiver.skipped_counters().collect::<Vec<_>>(), [0, 1, 2]);
     assert_eq!(store.link().await.unwrap().unwrap().seed, f.link);

@@ -9,6 +9,18 @@
 //! transaction with the chain's final state and their outbox rows; every
 //! caller hears back once that transaction committed. A lone append still
 //! goes out at once (the batch is whatever waited, never a timer).
+//!
+//! The fsync is off the message's path: the transaction commits deferred
+//! (see `veil_storage::Unsynced`), the entries are pushed to the network,
+//! and the callers hear back once the WAL is synced. A power loss between
+//! the push and the sync could undo the chain's move; the next messages
+//! would then be sealed under keys and nonces already sent. So positions
+//! are *reserved* ahead, durably: a batch that ends past the reservation
+//! raises it by `RESERVE_AHEAD` and waits for its sync before it pushes;
+//! the chain resumes past the reservation after an unclean stop (a clean
+//! close releases it). One batch in `RESERVE_AHEAD` messages pays the sync
+//! before its push; receivers step over at most `RESERVE_AHEAD` +
+//! `MAX_BATCH` positions after a crash, well inside their window.
 
 use std::collections::VecDeque;
 
@@ -31,6 +43,9 @@ use crate::{
 
 /// Most messages sealed and stored in one transaction.
 const MAX_BATCH: usize = 512;
+
+/// Positions reserved ahead of the chain at a time (see above).
+const RESERVE_AHEAD: u64 = 128;
 
 /// Most appends waiting for the next batch. The actor's mailbox bounds how
 /// many can arrive between two batches; this only guards the queue.
@@ -100,6 +115,7 @@ struct Batch {
     epoch: EpochId,
     keys: GroupKeys,
     chain: SenderChain,
+    reserved: u64,
     heads: Vec<EntryHash>,
     lamport: u64,
     owed: Vec<veil_crypto::MemberPublic>,
@@ -109,9 +125,12 @@ struct Batch {
 struct Stored {
     hashes: Vec<EntryHash>,
     chain: SenderChain,
+    reserved: u64,
     parents: Vec<EntryHash>,
     lamport: u64,
     shared: Option<MemberJoined>,
+    /// Whether the batch became durable (its callers are told if not).
+    durable: Result<()>,
 }
 
 impl Handler<StoreAppends> for GroupLog {
@@ -135,6 +154,7 @@ impl Handler<StoreAppends> for GroupLog {
                 epoch: state.writer.epoch,
                 keys: state.epochs.keys(&state.writer.epoch).ok_or(Error::Unavailable(NAME))?.clone(),
                 chain: state.writer.chain.clone(),
+                reserved: state.writer.reserved,
                 heads: state.heads.clone(),
                 lamport: state.lamport,
                 owed: share::owed(state),
@@ -150,31 +170,40 @@ impl Handler<StoreAppends> for GroupLog {
                                     share::record_share(&mut state.membership, &mut state.writer, joined);
                                 }
                                 state.writer.chain = stored.chain;
+                                state.writer.reserved = stored.reserved;
                                 let last = stored.hashes.last().copied();
                                 if let Some(last) = last {
                                     state.heads = heads_after(&state.heads, &stored.parents, last);
                                 }
                                 state.lamport = stored.lamport;
                             }
-                            for (reply, hash) in replies.into_iter().zip(stored.hashes) {
-                                let _ = reply.send(Ok(hash));
+                            match stored.durable {
+                                Ok(()) => {
+                                    for (reply, hash) in replies.into_iter().zip(stored.hashes) {
+                                        let _ = reply.send(Ok(hash));
+                                    }
+                                }
+                                Err(e) => failed(replies, e),
                             }
                         }
-                        Err(e) => {
-                            tracing::debug!(actor = NAME, error = %e, count = replies.len(), "a batch of appends failed");
-                            let mut replies = replies.into_iter();
-                            if let Some(first) = replies.next() {
-                                let _ = first.send(Err(e));
-                            }
-                            for reply in replies {
-                                let _ = reply.send(Err(Error::Refused("the batch this message was in failed")));
-                            }
-                        }
+                        Err(e) => failed(replies, e),
                     }
                     schedule(act, ctx);
                 },
             ),
         ))
+    }
+}
+
+/// Tells the callers of a batch that it failed (the first caller why).
+fn failed(replies: Vec<oneshot::Sender<Result<EntryHash>>>, e: Error) {
+    tracing::debug!(actor = NAME, error = %e, count = replies.len(), "a batch of appends failed");
+    let mut replies = replies.into_iter();
+    if let Some(first) = replies.next() {
+        let _ = first.send(Err(e));
+    }
+    for reply in replies {
+        let _ = reply.send(Err(Error::Refused("the batch this message was in failed")));
     }
 }
 
@@ -187,7 +216,7 @@ async fn store_batch(
     batch: Batch,
     payloads: Vec<Vec<u8>>,
 ) -> Result<Stored> {
-    let Batch { epoch, keys, chain, heads, lamport, owed } = batch;
+    let Batch { epoch, keys, chain, reserved, heads, lamport, owed } = batch;
     let shared = match owed.is_empty() {
         true => None,
         false => Some(announce(deps, group, epoch, &keys, &chain, members, owed).await?.0),
@@ -197,6 +226,11 @@ async fn store_batch(
     let SealedMessages { author, entries: sealed, chain, payloads } =
         deps.sealer.send(seal).await.map_err(mailbox("identity-vault"))??;
     let last = sealed.len().saturating_sub(1);
+    let reserving = chain.state().next > reserved;
+    let reserved_until = match reserving {
+        true => chain.state().next.saturating_add(RESERVE_AHEAD),
+        false => reserved,
+    };
     let rows: Vec<NewEntry<'_>> = sealed
         .iter()
         .zip(&payloads)
@@ -208,23 +242,38 @@ async fn store_batch(
             author: Some(author),
             payload: Some(&payload[..]),
             // The chain's state after the batch goes with its last entry.
-            ratchet: (i == last).then(|| RatchetUpdate::Sender(chain.state())),
+            ratchet: (i == last).then(|| RatchetUpdate::Sender { state: chain.state(), reserved_until }),
             outbox: members,
         })
         .collect();
-    deps.store.append_batch_pushed(&rows, deps.resend_after).await?;
+    let (_, unsynced) = deps.store.append_batch_pushed(&rows, deps.resend_after).await?;
     drop(rows);
+    // Committed: from here on the chain has moved whatever fails.
     let hashes: Vec<EntryHash> = sealed.iter().map(|(e, _)| e.hash()).collect();
-    for hash in &hashes {
-        // No subscriber is fine; a lagging one sees `Lagged`.
-        let _ = deps.events.send(NodeEvent::EntryAdded { group, hash: *hash });
-    }
     let lamport = sealed.last().map_or(lamport, |(_, l)| l.lamport);
-    // Their outbox rows are not due yet: the courier pushes them now.
-    let pushed = match members.is_empty() {
-        true => Vec::new(),
-        false => sealed.into_iter().map(|(entry, _)| entry).collect(),
+    let durable = async {
+        if reserving {
+            // Whatever the store's durability: undone, it would reuse keys.
+            deps.store.sync_regardless(unsynced).await?;
+        }
+        // Their outbox rows are not due yet: the courier pushes them now.
+        let pushed = match members.is_empty() {
+            true => Vec::new(),
+            false => sealed.into_iter().map(|(entry, _)| entry).collect(),
+        };
+        tell_owed(deps, group, hashes.clone(), pushed).await;
+        // Stored means durable: the callers hear back after the sync.
+        deps.store.sync(unsynced).await?;
+        for hash in &hashes {
+            // No subscriber is fine; a lagging one sees `Lagged`.
+            let _ = deps.events.send(NodeEvent::EntryAdded { group, hash: *hash });
+        }
+        Ok(())
+    }
+    .await;
+    let reserved = match reserving && durable.is_ok() {
+        true => reserved_until,
+        false => reserved,
     };
-    tell_owed(deps, group, hashes.clone(), pushed).await;
-    Ok(Stored { hashes, chain, parents: first_parents, lamport, shared })
+    Ok(Stored { hashes, chain, reserved, parents: first_parents, lamport, shared, durable })
 }

@@ -33,7 +33,7 @@ use veil_crypto::{
     ratchet::DEFAULT_WINDOW,
 };
 use veil_proto::metadata::{EpochShare, MemberJoined, MemberRemoved, MetadataEvent};
-use veil_storage::{Appended, GroupKind, NewEntry, Peer, RatchetUpdate, Store};
+use veil_storage::{Appended, GroupKind, NewEntry, Peer, RatchetUpdate, Store, Unsynced};
 
 use crate::{
     Error, NodeEvent, Result,
@@ -132,6 +132,9 @@ struct Loaded {
 struct Writer {
     epoch: EpochId,
     chain: SenderChain,
+    /// Positions below this may be pushed before the commit that stored
+    /// them is durable: a durable commit reserved them (see `append`).
+    reserved: u64,
     /// Members this device's chain in this epoch is shared with.
     shared_with: HashSet<VerifyKey>,
 }
@@ -237,10 +240,17 @@ async fn load(deps: GroupLogDeps, group: GroupId, members: Vec<Peer>) -> Result<
             .flatten()
             .collect();
         let chain = match store.sender_chain(&group).await? {
-            Some(state) => SenderChain::from_state(state),
+            // Past every position that may have been sent before an
+            // unclean stop undid its commit.
+            Some(record) => {
+                let mut chain = SenderChain::from_state(record.state.clone());
+                chain.skip_to(record.resume_at())?;
+                chain
+            }
             None => return Err(Error::Refused("this device announced itself but its chain is lost")),
         };
-        (Writer { epoch, chain, shared_with }, None)
+        let reserved = chain.state().next;
+        (Writer { epoch, chain, reserved, shared_with }, None)
     } else {
         let recipients = match record.kind {
             GroupKind::Contact => contact_recipients(store, &group).await?,
@@ -319,13 +329,13 @@ async fn enter_epoch(
     let keys = epochs.keys(&epoch).ok_or(Error::Refused("no keys for the current epoch"))?;
     let chain = SenderChain::generate(&mut OsEntropy)?;
     if membership.is_removed(&me.signing) {
-        return Ok((Writer { epoch, chain, shared_with: HashSet::new() }, None));
+        return Ok((Writer { epoch, chain, reserved: 0, shared_with: HashSet::new() }, None));
     }
     deps.store.save_sender_chain(&group, chain.state()).await?;
     let (joined, hash) = announce(deps, group, epoch, keys, &chain, members, recipients).await?;
     membership.joined(&joined);
     let shared_with = joined.chain_shares.iter().map(|s| s.recipient).collect();
-    Ok((Writer { epoch, chain, shared_with }, Some(hash)))
+    Ok((Writer { epoch, chain, reserved: 0, shared_with }, Some(hash)))
 }
 
 /// The highest Lamport clock among the stored `heads` of `group` (one
@@ -492,6 +502,9 @@ struct Receiver {
     authors: AuthorKeys,
     /// This batch's messages, stored together.
     queued: Vec<QueuedMessage>,
+    /// The last of this batch's commits, durable once synced: messages are
+    /// reported received at once, acknowledged only after the sync.
+    unsynced: Option<Unsynced>,
 }
 
 impl Receiver {
@@ -761,7 +774,8 @@ impl Receiver {
                 outbox: &[],
             })
             .collect();
-        let outcomes = self.deps.store.append_batch(&batch).await?;
+        let (outcomes, unsynced) = self.deps.store.append_batch_deferred(&batch).await?;
+        self.unsynced = Some(unsynced);
         drop(batch);
         Ok(queued.into_iter().zip(outcomes).collect())
     }
@@ -809,6 +823,7 @@ impl Handler<ReceiveEntries> for GroupLog {
                 authors: std::mem::take(&mut s.authors),
                 heads: s.heads.clone(),
                 queued: Vec::new(),
+                unsynced: None,
             })
         });
         let group = self.group;
@@ -921,6 +936,9 @@ impl Handler<ReceiveEntries> for GroupLog {
                             tracing::debug!(actor = NAME, "the contact book is not running");
                         }
                     });
+                }
+                if let Some(unsynced) = receiver.unsynced {
+                    receiver.deps.store.sync(unsynced).await?;
                 }
                 receiver.follow_epoch().await?;
                 Ok(BatchOutcome {

@@ -226,6 +226,18 @@ impl Drop for Events {
 /// Short retry and sync intervals: everything happens within a second.
 pub const FAST: &str = "sync_interval_ms = 200\ncontact_retry_ms = 200\n";
 
+/// `from` adds `to`'s contact link; returns `to`'s events once `from`'s
+/// request (from `name`) is there.
+pub fn request_contact(from: &Daemon, to: &Daemon, name: &str) -> Events {
+    let link = to.ok(&["link"])["uri"].as_str().unwrap().to_owned();
+    let events = to.events();
+    from.ok(&["contact", "add", &link]);
+    events.until("the contact request", || {
+        contact_named(&to.ok(&["contact", "list"]), name).is_some_and(|c| c["state"] == "incoming-received")
+    });
+    events
+}
+
 pub fn contact_named<'a>(contacts: &'a Value, name: &str) -> Option<&'a Value> {
     contacts["contacts"].as_array().unwrap().iter().find(|c| c["display_name"] == name)
 }
