@@ -63,6 +63,10 @@ use crate::{
 
 const NAME: &str = "courier";
 
+/// Most received batches whose acknowledgement waits for the store's sync;
+/// beyond, the next frames wait (the network reads on once one is synced).
+const MAX_ACKS_SYNCING: usize = 16;
+
 /// Most entries read from the outbox for one peer per push.
 const PUSH_LIMIT: u32 = 256;
 /// Most entries read from storage at once when serving a peer.
@@ -211,6 +215,8 @@ pub struct Courier {
     acks: PendingAcks,
     /// Told when a batch of acknowledgements was recorded.
     acks_recorded: Arc<Notify>,
+    /// Received batches whose acknowledgement waits for their sync.
+    acks_syncing: Arc<tokio::sync::Semaphore>,
 }
 
 impl core::fmt::Debug for Courier {
@@ -278,6 +284,7 @@ impl Courier {
             lanes: Lanes::default(),
             acks: PendingAcks::default(),
             acks_recorded: Arc::new(Notify::new()),
+            acks_syncing: Arc::new(tokio::sync::Semaphore::new(MAX_ACKS_SYNCING)),
         }
     }
 
@@ -1128,11 +1135,14 @@ impl Courier {
         let (me, network) = (self.me?, self.network.clone());
         let tag = self.tag(&group, &me, &peer)?;
         let (log, pull) = (route.log.clone(), route.pull);
+        let (store, syncing) = (self.store.clone(), self.acks_syncing.clone());
         let (done, finished) = oneshot::channel();
         ctx.spawn(
             async move { log.send(ReceiveEntries { entries }).await.map_err(mailbox("group-log"))? }
                 .into_actor(self)
                 .map(move |r, act, ctx| {
+                    // Told once the batch is stored and its ack has room.
+                    let mut done = Some(done);
                     let r = r.map(|receipt| {
                         // Pulled messages are owed to nobody: only
                         // metadata is acknowledged (a joining or
@@ -1145,19 +1155,28 @@ impl Courier {
                             .chunks(MAX_ACK_HASHES)
                             .map(|chunk| GroupFrame { session_tag: tag, body: GroupBody::Ack(chunk.to_vec()) }.encode())
                             .collect();
-                        if !frames.is_empty() {
-                            let send = async move {
-                                for frame in frames {
-                                    network.send_frame(peer, frame).await?;
-                                }
-                                Ok::<_, veil_transports::Error>(())
-                            };
-                            ctx.spawn(send.into_actor(act).map(|sent, _, _| {
-                                if let Err(e) = sent {
-                                    tracing::debug!(actor = NAME, error = %e, "an ack was not delivered");
-                                }
-                            }));
-                        }
+                        // Acknowledged only once durable; the frames after
+                        // these are taken meanwhile (see `MAX_ACKS_SYNCING`).
+                        let stored = done.take();
+                        let send = async move {
+                            let permit = syncing.acquire_owned().await;
+                            if let Some(stored) = stored {
+                                let _ = stored.send(());
+                            }
+                            let Ok(_permit) = permit else { return Ok(()) };
+                            if let Some(unsynced) = receipt.unsynced {
+                                store.sync(unsynced).await?;
+                            }
+                            for frame in frames {
+                                network.send_frame(peer, frame).await?;
+                            }
+                            Ok::<_, Error>(())
+                        };
+                        ctx.spawn(send.into_actor(act).map(|sent, _, _| {
+                            if let Err(e) = sent {
+                                tracing::debug!(actor = NAME, error = %e, "an ack was not delivered");
+                            }
+                        }));
                         receipt.waiting
                     });
                     if r.is_ok() && pull {
@@ -1174,7 +1193,9 @@ impl Courier {
                         Ok(_) => {}
                         Err(e) => tracing::debug!(actor = NAME, error = %e, "receiving entries failed"),
                     }
-                    let _ = done.send(());
+                    if let Some(done) = done {
+                        let _ = done.send(());
+                    }
                 }),
         );
         Some(finished)

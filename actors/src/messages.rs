@@ -550,6 +550,9 @@ pub mod group {
         /// before): a multi-member group acknowledges these, so a joining
         /// or leaving device learns its announcement is held elsewhere.
         pub metadata: Vec<EntryHash>,
+        /// Messages stored now are durable once this is synced: nothing
+        /// is acknowledged before (they were reported received already).
+        pub unsynced: Option<veil_storage::Unsynced>,
     }
 
     /// Another node (a member or a replication node) acknowledged holding

@@ -12,7 +12,8 @@
 //!
 //! The fsync is off the message's path: the transaction commits deferred
 //! (see `veil_storage::Unsynced`), the entries are pushed to the network,
-//! and the callers hear back once the WAL is synced. A power loss between
+//! and the callers hear back once the WAL is synced; the next batch is
+//! sealed and stored meanwhile (at most `MAX_SYNCING` batches wait). A power loss between
 //! the push and the sync could undo the chain's move; the next messages
 //! would then be sealed under keys and nonces already sent. So positions
 //! are *reserved* ahead, durably: a batch that ends past the reservation
@@ -26,9 +27,12 @@ use std::collections::VecDeque;
 
 use actix::{ActorFutureExt, AsyncContext, AtomicResponse, Context, Handler, ResponseFuture, WrapFuture};
 use tokio::sync::oneshot;
-use veil_crypto::{EpochId, GroupKeys, SenderChain, envelope::EntryHash};
+use veil_crypto::{
+    EpochId, GroupKeys, SenderChain,
+    envelope::{EntryHash, EntryKind},
+};
 use veil_proto::metadata::MemberJoined;
-use veil_storage::{NewEntry, RatchetUpdate};
+use veil_storage::{NewEntry, RatchetUpdate, Unsynced};
 
 use super::{GroupLog, GroupLogDeps, NAME, announce, share, tell_owed};
 use crate::{
@@ -47,6 +51,10 @@ const MAX_BATCH: usize = 512;
 /// Positions reserved ahead of the chain at a time (see above).
 const RESERVE_AHEAD: u64 = 128;
 
+/// Most batches stored and pushed that wait for their sync at once: the
+/// next batch is sealed and stored while the disk syncs, up to this many.
+const MAX_SYNCING: usize = 4;
+
 /// Most appends waiting for the next batch. The actor's mailbox bounds how
 /// many can arrive between two batches; this only guards the queue.
 const MAX_WAITING: usize = 4096;
@@ -60,6 +68,8 @@ pub(super) struct Appends {
     waiting: VecDeque<Waiting>,
     /// A `StoreAppends` is in the mailbox.
     scheduled: bool,
+    /// Batches stored and pushed whose callers wait for the sync.
+    syncing: usize,
 }
 
 impl Appends {
@@ -67,6 +77,8 @@ impl Appends {
     /// messages were not stored and may be sent again.
     pub(super) fn restarting(&mut self) {
         self.scheduled = false;
+        // Batches waiting for their sync still answer their callers.
+        self.syncing = 0;
         for (_, reply) in self.waiting.drain(..) {
             let _ = reply.send(Err(Error::Restarting(NAME)));
         }
@@ -97,9 +109,10 @@ impl Handler<AppendMessage> for GroupLog {
 }
 
 /// Puts a `StoreAppends` at the end of the mailbox (after the appends
-/// already there, which join the batch), unless one is there.
+/// already there, which join the batch), unless one is there or too many
+/// batches wait for their sync.
 fn schedule(act: &mut GroupLog, ctx: &mut Context<GroupLog>) {
-    if !act.appends.scheduled && !act.appends.waiting.is_empty() {
+    if !act.appends.scheduled && !act.appends.waiting.is_empty() && act.appends.syncing < MAX_SYNCING {
         act.appends.scheduled = true;
         ctx.address().do_send(StoreAppends);
     }
@@ -124,13 +137,16 @@ struct Batch {
 /// What a stored batch changed.
 struct Stored {
     hashes: Vec<EntryHash>,
+    /// Their Lamport clocks.
+    lamports: Vec<u64>,
     chain: SenderChain,
     reserved: u64,
     parents: Vec<EntryHash>,
     lamport: u64,
     shared: Option<MemberJoined>,
-    /// Whether the batch became durable (its callers are told if not).
-    durable: Result<()>,
+    /// Durable once synced; `Err` if reserving positions failed (nothing
+    /// was pushed then; the callers are told).
+    unsynced: Result<Unsynced>,
 }
 
 impl Handler<StoreAppends> for GroupLog {
@@ -171,18 +187,18 @@ impl Handler<StoreAppends> for GroupLog {
                                 }
                                 state.writer.chain = stored.chain;
                                 state.writer.reserved = stored.reserved;
+                                for (hash, lamport) in stored.hashes.iter().zip(&stored.lamports) {
+                                    state.known.insert(*hash, (EntryKind::Message, *lamport));
+                                }
+                                state.known.trim();
                                 let last = stored.hashes.last().copied();
                                 if let Some(last) = last {
                                     state.heads = heads_after(&state.heads, &stored.parents, last);
                                 }
                                 state.lamport = stored.lamport;
                             }
-                            match stored.durable {
-                                Ok(()) => {
-                                    for (reply, hash) in replies.into_iter().zip(stored.hashes) {
-                                        let _ = reply.send(Ok(hash));
-                                    }
-                                }
+                            match stored.unsynced {
+                                Ok(unsynced) => synced_then_reply(act, ctx, unsynced, replies, stored.hashes),
                                 Err(e) => failed(replies, e),
                             }
                         }
@@ -192,6 +208,50 @@ impl Handler<StoreAppends> for GroupLog {
                 },
             ),
         ))
+    }
+}
+
+/// Stored means durable: once the batch is synced, tells its callers and
+/// the node's subscribers; the next batch goes on meanwhile. The wait is
+/// not the actor's: a restart must not tell callers of a stored batch that
+/// it failed (they would send their messages again).
+fn synced_then_reply(
+    act: &mut GroupLog,
+    ctx: &mut Context<GroupLog>,
+    unsynced: Unsynced,
+    replies: Vec<oneshot::Sender<Result<EntryHash>>>,
+    hashes: Vec<EntryHash>,
+) {
+    act.appends.syncing += 1;
+    let (store, events, group, log) = (act.deps.store.clone(), act.deps.events.clone(), act.group, ctx.address());
+    actix_rt::spawn(async move {
+        match store.sync(unsynced).await {
+            Ok(()) => {
+                for hash in &hashes {
+                    // No subscriber is fine; a lagging one sees `Lagged`.
+                    let _ = events.send(NodeEvent::EntryAdded { group, hash: *hash });
+                }
+                for (reply, hash) in replies.into_iter().zip(hashes) {
+                    let _ = reply.send(Ok(hash));
+                }
+            }
+            Err(e) => failed(replies, e.into()),
+        }
+        log.do_send(BatchSynced);
+    });
+}
+
+/// Internal: a batch's callers heard back; the next may go.
+#[derive(actix::Message)]
+#[rtype(result = "()")]
+struct BatchSynced;
+
+impl Handler<BatchSynced> for GroupLog {
+    type Result = ();
+
+    fn handle(&mut self, _: BatchSynced, ctx: &mut Self::Context) {
+        self.appends.syncing = self.appends.syncing.saturating_sub(1);
+        schedule(self, ctx);
     }
 }
 
@@ -250,30 +310,25 @@ async fn store_batch(
     drop(rows);
     // Committed: from here on the chain has moved whatever fails.
     let hashes: Vec<EntryHash> = sealed.iter().map(|(e, _)| e.hash()).collect();
+    let lamports: Vec<u64> = sealed.iter().map(|(_, l)| l.lamport).collect();
     let lamport = sealed.last().map_or(lamport, |(_, l)| l.lamport);
-    let durable = async {
-        if reserving {
-            // Whatever the store's durability: undone, it would reuse keys.
-            deps.store.sync_regardless(unsynced).await?;
-        }
-        // Their outbox rows are not due yet: the courier pushes them now.
-        let pushed = match members.is_empty() {
-            true => Vec::new(),
-            false => sealed.into_iter().map(|(entry, _)| entry).collect(),
-        };
-        tell_owed(deps, group, hashes.clone(), pushed).await;
-        // Stored means durable: the callers hear back after the sync.
-        deps.store.sync(unsynced).await?;
-        for hash in &hashes {
-            // No subscriber is fine; a lagging one sees `Lagged`.
-            let _ = deps.events.send(NodeEvent::EntryAdded { group, hash: *hash });
-        }
-        Ok(())
-    }
-    .await;
-    let reserved = match reserving && durable.is_ok() {
-        true => reserved_until,
-        false => reserved,
+    // Whatever the store's durability: a reservation undone would let
+    // keys be used twice.
+    let reservation = match reserving {
+        true => deps.store.sync_regardless(unsynced).await,
+        false => Ok(()),
     };
-    Ok(Stored { hashes, chain, reserved, parents: first_parents, lamport, shared, durable })
+    let (reserved, unsynced) = match reservation {
+        Ok(()) => {
+            // Their outbox rows are not due yet: the courier pushes them now.
+            let pushed = match members.is_empty() {
+                true => Vec::new(),
+                false => sealed.into_iter().map(|(entry, _)| entry).collect(),
+            };
+            tell_owed(deps, group, hashes.clone(), pushed).await;
+            (reserved_until, Ok(unsynced))
+        }
+        Err(e) => (reserved, Err(e.into())),
+    };
+    Ok(Stored { hashes, lamports, chain, reserved, parents: first_parents, lamport, shared, unsynced })
 }

@@ -51,9 +51,11 @@ use crate::{
 };
 
 mod append;
+mod known;
 mod orphans;
 mod share;
 
+use known::Known;
 use orphans::{Arrived, Orphans};
 
 const NAME: &str = "group-log";
@@ -125,6 +127,8 @@ struct Loaded {
     orphans: Orphans,
     /// Authors' keys, parsed once.
     authors: AuthorKeys,
+    /// Positions of the entries stored lately (see `known`).
+    known: Known,
 }
 
 /// This device as a writer in the group's current epoch.
@@ -282,6 +286,7 @@ async fn load(deps: GroupLogDeps, group: GroupId, members: Vec<Peer>) -> Result<
         chains: HashMap::new(),
         orphans: Orphans::default(),
         authors: AuthorKeys::default(),
+        known: Known::default(),
     })
 }
 
@@ -489,9 +494,9 @@ struct Receiver {
     membership: Membership,
     writer: Writer,
     members: Vec<Peer>,
-    /// Log and Lamport clock of stored entries the batch holds or names as
-    /// parents, and of the batch's own as they are taken.
-    positions: HashMap<EntryHash, (EntryKind, u64)>,
+    /// Log and Lamport clock of stored entries: those stored lately, those
+    /// the batch names as parents, and the batch's own as they are taken.
+    positions: Known,
     /// Receiving chains as stored, then as this batch's messages move them.
     chains: HashMap<VerifyKey, ReceiverChain>,
     /// The message log's heads, as this batch's messages move them.
@@ -503,7 +508,8 @@ struct Receiver {
     /// This batch's messages, stored together.
     queued: Vec<QueuedMessage>,
     /// The last of this batch's commits, durable once synced: messages are
-    /// reported received at once, acknowledged only after the sync.
+    /// reported received at once, acknowledged only after the sync (by the
+    /// courier, see `Receipt`).
     unsynced: Option<Unsynced>,
 }
 
@@ -530,6 +536,13 @@ impl Receiver {
             .await?;
         }
         Ok(())
+    }
+
+    /// A message at or past its author's chain position as held: storing
+    /// it would have moved the chain past it, so it is not stored yet.
+    fn is_new(&self, opened: &OpenedEntry) -> bool {
+        opened.links.kind == EntryKind::Message
+            && self.chains.get(&opened.author).is_some_and(|chain| opened.counter >= chain.state().next)
     }
 
     async fn receive(&mut self, entry: &SealedEntry, epoch: EpochId, opened: &OpenedEntry) -> Result<Received> {
@@ -798,6 +811,8 @@ struct BatchOutcome {
     orphans: Orphans,
     /// Authors' keys, parsed once.
     authors: AuthorKeys,
+    /// Positions of the entries stored lately.
+    known: Known,
 }
 
 impl Handler<ReceiveEntries> for GroupLog {
@@ -816,7 +831,7 @@ impl Handler<ReceiveEntries> for GroupLog {
                 membership: s.membership.clone(),
                 writer: s.writer.clone(),
                 members: self.members.clone(),
-                positions: HashMap::new(),
+                positions: std::mem::take(&mut s.known),
                 // Back in the state once the batch is stored.
                 chains: std::mem::take(&mut s.chains),
                 orphans: std::mem::take(&mut s.orphans),
@@ -866,13 +881,20 @@ impl Handler<ReceiveEntries> for GroupLog {
                     round.sort_by_key(|o| {
                         (o.opened.links.kind != EntryKind::Metadata, o.opened.links.lamport, o.opened.hash)
                     });
-                    // One query for what is stored of the round and its parents.
+                    // One query for what is stored of the round and its
+                    // parents, unless they are known (see `known`).
                     let asked: Vec<EntryHash> = round
                         .iter()
-                        .flat_map(|o| o.opened.links.parents.iter().copied().chain(std::iter::once(o.opened.hash)))
+                        .flat_map(|o| {
+                            let own = (!receiver.is_new(&o.opened)).then_some(o.opened.hash);
+                            o.opened.links.parents.iter().copied().chain(own)
+                        })
+                        .filter(|hash| !receiver.positions.contains_key(hash))
                         .collect();
-                    for (hash, kind, l) in receiver.deps.store.positions(&group, &asked).await? {
-                        receiver.positions.insert(hash, (kind, l));
+                    if !asked.is_empty() {
+                        for (hash, kind, l) in receiver.deps.store.positions(&group, &asked).await? {
+                            receiver.positions.insert(hash, (kind, l));
+                        }
                     }
                     let mut stored = Vec::new();
                     for item in round {
@@ -937,9 +959,7 @@ impl Handler<ReceiveEntries> for GroupLog {
                         }
                     });
                 }
-                if let Some(unsynced) = receiver.unsynced {
-                    receiver.deps.store.sync(unsynced).await?;
-                }
+                receipt.unsynced = receiver.unsynced;
                 receiver.follow_epoch().await?;
                 Ok(BatchOutcome {
                     receipt,
@@ -951,11 +971,24 @@ impl Handler<ReceiveEntries> for GroupLog {
                     chains: receiver.chains,
                     orphans: receiver.orphans,
                     authors: receiver.authors,
+                    known: receiver.positions,
                 })
             }
             .into_actor(self)
             .map(|r: Result<BatchOutcome>, act, ctx| {
-                let BatchOutcome { receipt, heads, lamport, epochs, membership, writer, chains, orphans, authors } = r?;
+                let BatchOutcome {
+                    receipt,
+                    heads,
+                    lamport,
+                    epochs,
+                    membership,
+                    writer,
+                    chains,
+                    orphans,
+                    authors,
+                    mut known,
+                } = r?;
+                known.trim();
                 if let Some(state) = act.state.as_mut() {
                     state.heads = heads;
                     state.lamport = state.lamport.max(lamport);
@@ -965,6 +998,7 @@ impl Handler<ReceiveEntries> for GroupLog {
                     state.chains = chains;
                     state.orphans = orphans;
                     state.authors = authors;
+                    state.known = known;
                 }
                 // Members learned: share this device's chain with them
                 // shortly, together with whoever else turns up meanwhile
