@@ -55,6 +55,8 @@ pub struct Store {
     lock: std::sync::Mutex<Option<std::fs::File>>,
     /// Deferred commits and the syncs that make them durable.
     pub(crate) wal_sync: crate::sync::WalSync,
+    /// Row ids of groups, learned by appends.
+    pub(crate) group_refs: crate::entries::GroupRefs,
 }
 
 impl core::fmt::Debug for Store {
@@ -183,6 +185,7 @@ impl Store {
                 durability: options.tuning.durability,
             })),
             wal_sync: crate::sync::WalSync::new(path, options.tuning.durability),
+            group_refs: crate::entries::GroupRefs::default(),
             readers,
             key,
             clock: options.clock,

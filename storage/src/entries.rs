@@ -68,6 +68,37 @@ pub enum RatchetUpdate<'a> {
     },
 }
 
+/// Whether an append must look up which of its entries are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fresh {
+    /// They may be (received entries, or any the caller cannot vouch for).
+    Lookup,
+    /// This device sealed them just now, at chain positions never used
+    /// before: none can be stored.
+    SealedJustNow,
+}
+
+/// The row ids of groups, learned by appends: a group's never changes and
+/// groups are never deleted, so an append of entries sealed just now needs
+/// no read at all.
+#[derive(Debug, Default)]
+pub(crate) struct GroupRefs(std::sync::Mutex<HashMap<GroupId, i64>>);
+
+impl GroupRefs {
+    /// The row ids of all of `groups`, if every one is known.
+    fn known(&self, groups: &BTreeSet<GroupId>) -> Option<HashMap<GroupId, i64>> {
+        let refs = self.0.lock().ok()?;
+        groups.iter().map(|g| Some((*g, *refs.get(g)?))).collect()
+    }
+
+    fn learn(&self, found: &HashMap<GroupId, i64>) {
+        if let Ok(mut refs) = self.0.lock() {
+            // Bounded by the groups this device is in.
+            refs.extend(found.iter().map(|(g, r)| (*g, *r)));
+        }
+    }
+}
+
 /// What happened to one entry of an append.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Appended {
@@ -171,7 +202,7 @@ impl Store {
     /// with their ratchet updates and outbox rows. Outbox rows are due at
     /// once.
     pub async fn append_batch(&self, batch: &[NewEntry<'_>]) -> Result<Vec<Appended>> {
-        Ok(self.append_owed(batch, self.now(), Commit::Synced).await?.0)
+        Ok(self.append_owed(batch, self.now(), Commit::Synced, Fresh::Lookup).await?.0)
     }
 
     /// Appends like [`append_batch`](Self::append_batch), returning once
@@ -179,7 +210,7 @@ impl Store {
     /// loss: [`Store::sync`] with the [`Unsynced`] returned waits for that.
     /// (It survives the process being killed at once.)
     pub async fn append_batch_deferred(&self, batch: &[NewEntry<'_>]) -> Result<(Vec<Appended>, Unsynced)> {
-        self.append_owed(batch, self.now(), Commit::Deferred).await
+        self.append_owed(batch, self.now(), Commit::Deferred, Fresh::Lookup).await
     }
 
     /// Appends like [`append_batch`](Self::append_batch) entries the caller
@@ -196,16 +227,20 @@ impl Store {
         retry_after: std::time::Duration,
     ) -> Result<(Vec<Appended>, Unsynced)> {
         let now = self.now();
-        self.append_owed(batch, UnixTime(now.0.saturating_add(retry_after.as_secs())), Commit::Deferred).await
+        let due = UnixTime(now.0.saturating_add(retry_after.as_secs()));
+        self.append_owed(batch, due, Commit::Deferred, Fresh::SealedJustNow).await
     }
 
     /// The append: two round trips to SQLite (see `script`): what is
-    /// stored already, then every write and the commit.
+    /// stored already, then every write and the commit. One when nothing
+    /// needs reading: entries sealed just now (see [`Fresh`]) of groups
+    /// whose row ids are known, moving no receiving chain.
     async fn append_owed(
         &self,
         batch: &[NewEntry<'_>],
         due: UnixTime,
         commit: Commit,
+        fresh: Fresh,
     ) -> Result<(Vec<Appended>, Unsynced)> {
         if batch.is_empty() {
             return Ok((Vec::new(), Unsynced::NOTHING));
@@ -225,28 +260,40 @@ impl Store {
         }
 
         // 1. Open the transaction; read the groups' row ids, which entries
-        // are stored, and the skipped keys stored.
+        // are stored, and the skipped keys stored (unless nothing is to read).
         let mut conn = self.writer().await?;
-        let rows = conn
-            .begin_script(commit, |script| {
-                let qb =
-                    script.statement("SELECT 0 AS part, id AS n, group_id AS hash FROM groups WHERE group_id IN (");
-                let mut sep = qb.separated(", ");
-                for g in &groups {
-                    sep.push_bind(g.0.to_vec());
-                }
-                qb.push(")");
-                for chunk in prepared.chunks(ROWS_PER_STATEMENT) {
-                    let qb = script.statement("SELECT 1 AS part, 0 AS n, hash FROM entries WHERE ");
-                    push_hash_filter(qb, chunk.iter().map(|p| &p.hash));
-                }
-                for (i, (group, device)) in skipped_of.iter().enumerate() {
-                    read_skipped(script, 2 + i as i64, group, device);
-                }
-                Ok(())
-            })
-            .await?;
-        let mut refs: HashMap<GroupId, i64> = HashMap::new();
+        let mut writes = Script::new();
+        let known_refs = match fresh {
+            Fresh::SealedJustNow if skipped_of.is_empty() => self.group_refs.known(&groups),
+            _ => None,
+        };
+        let rows = match known_refs {
+            Some(_) => {
+                conn.open_in(commit, &mut writes);
+                Vec::new()
+            }
+            None => {
+                conn.begin_script(commit, |script| {
+                    let qb =
+                        script.statement("SELECT 0 AS part, id AS n, group_id AS hash FROM groups WHERE group_id IN (");
+                    let mut sep = qb.separated(", ");
+                    for g in &groups {
+                        sep.push_bind(g.0.to_vec());
+                    }
+                    qb.push(")");
+                    for chunk in prepared.chunks(ROWS_PER_STATEMENT) {
+                        let qb = script.statement("SELECT 1 AS part, 0 AS n, hash FROM entries WHERE ");
+                        push_hash_filter(qb, chunk.iter().map(|p| &p.hash));
+                    }
+                    for (i, (group, device)) in skipped_of.iter().enumerate() {
+                        read_skipped(script, 2 + i as i64, group, device);
+                    }
+                    Ok(())
+                })
+                .await?
+            }
+        };
+        let mut refs: HashMap<GroupId, i64> = known_refs.unwrap_or_default();
         let mut stored: HashSet<[u8; 32]> = HashSet::new();
         let mut skipped_stored: HashMap<(GroupId, VerifyKey), BTreeSet<i64>> = HashMap::new();
         for row in &rows {
@@ -264,6 +311,7 @@ impl Store {
                 }
             }
         }
+        self.group_refs.learn(&refs);
         let group_of = |e: &NewEntry<'_>| refs.get(&e.group).copied().ok_or(Error::Unknown("group"));
         for e in batch {
             group_of(e)?;
@@ -286,7 +334,6 @@ impl Store {
 
         // 2. The new entries, the logs' heads and missing parents, ratchet
         // state (the last update per chain wins), outbox rows; commit.
-        let mut writes = Script::new();
         for chunk in new_rows.chunks(ROWS_PER_STATEMENT) {
             let qb = writes.statement(
                 "INSERT INTO entries (hash_key, hash, group_ref, kind, lamport, author, parents, links, header, body, tag, sealed_payload, received_at) ",

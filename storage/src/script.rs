@@ -101,8 +101,20 @@ impl WriterGuard<'_> {
         self.send(framed(&["PRAGMA synchronous = NORMAL", "BEGIN IMMEDIATE"], add, &[])?, false).await
     }
 
+    /// Starts the empty `script` with the opening of a write transaction,
+    /// sent with the writes added to it by
+    /// [`commit_script`](Self::commit_script): one round trip for a
+    /// transaction that reads nothing first.
+    pub(crate) fn open_in(&mut self, commit: Commit, script: &mut Script) {
+        if commit == Commit::Deferred && self.durability() == Durability::PowerLoss {
+            self.set_lowered(true);
+            script.statement("PRAGMA synchronous = NORMAL");
+        }
+        script.statement("BEGIN IMMEDIATE");
+    }
+
     /// Runs `writes` in the transaction [`begin_script`](Self::begin_script)
-    /// opened and commits: one round trip. Their rows (from `RETURNING`
+    /// (or [`open_in`](Self::open_in)) opened and commits: one round trip. Their rows (from `RETURNING`
     /// clauses) come back in statement order. On failure nothing of the
     /// transaction stays.
     pub(crate) async fn commit_script(&mut self, mut writes: Script) -> Result<Vec<SqliteRow>> {
@@ -310,5 +322,26 @@ mod tests {
         assert_eq!(synchronous(&mut writer).await, 2);
         drop(writer);
         assert_eq!(settings(&store).await, ["script-a"]);
+    }
+
+    #[tokio::test]
+    async fn a_transaction_opened_in_its_writes_is_one_script() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir).await;
+        let mut writer = store.writer().await.unwrap();
+        let mut writes = super::Script::new();
+        writer.open_in(super::Commit::Deferred, &mut writes);
+        insert_setting(&mut writes, "script-a");
+        insert_setting(&mut writes, "script-b");
+        writer.commit_script(writes).await.unwrap();
+        assert_eq!(synchronous(&mut writer).await, 2, "FULL after its commit");
+        let mut writes = super::Script::new();
+        writer.open_in(super::Commit::Deferred, &mut writes);
+        insert_setting(&mut writes, "script-c");
+        insert_setting(&mut writes, "script-a");
+        assert!(writer.commit_script(writes).await.is_err());
+        assert_eq!(synchronous(&mut writer).await, 2, "FULL after a failure too");
+        drop(writer);
+        assert_eq!(settings(&store).await, ["script-a", "script-b"], "all of a failed one undone");
     }
 }
