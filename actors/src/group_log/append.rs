@@ -13,15 +13,17 @@
 //! The fsync is off the message's path: the transaction commits deferred
 //! (see `veil_storage::Unsynced`), the entries are pushed to the network,
 //! and the callers hear back once the WAL is synced; the next batch is
-//! sealed and stored meanwhile (at most `MAX_SYNCING` batches wait). A power loss between
-//! the push and the sync could undo the chain's move; the next messages
-//! would then be sealed under keys and nonces already sent. So positions
-//! are *reserved* ahead, durably: a batch that ends past the reservation
-//! raises it by `RESERVE_AHEAD` and waits for its sync before it pushes;
-//! the chain resumes past the reservation after an unclean stop (a clean
-//! close releases it). One batch in `RESERVE_AHEAD` messages pays the sync
-//! before its push; receivers step over at most `RESERVE_AHEAD` +
-//! `MAX_BATCH` positions after a crash, well inside their window.
+//! sealed and stored meanwhile (at most `MAX_SYNCING` batches wait). A
+//! power loss between the push and the sync could undo the chain's move;
+//! the next messages would then be sealed under keys and nonces already
+//! sent. So positions are *reserved* ahead, durably: a batch that ends past
+//! the reservation raises it to `RESERVE_AHEAD` past its end and waits for
+//! its sync before it pushes; the chain resumes past the reservation after
+//! an unclean stop (a clean close releases it). About one message in
+//! `RESERVE_AHEAD` pays the sync before its push (so not the p99 of a
+//! conversation). That batch is durable when it pushes, so after a crash
+//! receivers step over at most `RESERVE_AHEAD` positions, inside their
+//! window (1024).
 
 use std::collections::VecDeque;
 
@@ -49,7 +51,7 @@ use crate::{
 const MAX_BATCH: usize = 512;
 
 /// Positions reserved ahead of the chain at a time (see above).
-const RESERVE_AHEAD: u64 = 128;
+const RESERVE_AHEAD: u64 = 512;
 
 /// Most batches stored and pushed that wait for their sync at once: the
 /// next batch is sealed and stored while the disk syncs, up to this many.
