@@ -86,7 +86,7 @@ impl WalSync {
             Err(source) => Err(Error::Io { path: wal, source }),
         })
         .await
-        .map_err(|_| Error::Closed)?;
+        .map_err(|e| Error::Io { path: self.wal.clone(), source: std::io::Error::other(e.to_string()) })?;
         done?;
         self.syncs.fetch_add(1, Ordering::Relaxed);
         *synced = upto;
