@@ -149,6 +149,7 @@ fn exposure(observer: Observer, input: &AuditInput, peer_id: &str) -> Exposure {
             let mut learns = vec![
                 s("your account public key and your device key in the shared group"),
                 s("what you write there and when you are online (it finds you at the group's rendezvous points)"),
+                s("that your node stopped uncleanly since your last message (a skip in your ratchet counter)"),
             ];
             if observer == Observer::GroupMember {
                 learns[0] = s("your member key and device key in that group (not your account key)");
