@@ -42,8 +42,8 @@ use crate::{
     announce::{self, Announcements},
     messages::{
         contacts::{
-            Contact, ContactJoined, Decide, Decision, GetContacts, InboundRequest, LanPeerFound, LinkInfo, ResetLink,
-            SendRequest, SetLinkEnabled, ShareLink,
+            Contact, ContactJoined, Decide, Decision, GetContacts, InboundRequest, LanPeerFound, LinkInfo,
+            RenameContact, ResetLink, SendRequest, SetLinkEnabled, ShareLink,
         },
         courier::{NetworkRestarted, StartGroup},
         rendezvous::{PointsRotated, Refresh, WatchKey},
@@ -365,7 +365,7 @@ async fn open_contact_group(deps: &ContactBookDeps, peer: &AccountPublic, state:
 }
 
 fn contact_of(c: ContactRecord) -> Contact {
-    Contact { account: c.account, display_name: c.display_name, state: c.state, group: c.group }
+    Contact { account: c.account, display_name: c.display_name, nickname: c.nickname, state: c.state, group: c.group }
 }
 
 /// What a link operation changes.
@@ -551,6 +551,22 @@ impl Handler<Decide> for ContactBook {
                 }
                 let record = deps.store.contact(&msg.account).await?;
                 record.map(contact_of).ok_or(Error::Storage(veil_storage::Error::Unknown("contact")))
+            }
+            .into_actor(self),
+        )
+    }
+}
+
+impl Handler<RenameContact> for ContactBook {
+    type Result = ResponseActFuture<Self, Result<Contact>>;
+
+    fn handle(&mut self, msg: RenameContact, _: &mut Self::Context) -> Self::Result {
+        let deps = self.deps.clone();
+        Box::pin(
+            async move {
+                deps.store.set_contact_nickname(&msg.account, msg.nickname.as_deref()).await?;
+                let record = deps.store.contact(&msg.account).await?;
+                Ok(contact_of(record.ok_or(Error::Storage(veil_storage::Error::Unknown("contact")))?))
             }
             .into_actor(self),
         )

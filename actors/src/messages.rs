@@ -345,6 +345,9 @@ pub mod contacts {
         pub account: AccountPublic,
         /// The name they gave (in their link or their request).
         pub display_name: Option<String>,
+        /// What this user calls them: local, never sent; it overrides
+        /// `display_name` (see [`Contact::name`]).
+        pub nickname: Option<String>,
         /// Where it stands.
         pub state: veil_storage::ContactState,
         /// The 1:1 group, once there is one.
@@ -382,6 +385,25 @@ pub mod contacts {
         pub account: VerifyKey,
         /// The decision.
         pub decision: Decision,
+    }
+
+    impl Contact {
+        /// The name to show and to look them up by: the nickname, else
+        /// their display name.
+        pub fn name(&self) -> Option<&str> {
+            self.nickname.as_deref().or(self.display_name.as_deref())
+        }
+    }
+
+    /// Command: set (or with `None` clear) the local nickname of a contact.
+    /// Returns the contact.
+    #[derive(Debug, Message)]
+    #[rtype(result = "Result<Contact>")]
+    pub struct RenameContact {
+        /// The contact.
+        pub account: VerifyKey,
+        /// What to call them from now on.
+        pub nickname: Option<String>,
     }
 
     /// Query: every contact and request.

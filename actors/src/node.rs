@@ -37,7 +37,8 @@ use crate::{
     courier::GroupDirectory,
     messages::{
         contacts::{
-            Contact, Decide, Decision, GetContacts, LinkInfo, ResetLink, SendRequest, SetLinkEnabled, ShareLink,
+            Contact, Decide, Decision, GetContacts, LinkInfo, RenameContact, ResetLink, SendRequest, SetLinkEnabled,
+            ShareLink,
         },
         courier::StartGroup,
         group::{AppendMessage, AwaitAnnounced, GetHistory, GetMembers, HistoryEntry, RemoveMember},
@@ -619,6 +620,13 @@ impl Node {
 
     async fn decide(&self, account: &VerifyKey, decision: Decision) -> Result<Contact> {
         self.inner.contacts.send(Decide { account: *account, decision }).await.map_err(mailbox("contact-book"))?
+    }
+
+    /// Sets (or with `None` clears) what this user calls a contact: a local
+    /// nickname, never sent, that overrides the name the contact gave.
+    pub async fn rename_contact(&self, account: &VerifyKey, nickname: Option<&str>) -> Result<Contact> {
+        let msg = RenameContact { account: *account, nickname: nickname.map(str::to_owned) };
+        self.inner.contacts.send(msg).await.map_err(mailbox("contact-book"))?
     }
 
     /// Every contact and contact request.

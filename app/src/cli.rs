@@ -135,6 +135,15 @@ pub(crate) enum ContactAction {
     Discard { contact: String },
     /// Refuse a contact's requests from now on.
     Block { contact: String },
+    /// Call a contact something of your own choosing (kept on this device,
+    /// never sent; every command then knows them by it). Without a new
+    /// name, the nickname is cleared and their own name shows again.
+    Rename {
+        /// The contact (by name, or account key or a prefix of it).
+        contact: String,
+        /// What to call them.
+        nickname: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

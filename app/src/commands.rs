@@ -221,6 +221,11 @@ async fn contact(c: &mut Client, action: ContactAction, out: Out) -> Result<()> 
         ContactAction::Block { contact } => {
             (call!(c, decide_contact, decide(contact, api::Decision::Block)), "blocked")
         }
+        ContactAction::Rename { contact, nickname } => {
+            let nickname = nickname.unwrap_or_default();
+            let verb = if nickname.trim().is_empty() { "nickname cleared" } else { "renamed" };
+            (call!(c, rename_contact, api::RenameContactRequest { contact, nickname }), verb)
+        }
     };
     out.emit(&out::contact(&done), || format!("{verb}: {}", out::contact_line(&done)))
 }

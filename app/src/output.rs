@@ -50,13 +50,15 @@ pub(crate) fn contact(c: &api::Contact) -> Value {
     json!({
         "account": c.account,
         "display_name": c.display_name,
+        "nickname": c.nickname,
+        "name": c.name,
         "state": api::contact_state_name(c.state()),
         "conversation": c.conversation,
     })
 }
 
 pub(crate) fn contact_line(c: &api::Contact) -> String {
-    let name = if c.display_name.is_empty() { "(no name)" } else { &c.display_name };
+    let name = if c.name.is_empty() { "(no name)" } else { &c.name };
     let conv =
         if c.conversation.is_empty() { String::new() } else { format!("  conversation {}", short(&c.conversation)) };
     format!("{:<18} {:<18} {}{}", name, api::contact_state_name(c.state()), c.account, conv)

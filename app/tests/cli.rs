@@ -291,3 +291,39 @@ fn a_sender_killed_mid_conversation_comes_back_and_its_contact_reads_everything(
     let mine: Vec<(bool, String)> = all.iter().map(|(_, t)| (true, t.clone())).collect();
     assert_eq!(texts(&alice.ok(&["log", &conversation])), mine);
 }
+
+#[test]
+fn a_nickname_names_a_contact_in_every_command_and_stays_on_this_device() {
+    let server = Daemon::start("", &["--serve", "rendezvous"]);
+    let rendezvous = server.addr();
+    let alice = Daemon::start(FAST, &["--rendezvous", &rendezvous, "--name", "Alice"]);
+    let bob = Daemon::start(FAST, &["--rendezvous", &rendezvous, "--name", "Bob"]);
+    let bob_events = request_contact(&alice, &bob, "Alice");
+    let conversation = bob.ok(&["contact", "accept", "Alice"])["conversation"].as_str().unwrap().to_owned();
+    let bob_account = bob.ok(&["id"])["account"].as_str().unwrap().to_owned();
+    let alice_events = alice.events();
+    alice_events.until("Bob's acceptance", || alice.ok(&["contact", "list"])["contacts"][0]["state"] == "accepted");
+
+    let renamed = alice.ok(&["contact", "rename", &bob_account[..12], "Bobby (work)"]);
+    assert_eq!((renamed["nickname"].as_str(), renamed["name"].as_str()), (Some("Bobby (work)"), Some("Bobby (work)")));
+    // Every command knows him by it: send, log, contact list, conversations.
+    alice.ok(&["send", "bobby (WORK)", "hi Bob"]);
+    bob_events.until("Alice's message", || texts(&bob.ok(&["log", &conversation])).len() == 1);
+    assert_eq!(texts(&alice.ok(&["log", "Bobby (work)"])), vec![(true, "hi Bob".to_owned())]);
+    assert!(contact_named(&alice.ok(&["contact", "list"]), "Bobby (work)").is_some());
+    assert_eq!(alice.ok(&["conversations"])["conversations"][0]["title"], "Bobby (work)");
+    // Bob never hears of it: his side still knows Alice by her own name.
+    assert!(contact_named(&bob.ok(&["contact", "list"]), "Alice").is_some());
+
+    // Cleared, his own name (if he gave one) shows again; the old nickname
+    // names nobody.
+    let cleared = alice.ok(&["contact", "rename", "Bobby (work)"]);
+    assert_eq!(cleared["nickname"], "");
+    assert_eq!(cleared["name"], cleared["display_name"]);
+    let gone = alice.run(&["send", "Bobby (work)", "hello?"]);
+    assert_ne!(gone.code, 0);
+    assert!(gone.stderr.contains("unknown conversation"), "{}", gone.stderr);
+    let nobody = alice.run(&["contact", "rename", "Carol", "C"]);
+    assert_ne!(nobody.code, 0);
+    assert!(nobody.stderr.contains("unknown contact"), "{}", nobody.stderr);
+}

@@ -11,6 +11,7 @@ use crate::{
 
 const SEAL_CONTACT_SEED: &[u8] = b"veil/storage/contact-seed";
 const SEAL_CONTACT_NAME: &[u8] = b"veil/storage/contact-name";
+const SEAL_CONTACT_NICKNAME: &[u8] = b"veil/storage/contact-nickname";
 
 /// Where a contact relationship stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -67,6 +68,8 @@ pub struct ContactRecord {
     pub account: AccountPublic,
     /// Their display name, as they gave it.
     pub display_name: Option<String>,
+    /// What this user calls them (local only; overrides `display_name`).
+    pub nickname: Option<String>,
     /// Their rendezvous seed (from their link or their request).
     pub seed: Option<RendezvousSeed>,
     /// Where the relationship stands.
@@ -137,10 +140,20 @@ impl Store {
         .bind(account.to_bytes().to_vec())
         .execute(&mut *conn)
         .await?;
-        if r.rows_affected() == 0 {
-            return Err(Error::Unknown("contact"));
-        }
-        Ok(())
+        updated_one(&r)
+    }
+
+    /// Sets (or with `None` clears) the local nickname of a contact.
+    pub async fn set_contact_nickname(&self, account: &VerifyKey, nickname: Option<&str>) -> Result<()> {
+        let purpose = [SEAL_CONTACT_NICKNAME, &account.to_bytes()].concat();
+        let sealed = nickname.map(|n| self.key.seal(&purpose, n.as_bytes())).transpose()?;
+        let mut conn = self.writer().await?;
+        let r = sqlx::query("UPDATE contacts SET sealed_nickname = $1 WHERE account_signing = $2")
+            .bind(sealed)
+            .bind(account.to_bytes().to_vec())
+            .execute(&mut *conn)
+            .await?;
+        updated_one(&r)
     }
 
     /// One contact.
@@ -177,6 +190,8 @@ impl Store {
             account: AccountPublic { signing, agreement: AgreementPublic(blob::<32>(r, "account_agreement")?) },
             display_name: self
                 .open_text(&[SEAL_CONTACT_NAME, &signing.to_bytes()].concat(), r.try_get("sealed_name")?)?,
+            nickname: self
+                .open_text(&[SEAL_CONTACT_NICKNAME, &signing.to_bytes()].concat(), r.try_get("sealed_nickname")?)?,
             seed,
             state: ContactState::parse(&r.try_get::<String, _>("state")?)?,
             group,
@@ -186,6 +201,15 @@ impl Store {
     }
 }
 
-const CONTACT_SELECT: &str = "SELECT c.account_signing, c.account_agreement, c.sealed_name, c.sealed_seed, c.state,
+/// An update of one contact found it, or the contact is unknown.
+fn updated_one(r: &sqlx::sqlite::SqliteQueryResult) -> Result<()> {
+    match r.rows_affected() {
+        0 => Err(Error::Unknown("contact")),
+        _ => Ok(()),
+    }
+}
+
+const CONTACT_SELECT: &str =
+    "SELECT c.account_signing, c.account_agreement, c.sealed_name, c.sealed_nickname, c.sealed_seed, c.state,
         g.group_id, c.created_at, c.updated_at
     FROM contacts c LEFT JOIN groups g ON g.id = c.group_ref";

@@ -73,11 +73,21 @@ async fn contacts_move_through_states() {
     t.store.upsert_contact(&them, None, None, ContactState::Blocked).await.unwrap();
     let c = t.store.contact(&them.signing).await.unwrap().unwrap();
     assert_eq!((c.state, c.display_name.as_deref()), (ContactState::Blocked, Some("Bob")));
+    // A nickname is this user's: set, kept by upserts, cleared.
+    assert_eq!(c.nickname, None);
+    t.store.set_contact_nickname(&them.signing, Some("Bobby (work)")).await.unwrap();
+    t.store.upsert_contact(&them, Some("Robert"), None, ContactState::Accepted).await.unwrap();
+    let c = t.store.contact(&them.signing).await.unwrap().unwrap();
+    assert_eq!((c.display_name.as_deref(), c.nickname.as_deref()), (Some("Robert"), Some("Bobby (work)")));
+    t.store.set_contact_nickname(&them.signing, None).await.unwrap();
+    assert_eq!(t.store.contact(&them.signing).await.unwrap().unwrap().nickname, None);
+    t.store.upsert_contact(&them, None, None, ContactState::Blocked).await.unwrap();
     assert_eq!(t.store.contacts(Some(ContactState::Blocked)).await.unwrap().len(), 1);
     assert_eq!(t.store.contacts(Some(ContactState::Accepted)).await.unwrap().len(), 0);
     assert_eq!(t.store.contacts(None).await.unwrap().len(), 1);
     let stranger = AccountKeys::generate(&mut OsEntropy).unwrap().public();
     assert!(t.store.set_contact_state(&stranger.signing, ContactState::Accepted, None).await.is_err());
+    assert!(t.store.set_contact_nickname(&stranger.signing, Some("x")).await.is_err());
 }
 
 #[tokio::test]

@@ -151,6 +151,9 @@ async fn fill(store: &Store) -> Fixture {
     let their_seed = RendezvousSeed::generate(&mut OsEntropy).unwrap();
     store.upsert_contact(&them, Some("Bob"), Some(&their_seed), ContactState::IncomingReceived).await.unwrap();
     needles.push(needle("contact's rendezvous seed", their_seed.expose_secret()));
+    let nickname = "plaintext-canary nickname: my dentist, Tuesdays";
+    store.set_contact_nickname(&them.signing, Some(nickname)).await.unwrap();
+    needles.push(needle("contact's nickname", nickname.as_bytes()));
 
     Fixture { identity, group, group_secret, group_device, hashes, payloads, link, needles }
 }

@@ -61,7 +61,8 @@ impl Service {
         self.node.contacts().await.map_err(node_error)
     }
 
-    /// Finds a conversation by id, unique id prefix or contact name.
+    /// Finds a conversation by id, unique id prefix, contact name (nickname,
+    /// else the name it gave) or group name.
     async fn resolve_conversation(&self, text: &str) -> Result<GroupId, Status> {
         let text = checked_arg("conversation", text)?;
         let groups = self.node.groups();
@@ -81,7 +82,7 @@ impl Service {
         let contacts = self.contacts().await?;
         let mut hits: Vec<GroupId> = contacts
             .iter()
-            .filter(|c| c.display_name.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(text)))
+            .filter(|c| c.name().is_some_and(|n| n.eq_ignore_ascii_case(text)))
             .filter_map(|c| c.group)
             .collect();
         for g in self.memo(|m| {
@@ -98,7 +99,8 @@ impl Service {
         }
     }
 
-    /// Finds a contact by account key, unique prefix or display name.
+    /// Finds a contact by account key, unique prefix or name (its nickname,
+    /// else the name it gave).
     async fn resolve_contact(&self, text: &str) -> Result<NodeContact, Status> {
         let text = checked_arg("contact", text)?;
         let contacts = self.contacts().await?;
@@ -109,10 +111,7 @@ impl Service {
             Vec::new()
         };
         let hits = if by_key.is_empty() {
-            contacts
-                .iter()
-                .filter(|c| c.display_name.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(text)))
-                .collect()
+            contacts.iter().filter(|c| c.name().is_some_and(|n| n.eq_ignore_ascii_case(text))).collect()
         } else {
             by_key
         };
@@ -273,6 +272,8 @@ fn contact(c: &NodeContact) -> api::Contact {
         display_name: c.display_name.clone().unwrap_or_default(),
         state: contact_state(c.state).into(),
         conversation: c.group.as_ref().map(group_hex).unwrap_or_default(),
+        nickname: c.nickname.clone().unwrap_or_default(),
+        name: c.name().unwrap_or_default().to_owned(),
     }
 }
 
@@ -422,6 +423,17 @@ impl DaemonApi for Service {
         Ok(Response::new(contact(&c)))
     }
 
+    async fn rename_contact(&self, r: Request<api::RenameContactRequest>) -> Result<Response<api::Contact>, Status> {
+        let r = r.into_inner();
+        let who = self.resolve_contact(&r.contact).await?;
+        let nickname = match r.nickname.trim() {
+            "" => None,
+            name => Some(checked_arg("nickname", name)?),
+        };
+        let c = self.node.rename_contact(&who.account.signing, nickname).await.map_err(node_error)?;
+        Ok(Response::new(contact(&c)))
+    }
+
     async fn list_conversations(
         &self,
         _: Request<api::ListConversationsRequest>,
@@ -436,7 +448,7 @@ impl DaemonApi for Service {
             let conversation = match by_group.get(&g) {
                 Some(c) => {
                     let account = hex::encode(c.account.signing.to_bytes());
-                    let title = c.display_name.clone().unwrap_or_else(|| format!("contact {}", short(&account)));
+                    let title = c.name().map_or_else(|| format!("contact {}", short(&account)), str::to_owned);
                     api::Conversation {
                         kind: api::ConversationKind::Contact.into(),
                         title,

@@ -159,8 +159,7 @@ impl Ui {
                 match self.client.decide_contact(request).await {
                     Ok(r) => {
                         let c = r.into_inner();
-                        let name =
-                            if c.display_name.is_empty() { short(&c.account).to_owned() } else { c.display_name };
+                        let name = if c.name.is_empty() { short(&c.account).to_owned() } else { c.name };
                         let verb = match decision {
                             api::Decision::Accept => "accepted",
                             api::Decision::Discard => "discarded",

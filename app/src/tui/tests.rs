@@ -57,8 +57,9 @@ fn request(name: &str, account: &str) -> api::Contact {
     api::Contact {
         account: account.into(),
         display_name: name.into(),
+        name: name.into(),
         state: api::ContactState::IncomingReceived.into(),
-        conversation: String::new(),
+        ..api::Contact::default()
     }
 }
 

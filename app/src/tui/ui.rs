@@ -175,7 +175,7 @@ fn draw_requests(frame: &mut Frame<'_>, area: Rect, app: &App) {
         .requests
         .iter()
         .map(|r| {
-            let name = if r.display_name.is_empty() { "(no name)" } else { r.display_name.as_str() };
+            let name = if r.name.is_empty() { "(no name)" } else { r.name.as_str() };
             ListItem::new(Line::from(vec![
                 Span::styled(format!("{name:<20}"), Style::default().add_modifier(Modifier::BOLD)),
                 Span::styled(format!(" account {}", short(&r.account)), Style::default().fg(Color::DarkGray)),

@@ -238,8 +238,9 @@ pub fn request_contact(from: &Daemon, to: &Daemon, name: &str) -> Events {
     events
 }
 
+/// The contact shown as `name` (its nickname, else the name it gave).
 pub fn contact_named<'a>(contacts: &'a Value, name: &str) -> Option<&'a Value> {
-    contacts["contacts"].as_array().unwrap().iter().find(|c| c["display_name"] == name)
+    contacts["contacts"].as_array().unwrap().iter().find(|c| c["name"] == name)
 }
 
 pub fn texts(log: &Value) -> Vec<(bool, String)> {
