@@ -812,6 +812,14 @@ impl Node {
         .await?
     }
 
+    /// The names of the groups that have one (given at creation, or by the
+    /// invitation joined with); kept in the store across restarts.
+    pub async fn group_names(&self) -> Result<std::collections::HashMap<GroupId, String>> {
+        let store = self.inner.store.clone();
+        let names = self.on_node(async move { store.group_names().await }).await??;
+        Ok(names.into_iter().collect())
+    }
+
     /// The groups this node runs a log for.
     pub fn groups(&self) -> Vec<GroupId> {
         self.inner.groups.lock().map(|g| g.keys().copied().collect()).unwrap_or_default()

@@ -327,3 +327,26 @@ fn a_nickname_names_a_contact_in_every_command_and_stays_on_this_device() {
     assert_ne!(nobody.code, 0);
     assert!(nobody.stderr.contains("unknown contact"), "{}", nobody.stderr);
 }
+
+#[test]
+fn group_names_outlive_a_restart_and_travel_with_invitations() {
+    let server = Daemon::start("", &["--serve", "rendezvous"]);
+    let rendezvous = server.addr();
+    let mut alice = Daemon::start(FAST, &["--rendezvous", &rendezvous]);
+    let club = alice.ok(&["group", "create", "Book club"])["id"].as_str().unwrap().to_owned();
+    let invitation = alice.ok(&["group", "invite", &club])["uri"].as_str().unwrap().to_owned();
+    assert_eq!(alice.stop(rustix::process::Signal::INT), 0);
+    let (child, ready) = spawn_daemon(alice.path(), &["--rendezvous", &rendezvous]);
+    (alice.child, alice.ready) = (Some(child), ready);
+
+    // The node kept the name: the conversation is titled and found by it.
+    let conversations = alice.ok(&["conversations"]);
+    assert_eq!(conversations["conversations"][0]["title"], "Book club");
+    assert_eq!(alice.ok(&["send", "book CLUB", "first"])["conversation"], club.as_str());
+
+    // Whoever joins with an invitation knows the group by its name too.
+    let bob = Daemon::start(FAST, &["--rendezvous", &rendezvous]);
+    let joined = bob.ok(&["group", "join", &invitation]);
+    assert_eq!((joined["id"].as_str(), joined["title"].as_str()), (Some(club.as_str()), Some("Book club")));
+    assert_eq!(bob.ok(&["conversations"])["conversations"][0]["title"], "Book club");
+}

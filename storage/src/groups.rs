@@ -121,6 +121,22 @@ impl Store {
         rows.iter().map(|r| self.group_record(r)).collect()
     }
 
+    /// The name of every group that has one (given when it was created, or
+    /// carried by the invitation it was joined with): no secret is unsealed.
+    pub async fn group_names(&self) -> Result<Vec<(GroupId, String)>> {
+        let rows = sqlx::query("SELECT group_id, sealed_name FROM groups WHERE sealed_name IS NOT NULL ORDER BY id")
+            .fetch_all(&self.readers)
+            .await?;
+        let mut names = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let id = GroupId(blob::<32>(r, "group_id")?);
+            if let Some(name) = self.open_text(&[SEAL_GROUP_NAME, &id.0].concat(), r.try_get("sealed_name")?)? {
+                names.push((id, name));
+            }
+        }
+        Ok(names)
+    }
+
     /// Keeps the secret of an epoch of `group` (sealed). `false` if it was
     /// already kept.
     pub async fn add_epoch(&self, group: &GroupId, secret: &EpochSecret) -> Result<bool> {

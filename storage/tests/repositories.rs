@@ -104,6 +104,10 @@ async fn groups_round_trip() {
         (GroupKind::MultiMember, Some("club"), secret, device.verify_key())
     );
     assert_eq!(t.store.groups().await.unwrap().len(), 1);
+    // Names only, and only of the groups that have one.
+    let (unnamed_secret, _, unnamed_device) = group_fixture(5);
+    t.store.insert_group(GroupKind::Contact, None, &unnamed_secret, &unnamed_device).await.unwrap();
+    assert_eq!(t.store.group_names().await.unwrap(), vec![(id, "club".to_owned())]);
 }
 
 #[tokio::test]

@@ -33,8 +33,6 @@ struct Memo {
     own_devices: HashMap<GroupId, VerifyKey>,
     /// The last message position seen in each group.
     cursors: HashMap<GroupId, (u64, EntryHash)>,
-    /// Names given to groups created through this daemon.
-    group_names: HashMap<GroupId, String>,
 }
 
 /// The daemon API over one node.
@@ -85,10 +83,8 @@ impl Service {
             .filter(|c| c.name().is_some_and(|n| n.eq_ignore_ascii_case(text)))
             .filter_map(|c| c.group)
             .collect();
-        for g in self.memo(|m| {
-            m.group_names.iter().filter(|(_, n)| n.eq_ignore_ascii_case(text)).map(|(g, _)| *g).collect::<Vec<_>>()
-        }) {
-            if !hits.contains(&g) {
+        for (g, name) in self.node.group_names().await.map_err(node_error)? {
+            if name.eq_ignore_ascii_case(text) && !hits.contains(&g) {
                 hits.push(g);
             }
         }
@@ -441,6 +437,7 @@ impl DaemonApi for Service {
         let contacts = self.contacts().await?;
         let by_group: HashMap<GroupId, &NodeContact> =
             contacts.iter().filter_map(|c| c.group.map(|g| (g, c))).collect();
+        let names = self.node.group_names().await.map_err(node_error)?;
         let mut out = Vec::new();
         for g in self.node.groups() {
             let id = group_hex(&g);
@@ -458,9 +455,7 @@ impl DaemonApi for Service {
                     }
                 }
                 None => {
-                    let title = self
-                        .memo(|m| m.group_names.get(&g).cloned())
-                        .unwrap_or_else(|| format!("group {}", short(&id)));
+                    let title = names.get(&g).cloned().unwrap_or_else(|| format!("group {}", short(&id)));
                     api::Conversation {
                         kind: api::ConversationKind::Group.into(),
                         title,
@@ -528,9 +523,6 @@ impl DaemonApi for Service {
         }
         let group = self.node.create_group(name.as_deref()).await.map_err(node_error)?;
         let id = group_hex(&group);
-        if let Some(n) = &name {
-            self.memo(|m| m.group_names.insert(group, n.clone()));
-        }
         Ok(Response::new(api::Conversation {
             title: name.unwrap_or_else(|| format!("group {}", short(&id))),
             id,
@@ -561,8 +553,9 @@ impl DaemonApi for Service {
             .map_err(|e| Status::invalid_argument(format!("malformed invitation: {e}")))?;
         let group = self.node.join(text).await.map_err(node_error)?;
         let id = group_hex(&group);
+        let name = self.node.group_names().await.map_err(node_error)?.remove(&group);
         Ok(Response::new(api::Conversation {
-            title: format!("group {}", short(&id)),
+            title: name.unwrap_or_else(|| format!("group {}", short(&id))),
             id,
             kind: api::ConversationKind::Group.into(),
             contact: String::new(),
