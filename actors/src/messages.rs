@@ -536,6 +536,10 @@ pub mod group {
         pub hash: EntryHash,
         /// Its author device.
         pub author: Option<VerifyKey>,
+        /// Written by this member (from this device, or another of its
+        /// devices in the group): the author device announced itself as
+        /// this member's.
+        pub mine: bool,
         /// Its Lamport clock.
         pub lamport: u64,
         /// The payload.

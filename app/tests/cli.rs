@@ -280,6 +280,10 @@ fn a_sender_killed_mid_conversation_comes_back_and_its_contact_reads_everything(
     alice.stop(rustix::process::Signal::KILL);
     let (child, ready) = spawn_daemon(alice.path(), &["--rendezvous", &rendezvous]);
     (alice.child, alice.ready) = (Some(child), ready);
+    // Which messages are hers comes from the store, not from what this
+    // daemon process sent.
+    let hers: Vec<(bool, String)> = before.iter().map(|t| (true, t.clone())).collect();
+    assert_eq!(texts(&alice.ok(&["log", &conversation])), hers);
     let after: Vec<String> = (0..3).map(|i| format!("after {i}")).collect();
     for text in &after {
         alice.ok(&["send", &conversation, text]);

@@ -1132,6 +1132,12 @@ impl Handler<GetHistory> for GroupLog {
 
     fn handle(&mut self, msg: GetHistory, _: &mut Self::Context) -> Self::Result {
         let (store, group) = (self.deps.store.clone(), self.group);
+        // Which author devices are this member's (announced in the log).
+        let own = self.state.as_ref().map(|s| {
+            let me = s.me;
+            let membership = s.membership.clone();
+            move |author: &VerifyKey| membership.device(author).is_some_and(|(member, _)| *member == me)
+        });
         Box::pin(
             async move {
                 // Entries stored unread (before this member's time) are not
@@ -1145,6 +1151,7 @@ impl Handler<GetHistory> for GroupLog {
                         Some(HistoryEntry {
                             hash: e.hash,
                             author: e.author,
+                            mine: e.author.as_ref().is_some_and(|a| own.as_ref().is_some_and(|own| own(a))),
                             lamport: e.lamport,
                             payload: e.payload?.to_vec(),
                         })

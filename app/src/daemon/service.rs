@@ -29,8 +29,6 @@ const AVAILABLE: [&str; 2] = ["tcp", "quic"];
 /// What the daemon learns while it runs and the node does not report.
 #[derive(Default)]
 struct Memo {
-    /// This device's key in each group, learned when it sends there.
-    own_devices: HashMap<GroupId, VerifyKey>,
     /// The last message position seen in each group.
     cursors: HashMap<GroupId, (u64, EntryHash)>,
 }
@@ -146,8 +144,9 @@ impl Service {
         Ok(ring.into())
     }
 
-    /// Learns this device's key in `group` from the entry it just wrote.
-    async fn learn_own_device(&self, group: &GroupId, hash: &EntryHash) -> Result<Option<HistoryEntry>, Status> {
+    /// The entry this device just wrote in `group`, read from where the
+    /// last read of the group ended.
+    async fn sent_entry(&self, group: &GroupId, hash: &EntryHash) -> Result<Option<HistoryEntry>, Status> {
         let mut after = self.memo(|m| m.cursors.get(group).copied());
         loop {
             let page = self.node.history(group, after, PAGE).await.map_err(node_error)?;
@@ -157,9 +156,6 @@ impl Service {
                 self.memo(|m| m.cursors.insert(*group, (last.lamport, last.hash)));
             }
             if let Some(entry) = page.into_iter().find(|e| &e.hash == hash) {
-                if let Some(author) = entry.author {
-                    self.memo(|m| m.own_devices.insert(*group, author));
-                }
                 return Ok(Some(entry));
             }
             if !full {
@@ -168,13 +164,12 @@ impl Service {
         }
     }
 
-    fn message(&self, group: &GroupId, e: HistoryEntry) -> api::Message {
-        let own = self.memo(|m| m.own_devices.get(group).copied());
+    fn message(e: HistoryEntry) -> api::Message {
         api::Message {
             hash: hex::encode(e.hash.0),
             lamport: e.lamport,
             author: e.author.map(|a| hex::encode(a.to_bytes())).unwrap_or_default(),
-            mine: e.author.is_some() && e.author == own,
+            mine: e.mine,
             body: e.payload,
         }
     }
@@ -484,9 +479,9 @@ impl DaemonApi for Service {
         }
         let group = self.resolve_conversation(&r.conversation).await?;
         let hash = self.node.send(&group, &r.body).await.map_err(node_error)?;
-        let entry = self.learn_own_device(&group, &hash).await?;
+        let entry = self.sent_entry(&group, &hash).await?;
         let message = match entry {
-            Some(e) => self.message(&group, e),
+            Some(e) => Self::message(e),
             None => api::Message { hash: hex::encode(hash.0), mine: true, body: r.body, ..api::Message::default() },
         };
         Ok(Response::new(api::SendResponse { conversation: group_hex(&group), message: Some(message) }))
@@ -511,7 +506,7 @@ impl DaemonApi for Service {
                 .ok_or_else(|| Status::invalid_argument("after_hash is not a 32-byte hex entry hash"))?;
             self.node.history(&group, Some((r.after_lamport, EntryHash(bytes))), limit).await.map_err(node_error)?
         };
-        let messages = entries.into_iter().map(|e| self.message(&group, e)).collect();
+        let messages = entries.into_iter().map(Self::message).collect();
         Ok(Response::new(api::HistoryResponse { conversation: group_hex(&group), messages }))
     }
 
