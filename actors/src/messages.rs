@@ -613,14 +613,23 @@ pub mod group {
         pub member: VerifyKey,
     }
 
-    /// Query: messages in the log's total order, after `after`.
+    /// Query: a page of messages, in the log's total order.
     #[derive(Debug, Message)]
     #[rtype(result = "Result<Vec<HistoryEntry>>")]
     pub struct GetHistory {
-        /// Start after this (Lamport clock, hash); `None` = from the start.
-        pub after: Option<(u64, EntryHash)>,
+        /// Which page.
+        pub page: Page,
         /// Most entries to return.
         pub limit: u32,
+    }
+
+    /// Where a page of history lies: a position is (Lamport clock, hash).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Page {
+        /// The messages just after this position (`None`: the first ones).
+        After(Option<(u64, EntryHash)>),
+        /// The messages just before this position (`None`: the latest ones).
+        Before(Option<(u64, EntryHash)>),
     }
 }
 

@@ -41,7 +41,7 @@ use crate::{
             ShareLink,
         },
         courier::StartGroup,
-        group::{AppendMessage, AwaitAnnounced, GetHistory, GetMembers, HistoryEntry, RemoveMember},
+        group::{AppendMessage, AwaitAnnounced, GetHistory, GetMembers, HistoryEntry, Page, RemoveMember},
         rendezvous::{GetActivePoints, PointsRotated, Subscribe, WatchKey},
         replica::AddReplica,
         vault::{GetIdentity, GetMemberKeys, IssueInvitation, PublicIdentity, RotateNetworkKey},
@@ -795,7 +795,20 @@ impl Node {
         limit: u32,
     ) -> Result<Vec<HistoryEntry>> {
         let log = self.inner.group(group)?;
-        log.send(GetHistory { after, limit }).await.map_err(mailbox("group-log"))?
+        log.send(GetHistory { page: Page::After(after), limit }).await.map_err(mailbox("group-log"))?
+    }
+
+    /// A group's messages in the log's total order, the `limit` just before
+    /// `before` (`None`: the latest ones); page back with the first one's
+    /// position.
+    pub async fn history_before(
+        &self,
+        group: &GroupId,
+        before: Option<(u64, EntryHash)>,
+        limit: u32,
+    ) -> Result<Vec<HistoryEntry>> {
+        let log = self.inner.group(group)?;
+        log.send(GetHistory { page: Page::Before(before), limit }).await.map_err(mailbox("group-log"))?
     }
 
     /// How many of this node's entries in `group` a member has not

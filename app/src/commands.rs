@@ -314,7 +314,13 @@ async fn log(c: &mut Client, conversation: String, follow: bool, limit: u32, out
         let next = call!(
             c,
             history,
-            api::HistoryRequest { conversation: id.clone(), after_lamport, after_hash, limit: api::MAX_HISTORY_LIMIT }
+            api::HistoryRequest {
+                conversation: id.clone(),
+                after_lamport,
+                after_hash,
+                limit: api::MAX_HISTORY_LIMIT,
+                ..api::HistoryRequest::default()
+            }
         );
         for m in &next.messages {
             print(m)?;

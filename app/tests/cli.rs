@@ -197,6 +197,48 @@ async fn the_api_refuses_bad_input_and_keeps_serving() {
     c.send(send(b"fine".to_vec())).await.unwrap();
     let messages = c.history(history("", 10)).await.unwrap().into_inner().messages;
     assert_eq!(messages.iter().map(|m| m.body.as_slice()).collect::<Vec<_>>(), vec![b"fine".as_slice()]);
+    let both = api::HistoryRequest { before_hash: "ab".repeat(32), ..history(&"cd".repeat(32), 10) };
+    assert_eq!(c.history(both).await.unwrap_err().code(), tonic::Code::InvalidArgument);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_pages_back_from_the_latest_and_forward_again() {
+    use veil_app::api;
+    let d = Daemon::start("", &[]);
+    let mut c = veil_app::client::connect(&d.path().join("veil.sock")).await.unwrap();
+    let notes = c.create_group(api::CreateGroupRequest { name: "notes".into() }).await.unwrap().into_inner().id;
+    for i in 0..25 {
+        let body = format!("note {i}").into_bytes();
+        c.send(api::SendRequest { conversation: notes.clone(), body }).await.unwrap();
+    }
+    let page = |r: api::HistoryRequest| {
+        let mut c = c.clone();
+        async move {
+            let messages = c.history(r).await.unwrap().into_inner().messages;
+            assert!(messages.iter().all(|m| m.mine));
+            messages
+        }
+    };
+    let texts = |m: &[api::Message]| m.iter().map(|m| String::from_utf8(m.body.clone()).unwrap()).collect::<Vec<_>>();
+    let notes_from = |range: std::ops::Range<i32>| range.map(|i| format!("note {i}")).collect::<Vec<_>>();
+    let base = api::HistoryRequest { conversation: notes.clone(), limit: 10, ..Default::default() };
+    // The latest first, then back a page at a time from the first one shown.
+    let latest = page(base.clone()).await;
+    assert_eq!(texts(&latest), notes_from(15..25));
+    let back = |m: &api::Message| api::HistoryRequest {
+        before_lamport: m.lamport,
+        before_hash: m.hash.clone(),
+        ..base.clone()
+    };
+    let older = page(back(&latest[0])).await;
+    assert_eq!(texts(&older), notes_from(5..15));
+    let oldest = page(back(&older[0])).await;
+    assert_eq!(texts(&oldest), notes_from(0..5));
+    assert!(page(back(&oldest[0])).await.is_empty());
+    // And forward again from the last one shown.
+    let forward =
+        api::HistoryRequest { after_lamport: oldest[4].lamport, after_hash: oldest[4].hash.clone(), ..base.clone() };
+    assert_eq!(texts(&page(forward).await), notes_from(5..15));
 }
 
 #[test]

@@ -601,14 +601,48 @@ impl Store {
         after: Option<(u64, EntryHash)>,
         limit: u32,
     ) -> Result<Vec<EntryRecord>> {
-        let (lamport, hash) = match after {
+        let from = match after {
             Some((l, h)) => (to_i64(l, "Lamport clock")?, h.0.to_vec()),
             None => (-1, Vec::new()),
         };
+        let order = "(lamport > $3 OR (lamport = $3 AND hash > $4)) ORDER BY lamport, hash";
+        self.log_page(group, kind, order, from, limit).await
+    }
+
+    /// A page of a log in its total order: the `limit` entries just before
+    /// `before` (or the latest ones), oldest first. Read newest first
+    /// through the log's order index, so the latest page costs the same
+    /// however long the log.
+    pub async fn entries_before(
+        &self,
+        group: &GroupId,
+        kind: EntryKind,
+        before: Option<(u64, EntryHash)>,
+        limit: u32,
+    ) -> Result<Vec<EntryRecord>> {
+        let from = match before {
+            Some((l, h)) => (to_i64(l, "Lamport clock")?, h.0.to_vec()),
+            // Past every entry: 33 bytes sort after every 32-byte hash.
+            None => (i64::MAX, vec![0xFF; 33]),
+        };
+        let order = "(lamport < $3 OR (lamport = $3 AND hash < $4)) ORDER BY lamport DESC, hash DESC";
+        let mut page = self.log_page(group, kind, order, from, limit).await?;
+        page.reverse();
+        Ok(page)
+    }
+
+    /// The entries of one log past `(lamport, hash)` as `order` says (a
+    /// condition on `$3`, `$4` and its `ORDER BY`), at most `limit`.
+    async fn log_page(
+        &self,
+        group: &GroupId,
+        kind: EntryKind,
+        order: &'static str,
+        (lamport, hash): (i64, Vec<u8>),
+        limit: u32,
+    ) -> Result<Vec<EntryRecord>> {
         let rows = sqlx::query(AssertSqlSafe(format!(
-            "{ENTRY_SELECT} WHERE group_ref = (SELECT id FROM groups WHERE group_id = $1) AND kind = $2
-               AND (lamport > $3 OR (lamport = $3 AND hash > $4))
-             ORDER BY lamport, hash LIMIT $5"
+            "{ENTRY_SELECT} WHERE group_ref = (SELECT id FROM groups WHERE group_id = $1) AND kind = $2 AND {order} LIMIT $5"
         )))
         .bind(group.0.to_vec())
         .bind(kind_code(kind))

@@ -583,6 +583,28 @@ async fn acknowledgements_of_several_peers_are_recorded_together() {
 }
 
 #[tokio::test]
+async fn a_log_pages_back_from_its_latest_entries() {
+    let t = temp_store().await;
+    let (gid, sealed, links) = three_messages(&t).await;
+    t.store.append_batch(&owed_to(gid, &sealed, &links, &[])).await.unwrap();
+    let hashes = |page: &[veil_storage::EntryRecord]| page.iter().map(|e| e.hash).collect::<Vec<_>>();
+    let all: Vec<EntryHash> = sealed.iter().map(|s| s.hash()).collect();
+    let latest = t.store.entries_before(&gid, EntryKind::Message, None, 2).await.unwrap();
+    assert_eq!(hashes(&latest), all[1..], "the latest two, oldest first");
+    let first = (latest[0].lamport, latest[0].hash);
+    let older = t.store.entries_before(&gid, EntryKind::Message, Some(first), 2).await.unwrap();
+    assert_eq!(hashes(&older), all[..1]);
+    assert!(
+        t.store
+            .entries_before(&gid, EntryKind::Message, Some((older[0].lamport, older[0].hash)), 2)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(t.store.entries_before(&gid, EntryKind::Metadata, None, 2).await.unwrap().is_empty(), "its own log only");
+}
+
+#[tokio::test]
 async fn one_sync_covers_every_deferred_commit_before_it() {
     let t = temp_store().await;
     let (gid, sealed, links) = three_messages(&t).await;

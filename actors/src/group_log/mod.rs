@@ -43,7 +43,8 @@ use crate::{
         contacts::ContactJoined,
         courier::EntriesOwed,
         group::{
-            AwaitAnnounced, EntriesHeld, GetHistory, GetMembers, HistoryEntry, Receipt, ReceiveEntries, RemoveMember,
+            AwaitAnnounced, EntriesHeld, GetHistory, GetMembers, HistoryEntry, Page, Receipt, ReceiveEntries,
+            RemoveMember,
         },
         vault::{AnnounceDevice, GetDeviceKey, GetMemberKeys, OpenChainShare, OpenEpochShare, SealMessages, SignEntry},
     },
@@ -1140,27 +1141,46 @@ impl Handler<GetHistory> for GroupLog {
         });
         Box::pin(
             async move {
+                let entry = |e: veil_storage::EntryRecord| {
+                    Some(HistoryEntry {
+                        hash: e.hash,
+                        author: e.author,
+                        mine: e.author.as_ref().is_some_and(|a| own.as_ref().is_some_and(|own| own(a))),
+                        lamport: e.lamport,
+                        payload: e.payload?.to_vec(),
+                    })
+                };
                 // Entries stored unread (before this member's time) are not
-                // part of its history.
-                let (mut out, mut after) = (Vec::new(), msg.after);
-                while out.len() < msg.limit as usize {
-                    let page = store.entries_after(&group, EntryKind::Message, after, msg.limit).await?;
-                    let short = page.len() < msg.limit as usize;
-                    after = page.last().map(|e| (e.lamport, e.hash));
-                    out.extend(page.into_iter().filter_map(|e| {
-                        Some(HistoryEntry {
-                            hash: e.hash,
-                            author: e.author,
-                            mine: e.author.as_ref().is_some_and(|a| own.as_ref().is_some_and(|own| own(a))),
-                            lamport: e.lamport,
-                            payload: e.payload?.to_vec(),
-                        })
-                    }));
-                    if short {
-                        break;
+                // part of its history: read on until the page is full.
+                let (limit, mut out) = (msg.limit as usize, Vec::new());
+                match msg.page {
+                    Page::After(mut after) => {
+                        while out.len() < limit {
+                            let page = store.entries_after(&group, EntryKind::Message, after, msg.limit).await?;
+                            let short = page.len() < limit;
+                            after = page.last().map(|e| (e.lamport, e.hash));
+                            out.extend(page.into_iter().filter_map(entry));
+                            if short {
+                                break;
+                            }
+                        }
+                        out.truncate(limit);
+                    }
+                    Page::Before(mut before) => {
+                        while out.len() < limit {
+                            let page = store.entries_before(&group, EntryKind::Message, before, msg.limit).await?;
+                            let short = page.len() < limit;
+                            before = page.first().map(|e| (e.lamport, e.hash));
+                            let mut older: Vec<HistoryEntry> = page.into_iter().filter_map(entry).collect();
+                            older.append(&mut out);
+                            out = older;
+                            if short {
+                                break;
+                            }
+                        }
+                        out.drain(..out.len().saturating_sub(limit));
                     }
                 }
-                out.truncate(msg.limit as usize);
                 Ok(out)
             }
             .into_actor(self),

@@ -1,9 +1,9 @@
 //! The gRPC service: the daemon API implemented over a [`Node`].
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::HashMap,
     pin::Pin,
-    sync::{Arc, Mutex},
+    sync::Arc,
     time::{SystemTime, UNIX_EPOCH},
 };
 
@@ -19,38 +19,23 @@ use crate::{
     config::Settings,
 };
 
-/// Messages read per history page when looking for the latest ones.
-const PAGE: u32 = 1000;
+/// How far among the latest messages a message just sent is looked for.
+const SENT_WITHIN: u32 = 64;
 /// The shortest id prefix accepted for a conversation or a contact.
 const MIN_PREFIX: usize = 6;
 /// Transports `AttachTransport` knows how to build.
 const AVAILABLE: [&str; 2] = ["tcp", "quic"];
 
-/// What the daemon learns while it runs and the node does not report.
-#[derive(Default)]
-struct Memo {
-    /// The last message position seen in each group.
-    cursors: HashMap<GroupId, (u64, EntryHash)>,
-}
-
 /// The daemon API over one node.
 pub(crate) struct Service {
     node: Node,
     settings: Settings,
-    memo: Arc<Mutex<Memo>>,
     stop: watch::Sender<bool>,
 }
 
 impl Service {
     pub(crate) fn new(node: Node, settings: Settings, stop: watch::Sender<bool>) -> Self {
-        Self { node, settings, memo: Arc::default(), stop }
-    }
-
-    fn memo<T>(&self, f: impl FnOnce(&mut Memo) -> T) -> T {
-        match self.memo.lock() {
-            Ok(mut m) => f(&mut m),
-            Err(poisoned) => f(&mut poisoned.into_inner()),
-        }
+        Self { node, settings, stop }
     }
 
     async fn contacts(&self) -> Result<Vec<NodeContact>, Status> {
@@ -116,52 +101,11 @@ impl Service {
         }
     }
 
-    /// The latest `limit` messages of `group` (the node pages forward only,
-    /// so this reads the whole log; see docs/APP.md).
-    async fn latest(&self, group: &GroupId, limit: u32) -> Result<Vec<HistoryEntry>, Status> {
-        let cap = usize::try_from(limit).unwrap_or(usize::MAX);
-        let mut ring: VecDeque<HistoryEntry> = VecDeque::with_capacity(cap.min(PAGE as usize));
-        let mut after = None;
-        loop {
-            let page = self.node.history(group, after, PAGE).await.map_err(node_error)?;
-            let full = page.len() == PAGE as usize;
-            if let Some(last) = page.last() {
-                after = Some((last.lamport, last.hash));
-            }
-            for entry in page {
-                if ring.len() == cap {
-                    ring.pop_front();
-                }
-                ring.push_back(entry);
-            }
-            if !full {
-                break;
-            }
-        }
-        if let Some(end) = after {
-            self.memo(|m| m.cursors.insert(*group, end));
-        }
-        Ok(ring.into())
-    }
-
-    /// The entry this device just wrote in `group`, read from where the
-    /// last read of the group ended.
+    /// The entry this device just wrote in `group`: among the latest (what
+    /// arrived meanwhile may follow it).
     async fn sent_entry(&self, group: &GroupId, hash: &EntryHash) -> Result<Option<HistoryEntry>, Status> {
-        let mut after = self.memo(|m| m.cursors.get(group).copied());
-        loop {
-            let page = self.node.history(group, after, PAGE).await.map_err(node_error)?;
-            let full = page.len() == PAGE as usize;
-            if let Some(last) = page.last() {
-                after = Some((last.lamport, last.hash));
-                self.memo(|m| m.cursors.insert(*group, (last.lamport, last.hash)));
-            }
-            if let Some(entry) = page.into_iter().find(|e| &e.hash == hash) {
-                return Ok(Some(entry));
-            }
-            if !full {
-                return Ok(None);
-            }
-        }
+        let latest = self.node.history_before(group, None, SENT_WITHIN).await.map_err(node_error)?;
+        Ok(latest.into_iter().rev().find(|e| &e.hash == hash))
     }
 
     fn message(e: HistoryEntry) -> api::Message {
@@ -497,15 +441,24 @@ impl DaemonApi for Service {
             l => l,
         };
         let group = self.resolve_conversation(&r.conversation).await?;
-        let entries = if r.after_hash.is_empty() {
-            self.latest(&group, limit).await?
-        } else {
-            let bytes = hex::decode(r.after_hash.trim())
+        let position = |lamport: u64, hash: &str, what: &str| -> Result<Option<(u64, EntryHash)>, Status> {
+            if hash.trim().is_empty() {
+                return Ok(None);
+            }
+            let bytes = hex::decode(hash.trim())
                 .ok()
                 .and_then(|b| <[u8; 32]>::try_from(b).ok())
-                .ok_or_else(|| Status::invalid_argument("after_hash is not a 32-byte hex entry hash"))?;
-            self.node.history(&group, Some((r.after_lamport, EntryHash(bytes))), limit).await.map_err(node_error)?
+                .ok_or_else(|| Status::invalid_argument(format!("{what} is not a 32-byte hex entry hash")))?;
+            Ok(Some((lamport, EntryHash(bytes))))
         };
+        let after = position(r.after_lamport, &r.after_hash, "after_hash")?;
+        let before = position(r.before_lamport, &r.before_hash, "before_hash")?;
+        let entries = match (after, before) {
+            (Some(_), Some(_)) => return Err(Status::invalid_argument("give after or before, not both")),
+            (Some(after), None) => self.node.history(&group, Some(after), limit).await,
+            (None, before) => self.node.history_before(&group, before, limit).await,
+        }
+        .map_err(node_error)?;
         let messages = entries.into_iter().map(Self::message).collect();
         Ok(Response::new(api::HistoryResponse { conversation: group_hex(&group), messages }))
     }
