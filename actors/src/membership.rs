@@ -135,6 +135,13 @@ impl Membership {
         self.devices.get(device)
     }
 
+    /// Every device `member` announced, in a stable order.
+    pub(crate) fn devices_of(&self, member: &MemberPublic) -> Vec<VerifyKey> {
+        let mut out: Vec<VerifyKey> = self.devices.iter().filter(|(_, (m, _))| m == member).map(|(d, _)| *d).collect();
+        out.sort_by_key(VerifyKey::to_bytes);
+        out
+    }
+
     /// Whether `member` was removed or left.
     pub(crate) fn is_removed(&self, member: &VerifyKey) -> bool {
         self.removed.contains(member)

@@ -623,6 +623,20 @@ pub mod group {
         pub limit: u32,
     }
 
+    /// Command: mark the messages read up to `up_to` (Lamport clock, hash)
+    /// included, or all of them (`None`). Read positions only move forward.
+    #[derive(Debug, Message)]
+    #[rtype(result = "Result<()>")]
+    pub struct MarkRead {
+        /// The last message read.
+        pub up_to: Option<(u64, EntryHash)>,
+    }
+
+    /// Query: how many messages others wrote after the read position.
+    #[derive(Debug, Message)]
+    #[rtype(result = "Result<u64>")]
+    pub struct GetUnread;
+
     /// Where a page of history lies: a position is (Lamport clock, hash).
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
     pub enum Page {

@@ -41,7 +41,10 @@ use crate::{
             ShareLink,
         },
         courier::StartGroup,
-        group::{AppendMessage, AwaitAnnounced, GetHistory, GetMembers, HistoryEntry, Page, RemoveMember},
+        group::{
+            AppendMessage, AwaitAnnounced, GetHistory, GetMembers, GetUnread, HistoryEntry, MarkRead, Page,
+            RemoveMember,
+        },
         rendezvous::{GetActivePoints, PointsRotated, Subscribe, WatchKey},
         replica::AddReplica,
         vault::{GetIdentity, GetMemberKeys, IssueInvitation, PublicIdentity, RotateNetworkKey},
@@ -796,6 +799,20 @@ impl Node {
     ) -> Result<Vec<HistoryEntry>> {
         let log = self.inner.group(group)?;
         log.send(GetHistory { page: Page::After(after), limit }).await.map_err(mailbox("group-log"))?
+    }
+
+    /// Marks a group's messages read up to `up_to` (a message's Lamport
+    /// clock and hash) included, or all of them (`None`). Read positions
+    /// only move forward; they are kept in the store.
+    pub async fn mark_read(&self, group: &GroupId, up_to: Option<(u64, EntryHash)>) -> Result<()> {
+        let log = self.inner.group(group)?;
+        log.send(MarkRead { up_to }).await.map_err(mailbox("group-log"))?
+    }
+
+    /// How many messages of a group others wrote after its read position.
+    pub async fn unread(&self, group: &GroupId) -> Result<u64> {
+        let log = self.inner.group(group)?;
+        log.send(GetUnread).await.map_err(mailbox("group-log"))?
     }
 
     /// A group's messages in the log's total order, the `limit` just before

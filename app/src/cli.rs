@@ -56,6 +56,11 @@ pub(crate) enum Command {
         #[arg(required = true, num_args = 1..)]
         text: Vec<String>,
     },
+    /// Mark a conversation's messages read (all of them).
+    Read {
+        /// Conversation id (or a unique prefix of at least 6 digits) or a contact's name.
+        conversation: String,
+    },
     /// Show a conversation's messages.
     Log {
         /// Conversation id (or a unique prefix of at least 6 digits) or a contact's name.

@@ -105,6 +105,10 @@ async fn with_daemon(c: &mut Client, command: Command, out: Out) -> Result<()> {
                 format!("sent {} to {}", out::short(&m.hash), out::short(&sent.conversation))
             })
         }
+        Command::Read { conversation } => {
+            let read = call!(c, mark_read, api::MarkReadRequest { conversation, ..Default::default() });
+            out.emit(&out::conversation(&read), || format!("read: {}", out::conversation_line(&read)))
+        }
         Command::Log { conversation, follow, limit } => log(c, conversation, follow, limit, out).await,
         Command::Group { action } => group(c, action, out).await,
         Command::Status => {

@@ -71,12 +71,14 @@ pub(crate) fn conversation(c: &api::Conversation) -> Value {
         "title": c.title,
         "contact": c.contact,
         "undelivered": c.undelivered,
+        "unread": c.unread,
     })
 }
 
 pub(crate) fn conversation_line(c: &api::Conversation) -> String {
+    let unread = if c.unread > 0 { format!("  [{} unread]", c.unread) } else { String::new() };
     let pending = if c.undelivered > 0 { format!("  ({} sending)", c.undelivered) } else { String::new() };
-    format!("{}  {:<8} {}{}", c.id, api::conversation_kind_name(c.kind()), c.title, pending)
+    format!("{}  {:<8} {}{}{}", c.id, api::conversation_kind_name(c.kind()), c.title, unread, pending)
 }
 
 pub(crate) fn message(m: &api::Message) -> Value {

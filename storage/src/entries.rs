@@ -654,6 +654,44 @@ impl Store {
         rows.iter().map(|r| self.entry_record(r)).collect()
     }
 
+    /// Marks `group`'s messages read up to `position` (Lamport clock, hash)
+    /// included; a position before the current one changes nothing.
+    pub async fn mark_read(&self, group: &GroupId, (lamport, hash): (u64, EntryHash)) -> Result<()> {
+        let lamport = to_i64(lamport, "Lamport clock")?;
+        let mut conn = self.writer().await?;
+        sqlx::query(
+            "UPDATE groups SET read_lamport = $1, read_hash = $2
+             WHERE group_id = $3 AND (read_lamport IS NULL OR read_lamport < $1 OR (read_lamport = $1 AND read_hash < $2))",
+        )
+        .bind(lamport)
+        .bind(hash.0.to_vec())
+        .bind(group.0.to_vec())
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
+
+    /// The readable messages of `group` after its read position that none
+    /// of `own` (this member's devices) wrote.
+    pub async fn unread_count(&self, group: &GroupId, own: &[VerifyKey]) -> Result<u64> {
+        let mut qb = QueryBuilder::<Sqlite>::new(
+            "SELECT COUNT(*) FROM entries e JOIN groups g ON g.id = e.group_ref WHERE g.group_id = ",
+        );
+        qb.push_bind(group.0.to_vec()).push(" AND e.kind = ").push_bind(kind_code(EntryKind::Message));
+        qb.push(" AND e.sealed_payload IS NOT NULL AND (g.read_lamport IS NULL OR e.lamport > g.read_lamport");
+        qb.push(" OR (e.lamport = g.read_lamport AND e.hash > g.read_hash))");
+        if !own.is_empty() {
+            qb.push(" AND (e.author IS NULL OR e.author NOT IN (");
+            let mut sep = qb.separated(", ");
+            for device in own {
+                sep.push_bind(device.to_bytes().to_vec());
+            }
+            qb.push("))");
+        }
+        let n: i64 = qb.build_query_scalar().fetch_one(&self.readers).await?;
+        Ok(u64::try_from(n).unwrap_or_default())
+    }
+
     /// How many entries a log holds.
     pub async fn entry_count(&self, group: &GroupId, kind: EntryKind) -> Result<u64> {
         let n: i64 = sqlx::query_scalar(

@@ -605,6 +605,27 @@ async fn a_log_pages_back_from_its_latest_entries() {
 }
 
 #[tokio::test]
+async fn unread_counts_others_messages_after_a_read_position_that_only_moves_forward() {
+    let t = temp_store().await;
+    let (gid, sealed, links) = three_messages(&t).await;
+    let (_, _, device) = group_fixture(7);
+    let batch: Vec<NewEntry<'_>> = owed_to(gid, &sealed, &links, &[])
+        .into_iter()
+        .map(|e| NewEntry { author: Some(device.verify_key()), payload: Some(b"m"), ..e })
+        .collect();
+    t.store.append_batch(&batch).await.unwrap();
+    let position = |i: usize| (links[i].lamport, sealed[i].hash());
+    assert_eq!(t.store.unread_count(&gid, &[]).await.unwrap(), 3);
+    assert_eq!(t.store.unread_count(&gid, &[device.verify_key()]).await.unwrap(), 0, "written by us");
+    t.store.mark_read(&gid, position(1)).await.unwrap();
+    assert_eq!(t.store.unread_count(&gid, &[]).await.unwrap(), 1);
+    t.store.mark_read(&gid, position(0)).await.unwrap();
+    assert_eq!(t.store.unread_count(&gid, &[]).await.unwrap(), 1, "never moved back");
+    t.store.mark_read(&gid, position(2)).await.unwrap();
+    assert_eq!(t.store.unread_count(&gid, &[]).await.unwrap(), 0);
+}
+
+#[tokio::test]
 async fn one_sync_covers_every_deferred_commit_before_it() {
     let t = temp_store().await;
     let (gid, sealed, links) = three_messages(&t).await;

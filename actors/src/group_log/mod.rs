@@ -22,8 +22,8 @@ use std::{
 };
 
 use actix::{
-    Actor, ActorFutureExt, Addr, AtomicResponse, Context, Handler, Recipient, ResponseActFuture, Supervised,
-    Supervisor, WrapFuture,
+    Actor, ActorFutureExt, Addr, AtomicResponse, Context, Handler, Recipient, ResponseActFuture, ResponseFuture,
+    Supervised, Supervisor, WrapFuture,
 };
 use tokio::sync::broadcast;
 use veil_crypto::{
@@ -43,8 +43,8 @@ use crate::{
         contacts::ContactJoined,
         courier::EntriesOwed,
         group::{
-            AwaitAnnounced, EntriesHeld, GetHistory, GetMembers, HistoryEntry, Page, Receipt, ReceiveEntries,
-            RemoveMember,
+            AwaitAnnounced, EntriesHeld, GetHistory, GetMembers, GetUnread, HistoryEntry, MarkRead, Page, Receipt,
+            ReceiveEntries, RemoveMember,
         },
         vault::{AnnounceDevice, GetDeviceKey, GetMemberKeys, OpenChainShare, OpenEpochShare, SealMessages, SignEntry},
     },
@@ -1027,7 +1027,7 @@ impl Handler<EntriesHeld> for GroupLog {
 }
 
 impl Handler<AwaitAnnounced> for GroupLog {
-    type Result = actix::ResponseFuture<Result<()>>;
+    type Result = ResponseFuture<Result<()>>;
 
     fn handle(&mut self, _: AwaitAnnounced, _: &mut Self::Context) -> Self::Result {
         let joining = &mut self.joining;
@@ -1125,6 +1125,37 @@ impl Handler<RemoveMember> for GroupLog {
                 Ok(())
             }),
         ))
+    }
+}
+
+impl Handler<MarkRead> for GroupLog {
+    type Result = ResponseFuture<Result<()>>;
+
+    fn handle(&mut self, msg: MarkRead, _: &mut Self::Context) -> Self::Result {
+        let (store, group) = (self.deps.store.clone(), self.group);
+        Box::pin(async move {
+            let up_to = match msg.up_to {
+                Some(position) => Some(position),
+                None => {
+                    let latest = store.entries_before(&group, EntryKind::Message, None, 1).await?;
+                    latest.first().map(|e| (e.lamport, e.hash))
+                }
+            };
+            if let Some(position) = up_to {
+                store.mark_read(&group, position).await?;
+            }
+            Ok(())
+        })
+    }
+}
+
+impl Handler<GetUnread> for GroupLog {
+    type Result = ResponseFuture<Result<u64>>;
+
+    fn handle(&mut self, _: GetUnread, _: &mut Self::Context) -> Self::Result {
+        let (store, group) = (self.deps.store.clone(), self.group);
+        let own = self.state.as_ref().map(|s| s.membership.devices_of(&s.me)).unwrap_or_default();
+        Box::pin(async move { Ok(store.unread_count(&group, &own).await?) })
     }
 }
 

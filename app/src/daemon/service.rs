@@ -108,6 +108,48 @@ impl Service {
         Ok(latest.into_iter().rev().find(|e| &e.hash == hash))
     }
 
+    /// `groups` as conversations, sorted: contacts first, then by title.
+    async fn conversations(&self, groups: &[GroupId]) -> Result<Vec<api::Conversation>, Status> {
+        let contacts = self.contacts().await?;
+        let by_group: HashMap<GroupId, &NodeContact> =
+            contacts.iter().filter_map(|c| c.group.map(|g| (g, c))).collect();
+        let names = self.node.group_names().await.map_err(node_error)?;
+        let mut out = Vec::new();
+        for &g in groups {
+            let id = group_hex(&g);
+            let undelivered = self.node.undelivered(&g).await.map_err(node_error)?;
+            let unread = self.node.unread(&g).await.map_err(node_error)?;
+            let conversation = match by_group.get(&g) {
+                Some(c) => {
+                    let account = hex::encode(c.account.signing.to_bytes());
+                    let title = c.name().map_or_else(|| format!("contact {}", short(&account)), str::to_owned);
+                    api::Conversation {
+                        kind: api::ConversationKind::Contact.into(),
+                        title,
+                        contact: account,
+                        undelivered,
+                        unread,
+                        id,
+                    }
+                }
+                None => {
+                    let title = names.get(&g).cloned().unwrap_or_else(|| format!("group {}", short(&id)));
+                    api::Conversation {
+                        kind: api::ConversationKind::Group.into(),
+                        title,
+                        contact: String::new(),
+                        undelivered,
+                        unread,
+                        id,
+                    }
+                }
+            };
+            out.push(conversation);
+        }
+        out.sort_by(|a, b| (a.kind, a.title.to_lowercase(), &a.id).cmp(&(b.kind, b.title.to_lowercase(), &b.id)));
+        Ok(out)
+    }
+
     fn message(e: HistoryEntry) -> api::Message {
         api::Message {
             hash: hex::encode(e.hash.0),
@@ -162,6 +204,15 @@ fn checked_arg<'a>(what: &str, text: &'a str) -> Result<&'a str, Status> {
         return Err(Status::invalid_argument(format!("the {what} is longer than {MAX_ARG} bytes")));
     }
     Ok(text)
+}
+
+/// A 32-byte entry hash in hex.
+fn entry_hash(text: &str, what: &str) -> Result<EntryHash, Status> {
+    hex::decode(text.trim())
+        .ok()
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .map(EntryHash)
+        .ok_or_else(|| Status::invalid_argument(format!("{what} is not a 32-byte hex entry hash")))
 }
 
 /// Maps a node error to a gRPC status with a one-line message.
@@ -373,41 +424,20 @@ impl DaemonApi for Service {
         &self,
         _: Request<api::ListConversationsRequest>,
     ) -> Result<Response<api::ListConversationsResponse>, Status> {
-        let contacts = self.contacts().await?;
-        let by_group: HashMap<GroupId, &NodeContact> =
-            contacts.iter().filter_map(|c| c.group.map(|g| (g, c))).collect();
-        let names = self.node.group_names().await.map_err(node_error)?;
-        let mut out = Vec::new();
-        for g in self.node.groups() {
-            let id = group_hex(&g);
-            let undelivered = self.node.undelivered(&g).await.map_err(node_error)?;
-            let conversation = match by_group.get(&g) {
-                Some(c) => {
-                    let account = hex::encode(c.account.signing.to_bytes());
-                    let title = c.name().map_or_else(|| format!("contact {}", short(&account)), str::to_owned);
-                    api::Conversation {
-                        kind: api::ConversationKind::Contact.into(),
-                        title,
-                        contact: account,
-                        undelivered,
-                        id,
-                    }
-                }
-                None => {
-                    let title = names.get(&g).cloned().unwrap_or_else(|| format!("group {}", short(&id)));
-                    api::Conversation {
-                        kind: api::ConversationKind::Group.into(),
-                        title,
-                        contact: String::new(),
-                        undelivered,
-                        id,
-                    }
-                }
-            };
-            out.push(conversation);
-        }
-        out.sort_by(|a, b| (a.kind, a.title.to_lowercase(), &a.id).cmp(&(b.kind, b.title.to_lowercase(), &b.id)));
-        Ok(Response::new(api::ListConversationsResponse { conversations: out }))
+        let conversations = self.conversations(&self.node.groups()).await?;
+        Ok(Response::new(api::ListConversationsResponse { conversations }))
+    }
+
+    async fn mark_read(&self, r: Request<api::MarkReadRequest>) -> Result<Response<api::Conversation>, Status> {
+        let r = r.into_inner();
+        let group = self.resolve_conversation(&r.conversation).await?;
+        let up_to = match r.hash.trim() {
+            "" => None,
+            hash => Some((r.lamport, entry_hash(hash, "hash")?)),
+        };
+        self.node.mark_read(&group, up_to).await.map_err(node_error)?;
+        let mut one = self.conversations(&[group]).await?;
+        one.pop().map(Response::new).ok_or_else(|| Status::not_found("unknown conversation"))
     }
 
     async fn send(&self, r: Request<api::SendRequest>) -> Result<Response<api::SendResponse>, Status> {
@@ -442,14 +472,10 @@ impl DaemonApi for Service {
         };
         let group = self.resolve_conversation(&r.conversation).await?;
         let position = |lamport: u64, hash: &str, what: &str| -> Result<Option<(u64, EntryHash)>, Status> {
-            if hash.trim().is_empty() {
-                return Ok(None);
+            match hash.trim() {
+                "" => Ok(None),
+                hash => Ok(Some((lamport, entry_hash(hash, what)?))),
             }
-            let bytes = hex::decode(hash.trim())
-                .ok()
-                .and_then(|b| <[u8; 32]>::try_from(b).ok())
-                .ok_or_else(|| Status::invalid_argument(format!("{what} is not a 32-byte hex entry hash")))?;
-            Ok(Some((lamport, EntryHash(bytes))))
         };
         let after = position(r.after_lamport, &r.after_hash, "after_hash")?;
         let before = position(r.before_lamport, &r.before_hash, "before_hash")?;
@@ -477,6 +503,7 @@ impl DaemonApi for Service {
             kind: api::ConversationKind::Group.into(),
             contact: String::new(),
             undelivered: 0,
+            unread: 0,
         }))
     }
 
@@ -508,6 +535,7 @@ impl DaemonApi for Service {
             kind: api::ConversationKind::Group.into(),
             contact: String::new(),
             undelivered: 0,
+            unread: 0,
         }))
     }
 

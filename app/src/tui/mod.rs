@@ -134,6 +134,12 @@ impl Ui {
                 // The selection may have moved while the call ran.
                 if self.app.current().is_some_and(|c| c.id == id) {
                     self.app.messages = r.into_inner().messages;
+                    // Shown: read, here and for every other client.
+                    let read = api::MarkReadRequest { conversation: id, ..Default::default() };
+                    match self.client.mark_read(read).await {
+                        Ok(r) => self.app.read(r.into_inner()),
+                        Err(e) => self.fail("marking read", e),
+                    }
                 }
             }
             Err(e) => self.fail("messages", e),

@@ -137,6 +137,14 @@ impl App {
         self.request_selected = self.request_selected.min(self.requests.len().saturating_sub(1));
     }
 
+    /// Takes a conversation as it stands once marked read.
+    pub(crate) fn read(&mut self, conversation: api::Conversation) {
+        self.unread.remove(&conversation.id);
+        if let Some(c) = self.conversations.iter_mut().find(|c| c.id == conversation.id) {
+            *c = conversation;
+        }
+    }
+
     /// Notes a new message in `conversation`.
     pub(crate) fn mark_unread(&mut self, conversation: &str) {
         if self.current().is_none_or(|c| c.id != conversation) {

@@ -46,6 +46,7 @@ fn conversation(id: &str, title: &str, undelivered: u64) -> api::Conversation {
         title: title.into(),
         contact: "ab".repeat(32),
         undelivered,
+        ..api::Conversation::default()
     }
 }
 

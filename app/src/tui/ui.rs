@@ -51,7 +51,9 @@ fn draw_chats(frame: &mut Frame<'_>, area: Rect, app: &App) {
         .iter()
         .map(|c| {
             let mut spans = vec![Span::raw(c.title.clone())];
-            if app.unread.contains(&c.id) {
+            if c.unread > 0 {
+                spans.push(Span::styled(format!(" ●{}", c.unread), Style::default().fg(ACCENT)));
+            } else if app.unread.contains(&c.id) {
                 spans.push(Span::styled(" ●", Style::default().fg(ACCENT)));
             }
             if c.undelivered > 0 {

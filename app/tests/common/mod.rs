@@ -238,6 +238,29 @@ pub fn request_contact(from: &Daemon, to: &Daemon, name: &str) -> Events {
     events
 }
 
+/// A rendezvous server, and Alice and Bob as contacts: Alice asked, Bob
+/// accepted (Alice may not have heard yet).
+pub struct Befriended {
+    pub server: Daemon,
+    pub rendezvous: String,
+    pub alice: Daemon,
+    pub bob: Daemon,
+    /// Bob's events, subscribed before Alice's request.
+    pub bob_events: Events,
+    /// Their 1:1 conversation.
+    pub conversation: String,
+}
+
+pub fn befriended() -> Befriended {
+    let server = Daemon::start("", &["--serve", "rendezvous"]);
+    let rendezvous = server.addr();
+    let alice = Daemon::start(FAST, &["--rendezvous", &rendezvous, "--name", "Alice"]);
+    let bob = Daemon::start(FAST, &["--rendezvous", &rendezvous, "--name", "Bob"]);
+    let bob_events = request_contact(&alice, &bob, "Alice");
+    let conversation = bob.ok(&["contact", "accept", "Alice"])["conversation"].as_str().unwrap().to_owned();
+    Befriended { server, rendezvous, alice, bob, bob_events, conversation }
+}
+
 /// The contact shown as `name` (its nickname, else the name it gave).
 pub fn contact_named<'a>(contacts: &'a Value, name: &str) -> Option<&'a Value> {
     contacts["contacts"].as_array().unwrap().iter().find(|c| c["name"] == name)
