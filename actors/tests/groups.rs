@@ -478,3 +478,20 @@ async fn a_rendezvous_server_sees_a_new_point_each_period_and_no_identifier() {
     let senders: HashSet<_> = recorded.iter().map(|(peer, _)| *peer).collect();
     assert!(senders.len() >= 5, "frames came from {} peer ids over five periods", senders.len());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_invitation_is_refused_and_joins_nothing() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let clock = ManualClock::new(UnixTime(T0 + 20));
+    let (server, addr) = rendezvous_server(&dirs[0]).await;
+    let (owner, late) = (peer(&dirs[1], &clock, &addr).await, peer(&dirs[2], &clock, &addr).await);
+    let group = owner.create_group(Some("short-lived")).await.unwrap();
+    let invitation = owner.invite(&group, Some(Duration::from_secs(60))).await.unwrap();
+    clock.set(UnixTime(T0 + 20 + 61));
+    let refused = late.join(&invitation).await.unwrap_err();
+    assert!(refused.to_string().contains("expired"), "{refused}");
+    assert!(late.groups().is_empty());
+    for n in [owner, late, server] {
+        n.shutdown().await.unwrap();
+    }
+}

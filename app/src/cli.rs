@@ -159,7 +159,12 @@ pub(crate) enum GroupAction {
         name: Option<String>,
     },
     /// Make an invitation to a group.
-    Invite { conversation: String },
+    Invite {
+        conversation: String,
+        /// Refuse the invitation after this long: `90s`, `30m`, `1h`, `7d` (default: never).
+        #[arg(long, value_parser = parse_span)]
+        expires: Option<u64>,
+    },
     /// Join a group through an invitation.
     Join { invitation: String },
     /// Leave a group: the others move to keys you do not get.
@@ -240,6 +245,26 @@ impl DaemonArgs {
     }
 }
 
+/// A span of time as `<number><s|m|h|d>`, in seconds (at least one).
+fn parse_span(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let unit_at = text.char_indices().last().map_or(0, |(at, _)| at);
+    let (number, unit) = text.split_at(unit_at);
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err("give a number and a unit: s, m, h or d (e.g. 1h)".to_owned()),
+    };
+    let n: u64 = number.parse().map_err(|_| format!("{number:?} is not a whole number"))?;
+    match n.checked_mul(scale) {
+        Some(0) => Err("at least one second".to_owned()),
+        Some(seconds) => Ok(seconds),
+        None => Err("too long".to_owned()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -251,6 +276,17 @@ mod tests {
     #[test]
     fn the_command_line_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn spans_read_as_seconds_and_nonsense_is_refused() {
+        assert_eq!(parse_span("90s"), Ok(90));
+        assert_eq!(parse_span("30m"), Ok(1800));
+        assert_eq!(parse_span(" 1h "), Ok(3600));
+        assert_eq!(parse_span("7d"), Ok(604_800));
+        for bad in ["", "h", "1", "1w", "-1h", "0s", "1.5h", "99999999999999999999d", "1é", "é"] {
+            assert!(parse_span(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

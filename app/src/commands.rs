@@ -240,9 +240,10 @@ async fn group(c: &mut Client, action: GroupAction, out: Out) -> Result<()> {
             let g = call!(c, create_group, api::CreateGroupRequest { name: name.unwrap_or_default() });
             out.emit(&out::conversation(&g), || format!("created {}", out::conversation_line(&g)))
         }
-        GroupAction::Invite { conversation } => {
-            let i = call!(c, invite_to_group, api::InviteToGroupRequest { conversation });
-            out.emit(&json!({ "uri": i.uri, "qr": i.qr }), || i.uri.clone())
+        GroupAction::Invite { conversation, expires } => {
+            let request = api::InviteToGroupRequest { conversation, expires_in_seconds: expires.unwrap_or(0) };
+            let i = call!(c, invite_to_group, request);
+            out.emit(&json!({ "uri": i.uri, "qr": i.qr, "expires_at": i.expires_at }), || i.uri.clone())
         }
         GroupAction::Join { invitation } => {
             let g = call!(c, join_group, api::JoinGroupRequest { invitation });

@@ -375,7 +375,17 @@ fn group_names_outlive_a_restart_and_travel_with_invitations() {
     let rendezvous = server.addr();
     let mut alice = Daemon::start(FAST, &["--rendezvous", &rendezvous]);
     let club = alice.ok(&["group", "create", "Book club"])["id"].as_str().unwrap().to_owned();
-    let invitation = alice.ok(&["group", "invite", &club])["uri"].as_str().unwrap().to_owned();
+    let invited = alice.ok(&["group", "invite", &club]);
+    assert_eq!(invited["expires_at"], 0, "never, unless asked");
+    let invitation = invited["uri"].as_str().unwrap().to_owned();
+    // `--expires` puts the expiry into the invitation itself.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let short = alice.ok(&["group", "invite", &club, "--expires", "1h"]);
+    let expires_at = short["expires_at"].as_u64().unwrap();
+    assert!((now + 3600..=now + 3660).contains(&expires_at), "{short}");
+    let carried = veil_proto::link::parse_invitation(short["uri"].as_str().unwrap()).unwrap().expires_at.unwrap();
+    assert_eq!(carried.0, expires_at);
+    assert_ne!(alice.run(&["group", "invite", &club, "--expires", "soon"]).code, 0);
     assert_eq!(alice.stop(rustix::process::Signal::INT), 0);
     let (child, ready) = spawn_daemon(alice.path(), &["--rendezvous", &rendezvous]);
     (alice.child, alice.ready) = (Some(child), ready);

@@ -21,6 +21,8 @@ use crate::{
 
 /// How far among the latest messages a message just sent is looked for.
 const SENT_WITHIN: u32 = 64;
+/// The longest an invitation may be valid for.
+const MAX_INVITATION_SECONDS: u64 = 365 * 24 * 3600;
 /// The shortest id prefix accepted for a conversation or a contact.
 const MIN_PREFIX: usize = 6;
 /// Transports `AttachTransport` knows how to build.
@@ -511,11 +513,23 @@ impl DaemonApi for Service {
         &self,
         r: Request<api::InviteToGroupRequest>,
     ) -> Result<Response<api::Invitation>, Status> {
-        let group = self.resolve_conversation(&r.into_inner().conversation).await?;
-        let uri = self.node.invite(&group, None).await.map_err(node_error)?;
+        let r = r.into_inner();
+        let group = self.resolve_conversation(&r.conversation).await?;
+        let valid_for = match r.expires_in_seconds {
+            0 => None,
+            s if s > MAX_INVITATION_SECONDS => {
+                return Err(Status::invalid_argument("an invitation is valid for at most a year"));
+            }
+            s => Some(std::time::Duration::from_secs(s)),
+        };
+        let uri = self.node.invite(&group, valid_for).await.map_err(node_error)?;
         let invitation = veil_proto::link::parse_invitation(&uri)
             .map_err(|e| Status::internal(format!("the invitation does not parse back: {e}")))?;
-        Ok(Response::new(api::Invitation { qr: veil_proto::link::invitation_qr(&invitation), uri }))
+        Ok(Response::new(api::Invitation {
+            qr: veil_proto::link::invitation_qr(&invitation),
+            uri,
+            expires_at: invitation.expires_at.map_or(0, |t| t.0),
+        }))
     }
 
     async fn join_group(&self, r: Request<api::JoinGroupRequest>) -> Result<Response<api::Conversation>, Status> {
