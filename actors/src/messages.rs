@@ -540,6 +540,9 @@ pub mod group {
         /// devices in the group): the author device announced itself as
         /// this member's.
         pub mine: bool,
+        /// Of this device's messages: how many members have not acknowledged
+        /// it yet (0: delivered to all it was owed to).
+        pub waiting_for: u32,
         /// Its Lamport clock.
         pub lamport: u64,
         /// The payload.

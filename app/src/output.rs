@@ -87,6 +87,7 @@ pub(crate) fn message(m: &api::Message) -> Value {
         "lamport": m.lamport,
         "author": m.author,
         "mine": m.mine,
+        "waiting_for": m.waiting_for,
         "text": text_of(&m.body),
     })
 }
@@ -103,7 +104,8 @@ pub(crate) fn message_line(m: &api::Message, them: Option<&str>) -> String {
             None => short(&m.author).to_owned(),
         }
     };
-    format!("{who}: {}", text_of(&m.body))
+    let pending = if m.waiting_for > 0 { "  (not delivered yet)" } else { "" };
+    format!("{who}: {}{pending}", text_of(&m.body))
 }
 
 pub(crate) fn status(s: &api::Status) -> Value {

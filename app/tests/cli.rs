@@ -426,3 +426,26 @@ fn unread_counts_what_others_wrote_since_the_conversation_was_read() {
     assert_eq!(unread(&bob), 1, "only what came after he read");
     assert_eq!(bob.ok(&["read", "Alice"])["unread"], 0);
 }
+
+#[test]
+fn a_message_shows_whether_it_was_delivered() {
+    let Befriended { server: _server, rendezvous, alice, mut bob, bob_events, conversation } = befriended();
+    let alice_events = alice.events();
+    alice_events.until("Bob's acceptance", || alice.run(&["send", &conversation, "one"]).code == 0);
+    let waiting = |text: &str| {
+        let log = alice.ok(&["log", &conversation]);
+        let m = log["messages"].as_array().unwrap().iter().find(|m| m["text"] == text).cloned();
+        m.map(|m| m["waiting_for"].as_u64().unwrap())
+    };
+    alice_events.until("one delivered", || waiting("one") == Some(0));
+    drop(bob_events);
+
+    // Bob is away: Alice's next message waits for him, and says so.
+    assert_eq!(bob.stop(rustix::process::Signal::INT), 0);
+    alice.ok(&["send", &conversation, "two"]);
+    assert_eq!(waiting("two"), Some(1));
+    let (child, ready) = spawn_daemon(bob.path(), &["--rendezvous", &rendezvous]);
+    (bob.child, bob.ready) = (Some(child), ready);
+    alice_events.until("two delivered once Bob is back", || waiting("two") == Some(0));
+    assert_eq!(texts(&bob.ok(&["log", &conversation])), vec![(false, "one".to_owned()), (false, "two".to_owned())]);
+}

@@ -78,6 +78,33 @@ impl Store {
             .collect()
     }
 
+    /// For each of `hashes` still owed to some of `peers` (not acknowledged
+    /// yet): how many of them. Entries owed to none are left out.
+    pub async fn owed_counts(&self, peers: &[Peer], hashes: &[EntryHash]) -> Result<Vec<(EntryHash, u32)>> {
+        let mut out = Vec::new();
+        if peers.is_empty() || hashes.is_empty() {
+            return Ok(out);
+        }
+        let mut conn = self.readers.acquire().await?;
+        for chunk in hashes.chunks(ROWS_PER_STATEMENT) {
+            let mut qb = QueryBuilder::<Sqlite>::new(
+                "SELECT e.hash, COUNT(*) AS n FROM entries e JOIN outbox o ON o.entry_seq = e.seq AND o.peer IN (",
+            );
+            let mut sep = qb.separated(", ");
+            for peer in peers {
+                sep.push_bind(peer.0.to_vec());
+            }
+            qb.push(") WHERE ");
+            push_hash_filter(&mut qb, chunk.iter().map(|h| &h.0));
+            qb.push(" GROUP BY e.hash");
+            for row in qb.build().fetch_all(&mut *conn).await? {
+                let n = u32::try_from(u64_col(&row, "n")?).unwrap_or(u32::MAX);
+                out.push((EntryHash(blob::<32>(&row, "hash")?), n));
+            }
+        }
+        Ok(out)
+    }
+
     /// Peers that are owed at least one entry.
     pub async fn outbox_peers(&self) -> Result<Vec<Peer>> {
         let rows = sqlx::query("SELECT DISTINCT peer FROM outbox ORDER BY peer").fetch_all(&self.readers).await?;

@@ -626,6 +626,22 @@ async fn unread_counts_others_messages_after_a_read_position_that_only_moves_for
 }
 
 #[tokio::test]
+async fn owed_counts_say_how_many_peers_have_not_acknowledged_each_entry() {
+    let t = temp_store().await;
+    let (gid, sealed, links) = three_messages(&t).await;
+    let (a, b, stranger) = (Peer([1; 32]), Peer([2; 32]), Peer([3; 32]));
+    t.store.append_batch(&owed_to(gid, &sealed, &links, &[a, b])).await.unwrap();
+    let hashes: Vec<EntryHash> = sealed.iter().map(|s| s.hash()).collect();
+    t.store.ack(&a, &hashes[..1]).await.unwrap();
+    t.store.ack(&b, &hashes[..2]).await.unwrap();
+    let mut counts = t.store.owed_counts(&[a, b], &hashes).await.unwrap();
+    counts.sort_by_key(|(h, _)| hashes.iter().position(|x| x == h));
+    assert_eq!(counts, vec![(hashes[1], 1), (hashes[2], 2)], "the first one is acknowledged by both");
+    assert_eq!(t.store.owed_counts(&[b], &hashes).await.unwrap(), vec![(hashes[2], 1)]);
+    assert!(t.store.owed_counts(&[stranger], &hashes).await.unwrap().is_empty());
+}
+
+#[tokio::test]
 async fn one_sync_covers_every_deferred_commit_before_it() {
     let t = temp_store().await;
     let (gid, sealed, links) = three_messages(&t).await;

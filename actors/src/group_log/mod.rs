@@ -1163,7 +1163,7 @@ impl Handler<GetHistory> for GroupLog {
     type Result = ResponseActFuture<Self, Result<Vec<HistoryEntry>>>;
 
     fn handle(&mut self, msg: GetHistory, _: &mut Self::Context) -> Self::Result {
-        let (store, group) = (self.deps.store.clone(), self.group);
+        let (store, group, members) = (self.deps.store.clone(), self.group, self.members.clone());
         // Which author devices are this member's (announced in the log).
         let own = self.state.as_ref().map(|s| {
             let me = s.me;
@@ -1177,6 +1177,7 @@ impl Handler<GetHistory> for GroupLog {
                         hash: e.hash,
                         author: e.author,
                         mine: e.author.as_ref().is_some_and(|a| own.as_ref().is_some_and(|own| own(a))),
+                        waiting_for: 0,
                         lamport: e.lamport,
                         payload: e.payload?.to_vec(),
                     })
@@ -1211,6 +1212,13 @@ impl Handler<GetHistory> for GroupLog {
                         }
                         out.drain(..out.len().saturating_sub(limit));
                     }
+                }
+                // Delivery of this member's messages: who has not
+                // acknowledged them yet.
+                let mine: Vec<EntryHash> = out.iter().filter(|e| e.mine).map(|e| e.hash).collect();
+                let waiting: HashMap<EntryHash, u32> = store.owed_counts(&members, &mine).await?.into_iter().collect();
+                for e in &mut out {
+                    e.waiting_for = waiting.get(&e.hash).copied().unwrap_or(0);
                 }
                 Ok(out)
             }

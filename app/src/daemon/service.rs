@@ -159,6 +159,7 @@ impl Service {
             author: e.author.map(|a| hex::encode(a.to_bytes())).unwrap_or_default(),
             mine: e.mine,
             body: e.payload,
+            waiting_for: e.waiting_for,
         }
     }
 

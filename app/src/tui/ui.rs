@@ -117,7 +117,11 @@ fn message_lines(messages: &[api::Message], them: Option<&str>, width: usize) ->
             (who, ACCENT)
         };
         let prefix = format!("{who}: ");
-        let text: String = text_of(&m.body).chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+        let mut text: String = text_of(&m.body).chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+        if m.mine {
+            // Ticks: delivered to everyone it was owed to, or still waiting.
+            text.push_str(if m.waiting_for == 0 { " ✓" } else { " …" });
+        }
         let indent = prefix.chars().count().min(width / 2);
         let first_room = width.saturating_sub(prefix.chars().count()).max(1);
         for (i, chunk) in wrap(&text, first_room, (width - indent).max(1)).into_iter().enumerate() {
