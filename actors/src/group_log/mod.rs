@@ -508,7 +508,8 @@ struct Receiver {
     authors: AuthorKeys,
     /// This batch's messages, stored together.
     queued: Vec<QueuedMessage>,
-    /// The last of this batch's commits, durable once synced: messages are
+    /// The last of this batch's commits (a sync covers the earlier ones
+    /// too), durable once synced: messages are
     /// reported received at once, acknowledged only after the sync (by the
     /// courier, see `Receipt`).
     unsynced: Option<Unsynced>,
@@ -1128,6 +1129,14 @@ impl Handler<RemoveMember> for GroupLog {
     }
 }
 
+impl GroupLog {
+    /// The devices this member announced in the group's log (none before
+    /// the log is loaded).
+    fn own_devices(&self) -> Vec<VerifyKey> {
+        self.state.as_ref().map(|s| s.membership.devices_of(&s.me)).unwrap_or_default()
+    }
+}
+
 impl Handler<MarkRead> for GroupLog {
     type Result = ResponseFuture<Result<()>>;
 
@@ -1153,8 +1162,7 @@ impl Handler<GetUnread> for GroupLog {
     type Result = ResponseFuture<Result<u64>>;
 
     fn handle(&mut self, _: GetUnread, _: &mut Self::Context) -> Self::Result {
-        let (store, group) = (self.deps.store.clone(), self.group);
-        let own = self.state.as_ref().map(|s| s.membership.devices_of(&s.me)).unwrap_or_default();
+        let (store, group, own) = (self.deps.store.clone(), self.group, self.own_devices());
         Box::pin(async move { Ok(store.unread_count(&group, &own).await?) })
     }
 }
@@ -1164,19 +1172,15 @@ impl Handler<GetHistory> for GroupLog {
 
     fn handle(&mut self, msg: GetHistory, _: &mut Self::Context) -> Self::Result {
         let (store, group, members) = (self.deps.store.clone(), self.group, self.members.clone());
-        // Which author devices are this member's (announced in the log).
-        let own = self.state.as_ref().map(|s| {
-            let me = s.me;
-            let membership = s.membership.clone();
-            move |author: &VerifyKey| membership.device(author).is_some_and(|(member, _)| *member == me)
-        });
+        // The devices this member announced in the log.
+        let own = self.own_devices();
         Box::pin(
             async move {
                 let entry = |e: veil_storage::EntryRecord| {
                     Some(HistoryEntry {
                         hash: e.hash,
                         author: e.author,
-                        mine: e.author.as_ref().is_some_and(|a| own.as_ref().is_some_and(|own| own(a))),
+                        mine: e.author.as_ref().is_some_and(|a| own.contains(a)),
                         waiting_for: 0,
                         lamport: e.lamport,
                         payload: e.payload?.to_vec(),
