@@ -249,7 +249,13 @@ fn exposure(observer: Observer, input: &AuditInput, peer_id: &str) -> Exposure {
             if proximity {
                 learns.push(s("that a veil device is in radio range (proximity transport)"));
             }
-            let mut not = vec![s("who you are; who you talk to")];
+            if applies && policy.proximity() {
+                learns.push(s(
+                    "if it runs veil: that you do, and how many groups you have, rounded up to 16 (membership tokens)",
+                ));
+            }
+            let mut not =
+                vec![s("who you are; who you talk to; which groups you are in (tokens are salted per offer)")];
             if !mdns {
                 not.push(s("that you run veil (no mDNS announcements under this policy)"));
             }
@@ -366,5 +372,9 @@ mod tests {
         let offline = audit(&input(Policy::Offline));
         assert!(!of(&offline, Observer::RendezvousServer).applies && !of(&offline, Observer::DhtPeer).applies);
         assert!(offline.to_string().contains("LAN/BLE neighbour"));
+        // A veil neighbour learns the rounded number of groups where tokens are offered.
+        let tokens = |a: &Audit| of(a, Observer::LanNeighbour).learns.iter().any(|l| l.contains("rounded up to 16"));
+        assert!(tokens(&direct) && tokens(&offline) && !tokens(&relayed));
+        assert!(!tokens(&audit(&AuditInput { mdns: false, ..input(Policy::Direct) })));
     }
 }

@@ -33,7 +33,7 @@ use actix::{
 };
 use tokio::sync::{Notify, broadcast, oneshot};
 use veil_crypto::{
-    GroupId, GroupKeys, RendezvousSeed,
+    GroupId, GroupKeys, OsEntropy, RendezvousSeed,
     envelope::{EntryHash, EntryKind, SealedEntry},
     rendezvous::{ActivePoints, session_tag},
     time::Clock,
@@ -51,11 +51,12 @@ use crate::{
     group_log::GroupLogDeps,
     heads::{Heads, HeadsGossip, OwnHeads},
     messages::{
-        courier::{EntriesOwed, InboundFrame, InboundFrames, NetworkRestarted, PeerLeft, StartGroup},
+        courier::{EntriesOwed, InboundFrame, InboundFrames, NetworkRestarted, PeerLeft, Proximity, StartGroup},
         group::{EntriesHeld, ReceiveEntries},
         rendezvous::{PointsRotated, Refresh, WatchKey},
         vault::GroupAdded,
     },
+    nearby::{self, Nearby},
     outgoing::{Ack, Lanes, Next, PendingAcks, ack_rows, delivered},
     pace::LookupPace,
     supervision::{guarded_with, mailbox},
@@ -217,6 +218,13 @@ pub struct Courier {
     acks_recorded: Arc<Notify>,
     /// Received batches whose acknowledgement waits for their sync.
     acks_syncing: Arc<tokio::sync::Semaphore>,
+    /// Peers found nearby and what they were offered.
+    nearby: Nearby,
+    /// Whether the policy allows proximity discovery.
+    proximity: bool,
+    /// A group looked for members this tick: nearby peers are offered
+    /// tokens again if their offer is stale.
+    wants_members: bool,
 }
 
 impl core::fmt::Debug for Courier {
@@ -247,6 +255,8 @@ pub(crate) struct CourierDeps {
     pub rotator: Recipient<Refresh>,
     /// Frames naming no group of ours (for the replication role).
     pub fallback: Option<Recipient<InboundFrame>>,
+    /// Whether the policy allows proximity discovery at start.
+    pub proximity: bool,
 }
 
 impl Courier {
@@ -285,6 +295,9 @@ impl Courier {
             acks: PendingAcks::default(),
             acks_recorded: Arc::new(Notify::new()),
             acks_syncing: Arc::new(tokio::sync::Semaphore::new(MAX_ACKS_SYNCING)),
+            nearby: Nearby::default(),
+            proximity: deps.proximity,
+            wants_members: false,
         }
     }
 
@@ -722,6 +735,7 @@ impl Courier {
         let look = if pull { route.pace.due(self.ticks) } else { peers.is_empty() };
         if look {
             self.look_up(ctx, group);
+            self.wants_members = true;
         }
         let slow = pull && self.ticks.is_multiple_of(SLOW_TICKS);
         // A replication node offers nothing by itself: what other members
@@ -779,6 +793,61 @@ impl Courier {
         let groups: Vec<GroupId> = self.routes.keys().copied().collect();
         for group in groups {
             self.deliver(ctx, group);
+        }
+        // Members nobody serves may be nearby: stale offers are renewed.
+        if std::mem::take(&mut self.wants_members) && self.proximity {
+            for peer in self.nearby.stale(self.ticks, |p| self.sessions.get(p).is_some_and(|g| !g.is_empty())) {
+                self.offer_nearby(ctx, peer);
+            }
+        }
+    }
+
+    /// Offers `peer`, found nearby, a token for every group of this node.
+    fn offer_nearby(&mut self, ctx: &mut Context<Self>, peer: PeerId) {
+        let Some(me) = self.me else { return };
+        let frames = match nearby::offer(self.routes.values().map(|r| &r.seed), &me, &peer, &mut OsEntropy) {
+            Ok(frames) => frames,
+            Err(e) => {
+                tracing::warn!(actor = NAME, error = %e, "no randomness for a nearby offer");
+                return;
+            }
+        };
+        self.nearby.offered(peer, self.ticks);
+        let network = self.network.clone();
+        let sent = async move {
+            for frame in frames {
+                network.send_frame(peer, frame.encode()).await?;
+            }
+            Ok::<_, veil_transports::Error>(())
+        };
+        ctx.spawn(sent.into_actor(self).map(move |sent, act, _| {
+            if let Err(e) = sent {
+                tracing::debug!(actor = NAME, error = %e, "a nearby peer is unreachable");
+                act.nearby.left(&peer);
+            }
+        }));
+    }
+
+    /// `peer` offered its tokens under `salt`: the groups it shares with
+    /// this node are served to it, and ours are offered back if owed.
+    fn nearby_offered(&mut self, ctx: &mut Context<Self>, peer: PeerId, salt: &[u8; 32], tokens: &[[u8; 32]]) {
+        let Some(me) = self.me else { return };
+        if !self.proximity {
+            tracing::debug!(actor = NAME, "a nearby offer under a policy without proximity; ignored");
+            return;
+        }
+        let shared = nearby::recognise(self.routes.iter().map(|(g, r)| (g, &r.seed)), salt, tokens, &peer, &me);
+        // It found this node nearby (or is connected to it): it is offered
+        // ours in return, once per connection and change of our groups.
+        self.nearby.found(peer);
+        if self.nearby.owes_answer(&peer) {
+            self.offer_nearby(ctx, peer);
+        }
+        for group in shared {
+            if self.proven.insert(peer) {
+                self.learn_relays_of(ctx, peer);
+            }
+            self.join_session(ctx, group, peer);
         }
     }
 }
@@ -940,6 +1009,7 @@ impl Handler<StartGroup> for Courier {
                     let seed = keys.rendezvous_seed.clone();
                     let credential = keys.replication_credential();
                     let existing = act.routes.get(&group).map(|r| r.log.clone());
+                    let new = existing.is_none();
                     let log = existing.unwrap_or_else(|| GroupLog::start(group, act.deps.clone(), members.clone()));
                     if let Ok(mut dir) = act.directory.lock() {
                         dir.insert(group, log.clone());
@@ -953,7 +1023,16 @@ impl Handler<StartGroup> for Courier {
                     };
                     let pace = LookupPace::default();
                     act.routes.insert(group, Route { seed, log, members, announcements, points, pull, replica, pace });
+                    new
                 });
+                // Nearby peers may share the new group: they hear of it now.
+                if started.as_ref().is_ok_and(|new| *new) {
+                    for peer in act.nearby.groups_changed() {
+                        if act.proximity {
+                            act.offer_nearby(ctx, peer);
+                        }
+                    }
+                }
                 // Points reported before the route existed (at start, the
                 // rotator reports stored groups before they are started):
                 // announce, and look members up now rather than at a tick.
@@ -1053,6 +1132,10 @@ impl Courier {
                 return None;
             }
         };
+        if let GroupBody::Nearby(tokens) = &frame.body {
+            self.nearby_offered(ctx, peer, &frame.session_tag, tokens);
+            return None;
+        }
         let Some((group, replica)) = self.group_of(&peer, &frame.session_tag) else {
             match &self.fallback {
                 Some(fallback) => {
@@ -1099,6 +1182,7 @@ impl Courier {
                     self.reconcile(ctx, group, peer, Some(ranges));
                 }
             }
+            GroupBody::Nearby(_) => {}
             GroupBody::Ack(hashes) if self.pulls(&group) => {
                 let route = self.routes.get(&group)?;
                 let log = route.log.clone();
@@ -1253,12 +1337,28 @@ impl Handler<PeerLeft> for Courier {
         self.asked.retain(|_, (p, _)| *p != msg.peer);
         self.replicas.retain(|(_, p)| *p != msg.peer);
         self.proven.remove(&msg.peer);
+        self.nearby.left(&msg.peer);
         self.lanes.forget_peer(&msg.peer);
         for group in self.sessions.remove(&msg.peer).unwrap_or_default() {
             if let Some(route) = self.routes.get_mut(&group) {
                 route.pace.reset(Some(&msg.peer));
             }
             ctx.spawn(self.reschedule(group).into_actor(self));
+        }
+    }
+}
+
+impl Handler<Proximity> for Courier {
+    type Result = ();
+
+    fn handle(&mut self, msg: Proximity, ctx: &mut Self::Context) {
+        match msg {
+            Proximity::Found(peer) => {
+                if self.nearby.found(peer) && self.proximity {
+                    self.offer_nearby(ctx, peer);
+                }
+            }
+            Proximity::Allowed(allowed) => self.proximity = allowed,
         }
     }
 }
@@ -1271,6 +1371,7 @@ impl Handler<NetworkRestarted> for Courier {
         self.me = Some(msg.peer_id);
         self.awaiting_new_peer_id = false;
         self.forget_sessions();
+        self.nearby.restarted();
         // The new peer id must be announced at every group's points.
         let groups: Vec<GroupId> = self.routes.keys().copied().collect();
         for group in groups {

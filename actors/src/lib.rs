@@ -46,6 +46,7 @@ mod group_log;
 mod heads;
 mod membership;
 pub mod messages;
+mod nearby;
 mod node;
 mod outgoing;
 mod pace;

@@ -502,6 +502,19 @@ pub mod courier {
         pub peer: PeerId,
     }
 
+    /// Event (from the transport manager): proximity discovery (see
+    /// `nearby.rs`).
+    #[derive(Debug, Message)]
+    #[rtype(result = "()")]
+    pub enum Proximity {
+        /// A peer was found nearby (mDNS on the LAN): it is offered
+        /// membership tokens.
+        Found(PeerId),
+        /// Whether the privacy policy lets this node offer tokens to nearby
+        /// peers and answer theirs.
+        Allowed(bool),
+    }
+
     /// Event (from the transport manager): the swarm restarted under a new peer id.
     #[derive(Debug, Message)]
     #[rtype(result = "()")]

@@ -437,6 +437,7 @@ async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
                         vault: vault.recipient(),
                         rotator: rotator.recipient(),
                         fallback: Some(fallback.clone()),
+                        proximity: builder.policy.proximity(),
                     };
                     Courier::new(deps, groups)
                 }
@@ -465,6 +466,7 @@ async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
         frames: courier.clone().recipient(),
         requests: contacts.clone().recipient(),
         lan: contacts.clone().recipient(),
+        nearby: courier.clone().recipient(),
         left: courier.clone().recipient(),
         restarted: vec![courier.clone().recipient(), contacts.clone().recipient(), replica.clone().recipient()],
     };

@@ -352,7 +352,8 @@ impl Handler<InboundFrame> for Replica {
             GroupBody::Heads { metadata, messages } => {
                 self.want(ctx, id, peer, metadata.into_iter().chain(messages).collect())
             }
-            GroupBody::Ack(_) => {}
+            // Nearby offers go to the courier, never here; acks need no answer.
+            GroupBody::Ack(_) | GroupBody::Nearby(_) => {}
         }
     }
 }

@@ -23,7 +23,7 @@ use crate::{
     Error, NodeEvent, Result,
     messages::{
         contacts::{InboundRequest, LanPeerFound},
-        courier::{InboundFrame, InboundFrames, NetworkRestarted, PeerLeft},
+        courier::{InboundFrame, InboundFrames, NetworkRestarted, PeerLeft, Proximity},
     },
     supervision::guarded,
 };
@@ -35,8 +35,10 @@ pub(crate) struct NetworkRoutes {
     pub(crate) frames: Recipient<InboundFrames>,
     /// `/veil/contact/1` requests.
     pub(crate) requests: Recipient<InboundRequest>,
-    /// Peers found on the LAN (mDNS).
+    /// Peers found on the LAN (mDNS), for pending contact requests.
     pub(crate) lan: Recipient<LanPeerFound>,
+    /// Peers found on the LAN (mDNS), for the groups they may share.
+    pub(crate) nearby: Recipient<Proximity>,
     /// Disconnections.
     pub(crate) left: Recipient<PeerLeft>,
     /// Swarm restarts (new peer id).
@@ -189,6 +191,7 @@ fn net(e: veil_transports::Error) -> Error {
 enum ToCourier {
     Frames(Vec<InboundFrame>),
     Left(PeerLeft),
+    Nearby(Proximity),
 }
 
 impl ToCourier {
@@ -225,6 +228,7 @@ impl Handler<FromNetwork> for TransportManager {
                 let sent = match item {
                     ToCourier::Frames(frames) => routes.frames.send(InboundFrames { frames }).await,
                     ToCourier::Left(left) => routes.left.send(left).await,
+                    ToCourier::Nearby(nearby) => routes.nearby.send(nearby).await,
                 };
                 if sent.is_err() {
                     tracing::debug!(actor = NAME, "the courier is not running; a network event was not routed");
@@ -236,8 +240,8 @@ impl Handler<FromNetwork> for TransportManager {
 
 /// Routes one network event: what must reach the courier is queued in
 /// `to_courier`; returns the node event to publish, if any. A full mailbox
-/// drops a contact request (the requester retries) or a LAN sighting (mDNS
-/// reports it again).
+/// drops a contact request (the requester retries) or a LAN sighting for the
+/// contact book (mDNS reports it again; the courier hears of every one).
 fn route(
     event: NetworkEvent,
     routes: &NetworkRoutes,
@@ -262,6 +266,7 @@ fn route(
         }
         NetworkEvent::PeerDiscovered { peer, .. } => {
             let _ = routes.lan.try_send(LanPeerFound { peer });
+            to_courier.push(ToCourier::Nearby(Proximity::Found(peer)));
             None
         }
         NetworkEvent::Listening { addr } => Some(NodeEvent::Listening { addr }),
@@ -308,8 +313,11 @@ impl Handler<SetPolicy> for TransportManager {
 
     fn handle(&mut self, msg: SetPolicy, _: &mut Self::Context) -> Self::Result {
         self.policy = msg.0;
-        let network = self.network.clone();
-        Box::pin(async move { network.set_policy(msg.0).await.map_err(net) })
+        let (network, nearby) = (self.network.clone(), self.routes.nearby.clone());
+        Box::pin(async move {
+            network.set_policy(msg.0).await.map_err(net)?;
+            nearby.send(Proximity::Allowed(msg.0.proximity())).await.map_err(crate::supervision::mailbox("courier"))
+        })
     }
 }
 

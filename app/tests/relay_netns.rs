@@ -24,7 +24,7 @@
 mod common;
 
 use common::{
-    netns::{Namespaces, may_run, must},
+    netns::{Namespaces, may_run, must, tcpdump},
     *,
 };
 
@@ -83,20 +83,7 @@ struct Capture {
 
 impl Capture {
     fn start(topology: &Namespaces) -> Self {
-        let mut child = topology
-            .exec("b", "tcpdump")
-            .args(["-i", "eth0", "-n", "-l", "ip"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        // tcpdump says on standard error when it captures.
-        let mut stderr = BufReader::new(child.stderr.take().unwrap());
-        let mut line = String::new();
-        while stderr.read_line(&mut line).unwrap() > 0 && !line.contains("listening on") {
-            line.clear();
-        }
-        assert!(line.contains("listening on"), "tcpdump did not start: {line}");
+        let mut child = tcpdump(topology, "b", &["-l", "ip"], Stdio::piped());
         let lines = lines_of(&mut child);
         Self { child, lines }
     }

@@ -58,6 +58,8 @@ pub mod label {
     pub const POINT_PROOF: &[u8] = b"veil/v1/point-proof";
     /// The tag naming a group on one connection between two peers.
     pub const SESSION_TAG: &[u8] = b"veil/v1/session-tag";
+    /// A proof of group membership offered to a nearby peer.
+    pub const NEARBY_TOKEN: &[u8] = b"veil/v1/nearby";
     /// Salt of a group epoch's key schedule (the epoch secret is the input).
     pub const EPOCH_SCHEDULE: &[u8] = b"veil/v1/epoch";
     /// Names an epoch, derived by its key schedule.

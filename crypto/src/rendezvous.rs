@@ -99,6 +99,32 @@ pub fn session_tag(seed: &RendezvousSeed, from: &[u8], to: &[u8]) -> [u8; 32] {
     hmac(seed.expose_secret(), &[&msg])
 }
 
+/// Proves membership of a group to a nearby peer (found on the LAN or over
+/// a proximity transport) without naming the group:
+/// `HMAC(seed, "veil/v1/nearby" ‖ salt ‖ lp(from) ‖ lp(to))` with the
+/// group's rendezvous seed and the sender's fresh 32-byte `salt`. A member
+/// recognises it; anyone else sees 32 random-looking bytes that a new salt
+/// makes unlinkable to any other token of the same group, and that are
+/// bound to one sender and one receiver (a neighbour cannot replay them to
+/// another node, nor reflect them).
+pub fn nearby_token(seed: &RendezvousSeed, salt: &[u8; 32], from: &[u8], to: &[u8]) -> [u8; 32] {
+    let mut msg = label::NEARBY_TOKEN.to_vec();
+    msg.extend_from_slice(salt);
+    put_lp(&mut msg, from);
+    put_lp(&mut msg, to);
+    hmac(seed.expose_secret(), &[&msg])
+}
+
+/// Whether `tokens` holds the [`nearby_token`] of `seed` for this salt and
+/// these peers: one HMAC, compared with each token in constant time.
+pub fn holds_nearby_token(seed: &RendezvousSeed, salt: &[u8; 32], from: &[u8], to: &[u8], tokens: &[[u8; 32]]) -> bool {
+    let expected = nearby_token(seed, salt, from, to);
+    tokens
+        .iter()
+        .fold(subtle::Choice::from(0), |found, t| found | subtle::ConstantTimeEq::ct_eq(&t[..], &expected[..]))
+        .into()
+}
+
 /// The rotation schedule: period length and grace window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Schedule {
@@ -237,6 +263,22 @@ mod tests {
         assert_ne!(t, session_tag(&seed(2), b"alice", b"bob"));
         // Length prefixes keep the peer ids apart.
         assert_ne!(t, session_tag(&seed(1), b"aliceb", b"ob"));
+    }
+
+    #[test]
+    fn nearby_tokens_depend_on_salt_direction_peers_and_seed() {
+        let t = nearby_token(&seed(1), &[7; 32], b"alice", b"bob");
+        assert_ne!(t, nearby_token(&seed(1), &[8; 32], b"alice", b"bob"));
+        assert_ne!(t, nearby_token(&seed(1), &[7; 32], b"bob", b"alice"));
+        assert_ne!(t, nearby_token(&seed(2), &[7; 32], b"alice", b"bob"));
+        assert_ne!(t, nearby_token(&seed(1), &[7; 32], b"aliceb", b"ob"));
+        let mut others = [[0u8; 32]; 16];
+        assert!(!holds_nearby_token(&seed(1), &[7; 32], b"alice", b"bob", &others));
+        others[9] = t;
+        assert!(holds_nearby_token(&seed(1), &[7; 32], b"alice", b"bob", &others));
+        assert!(!holds_nearby_token(&seed(1), &[7; 32], b"bob", b"alice", &others));
+        // Never a session tag of the same seed and peers.
+        assert_ne!(t, session_tag(&seed(1), b"alice", b"bob"));
     }
 
     #[test]

@@ -117,6 +117,34 @@ fn every_protocol_md_vector_matches_the_code() {
         (hex::decode(c.input(v, "sender")).expect("hex"), hex::decode(c.input(v, "receiver")).expect("hex"));
     c.expect(v, "session_tag", veil_crypto::rendezvous::session_tag(&seed, &from, &to));
 
+    // A nearby offer: one group's token, padded to 16 with TestEntropy.
+    let v = "nearby-offer";
+    let seed = RendezvousSeed::from_bytes(c.hex32(v, "seed"));
+    let salt = c.hex32(v, "salt");
+    let (from, to) =
+        (hex::decode(c.input(v, "sender")).expect("hex"), hex::decode(c.input(v, "receiver")).expect("hex"));
+    let token = veil_crypto::rendezvous::nearby_token(&seed, &salt, &from, &to);
+    c.expect(v, "token", token);
+    let mut padding = TestEntropy::new(c.input(v, "padding_label").as_bytes());
+    let mut tokens = vec![token];
+    while tokens.len() < veil_proto::sync::NEARBY_PAD {
+        let mut t = [0u8; 32];
+        veil_crypto::Entropy::fill(&mut padding, &mut t).expect("entropy");
+        tokens.push(t);
+    }
+    let frame = GroupFrame { session_tag: salt, body: GroupBody::Nearby(tokens) };
+    c.expect(v, "frame", frame.encode());
+    assert!(veil_crypto::rendezvous::holds_nearby_token(
+        &seed,
+        &salt,
+        &from,
+        &to,
+        match &frame.body {
+            GroupBody::Nearby(t) => t,
+            _ => unreachable!(),
+        }
+    ));
+
     // Group key schedule.
     let v = "group-key-schedule";
     let keys = GroupKeys::derive(&GroupSecret::from_bytes(c.hex32(v, "secret")));

@@ -15,6 +15,12 @@ use crate::{
 
 /// Most entries in one frame.
 pub const MAX_BATCH_ENTRIES: usize = 256;
+/// Tokens of a `Nearby` frame come in multiples of this many (the real
+/// ones padded with random tokens), so a neighbour learns the number of
+/// groups only to this granularity.
+pub const NEARBY_PAD: usize = 16;
+/// Most tokens in one `Nearby` frame.
+pub const MAX_NEARBY_TOKENS: usize = 256;
 /// Most hashes in one acknowledgement.
 pub const MAX_ACK_HASHES: usize = 256;
 /// Largest encoded group frame: a full batch of the largest entries would
@@ -40,6 +46,11 @@ pub enum GroupBody {
     Want(Vec<EntryHash>),
     /// One step of set reconciliation (see [`crate::reconcile`]).
     Reconcile(Vec<HashRange>),
+    /// Membership tokens offered to a peer found nearby
+    /// (`veil_crypto::rendezvous::nearby_token`, one per group, padded to a
+    /// multiple of [`NEARBY_PAD`]); the frame's `session_tag` field then
+    /// carries the sender's salt, as no session exists yet.
+    Nearby(Vec<[u8; 32]>),
 }
 
 /// A frame of one group on one connection.
@@ -72,6 +83,9 @@ impl GroupFrame {
                 Body::Heads(pb::LogHeads { metadata: raw(metadata), messages: raw(messages) })
             }
             GroupBody::Want(hashes) => Body::Want(pb::EntryAck { hashes: raw(hashes) }),
+            GroupBody::Nearby(tokens) => {
+                Body::Nearby(pb::Nearby { tokens: tokens.iter().map(|t| t.to_vec()).collect() })
+            }
             GroupBody::Reconcile(ranges) => Body::Reconcile(pb::Reconcile {
                 ranges: ranges
                     .iter()
@@ -141,6 +155,7 @@ impl GroupFrame {
                 messages: hashes("heads", &heads.messages, 0)?,
             },
             Some(Body::Reconcile(r)) => GroupBody::Reconcile(ranges(r)?),
+            Some(Body::Nearby(n)) => GroupBody::Nearby(nearby_tokens(&n.tokens)?),
             None => return Err(Error::Invalid { what: "group frame", reason: "carries nothing" }),
         };
         Ok(Self { session_tag, body })
@@ -169,6 +184,15 @@ fn ranges(r: pb::Reconcile) -> Result<Vec<HashRange>> {
             Ok(HashRange { lo: range.lo, hi: range.hi, summary })
         })
         .collect()
+}
+
+/// [`NEARBY_PAD`] to [`MAX_NEARBY_TOKENS`] 32-byte tokens, a multiple of
+/// [`NEARBY_PAD`].
+fn nearby_tokens(list: &[Vec<u8>]) -> Result<Vec<[u8; 32]>> {
+    if list.is_empty() || list.len() > MAX_NEARBY_TOKENS || !list.len().is_multiple_of(NEARBY_PAD) {
+        return Err(Error::Invalid { what: "nearby tokens", reason: "must be 16 to 256, a multiple of 16" });
+    }
+    list.iter().map(|t| fixed("nearby token", t)).collect()
 }
 
 fn raw(hashes: &[EntryHash]) -> Vec<Vec<u8>> {

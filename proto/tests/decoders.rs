@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use proptest::prelude::*;
+use prost::Message;
 use veil_crypto::{
     AliasKey, ContactLink, EpochId, GroupInvitation, GroupKeys, GroupSecret, Identity, Name, RendezvousSeed,
     SenderChain, TestEntropy,
@@ -17,8 +18,9 @@ use veil_proto::{
     metadata::{
         ChainShare, EpochShare, MAX_CHAIN_SHARES, MemberJoined, MemberRemoved, MetadataEvent, SEALED_EPOCH_SHARE,
     },
+    pb,
     reconcile::{Fingerprint, HashRange, MAX_RANGES, Summary},
-    sync::{GroupBody, GroupFrame, MAX_GROUP_FRAME},
+    sync::{GroupBody, GroupFrame, MAX_GROUP_FRAME, MAX_NEARBY_TOKENS, NEARBY_PAD},
 };
 
 fn contact(seed: u8, name: Option<&str>) -> ContactLink {
@@ -133,6 +135,22 @@ proptest! {
         prop_assert_eq!(GroupFrame::decode(&heads.encode()).unwrap(), heads);
         let none = GroupFrame { session_tag: tag, body: GroupBody::Heads { metadata: vec![], messages: vec![] } };
         prop_assert_eq!(GroupFrame::decode(&none.encode()).unwrap(), none);
+    }
+
+    #[test]
+    fn nearby_frames_round_trip_and_bad_counts_are_rejected(salt in any::<[u8; 32]>(), n in 0usize..300, token in any::<[u8; 32]>()) {
+        let f = GroupFrame { session_tag: salt, body: GroupBody::Nearby(vec![token; n]) };
+        let valid = n > 0 && n <= MAX_NEARBY_TOKENS && n % NEARBY_PAD == 0;
+        match GroupFrame::decode(&f.encode()) {
+            Ok(decoded) => prop_assert!(valid && decoded == f),
+            Err(_) => prop_assert!(!valid),
+        }
+        // A short token is refused.
+        let mut tokens = vec![token.to_vec(); NEARBY_PAD];
+        tokens[3].pop();
+        let body = Some(pb::group_frame::Body::Nearby(pb::Nearby { tokens }));
+        let short = pb::GroupFrame { session_tag: salt.to_vec(), body }.encode_to_vec();
+        prop_assert!(GroupFrame::decode(&short).is_err());
     }
 
     #[test]

@@ -55,6 +55,12 @@ impl Policy {
         }
     }
 
+    /// Whether peers found nearby are offered this node's membership tokens,
+    /// and offers from nearby peers answered (proximity discovery).
+    pub fn proximity(self) -> bool {
+        matches!(self, Policy::Direct | Policy::Offline)
+    }
+
     /// Whether DCUtR hole punching runs (it reveals the address to the peer).
     pub fn hole_punching(self) -> bool {
         self == Policy::Direct
@@ -578,6 +584,8 @@ mod tests {
         assert!(Policy::Direct.mdns(true) && !Policy::Direct.mdns(false));
         assert!(Policy::Offline.mdns(false));
         assert!(!Policy::Relayed.mdns(true) && !Policy::Anonymous.mdns(true));
+        assert!(Policy::Direct.proximity() && Policy::Offline.proximity());
+        assert!(!Policy::Relayed.proximity() && !Policy::Anonymous.proximity());
         assert!(Policy::Direct.hole_punching() && !Policy::Relayed.hole_punching());
         assert_eq!(Policy::Relayed.kad_mode(), Some(kad::Mode::Client));
         assert!(!Policy::Relayed.advertises_listen_addrs());

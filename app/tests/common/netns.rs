@@ -78,6 +78,28 @@ impl Namespaces {
         self.ip(ns2, &["link", "set", if2, "up"]);
     }
 
+    /// A LAN: a bridge in namespace `switch` with a port for each of
+    /// `hosts` (namespace, address), whose `eth0` is up with multicast
+    /// routed onto it (mDNS) and no other route.
+    pub fn lan(&self, switch: &str, hosts: &[(&str, &str)]) {
+        let sw = self.ns(switch);
+        self.ip(switch, &["link", "add", "br0", "type", "bridge"]);
+        self.ip(switch, &["link", "set", "br0", "up"]);
+        for (i, (host, addr)) in hosts.iter().enumerate() {
+            let port = format!("port{i}");
+            must(
+                "ip",
+                &["link", "add", &port, "netns", &sw, "type", "veth", "peer", "name", "eth0", "netns", &self.ns(host)],
+            );
+            self.ip(switch, &["link", "set", &port, "master", "br0"]);
+            self.ip(switch, &["link", "set", &port, "up"]);
+            self.ip(host, &["addr", "add", addr, "dev", "eth0"]);
+            self.ip(host, &["link", "set", "eth0", "multicast", "on"]);
+            self.ip(host, &["link", "set", "eth0", "up"]);
+            self.ip(host, &["route", "add", "224.0.0.0/4", "dev", "eth0"]);
+        }
+    }
+
     /// Lets namespace `ns` forward IPv4 packets between its links.
     pub fn forward(&self, ns: &str) {
         must("ip", &["netns", "exec", &self.ns(ns), "sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"]);
@@ -89,6 +111,28 @@ impl Namespaces {
         cmd.args(["netns", "exec", &self.ns(ns), program]);
         cmd
     }
+}
+
+/// Starts tcpdump with `args` on `eth0` of namespace `ns`; returns once it
+/// captures (it says so on standard error).
+pub fn tcpdump(namespaces: &Namespaces, ns: &str, args: &[&str], stdout: Stdio) -> Child {
+    let mut child = namespaces
+        .exec(ns, "tcpdump")
+        .args(["-i", "eth0", "-n"])
+        .args(args)
+        .stdout(stdout)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while stderr.read_line(&mut line).unwrap() > 0 && !line.contains("listening on") {
+        line.clear();
+    }
+    assert!(line.contains("listening on"), "tcpdump did not start: {line}");
+    // Kept open and drained: tcpdump writing to a closed pipe stops capturing.
+    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    child
 }
 
 impl Drop for Namespaces {
