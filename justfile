@@ -46,7 +46,8 @@ lint:
     cargo clippy --workspace --all-targets -- -D warnings
 
 # Benchmarks; each prints one JSON line. The storage and one-to-one ones
-# prefill a million entries per store first (a few minutes).
+# prefill a million entries per store first (a few minutes); the LAN one
+# needs root (network namespaces) and says so otherwise.
 bench:
     cargo bench -p veil-crypto --bench protocol 2>/dev/null | tail -n 1
     cargo bench -p veil-storage --bench append 2>/dev/null | tail -n 1
@@ -55,6 +56,7 @@ bench:
     cargo bench -p veil-actors --bench frames 2>/dev/null | tail -n 1
     cargo bench -p veil-actors --bench groups 2>/dev/null | tail -n 1
     cargo bench -p veil-actors --bench one_to_one 2>/dev/null | tail -n 1
+    cargo bench -p veil-app --bench lan 2>/dev/null | tail -n 1
 
 # What CI runs.
 ci:
