@@ -157,7 +157,14 @@ fn exposure(observer: Observer, input: &AuditInput, peer_id: &str) -> Exposure {
             }
             let mut not = vec![s("your member keys in other groups"), s("your alias key")];
             match policy {
-                Policy::Direct => learns.push(ip("from connections and the addresses you announce")),
+                Policy::Direct => {
+                    learns.push(ip("from connections and the addresses you announce"));
+                    if input.relays > 0 {
+                        learns.push(ip(
+                            "your NAT's public address, when hole punching upgrades a connection through your relay",
+                        ));
+                    }
+                }
                 Policy::Relayed => {
                     learns.push(s("your relay's address and your circuit address through it"));
                     not.push(s("your IP address: it connects to you only through your relay"));
@@ -372,6 +379,10 @@ mod tests {
         let offline = audit(&input(Policy::Offline));
         assert!(!of(&offline, Observer::RendezvousServer).applies && !of(&offline, Observer::DhtPeer).applies);
         assert!(offline.to_string().contains("LAN/BLE neighbour"));
+        // Under direct with relays, hole punching shows contacts the NAT's address.
+        let punched = |a: &Audit| of(a, Observer::Contact).learns.iter().any(|l| l.contains("hole punching"));
+        assert!(punched(&direct) && !punched(&relayed));
+        assert!(!punched(&audit(&AuditInput { relays: 0, ..input(Policy::Direct) })));
         // A veil neighbour learns the rounded number of groups where tokens are offered.
         let tokens = |a: &Audit| of(a, Observer::LanNeighbour).learns.iter().any(|l| l.contains("rounded up to 16"));
         assert!(tokens(&direct) && tokens(&offline) && !tokens(&relayed));

@@ -344,7 +344,11 @@ async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
     };
     let max_frame = builder.network.max_frame_size;
     let exposure = ExposureSettings::new(&builder.network, &plugins, builder.rotate_key_each_period, builder.schedule);
-    let (network, network_events) = Network::spawn(&key, builder.policy, plugins, builder.network)?;
+    // Listening is part of the network's start: its first dials then leave
+    // from the listening port (what peers observe is what hole punching uses).
+    let mut network_config = builder.network;
+    network_config.listen.extend(builder.listen);
+    let (network, network_events) = Network::spawn(&key, builder.policy, plugins, network_config)?;
     let period = Supervisor::start({
         let deps = NetworkPeriodDeps {
             network: network.clone(),
@@ -471,9 +475,6 @@ async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
         restarted: vec![courier.clone().recipient(), contacts.clone().recipient(), replica.clone().recipient()],
     };
     let transport = TransportManager::start(network.clone(), network_events, builder.policy, events.clone(), routes);
-    for addr in builder.listen {
-        transport.send(Listen(addr)).await.map_err(mailbox("transport-manager"))??;
-    }
     for group in store.groups().await? {
         courier.send(StartGroup { group: group.id }).await.map_err(mailbox("courier"))??;
     }

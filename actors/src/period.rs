@@ -11,7 +11,9 @@
 //!   drawn at random among the known relays (configured, or learned from
 //!   contacts: the relays they are reachable through), drawn again each
 //!   period; it is reachable only through that relay's `/p2p-circuit`
-//!   address. A lost reservation (the relay went away) is replaced by a new
+//!   address. Under `Direct` it does the same when relays are known, so a
+//!   node behind a NAT is reachable, and hole punching upgrades the relayed
+//!   connections contacts open. A lost reservation (the relay went away) is replaced by a new
 //!   draw at the next check, among the relays that have not failed this
 //!   period.
 //!
@@ -137,13 +139,17 @@ async fn rotate_key(network: &NetworkHandle, vault: &Recipient<RotateNetworkKey>
     Ok(())
 }
 
-/// Under `Relayed`: listens through a relay drawn at random among the known
-/// ones (configured, or learned from contacts) that have not `failed` this
-/// period, unless the node already listens through one and no new draw is
-/// due. If every known relay failed, all are drawn from again.
+/// Under `Relayed`, and under `Direct` when relays are known: listens
+/// through a relay drawn at random among the known ones (configured, or
+/// learned from contacts) that have not `failed` this period, unless the
+/// node already listens through one and no new draw is due. If every known
+/// relay failed, all are drawn from again. Under `Direct` the reservation
+/// keeps a node behind a NAT reachable, and the relayed connections it
+/// brings are upgraded to direct ones by hole punching (DCUtR).
 async fn reserve_relay(network: &NetworkHandle, redraw: bool, failed: &HashSet<Multiaddr>) -> Result<(), Failed> {
     let asking = |e: veil_transports::Error| Failed::Relay(None, e.into());
-    if network.policy().await.map_err(asking)? != Policy::Relayed {
+    let policy = network.policy().await.map_err(asking)?;
+    if !matches!(policy, Policy::Relayed | Policy::Direct) {
         return Ok(());
     }
     if !redraw && network.listen_addrs().await.map_err(asking)?.iter().any(is_circuit) {
@@ -153,7 +159,9 @@ async fn reserve_relay(network: &NetworkHandle, redraw: bool, failed: &HashSet<M
     let untried: Vec<Multiaddr> = known.iter().filter(|r| !failed.contains(*r)).cloned().collect();
     let candidates = if untried.is_empty() { known } else { untried };
     let Some(relay) = pick(&candidates).map_err(|e| Failed::Relay(None, e))? else {
-        tracing::warn!(actor = NAME, "the relayed policy is on but no relay is known");
+        if policy == Policy::Relayed {
+            tracing::warn!(actor = NAME, "the relayed policy is on but no relay is known");
+        }
         return Ok(());
     };
     match network.use_relay(relay.clone()).await {

@@ -60,6 +60,8 @@ pub struct NetworkStatus {
     pub listen_addrs: Vec<Multiaddr>,
     /// Peers with an open connection.
     pub connected_peers: Vec<PeerId>,
+    /// Every open connection, with how it reaches its peer.
+    pub connections: Vec<veil_transports::OpenConnection>,
 }
 
 /// Command: attach a transport at run time.
@@ -333,6 +335,7 @@ impl Handler<GetNetworkStatus> for TransportManager {
                 transports: network.transports().await.map_err(net)?,
                 listen_addrs: network.listen_addrs().await.map_err(net)?,
                 connected_peers: network.connected_peers().await.map_err(net)?,
+                connections: network.connections().await.map_err(net)?,
             })
         })
     }

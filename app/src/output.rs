@@ -122,7 +122,23 @@ pub(crate) fn status(s: &api::Status) -> Value {
         "contacts": s.contacts,
         "pending_requests": s.pending_requests,
         "version": s.version,
+        "connections": connections(&s.connections),
     })
+}
+
+fn connections(c: &[api::Connection]) -> Vec<Value> {
+    c.iter().map(|c| json!({ "peer_id": c.peer_id, "transport": c.transport, "route": c.route })).collect()
+}
+
+/// `2 direct, 1 upgraded`: open connections counted by route.
+fn routes(c: &[api::Connection]) -> String {
+    let count = |r: &str| c.iter().filter(|c| c.route == r).count();
+    let counted: Vec<String> = ["direct", "relayed", "upgraded"]
+        .iter()
+        .filter(|r| count(r) > 0)
+        .map(|r| format!("{} {r}", count(r)))
+        .collect();
+    if counted.is_empty() { "no connections".to_owned() } else { counted.join(", ") }
 }
 
 pub(crate) fn status_text(s: &api::Status) -> String {
@@ -132,7 +148,7 @@ pub(crate) fn status_text(s: &api::Status) -> String {
         format!("policy       {}", s.policy),
         format!("transports   {}", list(&s.transports)),
         format!("listening    {}", list(&s.listen_addrs)),
-        format!("peers        {} connected", s.connected_peers.len()),
+        format!("peers        {} connected ({})", s.connected_peers.len(), routes(&s.connections)),
         format!(
             "rendezvous   period {} ({} s long), next rotation in {}",
             s.rendezvous_period,
@@ -167,19 +183,18 @@ pub(crate) fn transports(t: &api::ListTransportsResponse) -> Value {
 pub(crate) fn peers(p: &api::ListPeersResponse) -> Value {
     let list: Vec<Value> =
         p.addresses.iter().map(|a| json!({ "peer_id": a.peer_id, "addr": a.addr, "sources": a.sources })).collect();
-    json!({ "addresses": list })
+    json!({ "addresses": list, "connections": connections(&p.connections) })
 }
 
 /// The addresses learned for peers, one line each.
 pub(crate) fn peers_text(p: &api::ListPeersResponse) -> String {
+    let mut out: Vec<String> =
+        p.connections.iter().map(|c| format!("connected  {}  {} over {}", c.peer_id, c.route, c.transport)).collect();
     if p.addresses.is_empty() {
-        return "no peer addresses learned yet".to_owned();
+        out.push("no peer addresses learned yet".to_owned());
     }
-    p.addresses
-        .iter()
-        .map(|a| format!("{}  {}  ({})", a.peer_id, a.addr, a.sources.join(", ")))
-        .collect::<Vec<_>>()
-        .join("\n")
+    out.extend(p.addresses.iter().map(|a| format!("{}  {}  ({})", a.peer_id, a.addr, a.sources.join(", "))));
+    out.join("\n")
 }
 
 /// The exposure audit, as JSON.

@@ -97,7 +97,7 @@ fn a_daemon_that_keeps_its_peer_id_says_so() {
 fn peers_lists_the_addresses_learned_through_a_contact_exchange() {
     // A fresh daemon has learned nothing yet: a well-formed empty list.
     let lonely = Daemon::start("", &[]);
-    assert_eq!(lonely.ok(&["peers"]), json!({ "addresses": [] }));
+    assert_eq!(lonely.ok(&["peers"]), json!({ "addresses": [], "connections": [] }));
     let text = veil().arg("--home").arg(lonely.path()).arg("peers").output().unwrap();
     assert_eq!(String::from_utf8(text.stdout).unwrap().trim(), "no peer addresses learned yet");
 
@@ -124,4 +124,12 @@ fn peers_lists_the_addresses_learned_through_a_contact_exchange() {
     assert!(list.iter().any(|a| a["peer_id"] == server_peer), "{peers}");
     // Bob learned Alice's connection.
     assert_well_formed(&bob.ok(&["peers"]));
+    // Open connections say how they reach the peer: on loopback, directly.
+    let to_bob = peers["connections"].as_array().unwrap().iter().find(|c| c["peer_id"] == bob_peer.as_str());
+    assert_eq!(to_bob.map(|c| (c["route"].clone(), c["transport"].clone())), Some((json!("direct"), json!("tcp"))));
+    let text = veil().arg("--home").arg(alice.path()).arg("peers").output().unwrap();
+    let text = String::from_utf8(text.stdout).unwrap();
+    assert!(text.contains(&format!("connected  {bob_peer}  direct over tcp")), "{text}");
+    let status = alice.ok(&["status"]);
+    assert!(status["connections"].as_array().unwrap().iter().any(|c| c["peer_id"] == bob_peer.as_str()), "{status}");
 }

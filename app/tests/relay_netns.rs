@@ -8,13 +8,17 @@
 //!  b 10.2.0.2 ── 10.2.0.1 rb 10.99.2.2 ── 10.99.2.1 ┘
 //! ```
 //!
-//! With policy `relayed` (R does not forward between the home networks),
-//! A and B become contacts and exchange messages through R; every address
+//! With policy `relayed` (R forwards between the NATs, as the internet
+//! would, but never upgrades: no hole punching), A and B become contacts
+//! and exchange messages through R; every address
 //! B's node learned (connections, identify, address book, DHT, rendezvous
 //! records) is free of A's addresses, and a capture on B's interface shows
 //! no packet to or from them. The `direct` control case lets R route
 //! between the homes: A and B connect directly and the same checks find
-//! A's addresses, so the checks can fail.
+//! A's addresses, so the checks can fail. And under `direct` behind the
+//! NATs, A and B reserve on R, meet through its circuits, and hole
+//! punching (DCUtR) moves them onto a direct connection between their NATs'
+//! addresses: `veil peers` says "upgraded".
 //!
 //! Needs root, `ip`, `nft` and `tcpdump` (`.ci/run` installs them). Without
 //! them the tests skip with the reason, or fail when `VEIL_FULL_TESTS=1`.
@@ -35,9 +39,20 @@ const R_PORT: &str = "4001";
 /// The tools the topology and the capture need.
 const TOOLS: [&str; 3] = ["ip", "nft", "tcpdump"];
 
-/// Builds the topology above; with `routable`, R forwards between the two
-/// homes.
-fn build(routable: bool) -> Namespaces {
+/// What R forwards, besides serving as relay (it always forwards between
+/// the NATs' WAN addresses).
+#[derive(Clone, Copy, PartialEq)]
+enum Internet {
+    /// Only between the NATs' WAN addresses, as the internet does: each
+    /// home's NAT drops what nobody inside asked for, so only hole punching
+    /// connects A and B directly.
+    BehindNats,
+    /// Into both homes, as if they had public addresses.
+    Open,
+}
+
+/// Builds the topology above, R forwarding as `internet` says.
+fn build(internet: Internet) -> Namespaces {
     let topology = Namespaces::create(&["r", "ra", "rb", "a", "b"]);
     topology.wire(("r", "to-a", "10.99.1.1/30"), ("ra", "wan", "10.99.1.2/30"));
     topology.wire(("r", "to-b", "10.99.2.1/30"), ("rb", "wan", "10.99.2.2/30"));
@@ -66,9 +81,15 @@ fn build(routable: bool) -> Namespaces {
             ],
         );
         must("ip", &["netns", "exec", &ns, "nft", "add", "rule", "ip", "nat", "post", "oifname", "wan", "masquerade"]);
+        // Like a home router, it drops what arrives unasked rather than
+        // refusing it (a refusal would also tear down a hole being punched).
+        let nft = |args: &[&str]| must("ip", &[&["netns", "exec", &ns, "nft"][..], args].concat());
+        nft(&["add", "table", "ip", "filter"]);
+        nft(&["add", "chain", "ip", "filter", "input", "{ type filter hook input priority 0 ; }"]);
+        nft(&["add", "rule", "ip", "filter", "input", "iifname", "wan", "ct", "state", "new", "drop"]);
     }
-    if routable {
-        topology.forward("r");
+    topology.forward("r");
+    if internet == Internet::Open {
         topology.ip("r", &["route", "add", "10.1.0.0/24", "via", "10.99.1.2"]);
         topology.ip("r", &["route", "add", "10.2.0.0/24", "via", "10.99.2.2"]);
     }
@@ -111,8 +132,10 @@ struct Observed {
 }
 
 /// Starts R, A and B under `policy`, makes A and B contacts, exchanges a
-/// message each way, and returns what B learned and saw.
-fn converse(topology: &Namespaces, policy: &str) -> Observed {
+/// message each way, waits until every connection of B to A takes `route`
+/// (direct, relayed or upgraded), exchanges two more, and returns what B
+/// learned and saw.
+fn converse(topology: &Namespaces, policy: &str, route: &str) -> Observed {
     let fast = "sync_interval_ms = 200\ncontact_retry_ms = 200\n";
     let listen = format!("/ip4/0.0.0.0/tcp/{R_PORT}");
     let relay = Daemon::start_with(
@@ -146,6 +169,27 @@ fn converse(topology: &Namespaces, policy: &str) -> Observed {
     bob.ok(&["send", &conversation, "hello back"]);
     alice_events.until("Bob's answer", || texts(&alice.ok(&["log", &conversation])).len() == 2);
 
+    // How Bob's connections reach Alice settles: then they talk on.
+    let alice_id = alice.ready["peer_id"].as_str().unwrap().to_owned();
+    let routes = || -> Vec<String> {
+        let peers = bob.ok(&["peers"]);
+        let to_alice = peers["connections"].as_array().unwrap().iter().filter(|c| c["peer_id"] == alice_id.as_str());
+        to_alice.map(|c| c["route"].as_str().unwrap().to_owned()).collect()
+    };
+    bob_events.until(&format!("Bob's connections to Alice all {route}"), || {
+        let routes = routes();
+        !routes.is_empty() && routes.iter().all(|r| r == route)
+    });
+    bob.ok(&["send", &conversation, "still there?"]);
+    alice_events.until("Bob's next message", || texts(&alice.ok(&["log", &conversation])).len() == 3);
+    alice.ok(&["send", &conversation, "yes"]);
+    bob_events.until("Alice's answer", || texts(&bob.ok(&["log", &conversation])).len() == 4);
+    assert!(routes().iter().all(|r| r == route), "{:?}", routes());
+    if route != "direct" {
+        let status = bob.ok(&["status"]);
+        assert!(status["connections"].as_array().unwrap().iter().any(|c| c["route"] == route), "{status}");
+    }
+
     if policy == "relayed" {
         // A is reachable only through R's circuit.
         let status = alice.ok(&["status"]);
@@ -172,8 +216,10 @@ fn relayed_contacts_never_learn_each_others_addresses() {
     if !may_run(&TOOLS) {
         return;
     }
-    let topology = build(false);
-    let seen = converse(&topology, "relayed");
+    // R forwards between the NATs, so hole punching could connect A and B
+    // directly: under `relayed` it never runs.
+    let topology = build(Internet::BehindNats);
+    let seen = converse(&topology, "relayed", "relayed");
     eprintln!("B learned {} addresses; captured {} packets", seen.learned.len(), seen.packets.len());
     for (addr, sources) in &seen.learned {
         assert!(!names_a(addr), "B learned A's address {addr} from {sources:?}");
@@ -196,8 +242,25 @@ fn direct_contacts_learn_each_others_addresses() {
     if !may_run(&TOOLS) {
         return;
     }
-    let topology = build(true);
-    let seen = converse(&topology, "direct");
+    let topology = build(Internet::Open);
+    let seen = converse(&topology, "direct", "direct");
     assert!(seen.learned.iter().any(|(a, _)| names_a(a)), "B learned no address of A: {:?}", seen.learned);
     assert!(seen.packets.iter().any(|p| names_a(p)), "no packet from A on B's interface");
+}
+
+/// Behind NATs, under `direct` with a relay configured: A and B reserve on
+/// R, meet through its circuits, and hole punching (DCUtR) moves them to a
+/// direct connection between their NATs' addresses.
+#[test]
+fn direct_contacts_behind_nats_end_up_connected_directly() {
+    if !may_run(&TOOLS) {
+        return;
+    }
+    let topology = build(Internet::BehindNats);
+    let seen = converse(&topology, "direct", "upgraded");
+    // The direct connection runs between the NATs' addresses.
+    let punched =
+        seen.learned.iter().any(|(a, s)| a.contains("/ip4/10.99.1.2/") && s.iter().any(|x| x == "connection"));
+    assert!(punched, "{:?}", seen.learned);
+    assert!(seen.packets.iter().any(|p| p.contains(" 10.99.1.2.")), "no packet from A's NAT on B's interface");
 }

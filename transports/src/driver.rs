@@ -14,7 +14,7 @@ use libp2p::identity::Keypair;
 use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{ConnectionId, DialError, NetworkBehaviour, SwarmEvent};
-use libp2p::{Multiaddr, PeerId, Swarm, Transport, identify, kad, mdns, relay, rendezvous, swarm};
+use libp2p::{Multiaddr, PeerId, Swarm, Transport, dcutr, identify, kad, mdns, relay, rendezvous, swarm};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::behaviour::{Behaviour, BehaviourEvent, Features, KAD_PROTOCOL};
@@ -25,6 +25,7 @@ use crate::link::{self, Acks, Inbound, LinkEvent, LinkSender, LinkSettings, Link
 use crate::network::{InboundRequestId, NetworkConfig, NetworkEvent, servers_of};
 use crate::plugin::{TransportId, TransportPlugin, authenticate_and_multiplex};
 use crate::policy::{self, KnownRelay, Policy, RelaySet};
+use crate::route::{OpenConnection, Route};
 use crate::switchable::{SwitchHandle, SwitchableTransport};
 
 type Reply<T> = oneshot::Sender<Result<T>>;
@@ -65,6 +66,7 @@ pub(crate) enum Command {
     LocalPeerId { reply: oneshot::Sender<PeerId> },
     Policy { reply: oneshot::Sender<Policy> },
     ConnectedPeers { reply: oneshot::Sender<Vec<PeerId>> },
+    Connections { reply: oneshot::Sender<Vec<OpenConnection>> },
     ListenAddrs { reply: oneshot::Sender<Vec<Multiaddr>> },
     Shutdown { reply: oneshot::Sender<()> },
 }
@@ -88,7 +90,7 @@ struct Node {
     swarm: Swarm<Behaviour>,
     switch: SwitchHandle,
     /// The transport each open connection went over.
-    connections: HashMap<ConnectionId, (PeerId, TransportId)>,
+    connections: HashMap<ConnectionId, (PeerId, TransportId, Route)>,
     /// Connections being closed (detached transport): no new links on them.
     closing: HashSet<ConnectionId>,
     /// Open inbound frame links per connection.
@@ -112,6 +114,12 @@ struct Node {
     listens: HashMap<ListenerId, Vec<Reply<Multiaddr>>>,
     /// The address each live listener was asked for (to reopen on restart).
     listeners: HashMap<ListenerId, Multiaddr>,
+    /// Listeners opened at start (or reopened by a restart) without an
+    /// address yet, and until when commands wait for them.
+    starting: HashSet<ListenerId>,
+    starting_until: tokio::time::Instant,
+    /// A Kademlia bootstrap waits for the starting listeners.
+    bootstrap_due: bool,
 }
 
 impl Node {
@@ -140,18 +148,13 @@ impl Node {
                 }
             }
         }
-        let mut swarm = Swarm::new(
+        let swarm = Swarm::new(
             transport,
             behaviour,
             peer_id,
             swarm::Config::with_tokio_executor().with_idle_connection_timeout(config.idle_connection_timeout),
         );
-        if let Some(kad) = swarm.behaviour_mut().kad.as_mut()
-            && !config.bootstrap.is_empty()
-            && let Err(e) = kad.bootstrap()
-        {
-            tracing::debug!(error = %e, "Kademlia bootstrap not started");
-        }
+        let bootstrap_due = swarm.behaviour().kad.is_enabled() && !config.bootstrap.is_empty();
         let (stop, _) = watch::channel(None);
         Ok(Self {
             swarm,
@@ -170,7 +173,15 @@ impl Node {
             deferred: VecDeque::new(),
             listens: HashMap::new(),
             listeners: HashMap::new(),
+            starting: HashSet::new(),
+            starting_until: tokio::time::Instant::now(),
+            bootstrap_due,
         })
+    }
+
+    /// Whether listeners opened at start still wait for their first address.
+    fn starting(&self) -> bool {
+        !self.starting.is_empty() && tokio::time::Instant::now() < self.starting_until
     }
 
     /// Stops every link and fails every pending request with `error()`.
@@ -202,11 +213,11 @@ impl Node {
 
     /// An open connection to `peer` that is not being closed.
     fn usable_connection(&self, peer: &PeerId) -> Option<ConnectionId> {
-        self.connections.iter().filter(|(c, (p, _))| p == peer && !self.closing.contains(c)).map(|(c, _)| *c).max()
+        self.connections.iter().filter(|(c, (p, _, _))| p == peer && !self.closing.contains(c)).map(|(c, _)| *c).max()
     }
 
     fn connected_peers(&self) -> Vec<PeerId> {
-        let mut peers: Vec<PeerId> = self.connections.values().map(|(p, _)| *p).collect();
+        let mut peers: Vec<PeerId> = self.connections.values().map(|(p, _, _)| *p).collect();
         peers.sort_unstable();
         peers.dedup();
         peers
@@ -286,7 +297,31 @@ impl Driver {
             learned: LearnedAddresses::default(),
         };
         driver.seed_addresses();
+        for addr in driver.config.listen.clone() {
+            let id = driver.listen(addr)?;
+            driver.node.starting.insert(id);
+        }
+        driver.start_listening();
         Ok(driver)
+    }
+
+    /// Marks the start: commands (and the first dials) wait until the
+    /// listeners in `starting` have an address, or the wait runs out.
+    fn start_listening(&mut self) {
+        self.node.starting_until = tokio::time::Instant::now() + crate::network::STARTUP_LISTEN_WAIT;
+        self.started();
+    }
+
+    /// Once no starting listener is waited for: the deferred bootstrap.
+    fn started(&mut self) {
+        if self.node.starting() || !std::mem::take(&mut self.node.bootstrap_due) {
+            return;
+        }
+        if let Some(kad) = self.node.swarm.behaviour_mut().kad.as_mut()
+            && let Err(e) = kad.bootstrap()
+        {
+            tracing::debug!(error = %e, "Kademlia bootstrap not started");
+        }
     }
 
     /// Gives the swarm the addresses of the configured servers and DHT peers,
@@ -309,8 +344,9 @@ impl Driver {
             // Stop reading from the swarm while the consumer is behind: this
             // is the backpressure (nothing is acknowledged meanwhile).
             let room = self.outbox.len() < self.config.event_capacity;
+            let starting = self.node.starting();
             tokio::select! {
-                command = self.commands.recv() => {
+                command = self.commands.recv(), if !starting => {
                     // Take what else is queued too, so a burst of sends costs
                     // one swarm poll, not one each.
                     let mut command = command;
@@ -338,6 +374,11 @@ impl Driver {
                 // at once; `flush` takes it back).
                 open = self.events.reserve().map(|permit| permit.is_ok()), if !self.outbox.is_empty() => {
                     if open { self.flush() } else { self.outbox.clear() }
+                },
+                // Listeners that never answer do not hold commands for good.
+                () = tokio::time::sleep_until(self.node.starting_until), if starting => {
+                    self.node.starting.clear();
+                    self.started();
                 },
                 event = self.node.swarm.select_next_some(), if room => {
                     self.swarm_event(event);
@@ -522,6 +563,18 @@ impl Driver {
             Command::ConnectedPeers { reply } => {
                 let _ = reply.send(self.node.connected_peers());
             }
+            Command::Connections { reply } => {
+                let open = self.node.connections.iter().filter(|(c, _)| !self.node.closing.contains(c));
+                let mut open: Vec<OpenConnection> = open
+                    .map(|(_, (peer, transport, route))| OpenConnection {
+                        peer: *peer,
+                        transport: transport.clone(),
+                        route: *route,
+                    })
+                    .collect();
+                open.sort_by_key(|c| (c.peer, c.route as u8));
+                let _ = reply.send(open);
+            }
             Command::ListenAddrs { reply } => {
                 let _ = reply.send(self.node.swarm.listeners().cloned().collect());
             }
@@ -684,7 +737,7 @@ impl Driver {
         self.node.switch.detach(id)?;
         self.plugins.retain(|p| &p.id() != id);
         let doomed: Vec<ConnectionId> =
-            self.node.connections.iter().filter(|(_, (_, t))| t == id).map(|(c, _)| *c).collect();
+            self.node.connections.iter().filter(|(_, (_, t, _))| t == id).map(|(c, _)| *c).collect();
         tracing::debug!(transport = %id, connections = doomed.len(), "closing the detached transport's connections");
         for c in doomed {
             self.node.closing.insert(c);
@@ -717,10 +770,16 @@ impl Driver {
         tracing::debug!(peer = %peer_id, %policy, "swarm restarted");
         self.emit(NetworkEvent::Restarted { peer_id });
         for addr in requested {
-            if let Err(e) = self.listen(addr) {
-                tracing::debug!(error = %e, "listener not reopened after restart");
+            match self.listen(addr.clone()) {
+                // A circuit listener waits for a relay round trip: commands do not.
+                Ok(id) if !policy::is_circuit(&addr) => {
+                    self.node.starting.insert(id);
+                }
+                Ok(_) => {}
+                Err(e) => tracing::debug!(error = %e, "listener not reopened after restart"),
             }
         }
+        self.start_listening();
         for addr in self.external.clone() {
             if self.policy.may_advertise(&addr) {
                 self.node.swarm.add_external_address(addr);
@@ -731,10 +790,41 @@ impl Driver {
         Ok(peer_id)
     }
 
+    /// A hole punch with `peer` ended: on success the new connection is
+    /// marked upgraded and the relayed ones to the peer close (their links
+    /// reopen on the direct connection; frames in flight on them are resent
+    /// by their senders, like on any lost connection).
+    fn hole_punched(&mut self, peer: PeerId, result: Result<ConnectionId, dcutr::Error>) {
+        let upgraded = match result {
+            Ok(id) => id,
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "hole punching failed; the connection stays relayed");
+                return;
+            }
+        };
+        let Some(open) = self.node.connections.get_mut(&upgraded) else { return };
+        open.2 = Route::Upgraded;
+        tracing::debug!(%peer, "hole punched: a direct connection replaces the relayed one");
+        let relayed: Vec<ConnectionId> = self
+            .node
+            .connections
+            .iter()
+            .filter(|(_, (p, _, route))| *p == peer && *route == Route::Relayed)
+            .map(|(c, _)| *c)
+            .collect();
+        for c in relayed {
+            self.node.closing.insert(c);
+            self.node.swarm.close_connection(c);
+        }
+    }
+
     fn swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
         match event {
             SwarmEvent::NewListenAddr { listener_id, address } => {
                 tracing::debug!(%address, "listening");
+                if self.node.starting.remove(&listener_id) {
+                    self.started();
+                }
                 // A relay's reservations carry its external addresses: without
                 // one, every reservation would be refused.
                 if self.config.relay_server
@@ -757,6 +847,9 @@ impl Driver {
             }
             SwarmEvent::ListenerClosed { listener_id, addresses, reason } => {
                 self.node.listeners.remove(&listener_id);
+                if self.node.starting.remove(&listener_id) {
+                    self.started();
+                }
                 let why = match reason {
                     Ok(()) => "listener closed".to_owned(),
                     Err(e) => e.to_string(),
@@ -794,8 +887,9 @@ impl Driver {
                 tracing::debug!(peer = %peer_id, %transport, total = num_established, "connection established");
                 // Counted from our own table: a connection closed at once
                 // (detached transport) must not hide the next one.
-                let first = !self.node.connections.values().any(|(p, _)| *p == peer_id);
-                self.node.connections.insert(connection_id, (peer_id, transport.clone()));
+                let first = !self.node.connections.values().any(|(p, _, _)| *p == peer_id);
+                let route = if endpoint.is_relayed() { Route::Relayed } else { Route::Direct };
+                self.node.connections.insert(connection_id, (peer_id, transport.clone(), route));
                 if first {
                     self.emit(NetworkEvent::PeerConnected { peer: peer_id, transport });
                 }
@@ -821,7 +915,7 @@ impl Driver {
                     // The stream was requested on this connection: try another.
                     self.retry_link(peer_id);
                 }
-                if known && !self.node.connections.values().any(|(p, _)| *p == peer_id) {
+                if known && !self.node.connections.values().any(|(p, _, _)| *p == peer_id) {
                     self.emit(NetworkEvent::PeerDisconnected { peer: peer_id });
                 }
                 tracing::debug!(peer = %peer_id, remaining = num_established, "connection closed");
@@ -889,6 +983,7 @@ impl Driver {
                 }
                 self.emit(NetworkEvent::PeerIdentified { peer: peer_id, listen_addrs: info.listen_addrs });
             }
+            BehaviourEvent::Dcutr(dcutr::Event { remote_peer_id, result }) => self.hole_punched(remote_peer_id, result),
             BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
                 let mut by_peer: HashMap<PeerId, Vec<Multiaddr>> = HashMap::new();
                 for (peer, addr) in found {

@@ -72,6 +72,7 @@ mod link;
 mod network;
 mod plugin;
 pub mod policy;
+mod route;
 mod switchable;
 
 pub use codec::{CONTACT_PROTOCOL, DEFAULT_MAX_FRAME, FRAME_PROTOCOL, FrameCodec};
@@ -84,6 +85,7 @@ pub use plugin::{
     authenticate_and_multiplex,
 };
 pub use policy::{KnownRelay, Policy, RelayOrigin, RelaySet};
+pub use route::{OpenConnection, Route};
 pub use switchable::{SwitchHandle, SwitchableTransport};
 
 /// The libp2p version this crate is built on, re-exported so plug-in authors

@@ -16,6 +16,10 @@ use crate::link::{Delivery, LinkTable, OutFrame};
 use crate::plugin::{TransportId, TransportPlugin};
 use crate::policy::{KnownRelay, Policy, RelaySet};
 
+/// The longest the network waits, at start and after a restart, for its
+/// listeners' first addresses before it takes commands anyway.
+pub(crate) const STARTUP_LISTEN_WAIT: Duration = Duration::from_secs(2);
+
 /// Settings of a [`Network`]. Server roles are off by default; any node can
 /// enable them.
 #[derive(Debug, Clone)]
@@ -66,6 +70,12 @@ pub struct NetworkConfig {
     /// (default none; none is built in). Replace them at run time with
     /// [`NetworkHandle::set_rendezvous_servers`].
     pub rendezvous_servers: Vec<Multiaddr>,
+    /// Addresses to listen on from the start (default none). The network
+    /// takes no command until each has its first address (at most 2 s): a
+    /// node's first dials then leave from its
+    /// listening port, so the address peers observe is one hole punching
+    /// can use (TCP port reuse).
+    pub listen: Vec<Multiaddr>,
     /// Capacity of the command channel (default 256).
     pub command_capacity: usize,
     /// Capacity of the event channel (default 256). Behind a full channel up
@@ -107,6 +117,7 @@ impl Default for NetworkConfig {
             kad: false,
             bootstrap: Vec::new(),
             rendezvous_servers: Vec::new(),
+            listen: Vec::new(),
             command_capacity: 256,
             event_capacity: 256,
             relay_circuit_duration: Duration::from_secs(3600),
@@ -621,6 +632,12 @@ impl NetworkHandle {
     /// The peers with at least one open connection.
     pub async fn connected_peers(&self) -> Result<Vec<PeerId>> {
         self.ask(|reply| Command::ConnectedPeers { reply }).await
+    }
+
+    /// Every open connection: its peer, transport and route (direct,
+    /// relayed, or upgraded by hole punching).
+    pub async fn connections(&self) -> Result<Vec<crate::OpenConnection>> {
+        self.ask(|reply| Command::Connections { reply }).await
     }
 
     /// The addresses the node listens on.

@@ -182,6 +182,7 @@ impl Service {
             contacts: count(veil_storage::ContactState::Accepted),
             pending_requests: count(veil_storage::ContactState::IncomingReceived),
             version: env!("CARGO_PKG_VERSION").to_owned(),
+            connections: connections(&net.connections),
         })
     }
 
@@ -192,6 +193,16 @@ impl Service {
             available: AVAILABLE.iter().map(|s| (*s).to_owned()).collect(),
         })
     }
+}
+
+fn connections(open: &[veil_transports::OpenConnection]) -> Vec<api::Connection> {
+    open.iter()
+        .map(|c| api::Connection {
+            peer_id: c.peer.to_string(),
+            transport: c.transport.to_string(),
+            route: c.route.to_string(),
+        })
+        .collect()
 }
 
 fn is_hex(s: &str) -> bool {
@@ -669,6 +680,7 @@ impl DaemonApi for Service {
 
     async fn list_peers(&self, _: Request<api::ListPeersRequest>) -> Result<Response<api::ListPeersResponse>, Status> {
         let learned = self.node.learned_addresses().await.map_err(node_error)?;
+        let net = self.node.network_status().await.map_err(node_error)?;
         let addresses = learned
             .into_iter()
             .map(|l| api::LearnedAddress {
@@ -677,7 +689,7 @@ impl DaemonApi for Service {
                 sources: l.sources.iter().map(ToString::to_string).collect(),
             })
             .collect();
-        Ok(Response::new(api::ListPeersResponse { addresses }))
+        Ok(Response::new(api::ListPeersResponse { addresses, connections: connections(&net.connections) }))
     }
 
     async fn audit(&self, _: Request<api::AuditRequest>) -> Result<Response<api::AuditReport>, Status> {
