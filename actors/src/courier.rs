@@ -802,10 +802,14 @@ impl Courier {
         }
     }
 
-    /// Offers `peer`, found nearby, a token for every group of this node.
+    /// Offers `peer`, found nearby, a token for every group of this node,
+    /// and for each multi-member group one under its replication session
+    /// seed (a replication node nearby recognises that one).
     fn offer_nearby(&mut self, ctx: &mut Context<Self>, peer: PeerId) {
         let Some(me) = self.me else { return };
-        let frames = match nearby::offer(self.routes.values().map(|r| &r.seed), &me, &peer, &mut OsEntropy) {
+        let seeds =
+            self.routes.values().flat_map(|r| std::iter::once(&r.seed).chain(r.pull.then_some(&r.replica.seed)));
+        let frames = match nearby::offer(seeds, &me, &peer, &mut OsEntropy) {
             Ok(frames) => frames,
             Err(e) => {
                 tracing::warn!(actor = NAME, error = %e, "no randomness for a nearby offer");
@@ -813,13 +817,7 @@ impl Courier {
             }
         };
         self.nearby.offered(peer, self.ticks);
-        let network = self.network.clone();
-        let sent = async move {
-            for frame in frames {
-                network.send_frame(peer, frame.encode()).await?;
-            }
-            Ok::<_, veil_transports::Error>(())
-        };
+        let sent = nearby::send(self.network.clone(), peer, frames);
         ctx.spawn(sent.into_actor(self).map(move |sent, act, _| {
             if let Err(e) = sent {
                 tracing::debug!(actor = NAME, error = %e, "a nearby peer is unreachable");
@@ -832,15 +830,16 @@ impl Courier {
     /// this node are served to it, and ours are offered back if owed.
     fn nearby_offered(&mut self, ctx: &mut Context<Self>, peer: PeerId, salt: &[u8; 32], tokens: &[[u8; 32]]) {
         let Some(me) = self.me else { return };
-        if !self.proximity {
-            tracing::debug!(actor = NAME, "a nearby offer under a policy without proximity; ignored");
-            return;
-        }
         let shared = nearby::recognise(self.routes.iter().map(|(g, r)| (g, &r.seed)), salt, tokens, &peer, &me);
+        let pulled = self.routes.iter().filter(|(_, r)| r.pull);
+        let replicated = nearby::recognise(pulled.map(|(g, r)| (g, &r.replica.seed)), salt, tokens, &peer, &me);
         // It found this node nearby (or is connected to it): it is offered
-        // ours in return, once per connection and change of our groups.
+        // ours in return, once per connection and change of our groups, and
+        // whenever it names a group we have not shown it we share (it may
+        // have joined the group since our last offer).
         self.nearby.found(peer);
-        if self.nearby.owes_answer(&peer) {
+        let known: HashSet<GroupId> = self.sessions.get(&peer).cloned().unwrap_or_default();
+        if self.nearby.owes_answer(&peer) || shared.iter().chain(&replicated).any(|g| !known.contains(g)) {
             self.offer_nearby(ctx, peer);
         }
         for group in shared {
@@ -848,6 +847,11 @@ impl Courier {
                 self.learn_relays_of(ctx, peer);
             }
             self.join_session(ctx, group, peer);
+        }
+        for group in replicated {
+            if !known.contains(&group) {
+                self.join_replica(ctx, group, peer);
+            }
         }
     }
 }
@@ -1133,7 +1137,13 @@ impl Courier {
             }
         };
         if let GroupBody::Nearby(tokens) = &frame.body {
-            self.nearby_offered(ctx, peer, &frame.session_tag, tokens);
+            if self.proximity {
+                self.nearby_offered(ctx, peer, &frame.session_tag, tokens);
+                // The replication role recognises its own groups' tokens.
+                if let Some(fallback) = &self.fallback {
+                    let _ = fallback.try_send(InboundFrame { peer, frame: bytes });
+                }
+            }
             return None;
         }
         let Some((group, replica)) = self.group_of(&peer, &frame.session_tag) else {

@@ -22,11 +22,11 @@
 use std::collections::{HashMap, VecDeque};
 
 use veil_crypto::{
-    Entropy, GroupId, RendezvousSeed,
+    Entropy, RendezvousSeed,
     rendezvous::{holds_nearby_token, nearby_token},
 };
 use veil_proto::sync::{GroupBody, GroupFrame, MAX_NEARBY_TOKENS, NEARBY_PAD};
-use veil_transports::libp2p::PeerId;
+use veil_transports::{NetworkHandle, libp2p::PeerId};
 
 use crate::{Error, Result};
 
@@ -134,14 +134,23 @@ pub(crate) fn offer<'a>(
     Ok(frames)
 }
 
-/// The groups among `groups` whose token `from` offered to `to` under `salt`.
-pub(crate) fn recognise<'a>(
-    groups: impl IntoIterator<Item = (&'a GroupId, &'a RendezvousSeed)>,
+/// Sends an offer's `frames` to `peer`, in order.
+pub(crate) async fn send(network: NetworkHandle, peer: PeerId, frames: Vec<GroupFrame>) -> veil_transports::Result<()> {
+    for frame in frames {
+        network.send_frame(peer, frame.encode()).await?;
+    }
+    Ok(())
+}
+
+/// The groups among `groups` (by any key: group or replication id) whose
+/// token `from` offered to `to` under `salt`.
+pub(crate) fn recognise<'a, K: Copy + 'a>(
+    groups: impl IntoIterator<Item = (&'a K, &'a RendezvousSeed)>,
     salt: &[u8; 32],
     tokens: &[[u8; 32]],
     from: &PeerId,
     to: &PeerId,
-) -> Vec<GroupId> {
+) -> Vec<K> {
     let (from, to) = (from.to_bytes(), to.to_bytes());
     groups
         .into_iter()
@@ -154,7 +163,7 @@ pub(crate) fn recognise<'a>(
 mod tests {
     #![allow(clippy::unwrap_used)]
 
-    use veil_crypto::TestEntropy;
+    use veil_crypto::{GroupId, TestEntropy};
 
     use super::*;
 

@@ -914,6 +914,15 @@ impl Node {
         self.inner.transport.send(Rotate(key)).await.map_err(mailbox("transport-manager"))?
     }
 
+    /// Reports `peer` as nearby at `addrs`, found by a proximity transport
+    /// of the caller's (BLE, a LAN beacon…) rather than by mDNS: it is
+    /// offered this node's membership tokens and served every conversation
+    /// it shares, exactly like a LAN peer mDNS found (docs/PROTOCOL.md
+    /// §11.4). Refused under `relayed` and `anonymous`.
+    pub async fn found_nearby(&self, peer: PeerId, addrs: Vec<Multiaddr>) -> Result<()> {
+        Ok(self.inner.network.found_nearby(peer, addrs).await?)
+    }
+
     /// Every address this node learned for each peer, and where from
     /// (connections, identify, address book, DHT, rendezvous records, mDNS),
     /// since it started.

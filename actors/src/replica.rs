@@ -16,7 +16,7 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 use actix::{Actor, ActorFutureExt, AsyncContext, Context, Handler, Recipient, ResponseActFuture, WrapFuture};
 use tokio::sync::broadcast;
 use veil_crypto::{
-    RendezvousSeed, ReplicationCredential, ReplicationId,
+    OsEntropy, RendezvousSeed, ReplicationCredential, ReplicationId,
     envelope::{EntryHash, EntryKind},
     rendezvous::session_tag,
 };
@@ -35,6 +35,7 @@ use crate::{
         rendezvous::{PointsRotated, Refresh, WatchKey},
         replica::AddReplica,
     },
+    nearby,
     supervision::mailbox,
 };
 
@@ -102,6 +103,31 @@ impl Replica {
     fn tag(&self, id: &ReplicationId, peer: &PeerId) -> Option<[u8; 32]> {
         let me = self.me?;
         Some(session_tag(&self.groups.get(id)?.session_seed, &me.to_bytes(), &peer.to_bytes()))
+    }
+
+    /// A nearby member offered its tokens (routed here by the courier):
+    /// if one names a group this node replicates, this node offers its own
+    /// under the session seeds, so the member recognises its replication
+    /// node and reconciles with it (docs/PROTOCOL.md §11.4).
+    fn nearby_offered(&mut self, ctx: &mut Context<Self>, peer: PeerId, salt: &[u8; 32], tokens: &[[u8; 32]]) {
+        let Some(me) = self.me else { return };
+        let seeds = self.groups.iter().map(|(id, g)| (id, &g.session_seed));
+        if nearby::recognise(seeds, salt, tokens, &peer, &me).is_empty() {
+            return;
+        }
+        let frames = match nearby::offer(self.groups.values().map(|g| &g.session_seed), &me, &peer, &mut OsEntropy) {
+            Ok(frames) => frames,
+            Err(e) => {
+                tracing::warn!(actor = NAME, error = %e, "no randomness for a nearby offer");
+                return;
+            }
+        };
+        let sent = nearby::send(self.deps.network.clone(), peer, frames);
+        ctx.spawn(sent.into_actor(self).map(|sent, _, _| {
+            if let Err(e) = sent {
+                tracing::debug!(actor = NAME, error = %e, "a nearby member is unreachable");
+            }
+        }));
     }
 
     fn send(&self, ctx: &mut Context<Self>, id: ReplicationId, peer: PeerId, body: GroupBody) {
@@ -341,6 +367,10 @@ impl Handler<InboundFrame> for Replica {
 
     fn handle(&mut self, InboundFrame { peer, frame }: InboundFrame, ctx: &mut Self::Context) {
         let Ok(frame) = GroupFrame::decode(&frame) else { return };
+        if let GroupBody::Nearby(tokens) = &frame.body {
+            self.nearby_offered(ctx, peer, &frame.session_tag, tokens);
+            return;
+        }
         let Some(id) = self.group_of(&peer, &frame.session_tag) else {
             tracing::debug!(actor = NAME, "frame for no replicated group; ignored");
             return;
@@ -352,7 +382,7 @@ impl Handler<InboundFrame> for Replica {
             GroupBody::Heads { metadata, messages } => {
                 self.want(ctx, id, peer, metadata.into_iter().chain(messages).collect())
             }
-            // Nearby offers go to the courier, never here; acks need no answer.
+            // Nearby offers were taken above; acks need no answer.
             GroupBody::Ack(_) | GroupBody::Nearby(_) => {}
         }
     }

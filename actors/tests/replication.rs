@@ -32,11 +32,7 @@ async fn members_never_online_together_converge_through_a_replication_node() {
     let written: Vec<(u64, Vec<u8>)> =
         a.history(&group, None, 1000).await.unwrap().into_iter().map(|h| (h.lamport, h.payload)).collect();
     assert_eq!(written.len(), COUNT);
-    let mut events = r.events();
-    until(&mut events, || async {
-        r.replicated_entries(&replication).await.unwrap() == a.stored_entries(&group).await.unwrap()
-    })
-    .await;
+    common::until_replicated(&r, &replication, &a, &group).await;
 
     // A goes offline before B comes back: only the replication node can
     // bring B up to date.

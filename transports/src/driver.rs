@@ -67,6 +67,7 @@ pub(crate) enum Command {
     Policy { reply: oneshot::Sender<Policy> },
     ConnectedPeers { reply: oneshot::Sender<Vec<PeerId>> },
     Connections { reply: oneshot::Sender<Vec<OpenConnection>> },
+    FoundNearby { peer: PeerId, addrs: Vec<Multiaddr>, reply: Reply<()> },
     ListenAddrs { reply: oneshot::Sender<Vec<Multiaddr>> },
     Shutdown { reply: oneshot::Sender<()> },
 }
@@ -563,6 +564,9 @@ impl Driver {
             Command::ConnectedPeers { reply } => {
                 let _ = reply.send(self.node.connected_peers());
             }
+            Command::FoundNearby { peer, addrs, reply } => {
+                let _ = reply.send(self.found_nearby(peer, &addrs, AddressSource::Proximity));
+            }
             Command::Connections { reply } => {
                 let open = self.node.connections.iter().filter(|(c, _)| !self.node.closing.contains(c));
                 let mut open: Vec<OpenConnection> = open
@@ -790,6 +794,36 @@ impl Driver {
         Ok(peer_id)
     }
 
+    /// `peer` was found nearby at `addrs` (by `source`): they are kept for
+    /// dials, and whoever needs nearby peers hears of it.
+    fn found_nearby(&mut self, peer: PeerId, addrs: &[Multiaddr], source: AddressSource) -> Result<()> {
+        if !self.policy.proximity() {
+            return Err(Error::Config("the privacy policy has no proximity discovery"));
+        }
+        // Only addresses the policy lets this node dial are kept.
+        let mut refused = None;
+        let addrs: Vec<Multiaddr> = addrs
+            .iter()
+            .filter(|a| match self.check_dial(a) {
+                Ok(()) => true,
+                Err(e) => {
+                    refused = Some(e);
+                    false
+                }
+            })
+            .cloned()
+            .collect();
+        if let (true, Some(e)) = (addrs.is_empty(), refused) {
+            return Err(e);
+        }
+        self.learned.record_all(peer, &addrs, source);
+        for addr in &addrs {
+            self.node.swarm.add_peer_address(peer, addr.clone());
+        }
+        self.emit(NetworkEvent::PeerDiscovered { peer, addrs });
+        Ok(())
+    }
+
     /// A hole punch with `peer` ended: on success the new connection is
     /// marked upgraded and the relayed ones to the peer close (their links
     /// reopen on the direct connection; frames in flight on them are resent
@@ -990,11 +1024,9 @@ impl Driver {
                     by_peer.entry(peer).or_default().push(addr);
                 }
                 for (peer, addrs) in by_peer {
-                    self.learned.record_all(peer, &addrs, AddressSource::Mdns);
-                    for addr in &addrs {
-                        self.node.swarm.add_peer_address(peer, addr.clone());
+                    if let Err(e) = self.found_nearby(peer, &addrs, AddressSource::Mdns) {
+                        tracing::debug!(error = %e, "an mDNS sighting refused");
                     }
-                    self.emit(NetworkEvent::PeerDiscovered { peer, addrs });
                 }
             }
             _ => {}

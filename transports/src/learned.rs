@@ -34,17 +34,21 @@ pub enum AddressSource {
     Rendezvous,
     /// A LAN announcement (mDNS).
     Mdns,
+    /// A proximity transport's report of a peer in range
+    /// ([`crate::NetworkHandle::found_nearby`]).
+    Proximity,
 }
 
 impl AddressSource {
     /// Every source.
-    pub const ALL: [AddressSource; 6] = [
+    pub const ALL: [AddressSource; 7] = [
         AddressSource::Connection,
         AddressSource::Identify,
         AddressSource::PeerStore,
         AddressSource::Dht,
         AddressSource::Rendezvous,
         AddressSource::Mdns,
+        AddressSource::Proximity,
     ];
 }
 
@@ -57,6 +61,7 @@ impl fmt::Display for AddressSource {
             AddressSource::Dht => "dht",
             AddressSource::Rendezvous => "rendezvous",
             AddressSource::Mdns => "mdns",
+            AddressSource::Proximity => "proximity",
         })
     }
 }

@@ -246,7 +246,9 @@ pub enum NetworkEvent {
         /// The listen addresses it announced.
         listen_addrs: Vec<Multiaddr>,
     },
-    /// mDNS found a peer on the LAN (its addresses are remembered for dials).
+    /// A peer was found nearby: by mDNS on the LAN, or reported by a
+    /// proximity transport ([`NetworkHandle::found_nearby`]). Its addresses
+    /// are remembered for dials.
     PeerDiscovered {
         /// The peer.
         peer: PeerId,
@@ -632,6 +634,15 @@ impl NetworkHandle {
     /// The peers with at least one open connection.
     pub async fn connected_peers(&self) -> Result<Vec<PeerId>> {
         self.ask(|reply| Command::ConnectedPeers { reply }).await
+    }
+
+    /// Reports `peer` as found nearby at `addrs` by other means than mDNS
+    /// (a proximity transport such as BLE, which sees who is in range): the
+    /// addresses are remembered for dials and a
+    /// [`NetworkEvent::PeerDiscovered`] follows, exactly as for a LAN peer
+    /// mDNS found. Refused under policies without proximity discovery.
+    pub async fn found_nearby(&self, peer: PeerId, addrs: Vec<Multiaddr>) -> Result<()> {
+        self.ask(|reply| Command::FoundNearby { peer, addrs, reply }).await?
     }
 
     /// Every open connection: its peer, transport and route (direct,

@@ -223,3 +223,12 @@ pub(crate) async fn group_of_two(dirs: &[tempfile::TempDir], clock: &ManualClock
     }
     GroupOfTwo { server, addr, a, b, group, invitation }
 }
+
+/// Waits until replication node `r` holds every entry member `a` stores of `group`.
+pub(crate) async fn until_replicated(r: &Node, replication: &veil_crypto::ReplicationId, a: &Node, group: &GroupId) {
+    let mut events = r.events();
+    until(&mut events, || async {
+        r.replicated_entries(replication).await.unwrap() == a.stored_entries(group).await.unwrap()
+    })
+    .await;
+}
