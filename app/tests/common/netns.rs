@@ -118,7 +118,9 @@ impl Namespaces {
 pub fn tcpdump(namespaces: &Namespaces, ns: &str, args: &[&str], stdout: Stdio) -> Child {
     let mut child = namespaces
         .exec(ns, "tcpdump")
-        .args(["-i", "eth0", "-n"])
+        // Immediate mode: each packet reaches tcpdump as it comes, not in
+        // blocks that a short test may stop before they are handed over.
+        .args(["-i", "eth0", "-n", "--immediate-mode"])
         .args(args)
         .stdout(stdout)
         .stderr(Stdio::piped())
