@@ -28,13 +28,13 @@ use tokio::sync::broadcast;
 use veil_crypto::{
     AccountPublic, ContactLink, GroupId, OsEntropy, RendezvousSeed, SigningSecret, VerifyKey,
     rendezvous::{RendezvousPoint, Schedule, Topic, check_point_proof, point_proof},
-    time::Clock,
+    time::{Clock, UnixTime},
 };
 use veil_proto::{
     handshake::{ContactRequest, HandshakeFrame},
     link,
 };
-use veil_storage::{ContactRecord, ContactState, GroupKind, Store};
+use veil_storage::{ContactRecord, ContactState, GroupKind, LinkLimits, Store};
 use veil_transports::{NetworkHandle, libp2p::PeerId};
 
 use crate::{
@@ -140,6 +140,8 @@ pub struct ContactBook {
     answering: VecDeque<(PeerId, HandshakeId)>,
     /// Peers mDNS found on the LAN, most recent last.
     lan: VecDeque<PeerId>,
+    /// When the link expires, while it is announced: it is withdrawn then.
+    link_expires: Option<UnixTime>,
 }
 
 impl core::fmt::Debug for ContactBook {
@@ -158,7 +160,24 @@ impl ContactBook {
             attempting: Vec::new(),
             answering: VecDeque::new(),
             lan: VecDeque::new(),
+            link_expires: None,
         }
+    }
+
+    /// The link stopped answering (expired or used up): its announcements
+    /// are withdrawn and the rotator stops watching its points.
+    fn link_spent(&mut self, ctx: &mut Context<Self>) {
+        self.link_expires = None;
+        self.announce_link(ctx, Vec::new());
+        let rotator = self.deps.rotator.clone();
+        ctx.spawn(
+            async move {
+                if rotator.send(Refresh).await.is_err() {
+                    tracing::debug!(actor = NAME, "the rotator stopped; a spent link stays watched");
+                }
+            }
+            .into_actor(self),
+        );
     }
 
     /// Sets the own-link announcements to `points` (none: withdraw all).
@@ -239,9 +258,20 @@ impl Actor for ContactBook {
         ctx.run_interval(every, |act, ctx| {
             let _ = guarded_with(NAME, ctx, |ctx| {
                 act.retry_due(ctx);
+                if act.link_expires.is_some_and(|t| act.deps.clock.now() >= t) {
+                    act.link_spent(ctx);
+                }
                 Ok(())
             });
         });
+        // A link with an expiry, from an earlier run.
+        let store = self.deps.store.clone();
+        let now = self.deps.clock.now();
+        ctx.spawn(async move { store.link().await }.into_actor(self).map(move |link, act, _| {
+            if let Ok(Some(link)) = link {
+                act.link_expires = link.limits.expires_at.filter(|_| link.answers_at(now));
+            }
+        }));
     }
 }
 
@@ -373,7 +403,7 @@ fn contact_of(c: ContactRecord) -> Contact {
 enum LinkChange {
     /// Nothing (just read it, creating it on first use).
     None,
-    Reset,
+    Reset(LinkLimits),
     Enable(bool),
 }
 
@@ -381,10 +411,14 @@ async fn apply(deps: Arc<ContactBookDeps>, change: LinkChange) -> Result<LinkInf
     let PublicIdentity { account, .. } =
         deps.vault.identity.send(GetIdentity).await.map_err(mailbox("identity-vault"))??;
     let created = deps.store.link().await?.is_none();
-    if matches!(change, LinkChange::Reset) && !created {
-        deps.store.reset_link(&RendezvousSeed::generate(&mut OsEntropy)?).await?;
+    match change {
+        LinkChange::Reset(limits) => {
+            deps.store.reset_link_with(&RendezvousSeed::generate(&mut OsEntropy)?, limits).await?
+        }
+        _ => {
+            ensure_link(&deps.store).await?;
+        }
     }
-    ensure_link(&deps.store).await?;
     if let LinkChange::Enable(on) = change {
         deps.store.set_link_enabled(on).await?;
     }
@@ -392,8 +426,10 @@ async fn apply(deps: Arc<ContactBookDeps>, change: LinkChange) -> Result<LinkInf
     if created || !matches!(change, LinkChange::None) {
         deps.rotator.send(Refresh).await.map_err(mailbox("rendezvous-rotator"))??;
     }
+    let answers = state.answers_at(deps.clock.now());
+    let (enabled, limits) = (state.enabled, state.limits);
     let value = ContactLink { account, seed: state.seed, display_name: None };
-    Ok(LinkInfo { uri: link::contact_uri(&value), qr: link::contact_qr(&value), enabled: state.enabled })
+    Ok(LinkInfo { uri: link::contact_uri(&value), qr: link::contact_qr(&value), enabled, limits, answers })
 }
 
 impl ContactBook {
@@ -405,7 +441,12 @@ impl ContactBook {
         if matches!(change, LinkChange::Enable(false)) {
             self.announce_link(ctx, Vec::new());
         }
-        Box::pin(apply(self.deps.clone(), change).into_actor(self))
+        Box::pin(apply(self.deps.clone(), change).into_actor(self).map(|info, act, _| {
+            if let Ok(info) = &info {
+                act.link_expires = info.limits.expires_at.filter(|_| info.answers);
+            }
+            info
+        }))
     }
 }
 
@@ -420,8 +461,8 @@ impl Handler<ShareLink> for ContactBook {
 impl Handler<ResetLink> for ContactBook {
     type Result = ResponseActFuture<Self, Result<LinkInfo>>;
 
-    fn handle(&mut self, _: ResetLink, ctx: &mut Self::Context) -> Self::Result {
-        self.run(LinkChange::Reset, ctx)
+    fn handle(&mut self, ResetLink(limits): ResetLink, ctx: &mut Self::Context) -> Self::Result {
+        self.run(LinkChange::Reset(limits), ctx)
     }
 }
 
@@ -616,11 +657,17 @@ enum Answer {
     Started(HandshakeId, Vec<u8>),
     /// Any other answer (an empty one refuses).
     Reply(Vec<u8>),
+    /// The answer to message 3: the request is recorded; `true` if it used
+    /// the link up.
+    Recorded(Vec<u8>, bool),
 }
 
 /// Answers message 1 only when it proves knowledge of an active link point.
 async fn answer_start(deps: &ContactBookDeps, message: Vec<u8>, proof: [u8; 32]) -> Result<Answer> {
-    let Some(link) = deps.store.link().await?.filter(|l| l.enabled) else { return Ok(Answer::Reply(Vec::new())) };
+    let now = deps.clock.now();
+    let Some(link) = deps.store.link().await?.filter(|l| l.answers_at(now)) else {
+        return Ok(Answer::Reply(Vec::new()));
+    };
     let me = deps.vault.identity.send(GetIdentity).await.map_err(mailbox("identity-vault"))??;
     let points = deps.schedule.active_points(&Topic::contact(&me.account.signing), &link.seed, deps.clock.now());
     if !points.all().any(|p| check_point_proof(&p, &message, &proof)) {
@@ -637,6 +684,8 @@ async fn answer_finish(deps: &ContactBookDeps, handshake: HandshakeId, message: 
         deps.vault.read.send(ReadRequest { handshake, message }).await.map_err(mailbox("identity-vault"))??;
     let request = ContactRequest::decode(&received.payload).map_err(Error::Wire)?;
     let from = received.requester;
+    // A completed request is one use of the link.
+    let spent = deps.store.use_link().await? == Some(0);
     let name = request.display_name.as_ref().map(|n| n.as_str().to_owned());
     match deps.store.contact(&from.signing).await?.map(|c| c.state) {
         // Acknowledged like any request, so the requester learns nothing.
@@ -654,7 +703,7 @@ async fn answer_finish(deps: &ContactBookDeps, handshake: HandshakeId, message: 
             let _ = deps.events.send(NodeEvent::ContactRequestReceived { account: from, display_name: name });
         }
     }
-    Ok(Answer::Reply(HandshakeFrame::Response(Vec::new()).encode()))
+    Ok(Answer::Recorded(HandshakeFrame::Response(Vec::new()).encode(), spent))
 }
 
 impl Handler<InboundRequest> for ContactBook {
@@ -687,12 +736,16 @@ impl Handler<InboundRequest> for ContactBook {
                     Answer::Reply(Vec::new())
                 });
                 match answer {
-                    Answer::Started(h, bytes) => (Some(h), bytes),
-                    Answer::Reply(bytes) => (None, bytes),
+                    Answer::Started(h, bytes) => (Some(h), bytes, false),
+                    Answer::Reply(bytes) => (None, bytes, false),
+                    Answer::Recorded(bytes, spent) => (None, bytes, spent),
                 }
             }
             .into_actor(self)
-            .map(move |(kept, bytes), act, ctx| {
+            .map(move |(kept, bytes, spent), act, ctx| {
+                if spent {
+                    act.link_spent(ctx);
+                }
                 // Keep the handshake before answering, so message 3 finds it.
                 if let Some(h) = kept {
                     act.answering.retain(|(p, _)| *p != peer);

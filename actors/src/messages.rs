@@ -319,8 +319,13 @@ pub mod contacts {
         pub uri: String,
         /// The QR-code form.
         pub qr: String,
-        /// Whether the node answers to it.
+        /// Whether the link is enabled (see `answers` for whether it
+        /// answers now).
         pub enabled: bool,
+        /// Its limits and the uses left.
+        pub limits: veil_storage::LinkLimits,
+        /// Whether it answers requests now: enabled, not expired, not used up.
+        pub answers: bool,
     }
 
     /// Query: the current link (created on first use).
@@ -328,10 +333,11 @@ pub mod contacts {
     #[rtype(result = "Result<LinkInfo>")]
     pub struct ShareLink;
 
-    /// Command: draw a new seed; every earlier link stops working.
+    /// Command: draw a new seed, with these limits; every earlier link
+    /// stops working.
     #[derive(Debug, Message)]
     #[rtype(result = "Result<LinkInfo>")]
-    pub struct ResetLink;
+    pub struct ResetLink(pub veil_storage::LinkLimits);
 
     /// Command: enable or disable the link (disabled: no announcements at all).
     #[derive(Debug, Message)]

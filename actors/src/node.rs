@@ -18,7 +18,7 @@ use veil_crypto::{
     time::{Clock, SystemClock, UnixTime},
 };
 use veil_storage::{
-    GroupKind, Store, StoreOptions, Tuning,
+    GroupKind, LinkLimits, Store, StoreOptions, Tuning,
     keystore::{KdfParams, KeySource},
 };
 use zeroize::Zeroizing;
@@ -593,7 +593,15 @@ impl Node {
 
     /// Draws a new link seed: every earlier link stops working.
     pub async fn reset_link(&self) -> Result<LinkInfo> {
-        self.inner.contacts.send(ResetLink).await.map_err(mailbox("contact-book"))?
+        self.reset_link_with(LinkLimits::default()).await
+    }
+
+    /// Draws a new link seed that answers only until `limits.expires_at`
+    /// and for `limits.uses` completed requests (a one-time link has one);
+    /// spent, it answers nothing, like a reset link, and is no longer
+    /// announced. Every earlier link stops working.
+    pub async fn reset_link_with(&self, limits: LinkLimits) -> Result<LinkInfo> {
+        self.inner.contacts.send(ResetLink(limits)).await.map_err(mailbox("contact-book"))?
     }
 
     /// Enables or disables the link.

@@ -141,10 +141,11 @@ impl RendezvousRotator {
 }
 
 /// Everything to watch, from storage.
-async fn wanted(store: Arc<Store>) -> Result<Vec<(WatchKey, Topic, RendezvousSeed)>> {
+async fn wanted(store: Arc<Store>, now: veil_crypto::time::UnixTime) -> Result<Vec<(WatchKey, Topic, RendezvousSeed)>> {
     let mut out = Vec::new();
+    // A disabled, expired or used-up link is not announced.
     if let (Some(link), Some(identity)) = (store.link().await?, store.load_identity().await?)
-        && link.enabled
+        && link.answers_at(now)
     {
         out.push((WatchKey::OwnLink, Topic::contact(&identity.account.signing.verify_key()), link.seed));
     }
@@ -176,7 +177,7 @@ impl Actor for RendezvousRotator {
             NAME,
             self,
             ctx,
-            Rc::new(|act: &Self| Box::pin(wanted(act.store.clone()))),
+            Rc::new(|act: &Self| Box::pin(wanted(act.store.clone(), act.clock.now()))),
             Rc::new(|act: &mut Self, w| act.replace_watches(w)),
             0,
         );
@@ -202,7 +203,7 @@ impl Handler<Refresh> for RendezvousRotator {
     type Result = ResponseActFuture<Self, Result<()>>;
 
     fn handle(&mut self, _: Refresh, _: &mut Self::Context) -> Self::Result {
-        Box::pin(wanted(self.store.clone()).into_actor(self).map(|w, act, _| {
+        Box::pin(wanted(self.store.clone(), self.clock.now()).into_actor(self).map(|w, act, _| {
             act.replace_watches(w?);
             Ok(())
         }))

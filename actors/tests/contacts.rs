@@ -19,7 +19,7 @@ use veil_crypto::{
     rendezvous::{Schedule, Topic},
     time::{ManualClock, UnixTime},
 };
-use veil_storage::ContactState;
+use veil_storage::{ContactState, LinkLimits};
 use veil_transports::libp2p::PeerId;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -158,17 +158,91 @@ async fn a_minute_of_clock_skew_either_way_is_tolerated() {
     }
 }
 
+/// A rendezvous server (and what it observes) and three peers using it.
+struct Three {
+    _dirs: Vec<tempfile::TempDir>,
+    server: veil_actors::Node,
+    observed: tokio::sync::broadcast::Receiver<NodeEvent>,
+    a: veil_actors::Node,
+    b: veil_actors::Node,
+    c: veil_actors::Node,
+}
+
+async fn three(clock: &ManualClock) -> Three {
+    let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+    let (server, addr) = rendezvous_server(&dirs[0]).await;
+    let observed = server.events();
+    let a = peer(&dirs[1], clock, &addr).await;
+    let b = peer(&dirs[2], clock, &addr).await;
+    let c = peer(&dirs[3], clock, &addr).await;
+    Three { _dirs: dirs, server, observed, a, b, c }
+}
+
+/// Waits until a request has failed three times in a row (and never went through).
+async fn refused(events: &mut tokio::sync::broadcast::Receiver<NodeEvent>) {
+    wait_for(events, |e| match e {
+        NodeEvent::ContactRequestUndelivered { failures, .. } if failures >= 3 => Some(()),
+        NodeEvent::ContactRequestDelivered { .. } => panic!("a link that should not answer did"),
+        _ => None,
+    })
+    .await;
+}
+
+/// A one-time link answers one request, then nobody, and is withdrawn; a
+/// link with an expiry answers until then, then nobody.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn used_up_and_expired_links_get_no_answer() {
+    let now = T0 + GRACE + 1;
+    let clock = ManualClock::new(UnixTime(now));
+    let Three { _dirs, server, mut observed, a, b, c } = three(&clock).await;
+    let b_id = account(&b).await.signing;
+
+    let once = b.reset_link_with(LinkLimits { uses: Some(1), ..LinkLimits::default() }).await.unwrap();
+    assert!(once.answers && once.limits.uses == Some(1));
+    let mut a_events = a.events();
+    a.send_request(&once.uri, None).await.unwrap();
+    wait_for(&mut a_events, |e| {
+        matches!(e, NodeEvent::ContactRequestDelivered { account } if account == b_id).then_some(())
+    })
+    .await;
+    // Used up: withdrawn from the server, and the next requester hears nothing.
+    let withdrawn = link_namespace(&once.uri, now);
+    wait_for(&mut observed, |e| {
+        matches!(e, NodeEvent::RendezvousUnregistered { namespace, .. } if namespace == withdrawn).then_some(())
+    })
+    .await;
+    let spent = b.share_link().await.unwrap();
+    assert!(!spent.answers && spent.enabled && spent.limits.uses == Some(0));
+    let mut c_events = c.events();
+    c.send_request(&once.uri, None).await.unwrap();
+    refused(&mut c_events).await;
+    assert_eq!(b.contacts().await.unwrap().len(), 1, "only A's request reached B");
+
+    // An expiry: answered before it, not after.
+    let timed = b.reset_link_with(LinkLimits { expires_at: Some(UnixTime(now + 20)), uses: None }).await.unwrap();
+    assert!(timed.answers);
+    clock.set(UnixTime(now + 20));
+    let withdrawn = link_namespace(&timed.uri, now);
+    wait_for(&mut observed, |e| {
+        matches!(e, NodeEvent::RendezvousUnregistered { namespace, .. } if namespace == withdrawn).then_some(())
+    })
+    .await;
+    assert!(!b.share_link().await.unwrap().answers);
+    let mut c_events = c.events();
+    c.send_request(&timed.uri, None).await.unwrap();
+    refused(&mut c_events).await;
+    assert_eq!(b.contacts().await.unwrap().len(), 1);
+    for n in [a, b, c, server] {
+        n.shutdown().await.unwrap();
+    }
+}
+
 /// After a reset, the old link reaches nobody and the new one works; while
 /// the link is disabled, no link works and nothing is announced for it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reset_and_disabled_links_stop_working() {
-    let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
     let clock = ManualClock::new(UnixTime(T0 + GRACE + 1));
-    let (server, addr) = rendezvous_server(&dirs[0]).await;
-    let mut observed = server.events();
-    let a = peer(&dirs[1], &clock, &addr).await;
-    let b = peer(&dirs[2], &clock, &addr).await;
-    let c = peer(&dirs[3], &clock, &addr).await;
+    let Three { _dirs, server, mut observed, a, b, c } = three(&clock).await;
     let b_id = account(&b).await.signing;
 
     // Reset: a request through the old link fails, again and again.
@@ -177,12 +251,7 @@ async fn reset_and_disabled_links_stop_working() {
     assert_ne!(old, new);
     let mut a_events = a.events();
     a.send_request(&old, None).await.unwrap();
-    wait_for(&mut a_events, |e| match e {
-        NodeEvent::ContactRequestUndelivered { failures, .. } if failures >= 3 => Some(()),
-        NodeEvent::ContactRequestDelivered { .. } => panic!("the old link still works"),
-        _ => None,
-    })
-    .await;
+    refused(&mut a_events).await;
     assert_eq!(state_of(&a.contacts().await.unwrap(), &b_id), Some(ContactState::OutgoingEnqueued));
     assert!(b.contacts().await.unwrap().is_empty(), "B heard nothing");
     // The new link works (the same contact, now with the new seed).
@@ -208,12 +277,7 @@ async fn reset_and_disabled_links_stop_working() {
     let forbidden = [link_namespace(&current.uri, now), link_namespace(&current.uri, next)];
     let mut c_events = c.events();
     c.send_request(&current.uri, None).await.unwrap();
-    wait_for(&mut c_events, |e| match e {
-        NodeEvent::ContactRequestUndelivered { failures, .. } if failures >= 3 => Some(()),
-        NodeEvent::ContactRequestDelivered { .. } => panic!("a disabled link still works"),
-        _ => None,
-    })
-    .await;
+    refused(&mut c_events).await;
     while let Ok(e) = observed.try_recv() {
         if let NodeEvent::RendezvousRegistered { namespace, .. } = e {
             assert!(!forbidden.contains(&namespace), "a disabled link was announced");

@@ -119,7 +119,14 @@ pub(crate) enum LinkAction {
     /// Stop answering requests sent to the link (it is no longer announced).
     Disable,
     /// Make a new link; every earlier link stops working.
-    Reset,
+    Reset {
+        /// The new link stops answering after this long: `90s`, `30m`, `1h`, `7d` (default: never).
+        #[arg(long, value_parser = parse_span)]
+        expires: Option<u64>,
+        /// And after this many requests (`--uses 1`: a one-time link; default: no limit).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        uses: Option<u32>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -185,16 +185,20 @@ async fn link(c: &mut Client, action: LinkAction, out: Out) -> Result<()> {
         LinkAction::Show | LinkAction::Qr => call!(c, get_link, api::GetLinkRequest {}),
         LinkAction::Enable => call!(c, set_link_enabled, api::SetLinkEnabledRequest { enabled: true }),
         LinkAction::Disable => call!(c, set_link_enabled, api::SetLinkEnabledRequest { enabled: false }),
-        LinkAction::Reset => call!(c, reset_link, api::ResetLinkRequest {}),
+        LinkAction::Reset { expires, uses } => call!(
+            c,
+            reset_link,
+            api::ResetLinkRequest { expires_in_seconds: expires.unwrap_or(0), uses: uses.unwrap_or(0) }
+        ),
     };
-    let state = if l.enabled { "enabled" } else { "disabled: nobody can reach you through it" };
+    let state = out::link_state(&l);
     if matches!(action, LinkAction::Qr) {
         let drawn = qr::render(&l.qr)?;
         let mut v = out::link(&l);
         v["qr_lines"] = json!(drawn.lines().collect::<Vec<_>>());
         return out.emit(&v, || format!("{drawn}\n{}\n({state})", l.uri));
     }
-    let note = if matches!(action, LinkAction::Reset) { "\nevery earlier link stopped working" } else { "" };
+    let note = if matches!(action, LinkAction::Reset { .. }) { "\nevery earlier link stopped working" } else { "" };
     out.emit(&out::link(&l), || format!("{}\n({state}){note}", l.uri))
 }
 

@@ -43,7 +43,34 @@ pub(crate) fn identity(i: &api::Identity) -> Value {
 }
 
 pub(crate) fn link(l: &api::Link) -> Value {
-    json!({ "uri": l.uri, "qr": l.qr, "enabled": l.enabled })
+    json!({
+        "uri": l.uri,
+        "qr": l.qr,
+        "enabled": l.enabled,
+        "answers": l.answers,
+        "expires_at": (l.expires_at > 0).then_some(l.expires_at),
+        "uses_left": l.uses_left,
+    })
+}
+
+/// Whether a link answers, and its limits, in words.
+pub(crate) fn link_state(l: &api::Link) -> String {
+    if !l.enabled {
+        return "disabled: nobody can reach you through it".to_owned();
+    }
+    if !l.answers {
+        let why = if l.uses_left == Some(0) { "used up" } else { "expired" };
+        return format!("{why}: nobody can reach you through it; `veil link reset` makes a new one");
+    }
+    let mut limits = Vec::new();
+    if l.expires_at > 0 {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        limits.push(format!("expires in {}", duration(l.expires_at.saturating_sub(now))));
+    }
+    if let Some(n) = l.uses_left {
+        limits.push(format!("{n} use{} left", if n == 1 { "" } else { "s" }));
+    }
+    if limits.is_empty() { "enabled".to_owned() } else { format!("enabled, {}", limits.join(", ")) }
 }
 
 pub(crate) fn contact(c: &api::Contact) -> Value {

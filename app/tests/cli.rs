@@ -449,3 +449,59 @@ fn a_message_shows_whether_it_was_delivered() {
     alice_events.until("two delivered once Bob is back", || waiting("two") == Some(0));
     assert_eq!(texts(&bob.ok(&["log", &conversation])), vec![(false, "one".to_owned()), (false, "two".to_owned())]);
 }
+
+/// Waits for `veil events` to report `name` for a contact request, failing
+/// on `never`.
+fn until_event(events: &Events, name: &str, never: &str) -> Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(!left.is_zero(), "no {name} event");
+        if let Ok(line) = events.lines.recv_timeout(left) {
+            let event: Value = serde_json::from_str(&line).unwrap();
+            assert_ne!(event["event"], never, "{event}");
+            if event["event"] == name {
+                return event;
+            }
+        }
+    }
+}
+
+#[test]
+fn a_one_time_link_answers_once_and_then_nobody() {
+    let server = Daemon::start("", &["--serve", "rendezvous"]);
+    let rendezvous = server.addr();
+    let start = |name: &str| Daemon::start(FAST, &["--rendezvous", &rendezvous, "--name", name]);
+    let (alice, bob, carol) = (start("Alice"), start("Bob"), start("Carol"));
+    let once = alice.ok(&["link", "reset", "--uses", "1"]);
+    assert_eq!((once["answers"].as_bool(), once["uses_left"].as_u64()), (Some(true), Some(1)), "{once}");
+    let uri = once["uri"].as_str().unwrap().to_owned();
+    let text = |d: &Daemon| String::from_utf8(veil().arg("--home").arg(d.path()).arg("link").output().unwrap().stdout);
+    assert!(text(&alice).unwrap().contains("1 use left"), "{:?}", text(&alice));
+
+    request_contact(&bob, &alice, "Bob");
+    let spent = alice.ok(&["link"]);
+    assert_eq!((spent["answers"].as_bool(), spent["uses_left"].as_u64()), (Some(false), Some(0)), "{spent}");
+    assert!(text(&alice).unwrap().contains("used up"), "{:?}", text(&alice));
+
+    // Carol's request through the same link gets no answer, again and again.
+    let carol_events = carol.events();
+    carol.ok(&["contact", "add", &uri]);
+    loop {
+        let failed = until_event(&carol_events, "request_undelivered", "request_delivered");
+        if failed["failures"].as_u64().unwrap() >= 3 {
+            break;
+        }
+    }
+    assert_eq!(alice.ok(&["contact", "list"])["contacts"].as_array().unwrap().len(), 1, "only Bob reached Alice");
+
+    // An expiry from the CLI, and bad limits refused.
+    let timed = alice.ok(&["link", "reset", "--expires", "1h"]);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let expires_at = timed["expires_at"].as_u64().unwrap();
+    assert!((now + 3590..=now + 3610).contains(&expires_at), "{timed}");
+    assert_eq!(timed["uses_left"], Value::Null);
+    for bad in [&["--uses", "0"][..], &["--expires", "soon"], &["--expires", "400d"]] {
+        assert_ne!(alice.run(&[&["link", "reset"][..], bad].concat()).code, 0, "{bad:?}");
+    }
+}

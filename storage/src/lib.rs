@@ -57,7 +57,7 @@ pub use db::{Store, StoreOptions};
 pub use entries::{Appended, EntryRecord, NewEntry, RatchetUpdate};
 pub use error::{Error, Result};
 pub use groups::{GroupKind, GroupRecord};
-pub use links::{LinkState, RetiredLink};
+pub use links::{LinkLimits, LinkState, RetiredLink};
 pub use outbox::{OutboxItem, Peer};
 pub use ratchet::SenderChainRecord;
 pub use replicas::ReplicaEntry;

@@ -10,7 +10,7 @@ use veil_crypto::{
     envelope::{BodyKey, EntryHash, EntryKind, Links, open_entry, seal_entry},
     time::{Clock, UnixTime},
 };
-use veil_storage::{Appended, ContactState, GroupKind, NewEntry, Peer, RatchetUpdate, Store};
+use veil_storage::{Appended, ContactState, GroupKind, LinkLimits, NewEntry, Peer, RatchetUpdate, Store};
 
 #[tokio::test]
 async fn identity_round_trip_and_only_once() {
@@ -52,6 +52,31 @@ async fn link_reset_disable_and_history() {
     assert_eq!(history.len(), 1);
     assert_eq!(history[0].seed, first);
     assert_eq!(history[0].retired_at, UnixTime(1_800_000_060));
+}
+
+#[tokio::test]
+async fn link_limits_expire_and_count_down_uses() {
+    let t = temp_store().await;
+    let now = UnixTime(1_800_000_000);
+    t.store.reset_link(&RendezvousSeed::from_bytes([1; 32])).await.unwrap();
+    let unlimited = t.store.link().await.unwrap().unwrap();
+    assert_eq!(unlimited.limits, LinkLimits::default());
+    assert_eq!(t.store.use_link().await.unwrap(), None, "no limit, nothing counted");
+    assert!(t.store.link().await.unwrap().unwrap().answers_at(UnixTime(u64::MAX - 1)));
+
+    let limits = LinkLimits { expires_at: Some(UnixTime(now.0 + 3600)), uses: Some(2) };
+    t.store.reset_link_with(&RendezvousSeed::from_bytes([2; 32]), limits).await.unwrap();
+    let link = t.store.link().await.unwrap().unwrap();
+    assert_eq!(link.limits, limits);
+    assert!(link.answers_at(now));
+    assert!(!link.answers_at(UnixTime(now.0 + 3600)), "expired at its time");
+    assert_eq!(t.store.use_link().await.unwrap(), Some(1));
+    assert_eq!(t.store.use_link().await.unwrap(), Some(0));
+    assert_eq!(t.store.use_link().await.unwrap(), Some(0), "a used-up link stays used up");
+    assert!(!t.store.link().await.unwrap().unwrap().answers_at(now));
+    // A reset without limits makes a fresh, unlimited link.
+    t.store.reset_link(&RendezvousSeed::from_bytes([3; 32])).await.unwrap();
+    assert!(t.store.link().await.unwrap().unwrap().answers_at(now));
 }
 
 #[tokio::test]

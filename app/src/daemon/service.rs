@@ -278,7 +278,14 @@ fn contact(c: &NodeContact) -> api::Contact {
 }
 
 fn link(l: veil_actors::messages::contacts::LinkInfo) -> api::Link {
-    api::Link { uri: l.uri, qr: l.qr, enabled: l.enabled }
+    api::Link {
+        uri: l.uri,
+        qr: l.qr,
+        enabled: l.enabled,
+        expires_at: l.limits.expires_at.map_or(0, |t| t.0),
+        uses_left: l.limits.uses,
+        answers: l.answers,
+    }
 }
 
 fn short(hex: &str) -> &str {
@@ -377,8 +384,17 @@ impl DaemonApi for Service {
         Ok(Response::new(link(self.node.set_link_enabled(enabled).await.map_err(node_error)?)))
     }
 
-    async fn reset_link(&self, _: Request<api::ResetLinkRequest>) -> Result<Response<api::Link>, Status> {
-        Ok(Response::new(link(self.node.reset_link().await.map_err(node_error)?)))
+    async fn reset_link(&self, r: Request<api::ResetLinkRequest>) -> Result<Response<api::Link>, Status> {
+        let r = r.into_inner();
+        if r.expires_in_seconds > MAX_INVITATION_SECONDS {
+            return Err(Status::invalid_argument("a link expires within a year at most"));
+        }
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default();
+        let limits = veil_storage::LinkLimits {
+            expires_at: (r.expires_in_seconds > 0).then(|| UnixTime(now.saturating_add(r.expires_in_seconds))),
+            uses: (r.uses > 0).then_some(r.uses),
+        };
+        Ok(Response::new(link(self.node.reset_link_with(limits).await.map_err(node_error)?)))
     }
 
     async fn add_contact(&self, r: Request<api::AddContactRequest>) -> Result<Response<api::Contact>, Status> {

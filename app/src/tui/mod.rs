@@ -185,7 +185,7 @@ impl Ui {
                     Err(e) => self.fail("link", e),
                 }
             }
-            Action::ResetLink => match self.client.reset_link(api::ResetLinkRequest {}).await {
+            Action::ResetLink => match self.client.reset_link(api::ResetLinkRequest::default()).await {
                 Ok(r) => {
                     self.refresh_link(Some(r.into_inner())).await;
                     self.app.notice = Some("new link: every earlier link stopped working".into());

@@ -152,7 +152,13 @@ fn requests_are_listed_and_accepted_with_a_key() {
 #[test]
 fn the_link_screen_shows_the_link_and_its_qr_code_and_asks_before_a_reset() {
     let mut app = sample();
-    app.link = Some(api::Link { uri: "veil://contact/ABC".into(), qr: "VEIL://C/ABC".into(), enabled: true });
+    app.link = Some(api::Link {
+        uri: "veil://contact/ABC".into(),
+        qr: "VEIL://C/ABC".into(),
+        enabled: true,
+        answers: true,
+        ..Default::default()
+    });
     app.qr = Some(crate::qr::render("VEIL://C/ABC").unwrap());
     app.on_key(key(KeyCode::F(3)));
     let shown = draw(&app);
