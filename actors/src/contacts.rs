@@ -58,7 +58,8 @@ use crate::{
 const NAME: &str = "contact-book";
 
 /// The setting holding the display name sent with requests.
-const DISPLAY_NAME: &str = "display-name";
+/// The setting holding the name this account introduces itself by.
+pub(crate) const DISPLAY_NAME: &str = "display-name";
 
 /// Most handshakes answered and waiting for message 3 (one per peer).
 const MAX_ANSWERING: usize = 64;
@@ -323,12 +324,15 @@ async fn deliver(deps: Arc<ContactBookDeps>, contact: ContactRecord, lan: Vec<Pe
 /// The request payload: our display name and our link seed (so the
 /// responder could reach back).
 async fn my_request(deps: &ContactBookDeps) -> Result<Vec<u8>> {
-    let name = match deps.store.setting(DISPLAY_NAME).await? {
-        Some(bytes) => veil_crypto::Name::new(&String::from_utf8_lossy(&bytes)).ok(),
-        None => None,
-    };
+    let name = display_name(&deps.store).await?;
     let seed = ensure_link(&deps.store).await?;
     Ok(ContactRequest { display_name: name, seed }.encode())
+}
+
+/// The name this account introduces itself by, if one is set.
+pub(crate) async fn display_name(store: &Store) -> Result<Option<veil_crypto::Name>> {
+    let text = store.setting(DISPLAY_NAME).await?.map(|bytes| String::from_utf8_lossy(&bytes).into_owned());
+    Ok(text.and_then(|t| veil_crypto::Name::new(&t).ok()))
 }
 
 /// The link seed, drawn on first use.
@@ -634,6 +638,10 @@ impl Handler<ContactJoined> for ContactBook {
             async move {
                 let contacts = deps.store.contacts(Some(ContactState::OutgoingSent)).await?;
                 for c in contacts.into_iter().filter(|c| c.group == Some(msg.group)) {
+                    // The acceptor's own introduction replaces the name its link gave.
+                    if let Some(name) = &msg.display_name {
+                        deps.store.upsert_contact(&c.account, Some(name), None, ContactState::OutgoingSent).await?;
+                    }
                     deps.store.set_contact_state(&c.account.signing, ContactState::Accepted, None).await?;
                     let _ = deps
                         .events

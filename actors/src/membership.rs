@@ -182,6 +182,7 @@ mod tests {
             device_cert: veil_crypto::Signature([0; 64]),
             chain_shares: vec![],
             epoch,
+            display_name: None,
         }
     }
 

@@ -187,6 +187,8 @@ pub mod vault {
         pub chain: ChainState,
         /// The members that may read it.
         pub recipients: Vec<MemberPublic>,
+        /// In a contact group: the name to introduce this account by.
+        pub display_name: Option<veil_crypto::Name>,
     }
 
     /// Command: open a chain share sealed to this account's member key in
@@ -447,6 +449,8 @@ pub mod contacts {
     pub struct ContactJoined {
         /// The 1:1 group.
         pub group: GroupId,
+        /// The name the other account introduced itself by, if any.
+        pub display_name: Option<String>,
     }
 }
 

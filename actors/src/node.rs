@@ -591,6 +591,17 @@ impl Node {
         self.inner.contacts.send(ShareLink).await.map_err(mailbox("contact-book"))?
     }
 
+    /// Sets the name this account introduces itself by: in contact
+    /// requests, and to whoever's request it accepts (inside the sealed
+    /// answer). `None` introduces it by no name.
+    pub async fn set_display_name(&self, name: Option<&str>) -> Result<()> {
+        let text = match name {
+            Some(n) => veil_crypto::Name::new(n)?.as_str().to_owned(),
+            None => String::new(),
+        };
+        Ok(self.inner.store.set_setting(crate::contacts::DISPLAY_NAME, text.as_bytes()).await?)
+    }
+
     /// Draws a new link seed: every earlier link stops working.
     pub async fn reset_link(&self) -> Result<LinkInfo> {
         self.reset_link_with(LinkLimits::default()).await

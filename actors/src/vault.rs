@@ -339,6 +339,7 @@ impl Handler<AnnounceDevice> for IdentityVault {
                 device_cert: member.certify_device(&msg.group, &device),
                 chain_shares,
                 epoch: msg.epoch,
+                display_name: msg.display_name,
             })
         })
     }

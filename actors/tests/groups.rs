@@ -132,6 +132,7 @@ async fn bad_entries_are_refused_counted_and_never_stored() {
         device_cert: Signature([1; 64]),
         chain_shares: vec![],
         epoch: veil_crypto::EpochId::ROOT,
+        display_name: None,
     });
     let uncertified =
         seal_entry(&keys, &stranger, &links, BodyKey::Metadata, &uncertified.encode(), &mut OsEntropy).unwrap();

@@ -505,3 +505,17 @@ fn a_one_time_link_answers_once_and_then_nobody() {
         assert_ne!(alice.run(&[&["link", "reset"][..], bad].concat()).code, 0, "{bad:?}");
     }
 }
+
+#[test]
+fn the_acceptor_introduces_itself_and_is_known_by_that_name() {
+    // Bob's link carries no name: Alice learns it from his acceptance.
+    let Befriended { server: _server, alice, bob: _bob, conversation, .. } = befriended();
+    let alice_events = alice.events();
+    alice_events.until("Bob's acceptance, introducing him", || {
+        contact_named(&alice.ok(&["contact", "list"]), "Bob").is_some_and(|c| c["state"] == "accepted")
+    });
+    assert_eq!(alice.ok(&["send", "Bob", "hi Bob"])["conversation"], conversation.as_str());
+    // A nickname still wins.
+    alice.ok(&["contact", "rename", "Bob", "Robert"]);
+    assert!(contact_named(&alice.ok(&["contact", "list"]), "Robert").is_some());
+}

@@ -51,19 +51,17 @@ fn start(lan: &Namespaces, host: &str, name: &str, policy: &str) -> Daemon {
 }
 
 /// `from` asks `to` over the LAN and `to` accepts: returns the 1:1
-/// conversation once both sides see the contact accepted.
-fn befriend(from: &Daemon, from_name: &str, to: &Daemon) -> String {
+/// conversation once both sides see the contact accepted (the requester
+/// knows the acceptor by the name it introduced itself with).
+fn befriend(from: &Daemon, from_name: &str, to: &Daemon, to_name: &str) -> String {
     let events = request_contact(from, to, from_name);
     let accepted = to.ok(&["contact", "accept", from_name]);
     let conversation = accepted["conversation"].as_str().unwrap().to_owned();
     drop(events);
     let from_events = from.events();
-    // (The acceptor does not introduce itself yet: the requester knows it
-    // by the link it added.)
     from_events.until("the acceptance, over the LAN", || {
-        let contacts = from.ok(&["contact", "list"]);
-        let accepted = contacts["contacts"].as_array().unwrap().iter().filter(|c| c["state"] == "accepted");
-        accepted.filter(|c| c["conversation"] == conversation.as_str()).count() == 1
+        contact_named(&from.ok(&["contact", "list"]), to_name)
+            .is_some_and(|c| c["state"] == "accepted" && c["conversation"] == conversation.as_str())
     });
     conversation
 }
@@ -76,7 +74,7 @@ fn two_talk_over_a_lan(policy: &str) {
     let lan = lan(&["a", "b"]);
     let alice = start(&lan, "a", "Alice", policy);
     let bob = start(&lan, "b", "Bob", policy);
-    let conversation = befriend(&bob, "Bob", &alice);
+    let conversation = befriend(&bob, "Bob", &alice, "Alice");
 
     // Not by chance: Bob found Alice's LAN address through mDNS.
     let peers = bob.ok(&["peers"]);
@@ -186,7 +184,7 @@ fn three_daemons_share_a_group_over_a_lan_and_a_neighbour_learns_nothing() {
     let mut carol = start(&lan, "c", "Carol", "offline");
     let links: Vec<String> =
         [&alice, &bob, &carol].iter().map(|d| d.ok(&["link"])["uri"].as_str().unwrap().to_owned()).collect();
-    let ab = befriend(&bob, "Bob", &alice);
+    let ab = befriend(&bob, "Bob", &alice, "Alice");
 
     // Alice's group; Bob and Carol join with her invitation.
     let club = alice.ok(&["group", "create", "lan club"])["id"].as_str().unwrap().to_owned();

@@ -164,6 +164,24 @@ fn every_protocol_md_vector_matches_the_code() {
     let secret = veil_crypto::contact_group_secret(&a, &b.public()).expect("contact group");
     c.expect(v, "group_secret", secret.expose_secret());
 
+    // The acceptor's announcement in the contact group, introducing itself.
+    let v = "contact-introduction";
+    let b = account(&c, "contact-group", "b");
+    let group_id = GroupKeys::derive(&secret).id;
+    let device = SigningSecret::from_seed(&c.hex32(v, "device_seed")).verify_key();
+    let member = veil_crypto::MemberKeys { signing: b.signing.clone(), agreement: b.agreement.clone() };
+    let joined = veil_proto::metadata::MemberJoined {
+        member: member.public(),
+        device,
+        device_cert: member.certify_device(&group_id, &device),
+        chain_shares: Vec::new(),
+        epoch: veil_crypto::EpochId::ROOT,
+        display_name: Some(Name::new(&c.input(v, "display_name")).expect("name")),
+    };
+    let event = veil_proto::metadata::MetadataEvent::MemberJoined(joined);
+    c.expect(v, "event", event.encode());
+    assert_eq!(veil_proto::metadata::MetadataEvent::decode(&event.encode()).expect("decodes"), event);
+
     // Member keys.
     let v = "member-keys";
     let alias = AliasKey::from_seed(&c.hex32(v, "alias_seed"));

@@ -1,9 +1,14 @@
 //! The plaintext of metadata-log entries (`MetadataEvent`, docs/PROTOCOL.md §6.4).
 
 use prost::Message;
-use veil_crypto::{AgreementPublic, EpochId, MemberPublic, Signature, VerifyKey};
+use veil_crypto::{AgreementPublic, EpochId, MemberPublic, Name, Signature, VerifyKey};
 
-use crate::{Error, Result, error::decode_err, fields::fixed, pb};
+use crate::{
+    Error, Result,
+    error::decode_err,
+    fields::{fixed, name_text, optional_name},
+    pb,
+};
 
 /// Most chain shares in one announcement.
 pub const MAX_CHAIN_SHARES: usize = 256;
@@ -37,6 +42,10 @@ pub struct MemberJoined {
     /// The epoch the device writes in (its key is that epoch's); must be
     /// the epoch the announcing entry is sealed in.
     pub epoch: EpochId,
+    /// In a contact group, the name the member introduces itself by (the
+    /// acceptor's answer to a request that named the requester); never in
+    /// a multi-member group, where members are known by their aliases.
+    pub display_name: Option<Name>,
 }
 
 /// An epoch secret sealed to one member.
@@ -91,6 +100,7 @@ impl MetadataEvent {
                     })
                     .collect(),
                 epoch_id: if j.epoch == EpochId::ROOT { Vec::new() } else { j.epoch.0.to_vec() },
+                display_name: name_text(j.display_name.as_ref()),
             }),
             Self::MemberRemoved(r) => Event::MemberRemoved(pb::MemberRemoved {
                 member_signing_key: r.member.to_bytes().to_vec(),
@@ -142,6 +152,7 @@ impl MetadataEvent {
                     device_cert: Signature(fixed("device certificate", &j.device_cert)?),
                     chain_shares,
                     epoch: if j.epoch_id.is_empty() { EpochId::ROOT } else { EpochId(fixed("epoch id", &j.epoch_id)?) },
+                    display_name: optional_name(&j.display_name)?,
                 }))
             }
             Some(Event::MemberRemoved(r)) => {

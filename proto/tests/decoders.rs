@@ -265,9 +265,21 @@ fn member_announcements_round_trip_and_reject_bad_keys() {
         device_cert: member.certify_device(&veil_crypto::GroupId([5; 32]), &device),
         chain_shares: vec![ChainShare { recipient: device, sealed_state: vec![9; 136] }],
         epoch: EpochId([3; 32]),
+        display_name: Some(Name::new("Bob").unwrap()),
     });
     assert_eq!(MetadataEvent::decode(&event.encode()).unwrap(), event);
     let MetadataEvent::MemberJoined(mut j) = event else { unreachable!() };
+    // No name is no name; a name too long is refused.
+    j.display_name = None;
+    assert_eq!(
+        MetadataEvent::decode(&MetadataEvent::MemberJoined(j.clone()).encode()).unwrap(),
+        MetadataEvent::MemberJoined(j.clone())
+    );
+    let mut long = veil_proto::pb::MetadataEvent::decode(&MetadataEvent::MemberJoined(j.clone()).encode()[..]).unwrap();
+    if let Some(veil_proto::pb::metadata_event::Event::MemberJoined(m)) = long.event.as_mut() {
+        m.display_name = "x".repeat(veil_crypto::MAX_NAME_LEN + 1);
+    }
+    assert!(MetadataEvent::decode(&long.encode_to_vec()).is_err());
     j.chain_shares[0].sealed_state = vec![];
     assert!(MetadataEvent::decode(&MetadataEvent::MemberJoined(j).encode()).is_err());
     assert!(MetadataEvent::decode(&[]).is_err());

@@ -362,9 +362,13 @@ async fn announce(
     members: &[Peer],
     recipients: Vec<MemberPublic>,
 ) -> Result<(MemberJoined, EntryHash)> {
+    // In a contact group this account introduces itself by name (inside
+    // the sealed entry: only the other account reads it).
+    let contact_group = deps.store.group(&group).await?.is_some_and(|g| g.kind == GroupKind::Contact);
+    let display_name = if contact_group { crate::contacts::display_name(&deps.store).await? } else { None };
     let joined = deps
         .announce
-        .send(AnnounceDevice { group, epoch, chain: chain.state().clone(), recipients })
+        .send(AnnounceDevice { group, epoch, chain: chain.state().clone(), recipients, display_name })
         .await
         .map_err(mailbox("identity-vault"))??;
     let (hash, _) =
@@ -852,7 +856,7 @@ impl Handler<ReceiveEntries> for GroupLog {
                     let _ = receiver.deps.events.send(NodeEvent::EntryRefused { group, hash, reason });
                 };
                 let mut receipt = Receipt::default();
-                let (mut lamport, mut joined_other) = (0, false);
+                let (mut lamport, mut joined_other, mut their_name) = (0, false, None);
                 // Open everything first, then take announcements before
                 // messages and parents before children, whatever the order
                 // the batch came in.
@@ -907,7 +911,10 @@ impl Handler<ReceiveEntries> for GroupLog {
                                     receipt.metadata.push(hash);
                                 }
                                 lamport = lamport.max(l);
-                                joined_other |= joined.is_some_and(|j| j.member != receiver.me);
+                                if let Some(j) = joined.filter(|j| j.member != receiver.me) {
+                                    joined_other = true;
+                                    their_name = j.display_name.map(|n| n.as_str().to_owned());
+                                }
                                 receipt.ack.push(hash);
                                 stored.push(hash);
                             }
@@ -956,7 +963,7 @@ impl Handler<ReceiveEntries> for GroupLog {
                     // without holding this batch up.
                     let joined = receiver.deps.joined.clone();
                     actix_rt::spawn(async move {
-                        if joined.send(ContactJoined { group }).await.is_err() {
+                        if joined.send(ContactJoined { group, display_name: their_name }).await.is_err() {
                             tracing::debug!(actor = NAME, "the contact book is not running");
                         }
                     });

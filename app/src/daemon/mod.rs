@@ -57,12 +57,17 @@ pub async fn start_node(home: &Path, settings: &Settings) -> Result<Node> {
     if let Ok(passphrase) = std::env::var("VEIL_PASSPHRASE") {
         builder = builder.passphrase(passphrase);
     }
-    builder.spawn().await.map_err(|e| match e {
+    let node = builder.spawn().await.map_err(|e| match e {
         veil_actors::Error::Storage(veil_storage::Error::Locked { .. }) => {
             anyhow!("another veil process is already running on {} (its database is locked)", home.display())
         }
         other => anyhow::Error::new(other).context(format!("cannot start the node in {}", home.display())),
-    })
+    })?;
+    // The configured name introduces this account in requests and acceptances.
+    if let Some(name) = &settings.name {
+        node.set_display_name(Some(name)).await.context("the configured name")?;
+    }
+    Ok(node)
 }
 
 impl Daemon {
