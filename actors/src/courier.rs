@@ -794,6 +794,10 @@ impl Courier {
         for group in groups {
             self.deliver(ctx, group);
         }
+        // Now and then, what a conversation keeps no longer is erased.
+        if self.ticks.is_multiple_of(SLOW_TICKS) {
+            ctx.spawn(apply_retention(self.store.clone(), self.clock.now()).into_actor(self));
+        }
         // Members nobody serves may be nearby: stale offers are renewed.
         if std::mem::take(&mut self.wants_members) && self.proximity {
             for peer in self.nearby.stale(self.ticks, |p| self.sessions.get(p).is_some_and(|g| !g.is_empty())) {
@@ -852,6 +856,26 @@ impl Courier {
             if !known.contains(&group) {
                 self.join_replica(ctx, group, peer);
             }
+        }
+    }
+}
+
+/// Erases the messages of every conversation with a retention period that
+/// are older than it at `now` (see `veil_storage`'s `forget.rs`).
+pub(crate) async fn apply_retention(store: Arc<Store>, now: veil_crypto::time::UnixTime) {
+    let policies = match store.retention().await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(actor = NAME, error = %e, "cannot read retention periods");
+            return;
+        }
+    };
+    for (group, keep) in policies {
+        let cutoff = veil_crypto::time::UnixTime(now.0.saturating_sub(keep.as_secs()));
+        match store.forget_messages(&group, Some(cutoff)).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(actor = NAME, erased = n, "messages past their retention erased"),
+            Err(e) => tracing::warn!(actor = NAME, error = %e, "cannot erase messages past their retention"),
         }
     }
 }

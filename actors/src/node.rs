@@ -776,6 +776,36 @@ impl Node {
         Ok(self.on_node(async move { store.group_hashes(&group).await }).await??.len())
     }
 
+    /// Erases this device's copy of a group's messages: their content
+    /// leaves the store and its WAL (the entries stay as hashes, so sync
+    /// does not fetch them again). Other members keep theirs. Returns how
+    /// many were erased.
+    pub async fn forget_history(&self, group: &GroupId) -> Result<u64> {
+        self.inner.group(group)?;
+        let (store, group) = (self.inner.store.clone(), *group);
+        Ok(self.on_node(async move { store.forget_messages(&group, None).await }).await??)
+    }
+
+    /// Keeps a group's messages on this device for `keep` only (for ever
+    /// with `None`): older ones are erased now and from then on, as by
+    /// [`Node::forget_history`].
+    pub async fn set_retention(&self, group: &GroupId, keep: Option<Duration>) -> Result<()> {
+        self.inner.group(group)?;
+        let (store, group, now) = (self.inner.store.clone(), *group, self.inner.clock.now());
+        self.on_node(async move {
+            store.set_retention(&group, keep).await?;
+            crate::courier::apply_retention(store, now).await;
+            Ok::<_, Error>(())
+        })
+        .await?
+    }
+
+    /// Every group with a retention period, and that period.
+    pub async fn retention(&self) -> Result<std::collections::HashMap<GroupId, Duration>> {
+        let store = self.inner.store.clone();
+        Ok(self.on_node(async move { store.retention().await }).await??.into_iter().collect())
+    }
+
     /// How many entries this node holds of a group it replicates.
     pub async fn replicated_entries(&self, id: &veil_crypto::ReplicationId) -> Result<usize> {
         let (store, id) = (self.inner.store.clone(), *id);

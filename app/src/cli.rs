@@ -61,6 +61,21 @@ pub(crate) enum Command {
         /// Conversation id (or a unique prefix of at least 6 digits) or a contact's name.
         conversation: String,
     },
+    /// Erase this device's copy of a conversation's messages (the other
+    /// side keeps theirs).
+    Forget {
+        /// Conversation id (or a unique prefix of at least 6 digits) or a contact's name.
+        conversation: String,
+    },
+    /// Keep a conversation's messages on this device for a time only:
+    /// older ones are erased now and from then on.
+    Retention {
+        /// Conversation id (or a unique prefix of at least 6 digits) or a contact's name.
+        conversation: String,
+        /// How long: `90s`, `30m`, `12h`, `7d`, or `forever`.
+        #[arg(value_parser = parse_keep)]
+        keep: u64,
+    },
     /// Show a conversation's messages.
     Log {
         /// Conversation id (or a unique prefix of at least 6 digits) or a contact's name.
@@ -253,6 +268,14 @@ impl DaemonArgs {
 }
 
 /// A span of time as `<number><s|m|h|d>`, in seconds (at least one).
+/// A retention period in seconds (`forever`: 0).
+fn parse_keep(text: &str) -> Result<u64, String> {
+    match text.trim() {
+        "forever" | "for-ever" | "off" => Ok(0),
+        span => parse_span(span),
+    }
+}
+
 fn parse_span(text: &str) -> Result<u64, String> {
     let text = text.trim();
     let unit_at = text.char_indices().last().map_or(0, |(at, _)| at);

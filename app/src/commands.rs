@@ -109,6 +109,19 @@ async fn with_daemon(c: &mut Client, command: Command, out: Out) -> Result<()> {
             let read = call!(c, mark_read, api::MarkReadRequest { conversation, ..Default::default() });
             out.emit(&out::conversation(&read), || format!("read: {}", out::conversation_line(&read)))
         }
+        Command::Forget { conversation } => {
+            let f = call!(c, forget_history, api::ForgetHistoryRequest { conversation });
+            let v = json!({ "conversation": f.conversation, "erased": f.erased });
+            out.emit(&v, || format!("erased {} messages of {} from this device", f.erased, out::short(&f.conversation)))
+        }
+        Command::Retention { conversation, keep } => {
+            let c = call!(c, set_retention, api::SetRetentionRequest { conversation, keep_seconds: keep });
+            let kept = match c.retention_seconds {
+                0 => "kept for ever".to_owned(),
+                s => format!("kept {} on this device", out::duration(s)),
+            };
+            out.emit(&out::conversation(&c), || format!("{}: messages {kept}", out::conversation_line(&c)))
+        }
         Command::Log { conversation, follow, limit } => log(c, conversation, follow, limit, out).await,
         Command::Group { action } => group(c, action, out).await,
         Command::Status => {

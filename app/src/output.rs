@@ -99,6 +99,7 @@ pub(crate) fn conversation(c: &api::Conversation) -> Value {
         "contact": c.contact,
         "undelivered": c.undelivered,
         "unread": c.unread,
+        "retention_seconds": (c.retention_seconds > 0).then_some(c.retention_seconds),
     })
 }
 

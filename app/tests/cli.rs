@@ -519,3 +519,31 @@ fn the_acceptor_introduces_itself_and_is_known_by_that_name() {
     alice.ok(&["contact", "rename", "Bob", "Robert"]);
     assert!(contact_named(&alice.ok(&["contact", "list"]), "Robert").is_some());
 }
+
+#[test]
+fn forgetting_erases_history_here_and_retention_keeps_it_short() {
+    let Befriended { server: _server, alice, bob, bob_events, conversation, .. } = befriended();
+    let alice_events = alice.events();
+    alice_events.until("Bob's acceptance", || alice.run(&["send", &conversation, "one"]).code == 0);
+    alice.ok(&["send", &conversation, "two"]);
+    bob_events.until("both messages", || texts(&bob.ok(&["log", "Alice"])).len() == 2);
+
+    // Bob forgets his copy; Alice keeps hers.
+    let forgot = bob.ok(&["forget", "Alice"]);
+    assert_eq!((forgot["erased"].as_u64(), forgot["conversation"].as_str()), (Some(2), Some(conversation.as_str())));
+    assert!(texts(&bob.ok(&["log", "Alice"])).is_empty());
+    assert_eq!(texts(&alice.ok(&["log", &conversation])).len(), 2);
+    // The conversation goes on; what was forgotten is not fetched again.
+    alice.ok(&["send", &conversation, "three"]);
+    bob_events.until("the next message", || !texts(&bob.ok(&["log", "Alice"])).is_empty());
+    assert_eq!(texts(&bob.ok(&["log", "Alice"])), vec![(false, "three".to_owned())]);
+
+    // A retention of one second: the node erases what is older by itself.
+    let kept = bob.ok(&["retention", "Alice", "1s"]);
+    assert_eq!(kept["retention_seconds"], 1, "{kept}");
+    bob_events.until("the retention sweep", || texts(&bob.ok(&["log", "Alice"])).is_empty());
+    let forever = bob.ok(&["retention", "Alice", "forever"]);
+    assert_eq!(forever["retention_seconds"], Value::Null, "{forever}");
+    assert_ne!(bob.run(&["retention", "Alice", "soon"]).code, 0);
+    assert_ne!(bob.run(&["forget", "nosuch"]).code, 0);
+}

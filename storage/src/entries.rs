@@ -412,13 +412,15 @@ impl Store {
         Ok((outcomes, unsynced))
     }
 
-    /// One entry by hash.
+    /// One entry by hash (none for an erased message: see `forget.rs`).
     pub async fn entry(&self, hash: &EntryHash) -> Result<Option<EntryRecord>> {
-        let row = sqlx::query(AssertSqlSafe(format!("{ENTRY_SELECT} WHERE hash_key = $1 AND hash = $2")))
-            .bind(hash_key(&hash.0))
-            .bind(hash.0.to_vec())
-            .fetch_optional(&self.readers)
-            .await?;
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "{ENTRY_SELECT} WHERE hash_key = $1 AND hash = $2 AND length(body) > 0"
+        )))
+        .bind(hash_key(&hash.0))
+        .bind(hash.0.to_vec())
+        .fetch_optional(&self.readers)
+        .await?;
         row.map(|r| self.entry_record(&r)).transpose()
     }
 
@@ -431,6 +433,10 @@ impl Store {
             self.rows_of("SELECT hash, kind, lamport, links, header, body, tag FROM entries", group, hashes).await?;
         let mut keyed = Vec::with_capacity(rows.len());
         for r in &rows {
+            // Erased messages (see `forget.rs`) are not served.
+            if r.try_get::<&[u8], _>("body")?.is_empty() {
+                continue;
+            }
             let (hash, sealed) = sealed_of(r)?;
             let kind = kind_from(r.try_get("kind")?)?;
             keyed.push(((kind != EntryKind::Metadata, u64_col(r, "lamport")?, hash), sealed));
@@ -516,7 +522,7 @@ impl Store {
     pub async fn unread(&self, group: &GroupId, author: &VerifyKey, limit: u32) -> Result<Vec<EntryRecord>> {
         let rows = sqlx::query(AssertSqlSafe(format!(
             "{ENTRY_SELECT} WHERE group_ref = (SELECT id FROM groups WHERE group_id = $1) AND kind = $2
-               AND author = $3 AND sealed_payload IS NULL ORDER BY lamport, hash LIMIT $4"
+               AND author = $3 AND sealed_payload IS NULL AND length(body) > 0 ORDER BY lamport, hash LIMIT $4"
         )))
         .bind(group.0.to_vec())
         .bind(kind_code(EntryKind::Message))
@@ -642,7 +648,8 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<EntryRecord>> {
         let rows = sqlx::query(AssertSqlSafe(format!(
-            "{ENTRY_SELECT} WHERE group_ref = (SELECT id FROM groups WHERE group_id = $1) AND kind = $2 AND {order} LIMIT $5"
+            "{ENTRY_SELECT} WHERE group_ref = (SELECT id FROM groups WHERE group_id = $1) AND kind = $2
+               AND length(body) > 0 AND {order} LIMIT $5"
         )))
         .bind(group.0.to_vec())
         .bind(kind_code(kind))

@@ -39,6 +39,7 @@ mod contacts;
 mod db;
 mod entries;
 mod error;
+mod forget;
 mod groups;
 pub mod keystore;
 mod links;

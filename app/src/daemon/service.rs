@@ -22,6 +22,8 @@ use crate::{
 /// How far among the latest messages a message just sent is looked for.
 const SENT_WITHIN: u32 = 64;
 /// The longest an invitation may be valid for.
+/// The longest retention period (ten years); longer is "for ever" (0).
+const MAX_RETENTION_SECONDS: u64 = 10 * 366 * 86_400;
 const MAX_INVITATION_SECONDS: u64 = 365 * 24 * 3600;
 /// The shortest id prefix accepted for a conversation or a contact.
 const MIN_PREFIX: usize = 6;
@@ -116,9 +118,11 @@ impl Service {
         let by_group: HashMap<GroupId, &NodeContact> =
             contacts.iter().filter_map(|c| c.group.map(|g| (g, c))).collect();
         let names = self.node.group_names().await.map_err(node_error)?;
+        let retention = self.node.retention().await.map_err(node_error)?;
         let mut out = Vec::new();
         for &g in groups {
             let id = group_hex(&g);
+            let retention_seconds = retention.get(&g).map_or(0, std::time::Duration::as_secs);
             let undelivered = self.node.undelivered(&g).await.map_err(node_error)?;
             let unread = self.node.unread(&g).await.map_err(node_error)?;
             let conversation = match by_group.get(&g) {
@@ -131,6 +135,7 @@ impl Service {
                         contact: account,
                         undelivered,
                         unread,
+                        retention_seconds,
                         id,
                     }
                 }
@@ -142,6 +147,7 @@ impl Service {
                         contact: String::new(),
                         undelivered,
                         unread,
+                        retention_seconds,
                         id,
                     }
                 }
@@ -470,6 +476,27 @@ impl DaemonApi for Service {
         one.pop().map(Response::new).ok_or_else(|| Status::not_found("unknown conversation"))
     }
 
+    async fn forget_history(
+        &self,
+        r: Request<api::ForgetHistoryRequest>,
+    ) -> Result<Response<api::ForgetHistoryResponse>, Status> {
+        let group = self.resolve_conversation(&r.into_inner().conversation).await?;
+        let erased = self.node.forget_history(&group).await.map_err(node_error)?;
+        Ok(Response::new(api::ForgetHistoryResponse { conversation: group_hex(&group), erased }))
+    }
+
+    async fn set_retention(&self, r: Request<api::SetRetentionRequest>) -> Result<Response<api::Conversation>, Status> {
+        let r = r.into_inner();
+        let group = self.resolve_conversation(&r.conversation).await?;
+        if r.keep_seconds > MAX_RETENTION_SECONDS {
+            return Err(Status::invalid_argument("messages are kept for at most ten years, or for ever"));
+        }
+        let keep = (r.keep_seconds > 0).then(|| std::time::Duration::from_secs(r.keep_seconds));
+        self.node.set_retention(&group, keep).await.map_err(node_error)?;
+        let mut one = self.conversations(&[group]).await?;
+        one.pop().map(Response::new).ok_or_else(|| Status::not_found("unknown conversation"))
+    }
+
     async fn send(&self, r: Request<api::SendRequest>) -> Result<Response<api::SendResponse>, Status> {
         let r = r.into_inner();
         if r.body.is_empty() {
@@ -532,8 +559,7 @@ impl DaemonApi for Service {
             id,
             kind: api::ConversationKind::Group.into(),
             contact: String::new(),
-            undelivered: 0,
-            unread: 0,
+            ..Default::default()
         }))
     }
 
@@ -576,8 +602,7 @@ impl DaemonApi for Service {
             id,
             kind: api::ConversationKind::Group.into(),
             contact: String::new(),
-            undelivered: 0,
-            unread: 0,
+            ..Default::default()
         }))
     }
 

@@ -1,0 +1,96 @@
+//! Forgetting: a conversation's messages erased from this device, now or
+//! once older than its retention period.
+//!
+//! An erased message stays in the log as its hash, kind, Lamport clock and
+//! sealed links, so the log's DAG stays whole and sync neither fetches it
+//! again nor stalls on a missing parent; its header, body, payload and
+//! author are emptied (an empty body marks it). Nothing erased is served,
+//! listed, counted unread or owed to anyone any more. `secure_delete`
+//! zeroes the freed bytes in the pages, and a checkpoint afterwards moves
+//! the pages into the main file and truncates the WAL, so the old content
+//! is in neither file (`tests/sealed_at_rest.rs` scans both).
+
+use std::time::Duration;
+
+use sqlx::Connection;
+use veil_crypto::{GroupId, time::UnixTime};
+
+use crate::{Error, Result, Store, rows::time_value};
+
+/// The `kind` of message entries in the `entries` table.
+const MESSAGE: i64 = 2;
+
+impl Store {
+    /// Erases the content of `group`'s messages received before `before`
+    /// (all of them with `None`) and returns how many were erased. The WAL
+    /// is checkpointed and truncated afterwards (when no reader holds it:
+    /// otherwise the next erasure or checkpoint completes it).
+    pub async fn forget_messages(&self, group: &GroupId, before: Option<UnixTime>) -> Result<u64> {
+        let before = before.map(time_value).transpose()?.unwrap_or(i64::MAX);
+        let erased = {
+            let mut conn = self.writer().await?;
+            let mut tx = conn.begin().await?;
+            let erased = sqlx::query(
+                "UPDATE entries SET header = x'', body = x'', sealed_payload = NULL, author = NULL
+                 WHERE group_ref = (SELECT id FROM groups WHERE group_id = $1)
+                   AND kind = $2 AND length(body) > 0 AND received_at < $3",
+            )
+            .bind(group.0.to_vec())
+            .bind(MESSAGE)
+            .bind(before)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            // What is erased is owed to nobody.
+            sqlx::query(
+                "DELETE FROM outbox WHERE entry_seq IN (SELECT seq FROM entries
+                   WHERE group_ref = (SELECT id FROM groups WHERE group_id = $1) AND kind = $2 AND length(body) = 0)",
+            )
+            .bind(group.0.to_vec())
+            .bind(MESSAGE)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            erased
+        };
+        if erased > 0 {
+            self.checkpoint().await?;
+        }
+        Ok(erased)
+    }
+
+    /// Keeps `group`'s messages for `keep` (for ever with `None`).
+    pub async fn set_retention(&self, group: &GroupId, keep: Option<Duration>) -> Result<()> {
+        let seconds = keep
+            .map(|d| i64::try_from(d.as_secs()))
+            .transpose()
+            .map_err(|_| Error::Invalid { what: "retention", reason: "too long" })?;
+        let mut conn = self.writer().await?;
+        let updated = sqlx::query("UPDATE groups SET retention_seconds = $1 WHERE group_id = $2")
+            .bind(seconds)
+            .bind(group.0.to_vec())
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+        if updated == 0 {
+            return Err(Error::Unknown("group"));
+        }
+        Ok(())
+    }
+
+    /// Every group that keeps its messages for a limited time, with that time.
+    pub async fn retention(&self) -> Result<Vec<(GroupId, Duration)>> {
+        let rows: Vec<(Vec<u8>, i64)> = sqlx::query_as(
+            "SELECT group_id, retention_seconds FROM groups WHERE retention_seconds IS NOT NULL ORDER BY id",
+        )
+        .fetch_all(&self.readers)
+        .await?;
+        rows.into_iter()
+            .map(|(id, secs)| {
+                let id: [u8; 32] =
+                    id.try_into().map_err(|_| Error::Invalid { what: "group id", reason: "not 32 bytes" })?;
+                Ok((GroupId(id), Duration::from_secs(secs.max(0).unsigned_abs())))
+            })
+            .collect()
+    }
+}
