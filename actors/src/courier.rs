@@ -51,7 +51,9 @@ use crate::{
     group_log::GroupLogDeps,
     heads::{Heads, HeadsGossip, OwnHeads},
     messages::{
-        courier::{EntriesOwed, InboundFrame, InboundFrames, NetworkRestarted, PeerLeft, Proximity, StartGroup},
+        courier::{
+            EntriesOwed, InboundFrame, InboundFrames, NetworkRestarted, PeerLeft, Proximity, StartGroup, StopGroup,
+        },
         group::{EntriesHeld, ReceiveEntries},
         rendezvous::{PointsRotated, Refresh, WatchKey},
         vault::GroupAdded,
@@ -1079,6 +1081,37 @@ impl Handler<StartGroup> for Courier {
                 .into_actor(act)
             }),
         )
+    }
+}
+
+impl Handler<StopGroup> for Courier {
+    type Result = ();
+
+    fn handle(&mut self, StopGroup { group }: StopGroup, ctx: &mut Self::Context) {
+        // Dropping the route and the directory's entry drops the last
+        // handles of the group's log, which then stops.
+        if let Some(mut route) = self.routes.remove(&group)
+            && let Some(change) = route.announcements.want(Vec::new())
+        {
+            let (network, ttl) = (self.network.clone(), self.ttl);
+            ctx.spawn(change.apply(network, ttl).into_actor(self).map(|_, _, _| ()));
+        }
+        if let Ok(mut dir) = self.directory.lock() {
+            dir.remove(&group);
+        }
+        self.points.remove(&group);
+        self.heads_due.remove(&group);
+        for groups in self.sessions.values_mut() {
+            groups.remove(&group);
+        }
+        self.busy.retain(|(g, _)| *g != group);
+        self.again.retain(|(g, _)| *g != group);
+        self.reconciling.retain(|(g, _), _| *g != group);
+        self.asked.retain(|(g, _), _| *g != group);
+        self.heard.retain(|(g, _), _| *g != group);
+        self.replicas.retain(|(g, _)| *g != group);
+        self.lanes.forget_group(&group);
+        self.nearby.groups_changed();
     }
 }
 

@@ -107,6 +107,14 @@ pub mod vault {
         pub group: GroupId,
     }
 
+    /// Event: a group is being removed; its device key leaves memory.
+    #[derive(Debug, Message)]
+    #[rtype(result = "()")]
+    pub struct GroupRemoved {
+        /// The group.
+        pub group: GroupId,
+    }
+
     /// Names one contact-request handshake in progress inside the vault.
     #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
     pub struct HandshakeId(pub u64);
@@ -464,6 +472,16 @@ pub mod courier {
     #[derive(Debug, Message)]
     #[rtype(result = "Result<()>")]
     pub struct StartGroup {
+        /// The group.
+        pub group: GroupId,
+    }
+
+    /// Command: stop serving a group whose data is about to be removed: its
+    /// announcements are withdrawn, its sessions and queues dropped, and its
+    /// log stops once nothing holds it.
+    #[derive(Debug, Message)]
+    #[rtype(result = "()")]
+    pub struct StopGroup {
         /// The group.
         pub group: GroupId,
     }

@@ -654,6 +654,28 @@ impl Node {
         self.inner.contacts.send(msg).await.map_err(mailbox("contact-book"))?
     }
 
+    /// Removes a contact (or a request to or from one) for good: its 1:1
+    /// conversation stops, and the conversation's keys, chains and messages
+    /// are erased from the store and its WAL. A later request from them is
+    /// a new one. `false` if there was no such contact.
+    pub async fn remove_contact(&self, account: &VerifyKey) -> Result<bool> {
+        let contact = self.contacts().await?.into_iter().find(|c| &c.account.signing == account);
+        if let Some(group) = contact.and_then(|c| c.group) {
+            self.inner.courier.send(crate::messages::courier::StopGroup { group }).await.map_err(mailbox("courier"))?;
+            let removed = crate::messages::vault::GroupRemoved { group };
+            self.inner.vault.send(removed).await.map_err(mailbox("identity-vault"))?;
+        }
+        let (store, account) = (self.inner.store.clone(), *account);
+        let removed = self.on_node(async move { store.remove_contact(&account).await }).await??;
+        // Its points (the conversation's, a pending request's) are no longer watched.
+        self.inner
+            .rotator
+            .send(crate::messages::rendezvous::Refresh)
+            .await
+            .map_err(mailbox("rendezvous-rotator"))??;
+        Ok(removed)
+    }
+
     /// Every contact and contact request.
     pub async fn contacts(&self) -> Result<Vec<Contact>> {
         self.inner.contacts.send(GetContacts).await.map_err(mailbox("contact-book"))?

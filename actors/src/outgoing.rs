@@ -122,6 +122,11 @@ impl Lanes {
         self.lanes.retain(|(_, p), _| p != peer);
     }
 
+    /// Forgets a group's lanes (it is no longer served).
+    pub(crate) fn forget_group(&mut self, group: &GroupId) {
+        self.lanes.retain(|(g, _), _| g != group);
+    }
+
     /// Forgets everything (the network restarted).
     pub(crate) fn clear(&mut self) {
         self.lanes.clear();

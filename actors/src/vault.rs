@@ -24,8 +24,8 @@ use crate::{
     Error, Result,
     messages::vault::{
         AnnounceDevice, AnswerRequest, BeginRequest, ContinueRequest, DeriveContactGroup, GetDeviceKey, GetIdentity,
-        GetMemberKeys, GroupAdded, HandshakeId, IssueInvitation, OpenChainShare, OpenEpochShare, PublicIdentity,
-        ReadRequest, ReceivedRequest, RotateNetworkKey, SealMessages, SealedMessages, SignEntry,
+        GetMemberKeys, GroupAdded, GroupRemoved, HandshakeId, IssueInvitation, OpenChainShare, OpenEpochShare,
+        PublicIdentity, ReadRequest, ReceivedRequest, RotateNetworkKey, SealMessages, SealedMessages, SignEntry,
     },
     supervision::{guarded, load_state},
 };
@@ -250,6 +250,15 @@ impl Handler<GroupAdded> for IdentityVault {
             act.group_devices.insert(group.id, GroupDevice { kind: group.kind, key: group.device });
             Ok(())
         }))
+    }
+}
+
+impl Handler<GroupRemoved> for IdentityVault {
+    type Result = ();
+
+    fn handle(&mut self, msg: GroupRemoved, _: &mut Self::Context) {
+        // Dropping the key zeroizes it.
+        self.group_devices.remove(&msg.group);
     }
 }
 

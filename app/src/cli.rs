@@ -171,6 +171,12 @@ pub(crate) enum ContactAction {
         /// What to call them.
         nickname: Option<String>,
     },
+    /// Remove a contact for good: your conversation with them stops and its
+    /// keys and messages are erased from this device.
+    Remove {
+        /// The contact (by name, or account key or a prefix of it).
+        contact: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -247,6 +247,9 @@ async fn contact(c: &mut Client, action: ContactAction, out: Out) -> Result<()> 
             let verb = if nickname.trim().is_empty() { "nickname cleared" } else { "renamed" };
             (call!(c, rename_contact, api::RenameContactRequest { contact, nickname }), verb)
         }
+        ContactAction::Remove { contact } => {
+            (call!(c, remove_contact, api::RemoveContactRequest { contact }), "removed, with your conversation")
+        }
     };
     out.emit(&out::contact(&done), || format!("{verb}: {}", out::contact_line(&done)))
 }

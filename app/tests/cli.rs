@@ -547,3 +547,22 @@ fn forgetting_erases_history_here_and_retention_keeps_it_short() {
     assert_ne!(bob.run(&["retention", "Alice", "soon"]).code, 0);
     assert_ne!(bob.run(&["forget", "nosuch"]).code, 0);
 }
+
+#[test]
+fn a_removed_contact_and_its_conversation_are_gone() {
+    let Befriended { server: _server, alice, bob, bob_events, conversation, .. } = befriended();
+    let alice_events = alice.events();
+    alice_events.until("Bob's acceptance", || alice.run(&["send", &conversation, "one"]).code == 0);
+    bob_events.until("Alice's message", || texts(&bob.ok(&["log", "Alice"])).len() == 1);
+
+    let removed = bob.ok(&["contact", "remove", "Alice"]);
+    assert_eq!(removed["name"], "Alice", "{removed}");
+    assert!(contact_named(&bob.ok(&["contact", "list"]), "Alice").is_none());
+    assert!(bob.ok(&["conversations"])["conversations"].as_array().unwrap().is_empty());
+    assert_ne!(bob.run(&["log", &conversation]).code, 0, "the conversation is gone");
+    assert_ne!(bob.run(&["send", &conversation, "hi"]).code, 0);
+    assert_ne!(bob.run(&["contact", "remove", "Alice"]).code, 0, "nobody left to remove");
+    // Alice still writes; Bob's node has nothing to take it into.
+    alice.ok(&["send", &conversation, "two"]);
+    assert!(bob.ok(&["conversations"])["conversations"].as_array().unwrap().is_empty());
+}

@@ -1,5 +1,6 @@
 //! Forgetting: a conversation's messages erased from this device, now or
-//! once older than its retention period.
+//! once older than its retention period; a contact removed with everything
+//! of its 1:1 conversation.
 //!
 //! An erased message stays in the log as its hash, kind, Lamport clock and
 //! sealed links, so the log's DAG stays whole and sync neither fetches it
@@ -13,7 +14,7 @@
 use std::time::Duration;
 
 use sqlx::Connection;
-use veil_crypto::{GroupId, time::UnixTime};
+use veil_crypto::{GroupId, VerifyKey, time::UnixTime};
 
 use crate::{Error, Result, Store, rows::time_value};
 
@@ -92,5 +93,47 @@ impl Store {
                 Ok((GroupId(id), Duration::from_secs(secs.max(0).unsigned_abs())))
             })
             .collect()
+    }
+}
+
+impl Store {
+    /// Removes a contact for good: the contact, its 1:1 group and all of
+    /// the group's keys, chains, entries and owed entries, in one
+    /// transaction; then the WAL is checkpointed and truncated (see
+    /// [`Store::forget_messages`]). `false` if there was no such contact.
+    pub async fn remove_contact(&self, account: &VerifyKey) -> Result<bool> {
+        let removed = {
+            let mut conn = self.writer().await?;
+            let mut tx = conn.begin().await?;
+            let found: Option<Option<i64>> =
+                sqlx::query_scalar("SELECT group_ref FROM contacts WHERE account_signing = $1")
+                    .bind(account.to_bytes().to_vec())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let Some(group) = found else { return Ok(false) };
+            sqlx::query("DELETE FROM contacts WHERE account_signing = $1")
+                .bind(account.to_bytes().to_vec())
+                .execute(&mut *tx)
+                .await?;
+            if let Some(group) = group {
+                for statement in [
+                    "DELETE FROM outbox WHERE entry_seq IN (SELECT seq FROM entries WHERE group_ref = $1)",
+                    "DELETE FROM skipped_keys WHERE group_ref = $1",
+                    "DELETE FROM receiver_chains WHERE group_ref = $1",
+                    "DELETE FROM sender_chains WHERE group_ref = $1",
+                    "DELETE FROM heads WHERE group_ref = $1",
+                    "DELETE FROM missing_parents WHERE group_ref = $1",
+                    "DELETE FROM group_epochs WHERE group_ref = $1",
+                    "DELETE FROM entries WHERE group_ref = $1",
+                    "DELETE FROM groups WHERE id = $1",
+                ] {
+                    sqlx::query(statement).bind(group).execute(&mut *tx).await?;
+                }
+            }
+            tx.commit().await?;
+            true
+        };
+        self.checkpoint().await?;
+        Ok(removed)
     }
 }

@@ -434,3 +434,35 @@ async fn retention_erases_only_what_is_older_than_kept() {
     assert!(store.retention().await.unwrap().is_empty());
     assert!(store.set_retention(&GroupId([9; 32]), None).await.is_err(), "an unknown group");
 }
+
+/// A contact removed for good takes its 1:1 conversation with it: the
+/// group, its keys, chains and entries leave the store, and nothing of the
+/// entries is left in the file or its WAL.
+#[tokio::test]
+async fn a_removed_contact_leaves_nothing_of_its_conversation() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("veil.db");
+    let store = Store::create(&db, &passphrase(PASSPHRASE), options(&clock())).await.unwrap();
+    let f = fill(&store).await;
+    let them = AccountKeys::generate(&mut OsEntropy).unwrap().public();
+    store.upsert_contact(&them, Some("Carol"), None, ContactState::OutgoingSent).await.unwrap();
+    store.set_contact_state(&them.signing, ContactState::Accepted, Some(&f.group)).await.unwrap();
+    let mut sealed = Vec::new();
+    for (i, h) in f.hashes.iter().enumerate() {
+        sealed.push(needle(format!("sealed body of message {i}"), &store.entry(h).await.unwrap().unwrap().sealed.body));
+    }
+
+    assert!(store.remove_contact(&them.signing).await.unwrap());
+    assert!(store.contact(&them.signing).await.unwrap().is_none());
+    assert!(store.group(&f.group).await.unwrap().is_none(), "the group and its keys are gone");
+    assert!(store.sender_chain(&f.group).await.unwrap().is_none());
+    assert!(store.receiver_chain(&f.group, &f.group_device.verify_key()).await.unwrap().is_none());
+    assert!(!store.contains_entry(&f.hashes[0]).await.unwrap());
+    assert_eq!(store.outbox_len(&Peer([0x42; 32])).await.unwrap(), 0);
+    assert!(!store.remove_contact(&them.signing).await.unwrap(), "removing again finds nothing");
+    store.integrity_check().await.unwrap();
+    let files = files_of(&db);
+    let scan = Scan::new(&files);
+    assert_eq!(scan.first_found(&sealed), None);
+    assert_eq!(scan.first_found(&f.needles), None);
+}

@@ -456,6 +456,12 @@ impl DaemonApi for Service {
         Ok(Response::new(contact(&c)))
     }
 
+    async fn remove_contact(&self, r: Request<api::RemoveContactRequest>) -> Result<Response<api::Contact>, Status> {
+        let who = self.resolve_contact(&r.into_inner().contact).await?;
+        self.node.remove_contact(&who.account.signing).await.map_err(node_error)?;
+        Ok(Response::new(contact(&who)))
+    }
+
     async fn list_conversations(
         &self,
         _: Request<api::ListConversationsRequest>,
