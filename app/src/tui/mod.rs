@@ -217,7 +217,7 @@ impl Ui {
             Kind::Delivered(_) | Kind::ConversationCreated(_) => self.refresh_conversations().await,
             Kind::ContactRequest(c) => {
                 let name = if c.display_name.is_empty() { short(&c.account).to_owned() } else { c.display_name };
-                self.app.notice = Some(format!("contact request from {name} (Tab → Requests)"));
+                self.app.notice = Some(format!("contact request from {name} (↑ in Chats to answer it)"));
                 self.refresh_contacts().await;
             }
             Kind::ContactAccepted(_) | Kind::RequestDelivered(_) | Kind::RequestUndelivered(_) => {

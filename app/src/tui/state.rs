@@ -83,6 +83,9 @@ pub(crate) struct App {
     pub(crate) unread: std::collections::BTreeSet<String>,
     /// A reset was asked for once; the second `R` confirms.
     pub(crate) confirm_reset: bool,
+    /// In the chats screen, the request row selected (requests are listed
+    /// above the conversations, and answered there too), if one is.
+    pub(crate) inline_request: Option<usize>,
 }
 
 impl Default for App {
@@ -102,6 +105,7 @@ impl Default for App {
             notice: None,
             unread: Default::default(),
             confirm_reset: false,
+            inline_request: None,
         }
     }
 }
@@ -135,6 +139,8 @@ impl App {
     pub(crate) fn set_contacts(&mut self, contacts: Vec<api::Contact>) {
         self.requests = contacts.into_iter().filter(|c| c.state() == api::ContactState::IncomingReceived).collect();
         self.request_selected = self.request_selected.min(self.requests.len().saturating_sub(1));
+        let last = self.requests.len().checked_sub(1);
+        self.inline_request = self.inline_request.and_then(|i| last.map(|l| i.min(l)));
     }
 
     /// Takes a conversation as it stands once marked read.
@@ -196,7 +202,15 @@ impl App {
     }
 
     fn chats_key(&mut self, key: KeyEvent) -> Action {
+        if let Some(i) = self.inline_request {
+            return self.inline_request_key(i, key);
+        }
         match key.code {
+            // Above the first conversation: the requests waiting, last first.
+            KeyCode::Up if self.selected == 0 && !self.requests.is_empty() => {
+                self.inline_request = Some(self.requests.len() - 1);
+                Action::None
+            }
             KeyCode::Up => self.select(self.selected.saturating_sub(1)),
             KeyCode::Down => self.select(self.selected + 1),
             KeyCode::Esc if self.input.is_empty() => Action::Quit,
@@ -230,6 +244,38 @@ impl App {
                 Action::None
             }
             _ => Action::None,
+        }
+    }
+
+    /// Keys while request `i` is selected in the chats screen: answer it
+    /// (`a`/Enter, `d`, `b`) or move (back down into the conversations).
+    fn inline_request_key(&mut self, i: usize, key: KeyEvent) -> Action {
+        let decision = match key.code {
+            KeyCode::Up => {
+                self.inline_request = Some(i.saturating_sub(1));
+                return Action::None;
+            }
+            KeyCode::Down if i + 1 < self.requests.len() => {
+                self.inline_request = Some(i + 1);
+                return Action::None;
+            }
+            KeyCode::Down => {
+                self.inline_request = None;
+                return Action::None;
+            }
+            KeyCode::Esc => return Action::Quit,
+            KeyCode::Char('a') | KeyCode::Enter => api::Decision::Accept,
+            KeyCode::Char('d') => api::Decision::Discard,
+            KeyCode::Char('b') => api::Decision::Block,
+            KeyCode::Char(_) => {
+                self.notice = Some("a request: a accept · d discard · b block · ↓ back to the conversations".into());
+                return Action::None;
+            }
+            _ => return Action::None,
+        };
+        match self.requests.get(i) {
+            Some(r) => Action::Decide { contact: r.account.clone(), decision },
+            None => Action::None,
         }
     }
 

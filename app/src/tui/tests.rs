@@ -250,3 +250,40 @@ fn wrapping_breaks_between_words_and_cuts_only_overlong_ones() {
     assert_eq!(super::ui::wrap("", 5, 5), vec![""]);
     assert_eq!(super::ui::wrap("a  b", 10, 10), vec!["a  b"]);
 }
+
+#[test]
+fn requests_show_and_are_answered_inline_in_the_chats() {
+    let mut app = sample();
+    app.set_contacts(vec![request("Dave", &"dd".repeat(32)), request("Eve", &"ee".repeat(32))]);
+    let shown = draw(&app);
+    assert!(shown.contains("✉ Dave") && shown.contains("✉ Eve"), "{shown}");
+    assert!(shown.contains("› Bob"), "the first conversation is selected: {shown}");
+
+    // Up from the first conversation reaches the requests, last first.
+    assert_eq!(app.on_key(key(KeyCode::Up)), Action::None);
+    assert_eq!(app.inline_request, Some(1));
+    let shown = draw(&app);
+    assert!(shown.contains("› ✉ Eve"), "{shown}");
+    assert!(shown.contains("Eve asks to be your contact"), "{shown}");
+    // Letters answer it instead of typing.
+    assert_eq!(app.on_key(key(KeyCode::Char('x'))), Action::None);
+    assert!(app.input.is_empty() && app.notice.as_deref().is_some_and(|n| n.contains("a accept")));
+    app.on_key(key(KeyCode::Up));
+    assert_eq!(
+        app.on_key(key(KeyCode::Char('d'))),
+        Action::Decide { contact: "dd".repeat(32), decision: api::Decision::Discard }
+    );
+    assert_eq!(
+        app.on_key(key(KeyCode::Enter)),
+        Action::Decide { contact: "dd".repeat(32), decision: api::Decision::Accept }
+    );
+    // Answered, the list shrinks and the selection stays in range; down leads back.
+    app.set_contacts(vec![request("Eve", &"ee".repeat(32))]);
+    assert_eq!(app.inline_request, Some(0));
+    app.on_key(key(KeyCode::Down));
+    assert_eq!(app.inline_request, None);
+    app.on_key(key(KeyCode::Char('h')));
+    assert_eq!(app.input, "h", "typing goes to the message again");
+    app.set_contacts(Vec::new());
+    assert_eq!(app.inline_request, None);
+}

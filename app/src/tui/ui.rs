@@ -46,10 +46,13 @@ fn draw_tabs(frame: &mut Frame<'_>, area: Rect, app: &App) {
 
 fn draw_chats(frame: &mut Frame<'_>, area: Rect, app: &App) {
     let [list_area, chat_area] = Layout::horizontal([Constraint::Length(28), Constraint::Min(20)]).areas(area);
-    let items: Vec<ListItem<'_>> = app
-        .conversations
-        .iter()
-        .map(|c| {
+    // Requests waiting for an answer come first, answered right here.
+    let requests = app.requests.iter().map(|r| {
+        let style = Style::default().fg(Color::Yellow);
+        ListItem::new(Line::from(Span::styled(format!("✉ {}", request_name(r)), style)))
+    });
+    let items: Vec<ListItem<'_>> = requests
+        .chain(app.conversations.iter().map(|c| {
             let mut spans = vec![Span::raw(c.title.clone())];
             if c.unread > 0 {
                 spans.push(Span::styled(format!(" ●{}", c.unread), Style::default().fg(ACCENT)));
@@ -60,15 +63,29 @@ fn draw_chats(frame: &mut Frame<'_>, area: Rect, app: &App) {
                 spans.push(Span::styled(format!(" ↑{}", c.undelivered), Style::default().fg(Color::Yellow)));
             }
             ListItem::new(Line::from(spans))
-        })
+        }))
         .collect();
     let list = List::new(items)
         .block(Block::default().borders(Borders::ALL).title(" Conversations "))
         .highlight_style(Style::default().add_modifier(Modifier::REVERSED))
         .highlight_symbol("› ");
-    let mut state = ListState::default().with_selected((!app.conversations.is_empty()).then_some(app.selected));
+    let selected = match app.inline_request {
+        Some(i) => Some(i),
+        None => (!app.conversations.is_empty()).then_some(app.requests.len() + app.selected),
+    };
+    let mut state = ListState::default().with_selected(selected);
     frame.render_stateful_widget(list, list_area, &mut state);
-    if app.conversations.is_empty() {
+    if let Some(r) = app.inline_request.and_then(|i| app.requests.get(i)) {
+        let text = format!(
+            "{} asks to be your contact (account {}).\n\na  accept\nd  discard\nb  block\n↓  back to the conversations",
+            request_name(r),
+            short(&r.account)
+        );
+        let block = Block::default().borders(Borders::ALL).title(" Contact request ");
+        frame.render_widget(Paragraph::new(text).wrap(Wrap { trim: true }).block(block), chat_area);
+        return;
+    }
+    if app.conversations.is_empty() && app.requests.is_empty() {
         let hint =
             Paragraph::new("No conversations yet.\n\nTab → Requests to accept one,\nor share your link (Tab → Link).")
                 .wrap(Wrap { trim: true })
@@ -94,6 +111,11 @@ fn draw_chats(frame: &mut Frame<'_>, area: Rect, app: &App) {
     let input = Paragraph::new(format!("{}▏", app.input))
         .block(Block::default().borders(Borders::ALL).title(" Message (Enter to send) "));
     frame.render_widget(input, input_area);
+}
+
+/// How a request is shown: the name it gave, else its key's prefix.
+fn request_name(r: &api::Contact) -> String {
+    if r.name.is_empty() { format!("contact {}", short(&r.account)) } else { r.name.clone() }
 }
 
 fn inner(area: Rect) -> Rect {
