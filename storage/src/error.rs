@@ -85,6 +85,12 @@ pub enum Error {
     /// The database reported an error.
     #[error("database error: {0}")]
     Sql(sqlx::Error),
+    /// A backup file does not open with the passphrase given.
+    #[error("wrong backup passphrase")]
+    BackupPassphrase,
+    /// A backup file is not one, or was damaged (nothing was restored).
+    #[error("the backup file is damaged or not a veil backup: {0}")]
+    Backup(&'static str),
     /// A file operation failed.
     #[error("{path}: {source}")]
     Io {

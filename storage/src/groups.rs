@@ -9,7 +9,7 @@ use crate::{
 };
 
 const SEAL_GROUP_SECRET: &[u8] = b"veil/storage/group-secret";
-const SEAL_GROUP_DEVICE: &[u8] = b"veil/storage/group-device";
+pub(crate) const SEAL_GROUP_DEVICE: &[u8] = b"veil/storage/group-device";
 const SEAL_GROUP_NAME: &[u8] = b"veil/storage/group-name";
 const SEAL_GROUP_EPOCH: &[u8] = b"veil/storage/group-epoch";
 

@@ -362,6 +362,37 @@ impl KeySource {
 }
 
 impl StorageKey {
+    /// Stretches a backup passphrase (Argon2id) into the key a backup file
+    /// is sealed under (see `backup.rs`), with a verifier like a keystore's.
+    pub(crate) fn for_backup(passphrase: &str, salt: &[u8; SALT_LEN], params: KdfParams) -> Result<Self, KeystoreError> {
+        if passphrase.is_empty() {
+            return Err(KeystoreError::InvalidParams("the passphrase must not be empty"));
+        }
+        params.validate()?;
+        derive(passphrase.as_bytes(), salt, params)
+    }
+
+    /// The key's bytes: what a key file holds (for backups, sealed).
+    pub(crate) fn expose(&self) -> &[u8; KEY_LEN] {
+        &self.0
+    }
+
+    /// A key from the bytes a backup carried.
+    pub(crate) fn from_bytes(bytes: [u8; KEY_LEN]) -> Self {
+        Self(bytes)
+    }
+
+    /// The keystore record of a store unlocked by a key file holding this key.
+    pub(crate) fn key_file_record(&self) -> Result<KeystoreRecord, KeystoreError> {
+        let verifier = self.seal(VERIFIER_PURPOSE, VERIFIER_PLAINTEXT)?;
+        Ok(KeystoreRecord { kind: KeyKind::KeyFile, salt: None, params: None, verifier })
+    }
+
+    /// Writes this key to a new key file (mode 0600, never overwriting).
+    pub(crate) fn write_key_file(&self, path: &Path) -> Result<(), KeystoreError> {
+        write_key_file(path, &self.0)
+    }
+
     /// Seals `plaintext` with AES-256-GCM under a fresh random 12-byte nonce.
     ///
     /// `purpose` (for example `b"account/signing"` or `b"entry-payload/<hash>"`)

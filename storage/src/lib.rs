@@ -35,6 +35,7 @@
 //! ```
 
 mod account;
+mod backup;
 mod contacts;
 mod db;
 mod entries;
