@@ -312,6 +312,8 @@ struct Inner {
     clock: Arc<dyn Clock>,
     exposure: ExposureSettings,
     join_timeout: Duration,
+    /// Argon2id parameters for what the node seals under a passphrase.
+    kdf: KdfParams,
 }
 
 async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
@@ -493,6 +495,7 @@ async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
         clock: builder.clock,
         exposure,
         join_timeout: builder.join_timeout,
+        kdf: builder.kdf,
     })
 }
 
@@ -796,6 +799,16 @@ impl Node {
     pub async fn stored_entries(&self, group: &GroupId) -> Result<usize> {
         let (store, group) = (self.inner.store.clone(), *group);
         Ok(self.on_node(async move { store.group_hashes(&group).await }).await??.len())
+    }
+
+    /// Writes a backup of everything this node holds — account, contacts,
+    /// groups, history — to `dest` (which must not exist), sealed under
+    /// `passphrase` (Argon2id). `veil_storage::Store::restore` brings it
+    /// back on another machine as a new device of the same account.
+    pub async fn backup(&self, dest: &std::path::Path, passphrase: &str) -> Result<()> {
+        let (store, dest, passphrase, kdf) =
+            (self.inner.store.clone(), dest.to_owned(), Zeroizing::new(passphrase.to_owned()), self.inner.kdf);
+        Ok(self.on_node(async move { store.backup(&dest, &passphrase, kdf).await }).await??)
     }
 
     /// Erases this device's copy of a group's messages: their content

@@ -33,6 +33,14 @@ pub(crate) enum Command {
         #[arg(long)]
         name: Option<String>,
     },
+    /// Write a backup of everything (account, contacts, groups, history)
+    /// to FILE, sealed under a passphrase: VEIL_BACKUP_PASSPHRASE, else a
+    /// line read from standard input.
+    Backup { file: std::path::PathBuf },
+    /// Restore a backup into this home (offline: no daemon may run, and the
+    /// home must hold no node yet). The restored node is a new device of the
+    /// same account. Passphrase as for `backup`.
+    Restore { file: std::path::PathBuf },
     /// Show this node's identity (account key).
     Id,
     /// Show, draw, enable, disable or reset your contact link.

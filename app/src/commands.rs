@@ -66,6 +66,7 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
     let home = home_of(&cli)?;
     match cli.command {
         Command::Init { name } => init(&home, name, out).await,
+        Command::Restore { file } => restore(&home, &file, out).await,
         Command::Daemon(args) => run_daemon(&home, args, out).await,
         Command::Demo { script } => crate::demo::run(script, out).await,
         Command::Chat => {
@@ -81,6 +82,13 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
 
 async fn with_daemon(c: &mut Client, command: Command, out: Out) -> Result<()> {
     match command {
+        Command::Backup { file } => {
+            let path = std::path::absolute(&file).with_context(|| format!("{}", file.display()))?;
+            let request = api::BackupRequest { path: path.display().to_string(), passphrase: backup_passphrase()? };
+            let b = call!(c, backup, request);
+            let v = json!({ "path": b.path, "bytes": b.bytes });
+            out.emit(&v, || format!("backup written to {} ({} bytes)", b.path, b.bytes))
+        }
         Command::Id => {
             let id = call!(c, get_identity, api::GetIdentityRequest {});
             out.emit(&out::identity(&id), || format!("account {}\ndevice  {}", id.account, id.device))
@@ -167,7 +175,7 @@ async fn with_daemon(c: &mut Client, command: Command, out: Out) -> Result<()> {
             }
             Ok(())
         }
-        Command::Init { .. } | Command::Daemon(_) | Command::Demo { .. } | Command::Chat => {
+        Command::Init { .. } | Command::Restore { .. } | Command::Daemon(_) | Command::Demo { .. } | Command::Chat => {
             bail!("this command does not use a running daemon")
         }
     }
@@ -353,6 +361,41 @@ async fn log(c: &mut Client, conversation: String, follow: bool, limit: u32, out
         }
     }
     Ok(())
+}
+
+/// The passphrase a backup is sealed under: `VEIL_BACKUP_PASSPHRASE`, else
+/// one line of standard input.
+fn backup_passphrase() -> Result<String> {
+    if let Ok(p) = std::env::var("VEIL_BACKUP_PASSPHRASE") {
+        return Ok(p);
+    }
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::stdin().lock().take(1024), &mut line)
+        .context("cannot read the backup passphrase")?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+/// Restores a backup into `home`, offline.
+async fn restore(home: &Path, file: &Path, out: Out) -> Result<()> {
+    if connect(home).await.is_ok() {
+        bail!("a daemon runs on {}: restore into a home of its own", home.display());
+    }
+    config::create_home(home)?;
+    let passphrase = backup_passphrase()?;
+    let options = veil_storage::StoreOptions::default();
+    let (db, key) = (home.join("veil.db"), home.join("storage.key"));
+    let store = veil_storage::Store::restore(file, &passphrase, &db, &key, options).await.map_err(|e| match e {
+        veil_storage::Error::AlreadyExists { .. } => {
+            anyhow::anyhow!("{} already holds a node: restore into a new home", home.display())
+        }
+        e => anyhow::Error::new(e).context(format!("cannot restore {}", file.display())),
+    })?;
+    let account = store.load_identity().await?.map(|id| hex::encode(id.account.signing.verify_key().to_bytes()));
+    store.close().await?;
+    config::write_default_config(home)?;
+    let account = account.unwrap_or_default();
+    let v = json!({ "home": home.display().to_string(), "account": account });
+    out.emit(&v, || format!("restored account {account} into {}; start it with `veil daemon`", home.display()))
 }
 
 async fn init(home: &Path, name: Option<String>, out: Out) -> Result<()> {

@@ -566,3 +566,63 @@ fn a_removed_contact_and_its_conversation_are_gone() {
     alice.ok(&["send", &conversation, "two"]);
     assert!(bob.ok(&["conversations"])["conversations"].as_array().unwrap().is_empty());
 }
+
+/// `veil` on `home` with the backup passphrase in its environment.
+fn with_passphrase(home: &Path, passphrase: &str, args: &[&str]) -> Run {
+    parse(
+        veil()
+            .env("VEIL_BACKUP_PASSPHRASE", passphrase)
+            .arg("--home")
+            .arg(home)
+            .arg("--json")
+            .args(args)
+            .output()
+            .unwrap(),
+    )
+}
+
+#[test]
+fn a_backup_restores_the_account_elsewhere_as_a_new_device_that_talks_on() {
+    let Befriended { server: _server, rendezvous, mut alice, bob, bob_events, conversation } = befriended();
+    let alice_events = alice.events();
+    alice_events.until("Bob's acceptance", || alice.run(&["send", &conversation, "before the backup"]).code == 0);
+    bob_events.until("Alice's message", || texts(&bob.ok(&["log", "Alice"])).len() == 1);
+    let account = alice.ok(&["id"])["account"].as_str().unwrap().to_owned();
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("alice.veilbackup");
+    let file_arg = file.to_str().unwrap();
+    let secret = "a long backup passphrase";
+    assert_ne!(with_passphrase(alice.path(), "short", &["backup", file_arg]).code, 0, "a short passphrase is refused");
+    let written = with_passphrase(alice.path(), secret, &["backup", file_arg]);
+    assert_eq!(written.code, 0, "{}", written.stderr);
+    assert!(written.json["bytes"].as_u64().unwrap() > 1000);
+    assert_ne!(with_passphrase(alice.path(), secret, &["backup", file_arg]).code, 0, "it never overwrites");
+    drop(alice_events);
+    assert_eq!(alice.stop(rustix::process::Signal::INT), 0);
+
+    // On "another machine": a wrong passphrase restores nothing.
+    let new_home = tempfile::tempdir().unwrap();
+    let wrong = with_passphrase(new_home.path(), "not the passphrase", &["restore", file_arg]);
+    assert_ne!(wrong.code, 0);
+    assert!(wrong.stderr.contains("wrong backup passphrase"), "{}", wrong.stderr);
+    assert!(!new_home.path().join("veil.db").exists());
+    let restored = with_passphrase(new_home.path(), secret, &["restore", file_arg]);
+    assert_eq!(restored.code, 0, "{}", restored.stderr);
+    assert_eq!(restored.json["account"], account.as_str());
+    assert_ne!(with_passphrase(new_home.path(), secret, &["restore", file_arg]).code, 0, "not over a node");
+
+    // The restored node is Alice: same account, her history, and it talks on
+    // as a new device that Bob reads.
+    std::fs::write(new_home.path().join("veil.toml"), FAST).unwrap();
+    let (child, ready) = spawn_daemon(new_home.path(), &["--rendezvous", &rendezvous, "--name", "Alice"]);
+    let alice = Daemon { home: new_home, child: Some(child), ready };
+    assert_eq!(alice.ok(&["id"])["account"], account.as_str());
+    assert_eq!(texts(&alice.ok(&["log", &conversation])), vec![(true, "before the backup".to_owned())]);
+    alice.ok(&["send", &conversation, "from the restored device"]);
+    bob_events.until("the restored device's message", || texts(&bob.ok(&["log", "Alice"])).len() == 2);
+    assert_eq!(texts(&bob.ok(&["log", "Alice"]))[1], (false, "from the restored device".to_owned()));
+    bob.ok(&["send", "Alice", "welcome back"]);
+    let alice_events = alice.events();
+    alice_events.until("Bob's answer", || texts(&alice.ok(&["log", &conversation])).len() == 3);
+}

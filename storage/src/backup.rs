@@ -67,10 +67,7 @@ impl Store {
         let _ = std::fs::remove_file(&snapshot);
         {
             let mut conn = self.writer().await?;
-            sqlx::query("VACUUM INTO $1")
-                .bind(snapshot.to_string_lossy().into_owned())
-                .execute(&mut *conn)
-                .await?;
+            sqlx::query("VACUUM INTO $1").bind(snapshot.to_string_lossy().into_owned()).execute(&mut *conn).await?;
         }
         let copy = std::fs::read(&snapshot).map_err(io(&snapshot));
         let _ = std::fs::remove_file(&snapshot);
@@ -197,11 +194,13 @@ async fn renew(staging: &Path, key: &StorageKey, options: &StoreOptions) -> Resu
     let mut conn = SqliteConnection::connect_with(&sqlite::writer_options(staging, false, &options.tuning)).await?;
     let record = key.key_file_record()?;
     let mut tx = conn.begin().await?;
-    sqlx::query("UPDATE keystore SET kind = $1, salt = NULL, m_cost = NULL, t_cost = NULL, p_cost = NULL, verifier = $2")
-        .bind(record.kind.as_str())
-        .bind(&record.verifier)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(
+        "UPDATE keystore SET kind = $1, salt = NULL, m_cost = NULL, t_cost = NULL, p_cost = NULL, verifier = $2",
+    )
+    .bind(record.kind.as_str())
+    .bind(&record.verifier)
+    .execute(&mut *tx)
+    .await?;
     let groups: Vec<Vec<u8>> = sqlx::query("SELECT group_id FROM groups")
         .fetch_all(&mut *tx)
         .await?

@@ -364,7 +364,11 @@ impl KeySource {
 impl StorageKey {
     /// Stretches a backup passphrase (Argon2id) into the key a backup file
     /// is sealed under (see `backup.rs`), with a verifier like a keystore's.
-    pub(crate) fn for_backup(passphrase: &str, salt: &[u8; SALT_LEN], params: KdfParams) -> Result<Self, KeystoreError> {
+    pub(crate) fn for_backup(
+        passphrase: &str,
+        salt: &[u8; SALT_LEN],
+        params: KdfParams,
+    ) -> Result<Self, KeystoreError> {
         if passphrase.is_empty() {
             return Err(KeystoreError::InvalidParams("the passphrase must not be empty"));
         }

@@ -478,7 +478,10 @@ async fn a_backup_restores_everything_and_refuses_a_wrong_passphrase_or_damage()
     let file = dir.path().join("account.veilbackup");
     let secret = "a backup passphrase, long enough";
     store.backup(&file, secret, KdfParams::FAST_INSECURE_FOR_TESTS).await.unwrap();
-    assert!(matches!(store.backup(&file, secret, KdfParams::FAST_INSECURE_FOR_TESTS).await, Err(Error::AlreadyExists { .. })));
+    assert!(matches!(
+        store.backup(&file, secret, KdfParams::FAST_INSECURE_FOR_TESTS).await,
+        Err(Error::AlreadyExists { .. })
+    ));
     let bytes = std::fs::read(&file).unwrap();
     let scan_files = vec![(file.clone(), bytes.clone())];
     assert_eq!(Scan::new(&scan_files).first_found(&f.needles), None, "the backup seals every secret");
@@ -489,7 +492,10 @@ async fn a_backup_restores_everything_and_refuses_a_wrong_passphrase_or_damage()
         let left: Vec<_> = std::fs::read_dir(other.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert!(left.is_empty(), "a refused restore left {left:?}");
     };
-    assert!(matches!(Store::restore(&file, "not it", &db, &key, options(&clock())).await, Err(Error::BackupPassphrase)));
+    assert!(matches!(
+        Store::restore(&file, "not it", &db, &key, options(&clock())).await,
+        Err(Error::BackupPassphrase)
+    ));
     nothing_left();
     let damaged = dir.path().join("damaged");
     let mut flipped = bytes.clone();
@@ -514,7 +520,10 @@ async fn a_backup_restores_everything_and_refuses_a_wrong_passphrase_or_damage()
     }
     assert_eq!(restored.link().await.unwrap().unwrap().seed, f.link);
     restored.integrity_check().await.unwrap();
-    assert!(matches!(Store::restore(&file, secret, &db, &key, options(&clock())).await, Err(Error::AlreadyExists { .. })));
+    assert!(matches!(
+        Store::restore(&file, secret, &db, &key, options(&clock())).await,
+        Err(Error::AlreadyExists { .. })
+    ));
     restored.close().await.unwrap();
     // It opens again with its key file.
     Store::open(&db, &KeySource::KeyFile(key), options(&clock())).await.unwrap().close().await.unwrap();

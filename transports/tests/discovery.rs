@@ -293,7 +293,18 @@ async fn announce_and_lookup_in_the_dht() {
 
     let point = [0x42; 32];
     a.handle.announce(point, TTL).await.unwrap();
-    let found = b.handle.lookup(point).await.unwrap();
+    // An announcement is done once the provider records are sent; the DHT
+    // node stores them when it reads them (no answer comes back), so a
+    // lookup may reach it first: look again until it holds them.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let found = loop {
+        let found = b.handle.lookup(point).await.unwrap();
+        if !found.is_empty() {
+            break found;
+        }
+        assert!(std::time::Instant::now() < deadline, "the DHT never held a's record");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
     assert_eq!(found.iter().map(|(p, _)| *p).collect::<Vec<_>>(), vec![a_peer]);
     assert!(!found[0].1.is_empty());
     assert_eq!(b.handle.request(a_peer, b"dht".to_vec()).await.unwrap(), b"re:dht");

@@ -22,6 +22,8 @@ use crate::{
 /// How far among the latest messages a message just sent is looked for.
 const SENT_WITHIN: u32 = 64;
 /// The longest an invitation may be valid for.
+/// The shortest backup passphrase accepted.
+pub(crate) const MIN_BACKUP_PASSPHRASE: usize = 12;
 /// The longest retention period (ten years); longer is "for ever" (0).
 const MAX_RETENTION_SECONDS: u64 = 10 * 366 * 86_400;
 const MAX_INVITATION_SECONDS: u64 = 365 * 24 * 3600;
@@ -252,6 +254,8 @@ pub(crate) fn node_error(e: veil_actors::Error) -> Status {
         ) => Status::failed_precondition(msg),
         E::Unavailable(_) | E::Restarting(_) => Status::unavailable(msg),
         E::JoinUnconfirmed => Status::deadline_exceeded(msg),
+        E::Storage(veil_storage::Error::AlreadyExists { .. }) => Status::already_exists(msg),
+        E::Storage(veil_storage::Error::Io { .. }) => Status::failed_precondition(msg),
         _ => Status::internal(msg),
     }
 }
@@ -763,6 +767,22 @@ impl DaemonApi for Service {
 
     async fn subscribe(&self, _: Request<api::SubscribeRequest>) -> Result<Response<Self::SubscribeStream>, Status> {
         Ok(Response::new(event_stream(self.node.events(), self.stop.subscribe())))
+    }
+
+    async fn backup(&self, r: Request<api::BackupRequest>) -> Result<Response<api::BackupResponse>, Status> {
+        let r = r.into_inner();
+        let path = std::path::PathBuf::from(r.path.trim());
+        if !path.is_absolute() {
+            return Err(Status::invalid_argument("give the backup file as an absolute path"));
+        }
+        if r.passphrase.chars().count() < MIN_BACKUP_PASSPHRASE {
+            return Err(Status::invalid_argument(format!(
+                "a backup passphrase has at least {MIN_BACKUP_PASSPHRASE} characters"
+            )));
+        }
+        self.node.backup(&path, &r.passphrase).await.map_err(node_error)?;
+        let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        Ok(Response::new(api::BackupResponse { path: path.display().to_string(), bytes }))
     }
 
     async fn shutdown(&self, _: Request<api::ShutdownRequest>) -> Result<Response<api::ShutdownResponse>, Status> {
