@@ -581,8 +581,13 @@ pub mod group {
         /// devices in the group): the author device announced itself as
         /// this member's.
         pub mine: bool,
-        /// Of this device's messages: how many members have not acknowledged
-        /// it yet (0: delivered to all it was owed to).
+        /// Of this device's messages: how many members it is owed to (the
+        /// other account, in a 1:1 conversation). 0 for group messages:
+        /// members pull them and acknowledge none, so their delivery is not
+        /// known (docs/PROTOCOL.md §11).
+        pub owed_to: u32,
+        /// Of those, how many have not acknowledged it yet (0: delivered to
+        /// all `owed_to`).
         pub waiting_for: u32,
         /// Its Lamport clock.
         pub lamport: u64,

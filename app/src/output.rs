@@ -116,6 +116,8 @@ pub(crate) fn message(m: &api::Message) -> Value {
         "author": m.author,
         "mine": m.mine,
         "waiting_for": m.waiting_for,
+        "owed_to": m.owed_to,
+        "delivered_to": m.owed_to.saturating_sub(m.waiting_for),
         "text": text_of(&m.body),
     })
 }

@@ -438,6 +438,13 @@ fn a_message_shows_whether_it_was_delivered() {
         m.map(|m| m["waiting_for"].as_u64().unwrap())
     };
     alice_events.until("one delivered", || waiting("one") == Some(0));
+    let log = alice.ok(&["log", &conversation]);
+    let one = &log["messages"][0];
+    assert_eq!((one["owed_to"].as_u64(), one["delivered_to"].as_u64()), (Some(1), Some(1)), "{one}");
+    // In a group, delivery is not known (messages are pulled, not acknowledged).
+    let club = alice.ok(&["group", "create", "club"])["id"].as_str().unwrap().to_owned();
+    alice.ok(&["send", &club, "to whoever pulls it"]);
+    assert_eq!(alice.ok(&["log", &club])["messages"][0]["owed_to"], 0);
     drop(bob_events);
 
     // Bob is away: Alice's next message waits for him, and says so.

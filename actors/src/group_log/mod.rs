@@ -1188,6 +1188,7 @@ impl Handler<GetHistory> for GroupLog {
                         hash: e.hash,
                         author: e.author,
                         mine: e.author.as_ref().is_some_and(|a| own.contains(a)),
+                        owed_to: 0,
                         waiting_for: 0,
                         lamport: e.lamport,
                         payload: e.payload?.to_vec(),
@@ -1228,7 +1229,9 @@ impl Handler<GetHistory> for GroupLog {
                 // acknowledged them yet.
                 let mine: Vec<EntryHash> = out.iter().filter(|e| e.mine).map(|e| e.hash).collect();
                 let waiting: HashMap<EntryHash, u32> = store.owed_counts(&members, &mine).await?.into_iter().collect();
-                for e in &mut out {
+                let owed_to = u32::try_from(members.len()).unwrap_or(u32::MAX);
+                for e in out.iter_mut().filter(|e| e.mine) {
+                    e.owed_to = owed_to;
                     e.waiting_for = waiting.get(&e.hash).copied().unwrap_or(0);
                 }
                 Ok(out)

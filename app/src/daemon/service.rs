@@ -168,6 +168,7 @@ impl Service {
             mine: e.mine,
             body: e.payload,
             waiting_for: e.waiting_for,
+            owed_to: e.owed_to,
         }
     }
 

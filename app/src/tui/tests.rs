@@ -287,3 +287,15 @@ fn requests_show_and_are_answered_inline_in_the_chats() {
     app.set_contacts(Vec::new());
     assert_eq!(app.inline_request, None);
 }
+
+#[test]
+fn ticks_show_delivery_where_it_is_known() {
+    let mut app = sample();
+    let mine =
+        |text: &str, owed_to: u32, waiting_for: u32| api::Message { owed_to, waiting_for, ..message(text, true) };
+    app.messages = vec![mine("delivered", 1, 0), mine("waiting", 1, 1), mine("in a group", 0, 0)];
+    let shown = draw(&app);
+    assert!(shown.contains("delivered ✓"), "{shown}");
+    assert!(shown.contains("waiting …"), "{shown}");
+    assert!(shown.contains("in a group") && !shown.contains("in a group ✓"), "{shown}");
+}

@@ -140,8 +140,9 @@ fn message_lines(messages: &[api::Message], them: Option<&str>, width: usize) ->
         };
         let prefix = format!("{who}: ");
         let mut text: String = text_of(&m.body).chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
-        if m.mine {
-            // Ticks: delivered to everyone it was owed to, or still waiting.
+        if m.mine && m.owed_to > 0 {
+            // Ticks: delivered to everyone it was owed to, or still waiting
+            // (group messages carry none: their delivery is not known).
             text.push_str(if m.waiting_for == 0 { " ✓" } else { " …" });
         }
         let indent = prefix.chars().count().min(width / 2);
