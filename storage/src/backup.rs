@@ -54,55 +54,33 @@ fn damaged(reason: &'static str) -> Error {
 impl Store {
     /// Writes a backup of this store to `dest` (which must not exist),
     /// sealed under `passphrase` stretched with Argon2id under `kdf`. The
-    /// file appears complete or not at all.
+    /// file appears complete or not at all. Streamed a chunk at a time (a
+    /// few MiB of memory whatever the store's size), off the async threads.
     pub async fn backup(&self, dest: &Path, passphrase: &str, kdf: KdfParams) -> Result<()> {
         if dest.exists() {
             return Err(Error::AlreadyExists { path: dest.to_owned() });
         }
-        let io = |path: &Path| {
-            let path = path.to_owned();
-            move |source| Error::Io { path, source }
-        };
         let snapshot = with_extension(dest, "snapshot");
         let _ = std::fs::remove_file(&snapshot);
         {
             let mut conn = self.writer().await?;
             sqlx::query("VACUUM INTO $1").bind(snapshot.to_string_lossy().into_owned()).execute(&mut *conn).await?;
         }
-        let copy = std::fs::read(&snapshot).map_err(io(&snapshot));
+        let (dest, passphrase) = (dest.to_owned(), Zeroizing::new(passphrase.to_owned()));
+        let storage_key = Zeroizing::new(*self.key.expose());
+        let staging = with_extension(&dest, "partial");
+        let written = tokio::task::spawn_blocking({
+            let (snapshot, staging) = (snapshot.clone(), staging.clone());
+            move || seal_file(&snapshot, &storage_key, &staging, &dest, &passphrase, kdf)
+        })
+        .await
+        .map_err(|e| Error::Io { path: staging.clone(), source: std::io::Error::other(e) });
         let _ = std::fs::remove_file(&snapshot);
-        let copy = Zeroizing::new(copy?);
-        let mut plain = Zeroizing::new(Vec::with_capacity(32 + copy.len()));
-        plain.extend_from_slice(self.key.expose());
-        plain.extend_from_slice(&copy);
-
-        let mut salt = [0u8; SALT_LEN];
-        veil_crypto::Entropy::fill(&mut OsEntropy, &mut salt)?;
-        let key = StorageKey::for_backup(passphrase, &salt, kdf)?;
-        let mut out = Vec::with_capacity(plain.len() + plain.len() / CHUNK * 40 + 128);
-        out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&salt);
-        for v in [kdf.m_cost_kib, kdf.t_cost, kdf.p_cost] {
-            out.extend_from_slice(&v.to_be_bytes());
-        }
-        put_lp(&mut out, &key.seal(VERIFIER_PURPOSE, VERIFIER_PLAINTEXT)?);
-        let chunks: Vec<&[u8]> = plain.chunks(CHUNK).collect();
-        for (i, chunk) in chunks.iter().enumerate() {
-            put_lp(&mut out, &key.seal(&chunk_purpose(i, i + 1 == chunks.len()), chunk)?);
-        }
-
-        let staging = with_extension(dest, "partial");
-        let written = (|| {
-            let mut file = std::fs::OpenOptions::new().write(true).create_new(true).open(&staging)?;
-            file.write_all(&out)?;
-            file.sync_all()?;
-            std::fs::rename(&staging, dest)
-        })();
-        if let Err(e) = written {
+        let written = written.and_then(|r| r);
+        if written.is_err() {
             let _ = std::fs::remove_file(&staging);
-            return Err(Error::Io { path: dest.to_owned(), source: e });
         }
-        Ok(())
+        written
     }
 
     /// Restores a backup made by [`Store::backup`] as a new store at `db`
@@ -122,13 +100,17 @@ impl Store {
                 return Err(Error::AlreadyExists { path: path.to_owned() });
             }
         }
-        let bytes = std::fs::read(backup).map_err(|source| Error::Io { path: backup.to_owned(), source })?;
-        let (storage_key, copy) = open_backup(&bytes, passphrase)?;
         let lock = sqlite::lock(db)?;
         let staging = sqlite::staging_path(db);
         sqlite::remove_staging(&staging);
         let made = async {
-            std::fs::write(&staging, &copy[..]).map_err(|source| Error::Io { path: staging.clone(), source })?;
+            let storage_key = tokio::task::spawn_blocking({
+                let (backup, staging, passphrase) =
+                    (backup.to_owned(), staging.clone(), Zeroizing::new(passphrase.to_owned()));
+                move || open_file(&backup, &passphrase, &staging)
+            })
+            .await
+            .map_err(|e| Error::Io { path: backup.to_owned(), source: std::io::Error::other(e) })??;
             renew(&staging, &storage_key, &options).await?;
             storage_key.write_key_file(key_file)?;
             std::fs::rename(&staging, db).map_err(|source| Error::Io { path: db.to_owned(), source })
@@ -147,9 +129,78 @@ impl Store {
     }
 }
 
-/// Opens a backup file's bytes: the storage key and the database copy.
-fn open_backup(bytes: &[u8], passphrase: &str) -> Result<(StorageKey, Zeroizing<Vec<u8>>)> {
-    let mut r = Reader(bytes);
+/// Seals `storage_key` ‖ the database copy at `snapshot` into `staging`, a
+/// chunk at a time, then renames it to `dest`.
+fn seal_file(
+    snapshot: &Path,
+    storage_key: &[u8; 32],
+    staging: &Path,
+    dest: &Path,
+    passphrase: &str,
+    kdf: KdfParams,
+) -> Result<()> {
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| Error::Io { path, source }
+    };
+    let mut salt = [0u8; SALT_LEN];
+    veil_crypto::Entropy::fill(&mut OsEntropy, &mut salt)?;
+    let key = StorageKey::for_backup(passphrase, &salt, kdf)?;
+    let file = std::fs::OpenOptions::new().write(true).create_new(true).open(staging).map_err(io(staging))?;
+    let mut out = std::io::BufWriter::new(file);
+    let mut header = Vec::with_capacity(128);
+    header.extend_from_slice(MAGIC);
+    header.extend_from_slice(&salt);
+    for v in [kdf.m_cost_kib, kdf.t_cost, kdf.p_cost] {
+        header.extend_from_slice(&v.to_be_bytes());
+    }
+    put_lp(&mut header, &key.seal(VERIFIER_PURPOSE, VERIFIER_PLAINTEXT)?);
+    out.write_all(&header).map_err(io(staging))?;
+    let copy = std::fs::File::open(snapshot).map_err(io(snapshot))?;
+    let mut plain = std::io::Read::chain(&storage_key[..], copy);
+    // One chunk read ahead, to know which is the last.
+    let mut current = read_chunk(&mut plain).map_err(io(snapshot))?;
+    let mut index = 0;
+    loop {
+        let next = read_chunk(&mut plain).map_err(io(snapshot))?;
+        let last = next.is_empty();
+        let mut part = Vec::with_capacity(current.len() + 32);
+        put_lp(&mut part, &key.seal(&chunk_purpose(index, last), &current)?);
+        out.write_all(&part).map_err(io(staging))?;
+        if last {
+            break;
+        }
+        (current, index) = (next, index + 1);
+    }
+    let file = out.into_inner().map_err(|e| Error::Io { path: staging.to_owned(), source: e.into_error() })?;
+    file.sync_all().map_err(io(staging))?;
+    std::fs::rename(staging, dest).map_err(io(dest))
+}
+
+/// Up to a chunk of `reader` (less only at its end; empty once it is done).
+fn read_chunk(reader: &mut impl std::io::Read) -> std::io::Result<Zeroizing<Vec<u8>>> {
+    let mut buf = Zeroizing::new(vec![0u8; CHUNK]);
+    let mut filled = 0;
+    while filled < CHUNK {
+        match reader.read(&mut buf[filled..])? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    buf.truncate(filled);
+    Ok(buf)
+}
+
+/// Opens the backup at `backup` into `out` (the database copy), a chunk at
+/// a time; returns the storage key it carried.
+fn open_file(backup: &Path, passphrase: &str, out: &Path) -> Result<StorageKey> {
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| Error::Io { path, source }
+    };
+    let file = std::fs::File::open(backup).map_err(io(backup))?;
+    let len = file.metadata().map_err(io(backup))?.len();
+    let mut r = FileReader { inner: std::io::BufReader::new(file), left: len };
     if r.take(MAGIC.len())? != MAGIC {
         return Err(damaged("not a veil backup"));
     }
@@ -164,27 +215,35 @@ fn open_backup(bytes: &[u8], passphrase: &str) -> Result<(StorageKey, Zeroizing<
     }
     let key = StorageKey::for_backup(passphrase, &salt, kdf)?;
     let verifier = r.lp(64)?;
-    match key.open(VERIFIER_PURPOSE, verifier) {
+    match key.open(VERIFIER_PURPOSE, &verifier) {
         Ok(v) if v.as_slice() == VERIFIER_PLAINTEXT => {}
         _ => return Err(Error::BackupPassphrase),
     }
-    let mut plain = Zeroizing::new(Vec::with_capacity(bytes.len()));
+    let mut copy = std::io::BufWriter::new(std::fs::File::create(out).map_err(io(out))?);
+    let mut storage_key: Option<StorageKey> = None;
     let mut index = 0;
     loop {
         let sealed = r.lp(MAX_SEALED_CHUNK)?;
-        let last = r.0.is_empty();
-        let chunk = key.open(&chunk_purpose(index, last), sealed).map_err(|_| damaged("a part does not open"))?;
-        plain.extend_from_slice(&chunk);
+        let last = r.left == 0;
+        let chunk = key.open(&chunk_purpose(index, last), &sealed).map_err(|_| damaged("a part does not open"))?;
+        let mut rest = &chunk[..];
+        if storage_key.is_none() {
+            if rest.len() < 32 {
+                return Err(damaged("truncated"));
+            }
+            let (k, tail) = rest.split_at(32);
+            storage_key = Some(StorageKey::from_bytes(k.try_into().map_err(|_| damaged("truncated"))?));
+            rest = tail;
+        }
+        copy.write_all(rest).map_err(io(out))?;
         index += 1;
         if last {
             break;
         }
     }
-    if plain.len() < 32 {
-        return Err(damaged("truncated"));
-    }
-    let storage_key = StorageKey::from_bytes(plain[..32].try_into().map_err(|_| damaged("truncated"))?);
-    Ok((storage_key, Zeroizing::new(plain[32..].to_vec())))
+    let file = copy.into_inner().map_err(|e| Error::Io { path: out.to_owned(), source: e.into_error() })?;
+    file.sync_all().map_err(io(out))?;
+    storage_key.ok_or(damaged("truncated"))
 }
 
 /// Makes the restored copy at `staging` a store of its own: unlocked by a
@@ -243,24 +302,97 @@ fn with_extension(path: &Path, ext: &str) -> PathBuf {
 }
 
 /// Reads a backup file front to back, refusing anything cut short or oversize.
-struct Reader<'a>(&'a [u8]);
+struct FileReader {
+    inner: std::io::BufReader<std::fs::File>,
+    /// Bytes not read yet.
+    left: u64,
+}
 
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
-        if self.0.len() < n {
+impl FileReader {
+    fn take(&mut self, n: usize) -> Result<Vec<u8>> {
+        if self.left < n as u64 {
             return Err(damaged("truncated"));
         }
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        Ok(head)
+        let mut buf = vec![0u8; n];
+        std::io::Read::read_exact(&mut self.inner, &mut buf).map_err(|_| damaged("truncated"))?;
+        self.left -= n as u64;
+        Ok(buf)
     }
 
-    fn lp(&mut self, max: usize) -> Result<&'a [u8]> {
+    fn lp(&mut self, max: usize) -> Result<Vec<u8>> {
         let len = u32::from_be_bytes(self.take(4)?.try_into().map_err(|_| damaged("truncated"))?);
         let len = usize::try_from(len).map_err(|_| damaged("a part is too long"))?;
         if len > max {
             return Err(damaged("a part is too long"));
         }
         self.take(len)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// Seals a `len`-byte copy; returns the backup's bytes and the copy.
+    fn sealed(dir: &Path, len: usize) -> (Vec<u8>, Vec<u8>) {
+        let copy: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        let snapshot = dir.join("snapshot");
+        std::fs::write(&snapshot, &copy).unwrap();
+        let dest = dir.join("backup");
+        let _ = std::fs::remove_file(&dest);
+        seal_file(&snapshot, &[9; 32], &dir.join("partial"), &dest, "passphrase!", KdfParams::FAST_INSECURE_FOR_TESTS)
+            .unwrap();
+        (std::fs::read(&dest).unwrap(), copy)
+    }
+
+    fn open(dir: &Path, bytes: &[u8]) -> Result<(StorageKey, Vec<u8>)> {
+        let file = dir.join("to-open");
+        std::fs::write(&file, bytes).unwrap();
+        let out = dir.join("opened");
+        let key = open_file(&file, "passphrase!", &out)?;
+        Ok((key, std::fs::read(&out).unwrap()))
+    }
+
+    /// Where each sealed chunk starts and ends in a backup's bytes.
+    fn chunks(bytes: &[u8]) -> Vec<std::ops::Range<usize>> {
+        let mut at = MAGIC.len() + SALT_LEN + 12;
+        let verifier = u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        at += 4 + verifier;
+        let mut out = Vec::new();
+        while at < bytes.len() {
+            let len = u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+            out.push(at..at + 4 + len);
+            at += 4 + len;
+        }
+        out
+    }
+
+    #[test]
+    fn a_copy_of_several_chunks_comes_back_whole_and_reordered_or_cut_chunks_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (bytes, copy) = sealed(dir.path(), 2 * CHUNK + 12_345);
+        let parts = chunks(&bytes);
+        assert_eq!(parts.len(), 3, "key and copy span three chunks");
+        let (key, back) = open(dir.path(), &bytes).unwrap();
+        assert_eq!((key.expose(), back.len()), (&[9; 32], copy.len()));
+        assert!(back == copy);
+
+        // Two chunks swapped.
+        let mut swapped = bytes[..parts[0].start].to_vec();
+        swapped.extend_from_slice(&bytes[parts[1].clone()]);
+        swapped.extend_from_slice(&bytes[parts[0].clone()]);
+        swapped.extend_from_slice(&bytes[parts[2].clone()]);
+        assert!(matches!(open(dir.path(), &swapped), Err(Error::Backup(_))));
+        // The last chunk cut off: the one before it is not marked last.
+        assert!(matches!(open(dir.path(), &bytes[..parts[2].start]), Err(Error::Backup(_))));
+        // A chunk repeated.
+        let mut repeated = bytes.clone();
+        repeated.extend_from_slice(&bytes[parts[2].clone()]);
+        assert!(matches!(open(dir.path(), &repeated), Err(Error::Backup(_))));
+        // An empty copy still carries the key.
+        let (bytes, _) = sealed(dir.path(), 0);
+        assert_eq!(open(dir.path(), &bytes).unwrap().1.len(), 0);
     }
 }
