@@ -77,6 +77,7 @@ async fn main() {
     let tuning = Tuning {
         durability,
         cache_kib: env_u32("VEIL_BENCH_CACHE_KIB", defaults.cache_kib),
+        reader_cache_kib: env_u32("VEIL_BENCH_READER_CACHE_KIB", defaults.reader_cache_kib),
         wal_autocheckpoint_pages: env_u32("VEIL_BENCH_CHECKPOINT_PAGES", defaults.wal_autocheckpoint_pages),
     };
     let dir = tempfile::tempdir().unwrap();
