@@ -103,17 +103,7 @@ fn main() {
 
 /// Waits for `veil events` to report the message `hash` received.
 fn received(events: &Events, hash: &str) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        assert!(!left.is_zero(), "message {hash} not received within {WAIT:?}");
-        if let Ok(line) = events.lines.recv_timeout(left) {
-            let event: Value = serde_json::from_str(&line).unwrap();
-            if event["event"] == "message_received" && event["hash"] == hash {
-                return;
-            }
-        }
-    }
+    events.next_event(&format!("message {hash}"), |e| e["event"] == "message_received" && e["hash"] == hash);
 }
 
 /// Waits until `hash` is in Bob's log (it may have arrived before `events`

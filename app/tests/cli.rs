@@ -457,23 +457,6 @@ fn a_message_shows_whether_it_was_delivered() {
     assert_eq!(texts(&bob.ok(&["log", &conversation])), vec![(false, "one".to_owned()), (false, "two".to_owned())]);
 }
 
-/// Waits for `veil events` to report `name` for a contact request, failing
-/// on `never`.
-fn until_event(events: &Events, name: &str, never: &str) -> Value {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        assert!(!left.is_zero(), "no {name} event");
-        if let Ok(line) = events.lines.recv_timeout(left) {
-            let event: Value = serde_json::from_str(&line).unwrap();
-            assert_ne!(event["event"], never, "{event}");
-            if event["event"] == name {
-                return event;
-            }
-        }
-    }
-}
-
 #[test]
 fn a_one_time_link_answers_once_and_then_nobody() {
     let server = Daemon::start("", &["--serve", "rendezvous"]);
@@ -495,7 +478,10 @@ fn a_one_time_link_answers_once_and_then_nobody() {
     let carol_events = carol.events();
     carol.ok(&["contact", "add", &uri]);
     loop {
-        let failed = until_event(&carol_events, "request_undelivered", "request_delivered");
+        let failed = carol_events.next_event("a failed request", |e| {
+            assert_ne!(e["event"], "request_delivered", "{e}");
+            e["event"] == "request_undelivered"
+        });
         if failed["failures"].as_u64().unwrap() >= 3 {
             break;
         }

@@ -216,6 +216,25 @@ impl Events {
     }
 }
 
+impl Events {
+    /// The next event (as `veil events --json` prints it) that `pick`
+    /// accepts; fails after [`WAIT`]. `pick` may assert on the events it
+    /// passes over.
+    pub fn next_event(&self, what: &str, mut pick: impl FnMut(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "timed out waiting for {what}");
+            if let Ok(line) = self.lines.recv_timeout(left) {
+                let event: Value = serde_json::from_str(&line).unwrap();
+                if pick(&event) {
+                    return event;
+                }
+            }
+        }
+    }
+}
+
 impl Drop for Events {
     fn drop(&mut self) {
         let _ = self.child.kill();
