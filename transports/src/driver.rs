@@ -868,6 +868,12 @@ impl Driver {
                 {
                     self.node.swarm.add_external_address(address.clone());
                 }
+                // An onion service is reachable (the Tor transport reports its
+                // address once the descriptor is out) and reveals no IP address:
+                // it is what an `anonymous` node registers and identify sends.
+                if policy::is_onion(&address) && !self.node.swarm.external_addresses().any(|a| a == &address) {
+                    self.node.swarm.add_external_address(address.clone());
+                }
                 for reply in self.node.listens.remove(&listener_id).into_iter().flatten() {
                     let _ = reply.send(Ok(address.clone()));
                 }
@@ -877,6 +883,9 @@ impl Driver {
                 }
             }
             SwarmEvent::ExpiredListenAddr { address, .. } => {
+                if policy::is_onion(&address) {
+                    self.node.swarm.remove_external_address(&address);
+                }
                 self.emit(NetworkEvent::ListenAddrExpired { addr: address });
             }
             SwarmEvent::ListenerClosed { listener_id, addresses, reason } => {
@@ -892,6 +901,9 @@ impl Driver {
                     let _ = reply.send(Err(Error::Listen(why.clone())));
                 }
                 for addr in addresses {
+                    if policy::is_onion(&addr) {
+                        self.node.swarm.remove_external_address(&addr);
+                    }
                     self.emit(NetworkEvent::ListenAddrExpired { addr });
                 }
             }
@@ -905,9 +917,11 @@ impl Driver {
                         // Remembered for dials by peer id (a later frame link).
                         self.remember(peer_id, std::slice::from_ref(address), AddressSource::Connection);
                     }
-                    ConnectedPoint::Listener { send_back_addr, .. } => {
+                    // Whoever comes in through an onion service has no address.
+                    ConnectedPoint::Listener { send_back_addr, .. } if !policy::is_onion(send_back_addr) => {
                         self.learned.record(peer_id, send_back_addr, AddressSource::Connection);
                     }
+                    ConnectedPoint::Listener { .. } => {}
                 }
                 if let Some(reply) = self.node.dials.remove(&connection_id) {
                     let _ = reply.send(Ok(peer_id));

@@ -79,11 +79,12 @@ impl Policy {
     }
 
     /// Whether `addr` may be kept as a confirmed external address (and so be
-    /// sent by identify and rendezvous).
+    /// sent by identify and rendezvous): anything under `Direct` and
+    /// `Offline`; relay circuits and onion services otherwise.
     pub fn may_advertise(self, addr: &Multiaddr) -> bool {
         match self {
             Policy::Direct | Policy::Offline => true,
-            Policy::Relayed | Policy::Anonymous => is_circuit(addr),
+            Policy::Relayed | Policy::Anonymous => is_circuit(addr) || is_onion(addr),
         }
     }
 
@@ -247,6 +248,13 @@ impl RelaySet {
             None => self.listenable().any(|(_, a)| without_peer(a) == *addr),
         }
     }
+}
+
+/// Whether `addr` is a Tor onion service (`/onion3/…`, not through a
+/// circuit relay): whoever reaches it learns no IP address, so every policy
+/// may advertise it.
+pub fn is_onion(addr: &Multiaddr) -> bool {
+    matches!(addr.iter().next(), Some(Protocol::Onion3(_))) && !is_circuit(addr)
 }
 
 /// Whether `addr` goes through a circuit relay.
@@ -592,6 +600,16 @@ mod tests {
         let relay = PeerId::random();
         assert!(Policy::Relayed.may_advertise(&ma(&format!("/ip4/1.2.3.4/tcp/1/p2p/{relay}/p2p-circuit"))));
         assert!(!Policy::Relayed.may_advertise(&ma("/ip4/1.2.3.4/tcp/1")));
+        // An onion service reveals no IP address: every policy may advertise it.
+        let onion = ma("/onion3/vww6ybal4bd7szmgncyruucpgfkqahzddi37ktceo3ah7ngmcopnpyyd:443");
+        assert!(is_onion(&onion));
+        for policy in [Policy::Direct, Policy::Relayed, Policy::Anonymous, Policy::Offline] {
+            assert!(policy.may_advertise(&onion), "{policy}");
+        }
+        assert!(!is_onion(&ma(&format!(
+            "/onion3/vww6ybal4bd7szmgncyruucpgfkqahzddi37ktceo3ah7ngmcopnpyyd:443/p2p/{relay}/p2p-circuit"
+        ))));
+        assert!(!is_onion(&ma("/ip4/1.2.3.4/tcp/1")));
     }
 
     fn reference_lan_v4(ip: u32) -> bool {

@@ -1,0 +1,274 @@
+//! A whole private Tor network on loopback, for tests: three directory
+//! authorities and four relays, run from the system's `tor` binary
+//! (Debian's `tor` package), no outside address anywhere. arti clients join
+//! it through [`TestNetwork::network`].
+//!
+//! Start-up takes 15–45 s (the authorities' first votes); the network is
+//! ready when every relay is in the consensus. Dropping the value stops the
+//! processes.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::config::{Fallback, PrivateNetwork};
+use crate::error::{Error, Result};
+
+/// Seconds between the authorities' votes. 24 × 15 s = 6 min is C tor's
+/// onion-service time period on a testing network; arti reads the period
+/// from `hsdir_interval`, so both are set to agree.
+const VOTE_SECS: u32 = 15;
+const AUTHORITIES: usize = 3;
+const RELAYS: usize = 4;
+
+/// Whether this machine can run the test network (`tor` and `tor-gencert`).
+pub fn available() -> std::result::Result<(), String> {
+    for tool in ["tor", "tor-gencert"] {
+        let found = Command::new(tool).arg("--help").stdout(Stdio::null()).stderr(Stdio::null()).status();
+        if found.is_err() {
+            return Err(format!("`{tool}` is not installed (apt-get install tor)"));
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug)]
+struct Node {
+    name: String,
+    dir: PathBuf,
+    or_port: u16,
+    dir_port: u16,
+    authority: bool,
+}
+
+/// The running network.
+#[derive(Debug)]
+pub struct TestNetwork {
+    dir: PathBuf,
+    nodes: Vec<Node>,
+    children: Vec<Child>,
+    network: PrivateNetwork,
+}
+
+impl Drop for TestNetwork {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn fail(what: impl std::fmt::Display) -> Error {
+    Error::Config(format!("test network: {what}"))
+}
+
+fn free_port() -> Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(fail)?;
+    Ok(listener.local_addr().map_err(fail)?.port())
+}
+
+fn run(command: &mut Command) -> Result<String> {
+    let out = command.stderr(Stdio::piped()).stdout(Stdio::piped()).output().map_err(fail)?;
+    if !out.status.success() {
+        return Err(fail(format!("{command:?}: {}", String::from_utf8_lossy(&out.stderr))));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn read(path: &Path) -> Result<String> {
+    fs::read_to_string(path).map_err(|e| fail(format!("{}: {e}", path.display())))
+}
+
+fn private_dir(path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::create_dir_all(path).map_err(fail)?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o700)).map_err(fail)
+}
+
+impl TestNetwork {
+    /// Generates keys and configurations under `dir` and starts the network;
+    /// returns once the processes run (see [`TestNetwork::wait_ready`]).
+    pub fn start(dir: &Path) -> Result<Self> {
+        available().map_err(fail)?;
+        private_dir(dir)?;
+        let mut nodes = Vec::new();
+        for i in 0..AUTHORITIES + RELAYS {
+            let name = if i < AUTHORITIES { format!("a{}", i + 1) } else { format!("r{}", i - AUTHORITIES + 1) };
+            let node_dir = dir.join(&name);
+            private_dir(&node_dir)?;
+            nodes.push(Node {
+                name,
+                dir: node_dir,
+                or_port: free_port()?,
+                dir_port: free_port()?,
+                authority: i < AUTHORITIES,
+            });
+        }
+        let resolv = dir.join("resolv.conf");
+        fs::write(&resolv, "nameserver 127.0.0.1\n").map_err(fail)?;
+
+        let mut authority_lines = String::new();
+        let mut authorities = Vec::new();
+        for node in &nodes {
+            if node.authority {
+                let keys = node.dir.join("keys");
+                private_dir(&keys)?;
+                let mut gencert = Command::new("tor-gencert");
+                gencert
+                    .current_dir(&keys)
+                    .args(["--create-identity-key", "--passphrase-fd", "0", "-m", "12", "-a"])
+                    .arg(format!("127.0.0.1:{}", node.dir_port))
+                    .args([
+                        "-i",
+                        "authority_identity_key",
+                        "-s",
+                        "authority_signing_key",
+                        "-c",
+                        "authority_certificate",
+                    ])
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null());
+                let mut child = gencert.spawn().map_err(fail)?;
+                if let Some(mut stdin) = child.stdin.take() {
+                    use std::io::Write;
+                    let _ = stdin.write_all(b"\n");
+                }
+                let status = child.wait().map_err(fail)?;
+                if !status.success() {
+                    return Err(fail("tor-gencert failed"));
+                }
+            }
+            run(Command::new("tor")
+                .args(["--quiet", "--ignore-missing-torrc", "-f", "/dev/null", "--DataDirectory"])
+                .arg(&node.dir)
+                .arg("--list-fingerprint")
+                .arg("--ORPort")
+                .arg(format!("127.0.0.1:{}", node.or_port))
+                .args(["--DirAuthority", "x 127.0.0.1:1 ffffffffffffffffffffffffffffffffffffffff"]))?;
+            if node.authority {
+                let cert = read(&node.dir.join("keys/authority_certificate"))?;
+                let v3 = cert
+                    .lines()
+                    .find_map(|l| l.strip_prefix("fingerprint "))
+                    .ok_or_else(|| fail("no fingerprint in the authority certificate"))?
+                    .trim()
+                    .to_owned();
+                let fp = fingerprint(&node.dir)?;
+                let _ = writeln!(
+                    authority_lines,
+                    "DirAuthority {} orport={} no-v2 v3ident={v3} 127.0.0.1:{} {fp}",
+                    node.name, node.or_port, node.dir_port
+                );
+                authorities.push(v3);
+            }
+        }
+        let dirauths = dir.join("dirauths.conf");
+        fs::write(&dirauths, &authority_lines).map_err(fail)?;
+
+        let mut fallbacks = Vec::new();
+        for node in &nodes {
+            fs::write(node.dir.join("torrc"), torrc(node, &dirauths, &resolv)).map_err(fail)?;
+            let ed = read(&node.dir.join("fingerprint-ed25519"))?;
+            let ed = ed.split_whitespace().nth(1).ok_or_else(|| fail("no ed25519 fingerprint"))?.to_owned();
+            let orport = SocketAddr::from(([127, 0, 0, 1], node.or_port));
+            fallbacks.push(Fallback { rsa_identity: fingerprint(&node.dir)?, ed_identity: ed, orport });
+        }
+
+        let mut network = Self {
+            dir: dir.to_owned(),
+            nodes,
+            children: Vec::new(),
+            network: PrivateNetwork { authorities, fallbacks, loopback: true },
+        };
+        for node in &network.nodes {
+            let child = Command::new("tor")
+                .arg("-f")
+                .arg(node.dir.join("torrc"))
+                .env("MALLOC_ARENA_MAX", "1")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .map_err(fail)?;
+            network.children.push(child);
+        }
+        Ok(network)
+    }
+
+    /// What an arti client needs to join this network.
+    pub fn network(&self) -> PrivateNetwork {
+        self.network.clone()
+    }
+
+    /// Waits until every relay is listed in the authorities' consensus and
+    /// bootstrapped, at most `limit`.
+    pub fn wait_ready(&mut self, limit: Duration) -> Result<Duration> {
+        let start = Instant::now();
+        loop {
+            for child in &mut self.children {
+                if let Ok(Some(status)) = child.try_wait() {
+                    return Err(fail(format!("a tor process exited ({status}); logs in {}", self.dir.display())));
+                }
+            }
+            if self.ready() {
+                return Ok(start.elapsed());
+            }
+            if start.elapsed() > limit {
+                return Err(fail(format!("not ready after {limit:?}; logs in {}", self.dir.display())));
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    fn ready(&self) -> bool {
+        let relays_bootstrapped =
+            self.nodes.iter().filter(|n| !n.authority).all(|n| {
+                fs::read_to_string(n.dir.join("notice.log")).is_ok_and(|log| log.contains("Bootstrapped 100%"))
+            });
+        let listed = self.nodes.iter().filter(|n| n.authority).any(|n| {
+            fs::read_to_string(n.dir.join("cached-microdesc-consensus"))
+                .is_ok_and(|c| c.lines().filter(|l| l.starts_with("r ")).count() >= AUTHORITIES + RELAYS)
+        });
+        relays_bootstrapped && listed
+    }
+}
+
+fn fingerprint(dir: &Path) -> Result<String> {
+    let text = read(&dir.join("fingerprint"))?;
+    text.split_whitespace().nth(1).map(str::to_owned).ok_or_else(|| fail("no relay fingerprint"))
+}
+
+fn torrc(node: &Node, dirauths: &Path, resolv: &Path) -> String {
+    let d = node.dir.display();
+    let mut c = format!(
+        "TestingTorNetwork 1\nDataDirectory {d}\nNickname {name}\nLog notice file {d}/notice.log\n\
+         SafeLogging 0\nShutdownWaitLength 0\nUseDefaultFallbackDirs 0\n%include {auths}\n\
+         ClientUseIPv6 0\nAddressDisableIPv6 1\nPathsNeededToBuildCircuits 0.67\nV3AuthNIntervalsValid 2\n\
+         TestingDirAuthVoteGuard *\nTestingDirAuthVoteExit *\nTestingDirAuthVoteHSDir *\n\
+         TestingMinExitFlagThreshold 0\nServerDNSDetectHijacking 0\nServerDNSTestAddresses 127.0.0.1\n\
+         ServerDNSResolvConfFile {resolv}\nServerDNSAllowBrokenConfig 1\nGeoIPFile \"\"\nGeoIPv6File \"\"\n\
+         NumCPUs 1\nAddress 127.0.0.1\nORPort 127.0.0.1:{or} IPv4Only\nDirPort 127.0.0.1:{dir}\nSocksPort 0\n\
+         ContactInfo {name}@test.invalid\nAssumeReachable 1\nExitRelay 0\nExitPolicy reject *:*\n",
+        name = node.name,
+        auths = dirauths.display(),
+        resolv = resolv.display(),
+        or = node.or_port,
+        dir = node.dir_port,
+    );
+    if node.authority {
+        let period_minutes = VOTE_SECS * 24 / 60;
+        let _ = write!(
+            c,
+            "AuthoritativeDirectory 1\nV3AuthoritativeDirectory 1\nV3AuthVotingInterval {VOTE_SECS}\n\
+             V3AuthVoteDelay 2\nV3AuthDistDelay 2\nTestingV3AuthInitialVotingInterval {VOTE_SECS}\n\
+             TestingV3AuthInitialVoteDelay 2\nTestingV3AuthInitialDistDelay 2\nAuthDirHasIPv6Connectivity 0\n\
+             ConsensusParams hsdir_interval={period_minutes}\n"
+        );
+    }
+    c
+}

@@ -1,0 +1,109 @@
+//! Two veil networks under the `anonymous` policy, with Tor as their only
+//! transport, on a private Tor network on loopback: one listens as an onion
+//! service, the other reaches it by its onion address, and frames go both
+//! ways. Needs the `tor` binary (Debian's `tor` package); without it the
+//! test skips with the reason, or fails when `VEIL_FULL_TESTS=1` (CI).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use libp2p::multiaddr::Protocol;
+use tokio::sync::mpsc;
+use veil_crypto::{NetworkKey, OsEntropy};
+use veil_tor::testnet::{self, TestNetwork};
+use veil_tor::{Bootstrap, ServiceState, Tor, TorConfig, addr};
+use veil_transports::{Network, NetworkConfig, NetworkEvent, Policy, TransportPlugin};
+
+/// Bounds, not synchronisation: each wait ends at its event.
+const NETWORK_START: Duration = Duration::from_secs(150);
+const PATIENCE: Duration = Duration::from_secs(120);
+
+fn available() -> bool {
+    match testnet::available() {
+        Ok(()) => true,
+        Err(reason) => {
+            assert!(std::env::var("VEIL_FULL_TESTS").as_deref() != Ok("1"), "VEIL_FULL_TESTS=1 but {reason}");
+            eprintln!("skipped: {reason}");
+            false
+        }
+    }
+}
+
+async fn next_frame(events: &mut mpsc::Receiver<NetworkEvent>) -> Vec<u8> {
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            if let NetworkEvent::FrameReceived { frame, .. } = events.recv().await.expect("network stopped") {
+                return frame;
+            }
+        }
+    })
+    .await
+    .expect("no frame in time")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_anonymous_nodes_talk_through_an_onion_service() {
+    if !available() {
+        return;
+    }
+    let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).try_init();
+    let dir = tempfile::tempdir().unwrap();
+    let mut tornet = TestNetwork::start(&dir.path().join("tornet")).unwrap();
+    let took = tokio::task::block_in_place(|| tornet.wait_ready(NETWORK_START)).unwrap();
+    eprintln!("private Tor network ready in {took:?}");
+
+    let tor = |name: &str| Tor::start(TorConfig::new(dir.path().join(name)).on_network(tornet.network())).unwrap();
+    let (tor_a, tor_b) = (tor("a"), tor("b"));
+    let config = || {
+        let mut c = NetworkConfig::default();
+        c.mdns = false;
+        c.request_timeout = Duration::from_secs(60);
+        c
+    };
+    let spawn = |tor: &Tor| {
+        let key = NetworkKey::generate(&mut OsEntropy).unwrap();
+        let peer = veil_transports::peer_id_of(&key).unwrap();
+        let plugins: Vec<Arc<dyn TransportPlugin>> = vec![Arc::new(tor.clone())];
+        let (handle, events) = Network::spawn(&key, Policy::Anonymous, plugins, config()).unwrap();
+        (handle, events, peer)
+    };
+    let (a, mut a_events, a_peer) = spawn(&tor_a);
+    let (b, mut b_events, b_peer) = spawn(&tor_b);
+
+    // B's service: the listen resolves once its descriptor is published.
+    let onion = tokio::time::timeout(PATIENCE, b.listen(tor_b.listen_addr()))
+        .await
+        .unwrap_or_else(|_| panic!("no onion service in time: {:?}", tor_b.status()))
+        .unwrap();
+    assert!(addr::is_onion(&onion) && !addr::is_any(&onion), "{onion}");
+    let status = tor_b.status();
+    assert_eq!(status.onion.as_ref(), Some(&onion));
+    assert_eq!(status.service, ServiceState::Reachable);
+    assert_eq!(
+        tor_b.wait_for(PATIENCE, |s| s.bootstrap == Bootstrap::Ready).await.map(|s| s.bootstrap),
+        Some(Bootstrap::Ready)
+    );
+    // The anonymous node advertises its onion service and nothing else.
+    let listen = b.listen_addrs().await.unwrap();
+    assert_eq!(listen, vec![onion.clone()]);
+
+    // A reaches B by its onion address alone.
+    let target = onion.clone().with(Protocol::P2p(b_peer));
+    let reached = tokio::time::timeout(PATIENCE, a.dial(target)).await.expect("dial in time").unwrap();
+    assert_eq!(reached, b_peer);
+    let routes = a.connections().await.unwrap();
+    assert!(routes.iter().all(|c| c.transport.as_str() == "tor"), "{routes:?}");
+
+    for i in 0..20u8 {
+        a.send_frame(b_peer, vec![i; 64]).await.unwrap();
+        assert_eq!(next_frame(&mut b_events).await, vec![i; 64]);
+    }
+    // B answers over the connection A opened (A has no service of its own).
+    b.send_frame(a_peer, b"back".to_vec()).await.unwrap();
+    assert_eq!(next_frame(&mut a_events).await, b"back".to_vec());
+
+    // A TCP dial is refused under the policy, before any packet.
+    assert!(a.dial("/ip4/127.0.0.1/tcp/9".parse().unwrap()).await.is_err());
+    drop((a, b));
+}
