@@ -415,6 +415,7 @@ async fn init(home: &Path, name: Option<String>, out: Out) -> Result<()> {
             settings.listen.clear();
             settings.mdns = false;
             settings.serve = config::Roles::default();
+            settings.tor.enabled = false;
             let node = daemon::start_node(home, &settings).await?;
             let id = node.identity().await;
             node.shutdown().await?;

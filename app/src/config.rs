@@ -21,6 +21,10 @@
 //! mdns = true
 //! # A fresh peer id every rendezvous period (default: on unless serving).
 //! rotate_peer_id = true
+//!
+//! [tor]
+//! # The Tor transport (default: on under the anonymous policy).
+//! enabled = true
 //! ```
 
 use std::{
@@ -30,6 +34,7 @@ use std::{
 
 use anyhow::{Context, Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
+use veil_tor::{Fallback, PrivateNetwork, TorConfig};
 use veil_transports::{NetworkConfig, Policy, libp2p::Multiaddr};
 
 /// The configuration file's name inside the home directory.
@@ -97,6 +102,43 @@ pub struct ConfigFile {
     /// First retry delay of an undelivered contact request, in milliseconds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub contact_retry_ms: Option<u64>,
+    /// The Tor transport.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tor: Option<TorFile>,
+}
+
+/// The `[tor]` table of `veil.toml`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TorFile {
+    /// Attach Tor at start (default: under the `anonymous` policy only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// The onion service's virtual port (default 443).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// A private Tor network's authorities (v3 identities, hex). Tests only:
+    /// without them arti uses the public Tor network.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub authorities: Vec<String>,
+    /// Where a private network's directory is fetched first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fallbacks: Vec<TorFallback>,
+    /// The private network's relays all share one IP address (loopback).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub loopback: Option<bool>,
+}
+
+/// A relay of a private Tor network to fetch the directory from.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TorFallback {
+    /// RSA identity fingerprint (hex).
+    pub rsa_identity: String,
+    /// Ed25519 identity (base64).
+    pub ed_identity: String,
+    /// OR port, `ip:port`.
+    pub orport: String,
 }
 
 impl ConfigFile {
@@ -158,6 +200,11 @@ pub const DEFAULT_CONFIG: &str = r#"# veil configuration. Flags of `veil daemon`
 
 # Find peers on the LAN with mDNS (direct policy only).
 # mdns = true
+
+# Tor (onion services through arti). On by default under the anonymous
+# policy; `veil transport attach tor` attaches it under any policy.
+# [tor]
+# enabled = true
 "#;
 
 /// Writes the default `veil.toml` into `home` unless one exists.
@@ -273,6 +320,68 @@ pub struct Settings {
     pub sync_interval: Option<Duration>,
     /// The contact-request retry base (`None`: the node's default).
     pub contact_retry: Option<Duration>,
+    /// The Tor transport.
+    pub tor: TorSettings,
+}
+
+/// How the Tor transport runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TorSettings {
+    /// Attached at start.
+    pub enabled: bool,
+    /// The onion service's virtual port.
+    pub port: u16,
+    /// A private Tor network instead of the public one (tests).
+    pub network: Option<PrivateNetwork>,
+}
+
+impl Default for TorSettings {
+    fn default() -> Self {
+        Self { enabled: false, port: veil_tor::addr::DEFAULT_PORT, network: None }
+    }
+}
+
+impl TorSettings {
+    fn resolve(file: Option<&TorFile>, policy: Policy) -> Result<Self> {
+        let empty = TorFile::default();
+        let file = file.unwrap_or(&empty);
+        let network = if file.authorities.is_empty() && file.fallbacks.is_empty() {
+            None
+        } else {
+            if file.authorities.is_empty() || file.fallbacks.is_empty() {
+                bail!("[tor] a private network needs both authorities and fallbacks");
+            }
+            let fallbacks = file
+                .fallbacks
+                .iter()
+                .map(|f| {
+                    Ok(Fallback {
+                        rsa_identity: f.rsa_identity.clone(),
+                        ed_identity: f.ed_identity.clone(),
+                        orport: f.orport.parse().map_err(|e| anyhow!("[tor] invalid orport {:?}: {e}", f.orport))?,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Some(PrivateNetwork {
+                authorities: file.authorities.clone(),
+                fallbacks,
+                loopback: file.loopback.unwrap_or(false),
+            })
+        };
+        Ok(Self {
+            enabled: file.enabled.unwrap_or(policy == Policy::Anonymous),
+            port: file.port.unwrap_or(veil_tor::addr::DEFAULT_PORT),
+            network,
+        })
+    }
+
+    /// The transport's configuration, its files under `home`.
+    pub fn config(&self, home: &Path) -> TorConfig {
+        let mut config = TorConfig::new(home.join("tor"));
+        config.port = self.port;
+        config.network = self.network.clone();
+        config
+    }
 }
 
 impl Default for Settings {
@@ -290,6 +399,7 @@ impl Default for Settings {
             mdns: true,
             sync_interval: None,
             contact_retry: None,
+            tor: TorSettings::default(),
         }
     }
 }
@@ -380,6 +490,7 @@ impl Settings {
             mdns,
             sync_interval: file.sync_interval_ms.map(Duration::from_millis),
             contact_retry: file.contact_retry_ms.map(Duration::from_millis),
+            tor: TorSettings::resolve(file.tor.as_ref(), policy)?,
         })
     }
 

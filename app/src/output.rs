@@ -153,6 +153,9 @@ pub(crate) fn status(s: &api::Status) -> Value {
         "pending_requests": s.pending_requests,
         "version": s.version,
         "connections": connections(&s.connections),
+        "tor": s.tor.as_ref().map(|t| json!({
+            "attached": t.attached, "bootstrap": t.bootstrap, "onion": t.onion, "service": t.service,
+        })),
     })
 }
 
@@ -189,6 +192,12 @@ pub(crate) fn status_text(s: &api::Status) -> String {
     ];
     if !s.serve.is_empty() {
         out.push(format!("serving      {}", s.serve.join(", ")));
+    }
+    if let Some(t) = &s.tor {
+        let attached = if t.attached { "" } else { " (detached)" };
+        let onion =
+            if t.onion.is_empty() { "no onion service".to_owned() } else { format!("{} {}", t.onion, t.service) };
+        out.push(format!("tor          {}{attached}; {onion}", t.bootstrap));
     }
     out.join("\n")
 }

@@ -2,10 +2,12 @@
 //! on the home's Unix socket.
 
 mod service;
+mod tor;
 
 use std::{
     os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
+    sync::Arc,
     time::Duration,
 };
 
@@ -19,6 +21,7 @@ use crate::{
     config::{self, Settings},
 };
 pub(crate) use service::node_error;
+use tor::TorSlot;
 
 /// How long a stopping daemon waits for open API calls to finish.
 const DRAIN: Duration = Duration::from_secs(5);
@@ -99,7 +102,11 @@ impl Daemon {
         std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))
             .with_context(|| format!("cannot restrict {}", socket.display()))?;
         let (stop, stopped) = watch::channel(false);
-        let service = service::Service::new(node.clone(), settings, stop.clone());
+        let tor = Arc::new(TorSlot::new(home.to_owned(), settings.tor.clone()));
+        if settings.tor.enabled {
+            tor.attach(&node).await.map_err(|e| anyhow!("cannot attach Tor: {}", e.message()))?;
+        }
+        let service = service::Service::new(node.clone(), settings, stop.clone(), tor);
         let api =
             DaemonServer::new(service).max_decoding_message_size(MAX_DECODE).max_encoding_message_size(MAX_DECODE);
         let mut until = stopped;

@@ -12,8 +12,9 @@ use tokio::sync::{broadcast, watch};
 use tonic::{Request, Response, Status};
 use veil_actors::{Node, NodeEvent, messages::contacts::Contact as NodeContact, messages::group::HistoryEntry};
 use veil_crypto::{GroupId, VerifyKey, envelope::EntryHash, rendezvous::Schedule, time::UnixTime};
-use veil_transports::{Quic, Tcp, TransportId, TransportPlugin};
+use veil_transports::{Policy, Quic, Tcp, TransportId, TransportPlugin};
 
+use super::tor::{TOR, TorSlot};
 use crate::{
     api::{self, MAX_ARG, MAX_BODY, MAX_HISTORY_LIMIT, MAX_LINK, daemon_server::Daemon as DaemonApi, event::Kind},
     config::Settings,
@@ -21,27 +22,28 @@ use crate::{
 
 /// How far among the latest messages a message just sent is looked for.
 const SENT_WITHIN: u32 = 64;
-/// The longest an invitation may be valid for.
 /// The shortest backup passphrase accepted.
 pub(crate) const MIN_BACKUP_PASSPHRASE: usize = 12;
 /// The longest retention period (ten years); longer is "for ever" (0).
 const MAX_RETENTION_SECONDS: u64 = 10 * 366 * 86_400;
+/// The longest an invitation may be valid for.
 const MAX_INVITATION_SECONDS: u64 = 365 * 24 * 3600;
 /// The shortest id prefix accepted for a conversation or a contact.
 const MIN_PREFIX: usize = 6;
 /// Transports `AttachTransport` knows how to build.
-const AVAILABLE: [&str; 2] = ["tcp", "quic"];
+const AVAILABLE: [&str; 3] = ["tcp", "quic", "tor"];
 
 /// The daemon API over one node.
 pub(crate) struct Service {
     node: Node,
     settings: Settings,
     stop: watch::Sender<bool>,
+    tor: Arc<TorSlot>,
 }
 
 impl Service {
-    pub(crate) fn new(node: Node, settings: Settings, stop: watch::Sender<bool>) -> Self {
-        Self { node, settings, stop }
+    pub(crate) fn new(node: Node, settings: Settings, stop: watch::Sender<bool>, tor: Arc<TorSlot>) -> Self {
+        Self { node, settings, stop, tor }
     }
 
     async fn contacts(&self) -> Result<Vec<NodeContact>, Status> {
@@ -192,6 +194,7 @@ impl Service {
             pending_requests: count(veil_storage::ContactState::IncomingReceived),
             version: env!("CARGO_PKG_VERSION").to_owned(),
             connections: connections(&net.connections),
+            tor: self.tor.status(net.transports.contains(&TOR)),
         })
     }
 
@@ -680,6 +683,12 @@ impl DaemonApi for Service {
         let text = r.into_inner().policy;
         let policy = crate::config::parse_policy(checked_arg("policy", &text)?)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        // Anonymous means Tor: attach it first (its onion service comes up
+        // under the new policy once the network restarts).
+        let attached = self.node.network_status().await.map_err(node_error)?.transports;
+        if policy == Policy::Anonymous && !attached.contains(&TOR) {
+            self.tor.attach(&self.node).await?;
+        }
         self.node.set_policy(policy).await.map_err(node_error)?;
         // A stricter policy may have closed the listeners; coming back to a
         // policy that allows them, listen again where configured.
@@ -709,6 +718,10 @@ impl DaemonApi for Service {
         let plugin: Arc<dyn TransportPlugin> = match checked_arg("transport", &name)? {
             "tcp" => Arc::new(Tcp::new()),
             "quic" => Arc::new(Quic::new()),
+            "tor" => {
+                self.tor.attach(&self.node).await?;
+                return Ok(Response::new(self.transports().await?));
+            }
             other => {
                 return Err(Status::invalid_argument(format!(
                     "unknown transport {other:?} (available: {})",

@@ -1,0 +1,129 @@
+//! `anonymous` end to end: daemons that reach each other over Tor only, on
+//! a private Tor network on loopback (three authorities, four relays, from
+//! Debian's `tor`). A rendezvous server is itself an onion service; Alice
+//! and Bob become contacts and talk through it and through each other's
+//! onion services; then a conversation moves from TCP to Tor and back.
+//!
+//! Needs `tor` and `tor-gencert`; without them the tests skip with the
+//! reason, or fail when `VEIL_FULL_TESTS=1` (CI).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
+
+mod common;
+
+use std::sync::{Mutex, MutexGuard};
+
+use common::*;
+use veil_tor::testnet::{self, TestNetwork};
+
+/// The network's start, bounded.
+const NETWORK_START: Duration = Duration::from_secs(150);
+
+/// One private Tor network at a time: each is seven tor processes.
+static TOR_NETWORK: Mutex<()> = Mutex::new(());
+
+struct Network {
+    _dir: TempDir,
+    net: TestNetwork,
+    _one_at_a_time: MutexGuard<'static, ()>,
+}
+
+fn network() -> Option<Network> {
+    if let Err(reason) = testnet::available() {
+        assert!(std::env::var("VEIL_FULL_TESTS").as_deref() != Ok("1"), "VEIL_FULL_TESTS=1 but {reason}");
+        eprintln!("skipped: {reason}");
+        return None;
+    }
+    let guard = TOR_NETWORK.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let dir = tempfile::tempdir().unwrap();
+    let mut net = TestNetwork::start(&dir.path().join("tornet")).unwrap();
+    net.wait_ready(NETWORK_START).unwrap();
+    Some(Network { _dir: dir, net, _one_at_a_time: guard })
+}
+
+/// The `[tor]` table that points a daemon at the private network.
+fn tor_table(net: &TestNetwork, enabled: Option<bool>) -> String {
+    let n = net.network();
+    let quoted = |v: &[String]| v.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(", ");
+    let fallbacks: Vec<String> = n
+        .fallbacks
+        .iter()
+        .map(|f| {
+            format!(
+                "{{ rsa_identity = {:?}, ed_identity = {:?}, orport = \"{}\" }}",
+                f.rsa_identity, f.ed_identity, f.orport
+            )
+        })
+        .collect();
+    let enabled = enabled.map(|e| format!("enabled = {e}\n")).unwrap_or_default();
+    format!(
+        "[tor]\n{enabled}loopback = true\nauthorities = [{}]\nfallbacks = [{}]\n",
+        quoted(&n.authorities),
+        fallbacks.join(", ")
+    )
+}
+
+/// Waits until the daemon's onion service can be reached; its address.
+fn onion_of(d: &Daemon) -> String {
+    let events = d.events();
+    let mut onion = String::new();
+    events.until("the onion service", || {
+        let status = d.ok(&["status"]);
+        let reachable = status["tor"]["service"] == "reachable";
+        onion = status["tor"]["onion"].as_str().unwrap_or_default().to_owned();
+        reachable && status["listen_addrs"].as_array().unwrap().iter().any(|a| a == onion.as_str())
+    });
+    onion
+}
+
+fn onion_only(d: &Daemon) {
+    let status = d.ok(&["status"]);
+    assert_eq!(status["policy"], "anonymous");
+    for addr in status["listen_addrs"].as_array().unwrap() {
+        assert!(addr.as_str().unwrap().starts_with("/onion3/"), "listening on {addr}");
+    }
+    for c in status["connections"].as_array().unwrap() {
+        assert_eq!(c["transport"], "tor", "{status}");
+    }
+    assert_eq!(status["tor"]["bootstrap"], "ready");
+}
+
+#[test]
+fn anonymous_daemons_meet_and_talk_over_tor_only() {
+    let Some(tornet) = network() else { return };
+    let tor = tor_table(&tornet.net, None);
+    let server =
+        Daemon::start_with(veil(), &format!("policy = \"anonymous\"\nserve = [\"rendezvous\"]\n{tor}"), &["--no-mdns"]);
+    let server_onion = onion_of(&server);
+    let rendezvous = format!("{server_onion}/p2p/{}", server.ok(&["status"])["peer_id"].as_str().unwrap());
+
+    let peer = |name: &str| {
+        let config = format!("policy = \"anonymous\"\n{FAST}{tor}");
+        Daemon::start_with(veil(), &config, &["--no-mdns", "--rendezvous", &rendezvous, "--name", name])
+    };
+    let (alice, bob) = (peer("Alice"), peer("Bob"));
+    onion_of(&alice);
+    onion_of(&bob);
+
+    let bob_events = request_contact(&alice, &bob, "Alice");
+    let conversation = bob.ok(&["contact", "accept", "Alice"])["conversation"].as_str().unwrap().to_owned();
+    let alice_events = alice.events();
+    alice_events.until("Bob's acceptance", || {
+        contact_named(&alice.ok(&["contact", "list"]), "Bob").is_some_and(|c| c["state"] == "accepted")
+    });
+    alice.ok(&["send", &conversation, "over tor"]);
+    bob_events.until("Alice's message", || !texts(&bob.ok(&["log", &conversation])).is_empty());
+    bob.ok(&["send", &conversation, "back over tor"]);
+    alice_events.until("Bob's answer", || texts(&alice.ok(&["log", &conversation])).len() == 2);
+    assert_eq!(
+        texts(&alice.ok(&["log", &conversation])),
+        vec![(true, "over tor".to_owned()), (false, "back over tor".to_owned())]
+    );
+    for d in [&server, &alice, &bob] {
+        onion_only(d);
+    }
+    // The server only ever saw onion addresses registered.
+    let peers = server.ok(&["peers"]);
+    for learned in peers["addresses"].as_array().unwrap() {
+        assert!(learned["addr"].as_str().unwrap().starts_with("/onion3/"), "{learned}");
+    }
+}
