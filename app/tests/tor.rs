@@ -127,3 +127,63 @@ fn anonymous_daemons_meet_and_talk_over_tor_only() {
         assert!(learned["addr"].as_str().unwrap().starts_with("/onion3/"), "{learned}");
     }
 }
+
+/// Bob's view of the conversation: the texts, in order.
+fn received(d: &Daemon, conversation: &str) -> Vec<String> {
+    texts(&d.ok(&["log", conversation])).into_iter().filter(|(mine, _)| !mine).map(|(_, t)| t).collect()
+}
+
+fn every_connection_over(d: &Daemon, transport: &str) -> bool {
+    let status = d.ok(&["status"]);
+    let connections = status["connections"].as_array().unwrap();
+    !connections.is_empty() && connections.iter().all(|c| c["transport"] == transport)
+}
+
+#[test]
+fn a_conversation_moves_from_tcp_to_tor_and_back_losing_nothing() {
+    let Some(tornet) = network() else { return };
+    // A rendezvous server on loopback TCP and as an onion service.
+    let server = Daemon::start(&format!("serve = [\"rendezvous\"]\n{}", tor_table(&tornet.net, Some(true))), &[]);
+    let over_tcp = server.addr();
+    let over_tor = format!("{}/p2p/{}", onion_of(&server), server.ready["peer_id"].as_str().unwrap());
+    let peer = |name: &str| {
+        let config = format!("{FAST}{}", tor_table(&tornet.net, Some(false)));
+        Daemon::start(&config, &["--rendezvous", &over_tcp, "--rendezvous", &over_tor, "--name", name])
+    };
+    let (alice, bob) = (peer("Alice"), peer("Bob"));
+    let bob_events = request_contact(&alice, &bob, "Alice");
+    let conversation = bob.ok(&["contact", "accept", "Alice"])["conversation"].as_str().unwrap().to_owned();
+    let send = |range: std::ops::RangeInclusive<u32>| {
+        for i in range {
+            alice.ok(&["send", &conversation, &format!("m{i}")]);
+        }
+    };
+    let expect = |n: u32| (1..=n).map(|i| format!("m{i}")).collect::<Vec<_>>();
+
+    send(1..=5);
+    bob_events.until("five messages over TCP", || received(&bob, &conversation).len() >= 5);
+    assert_eq!(received(&bob, &conversation), expect(5));
+    assert!(every_connection_over(&alice, "tcp"));
+
+    // Both move to Tor; Alice keeps writing while they do.
+    bob.ok(&["policy", "anonymous"]);
+    alice.ok(&["policy", "anonymous"]);
+    send(6..=10);
+    onion_of(&alice);
+    onion_of(&bob);
+    bob_events.until("five more over Tor", || received(&bob, &conversation).len() >= 10);
+    assert_eq!(received(&bob, &conversation), expect(10), "in order, once each");
+    bob_events.until("Alice's connections over Tor", || every_connection_over(&alice, "tor"));
+    onion_only(&alice);
+
+    // And back: direct again, Tor detached.
+    for d in [&bob, &alice] {
+        d.ok(&["policy", "direct"]);
+        d.ok(&["transport", "detach", "tor"]);
+    }
+    send(11..=15);
+    bob_events.until("five more over TCP again", || received(&bob, &conversation).len() >= 15);
+    assert_eq!(received(&bob, &conversation), expect(15), "in order, once each");
+    assert!(every_connection_over(&alice, "tcp"));
+    assert_eq!(alice.ok(&["status"])["tor"]["attached"], false);
+}
