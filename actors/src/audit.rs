@@ -27,11 +27,14 @@ pub enum Observer {
     NetworkEavesdropper,
     /// A blind replication node holding a group's replication credential.
     ReplicationNode,
+    /// The relays of a mixnet the node uses (Tor: the guard, the onion
+    /// service directories, the introduction and rendezvous points).
+    Mixnet,
 }
 
 impl Observer {
     /// Every observer, in report order.
-    pub const ALL: [Observer; 8] = [
+    pub const ALL: [Observer; 9] = [
         Observer::Contact,
         Observer::GroupMember,
         Observer::Relay,
@@ -40,6 +43,7 @@ impl Observer {
         Observer::LanNeighbour,
         Observer::NetworkEavesdropper,
         Observer::ReplicationNode,
+        Observer::Mixnet,
     ];
 }
 
@@ -54,6 +58,7 @@ impl fmt::Display for Observer {
             Observer::LanNeighbour => "LAN/BLE neighbour",
             Observer::NetworkEavesdropper => "network eavesdropper",
             Observer::ReplicationNode => "replication node",
+            Observer::Mixnet => "Tor network",
         })
     }
 }
@@ -143,6 +148,13 @@ fn duration(secs: u64) -> String {
 
 fn exposure(observer: Observer, input: &AuditInput, peer_id: &str) -> Exposure {
     let policy = input.policy;
+    // A mixnet transport is attached and the policy lets it run.
+    let mixnet = input.transports.contains(&TransportKind::Mixnet) && policy != Policy::Offline;
+    let onion = if policy == Policy::Anonymous {
+        s("your onion address of the period (it changes with your peer id)")
+    } else {
+        s("your onion address of the period, beside your other addresses: the two can be linked")
+    };
     let ip = |who: &str| format!("your IP address ({who})");
     let (applies, mut learns, mut does_not_learn) = match observer {
         Observer::Contact | Observer::GroupMember => {
@@ -171,6 +183,9 @@ fn exposure(observer: Observer, input: &AuditInput, peer_id: &str) -> Exposure {
                 }
                 Policy::Anonymous => not.push(s("your IP address (mixnet only)")),
                 Policy::Offline => learns.push(ip("LAN address, when nearby")),
+            }
+            if mixnet {
+                learns.push(onion.clone());
             }
             learns.push(peer_id.to_owned());
             (true, learns, not)
@@ -224,6 +239,9 @@ fn exposure(observer: Observer, input: &AuditInput, peer_id: &str) -> Exposure {
                 }
                 Policy::Anonymous => not.push(s("your IP address")),
                 Policy::Offline => {}
+            }
+            if mixnet {
+                learns.push(s("your onion address of the period, registered with your records"));
             }
             (applies, learns, not)
         }
@@ -291,6 +309,19 @@ fn exposure(observer: Observer, input: &AuditInput, peer_id: &str) -> Exposure {
             true,
             vec![s("the DAG shape of each log it replicates, entry kinds, sizes rounded up to a bucket, timing")],
             vec![s("authors, contents, group ids, member keys; it cannot forge entries members accept")],
+        ),
+        Observer::Mixnet => (
+            mixnet,
+            vec![
+                ip("your guard relay only: it sees that you use Tor, when, and how much, not where to"),
+                s("the onion service directories: that an onion service publishes a descriptor, and when (the \
+                   descriptor is blinded and encrypted: they learn its address only if they already know it)"),
+                s("the introduction points of your service: how often it is contacted, not by whom"),
+            ],
+            vec![
+                s("your IP address (except your guard), your peer id, who you talk to, what you write"),
+                s("that two periods' onion services are the same node (each network key has its own)"),
+            ],
         ),
     };
     if input.serves_relay && observer == Observer::Relay {
@@ -387,5 +418,17 @@ mod tests {
         let tokens = |a: &Audit| of(a, Observer::LanNeighbour).learns.iter().any(|l| l.contains("rounded up to 16"));
         assert!(tokens(&direct) && tokens(&offline) && !tokens(&relayed));
         assert!(!tokens(&audit(&AuditInput { mdns: false, ..input(Policy::Direct) })));
+        // The Tor network is an observer only with Tor attached.
+        assert!(!of(&direct, Observer::Mixnet).applies);
+        let tor = |policy| AuditInput { transports: vec![TransportKind::Ip, TransportKind::Mixnet], ..input(policy) };
+        let anonymous = audit(&tor(Policy::Anonymous));
+        assert!(of(&anonymous, Observer::Mixnet).applies);
+        assert!(of(&anonymous, Observer::Mixnet).learns.iter().any(|l| l.contains("guard relay only")));
+        for o in [Observer::Contact, Observer::RendezvousServer] {
+            assert!(!mentions_ip(&of(&anonymous, o).learns), "{o} under anonymous");
+            assert!(of(&anonymous, o).learns.iter().any(|l| l.contains("onion address")), "{o}");
+        }
+        let both = audit(&tor(Policy::Direct));
+        assert!(of(&both, Observer::Contact).learns.iter().any(|l| l.contains("can be linked")));
     }
 }

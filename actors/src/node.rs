@@ -345,7 +345,7 @@ async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
         builder.transports
     };
     let max_frame = builder.network.max_frame_size;
-    let exposure = ExposureSettings::new(&builder.network, &plugins, builder.rotate_key_each_period, builder.schedule);
+    let exposure = ExposureSettings::new(&builder.network, builder.rotate_key_each_period, builder.schedule);
     // Listening is part of the network's start: its first dials then leave
     // from the listening port (what peers observe is what hole punching uses).
     let mut network_config = builder.network;
@@ -501,7 +501,6 @@ async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
 
 /// What the exposure audit needs from the node's configuration.
 struct ExposureSettings {
-    transports: Vec<veil_transports::TransportKind>,
     rendezvous_servers: Vec<PeerId>,
     kad: bool,
     mdns: bool,
@@ -512,9 +511,8 @@ struct ExposureSettings {
 }
 
 impl ExposureSettings {
-    fn new(config: &NetworkConfig, plugins: &[Arc<dyn TransportPlugin>], rotating: bool, schedule: Schedule) -> Self {
+    fn new(config: &NetworkConfig, rotating: bool, schedule: Schedule) -> Self {
         Self {
-            transports: plugins.iter().map(|p| p.kind()).collect(),
             rendezvous_servers: config.rendezvous_servers.iter().filter_map(veil_transports::policy::peer_of).collect(),
             kad: config.kad || !config.bootstrap.is_empty(),
             mdns: config.mdns,
@@ -525,11 +523,16 @@ impl ExposureSettings {
         }
     }
 
-    fn input(&self, policy: Policy, relays: &[KnownRelay]) -> AuditInput {
+    fn input(
+        &self,
+        policy: Policy,
+        transports: Vec<veil_transports::TransportKind>,
+        relays: &[KnownRelay],
+    ) -> AuditInput {
         let relay_ids: Vec<PeerId> = relays.iter().filter_map(|r| veil_transports::policy::peer_of(&r.addr)).collect();
         AuditInput {
             policy,
-            transports: self.transports.clone(),
+            transports,
             relays: relays.len(),
             learned_relays: relays.iter().filter(|r| r.origin == RelayOrigin::Learned).count(),
             rendezvous_servers: self.rendezvous_servers.len(),
@@ -1026,7 +1029,9 @@ impl Node {
     pub async fn audit(&self) -> Result<Audit> {
         let network = &self.inner.network;
         let (policy, relays) = (network.policy().await?, network.known_relays().await?);
-        Ok(crate::audit::audit(&self.inner.exposure.input(policy, &relays)))
+        // The transports attached now: plug-ins come and go while the node runs.
+        let transports = network.attached().await?.into_iter().map(|(_, kind)| kind).collect();
+        Ok(crate::audit::audit(&self.inner.exposure.input(policy, transports, &relays)))
     }
 
     /// Makes one actor panic, to show supervision at work (tests only).

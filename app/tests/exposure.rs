@@ -7,8 +7,8 @@ mod common;
 
 use common::*;
 
-/// The eight observers, in the audit's order.
-const OBSERVERS: [&str; 8] = [
+/// The nine observers, in the audit's order.
+const OBSERVERS: [&str; 9] = [
     "contact",
     "group member",
     "relay",
@@ -17,6 +17,7 @@ const OBSERVERS: [&str; 8] = [
     "LAN/BLE neighbour",
     "network eavesdropper",
     "replication node",
+    "Tor network",
 ];
 
 fn observers(audit: &Value) -> Vec<&str> {

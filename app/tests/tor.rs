@@ -121,6 +121,19 @@ fn anonymous_daemons_meet_and_talk_over_tor_only() {
     for d in [&server, &alice, &bob] {
         onion_only(d);
     }
+    // The audit names the Tor network as an observer, and no IP address
+    // for the contact or the rendezvous server.
+    let audit = alice.ok(&["audit"]);
+    for e in audit["exposures"].as_array().unwrap() {
+        let learns = e["learns"].to_string();
+        match e["observer"].as_str().unwrap() {
+            "Tor network" => assert!(e["applies"] == true && learns.contains("guard relay only"), "{e}"),
+            "contact" | "rendezvous server" => {
+                assert!(!learns.contains("IP address") && learns.contains("onion address"), "{e}");
+            }
+            _ => {}
+        }
+    }
     // The server only ever saw onion addresses registered.
     let peers = server.ok(&["peers"]);
     for learned in peers["addresses"].as_array().unwrap() {

@@ -54,7 +54,7 @@ pub(crate) enum Command {
     SetRendezvousServers { servers: Vec<(PeerId, Multiaddr)>, reply: oneshot::Sender<()> },
     Attach { plugin: Arc<dyn TransportPlugin>, reply: Reply<()> },
     Detach { id: TransportId, reply: Reply<()> },
-    Transports { reply: oneshot::Sender<Vec<TransportId>> },
+    Transports { reply: oneshot::Sender<Vec<(TransportId, crate::TransportKind)>> },
     SetPolicy { policy: Policy, reply: Reply<()> },
     SetRelays { addrs: Vec<Multiaddr>, reply: Reply<()> },
     LearnRelaysOf { peer: PeerId, reply: oneshot::Sender<Vec<Multiaddr>> },
@@ -513,7 +513,7 @@ impl Driver {
                 let _ = reply.send(self.detach(&id));
             }
             Command::Transports { reply } => {
-                let _ = reply.send(self.node.switch.attached().into_iter().map(|(id, _)| id).collect());
+                let _ = reply.send(self.node.switch.attached());
             }
             Command::SetPolicy { policy, reply } => {
                 let result =

@@ -549,6 +549,11 @@ impl NetworkHandle {
 
     /// The attached transports.
     pub async fn transports(&self) -> Result<Vec<TransportId>> {
+        Ok(self.attached().await?.into_iter().map(|(id, _)| id).collect())
+    }
+
+    /// The attached transports with their kinds, in routing order.
+    pub async fn attached(&self) -> Result<Vec<(TransportId, crate::TransportKind)>> {
         self.ask(|reply| Command::Transports { reply }).await
     }
 

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use arti_client::TorClientConfig;
 use arti_client::config::{CfgPath, dir};
@@ -12,6 +13,11 @@ use tor_llcrypto::pk::{ed25519::Ed25519Identity, rsa::RsaIdentity};
 
 use crate::addr::DEFAULT_PORT;
 use crate::error::{Error, Result};
+
+/// How long a bootstrap attempt may take by default: arti itself keeps
+/// waiting, however hopeless; after this the status says so and the attempt
+/// starts over.
+pub const DEFAULT_BOOTSTRAP_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The Tor transport's settings. With `network: None` (the default) arti
 /// uses the public Tor network with its own defaults.
@@ -27,13 +33,22 @@ pub struct TorConfig {
     pub port: u16,
     /// A Tor network other than the public one (a private test network).
     pub network: Option<PrivateNetwork>,
+    /// How long one bootstrap attempt may make no headway before it counts
+    /// as failed (and is retried, with back-off).
+    pub bootstrap_timeout: Duration,
 }
 
 impl TorConfig {
     /// Settings for the public Tor network, keeping arti's files under `dir`.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         let dir = dir.into();
-        Self { cache_dir: dir.join("cache"), state_dir: dir.join("state"), port: DEFAULT_PORT, network: None }
+        Self {
+            cache_dir: dir.join("cache"),
+            state_dir: dir.join("state"),
+            port: DEFAULT_PORT,
+            network: None,
+            bootstrap_timeout: DEFAULT_BOOTSTRAP_TIMEOUT,
+        }
     }
 
     /// The same, on the private network `network`.
@@ -108,5 +123,21 @@ impl PrivateNetwork {
             b.address_filter().allow_local_addrs(true);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn the_public_network_needs_no_settings_and_a_private_one_is_checked() {
+        // Only configuration: nothing here touches a network.
+        TorConfig::new("/tmp/veil-tor-config-test").arti().unwrap();
+        let bad = PrivateNetwork { authorities: vec!["not hex".into()], fallbacks: vec![], loopback: true };
+        let err = TorConfig::new("/tmp/x").on_network(bad).arti().unwrap_err();
+        assert!(err.to_string().contains("authority identity"), "{err}");
     }
 }

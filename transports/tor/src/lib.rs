@@ -57,7 +57,7 @@ use tokio::sync::watch;
 use tor_rtcompat::PreferredRuntime;
 use veil_transports::{BoxedTransport, TransportId, TransportKind, TransportPlugin, authenticate_and_multiplex};
 
-pub use config::{Fallback, PrivateNetwork, TorConfig};
+pub use config::{DEFAULT_BOOTSTRAP_TIMEOUT, Fallback, PrivateNetwork, TorConfig};
 pub use error::{Error, Result};
 pub use status::{Bootstrap, ServiceState, TorStatus};
 
@@ -105,7 +105,7 @@ impl Tor {
             .create_unbootstrapped()
             .map_err(|e| Error::Config(e.to_string()))?;
         let status = StatusCell::new();
-        let bootstrap = tokio::spawn(bootstrap(Arc::clone(&client), status.clone()));
+        let bootstrap = tokio::spawn(bootstrap(Arc::clone(&client), status.clone(), config.bootstrap_timeout));
         Ok(Self { inner: Arc::new(Inner { client, config, status, bootstrap }) })
     }
 
@@ -154,7 +154,7 @@ impl TransportPlugin for Tor {
 
 /// Bootstraps `client`, retrying with back-off until it succeeds, and keeps
 /// `status` current meanwhile.
-async fn bootstrap(client: Arc<TorClient<PreferredRuntime>>, status: StatusCell) {
+async fn bootstrap(client: Arc<TorClient<PreferredRuntime>>, status: StatusCell, limit: Duration) {
     let mut events = client.bootstrap_events();
     let progress = {
         let status = status.clone();
@@ -168,16 +168,22 @@ async fn bootstrap(client: Arc<TorClient<PreferredRuntime>>, status: StatusCell)
     let attempts = async {
         let (mut attempts, mut wait) = (0u32, FIRST_RETRY);
         loop {
-            match client.bootstrap().await {
-                Ok(()) => {
+            let attempt = tokio::time::timeout(limit, client.bootstrap()).await;
+            let failure = match attempt {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(_) => Some(format!("no headway in {}s ({})", limit.as_secs(), client.bootstrap_status())),
+            };
+            match failure {
+                None => {
                     status.set_bootstrap(Bootstrap::Ready);
                     tracing::info!("tor: bootstrapped");
                     return;
                 }
-                Err(e) => {
+                Some(e) => {
                     attempts = attempts.saturating_add(1);
                     tracing::warn!(error = %e, attempts, "tor: bootstrap failed, retrying");
-                    status.set_bootstrap(Bootstrap::Retrying { error: e.to_string(), attempts, retry_in: wait });
+                    status.set_bootstrap(Bootstrap::Retrying { error: e, attempts, retry_in: wait });
                     tokio::time::sleep(wait).await;
                     wait = (wait * 2).min(MAX_RETRY);
                 }

@@ -107,3 +107,47 @@ async fn two_anonymous_nodes_talk_through_an_onion_service() {
     assert!(a.dial("/ip4/127.0.0.1/tcp/9".parse().unwrap()).await.is_err());
     drop((a, b));
 }
+
+/// With no Tor network to reach (its only relay is a closed loopback port),
+/// the transport says so and keeps trying; the node runs on, and dials fail
+/// with an error instead of hanging or crashing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_network_is_a_status_and_a_retry_not_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let network = veil_tor::PrivateNetwork {
+        authorities: vec!["0000000000000000000000000000000000000001".into()],
+        fallbacks: vec![veil_tor::Fallback {
+            rsa_identity: "0000000000000000000000000000000000000002".into(),
+            ed_identity: "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".into(),
+            orport: closed,
+        }],
+        loopback: true,
+    };
+    let mut config = TorConfig::new(dir.path()).on_network(network);
+    config.bootstrap_timeout = Duration::from_secs(3);
+    let tor = Tor::start(config).unwrap();
+    let stuck = tor
+        .wait_for(PATIENCE, |s| match &s.bootstrap {
+            Bootstrap::Retrying { attempts, .. } => *attempts >= 1,
+            Bootstrap::Progress { blocked, .. } => blocked.is_some(),
+            _ => false,
+        })
+        .await
+        .expect("the status says Tor cannot reach the network");
+    let shown = stuck.bootstrap.to_string();
+    assert!(shown.contains("retrying") || shown.contains("blocked"), "{shown}");
+    eprintln!("without a network: {shown}");
+
+    let key = NetworkKey::generate(&mut OsEntropy).unwrap();
+    let plugins: Vec<Arc<dyn TransportPlugin>> = vec![Arc::new(tor.clone())];
+    let mut config = NetworkConfig::default();
+    config.mdns = false;
+    config.request_timeout = Duration::from_secs(5);
+    let (net, _events) = Network::spawn(&key, Policy::Anonymous, plugins, config).unwrap();
+    let onion: libp2p::Multiaddr =
+        "/onion3/vww6ybal4bd7szmgncyruucpgfkqahzddi37ktceo3ah7ngmcopnpyyd:443".parse().unwrap();
+    let dialed = tokio::time::timeout(PATIENCE, net.dial(onion)).await.expect("the dial ends");
+    assert!(dialed.is_err());
+    assert!(net.connected_peers().await.unwrap().is_empty(), "the network still answers");
+}
