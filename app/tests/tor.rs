@@ -118,6 +118,14 @@ fn anonymous_daemons_meet_and_talk_over_tor_only() {
         texts(&alice.ok(&["log", &conversation])),
         vec![(true, "over tor".to_owned()), (false, "back over tor".to_owned())]
     );
+    // A group over Tor: Bob joins with Alice's invitation, both write.
+    let club = alice.ok(&["group", "create", "onion club"])["id"].as_str().unwrap().to_owned();
+    let invitation = alice.ok(&["group", "invite", &club])["uri"].as_str().unwrap().to_owned();
+    bob.ok(&["group", "join", &invitation]);
+    alice.ok(&["send", &club, "welcome"]);
+    bob_events.until("the group's welcome", || texts(&bob.ok(&["log", &club])).iter().any(|(_, t)| t == "welcome"));
+    bob.ok(&["send", &club, "glad to be here"]);
+    alice_events.until("Bob in the group", || texts(&alice.ok(&["log", &club])).len() == 2);
     for d in [&server, &alice, &bob] {
         onion_only(d);
     }
