@@ -54,12 +54,7 @@ async fn members_never_online_together_converge_through_a_replication_node_nearb
     let (a, b, r) =
         (peer(&dirs[0], &clock, &[]).await, peer(&dirs[1], &clock, &[]).await, peer(&dirs[2], &clock, &[]).await);
     finds(&b, &a).await;
-    let group = a.create_group(None).await.unwrap();
-    b.join(&a.invite(&group, None).await.unwrap()).await.unwrap();
-    for n in [&a, &b] {
-        let mut events = n.events();
-        until(&mut events, || async { n.members(&group).await.unwrap().len() == 2 }).await;
-    }
+    let (group, _) = common::group_between(&a, &b).await;
     let replication = r.replicate(&a.replication_credential(&group).await.unwrap()).await.unwrap();
     // The replication node finds A nearby: A's tokens name the group's
     // replication session, the node answers with its own, A reconciles.

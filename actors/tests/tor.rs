@@ -78,12 +78,7 @@ async fn a_replication_node_reached_over_tor_brings_an_absent_member_up_to_date(
     let a = anonymous(&dirs[1], &clock, &tors[1], &addr).await;
     let b = anonymous(&dirs[2], &clock, &tors[2], &addr).await;
     let r = anonymous(&dirs[3], &clock, &tors[3], &addr).await;
-    let group = a.create_group(None).await.unwrap();
-    b.join(&a.invite(&group, None).await.unwrap()).await.unwrap();
-    for n in [&a, &b] {
-        let mut events = n.events();
-        until(&mut events, || async { n.members(&group).await.unwrap().len() == 2 }).await;
-    }
+    let (group, _) = common::group_between(&a, &b).await;
     let replication = r.replicate(&a.replication_credential(&group).await.unwrap()).await.unwrap();
 
     // B goes away; A writes and the replication node takes it all; then A

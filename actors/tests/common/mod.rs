@@ -214,14 +214,21 @@ pub(crate) struct GroupOfTwo {
 pub(crate) async fn group_of_two(dirs: &[tempfile::TempDir], clock: &ManualClock) -> GroupOfTwo {
     let (server, addr) = rendezvous_server(&dirs[0]).await;
     let (a, b) = (peer(&dirs[1], clock, &addr).await, peer(&dirs[2], clock, &addr).await);
+    let (group, invitation) = group_between(&a, &b).await;
+    GroupOfTwo { server, addr, a, b, group, invitation }
+}
+
+/// A creates a group and B joins it; returns the group and the invitation
+/// once each knows the other.
+pub(crate) async fn group_between(a: &Node, b: &Node) -> (GroupId, String) {
     let group = a.create_group(None).await.unwrap();
     let invitation = a.invite(&group, None).await.unwrap();
     b.join(&invitation).await.unwrap();
-    for n in [&a, &b] {
+    for n in [a, b] {
         let mut events = n.events();
         until(&mut events, || async { n.members(&group).await.unwrap().len() == 2 }).await;
     }
-    GroupOfTwo { server, addr, a, b, group, invitation }
+    (group, invitation)
 }
 
 /// Waits until replication node `r` holds every entry member `a` stores of `group`.
