@@ -10,34 +10,35 @@
 
 mod common;
 
-use std::sync::{Mutex, MutexGuard};
-
 use common::*;
 use veil_tor::testnet::{self, TestNetwork};
+
+/// Messages each way in the 1:1 conversation.
+const MESSAGES: usize = 100;
 
 /// The network's start, bounded.
 const NETWORK_START: Duration = Duration::from_secs(150);
 
-/// One private Tor network at a time: each is seven tor processes.
-static TOR_NETWORK: Mutex<()> = Mutex::new(());
+/// The private Tor network of this test binary, started once (its start
+/// takes 15-50 s) and shared by the tests; its tor processes end with this
+/// process.
+static TOR_NETWORK: std::sync::OnceLock<Option<TestNetwork>> = std::sync::OnceLock::new();
 
-struct Network {
-    _dir: TempDir,
-    net: TestNetwork,
-    _one_at_a_time: MutexGuard<'static, ()>,
-}
-
-fn network() -> Option<Network> {
-    if let Err(reason) = testnet::available() {
-        assert!(std::env::var("VEIL_FULL_TESTS").as_deref() != Ok("1"), "VEIL_FULL_TESTS=1 but {reason}");
-        eprintln!("skipped: {reason}");
-        return None;
-    }
-    let guard = TOR_NETWORK.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    let dir = tempfile::tempdir().unwrap();
-    let mut net = TestNetwork::start(&dir.path().join("tornet")).unwrap();
-    net.wait_ready(NETWORK_START).unwrap();
-    Some(Network { _dir: dir, net, _one_at_a_time: guard })
+fn network() -> Option<&'static TestNetwork> {
+    TOR_NETWORK
+        .get_or_init(|| {
+            if let Err(reason) = testnet::available() {
+                assert!(std::env::var("VEIL_FULL_TESTS").as_deref() != Ok("1"), "VEIL_FULL_TESTS=1 but {reason}");
+                eprintln!("skipped: {reason}");
+                return None;
+            }
+            let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("tornet-app");
+            let _ = std::fs::remove_dir_all(&dir);
+            let mut net = TestNetwork::start(&dir).unwrap();
+            net.wait_ready(NETWORK_START).unwrap();
+            Some(net)
+        })
+        .as_ref()
 }
 
 /// The `[tor]` table that points a daemon at the private network.
@@ -87,10 +88,53 @@ fn onion_only(d: &Daemon) {
     assert_eq!(status["tor"]["bootstrap"], "ready");
 }
 
+/// The TCP and UDP sockets of a process, from /proc: for each, its state
+/// (hex, as the kernel writes it: 01 established, 0A listening, …) and
+/// remote port; `udp` is true for UDP sockets.
+fn sockets(pid: u32) -> Vec<(bool, String, u16)> {
+    let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .filter_map(|target| {
+            let t = target.to_string_lossy().into_owned();
+            Some(t.strip_prefix("socket:[")?.strip_suffix(']')?.to_owned())
+        })
+        .collect();
+    let mut out = Vec::new();
+    for (table, udp) in [("tcp", false), ("tcp6", false), ("udp", true), ("udp6", true)] {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() > 9 && inodes.iter().any(|i| i == f[9]) {
+                let port = f[2].rsplit(':').next().and_then(|p| u16::from_str_radix(p, 16).ok()).unwrap_or(0);
+                out.push((udp, f[3].to_owned(), port));
+            }
+        }
+    }
+    out
+}
+
+/// Under `anonymous` a daemon listens on no TCP port, has no UDP socket,
+/// and is connected to the Tor network's OR ports and nothing else: so not
+/// to another veil node.
+fn only_tor_sockets(d: &Daemon, tornet: &TestNetwork) {
+    let pid = d.child.as_ref().unwrap().id();
+    let or_ports = tornet.or_ports();
+    let found = sockets(pid);
+    assert!(!found.is_empty(), "a daemon talking over Tor has sockets to the Tor network");
+    for (udp, state, port) in found {
+        assert!(!udp, "a UDP socket under anonymous");
+        assert_ne!(state, "0A", "listening on TCP under anonymous");
+        if state == "01" || state == "02" {
+            assert!(or_ports.contains(&port), "connected to port {port}, not a Tor OR port {or_ports:?}");
+        }
+    }
+}
+
 #[test]
 fn anonymous_daemons_meet_and_talk_over_tor_only() {
     let Some(tornet) = network() else { return };
-    let tor = tor_table(&tornet.net, None);
+    let tor = tor_table(tornet, None);
     let server =
         Daemon::start_with(veil(), &format!("policy = \"anonymous\"\nserve = [\"rendezvous\"]\n{tor}"), &["--no-mdns"]);
     let server_onion = onion_of(&server);
@@ -100,9 +144,10 @@ fn anonymous_daemons_meet_and_talk_over_tor_only() {
         let config = format!("policy = \"anonymous\"\n{FAST}{tor}");
         Daemon::start_with(veil(), &config, &["--no-mdns", "--rendezvous", &rendezvous, "--name", name])
     };
-    let (alice, bob) = (peer("Alice"), peer("Bob"));
-    onion_of(&alice);
-    onion_of(&bob);
+    let (alice, bob, carol) = (peer("Alice"), peer("Bob"), peer("Carol"));
+    for d in [&alice, &bob, &carol] {
+        onion_of(d);
+    }
 
     let bob_events = request_contact(&alice, &bob, "Alice");
     let conversation = bob.ok(&["contact", "accept", "Alice"])["conversation"].as_str().unwrap().to_owned();
@@ -110,24 +155,70 @@ fn anonymous_daemons_meet_and_talk_over_tor_only() {
     alice_events.until("Bob's acceptance", || {
         contact_named(&alice.ok(&["contact", "list"]), "Bob").is_some_and(|c| c["state"] == "accepted")
     });
-    alice.ok(&["send", &conversation, "over tor"]);
-    bob_events.until("Alice's message", || !texts(&bob.ok(&["log", &conversation])).is_empty());
-    bob.ok(&["send", &conversation, "back over tor"]);
-    alice_events.until("Bob's answer", || texts(&alice.ok(&["log", &conversation])).len() == 2);
-    assert_eq!(
-        texts(&alice.ok(&["log", &conversation])),
-        vec![(true, "over tor".to_owned()), (false, "back over tor".to_owned())]
-    );
-    // A group over Tor: Bob joins with Alice's invitation, both write.
+    // A hundred messages each way, every one acknowledged.
+    for i in 0..MESSAGES {
+        alice.ok(&["send", &conversation, &format!("a{i}")]);
+        bob.ok(&["send", &conversation, &format!("b{i}")]);
+    }
+    let all = |d: &Daemon, from: char| {
+        let log = d.ok(&["log", &conversation, "-n", "1000"]);
+        let theirs: Vec<String> = texts(&log).into_iter().filter(|(mine, _)| !mine).map(|(_, t)| t).collect();
+        let acknowledged =
+            log["messages"].as_array().unwrap().iter().filter(|m| m["mine"] == true).all(|m| m["waiting_for"] == 0);
+        theirs == (0..MESSAGES).map(|i| format!("{from}{i}")).collect::<Vec<_>>() && acknowledged
+    };
+    bob_events.until("Alice's hundred, in order, and his acknowledged", || all(&bob, 'a'));
+    alice_events.until("Bob's hundred, in order, and hers acknowledged", || all(&alice, 'b'));
+
+    // A group of three over Tor: Bob and Carol join with Alice's
+    // invitation, everyone writes, and the three logs agree.
     let club = alice.ok(&["group", "create", "onion club"])["id"].as_str().unwrap().to_owned();
     let invitation = alice.ok(&["group", "invite", &club])["uri"].as_str().unwrap().to_owned();
+    let carol_events = carol.events();
     bob.ok(&["group", "join", &invitation]);
-    alice.ok(&["send", &club, "welcome"]);
-    bob_events.until("the group's welcome", || texts(&bob.ok(&["log", &club])).iter().any(|(_, t)| t == "welcome"));
-    bob.ok(&["send", &club, "glad to be here"]);
-    alice_events.until("Bob in the group", || texts(&alice.ok(&["log", &club])).len() == 2);
-    for d in [&server, &alice, &bob] {
+    carol.ok(&["group", "join", &invitation]);
+    // A newcomer reads what is written after the writer learned of its join
+    // (THREATS.md, "Joining"): everyone writes once all know all.
+    let members = |d: &Daemon| d.ok(&["group", "members", &club])["members"].as_array().unwrap().len();
+    for (d, events) in [(&alice, &alice_events), (&bob, &bob_events), (&carol, &carol_events)] {
+        events.until("three members", || members(d) == 3);
+    }
+    for (d, text) in [(&alice, "from Alice"), (&bob, "from Bob"), (&carol, "from Carol")] {
+        d.ok(&["send", &club, text]);
+    }
+    let log_of = |d: &Daemon| {
+        let log = d.ok(&["log", &club]);
+        let mut entries: Vec<String> =
+            log["messages"].as_array().unwrap().iter().map(|m| m["text"].as_str().unwrap().to_owned()).collect();
+        entries.sort();
+        entries
+    };
+    let everyone = vec!["from Alice".to_owned(), "from Bob".to_owned(), "from Carol".to_owned()];
+    for (d, events) in [(&alice, &alice_events), (&bob, &bob_events), (&carol, &carol_events)] {
+        let deadline = Instant::now() + WAIT;
+        while log_of(d) != everyone {
+            assert!(
+                Instant::now() < deadline,
+                "the group did not converge: Alice {:?}, Bob {:?}, Carol {:?}; members {} / {} / {}",
+                log_of(&alice),
+                log_of(&bob),
+                log_of(&carol),
+                alice.ok(&["group", "members", &club]),
+                bob.ok(&["group", "members", &club]),
+                carol.ok(&["group", "members", &club]),
+            );
+            let _ = events.lines.recv_timeout(RECHECK);
+        }
+    }
+    let ordered = |d: &Daemon| texts(&d.ok(&["log", &club]));
+    let order: Vec<String> = ordered(&alice).into_iter().map(|(_, t)| t).collect();
+    for d in [&bob, &carol] {
+        assert_eq!(ordered(d).into_iter().map(|(_, t)| t).collect::<Vec<_>>(), order, "one order for all");
+    }
+
+    for d in [&server, &alice, &bob, &carol] {
         onion_only(d);
+        only_tor_sockets(d, tornet);
     }
     // The audit names the Tor network as an observer, and no IP address
     // for the contact or the rendezvous server.
@@ -164,11 +255,11 @@ fn every_connection_over(d: &Daemon, transport: &str) -> bool {
 fn a_conversation_moves_from_tcp_to_tor_and_back_losing_nothing() {
     let Some(tornet) = network() else { return };
     // A rendezvous server on loopback TCP and as an onion service.
-    let server = Daemon::start(&format!("serve = [\"rendezvous\"]\n{}", tor_table(&tornet.net, Some(true))), &[]);
+    let server = Daemon::start(&format!("serve = [\"rendezvous\"]\n{}", tor_table(tornet, Some(true))), &[]);
     let over_tcp = server.addr();
     let over_tor = format!("{}/p2p/{}", onion_of(&server), server.ready["peer_id"].as_str().unwrap());
     let peer = |name: &str| {
-        let config = format!("{FAST}{}", tor_table(&tornet.net, Some(false)));
+        let config = format!("{FAST}{}", tor_table(tornet, Some(false)));
         Daemon::start(&config, &["--rendezvous", &over_tcp, "--rendezvous", &over_tor, "--name", name])
     };
     let (alice, bob) = (peer("Alice"), peer("Bob"));

@@ -5,7 +5,9 @@
 //!
 //! Start-up takes 15–45 s (the authorities' first votes); the network is
 //! ready when every relay is in the consensus. Dropping the value stops the
-//! processes.
+//! processes; so does the end of the process that started them (tor polls
+//! for its owner), so a network kept in a static for a whole test binary
+//! does not outlive it.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -200,6 +202,12 @@ impl TestNetwork {
         Ok(network)
     }
 
+    /// The OR ports of every authority and relay: the only ports a node
+    /// using this network connects to.
+    pub fn or_ports(&self) -> Vec<u16> {
+        self.nodes.iter().map(|n| n.or_port).collect()
+    }
+
     /// What an arti client needs to join this network.
     pub fn network(&self) -> PrivateNetwork {
         self.network.clone()
@@ -253,12 +261,16 @@ fn torrc(node: &Node, dirauths: &Path, resolv: &Path) -> String {
          TestingMinExitFlagThreshold 0\nServerDNSDetectHijacking 0\nServerDNSTestAddresses 127.0.0.1\n\
          ServerDNSResolvConfFile {resolv}\nServerDNSAllowBrokenConfig 1\nGeoIPFile \"\"\nGeoIPv6File \"\"\n\
          NumCPUs 1\nAddress 127.0.0.1\nORPort 127.0.0.1:{or} IPv4Only\nDirPort 127.0.0.1:{dir}\nSocksPort 0\n\
-         ContactInfo {name}@test.invalid\nAssumeReachable 1\nExitRelay 0\nExitPolicy reject *:*\n",
+         ContactInfo {name}@test.invalid\nAssumeReachable 1\nExitRelay 0\nExitPolicy reject *:*\n\
+         __OwningControllerProcess {owner}\n",
         name = node.name,
         auths = dirauths.display(),
         resolv = resolv.display(),
         or = node.or_port,
         dir = node.dir_port,
+        // Tor exits on its own once the process that started the network is
+        // gone, even if the value was never dropped (a static in a test binary).
+        owner = std::process::id(),
     );
     if node.authority {
         let period_minutes = VOTE_SECS * 24 / 60;
