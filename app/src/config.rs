@@ -583,11 +583,44 @@ mod tests {
             ("colour = \"blue\"", "unknown field"),
             ("relays = [\"/ip4/10.0.0.1/tcp/1\"]", "must end in /p2p/"),
             ("name = \"a\\nb\"", "invalid name"),
+            ("rendezvous_servers = [\"/onion3/notanonion:443\"]", "invalid rendezvous server address"),
+            ("[tor]\nauthorities = [\"00\"]", "needs both authorities and fallbacks"),
+            (
+                "[tor]\nauthorities = [\"00\"]\nfallbacks = [{ rsa_identity = \"a\", ed_identity = \"b\", orport = \"nowhere\" }]",
+                "invalid orport",
+            ),
+            ("[tor]\ncolour = 1", "unknown field"),
         ] {
             let err = ConfigFile::parse(text).and_then(|f| Settings::resolve(&f, &Overrides::default()));
             let msg = format!("{:#}", err.unwrap_err());
             assert!(msg.contains(needle), "{text}: {msg}");
         }
+    }
+
+    #[test]
+    fn tor_is_on_under_anonymous_unless_told_and_a_private_network_is_read() {
+        let anonymous = ConfigFile::parse("policy = \"anonymous\"").unwrap();
+        let s = Settings::resolve(&anonymous, &Overrides::default()).unwrap();
+        assert!(s.tor.enabled && s.tor.network.is_none(), "the public network by default");
+        assert!(!Settings::resolve(&ConfigFile::default(), &Overrides::default()).unwrap().tor.enabled);
+        let private = ConfigFile::parse(
+            r#"
+            policy = "anonymous"
+            [tor]
+            enabled = false
+            port = 9000
+            loopback = true
+            authorities = ["0000000000000000000000000000000000000001"]
+            fallbacks = [{ rsa_identity = "0000000000000000000000000000000000000002", ed_identity = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", orport = "127.0.0.1:5000" }]
+            "#,
+        )
+        .unwrap();
+        let s = Settings::resolve(&private, &Overrides::default()).unwrap();
+        assert!(!s.tor.enabled, "told not to");
+        let config = s.tor.config(Path::new("/home/x"));
+        assert_eq!((config.port, config.cache_dir.clone()), (9000, PathBuf::from("/home/x/tor/cache")));
+        let network = config.network.unwrap();
+        assert!(network.loopback && network.fallbacks[0].orport.port() == 5000);
     }
 
     #[test]

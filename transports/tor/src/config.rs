@@ -57,8 +57,9 @@ impl TorConfig {
         self
     }
 
-    /// arti's configuration for these settings.
-    pub(crate) fn arti(&self) -> Result<TorClientConfig> {
+    /// arti's configuration for these settings (for tools and benchmarks
+    /// that drive arti beside the transport).
+    pub fn arti(&self) -> Result<TorClientConfig> {
         let mut b = TorClientConfig::builder();
         b.storage()
             .cache_dir(CfgPath::new_literal(self.cache_dir.clone()))

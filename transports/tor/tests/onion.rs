@@ -105,7 +105,21 @@ async fn two_anonymous_nodes_talk_through_an_onion_service() {
 
     // A TCP dial is refused under the policy, before any packet.
     assert!(a.dial("/ip4/127.0.0.1/tcp/9".parse().unwrap()).await.is_err());
-    drop((a, b));
+    // An onion nobody publishes: a clear error in bounded time, and the
+    // network goes on (B still answers).
+    let nobody: libp2p::Multiaddr =
+        "/onion3/vww6ybal4bd7szmgncyruucpgfkqahzddi37ktceo3ah7ngmcopnpyyd:443".parse().unwrap();
+    let refused = tokio::time::timeout(PATIENCE, a.dial(nobody)).await.expect("the dial ends").unwrap_err();
+    eprintln!("unreachable onion: {refused}");
+    a.send_frame(b_peer, b"still here".to_vec()).await.unwrap();
+    assert_eq!(next_frame(&mut b_events).await, b"still here".to_vec());
+    // A malformed onion address never becomes an address at all.
+    assert!("/onion3/tooshort:443".parse::<libp2p::Multiaddr>().is_err());
+    assert!("/onion3/vww6ybal4bd7szmgncyruucpgfkqahzddi37ktceo3ah7ngmcopnpyyd".parse::<libp2p::Multiaddr>().is_err());
+    // Stopped before their files go: arti writes its state as it stops.
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+    drop((tor_a, tor_b));
 }
 
 /// With no Tor network to reach (its only relay is a closed loopback port),
