@@ -19,6 +19,12 @@ use std::time::{Duration, Instant};
 use crate::config::{Fallback, PrivateNetwork};
 use crate::error::{Error, Result};
 
+/// Relays use tor's Vanilla scheduler: KIST, the default, sends on a
+/// 10 ms tick, so round trips on loopback came out 8, 16 or (rarely) 96 ms
+/// depending on how a circuit's hops lined up, which drowned what the
+/// benchmark compares (reference/private-tor.md: 15-16 ms with KIST,
+/// 4.7 ms with Vanilla).
+///
 /// Seconds between the authorities' votes. 24 × 15 s = 6 min is C tor's
 /// onion-service time period on a testing network; arti reads the period
 /// from `hsdir_interval`, so both are set to agree.
@@ -260,7 +266,7 @@ fn torrc(node: &Node, dirauths: &Path, resolv: &Path) -> String {
          TestingDirAuthVoteGuard *\nTestingDirAuthVoteExit *\nTestingDirAuthVoteHSDir *\n\
          TestingMinExitFlagThreshold 0\nServerDNSDetectHijacking 0\nServerDNSTestAddresses 127.0.0.1\n\
          ServerDNSResolvConfFile {resolv}\nServerDNSAllowBrokenConfig 1\nGeoIPFile \"\"\nGeoIPv6File \"\"\n\
-         NumCPUs 1\nAddress 127.0.0.1\nORPort 127.0.0.1:{or} IPv4Only\nDirPort 127.0.0.1:{dir}\nSocksPort 0\n\
+         NumCPUs 1\nSchedulers Vanilla\nAddress 127.0.0.1\nORPort 127.0.0.1:{or} IPv4Only\nDirPort 127.0.0.1:{dir}\nSocksPort 0\n\
          ContactInfo {name}@test.invalid\nAssumeReachable 1\nExitRelay 0\nExitPolicy reject *:*\n\
          __OwningControllerProcess {owner}\n",
         name = node.name,
