@@ -298,4 +298,9 @@ fn a_conversation_moves_from_tcp_to_tor_and_back_losing_nothing() {
     assert_eq!(received(&bob, &conversation), expect(15), "in order, once each");
     assert!(every_connection_over(&alice, "tcp"));
     assert_eq!(alice.ok(&["status"])["tor"]["attached"], false);
+    // Attached again by hand, Tor brings a new onion service up beside TCP.
+    let listed = alice.ok(&["transport", "attach", "tor"]);
+    assert!(listed["attached"].as_array().unwrap().iter().any(|t| t == "tor"), "{listed}");
+    onion_of(&alice);
+    assert_eq!(alice.ok(&["status"])["tor"]["attached"], true);
 }
