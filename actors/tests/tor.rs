@@ -11,7 +11,7 @@ mod common;
 
 use std::{sync::Arc, time::Duration};
 
-use common::{T0, until};
+use common::{T0, until_within};
 use veil_actors::Node;
 use veil_crypto::time::{ManualClock, UnixTime};
 use veil_storage::keystore::KdfParams;
@@ -19,6 +19,8 @@ use veil_tor::{Tor, TorConfig, testnet::TestNetwork};
 use veil_transports::{NetworkConfig, Policy, TransportPlugin, libp2p::Multiaddr, libp2p::multiaddr::Protocol};
 
 const NETWORK_START: Duration = Duration::from_secs(150);
+/// How long one step over Tor may take on one busy core (`just stress`).
+const TOR_WAIT: Duration = Duration::from_secs(240);
 
 fn tor(dir: &tempfile::TempDir, net: &TestNetwork) -> Tor {
     Tor::start(TorConfig::new(dir.path().join("tor")).on_network(net.network())).unwrap()
@@ -30,7 +32,7 @@ async fn onion_of(node: &Node) -> Multiaddr {
     let onion = || async {
         node.network_status().await.unwrap().listen_addrs.into_iter().find(veil_transports::policy::is_onion)
     };
-    until(&mut events, || async { onion().await.is_some() }).await;
+    until_within(TOR_WAIT, &mut events, || async { onion().await.is_some() }).await;
     onion().await.unwrap()
 }
 
@@ -38,6 +40,7 @@ async fn anonymous(dir: &tempfile::TempDir, clock: &ManualClock, tor: &Tor, serv
     let plugin: Arc<dyn TransportPlugin> = Arc::new(tor.clone());
     common::peer_builder(dir, clock, server, vec![(plugin, tor.listen_addr())], common::schedule())
         .policy(Policy::Anonymous)
+        .join_timeout(TOR_WAIT)
         .spawn()
         .await
         .unwrap()
@@ -78,7 +81,7 @@ async fn a_replication_node_reached_over_tor_brings_an_absent_member_up_to_date(
     let a = anonymous(&dirs[1], &clock, &tors[1], &addr).await;
     let b = anonymous(&dirs[2], &clock, &tors[2], &addr).await;
     let r = anonymous(&dirs[3], &clock, &tors[3], &addr).await;
-    let (group, _) = common::group_between(&a, &b).await;
+    let (group, _) = common::group_between_within(TOR_WAIT, &a, &b).await;
     let replication = r.replicate(&a.replication_credential(&group).await.unwrap()).await.unwrap();
 
     // B goes away; A writes and the replication node takes it all; then A
@@ -89,12 +92,12 @@ async fn a_replication_node_reached_over_tor_brings_an_absent_member_up_to_date(
         a.send(&group, format!("kept by the replica {i}").as_bytes()).await.unwrap();
     }
     let written: Vec<Vec<u8>> = a.history(&group, None, 100).await.unwrap().into_iter().map(|h| h.payload).collect();
-    common::until_replicated(&r, &replication, &a, &group).await;
+    common::until_replicated_within(TOR_WAIT, &r, &replication, &a, &group).await;
     a.shutdown().await.unwrap();
     drop(a);
     let b = anonymous(&dirs[2], &clock, &tors[2], &addr).await;
     let mut events = b.events();
-    until(&mut events, || async { b.history(&group, None, 100).await.unwrap().len() == COUNT }).await;
+    until_within(TOR_WAIT, &mut events, || async { b.history(&group, None, 100).await.unwrap().len() == COUNT }).await;
     let read: Vec<Vec<u8>> = b.history(&group, None, 100).await.unwrap().into_iter().map(|h| h.payload).collect();
     assert_eq!(read, written);
 

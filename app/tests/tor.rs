@@ -13,6 +13,13 @@ mod common;
 use common::*;
 use veil_tor::testnet::{self, TestNetwork};
 
+/// How long one step over Tor may take: onion services, circuits and
+/// rendezvous are slow on one busy core (`just stress`). A bound, not a pause.
+const TOR_WAIT: Duration = Duration::from_secs(240);
+
+/// One test at a time: each runs four daemons with a Tor client apiece.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Messages each way in the 1:1 conversation.
 const MESSAGES: usize = 100;
 
@@ -65,7 +72,7 @@ fn tor_table(net: &TestNetwork, enabled: Option<bool>) -> String {
 
 /// Waits until the daemon's onion service can be reached; its address.
 fn onion_of(d: &Daemon) -> String {
-    let events = d.events();
+    let events = d.events().patient(TOR_WAIT);
     let mut onion = String::new();
     events.until("the onion service", || {
         let status = d.ok(&["status"]);
@@ -134,6 +141,7 @@ fn only_tor_sockets(d: &Daemon, tornet: &TestNetwork) {
 #[test]
 fn anonymous_daemons_meet_and_talk_over_tor_only() {
     let Some(tornet) = network() else { return };
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let tor = tor_table(tornet, None);
     let server =
         Daemon::start_with(veil(), &format!("policy = \"anonymous\"\nserve = [\"rendezvous\"]\n{tor}"), &["--no-mdns"]);
@@ -149,9 +157,9 @@ fn anonymous_daemons_meet_and_talk_over_tor_only() {
         onion_of(d);
     }
 
-    let bob_events = request_contact(&alice, &bob, "Alice");
+    let bob_events = request_contact_within(&alice, &bob, "Alice", TOR_WAIT);
     let conversation = bob.ok(&["contact", "accept", "Alice"])["conversation"].as_str().unwrap().to_owned();
-    let alice_events = alice.events();
+    let alice_events = alice.events().patient(TOR_WAIT);
     alice_events.until("Bob's acceptance", || {
         contact_named(&alice.ok(&["contact", "list"]), "Bob").is_some_and(|c| c["state"] == "accepted")
     });
@@ -174,7 +182,7 @@ fn anonymous_daemons_meet_and_talk_over_tor_only() {
     // invitation, everyone writes, and the three logs agree.
     let club = alice.ok(&["group", "create", "onion club"])["id"].as_str().unwrap().to_owned();
     let invitation = alice.ok(&["group", "invite", &club])["uri"].as_str().unwrap().to_owned();
-    let carol_events = carol.events();
+    let carol_events = carol.events().patient(TOR_WAIT);
     bob.ok(&["group", "join", &invitation]);
     carol.ok(&["group", "join", &invitation]);
     // A newcomer reads what is written after the writer learned of its join
@@ -195,7 +203,7 @@ fn anonymous_daemons_meet_and_talk_over_tor_only() {
     };
     let everyone = vec!["from Alice".to_owned(), "from Bob".to_owned(), "from Carol".to_owned()];
     for (d, events) in [(&alice, &alice_events), (&bob, &bob_events), (&carol, &carol_events)] {
-        let deadline = Instant::now() + WAIT;
+        let deadline = Instant::now() + TOR_WAIT;
         while log_of(d) != everyone {
             assert!(
                 Instant::now() < deadline,
@@ -254,6 +262,7 @@ fn every_connection_over(d: &Daemon, transport: &str) -> bool {
 #[test]
 fn a_conversation_moves_from_tcp_to_tor_and_back_losing_nothing() {
     let Some(tornet) = network() else { return };
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     // A rendezvous server on loopback TCP and as an onion service.
     let server = Daemon::start(&format!("serve = [\"rendezvous\"]\n{}", tor_table(tornet, Some(true))), &[]);
     let over_tcp = server.addr();
@@ -263,7 +272,7 @@ fn a_conversation_moves_from_tcp_to_tor_and_back_losing_nothing() {
         Daemon::start(&config, &["--rendezvous", &over_tcp, "--rendezvous", &over_tor, "--name", name])
     };
     let (alice, bob) = (peer("Alice"), peer("Bob"));
-    let bob_events = request_contact(&alice, &bob, "Alice");
+    let bob_events = request_contact_within(&alice, &bob, "Alice", TOR_WAIT);
     let conversation = bob.ok(&["contact", "accept", "Alice"])["conversation"].as_str().unwrap().to_owned();
     let send = |range: std::ops::RangeInclusive<u32>| {
         for i in range {

@@ -182,12 +182,22 @@ const RECHECK: Duration = Duration::from_millis(100);
 /// Waits until `check` holds, checking again after every event and at
 /// least every [`RECHECK`] (a condition may turn true without an event,
 /// or on an event that came before the wait began).
-pub(crate) async fn until<F, Fut>(events: &mut broadcast::Receiver<NodeEvent>, mut check: F)
+pub(crate) async fn until<F, Fut>(events: &mut broadcast::Receiver<NodeEvent>, check: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    timeout(WAIT, async {
+    until_within(WAIT, events, check).await;
+}
+
+/// [`until`], bounded by `limit` instead of [`WAIT`] (for slow paths such
+/// as Tor; a bound, never a pause).
+pub(crate) async fn until_within<F, Fut>(limit: Duration, events: &mut broadcast::Receiver<NodeEvent>, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    timeout(limit, async {
         while !check().await {
             // No event within RECHECK is fine: check again.
             if let Ok(Err(broadcast::error::RecvError::Closed)) = timeout(RECHECK, events.recv()).await {
@@ -221,20 +231,36 @@ pub(crate) async fn group_of_two(dirs: &[tempfile::TempDir], clock: &ManualClock
 /// A creates a group and B joins it; returns the group and the invitation
 /// once each knows the other.
 pub(crate) async fn group_between(a: &Node, b: &Node) -> (GroupId, String) {
+    group_between_within(WAIT, a, b).await
+}
+
+/// [`group_between`], each wait bounded by `limit`.
+pub(crate) async fn group_between_within(limit: Duration, a: &Node, b: &Node) -> (GroupId, String) {
     let group = a.create_group(None).await.unwrap();
     let invitation = a.invite(&group, None).await.unwrap();
     b.join(&invitation).await.unwrap();
     for n in [a, b] {
         let mut events = n.events();
-        until(&mut events, || async { n.members(&group).await.unwrap().len() == 2 }).await;
+        until_within(limit, &mut events, || async { n.members(&group).await.unwrap().len() == 2 }).await;
     }
     (group, invitation)
 }
 
 /// Waits until replication node `r` holds every entry member `a` stores of `group`.
 pub(crate) async fn until_replicated(r: &Node, replication: &veil_crypto::ReplicationId, a: &Node, group: &GroupId) {
+    until_replicated_within(WAIT, r, replication, a, group).await;
+}
+
+/// [`until_replicated`], bounded by `limit`.
+pub(crate) async fn until_replicated_within(
+    limit: Duration,
+    r: &Node,
+    replication: &veil_crypto::ReplicationId,
+    a: &Node,
+    group: &GroupId,
+) {
     let mut events = r.events();
-    until(&mut events, || async {
+    until_within(limit, &mut events, || async {
         r.replicated_entries(replication).await.unwrap() == a.stored_entries(group).await.unwrap()
     })
     .await;

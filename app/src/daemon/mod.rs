@@ -23,6 +23,9 @@ use crate::{
 pub(crate) use service::node_error;
 use tor::TorSlot;
 
+/// How long a join may wait for its confirmation when Tor carries it.
+const TOR_JOIN_TIMEOUT: Duration = Duration::from_secs(180);
+
 /// How long a stopping daemon waits for open API calls to finish.
 const DRAIN: Duration = Duration::from_secs(5);
 
@@ -50,6 +53,11 @@ pub async fn start_node(home: &Path, settings: &Settings) -> Result<Node> {
         .rotate_network_key_each_period(settings.rotate_peer_id);
     for addr in &settings.listen {
         builder = builder.listen(addr.clone());
+    }
+    if settings.tor.enabled {
+        // A join waits for another node to hold the newcomer's announcement;
+        // over Tor that is a new circuit or two, which can take a while.
+        builder = builder.join_timeout(TOR_JOIN_TIMEOUT);
     }
     if let Some(every) = settings.sync_interval {
         builder = builder.sync_interval(every);

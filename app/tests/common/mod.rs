@@ -164,7 +164,7 @@ impl Daemon {
         let lines = lines_of(&mut child);
         let first: Value = serde_json::from_str(&lines.recv_timeout(WAIT).unwrap()).unwrap();
         assert_eq!(first, json!({ "event": "subscribed" }));
-        Events { child, lines }
+        Events { child, lines, patience: WAIT }
     }
 
     /// Stops the daemon with `signal` and returns its exit code.
@@ -199,13 +199,22 @@ impl Drop for Daemon {
 pub struct Events {
     pub child: Child,
     pub lines: mpsc::Receiver<String>,
+    /// How long a wait may take before it fails ([`WAIT`] unless set).
+    pub patience: Duration,
 }
 
 impl Events {
+    /// The same, waiting up to `patience` (a bound for slow paths such as
+    /// Tor, never a pause).
+    pub fn patient(mut self, patience: Duration) -> Self {
+        self.patience = patience;
+        self
+    }
+
     /// Waits until `check` holds, checking again after every event and at
     /// least every 100 ms (a condition may turn true without an event).
     pub fn until(&self, what: &str, mut check: impl FnMut() -> bool) {
-        let deadline = Instant::now() + WAIT;
+        let deadline = Instant::now() + self.patience;
         while !check() {
             let left = deadline.saturating_duration_since(Instant::now());
             assert!(!left.is_zero(), "timed out waiting for {what}");
@@ -221,7 +230,7 @@ impl Events {
     /// accepts; fails after [`WAIT`]. `pick` may assert on the events it
     /// passes over.
     pub fn next_event(&self, what: &str, mut pick: impl FnMut(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + WAIT;
+        let deadline = Instant::now() + self.patience;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             assert!(!left.is_zero(), "timed out waiting for {what}");
@@ -248,8 +257,13 @@ pub const FAST: &str = "sync_interval_ms = 200\ncontact_retry_ms = 200\n";
 /// `from` adds `to`'s contact link; returns `to`'s events once `from`'s
 /// request (from `name`) is there.
 pub fn request_contact(from: &Daemon, to: &Daemon, name: &str) -> Events {
+    request_contact_within(from, to, name, WAIT)
+}
+
+/// [`request_contact`], waiting up to `patience`.
+pub fn request_contact_within(from: &Daemon, to: &Daemon, name: &str, patience: Duration) -> Events {
     let link = to.ok(&["link"])["uri"].as_str().unwrap().to_owned();
-    let events = to.events();
+    let events = to.events().patient(patience);
     from.ok(&["contact", "add", &link]);
     events.until("the contact request", || {
         contact_named(&to.ok(&["contact", "list"]), name).is_some_and(|c| c["state"] == "incoming-received")

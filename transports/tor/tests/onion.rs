@@ -17,7 +17,7 @@ use veil_transports::{Network, NetworkConfig, NetworkEvent, Policy, TransportPlu
 
 /// Bounds, not synchronisation: each wait ends at its event.
 const NETWORK_START: Duration = Duration::from_secs(150);
-const PATIENCE: Duration = Duration::from_secs(120);
+const PATIENCE: Duration = Duration::from_secs(240);
 
 fn available() -> bool {
     match testnet::available() {
