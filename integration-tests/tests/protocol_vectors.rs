@@ -282,5 +282,23 @@ fn every_protocol_md_vector_matches_the_code() {
     let answer = veil_proto::reconcile::respond(&[], &opening).reply;
     c.expect(v, "answer_frame", GroupFrame { session_tag: tag, body: GroupBody::Reconcile(answer) }.encode());
 
+    // The BLE link: a stream cut to packets, its close, the reader's credit.
+    let v = "ble-link";
+    let len: usize = c.input(v, "stream_len").parse().expect("length");
+    let max_packet: usize = c.input(v, "max_packet").parse().expect("packet size");
+    let (mut sender, mut receiver) = (veil_ble::channel::Channel::new(4096), veil_ble::channel::Channel::new(4096));
+    let stream: Vec<u8> = (0..len).map(|i| i as u8).collect();
+    assert_eq!(sender.write(&stream).expect("write"), len);
+    for field in ["data_0", "data_1"] {
+        let packet = sender.poll_transmit(max_packet).expect("a packet");
+        receiver.receive(&packet).expect("the receiver takes it");
+        c.expect(v, field, packet);
+    }
+    let mut read = vec![0u8; len + 1];
+    assert_eq!(receiver.read(&mut read).expect("read"), len);
+    c.expect(v, "credit_after_reading", receiver.poll_transmit(max_packet).expect("a credit"));
+    sender.close();
+    c.expect(v, "close", sender.poll_transmit(max_packet).expect("the close"));
+
     assert!(c.mismatches.is_empty(), "PROTOCOL.md vectors differ from the code:\n{}", c.mismatches.join("\n"));
 }

@@ -1,0 +1,40 @@
+//! # veil-ble
+//!
+//! The link veil runs over Bluetooth LE when the controller offers no L2CAP
+//! connection-oriented channel: a byte stream carried by GATT writes and
+//! notifications (docs/PROTOCOL.md §13). This crate holds the part that
+//! needs no radio:
+//!
+//! * [`packet`]: the three packet kinds (data, credit, close) and their
+//!   bounded decoder;
+//! * [`channel`]: one side of a link as a state machine without I/O —
+//!   chunking to the current packet size (the ATT MTU may change at any
+//!   time), reassembly in order whatever order packets arrive in, duplicates
+//!   ignored, credit-based flow control, every buffer bounded;
+//! * [`stream`]: [`stream::PacketStream`], `AsyncRead + AsyncWrite` over any
+//!   [`stream::PacketLink`], so Noise and yamux run on top as on TCP.
+//!
+//! The BlueZ adapter (bluer), the `BleTransport` actor and the plug-in are
+//! issue 18's next steps (docs/TRANSPORTS.md, "BLE").
+//!
+//! ```
+//! use veil_ble::channel::Channel;
+//!
+//! let (mut a, mut b) = (Channel::new(4096), Channel::new(4096));
+//! a.write(b"hello over the air").unwrap();
+//! while let Some(packet) = a.poll_transmit(20) {
+//!     b.receive(&packet).unwrap();
+//! }
+//! let mut buf = [0u8; 64];
+//! let n = b.read(&mut buf).unwrap();
+//! assert_eq!(&buf[..n], b"hello over the air");
+//! ```
+
+pub mod channel;
+pub mod error;
+#[cfg(test)]
+mod fake_radio;
+pub mod packet;
+pub mod stream;
+
+pub use error::{Error, Result};
