@@ -92,6 +92,21 @@ struct Listener {
     reported: bool,
 }
 
+/// Connection attempts to an onion service whose descriptor or introduction
+/// points could not be reached, and the first wait between them (doubling).
+/// A service just published, or one whose time period just rolled over, is
+/// missing from some directories for a moment: the directories a client
+/// asks follow its own consensus, which may be older or newer than the
+/// service's.
+const CONNECT_ATTEMPTS: u32 = 4;
+const FIRST_CONNECT_RETRY: Duration = Duration::from_secs(1);
+
+/// Whether a connect failure may go away by itself.
+fn transient(e: &arti_client::Error) -> bool {
+    use arti_client::{ErrorKind, HasKind};
+    matches!(e.kind(), ErrorKind::OnionServiceNotFound | ErrorKind::OnionServiceConnectionFailed)
+}
+
 /// How often an unconfirmed service is tried, and how long a try may take.
 const PROBE_INTERVAL: Duration = Duration::from_secs(2);
 const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -243,8 +258,23 @@ impl Transport for TorTransport {
             return Err(TransportError::MultiaddrNotSupported(target));
         };
         let client = Arc::clone(&self.client);
-        Ok(async move { client.connect((host.as_str(), port)).await.map_err(|e| Error::Connect(e.to_string())) }
-            .boxed())
+        Ok(async move {
+            let mut wait = FIRST_CONNECT_RETRY;
+            let mut attempt = 1;
+            loop {
+                match client.connect((host.as_str(), port)).await {
+                    Ok(stream) => return Ok(stream),
+                    Err(e) if attempt < CONNECT_ATTEMPTS && transient(&e) => {
+                        tracing::debug!(error = %e, attempt, "onion service not reached yet, trying again");
+                        tokio::time::sleep(wait).await;
+                        wait *= 2;
+                        attempt += 1;
+                    }
+                    Err(e) => return Err(Error::Connect(e.to_string())),
+                }
+            }
+        }
+        .boxed())
     }
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<TransportEvent<Upgrade, Error>> {
