@@ -13,7 +13,7 @@ use std::collections::{HashMap, HashSet};
 
 use veil_crypto::{
     EpochId, EpochSecret, GroupKeys, MemberPublic, VerifyKey,
-    envelope::{AuthorKeys, EntryHash, OpenedEntry, SealedEntry, open_header_with},
+    envelope::{AuthorKeys, EntryHash, OpenedEntry, SealedEntry, SignatureCheck, open_header_unchecked},
 };
 use veil_proto::metadata::{MemberJoined, MemberRemoved};
 
@@ -73,14 +73,26 @@ impl Epochs {
         entry: &SealedEntry,
         authors: &mut AuthorKeys,
     ) -> Result<(EpochId, OpenedEntry), Unopened> {
+        let (epoch, opened, check) = self.open_unchecked(entry, authors)?;
+        check.verify().map_err(|_| Unopened::Forged)?;
+        Ok((epoch, opened))
+    }
+
+    /// [`Epochs::open`] but for the author's signature, which is returned
+    /// to be checked (in a batch with others: `failed_signatures`).
+    pub(crate) fn open_unchecked(
+        &self,
+        entry: &SealedEntry,
+        authors: &mut AuthorKeys,
+    ) -> Result<(EpochId, OpenedEntry, SignatureCheck), Unopened> {
         let root = self.root();
         if entry.verify_tag(&root.entry_auth_key).is_err() {
             return Err(Unopened::Forged);
         }
         let Ok(links) = entry.open_links(&root.link_key) else { return Err(Unopened::Forged) };
         for (epoch, keys) in self.list.iter().rev() {
-            match open_header_with(keys, entry, links.clone(), authors) {
-                Ok(opened) => return Ok((*epoch, opened)),
+            match open_header_unchecked(keys, entry, links.clone(), authors) {
+                Ok((opened, check)) => return Ok((*epoch, opened, check)),
                 Err(veil_crypto::Error::Decrypt) => continue,
                 Err(_) => return Err(Unopened::Forged),
             }

@@ -4,7 +4,10 @@
 //! * `send`: ratchet step + seal links/header/body + Ed25519 sign + entry tag
 //!   (`seal_entry`), against bare AES-256-GCM seal + Ed25519 sign;
 //! * `recv`: tag + links/header open + Ed25519 verify + ratchet step + body open
-//!   (`open_entry` + `read_message`), against bare AES-256-GCM open + Ed25519 verify.
+//!   (`open_entry` + `read_message`), against bare AES-256-GCM open + Ed25519 verify;
+//! * `recv_batched`: the same for 64 entries of one author opened together,
+//!   their signatures checked as one batch (`open_header_unchecked` +
+//!   `failed_signatures`), reported per entry.
 //!
 //! After criterion's own output it prints one JSON document (the last line)
 //! with the medians and the ratios; the target is a ratio of at most 1.5.
@@ -20,13 +23,17 @@ use criterion::{BatchSize, Criterion};
 use ed25519_dalek::{Signer, SigningKey, Verifier};
 use veil_crypto::{
     GroupKeys, GroupSecret, Identity, OsEntropy, ReceiverChain, SenderChain,
-    envelope::{BodyKey, EntryKind, Links, open_entry, seal_entry},
+    envelope::{
+        AuthorKeys, BodyKey, EntryKind, Links, failed_signatures, open_entry, open_header_unchecked, seal_entry,
+    },
     ratchet::MAX_WINDOW,
 };
 
 /// Payload size: the largest that fits the smallest padding bucket.
 const PAYLOAD: usize = 252;
 const TARGET_RATIO: f64 = 1.5;
+/// Entries checked together in `recv_batched`.
+const BATCH: usize = 64;
 
 fn output_dir() -> PathBuf {
     std::env::var_os("CRITERION_HOME")
@@ -79,6 +86,33 @@ fn bench(c: &mut Criterion) {
             BatchSize::SmallInput,
         )
     });
+    group.bench_function("protocol_open_verify_batch64", |b| {
+        b.iter_batched(
+            || {
+                let mut sender = SenderChain::from_state(start.clone());
+                let entries: Vec<_> = (0..BATCH)
+                    .map(|_| {
+                        seal_entry(&keys, &author, &links, BodyKey::Message(&mut sender), &payload, &mut entropy)
+                            .unwrap()
+                    })
+                    .collect();
+                (entries, ReceiverChain::new(start.clone(), MAX_WINDOW).unwrap(), AuthorKeys::default())
+            },
+            |(entries, mut receiver, mut authors)| {
+                let (opened, checks): (Vec<_>, Vec<_>) = entries
+                    .iter()
+                    .map(|entry| {
+                        entry.verify_tag(&keys.entry_auth_key).unwrap();
+                        let links = entry.open_links(&keys.link_key).unwrap();
+                        open_header_unchecked(&keys, entry, links, &mut authors).unwrap()
+                    })
+                    .unzip();
+                assert!(failed_signatures(&checks).is_empty());
+                opened.iter().map(|o| o.read_message(&mut receiver).unwrap().len()).sum::<usize>()
+            },
+            BatchSize::SmallInput,
+        )
+    });
     group.finish();
 }
 
@@ -97,22 +131,28 @@ fn report() {
         "bare_ed25519_verify",
         "protocol_seal_sign",
         "protocol_open_verify",
+        "protocol_open_verify_batch64",
     ];
     let medians: Vec<(&str, Option<f64>)> = ids.iter().map(|id| (*id, median_ns(id))).collect();
     let get = |id: &str| medians.iter().find(|(i, _)| *i == id).and_then(|(_, v)| *v);
     let ratio = |proto: &str, a: &str, b: &str| Some(get(proto)? / (get(a)? + get(b)?));
     let send = ratio("protocol_seal_sign", "bare_aes_gcm_seal", "bare_ed25519_sign");
     let recv = ratio("protocol_open_verify", "bare_aes_gcm_open", "bare_ed25519_verify");
+    let batched = get("protocol_open_verify_batch64").map(|ns| ns / BATCH as f64);
+    let recv_batched = batched.and_then(|b| Some(b / (get("bare_aes_gcm_open")? + get("bare_ed25519_verify")?)));
     let fields: Vec<String> =
         medians.iter().map(|(id, v)| format!("\"{id}\":{}", v.map_or("null".into(), |v| format!("{v:.1}")))).collect();
     let fmt = |r: Option<f64>| r.map_or("null".into(), |r| format!("{r:.3}"));
     let within = matches!((send, recv), (Some(s), Some(r)) if s <= TARGET_RATIO && r <= TARGET_RATIO);
     println!(
         "{{\"benchmark\":\"veil-crypto/message\",\"payload_bytes\":{PAYLOAD},\"median_ns\":{{{}}},\
-         \"ratio_send\":{},\"ratio_recv\":{},\"target_ratio\":{TARGET_RATIO},\"within_target\":{within}}}",
+         \"recv_batched_ns_per_entry\":{},\"ratio_send\":{},\"ratio_recv\":{},\"ratio_recv_batched\":{},\
+         \"target_ratio\":{TARGET_RATIO},\"within_target\":{within}}}",
         fields.join(","),
+        batched.map_or("null".into(), |v| format!("{v:.1}")),
         fmt(send),
         fmt(recv),
+        fmt(recv_batched),
     );
 }
 

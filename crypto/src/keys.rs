@@ -72,6 +72,11 @@ impl VerifyKey {
         self.0.to_bytes()
     }
 
+    /// The key as a curve point (decompressed when it was parsed).
+    pub(crate) fn point(&self) -> curve25519_dalek::edwards::EdwardsPoint {
+        self.0.to_edwards()
+    }
+
     /// Verifies `signature` over `message` (strict: rejects malleable encodings).
     pub fn verify(&self, message: &[u8], signature: &Signature) -> Result<()> {
         let sig = ed25519_dalek::Signature::from_bytes(&signature.0);

@@ -47,6 +47,7 @@
 //! ```
 
 mod aead;
+mod entry_signature;
 pub mod envelope;
 pub mod epoch;
 mod error;

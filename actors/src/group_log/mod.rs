@@ -28,7 +28,9 @@ use actix::{
 use tokio::sync::broadcast;
 use veil_crypto::{
     EpochId, EpochSecret, GroupId, GroupKeys, MemberPublic, OsEntropy, ReceiverChain, SenderChain, VerifyKey,
-    envelope::{AuthorKeys, BodyKey, EntryHash, EntryKind, Links, OpenedEntry, SealedEntry, begin_entry},
+    envelope::{
+        AuthorKeys, BodyKey, EntryHash, EntryKind, Links, OpenedEntry, SealedEntry, begin_entry, failed_signatures,
+    },
     epoch::seal_epoch_secret,
     ratchet::DEFAULT_WINDOW,
 };
@@ -862,9 +864,13 @@ impl Handler<ReceiveEntries> for GroupLog {
                 // the batch came in.
                 let removed = receiver.membership.is_removed(&receiver.me.signing);
                 let mut round = Vec::with_capacity(msg.entries.len());
+                let mut checks = Vec::with_capacity(msg.entries.len());
                 for entry in msg.entries {
-                    match receiver.epochs.open(&entry, &mut receiver.authors) {
-                        Ok((epoch, opened)) => round.push(Arrived { entry, epoch, opened }),
+                    match receiver.epochs.open_unchecked(&entry, &mut receiver.authors) {
+                        Ok((epoch, opened, check)) => {
+                            round.push(Arrived { entry, epoch, opened });
+                            checks.push(check);
+                        }
                         Err(Unopened::Forged) => {
                             refuse(&receiver, entry.hash(), "forged entry");
                             receipt.ack.push(entry.hash());
@@ -880,6 +886,12 @@ impl Handler<ReceiveEntries> for GroupLog {
                             receipt.waiting = true;
                         }
                     }
+                }
+                // Every signature at once (PROTOCOL.md §7); forgeries leave.
+                for i in failed_signatures(&checks).into_iter().rev() {
+                    let forged = round.remove(i).entry.hash();
+                    refuse(&receiver, forged, "forged entry");
+                    receipt.ack.push(forged);
                 }
                 // Entries whose parent this round stored are taken in the
                 // next (see `orphans`).
