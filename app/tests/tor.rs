@@ -39,8 +39,19 @@ fn network() -> Option<&'static TestNetwork> {
                 eprintln!("skipped: {reason}");
                 return None;
             }
-            let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("tornet-app");
-            let _ = std::fs::remove_dir_all(&dir);
+            // A directory per run: an earlier run's tor processes live on
+            // for a few seconds after it (until they notice their owner is
+            // gone) and would write into a reused one. Those of runs whose
+            // process is gone are removed.
+            let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+            for old in std::fs::read_dir(&base).into_iter().flatten().flatten() {
+                let name = old.file_name().to_string_lossy().into_owned();
+                let Some(pid) = name.strip_prefix("tornet-app-") else { continue };
+                if !Path::new("/proc").join(pid).exists() {
+                    let _ = std::fs::remove_dir_all(old.path());
+                }
+            }
+            let dir = base.join(format!("tornet-app-{}", std::process::id()));
             let mut net = TestNetwork::start(&dir).unwrap();
             net.wait_ready(NETWORK_START).unwrap();
             Some(net)
@@ -73,14 +84,20 @@ fn tor_table(net: &TestNetwork, enabled: Option<bool>) -> String {
 /// Waits until the daemon's onion service can be reached; its address.
 fn onion_of(d: &Daemon) -> String {
     let events = d.events().patient(TOR_WAIT);
-    let mut onion = String::new();
-    events.until("the onion service", || {
-        let status = d.ok(&["status"]);
-        let reachable = status["tor"]["service"] == "reachable";
-        onion = status["tor"]["onion"].as_str().unwrap_or_default().to_owned();
-        reachable && status["listen_addrs"].as_array().unwrap().iter().any(|a| a == onion.as_str())
-    });
-    onion
+    let mut status = Value::Null;
+    let waited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        events.until("the onion service", || {
+            status = d.ok(&["status"]);
+            let onion = status["tor"]["onion"].as_str().unwrap_or_default();
+            let reachable = status["tor"]["service"] == "reachable";
+            reachable && status["listen_addrs"].as_array().unwrap().iter().any(|a| a == onion)
+        })
+    }));
+    if let Err(panic) = waited {
+        eprintln!("the daemon's last status: {status}");
+        std::panic::resume_unwind(panic);
+    }
+    status["tor"]["onion"].as_str().unwrap_or_default().to_owned()
 }
 
 fn onion_only(d: &Daemon) {

@@ -98,16 +98,22 @@ pub fn spawn_daemon(home: &Path, args: &[&str]) -> (Child, Value) {
     spawn_daemon_with(veil(), home, &[&loopback[..], args].concat())
 }
 
+/// Where a daemon started by [`spawn_daemon_with`] writes its log (warnings,
+/// and the Tor transport's progress), shown when a test fails.
+pub const DAEMON_LOG: &str = "daemon.log";
+
 /// Starts `veil daemon` in `home` with exactly `args` through `cmd` (a
 /// `veil` command, or a wrapper running it) and waits for its ready line.
 pub fn spawn_daemon_with(mut cmd: Command, home: &Path, args: &[&str]) -> (Child, Value) {
+    let log = std::fs::File::create(home.join(DAEMON_LOG)).unwrap();
     let mut child = cmd
+        .env("VEIL_LOG", "warn,veil_tor=debug,tor_hsservice=info,tor_guardmgr=info")
         .arg("--home")
         .arg(home)
         .args(["--json", "daemon"])
         .args(args)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(log)
         .spawn()
         .unwrap();
     let lines = lines_of(&mut child);
@@ -191,6 +197,15 @@ impl Drop for Daemon {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(self.path().join(DAEMON_LOG)).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(80).collect();
+            let name = self.ready["peer_id"].as_str().unwrap_or("?");
+            eprintln!("--- the end of daemon {name}'s log ---");
+            for line in tail.iter().rev() {
+                eprintln!("{line}");
+            }
         }
     }
 }

@@ -28,6 +28,15 @@ use crate::error::{Error, Result};
 /// Seconds between the authorities' votes. 24 × 15 s = 6 min is C tor's
 /// onion-service time period on a testing network; arti reads the period
 /// from `hsdir_interval`, so both are set to agree.
+///
+/// The consensus also turns off learned circuit-build timeouts
+/// (`cbtdisabled=1`: a fixed 60 s instead). Clients learn a timeout from
+/// the build times they see, and on loopback those are milliseconds; on a
+/// busy core a build then outlasts the learned timeout, the attempt is
+/// abandoned while its first hop is still connecting, and the guard is
+/// blamed. Once every guard of the seven was marked down, a daemon's onion
+/// service stayed "publishing" for minutes ("Requested 54 relays, but only
+/// 0 were usable … role=Guard").
 const VOTE_SECS: u32 = 15;
 const AUTHORITIES: usize = 3;
 const RELAYS: usize = 4;
@@ -74,9 +83,47 @@ fn fail(what: impl std::fmt::Display) -> Error {
     Error::Config(format!("test network: {what}"))
 }
 
-fn free_port() -> Result<u16> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(fail)?;
-    Ok(listener.local_addr().map_err(fail)?.port())
+/// Picks the network's ports from below the kernel's ephemeral range.
+///
+/// A port the kernel hands to `bind(0)` is free when asked but may be taken
+/// before tor binds it: every outgoing connection on the machine draws its
+/// local port from that same range (a previous run's tor processes, still
+/// shutting down, make plenty), and a tor that cannot bind its ORPort exits.
+/// Below the range only explicit binds compete; a port is still tried
+/// before it is handed out, and never handed out twice.
+struct Ports {
+    next: u16,
+    low: u16,
+    high: u16,
+    given: Vec<u16>,
+}
+
+impl Ports {
+    fn new() -> Self {
+        let ephemeral_low = fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .ok()
+            .and_then(|r| r.split_whitespace().next().and_then(|p| p.parse::<u16>().ok()))
+            .unwrap_or(32768);
+        let high = ephemeral_low.max(12000);
+        let low = high - 10000;
+        // Start somewhere else each run, so a network that is still
+        // shutting down keeps its ports to itself.
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+        let offset = (nanos ^ std::process::id().wrapping_mul(2_654_435_761)) % u32::from(high - low);
+        Self { next: low + offset as u16, low, high, given: Vec::new() }
+    }
+
+    fn take(&mut self) -> Result<u16> {
+        for _ in self.low..self.high {
+            let port = self.next;
+            self.next = if port + 1 >= self.high { self.low } else { port + 1 };
+            if !self.given.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                self.given.push(port);
+                return Ok(port);
+            }
+        }
+        Err(fail("no free port below the ephemeral range"))
+    }
 }
 
 fn run(command: &mut Command) -> Result<String> {
@@ -104,6 +151,7 @@ impl TestNetwork {
         available().map_err(fail)?;
         private_dir(dir)?;
         let mut nodes = Vec::new();
+        let mut ports = Ports::new();
         for i in 0..AUTHORITIES + RELAYS {
             let name = if i < AUTHORITIES { format!("a{}", i + 1) } else { format!("r{}", i - AUTHORITIES + 1) };
             let node_dir = dir.join(&name);
@@ -111,8 +159,8 @@ impl TestNetwork {
             nodes.push(Node {
                 name,
                 dir: node_dir,
-                or_port: free_port()?,
-                dir_port: free_port()?,
+                or_port: ports.take()?,
+                dir_port: ports.take()?,
                 authority: i < AUTHORITIES,
             });
         }
@@ -285,7 +333,7 @@ fn torrc(node: &Node, dirauths: &Path, resolv: &Path) -> String {
             "AuthoritativeDirectory 1\nV3AuthoritativeDirectory 1\nV3AuthVotingInterval {VOTE_SECS}\n\
              V3AuthVoteDelay 2\nV3AuthDistDelay 2\nTestingV3AuthInitialVotingInterval {VOTE_SECS}\n\
              TestingV3AuthInitialVoteDelay 2\nTestingV3AuthInitialDistDelay 2\nAuthDirHasIPv6Connectivity 0\n\
-             ConsensusParams hsdir_interval={period_minutes}\n"
+             ConsensusParams hsdir_interval={period_minutes} cbtdisabled=1\n"
         );
     }
     c
