@@ -59,7 +59,7 @@ use crate::{
         vault::GroupAdded,
     },
     nearby::{self, Nearby},
-    outgoing::{Ack, Lanes, Next, PendingAcks, ack_rows, delivered},
+    outgoing::{ACK_DELAY, Ack, AckStep, Lanes, Next, PendingAcks, ack_rows, delivered},
     pace::LookupPace,
     supervision::{guarded_with, mailbox},
 };
@@ -597,10 +597,21 @@ impl Courier {
         }));
     }
 
-    /// Records the acknowledgements waiting, in one transaction, unless a
-    /// batch is being recorded (then they go next).
+    /// Records the acknowledgements waiting, in one transaction, once
+    /// [`ACK_DELAY`] passed or enough wait, and unless a batch is being
+    /// recorded (then they go next).
     fn record_acks(&mut self, ctx: &mut Context<Self>) {
-        let Some(batch) = self.acks.next_batch() else { return };
+        let batch = match self.acks.next_step() {
+            AckStep::Record(batch) => batch,
+            AckStep::Wait => {
+                ctx.run_later(ACK_DELAY, |act, ctx| {
+                    act.acks.waited();
+                    act.record_acks(ctx);
+                });
+                return;
+            }
+            AckStep::Nothing => return,
+        };
         let (store, events) = (self.store.clone(), self.events.clone());
         let fut = async move {
             let removed = store.ack_many(&ack_rows(&batch)).await;
@@ -1265,9 +1276,8 @@ impl Courier {
             GroupBody::Ack(hashes) => {
                 let route = self.routes.get(&group)?;
                 let members = route.members.clone();
-                if self.acks.add(Ack { group, members, hashes }) {
-                    self.record_acks(ctx);
-                }
+                self.acks.add(Ack { group, members, hashes });
+                self.record_acks(ctx);
             }
         }
         None
