@@ -2,8 +2,7 @@
 //!
 //! The link veil runs over Bluetooth LE when the controller offers no L2CAP
 //! connection-oriented channel: a byte stream carried by GATT writes and
-//! notifications (docs/PROTOCOL.md §13). This crate holds the part that
-//! needs no radio:
+//! notifications (docs/PROTOCOL.md §13). Most of this crate needs no radio:
 //!
 //! * [`packet`]: the three packet kinds (data, credit, close) and their
 //!   bounded decoder;
@@ -14,8 +13,12 @@
 //! * [`stream`]: [`stream::PacketStream`], `AsyncRead + AsyncWrite` over any
 //!   [`stream::PacketLink`], so Noise and yamux run on top as on TCP.
 //!
-//! The BlueZ adapter (bluer), the `BleTransport` actor and the plug-in are
-//! issue 18's next steps (docs/TRANSPORTS.md, "BLE").
+//! [`radio`] is the BlueZ side (bluer over D-Bus): whether BLE can be used on
+//! this machine, why not, and every change of that.
+//!
+//! Advertising, scanning and connections over BlueZ, the `BleTransport`
+//! actor and the plug-in are issue 18's next steps (docs/TRANSPORTS.md,
+//! "BLE").
 //!
 //! ```
 //! use veil_ble::channel::Channel;
@@ -35,6 +38,7 @@ pub mod error;
 #[cfg(test)]
 mod fake_radio;
 pub mod packet;
+pub mod radio;
 pub mod stream;
 
 pub use error::{Error, Result};
