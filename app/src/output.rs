@@ -156,6 +156,7 @@ pub(crate) fn status(s: &api::Status) -> Value {
         "tor": s.tor.as_ref().map(|t| json!({
             "attached": t.attached, "bootstrap": t.bootstrap, "onion": t.onion, "service": t.service,
         })),
+        "ble": s.ble,
     })
 }
 
@@ -198,6 +199,9 @@ pub(crate) fn status_text(s: &api::Status) -> String {
         let onion =
             if t.onion.is_empty() { "no onion service".to_owned() } else { format!("{} {}", t.onion, t.service) };
         out.push(format!("tor          {}{attached}; {onion}", t.bootstrap));
+    }
+    if !s.ble.is_empty() {
+        out.push(format!("ble          {}", s.ble));
     }
     out.join("\n")
 }

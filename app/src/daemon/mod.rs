@@ -1,6 +1,7 @@
 //! The daemon: a [`Node`] run from a home directory, serving the daemon API
 //! on the home's Unix socket.
 
+mod ble;
 mod service;
 mod tor;
 
@@ -114,7 +115,7 @@ impl Daemon {
         if settings.tor.enabled {
             tor.attach(&node).await.map_err(|e| anyhow!("cannot attach Tor: {}", e.message()))?;
         }
-        let service = service::Service::new(node.clone(), settings, stop.clone(), tor);
+        let service = service::Service::new(node.clone(), settings, stop.clone(), tor, ble::follow());
         let api =
             DaemonServer::new(service).max_decoding_message_size(MAX_DECODE).max_encoding_message_size(MAX_DECODE);
         let mut until = stopped;

@@ -39,11 +39,19 @@ pub(crate) struct Service {
     settings: Settings,
     stop: watch::Sender<bool>,
     tor: Arc<TorSlot>,
+    /// The BLE radio's state, followed in the background.
+    ble: watch::Receiver<String>,
 }
 
 impl Service {
-    pub(crate) fn new(node: Node, settings: Settings, stop: watch::Sender<bool>, tor: Arc<TorSlot>) -> Self {
-        Self { node, settings, stop, tor }
+    pub(crate) fn new(
+        node: Node,
+        settings: Settings,
+        stop: watch::Sender<bool>,
+        tor: Arc<TorSlot>,
+        ble: watch::Receiver<String>,
+    ) -> Self {
+        Self { node, settings, stop, tor, ble }
     }
 
     async fn contacts(&self) -> Result<Vec<NodeContact>, Status> {
@@ -195,6 +203,7 @@ impl Service {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             connections: connections(&net.connections),
             tor: self.tor.status(net.transports.contains(&TOR)),
+            ble: self.ble.borrow().clone(),
         })
     }
 
