@@ -17,6 +17,12 @@ core-demo:
 test:
     cargo test --workspace
 
+# BLE on real BlueZ in a QEMU VM (needs qemu-system-x86 linux-image-amd64
+# busybox-static bluez bluez-test-tools); the suite runs it too when they
+# are there.
+test-ble:
+    VEIL_FULL_TESTS=1 cargo test -p veil-ble --test bluez_vm --test bluez_mock
+
 # The whole suite three times pinned to one core, then once while two busy
 # loops keep both cores occupied: no test may depend on the machine's
 # speed. Every run must pass; a failure is a bug to fix, never to retry.

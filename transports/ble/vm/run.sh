@@ -1,0 +1,64 @@
+#!/bin/bash
+# BLE on real BlueZ, in a VM: the kernel here has no Bluetooth, a Debian
+# kernel under QEMU's software emulation does. Boots it with a busybox
+# initramfs that loads the virtio, 9p and Bluetooth modules and mounts this
+# machine's root read-only, then runs stage2.sh there (btvirt: two virtual
+# controllers sharing one virtual air; bluetoothd; the checks).
+#
+# Needs: qemu-system-x86 linux-image-amd64 busybox-static bluez
+# bluez-test-tools (apt); exits 2 without them. `just test-ble` and
+# tests/bluez_vm.rs run it. About 30 s.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../../.." && pwd)
+# The tool the checks run (the test passes the one cargo built for it).
+radio="${VEIL_BLE_RADIO:-}"
+if [ -z "$radio" ]; then
+  (cd "$root" && cargo build -q -p veil-ble --bin veil-ble-radio)
+  radio="$root/target/debug/veil-ble-radio"
+fi
+
+for tool in qemu-system-x86_64 btvirt btmgmt /usr/libexec/bluetooth/bluetoothd /bin/busybox; do
+  command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install qemu-system-x86 linux-image-amd64 busybox-static bluez bluez-test-tools)"; exit 2; }
+done
+kernel=$(ls /boot/vmlinuz-*-amd64 2>/dev/null | sort -V | tail -n1)
+[ -n "$kernel" ] || { echo "missing a Debian kernel image (apt-get install linux-image-amd64)"; exit 2; }
+kver=${kernel#/boot/vmlinuz-}
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+initramfs="$work/initramfs"
+mkdir -p "$initramfs"/{bin,mods,proc,sys,dev,newroot}
+cp /bin/busybox "$initramfs/bin/busybox"
+modules="virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci netfs fscache 9pnet 9pnet_virtio 9p crc16 ecc rfkill ecdh_generic bluetooth hci_vhci"
+for m in $modules; do
+  file=$(find "/lib/modules/$kver" -name "$m.ko*" | head -n1)
+  [ -n "$file" ] || continue # built in
+  case "$file" in
+    *.xz) xz -dc "$file" > "$initramfs/mods/$m.ko" ;;
+    *.zst) zstd -qdc "$file" > "$initramfs/mods/$m.ko" ;;
+    *) cp "$file" "$initramfs/mods/$m.ko" ;;
+  esac
+done
+cat > "$initramfs/init" <<INIT
+#!/bin/busybox sh
+/bin/busybox --install -s /bin
+mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
+exec 0</dev/console 1>/dev/console 2>&1
+for m in $modules; do [ -e /mods/\$m.ko ] && insmod /mods/\$m.ko; done
+mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144 hostroot /newroot || poweroff -f
+mount --move /proc /newroot/proc; mount --move /sys /newroot/sys; mount --move /dev /newroot/dev
+exec switch_root /newroot /bin/bash $here/stage2.sh $radio
+INIT
+chmod +x "$initramfs/init"
+(cd "$initramfs" && find . | cpio -o -H newc 2>/dev/null | gzip) > "$work/initramfs.cpio.gz"
+
+timeout "${VEIL_VM_TIMEOUT:-300}" qemu-system-x86_64 -accel tcg -cpu qemu64 -m 1024 -smp 2 -nographic -no-reboot \
+  -kernel "$kernel" -initrd "$work/initramfs.cpio.gz" -append "console=ttyS0 panic=-1" \
+  -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap -nic none \
+  </dev/null | tr -d '\r' | tee "$work/console.log" | grep --line-buffered '^VM' || true
+if ! grep -q '^VM-RESULT: pass' "$work/console.log"; then
+  cp "$work/console.log" "${TMPDIR:-/tmp}/veil-ble-vm-console.log"
+  echo "failed; the VM's console: ${TMPDIR:-/tmp}/veil-ble-vm-console.log"
+  exit 1
+fi
