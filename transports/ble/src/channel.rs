@@ -79,6 +79,13 @@ impl Channel {
         self.unsent.len()
     }
 
+    /// Both ways are done: this side's close went out and the peer's came
+    /// in. Only credits could still go, and the peer sends nothing more to
+    /// spend them on.
+    pub fn finished(&self) -> bool {
+        self.close_sent && self.peer_end.is_some()
+    }
+
     /// No more data from this side: a close packet follows what is queued.
     pub fn close(&mut self) {
         self.closing = true;

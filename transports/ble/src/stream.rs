@@ -54,16 +54,28 @@ impl<L: PacketLink> PacketStream<L> {
                 self.outgoing = self.channel.poll_transmit(self.link.max_packet());
             }
             let Some(packet) = self.outgoing.take() else { break };
-            match Pin::new(&mut self.link).poll_ready(cx) {
-                Poll::Ready(Ok(())) => Pin::new(&mut self.link).start_send(packet)?,
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            let sent = match Pin::new(&mut self.link).poll_ready(cx) {
+                Poll::Ready(Ok(())) => Pin::new(&mut self.link).start_send(packet),
+                Poll::Ready(Err(e)) => Err(e),
                 Poll::Pending => {
                     self.outgoing = Some(packet);
                     return Poll::Pending;
                 }
+            };
+            if let Err(e) = sent {
+                return Poll::Ready(self.moot(e));
             }
         }
-        Pin::new(&mut self.link).poll_flush(cx)
+        match Pin::new(&mut self.link).poll_flush(cx) {
+            Poll::Ready(Err(e)) => Poll::Ready(self.moot(e)),
+            other => other,
+        }
+    }
+
+    /// A send that failed once both ways are done (the peer, finished, let
+    /// go of the link before a last credit went out) is no failure.
+    fn moot(&self, e: io::Error) -> io::Result<()> {
+        if self.channel.finished() { Ok(()) } else { Err(e) }
     }
 
     /// Takes every packet the link has received.
@@ -86,10 +98,10 @@ impl<L: PacketLink> AsyncRead for PacketStream<L> {
         this.pump_in(cx)?;
         match this.channel.read(buf) {
             Ok(n) => {
-                // Reading freed room: the credit goes out now if it can.
-                if let Poll::Ready(Err(e)) = this.pump_out(cx) {
-                    return Poll::Ready(Err(e));
-                }
+                // Reading freed room: the credit goes out now if it can. The
+                // bytes are the caller's either way: a link that cannot take
+                // the credit says so at the next call, not by losing them.
+                let _ = this.pump_out(cx);
                 Poll::Ready(Ok(n))
             }
             Err(Error::WouldBlock) if this.link_ended => {
