@@ -53,7 +53,7 @@ INIT
 chmod +x "$initramfs/init"
 (cd "$initramfs" && find . | cpio -o -H newc 2>/dev/null | gzip) > "$work/initramfs.cpio.gz"
 
-timeout "${VEIL_VM_TIMEOUT:-300}" qemu-system-x86_64 -accel tcg -cpu qemu64 -m 1024 -smp 2 -nographic -no-reboot \
+timeout "${VEIL_VM_TIMEOUT:-900}" qemu-system-x86_64 -accel tcg -cpu qemu64 -m 1024 -smp 2 -nographic -no-reboot \
   -kernel "$kernel" -initrd "$work/initramfs.cpio.gz" -append "console=ttyS0 panic=-1" \
   -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap -nic none \
   </dev/null | tr -d '\r' | tee "$work/console.log" | grep --line-buffered '^VM' || true

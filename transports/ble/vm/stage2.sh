@@ -6,9 +6,10 @@
 set -u
 radio="$1"
 fail() { echo "VM-RESULT: fail $*"; poweroff -f; }
-# Waits until "$@" succeeds, at most 30 s.
+# Waits until "$@" succeeds, checking every 0.2 s, at most 600 times: a
+# bound for a slow emulated machine on a busy core, never a pause.
 wait_for() {
-  for _ in $(seq 150); do "$@" && return 0; sleep 0.2; done
+  for _ in $(seq 600); do "$@" && return 0; sleep 0.2; done
   return 1
 }
 mount -t tmpfs tmpfs /run && mount -t tmpfs tmpfs /var/lib/bluetooth && mount -t tmpfs tmpfs /tmp || fail "mounts"
