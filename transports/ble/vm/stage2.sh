@@ -12,7 +12,9 @@ wait_for() {
   for _ in $(seq 600); do "$@" && return 0; sleep 0.2; done
   return 1
 }
-mount -t tmpfs tmpfs /run && mount -t tmpfs tmpfs /var/lib/bluetooth && mount -t tmpfs tmpfs /tmp || fail "mounts"
+# Writable scratch space on the read-only root. Not /tmp: the checkout (and
+# the tool the checks run) may live there.
+mount -t tmpfs tmpfs /run && mount -t tmpfs tmpfs /var/lib/bluetooth || fail "mounts"
 mkdir -p /run/dbus
 dbus-daemon --system --fork || fail "no system bus"
 # The first virtual controller after boot usually fails its reset
@@ -25,7 +27,7 @@ wait_for test ! -e /sys/class/bluetooth/hci0 || fail "the throwaway controller s
 btvirt -L -l2 >/dev/null 2>&1 &
 controllers() { [ "$(ls /sys/class/bluetooth | wc -l)" -ge 2 ]; }
 wait_for controllers || fail "btvirt made no controllers"
-/usr/libexec/bluetooth/bluetoothd -n >/tmp/bluetoothd.log 2>&1 &
+/usr/libexec/bluetooth/bluetoothd -n >/run/bluetoothd.log 2>&1 &
 
 # The throwaway took hci0: the two controllers are the next ones.
 ready() { "$radio" | grep -q '^BLE ready on hci'; }
@@ -35,14 +37,14 @@ echo "VM: $line"
 adapter=$(echo "$line" | sed -n 's/^BLE ready on \(hci[0-9]*\).*/\1/p')
 index=${adapter#hci}
 
-"$radio" --follow >/tmp/follow.log 2>&1 &
+"$radio" --follow >/run/follow.log 2>&1 &
 # Whether the follower printed "$1" at least "$2" times.
-seen() { [ "$(grep -c "$1" /tmp/follow.log 2>/dev/null)" -ge "$2" ]; }
-wait_for seen "BLE ready on $adapter" 1 || fail "follow: $(cat /tmp/follow.log)"
+seen() { [ "$(grep -c "$1" /run/follow.log 2>/dev/null)" -ge "$2" ]; }
+wait_for seen "BLE ready on $adapter" 1 || fail "follow: $(cat /run/follow.log)"
 btmgmt --index "$index" power off >/dev/null || fail "btmgmt power off"
-wait_for seen "adapter $adapter is powered off" 1 || fail "power off not seen: $(cat /tmp/follow.log)"
+wait_for seen "adapter $adapter is powered off" 1 || fail "power off not seen: $(cat /run/follow.log)"
 btmgmt --index "$index" power on >/dev/null || fail "btmgmt power on"
-wait_for seen "BLE ready on $adapter" 2 || fail "power on not seen: $(cat /tmp/follow.log)"
-sed 's/^/VM follow: /' /tmp/follow.log
+wait_for seen "BLE ready on $adapter" 2 || fail "power on not seen: $(cat /run/follow.log)"
+sed 's/^/VM follow: /' /run/follow.log
 echo "VM-RESULT: pass"
 poweroff -f
