@@ -18,6 +18,9 @@
 //! * **bare limits**: the crypto send step (ratchet, seal, sign), the
 //!   receive step (open, verify, read), and batched store appends alone.
 //!
+//! `VEIL_BENCH_ONLY=pipelined` runs the pipelined part alone (for comparing
+//! builds; the report then lacks the other figures).
+//!
 //! Targets (issue 15): ≥ 10 000 msg/s delivered; p50 < 1 ms and p99 < 5 ms
 //! at 1 000 msg/s. Both nodes share the process, so RSS is the pair's.
 //! Progress goes to stderr; one JSON document is printed on stdout.
@@ -78,6 +81,17 @@ fn rss_mib() -> f64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         .unwrap_or(0.0);
     kib / 1024.0
+}
+
+/// CPU time this process used so far (user + system, all threads), in
+/// seconds: with both nodes in the process, the pair's.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces): utime and
+    // stime are the 12th and 13th, in clock ticks (100 per second here).
+    let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
+    let ticks: f64 = fields.get(11..13).map_or(0.0, |f| f.iter().filter_map(|v| v.parse::<f64>().ok()).sum());
+    ticks / 100.0
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -340,6 +354,7 @@ async fn pipelined(a: &Node, b: &Node, group: GroupId, secs: u64) -> Value {
     let (start, window) = (Instant::now(), Duration::from_secs(secs));
     let mut rss = vec![rss_mib()];
     let mut next_sample = start + Duration::from_secs(1);
+    let cpu_start = cpu_seconds();
     let mut i = 0;
     while start.elapsed() < window {
         let permit = permits.clone().acquire_owned().await.unwrap();
@@ -357,6 +372,7 @@ async fn pipelined(a: &Node, b: &Node, group: GroupId, secs: u64) -> Value {
     }
     let _ = permits.acquire_many(IN_FLIGHT as u32).await.unwrap();
     let elapsed = start.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu_start;
     let (appended, delivered_in_window) = (*appended.lock().unwrap(), arrivals.count());
     let drained = arrivals.until(DRAIN, appended).await;
     let total = start.elapsed().as_secs_f64();
@@ -365,13 +381,18 @@ async fn pipelined(a: &Node, b: &Node, group: GroupId, secs: u64) -> Value {
     rss.push(rss_mib());
     let peak = rss.iter().copied().fold(0.0, f64::max);
     let (appends_per_s, delivered_per_s) = (appended as f64 / elapsed, delivered as f64 / total);
+    // Both nodes' CPU time per message appended in the window, and how
+    // much of the machine's two cores it kept busy.
+    let (cpu_us_per_message, cores_busy) = (cpu * 1e6 / appended.max(1) as f64, cpu / elapsed);
     eprintln!(
-        "pipelined: {appends_per_s:.0} appends/s, {delivered_per_s:.0} delivered/s, {acked} acked, peak RSS {peak:.0} MiB"
+        "pipelined: {appends_per_s:.0} appends/s, {delivered_per_s:.0} delivered/s, {acked} acked, peak RSS {peak:.0} MiB, \
+         {cpu_us_per_message:.0} us CPU per message, {cores_busy:.2} cores busy"
     );
     json!({
         "in_flight": IN_FLIGHT, "window_s": elapsed, "appended": appended, "appends_per_s": appends_per_s,
         "delivered": delivered, "delivered_in_window": delivered_in_window, "all_delivered": drained,
         "delivered_per_s": delivered_per_s, "acked": acked, "acked_per_s": acked as f64 / total,
+        "cpu_us_per_message": cpu_us_per_message, "cores_busy": cores_busy,
         "rss_mib": {
             "start": rss[0], "end": rss[rss.len() - 1], "peak": peak,
             "every_10_s": rss.iter().step_by(10).copied().collect::<Vec<f64>>(),
@@ -412,6 +433,27 @@ async fn bare_store(count: usize) -> f64 {
     rate
 }
 
+/// Latency at 1 000 msg/s between two more nodes whose stores skip the
+/// fsync of each commit: what the two commits of a message cost under the
+/// default durability.
+async fn relaxed_latency(addr: &[libp2p::Multiaddr], clock: &ManualClock, prefill_count: usize) -> Value {
+    let relaxed = Tuning { durability: Durability::ProcessCrash, ..Tuning::default() };
+    let more: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    for dir in &more {
+        prefill(dir.path(), prefill_count).await;
+    }
+    let [c, d] = [&more[0], &more[1]]
+        .map(|dir| peer_builder(dir, clock, addr, tcp(), schedule()).storage_tuning(relaxed).spawn());
+    let (c, d) = (c.await.unwrap(), d.await.unwrap());
+    let (relaxed_group, _, _) = contact(&c, &d).await;
+    eprint!("process-crash durability: ");
+    let at_1000 = offered(&c, &d, relaxed_group, 1000, 3000).await;
+    for n in [c, d] {
+        n.shutdown().await.unwrap();
+    }
+    at_1000
+}
+
 fn main() {
     let prefill_count = env("VEIL_BENCH_PREFILL", 1_000_000);
     let secs = env("VEIL_BENCH_SECS", 60) as u64;
@@ -433,29 +475,24 @@ fn main() {
         let (group, request_ms, accept_ms) = contact(&a, &b).await;
         eprintln!("contact: request {request_ms:.1} ms, accept {accept_ms:.1} ms");
 
-        let single = one_at_a_time(&a, &b, group, 500).await;
-        let at_1000 = offered(&a, &b, group, 1000, 3000).await;
-        let at_5000 = offered(&a, &b, group, 5000, 10_000).await;
+        let only_pipelined = std::env::var("VEIL_BENCH_ONLY").is_ok_and(|v| v == "pipelined");
+        let (single, at_1000, at_5000) = match only_pipelined {
+            true => (Value::Null, Value::Null, Value::Null),
+            false => (
+                one_at_a_time(&a, &b, group, 500).await,
+                offered(&a, &b, group, 1000, 3000).await,
+                offered(&a, &b, group, 5000, 10_000).await,
+            ),
+        };
         let piped = pipelined(&a, &b, group, secs).await;
         for n in [a, b] {
             n.shutdown().await.unwrap();
         }
-        // The same latency without an fsync per commit: what the two
-        // commits of a message cost under the default durability.
-        let relaxed = Tuning { durability: Durability::ProcessCrash, ..Tuning::default() };
-        let more: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
-        for dir in &more {
-            prefill(dir.path(), prefill_count).await;
-        }
-        let [c, d] = [&more[0], &more[1]]
-            .map(|dir| peer_builder(dir, &clock, &addr, tcp(), schedule()).storage_tuning(relaxed).spawn());
-        let (c, d) = (c.await.unwrap(), d.await.unwrap());
-        let (relaxed_group, _, _) = contact(&c, &d).await;
-        eprint!("process-crash durability: ");
-        let relaxed_at_1000 = offered(&c, &d, relaxed_group, 1000, 3000).await;
-        for n in [c, d, server] {
-            n.shutdown().await.unwrap();
-        }
+        let relaxed_at_1000 = match only_pipelined {
+            true => Value::Null,
+            false => relaxed_latency(&addr, &clock, prefill_count).await,
+        };
+        server.shutdown().await.unwrap();
 
         let limit = crypto_send.min(crypto_receive).min(store_append);
         let delivered = piped["delivered_per_s"].as_f64().unwrap_or(0.0);

@@ -79,4 +79,4 @@ pub use keys::{
 pub use link::{ContactLink, GroupInvitation, MAX_INVITATION_EPOCHS, MAX_NAME_LEN, Name};
 pub use ratchet::{ChainKey, ChainState, MessageKey, ReceiverChain, SenderChain};
 pub use rendezvous::{RendezvousPoint, RendezvousSeed};
-pub use secret::{Entropy, OsEntropy, TestEntropy};
+pub use secret::{Entropy, OsEntropy, TestEntropy, ThreadEntropy};

@@ -404,10 +404,13 @@ impl StorageKey {
     /// place, so blobs cannot be swapped between rows or columns. Returns
     /// nonce ‖ ciphertext ‖ tag.
     pub fn seal(&self, purpose: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, KeystoreError> {
-        let nonce = random_array::<NONCE_LEN>()?;
+        // Random nonces (no counter to keep across crashes): 96 bits leave
+        // room for billions of seals under one key.
+        let mut nonce = [0u8; NONCE_LEN];
+        veil_crypto::Entropy::fill(&mut veil_crypto::ThreadEntropy, &mut nonce).map_err(|_| KeystoreError::Rng)?;
         let cipher = Aes256Gcm::new(&Key::<Aes256Gcm>::from(self.0));
         let ciphertext = cipher
-            .encrypt(&Nonce::<Aes256Gcm>::from(*nonce), Payload { msg: plaintext, aad: purpose })
+            .encrypt(&Nonce::<Aes256Gcm>::from(nonce), Payload { msg: plaintext, aad: purpose })
             .map_err(|_| KeystoreError::Crypto)?;
         let mut out = Vec::with_capacity(NONCE_LEN + ciphertext.len());
         out.extend_from_slice(&nonce[..]);

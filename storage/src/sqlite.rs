@@ -40,11 +40,19 @@ pub struct Tuning {
 }
 
 impl Default for Tuning {
-    /// 64 MiB of page cache for the writer, 2 MiB for each reader (at a
-    /// million entries per store, 64 MiB readers spent ~6% of the message
-    /// path's CPU resetting their caches after every commit; with 2 MiB
-    /// readers the pipelined bench's RSS fell from ~800 to 550-630 MiB), and a
+    /// 16 MiB of page cache for the writer, 2 MiB for each reader, and a
     /// 100 000-page (400 MiB) checkpoint interval.
+    /// Page caches are walked whole more often than one would think: a WAL
+    /// reader drops its cache at its next read after every commit, and the
+    /// writer scans its own at the end of every transaction in which a
+    /// B-tree rebalanced (SQLite parks a page at the lock-byte page number
+    /// while it swaps two, and that page number marks the cache as holding
+    /// pages past the end of the file). At a million entries per store,
+    /// with appends rebalancing the random hash index all the time, a
+    /// 64 MiB writer cache cost more in those scans than it saved in reads:
+    /// the pipelined message bench used 185 µs of CPU per message with it,
+    /// 152-163 with 16 MiB, 165 with 8 and 171 with 4. 64 MiB readers
+    /// spent ~6% of the message path's CPU resetting their caches.
     /// Entry hashes are random, so every append dirties a random index page;
     /// a long interval lets each hot page reach the main file once per
     /// checkpoint instead of once per few batches (measured at a million
@@ -52,7 +60,7 @@ impl Default for Tuning {
     /// After a checkpoint the WAL file is cut back to 64 MiB.
     fn default() -> Self {
         Self {
-            cache_kib: 64 * 1024,
+            cache_kib: 16 * 1024,
             reader_cache_kib: 2 * 1024,
             wal_autocheckpoint_pages: 100_000,
             durability: Durability::PowerLoss,
@@ -163,6 +171,10 @@ fn base_options(path: &Path, tuning: &Tuning) -> SqliteConnectOptions {
         // Deleted rows (used message keys, delivered outbox rows) are
         // overwritten with zeros, not left in free pages.
         .pragma("secure_delete", "ON")
+        // Statement journals (the undo of one statement of a transaction,
+        // which every multi-row write keeps) stay in memory: spilled to a
+        // temporary file they were a sixth of the writer's time in pwrite.
+        .pragma("temp_store", "MEMORY")
         .pragma("cache_size", format!("-{}", tuning.cache_kib))
         .pragma("wal_autocheckpoint", tuning.wal_autocheckpoint_pages.to_string())
         .pragma("journal_size_limit", (64u64 * 1024 * 1024).to_string())

@@ -10,6 +10,14 @@
 //! caller hears back once that transaction committed. A lone append still
 //! goes out at once (the batch is whatever waited, never a timer).
 //!
+//! Sealing and storing overlap: each round stores the batch sealed in the
+//! round before while the appends that waited meanwhile are sealed on from
+//! its chain (signing on this thread, SQLite on the writer's). A sealed
+//! batch only counts once stored: until then nothing of it has left the
+//! node, so when the chain it was sealed on did not become the stored one
+//! (its predecessor failed to store, or the epoch changed) its messages go
+//! back to the front of the queue and are sealed again.
+//!
 //! The fsync is off the message's path: the transaction commits deferred
 //! (see `veil_storage::Unsynced`), the entries are pushed to the network,
 //! and the callers hear back once the WAL is synced; the next batch is
@@ -30,13 +38,13 @@ use std::collections::VecDeque;
 use actix::{ActorFutureExt, AsyncContext, AtomicResponse, Context, Handler, ResponseFuture, WrapFuture};
 use tokio::sync::oneshot;
 use veil_crypto::{
-    EpochId, GroupKeys, SenderChain,
-    envelope::{EntryHash, EntryKind},
+    EpochId, GroupKeys, SenderChain, VerifyKey,
+    envelope::{EntryHash, EntryKind, Links, SealedEntry},
 };
 use veil_proto::metadata::MemberJoined;
 use veil_storage::{NewEntry, RatchetUpdate, Unsynced};
 
-use super::{GroupLog, GroupLogDeps, NAME, announce, share, tell_owed};
+use super::{GroupLog, GroupLogDeps, NAME, Writer, announce, share, tell_owed};
 use crate::{
     Error, NodeEvent, Result,
     heads::{heads_after, parents_of},
@@ -61,13 +69,18 @@ const MAX_SYNCING: usize = 4;
 /// many can arrive between two batches; this only guards the queue.
 const MAX_WAITING: usize = 4096;
 
+/// How a caller hears whether its message was stored.
+type Reply = oneshot::Sender<Result<EntryHash>>;
+
 /// One caller waiting for its message to be stored.
-type Waiting = (Vec<u8>, oneshot::Sender<Result<EntryHash>>);
+type Waiting = (Vec<u8>, Reply);
 
 /// Appends waiting for the next batch.
 #[derive(Default)]
 pub(super) struct Appends {
     waiting: VecDeque<Waiting>,
+    /// The batch sealed ahead, stored by the next round.
+    sealed: Option<SealedBatch>,
     /// A `StoreAppends` is in the mailbox.
     scheduled: bool,
     /// Batches stored and pushed whose callers wait for the sync.
@@ -81,8 +94,17 @@ impl Appends {
         self.scheduled = false;
         // Batches waiting for their sync still answer their callers.
         self.syncing = 0;
-        for (_, reply) in self.waiting.drain(..) {
+        let sealed = self.sealed.take().into_iter().flat_map(|batch| batch.replies);
+        for reply in self.waiting.drain(..).map(|(_, reply)| reply).chain(sealed) {
             let _ = reply.send(Err(Error::Restarting(NAME)));
+        }
+    }
+
+    /// Puts a sealed batch's messages back at the front of the queue, to be
+    /// sealed again (nothing of it left this node: it was never stored).
+    fn reseal(&mut self, batch: SealedBatch) {
+        for waiting in batch.payloads.into_iter().zip(batch.replies).rev() {
+            self.waiting.push_front(waiting);
         }
     }
 }
@@ -114,102 +136,192 @@ impl Handler<AppendMessage> for GroupLog {
 /// already there, which join the batch), unless one is there or too many
 /// batches wait for their sync.
 fn schedule(act: &mut GroupLog, ctx: &mut Context<GroupLog>) {
-    if !act.appends.scheduled && !act.appends.waiting.is_empty() && act.appends.syncing < MAX_SYNCING {
+    let work = !act.appends.waiting.is_empty() || act.appends.sealed.is_some();
+    if !act.appends.scheduled && work && act.appends.syncing < MAX_SYNCING {
         act.appends.scheduled = true;
         ctx.address().do_send(StoreAppends);
     }
 }
 
-/// Internal: seal and store the waiting appends.
+/// Internal: one round — store the batch sealed last round while the
+/// waiting appends are sealed.
 #[derive(actix::Message)]
 #[rtype(result = "()")]
 struct StoreAppends;
 
-/// What a batch needs from the actor's state.
-struct Batch {
+/// A batch sealed, not yet stored.
+struct SealedBatch {
+    epoch: EpochId,
+    /// The chain position it was sealed from.
+    from: u64,
+    author: VerifyKey,
+    entries: Vec<(SealedEntry, Links)>,
+    payloads: Vec<Vec<u8>>,
+    replies: Vec<Reply>,
+    /// The chain after its last entry.
+    chain: SenderChain,
+    /// The parents of its first entry.
+    parents: Vec<EntryHash>,
+}
+
+impl SealedBatch {
+    /// Whether it follows on from `writer`'s chain as stored: otherwise
+    /// the chain moved since (a new epoch, or the batch before it failed).
+    fn follows(&self, writer: &Writer) -> bool {
+        self.epoch == writer.epoch && self.from == writer.chain.state().next
+    }
+}
+
+/// What sealing a batch needs from the actor's state.
+struct SealJob {
     epoch: EpochId,
     keys: GroupKeys,
     chain: SenderChain,
-    reserved: u64,
-    heads: Vec<EntryHash>,
+    parents: Vec<EntryHash>,
     lamport: u64,
+    /// Members owed a share of the chain first (only with nothing pending).
     owed: Vec<veil_crypto::MemberPublic>,
+    payloads: Vec<Vec<u8>>,
+    replies: Vec<Reply>,
 }
 
-/// What a stored batch changed.
+/// What a sealed job gives back.
+struct Sealing {
+    batch: SealedBatch,
+    /// The share written first, if one was owed.
+    shared: Option<MemberJoined>,
+}
+
+/// What storing a batch changed.
 struct Stored {
     hashes: Vec<EntryHash>,
     /// Their Lamport clocks.
     lamports: Vec<u64>,
     chain: SenderChain,
     reserved: u64,
+    /// The parents of the first.
     parents: Vec<EntryHash>,
-    lamport: u64,
-    shared: Option<MemberJoined>,
+    replies: Vec<Reply>,
     /// Durable once synced; `Err` if reserving positions failed (nothing
     /// was pushed then; the callers are told).
     unsynced: Result<Unsynced>,
 }
 
 impl Handler<StoreAppends> for GroupLog {
-    // Atomic: batches are sealed and stored one after another, in order.
-    // A chain share owed to members learned lately is written first, at
-    // the chain's position before these messages (see `share`).
+    // Atomic: rounds run one after another, in order. A chain share owed
+    // to members learned lately is written first, at the chain's position
+    // before the next messages (see `share`), with nothing sealed ahead.
     type Result = AtomicResponse<Self, ()>;
 
     fn handle(&mut self, _: StoreAppends, _: &mut Self::Context) -> Self::Result {
         self.appends.scheduled = false;
-        let take = self.appends.waiting.len().min(MAX_BATCH);
-        let (payloads, replies): (Vec<Vec<u8>>, Vec<_>) = self.appends.waiting.drain(..take).unzip();
         let (group, deps, members) = (self.group, self.deps.clone(), self.members.clone());
-        // Seal on a copy of the chain: the actor's chain only moves once the
-        // entries (and the chain state with them) are stored.
-        let batch = self.state.as_ref().ok_or(Error::Unavailable(NAME)).and_then(|state| {
+        let round = self.state.as_ref().ok_or(Error::Unavailable(NAME)).and_then(|state| {
             if state.membership.is_removed(&state.me.signing) {
                 return Err(Error::Refused("no longer a member of this group"));
             }
-            Ok(Batch {
-                epoch: state.writer.epoch,
-                keys: state.epochs.keys(&state.writer.epoch).ok_or(Error::Unavailable(NAME))?.clone(),
-                chain: state.writer.chain.clone(),
-                reserved: state.writer.reserved,
-                heads: state.heads.clone(),
-                lamport: state.lamport,
-                owed: share::owed(state),
-            })
+            Ok(state.writer.clone())
         });
+        let writer = match round {
+            Ok(writer) => writer,
+            Err(e) => {
+                let sealed = self.appends.sealed.take().into_iter().flat_map(|b| b.replies);
+                failed(self.appends.waiting.drain(..).map(|(_, reply)| reply).chain(sealed).collect(), e);
+                return AtomicResponse::new(Box::pin(actix::fut::ready(())));
+            }
+        };
+        let pending = match self.appends.sealed.take() {
+            Some(batch) if batch.follows(&writer) => Some(batch),
+            Some(batch) => {
+                self.appends.reseal(batch);
+                None
+            }
+            None => None,
+        };
+        let job = self.seal_job(&writer, pending.as_ref());
+        let reserved = writer.reserved;
         AtomicResponse::new(Box::pin(
-            async move { store_batch(&deps, group, &members, batch?, payloads).await }.into_actor(self).map(
-                move |r: Result<Stored>, act, ctx| {
-                    match r {
-                        Ok(stored) => {
-                            if let Some(state) = act.state.as_mut() {
-                                if let Some(joined) = &stored.shared {
-                                    share::record_share(&mut state.membership, &mut state.writer, joined);
-                                }
-                                state.writer.chain = stored.chain;
-                                state.writer.reserved = stored.reserved;
-                                for (hash, lamport) in stored.hashes.iter().zip(&stored.lamports) {
-                                    state.known.insert(*hash, (EntryKind::Message, *lamport));
-                                }
-                                state.known.trim();
-                                let last = stored.hashes.last().copied();
-                                if let Some(last) = last {
-                                    state.heads = heads_after(&state.heads, &stored.parents, last);
-                                }
-                                state.lamport = stored.lamport;
-                            }
-                            match stored.unsynced {
-                                Ok(unsynced) => synced_then_reply(act, ctx, unsynced, replies, stored.hashes),
-                                Err(e) => failed(replies, e),
-                            }
-                        }
-                        Err(e) => failed(replies, e),
+            async move {
+                let storing = async {
+                    match pending {
+                        Some(batch) => Some(store_sealed(&deps, group, &members, batch, reserved).await),
+                        None => None,
                     }
-                    schedule(act, ctx);
-                },
-            ),
+                };
+                let sealing = async {
+                    match job {
+                        Some(job) => Some(seal_job(&deps, group, &members, job).await),
+                        None => None,
+                    }
+                };
+                futures::join!(storing, sealing)
+            }
+            .into_actor(self)
+            .map(move |(stored, sealed), act, ctx| {
+                match stored {
+                    Some(Ok(stored)) => committed(act, ctx, stored),
+                    Some(Err((e, replies))) => failed(replies, e),
+                    None => {}
+                }
+                match sealed {
+                    Some(Ok(sealing)) => {
+                        if let (Some(joined), Some(state)) = (&sealing.shared, act.state.as_mut()) {
+                            share::record_share(&mut state.membership, &mut state.writer, joined);
+                        }
+                        act.appends.sealed = Some(sealing.batch);
+                    }
+                    Some(Err((e, replies))) => failed(replies, e),
+                    None => {}
+                }
+                schedule(act, ctx);
+            }),
         ))
+    }
+}
+
+impl GroupLog {
+    /// Takes the waiting appends to seal on from `pending` (or from the
+    /// stored chain), unless a share is owed first and `pending` has to be
+    /// stored before it.
+    fn seal_job(&mut self, writer: &Writer, pending: Option<&SealedBatch>) -> Option<SealJob> {
+        let state = self.state.as_ref()?;
+        let owed = share::owed(state);
+        if self.appends.waiting.is_empty() || (pending.is_some() && !owed.is_empty()) {
+            return None;
+        }
+        let keys = state.epochs.keys(&writer.epoch)?.clone();
+        let (chain, parents, lamport) = match pending {
+            Some(batch) => {
+                let (last, links) = batch.entries.last()?;
+                (batch.chain.clone(), vec![last.hash()], links.lamport.max(state.lamport))
+            }
+            None => (writer.chain.clone(), parents_of(&state.heads), state.lamport),
+        };
+        let take = self.appends.waiting.len().min(MAX_BATCH);
+        let (payloads, replies) = self.appends.waiting.drain(..take).unzip();
+        Some(SealJob { epoch: writer.epoch, keys, chain, parents, lamport, owed, payloads, replies })
+    }
+}
+
+/// A stored batch moves the actor's chain, heads and clock; its callers
+/// hear back once it is synced.
+fn committed(act: &mut GroupLog, ctx: &mut Context<GroupLog>, stored: Stored) {
+    let Stored { hashes, lamports, chain, reserved, parents, replies, unsynced } = stored;
+    if let Some(state) = act.state.as_mut() {
+        state.writer.chain = chain;
+        state.writer.reserved = reserved;
+        for (hash, lamport) in hashes.iter().zip(&lamports) {
+            state.known.insert(*hash, (EntryKind::Message, *lamport));
+        }
+        state.known.trim();
+        if let (Some(last), Some(lamport)) = (hashes.last(), lamports.last()) {
+            state.heads = heads_after(&state.heads, &parents, *last);
+            state.lamport = state.lamport.max(*lamport);
+        }
+    }
+    match unsynced {
+        Ok(unsynced) => synced_then_reply(act, ctx, unsynced, replies, hashes),
+        Err(e) => failed(replies, e),
     }
 }
 
@@ -269,51 +381,75 @@ fn failed(replies: Vec<oneshot::Sender<Result<EntryHash>>>, e: Error) {
     }
 }
 
-/// Seals `payloads` in order (each naming the previous as its parent) and
-/// stores them in one transaction; the share owed goes first.
-async fn store_batch(
+/// Seals a job's payloads in order, each naming the previous as its
+/// parent; a share owed goes first. On failure the callers are handed back.
+async fn seal_job(
     deps: &GroupLogDeps,
     group: veil_crypto::GroupId,
     members: &[veil_storage::Peer],
-    batch: Batch,
-    payloads: Vec<Vec<u8>>,
-) -> Result<Stored> {
-    let Batch { epoch, keys, chain, reserved, heads, lamport, owed } = batch;
+    job: SealJob,
+) -> std::result::Result<Sealing, (Error, Vec<Reply>)> {
+    let SealJob { epoch, keys, chain, parents, lamport, owed, payloads, replies } = job;
+    let from = chain.state().next;
     let shared = match owed.is_empty() {
         true => None,
-        false => Some(announce(deps, group, epoch, &keys, &chain, members, owed).await?.0),
+        false => match announce(deps, group, epoch, &keys, &chain, members, owed).await {
+            Ok((joined, _)) => Some(joined),
+            Err(e) => return Err((e, replies)),
+        },
     };
-    let first_parents = parents_of(&heads);
-    let seal = SealMessages { group, epoch, keys, chain, parents: first_parents.clone(), lamport, payloads };
-    let SealedMessages { author, entries: sealed, chain, payloads } =
-        deps.sealer.send(seal).await.map_err(mailbox("identity-vault"))??;
-    let last = sealed.len().saturating_sub(1);
-    let reserving = chain.state().next > reserved;
+    let seal = SealMessages { group, epoch, keys, chain, parents: parents.clone(), lamport, payloads };
+    match deps.sealer.send(seal).await.map_err(mailbox("identity-vault")).and_then(|r| r) {
+        Ok(SealedMessages { author, entries, chain, payloads }) => {
+            let batch = SealedBatch { epoch, from, author, entries, payloads, replies, chain, parents };
+            Ok(Sealing { batch, shared })
+        }
+        Err(e) => Err((e, replies)),
+    }
+}
+
+/// Stores a sealed batch in one transaction, with the chain's state after
+/// it and its outbox rows, then pushes it. On failure nothing of it was
+/// stored and its callers are handed back.
+async fn store_sealed(
+    deps: &GroupLogDeps,
+    group: veil_crypto::GroupId,
+    members: &[veil_storage::Peer],
+    batch: SealedBatch,
+    reserved: u64,
+) -> std::result::Result<Stored, (Error, Vec<Reply>)> {
+    let last = batch.entries.len().saturating_sub(1);
+    let reserving = batch.chain.state().next > reserved;
     let reserved_until = match reserving {
-        true => chain.state().next.saturating_add(RESERVE_AHEAD),
+        true => batch.chain.state().next.saturating_add(RESERVE_AHEAD),
         false => reserved,
     };
-    let rows: Vec<NewEntry<'_>> = sealed
+    let rows: Vec<NewEntry<'_>> = batch
+        .entries
         .iter()
-        .zip(&payloads)
+        .zip(&batch.payloads)
         .enumerate()
         .map(|(i, ((entry, links), payload))| NewEntry {
             group,
             entry,
             links,
-            author: Some(author),
+            author: Some(batch.author),
             payload: Some(&payload[..]),
             // The chain's state after the batch goes with its last entry.
-            ratchet: (i == last).then(|| RatchetUpdate::Sender { state: chain.state(), reserved_until }),
+            ratchet: (i == last).then(|| RatchetUpdate::Sender { state: batch.chain.state(), reserved_until }),
             outbox: members,
         })
         .collect();
-    let (_, unsynced) = deps.store.append_batch_pushed(&rows, deps.resend_after).await?;
+    let appended = deps.store.append_batch_pushed(&rows, deps.resend_after).await;
     drop(rows);
+    let unsynced = match appended {
+        Ok((_, unsynced)) => unsynced,
+        Err(e) => return Err((e.into(), batch.replies)),
+    };
     // Committed: from here on the chain has moved whatever fails.
-    let hashes: Vec<EntryHash> = sealed.iter().map(|(e, _)| e.hash()).collect();
-    let lamports: Vec<u64> = sealed.iter().map(|(_, l)| l.lamport).collect();
-    let lamport = sealed.last().map_or(lamport, |(_, l)| l.lamport);
+    let SealedBatch { entries, chain, parents, replies, .. } = batch;
+    let hashes: Vec<EntryHash> = entries.iter().map(|(e, _)| e.hash()).collect();
+    let lamports = entries.iter().map(|(_, links)| links.lamport).collect();
     // Whatever the store's durability: a reservation undone would let
     // keys be used twice.
     let reservation = match reserving {
@@ -325,12 +461,12 @@ async fn store_batch(
             // Their outbox rows are not due yet: the courier pushes them now.
             let pushed = match members.is_empty() {
                 true => Vec::new(),
-                false => sealed.into_iter().map(|(entry, _)| entry).collect(),
+                false => entries.into_iter().map(|(entry, _)| entry).collect(),
             };
             tell_owed(deps, group, hashes.clone(), pushed).await;
             (reserved_until, Ok(unsynced))
         }
         Err(e) => (reserved, Err(e.into())),
     };
-    Ok(Stored { hashes, lamports, chain, reserved, parents: first_parents, lamport, shared, unsynced })
+    Ok(Stored { hashes, lamports, chain, reserved, parents, replies, unsynced })
 }

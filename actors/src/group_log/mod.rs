@@ -27,7 +27,8 @@ use actix::{
 };
 use tokio::sync::broadcast;
 use veil_crypto::{
-    EpochId, EpochSecret, GroupId, GroupKeys, MemberPublic, OsEntropy, ReceiverChain, SenderChain, VerifyKey,
+    EpochId, EpochSecret, GroupId, GroupKeys, MemberPublic, OsEntropy, ReceiverChain, SenderChain, ThreadEntropy,
+    VerifyKey,
     envelope::{
         AuthorKeys, BodyKey, EntryHash, EntryKind, Links, OpenedEntry, SealedEntry, begin_entry, failed_signatures,
     },
@@ -433,9 +434,9 @@ async fn seal(
     body: BodyKey<'_>,
     payload: &[u8],
 ) -> Result<SealedEntry> {
-    let pending = begin_entry(keys, author, links, body, payload, &mut OsEntropy)?;
+    let pending = begin_entry(keys, author, links, body, payload, &mut ThreadEntropy)?;
     let signed = deps.signer.send(SignEntry { group, epoch, pending }).await.map_err(mailbox("identity-vault"))??;
-    Ok(signed.finish(keys, &mut OsEntropy)?)
+    Ok(signed.finish(keys, &mut ThreadEntropy)?)
 }
 
 impl Actor for GroupLog {
