@@ -195,14 +195,23 @@ impl Handler<SignEntry> for IdentityVault {
     }
 }
 
+/// Batches of at most this many messages are sealed on the node's thread: a
+/// thread hand-off costs more than signing them (~25 µs each).
+const SEAL_HERE_UP_TO: usize = 4;
+
 impl Handler<SealMessages> for IdentityVault {
-    // Sealed on a blocking thread with a copy of the epoch's device key
-    // (wiped when dropped): the node's thread, which every other actor
-    // shares, goes on meanwhile (a batch of 500 takes ~12 ms to sign).
+    // Larger batches are sealed on a blocking thread with a copy of the
+    // epoch's device key (wiped when dropped): the node's thread, which
+    // every other actor shares, goes on meanwhile (a batch of 500 takes
+    // ~12 ms to sign).
     type Result = ResponseFuture<Result<SealedMessages>>;
 
     fn handle(&mut self, msg: SealMessages, ctx: &mut Self::Context) -> Self::Result {
         let key = guarded(NAME, ctx, || self.device_key(&msg.group, &msg.epoch));
+        if msg.payloads.len() <= SEAL_HERE_UP_TO {
+            let sealed = guarded(NAME, ctx, || seal_messages(&key?, msg));
+            return Box::pin(async move { sealed });
+        }
         Box::pin(async move {
             let key = key?;
             tokio::task::spawn_blocking(move || seal_messages(&key, msg))

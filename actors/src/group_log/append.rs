@@ -58,6 +58,10 @@ use crate::{
 /// Most messages sealed and stored in one transaction.
 const MAX_BATCH: usize = 512;
 
+/// Batches of at most this many messages, with none sealed before them,
+/// are stored in the round that sealed them.
+const STORE_AT_ONCE_UP_TO: usize = 4;
+
 /// Positions reserved ahead of the chain at a time (see above).
 const RESERVE_AHEAD: u64 = 512;
 
@@ -192,6 +196,14 @@ struct Sealing {
     shared: Option<MemberJoined>,
 }
 
+/// What a round did with the batch it sealed.
+enum Sealed {
+    /// Kept for the next round to store.
+    Ahead(SealedBatch),
+    /// Stored at once (see `STORE_AT_ONCE_UP_TO`).
+    Stored(std::result::Result<Stored, (Error, Vec<Reply>)>),
+}
+
 /// What storing a batch changed.
 struct Stored {
     hashes: Vec<EntryHash>,
@@ -239,6 +251,10 @@ impl Handler<StoreAppends> for GroupLog {
             None => None,
         };
         let job = self.seal_job(&writer, pending.as_ref());
+        // A small batch with nothing sealed before it (a conversation, not
+        // a flood) is stored in the same round: a lone message does not
+        // wait for the next.
+        let store_now = pending.is_none() && job.as_ref().is_some_and(|j| j.payloads.len() <= STORE_AT_ONCE_UP_TO);
         let reserved = writer.reserved;
         AtomicResponse::new(Box::pin(
             async move {
@@ -254,7 +270,17 @@ impl Handler<StoreAppends> for GroupLog {
                         None => None,
                     }
                 };
-                futures::join!(storing, sealing)
+                let (stored, sealed) = futures::join!(storing, sealing);
+                let sealed = match sealed {
+                    Some(Ok(Sealing { batch, shared })) if store_now => {
+                        let now = store_sealed(&deps, group, &members, batch, reserved).await;
+                        Some(Ok((shared, Sealed::Stored(now))))
+                    }
+                    Some(Ok(Sealing { batch, shared })) => Some(Ok((shared, Sealed::Ahead(batch)))),
+                    Some(Err(e)) => Some(Err(e)),
+                    None => None,
+                };
+                (stored, sealed)
             }
             .into_actor(self)
             .map(move |(stored, sealed), act, ctx| {
@@ -264,11 +290,15 @@ impl Handler<StoreAppends> for GroupLog {
                     None => {}
                 }
                 match sealed {
-                    Some(Ok(sealing)) => {
-                        if let (Some(joined), Some(state)) = (&sealing.shared, act.state.as_mut()) {
+                    Some(Ok((shared, sealed))) => {
+                        if let (Some(joined), Some(state)) = (&shared, act.state.as_mut()) {
                             share::record_share(&mut state.membership, &mut state.writer, joined);
                         }
-                        act.appends.sealed = Some(sealing.batch);
+                        match sealed {
+                            Sealed::Ahead(batch) => act.appends.sealed = Some(batch),
+                            Sealed::Stored(Ok(stored)) => committed(act, ctx, stored),
+                            Sealed::Stored(Err((e, replies))) => failed(replies, e),
+                        }
                     }
                     Some(Err((e, replies))) => failed(replies, e),
                     None => {}
@@ -469,4 +499,67 @@ async fn store_sealed(
         Err(e) => (reserved, Err(e.into())),
     };
     Ok(Stored { hashes, lamports, chain, reserved, parents, replies, unsynced })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use veil_crypto::{OsEntropy, SigningSecret};
+
+    use super::*;
+
+    fn batch(
+        epoch: EpochId,
+        from: u64,
+        chain: &SenderChain,
+        payloads: &[&[u8]],
+    ) -> (SealedBatch, Vec<oneshot::Receiver<Result<EntryHash>>>) {
+        let (replies, answers) = payloads.iter().map(|_| oneshot::channel()).unzip();
+        let author = SigningSecret::generate(&mut OsEntropy).unwrap().verify_key();
+        let batch = SealedBatch {
+            epoch,
+            from,
+            author,
+            entries: Vec::new(),
+            payloads: payloads.iter().map(|p| p.to_vec()).collect(),
+            replies,
+            chain: chain.clone(),
+            parents: Vec::new(),
+        };
+        (batch, answers)
+    }
+
+    #[test]
+    fn a_batch_sealed_on_a_chain_that_moved_elsewhere_goes_back_to_the_front_in_order() {
+        let chain = SenderChain::generate(&mut OsEntropy).unwrap();
+        let mut appends = Appends::default();
+        let (later, _) = oneshot::channel();
+        appends.waiting.push_back((b"third".to_vec(), later));
+        let (sealed, mut answers) = batch(EpochId::ROOT, 0, &chain, &[b"first", b"second"]);
+        appends.reseal(sealed);
+        let order: Vec<&[u8]> = appends.waiting.iter().map(|(p, _)| p.as_slice()).collect();
+        assert_eq!(order, [&b"first"[..], b"second", b"third"]);
+        // Each caller still waits on its own reply.
+        let (_, first) = appends.waiting.pop_front().unwrap();
+        let _ = first.send(Err(Error::Refused("test")));
+        assert!(matches!(answers[0].try_recv(), Ok(Err(Error::Refused("test")))));
+        assert!(answers[1].try_recv().is_err(), "the second is still waiting");
+        // A restart answers everyone, sealed ahead or waiting.
+        let (ahead, mut ahead_answers) = batch(EpochId::ROOT, 0, &chain, &[b"x"]);
+        appends.sealed = Some(ahead);
+        appends.restarting();
+        assert!(matches!(ahead_answers[0].try_recv(), Ok(Err(Error::Restarting(_)))));
+        assert!(matches!(answers[1].try_recv(), Ok(Err(Error::Restarting(_)))));
+    }
+
+    #[test]
+    fn a_sealed_batch_follows_only_the_stored_chain_it_was_sealed_on() {
+        let chain = SenderChain::generate(&mut OsEntropy).unwrap();
+        let writer = Writer { epoch: EpochId::ROOT, chain: chain.clone(), reserved: 0, shared_with: HashSet::new() };
+        let at = chain.state().next;
+        assert!(batch(EpochId::ROOT, at, &chain, &[b"m"]).0.follows(&writer));
+        assert!(!batch(EpochId::ROOT, at + 1, &chain, &[b"m"]).0.follows(&writer), "its predecessor was not stored");
+        assert!(!batch(EpochId([7; 32]), at, &chain, &[b"m"]).0.follows(&writer), "sealed in another epoch");
+    }
 }
