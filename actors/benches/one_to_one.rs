@@ -15,6 +15,9 @@
 //!   (default 60): appends/s at A (sends resolved, i.e. stored), delivered/s
 //!   at B (counted, not recorded one by one, so the bench's own memory
 //!   stays flat), acknowledged/s back at A, and the process RSS each second;
+//!   per 10 s window, delivered/s and how long sends took to resolve
+//!   (p50/p99: neither may degrade over the run); both nodes' CPU time per
+//!   message and how many of the two cores they kept busy;
 //! * **bare limits**: the crypto send step (ratchet, seal, sign), the
 //!   receive step (open, verify, read), and batched store appends alone.
 //!
@@ -352,21 +355,32 @@ async fn pipelined(a: &Node, b: &Node, group: GroupId, secs: u64) -> Value {
     let permits = Arc::new(Semaphore::new(IN_FLIGHT));
     let appended = Arc::new(Mutex::new(0usize));
     let (start, window) = (Instant::now(), Duration::from_secs(secs));
+    // How long each send took to resolve (stored durably), by the 10 s
+    // window it started in: the latency must not grow over the run.
+    let send_ms: Arc<Mutex<Vec<Vec<f64>>>> = Arc::new(Mutex::new(vec![Vec::new(); secs.div_ceil(10) as usize]));
     let mut rss = vec![rss_mib()];
+    let mut delivered_at = vec![0usize];
     let mut next_sample = start + Duration::from_secs(1);
     let cpu_start = cpu_seconds();
     let mut i = 0;
     while start.elapsed() < window {
         let permit = permits.clone().acquire_owned().await.unwrap();
-        let (a, appended) = (a.clone(), appended.clone());
+        let (a, appended, send_ms) = (a.clone(), appended.clone(), send_ms.clone());
         tokio::spawn(async move {
+            let sent = Instant::now();
             a.send(&group, &payload(i)).await.unwrap();
+            let took = sent.elapsed().as_secs_f64() * 1e3;
+            let slot = (sent.duration_since(start).as_secs() / 10) as usize;
+            if let Some(slot) = send_ms.lock().unwrap().get_mut(slot) {
+                slot.push(took);
+            }
             *appended.lock().unwrap() += 1;
             drop(permit);
         });
         i += 1;
         if Instant::now() >= next_sample {
             rss.push(rss_mib());
+            delivered_at.push(arrivals.count());
             next_sample += Duration::from_secs(1);
         }
     }
@@ -388,8 +402,22 @@ async fn pipelined(a: &Node, b: &Node, group: GroupId, secs: u64) -> Value {
         "pipelined: {appends_per_s:.0} appends/s, {delivered_per_s:.0} delivered/s, {acked} acked, peak RSS {peak:.0} MiB, \
          {cpu_us_per_message:.0} us CPU per message, {cores_busy:.2} cores busy"
     );
+    // Delivered per second and send latency in each 10 s window.
+    let delivered_every_10_s: Vec<f64> =
+        delivered_at.windows(11).step_by(10).map(|w| (w[10] - w[0]) as f64 / 10.0).collect();
+    let latency_every_10_s: Vec<Value> = send_ms
+        .lock()
+        .unwrap()
+        .iter_mut()
+        .filter(|ms| !ms.is_empty())
+        .map(|ms| {
+            ms.sort_by(f64::total_cmp);
+            json!({ "p50_ms": percentile(ms, 0.50), "p99_ms": percentile(ms, 0.99) })
+        })
+        .collect();
     json!({
         "in_flight": IN_FLIGHT, "window_s": elapsed, "appended": appended, "appends_per_s": appends_per_s,
+        "delivered_per_s_every_10_s": delivered_every_10_s, "send_latency_every_10_s": latency_every_10_s,
         "delivered": delivered, "delivered_in_window": delivered_in_window, "all_delivered": drained,
         "delivered_per_s": delivered_per_s, "acked": acked, "acked_per_s": acked as f64 / total,
         "cpu_us_per_message": cpu_us_per_message, "cores_busy": cores_busy,
