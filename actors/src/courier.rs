@@ -66,9 +66,14 @@ use crate::{
 
 const NAME: &str = "courier";
 
-/// Most received batches whose acknowledgement waits for the store's sync;
-/// beyond, the next frames wait (the network reads on once one is synced).
-const MAX_ACKS_SYNCING: usize = 16;
+/// Most received entries whose acknowledgement waits for the store's sync;
+/// beyond, the next frames wait (the network reads on once some are
+/// synced). Counted in entries, not batches: at a conversation's pace every
+/// entry is a batch of its own, and a bound of 16 batches held the network
+/// for as long as one slow fsync took: with every fsync made to take 20 ms
+/// (an `LD_PRELOAD` shim), 1 000 msg/s went from p50 15.9 ms / p99 59 ms to
+/// p50 0.76 ms with this and the sender's bound counted in messages.
+const MAX_ACKS_SYNCING: usize = 4096;
 
 /// Most entries read from the outbox for one peer per push.
 const PUSH_LIMIT: u32 = 256;
@@ -1319,8 +1324,9 @@ impl Courier {
                         // Acknowledged only once durable; the frames after
                         // these are taken meanwhile (see `MAX_ACKS_SYNCING`).
                         let stored = done.take();
+                        let entries = u32::try_from(ack.len().clamp(1, MAX_ACKS_SYNCING)).unwrap_or(1);
                         let send = async move {
-                            let permit = syncing.acquire_owned().await;
+                            let permit = syncing.acquire_many_owned(entries).await;
                             if let Some(stored) = stored {
                                 let _ = stored.send(());
                             }

@@ -21,7 +21,7 @@
 //! The fsync is off the message's path: the transaction commits deferred
 //! (see `veil_storage::Unsynced`), the entries are pushed to the network,
 //! and the callers hear back once the WAL is synced; the next batch is
-//! sealed and stored meanwhile (at most `MAX_SYNCING` batches wait). A
+//! sealed and stored meanwhile (at most `MAX_SYNCING` messages wait). A
 //! power loss between the push and the sync could undo the chain's move;
 //! the next messages would then be sealed under keys and nonces already
 //! sent. So positions are *reserved* ahead, durably: a batch that ends past
@@ -65,9 +65,14 @@ const STORE_AT_ONCE_UP_TO: usize = 4;
 /// Positions reserved ahead of the chain at a time (see above).
 const RESERVE_AHEAD: u64 = 512;
 
-/// Most batches stored and pushed that wait for their sync at once: the
+/// Most messages stored and pushed that wait for their sync at once: the
 /// next batch is sealed and stored while the disk syncs, up to this many.
-const MAX_SYNCING: usize = 4;
+/// Counted in messages, not batches: at a conversation's pace every
+/// message is a batch of its own, and a bound of four batches stalled the
+/// fifth message for as long as one slow fsync took (the receiver's acks
+/// had the same bound: see the courier's `MAX_ACKS_SYNCING`). A power loss
+/// can undo at most this many pushed messages, as four full batches could.
+const MAX_SYNCING: usize = 4 * MAX_BATCH;
 
 /// Most appends waiting for the next batch. The actor's mailbox bounds how
 /// many can arrive between two batches; this only guards the queue.
@@ -87,7 +92,7 @@ pub(super) struct Appends {
     sealed: Option<SealedBatch>,
     /// A `StoreAppends` is in the mailbox.
     scheduled: bool,
-    /// Batches stored and pushed whose callers wait for the sync.
+    /// Messages stored and pushed whose callers wait for the sync.
     syncing: usize,
 }
 
@@ -366,7 +371,8 @@ fn synced_then_reply(
     replies: Vec<oneshot::Sender<Result<EntryHash>>>,
     hashes: Vec<EntryHash>,
 ) {
-    act.appends.syncing += 1;
+    let count = replies.len();
+    act.appends.syncing += count;
     let (store, events, group, log) = (act.deps.store.clone(), act.deps.events.clone(), act.group, ctx.address());
     actix_rt::spawn(async move {
         match store.sync(unsynced).await {
@@ -381,20 +387,23 @@ fn synced_then_reply(
             }
             Err(e) => failed(replies, e.into()),
         }
-        log.do_send(BatchSynced);
+        log.do_send(BatchSynced { count });
     });
 }
 
 /// Internal: a batch's callers heard back; the next may go.
 #[derive(actix::Message)]
 #[rtype(result = "()")]
-struct BatchSynced;
+struct BatchSynced {
+    /// Its messages.
+    count: usize,
+}
 
 impl Handler<BatchSynced> for GroupLog {
     type Result = ();
 
-    fn handle(&mut self, _: BatchSynced, ctx: &mut Self::Context) {
-        self.appends.syncing = self.appends.syncing.saturating_sub(1);
+    fn handle(&mut self, msg: BatchSynced, ctx: &mut Self::Context) {
+        self.appends.syncing = self.appends.syncing.saturating_sub(msg.count);
         schedule(self, ctx);
     }
 }
