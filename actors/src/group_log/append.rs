@@ -255,7 +255,12 @@ impl Handler<StoreAppends> for GroupLog {
             }
             None => None,
         };
-        let job = self.seal_job(&writer, pending.as_ref());
+        // Without the keys of the epoch it writes in the log cannot seal:
+        // the callers hear why rather than wait on rounds that do nothing.
+        let job = self.seal_job(&writer, pending.as_ref()).unwrap_or_else(|e| {
+            failed(self.appends.waiting.drain(..).map(|(_, reply)| reply).collect(), e);
+            None
+        });
         // A small batch with nothing sealed before it (a conversation, not
         // a flood) is stored in the same round: a lone message does not
         // wait for the next.
@@ -318,23 +323,20 @@ impl GroupLog {
     /// Takes the waiting appends to seal on from `pending` (or from the
     /// stored chain), unless a share is owed first and `pending` has to be
     /// stored before it.
-    fn seal_job(&mut self, writer: &Writer, pending: Option<&SealedBatch>) -> Option<SealJob> {
-        let state = self.state.as_ref()?;
+    fn seal_job(&mut self, writer: &Writer, pending: Option<&SealedBatch>) -> Result<Option<SealJob>> {
+        let Some(state) = self.state.as_ref() else { return Ok(None) };
         let owed = share::owed(state);
         if self.appends.waiting.is_empty() || (pending.is_some() && !owed.is_empty()) {
-            return None;
+            return Ok(None);
         }
-        let keys = state.epochs.keys(&writer.epoch)?.clone();
-        let (chain, parents, lamport) = match pending {
-            Some(batch) => {
-                let (last, links) = batch.entries.last()?;
-                (batch.chain.clone(), vec![last.hash()], links.lamport.max(state.lamport))
-            }
+        let keys = state.epochs.keys(&writer.epoch).ok_or(Error::Unavailable(NAME))?.clone();
+        let (chain, parents, lamport) = match pending.and_then(|batch| Some((batch, batch.entries.last()?))) {
+            Some((batch, (last, links))) => (batch.chain.clone(), vec![last.hash()], links.lamport.max(state.lamport)),
             None => (writer.chain.clone(), parents_of(&state.heads), state.lamport),
         };
         let take = self.appends.waiting.len().min(MAX_BATCH);
         let (payloads, replies) = self.appends.waiting.drain(..take).unzip();
-        Some(SealJob { epoch: writer.epoch, keys, chain, parents, lamport, owed, payloads, replies })
+        Ok(Some(SealJob { epoch: writer.epoch, keys, chain, parents, lamport, owed, payloads, replies }))
     }
 }
 
