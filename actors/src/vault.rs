@@ -195,9 +195,11 @@ impl Handler<SignEntry> for IdentityVault {
     }
 }
 
-/// Batches of at most this many messages are sealed on the node's thread: a
-/// thread hand-off costs more than signing them (~25 µs each).
-const SEAL_HERE_UP_TO: usize = 4;
+/// Batches of at most this many messages (a conversation's pace, not a
+/// flood) are sealed on the node's thread: a thread hand-off costs more than
+/// signing them (~25 µs each). The group log stores them in the round that
+/// sealed them for the same reason.
+pub(crate) const SMALL_BATCH: usize = 4;
 
 impl Handler<SealMessages> for IdentityVault {
     // Larger batches are sealed on a blocking thread with a copy of the
@@ -208,7 +210,7 @@ impl Handler<SealMessages> for IdentityVault {
 
     fn handle(&mut self, msg: SealMessages, ctx: &mut Self::Context) -> Self::Result {
         let key = guarded(NAME, ctx, || self.device_key(&msg.group, &msg.epoch));
-        if msg.payloads.len() <= SEAL_HERE_UP_TO {
+        if msg.payloads.len() <= SMALL_BATCH {
             let sealed = guarded(NAME, ctx, || seal_messages(&key?, msg));
             return Box::pin(async move { sealed });
         }

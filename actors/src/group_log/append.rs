@@ -58,10 +58,6 @@ use crate::{
 /// Most messages sealed and stored in one transaction.
 const MAX_BATCH: usize = 512;
 
-/// Batches of at most this many messages, with none sealed before them,
-/// are stored in the round that sealed them.
-const STORE_AT_ONCE_UP_TO: usize = 4;
-
 /// Positions reserved ahead of the chain at a time (see above).
 const RESERVE_AHEAD: u64 = 512;
 
@@ -205,7 +201,7 @@ struct Sealing {
 enum Sealed {
     /// Kept for the next round to store.
     Ahead(SealedBatch),
-    /// Stored at once (see `STORE_AT_ONCE_UP_TO`).
+    /// Stored at once (a small batch: see `vault::SMALL_BATCH`).
     Stored(std::result::Result<Stored, (Error, Vec<Reply>)>),
 }
 
@@ -264,7 +260,8 @@ impl Handler<StoreAppends> for GroupLog {
         // A small batch with nothing sealed before it (a conversation, not
         // a flood) is stored in the same round: a lone message does not
         // wait for the next.
-        let store_now = pending.is_none() && job.as_ref().is_some_and(|j| j.payloads.len() <= STORE_AT_ONCE_UP_TO);
+        let store_now =
+            pending.is_none() && job.as_ref().is_some_and(|j| j.payloads.len() <= crate::vault::SMALL_BATCH);
         let reserved = writer.reserved;
         AtomicResponse::new(Box::pin(
             async move {
