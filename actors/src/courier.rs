@@ -48,6 +48,7 @@ use veil_transports::{NetworkHandle, libp2p::PeerId};
 use crate::{
     Error, GroupLog, NodeEvent, Result,
     announce::{Announcements, Change},
+    coalesce::{Coalesced, Due},
     group_log::GroupLogDeps,
     heads::{Heads, HeadsGossip, OwnHeads},
     messages::{
@@ -59,8 +60,9 @@ use crate::{
         vault::GroupAdded,
     },
     nearby::{self, Nearby},
-    outgoing::{ACK_DELAY, Ack, AckStep, Lanes, Next, PendingAcks, ack_rows, delivered},
+    outgoing::{ACK_BATCH, ACK_DELAY, Ack, Lanes, MAX_PENDING_ACKS, Next, ack_rows, delivered},
     pace::LookupPace,
+    receipts::{RECEIPT_DELAY, Receipt, ToPeer, receipt_frames},
     supervision::{guarded_with, mailbox},
 };
 
@@ -220,11 +222,13 @@ pub struct Courier {
     /// How entries reach each peer: from memory, or through the outbox.
     lanes: Lanes,
     /// Acknowledgements waiting to be recorded.
-    acks: PendingAcks,
+    acks: Coalesced<Ack>,
     /// Told when a batch of acknowledgements was recorded.
     acks_recorded: Arc<Notify>,
-    /// Received batches whose acknowledgement waits for their sync.
+    /// Received entries whose acknowledgement waits (see `MAX_ACKS_SYNCING`).
     acks_syncing: Arc<tokio::sync::Semaphore>,
+    /// Acknowledgements owed, waiting for the store's next sync.
+    receipts: Coalesced<Receipt>,
     /// Peers found nearby and what they were offered.
     nearby: Nearby,
     /// Whether the policy allows proximity discovery.
@@ -299,9 +303,10 @@ impl Courier {
             fallback: deps.fallback,
             proven: HashSet::new(),
             lanes: Lanes::default(),
-            acks: PendingAcks::default(),
+            acks: Coalesced::new(ACK_BATCH),
             acks_recorded: Arc::new(Notify::new()),
             acks_syncing: Arc::new(tokio::sync::Semaphore::new(MAX_ACKS_SYNCING)),
+            receipts: Coalesced::new(ACK_BATCH),
             nearby: Nearby::default(),
             proximity: deps.proximity,
             wants_members: false,
@@ -602,21 +607,33 @@ impl Courier {
         }));
     }
 
+    /// What `items` has due now; when they wait, `again` runs once `delay`
+    /// passed.
+    fn due<T: 'static>(
+        &mut self,
+        ctx: &mut Context<Self>,
+        items: fn(&mut Self) -> &mut Coalesced<T>,
+        delay: Duration,
+        again: fn(&mut Self, &mut Context<Self>),
+    ) -> Option<Vec<T>> {
+        match items(self).next_step() {
+            Due::Now(batch) => Some(batch),
+            Due::AfterDelay => {
+                ctx.run_later(delay, move |act, ctx| {
+                    items(act).waited();
+                    again(act, ctx);
+                });
+                None
+            }
+            Due::Nothing => None,
+        }
+    }
+
     /// Records the acknowledgements waiting, in one transaction, once
     /// [`ACK_DELAY`] passed or enough wait, and unless a batch is being
     /// recorded (then they go next).
     fn record_acks(&mut self, ctx: &mut Context<Self>) {
-        let batch = match self.acks.next_step() {
-            AckStep::Record(batch) => batch,
-            AckStep::Wait => {
-                ctx.run_later(ACK_DELAY, |act, ctx| {
-                    act.acks.waited();
-                    act.record_acks(ctx);
-                });
-                return;
-            }
-            AckStep::Nothing => return,
-        };
+        let Some(batch) = self.due(ctx, |act| &mut act.acks, ACK_DELAY, Self::record_acks) else { return };
         let (store, events) = (self.store.clone(), self.events.clone());
         let fut = async move {
             let removed = store.ack_many(&ack_rows(&batch)).await;
@@ -631,9 +648,52 @@ impl Courier {
             }
         };
         ctx.spawn(fut.into_actor(self).map(|(), act, ctx| {
-            act.acks.recorded();
+            act.acks.done();
             act.acks_recorded.notify_waiters();
             act.record_acks(ctx);
+        }));
+    }
+
+    /// Sends the acknowledgements owed once the store synced what they
+    /// acknowledge: one sync and one frame per peer and group for all that
+    /// waited [`RECEIPT_DELAY`] (or enough of them), while the next wait.
+    fn send_receipts(&mut self, ctx: &mut Context<Self>) {
+        let Some(batch) = self.due(ctx, |act| &mut act.receipts, RECEIPT_DELAY, Self::send_receipts) else { return };
+        let store = self.store.clone();
+        // A sync covers every commit that returned before it began.
+        let unsynced = batch.iter().filter_map(|r| r.unsynced).max();
+        let synced = async move {
+            match unsynced {
+                Some(unsynced) => store.sync(unsynced).await,
+                None => Ok(()),
+            }
+        };
+        ctx.spawn(synced.into_actor(self).map(move |synced, act, ctx| {
+            act.receipts.done();
+            match synced {
+                // Each peer's frames go on their own: a slow peer holds up
+                // no other's.
+                Ok(()) => {
+                    for ToPeer { peer, frames, permits } in receipt_frames(batch) {
+                        let network = act.network.clone();
+                        ctx.spawn(
+                            async move {
+                                let _permits = permits;
+                                for frame in frames {
+                                    if let Err(e) = network.send_frame(peer, frame).await {
+                                        tracing::debug!(actor = NAME, error = %e, "an ack was not delivered");
+                                        return;
+                                    }
+                                }
+                            }
+                            .into_actor(act),
+                        );
+                    }
+                }
+                // Never acknowledged: the senders send them again.
+                Err(e) => tracing::debug!(actor = NAME, error = %e, "a sync failed; acks not sent"),
+            }
+            act.send_receipts(ctx);
         }));
     }
 
@@ -1281,7 +1341,8 @@ impl Courier {
             GroupBody::Ack(hashes) => {
                 let route = self.routes.get(&group)?;
                 let members = route.members.clone();
-                self.acks.add(Ack { group, members, hashes });
+                let weight = hashes.len();
+                self.acks.add(Ack { group, members, hashes }, weight);
                 self.record_acks(ctx);
             }
         }
@@ -1298,10 +1359,10 @@ impl Courier {
         entries: Vec<SealedEntry>,
     ) -> Option<oneshot::Receiver<()>> {
         let route = self.routes.get(&group)?;
-        let (me, network) = (self.me?, self.network.clone());
+        let me = self.me?;
         let tag = self.tag(&group, &me, &peer)?;
         let (log, pull) = (route.log.clone(), route.pull);
-        let (store, syncing) = (self.store.clone(), self.acks_syncing.clone());
+        let syncing = self.acks_syncing.clone();
         let (done, finished) = oneshot::channel();
         ctx.spawn(
             async move { log.send(ReceiveEntries { entries }).await.map_err(mailbox("group-log"))? }
@@ -1315,35 +1376,31 @@ impl Courier {
                         // leaving device learns its announcement is
                         // held elsewhere). The ack is not waited for:
                         // both sides may be receiving at once.
-                        let ack = if pull { receipt.metadata } else { receipt.ack };
-                        // A batch may hold more than one ack frame carries.
-                        let frames: Vec<Vec<u8>> = ack
-                            .chunks(MAX_ACK_HASHES)
-                            .map(|chunk| GroupFrame { session_tag: tag, body: GroupBody::Ack(chunk.to_vec()) }.encode())
-                            .collect();
-                        // Acknowledged only once durable; the frames after
-                        // these are taken meanwhile (see `MAX_ACKS_SYNCING`).
+                        let hashes = if pull { receipt.metadata } else { receipt.ack };
+                        // Acknowledged once durable, with the other
+                        // receipts of the next few milliseconds; the frames
+                        // after these are taken meanwhile, up to a bound
+                        // (see `MAX_ACKS_SYNCING`).
                         let stored = done.take();
-                        let entries = u32::try_from(ack.len().clamp(1, MAX_ACKS_SYNCING)).unwrap_or(1);
-                        let send = async move {
-                            let permit = syncing.acquire_many_owned(entries).await;
-                            if let Some(stored) = stored {
-                                let _ = stored.send(());
-                            }
-                            let Ok(_permit) = permit else { return Ok(()) };
-                            if let Some(unsynced) = receipt.unsynced {
-                                store.sync(unsynced).await?;
-                            }
-                            for frame in frames {
-                                network.send_frame(peer, frame).await?;
-                            }
-                            Ok::<_, Error>(())
-                        };
-                        ctx.spawn(send.into_actor(act).map(|sent, _, _| {
-                            if let Err(e) = sent {
-                                tracing::debug!(actor = NAME, error = %e, "an ack was not delivered");
-                            }
-                        }));
+                        if !hashes.is_empty() {
+                            let entries = u32::try_from(hashes.len().min(MAX_ACKS_SYNCING)).unwrap_or(1);
+                            let unsynced = receipt.unsynced;
+                            let room = syncing.acquire_many_owned(entries).into_actor(act).map(
+                                move |permit, act: &mut Self, ctx| {
+                                    if let Some(stored) = stored {
+                                        let _ = stored.send(());
+                                    }
+                                    // Closed only if the courier is going away.
+                                    let Ok(permit) = permit else { return };
+                                    let weight = hashes.len();
+                                    act.receipts.add(Receipt { peer, tag, hashes, unsynced, permit }, weight);
+                                    act.send_receipts(ctx);
+                                },
+                            );
+                            ctx.spawn(room);
+                        } else if let Some(stored) = stored {
+                            let _ = stored.send(());
+                        }
                         receipt.waiting
                     });
                     if r.is_ok() && pull {
@@ -1392,7 +1449,8 @@ impl Handler<InboundFrames> for Courier {
             .collect();
         // Too many acknowledgements waiting: read on once the batch being
         // recorded is done.
-        let recorded = self.acks.full().then(|| self.acks_recorded.clone().notified_owned());
+        let full = self.acks.weight() >= MAX_PENDING_ACKS;
+        let recorded = full.then(|| self.acks_recorded.clone().notified_owned());
         Box::pin(
             async move {
                 for f in finished.drain(..) {

@@ -39,6 +39,7 @@
 
 mod announce;
 pub mod audit;
+mod coalesce;
 mod contacts;
 mod courier;
 mod error;
@@ -51,6 +52,7 @@ mod node;
 mod outgoing;
 mod pace;
 mod period;
+mod receipts;
 mod replica;
 mod rotator;
 mod supervision;

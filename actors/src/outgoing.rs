@@ -12,7 +12,7 @@
 //! is written goes through the outbox too, so nothing overtakes an older
 //! entry ([`Lanes`]). Acknowledgements wait a few milliseconds, and while
 //! one batch of them is being recorded, and go together in one transaction
-//! ([`PendingAcks`]).
+//! (see `coalesce`).
 
 use std::collections::HashMap;
 
@@ -152,87 +152,6 @@ pub(crate) const ACK_DELAY: std::time::Duration = std::time::Duration::from_mill
 /// As many acknowledged hashes as go at once without waiting [`ACK_DELAY`].
 pub(crate) const ACK_BATCH: usize = 512;
 
-/// Acknowledgements waiting to be recorded.
-#[derive(Default)]
-pub(crate) struct PendingAcks {
-    waiting: Vec<Ack>,
-    hashes: usize,
-    /// A batch is being recorded.
-    recording: bool,
-    /// The wait for more acknowledgements ([`ACK_DELAY`]).
-    delay: Delay,
-}
-
-/// Where the wait for more acknowledgements stands.
-#[derive(Default, Clone, Copy, PartialEq, Eq)]
-enum Delay {
-    /// Not started: the next acknowledgements start it.
-    #[default]
-    Idle,
-    /// Under way.
-    Running,
-    /// Over: what waits goes.
-    Over,
-}
-
-/// What to do with the acknowledgements waiting.
-pub(crate) enum AckStep {
-    /// Record these now.
-    Record(Vec<Ack>),
-    /// Wait [`ACK_DELAY`] for more, then ask again.
-    Wait,
-    /// Nothing now (nothing waits, a batch is being recorded, or the
-    /// wait is under way).
-    Nothing,
-}
-
-impl PendingAcks {
-    /// Adds an acknowledgement.
-    pub(crate) fn add(&mut self, ack: Ack) {
-        self.hashes += ack.hashes.len();
-        self.waiting.push(ack);
-    }
-
-    /// Whether the waiting acknowledgements hold as many hashes as allowed.
-    pub(crate) fn full(&self) -> bool {
-        self.hashes >= MAX_PENDING_ACKS
-    }
-
-    /// What to do next: record the batch waiting (marked being recorded)
-    /// when the wait is over or the batch is large, else start the wait.
-    /// One batch is recorded at a time.
-    pub(crate) fn next_step(&mut self) -> AckStep {
-        if self.recording || self.waiting.is_empty() {
-            return AckStep::Nothing;
-        }
-        match self.delay {
-            _ if self.hashes >= ACK_BATCH => {}
-            Delay::Over => {}
-            Delay::Running => return AckStep::Nothing,
-            Delay::Idle => {
-                self.delay = Delay::Running;
-                return AckStep::Wait;
-            }
-        }
-        self.recording = true;
-        self.hashes = 0;
-        self.delay = Delay::Idle;
-        AckStep::Record(std::mem::take(&mut self.waiting))
-    }
-
-    /// The wait started by [`AckStep::Wait`] is over.
-    pub(crate) fn waited(&mut self) {
-        if self.delay == Delay::Running {
-            self.delay = Delay::Over;
-        }
-    }
-
-    /// The batch being recorded is done.
-    pub(crate) fn recorded(&mut self) {
-        self.recording = false;
-    }
-}
-
 /// The rows one batch of acknowledgements removes: one `(member, hashes)`
 /// per member of each acknowledgement, in order.
 pub(crate) fn ack_rows(batch: &[Ack]) -> Vec<(Peer, Vec<EntryHash>)> {
@@ -308,68 +227,17 @@ mod tests {
         assert!(matches!(lanes.next(group, peer), Next::Live(e) if e.is_empty()));
     }
 
-    fn recorded(step: AckStep) -> Vec<Ack> {
-        match step {
-            AckStep::Record(batch) => batch,
-            AckStep::Wait => panic!("waits"),
-            AckStep::Nothing => panic!("does nothing"),
-        }
-    }
-
     #[test]
-    fn acknowledgements_wait_a_little_and_while_a_batch_is_recorded_then_go_together() {
-        let mut acks = PendingAcks::default();
+    fn a_batch_of_acknowledgements_removes_one_row_set_per_member() {
         let ack = |n: u8, members: usize| Ack {
             group: GroupId([n; 32]),
             members: (0..members).map(|m| Peer([m as u8; 32])).collect(),
             hashes: vec![EntryHash([n; 32])],
         };
-        assert!(matches!(acks.next_step(), AckStep::Nothing), "nothing waits");
-        acks.add(ack(1, 1));
-        assert!(matches!(acks.next_step(), AckStep::Wait), "a lone ack waits for others");
-        assert!(matches!(acks.next_step(), AckStep::Nothing), "one wait at a time");
-        acks.add(ack(4, 1));
-        acks.waited();
-        let first = recorded(acks.next_step());
-        assert_eq!(first.iter().map(|a| a.group).collect::<Vec<_>>(), [GroupId([1; 32]), GroupId([4; 32])]);
-        acks.add(ack(2, 2));
-        acks.add(ack(3, 1));
-        assert!(matches!(acks.next_step(), AckStep::Nothing), "one batch at a time");
-        acks.recorded();
-        assert!(matches!(acks.next_step(), AckStep::Wait), "a new wait for the next batch");
-        acks.waited();
-        let second = recorded(acks.next_step());
-        assert_eq!(second.iter().map(|a| a.group).collect::<Vec<_>>(), [GroupId([2; 32]), GroupId([3; 32])]);
-        let rows = ack_rows(&second);
+        let batch = [ack(2, 2), ack(3, 1)];
+        let rows = ack_rows(&batch);
         assert_eq!(rows.len(), 3, "one row set per member");
-        let done = delivered(&second, &[0, 1, 0]);
+        let done = delivered(&batch, &[0, 1, 0]);
         assert_eq!(done.iter().map(|a| a.group).collect::<Vec<_>>(), [GroupId([2; 32])]);
-        acks.recorded();
-        assert!(matches!(acks.next_step(), AckStep::Nothing));
-    }
-
-    #[test]
-    fn a_large_batch_of_acknowledgements_goes_at_once() {
-        let mut acks = PendingAcks::default();
-        acks.add(Ack { group: GroupId([0; 32]), members: vec![], hashes: vec![EntryHash([0; 32]); ACK_BATCH] });
-        assert_eq!(recorded(acks.next_step()).len(), 1, "no wait");
-        acks.recorded();
-        acks.add(Ack { group: GroupId([1; 32]), members: vec![], hashes: vec![EntryHash([1; 32])] });
-        assert!(matches!(acks.next_step(), AckStep::Wait));
-        acks.add(Ack { group: GroupId([2; 32]), members: vec![], hashes: vec![EntryHash([2; 32]); ACK_BATCH] });
-        assert_eq!(recorded(acks.next_step()).len(), 2, "large enough while waiting: at once");
-        acks.recorded();
-        acks.waited();
-        assert!(matches!(acks.next_step(), AckStep::Nothing), "the old wait ends with nothing waiting");
-    }
-
-    #[test]
-    fn pending_acknowledgements_are_bounded() {
-        let mut acks = PendingAcks::default();
-        let hashes = vec![EntryHash([0; 32]); MAX_PENDING_ACKS];
-        acks.add(Ack { group: GroupId([0; 32]), members: vec![], hashes });
-        assert!(acks.full());
-        recorded(acks.next_step());
-        assert!(!acks.full(), "the batch being recorded no longer counts");
     }
 }

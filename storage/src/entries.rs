@@ -73,13 +73,14 @@ pub enum RatchetUpdate<'a> {
 enum Fresh {
     /// They may be (received entries, or any the caller cannot vouch for).
     Lookup,
-    /// This device sealed them just now, at chain positions never used
-    /// before: none can be stored.
-    SealedJustNow,
+    /// The caller vouches that none is: this device sealed them just now,
+    /// at chain positions never used before, or they are messages past
+    /// their author's chain position as stored.
+    Vouched,
 }
 
 /// The row ids of groups, learned by appends: a group's never changes and
-/// groups are never deleted, so an append of entries sealed just now needs
+/// groups are never deleted, so an append of entries vouched for needs
 /// no read at all.
 #[derive(Debug, Default)]
 pub(crate) struct GroupRefs(std::sync::Mutex<HashMap<GroupId, i64>>);
@@ -213,6 +214,17 @@ impl Store {
         self.append_owed(batch, self.now(), Commit::Deferred, Fresh::Lookup).await
     }
 
+    /// Appends like [`append_batch_deferred`](Self::append_batch_deferred)
+    /// received messages the caller knows are not stored: each is past its
+    /// author's receiving chain as stored (storing it would have moved the
+    /// chain past it). Nothing is looked up first, so the append is one
+    /// round trip to SQLite instead of two, unless a chain holds skipped
+    /// keys. An entry that *is* stored would be stored twice: only for
+    /// entries the caller can vouch for.
+    pub async fn append_unseen_deferred(&self, batch: &[NewEntry<'_>]) -> Result<(Vec<Appended>, Unsynced)> {
+        self.append_owed(batch, self.now(), Commit::Deferred, Fresh::Vouched).await
+    }
+
     /// Appends like [`append_batch`](Self::append_batch) entries the caller
     /// pushes to their peers itself right away: their outbox rows first
     /// come due `retry_after` from now, for the case that no acknowledgement
@@ -228,13 +240,13 @@ impl Store {
     ) -> Result<(Vec<Appended>, Unsynced)> {
         let now = self.now();
         let due = UnixTime(now.0.saturating_add(retry_after.as_secs()));
-        self.append_owed(batch, due, Commit::Deferred, Fresh::SealedJustNow).await
+        self.append_owed(batch, due, Commit::Deferred, Fresh::Vouched).await
     }
 
     /// The append: two round trips to SQLite (see `script`): what is
     /// stored already, then every write and the commit. One when nothing
-    /// needs reading: entries sealed just now (see [`Fresh`]) of groups
-    /// whose row ids are known, moving no receiving chain.
+    /// needs reading: entries vouched for (see [`Fresh`]) of groups whose
+    /// row ids are known, moving no receiving chain that holds skipped keys.
     async fn append_owed(
         &self,
         batch: &[NewEntry<'_>],
@@ -264,7 +276,7 @@ impl Store {
         let mut conn = self.writer().await?;
         let mut writes = Script::new();
         let known_refs = match fresh {
-            Fresh::SealedJustNow if skipped_of.is_empty() => self.group_refs.known(&groups),
+            Fresh::Vouched if skipped_of.is_empty() => self.group_refs.known(&groups),
             _ => None,
         };
         let rows = match known_refs {

@@ -762,3 +762,60 @@ async fn reserved_positions_outlive_an_unclean_stop_and_a_clean_close_releases_t
     store.save_sender_chain(&gid, SenderChain::generate(&mut OsEntropy).unwrap().state()).await.unwrap();
     assert_eq!(store.sender_chain(&gid).await.unwrap().unwrap().resume_at(), 0);
 }
+
+/// Received messages past their chain, appended without looking up what is
+/// stored: stored with payloads, chain and heads like any append, whether
+/// the chain holds skipped keys (then the lookup is made after all) or not.
+#[tokio::test]
+async fn received_messages_past_their_chain_are_stored_without_a_lookup() {
+    let t = temp_store().await;
+    let (secret, keys, device) = group_fixture(7);
+    let gid = t.store.insert_group(GroupKind::Contact, None, &secret, &device).await.unwrap();
+    let mut e = TestEntropy::new(b"unseen");
+    let mut chain = SenderChain::generate(&mut e).unwrap();
+    let mut receiver = ReceiverChain::new(chain.state().clone(), 64).unwrap();
+    let author = device.verify_key();
+    let (mut sealed, mut links) = (vec![], vec![]);
+    for i in 0..4u64 {
+        let l = Links {
+            kind: EntryKind::Message,
+            lamport: i + 1,
+            parents: sealed.last().map(|s: &veil_crypto::envelope::SealedEntry| s.hash()).into_iter().collect(),
+        };
+        sealed.push(
+            seal_entry(&keys, &device, &l, BodyKey::Message(&mut chain), format!("m{i}").as_bytes(), &mut e).unwrap(),
+        );
+        links.push(l);
+    }
+    let store_one = async |i: usize, receiver: &mut ReceiverChain| {
+        let payload = open_entry(&keys, &sealed[i]).unwrap().read_message(receiver).unwrap();
+        let new = NewEntry {
+            group: gid,
+            entry: &sealed[i],
+            links: &links[i],
+            author: Some(author),
+            payload: Some(&payload[..]),
+            ratchet: Some(RatchetUpdate::Receiver { device: author, chain: receiver }),
+            outbox: &[],
+        };
+        let (outcomes, unsynced) = t.store.append_unseen_deferred(std::slice::from_ref(&new)).await.unwrap();
+        t.store.sync(unsynced).await.unwrap();
+        outcomes
+    };
+    // In order: no skipped keys (one round trip once the group is known).
+    assert_eq!(store_one(0, &mut receiver).await, [Appended::Stored]);
+    assert_eq!(store_one(1, &mut receiver).await, [Appended::Stored]);
+    // Out of order: the chain now holds a skipped key, stored with it.
+    assert_eq!(store_one(3, &mut receiver).await, [Appended::Stored]);
+    let stored = t.store.receiver_chain(&gid, &author).await.unwrap().unwrap();
+    assert_eq!(stored.state().next, 4);
+    assert_eq!(stored.skipped_counters().collect::<Vec<_>>(), vec![2]);
+    assert_eq!(store_one(2, &mut receiver).await, [Appended::Stored]);
+    let stored = t.store.receiver_chain(&gid, &author).await.unwrap().unwrap();
+    assert!(stored.skipped_counters().next().is_none(), "the skipped key is used and gone");
+    for (i, s) in sealed.iter().enumerate() {
+        let record = t.store.entry(&s.hash()).await.unwrap().unwrap();
+        assert_eq!(&record.payload.unwrap()[..], format!("m{i}").as_bytes());
+    }
+    assert_eq!(t.store.heads(&gid, EntryKind::Message).await.unwrap(), vec![sealed[3].hash()]);
+}

@@ -490,6 +490,8 @@ struct QueuedMessage {
     links: Links,
     author: VerifyKey,
     payload: Option<zeroize::Zeroizing<Vec<u8>>>,
+    /// Past its author's chain as stored, so certainly not stored yet.
+    unseen: bool,
 }
 
 /// A snapshot of what receiving needs, taken from the actor.
@@ -761,6 +763,7 @@ impl Receiver {
         {
             self.chains.insert(author, chain);
         }
+        let unseen = self.is_new(opened);
         let payload = match self.chains.get_mut(&author) {
             None => None,
             Some(chain) => match opened.read_message(chain) {
@@ -770,7 +773,7 @@ impl Receiver {
                 Err(_) => return Ok(Received::Refused("undecryptable")),
             },
         };
-        self.queued.push(QueuedMessage { entry: entry.clone(), links: opened.links.clone(), author, payload });
+        self.queued.push(QueuedMessage { entry: entry.clone(), links: opened.links.clone(), author, payload, unseen });
         Ok(Received::Queued)
     }
 
@@ -796,7 +799,13 @@ impl Receiver {
                 outbox: &[],
             })
             .collect();
-        let (outcomes, unsynced) = self.deps.store.append_batch_deferred(&batch).await?;
+        // Messages past their chains need no lookup of what is stored: one
+        // round trip to SQLite instead of two, on every message received
+        // in order.
+        let (outcomes, unsynced) = match queued.iter().all(|q| q.unseen) {
+            true => self.deps.store.append_unseen_deferred(&batch).await?,
+            false => self.deps.store.append_batch_deferred(&batch).await?,
+        };
         self.unsynced = Some(unsynced);
         drop(batch);
         Ok(queued.into_iter().zip(outcomes).collect())
