@@ -286,7 +286,10 @@ async fn one_at_a_time(a: &Node, b: &Node, group: GroupId, count: usize) -> Valu
 /// is due and starts it on the runtime: tokio's timer has a resolution of
 /// a millisecond, so sends scheduled with it would start up to 1 ms late,
 /// and that lateness (the bench's, not the node's) would count as latency.
-/// How late the sends really started is reported (`start_late_*`).
+/// The thread's timer slack is cut to a nanosecond: Linux lets a sleep
+/// overshoot by 50 µs by default, and that (the bench's lateness, not the
+/// node's) counted as latency. How late the sends really started is
+/// reported (`start_late_*`).
 async fn offered(a: &Node, b: &Node, group: GroupId, rate: usize, count: usize) -> Value {
     let arrivals = Arrivals::of(b);
     let sent: Arc<Mutex<Vec<(EntryHash, Instant)>>> = Arc::new(Mutex::new(Vec::with_capacity(count)));
@@ -295,6 +298,8 @@ async fn offered(a: &Node, b: &Node, group: GroupId, rate: usize, count: usize) 
     let pacer = {
         let sent = sent.clone();
         std::thread::spawn(move || {
+            // Best effort: the lateness is reported either way.
+            let _ = rustix::thread::set_current_timer_slack(std::num::NonZeroU64::new(1));
             let mut tasks = Vec::with_capacity(count);
             let mut late = Vec::with_capacity(count);
             for i in 0..count {
