@@ -24,14 +24,14 @@
 //! sealed and stored meanwhile (at most `MAX_SYNCING` messages wait). A
 //! power loss between the push and the sync could undo the chain's move;
 //! the next messages would then be sealed under keys and nonces already
-//! sent. So positions are *reserved* ahead, durably: a batch that ends past
-//! the reservation raises it to `RESERVE_AHEAD` past its end and waits for
-//! its sync before it pushes; the chain resumes past the reservation after
-//! an unclean stop (a clean close releases it). About one message in
-//! `RESERVE_AHEAD` pays the sync before its push (so not the p99 of a
-//! conversation). That batch is durable when it pushes, so after a crash
-//! receivers step over at most `RESERVE_AHEAD` positions, inside their
-//! window (1024).
+//! sent. So positions are *reserved* ahead, durably, and a batch is pushed
+//! before its sync only inside a durable reservation; the chain resumes
+//! past the reservation after an unclean stop (a clean close releases it).
+//! The reservation is raised early and synced beside the path (see
+//! `reserve`): a conversation's messages never wait for it, only the first
+//! batch after loading and a flood that outruns the syncs. After a crash
+//! receivers step over at most the reservation (512 positions) past what
+//! they were sent, inside their window (1024).
 
 use std::collections::VecDeque;
 
@@ -44,7 +44,7 @@ use veil_crypto::{
 use veil_proto::metadata::MemberJoined;
 use veil_storage::{NewEntry, RatchetUpdate, Unsynced};
 
-use super::{GroupLog, GroupLogDeps, NAME, Writer, announce, share, tell_owed};
+use super::{GroupLog, GroupLogDeps, NAME, Writer, announce, reserve::Reservation, share, tell_owed};
 use crate::{
     Error, NodeEvent, Result,
     heads::{heads_after, parents_of},
@@ -57,9 +57,6 @@ use crate::{
 
 /// Most messages sealed and stored in one transaction.
 const MAX_BATCH: usize = 512;
-
-/// Positions reserved ahead of the chain at a time (see above).
-const RESERVE_AHEAD: u64 = 512;
 
 /// Most messages stored and pushed that wait for their sync at once: the
 /// next batch is sealed and stored while the disk syncs, up to this many.
@@ -211,7 +208,10 @@ struct Stored {
     /// Their Lamport clocks.
     lamports: Vec<u64>,
     chain: SenderChain,
-    reserved: u64,
+    /// The reservation after it.
+    reservation: Reservation,
+    /// It raised the reservation to this, durable once synced.
+    raised: Option<u64>,
     /// The parents of the first.
     parents: Vec<EntryHash>,
     replies: Vec<Reply>,
@@ -262,12 +262,12 @@ impl Handler<StoreAppends> for GroupLog {
         // wait for the next.
         let store_now =
             pending.is_none() && job.as_ref().is_some_and(|j| j.payloads.len() <= crate::vault::SMALL_BATCH);
-        let reserved = writer.reserved;
+        let reservation = writer.reservation;
         AtomicResponse::new(Box::pin(
             async move {
                 let storing = async {
                     match pending {
-                        Some(batch) => Some(store_sealed(&deps, group, &members, batch, reserved).await),
+                        Some(batch) => Some(store_sealed(&deps, group, &members, batch, reservation).await),
                         None => None,
                     }
                 };
@@ -280,7 +280,7 @@ impl Handler<StoreAppends> for GroupLog {
                 let (stored, sealed) = futures::join!(storing, sealing);
                 let sealed = match sealed {
                     Some(Ok(Sealing { batch, shared })) if store_now => {
-                        let now = store_sealed(&deps, group, &members, batch, reserved).await;
+                        let now = store_sealed(&deps, group, &members, batch, reservation).await;
                         Some(Ok((shared, Sealed::Stored(now))))
                     }
                     Some(Ok(Sealing { batch, shared })) => Some(Ok((shared, Sealed::Ahead(batch)))),
@@ -340,10 +340,12 @@ impl GroupLog {
 /// A stored batch moves the actor's chain, heads and clock; its callers
 /// hear back once it is synced.
 fn committed(act: &mut GroupLog, ctx: &mut Context<GroupLog>, stored: Stored) {
-    let Stored { hashes, lamports, chain, reserved, parents, replies, unsynced } = stored;
+    let Stored { hashes, lamports, chain, reservation, raised, parents, replies, unsynced } = stored;
+    let mut epoch = None;
     if let Some(state) = act.state.as_mut() {
         state.writer.chain = chain;
-        state.writer.reserved = reserved;
+        state.writer.reservation = reservation;
+        epoch = Some(state.writer.epoch);
         for (hash, lamport) in hashes.iter().zip(&lamports) {
             state.known.insert(*hash, (EntryKind::Message, *lamport));
         }
@@ -353,28 +355,45 @@ fn committed(act: &mut GroupLog, ctx: &mut Context<GroupLog>, stored: Stored) {
             state.lamport = state.lamport.max(*lamport);
         }
     }
+    let raised = raised.zip(epoch).map(|(up_to, epoch)| Raised { epoch, up_to });
     match unsynced {
-        Ok(unsynced) => synced_then_reply(act, ctx, unsynced, replies, hashes),
+        Ok(unsynced) => synced_then_reply(act, ctx, unsynced, replies, hashes, raised),
         Err(e) => failed(replies, e),
     }
+}
+
+/// A raise of the reservation, durable once its commit is synced.
+#[derive(Debug, Clone, Copy)]
+struct Raised {
+    /// The epoch of the chain it reserves for.
+    epoch: EpochId,
+    up_to: u64,
 }
 
 /// Stored means durable: once the batch is synced, tells its callers and
 /// the node's subscribers; the next batch goes on meanwhile. The wait is
 /// not the actor's: a restart must not tell callers of a stored batch that
-/// it failed (they would send their messages again).
+/// it failed (they would send their messages again). A batch that raised
+/// the reservation is synced whatever the store's durability, and the log
+/// hears that the raise is durable.
 fn synced_then_reply(
     act: &mut GroupLog,
     ctx: &mut Context<GroupLog>,
     unsynced: Unsynced,
     replies: Vec<oneshot::Sender<Result<EntryHash>>>,
     hashes: Vec<EntryHash>,
+    raised: Option<Raised>,
 ) {
     let count = replies.len();
     act.appends.syncing += count;
     let (store, events, group, log) = (act.deps.store.clone(), act.deps.events.clone(), act.group, ctx.address());
     actix_rt::spawn(async move {
-        match store.sync(unsynced).await {
+        let synced = match raised {
+            Some(_) => store.sync_regardless(unsynced).await,
+            None => store.sync(unsynced).await,
+        };
+        let raised = raised.filter(|_| synced.is_ok());
+        match synced {
             Ok(()) => {
                 for hash in &hashes {
                     // No subscriber is fine; a lagging one sees `Lagged`.
@@ -386,7 +405,7 @@ fn synced_then_reply(
             }
             Err(e) => failed(replies, e.into()),
         }
-        log.do_send(BatchSynced { count });
+        log.do_send(BatchSynced { count, raised });
     });
 }
 
@@ -396,6 +415,8 @@ fn synced_then_reply(
 struct BatchSynced {
     /// Its messages.
     count: usize,
+    /// The reservation it raised, now durable.
+    raised: Option<Raised>,
 }
 
 impl Handler<BatchSynced> for GroupLog {
@@ -403,6 +424,12 @@ impl Handler<BatchSynced> for GroupLog {
 
     fn handle(&mut self, msg: BatchSynced, ctx: &mut Self::Context) {
         self.appends.syncing = self.appends.syncing.saturating_sub(msg.count);
+        // Of the chain it was raised for only (not one of a later epoch).
+        if let (Some(raised), Some(state)) = (msg.raised, self.state.as_mut())
+            && state.writer.epoch == raised.epoch
+        {
+            state.writer.reservation.synced(raised.up_to);
+        }
         schedule(self, ctx);
     }
 }
@@ -454,14 +481,11 @@ async fn store_sealed(
     group: veil_crypto::GroupId,
     members: &[veil_storage::Peer],
     batch: SealedBatch,
-    reserved: u64,
+    reservation: Reservation,
 ) -> std::result::Result<Stored, (Error, Vec<Reply>)> {
     let last = batch.entries.len().saturating_sub(1);
-    let reserving = batch.chain.state().next > reserved;
-    let reserved_until = match reserving {
-        true => batch.chain.state().next.saturating_add(RESERVE_AHEAD),
-        false => reserved,
-    };
+    let plan = reservation.plan(batch.chain.state().next);
+    let reserved_until = plan.write;
     let rows: Vec<NewEntry<'_>> = batch
         .entries
         .iter()
@@ -488,13 +512,13 @@ async fn store_sealed(
     let SealedBatch { entries, chain, parents, replies, .. } = batch;
     let hashes: Vec<EntryHash> = entries.iter().map(|(e, _)| e.hash()).collect();
     let lamports = entries.iter().map(|(_, links)| links.lamport).collect();
-    // Whatever the store's durability: a reservation undone would let
-    // keys be used twice.
-    let reservation = match reserving {
+    // Past what is durably reserved, synced before the push whatever the
+    // store's durability: a reservation undone would let keys be used twice.
+    let synced = match plan.wait {
         true => deps.store.sync_regardless(unsynced).await,
         false => Ok(()),
     };
-    let (reserved, unsynced) = match reservation {
+    let (reservation, raised, unsynced) = match synced {
         Ok(()) => {
             // Their outbox rows are not due yet: the courier pushes them now.
             let pushed = match members.is_empty() {
@@ -502,11 +526,12 @@ async fn store_sealed(
                 false => entries.into_iter().map(|(entry, _)| entry).collect(),
             };
             tell_owed(deps, group, hashes.clone(), pushed).await;
-            (reserved_until, Ok(unsynced))
+            let raised = (plan.raises && !plan.wait).then_some(plan.write);
+            (reservation.stored(plan, plan.wait), raised, Ok(unsynced))
         }
-        Err(e) => (reserved, Err(e.into())),
+        Err(e) => (reservation.stored(plan, false), None, Err(e.into())),
     };
-    Ok(Stored { hashes, lamports, chain, reserved, parents, replies, unsynced })
+    Ok(Stored { hashes, lamports, chain, reservation, raised, parents, replies, unsynced })
 }
 
 #[cfg(test)]
@@ -564,7 +589,12 @@ mod tests {
     #[test]
     fn a_sealed_batch_follows_only_the_stored_chain_it_was_sealed_on() {
         let chain = SenderChain::generate(&mut OsEntropy).unwrap();
-        let writer = Writer { epoch: EpochId::ROOT, chain: chain.clone(), reserved: 0, shared_with: HashSet::new() };
+        let writer = Writer {
+            epoch: EpochId::ROOT,
+            chain: chain.clone(),
+            reservation: Reservation::at(0),
+            shared_with: HashSet::new(),
+        };
         let at = chain.state().next;
         assert!(batch(EpochId::ROOT, at, &chain, &[b"m"]).0.follows(&writer));
         assert!(!batch(EpochId::ROOT, at + 1, &chain, &[b"m"]).0.follows(&writer), "its predecessor was not stored");

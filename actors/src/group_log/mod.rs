@@ -57,10 +57,12 @@ use crate::{
 mod append;
 mod known;
 mod orphans;
+mod reserve;
 mod share;
 
 use known::Known;
 use orphans::{Arrived, Orphans};
+use reserve::Reservation;
 
 const NAME: &str = "group-log";
 
@@ -140,9 +142,8 @@ struct Loaded {
 struct Writer {
     epoch: EpochId,
     chain: SenderChain,
-    /// Positions below this may be pushed before the commit that stored
-    /// them is durable: a durable commit reserved them (see `append`).
-    reserved: u64,
+    /// Sending positions reserved ahead of the chain (see `reserve`).
+    reservation: Reservation,
     /// Members this device's chain in this epoch is shared with.
     shared_with: HashSet<VerifyKey>,
 }
@@ -257,8 +258,8 @@ async fn load(deps: GroupLogDeps, group: GroupId, members: Vec<Peer>) -> Result<
             }
             None => return Err(Error::Refused("this device announced itself but its chain is lost")),
         };
-        let reserved = chain.state().next;
-        (Writer { epoch, chain, reserved, shared_with }, None)
+        let reservation = Reservation::at(chain.state().next);
+        (Writer { epoch, chain, reservation, shared_with }, None)
     } else {
         let recipients = match record.kind {
             GroupKind::Contact => contact_recipients(store, &group).await?,
@@ -338,13 +339,13 @@ async fn enter_epoch(
     let keys = epochs.keys(&epoch).ok_or(Error::Refused("no keys for the current epoch"))?;
     let chain = SenderChain::generate(&mut OsEntropy)?;
     if membership.is_removed(&me.signing) {
-        return Ok((Writer { epoch, chain, reserved: 0, shared_with: HashSet::new() }, None));
+        return Ok((Writer { epoch, chain, reservation: Reservation::at(0), shared_with: HashSet::new() }, None));
     }
     deps.store.save_sender_chain(&group, chain.state()).await?;
     let (joined, hash) = announce(deps, group, epoch, keys, &chain, members, recipients).await?;
     membership.joined(&joined);
     let shared_with = joined.chain_shares.iter().map(|s| s.recipient).collect();
-    Ok((Writer { epoch, chain, reserved: 0, shared_with }, Some(hash)))
+    Ok((Writer { epoch, chain, reservation: Reservation::at(0), shared_with }, Some(hash)))
 }
 
 /// The highest Lamport clock among the stored `heads` of `group` (one
