@@ -60,6 +60,8 @@ pub mod label {
     pub const SESSION_TAG: &[u8] = b"veil/v1/session-tag";
     /// A proof of group membership offered to a nearby peer.
     pub const NEARBY_TOKEN: &[u8] = b"veil/v1/nearby";
+    /// Prefix of a BLE advertising token's MAC input.
+    pub const BLE_ADVERT: &[u8] = b"veil/v1/ble-advert";
     /// Salt of a group epoch's key schedule (the epoch secret is the input).
     pub const EPOCH_SCHEDULE: &[u8] = b"veil/v1/epoch";
     /// Names an epoch, derived by its key schedule.

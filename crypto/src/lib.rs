@@ -7,7 +7,8 @@
 //!   the rotating [`NetworkKey`];
 //! * groups: the [`GroupKeys`] schedule, [`contact_group_secret`] and per-group
 //!   [`MemberKeys`] derived from the private alias key;
-//! * rotating [`rendezvous`] points;
+//! * rotating [`rendezvous`] points, and the tokens a node [`advert`]ises over
+//!   Bluetooth LE;
 //! * [`ContactLink`] and [`GroupInvitation`] values (their text form is in `veil-proto`);
 //! * the contact-request [`handshake`] (Noise XK, encrypted request);
 //! * the per-device message [`ratchet`] and the sealed log-entry [`envelope`].
@@ -46,6 +47,7 @@
 //! # }
 //! ```
 
+pub mod advert;
 mod aead;
 mod entry_signature;
 pub mod envelope;

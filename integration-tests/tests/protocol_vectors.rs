@@ -300,5 +300,14 @@ fn every_protocol_md_vector_matches_the_code() {
     sender.close();
     c.expect(v, "close", sender.poll_transmit(max_packet).expect("the close"));
 
+    // A BLE advertising token.
+    let v = "ble-advert";
+    let key = veil_crypto::advert::AdvertKey::from_bytes(c.hex32(v, "key"));
+    let salt: [u8; veil_crypto::advert::SALT_LEN] =
+        hex::decode(c.input(v, "salt")).expect("hex").try_into().expect("a salt");
+    let token = veil_crypto::advert::AdvertToken::new(&key, salt);
+    c.expect(v, "token", token.to_bytes());
+    assert!(veil_crypto::advert::AdvertToken::parse(&token.to_bytes()).expect("a token").is_from(&key));
+
     assert!(c.mismatches.is_empty(), "PROTOCOL.md vectors differ from the code:\n{}", c.mismatches.join("\n"));
 }

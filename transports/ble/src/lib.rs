@@ -16,9 +16,10 @@
 //! [`radio`] is the BlueZ side (bluer over D-Bus): whether BLE can be used on
 //! this machine, why not, and every change of that.
 //!
-//! Advertising, scanning and connections over BlueZ, the `BleTransport`
-//! actor and the plug-in are issue 18's next steps (docs/TRANSPORTS.md,
-//! "BLE").
+//! What a node advertises is `veil_crypto::advert` (a salted token under a
+//! key of the period). Advertising and scanning over BlueZ, connections,
+//! the `BleTransport` actor and the plug-in are issue 18's next steps
+//! (docs/TRANSPORTS.md, "BLE").
 //!
 //! ```
 //! use veil_ble::channel::Channel;
