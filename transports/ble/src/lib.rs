@@ -16,9 +16,9 @@
 //! [`radio`] is the BlueZ side (bluer over D-Bus): whether BLE can be used on
 //! this machine, why not, and every change of that.
 //!
-//! What a node advertises is `veil_crypto::advert` (a salted token under a
-//! key of the period). Advertising and scanning over BlueZ, connections,
-//! the `BleTransport` actor and the plug-in are issue 18's next steps
+//! [`air`] advertises this node's token (`veil_crypto::advert`: salted,
+//! under a key of the period) and scans for others'. Connections, the
+//! `BleTransport` actor and the plug-in are issue 18's next steps
 //! (docs/TRANSPORTS.md, "BLE").
 //!
 //! ```
@@ -34,6 +34,7 @@
 //! assert_eq!(&buf[..n], b"hello over the air");
 //! ```
 
+pub mod air;
 pub mod channel;
 pub mod error;
 #[cfg(test)]

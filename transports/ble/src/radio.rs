@@ -56,7 +56,7 @@ impl RadioState {
     }
 }
 
-fn unavailable(e: &bluer::Error) -> Unavailable {
+pub(crate) fn unavailable(e: &bluer::Error) -> Unavailable {
     match &e.kind {
         bluer::ErrorKind::Internal(bluer::InternalErrorKind::DBus(name))
             if name == "org.freedesktop.DBus.Error.ServiceUnknown"
@@ -71,7 +71,7 @@ fn unavailable(e: &bluer::Error) -> Unavailable {
 
 /// A session with BlueZ.
 pub struct Radio {
-    session: bluer::Session,
+    pub(crate) session: bluer::Session,
 }
 
 impl std::fmt::Debug for Radio {

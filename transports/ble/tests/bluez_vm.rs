@@ -1,8 +1,10 @@
 //! The radio layer on real BlueZ: a Debian kernel in a QEMU VM (software
 //! emulation; this machine's kernel has no Bluetooth), two virtual
 //! controllers sharing one virtual air (btvirt), bluetoothd, and
-//! `veil-ble-radio` reporting the adapter ready, powered off and on again
-//! (`vm/run.sh`, `vm/stage2.sh`; about 30 s). The VM has no network card.
+//! `veil-ble-radio` reporting the adapter ready, powered off and on again,
+//! then one controller advertising a fresh token and another, scanning,
+//! seeing exactly it (`vm/run.sh`, `vm/stage2.sh`; about 30 s). The VM has
+//! no network card.
 //!
 //! Needs qemu-system-x86, linux-image-amd64, busybox-static, bluez and
 //! bluez-test-tools; without them the test skips with the reason, or fails
@@ -12,7 +14,7 @@
 use std::process::Command;
 
 #[test]
-fn real_bluez_in_a_vm_reports_its_adapter_and_follows_its_power() {
+fn real_bluez_in_a_vm_follows_its_adapter_and_carries_a_token_over_the_air() {
     let out = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/vm/run.sh"))
         .env("VEIL_BLE_RADIO", env!("CARGO_BIN_EXE_veil-ble-radio"))
         .output()
@@ -25,4 +27,7 @@ fn real_bluez_in_a_vm_reports_its_adapter_and_follows_its_power() {
     }
     assert!(out.status.success(), "{said}{}", String::from_utf8_lossy(&out.stderr));
     assert!(said.contains("VM-RESULT: pass"), "{said}");
+    let air = said.lines().find(|l| l.contains(" advertised ")).unwrap_or_default();
+    assert!(air.contains("; hci") && air.contains(" seen "), "no token over the air: {said}");
+    eprintln!("{air}");
 }
