@@ -210,8 +210,8 @@ struct Stored {
     chain: SenderChain,
     /// The reservation after it.
     reservation: Reservation,
-    /// It raised the reservation to this, durable once synced.
-    raised: Option<u64>,
+    /// The raise of the reservation it wrote, durable once synced.
+    raised: Option<Raised>,
     /// The parents of the first.
     parents: Vec<EntryHash>,
     replies: Vec<Reply>,
@@ -341,11 +341,9 @@ impl GroupLog {
 /// hear back once it is synced.
 fn committed(act: &mut GroupLog, ctx: &mut Context<GroupLog>, stored: Stored) {
     let Stored { hashes, lamports, chain, reservation, raised, parents, replies, unsynced } = stored;
-    let mut epoch = None;
     if let Some(state) = act.state.as_mut() {
         state.writer.chain = chain;
         state.writer.reservation = reservation;
-        epoch = Some(state.writer.epoch);
         for (hash, lamport) in hashes.iter().zip(&lamports) {
             state.known.insert(*hash, (EntryKind::Message, *lamport));
         }
@@ -355,7 +353,6 @@ fn committed(act: &mut GroupLog, ctx: &mut Context<GroupLog>, stored: Stored) {
             state.lamport = state.lamport.max(*lamport);
         }
     }
-    let raised = raised.zip(epoch).map(|(up_to, epoch)| Raised { epoch, up_to });
     match unsynced {
         Ok(unsynced) => synced_then_reply(act, ctx, unsynced, replies, hashes, raised),
         Err(e) => failed(replies, e),
@@ -509,7 +506,7 @@ async fn store_sealed(
         Err(e) => return Err((e.into(), batch.replies)),
     };
     // Committed: from here on the chain has moved whatever fails.
-    let SealedBatch { entries, chain, parents, replies, .. } = batch;
+    let SealedBatch { epoch, entries, chain, parents, replies, .. } = batch;
     let hashes: Vec<EntryHash> = entries.iter().map(|(e, _)| e.hash()).collect();
     let lamports = entries.iter().map(|(_, links)| links.lamport).collect();
     // Past what is durably reserved, synced before the push whatever the
@@ -526,7 +523,7 @@ async fn store_sealed(
                 false => entries.into_iter().map(|(entry, _)| entry).collect(),
             };
             tell_owed(deps, group, hashes.clone(), pushed).await;
-            let raised = (plan.raises && !plan.wait).then_some(plan.write);
+            let raised = (plan.raises && !plan.wait).then_some(Raised { epoch, up_to: plan.write });
             (reservation.stored(plan, plan.wait), raised, Ok(unsynced))
         }
         Err(e) => (reservation.stored(plan, false), None, Err(e.into())),

@@ -38,13 +38,10 @@ impl std::fmt::Debug for Advertising {
 
 impl Radio {
     /// The adapter named `name`, else the default one.
-    fn adapter_named(&self, name: Option<&str>) -> impl Future<Output = Result<bluer::Adapter, Unavailable>> + '_ {
-        let name = name.map(str::to_owned);
-        async move {
-            match name {
-                Some(name) => self.session.adapter(&name).map_err(|e| unavailable(&e)),
-                None => self.session.default_adapter().await.map_err(|e| unavailable(&e)),
-            }
+    async fn adapter_named(&self, name: Option<&str>) -> Result<bluer::Adapter, Unavailable> {
+        match name {
+            Some(name) => self.session.adapter(name).map_err(|e| unavailable(&e)),
+            None => self.session.default_adapter().await.map_err(|e| unavailable(&e)),
         }
     }
 
