@@ -11,7 +11,10 @@ use bluer::{AdapterEvent, DiscoveryFilter, DiscoveryTransport, Uuid, adv::Advert
 use futures::{Stream, StreamExt};
 use veil_crypto::advert::AdvertToken;
 
-use crate::radio::{Radio, Unavailable, unavailable};
+use crate::{
+    l2cap::{BleAddr, PSM},
+    radio::{Radio, Unavailable, unavailable},
+};
 
 /// veil's BLE service: an advertisement's token is its service data.
 pub const SERVICE: Uuid = Uuid::from_u128(0x6d1c_2a4e_93f0_4b7e_8a55_0c3e_9b21_f7d4);
@@ -19,8 +22,9 @@ pub const SERVICE: Uuid = Uuid::from_u128(0x6d1c_2a4e_93f0_4b7e_8a55_0c3e_9b21_f
 /// A veil advertisement seen in range.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sighting {
-    /// The advertiser's device address (random, changing).
-    pub address: String,
+    /// Where to connect to the advertiser: its device address (random,
+    /// changing) on veil's channel.
+    pub at: BleAddr,
     /// Its token.
     pub token: AdvertToken,
 }
@@ -74,9 +78,11 @@ impl Radio {
                 let adapter = adapter.clone();
                 async move {
                     let AdapterEvent::DeviceAdded(address) = event else { return None };
-                    let data = adapter.device(address).ok()?.service_data().await.ok()??;
+                    let device = adapter.device(address).ok()?;
+                    let data = device.service_data().await.ok()??;
                     let token = AdvertToken::parse(data.get(&SERVICE)?).ok()?;
-                    Some(Sighting { address: address.to_string(), token })
+                    let random = device.address_type().await.ok()? == bluer::AddressType::LeRandom;
+                    Some(Sighting { at: BleAddr { device: address.0, random, psm: PSM }, token })
                 }
             })
             .filter(move |sighting| {

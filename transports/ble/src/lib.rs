@@ -1,8 +1,9 @@
 //! # veil-ble
 //!
-//! The link veil runs over Bluetooth LE when the controller offers no L2CAP
-//! connection-oriented channel: a byte stream carried by GATT writes and
-//! notifications (docs/PROTOCOL.md §13). Most of this crate needs no radio:
+//! veil over Bluetooth LE: an L2CAP connection-oriented channel where the
+//! controller offers one ([`l2cap`]), else a byte stream carried by GATT
+//! writes and notifications (docs/PROTOCOL.md §13). Most of this crate
+//! needs no radio:
 //!
 //! * [`packet`]: the three packet kinds (data, credit, close) and their
 //!   bounded decoder;
@@ -17,8 +18,9 @@
 //! this machine, why not, and every change of that.
 //!
 //! [`air`] advertises this node's token (`veil_crypto::advert`: salted,
-//! under a key of the period) and scans for others'. Connections, the
-//! `BleTransport` actor and the plug-in are issue 18's next steps
+//! under a key of the period) and scans for others'. [`l2cap`] is the
+//! `ble` plug-in: L2CAP connection-oriented channels with Noise and yamux
+//! on top. The `BleTransport` actor is issue 18's next step
 //! (docs/TRANSPORTS.md, "BLE").
 //!
 //! ```
@@ -39,6 +41,7 @@ pub mod channel;
 pub mod error;
 #[cfg(test)]
 mod fake_radio;
+pub mod l2cap;
 pub mod packet;
 pub mod radio;
 pub mod stream;

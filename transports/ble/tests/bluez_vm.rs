@@ -3,8 +3,9 @@
 //! controllers sharing one virtual air (btvirt), bluetoothd, and
 //! `veil-ble-radio` reporting the adapter ready, powered off and on again,
 //! then one controller advertising a fresh token and another, scanning,
-//! seeing exactly it (`vm/run.sh`, `vm/stage2.sh`; about 30 s). The VM has
-//! no network card.
+//! seeing exactly it, and the scanner connecting to the advertiser with the
+//! `ble` plug-in (L2CAP, Noise, yamux) and pinging it ten times
+//! (`vm/run.sh`, `vm/stage2.sh`; about 40 s). The VM has no network card.
 //!
 //! Needs qemu-system-x86, linux-image-amd64, busybox-static, bluez and
 //! bluez-test-tools; without them the test skips with the reason, or fails
@@ -14,7 +15,7 @@
 use std::process::Command;
 
 #[test]
-fn real_bluez_in_a_vm_follows_its_adapter_and_carries_a_token_over_the_air() {
+fn real_bluez_in_a_vm_follows_its_adapter_carries_a_token_and_a_veil_link_over_the_air() {
     let out = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/vm/run.sh"))
         .env("VEIL_BLE_RADIO", env!("CARGO_BIN_EXE_veil-ble-radio"))
         .output()
@@ -29,5 +30,11 @@ fn real_bluez_in_a_vm_follows_its_adapter_and_carries_a_token_over_the_air() {
     assert!(said.contains("VM-RESULT: pass"), "{said}");
     let air = said.lines().find(|l| l.contains(" advertised ")).unwrap_or_default();
     assert!(air.contains("; hci") && air.contains(" seen "), "no token over the air: {said}");
+    // LE privacy: advertised from a resolvable private address.
+    assert!(air.contains(".random."), "advertised from a public address: {air}");
     eprintln!("{air}");
+    let link: Vec<&str> = said.lines().filter(|l| l.starts_with("VM link: ")).collect();
+    assert!(link.iter().any(|l| l.starts_with("VM link: connected in ")), "no link: {said}");
+    assert_eq!(link.iter().filter(|l| l.starts_with("VM link: ping ")).count(), 10, "{said}");
+    eprintln!("{}", link.join("\n"));
 }

@@ -30,7 +30,7 @@ trap 'rm -rf "$work"' EXIT
 initramfs="$work/initramfs"
 mkdir -p "$initramfs"/{bin,mods,proc,sys,dev,newroot}
 cp /bin/busybox "$initramfs/bin/busybox"
-modules="virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci netfs fscache 9pnet 9pnet_virtio 9p crc16 ecc rfkill ecdh_generic bluetooth hci_vhci"
+modules="virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci netfs fscache 9pnet 9pnet_virtio 9p crc16 jitterentropy_rng drbg ecb cmac ecc rfkill ecdh_generic bluetooth hci_vhci"
 for m in $modules; do
   file=$(find "/lib/modules/$kver" -name "$m.ko*" | head -n1)
   [ -n "$file" ] || continue # built in
