@@ -23,6 +23,11 @@ test:
 test-ble:
     VEIL_FULL_TESTS=1 cargo test -p veil-ble --test bluez_vm --test bluez_mock
 
+# The BLE link in that VM, as JSON: time to connect with the ble plug-in,
+# ping round trips, a bulk transfer (reported, not targeted: emulated air).
+bench-ble:
+    cargo bench -p veil-ble --bench link 2>/dev/null | tail -n 1
+
 # The whole suite three times pinned to one core, then once while two busy
 # loops keep both cores occupied: no test may depend on the machine's
 # speed. Every run must pass; a failure is a bug to fix, never to retry.

@@ -46,6 +46,11 @@ pub const PSM: u16 = 0x81;
 /// Connections a listener's kernel queue holds before veil accepts them.
 const BACKLOG: u32 = 8;
 
+/// How long a connection may take to open: an LE connection to a device
+/// gone out of range (or one that changed its private address) otherwise
+/// waits for as long as the kernel keeps trying.
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// The longest address string this parses (`ble.` + 12 + `.random.` + 3).
 const MAX_ADDR_LEN: usize = 32;
 
@@ -85,7 +90,8 @@ impl BleAddr {
         }
     }
 
-    fn socket_addr(&self) -> SocketAddr {
+    /// The kernel's form of this address.
+    pub fn socket_addr(&self) -> SocketAddr {
         let addr_type = if self.random { bluer::AddressType::LeRandom } else { bluer::AddressType::LePublic };
         SocketAddr::new(bluer::Address(self.device), addr_type, self.psm)
     }
@@ -220,7 +226,13 @@ impl libp2p::Transport for L2capTransport {
         if addr.device == [0; 6] {
             return Err(TransportError::MultiaddrNotSupported(target));
         }
-        Ok(async move { L2capStream::connect(addr.socket_addr()).await.map(TokioAsyncReadCompatExt::compat) }.boxed())
+        Ok(async move {
+            match tokio::time::timeout(CONNECT_TIMEOUT, L2capStream::connect(addr.socket_addr())).await {
+                Ok(connected) => connected.map(TokioAsyncReadCompatExt::compat),
+                Err(_) => Err(Error::new(std::io::ErrorKind::TimedOut, "no LE connection in time")),
+            }
+        }
+        .boxed())
     }
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<TransportEvent<Upgrade, Error>> {

@@ -7,7 +7,8 @@
 #
 # Needs: qemu-system-x86 linux-image-amd64 busybox-static bluez
 # bluez-test-tools (apt); exits 2 without them. `just test-ble` and
-# tests/bluez_vm.rs run it. About 30 s.
+# tests/bluez_vm.rs run it, about 40 s; `just bench-ble` (benches/link.rs)
+# with more pings and a bulk transfer (VEIL_BLE_PINGS, VEIL_BLE_BULK bytes).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../../.." && pwd)
@@ -48,7 +49,7 @@ exec 0</dev/console 1>/dev/console 2>&1
 for m in $modules; do [ -e /mods/\$m.ko ] && insmod /mods/\$m.ko; done
 mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144 hostroot /newroot || poweroff -f
 mount --move /proc /newroot/proc; mount --move /sys /newroot/sys; mount --move /dev /newroot/dev
-exec switch_root /newroot /bin/bash $here/stage2.sh $radio
+exec switch_root /newroot /bin/bash $here/stage2.sh $radio ${VEIL_BLE_PINGS:-10} ${VEIL_BLE_BULK:-0}
 INIT
 chmod +x "$initramfs/init"
 (cd "$initramfs" && find . | cpio -o -H newc 2>/dev/null | gzip) > "$work/initramfs.cpio.gz"

@@ -5,6 +5,8 @@
 # <why>" on the console, then powers the VM off.
 set -u
 radio="$1"
+# Pings over the veil link, and bytes sent over a bare channel after them.
+pings="${2:-10}" bulk="${3:-0}"
 fail() { echo "VM-RESULT: fail $*"; tail -n 12 /run/bluetoothd.log 2>/dev/null | sed "s/^/VM bluetoothd: /"; poweroff -f; }
 # Waits until "$@" succeeds, checking every 0.2 s, at most 600 times: a
 # bound for a slow emulated machine on a busy core, never a pause.
@@ -72,14 +74,18 @@ kill "$advertiser" 2>/dev/null
 
 # A veil link over L2CAP (the ble plug-in: Noise and yamux on an LE
 # connection-oriented channel): the scanner connects to the advertiser it
-# sees and pings it ten times.
+# sees and pings it (then, for the bench, sends a bulk transfer).
 "$radio" --advertise --link --adapter "$adapter" >/run/answer.log 2>&1 &
 wait_for grep -q '^listening ' /run/answer.log || fail "listen: $(cat /run/answer.log)"
-"$radio" --scan --link --count 10 --adapter "$scanned" >/run/call.log 2>&1 & caller=$!
+# The scanner's BlueZ still knows the first advertisement (its token, and
+# a private address that may have changed since): it must pick this one.
+wanted=$(sed -n 's/^advertising \([0-9a-f]*\)$/\1/p' /run/answer.log)
+"$radio" --scan --link --want "$wanted" --count "$pings" --bulk "$bulk" --adapter "$scanned" >/run/call.log 2>&1 & caller=$!
 called() { ! kill -0 "$caller" 2>/dev/null; }
 wait_for called || fail "the call never ended: $(cat /run/call.log)"
 sed 's/^/VM link: /' /run/call.log
 sed 's/^/VM answer: /' /run/answer.log
-[ "$(grep -c '^ping ' /run/call.log)" -eq 10 ] || fail "not ten pings over L2CAP"
+[ "$(grep -c '^ping ' /run/call.log)" -eq "$pings" ] || fail "not $pings pings over L2CAP"
+[ "$bulk" -eq 0 ] || grep -q '^bulk [0-9]* bytes in ' /run/call.log || fail "no bulk transfer"
 echo "VM-RESULT: pass"
 poweroff -f

@@ -10,15 +10,20 @@
 //!
 //! With `--link`, the advertiser also listens for veil connections (the
 //! `ble` plug-in: L2CAP, Noise, yamux) and answers pings; the scanner
-//! connects to the first advertiser it sees, prints `connected in MS ms`,
-//! then `ping MS ms` for `--count N` pings (default 10) and exits. The
+//! connects to the first advertiser it sees (with `--want TOKEN`, the one
+//! advertising that token), prints `connected in MS ms`,
+//! then `ping MS ms` for `--count N` pings (default 10), then with
+//! `--bulk BYTES` sends that many bytes over a bare L2CAP channel (the
+//! link's own throughput, beside veil's: PSM 0x83, which the advertiser
+//! also answers) and prints `bulk BYTES bytes in MS ms`, and exits. The
 //! system bus is `DBUS_SYSTEM_BUS_ADDRESS`, else the standard one.
 #![allow(clippy::print_stdout)]
 
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use libp2p::{Multiaddr, Swarm, identity::Keypair, ping, swarm::SwarmEvent};
+use libp2p::{Swarm, identity::Keypair, ping, swarm::SwarmEvent};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use veil_ble::{
     l2cap::{Ble, BleAddr},
     radio::{Radio, RadioState, probe},
@@ -28,6 +33,12 @@ use veil_crypto::{
     advert::{AdvertKey, AdvertToken},
 };
 use veil_transports::TransportPlugin;
+
+/// The most a call (connecting, pinging, the bulk transfer) may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The bare channel the bulk transfer runs on.
+const BULK_PSM: u16 = 0x83;
 
 fn line(state: &RadioState) -> String {
     match state {
@@ -60,6 +71,7 @@ async fn answer() {
     if let Err(e) = swarm.listen_on(BleAddr::ANY.to_multiaddr()) {
         return println!("not listening: {e}");
     }
+    tokio::spawn(sink());
     loop {
         match swarm.select_next_some().await {
             SwarmEvent::NewListenAddr { address, .. } => println!("listening {address}"),
@@ -72,14 +84,57 @@ async fn answer() {
     }
 }
 
-/// Connects to `target` and pings it `count` times.
-async fn call(target: Multiaddr, count: usize) {
+/// Takes bare L2CAP channels on `BULK_PSM`: reads a length (8 bytes,
+/// big-endian; L2CAP has no half-close to mark an end) and that many bytes,
+/// then answers how many came.
+async fn sink() {
+    let listener =
+        match bluer::l2cap::StreamListener::bind(BleAddr { psm: BULK_PSM, ..BleAddr::ANY }.socket_addr()).await {
+            Ok(listener) => listener,
+            Err(e) => return println!("no bulk listener: {e}"),
+        };
+    while let Ok((mut stream, _)) = listener.accept().await {
+        tokio::spawn(async move {
+            let mut length = [0u8; 8];
+            if stream.read_exact(&mut length).await.is_err() {
+                return;
+            }
+            let (length, mut total, mut buf) = (u64::from_be_bytes(length), 0u64, vec![0u8; 4096]);
+            while total < length {
+                match stream.read(&mut buf).await {
+                    Ok(n @ 1..) => total += n as u64,
+                    _ => break,
+                }
+            }
+            let _ = stream.write_all(&total.to_be_bytes()).await;
+        });
+    }
+}
+
+/// Sends `bytes` over a bare channel to `at` and waits for the count back.
+async fn bulk(at: BleAddr, bytes: usize) -> std::io::Result<u64> {
+    let mut stream = bluer::l2cap::Stream::connect(BleAddr { psm: BULK_PSM, ..at }.socket_addr()).await?;
+    stream.write_all(&(bytes as u64).to_be_bytes()).await?;
+    let chunk = vec![0x5a; 4096];
+    let mut left = bytes;
+    while left > 0 {
+        let n = left.min(chunk.len());
+        stream.write_all(&chunk[..n]).await?;
+        left -= n;
+    }
+    let mut count = [0u8; 8];
+    stream.read_exact(&mut count).await?;
+    Ok(u64::from_be_bytes(count))
+}
+
+/// Connects to `at`, pings it `count` times, then sends it `bulk` bytes.
+async fn call(at: BleAddr, count: usize, bulk_bytes: usize) {
     let mut swarm = match swarm() {
         Ok(swarm) => swarm,
         Err(e) => return println!("no link: {e}"),
     };
     let started = Instant::now();
-    if let Err(e) = swarm.dial(target) {
+    if let Err(e) = swarm.dial(at.to_multiaddr()) {
         return println!("not dialing: {e}");
     }
     let mut pings = 0;
@@ -98,6 +153,16 @@ async fn call(target: Multiaddr, count: usize) {
             _ => {}
         }
     }
+    if bulk_bytes > 0 {
+        let started = Instant::now();
+        match bulk(at, bulk_bytes).await {
+            Ok(n) if n == bulk_bytes as u64 => {
+                println!("bulk {n} bytes in {:.1} ms", started.elapsed().as_secs_f64() * 1e3);
+            }
+            Ok(n) => println!("bulk: {n} of {bulk_bytes} bytes arrived"),
+            Err(e) => println!("bulk failed: {e}"),
+        }
+    }
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -111,6 +176,7 @@ async fn main() {
     let value = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).map(String::as_str);
     let adapter = value("--adapter");
     let count = value("--count").and_then(|n| n.parse().ok()).unwrap_or(10);
+    let bulk_bytes = value("--bulk").and_then(|n| n.parse().ok()).unwrap_or(0);
     if !["--follow", "--advertise", "--scan"].iter().any(|f| has(f)) {
         println!("{}", line(&probe().await));
         return;
@@ -142,7 +208,8 @@ async fn main() {
                 loop {
                     let Some(seen) = sightings.next().await else { break None };
                     println!("seen {} from {}", hex(&seen.token.to_bytes()), seen.at.to_multiaddr());
-                    if has("--link") {
+                    let wanted = value("--want").is_none_or(|want| want == hex(&seen.token.to_bytes()));
+                    if has("--link") && wanted {
                         break Some(seen.at);
                     }
                 }
@@ -151,8 +218,10 @@ async fn main() {
         };
         // The scan ended above: an LE connection waits until the
         // adapter's discovery stops (10 s in the VM).
-        if let Some(at) = first {
-            call(at.to_multiaddr(), count).await;
+        if let Some(at) = first
+            && tokio::time::timeout(CALL_TIMEOUT, call(at, count, bulk_bytes)).await.is_err()
+        {
+            println!("the call took over {} s", CALL_TIMEOUT.as_secs());
         }
     } else {
         let mut changes = std::pin::pin!(radio.changes());
