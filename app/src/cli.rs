@@ -221,7 +221,7 @@ pub(crate) enum GroupAction {
 pub(crate) enum TransportAction {
     /// List attached and available transports (the default).
     List,
-    /// Attach a transport (tcp, quic).
+    /// Attach a transport (tcp, quic, tor, ble).
     Attach { name: String },
     /// Detach a transport; its connections close.
     Detach { name: String },

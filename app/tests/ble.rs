@@ -1,6 +1,7 @@
 //! A daemon on a machine without Bluetooth runs normally and says why BLE
-//! is unavailable in `veil status`, in JSON and in text. (The radio layer
-//! itself is tested against a mocked BlueZ in veil-ble.)
+//! is unavailable in `veil status`, in JSON and in text, and refuses to
+//! attach the `ble` transport with that reason. (The radio layer itself is
+//! tested against a mocked BlueZ in veil-ble, the plug-in on real BlueZ.)
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -24,6 +25,12 @@ fn a_daemon_without_a_system_bus_says_ble_is_unavailable_and_why() {
     let text = veil().arg("--home").arg(d.path()).arg("status").output().unwrap();
     let text = String::from_utf8(text.stdout).unwrap();
     assert!(text.lines().any(|l| l.starts_with("ble          BLE unavailable: no D-Bus")), "{text}");
+    let transports = d.ok(&["transport"]);
+    let r = d.run(&["transport", "attach", "ble"]);
+    assert_eq!((r.code, r.json["error"]["code"].as_str()), (1, Some("refused")), "{}", r.json);
+    let message = r.json["error"]["message"].as_str().unwrap();
+    assert!(message.starts_with("BLE unavailable: no D-Bus system bus ("), "{message}");
+    assert_eq!(d.ok(&["transport"]), transports, "nothing attached");
     // And the node works: it listens and answers.
     assert!(!d.ok(&["status"])["listen_addrs"].as_array().unwrap().is_empty());
 }

@@ -11,16 +11,21 @@ use veil_ble::radio::{RECHECK, Radio, RadioState};
 /// Shown until the radio was first read.
 const CHECKING: &str = "BLE: checking the radio";
 
-/// Starts following the radio; the receiver holds the latest line.
-pub(crate) fn follow() -> watch::Receiver<String> {
-    let (tx, rx) = watch::channel(CHECKING.to_owned());
+/// The line `veil status` shows for the radio as last read (`None`: not
+/// read yet).
+pub(crate) fn line(radio: Option<&RadioState>) -> String {
+    radio.map_or_else(|| CHECKING.to_owned(), RadioState::describe)
+}
+
+/// Starts following the radio; the receiver holds the latest state.
+pub(crate) fn follow() -> watch::Receiver<Option<RadioState>> {
+    let (tx, rx) = watch::channel(None);
     let report = move |state: RadioState| {
-        let line = state.describe();
         tx.send_if_modified(|now| {
-            let changed = *now != line;
+            let changed = now.as_ref() != Some(&state);
             if changed {
-                tracing::info!(radio = %line, "BLE radio");
-                *now = line;
+                tracing::info!(radio = %state.describe(), "BLE radio");
+                *now = Some(state);
             }
             changed
         });

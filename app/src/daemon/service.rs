@@ -31,7 +31,7 @@ const MAX_INVITATION_SECONDS: u64 = 365 * 24 * 3600;
 /// The shortest id prefix accepted for a conversation or a contact.
 const MIN_PREFIX: usize = 6;
 /// Transports `AttachTransport` knows how to build.
-const AVAILABLE: [&str; 3] = ["tcp", "quic", "tor"];
+const AVAILABLE: [&str; 4] = ["tcp", "quic", "tor", "ble"];
 
 /// The daemon API over one node.
 pub(crate) struct Service {
@@ -40,7 +40,7 @@ pub(crate) struct Service {
     stop: watch::Sender<bool>,
     tor: Arc<TorSlot>,
     /// The BLE radio's state, followed in the background.
-    ble: watch::Receiver<String>,
+    ble: watch::Receiver<Option<veil_ble::radio::RadioState>>,
 }
 
 impl Service {
@@ -49,7 +49,7 @@ impl Service {
         settings: Settings,
         stop: watch::Sender<bool>,
         tor: Arc<TorSlot>,
-        ble: watch::Receiver<String>,
+        ble: watch::Receiver<Option<veil_ble::radio::RadioState>>,
     ) -> Self {
         Self { node, settings, stop, tor, ble }
     }
@@ -203,8 +203,27 @@ impl Service {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             connections: connections(&net.connections),
             tor: self.tor.status(net.transports.contains(&TOR)),
-            ble: self.ble.borrow().clone(),
+            ble: super::ble::line(self.ble.borrow().as_ref()),
         })
+    }
+
+    /// Attaches the `ble` plug-in and listens on every adapter: only with
+    /// a radio ready, else the error says why BLE is unavailable.
+    async fn attach_ble(&self) -> Result<(), Status> {
+        use veil_ble::{
+            l2cap::{Ble, BleAddr},
+            radio::RadioState,
+        };
+        let radio = self.ble.borrow().clone();
+        if !matches!(radio, Some(RadioState::Ready { .. })) {
+            return Err(Status::failed_precondition(super::ble::line(radio.as_ref())));
+        }
+        self.node.attach_transport(Arc::new(Ble)).await.map_err(node_error)?;
+        if let Err(e) = self.node.listen(BleAddr::ANY.to_multiaddr()).await {
+            let _ = self.node.detach_transport(Ble.id()).await;
+            return Err(Status::failed_precondition(format!("BLE unavailable: no L2CAP channel to listen on ({e})")));
+        }
+        Ok(())
     }
 
     async fn transports(&self) -> Result<api::ListTransportsResponse, Status> {
@@ -729,6 +748,10 @@ impl DaemonApi for Service {
             "quic" => Arc::new(Quic::new()),
             "tor" => {
                 self.tor.attach(&self.node).await?;
+                return Ok(Response::new(self.transports().await?));
+            }
+            "ble" => {
+                self.attach_ble().await?;
                 return Ok(Response::new(self.transports().await?));
             }
             other => {
