@@ -209,9 +209,9 @@ pub const DEFAULT_CONFIG: &str = r#"# veil configuration. Flags of `veil daemon`
 
 /// Writes the default `veil.toml` into `home` unless one exists.
 pub fn write_default_config(home: &Path) -> Result<bool> {
-    use std::io::Write;
+    use std::{io::Write, os::unix::fs::OpenOptionsExt};
     let path = home.join(CONFIG_FILE);
-    match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+    match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path) {
         Ok(mut f) => {
             f.write_all(DEFAULT_CONFIG.as_bytes()).with_context(|| format!("cannot write {}", path.display()))?;
             Ok(true)
@@ -221,8 +221,9 @@ pub fn write_default_config(home: &Path) -> Result<bool> {
     }
 }
 
-/// Creates `home` (mode 0700) if needed; warns when an existing one is
-/// open to other users (its files are private, but its names are not).
+/// Creates `home` (mode 0700) if needed, and makes an existing one open to
+/// other users 0700 (its files are private, but their names and sizes were
+/// not).
 pub fn create_home(home: &Path) -> Result<()> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     std::fs::DirBuilder::new()
@@ -230,10 +231,12 @@ pub fn create_home(home: &Path) -> Result<()> {
         .mode(0o700)
         .create(home)
         .with_context(|| format!("cannot create the home directory {}", home.display()))?;
-    if let Ok(meta) = std::fs::metadata(home)
-        && meta.permissions().mode() & 0o077 != 0
-    {
-        tracing::warn!(home = %home.display(), "the home directory is open to other users; consider chmod 700");
+    let mode = std::fs::metadata(home).with_context(|| format!("cannot read {}", home.display()))?.permissions().mode();
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(home, std::fs::Permissions::from_mode(0o700)).with_context(|| {
+            format!("the home directory {} is open to other users and cannot be made 0700", home.display())
+        })?;
+        tracing::info!("the home directory was open to other users: made it 0700");
     }
     Ok(())
 }
@@ -520,6 +523,23 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
+
+    #[test]
+    fn a_home_open_to_others_is_made_private_and_a_new_one_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let fresh = dir.path().join("new");
+        create_home(&fresh).unwrap();
+        assert_eq!(mode(&fresh), 0o700);
+        assert!(write_default_config(&fresh).unwrap());
+        assert_eq!(mode(&fresh.join(CONFIG_FILE)), 0o600);
+        let open = dir.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).unwrap();
+        create_home(&open).unwrap();
+        assert_eq!(mode(&open), 0o700);
+    }
 
     #[test]
     fn flags_beat_the_file_and_the_file_beats_defaults() {

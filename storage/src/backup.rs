@@ -146,7 +146,7 @@ fn seal_file(
     let mut salt = [0u8; SALT_LEN];
     veil_crypto::Entropy::fill(&mut OsEntropy, &mut salt)?;
     let key = StorageKey::for_backup(passphrase, &salt, kdf)?;
-    let file = std::fs::OpenOptions::new().write(true).create_new(true).open(staging).map_err(io(staging))?;
+    let file = crate::private::create_new(staging)?;
     let mut out = std::io::BufWriter::new(file);
     let mut header = Vec::with_capacity(128);
     header.extend_from_slice(MAGIC);
@@ -219,7 +219,7 @@ fn open_file(backup: &Path, passphrase: &str, out: &Path) -> Result<StorageKey> 
         Ok(v) if v.as_slice() == VERIFIER_PLAINTEXT => {}
         _ => return Err(Error::BackupPassphrase),
     }
-    let mut copy = std::io::BufWriter::new(std::fs::File::create(out).map_err(io(out))?);
+    let mut copy = std::io::BufWriter::new(crate::private::create_new(out)?);
     let mut storage_key: Option<StorageKey> = None;
     let mut index = 0;
     loop {
@@ -351,6 +351,8 @@ mod tests {
         let file = dir.join("to-open");
         std::fs::write(&file, bytes).unwrap();
         let out = dir.join("opened");
+        // Restores write a fresh file, as `restore` passes a fresh staging path.
+        let _ = std::fs::remove_file(&out);
         let key = open_file(&file, "passphrase!", &out)?;
         Ok((key, std::fs::read(&out).unwrap()))
     }

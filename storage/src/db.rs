@@ -121,6 +121,9 @@ impl Store {
     }
 
     async fn build(staging: &Path, key: &KeySource, options: &StoreOptions) -> Result<StorageKey> {
+        // Made 0600 before SQLite opens it: its WAL and shared-memory files
+        // take its mode (see `private`).
+        crate::private::create_new(staging)?;
         let mut conn = SqliteConnection::connect_with(&sqlite::writer_options(staging, true, &options.tuning)).await?;
         MIGRATOR.run(&mut conn).await?;
         let (storage_key, record) = key.create(options.kdf)?;
@@ -159,6 +162,7 @@ impl Store {
             return Err(Error::NotFound { path: path.to_owned() });
         }
         sqlite::check_file(path)?;
+        crate::private::tighten_database(path)?;
         Self::inspect(path).await?;
         // Only a file known to be a veil database gets a lock file beside it.
         let lock = sqlite::lock(path)?;

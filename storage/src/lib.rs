@@ -45,6 +45,7 @@ mod groups;
 pub mod keystore;
 mod links;
 mod outbox;
+mod private;
 mod ratchet;
 mod replicas;
 mod rows;

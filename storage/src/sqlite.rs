@@ -218,12 +218,7 @@ pub(crate) fn remove_staging(path: &Path) {
 /// `Store`) off the database at `path`; held until the returned file drops.
 pub(crate) fn lock(path: &Path) -> Result<std::fs::File> {
     let lock_path = lock_path(path);
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(|source| Error::Io { path: lock_path.clone(), source })?;
+    let file = crate::private::open_or_create(&lock_path)?;
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => Err(Error::Locked { path: path.to_owned() }),
