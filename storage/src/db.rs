@@ -209,6 +209,7 @@ impl Store {
             .ok_or(Error::Invalid { what: "keystore", reason: "missing" })?;
         let key = unlock(&keystore_record(&row)?)?;
         MIGRATOR.run(&mut *writer).await?;
+        crate::settings::seal_legacy(writer, &key).await?;
         Ok(key)
     }
 
