@@ -92,6 +92,42 @@ async fn rotation_follows_the_injected_clock() {
 }
 
 #[tokio::test]
+async fn a_clock_jumping_hours_forward_and_back_never_brings_a_point_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(UnixTime(1_000_050));
+    let n = node(dir.path(), &clock).await;
+    let mut events = n.events();
+    n.share_link().await.unwrap();
+    let mut seen = std::collections::HashSet::new();
+    // The next point of the own link unlike every point before it.
+    let mut next_point = async |seen: &mut std::collections::HashSet<_>| loop {
+        match timeout(WAIT, events.recv()).await.unwrap().unwrap() {
+            NodeEvent::RendezvousRotated { key: WatchKey::OwnLink, points } if seen.insert(points.current) => {
+                break points.current;
+            }
+            NodeEvent::RendezvousRotated { key: WatchKey::OwnLink, points } => {
+                panic!("a point came back: {points:?}");
+            }
+            _ => continue,
+        }
+    };
+    let first = next_point(&mut seen).await;
+    // Three hours forward (period 100 s): a new point.
+    clock.set(UnixTime(1_010_850));
+    let ahead = next_point(&mut seen).await;
+    // Back to the first period: its point would come back; it is held.
+    clock.set(UnixTime(1_000_060));
+    let held = n.active_points().await.unwrap();
+    let own = held.iter().find(|(k, _)| *k == WatchKey::OwnLink).map(|(_, p)| p.current);
+    assert_eq!(own, Some(ahead), "held at the point of the period after");
+    // The next period was never used: rotation goes on from there.
+    clock.set(UnixTime(1_000_110));
+    let recovered = next_point(&mut seen).await;
+    assert_ne!(recovered, first);
+    n.shutdown().await.unwrap();
+}
+
+#[tokio::test]
 async fn group_messages_are_ordered_and_survive_restarts() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(UnixTime(1_000_000));
