@@ -23,6 +23,16 @@ test:
 test-ble:
     VEIL_FULL_TESTS=1 cargo test -p veil-ble --test bluez_vm --test bluez_mock
 
+# Every fuzz target (integration-tests/fuzz: each decoder of network, link
+# or QR input) for a million executions; needs a nightly toolchain and
+# `cargo install cargo-fuzz`. A crash stops it, its input in artifacts/.
+fuzz runs="1000000":
+    cd integration-tests/fuzz && mkdir -p target && for t in $(cargo +nightly fuzz list --fuzz-dir .); do log="target/fuzz-$t.log"; if cargo +nightly fuzz run --fuzz-dir . "$t" -- -runs={{runs}} >"$log" 2>&1; then echo "$t: $(grep '^Done' "$log")"; else tail -n 40 "$log"; exit 1; fi; done
+
+# The same, a few seconds each.
+fuzz-smoke:
+    just fuzz 20000
+
 # The BLE link in that VM, as JSON: time to connect with the ble plug-in,
 # ping round trips, a bulk transfer (reported, not targeted: emulated air).
 bench-ble:
