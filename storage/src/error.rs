@@ -82,6 +82,10 @@ pub enum Error {
     /// Applying the schema migrations failed.
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The disk holding the store is full: the write was undone, what was
+    /// stored stays, and writes work again once there is space.
+    #[error("the disk holding the store is full; nothing of this write was kept")]
+    DiskFull,
     /// The database reported an error.
     #[error("database error: {0}")]
     Sql(sqlx::Error),
@@ -104,10 +108,14 @@ pub enum Error {
 
 impl From<sqlx::Error> for Error {
     /// A closed connection pool means the store was closed (the node is
-    /// shutting down), which callers treat apart from database failures.
+    /// shutting down), which callers treat apart from database failures;
+    /// a full disk is told apart too.
     fn from(e: sqlx::Error) -> Self {
         match e {
             sqlx::Error::PoolClosed => Self::Closed,
+            // SQLITE_FULL, and its I/O errors that are ENOSPC.
+            sqlx::Error::Database(db) if db.code().as_deref() == Some("13") => Self::DiskFull,
+            sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::StorageFull => Self::DiskFull,
             other => Self::Sql(other),
         }
     }

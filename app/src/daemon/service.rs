@@ -288,6 +288,7 @@ pub(crate) fn node_error(e: veil_actors::Error) -> Status {
         E::JoinUnconfirmed => Status::deadline_exceeded(msg),
         E::Storage(veil_storage::Error::AlreadyExists { .. }) => Status::already_exists(msg),
         E::Storage(veil_storage::Error::Io { .. }) => Status::failed_precondition(msg),
+        E::Storage(veil_storage::Error::DiskFull) => Status::unavailable(msg),
         _ => Status::internal(msg),
     }
 }
