@@ -109,6 +109,8 @@ pub(crate) struct ContactBookDeps {
     pub clock: Arc<dyn Clock>,
     /// The rendezvous schedule.
     pub schedule: Schedule,
+    /// The time points are computed for (shared with the rotator).
+    pub points_clock: Arc<crate::point_clock::PointClock>,
     /// How long an announcement lives.
     pub ttl: Duration,
     /// Request retries.
@@ -288,7 +290,7 @@ impl Supervised for ContactBook {
 /// responder's active points and to `lan` peers. `Ok(true)` once delivered.
 async fn deliver(deps: Arc<ContactBookDeps>, contact: ContactRecord, lan: Vec<PeerId>) -> Result<bool> {
     let Some(seed) = contact.seed.clone() else { return Ok(false) };
-    let now = deps.clock.now();
+    let (now, _) = deps.points_clock.now();
     let points = deps.schedule.active_points(&Topic::contact(&contact.account.signing), &seed, now);
     let request = my_request(&deps).await?;
     for point in points.all() {
@@ -677,7 +679,8 @@ async fn answer_start(deps: &ContactBookDeps, message: Vec<u8>, proof: [u8; 32])
         return Ok(Answer::Reply(Vec::new()));
     };
     let me = deps.vault.identity.send(GetIdentity).await.map_err(mailbox("identity-vault"))??;
-    let points = deps.schedule.active_points(&Topic::contact(&me.account.signing), &link.seed, deps.clock.now());
+    let points =
+        deps.schedule.active_points(&Topic::contact(&me.account.signing), &link.seed, deps.points_clock.now().0);
     if !points.all().any(|p| check_point_proof(&p, &message, &proof)) {
         return Ok(Answer::Reply(Vec::new()));
     }

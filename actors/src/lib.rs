@@ -52,6 +52,7 @@ mod node;
 mod outgoing;
 mod pace;
 mod period;
+mod point_clock;
 mod receipts;
 mod replica;
 mod rotator;

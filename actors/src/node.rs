@@ -360,14 +360,18 @@ async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
         };
         move |_| NetworkPeriod::new(deps)
     });
+    // One for the rotator and the contact book, outliving their restarts.
+    let points_clock = Arc::new(crate::point_clock::PointClock::new(builder.clock.clone(), builder.schedule.period()));
     let rotator = Supervisor::start({
         let (store, clock, schedule, every) =
             (store.clone(), builder.clock.clone(), builder.schedule, builder.rotation_check);
         let (subscriber, period) = (bridge.recipient(), period.recipient());
         let new_peer_id = builder.rotate_key_each_period;
+        let points_clock = points_clock.clone();
         move |_| {
             RendezvousRotator::new(store, clock, schedule, every, vec![subscriber.clone()])
                 .with_period_subscriber(period.clone(), new_peer_id)
+                .with_points_clock(points_clock.clone())
         }
     });
 
@@ -409,6 +413,7 @@ async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
         let rotator = rotator.clone();
         let (schedule, retry) = (builder.schedule, builder.retry);
         let fallback = replica.clone().recipient();
+        let points_clock = points_clock.clone();
         let share_delay = builder.share_delay;
         let timing = CourierTiming { tick: builder.sync_tick, resend_after: builder.resend_after, max_frame };
         move |ctx: &mut Context<ContactBook>| {
@@ -454,6 +459,7 @@ async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
                 network,
                 clock,
                 schedule,
+                points_clock: points_clock.clone(),
                 ttl,
                 retry,
                 vault: vault_port,

@@ -22,6 +22,7 @@ use veil_storage::{ContactState, Store};
 use crate::{
     Result,
     messages::rendezvous::{GetActivePoints, PeriodStarted, PointsRotated, Refresh, Subscribe, WatchKey},
+    point_clock::PointClock,
     supervision::{guarded, load_state},
 };
 use std::rc::Rc;
@@ -49,52 +50,8 @@ pub struct RendezvousRotator {
     new_peer_id_each_period: bool,
     /// The period of the last check.
     period: Option<u64>,
-    /// The time the points were last computed for (the clock's, unless it
-    /// went back: see `now`).
-    at: Option<veil_crypto::time::UnixTime>,
-    /// The periods whose points were announced.
-    used: UsedPeriods,
-}
-
-/// Most separate runs of used periods remembered (each clock jump starts
-/// one); past that the oldest run is forgotten.
-const MAX_RUNS: usize = 64;
-
-/// Periods whose points were announced, as runs of consecutive periods. A
-/// clock that goes back into one of them must not bring its points back:
-/// a rendezvous server that saw a point would see it again, and link the
-/// two sessions.
-#[derive(Debug, Default)]
-struct UsedPeriods {
-    /// Disjoint, not adjacent, in ascending order.
-    runs: Vec<(u64, u64)>,
-}
-
-impl UsedPeriods {
-    fn contains(&self, period: u64) -> bool {
-        self.runs.iter().any(|&(first, last)| (first..=last).contains(&period))
-    }
-
-    fn insert(&mut self, period: u64) {
-        if self.contains(period) {
-            return;
-        }
-        let at = self.runs.partition_point(|&(_, last)| last < period);
-        let joins_before = at > 0 && self.runs[at - 1].1 + 1 == period;
-        let joins_after = self.runs.get(at).is_some_and(|&(first, _)| period + 1 == first);
-        match (joins_before, joins_after) {
-            (true, true) => {
-                self.runs[at - 1].1 = self.runs[at].1;
-                self.runs.remove(at);
-            }
-            (true, false) => self.runs[at - 1].1 = period,
-            (false, true) => self.runs[at].0 = period,
-            (false, false) => self.runs.insert(at, (period, period)),
-        }
-        if self.runs.len() > MAX_RUNS {
-            self.runs.remove(0);
-        }
-    }
+    /// The time points are computed for (the clock's, unless it went back).
+    points_clock: Arc<PointClock>,
 }
 
 impl core::fmt::Debug for RendezvousRotator {
@@ -112,6 +69,7 @@ impl RendezvousRotator {
         check_every: Duration,
         subscribers: Vec<Recipient<PointsRotated>>,
     ) -> Self {
+        let points_clock = Arc::new(PointClock::new(clock.clone(), schedule.period()));
         Self {
             store,
             clock,
@@ -122,9 +80,15 @@ impl RendezvousRotator {
             periods: None,
             new_peer_id_each_period: false,
             period: None,
-            at: None,
-            used: UsedPeriods::default(),
+            points_clock,
         }
+    }
+
+    /// Computes points at the time of `points_clock`, shared with whoever
+    /// else computes them (the contact book).
+    pub(crate) fn with_points_clock(mut self, points_clock: Arc<PointClock>) -> Self {
+        self.points_clock = points_clock;
+        self
     }
 
     /// Also tells `to` when each new period starts; `new_peer_id` says it
@@ -143,8 +107,9 @@ impl RendezvousRotator {
     /// notices leave in this one synchronous step, so every subscriber has
     /// the new points in its mailbox before the restart can be reported.
     fn check(&mut self) {
-        let (now, held) = self.now();
+        let (now, held) = self.points_clock.now();
         if held {
+            tracing::debug!(actor = NAME, "the clock is back in a period already left: points held");
             // No period start either: the network keeps its peer id.
             self.notify_points(now, false);
             return;
@@ -161,25 +126,8 @@ impl RendezvousRotator {
             }
         }
         self.period = Some(period);
-        self.at = Some(now);
-        self.used.insert(period);
+        self.points_clock.announced(now);
         self.notify_points(now, awaits_new_peer_id);
-    }
-
-    /// The time to compute points for: the clock's, unless it went back
-    /// into a period already left, and then the time of the last check
-    /// (`true`), until the clock reaches a period whose points were never
-    /// announced (after a jump forward and back, the next one at most).
-    fn now(&self) -> (veil_crypto::time::UnixTime, bool) {
-        let now = self.clock.now();
-        let period = now.0 / self.schedule.period();
-        match (self.period, self.at) {
-            (Some(last), Some(at)) if period != last && self.used.contains(period) => {
-                tracing::debug!(actor = NAME, "the clock is back in a period already left: points held");
-                (at, true)
-            }
-            _ => (now, false),
-        }
     }
 
     fn notify_points(&mut self, now: veil_crypto::time::UnixTime, awaits_new_peer_id: bool) {
@@ -301,7 +249,7 @@ impl Handler<GetActivePoints> for RendezvousRotator {
 
     fn handle(&mut self, _: GetActivePoints, ctx: &mut Self::Context) -> Self::Result {
         guarded(NAME, ctx, || {
-            let (now, _) = self.now();
+            let (now, _) = self.points_clock.now();
             Ok(self.watches.iter().map(|(k, w)| (*k, self.schedule.active_points(&w.topic, &w.seed, now))).collect())
         })
     }
@@ -313,27 +261,5 @@ impl Handler<crate::messages::InjectPanic> for RendezvousRotator {
 
     fn handle(&mut self, _: crate::messages::InjectPanic, ctx: &mut Self::Context) -> Self::Result {
         guarded(NAME, ctx, || panic!("injected fault"))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn used_periods_merge_into_runs_and_forget_the_oldest_past_the_bound() {
-        let mut used = UsedPeriods::default();
-        for p in [10, 11, 12, 500, 14, 13, 499] {
-            used.insert(p);
-        }
-        assert_eq!(used.runs, vec![(10, 14), (499, 500)]);
-        assert!(used.contains(12) && used.contains(499) && !used.contains(15) && !used.contains(9));
-        // One run more than the bound holds.
-        for run in 0..MAX_RUNS as u64 - 1 {
-            used.insert(1_000 + 10 * run);
-        }
-        assert_eq!(used.runs.len(), MAX_RUNS);
-        assert!(!used.contains(10), "the oldest run went first");
-        assert!(used.contains(500) && used.contains(1_000 + 10 * (MAX_RUNS as u64 - 2)));
     }
 }

@@ -59,6 +59,24 @@ impl Radio {
         Ok(Advertising { _handle: handle })
     }
 
+    /// Waits (at most `limit`) until the adapter `name` (else the default
+    /// one) no longer discovers: BlueZ stops a discovery some time after
+    /// its scan is dropped, and the kernel starts an LE connection only
+    /// once the adapter's discovery ended. `false` if it still discovers.
+    pub async fn scan_stopped(&self, name: Option<&str>, limit: std::time::Duration) -> Result<bool, Unavailable> {
+        let adapter = self.adapter_named(name).await?;
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if !adapter.is_discovering().await.map_err(|e| unavailable(&e))? {
+                return Ok(true);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(false);
+            }
+            tokio::time::sleep(DISCOVERY_POLL).await;
+        }
+    }
+
     /// The veil advertisements in range of the adapter `name` (else the
     /// default one), each time one is seen with a token not seen before.
     /// Service data that is not a token is ignored.
@@ -93,6 +111,9 @@ impl Radio {
             }))
     }
 }
+
+/// How often `scan_stopped` asks BlueZ (it sends no change for this).
+const DISCOVERY_POLL: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Most tokens a scan remembers, to report each once.
 const MAX_SEEN: usize = 4096;
