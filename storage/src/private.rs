@@ -9,10 +9,10 @@
 use std::{
     fs::{self, OpenOptions, Permissions},
     os::unix::fs::{OpenOptionsExt, PermissionsExt},
-    path::{Path, PathBuf},
+    path::Path,
 };
 
-use crate::{Error, Result};
+use crate::{Error, Result, sqlite::beside};
 
 /// The only mode veil gives its files.
 pub(crate) const MODE: u32 = 0o600;
@@ -50,10 +50,4 @@ pub(crate) fn tighten_database(path: &Path) -> Result<()> {
         }
     }
     Ok(())
-}
-
-fn beside(path: &Path, suffix: &str) -> PathBuf {
-    let mut p = path.as_os_str().to_owned();
-    p.push(suffix);
-    PathBuf::from(p)
 }

@@ -110,15 +110,19 @@ pub(crate) fn check_file(path: &Path) -> Result<()> {
 
 /// Whether a non-empty WAL file is beside `path`.
 pub(crate) fn has_wal(path: &Path) -> bool {
-    let mut wal = path.as_os_str().to_owned();
-    wal.push("-wal");
-    std::fs::metadata(PathBuf::from(wal)).map(|m| m.len() > 32).unwrap_or(false)
+    std::fs::metadata(beside(path, "-wal")).map(|m| m.len() > 32).unwrap_or(false)
 }
 
 fn wal_exists(path: &Path) -> bool {
-    let mut wal = path.as_os_str().to_owned();
-    wal.push("-wal");
-    PathBuf::from(wal).exists()
+    beside(path, "-wal").exists()
+}
+
+/// `path` with `suffix` appended to its file name (`veil.db` → `veil.db-wal`):
+/// where SQLite and the store keep a database's companion files.
+pub(crate) fn beside(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
 }
 
 fn corrupt(path: &Path, reason: impl Into<String>) -> Error {
@@ -227,9 +231,7 @@ pub(crate) fn lock(path: &Path) -> Result<std::fs::File> {
 }
 
 fn lock_path(path: &Path) -> PathBuf {
-    let mut p = path.as_os_str().to_owned();
-    p.push(".lock");
-    PathBuf::from(p)
+    beside(path, ".lock")
 }
 
 /// Removes the lock file of a store whose creation failed (the caller still

@@ -53,10 +53,8 @@ pub(crate) struct WalSync {
 
 impl WalSync {
     pub(crate) fn new(database: &std::path::Path, durability: Durability) -> Self {
-        let mut wal = database.as_os_str().to_owned();
-        wal.push("-wal");
         Self {
-            wal: PathBuf::from(wal),
+            wal: crate::sqlite::beside(database, "-wal"),
             durability,
             committed: AtomicU64::new(0),
             synced: tokio::sync::Mutex::new(0),
