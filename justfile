@@ -23,15 +23,37 @@ test:
 test-ble:
     VEIL_FULL_TESTS=1 cargo test -p veil-ble --test bluez_vm --test bluez_mock
 
-# Every fuzz target (integration-tests/fuzz: each decoder of network, link
-# or QR input) for a million executions; needs a nightly toolchain and
-# `cargo install cargo-fuzz`. A crash stops it, its input in artifacts/.
-fuzz runs="1000000":
-    cd integration-tests/fuzz && mkdir -p target && for t in $(cargo +nightly fuzz list --fuzz-dir .); do log="target/fuzz-$t.log"; if cargo +nightly fuzz run --fuzz-dir . "$t" -- -runs={{runs}} >"$log" 2>&1; then echo "$t: $(grep '^Done' "$log")"; else tail -n 40 "$log"; exit 1; fi; done
+# Needs a nightly toolchain and `cargo install cargo-fuzz`. libFuzzer
+# starts from the targets' seeds and kept regressions and grows
+# corpus/<target>/. A crash stops it, its input in artifacts/<target>/:
+# fix it, then keep the input in regressions/<target>/ (the smoke replays it).
+# `flags` go to cargo fuzz run (e.g. "-s none": no AddressSanitizer, two to
+# four times faster on the crypto-heavy targets; veil's code is safe Rust).
+# Every fuzz target (integration-tests/fuzz: each decoder of network, air,
+# link or QR input) for a million executions, or only `targets` (names).
+fuzz runs="1000000" targets="" flags="":
+    #!/usr/bin/env bash
+    set -euo pipefail
+    cd integration-tests/fuzz
+    cargo run -q --release --no-default-features --example seeds -- target/seeds
+    for t in {{ if targets == "" { "$(cargo +nightly fuzz list --fuzz-dir .)" } else { targets } }}; do
+        mkdir -p "corpus/$t"
+        dirs=("corpus/$t" "target/seeds/$t")
+        [ -d "regressions/$t" ] && dirs+=("regressions/$t")
+        log="target/fuzz-$t.log"
+        if cargo +nightly fuzz run {{flags}} --fuzz-dir . "$t" "${dirs[@]}" -- -runs={{runs}} >"$log" 2>&1; then
+            echo "$t: $(grep '^Done' "$log")"
+        else
+            tail -n 40 "$log"
+            exit 1
+        fi
+    done
 
-# The same, a few seconds each.
+# `just fuzz 20000` is a short libFuzzer run instead.
+# The fuzz targets' smoke run on stable, as CI runs it: seeds, kept
+# regressions, thousands of pseudo-random and mutated inputs per target.
 fuzz-smoke:
-    just fuzz 20000
+    cargo test --release --no-default-features --manifest-path integration-tests/fuzz/Cargo.toml
 
 # The BLE link in that VM, as JSON: time to connect with the ble plug-in,
 # ping round trips, a bulk transfer (reported, not targeted: emulated air).

@@ -168,7 +168,10 @@ pub fn respond(mine: &[EntryHash], incoming: &[HashRange]) -> Step {
             Summary::Hashes(theirs) => {
                 let mut theirs = theirs.clone();
                 theirs.sort();
-                step.want.extend(theirs.iter().filter(|h| here.binary_search(h).is_err()));
+                // Theirs may lie outside the range (a peer's list is not
+                // checked against its bounds): want only what this side
+                // lacks anywhere.
+                step.want.extend(theirs.iter().filter(|h| mine.binary_search(h).is_err()));
                 step.give.extend(here.iter().filter(|h| theirs.binary_search(h).is_err()));
             }
             Summary::Fingerprint(fp) => {
@@ -268,6 +271,17 @@ mod tests {
         // The full side opens: the empty side's list comes back.
         let (to_full, to_empty, messages) = run(&a, &[]);
         assert_eq!((to_empty.len(), to_full.len(), messages), (10_000, 0, 2));
+    }
+
+    #[test]
+    fn a_listed_hash_outside_its_range_is_not_wanted_if_held() {
+        let mut a: Vec<EntryHash> = (0..100).map(hash).collect();
+        a.sort();
+        // The peer lists one of ours, and one we lack, under a range that
+        // holds neither.
+        let lacking = hash(1_000);
+        let range = HashRange { lo: 0, hi: 0, summary: Summary::Hashes(vec![a[50], lacking]) };
+        assert_eq!(respond(&a, &[range]).want, vec![lacking]);
     }
 
     #[test]

@@ -67,6 +67,7 @@ pub mod codec;
 mod discovery;
 mod driver;
 mod error;
+mod framing;
 pub mod learned;
 mod link;
 mod network;

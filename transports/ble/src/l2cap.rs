@@ -39,9 +39,7 @@ use libp2p::{
 use tokio_util::compat::{Compat, TokioAsyncReadCompatExt};
 use veil_transports::{BoxedTransport, TransportId, TransportKind, TransportPlugin, authenticate_and_multiplex};
 
-/// The protocol/service multiplexer veil listens on: the first odd one of
-/// LE's dynamic range above its start (0x81).
-pub const PSM: u16 = 0x81;
+pub use crate::addr::{BleAddr, NotBleAddr, PSM};
 
 /// Connections a listener's kernel queue holds before veil accepts them.
 const BACKLOG: u32 = 8;
@@ -51,29 +49,7 @@ const BACKLOG: u32 = 8;
 /// waits for as long as the kernel keeps trying.
 pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
 
-/// The longest address string this parses (`ble.` + 12 + `.random.` + 3).
-const MAX_ADDR_LEN: usize = 32;
-
-/// A BLE device address and channel, as carried in a multiaddr.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct BleAddr {
-    /// The device address, most significant byte first (as BlueZ shows it).
-    pub device: [u8; 6],
-    /// A random (not public) device address: what BlueZ gives an advertiser.
-    pub random: bool,
-    /// The L2CAP protocol/service multiplexer.
-    pub psm: u16,
-}
-
-/// Why a string is not a BLE address.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("not a BLE address: {0}")]
-pub struct NotBleAddr(&'static str);
-
 impl BleAddr {
-    /// Any local adapter, on veil's channel: what a node listens on.
-    pub const ANY: Self = Self { device: [0; 6], random: false, psm: PSM };
-
     /// The multiaddr carrying this address.
     pub fn to_multiaddr(&self) -> Multiaddr {
         Multiaddr::empty().with(Protocol::Unix(self.to_string().into()))
@@ -98,53 +74,6 @@ impl BleAddr {
 
     fn of_socket(sa: &SocketAddr) -> Self {
         Self { device: sa.addr.0, random: sa.addr_type == bluer::AddressType::LeRandom, psm: sa.psm }
-    }
-}
-
-impl std::fmt::Display for BleAddr {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ble.")?;
-        for b in self.device {
-            write!(f, "{b:02x}")?;
-        }
-        let kind = if self.random { "random" } else { "public" };
-        write!(f, ".{kind}.{}", self.psm)
-    }
-}
-
-impl std::str::FromStr for BleAddr {
-    type Err = NotBleAddr;
-
-    fn from_str(s: &str) -> Result<Self, NotBleAddr> {
-        if s.len() > MAX_ADDR_LEN {
-            return Err(NotBleAddr("too long"));
-        }
-        let mut parts = s.split('.');
-        let (Some("ble"), Some(hex), Some(kind), Some(psm), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(NotBleAddr("not ble.<device>.<kind>.<psm>"));
-        };
-        if hex.len() != 12 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
-            return Err(NotBleAddr("the device address is not 12 lowercase hex digits"));
-        }
-        let mut device = [0u8; 6];
-        for (i, byte) in device.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| NotBleAddr("bad hex"))?;
-        }
-        let random = match kind {
-            "random" => true,
-            "public" => false,
-            _ => return Err(NotBleAddr("the kind is neither public nor random")),
-        };
-        if psm.is_empty() || psm.len() > 3 || !psm.bytes().all(|b| b.is_ascii_digit()) || psm.starts_with('0') {
-            return Err(NotBleAddr("the channel is not a number"));
-        }
-        let psm: u16 = psm.parse().map_err(|_| NotBleAddr("the channel is not a number"))?;
-        if !(bluer::l2cap::PSM_LE_DYN_START..=bluer::l2cap::PSM_LE_MAX).contains(&psm) {
-            return Err(NotBleAddr("the channel is outside LE's dynamic range"));
-        }
-        Ok(Self { device, random, psm })
     }
 }
 
@@ -304,6 +233,11 @@ mod tests {
         assert_eq!(BleAddr::parse(&with_peer), Ok(addr));
         assert!(Ble.handles(&with_peer));
         assert_eq!(BleAddr::ANY.to_string(), "ble.000000000000.public.129");
+    }
+
+    #[test]
+    fn the_dynamic_range_is_bluez_s() {
+        assert_eq!(crate::addr::PSM_LE_DYNAMIC, bluer::l2cap::PSM_LE_DYN_START..=bluer::l2cap::PSM_LE_MAX);
     }
 
     #[test]

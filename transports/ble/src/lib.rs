@@ -20,7 +20,7 @@
 //! [`air`] advertises this node's token (`veil_crypto::advert`: salted,
 //! under a key of the period) and scans for others'. [`l2cap`] is the
 //! `ble` plug-in: L2CAP connection-oriented channels with Noise and yamux
-//! on top. The `BleTransport` actor is issue 18's next step
+//! on top; its addresses as text are [`addr`]'s. The `BleTransport` actor is issue 18's next step
 //! (docs/TRANSPORTS.md, "BLE").
 //!
 //! ```
@@ -36,6 +36,7 @@
 //! assert_eq!(&buf[..n], b"hello over the air");
 //! ```
 
+pub mod addr;
 pub mod air;
 pub mod channel;
 pub mod error;
