@@ -11,7 +11,8 @@
 //!   until B reports the message received (p50/p99/max);
 //!   and at 1 000 msg/s once more between two other nodes whose stores
 //!   skip the fsync of each commit (`Durability::ProcessCrash`);
-//! * **pipelined**: `IN_FLIGHT` sends outstanding for `VEIL_BENCH_SECS`
+//! * **pipelined**: `VEIL_BENCH_IN_FLIGHT` sends outstanding (default
+//!   `IN_FLIGHT`) for `VEIL_BENCH_SECS`
 //!   (default 60): appends/s at A (sends resolved, i.e. stored), delivered/s
 //!   at B (counted, not recorded one by one, so the bench's own memory
 //!   stays flat), acknowledged/s back at A, and the process RSS each second;
@@ -357,7 +358,8 @@ async fn pipelined(a: &Node, b: &Node, group: GroupId, secs: u64) -> Value {
             }
         }))
     };
-    let permits = Arc::new(Semaphore::new(IN_FLIGHT));
+    let in_flight = env("VEIL_BENCH_IN_FLIGHT", IN_FLIGHT);
+    let permits = Arc::new(Semaphore::new(in_flight));
     let appended = Arc::new(Mutex::new(0usize));
     let (start, window) = (Instant::now(), Duration::from_secs(secs));
     // How long each send took to resolve (stored durably), by the 10 s
@@ -389,7 +391,7 @@ async fn pipelined(a: &Node, b: &Node, group: GroupId, secs: u64) -> Value {
             next_sample += Duration::from_secs(1);
         }
     }
-    let _ = permits.acquire_many(IN_FLIGHT as u32).await.unwrap();
+    let _ = permits.acquire_many(in_flight as u32).await.unwrap();
     let elapsed = start.elapsed().as_secs_f64();
     let cpu = cpu_seconds() - cpu_start;
     let (appended, delivered_in_window) = (*appended.lock().unwrap(), arrivals.count());
@@ -421,7 +423,7 @@ async fn pipelined(a: &Node, b: &Node, group: GroupId, secs: u64) -> Value {
         })
         .collect();
     json!({
-        "in_flight": IN_FLIGHT, "window_s": elapsed, "appended": appended, "appends_per_s": appends_per_s,
+        "in_flight": in_flight, "window_s": elapsed, "appended": appended, "appends_per_s": appends_per_s,
         "delivered_per_s_every_10_s": delivered_every_10_s, "send_latency_every_10_s": latency_every_10_s,
         "delivered": delivered, "delivered_in_window": delivered_in_window, "all_delivered": drained,
         "delivered_per_s": delivered_per_s, "acked": acked, "acked_per_s": acked as f64 / total,

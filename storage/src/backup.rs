@@ -14,6 +14,12 @@
 //! its associated data makes a reordered, cut or extended file fail to open.
 //! The verifier tells a wrong passphrase from a damaged file.
 //!
+//! A backup file may come from anyone, and its Argon2id parameters are read
+//! before anything in it is authenticated: a restore refuses a file that
+//! asks for more than `MAX_KDF` (and a backup is never written with more),
+//! so a crafted file costs at most a few seconds and 256 MiB, not the
+//! keystore's own bounds (4 GiB, 100 passes).
+//!
 //! The database copy is still sealed under the storage key (which the
 //! backup carries, sealed): a restore writes it into a key file beside the
 //! restored database. Every group then gets a **new device key** and no
@@ -47,6 +53,18 @@ const VERIFIER_PLAINTEXT: &[u8] = b"veil backup key check v1";
 /// A sealed chunk: nonce, at most a chunk of ciphertext, tag.
 const MAX_SEALED_CHUNK: usize = 12 + CHUNK + 16;
 
+/// The most a backup may ask Argon2id for: four times the default memory,
+/// a few more passes and lanes (see the module docs).
+pub(crate) const MAX_KDF: KdfParams = KdfParams { m_cost_kib: 256 * 1024, t_cost: 8, p_cost: 4 };
+
+/// Whether a backup may be sealed or opened under `kdf`.
+fn kdf_allowed(kdf: &KdfParams) -> bool {
+    kdf.validate().is_ok()
+        && kdf.m_cost_kib <= MAX_KDF.m_cost_kib
+        && kdf.t_cost <= MAX_KDF.t_cost
+        && kdf.p_cost <= MAX_KDF.p_cost
+}
+
 fn damaged(reason: &'static str) -> Error {
     Error::Backup(reason)
 }
@@ -59,6 +77,12 @@ impl Store {
     pub async fn backup(&self, dest: &Path, passphrase: &str, kdf: KdfParams) -> Result<()> {
         if dest.exists() {
             return Err(Error::AlreadyExists { path: dest.to_owned() });
+        }
+        if !kdf_allowed(&kdf) {
+            return Err(Error::Invalid {
+                what: "backup",
+                reason: "key-derivation parameters above what a restore accepts",
+            });
         }
         let snapshot = with_extension(dest, "snapshot");
         let _ = std::fs::remove_file(&snapshot);
@@ -210,7 +234,7 @@ fn open_file(backup: &Path, passphrase: &str, out: &Path) -> Result<StorageKey> 
         *p = u32::from_be_bytes(r.take(4)?.try_into().map_err(|_| damaged("truncated"))?);
     }
     let kdf = KdfParams { m_cost_kib: params[0], t_cost: params[1], p_cost: params[2] };
-    if kdf.validate().is_err() {
+    if !kdf_allowed(&kdf) {
         return Err(damaged("its key-derivation parameters are out of range"));
     }
     let key = StorageKey::for_backup(passphrase, &salt, kdf)?;
@@ -396,5 +420,27 @@ mod tests {
         // An empty copy still carries the key.
         let (bytes, _) = sealed(dir.path(), 0);
         assert_eq!(open(dir.path(), &bytes).unwrap().1.len(), 0);
+    }
+
+    #[test]
+    fn a_file_asking_argon2_for_more_than_the_cap_is_refused_before_deriving_anything() {
+        let dir = tempfile::tempdir().unwrap();
+        let (bytes, _) = sealed(dir.path(), 100);
+        let params_at = MAGIC.len() + SALT_LEN;
+        // Memory, passes, lanes: one past the cap each, and the keystore's
+        // own maximum (4 GiB). Deriving under any of them would take
+        // seconds to minutes; the refusal is immediate.
+        for (field, value) in
+            [(0, MAX_KDF.m_cost_kib + 1), (0, 4 * 1024 * 1024), (1, MAX_KDF.t_cost + 1), (2, MAX_KDF.p_cost + 1)]
+        {
+            let mut crafted = bytes.clone();
+            let at = params_at + 4 * field;
+            crafted[at..at + 4].copy_from_slice(&value.to_be_bytes());
+            match open(dir.path(), &crafted) {
+                Err(Error::Backup(reason)) => assert!(reason.contains("out of range"), "{reason}"),
+                other => panic!("field {field} = {value}: {:?}", other.map(|_| ())),
+            }
+        }
+        assert!(kdf_allowed(&KdfParams::DEFAULT) && kdf_allowed(&MAX_KDF));
     }
 }
