@@ -244,12 +244,16 @@ impl NodeBuilder {
                 system.block_on(async move {
                     match start(self, dir).await {
                         Ok(inner) => {
-                            let (store, network) = (inner.store.clone(), inner.network.clone());
+                            let (store, network, points_clock) =
+                                (inner.store.clone(), inner.network.clone(), inner.points_clock.clone());
                             if ready_tx.send(Ok(inner)).is_ok() {
                                 let _ = stop_rx.await;
                             }
                             if let Err(e) = network.shutdown().await {
                                 tracing::debug!(error = %e, "the network was already down");
+                            }
+                            if let Err(e) = points_clock.persist(&store).await {
+                                tracing::warn!(error = %e, "keeping the announced periods failed");
                             }
                             // Every commit is already durable; closing
                             // checkpoints the WAL and releases the database
@@ -314,6 +318,8 @@ struct Inner {
     join_timeout: Duration,
     /// Argon2id parameters for what the node seals under a passphrase.
     kdf: KdfParams,
+    /// The time rendezvous points are computed for, kept at shutdown.
+    points_clock: Arc<crate::point_clock::PointClock>,
 }
 
 async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
@@ -362,6 +368,12 @@ async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
     });
     // One for the rotator and the contact book, outliving their restarts.
     let points_clock = Arc::new(crate::point_clock::PointClock::new(builder.clock.clone(), builder.schedule.period()));
+    // What earlier runs announced stays announced (see `point_clock`).
+    if let Some(record) = store.setting(crate::point_clock::SETTING).await?
+        && let Err(why) = points_clock.restore(&record)
+    {
+        tracing::warn!(why, "the announced periods of earlier runs are unreadable; starting without them");
+    }
     let rotator = Supervisor::start({
         let (store, clock, schedule, every) =
             (store.clone(), builder.clock.clone(), builder.schedule, builder.rotation_check);
@@ -502,6 +514,7 @@ async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
         exposure,
         join_timeout: builder.join_timeout,
         kdf: builder.kdf,
+        points_clock,
     })
 }
 

@@ -126,7 +126,15 @@ impl RendezvousRotator {
             }
         }
         self.period = Some(period);
-        self.points_clock.announced(now);
+        if self.points_clock.announced(now) {
+            // Kept so a restarted node never brings this period back.
+            let (points_clock, store) = (self.points_clock.clone(), self.store.clone());
+            actix::spawn(async move {
+                if let Err(e) = points_clock.persist(&store).await {
+                    tracing::warn!(actor = NAME, error = %e, "keeping the announced periods failed");
+                }
+            });
+        }
         self.notify_points(now, awaits_new_peer_id);
     }
 
