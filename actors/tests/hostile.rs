@@ -1,0 +1,222 @@
+//! A hostile peer (issue 20): a bare veil network endpoint, not a node,
+//! connects to Bob and sends him thousands of junk messages over the
+//! protocols a node serves to anyone: frames on `/veil/frame/2` (random
+//! bytes, group frames of every kind under made-up session tags, forged
+//! entries, truncated encodings) and contact requests on
+//! `/veil/contact/1`. Meanwhile Alice, his contact, goes on writing to him.
+//! Bob stays up, stores nothing of the hostile peer's, gains no contact,
+//! reports the frames he dropped, and gets every one of Alice's messages.
+//!
+//! Timing is not asserted here (tests never depend on the machine's speed):
+//! the latencies with and without the flood are printed.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
+
+mod common;
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Instant,
+};
+
+use common::{TwoContacts, WAIT, two_contacts, until};
+use futures::StreamExt;
+use tokio::time::timeout;
+use veil_actors::{Node, NodeEvent};
+use veil_crypto::{
+    GroupId, NetworkKey, OsEntropy,
+    envelope::{EntryHash, SealedEntry},
+};
+use veil_proto::sync::{GroupBody, GroupFrame, NEARBY_PAD};
+use veil_transports::{Network, NetworkConfig, Policy, Tcp};
+
+/// Junk messages the hostile peer sends (frames and contact requests).
+const JUNK: u64 = 10_000;
+/// Of which contact requests: one in this many.
+const REQUEST_EVERY: u64 = 10;
+/// Junk messages in flight at once.
+const IN_FLIGHT: usize = 32;
+/// Alice's messages to Bob, before and during the flood.
+const MESSAGES: usize = 30;
+
+/// A deterministic generator of junk (xorshift64*).
+struct Junk(u64);
+
+impl Junk {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn bytes(&mut self, len: usize) -> Vec<u8> {
+        (0..len).map(|_| self.next() as u8).collect()
+    }
+
+    /// Up to `max` random bytes.
+    fn some_bytes(&mut self, max: usize) -> Vec<u8> {
+        let len = self.next() as usize % max;
+        self.bytes(len)
+    }
+
+    fn array(&mut self) -> [u8; 32] {
+        self.bytes(32).try_into().unwrap()
+    }
+
+    fn hashes(&mut self, n: usize) -> Vec<EntryHash> {
+        (0..n).map(|_| EntryHash(self.array())).collect()
+    }
+
+    fn entry(&mut self) -> SealedEntry {
+        let mut links = self.bytes(16);
+        links.extend(self.some_bytes(80));
+        let (header, body) = (self.some_bytes(200), self.bytes(64));
+        SealedEntry { links, header, body, tag: self.array() }
+    }
+
+    /// The `i`th junk frame: each kind of group frame under a made-up
+    /// session tag, raw bytes, or an encoding cut short.
+    fn frame(&mut self, i: u64) -> Vec<u8> {
+        let n = 1 + self.next() as usize % 20;
+        let body = match i % 7 {
+            0 => return self.some_bytes(600),
+            1 => GroupBody::Entries((0..n).map(|_| self.entry()).collect()),
+            2 => GroupBody::Ack(self.hashes(n)),
+            3 => GroupBody::Heads { metadata: self.hashes(1), messages: self.hashes(n) },
+            4 => GroupBody::Want(self.hashes(n)),
+            5 => GroupBody::Nearby((0..NEARBY_PAD).map(|_| self.array()).collect()),
+            _ => GroupBody::Entries(vec![self.entry()]),
+        };
+        let mut encoded = GroupFrame { session_tag: self.array(), body }.encode();
+        if i.is_multiple_of(3) {
+            encoded.truncate(self.next() as usize % encoded.len().max(1));
+        }
+        encoded
+    }
+}
+
+/// Alice sends `MESSAGES` to Bob one at a time; returns how long each took
+/// to reach him, in ms, sorted.
+async fn converse(a: &Node, b: &Node, group: &GroupId, tag: &str) -> Vec<f64> {
+    let mut events = b.events();
+    let mut took = Vec::with_capacity(MESSAGES);
+    for i in 0..MESSAGES {
+        let sent = Instant::now();
+        let hash = a.send(group, format!("{tag} {i}").as_bytes()).await.unwrap();
+        timeout(WAIT, async {
+            loop {
+                match events.recv().await.unwrap() {
+                    NodeEvent::MessageReceived { hash: h, .. } if h == hash => break,
+                    _ => continue,
+                }
+            }
+        })
+        .await
+        .expect("Alice's message reached Bob");
+        took.push(sent.elapsed().as_secs_f64() * 1e3);
+    }
+    took.sort_by(f64::total_cmp);
+    took
+}
+
+fn groups_of(node: &Node) -> Vec<GroupId> {
+    let mut groups = node.groups();
+    groups.sort();
+    groups
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_peer_flooding_junk_gets_nothing_stored_and_delivery_goes_on() {
+    let TwoContacts { a, b, group, .. } = two_contacts().await;
+    let quiet = converse(&a, &b, &group, "before").await;
+    let (stored_before, contacts_before, groups_before) =
+        (b.stored_entries(&group).await.unwrap(), b.contacts().await.unwrap().len(), groups_of(&b));
+
+    // The hostile peer: a network endpoint of its own on loopback.
+    let mut config = NetworkConfig::default();
+    config.mdns = false;
+    let key = NetworkKey::generate(&mut OsEntropy).unwrap();
+    let (mallory, mut mallory_events) =
+        Network::spawn(&key, Policy::Direct, vec![Arc::new(Tcp::new())], config).unwrap();
+    tokio::spawn(async move { while mallory_events.recv().await.is_some() {} });
+    let status = b.network_status().await.unwrap();
+    let bob_addr = status.listen_addrs.iter().find(|a| a.to_string().starts_with("/ip4/127.0.0.1/tcp/")).unwrap();
+    let bob = mallory.dial(bob_addr.clone()).await.unwrap();
+    let mallory_id = mallory.local_peer_id().await.unwrap();
+
+    // Bob's refusals, counted as they are reported.
+    let refused = Arc::new(AtomicUsize::new(0));
+    let counting = {
+        let (mut events, refused) = (b.events(), refused.clone());
+        tokio::spawn(async move {
+            loop {
+                match events.recv().await {
+                    Ok(NodeEvent::FrameRefused { peer, .. }) if peer == mallory_id => {
+                        refused.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(_) => return,
+                }
+            }
+        })
+    };
+
+    let started = Instant::now();
+    let flood = {
+        let mallory = mallory.clone();
+        tokio::spawn(async move {
+            let mut junk = Junk(0x5eed_1234_abcd_0001);
+            let messages: Vec<(u64, Vec<u8>)> = (0..JUNK).map(|i| (i, junk.frame(i))).collect();
+            let answered = AtomicUsize::new(0);
+            futures::stream::iter(messages)
+                .for_each_concurrent(IN_FLIGHT, |(i, bytes)| {
+                    let (mallory, answered) = (mallory.clone(), &answered);
+                    async move {
+                        // Refusals are expected: a reset stream, a closed
+                        // request. Only Bob's surviving counts.
+                        let ok = if i.is_multiple_of(REQUEST_EVERY) {
+                            mallory.request(bob, bytes).await.is_ok()
+                        } else {
+                            mallory.send_frame(bob, bytes).await.is_ok()
+                        };
+                        if ok {
+                            answered.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                })
+                .await;
+            answered.into_inner()
+        })
+    };
+    let flooded = converse(&a, &b, &group, "during").await;
+    let answered = flood.await.unwrap();
+    let flood_took = started.elapsed();
+
+    // Bob is up, stored only Alice's messages, has no new contact or group.
+    b.identity().await.unwrap();
+    assert_eq!(b.stored_entries(&group).await.unwrap(), stored_before + MESSAGES);
+    assert_eq!(b.contacts().await.unwrap().len(), contacts_before);
+    assert_eq!(groups_of(&b), groups_before);
+    let mut events = b.events();
+    until(&mut events, || {
+        let refused = refused.clone();
+        async move { refused.load(Ordering::Relaxed) > 0 }
+    })
+    .await;
+    counting.abort();
+    eprintln!(
+        "hostile: {JUNK} junk messages in {:.1} s ({answered} taken by the transport), {} frames refused by Bob; \
+         Alice to Bob p50 {:.2} ms alone, {:.2} ms during the flood (max {:.2} / {:.2})",
+        flood_took.as_secs_f64(),
+        refused.load(Ordering::Relaxed),
+        quiet[quiet.len() / 2],
+        flooded[flooded.len() / 2],
+        quiet[quiet.len() - 1],
+        flooded[flooded.len() - 1],
+    );
+    mallory.shutdown().await.unwrap();
+}
