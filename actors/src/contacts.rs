@@ -123,6 +123,8 @@ pub(crate) struct ContactBookDeps {
     pub groups: Recipient<StartGroup>,
     /// The node's event channel.
     pub events: broadcast::Sender<NodeEvent>,
+    /// What the node refused.
+    pub refusals: Arc<crate::refusals::RefusalCounters>,
 }
 
 #[derive(Clone, Copy)]
@@ -748,7 +750,13 @@ impl Handler<InboundRequest> for ContactBook {
                 });
                 match answer {
                     Answer::Started(h, bytes) => (Some(h), bytes, false),
-                    Answer::Reply(bytes) => (None, bytes, false),
+                    // An empty reply answers what was refused.
+                    Answer::Reply(bytes) => {
+                        if bytes.is_empty() {
+                            deps.refusals.contact_request();
+                        }
+                        (None, bytes, false)
+                    }
                     Answer::Recorded(bytes, spent) => (None, bytes, spent),
                 }
             }

@@ -1265,6 +1265,7 @@ impl Courier {
             Ok(f) => f,
             Err(e) => {
                 tracing::debug!(actor = NAME, error = %e, "not a group frame; ignored");
+                self.deps.refusals.frame();
                 let _ = self.events.send(NodeEvent::FrameRefused { peer, reason: e.to_string() });
                 return None;
             }

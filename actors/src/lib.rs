@@ -54,6 +54,7 @@ mod pace;
 mod period;
 mod point_clock;
 mod receipts;
+mod refusals;
 mod replica;
 mod rotator;
 mod supervision;
@@ -69,6 +70,7 @@ pub use group_log::GroupLog;
 pub(crate) use group_log::GroupLogDeps;
 pub use node::{Node, NodeBuilder};
 pub use period::NetworkPeriod;
+pub use refusals::Refusals;
 pub use rotator::RendezvousRotator;
 pub use transport::{
     AttachTransport, DetachTransport, Dial, GetNetworkStatus, Listen, NetworkStatus, Rotate, SendFrame, SetPolicy,

@@ -320,6 +320,8 @@ struct Inner {
     kdf: KdfParams,
     /// The time rendezvous points are computed for, kept at shutdown.
     points_clock: Arc<crate::point_clock::PointClock>,
+    /// What the node refused from the network.
+    refusals: Arc<crate::refusals::RefusalCounters>,
 }
 
 async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
@@ -368,6 +370,7 @@ async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
     });
     // One for the rotator and the contact book, outliving their restarts.
     let points_clock = Arc::new(crate::point_clock::PointClock::new(builder.clock.clone(), builder.schedule.period()));
+    let refusals = Arc::new(crate::refusals::RefusalCounters::default());
     // What earlier runs announced stays announced (see `point_clock`).
     if let Some(record) = store.setting(crate::point_clock::SETTING).await?
         && let Err(why) = points_clock.restore(&record)
@@ -425,7 +428,7 @@ async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
         let rotator = rotator.clone();
         let (schedule, retry) = (builder.schedule, builder.retry);
         let fallback = replica.clone().recipient();
-        let points_clock = points_clock.clone();
+        let (points_clock, refusals) = (points_clock.clone(), refusals.clone());
         let share_delay = builder.share_delay;
         let timing = CourierTiming { tick: builder.sync_tick, resend_after: builder.resend_after, max_frame };
         move |ctx: &mut Context<ContactBook>| {
@@ -433,6 +436,7 @@ async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
             let courier = Supervisor::start({
                 let (store, network, clock, events) = (store.clone(), network.clone(), clock.clone(), events.clone());
                 let (vault, rotator, fallback) = (vault.clone(), rotator.clone(), fallback.clone());
+                let refusals = refusals.clone();
                 move |cctx: &mut Context<Courier>| {
                     let group_log = GroupLogDeps {
                         store: store.clone(),
@@ -446,6 +450,7 @@ async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
                         owed: cctx.address().recipient(),
                         joined,
                         events: events.clone(),
+                        refusals: refusals.clone(),
                         share_delay,
                         resend_after: builder.resend_after,
                     };
@@ -478,6 +483,7 @@ async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
                 rotator: rotator.recipient(),
                 groups: courier.recipient(),
                 events,
+                refusals: refusals.clone(),
             })
         }
     });
@@ -515,6 +521,7 @@ async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
         join_timeout: builder.join_timeout,
         kdf: builder.kdf,
         points_clock,
+        refusals,
     })
 }
 
@@ -962,6 +969,12 @@ impl Node {
     /// The groups this node runs a log for.
     pub fn groups(&self) -> Vec<GroupId> {
         self.inner.groups.lock().map(|g| g.keys().copied().collect()).unwrap_or_default()
+    }
+
+    /// What the node refused from the network since it started (`veil
+    /// status`): frames, entries and contact-protocol messages.
+    pub fn refusals(&self) -> crate::Refusals {
+        self.inner.refusals.snapshot()
     }
 
     /// Subscribes to the node's events.

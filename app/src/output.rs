@@ -157,6 +157,9 @@ pub(crate) fn status(s: &api::Status) -> Value {
             "attached": t.attached, "bootstrap": t.bootstrap, "onion": t.onion, "service": t.service,
         })),
         "ble": s.ble,
+        "refused": s.refused.as_ref().map(|r| json!({
+            "frames": r.frames, "entries": r.entries, "contact_requests": r.contact_requests,
+        })),
     })
 }
 
@@ -191,6 +194,12 @@ pub(crate) fn status_text(s: &api::Status) -> String {
         ),
         format!("contacts     {} ({} requests waiting)", s.contacts, s.pending_requests),
     ];
+    if let Some(r) = &s.refused {
+        out.push(format!(
+            "refused      {} frames, {} entries, {} contact requests",
+            r.frames, r.entries, r.contact_requests
+        ));
+    }
     if !s.serve.is_empty() {
         out.push(format!("serving      {}", s.serve.join(", ")));
     }

@@ -20,6 +20,8 @@ fn link_contact_accept_send_and_log_between_two_daemons() {
     assert_eq!(status["peer_id"], alice.ready["peer_id"]);
     assert_eq!(status["listen_addrs"], alice.ready["listen_addrs"]);
     assert!(status["listen_addrs"][0].as_str().unwrap().starts_with("/ip4/127.0.0.1/tcp/"));
+    // ... and what it refused from the network (nothing yet).
+    assert_eq!(status["refused"], json!({ "frames": 0, "entries": 0, "contact_requests": 0 }));
     assert_eq!(server.ok(&["status"])["serve"], json!(["rendezvous"]));
 
     let link = bob.ok(&["link"])["uri"].as_str().unwrap().to_owned();

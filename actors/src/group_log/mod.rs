@@ -100,6 +100,8 @@ pub(crate) struct GroupLogDeps {
     pub joined: Recipient<ContactJoined>,
     /// The node's event channel.
     pub events: broadcast::Sender<NodeEvent>,
+    /// What the node refused.
+    pub refusals: Arc<crate::refusals::RefusalCounters>,
     /// How long a chain share waits for more newcomers (see `share`).
     pub share_delay: std::time::Duration,
     /// How long the courier waits for an acknowledgement before it pushes
@@ -866,6 +868,7 @@ impl Handler<ReceiveEntries> for GroupLog {
                 let mut receiver = snapshot?;
                 let refuse = |receiver: &Receiver, hash, reason| {
                     tracing::debug!(actor = NAME, reason, "refused an entry");
+                    receiver.deps.refusals.entry();
                     let _ = receiver.deps.events.send(NodeEvent::EntryRefused { group, hash, reason });
                 };
                 let mut receipt = Receipt::default();

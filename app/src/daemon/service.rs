@@ -204,6 +204,10 @@ impl Service {
             connections: connections(&net.connections),
             tor: self.tor.status(net.transports.contains(&TOR)),
             ble: super::ble::line(self.ble.borrow().as_ref()),
+            refused: Some({
+                let r = self.node.refusals();
+                api::Refused { frames: r.frames, entries: r.entries, contact_requests: r.contact_requests }
+            }),
         })
     }
 
