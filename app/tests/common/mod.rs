@@ -107,7 +107,10 @@ pub const DAEMON_LOG: &str = "daemon.log";
 pub fn spawn_daemon_with(mut cmd: Command, home: &Path, args: &[&str]) -> (Child, Value) {
     let log = std::fs::File::create(home.join(DAEMON_LOG)).unwrap();
     let mut child = cmd
-        .env("VEIL_LOG", "warn,veil_tor=debug,tor_hsservice=info,tor_guardmgr=info")
+        .env(
+            "VEIL_LOG",
+            std::env::var("VEIL_TEST_LOG").unwrap_or_else(|_| "warn,veil_tor=debug,tor_hsservice=info,tor_guardmgr=info".into()),
+        )
         .arg("--home")
         .arg(home)
         .args(["--json", "daemon"])
@@ -202,6 +205,11 @@ impl Drop for Daemon {
             let log = std::fs::read_to_string(self.path().join(DAEMON_LOG)).unwrap_or_default();
             let tail: Vec<&str> = log.lines().rev().take(80).collect();
             let name = self.ready["peer_id"].as_str().unwrap_or("?");
+            // Whole logs kept for diagnosis when asked (VEIL_TEST_KEEP_LOGS=dir).
+            if let Ok(dir) = std::env::var("VEIL_TEST_KEEP_LOGS") {
+                let _ = std::fs::create_dir_all(&dir);
+                let _ = std::fs::write(Path::new(&dir).join(format!("{name}.log")), &log);
+            }
             eprintln!("--- the end of daemon {name}'s log ---");
             for line in tail.iter().rev() {
                 eprintln!("{line}");
