@@ -140,6 +140,8 @@ async fn a_hostile_peer_flooding_junk_gets_nothing_stored_and_delivery_goes_on()
     // The hostile peer: a network endpoint of its own on loopback.
     let mut config = NetworkConfig::default();
     config.mdns = false;
+    // Mallory's own limit lets her send frames over Bob's.
+    config.max_frame_size = 1 << 20;
     let key = NetworkKey::generate(&mut OsEntropy).unwrap();
     let (mallory, mut mallory_events) =
         Network::spawn(&key, Policy::Direct, vec![Arc::new(Tcp::new())], config).unwrap();
@@ -178,6 +180,11 @@ async fn a_hostile_peer_flooding_junk_gets_nothing_stored_and_delivery_goes_on()
     let flooded = converse(&a, &b, &group, "during").await;
     let (frames, requests) = flood.await.unwrap();
     let flood_took = started.elapsed();
+    // Frames over Bob's limit: he reads the length prefix, closes the
+    // stream and allocates nothing; none is acknowledged.
+    for _ in 0..3 {
+        assert!(mallory.send_frame(bob, vec![7u8; 512 * 1024]).await.is_err(), "an oversized frame was accepted");
+    }
 
     // Bob is up, stored only Alice's messages, has no new contact or group.
     b.identity().await.unwrap();

@@ -93,6 +93,9 @@ pub struct ConfigFile {
     /// As a relay: reservations a peer may make per minute.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub relay_reservations_per_minute: Option<u32>,
+    /// Inbound connections established at once; more are closed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_incoming_connections: Option<u32>,
     /// LAN discovery (only honoured under the `direct` policy).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mdns: Option<bool>,
@@ -197,6 +200,10 @@ pub const DEFAULT_CONFIG: &str = r#"# veil configuration. Flags of `veil daemon`
 # relay_max_reservations = 128
 # relay_max_circuits = 16
 # relay_reservations_per_minute = 30
+
+# Inbound connections held at once; more are closed (raise it on a server
+# for many nodes).
+# max_incoming_connections = 512
 
 # Find peers on the LAN with mDNS (direct policy only).
 # mdns = true
@@ -313,6 +320,8 @@ pub struct Settings {
     pub rotate_peer_id: bool,
     /// Relay limits: reservations, circuits, reservations per peer per minute.
     pub relay_limits: (usize, usize, u32),
+    /// Inbound connections established at once.
+    pub max_incoming_connections: u32,
     /// The privacy policy.
     pub policy: Policy,
     /// Roles served.
@@ -397,6 +406,7 @@ impl Default for Settings {
             bootstrap: Vec::new(),
             rotate_peer_id: true,
             relay_limits: default_relay_limits(),
+            max_incoming_connections: NetworkConfig::default().max_incoming_connections,
             policy: Policy::Direct,
             serve: Roles::default(),
             mdns: true,
@@ -474,6 +484,11 @@ impl Settings {
         let mdns = over.mdns.or(file.mdns).unwrap_or(true);
         // Servers keep their peer id: others address them by it.
         let rotate_peer_id = file.rotate_peer_id.unwrap_or(!serve.any());
+        let max_incoming_connections =
+            file.max_incoming_connections.unwrap_or(NetworkConfig::default().max_incoming_connections);
+        if max_incoming_connections == 0 {
+            bail!("max_incoming_connections must be at least 1");
+        }
         let d = default_relay_limits();
         let relay_limits = (
             file.relay_max_reservations.unwrap_or(d.0),
@@ -488,6 +503,7 @@ impl Settings {
             bootstrap,
             rotate_peer_id,
             relay_limits,
+            max_incoming_connections,
             policy,
             serve,
             mdns,
@@ -514,6 +530,7 @@ impl Settings {
         config.kad = self.serve.dht;
         (config.relay_max_reservations, config.relay_max_circuits, config.relay_reservations_per_minute) =
             self.relay_limits;
+        config.max_incoming_connections = self.max_incoming_connections;
         config
     }
 }

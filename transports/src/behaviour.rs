@@ -6,7 +6,9 @@ use std::time::Duration;
 use libp2p::identity::Keypair;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
-use libp2p::{StreamProtocol, autonat, dcutr, identify, kad, mdns, ping, relay, rendezvous, request_response};
+use libp2p::{
+    StreamProtocol, autonat, connection_limits, dcutr, identify, kad, mdns, ping, relay, rendezvous, request_response,
+};
 
 use crate::codec::{CONTACT_PROTOCOL, FrameCodec};
 use crate::error::Error;
@@ -32,6 +34,9 @@ const MINUTE: Duration = Duration::from_secs(60);
 /// behaviour still costs a poll of its handler on every connection event).
 #[derive(NetworkBehaviour)]
 pub(crate) struct Behaviour {
+    /// First, so a connection over a limit is refused before any other
+    /// behaviour sets anything up for it.
+    pub(crate) limits: connection_limits::Behaviour,
     /// First, so the hot path is polled first.
     pub(crate) links: Links,
     pub(crate) identify: identify::Behaviour,
@@ -149,7 +154,12 @@ impl Behaviour {
             rendezvous::server::Behaviour::new(rendezvous::server::Config::default().with_min_ttl(ttl))
         });
 
+        let limits = connection_limits::ConnectionLimits::default()
+            .with_max_pending_incoming(Some(config.max_pending_incoming))
+            .with_max_established_incoming(Some(config.max_incoming_connections))
+            .with_max_established_per_peer(Some(config.max_connections_per_peer));
         Ok(Self {
+            limits: connection_limits::Behaviour::new(limits),
             links: Links::new(config.request_timeout),
             identify,
             relay_client,

@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures::{FutureExt, StreamExt};
 use libp2p::core::ConnectedPoint;
 use libp2p::core::Endpoint;
-use libp2p::core::transport::{ListenerId, TransportError};
+use libp2p::core::transport::{ListenerId, TransportError, timeout::TransportTimeout};
 use libp2p::identity::Keypair;
 use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
@@ -139,7 +139,12 @@ impl Node {
         let (relay_transport, relay_client) = relay::client::new(peer_id);
         let relay_transport = authenticate_and_multiplex(relay_transport, keypair)
             .map_err(|e| Error::Build { id: TransportId::RELAY, reason: e.to_string() })?;
-        let transport = relay_transport.or_transport(switchable).map(|either, _| either.into_inner()).boxed();
+        let transport = relay_transport.or_transport(switchable).map(|either, _| either.into_inner());
+        let transport = TransportTimeout::with_ingoing_timeout(
+            TransportTimeout::with_outgoing_timeout(transport, config.dial_timeout),
+            config.handshake_timeout,
+        )
+        .boxed();
         let features = Features::new(policy, config, relays);
         let mut behaviour = Behaviour::new(keypair, relay_client, policy, features, config)?;
         if let Some(kad) = behaviour.kad.as_mut() {

@@ -98,6 +98,22 @@ pub struct NetworkConfig {
     /// minute (default 30; every rotation of a relayed node's key is a new
     /// peer, so the per-IP limit of 60 per minute matters more).
     pub relay_reservations_per_minute: u32,
+    /// Inbound connections still setting up (Noise and yamux not done) at
+    /// once (default 128); more are closed at once.
+    pub max_pending_incoming: u32,
+    /// Inbound connections established at once (default 512); more are
+    /// closed at once. A relay or rendezvous server for many nodes raises it.
+    pub max_incoming_connections: u32,
+    /// Connections with one peer at once, both directions (default 8).
+    pub max_connections_per_peer: u32,
+    /// How long an inbound connection may take to finish its set-up
+    /// (default 20 s); a peer that opens connections and stays silent holds
+    /// none of them longer.
+    pub handshake_timeout: Duration,
+    /// How long a dial may take, connecting and setting up (default 120 s:
+    /// a circuit over Tor on a busy machine is slow); a peer that accepts and
+    /// stays silent holds none of this node's dials longer.
+    pub dial_timeout: Duration,
 }
 
 impl Default for NetworkConfig {
@@ -126,6 +142,11 @@ impl Default for NetworkConfig {
             relay_max_circuits: 16,
             relay_max_circuits_per_peer: 4,
             relay_reservations_per_minute: 30,
+            max_pending_incoming: 128,
+            max_incoming_connections: 512,
+            max_connections_per_peer: 8,
+            handshake_timeout: Duration::from_secs(20),
+            dial_timeout: Duration::from_secs(120),
         }
     }
 }
@@ -139,8 +160,14 @@ impl NetworkConfig {
             || self.event_capacity == 0
             || self.max_concurrent_streams == 0
             || self.max_frames_in_flight == 0
+            || self.max_pending_incoming == 0
+            || self.max_incoming_connections == 0
+            || self.max_connections_per_peer == 0
         {
             return Err(Error::Config("capacities must be at least 1"));
+        }
+        if self.handshake_timeout.is_zero() || self.dial_timeout.is_zero() {
+            return Err(Error::Config("timeouts must be above zero"));
         }
         if self.relay_server
             && (self.relay_max_reservations == 0

@@ -15,7 +15,6 @@ use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::timeout;
-use veil_transports::libp2p::multiaddr::Protocol;
 use veil_transports::{NetworkEvent, Policy, Tcp};
 
 /// A loopback TCP proxy to `target` for one connection; everything its
@@ -42,18 +41,6 @@ async fn recording_proxy(target: SocketAddr) -> (SocketAddr, Arc<Mutex<Vec<u8>>>
         }
     });
     (addr, recording)
-}
-
-fn socket_of(addr: &veil_transports::libp2p::Multiaddr) -> SocketAddr {
-    let mut ip = None;
-    for p in addr.iter() {
-        match p {
-            Protocol::Ip4(v4) => ip = Some(v4),
-            Protocol::Tcp(port) => return SocketAddr::from((ip.unwrap(), port)),
-            _ => {}
-        }
-    }
-    panic!("not a TCP address: {addr}")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

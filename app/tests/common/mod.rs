@@ -109,7 +109,8 @@ pub fn spawn_daemon_with(mut cmd: Command, home: &Path, args: &[&str]) -> (Child
     let mut child = cmd
         .env(
             "VEIL_LOG",
-            std::env::var("VEIL_TEST_LOG").unwrap_or_else(|_| "warn,veil_tor=debug,tor_hsservice=info,tor_guardmgr=info".into()),
+            std::env::var("VEIL_TEST_LOG")
+                .unwrap_or_else(|_| "warn,veil_tor=debug,tor_hsservice=info,tor_guardmgr=info".into()),
         )
         .arg("--home")
         .arg(home)

@@ -115,3 +115,17 @@ pub fn drain(mut events: mpsc::Receiver<NetworkEvent>) {
 pub fn frame(tag: &str, i: usize) -> Vec<u8> {
     format!("{tag}-{i:06}").into_bytes()
 }
+
+/// The socket address of a `/ip4/<ip>/tcp/<port>…` address.
+pub fn socket_of(addr: &Multiaddr) -> std::net::SocketAddr {
+    use libp2p::multiaddr::Protocol;
+    let mut ip = None;
+    for p in addr.iter() {
+        match p {
+            Protocol::Ip4(v4) => ip = Some(v4),
+            Protocol::Tcp(port) => return std::net::SocketAddr::from((ip.unwrap(), port)),
+            _ => {}
+        }
+    }
+    panic!("not a TCP address: {addr}")
+}

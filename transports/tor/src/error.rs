@@ -16,6 +16,10 @@ pub enum Error {
     /// The onion service could not be launched.
     #[error("onion service: {0}")]
     Service(String),
+    /// The onion service could not be launched yet: the previous service of
+    /// the same key (the swarm restarted) is still shutting down.
+    #[error("onion service: the previous service of this key is still shutting down")]
+    ServiceBusy,
     /// An incoming stream could not be accepted.
     #[error("onion service stream: {0}")]
     Accept(String),

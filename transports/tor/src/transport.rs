@@ -92,6 +92,22 @@ struct Listener {
     reported: bool,
 }
 
+/// A listen request waiting for the previous service of this key to let
+/// go of it: a swarm restarted with the same key (a policy change) drops
+/// its old service and launches the new one at once, and arti frees the
+/// old one's state a moment later.
+struct Relaunch {
+    id: ListenerId,
+    requested: Multiaddr,
+    port: u16,
+    attempts: u32,
+    wait: Pin<Box<tokio::time::Sleep>>,
+}
+
+/// How long to wait between launches refused as busy, and how many to try.
+const RELAUNCH_WAIT: Duration = Duration::from_millis(250);
+const RELAUNCH_ATTEMPTS: u32 = 40;
+
 /// Connection attempts to an onion service whose descriptor or introduction
 /// points could not be reached, and the first wait between them (doubling).
 /// A service just published, or one whose time period just rolled over, is
@@ -141,6 +157,7 @@ pub(crate) struct TorTransport {
     identity: Option<OnionIdentity>,
     status: StatusCell,
     listener: Option<Listener>,
+    relaunch: Option<Relaunch>,
     pending: VecDeque<TransportEvent<Upgrade, Error>>,
     waker: Option<Waker>,
 }
@@ -152,6 +169,7 @@ impl TorTransport {
             identity: OnionIdentity::of(keypair),
             status,
             listener: None,
+            relaunch: None,
             pending: VecDeque::new(),
             waker: None,
         }
@@ -178,12 +196,58 @@ impl TorTransport {
             Err(_) => self
                 .client
                 .launch_onion_service(config)
-                .map_err(|e| Error::Service(e.to_string()))?
+                .map_err(|e| {
+                    use arti_client::{ErrorKind, HasKind};
+                    if e.kind() == ErrorKind::LocalResourceAlreadyInUse {
+                        Error::ServiceBusy
+                    } else {
+                        Error::Service(e.to_string())
+                    }
+                })?
                 .map(|(service, requests)| (service, requests.boxed())),
         };
         let (service, requests) = launched.ok_or_else(|| Error::Service("the service is disabled".into()))?;
         let requests = tor_hsservice::handle_rend_requests(requests).boxed();
         Ok((service, addr, requests))
+    }
+
+    /// Launches the service and makes it the listener `id`.
+    fn start(&mut self, id: ListenerId, requested: &Multiaddr, port: u16) -> Result<(), Error> {
+        let (service, addr, requests) = self.launch(port)?;
+        if !addr::is_any(requested) && addr::host_and_port(requested) != addr::host_and_port(&addr) {
+            return Err(Error::Service(
+                "only this network key's own onion address (or /onion3/<zero>) can be listened on".into(),
+            ));
+        }
+        let states = service.status_events().boxed();
+        self.status.set_service(Some(addr.clone()), ServiceState::Publishing);
+        tracing::info!(onion = %addr::redacted(&addr), "onion service launched");
+        let probe = probe(&self.client, &addr);
+        self.listener = Some(Listener { id, addr, port, _service: service, states, requests, probe, reported: false });
+        self.wake();
+        Ok(())
+    }
+
+    /// Tries a launch refused as busy again when its wait is over; the
+    /// listener's closing event if it failed for good.
+    fn poll_relaunch(&mut self, cx: &mut Context<'_>) -> Option<TransportEvent<Upgrade, Error>> {
+        let relaunch = self.relaunch.as_mut()?;
+        if relaunch.wait.as_mut().poll(cx).is_pending() {
+            return None;
+        }
+        let mut relaunch = self.relaunch.take()?;
+        match self.start(relaunch.id, &relaunch.requested, relaunch.port) {
+            Ok(()) => None,
+            Err(Error::ServiceBusy) if relaunch.attempts < RELAUNCH_ATTEMPTS => {
+                relaunch.attempts += 1;
+                relaunch.wait.as_mut().reset(tokio::time::Instant::now() + RELAUNCH_WAIT);
+                // Polled once so the new deadline wakes this task.
+                let _ = relaunch.wait.as_mut().poll(cx);
+                self.relaunch = Some(relaunch);
+                None
+            }
+            Err(e) => Some(TransportEvent::ListenerClosed { listener_id: relaunch.id, reason: Err(e) }),
+        }
     }
 
     fn wake(&mut self) {
@@ -218,27 +282,30 @@ impl Transport for TorTransport {
             },
             Some((_, port)) => port,
         };
-        if self.listener.is_some() {
+        if self.listener.is_some() || self.relaunch.is_some() {
             return Err(TransportError::Other(Error::Service(
                 "this network key's onion service is listening already".into(),
             )));
         }
-        let (service, addr, requests) = self.launch(port).map_err(TransportError::Other)?;
-        if !addr::is_any(&requested) && addr::host_and_port(&requested) != addr::host_and_port(&addr) {
-            return Err(TransportError::Other(Error::Service(
-                "only this network key's own onion address (or /onion3/<zero>) can be listened on".into(),
-            )));
+        match self.start(id, &requested, port) {
+            Err(Error::ServiceBusy) => {
+                tracing::debug!("the previous onion service of this key is still shutting down; waiting");
+                let wait = Box::pin(tokio::time::sleep(RELAUNCH_WAIT));
+                self.relaunch = Some(Relaunch { id, requested, port, attempts: 1, wait });
+                self.wake();
+                Ok(())
+            }
+            other => other.map_err(TransportError::Other),
         }
-        let states = service.status_events().boxed();
-        self.status.set_service(Some(addr.clone()), ServiceState::Publishing);
-        tracing::info!(onion = %addr::redacted(&addr), "onion service launched");
-        let probe = probe(&self.client, &addr);
-        self.listener = Some(Listener { id, addr, port, _service: service, states, requests, probe, reported: false });
-        self.wake();
-        Ok(())
     }
 
     fn remove_listener(&mut self, id: ListenerId) -> bool {
+        if self.relaunch.as_ref().is_some_and(|r| r.id == id) {
+            self.relaunch = None;
+            self.pending.push_back(TransportEvent::ListenerClosed { listener_id: id, reason: Ok(()) });
+            self.wake();
+            return true;
+        }
         if self.listener.as_ref().is_none_or(|l| l.id != id) {
             return false;
         }
@@ -281,6 +348,9 @@ impl Transport for TorTransport {
         let this = &mut *self;
         if let Some(event) = this.pending.pop_front() {
             return Poll::Ready(event);
+        }
+        if let Some(closed) = this.poll_relaunch(cx) {
+            return Poll::Ready(closed);
         }
         let Some(listener) = this.listener.as_mut() else {
             this.waker = Some(cx.waker().clone());

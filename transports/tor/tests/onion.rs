@@ -90,7 +90,7 @@ async fn two_anonymous_nodes_talk_through_an_onion_service() {
 
     // A reaches B by its onion address alone.
     let target = onion.clone().with(Protocol::P2p(b_peer));
-    let reached = tokio::time::timeout(PATIENCE, a.dial(target)).await.expect("dial in time").unwrap();
+    let reached = tokio::time::timeout(PATIENCE, a.dial(target.clone())).await.expect("dial in time").unwrap();
     assert_eq!(reached, b_peer);
     let routes = a.connections().await.unwrap();
     assert!(routes.iter().all(|c| c.transport.as_str() == "tor"), "{routes:?}");
@@ -113,6 +113,24 @@ async fn two_anonymous_nodes_talk_through_an_onion_service() {
     eprintln!("unreachable onion: {refused}");
     a.send_frame(b_peer, b"still here".to_vec()).await.unwrap();
     assert_eq!(next_frame(&mut b_events).await, b"still here".to_vec());
+    // A policy change restarts B's swarm with the same key: its onion
+    // service comes back (arti frees the old service's state a moment after
+    // the new one is asked for, so the launch waits for it), and A reaches
+    // B at the same address again.
+    b.set_policy(Policy::Direct).await.unwrap();
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            match b_events.recv().await.expect("network stopped") {
+                NetworkEvent::Listening { addr } if addr == onion => return,
+                _ => {}
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the onion service did not come back: {:?}", tor_b.status()));
+    tokio::time::timeout(PATIENCE, a.dial(target)).await.expect("dial in time").unwrap();
+    a.send_frame(b_peer, b"after the restart".to_vec()).await.unwrap();
+    assert_eq!(next_frame(&mut b_events).await, b"after the restart".to_vec());
     // A malformed onion address never becomes an address at all.
     assert!("/onion3/tooshort:443".parse::<libp2p::Multiaddr>().is_err());
     assert!("/onion3/vww6ybal4bd7szmgncyruucpgfkqahzddi37ktceo3ah7ngmcopnpyyd".parse::<libp2p::Multiaddr>().is_err());
