@@ -33,6 +33,9 @@ type Reply<T> = oneshot::Sender<Result<T>>;
 /// The most commands or swarm events handled in one turn of the loop.
 const BATCH: usize = 64;
 
+/// Reports of dead connections queued for the driver at most.
+const DEAD_REPORTS: usize = 64;
+
 /// Unanswered inbound requests kept before those whose requester left are dropped.
 const RESPONDERS_PRUNE_AT: usize = 1024;
 
@@ -235,6 +238,9 @@ pub(crate) struct Driver {
     links: Arc<LinkTable>,
     inbound_tx: mpsc::Sender<Inbound>,
     inbound_rx: mpsc::Receiver<Inbound>,
+    /// Connections whose frame links stopped being acknowledged.
+    dead_tx: mpsc::Sender<ConnectionId>,
+    dead_rx: mpsc::Receiver<ConnectionId>,
     /// Counts swarm restarts; frames read under an older swarm are dropped.
     epoch: u64,
     keypair: Keypair,
@@ -282,12 +288,15 @@ impl Driver {
         }
         let node = Node::build(&keypair, policy, &relays, &plugins, &config)?;
         let (inbound_tx, inbound_rx) = mpsc::channel(config.event_capacity);
+        let (dead_tx, dead_rx) = mpsc::channel(DEAD_REPORTS);
         let rendezvous = servers_of(&config.rendezvous_servers)?;
         let mut driver = Self {
             runtime,
             links,
             inbound_tx,
             inbound_rx,
+            dead_tx,
+            dead_rx,
             epoch: 0,
             keypair,
             policy,
@@ -380,6 +389,13 @@ impl Driver {
                 // at once; `flush` takes it back).
                 open = self.events.reserve().map(|permit| permit.is_ok()), if !self.outbox.is_empty() => {
                     if open { self.flush() } else { self.outbox.clear() }
+                },
+                // A connection whose acknowledgements stopped is closed, so
+                // the next send dials anew (connection ids are never reused,
+                // so one of a swarm since replaced closes nothing).
+                Some(connection) = self.dead_rx.recv() => {
+                    tracing::debug!(?connection, "closing a connection that stopped acknowledging");
+                    self.node.swarm.close_connection(connection);
                 },
                 // Listeners that never answer do not hold commands for good.
                 () = tokio::time::sleep_until(self.node.starting_until), if starting => {
@@ -1099,6 +1115,8 @@ impl Driver {
         let closed = self.node.link_guards.entry(connection).or_insert_with(|| watch::channel(false).0).subscribe();
         LinkSettings {
             closed,
+            connection,
+            dead: self.dead_tx.clone(),
             max_frame: self.config.max_frame_size,
             max_in_flight: self.config.max_frames_in_flight,
             ack_timeout: self.config.request_timeout,

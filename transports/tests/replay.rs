@@ -8,54 +8,27 @@
 
 mod common;
 
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::time::timeout;
 use veil_transports::{NetworkEvent, Policy, Tcp};
-
-/// A loopback TCP proxy to `target` for one connection; everything its
-/// client sends is also written to the returned recording.
-async fn recording_proxy(target: SocketAddr) -> (SocketAddr, Arc<Mutex<Vec<u8>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let recording = Arc::new(Mutex::new(Vec::new()));
-    let kept = recording.clone();
-    tokio::spawn(async move {
-        let (client, _) = listener.accept().await.unwrap();
-        let server = TcpStream::connect(target).await.unwrap();
-        let (mut client_read, mut client_write) = client.into_split();
-        let (mut server_read, mut server_write) = server.into_split();
-        tokio::spawn(async move {
-            let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
-        });
-        let mut buf = vec![0u8; 64 * 1024];
-        while let Ok(n) = client_read.read(&mut buf).await {
-            if n == 0 || server_write.write_all(&buf[..n]).await.is_err() {
-                break;
-            }
-            kept.lock().unwrap().extend_from_slice(&buf[..n]);
-        }
-    });
-    (addr, recording)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_captured_on_the_wire_and_replayed_opens_nothing() {
     let a = spawn(Policy::Direct, vec![Arc::new(Tcp::new())]);
     let mut b = spawn(Policy::Direct, vec![Arc::new(Tcp::new())]);
     let b_addr = b.handle.listen(ma("/ip4/127.0.0.1/tcp/0")).await.unwrap();
-    let (proxy, recording) = recording_proxy(socket_of(&b_addr)).await;
-    let through_proxy = ma(&format!("/ip4/127.0.0.1/tcp/{}", proxy.port()));
+    let proxy = Proxy::to(socket_of(&b_addr)).await;
+    let through_proxy = ma(&format!("/ip4/127.0.0.1/tcp/{}", proxy.addr.port()));
     assert_eq!(a.handle.dial(through_proxy).await.unwrap(), b.peer);
     wait_connected(&mut b.events, a.peer).await;
     drain(a.events);
     a.handle.send_frame(b.peer, frame("captured", 0)).await.unwrap();
     assert_eq!(recv_frames(&mut b.events, 1).await, vec![(a.peer, frame("captured", 0))]);
-    let captured = recording.lock().unwrap().clone();
+    let captured = proxy.recorded();
     assert!(captured.len() > 100, "the handshake and the frame were captured ({} bytes)", captured.len());
 
     // The capture, sent again on a new connection: B closes it.
