@@ -78,6 +78,25 @@ pub(crate) fn fixture() -> &'static Fixture {
     })
 }
 
+/// The key crafted backup files are sealed under (what a passphrase
+/// would have derived).
+pub(crate) const BACKUP_KEY: [u8; 32] = [5; 32];
+
+/// Opens a backup's parts as the store does (`nonce ‖ AES-256-GCM`, the
+/// purpose as associated data), under [`BACKUP_KEY`].
+pub(crate) struct BackupKey;
+
+impl crate::backup_format::Opener for BackupKey {
+    fn open(&self, purpose: &[u8], sealed: &[u8]) -> Option<zeroize::Zeroizing<Vec<u8>>> {
+        let (nonce, ciphertext) = sealed.split_at_checked(12)?;
+        let nonce: [u8; 12] = nonce.try_into().ok()?;
+        Aes256Gcm::new(&Key::<Aes256Gcm>::from(BACKUP_KEY))
+            .decrypt(&Nonce::<Aes256Gcm>::from(nonce), Payload { msg: ciphertext, aad: purpose })
+            .ok()
+            .map(zeroize::Zeroizing::new)
+    }
+}
+
 /// AES-256-GCM.
 pub(crate) fn gcm(key: &[u8; 32], nonce: &[u8; 12], aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
     Aes256Gcm::new(&Key::<Aes256Gcm>::from(*key))

@@ -17,13 +17,18 @@
 //!   libp2p);
 //! * `transports/ble/src/{error,packet,channel,addr}.rs` ([`packet`],
 //!   [`channel`], [`addr`]): the GATT link's packets and reassembly, BLE
-//!   addresses (veil-ble needs BlueZ's libraries).
+//!   addresses (veil-ble needs BlueZ's libraries);
+//! * `storage/src/backup/format.rs` ([`backup_format`]): a backup file's
+//!   header, parts and chunks (veil-storage needs SQLite).
 //!
-//! Those files use nothing but `std`, `futures` and `thiserror`; a change
+//! Those files use nothing but `std`, `futures`, `thiserror` and `zeroize`; a change
 //! that makes them use more breaks this crate's build, in CI.
 
 #[path = "../../../transports/ble/src/addr.rs"]
 pub mod addr;
+/// A backup file's framing.
+#[path = "../../../storage/src/backup/format.rs"]
+pub mod backup_format;
 #[path = "../../../transports/ble/src/channel.rs"]
 pub mod channel;
 /// The BLE link's errors (`crate::error` of the BLE sources).
@@ -44,6 +49,7 @@ pub use targets::*;
 /// Every target: its name (that of its `fuzz_targets/` file) and its body.
 pub const TARGETS: &[(&str, fn(&[u8]))] = &[
     ("advert", advert),
+    ("backup", backup),
     ("ble_addr", ble_addr),
     ("ble_link", ble_link),
     ("entry", entry),

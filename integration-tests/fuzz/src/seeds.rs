@@ -20,7 +20,8 @@ use veil_proto::{
 
 use crate::{
     addr::BleAddr,
-    fixture::{Body, CHAIN, Header, craft_entry, fixture, links_plain},
+    backup_format::{self, VERIFIER_PLAINTEXT, VERIFIER_PURPOSE, chunk_purpose, put_lp},
+    fixture::{BACKUP_KEY, Body, CHAIN, Header, craft_entry, fixture, gcm_prefixed, links_plain},
     framing,
     packet::Packet,
 };
@@ -29,6 +30,7 @@ use crate::{
 pub fn seeds(name: &str) -> Vec<Vec<u8>> {
     match name {
         "advert" => vec![vec![7; TOKEN_LEN]],
+        "backup" => backup(),
         "ble_addr" => vec![BleAddr { device: [0xc0, 0xff, 0xee, 0, 0, 1], random: true, psm: 0x81 }.to_string().into()],
         "ble_link" => ble_link(),
         "entry" => entries().iter().map(encode_entry).collect(),
@@ -43,6 +45,26 @@ pub fn seeds(name: &str) -> Vec<Vec<u8>> {
         "sealed" => sealed(),
         _ => Vec::new(),
     }
+}
+
+/// Backup files sealed under the fixture's key: the storage key and a copy
+/// in one chunk, in two, and one whose verifier is another key's.
+fn backup() -> Vec<Vec<u8>> {
+    let header = backup_format::Header { salt: [1; 16], kdf: [19_456, 2, 1] }.encode();
+    let file = |verifier: &[u8], chunks: &[&[u8]]| {
+        let mut out = header.clone();
+        put_lp(&mut out, &gcm_prefixed(&BACKUP_KEY, VERIFIER_PURPOSE, verifier));
+        for (i, plain) in chunks.iter().enumerate() {
+            put_lp(&mut out, &gcm_prefixed(&BACKUP_KEY, &chunk_purpose(i, i + 1 == chunks.len()), plain));
+        }
+        out
+    };
+    let first = [&[9u8; 32][..], b"SQLite format 3\0"].concat();
+    vec![
+        file(VERIFIER_PLAINTEXT, &[&first]),
+        file(VERIFIER_PLAINTEXT, &[&first, b"the rest of the copy"]),
+        file(b"another key's check", &[&first]),
+    ]
 }
 
 fn with_mode(mode: u8, rest: &[u8]) -> Vec<u8> {
@@ -278,4 +300,10 @@ pub fn check_crafted() {
     let sealed =
         veil_crypto::seal::seal_to(&f.member.public(), &aad, &state, &mut TestEntropy::new(b"check")).expect("seals");
     veil_crypto::ratchet::open_chain_state(&f.keys.id, &f.member, &sealed).expect("a crafted chain share opens");
+    for (i, file) in backup().iter().enumerate() {
+        let mut reader = backup_format::FileReader::new(&file[..], file.len() as u64);
+        reader.header().expect("a crafted backup header reads");
+        let opened = reader.body(&crate::fixture::BackupKey, &mut Vec::new());
+        assert_eq!(opened.is_ok(), i < 2, "crafted backup {i} opens under the fixture's key, the last does not");
+    }
 }

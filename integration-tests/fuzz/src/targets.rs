@@ -25,8 +25,9 @@ use veil_proto::{
 
 use crate::{
     addr::BleAddr,
+    backup_format,
     channel::Channel,
-    fixture::{Body, CHAIN, Header, Input, craft_entry, fixture, links_plain},
+    fixture::{BackupKey, Body, CHAIN, Header, Input, craft_entry, fixture, links_plain},
     framing,
     packet::{MAX_PACKET, MIN_PACKET, Packet},
 };
@@ -36,6 +37,25 @@ use crate::{
 pub fn advert(data: &[u8]) {
     if let Ok(token) = AdvertToken::parse(data) {
         assert_eq!(&token.to_bytes()[..], data);
+    }
+}
+
+/// A backup file, which a restore reads from wherever the user got it:
+/// the header (its Argon2id parameters are checked by the caller before
+/// any key is derived), the verifier and the chunks, opened under the
+/// fixture's backup key. What opens is a storage key and at most as many
+/// bytes of copy as the file holds.
+pub fn backup(data: &[u8]) {
+    let mut reader = backup_format::FileReader::new(data, data.len() as u64);
+    let Ok(header) = reader.header() else { return };
+    let encoded = header.encode();
+    assert_eq!(&data[..encoded.len()], &encoded[..]);
+    let mut copy = Vec::new();
+    match reader.body(&BackupKey, &mut copy) {
+        Ok(_) => assert!(copy.len() < data.len()),
+        Err(backup_format::FormatError::Damaged(reason)) => assert!(!reason.is_empty()),
+        Err(backup_format::FormatError::Passphrase) => {}
+        Err(backup_format::FormatError::Write(e)) => panic!("writing to memory failed: {e}"),
     }
 }
 

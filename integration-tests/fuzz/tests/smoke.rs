@@ -167,6 +167,7 @@ macro_rules! smoke_tests {
 
 smoke_tests!(
     advert,
+    backup,
     ble_addr,
     ble_link,
     entry,

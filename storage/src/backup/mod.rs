@@ -44,14 +44,12 @@ use crate::{
     sqlite,
 };
 
-const MAGIC: &[u8; 8] = b"VEILBAK1";
-const SALT_LEN: usize = 16;
-const CHUNK: usize = 1 << 20;
-const CHUNK_PURPOSE: &[u8] = b"veil/v1/backup";
-const VERIFIER_PURPOSE: &[u8] = b"veil/v1/backup-verifier";
-const VERIFIER_PLAINTEXT: &[u8] = b"veil backup key check v1";
-/// A sealed chunk: nonce, at most a chunk of ciphertext, tag.
-const MAX_SEALED_CHUNK: usize = 12 + CHUNK + 16;
+mod format;
+
+use format::{
+    CHUNK, FileReader, FormatError, Header, Opener, SALT_LEN, VERIFIER_PLAINTEXT, VERIFIER_PURPOSE, chunk_purpose,
+    put_lp,
+};
 
 /// The most a backup may ask Argon2id for: four times the default memory,
 /// a few more passes and lanes (see the module docs).
@@ -172,12 +170,7 @@ fn seal_file(
     let key = StorageKey::for_backup(passphrase, &salt, kdf)?;
     let file = crate::private::create_new(staging)?;
     let mut out = std::io::BufWriter::new(file);
-    let mut header = Vec::with_capacity(128);
-    header.extend_from_slice(MAGIC);
-    header.extend_from_slice(&salt);
-    for v in [kdf.m_cost_kib, kdf.t_cost, kdf.p_cost] {
-        header.extend_from_slice(&v.to_be_bytes());
-    }
+    let mut header = Header { salt, kdf: [kdf.m_cost_kib, kdf.t_cost, kdf.p_cost] }.encode();
     put_lp(&mut header, &key.seal(VERIFIER_PURPOSE, VERIFIER_PLAINTEXT)?);
     out.write_all(&header).map_err(io(staging))?;
     let copy = std::fs::File::open(snapshot).map_err(io(snapshot))?;
@@ -224,50 +217,33 @@ fn open_file(backup: &Path, passphrase: &str, out: &Path) -> Result<StorageKey> 
     };
     let file = std::fs::File::open(backup).map_err(io(backup))?;
     let len = file.metadata().map_err(io(backup))?.len();
-    let mut r = FileReader { inner: std::io::BufReader::new(file), left: len };
-    if r.take(MAGIC.len())? != MAGIC {
-        return Err(damaged("not a veil backup"));
-    }
-    let salt: [u8; SALT_LEN] = r.take(SALT_LEN)?.try_into().map_err(|_| damaged("truncated"))?;
-    let mut params = [0u32; 3];
-    for p in &mut params {
-        *p = u32::from_be_bytes(r.take(4)?.try_into().map_err(|_| damaged("truncated"))?);
-    }
-    let kdf = KdfParams { m_cost_kib: params[0], t_cost: params[1], p_cost: params[2] };
+    let mut r = FileReader::new(std::io::BufReader::new(file), len);
+    let Header { salt, kdf: [m_cost_kib, t_cost, p_cost] } = r.header().map_err(format_error(out))?;
+    let kdf = KdfParams { m_cost_kib, t_cost, p_cost };
     if !kdf_allowed(&kdf) {
         return Err(damaged("its key-derivation parameters are out of range"));
     }
     let key = StorageKey::for_backup(passphrase, &salt, kdf)?;
-    let verifier = r.lp(64)?;
-    match key.open(VERIFIER_PURPOSE, &verifier) {
-        Ok(v) if v.as_slice() == VERIFIER_PLAINTEXT => {}
-        _ => return Err(Error::BackupPassphrase),
-    }
     let mut copy = std::io::BufWriter::new(crate::private::create_new(out)?);
-    let mut storage_key: Option<StorageKey> = None;
-    let mut index = 0;
-    loop {
-        let sealed = r.lp(MAX_SEALED_CHUNK)?;
-        let last = r.left == 0;
-        let chunk = key.open(&chunk_purpose(index, last), &sealed).map_err(|_| damaged("a part does not open"))?;
-        let mut rest = &chunk[..];
-        if storage_key.is_none() {
-            if rest.len() < 32 {
-                return Err(damaged("truncated"));
-            }
-            let (k, tail) = rest.split_at(32);
-            storage_key = Some(StorageKey::from_bytes(k.try_into().map_err(|_| damaged("truncated"))?));
-            rest = tail;
-        }
-        copy.write_all(rest).map_err(io(out))?;
-        index += 1;
-        if last {
-            break;
-        }
-    }
+    let storage_key = r.body(&key, &mut copy).map_err(format_error(out))?;
     let file = copy.into_inner().map_err(|e| Error::Io { path: out.to_owned(), source: e.into_error() })?;
     file.sync_all().map_err(io(out))?;
-    storage_key.ok_or(damaged("truncated"))
+    Ok(StorageKey::from_bytes(*storage_key))
+}
+
+impl Opener for StorageKey {
+    fn open(&self, purpose: &[u8], sealed: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+        StorageKey::open(self, purpose, sealed).ok()
+    }
+}
+
+/// The store's error for a backup that does not open (writing to `out`).
+fn format_error(out: &Path) -> impl Fn(FormatError) -> Error + '_ {
+    move |e| match e {
+        FormatError::Damaged(reason) => damaged(reason),
+        FormatError::Passphrase => Error::BackupPassphrase,
+        FormatError::Write(source) => Error::Io { path: out.to_owned(), source },
+    }
 }
 
 /// Makes the restored copy at `staging` a store of its own: unlocked by a
@@ -307,50 +283,10 @@ async fn renew(staging: &Path, key: &StorageKey, options: &StoreOptions) -> Resu
     Ok(())
 }
 
-fn chunk_purpose(index: usize, last: bool) -> Vec<u8> {
-    let mut p = CHUNK_PURPOSE.to_vec();
-    p.extend_from_slice(&(index as u64).to_be_bytes());
-    p.push(u8::from(last));
-    p
-}
-
-fn put_lp(out: &mut Vec<u8>, bytes: &[u8]) {
-    out.extend_from_slice(&u32::try_from(bytes.len()).unwrap_or(u32::MAX).to_be_bytes());
-    out.extend_from_slice(bytes);
-}
-
 fn with_extension(path: &Path, ext: &str) -> PathBuf {
     let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
     name.push(format!(".{ext}"));
     path.with_file_name(name)
-}
-
-/// Reads a backup file front to back, refusing anything cut short or oversize.
-struct FileReader {
-    inner: std::io::BufReader<std::fs::File>,
-    /// Bytes not read yet.
-    left: u64,
-}
-
-impl FileReader {
-    fn take(&mut self, n: usize) -> Result<Vec<u8>> {
-        if self.left < n as u64 {
-            return Err(damaged("truncated"));
-        }
-        let mut buf = vec![0u8; n];
-        std::io::Read::read_exact(&mut self.inner, &mut buf).map_err(|_| damaged("truncated"))?;
-        self.left -= n as u64;
-        Ok(buf)
-    }
-
-    fn lp(&mut self, max: usize) -> Result<Vec<u8>> {
-        let len = u32::from_be_bytes(self.take(4)?.try_into().map_err(|_| damaged("truncated"))?);
-        let len = usize::try_from(len).map_err(|_| damaged("a part is too long"))?;
-        if len > max {
-            return Err(damaged("a part is too long"));
-        }
-        self.take(len)
-    }
 }
 
 #[cfg(test)]
@@ -383,7 +319,7 @@ mod tests {
 
     /// Where each sealed chunk starts and ends in a backup's bytes.
     fn chunks(bytes: &[u8]) -> Vec<std::ops::Range<usize>> {
-        let mut at = MAGIC.len() + SALT_LEN + 12;
+        let mut at = format::MAGIC.len() + SALT_LEN + 12;
         let verifier = u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
         at += 4 + verifier;
         let mut out = Vec::new();
@@ -426,7 +362,7 @@ mod tests {
     fn a_file_asking_argon2_for_more_than_the_cap_is_refused_before_deriving_anything() {
         let dir = tempfile::tempdir().unwrap();
         let (bytes, _) = sealed(dir.path(), 100);
-        let params_at = MAGIC.len() + SALT_LEN;
+        let params_at = format::MAGIC.len() + SALT_LEN;
         // Memory, passes, lanes: one past the cap each, and the keystore's
         // own maximum (4 GiB). Deriving under any of them would take
         // seconds to minutes; the refusal is immediate.
