@@ -1,5 +1,7 @@
 //! The crate's error type.
 
+use veil_crypto::ErrorKind;
+
 /// Everything that can go wrong in the actor layer.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -47,3 +49,36 @@ pub enum Error {
 
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = core::result::Result<T, E>;
+
+impl veil_crypto::HasKind for Error {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Storage(e) => e.kind(),
+            Error::Crypto(e) => e.kind(),
+            Error::Network(e) => e.kind(),
+            Error::Wire(e) => e.kind(),
+            Error::Refused(_) | Error::NoIdentity => ErrorKind::Refused,
+            Error::Unavailable(_) | Error::Restarting(_) => ErrorKind::Transient,
+            Error::JoinUnconfirmed => ErrorKind::TimedOut,
+            Error::UnknownGroup => ErrorKind::NotFound,
+            Error::Config(_) => ErrorKind::InvalidInput,
+            Error::Runtime(_) => ErrorKind::Internal,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use veil_crypto::HasKind;
+
+    use super::*;
+
+    #[test]
+    fn a_kind_is_found_through_the_errors_it_wraps() {
+        let forbidden = Error::Network(veil_transports::Error::NotAttached(veil_transports::TransportId::TCP));
+        assert_eq!(forbidden.kind(), ErrorKind::Refused);
+        assert_eq!(Error::Storage(veil_storage::Error::DiskFull).kind(), ErrorKind::Transient);
+        assert_eq!(Error::Wire(veil_proto::Error::Checksum).kind(), ErrorKind::InvalidInput);
+        assert_eq!(Error::UnknownGroup.kind(), ErrorKind::NotFound);
+    }
+}

@@ -110,6 +110,10 @@ fn classify(e: &anyhow::Error) -> (u8, &'static str) {
         Some(tonic::Code::Unimplemented) => (EXIT_UNSUPPORTED, "unsupported"),
         Some(tonic::Code::FailedPrecondition) => (EXIT_FAILURE, "refused"),
         Some(tonic::Code::Unavailable) => (EXIT_FAILURE, "unavailable"),
+        Some(tonic::Code::AlreadyExists) => (EXIT_FAILURE, "already_exists"),
+        Some(tonic::Code::DeadlineExceeded) => (EXIT_FAILURE, "timed_out"),
+        Some(tonic::Code::DataLoss) => (EXIT_FAILURE, "damaged"),
+        Some(tonic::Code::Internal) => (EXIT_FAILURE, "internal"),
         Some(_) => (EXIT_FAILURE, "failed"),
         None => (EXIT_FAILURE, "failed"),
     }

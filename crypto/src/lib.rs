@@ -59,6 +59,7 @@ pub mod handshake;
 mod kat_tests;
 mod kdf;
 mod keys;
+pub mod kind;
 mod link;
 pub mod padding;
 pub mod ratchet;
@@ -78,6 +79,7 @@ pub use keys::{
     AccountKeys, AccountPublic, AgreementPublic, AgreementSecret, AliasKey, DeviceKey, Identity, NetworkKey, Signature,
     SigningSecret, VerifyKey,
 };
+pub use kind::{ErrorKind, HasKind};
 pub use link::{ContactLink, GroupInvitation, MAX_INVITATION_EPOCHS, MAX_NAME_LEN, Name};
 pub use ratchet::{ChainKey, ChainState, MessageKey, ReceiverChain, SenderChain};
 pub use rendezvous::{RendezvousPoint, RendezvousSeed};

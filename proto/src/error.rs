@@ -58,3 +58,18 @@ pub type Result<T, E = Error> = core::result::Result<T, E>;
 pub(crate) fn decode_err(what: &'static str) -> impl Fn(prost::DecodeError) -> Error {
     move |e| Error::Decode { what, reason: e.to_string() }
 }
+
+impl veil_crypto::HasKind for Error {
+    fn kind(&self) -> veil_crypto::ErrorKind {
+        match self {
+            Error::Crypto(e) => e.kind(),
+            Error::TooLarge { .. }
+            | Error::Decode { .. }
+            | Error::Invalid { .. }
+            | Error::UnsupportedVersion { .. }
+            | Error::NotALink
+            | Error::BadText(_)
+            | Error::Checksum => veil_crypto::ErrorKind::InvalidInput,
+        }
+    }
+}

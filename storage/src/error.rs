@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use veil_crypto::ErrorKind;
+
 use crate::keystore::KeystoreError;
 
 /// Everything that can go wrong in `veil-storage`.
@@ -123,3 +125,53 @@ impl From<sqlx::Error> for Error {
 
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = core::result::Result<T, E>;
+
+impl veil_crypto::HasKind for Error {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Error::NotSqlite { .. }
+            | Error::ForeignDatabase { .. }
+            | Error::NewerSchema { .. }
+            | Error::Locked { .. }
+            | Error::Io { .. } => ErrorKind::LocalResource,
+            Error::Corrupt { .. } | Error::Invalid { .. } => ErrorKind::Corrupt,
+            Error::AlreadyExists { .. } => ErrorKind::AlreadyExists,
+            Error::NotFound { .. } | Error::Unknown(_) => ErrorKind::NotFound,
+            Error::Closed | Error::DiskFull => ErrorKind::Transient,
+            Error::Keystore(e) => e.kind(),
+            Error::OutOfRange(_) | Error::Backup(_) => ErrorKind::InvalidInput,
+            Error::Crypto(e) => e.kind(),
+            Error::Migrate(_) | Error::Sql(_) => ErrorKind::Internal,
+            Error::BackupPassphrase => ErrorKind::Refused,
+        }
+    }
+}
+
+impl veil_crypto::HasKind for KeystoreError {
+    fn kind(&self) -> ErrorKind {
+        use KeystoreError as K;
+        match self {
+            K::WrongPassphrase | K::WrongKeyFile { .. } | K::KindMismatch { .. } => ErrorKind::Refused,
+            K::MissingKeyFile { .. } | K::KeyFileUnsafe { .. } | K::Io { .. } => ErrorKind::LocalResource,
+            K::KeyFileExists { .. } => ErrorKind::AlreadyExists,
+            K::Malformed(_) => ErrorKind::Corrupt,
+            K::InvalidParams(_) => ErrorKind::InvalidInput,
+            K::Crypto | K::Rng => ErrorKind::Internal,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use veil_crypto::HasKind;
+
+    use super::*;
+
+    #[test]
+    fn sqlite_failures_are_internal_and_a_full_disk_is_transient() {
+        assert_eq!(Error::Sql(sqlx::Error::PoolClosed).kind(), ErrorKind::Internal);
+        assert_eq!(Error::DiskFull.kind(), ErrorKind::Transient);
+        assert_eq!(Error::Keystore(KeystoreError::WrongPassphrase).kind(), ErrorKind::Refused);
+        assert_eq!(Error::BackupPassphrase.kind(), ErrorKind::Refused);
+    }
+}

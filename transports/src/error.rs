@@ -1,6 +1,7 @@
 //! The crate's error type.
 
 use libp2p::Multiaddr;
+use veil_crypto::ErrorKind;
 
 use crate::plugin::TransportId;
 use crate::policy::Policy;
@@ -107,3 +108,26 @@ pub enum Error {
 
 /// The crate's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl veil_crypto::HasKind for Error {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Error::PolicyForbids { .. }
+            | Error::NoTransport { .. }
+            | Error::AlreadyAttached(_)
+            | Error::NotAttached(_)
+            | Error::NotUnderPolicy { .. } => ErrorKind::Refused,
+            Error::Build { .. } | Error::Listen(_) | Error::Io(_) => ErrorKind::LocalResource,
+            Error::InvalidKey | Error::FrameTooLarge { .. } | Error::Config(_) => ErrorKind::InvalidInput,
+            Error::Dial(_)
+            | Error::SendFailed(_)
+            | Error::RequestFailed(_)
+            | Error::Rendezvous(_)
+            | Error::Restarted
+            | Error::Shutdown => ErrorKind::Transient,
+            Error::Timeout => ErrorKind::TimedOut,
+            Error::NoSuchRequest => ErrorKind::NotFound,
+            Error::NoRuntime => ErrorKind::Internal,
+        }
+    }
+}

@@ -273,27 +273,25 @@ fn entry_hash(text: &str, what: &str) -> Result<EntryHash, Status> {
         .ok_or_else(|| Status::invalid_argument(format!("{what} is not a 32-byte hex entry hash")))
 }
 
-/// Maps a node error to a gRPC status with a one-line message.
+/// Maps a node error to a gRPC status by its kind, with a one-line
+/// message; an internal failure's details go to the log, not to the user
+/// (a library's text, such as SQLite's, means nothing to them).
 pub(crate) fn node_error(e: veil_actors::Error) -> Status {
-    use veil_actors::Error as E;
+    use veil_crypto::{ErrorKind as K, HasKind};
     let msg = e.to_string();
-    match e {
-        E::UnknownGroup => Status::not_found("unknown conversation"),
-        E::Wire(_) | E::Crypto(_) | E::Config(_) => Status::invalid_argument(msg),
-        E::Refused(_) => Status::failed_precondition(msg),
-        E::Network(
-            veil_transports::Error::PolicyForbids { .. }
-            | veil_transports::Error::NotUnderPolicy { .. }
-            | veil_transports::Error::AlreadyAttached(_)
-            | veil_transports::Error::NotAttached(_)
-            | veil_transports::Error::NoTransport { .. },
-        ) => Status::failed_precondition(msg),
-        E::Unavailable(_) | E::Restarting(_) => Status::unavailable(msg),
-        E::JoinUnconfirmed => Status::deadline_exceeded(msg),
-        E::Storage(veil_storage::Error::AlreadyExists { .. }) => Status::already_exists(msg),
-        E::Storage(veil_storage::Error::Io { .. }) => Status::failed_precondition(msg),
-        E::Storage(veil_storage::Error::DiskFull) => Status::unavailable(msg),
-        _ => Status::internal(msg),
+    match e.kind() {
+        K::NotFound if matches!(e, veil_actors::Error::UnknownGroup) => Status::not_found("unknown conversation"),
+        K::NotFound => Status::not_found(msg),
+        K::InvalidInput => Status::invalid_argument(msg),
+        K::AlreadyExists => Status::already_exists(msg),
+        K::Refused | K::LocalResource => Status::failed_precondition(msg),
+        K::Transient => Status::unavailable(msg),
+        K::TimedOut => Status::deadline_exceeded(msg),
+        K::Corrupt => Status::data_loss(msg),
+        _ => {
+            tracing::warn!(error = %msg, "internal error");
+            Status::internal("internal error (the daemon's log has the details)")
+        }
     }
 }
 
@@ -840,5 +838,41 @@ impl DaemonApi for Service {
         tracing::info!("shutdown requested through the API");
         self.stop.send_replace(true);
         Ok(Response::new(api::ShutdownResponse {}))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tonic::Code;
+    use veil_actors::Error as E;
+
+    use super::node_error;
+
+    #[test]
+    fn node_errors_become_statuses_by_kind_and_internal_details_stay_in_the_log() {
+        let cases = [
+            (E::UnknownGroup, Code::NotFound),
+            (E::Wire(veil_proto::Error::Checksum), Code::InvalidArgument),
+            (
+                E::Network(veil_transports::Error::NotAttached(veil_transports::TransportId::TCP)),
+                Code::FailedPrecondition,
+            ),
+            (E::Network(veil_transports::Error::Timeout), Code::DeadlineExceeded),
+            (E::Storage(veil_storage::Error::DiskFull), Code::Unavailable),
+            (E::Restarting("courier"), Code::Unavailable),
+            (E::Storage(veil_storage::Error::Unknown("contact")), Code::NotFound),
+        ];
+        for (error, code) in cases {
+            let shown = error.to_string();
+            let status = node_error(error);
+            assert_eq!(status.code(), code, "{shown}");
+            assert_eq!(
+                status.message(),
+                if code == Code::NotFound && shown == "unknown group" { "unknown conversation" } else { &shown }
+            );
+        }
+        let status = node_error(E::Runtime("thread 'x' panicked at src/secret.rs".into()));
+        assert_eq!(status.code(), Code::Internal);
+        assert!(!status.message().contains("panicked"), "{}", status.message());
     }
 }
