@@ -121,10 +121,12 @@ fn classify(e: &anyhow::Error) -> (u8, &'static str) {
 
 /// Logs go to standard error: `info` for the daemon, warnings otherwise,
 /// nothing while a full-screen UI owns the terminal. `VEIL_LOG` overrides
-/// (tracing's filter syntax).
+/// (tracing's filter syntax). libp2p's crates log at `warn` unless asked:
+/// their INFO lines name the local peer id and observed or discovered
+/// addresses, which veil's own logs keep to `debug`.
 fn init_tracing(command: &cli::Command) {
     let default = match command {
-        cli::Command::Daemon(_) => "info",
+        cli::Command::Daemon(_) => "info,libp2p=warn",
         cli::Command::Chat | cli::Command::Demo { script: false } => return,
         // A showcase: only errors, unless asked.
         cli::Command::Demo { script: true } => "error",

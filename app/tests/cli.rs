@@ -272,6 +272,34 @@ fn one_daemon_per_home_a_private_socket_and_a_clean_stop_on_signals() {
     assert!(!socket.exists(), "the socket is removed");
 }
 
+/// At its default level (`info`) the daemon's log names no peer id or
+/// address: libp2p's own INFO lines (the local peer id, observed and
+/// discovered addresses) are left out; they are there at `debug`.
+#[test]
+fn the_daemons_default_log_names_no_peer_id() {
+    let home = tempfile::tempdir().unwrap();
+    let log = home.path().join("default.log");
+    let mut cmd = veil();
+    cmd.env_remove("VEIL_LOG").arg("--home").arg(home.path()).args(["--json", "daemon"]);
+    let mut child = cmd
+        .args(["--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"])
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let lines = lines_of(&mut child);
+    let ready: Value = serde_json::from_str(&lines.recv_timeout(WAIT).unwrap()).unwrap();
+    ok_in(home.path(), &["policy", "anonymous"]);
+    ok_in(home.path(), &["policy", "direct"]);
+    rustix::process::kill_process(rustix::process::Pid::from_child(&child), rustix::process::Signal::TERM).unwrap();
+    child.wait().unwrap();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("daemon API listening"), "INFO lines are logged: {text}");
+    let peer = ready["peer_id"].as_str().unwrap();
+    assert!(!text.contains(peer), "the peer id in the log: {text}");
+    assert!(!text.contains("127.0.0.1"), "an address in the log: {text}");
+}
+
 #[test]
 fn init_makes_a_private_home_and_sigint_stops_a_daemon() {
     let root = tempfile::tempdir().unwrap();
