@@ -776,11 +776,7 @@ impl Node {
             .on_node(async move {
                 let device = SigningSecret::generate(&mut OsEntropy)?;
                 let name = invitation.name.as_ref().map(veil_crypto::Name::as_str);
-                let group = store.insert_group(GroupKind::MultiMember, name, &invitation.secret, &device).await?;
-                for epoch in &invitation.epochs {
-                    store.add_epoch(&group, epoch).await?;
-                }
-                Ok::<_, Error>(group)
+                Ok::<_, Error>(store.join_group(name, &invitation.secret, &device, &invitation.epochs).await?)
             })
             .await??;
         self.inner.courier.send(StartGroup { group }).await.map_err(mailbox("courier"))??;

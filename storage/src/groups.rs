@@ -1,6 +1,6 @@
 //! Groups this node belongs to, with their secrets and this device's key.
 
-use sqlx::{Row, SqliteConnection, sqlite::SqliteRow};
+use sqlx::{Connection, Row, SqliteConnection, sqlite::SqliteRow};
 use veil_crypto::{EpochId, EpochSecret, GroupId, GroupKeys, GroupSecret, SigningSecret, time::UnixTime};
 
 use crate::{
@@ -69,6 +69,52 @@ pub(crate) async fn group_ref(conn: &mut SqliteConnection, id: &GroupId) -> Resu
         .ok_or(Error::Unknown("group"))
 }
 
+/// A group's row as inserted.
+struct GroupRow {
+    id: GroupId,
+    kind: GroupKind,
+    sealed_name: Option<Vec<u8>>,
+    sealed_secret: Vec<u8>,
+    device_public: Vec<u8>,
+    sealed_device: Vec<u8>,
+    joined_at: i64,
+}
+
+impl GroupRow {
+    /// Inserts it, unless the group is there already.
+    async fn insert(&self, conn: &mut SqliteConnection) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO groups (group_id, kind, sealed_name, sealed_secret, device_public, sealed_device, joined_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (group_id) DO NOTHING",
+        )
+        .bind(self.id.0.to_vec())
+        .bind(self.kind.as_str())
+        .bind(self.sealed_name.as_deref())
+        .bind(&self.sealed_secret)
+        .bind(&self.device_public)
+        .bind(&self.sealed_device)
+        .bind(self.joined_at)
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+}
+
+/// Keeps a sealed epoch secret of the group `g`; `false` if it was kept already.
+async fn insert_epoch(conn: &mut SqliteConnection, g: i64, epoch: &EpochId, sealed: &[u8]) -> Result<bool> {
+    let added = sqlx::query(
+        "INSERT INTO group_epochs (group_ref, epoch_id, sealed_secret) VALUES ($1, $2, $3)
+         ON CONFLICT (group_ref, epoch_id) DO NOTHING",
+    )
+    .bind(g)
+    .bind(epoch.0.to_vec())
+    .bind(sealed)
+    .execute(conn)
+    .await?
+    .rows_affected();
+    Ok(added == 1)
+}
+
 impl Store {
     /// Records a group this node joined. Idempotent: inserting the same group
     /// again keeps the first record. Returns the group id.
@@ -79,25 +125,61 @@ impl Store {
         secret: &GroupSecret,
         device: &SigningSecret,
     ) -> Result<GroupId> {
-        let id = GroupKeys::derive(secret).id;
-        let sealed_secret = self.key.seal(&[SEAL_GROUP_SECRET, &id.0].concat(), secret.expose_secret())?;
-        let sealed_device = self.key.seal(&[SEAL_GROUP_DEVICE, &id.0].concat(), &device.to_seed()[..])?;
-        let sealed_name = name.map(|n| self.key.seal(&[SEAL_GROUP_NAME, &id.0].concat(), n.as_bytes())).transpose()?;
+        let row = self.group_row(kind, name, secret, device)?;
         let mut conn = self.writer().await?;
-        sqlx::query(
-            "INSERT INTO groups (group_id, kind, sealed_name, sealed_secret, device_public, sealed_device, joined_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (group_id) DO NOTHING",
-        )
-        .bind(id.0.to_vec())
-        .bind(kind.as_str())
-        .bind(sealed_name)
-        .bind(sealed_secret)
-        .bind(device.verify_key().to_bytes().to_vec())
-        .bind(sealed_device)
-        .bind(time_value(self.now())?)
-        .execute(&mut *conn)
-        .await?;
-        Ok(id)
+        row.insert(&mut conn).await?;
+        Ok(row.id)
+    }
+
+    /// Records a group joined with an invitation, with the epoch secrets
+    /// the invitation carried, in one transaction: a crash leaves the group
+    /// either joined with all of them or not joined. Idempotent like
+    /// [`Store::insert_group`].
+    pub async fn join_group(
+        &self,
+        name: Option<&str>,
+        secret: &GroupSecret,
+        device: &SigningSecret,
+        epochs: &[EpochSecret],
+    ) -> Result<GroupId> {
+        let row = self.group_row(GroupKind::MultiMember, name, secret, device)?;
+        let keys = GroupKeys::derive(secret);
+        let sealed_epochs = epochs
+            .iter()
+            .map(|e| {
+                let (epoch, _) = keys.epoch(e);
+                Ok((epoch, self.key.seal(&epoch_purpose(&row.id, &epoch), e.expose_secret())?))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut conn = self.writer().await?;
+        let mut tx = conn.begin().await?;
+        row.insert(&mut tx).await?;
+        let g = group_ref(&mut tx, &row.id).await?;
+        for (epoch, sealed) in &sealed_epochs {
+            insert_epoch(&mut tx, g, epoch, sealed).await?;
+        }
+        tx.commit().await?;
+        Ok(row.id)
+    }
+
+    /// A group's row, its secrets sealed.
+    fn group_row(
+        &self,
+        kind: GroupKind,
+        name: Option<&str>,
+        secret: &GroupSecret,
+        device: &SigningSecret,
+    ) -> Result<GroupRow> {
+        let id = GroupKeys::derive(secret).id;
+        Ok(GroupRow {
+            id,
+            kind,
+            sealed_name: name.map(|n| self.key.seal(&[SEAL_GROUP_NAME, &id.0].concat(), n.as_bytes())).transpose()?,
+            sealed_secret: self.key.seal(&[SEAL_GROUP_SECRET, &id.0].concat(), secret.expose_secret())?,
+            device_public: device.verify_key().to_bytes().to_vec(),
+            sealed_device: self.key.seal(&[SEAL_GROUP_DEVICE, &id.0].concat(), &device.to_seed()[..])?,
+            joined_at: time_value(self.now())?,
+        })
     }
 
     /// One group.
@@ -145,17 +227,7 @@ impl Store {
         let sealed = self.key.seal(&epoch_purpose(group, &epoch), secret.expose_secret())?;
         let mut conn = self.writer().await?;
         let g = group_ref(&mut conn, group).await?;
-        let added = sqlx::query(
-            "INSERT INTO group_epochs (group_ref, epoch_id, sealed_secret) VALUES ($1, $2, $3)
-             ON CONFLICT (group_ref, epoch_id) DO NOTHING",
-        )
-        .bind(g)
-        .bind(epoch.0.to_vec())
-        .bind(sealed)
-        .execute(&mut *conn)
-        .await?
-        .rows_affected();
-        Ok(added == 1)
+        insert_epoch(&mut conn, g, &epoch, &sealed).await
     }
 
     /// The epoch secrets kept for `group`, in the order they were added.

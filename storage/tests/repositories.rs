@@ -150,6 +150,24 @@ async fn group_epochs_are_kept_once_in_order() {
 }
 
 #[tokio::test]
+async fn a_joined_group_comes_with_its_epochs_and_joining_again_changes_nothing() {
+    let t = temp_store().await;
+    let (secret, keys, device) = group_fixture(6);
+    let epochs = [veil_crypto::EpochSecret::from_bytes([3; 32]), veil_crypto::EpochSecret::from_bytes([4; 32])];
+    let id = t.store.join_group(Some("joined"), &secret, &device, &epochs).await.unwrap();
+    assert_eq!(id, keys.id);
+    let g = t.store.group(&id).await.unwrap().unwrap();
+    assert_eq!((g.kind, g.name.as_deref()), (GroupKind::MultiMember, Some("joined")));
+    assert_eq!(t.store.epochs(&id).await.unwrap(), epochs.to_vec());
+    // Joining again (the same invitation, or one naming another epoch too)
+    // keeps the first record and adds only what is new.
+    let more = [epochs[1].clone(), veil_crypto::EpochSecret::from_bytes([5; 32])];
+    assert_eq!(t.store.join_group(Some("renamed"), &secret, &device, &more).await.unwrap(), id);
+    assert_eq!(t.store.group(&id).await.unwrap().unwrap().name.as_deref(), Some("joined"));
+    assert_eq!(t.store.epochs(&id).await.unwrap(), vec![epochs[0].clone(), epochs[1].clone(), more[1].clone()]);
+}
+
+#[tokio::test]
 async fn dag_heads_missing_parents_and_order() {
     let t = temp_store().await;
     let (secret, keys, device) = group_fixture(4);
