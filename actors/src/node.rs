@@ -421,7 +421,10 @@ async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
             })
         }
     });
-    let (courier_tx, courier_rx) = std::sync::mpsc::sync_channel(1);
+    // The courier comes out of the contact book's factory (which
+    // `Supervisor::start` runs before it returns) through a one-shot channel,
+    // awaited, never blocking.
+    let (courier_tx, courier_rx) = tokio::sync::oneshot::channel();
     let contacts = Supervisor::start({
         let (store, network, clock, events, groups, vault) =
             (store.clone(), network.clone(), builder.clock.clone(), events.clone(), groups.clone(), vault.clone());
@@ -487,7 +490,7 @@ async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
             })
         }
     });
-    let courier = courier_rx.recv().map_err(|_| Error::Runtime("the courier did not start".into()))?;
+    let courier = courier_rx.await.map_err(|_| Error::Runtime("the courier did not start".into()))?;
     rotator.send(Subscribe(contacts.clone().recipient())).await.map_err(mailbox("rendezvous-rotator"))?;
     rotator.send(Subscribe(courier.clone().recipient())).await.map_err(mailbox("rendezvous-rotator"))?;
     rotator.send(Subscribe(replica.clone().recipient())).await.map_err(mailbox("rendezvous-rotator"))?;
