@@ -238,9 +238,9 @@ pub(crate) struct Driver {
     links: Arc<LinkTable>,
     inbound_tx: mpsc::Sender<Inbound>,
     inbound_rx: mpsc::Receiver<Inbound>,
-    /// Connections whose frame links stopped being acknowledged.
-    dead_tx: mpsc::Sender<ConnectionId>,
-    dead_rx: mpsc::Receiver<ConnectionId>,
+    /// Peers whose frame links stopped being acknowledged.
+    dead_tx: mpsc::Sender<PeerId>,
+    dead_rx: mpsc::Receiver<PeerId>,
     /// Counts swarm restarts; frames read under an older swarm are dropped.
     epoch: u64,
     keypair: Keypair,
@@ -390,12 +390,13 @@ impl Driver {
                 open = self.events.reserve().map(|permit| permit.is_ok()), if !self.outbox.is_empty() => {
                     if open { self.flush() } else { self.outbox.clear() }
                 },
-                // A connection whose acknowledgements stopped is closed, so
-                // the next send dials anew (connection ids are never reused,
-                // so one of a swarm since replaced closes nothing).
-                Some(connection) = self.dead_rx.recv() => {
-                    tracing::debug!(?connection, "closing a connection that stopped acknowledging");
-                    self.node.swarm.close_connection(connection);
+                // A peer whose acknowledgements stopped is disconnected, every
+                // connection of it (two peers that dialed each other at once
+                // hold two, over the same dead path), so the next send dials
+                // anew.
+                Some(peer) = self.dead_rx.recv() => {
+                    tracing::debug!(%peer, "disconnecting a peer that stopped acknowledging");
+                    let _ = self.node.swarm.disconnect_peer_id(peer);
                 },
                 // Listeners that never answer do not hold commands for good.
                 () = tokio::time::sleep_until(self.node.starting_until), if starting => {
@@ -1115,7 +1116,6 @@ impl Driver {
         let closed = self.node.link_guards.entry(connection).or_insert_with(|| watch::channel(false).0).subscribe();
         LinkSettings {
             closed,
-            connection,
             dead: self.dead_tx.clone(),
             max_frame: self.config.max_frame_size,
             max_in_flight: self.config.max_frames_in_flight,
