@@ -166,7 +166,9 @@ impl Behaviour {
             ping: config
                 .ping_interval
                 .filter(|_| features.ping)
-                .map(|every| ping::Behaviour::new(ping::Config::new().with_interval(every)))
+                .map(|every| {
+                    ping::Behaviour::new(ping::Config::new().with_interval(every).with_timeout(config.request_timeout))
+                })
                 .into(),
             kad: kad.into(),
             rendezvous: features.rendezvous_client.then(|| rendezvous::client::Behaviour::new(keypair.clone())).into(),

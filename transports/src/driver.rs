@@ -14,7 +14,7 @@ use libp2p::identity::Keypair;
 use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{ConnectionId, DialError, NetworkBehaviour, SwarmEvent};
-use libp2p::{Multiaddr, PeerId, Swarm, Transport, dcutr, identify, kad, mdns, relay, rendezvous, swarm};
+use libp2p::{Multiaddr, PeerId, Swarm, Transport, dcutr, identify, kad, mdns, ping, relay, rendezvous, swarm};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::behaviour::{Behaviour, BehaviourEvent, Features, KAD_PROTOCOL};
@@ -32,9 +32,6 @@ type Reply<T> = oneshot::Sender<Result<T>>;
 
 /// The most commands or swarm events handled in one turn of the loop.
 const BATCH: usize = 64;
-
-/// Reports of dead connections queued for the driver at most.
-const DEAD_REPORTS: usize = 64;
 
 /// Unanswered inbound requests kept before those whose requester left are dropped.
 const RESPONDERS_PRUNE_AT: usize = 1024;
@@ -238,9 +235,6 @@ pub(crate) struct Driver {
     links: Arc<LinkTable>,
     inbound_tx: mpsc::Sender<Inbound>,
     inbound_rx: mpsc::Receiver<Inbound>,
-    /// Peers whose frame links stopped being acknowledged.
-    dead_tx: mpsc::Sender<PeerId>,
-    dead_rx: mpsc::Receiver<PeerId>,
     /// Counts swarm restarts; frames read under an older swarm are dropped.
     epoch: u64,
     keypair: Keypair,
@@ -288,15 +282,12 @@ impl Driver {
         }
         let node = Node::build(&keypair, policy, &relays, &plugins, &config)?;
         let (inbound_tx, inbound_rx) = mpsc::channel(config.event_capacity);
-        let (dead_tx, dead_rx) = mpsc::channel(DEAD_REPORTS);
         let rendezvous = servers_of(&config.rendezvous_servers)?;
         let mut driver = Self {
             runtime,
             links,
             inbound_tx,
             inbound_rx,
-            dead_tx,
-            dead_rx,
             epoch: 0,
             keypair,
             policy,
@@ -389,14 +380,6 @@ impl Driver {
                 // at once; `flush` takes it back).
                 open = self.events.reserve().map(|permit| permit.is_ok()), if !self.outbox.is_empty() => {
                     if open { self.flush() } else { self.outbox.clear() }
-                },
-                // A peer whose acknowledgements stopped is disconnected, every
-                // connection of it (two peers that dialed each other at once
-                // hold two, over the same dead path), so the next send dials
-                // anew.
-                Some(peer) = self.dead_rx.recv() => {
-                    tracing::debug!(%peer, "disconnecting a peer that stopped acknowledging");
-                    let _ = self.node.swarm.disconnect_peer_id(peer);
                 },
                 // Listeners that never answer do not hold commands for good.
                 () = tokio::time::sleep_until(self.node.starting_until), if starting => {
@@ -1054,6 +1037,17 @@ impl Driver {
                 self.emit(NetworkEvent::PeerIdentified { peer: peer_id, listen_addrs: info.listen_addrs });
             }
             BehaviourEvent::Dcutr(dcutr::Event { remote_peer_id, result }) => self.hole_punched(remote_peer_id, result),
+            // A connection that does not answer pings is dead (the peer is
+            // gone, or the path to it: a partition, a lost NAT mapping); TCP
+            // alone would keep it for hours and every send would time out on
+            // it. Closed, the next send dials anew. (A peer that does not
+            // speak ping is not judged by it.)
+            BehaviourEvent::Ping(ping::Event { peer, connection, result: Err(e) })
+                if !matches!(e, ping::Failure::Unsupported) =>
+            {
+                tracing::debug!(%peer, error = %e, "closing a connection that stopped answering pings");
+                self.node.swarm.close_connection(connection);
+            }
             BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
                 let mut by_peer: HashMap<PeerId, Vec<Multiaddr>> = HashMap::new();
                 for (peer, addr) in found {
@@ -1116,7 +1110,6 @@ impl Driver {
         let closed = self.node.link_guards.entry(connection).or_insert_with(|| watch::channel(false).0).subscribe();
         LinkSettings {
             closed,
-            dead: self.dead_tx.clone(),
             max_frame: self.config.max_frame_size,
             max_in_flight: self.config.max_frames_in_flight,
             ack_timeout: self.config.request_timeout,

@@ -380,11 +380,6 @@ pub(crate) struct LinkSettings {
     /// Set by the driver when the link's connection has closed (the stream
     /// itself does not always wake its reader then).
     pub(crate) closed: watch::Receiver<bool>,
-    /// Where a link reports its peer unresponsive: acknowledgements stopped
-    /// coming, so the peer is gone or the path to it is (a partition, a NAT
-    /// mapping lost). TCP alone would keep its connections for hours, and
-    /// every send would go on timing out on them instead of dialing anew.
-    pub(crate) dead: mpsc::Sender<PeerId>,
 }
 
 async fn connection_closed(closed: &mut watch::Receiver<bool>) {
@@ -429,8 +424,7 @@ enum End {
 }
 
 async fn outbound(peer: PeerId, id: u64, stream: Stream, mut rx: mpsc::Receiver<OutFrame>, settings: LinkSettings) {
-    let LinkSettings { max_frame, max_in_flight, ack_timeout, idle_timeout, mut stop, table, mut closed, dead } =
-        settings;
+    let LinkSettings { max_frame, max_in_flight, ack_timeout, idle_timeout, mut stop, table, mut closed } = settings;
     let (mut reader, mut writer) = stream.split();
     let pending: Mutex<VecDeque<Pending>> = Mutex::new(VecDeque::new());
     let lock = || pending.lock().unwrap_or_else(|e| e.into_inner());
@@ -505,8 +499,6 @@ async fn outbound(peer: PeerId, id: u64, stream: Stream, mut rx: mpsc::Receiver<
         loop {
             tokio::time::sleep(tick).await;
             if lock().front().is_some_and(|p| p.deadline <= Instant::now()) {
-                // Full means reports are queued already; one is enough.
-                let _ = dead.try_send(peer);
                 return End::Failed(Error::SendFailed("acknowledgement timed out".into()));
             }
         }

@@ -55,8 +55,12 @@ pub struct NetworkConfig {
     /// Frames written to a peer and not yet acknowledged, per link (default
     /// 256). Further sends wait.
     pub max_frames_in_flight: usize,
-    /// Check connections with libp2p ping at this interval (default `None`:
-    /// no ping; a dead connection is noticed when a frame times out).
+    /// Ping every connection at this interval (default 15 s); a connection
+    /// whose ping goes unanswered for `request_timeout` is closed. A peer
+    /// gone without a word, or a path cut (a partition, a lost NAT mapping),
+    /// would otherwise hold its connection until TCP gives up, hours later,
+    /// and every send would time out on it. Pings keep no connection open.
+    /// `None`: no pings.
     pub ping_interval: Option<Duration>,
     /// Take part in the Kademlia DHT even without bootstrap peers (for a
     /// bootstrap node). Kademlia also runs whenever `bootstrap` is non-empty;
@@ -129,7 +133,7 @@ impl Default for NetworkConfig {
             idle_connection_timeout: Duration::from_secs(60),
             max_concurrent_streams: 256,
             max_frames_in_flight: 256,
-            ping_interval: None,
+            ping_interval: Some(Duration::from_secs(15)),
             kad: false,
             bootstrap: Vec::new(),
             rendezvous_servers: Vec::new(),

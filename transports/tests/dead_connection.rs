@@ -1,7 +1,7 @@
 //! A connection that stops carrying anything (a partition, a peer gone
-//! without a word, a NAT mapping lost) is given up once a frame on it goes
-//! unacknowledged, instead of being kept until TCP notices, hours later;
-//! the next send dials anew.
+//! without a word, a NAT mapping lost) is given up once a ping on it goes
+//! unanswered, instead of being kept until TCP notices, hours later; the
+//! next send dials anew.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -13,9 +13,10 @@ use common::*;
 use veil_transports::{Policy, Tcp};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_connection_that_stops_acknowledging_is_closed_and_the_next_send_dials_anew() {
+async fn a_connection_that_stops_answering_is_closed_and_the_next_send_dials_anew() {
     let mut config = config();
     config.request_timeout = Duration::from_secs(1);
+    config.ping_interval = Some(Duration::from_millis(200));
     let mut a = spawn_with(Policy::Direct, vec![Arc::new(Tcp::new())], config);
     let mut b = spawn(Policy::Direct, vec![Arc::new(Tcp::new())]);
     let b_addr = b.handle.listen(ma("/ip4/127.0.0.1/tcp/0")).await.unwrap();
@@ -25,8 +26,8 @@ async fn a_connection_that_stops_acknowledging_is_closed_and_the_next_send_dials
     a.handle.send_frame(b.peer, frame("before", 0)).await.unwrap();
     assert_eq!(recv_frames(&mut b.events, 1).await, vec![(a.peer, frame("before", 0))]);
 
-    // The path goes silent: the frame is not acknowledged, and A closes the
-    // connection rather than keep sending into it.
+    // The path goes silent: the frame is not acknowledged, the next ping is
+    // not answered, and A closes the connection.
     proxy.freeze(true);
     assert!(a.handle.send_frame(b.peer, frame("lost", 1)).await.is_err(), "nothing acknowledged it");
     wait_disconnected(&mut a.events, b.peer).await;
