@@ -194,10 +194,16 @@ impl ContactBook {
 
     fn apply_change(&mut self, ctx: &mut Context<Self>, change: announce::Change) {
         let (network, ttl) = (self.deps.network.clone(), self.deps.ttl);
-        ctx.spawn(change.apply(network, ttl).into_actor(self).map(|applied, act, ctx| {
-            if let Some(next) = act.link.done(applied) {
-                act.apply_change(ctx, next);
+        ctx.spawn(change.apply(network, ttl).into_actor(self).map(|applied, act, ctx| match act.link.done(applied) {
+            announce::After::Apply(next) => act.apply_change(ctx, next),
+            announce::After::RetryIn(wait) => {
+                ctx.run_later(wait, |act, ctx| {
+                    if let Some(again) = act.link.retry() {
+                        act.apply_change(ctx, again);
+                    }
+                });
             }
+            announce::After::Nothing => {}
         }));
     }
 

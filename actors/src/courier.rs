@@ -47,7 +47,7 @@ use veil_transports::{NetworkHandle, libp2p::PeerId};
 
 use crate::{
     Error, GroupLog, NodeEvent, Result,
-    announce::{Announcements, Change},
+    announce::{After, Announcements, Change},
     coalesce::{Coalesced, Due},
     group_log::GroupLogDeps,
     heads::{Heads, HeadsGossip, OwnHeads},
@@ -854,9 +854,16 @@ impl Courier {
     fn apply_change(&mut self, ctx: &mut Context<Self>, group: GroupId, change: Change) {
         let (network, ttl) = (self.network.clone(), self.ttl);
         ctx.spawn(change.apply(network, ttl).into_actor(self).map(move |applied, act, ctx| {
-            let next = act.routes.get_mut(&group).and_then(|r| r.announcements.done(applied));
-            if let Some(next) = next {
-                act.apply_change(ctx, group, next);
+            match act.routes.get_mut(&group).map(|r| r.announcements.done(applied)) {
+                Some(After::Apply(next)) => act.apply_change(ctx, group, next),
+                Some(After::RetryIn(wait)) => {
+                    ctx.run_later(wait, move |act, ctx| {
+                        if let Some(again) = act.routes.get_mut(&group).and_then(|r| r.announcements.retry()) {
+                            act.apply_change(ctx, group, again);
+                        }
+                    });
+                }
+                Some(After::Nothing) | None => {}
             }
         }));
     }

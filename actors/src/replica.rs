@@ -29,7 +29,7 @@ use veil_transports::{NetworkHandle, libp2p::PeerId};
 
 use crate::{
     Error, NodeEvent, Result,
-    announce::{Announcements, Change},
+    announce::{After, Announcements, Change},
     messages::{
         courier::{InboundFrame, NetworkRestarted},
         rendezvous::{PointsRotated, Refresh, WatchKey},
@@ -144,9 +144,16 @@ impl Replica {
     fn apply_change(&mut self, ctx: &mut Context<Self>, id: ReplicationId, change: Change) {
         let (network, ttl) = (self.deps.network.clone(), self.deps.ttl);
         ctx.spawn(change.apply(network, ttl).into_actor(self).map(move |applied, act, ctx| {
-            let next = act.groups.get_mut(&id).and_then(|g| g.announcements.done(applied));
-            if let Some(next) = next {
-                act.apply_change(ctx, id, next);
+            match act.groups.get_mut(&id).map(|g| g.announcements.done(applied)) {
+                Some(After::Apply(next)) => act.apply_change(ctx, id, next),
+                Some(After::RetryIn(wait)) => {
+                    ctx.run_later(wait, move |act, ctx| {
+                        if let Some(again) = act.groups.get_mut(&id).and_then(|g| g.announcements.retry()) {
+                            act.apply_change(ctx, id, again);
+                        }
+                    });
+                }
+                Some(After::Nothing) | None => {}
             }
         }));
     }

@@ -106,13 +106,17 @@ async fn replayed_contact_requests_are_refused_and_the_request_is_recorded_once(
 
     // Two periods later, once Bob answers at the new period's points, the
     // proof names a point he no longer answers at.
+    // Bob's peer id rotates with the period: Mallory finds him again.
+    let old_peer = b.network_status().await.unwrap().peer_id;
     clock.advance(2 * PERIOD);
     let me = account(&b).await;
     let now_point = schedule().active_points(&Topic::contact(&me.signing), &link.seed, clock.now()).current;
     until(&mut b.events(), || async {
-        b.active_points().await.unwrap().iter().any(|(_, points)| points.current == now_point)
+        let rotated = b.network_status().await.is_ok_and(|s| s.peer_id != old_peer);
+        rotated && b.active_points().await.unwrap().iter().any(|(_, points)| points.current == now_point)
     })
     .await;
+    let bob = mallory.dial(tcp_addr(&b).await).await.unwrap();
     assert_eq!(ask(&mallory, bob, &start).await, None, "an old period's request is refused");
 
     let refused = (b.refusals().contact_requests - bob_refused, carol.refusals().contact_requests - carol_refused);
