@@ -10,6 +10,7 @@ use std::time::Duration;
 use libp2p::kad::QueryId;
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::oneshot;
+use tokio::time::Instant;
 
 use crate::error::{Error, Result};
 
@@ -102,14 +103,19 @@ impl Parts {
     }
 }
 
+/// What a server that did not answer in time counts as.
+const NO_ANSWER: &str = "no answer in time";
+
 struct Announce {
     parts: Parts,
+    deadline: Instant,
     reply: Reply<()>,
 }
 
 struct Lookup {
     parts: Parts,
     found: Found,
+    deadline: Instant,
     reply: Reply<Vec<(PeerId, Vec<Multiaddr>)>>,
 }
 
@@ -136,18 +142,53 @@ impl Discovery {
         self.next
     }
 
-    /// Starts an announcement with `parts` answers to wait for (at least one).
-    pub(crate) fn announce(&mut self, parts: usize, reply: Reply<()>) -> u64 {
+    /// Starts an announcement with `parts` answers to wait for (at least
+    /// one), until `deadline`.
+    pub(crate) fn announce(&mut self, parts: usize, deadline: Instant, reply: Reply<()>) -> u64 {
         let id = self.id();
-        self.announces.insert(id, Announce { parts: Parts::new(parts), reply });
+        self.announces.insert(id, Announce { parts: Parts::new(parts), deadline, reply });
         id
     }
 
-    /// Starts a lookup with `parts` answers to wait for (at least one).
-    pub(crate) fn lookup(&mut self, me: PeerId, parts: usize, reply: Reply<Vec<(PeerId, Vec<Multiaddr>)>>) -> u64 {
+    /// Starts a lookup with `parts` answers to wait for (at least one),
+    /// until `deadline`.
+    pub(crate) fn lookup(
+        &mut self,
+        me: PeerId,
+        parts: usize,
+        deadline: Instant,
+        reply: Reply<Vec<(PeerId, Vec<Multiaddr>)>>,
+    ) -> u64 {
         let id = self.id();
-        self.lookups.insert(id, Lookup { parts: Parts::new(parts), found: Found::new(me), reply });
+        self.lookups.insert(id, Lookup { parts: Parts::new(parts), found: Found::new(me), deadline, reply });
         id
+    }
+
+    /// The earliest deadline of an announcement or lookup in flight.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        self.announces.values().map(|a| a.deadline).chain(self.lookups.values().map(|l| l.deadline)).min()
+    }
+
+    /// Answers the announcements and lookups whose deadline passed with
+    /// what their servers answered so far: one server that does not answer
+    /// (unreachable through a transport that hangs, or gone) must not hold
+    /// up the others'. Late answers are then ignored.
+    pub(crate) fn expire(&mut self, now: Instant) {
+        let late = |deadline: Instant| deadline <= now;
+        let announces: Vec<u64> = self.announces.iter().filter(|(_, a)| late(a.deadline)).map(|(id, _)| *id).collect();
+        for id in announces {
+            if let Some(mut a) = self.announces.remove(&id) {
+                while !a.parts.record(Err(NO_ANSWER.to_owned())) {}
+                let _ = a.reply.send(a.parts.verdict());
+            }
+        }
+        let lookups: Vec<u64> = self.lookups.iter().filter(|(_, l)| late(l.deadline)).map(|(id, _)| *id).collect();
+        for id in lookups {
+            if let Some(mut l) = self.lookups.remove(&id) {
+                while !l.parts.record(Err(NO_ANSWER.to_owned())) {}
+                let _ = l.reply.send(l.parts.verdict().map(|()| l.found.into_vec()));
+            }
+        }
     }
 
     pub(crate) fn announce_part(&mut self, id: u64, outcome: Result<(), String>) {
@@ -260,6 +301,33 @@ mod tests {
     }
 
     #[test]
+    fn a_server_that_does_not_answer_holds_up_a_lookup_only_until_its_deadline() {
+        let mut d = Discovery::default();
+        let (now, found) = (Instant::now(), peer());
+        let (tx, mut rx) = oneshot::channel();
+        let id = d.lookup(peer(), 2, now + Duration::from_secs(20), tx);
+        let (atx, mut arx) = oneshot::channel();
+        let announce = d.announce(2, now + Duration::from_secs(30), atx);
+        // One server answers; the other never does.
+        d.found(id).unwrap().add(found, ["/ip4/127.0.0.1/tcp/1".parse().unwrap()]);
+        d.lookup_part(id, Ok(()));
+        d.announce_part(announce, Ok(()));
+        assert!(rx.try_recv().is_err() && arx.try_recv().is_err(), "both wait for the second server");
+        assert_eq!(d.next_deadline(), Some(now + Duration::from_secs(20)));
+        d.expire(now + Duration::from_secs(19));
+        assert!(rx.try_recv().is_err(), "not before the deadline");
+        d.expire(now + Duration::from_secs(20));
+        let got = rx.try_recv().unwrap().unwrap();
+        assert_eq!(got.iter().map(|(p, _)| *p).collect::<Vec<_>>(), vec![found], "what the answering server found");
+        assert_eq!(d.next_deadline(), Some(now + Duration::from_secs(30)));
+        d.expire(now + Duration::from_secs(30));
+        assert!(arx.try_recv().unwrap().is_ok(), "registered at one server is registered");
+        assert_eq!(d.next_deadline(), None);
+        // The late answer changes nothing.
+        d.lookup_part(id, Ok(()));
+    }
+
+    #[test]
     fn namespace_is_lowercase_hex() {
         let mut p = [0u8; 32];
         p[0] = 0xab;
@@ -290,7 +358,8 @@ mod tests {
     async fn lookup_succeeds_if_any_part_does() {
         let mut d = Discovery::default();
         let (tx, rx) = oneshot::channel();
-        let id = d.lookup(peer(), 2, tx);
+        let later = Instant::now() + Duration::from_secs(60);
+        let id = d.lookup(peer(), 2, later, tx);
         let p = peer();
         d.found(id).unwrap().add(p, ["/memory/7".parse().unwrap()]);
         d.lookup_part(id, Err("server down".into()));
@@ -298,7 +367,7 @@ mod tests {
         assert_eq!(rx.await.unwrap().unwrap(), vec![(p, vec!["/memory/7".parse().unwrap()])]);
 
         let (tx, rx) = oneshot::channel();
-        let id = d.announce(1, tx);
+        let id = d.announce(1, later, tx);
         d.announce_part(id, Err("refused".into()));
         assert!(matches!(rx.await.unwrap(), Err(Error::Rendezvous(_))));
     }

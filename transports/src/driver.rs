@@ -253,6 +253,14 @@ pub(crate) struct Driver {
     learned: LearnedAddresses,
 }
 
+/// Sleeps until `deadline` (for ever if there is none).
+async fn until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
 fn no_sources() -> Error {
     Error::Rendezvous("no rendezvous server or DHT peer is known".into())
 }
@@ -351,6 +359,7 @@ impl Driver {
             // is the backpressure (nothing is acknowledged meanwhile).
             let room = self.outbox.len() < self.config.event_capacity;
             let starting = self.node.starting();
+            let expiry = self.node.discovery.next_deadline();
             tokio::select! {
                 command = self.commands.recv(), if !starting => {
                     // Take what else is queued too, so a burst of sends costs
@@ -380,6 +389,11 @@ impl Driver {
                 // at once; `flush` takes it back).
                 open = self.events.reserve().map(|permit| permit.is_ok()), if !self.outbox.is_empty() => {
                     if open { self.flush() } else { self.outbox.clear() }
+                },
+                // Announcements and lookups whose servers did not all answer
+                // in time are answered with what came.
+                () = until(expiry), if expiry.is_some() => {
+                    self.node.discovery.expire(tokio::time::Instant::now());
                 },
                 // Listeners that never answer do not hold commands for good.
                 () = tokio::time::sleep_until(self.node.starting_until), if starting => {
@@ -1272,7 +1286,8 @@ impl Driver {
             return;
         }
         let ns = discovery::namespace(&point);
-        let id = self.node.discovery.announce(parts, reply);
+        let deadline = tokio::time::Instant::now() + self.discovery_patience();
+        let id = self.node.discovery.announce(parts, deadline, reply);
         for server in servers {
             let registered =
                 match (rendezvous::Namespace::new(ns.clone()), self.node.swarm.behaviour_mut().rendezvous.as_mut()) {
@@ -1344,7 +1359,8 @@ impl Driver {
         };
         let me = *self.node.swarm.local_peer_id();
         let ns = discovery::namespace(&point);
-        let id = self.node.discovery.lookup(me, parts, reply);
+        let deadline = tokio::time::Instant::now() + self.discovery_patience();
+        let id = self.node.discovery.lookup(me, parts, deadline, reply);
         for server in servers {
             if let Some(ns) = self.node.discovery.queue_discovery(server, ns.clone(), id) {
                 self.discover(server, ns);
@@ -1354,6 +1370,14 @@ impl Driver {
             let query = kad.get_providers(kad::RecordKey::new(&point));
             self.node.discovery.kad_lookup(query, id);
         }
+    }
+
+    /// How long an announcement or lookup waits for its servers: twice a
+    /// request's timeout, so a first dial to a server (an onion service)
+    /// fits, while a server that does not answer holds up the others' no
+    /// longer.
+    fn discovery_patience(&self) -> Duration {
+        self.config.request_timeout.saturating_mul(2)
     }
 
     /// Asks `server` who is registered under `ns` (its answer comes as an event).
