@@ -4,7 +4,7 @@
 //! and feeds the outcomes in here.
 
 use std::collections::hash_map::Entry;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
 
 use libp2p::kad::QueryId;
@@ -125,6 +125,9 @@ pub(crate) struct Discovery {
     next: u64,
     announces: HashMap<u64, Announce>,
     lookups: HashMap<u64, Lookup>,
+    /// The deadline of each announcement and lookup in flight, earliest
+    /// first (the driver asks for the earliest on every turn of its loop).
+    deadlines: BTreeSet<(Instant, u64)>,
     /// Announcements waiting for a server's answer to a registration.
     registering: HashMap<(PeerId, String), VecDeque<u64>>,
     /// The discovery in flight at each server (one at a time: libp2p's
@@ -147,6 +150,7 @@ impl Discovery {
     pub(crate) fn announce(&mut self, parts: usize, deadline: Instant, reply: Reply<()>) -> u64 {
         let id = self.id();
         self.announces.insert(id, Announce { parts: Parts::new(parts), deadline, reply });
+        self.deadlines.insert((deadline, id));
         id
     }
 
@@ -161,12 +165,13 @@ impl Discovery {
     ) -> u64 {
         let id = self.id();
         self.lookups.insert(id, Lookup { parts: Parts::new(parts), found: Found::new(me), deadline, reply });
+        self.deadlines.insert((deadline, id));
         id
     }
 
     /// The earliest deadline of an announcement or lookup in flight.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        self.announces.values().map(|a| a.deadline).chain(self.lookups.values().map(|l| l.deadline)).min()
+        self.deadlines.first().map(|(deadline, _)| *deadline)
     }
 
     /// Answers the announcements and lookups whose deadline passed with
@@ -174,17 +179,14 @@ impl Discovery {
     /// (unreachable through a transport that hangs, or gone) must not hold
     /// up the others'. Late answers are then ignored.
     pub(crate) fn expire(&mut self, now: Instant) {
-        let late = |deadline: Instant| deadline <= now;
-        let announces: Vec<u64> = self.announces.iter().filter(|(_, a)| late(a.deadline)).map(|(id, _)| *id).collect();
-        for id in announces {
+        while let Some(&(deadline, id)) = self.deadlines.first()
+            && deadline <= now
+        {
+            self.deadlines.pop_first();
             if let Some(mut a) = self.announces.remove(&id) {
                 while !a.parts.record(Err(NO_ANSWER.to_owned())) {}
                 let _ = a.reply.send(a.parts.verdict());
-            }
-        }
-        let lookups: Vec<u64> = self.lookups.iter().filter(|(_, l)| late(l.deadline)).map(|(id, _)| *id).collect();
-        for id in lookups {
-            if let Some(mut l) = self.lookups.remove(&id) {
+            } else if let Some(mut l) = self.lookups.remove(&id) {
                 while !l.parts.record(Err(NO_ANSWER.to_owned())) {}
                 let _ = l.reply.send(l.parts.verdict().map(|()| l.found.into_vec()));
             }
@@ -196,6 +198,7 @@ impl Discovery {
             && a.parts.record(outcome)
             && let Some(a) = self.announces.remove(&id)
         {
+            self.deadlines.remove(&(a.deadline, id));
             let _ = a.reply.send(a.parts.verdict());
         }
     }
@@ -205,6 +208,7 @@ impl Discovery {
             && l.parts.record(outcome)
             && let Some(l) = self.lookups.remove(&id)
         {
+            self.deadlines.remove(&(l.deadline, id));
             let _ = l.reply.send(l.parts.verdict().map(|()| l.found.into_vec()));
         }
     }
@@ -278,6 +282,7 @@ impl Discovery {
 
     /// Fails everything in flight (the swarm is going away).
     pub(crate) fn fail_all(&mut self, error: impl Fn() -> Error) {
+        self.deadlines.clear();
         for (_, a) in self.announces.drain() {
             let _ = a.reply.send(Err(error()));
         }
