@@ -39,6 +39,7 @@
 
 mod announce;
 pub mod audit;
+pub mod ble;
 mod coalesce;
 mod contacts;
 mod courier;

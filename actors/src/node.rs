@@ -79,6 +79,7 @@ pub struct NodeBuilder {
     share_delay: Duration,
     join_timeout: Duration,
     rotate_key_each_period: bool,
+    ble: Option<(Arc<dyn veil_ble::air::Air>, crate::ble::BleTiming)>,
 }
 
 impl core::fmt::Debug for NodeBuilder {
@@ -111,6 +112,7 @@ impl Default for NodeBuilder {
             share_delay: Duration::from_millis(250),
             join_timeout: Duration::from_secs(60),
             rotate_key_each_period: true,
+            ble: None,
         }
     }
 }
@@ -229,6 +231,14 @@ impl NodeBuilder {
         self
     }
 
+    /// Runs the `BleTransport` actor on `air` (BlueZ, or an in-process air
+    /// in tests) with `timing`; BLE stays off until [`Node::set_ble`].
+    #[must_use]
+    pub fn ble(mut self, air: Arc<dyn veil_ble::air::Air>, timing: crate::ble::BleTiming) -> Self {
+        self.ble = Some((air, timing));
+        self
+    }
+
     /// Starts the node: opens (or creates, with a fresh identity and no
     /// network needed) its store and starts every actor under supervision.
     pub async fn spawn(self) -> Result<Node> {
@@ -246,8 +256,12 @@ impl NodeBuilder {
                         Ok(inner) => {
                             let (store, network, points_clock) =
                                 (inner.store.clone(), inner.network.clone(), inner.points_clock.clone());
+                            let ble = inner.ble.as_ref().map(|(_, arbiter)| arbiter.clone());
                             if ready_tx.send(Ok(inner)).is_ok() {
                                 let _ = stop_rx.await;
+                            }
+                            if let Some(arbiter) = ble {
+                                arbiter.stop();
                             }
                             if let Err(e) = network.shutdown().await {
                                 tracing::debug!(error = %e, "the network was already down");
@@ -322,6 +336,8 @@ struct Inner {
     points_clock: Arc<crate::point_clock::PointClock>,
     /// What the node refused from the network.
     refusals: Arc<crate::refusals::RefusalCounters>,
+    /// The BLE actor and its arbiter, when the node has a radio.
+    ble: Option<(Addr<crate::ble::BleTransport>, ArbiterHandle)>,
 }
 
 async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
@@ -495,6 +511,16 @@ async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
     rotator.send(Subscribe(courier.clone().recipient())).await.map_err(mailbox("rendezvous-rotator"))?;
     rotator.send(Subscribe(replica.clone().recipient())).await.map_err(mailbox("rendezvous-rotator"))?;
 
+    let ble = builder.ble.map(|(air, timing)| {
+        crate::ble::start(crate::ble::BleDeps {
+            air,
+            network: network.clone(),
+            clock: builder.clock.clone(),
+            schedule: builder.schedule,
+            timing,
+            allowed: builder.policy.proximity(),
+        })
+    });
     let routes = NetworkRoutes {
         frames: courier.clone().recipient(),
         requests: contacts.clone().recipient(),
@@ -502,6 +528,7 @@ async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
         nearby: courier.clone().recipient(),
         left: courier.clone().recipient(),
         restarted: vec![courier.clone().recipient(), contacts.clone().recipient(), replica.clone().recipient()],
+        links: ble.as_ref().map(|(ble, _)| ble.clone().recipient()),
     };
     let transport = TransportManager::start(network.clone(), network_events, builder.policy, events.clone(), routes);
     for group in store.groups().await? {
@@ -525,6 +552,7 @@ async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
         kdf: builder.kdf,
         points_clock,
         refusals,
+        ble,
     })
 }
 
@@ -1018,7 +1046,27 @@ impl Node {
 
     /// Changes the privacy policy.
     pub async fn set_policy(&self, policy: Policy) -> Result<()> {
-        self.inner.transport.send(SetPolicy(policy)).await.map_err(mailbox("transport-manager"))?
+        self.inner.transport.send(SetPolicy(policy)).await.map_err(mailbox("transport-manager"))??;
+        if let Some((ble, _)) = &self.inner.ble {
+            ble.send(crate::ble::BleAllowed(policy.proximity())).await.map_err(mailbox("ble-transport"))?;
+        }
+        Ok(())
+    }
+
+    /// Enables BLE (`veil transport attach ble`: the plug-in, a token on
+    /// the air, scans and connections, whenever the radio is ready and the
+    /// policy allows it) or disables it. Refused without a radio
+    /// ([`NodeBuilder::ble`]).
+    pub async fn set_ble(&self, enabled: bool) -> Result<()> {
+        let (ble, _) = self.inner.ble.as_ref().ok_or(Error::Config("this node has no BLE radio"))?;
+        ble.send(crate::ble::EnableBle(enabled)).await.map_err(mailbox("ble-transport"))
+    }
+
+    /// BLE's state: the radio, whether enabled and advertising, the peers
+    /// in range. Refused without a radio ([`NodeBuilder::ble`]).
+    pub async fn ble_status(&self) -> Result<crate::ble::BleStatus> {
+        let (ble, _) = self.inner.ble.as_ref().ok_or(Error::Config("this node has no BLE radio"))?;
+        ble.send(crate::ble::GetBleStatus).await.map_err(mailbox("ble-transport"))?
     }
 
     /// The network's status: peer id, policy, transports, addresses, peers.

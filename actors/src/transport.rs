@@ -21,6 +21,7 @@ use veil_transports::{
 
 use crate::{
     Error, NodeEvent, Result,
+    ble::PeerLink,
     messages::{
         contacts::{InboundRequest, LanPeerFound},
         courier::{InboundFrame, InboundFrames, NetworkRestarted, PeerLeft, Proximity},
@@ -43,6 +44,8 @@ pub(crate) struct NetworkRoutes {
     pub(crate) left: Recipient<PeerLeft>,
     /// Swarm restarts (new peer id).
     pub(crate) restarted: Vec<Recipient<NetworkRestarted>>,
+    /// Peers connected and disconnected (the BLE actor, when there is one).
+    pub(crate) links: Option<Recipient<crate::ble::PeerLink>>,
 }
 
 const NAME: &str = "transport-manager";
@@ -251,8 +254,16 @@ fn route(
     to_courier: &mut Vec<ToCourier>,
 ) -> Option<NodeEvent> {
     match event {
-        NetworkEvent::PeerConnected { peer, transport } => Some(NodeEvent::PeerConnected { peer, transport }),
+        NetworkEvent::PeerConnected { peer, transport } => {
+            if let Some(links) = &routes.links {
+                let _ = links.try_send(PeerLink { peer, transport: Some(transport.clone()) });
+            }
+            Some(NodeEvent::PeerConnected { peer, transport })
+        }
         NetworkEvent::PeerDisconnected { peer } => {
+            if let Some(links) = &routes.links {
+                let _ = links.try_send(PeerLink { peer, transport: None });
+            }
             to_courier.push(ToCourier::Left(PeerLeft { peer }));
             Some(NodeEvent::PeerDisconnected { peer })
         }

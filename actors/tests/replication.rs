@@ -8,9 +8,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{T0, peer, until};
+use common::{T0, peer, texts, until};
 use veil_actors::Node;
-use veil_crypto::GroupId;
 use veil_crypto::time::{ManualClock, UnixTime};
 use veil_storage::{Store, StoreOptions, keystore::KeySource};
 
@@ -72,12 +71,6 @@ async fn writer(dir: &tempfile::TempDir, clock: &ManualClock, server: &[veil_tra
         .spawn()
         .await
         .unwrap()
-}
-
-/// The texts `node` reads in `group`, in log order.
-async fn texts(node: &Node, group: &GroupId) -> Vec<String> {
-    let history = node.history(group, None, 1000).await.unwrap();
-    history.into_iter().map(|h| String::from_utf8(h.payload).unwrap()).collect()
 }
 
 /// Newcomers that stop the moment `join` returns read, when they come

@@ -25,6 +25,12 @@
 //! [tor]
 //! # The Tor transport (default: on under the anonymous policy).
 //! enabled = true
+//!
+//! [ble]
+//! # Bluetooth LE through BlueZ (default: on under the offline policy).
+//! enabled = true
+//! # The adapter to use (default: BlueZ's default one).
+//! adapter = "hci0"
 //! ```
 
 use std::{
@@ -108,6 +114,21 @@ pub struct ConfigFile {
     /// The Tor transport.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tor: Option<TorFile>,
+    /// Bluetooth LE.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ble: Option<BleFile>,
+}
+
+/// The `[ble]` table of `veil.toml`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BleFile {
+    /// Enable BLE at start (default: under the `offline` policy only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// The adapter (`hci1`; default: BlueZ's default adapter).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub adapter: Option<String>,
 }
 
 /// The `[tor]` table of `veil.toml`.
@@ -212,6 +233,12 @@ pub const DEFAULT_CONFIG: &str = r#"# veil configuration. Flags of `veil daemon`
 # policy; `veil transport attach tor` attaches it under any policy.
 # [tor]
 # enabled = true
+
+# Bluetooth LE through BlueZ. On by default under the offline policy;
+# `veil transport attach ble` enables it under offline and direct.
+# [ble]
+# enabled = true
+# adapter = "hci0"
 "#;
 
 /// Writes the default `veil.toml` into `home` unless one exists.
@@ -334,6 +361,30 @@ pub struct Settings {
     pub contact_retry: Option<Duration>,
     /// The Tor transport.
     pub tor: TorSettings,
+    /// Bluetooth LE.
+    pub ble: BleSettings,
+}
+
+/// How BLE runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BleSettings {
+    /// Enabled at start.
+    pub enabled: bool,
+    /// The adapter (`None`: BlueZ's default one).
+    pub adapter: Option<String>,
+}
+
+impl BleSettings {
+    fn resolve(file: Option<&BleFile>, policy: Policy) -> Result<Self> {
+        let empty = BleFile::default();
+        let file = file.unwrap_or(&empty);
+        if let Some(name) = &file.adapter
+            && (name.is_empty() || name.len() > 32 || !name.bytes().all(|b| b.is_ascii_alphanumeric()))
+        {
+            bail!("[ble] adapter must be an adapter's name such as hci0, not {name:?}");
+        }
+        Ok(Self { enabled: file.enabled.unwrap_or(policy == Policy::Offline), adapter: file.adapter.clone() })
+    }
 }
 
 /// How the Tor transport runs.
@@ -413,6 +464,7 @@ impl Default for Settings {
             sync_interval: None,
             contact_retry: None,
             tor: TorSettings::default(),
+            ble: BleSettings::default(),
         }
     }
 }
@@ -510,6 +562,7 @@ impl Settings {
             sync_interval: file.sync_interval_ms.map(Duration::from_millis),
             contact_retry: file.contact_retry_ms.map(Duration::from_millis),
             tor: TorSettings::resolve(file.tor.as_ref(), policy)?,
+            ble: BleSettings::resolve(file.ble.as_ref(), policy)?,
         })
     }
 
@@ -627,6 +680,9 @@ mod tests {
                 "invalid orport",
             ),
             ("[tor]\ncolour = 1", "unknown field"),
+            ("[ble]\nadapter = \"../hci0\"", "adapter must be"),
+            ("[ble]\nadapter = \"\"", "adapter must be"),
+            ("[ble]\nradio = 1", "unknown field"),
         ] {
             let err = ConfigFile::parse(text).and_then(|f| Settings::resolve(&f, &Overrides::default()));
             let msg = format!("{:#}", err.unwrap_err());
@@ -658,6 +714,19 @@ mod tests {
         assert_eq!((config.port, config.cache_dir.clone()), (9000, PathBuf::from("/home/x/tor/cache")));
         let network = config.network.unwrap();
         assert!(network.loopback && network.fallbacks[0].orport.port() == 5000);
+    }
+
+    #[test]
+    fn ble_is_on_under_offline_unless_told_and_on_the_adapter_named() {
+        let offline = ConfigFile::parse("policy = \"offline\"").unwrap();
+        assert_eq!(
+            Settings::resolve(&offline, &Overrides::default()).unwrap().ble,
+            BleSettings { enabled: true, adapter: None }
+        );
+        assert!(!Settings::resolve(&ConfigFile::default(), &Overrides::default()).unwrap().ble.enabled);
+        let told = ConfigFile::parse("policy = \"offline\"\n[ble]\nenabled = false\nadapter = \"hci1\"").unwrap();
+        let s = Settings::resolve(&told, &Overrides::default()).unwrap();
+        assert_eq!(s.ble, BleSettings { enabled: false, adapter: Some("hci1".into()) });
     }
 
     #[test]

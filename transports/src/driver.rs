@@ -945,7 +945,7 @@ impl Driver {
                 if let Some(reply) = self.node.dials.remove(&connection_id) {
                     let _ = reply.send(Ok(peer_id));
                 }
-                let Some(transport) = transport else {
+                let Some((transport, kind)) = transport else {
                     // Raced with a detach: the transport is gone, so is the connection.
                     tracing::debug!(peer = %peer_id, "closing a connection over a detached transport");
                     self.node.swarm.close_connection(connection_id);
@@ -969,6 +969,17 @@ impl Driver {
                 {
                     opening.on = Some(connection_id);
                     self.node.swarm.behaviour_mut().links.open(peer_id, connection_id);
+                }
+                // A connection over a proximity transport (BLE) is a peer in
+                // range, whichever side dialed: found nearby, as by mDNS.
+                if kind == crate::TransportKind::Proximity && self.policy.proximity() {
+                    let dialed = match &endpoint {
+                        ConnectedPoint::Dialer { address, .. } => vec![address.clone()],
+                        ConnectedPoint::Listener { .. } => Vec::new(),
+                    };
+                    if let Err(e) = self.found_nearby(peer_id, &dialed, AddressSource::Proximity) {
+                        tracing::debug!(peer = %peer_id, error = %e, "a peer in range not taken as nearby");
+                    }
                 }
             }
             SwarmEvent::ConnectionClosed { peer_id, connection_id, num_established, .. } => {
@@ -1014,15 +1025,15 @@ impl Driver {
     }
 
     /// The transport a connection went over, judged from its local or remote address.
-    fn transport_of(&self, endpoint: &ConnectedPoint) -> Option<TransportId> {
+    fn transport_of(&self, endpoint: &ConnectedPoint) -> Option<(TransportId, crate::TransportKind)> {
         let addr = match endpoint {
             ConnectedPoint::Dialer { address, .. } => address,
             ConnectedPoint::Listener { local_addr, .. } => local_addr,
         };
         if policy::is_circuit(addr) {
-            return Some(TransportId::RELAY);
+            return Some((TransportId::RELAY, crate::TransportKind::Ip));
         }
-        self.node.switch.route(addr).map(|(id, _)| id)
+        self.node.switch.route(addr)
     }
 
     fn behaviour_event(&mut self, event: BehaviourEvent) {

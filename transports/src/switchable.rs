@@ -36,6 +36,18 @@ struct Slot {
     listeners: HashSet<ListenerId>,
 }
 
+impl Drop for Slot {
+    /// Closes the transport's listeners before it goes: dropping alone does
+    /// not free everything (libp2p's memory transport keeps its ports
+    /// registered until a listener is removed), and a transport attached
+    /// again, or a restarted swarm, must be able to listen there again.
+    fn drop(&mut self) {
+        for id in self.listeners.drain() {
+            self.transport.remove_listener(id);
+        }
+    }
+}
+
 struct Shared {
     slots: Vec<Slot>,
     /// Listeners of detached transports, reported as closed on the next poll.
@@ -131,12 +143,13 @@ impl SwitchHandle {
             (slot, s.wake())
         };
         tracing::debug!(transport = %id, listeners = slot.listeners.len(), "transport detached");
-        // Dropping the transport closes its listening sockets.
-        drop(slot.transport);
+        // Dropping the slot closes its listeners.
+        let plugin = slot.plugin.clone();
+        drop(slot);
         if let Some(w) = waker {
             w.wake();
         }
-        Ok(slot.plugin)
+        Ok(plugin)
     }
 
     /// The attached transports, in routing order.

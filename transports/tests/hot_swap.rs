@@ -170,3 +170,23 @@ async fn detach_keeps_connections_over_other_transports() {
         assert!(!matches!(event, NetworkEvent::PeerDisconnected { .. }), "{event:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fixed_address_is_free_again_after_a_detach_and_after_a_restart() {
+    // libp2p's memory transport keeps a port registered until its listener
+    // is removed: detaching (or restarting the swarm) must remove it, so the
+    // same fixed address can be listened on again (the BLE actor listens at
+    // its radio's address after every radio fault).
+    let memory: Arc<dyn TransportPlugin> = Arc::new(veil_transports::Memory::new());
+    let a = spawn(Policy::Direct, vec![memory.clone()]);
+    let b = spawn(Policy::Direct, vec![memory.clone()]);
+    let fixed = ma(&format!("/memory/{}", 0x5eed_0000_u64 + u64::from(std::process::id())));
+    b.handle.listen(fixed.clone()).await.unwrap();
+    b.handle.detach(TransportId::MEMORY).await.unwrap();
+    b.handle.attach(memory.clone()).await.unwrap();
+    assert_eq!(b.handle.listen(fixed.clone()).await.unwrap(), fixed);
+    // A restart (a policy change) reopens the listener at the same address.
+    b.handle.set_policy(Policy::Offline).await.unwrap();
+    assert_eq!(b.handle.listen_addrs().await.unwrap(), vec![fixed.clone()]);
+    assert_eq!(a.handle.dial(fixed).await.unwrap(), b.peer);
+}

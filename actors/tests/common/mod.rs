@@ -265,3 +265,9 @@ pub(crate) async fn until_replicated_within(
     })
     .await;
 }
+
+/// The texts `node` reads in `group`, in log order.
+pub(crate) async fn texts(node: &Node, group: &GroupId) -> Vec<String> {
+    let history = node.history(group, None, 1000).await.unwrap();
+    history.into_iter().map(|h| String::from_utf8(h.payload).unwrap()).collect()
+}

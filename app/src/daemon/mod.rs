@@ -55,6 +55,7 @@ pub async fn start_node(home: &Path, settings: &Settings) -> Result<Node> {
     for addr in &settings.listen {
         builder = builder.listen(addr.clone());
     }
+    builder = ble::with_radio(builder, &settings.ble);
     if settings.tor.enabled {
         // A join waits for another node to hold the newcomer's announcement;
         // over Tor that is a new circuit or two, which can take a while.
@@ -75,6 +76,10 @@ pub async fn start_node(home: &Path, settings: &Settings) -> Result<Node> {
         }
         other => anyhow::Error::new(other).context(format!("cannot start the node in {}", home.display())),
     })?;
+    if settings.ble.enabled {
+        // Comes up whenever the radio is ready.
+        node.set_ble(true).await.context("enabling BLE")?;
+    }
     // The configured name introduces this account in requests and acceptances.
     if let Some(name) = &settings.name {
         node.set_display_name(Some(name)).await.context("the configured name")?;
@@ -115,7 +120,7 @@ impl Daemon {
         if settings.tor.enabled {
             tor.attach(&node).await.map_err(|e| anyhow!("cannot attach Tor: {}", e.message()))?;
         }
-        let service = service::Service::new(node.clone(), settings, stop.clone(), tor, ble::follow());
+        let service = service::Service::new(node.clone(), settings, stop.clone(), tor);
         let api =
             DaemonServer::new(service).max_decoding_message_size(MAX_DECODE).max_encoding_message_size(MAX_DECODE);
         let mut until = stopped;

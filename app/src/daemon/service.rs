@@ -39,19 +39,11 @@ pub(crate) struct Service {
     settings: Settings,
     stop: watch::Sender<bool>,
     tor: Arc<TorSlot>,
-    /// The BLE radio's state, followed in the background.
-    ble: watch::Receiver<Option<veil_ble::radio::RadioState>>,
 }
 
 impl Service {
-    pub(crate) fn new(
-        node: Node,
-        settings: Settings,
-        stop: watch::Sender<bool>,
-        tor: Arc<TorSlot>,
-        ble: watch::Receiver<Option<veil_ble::radio::RadioState>>,
-    ) -> Self {
-        Self { node, settings, stop, tor, ble }
+    pub(crate) fn new(node: Node, settings: Settings, stop: watch::Sender<bool>, tor: Arc<TorSlot>) -> Self {
+        Self { node, settings, stop, tor }
     }
 
     async fn contacts(&self) -> Result<Vec<NodeContact>, Status> {
@@ -203,31 +195,12 @@ impl Service {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             connections: connections(&net.connections),
             tor: self.tor.status(net.transports.contains(&TOR)),
-            ble: super::ble::line(self.ble.borrow().as_ref()),
+            ble: super::ble::line(&self.node).await?,
             refused: Some({
                 let r = self.node.refusals();
                 api::Refused { frames: r.frames, entries: r.entries, contact_requests: r.contact_requests }
             }),
         })
-    }
-
-    /// Attaches the `ble` plug-in and listens on every adapter: only with
-    /// a radio ready, else the error says why BLE is unavailable.
-    async fn attach_ble(&self) -> Result<(), Status> {
-        use veil_ble::{
-            l2cap::{Ble, BleAddr},
-            radio::RadioState,
-        };
-        let radio = self.ble.borrow().clone();
-        if !matches!(radio, Some(RadioState::Ready { .. })) {
-            return Err(Status::failed_precondition(super::ble::line(radio.as_ref())));
-        }
-        self.node.attach_transport(Arc::new(Ble)).await.map_err(node_error)?;
-        if let Err(e) = self.node.listen(BleAddr::ANY.to_multiaddr()).await {
-            let _ = self.node.detach_transport(Ble.id()).await;
-            return Err(Status::failed_precondition(format!("BLE unavailable: no L2CAP channel to listen on ({e})")));
-        }
-        Ok(())
     }
 
     async fn transports(&self) -> Result<api::ListTransportsResponse, Status> {
@@ -754,7 +727,7 @@ impl DaemonApi for Service {
                 return Ok(Response::new(self.transports().await?));
             }
             "ble" => {
-                self.attach_ble().await?;
+                super::ble::attach(&self.node).await?;
                 return Ok(Response::new(self.transports().await?));
             }
             other => {
@@ -774,6 +747,11 @@ impl DaemonApi for Service {
     ) -> Result<Response<api::ListTransportsResponse>, Status> {
         let name = r.into_inner().name;
         let id = TransportId::new(checked_arg("transport", &name)?);
+        if id.as_str() == "ble" {
+            // The BLE actor owns the plug-in: disabled, it detaches it.
+            super::ble::detach(&self.node).await?;
+            return Ok(Response::new(self.transports().await?));
+        }
         self.node.detach_transport(id).await.map_err(node_error)?;
         Ok(Response::new(self.transports().await?))
     }

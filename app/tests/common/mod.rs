@@ -43,6 +43,8 @@ pub fn clean(mut cmd: Command) -> Command {
         cmd.env_remove(var);
     }
     cmd.env("VEIL_LOG", "warn");
+    // Test daemons never touch this machine's Bluetooth: no system bus.
+    cmd.env("DBUS_SYSTEM_BUS_ADDRESS", "unix:path=/nonexistent/veil-tests-have-no-system-bus");
     cmd
 }
 

@@ -1,20 +1,162 @@
 //! What goes over the air before a connection: this node's advertising
 //! token (`veil_crypto::advert`) under veil's service UUID, and the tokens
-//! of the veil nodes in range, through BlueZ.
+//! of the veil nodes in range.
+//!
+//! [`Air`] is all the BLE actor needs from a radio: its state, advertising,
+//! scanning, and the plug-in that carries connections. [`Bluez`] is the
+//! real one (BlueZ through bluer, L2CAP channels); `crate::ether` an
+//! in-process one for tests.
 //!
 //! An advertisement carries nothing but the token: no name, no peer id, no
 //! other service. BlueZ gives the controller a random device address.
 
-use std::collections::HashSet;
+use std::{
+    collections::HashSet,
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
 
 use bluer::{AdapterEvent, DiscoveryFilter, DiscoveryTransport, Uuid, adv::Advertisement};
-use futures::{Stream, StreamExt};
+use futures::{Stream, StreamExt, future::BoxFuture, stream::BoxStream};
 use veil_crypto::advert::AdvertToken;
+use veil_transports::{TransportPlugin, libp2p::Multiaddr};
 
 use crate::{
-    l2cap::{BleAddr, PSM},
-    radio::{Radio, Unavailable, unavailable},
+    l2cap::{Ble, BleAddr, PSM},
+    radio::{RECHECK, Radio, RadioState, Unavailable, unavailable},
 };
+
+/// A veil advertisement in range: its token and where to dial it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InRange {
+    /// Where to connect to the advertiser (an address of [`Air::plugin`]).
+    pub at: Multiaddr,
+    /// Its token.
+    pub token: AdvertToken,
+}
+
+/// Something that keeps an advertisement on the air until dropped.
+pub type OnAir = Box<dyn Send + Sync>;
+
+/// A radio, as the BLE actor drives it. Every method is cheap to call and
+/// returns futures that own what they need.
+pub trait Air: Send + Sync + 'static {
+    /// The radio's state each time it may have changed, the state now
+    /// first; never ends.
+    fn states(&self) -> BoxStream<'static, RadioState>;
+    /// Puts `token` (and nothing else) on the air until the returned value
+    /// is dropped.
+    fn advertise(&self, token: AdvertToken) -> BoxFuture<'static, Result<OnAir, Unavailable>>;
+    /// The veil advertisements in range, each token once, until dropped.
+    fn scan(&self) -> BoxFuture<'static, Result<BoxStream<'static, InRange>, Unavailable>>;
+    /// Waits (at most `limit`) until a dropped scan really ended: radios
+    /// connect only once they no longer discover. `false` if it still runs.
+    fn scan_stopped(&self, limit: Duration) -> BoxFuture<'static, Result<bool, Unavailable>>;
+    /// The transport plug-in that carries connections over this air.
+    fn plugin(&self) -> Arc<dyn TransportPlugin>;
+    /// Where to listen for connections once the radio is `ready`.
+    fn listen_addr(&self, ready: &RadioState) -> Multiaddr;
+}
+
+/// The real air: BlueZ through bluer, connections over L2CAP channels
+/// (the [`Ble`] plug-in), on one adapter or the default one. It reaches
+/// the system bus when first followed ([`Air::states`]), and tries again
+/// every [`RECHECK`] while there is none: a machine without Bluetooth runs
+/// normally and says why.
+#[derive(Clone)]
+pub struct Bluez {
+    radio: Arc<OnceLock<Radio>>,
+    adapter: Option<String>,
+}
+
+impl std::fmt::Debug for Bluez {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bluez").field("adapter", &self.adapter).finish()
+    }
+}
+
+impl Bluez {
+    /// The air of the adapter `adapter` (`hci1`), else of the default one.
+    pub fn new(adapter: Option<String>) -> Self {
+        Self { radio: Arc::default(), adapter }
+    }
+
+    fn radio(&self) -> Result<Radio, Unavailable> {
+        self.radio.get().cloned().ok_or_else(|| Unavailable::NoBus("not reached yet".into()))
+    }
+}
+
+impl Air for Bluez {
+    fn states(&self) -> BoxStream<'static, RadioState> {
+        let this = self.clone();
+        futures::stream::unfold(false, move |again| {
+            let this = this.clone();
+            async move {
+                if again {
+                    tokio::time::sleep(RECHECK).await;
+                }
+                let radio = match this.radio.get() {
+                    Some(radio) => Ok(radio.clone()),
+                    None => Radio::connect().await.map(|radio| this.radio.get_or_init(|| radio).clone()),
+                };
+                // Once reached, the bus is followed for good; until then
+                // each attempt says why BLE is unavailable.
+                let states = match radio {
+                    Ok(radio) => radio.changes(this.adapter.as_deref()).boxed(),
+                    Err(why) => futures::stream::once(async { RadioState::Unavailable(why) }).boxed(),
+                };
+                Some((states, true))
+            }
+        })
+        .flatten()
+        .boxed()
+    }
+
+    fn advertise(&self, token: AdvertToken) -> BoxFuture<'static, Result<OnAir, Unavailable>> {
+        let (radio, adapter) = (self.radio(), self.adapter.clone());
+        Box::pin(async move {
+            let on_air = radio?.advertise(adapter.as_deref(), &token).await?;
+            Ok(Box::new(on_air) as OnAir)
+        })
+    }
+
+    fn scan(&self) -> BoxFuture<'static, Result<BoxStream<'static, InRange>, Unavailable>> {
+        let (radio, adapter) = (self.radio(), self.adapter.clone());
+        Box::pin(async move {
+            let sightings = radio?.scan(adapter.as_deref()).await?;
+            Ok(sightings.map(|s| InRange { at: s.at.to_multiaddr(), token: s.token }).boxed())
+        })
+    }
+
+    fn scan_stopped(&self, limit: Duration) -> BoxFuture<'static, Result<bool, Unavailable>> {
+        let (radio, adapter) = (self.radio(), self.adapter.clone());
+        Box::pin(async move { radio?.scan_stopped(adapter.as_deref(), limit).await })
+    }
+
+    fn plugin(&self) -> Arc<dyn TransportPlugin> {
+        Arc::new(Ble)
+    }
+
+    /// On every adapter, unless one was named: then on its own address
+    /// only, so nodes on two adapters of one machine can both listen.
+    fn listen_addr(&self, ready: &RadioState) -> Multiaddr {
+        let own = match (&self.adapter, ready) {
+            (Some(_), RadioState::Ready { address, .. }) => parse_device(address),
+            _ => None,
+        };
+        own.map_or(BleAddr::ANY, |device| BleAddr { device, random: false, psm: PSM }).to_multiaddr()
+    }
+}
+
+/// `00:AA:01:01:00:01` as bytes.
+fn parse_device(text: &str) -> Option<[u8; 6]> {
+    let mut device = [0u8; 6];
+    let mut parts = text.split(':');
+    for byte in &mut device {
+        *byte = u8::from_str_radix(parts.next()?, 16).ok()?;
+    }
+    parts.next().is_none().then_some(device)
+}
 
 /// veil's BLE service: an advertisement's token is its service data.
 pub const SERVICE: Uuid = Uuid::from_u128(0x6d1c_2a4e_93f0_4b7e_8a55_0c3e_9b21_f7d4);
@@ -117,3 +259,19 @@ const DISCOVERY_POLL: std::time::Duration = std::time::Duration::from_millis(100
 
 /// Most tokens a scan remembers, to report each once.
 const MAX_SEEN: usize = 4096;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_named_adapter_listens_on_its_own_address_else_on_every_one() {
+        let ready = RadioState::Ready { adapter: "hci1".into(), address: "00:AA:01:01:00:01".into() };
+        let own = Bluez::new(Some("hci1".into())).listen_addr(&ready);
+        assert_eq!(own.to_string(), "/unix/ble.00aa01010001.public.129");
+        assert_eq!(Bluez::new(None).listen_addr(&ready), BleAddr::ANY.to_multiaddr());
+        for bad in ["00:AA:01:01:00", "00:AA:01:01:00:01:02", "zz:AA:01:01:00:01", ""] {
+            assert_eq!(parse_device(bad), None, "{bad}");
+        }
+    }
+}

@@ -17,11 +17,13 @@
 //! [`radio`] is the BlueZ side (bluer over D-Bus): whether BLE can be used on
 //! this machine, why not, and every change of that.
 //!
-//! [`air`] advertises this node's token (`veil_crypto::advert`: salted,
-//! under a key of the period) and scans for others'. [`l2cap`] is the
-//! `ble` plug-in: L2CAP connection-oriented channels with Noise and yamux
-//! on top; its addresses as text are [`addr`]'s. The `BleTransport` actor is issue 18's next step
-//! (docs/TRANSPORTS.md, "BLE").
+//! [`air::Air`] is what the BLE actor (`veil-actors`) drives: a radio's
+//! state, advertising this node's token (`veil_crypto::advert`: salted,
+//! under a key of the period), scanning for others', and the plug-in that
+//! carries connections. [`air::Bluez`] is the real one; [`l2cap`] its `ble`
+//! plug-in (L2CAP connection-oriented channels with Noise and yamux on
+//! top; its addresses as text are [`addr`]'s). [`ether`] is an in-process
+//! air for tests.
 //!
 //! ```
 //! use veil_ble::channel::Channel;
@@ -40,6 +42,7 @@ pub mod addr;
 pub mod air;
 pub mod channel;
 pub mod error;
+pub mod ether;
 #[cfg(test)]
 mod fake_radio;
 pub mod l2cap;

@@ -70,6 +70,7 @@ pub(crate) fn unavailable(e: &bluer::Error) -> Unavailable {
 }
 
 /// A session with BlueZ.
+#[derive(Clone)]
 pub struct Radio {
     pub(crate) session: bluer::Session,
 }
@@ -89,20 +90,23 @@ impl Radio {
         Ok(Self { session })
     }
 
-    /// The radio now: the default adapter (`hci0`, else the first by name).
-    pub async fn state(&self) -> RadioState {
-        match self.adapter_state().await {
+    /// The radio now: the adapter `name`, else the default one (`hci0`,
+    /// else the first by name).
+    pub async fn state(&self, name: Option<&str>) -> RadioState {
+        match self.adapter_state(name).await {
             Ok(state) => state,
             Err(why) => RadioState::Unavailable(why),
         }
     }
 
-    async fn adapter_state(&self) -> Result<RadioState, Unavailable> {
+    async fn adapter_state(&self, name: Option<&str>) -> Result<RadioState, Unavailable> {
         let names = self.session.adapter_names().await.map_err(|e| unavailable(&e))?;
-        if names.is_empty() {
-            return Err(Unavailable::NoAdapter);
-        }
-        let adapter = self.session.default_adapter().await.map_err(|e| unavailable(&e))?;
+        let adapter = match name {
+            Some(name) if names.iter().any(|n| n == name) => self.session.adapter(name).map_err(|e| unavailable(&e))?,
+            Some(_) => return Err(Unavailable::NoAdapter),
+            None if names.is_empty() => return Err(Unavailable::NoAdapter),
+            None => self.session.default_adapter().await.map_err(|e| unavailable(&e))?,
+        };
         let name = adapter.name().to_owned();
         if !adapter.is_powered().await.map_err(|e| unavailable(&e))? {
             return Err(Unavailable::PoweredOff(name));
@@ -111,29 +115,33 @@ impl Radio {
         Ok(RadioState::Ready { adapter: name, address: address.to_string() })
     }
 
-    /// The radio's state each time it may have changed: adapters added or
-    /// removed (BlueZ started or stopped with them), any adapter powered on
-    /// or off. The first item is the state now. Never ends; when BlueZ
-    /// cannot be followed (no bus), the state is read again every
-    /// [`RECHECK`].
-    pub fn changes(&self) -> impl Stream<Item = RadioState> + '_ {
-        futures::stream::unfold(None, move |pending: Option<BoxStream<'_, ()>>| async move {
-            // A subscription that ends without a sign (the bus went away)
-            // waits out a recheck instead of spinning.
-            if let Some(mut pending) = pending
-                && pending.next().await.is_none()
-            {
-                tokio::time::sleep(RECHECK).await;
+    /// The radio's state (of the adapter `name`, else the default one) each
+    /// time it may have changed: adapters added or removed (BlueZ started or
+    /// stopped with them), any adapter powered on or off. The first item is
+    /// the state now. Never ends; when BlueZ cannot be followed (no bus),
+    /// the state is read again every [`RECHECK`].
+    pub fn changes(&self, name: Option<&str>) -> impl Stream<Item = RadioState> + 'static {
+        let (radio, name) = (self.clone(), name.map(str::to_owned));
+        futures::stream::unfold(None, move |pending: Option<BoxStream<'static, ()>>| {
+            let (radio, name) = (radio.clone(), name.clone());
+            async move {
+                // A subscription that ends without a sign (the bus went away)
+                // waits out a recheck instead of spinning.
+                if let Some(mut pending) = pending
+                    && pending.next().await.is_none()
+                {
+                    tokio::time::sleep(RECHECK).await;
+                }
+                // Subscribe before reading, so no change falls between.
+                let next = radio.subscribe().await;
+                Some((radio.state(name.as_deref()).await, Some(next)))
             }
-            // Subscribe before reading, so no change falls between.
-            let next = self.subscribe().await;
-            Some((self.state().await, Some(next)))
         })
     }
 
     /// The next sign of a change: the session's adapter events, or a
     /// property of any adapter present now.
-    async fn subscribe(&self) -> BoxStream<'_, ()> {
+    async fn subscribe(&self) -> BoxStream<'static, ()> {
         let Ok(adapters) = self.session.events().await else {
             return futures::stream::once(tokio::time::sleep(RECHECK)).boxed();
         };
@@ -155,7 +163,7 @@ pub const RECHECK: std::time::Duration = std::time::Duration::from_secs(5);
 /// BLE transport is attached.
 pub async fn probe() -> RadioState {
     match Radio::connect().await {
-        Ok(radio) => radio.state().await,
+        Ok(radio) => radio.state(None).await,
         Err(why) => RadioState::Unavailable(why),
     }
 }

@@ -229,7 +229,7 @@ async fn main() {
             }
         }
     } else {
-        let mut changes = std::pin::pin!(radio.changes());
+        let mut changes = std::pin::pin!(radio.changes(adapter));
         while let Some(state) = changes.next().await {
             println!("{}", line(&state));
         }
