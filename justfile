@@ -18,10 +18,12 @@ test:
     cargo test --workspace
 
 # BLE on real BlueZ in a QEMU VM (needs qemu-system-x86 linux-image-amd64
-# busybox-static bluez bluez-test-tools); the suite runs it too when they
-# are there.
+# busybox-static bluez bluez-test-tools): the radio layer and a veil link,
+# then two offline veil nodes talking across a power cycle. The suite runs
+# them too when those packages are there.
 test-ble:
     VEIL_FULL_TESTS=1 cargo test -p veil-ble --test bluez_vm --test bluez_mock
+    VEIL_FULL_TESTS=1 cargo test -p veil-integration-tests --test ble_vm -- --nocapture
 
 # Needs a nightly toolchain and `cargo install cargo-fuzz`. libFuzzer
 # starts from the targets' seeds and kept regressions and grows

@@ -33,6 +33,7 @@ use cycle::{Action, Cycle, Outcome};
 use futures::StreamExt;
 use veil_ble::{
     air::{Air, InRange, OnAir},
+    l2cap::BLE,
     radio::RadioState,
 };
 use veil_crypto::{
@@ -42,7 +43,7 @@ use veil_crypto::{
     time::{Clock, UnixTime},
 };
 use veil_transports::{
-    Error as NetError, NetworkHandle,
+    Error as NetError, NetworkHandle, TransportPlugin,
     libp2p::{Multiaddr, PeerId},
 };
 
@@ -138,6 +139,8 @@ pub struct BleTransport {
     deps: BleDeps,
     cycle: Cycle,
     radio: Option<RadioState>,
+    /// The plug-in for the radio as last ready.
+    plugin: Option<Arc<dyn TransportPlugin>>,
     on_air: Option<OnAir>,
     scan: Option<SpawnHandle>,
     /// The advertising key of the period starting then.
@@ -154,7 +157,7 @@ impl std::fmt::Debug for BleTransport {
 impl BleTransport {
     pub(crate) fn new(deps: BleDeps) -> Self {
         let cycle = Cycle::new(deps.timing, deps.allowed);
-        Self { deps, cycle, radio: None, on_air: None, scan: None, key: None, wake: None }
+        Self { deps, cycle, radio: None, plugin: None, on_air: None, scan: None, key: None, wake: None }
     }
 
     /// Carries out every action due now, and wakes up when the next one is.
@@ -202,7 +205,11 @@ impl BleTransport {
                 ctx.spawn(stopped.into_actor(self).map(|_, act, ctx| act.finish(Outcome::ScanStopped, ctx)));
             }
             Action::Attach(listen) => {
-                let plugin = self.deps.air.plugin();
+                let Some(plugin) = self.plugin.clone() else {
+                    // Never: the cycle attaches only with a radio ready.
+                    self.cycle.done(Outcome::Attached(false), Instant::now());
+                    return;
+                };
                 let attach = async move {
                     let id = plugin.id();
                     match network.attach(plugin).await {
@@ -223,8 +230,7 @@ impl BleTransport {
                 }));
             }
             Action::Detach => {
-                let id = self.deps.air.plugin().id();
-                let detach = async move { network.detach(id).await };
+                let detach = async move { network.detach(BLE).await };
                 ctx.spawn(detach.into_actor(self).map(|_, act, ctx| act.finish(Outcome::Detached, ctx)));
             }
             Action::Advertise => {
@@ -321,8 +327,11 @@ impl StreamHandler<RadioChanged> for BleTransport {
             if self.radio.as_ref() != Some(&state) {
                 tracing::info!(radio = %state.describe(), "BLE radio");
             }
-            let listen: Option<Multiaddr> =
-                matches!(state, RadioState::Ready { .. }).then(|| self.deps.air.listen_addr(&state));
+            let link = matches!(state, RadioState::Ready { .. }).then(|| self.deps.air.link(&state));
+            let listen: Option<Multiaddr> = link.as_ref().map(|(_, listen)| listen.clone());
+            if let Some((plugin, _)) = link {
+                self.plugin = Some(plugin);
+            }
             self.cycle.set_radio(listen);
             self.radio = Some(state);
             self.drive(ctx);
@@ -374,7 +383,7 @@ impl Handler<PeerLink> for BleTransport {
 
     fn handle(&mut self, msg: PeerLink, _: &mut Self::Context) {
         match msg.transport {
-            Some(t) if t == self.deps.air.plugin().id() => self.cycle.peer_connected(msg.peer),
+            Some(t) if t == BLE => self.cycle.peer_connected(msg.peer),
             Some(_) => {}
             None => self.cycle.peer_disconnected(&msg.peer),
         }
@@ -385,7 +394,7 @@ impl Handler<GetBleStatus> for BleTransport {
     type Result = ResponseFuture<Result<BleStatus>>;
 
     fn handle(&mut self, _: GetBleStatus, _: &mut Self::Context) -> Self::Result {
-        let (network, id) = (self.deps.network.clone(), self.deps.air.plugin().id());
+        let network = self.deps.network.clone();
         let mut status = BleStatus {
             radio: self.radio.clone(),
             enabled: self.cycle.enabled(),
@@ -395,7 +404,7 @@ impl Handler<GetBleStatus> for BleTransport {
         };
         Box::pin(async move {
             let connections = network.connections().await?;
-            status.in_range = connections.iter().filter(|c| c.transport == id).map(|c| c.peer).collect();
+            status.in_range = connections.iter().filter(|c| c.transport == BLE).map(|c| c.peer).collect();
             status.in_range.sort();
             status.in_range.dedup();
             Ok(status)

@@ -52,10 +52,10 @@ pub trait Air: Send + Sync + 'static {
     /// Waits (at most `limit`) until a dropped scan really ended: radios
     /// connect only once they no longer discover. `false` if it still runs.
     fn scan_stopped(&self, limit: Duration) -> BoxFuture<'static, Result<bool, Unavailable>>;
-    /// The transport plug-in that carries connections over this air.
-    fn plugin(&self) -> Arc<dyn TransportPlugin>;
-    /// Where to listen for connections once the radio is `ready`.
-    fn listen_addr(&self, ready: &RadioState) -> Multiaddr;
+    /// The transport plug-in that carries connections over the radio as
+    /// `ready` describes it (its id is [`crate::l2cap::BLE`]), and where it
+    /// listens.
+    fn link(&self, ready: &RadioState) -> (Arc<dyn TransportPlugin>, Multiaddr);
 }
 
 /// The real air: BlueZ through bluer, connections over L2CAP channels
@@ -133,18 +133,20 @@ impl Air for Bluez {
         Box::pin(async move { radio?.scan_stopped(adapter.as_deref(), limit).await })
     }
 
-    fn plugin(&self) -> Arc<dyn TransportPlugin> {
-        Arc::new(Ble)
-    }
-
-    /// On every adapter, unless one was named: then on its own address
-    /// only, so nodes on two adapters of one machine can both listen.
-    fn listen_addr(&self, ready: &RadioState) -> Multiaddr {
+    /// On every adapter, unless one was named: then from and on its own
+    /// address only, so nodes on two adapters of one machine each use
+    /// their own.
+    fn link(&self, ready: &RadioState) -> (Arc<dyn TransportPlugin>, Multiaddr) {
         let own = match (&self.adapter, ready) {
             (Some(_), RadioState::Ready { address, .. }) => parse_device(address),
             _ => None,
         };
-        own.map_or(BleAddr::ANY, |device| BleAddr { device, random: false, psm: PSM }).to_multiaddr()
+        match own {
+            Some(device) => {
+                (Arc::new(Ble::from_adapter(device)), BleAddr { device, random: false, psm: PSM }.to_multiaddr())
+            }
+            None => (Arc::new(Ble::ANY_ADAPTER), BleAddr::ANY.to_multiaddr()),
+        }
     }
 }
 
@@ -267,9 +269,9 @@ mod tests {
     #[test]
     fn a_named_adapter_listens_on_its_own_address_else_on_every_one() {
         let ready = RadioState::Ready { adapter: "hci1".into(), address: "00:AA:01:01:00:01".into() };
-        let own = Bluez::new(Some("hci1".into())).listen_addr(&ready);
+        let own = Bluez::new(Some("hci1".into())).link(&ready).1;
         assert_eq!(own.to_string(), "/unix/ble.00aa01010001.public.129");
-        assert_eq!(Bluez::new(None).listen_addr(&ready), BleAddr::ANY.to_multiaddr());
+        assert_eq!(Bluez::new(None).link(&ready).1, BleAddr::ANY.to_multiaddr());
         for bad in ["00:AA:01:01:00", "00:AA:01:01:00:01:02", "zz:AA:01:01:00:01", ""] {
             assert_eq!(parse_device(bad), None, "{bad}");
         }

@@ -30,7 +30,7 @@ use std::{
 use futures::{StreamExt, future::BoxFuture, stream::BoxStream};
 use tokio::sync::{mpsc, watch};
 use veil_crypto::advert::AdvertToken;
-use veil_transports::{Memory, TransportId, TransportKind, TransportPlugin, libp2p::Multiaddr};
+use veil_transports::{Memory, TransportKind, TransportPlugin, libp2p::Multiaddr};
 
 use crate::{
     air::{Air, InRange, OnAir},
@@ -187,12 +187,8 @@ impl Air for EtherAir {
         Box::pin(async { Ok(true) })
     }
 
-    fn plugin(&self) -> Arc<dyn TransportPlugin> {
-        Arc::new(Memory::emulating(TransportId::from_static("ble"), TransportKind::Proximity))
-    }
-
-    fn listen_addr(&self, _ready: &RadioState) -> Multiaddr {
-        self.at.clone()
+    fn link(&self, _ready: &RadioState) -> (Arc<dyn TransportPlugin>, Multiaddr) {
+        (Arc::new(Memory::emulating(crate::l2cap::BLE, TransportKind::Proximity)), self.at.clone())
     }
 }
 

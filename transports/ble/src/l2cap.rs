@@ -96,6 +96,9 @@ struct Listener {
 /// streams (no security, no multiplexing: [`Ble`] adds both).
 #[derive(Default)]
 pub struct L2capTransport {
+    /// The adapter dials leave from (its public address); `None`: the
+    /// kernel's choice.
+    from: Option<[u8; 6]>,
     listeners: Vec<Listener>,
     pending: VecDeque<TransportEvent<Upgrade, Error>>,
     waker: Option<Waker>,
@@ -155,8 +158,15 @@ impl libp2p::Transport for L2capTransport {
         if addr.device == [0; 6] {
             return Err(TransportError::MultiaddrNotSupported(target));
         }
+        let from = self.from;
         Ok(async move {
-            match tokio::time::timeout(CONNECT_TIMEOUT, L2capStream::connect(addr.socket_addr())).await {
+            let connect = async move {
+                let Some(device) = from else { return L2capStream::connect(addr.socket_addr()).await };
+                let socket = bluer::l2cap::Socket::<L2capStream>::new_stream()?;
+                socket.bind(SocketAddr::new(bluer::Address(device), bluer::AddressType::LePublic, 0))?;
+                socket.connect(addr.socket_addr()).await
+            };
+            match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
                 Ok(connected) => connected.map(TokioAsyncReadCompatExt::compat),
                 Err(_) => Err(Error::new(std::io::ErrorKind::TimedOut, "no LE connection in time")),
             }
@@ -198,11 +208,27 @@ impl libp2p::Transport for L2capTransport {
 /// The BLE plug-in: L2CAP channels, then Noise with the node's network key
 /// and yamux (`veil_transports::authenticate_and_multiplex`).
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Ble;
+pub struct Ble {
+    from: Option<[u8; 6]>,
+}
+
+impl Ble {
+    /// The plug-in dialing from whichever adapter the kernel picks.
+    pub const ANY_ADAPTER: Self = Self { from: None };
+
+    /// The plug-in dialing from the adapter whose public address is
+    /// `device` (a machine with several adapters).
+    pub fn from_adapter(device: [u8; 6]) -> Self {
+        Self { from: Some(device) }
+    }
+}
+
+/// The id of every BLE plug-in (`ble`).
+pub const BLE: TransportId = TransportId::from_static("ble");
 
 impl TransportPlugin for Ble {
     fn id(&self) -> TransportId {
-        TransportId::from_static("ble")
+        BLE
     }
 
     fn kind(&self) -> TransportKind {
@@ -214,7 +240,7 @@ impl TransportPlugin for Ble {
     }
 
     fn build(&self, keypair: &Keypair) -> Result<BoxedTransport, veil_transports::Error> {
-        authenticate_and_multiplex(L2capTransport::default(), keypair)
+        authenticate_and_multiplex(L2capTransport { from: self.from, ..L2capTransport::default() }, keypair)
             .map_err(|e| veil_transports::Error::Build { id: self.id(), reason: e.to_string() })
     }
 }
@@ -231,7 +257,7 @@ mod tests {
         let peer = libp2p::PeerId::random();
         let with_peer = addr.to_multiaddr().with(Protocol::P2p(peer));
         assert_eq!(BleAddr::parse(&with_peer), Ok(addr));
-        assert!(Ble.handles(&with_peer));
+        assert!(Ble::ANY_ADAPTER.handles(&with_peer));
         assert_eq!(BleAddr::ANY.to_string(), "ble.000000000000.public.129");
     }
 
@@ -251,7 +277,7 @@ mod tests {
         ] {
             let addr: Multiaddr = bad.parse().unwrap();
             assert!(BleAddr::parse(&addr).is_err(), "{bad}");
-            assert!(!Ble.handles(&addr), "{bad}");
+            assert!(!Ble::ANY_ADAPTER.handles(&addr), "{bad}");
         }
         for bad in [
             "ble.c0ffee00001.random.129",

@@ -9,14 +9,22 @@
 # bluez-test-tools (apt); exits 2 without them. `just test-ble` and
 # tests/bluez_vm.rs run it, about 40 s; `just bench-ble` (benches/link.rs)
 # with more pings and a bulk transfer (VEIL_BLE_PINGS, VEIL_BLE_BULK bytes).
+# With VEIL_BLE_PAIR (the veil-ble-pair program) it runs that instead: two
+# veil nodes, one per adapter, talking across a power cycle
+# (integration-tests/tests/ble_vm.rs; VEIL_BLE_PAIR_COUNT messages each way).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../../.." && pwd)
-# The tool the checks run (the test passes the one cargo built for it).
-radio="${VEIL_BLE_RADIO:-}"
-if [ -z "$radio" ]; then
-  (cd "$root" && cargo build -q -p veil-ble --bin veil-ble-radio)
-  radio="$root/target/debug/veil-ble-radio"
+if [ -n "${VEIL_BLE_PAIR:-}" ]; then
+  stage2="pair $VEIL_BLE_PAIR ${VEIL_BLE_PAIR_COUNT:-50}"
+else
+  # The tool the checks run (the test passes the one cargo built for it).
+  radio="${VEIL_BLE_RADIO:-}"
+  if [ -z "$radio" ]; then
+    (cd "$root" && cargo build -q -p veil-ble --bin veil-ble-radio)
+    radio="$root/target/debug/veil-ble-radio"
+  fi
+  stage2="radio $radio ${VEIL_BLE_PINGS:-10} ${VEIL_BLE_BULK:-0}"
 fi
 
 for tool in qemu-system-x86_64 btvirt btmgmt /usr/libexec/bluetooth/bluetoothd /bin/busybox; do
@@ -49,7 +57,7 @@ exec 0</dev/console 1>/dev/console 2>&1
 for m in $modules; do [ -e /mods/\$m.ko ] && insmod /mods/\$m.ko; done
 mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144 hostroot /newroot || poweroff -f
 mount --move /proc /newroot/proc; mount --move /sys /newroot/sys; mount --move /dev /newroot/dev
-exec switch_root /newroot /bin/bash $here/stage2.sh $radio ${VEIL_BLE_PINGS:-10} ${VEIL_BLE_BULK:-0}
+exec switch_root /newroot /bin/bash $here/stage2.sh $stage2
 INIT
 chmod +x "$initramfs/init"
 (cd "$initramfs" && find . | cpio -o -H newc 2>/dev/null | gzip) > "$work/initramfs.cpio.gz"

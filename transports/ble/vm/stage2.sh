@@ -3,10 +3,19 @@
 # BlueZ (bluetoothd) over two virtual controllers sharing one virtual air
 # (btvirt), then the checks. Prints "VM-RESULT: pass" or "VM-RESULT: fail
 # <why>" on the console, then powers the VM off.
+#
+# `stage2.sh radio TOOL PINGS BULK`: the radio layer and a veil link
+# (veil-ble-radio). `stage2.sh pair PROGRAM COUNT`: two veil nodes, one per
+# adapter, under the offline policy (veil-ble-pair).
 set -u
-radio="$1"
-# Pings over the veil link, and bytes sent over a bare channel after them.
-pings="${2:-10}" bulk="${3:-0}"
+mode="$1"
+if [ "$mode" = pair ]; then
+  pair="$2" count="${3:-50}"
+else
+  radio="$2"
+  # Pings over the veil link, and bytes sent over a bare channel after them.
+  pings="${3:-10}" bulk="${4:-0}"
+fi
 fail() { echo "VM-RESULT: fail $*"; tail -n 12 /run/bluetoothd.log 2>/dev/null | sed "s/^/VM bluetoothd: /"; poweroff -f; }
 # Waits until "$@" succeeds, checking every 0.2 s, at most 600 times: a
 # bound for a slow emulated machine on a busy core, never a pause.
@@ -34,6 +43,25 @@ wait_for controllers || fail "btvirt made no controllers"
 # that change, not from their fixed public ones.
 printf '[General]\nPrivacy = device\n' >/run/main.conf
 /usr/libexec/bluetooth/bluetoothd -n -f /run/main.conf >/run/bluetoothd.log 2>&1 &
+
+if [ "$mode" = pair ]; then
+  # Each node on its own adapter: the two btvirt made (the throwaway took
+  # hci0). bluetoothd registers them once it runs.
+  adapters=$(ls /sys/class/bluetooth | grep -v '^hci0$' | sort | head -n 2 | tr '\n' ' ')
+  set -- $adapters
+  [ $# -eq 2 ] || fail "two adapters wanted, got: $adapters"
+  for a in "$@"; do btmgmt --index "${a#hci}" power on >/dev/null 2>&1; done
+  mkdir -p /run/pair
+  "$pair" /run/pair "$1" "$2" "$count" >/run/pair.log 2>&1 & program=$!
+  finished() { ! kill -0 "$program" 2>/dev/null; }
+  # The program bounds its own waits; this bounds the program (10 min).
+  for _ in 1 2 3 4 5; do wait_for finished && break; done
+  finished || fail "the pair never finished: $(cat /run/pair.log)"
+  sed 's/^/VM /' /run/pair.log
+  grep -q '^pair: pass' /run/pair.log || fail "the pair failed"
+  echo "VM-RESULT: pass"
+  poweroff -f
+fi
 
 # The throwaway took hci0: the two controllers are the next ones.
 ready() { "$radio" | grep -q '^BLE ready on hci'; }

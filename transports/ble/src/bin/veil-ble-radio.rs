@@ -50,7 +50,7 @@ fn line(state: &RadioState) -> String {
 /// A swarm that only pings, over the `ble` plug-in alone.
 fn swarm() -> Result<Swarm<ping::Behaviour>, String> {
     let keypair = Keypair::generate_ed25519();
-    let transport = Ble.build(&keypair).map_err(|e| e.to_string())?;
+    let transport = Ble::ANY_ADAPTER.build(&keypair).map_err(|e| e.to_string())?;
     let pings = ping::Config::new().with_interval(Duration::from_millis(100));
     Ok(libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()

@@ -1,0 +1,165 @@
+//! Two veil nodes under the `offline` policy, each on its own BLE adapter of
+//! one machine, with no other way to reach each other (no mDNS, nothing
+//! listening on IP): they find each other over the air, become contacts
+//! and exchange messages each way while the first node's adapter is powered
+//! off and on again mid-conversation (`btmgmt`); every message must arrive
+//! once, in order. Run on real BlueZ inside the test VM
+//! (transports/ble/vm/stage2.sh, `pair` mode; tests/ble_vm.rs).
+//!
+//! `veil-ble-pair DIR ADAPTER_A ADAPTER_B COUNT` prints `pair: …` lines,
+//! then `pair: pass` or `pair: fail <why>` (and exits 1).
+#![allow(clippy::print_stdout)]
+
+use std::{
+    future::Future,
+    path::Path,
+    process::Command,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail, ensure};
+use veil_actors::{Node, ble::BleTiming};
+use veil_ble::{air::Bluez, radio::RadioState};
+use veil_crypto::GroupId;
+use veil_storage::{ContactState, keystore::KdfParams};
+use veil_transports::{NetworkConfig, Policy, Tcp};
+
+/// A bound on every wait: an emulated machine on a busy core is slow.
+const LIMIT: Duration = Duration::from_secs(600);
+/// How often a condition is looked at again while waiting.
+const LOOK_EVERY: Duration = Duration::from_millis(200);
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match run(&args).await {
+        Ok(()) => println!("pair: pass"),
+        Err(e) => {
+            println!("pair: fail {e:#}");
+            std::process::exit(1);
+        }
+    }
+}
+
+async fn run(args: &[String]) -> Result<()> {
+    let [dir, adapter_a, adapter_b, count] = args else { bail!("usage: veil-ble-pair DIR ADAPTER_A ADAPTER_B COUNT") };
+    let count: usize = count.parse().context("COUNT")?;
+    let started = Instant::now();
+    let a = node(&Path::new(dir).join("a"), adapter_a).await?;
+    let b = node(&Path::new(dir).join("b"), adapter_b).await?;
+    for n in [&a, &b] {
+        n.set_ble(true).await?;
+    }
+    until("both on the air", || async {
+        a.ble_status().await.is_ok_and(|s| s.advertising) && b.ble_status().await.is_ok_and(|s| s.advertising)
+    })
+    .await?;
+    println!("pair: both on the air in {:.1} s", started.elapsed().as_secs_f64());
+
+    let met = Instant::now();
+    let link = b.share_link().await?.uri;
+    a.send_request(&link, Some("Alice")).await?;
+    until("the request over the air", || async {
+        b.contacts().await.is_ok_and(|c| c.iter().any(|c| c.state == ContactState::IncomingReceived))
+    })
+    .await?;
+    let request = b.contacts().await?.into_iter().find(|c| c.state == ContactState::IncomingReceived);
+    let group = b.accept_contact(&request.context("the request")?.account.signing).await?.group.context("a group")?;
+    until("the acceptance over the air", || async {
+        a.contacts().await.is_ok_and(|c| c.iter().any(|c| c.group == Some(group)))
+    })
+    .await?;
+    println!("pair: contacts in {:.1} s", met.elapsed().as_secs_f64());
+
+    let talk = Instant::now();
+    for i in 0..count {
+        a.send(&group, format!("a {i}").as_bytes()).await?;
+        b.send(&group, format!("b {i}").as_bytes()).await?;
+        if i == count * 2 / 5 {
+            power(adapter_a, false)?;
+            until("the radio off", || async {
+                a.ble_status().await.is_ok_and(|s| matches!(s.radio, Some(RadioState::Unavailable(_))) && !s.attached)
+            })
+            .await?;
+            println!("pair: {adapter_a} powered off after {} messages each way", i + 1);
+        }
+        if i == count * 3 / 5 {
+            power(adapter_a, true)?;
+            println!("pair: {adapter_a} powered on after {} messages each way", i + 1);
+        }
+    }
+    until("every message on both sides", || async {
+        complete(&a, &group, "b", count).await && complete(&b, &group, "a", count).await
+    })
+    .await?;
+    for n in [&a, &b] {
+        ensure!(texts(n, &group).await?.len() == 2 * count, "a message twice");
+    }
+    let peers = a.ble_status().await?.in_range.len();
+    println!(
+        "pair: {count} messages each way delivered in {:.1} s across the power cycle; {peers} peer in range",
+        talk.elapsed().as_secs_f64()
+    );
+    let transports: Vec<String> =
+        a.network_status().await?.connections.iter().map(|c| c.transport.to_string()).collect();
+    ensure!(transports.iter().all(|t| t == "ble"), "a connection not over BLE: {transports:?}");
+    for n in [a, b] {
+        n.shutdown().await?;
+    }
+    Ok(())
+}
+
+async fn node(dir: &Path, adapter: &str) -> Result<Node> {
+    let mut config = NetworkConfig::default();
+    config.mdns = false;
+    let timing =
+        BleTiming { scan_for: Duration::from_secs(3), rest_for: Duration::from_secs(2), ..BleTiming::default() };
+    let node = Node::builder()
+        .data_dir(dir)
+        .kdf(KdfParams::FAST_INSECURE_FOR_TESTS)
+        .policy(Policy::Offline)
+        .transport(Arc::new(Tcp::new()))
+        .network_config(config)
+        .ble(Arc::new(Bluez::new(Some(adapter.to_owned()))), timing)
+        .spawn()
+        .await?;
+    Ok(node)
+}
+
+/// Powers `adapter` (`hci2`) on or off through BlueZ's management socket.
+fn power(adapter: &str, on: bool) -> Result<()> {
+    let index = adapter.trim_start_matches("hci");
+    let out = Command::new("btmgmt").args(["--index", index, "power", if on { "on" } else { "off" }]).output()?;
+    ensure!(out.status.success(), "btmgmt: {}", String::from_utf8_lossy(&out.stderr));
+    Ok(())
+}
+
+async fn texts(node: &Node, group: &GroupId) -> Result<Vec<String>> {
+    let history = node.history(group, None, 1000).await?;
+    Ok(history.into_iter().map(|h| String::from_utf8_lossy(&h.payload).into_owned()).collect())
+}
+
+/// Whether `node` holds `from`'s `count` messages, in order.
+async fn complete(node: &Node, group: &GroupId, from: &str, count: usize) -> bool {
+    let Ok(texts) = texts(node, group).await else { return false };
+    let theirs: Vec<&String> = texts.iter().filter(|t| t.starts_with(&format!("{from} "))).collect();
+    theirs.len() == count && theirs.iter().enumerate().all(|(i, t)| **t == format!("{from} {i}"))
+}
+
+/// Waits until `check` holds, looking again every [`LOOK_EVERY`], at most
+/// [`LIMIT`].
+async fn until<F, Fut>(what: &str, mut check: F) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + LIMIT;
+    while !check().await {
+        if Instant::now() >= deadline {
+            bail!("{what}: not within {} s", LIMIT.as_secs());
+        }
+        tokio::time::sleep(LOOK_EVERY).await;
+    }
+    Ok(())
+}
