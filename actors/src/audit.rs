@@ -272,7 +272,10 @@ fn exposure(observer: Observer, input: &AuditInput, peer_id: &str) -> Exposure {
                 learns.push(peer_id.to_owned());
             }
             if proximity {
-                learns.push(s("that a veil device is in radio range (proximity transport)"));
+                learns.push(s(
+                    "over BLE: that a veil device is in radio range, and its Bluetooth address (a private one that \
+                     changes every 15 minutes only with LE privacy on); one that connects, your peer id of the period",
+                ));
             }
             if applies && policy.proximity() {
                 learns.push(s(

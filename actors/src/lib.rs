@@ -273,4 +273,6 @@ pub enum ActorKind {
     TransportManager,
     /// The courier.
     Courier,
+    /// The BLE actor (on a node with a radio).
+    BleTransport,
 }

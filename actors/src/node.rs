@@ -1108,8 +1108,14 @@ impl Node {
     pub async fn audit(&self) -> Result<Audit> {
         let network = &self.inner.network;
         let (policy, relays) = (network.policy().await?, network.known_relays().await?);
-        // The transports attached now: plug-ins come and go while the node runs.
-        let transports = network.attached().await?.into_iter().map(|(_, kind)| kind).collect();
+        // The transports attached now: plug-ins come and go while the node
+        // runs. BLE enabled counts while its radio is away: it comes back.
+        let mut transports: Vec<_> = network.attached().await?.into_iter().map(|(_, kind)| kind).collect();
+        if let Some((ble, _)) = &self.inner.ble
+            && ble.send(crate::ble::GetBleStatus).await.map_err(mailbox("ble-transport"))??.enabled
+        {
+            transports.push(veil_transports::TransportKind::Proximity);
+        }
         Ok(crate::audit::audit(&self.inner.exposure.input(policy, transports, &relays)))
     }
 
@@ -1125,6 +1131,10 @@ impl Node {
             ActorKind::GroupLog(g) => self.inner.group(&g)?.send(InjectPanic).await.map_err(m)?,
             ActorKind::TransportManager => self.inner.transport.send(InjectPanic).await.map_err(m)?,
             ActorKind::Courier => self.inner.courier.send(InjectPanic).await.map_err(m)?,
+            ActorKind::BleTransport => {
+                let (ble, _) = self.inner.ble.as_ref().ok_or(Error::Config("this node has no BLE radio"))?;
+                ble.send(InjectPanic).await.map_err(m)?
+            }
         }
     }
 }

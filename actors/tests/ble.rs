@@ -3,7 +3,8 @@
 //! claiming to be `ble`, and can be powered off): two `offline` nodes with
 //! no other way to reach each other (no mDNS, no server, nothing listening
 //! on IP) find each other by their tokens, become contacts and talk; one
-//! radio is powered off mid-conversation and on again, and nothing is lost.
+//! radio is powered off mid-conversation and on again, the other's actor
+//! panics and is restarted by its supervisor, and nothing is lost.
 //! (The same on real BlueZ: veil-ble's VM test.)
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -13,7 +14,7 @@ mod common;
 use std::{sync::Arc, time::Duration};
 
 use common::{T0, befriend, peer_builder, schedule, texts, until};
-use veil_actors::{Node, ble::BleTiming};
+use veil_actors::{ActorKind, Node, ble::BleTiming};
 use veil_ble::{
     ether::{Ether, EtherAir},
     radio::RadioState,
@@ -82,6 +83,12 @@ async fn offline_nodes_meet_over_ble_alone_talk_and_lose_nothing_across_a_power_
     for i in 0..EACH_WAY {
         a.send(&group, format!("a {i}").as_bytes()).await.unwrap();
         b.send(&group, format!("b {i}").as_bytes()).await.unwrap();
+        if i == 10 {
+            // The actor panics: its supervisor restarts it, back on the air.
+            let fault = b.inject_panic(ActorKind::BleTransport).await;
+            assert!(matches!(fault, Err(veil_actors::Error::Restarting(_))), "{fault:?}");
+            until(&mut events, || async { b.ble_status().await.is_ok_and(|s| s.advertising) }).await;
+        }
         if i == 20 {
             // A's radio goes off: its token, scan and channels go with it;
             // both go on writing.
@@ -120,7 +127,15 @@ async fn ble_stays_off_where_the_policy_forbids_proximity_and_without_a_radio() 
     let air = Ether::default().radio("hci0");
     let a = node_on(&dirs[0], &clock, &air).await;
     let mut events = a.events();
+    assert!(!over_ble(&a).await, "the audit names BLE only once enabled");
     a.set_ble(true).await.unwrap();
+    until(&mut events, || async { a.ble_status().await.unwrap().advertising }).await;
+    assert!(over_ble(&a).await);
+    // Enabled with the radio off still counts: it comes back on its own.
+    air.set_powered(false);
+    until(&mut events, || async { !a.ble_status().await.unwrap().attached }).await;
+    assert!(over_ble(&a).await);
+    air.set_powered(true);
     until(&mut events, || async { a.ble_status().await.unwrap().advertising }).await;
     a.set_policy(Policy::Relayed).await.unwrap();
     until(&mut events, || async {
@@ -134,4 +149,11 @@ async fn ble_stays_off_where_the_policy_forbids_proximity_and_without_a_radio() 
 
     let plain = peer_builder(&dirs[1], &clock, &[], Vec::new(), schedule()).spawn().await.unwrap();
     assert!(plain.set_ble(true).await.is_err() && plain.ble_status().await.is_err());
+}
+
+/// Whether the audit says what a BLE neighbour learns.
+async fn over_ble(node: &Node) -> bool {
+    let audit = node.audit().await.unwrap();
+    let row = audit.exposures.iter().find(|e| e.observer == veil_actors::audit::Observer::LanNeighbour).unwrap();
+    row.applies && row.learns.iter().any(|l| l.starts_with("over BLE: that a veil device is in radio range"))
 }

@@ -411,3 +411,12 @@ impl Handler<GetBleStatus> for BleTransport {
         })
     }
 }
+
+#[cfg(feature = "fault-injection")]
+impl Handler<crate::messages::InjectPanic> for BleTransport {
+    type Result = Result<()>;
+
+    fn handle(&mut self, _: crate::messages::InjectPanic, ctx: &mut Self::Context) -> Self::Result {
+        guarded_with(NAME, ctx, |_| panic!("injected fault"))
+    }
+}
