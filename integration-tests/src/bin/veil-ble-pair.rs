@@ -2,12 +2,16 @@
 //! one machine, with no other way to reach each other (no mDNS, nothing
 //! listening on IP): they find each other over the air, become contacts
 //! and exchange messages each way while the first node's adapter is powered
-//! off and on again mid-conversation (`btmgmt`); every message must arrive
-//! once, in order. Run on real BlueZ inside the test VM
-//! (transports/ble/vm/stage2.sh, `pair` mode; tests/ble_vm.rs).
+//! off and on again mid-conversation (`btmgmt`), then bluetoothd is killed
+//! and started again; every message must arrive once, in order. Run on real
+//! BlueZ inside the test VM (transports/ble/vm/stage2.sh, `pair` mode;
+//! tests/ble_vm.rs).
 //!
-//! `veil-ble-pair DIR ADAPTER_A ADAPTER_B COUNT` prints `pair: …` lines,
-//! then `pair: pass` or `pair: fail <why>` (and exits 1).
+//! `veil-ble-pair DIR ADAPTER_A ADAPTER_B COUNT [BLUETOOTHD ARGS…]` prints
+//! `pair: …` lines, then `pair: pass` or `pair: fail <why>` (and exits 1).
+//! BLUETOOTHD (with its arguments) is how to start bluetoothd again; without
+//! it bluetoothd is left alone. `VEIL_PAIR_FAULTS` picks the faults
+//! (`power`, `bluetoothd`; both by default).
 #![allow(clippy::print_stdout)]
 
 use std::{
@@ -32,6 +36,13 @@ const LOOK_EVERY: Duration = Duration::from_millis(200);
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    // The nodes' logs on stderr, as VEIL_PAIR_LOG says (default: BLE's).
+    let filter = std::env::var("VEIL_PAIR_LOG").unwrap_or_else(|_| "warn,veil_actors::ble=debug".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init();
     let args: Vec<String> = std::env::args().skip(1).collect();
     match run(&args).await {
         Ok(()) => println!("pair: pass"),
@@ -43,8 +54,13 @@ async fn main() {
 }
 
 async fn run(args: &[String]) -> Result<()> {
-    let [dir, adapter_a, adapter_b, count] = args else { bail!("usage: veil-ble-pair DIR ADAPTER_A ADAPTER_B COUNT") };
+    let [dir, adapter_a, adapter_b, count, bluetoothd @ ..] = args else {
+        bail!("usage: veil-ble-pair DIR ADAPTER_A ADAPTER_B COUNT [BLUETOOTHD ARGS…]")
+    };
     let count: usize = count.parse().context("COUNT")?;
+    // Which faults to inject: `power` (the first adapter off and on),
+    // `bluetoothd` (killed and started again); both by default.
+    let faults = std::env::var("VEIL_PAIR_FAULTS").unwrap_or_else(|_| "power,bluetoothd".into());
     let started = Instant::now();
     let a = node(&Path::new(dir).join("a"), adapter_a).await?;
     let b = node(&Path::new(dir).join("b"), adapter_b).await?;
@@ -76,7 +92,7 @@ async fn run(args: &[String]) -> Result<()> {
     for i in 0..count {
         a.send(&group, format!("a {i}").as_bytes()).await?;
         b.send(&group, format!("b {i}").as_bytes()).await?;
-        if i == count * 2 / 5 {
+        if i == count * 2 / 5 && faults.contains("power") {
             power(adapter_a, false)?;
             until("the radio off", || async {
                 a.ble_status().await.is_ok_and(|s| matches!(s.radio, Some(RadioState::Unavailable(_))) && !s.attached)
@@ -84,9 +100,26 @@ async fn run(args: &[String]) -> Result<()> {
             .await?;
             println!("pair: {adapter_a} powered off after {} messages each way", i + 1);
         }
-        if i == count * 3 / 5 {
+        if i == count * 3 / 5 && faults.contains("power") {
             power(adapter_a, true)?;
             println!("pair: {adapter_a} powered on after {} messages each way", i + 1);
+        }
+        if i == count * 4 / 5
+            && faults.contains("bluetoothd")
+            && let [program, args @ ..] = bluetoothd
+        {
+            // BlueZ goes away under both nodes (their channels are the
+            // kernel's and may live on; their tokens and scans do not).
+            ensure!(Command::new("pkill").args(["-x", "bluetoothd"]).status()?.success(), "pkill bluetoothd");
+            until("both radios gone with BlueZ", || async {
+                let gone = |s: Option<RadioState>| matches!(s, Some(RadioState::Unavailable(_)));
+                gone(a.ble_status().await.ok().and_then(|s| s.radio))
+                    && gone(b.ble_status().await.ok().and_then(|s| s.radio))
+            })
+            .await?;
+            let log = std::fs::File::create(Path::new(dir).join("bluetoothd.log"))?;
+            Command::new(program).args(args).stdout(log.try_clone()?).stderr(log).spawn()?;
+            println!("pair: bluetoothd restarted after {} messages each way", i + 1);
         }
     }
     until("every message on both sides", || async {
@@ -98,7 +131,7 @@ async fn run(args: &[String]) -> Result<()> {
     }
     let peers = a.ble_status().await?.in_range.len();
     println!(
-        "pair: {count} messages each way delivered in {:.1} s across the power cycle; {peers} peer in range",
+        "pair: {count} messages each way delivered in {:.1} s across the faults; {peers} peer in range",
         talk.elapsed().as_secs_f64()
     );
     let transports: Vec<String> =

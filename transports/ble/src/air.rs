@@ -226,6 +226,7 @@ impl Radio {
     /// Service data that is not a token is ignored.
     pub async fn scan(&self, name: Option<&str>) -> Result<impl Stream<Item = Sighting> + use<>, Unavailable> {
         let adapter = self.adapter_named(name).await?;
+        forget_stale_advertisers(&adapter).await;
         // No UUID filter: BlueZ matches it against the advertised service
         // lists, and a token travels as service data only (room for both
         // there is not); other devices are told apart below.
@@ -253,6 +254,24 @@ impl Radio {
                 }
                 futures::future::ready(seen.insert(sighting.token))
             }))
+    }
+}
+
+/// Makes BlueZ forget the veil advertisers it saw before (neither paired
+/// nor connected), so a scan reports only those advertising now: BlueZ
+/// reports every device it remembers as found when a discovery starts, and
+/// a veil node's address changes with its advertisement (LE privacy), so a
+/// remembered one is a dial to nobody, or, right after that node's radio
+/// went away, onto a link the kernel is still tearing down. Other devices
+/// (a user's headphones) are left alone.
+async fn forget_stale_advertisers(adapter: &bluer::Adapter) {
+    for address in adapter.device_addresses().await.unwrap_or_default() {
+        let Ok(device) = adapter.device(address) else { continue };
+        let veil = device.service_data().await.ok().flatten().is_some_and(|data| data.contains_key(&SERVICE));
+        let held = device.is_paired().await.unwrap_or(true) || device.is_connected().await.unwrap_or(true);
+        if veil && !held {
+            let _ = adapter.remove_device(address).await;
+        }
     }
 }
 

@@ -16,7 +16,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../../.." && pwd)
 if [ -n "${VEIL_BLE_PAIR:-}" ]; then
-  stage2="pair $VEIL_BLE_PAIR ${VEIL_BLE_PAIR_COUNT:-50}"
+  stage2="pair $VEIL_BLE_PAIR ${VEIL_BLE_PAIR_COUNT:-50} ${VEIL_BLE_PAIR_FAULTS:-power,bluetoothd}"
 else
   # The tool the checks run (the test passes the one cargo built for it).
   radio="${VEIL_BLE_RADIO:-}"
@@ -30,18 +30,21 @@ fi
 for tool in qemu-system-x86_64 btvirt btmgmt /usr/libexec/bluetooth/bluetoothd /bin/busybox; do
   command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install qemu-system-x86 linux-image-amd64 busybox-static bluez bluez-test-tools)"; exit 2; }
 done
-kernel=$(ls /boot/vmlinuz-*-amd64 2>/dev/null | sort -V | tail -n1)
+# The VM's kernel: VEIL_VM_KERNEL_ROOT (a kernel package unpacked: boot/
+# and lib/modules/), else the newest in /boot.
+kroot="${VEIL_VM_KERNEL_ROOT:-}"
+kernel=$(ls "$kroot"/boot/vmlinuz-*-amd64 2>/dev/null | sort -V | tail -n1)
 [ -n "$kernel" ] || { echo "missing a Debian kernel image (apt-get install linux-image-amd64)"; exit 2; }
-kver=${kernel#/boot/vmlinuz-}
+kver=${kernel##*/vmlinuz-}
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 initramfs="$work/initramfs"
 mkdir -p "$initramfs"/{bin,mods,proc,sys,dev,newroot}
 cp /bin/busybox "$initramfs/bin/busybox"
-modules="virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci netfs fscache 9pnet 9pnet_virtio 9p crc16 jitterentropy_rng drbg ecb cmac ecc rfkill ecdh_generic bluetooth hci_vhci"
+modules="virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci rng-core virtio-rng netfs fscache 9pnet 9pnet_virtio 9p crc16 jitterentropy_rng drbg ecb cmac ecc rfkill ecdh_generic bluetooth hci_vhci"
 for m in $modules; do
-  file=$(find "/lib/modules/$kver" -name "$m.ko*" | head -n1)
+  file=$(find "$kroot/lib/modules/$kver" -name "$m.ko*" | head -n1)
   [ -n "$file" ] || continue # built in
   case "$file" in
     *.xz) xz -dc "$file" > "$initramfs/mods/$m.ko" ;;
@@ -65,6 +68,7 @@ chmod +x "$initramfs/init"
 timeout "${VEIL_VM_TIMEOUT:-900}" qemu-system-x86_64 -accel tcg -cpu qemu64 -m 1024 -smp 2 -nographic -no-reboot \
   -kernel "$kernel" -initrd "$work/initramfs.cpio.gz" -append "console=ttyS0 panic=-1" \
   -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap -nic none \
+  -device virtio-rng-pci \
   </dev/null | tr -d '\r' | tee "$work/console.log" | grep --line-buffered '^VM' || true
 if ! grep -q '^VM-RESULT: pass' "$work/console.log"; then
   cp "$work/console.log" "${TMPDIR:-/tmp}/veil-ble-vm-console.log"

@@ -10,7 +10,7 @@
 set -u
 mode="$1"
 if [ "$mode" = pair ]; then
-  pair="$2" count="${3:-50}"
+  pair="$2" count="${3:-50}" faults="${4:-power,bluetoothd}"
 else
   radio="$2"
   # Pings over the veil link, and bytes sent over a bare channel after them.
@@ -50,9 +50,14 @@ if [ "$mode" = pair ]; then
   adapters=$(ls /sys/class/bluetooth | grep -v '^hci0$' | sort | head -n 2 | tr '\n' ' ')
   set -- $adapters
   [ $# -eq 2 ] || fail "two adapters wanted, got: $adapters"
-  for a in "$@"; do btmgmt --index "${a#hci}" power on >/dev/null 2>&1; done
+  # bluetoothd powers them on itself, after switching LE privacy on (which
+  # a powered adapter refuses): no btmgmt here.
   mkdir -p /run/pair
-  "$pair" /run/pair "$1" "$2" "$count" >/run/pair.log 2>&1 & program=$!
+  # It restarts bluetoothd mid-conversation itself, as started here.
+  # Its log goes to the console as it comes: a kernel that stops leaves it.
+  { VEIL_PAIR_FAULTS="$faults" "$pair" /run/pair "$1" "$2" "$count" /usr/libexec/bluetooth/bluetoothd -n -f /run/main.conf \
+      2>&1 >/run/pair.log | sed -u 's/^/VM log: /'; } &
+  program=$!
   finished() { ! kill -0 "$program" 2>/dev/null; }
   # The program bounds its own waits; this bounds the program (10 min).
   for _ in 1 2 3 4 5; do wait_for finished && break; done
