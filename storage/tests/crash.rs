@@ -119,8 +119,18 @@ fn metadata_payload(lamport: u64) -> Vec<u8> {
 }
 
 /// A new store with the group and its initial sending chain.
+/// Keeps this process's store openings apart from its child spawns: a
+/// child forked and not yet exec'd holds a copy of every open descriptor,
+/// a store's lock among them, so a store closed and opened again meanwhile
+/// is found locked (seen on a busy machine). `Command::spawn` returns once
+/// the child has exec'd, dropping those copies.
+static FORKING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn setup(dir: &Path, config: Config) {
-    let store = Store::create(&db_path(dir), &key(dir), options_with(&clock(), config.tuning())).await.unwrap();
+    let store = {
+        let _no_fork = FORKING.lock().await;
+        Store::create(&db_path(dir), &key(dir), options_with(&clock(), config.tuning())).await.unwrap()
+    };
     let (secret, keys, device) = group_fixture(GROUP_SEED);
     let gid = store.insert_group(GroupKind::MultiMember, Some("crash"), &secret, &device).await.unwrap();
     assert_eq!(gid, keys.id);
@@ -270,6 +280,7 @@ fn parse_line(line: &str) -> Option<EntryHash> {
 /// every entry it reported as committed (including lines still in the pipe).
 fn run_child(dir: &Path, seed: u64, config: Config, kill: KillAt) -> Vec<EntryHash> {
     let stderr_path = dir.join(format!("child-{seed}.stderr"));
+    let _no_open = FORKING.blocking_lock();
     let child = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "crash_child", "--nocapture", "--ignored", "--test-threads=1"])
         .env(DIR_VAR, dir)
@@ -281,6 +292,7 @@ fn run_child(dir: &Path, seed: u64, config: Config, kill: KillAt) -> Vec<EntryHa
         .stderr(std::fs::File::create(&stderr_path).unwrap())
         .spawn()
         .unwrap();
+    drop(_no_open);
     let mut child = ChildGuard(child);
     let stdout = child.0.stdout.take().unwrap();
     let (tx, rx) = mpsc::channel::<String>();
@@ -372,9 +384,11 @@ fn check_chain(records: &[EntryRecord], kind: EntryKind) -> Vec<EntryHash> {
 /// `must_have` are entries reported committed (by this or earlier children).
 async fn verify(dir: &Path, config: Config, must_have: &BTreeSet<EntryHash>) -> Verified {
     let db = db_path(dir);
+    let no_fork = FORKING.lock().await;
     let store = Store::open(&db, &key(dir), options_with(&clock(), config.tuning()))
         .await
         .unwrap_or_else(|e| panic!("the store does not reopen after the crash: {e}"));
+    drop(no_fork);
     store.integrity_check().await.unwrap();
     for h in must_have {
         assert!(store.contains_entry(h).await.unwrap(), "{h:?} was reported committed but is gone");
@@ -582,7 +596,10 @@ fn a_kill_during_a_checkpoint_is_recovered_not_refused() {
     rt.block_on(setup(dir.path(), config));
     let db = db_path(dir.path());
     let (store, hashes) = rt.block_on(async {
-        let store = Store::open(&db, &key(dir.path()), options_with(&clock(), config.tuning())).await.unwrap();
+        let store = {
+            let _no_fork = FORKING.lock().await;
+            Store::open(&db, &key(dir.path()), options_with(&clock(), config.tuning())).await.unwrap()
+        };
         let (_, keys, device) = group_fixture(GROUP_SEED);
         let mut chain = SenderChain::from_state(initial_chain());
         let mut hashes: Vec<EntryHash> = vec![];

@@ -1,12 +1,17 @@
 //! BLE addresses as text (docs/TRANSPORTS.md, "BLE"): the
 //! `ble.<12 hex digits of the device address>.<public|random>.<psm>` inside
-//! a `/unix/` multiaddr ([`crate::l2cap`] carries them). Only `std` here:
+//! a `/unix/` multiaddr ([`crate::l2cap`] carries them), or `….gatt` for
+//! veil's GATT service instead of an L2CAP channel ([`crate::gatt`]). Only `std` here:
 //! the fuzz targets (`integration-tests/fuzz`) compile this file as it is,
 //! without BlueZ's libraries.
 
 /// The protocol/service multiplexer veil listens on: the first odd one of
 /// LE's dynamic range above its start (0x81).
 pub const PSM: u16 = 0x81;
+
+/// The channel of the GATT link (`….gatt` in text): no L2CAP channel, veil's
+/// GATT service.
+pub const GATT: u16 = 0;
 
 /// LE's dynamic PSM range (`bluer::l2cap::PSM_LE_DYN_START..=PSM_LE_MAX`).
 pub(crate) const PSM_LE_DYNAMIC: std::ops::RangeInclusive<u16> = 0x80..=0xff;
@@ -21,7 +26,7 @@ pub struct BleAddr {
     pub device: [u8; 6],
     /// A random (not public) device address: what BlueZ gives an advertiser.
     pub random: bool,
-    /// The L2CAP protocol/service multiplexer.
+    /// The L2CAP protocol/service multiplexer, or [`GATT`].
     pub psm: u16,
 }
 
@@ -42,7 +47,10 @@ impl std::fmt::Display for BleAddr {
             write!(f, "{b:02x}")?;
         }
         let kind = if self.random { "random" } else { "public" };
-        write!(f, ".{kind}.{}", self.psm)
+        match self.psm {
+            GATT => write!(f, ".{kind}.gatt"),
+            psm => write!(f, ".{kind}.{psm}"),
+        }
     }
 }
 
@@ -71,6 +79,9 @@ impl std::str::FromStr for BleAddr {
             "public" => false,
             _ => return Err(NotBleAddr("the kind is neither public nor random")),
         };
+        if psm == "gatt" {
+            return Ok(Self { device, random, psm: GATT });
+        }
         if psm.is_empty() || psm.len() > 3 || !psm.bytes().all(|b| b.is_ascii_digit()) || psm.starts_with('0') {
             return Err(NotBleAddr("the channel is not a number"));
         }

@@ -20,9 +20,8 @@
 //! ```
 
 use std::{
-    collections::VecDeque,
     pin::Pin,
-    task::{Context, Poll, Waker},
+    task::{Context, Poll},
 };
 
 use bluer::l2cap::{SocketAddr, Stream as L2capStream, StreamListener};
@@ -100,21 +99,12 @@ pub struct L2capTransport {
     /// kernel's choice.
     from: Option<[u8; 6]>,
     listeners: Vec<Listener>,
-    pending: VecDeque<TransportEvent<Upgrade, Error>>,
-    waker: Option<Waker>,
+    owed: crate::events::Owed<Upgrade>,
 }
 
 impl std::fmt::Debug for L2capTransport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("L2capTransport").field("listeners", &self.listeners.len()).finish_non_exhaustive()
-    }
-}
-
-impl L2capTransport {
-    fn wake(&mut self) {
-        if let Some(waker) = self.waker.take() {
-            waker.wake();
-        }
     }
 }
 
@@ -125,28 +115,20 @@ impl libp2p::Transport for L2capTransport {
     type Dial = BoxFuture<'static, Result<Connection, Error>>;
 
     fn listen_on(&mut self, id: ListenerId, requested: Multiaddr) -> Result<(), TransportError<Error>> {
-        let Ok(addr) = BleAddr::parse(&requested) else { return Err(TransportError::MultiaddrNotSupported(requested)) };
+        let Some(addr) = channel_of(&requested) else { return Err(TransportError::MultiaddrNotSupported(requested)) };
         let bound = bluer::l2cap::Socket::<L2capStream>::new_stream()
             .and_then(|socket| socket.bind(addr.socket_addr()).map(|()| socket))
             .and_then(|socket| socket.listen(BACKLOG))
             .map_err(TransportError::Other)?;
         let local = bound.as_ref().local_addr().map(|sa| BleAddr::of_socket(&sa)).unwrap_or(addr);
         let addr = local.to_multiaddr();
-        self.pending.push_back(TransportEvent::NewAddress { listener_id: id, listen_addr: addr.clone() });
-        self.listeners.push(Listener { id, socket: bound, addr });
-        self.wake();
+        self.listeners.push(Listener { id, socket: bound, addr: addr.clone() });
+        self.owed.push(TransportEvent::NewAddress { listener_id: id, listen_addr: addr });
         Ok(())
     }
 
     fn remove_listener(&mut self, id: ListenerId) -> bool {
-        let before = self.listeners.len();
-        self.listeners.retain(|l| l.id != id);
-        if self.listeners.len() == before {
-            return false;
-        }
-        self.pending.push_back(TransportEvent::ListenerClosed { listener_id: id, reason: Ok(()) });
-        self.wake();
-        true
+        self.owed.remove(&mut self.listeners, id, |l| l.id)
     }
 
     fn dial(&mut self, target: Multiaddr, opts: DialOpts) -> Result<Self::Dial, TransportError<Error>> {
@@ -154,7 +136,7 @@ impl libp2p::Transport for L2capTransport {
         if opts.role == Endpoint::Listener {
             return Err(TransportError::MultiaddrNotSupported(target));
         }
-        let Ok(addr) = BleAddr::parse(&target) else { return Err(TransportError::MultiaddrNotSupported(target)) };
+        let Some(addr) = channel_of(&target) else { return Err(TransportError::MultiaddrNotSupported(target)) };
         if addr.device == [0; 6] {
             return Err(TransportError::MultiaddrNotSupported(target));
         }
@@ -176,7 +158,7 @@ impl libp2p::Transport for L2capTransport {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<TransportEvent<Upgrade, Error>> {
         let this = &mut *self;
-        if let Some(event) = this.pending.pop_front() {
+        if let Some(event) = this.owed.pop() {
             return Poll::Ready(event);
         }
         for i in 0..this.listeners.len() {
@@ -200,9 +182,14 @@ impl libp2p::Transport for L2capTransport {
                 Poll::Pending => {}
             }
         }
-        this.waker = Some(cx.waker().clone());
+        this.owed.park(cx);
         Poll::Pending
     }
+}
+
+/// The L2CAP channel `addr` names (not a GATT address).
+fn channel_of(addr: &Multiaddr) -> Option<BleAddr> {
+    BleAddr::parse(addr).ok().filter(|a| a.psm != crate::addr::GATT)
 }
 
 /// The BLE plug-in: L2CAP channels, then Noise with the node's network key
@@ -235,12 +222,16 @@ impl TransportPlugin for Ble {
         TransportKind::Proximity
     }
 
+    /// L2CAP channels (`….<psm>`) and GATT links (`….gatt`).
     fn handles(&self, addr: &Multiaddr) -> bool {
         BleAddr::parse(addr).is_ok()
     }
 
     fn build(&self, keypair: &Keypair) -> Result<BoxedTransport, veil_transports::Error> {
-        authenticate_and_multiplex(L2capTransport { from: self.from, ..L2capTransport::default() }, keypair)
+        use libp2p::Transport;
+        let l2cap = L2capTransport { from: self.from, ..L2capTransport::default() };
+        let gatt = crate::gatt::GattTransport::from_adapter(self.from.unwrap_or_default());
+        authenticate_and_multiplex(l2cap.or_transport(gatt), keypair)
             .map_err(|e| veil_transports::Error::Build { id: self.id(), reason: e.to_string() })
     }
 }
@@ -316,9 +307,15 @@ mod tests {
         }
 
         #[test]
-        fn every_address_round_trips(device in any::<[u8; 6]>(), random in any::<bool>(), psm in 0x80u16..=0xff) {
+        fn every_address_round_trips(
+            device in any::<[u8; 6]>(),
+            random in any::<bool>(),
+            psm in prop_oneof![0x80u16..=0xff, Just(crate::addr::GATT)],
+        ) {
             let addr = BleAddr { device, random, psm };
             prop_assert_eq!(BleAddr::parse(&addr.to_multiaddr()), Ok(addr));
+            prop_assert!(Ble::ANY_ADAPTER.handles(&addr.to_multiaddr()));
+            prop_assert_eq!(channel_of(&addr.to_multiaddr()).is_some(), psm != crate::addr::GATT);
         }
     }
 }

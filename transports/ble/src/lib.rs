@@ -43,8 +43,10 @@ pub mod air;
 pub mod channel;
 pub mod error;
 pub mod ether;
+mod events;
 #[cfg(test)]
 mod fake_radio;
+pub mod gatt;
 pub mod l2cap;
 pub mod packet;
 pub mod radio;

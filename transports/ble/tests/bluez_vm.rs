@@ -4,7 +4,8 @@
 //! `veil-ble-radio` reporting the adapter ready, powered off and on again,
 //! then one controller advertising a fresh token and another, scanning,
 //! seeing exactly it, and the scanner connecting to the advertiser with the
-//! `ble` plug-in (L2CAP, Noise, yamux) and pinging it ten times
+//! `ble` plug-in (L2CAP, Noise, yamux) and pinging it ten times, then the
+//! same over veil's GATT service
 //! (`vm/run.sh`, `vm/stage2.sh`; about 40 s). The VM has no network card.
 //!
 //! Needs qemu-system-x86, linux-image-amd64, busybox-static, bluez and
@@ -37,4 +38,8 @@ fn real_bluez_in_a_vm_follows_its_adapter_carries_a_token_and_a_veil_link_over_t
     assert!(link.iter().any(|l| l.starts_with("VM link: connected in ")), "no link: {said}");
     assert_eq!(link.iter().filter(|l| l.starts_with("VM link: ping ")).count(), 10, "{said}");
     eprintln!("{}", link.join("\n"));
+    let gatt: Vec<&str> = said.lines().filter(|l| l.starts_with("VM gatt: ")).collect();
+    assert!(gatt.iter().any(|l| l.starts_with("VM gatt: connected in ")), "no GATT link: {said}");
+    assert_eq!(gatt.iter().filter(|l| l.starts_with("VM gatt: ping ")).count(), 10, "{said}");
+    eprintln!("{}", gatt.join("\n"));
 }

@@ -120,5 +120,12 @@ sed 's/^/VM link: /' /run/call.log
 sed 's/^/VM answer: /' /run/answer.log
 [ "$(grep -c '^ping ' /run/call.log)" -eq "$pings" ] || fail "not $pings pings over L2CAP"
 [ "$bulk" -eq 0 ] || grep -q '^bulk [0-9]* bytes in ' /run/call.log || fail "no bulk transfer"
+
+# The same over veil's GATT service (the link for controllers without
+# L2CAP channels): writes one way, notifications the other.
+"$radio" --scan --link --gatt --want "$wanted" --count "$pings" --adapter "$scanned" >/run/gatt.log 2>&1 & caller=$!
+wait_for called || fail "the GATT call never ended: $(cat /run/gatt.log)"
+sed 's/^/VM gatt: /' /run/gatt.log
+[ "$(grep -c '^ping ' /run/gatt.log)" -eq "$pings" ] || fail "not $pings pings over GATT"
 echo "VM-RESULT: pass"
 poweroff -f

@@ -9,7 +9,8 @@
 //! interrupted, on the adapter `--adapter NAME` or the default one.
 //!
 //! With `--link`, the advertiser also listens for veil connections (the
-//! `ble` plug-in: L2CAP, Noise, yamux) and answers pings; the scanner
+//! `ble` plug-in: Noise and yamux over an L2CAP channel or over veil's GATT
+//! service) and answers pings; the scanner (over GATT with `--gatt`)
 //! connects to the first advertiser it sees (with `--want TOKEN`, the one
 //! advertising that token), prints `connected in MS ms`,
 //! then `ping MS ms` for `--count N` pings (default 10), then with
@@ -25,6 +26,7 @@ use futures::StreamExt;
 use libp2p::{Swarm, identity::Keypair, ping, swarm::SwarmEvent};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use veil_ble::{
+    addr::GATT,
     l2cap::{Ble, BleAddr},
     radio::{Radio, RadioState, probe},
 };
@@ -48,9 +50,9 @@ fn line(state: &RadioState) -> String {
 }
 
 /// A swarm that only pings, over the `ble` plug-in alone.
-fn swarm() -> Result<Swarm<ping::Behaviour>, String> {
+fn swarm(plugin: Ble) -> Result<Swarm<ping::Behaviour>, String> {
     let keypair = Keypair::generate_ed25519();
-    let transport = Ble::ANY_ADAPTER.build(&keypair).map_err(|e| e.to_string())?;
+    let transport = plugin.build(&keypair).map_err(|e| e.to_string())?;
     let pings = ping::Config::new().with_interval(Duration::from_millis(100));
     Ok(libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
@@ -64,12 +66,15 @@ fn swarm() -> Result<Swarm<ping::Behaviour>, String> {
 
 /// Listens on veil's channel and answers whoever connects, until killed.
 async fn answer() {
-    let mut swarm = match swarm() {
+    let mut swarm = match swarm(Ble::ANY_ADAPTER) {
         Ok(swarm) => swarm,
         Err(e) => return println!("no link: {e}"),
     };
-    if let Err(e) = swarm.listen_on(BleAddr::ANY.to_multiaddr()) {
-        return println!("not listening: {e}");
+    // Both links: the L2CAP channel and veil's GATT service.
+    for addr in [BleAddr::ANY, BleAddr { psm: GATT, ..BleAddr::ANY }] {
+        if let Err(e) = swarm.listen_on(addr.to_multiaddr()) {
+            return println!("not listening on {addr}: {e}");
+        }
     }
     tokio::spawn(sink());
     loop {
@@ -127,9 +132,10 @@ async fn bulk(at: BleAddr, bytes: usize) -> std::io::Result<u64> {
     Ok(u64::from_be_bytes(count))
 }
 
-/// Connects to `at`, pings it `count` times, then sends it `bulk` bytes.
-async fn call(at: BleAddr, count: usize, bulk_bytes: usize) {
-    let mut swarm = match swarm() {
+/// Connects to `at` through `plugin`, pings it `count` times, then sends
+/// it `bulk` bytes.
+async fn call(plugin: Ble, at: BleAddr, count: usize, bulk_bytes: usize) {
+    let mut swarm = match swarm(plugin) {
         Ok(swarm) => swarm,
         Err(e) => return println!("no link: {e}"),
     };
@@ -224,7 +230,17 @@ async fn main() {
                 Ok(false) => println!("the adapter still discovers; connecting anyway"),
                 Err(why) => return println!("not connecting: {why}"),
             }
-            if tokio::time::timeout(CALL_TIMEOUT, call(at, count, bulk_bytes)).await.is_err() {
+            // Over veil's GATT service instead of an L2CAP channel.
+            let at = if has("--gatt") { BleAddr { psm: GATT, ..at } } else { at };
+            // From the adapter that saw it (BlueZ knows the device there).
+            let plugin = match radio.state(adapter).await {
+                RadioState::Ready { address, .. } => {
+                    address.parse::<bluer::Address>().ok().map(|a| Ble::from_adapter(a.0))
+                }
+                RadioState::Unavailable(_) => None,
+            };
+            let call = call(plugin.unwrap_or(Ble::ANY_ADAPTER), at, count, bulk_bytes);
+            if tokio::time::timeout(CALL_TIMEOUT, call).await.is_err() {
                 println!("the call took over {} s", CALL_TIMEOUT.as_secs());
             }
         }
