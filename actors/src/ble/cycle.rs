@@ -52,8 +52,8 @@ impl Default for BleTiming {
 /// The next thing to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Action {
-    /// Attach the plug-in and listen at this address.
-    Attach(Multiaddr),
+    /// Attach the plug-in and listen at these addresses.
+    Attach(Vec<Multiaddr>),
     /// Detach the plug-in.
     Detach,
     /// Put a fresh token on the air (replacing the one there).
@@ -98,9 +98,9 @@ pub(crate) struct Cycle {
     enabled: bool,
     allowed: bool,
     /// Where to listen, while the radio is ready.
-    radio: Option<Multiaddr>,
+    radio: Option<Vec<Multiaddr>>,
     /// Where the plug-in listens, while attached.
-    attached: Option<Multiaddr>,
+    attached: Option<Vec<Multiaddr>>,
     /// Since when the token on the air is there.
     advertised: Option<Instant>,
     /// That token must be replaced now.
@@ -157,7 +157,7 @@ impl Cycle {
     /// The radio is ready (listen there) or not (`None`). A radio that went
     /// away took its advertisement, scan and channels with it; they are
     /// set up again when it returns, after everything was taken down.
-    pub(crate) fn set_radio(&mut self, listen: Option<Multiaddr>) {
+    pub(crate) fn set_radio(&mut self, listen: Option<Vec<Multiaddr>>) {
         if listen.is_none() {
             self.attach_after = None;
             self.advertise_after = None;
@@ -260,7 +260,7 @@ impl Cycle {
         }
     }
 
-    fn wanted(&self) -> Option<&Multiaddr> {
+    fn wanted(&self) -> Option<&Vec<Multiaddr>> {
         self.radio.as_ref().filter(|_| self.enabled && self.allowed)
     }
 
@@ -290,7 +290,7 @@ impl Cycle {
         self.attached.is_some().then_some(Action::Detach)
     }
 
-    fn bring_up(&mut self, listen: Multiaddr, now: Instant) -> Option<Action> {
+    fn bring_up(&mut self, listen: Vec<Multiaddr>, now: Instant) -> Option<Action> {
         if self.attached.as_ref() != Some(&listen) {
             if self.attached.is_some() {
                 return Some(Action::Detach);
@@ -366,8 +366,8 @@ mod tests {
         let mut c = Cycle::new(timing(), true);
         c.set_enabled(true);
         assert_eq!(c.poll(t0), None, "nothing without a radio");
-        c.set_radio(Some(addr(1)));
-        assert_eq!(c.poll(t0), Some(Action::Attach(addr(1))));
+        c.set_radio(Some(vec![addr(1)]));
+        assert_eq!(c.poll(t0), Some(Action::Attach(vec![addr(1)])));
         assert_eq!(c.poll(t0), None, "one action at a time");
         c.done(Outcome::Attached(true), t0);
         assert_eq!(c.poll(t0), Some(Action::Advertise));
@@ -502,8 +502,8 @@ mod tests {
         assert_eq!(c.next_due(), None);
         assert!(c.connected.is_empty(), "the radio's connections went with it");
 
-        c.set_radio(Some(addr(1)));
-        assert_eq!(c.poll(t0 + MS), Some(Action::Attach(addr(1))));
+        c.set_radio(Some(vec![addr(1)]));
+        assert_eq!(c.poll(t0 + MS), Some(Action::Attach(vec![addr(1)])));
         c.done(Outcome::Attached(true), t0 + MS);
         assert_eq!(c.poll(t0 + MS), Some(Action::Advertise));
         c.done(Outcome::Advertised(true), t0 + MS);
@@ -528,14 +528,14 @@ mod tests {
         assert_eq!(c.poll(t0), Some(Action::Advertise));
         c.done(Outcome::Advertised(true), t0);
         assert_eq!(c.poll(t0), None);
-        c.set_radio(Some(addr(9)));
+        c.set_radio(Some(vec![addr(9)]));
         assert_eq!(c.poll(t0), Some(Action::Detach));
         c.done(Outcome::Detached, t0);
-        assert_eq!(c.poll(t0), Some(Action::Attach(addr(9))));
+        assert_eq!(c.poll(t0), Some(Action::Attach(vec![addr(9)])));
         c.done(Outcome::Attached(false), t0);
         assert_eq!(c.poll(t0 + 100 * MS), None, "a failed attach waits");
         assert_eq!(c.next_due(), Some(t0 + 300 * MS));
-        assert_eq!(c.poll(t0 + 300 * MS), Some(Action::Attach(addr(9))));
+        assert_eq!(c.poll(t0 + 300 * MS), Some(Action::Attach(vec![addr(9)])));
         c.set_enabled(false);
         c.done(Outcome::Attached(true), t0 + 300 * MS);
         assert_eq!(c.poll(t0 + 300 * MS), Some(Action::Withdraw));

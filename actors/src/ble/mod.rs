@@ -229,11 +229,23 @@ impl BleTransport {
                         Ok(()) | Err(NetError::AlreadyAttached(_)) => {}
                         Err(e) => return Err(e),
                     }
-                    if let Err(e) = network.listen(listen).await {
-                        let _ = network.detach(id).await;
-                        return Err(e);
+                    // Listening on one of them is enough (a controller
+                    // without L2CAP channels still serves GATT).
+                    let mut failed = None;
+                    let mut listening = false;
+                    for addr in listen {
+                        match network.listen(addr).await {
+                            Ok(_) => listening = true,
+                            Err(e) => failed = Some(e),
+                        }
                     }
-                    Ok(())
+                    match (listening, failed) {
+                        (false, Some(e)) => {
+                            let _ = network.detach(id).await;
+                            Err(e)
+                        }
+                        _ => Ok(()),
+                    }
                 };
                 ctx.spawn(attach.into_actor(self).map(|attached, act, ctx| {
                     if let Err(e) = &attached {
@@ -292,8 +304,22 @@ impl BleTransport {
             }
             Action::Dial(at) => {
                 let dial = {
-                    let at = at.clone();
-                    async move { tokio::time::timeout(DIAL_LIMIT, network.dial(at)).await.ok().and_then(|r| r.ok()) }
+                    let (at, fallback) = (at.clone(), self.deps.air.fallback(&at));
+                    async move {
+                        let reach = |addr| {
+                            let network = network.clone();
+                            async move {
+                                tokio::time::timeout(DIAL_LIMIT, network.dial(addr)).await.ok().and_then(|r| r.ok())
+                            }
+                        };
+                        match reach(at).await {
+                            Some(peer) => Some(peer),
+                            None => match fallback {
+                                Some(other) => reach(other).await,
+                                None => None,
+                            },
+                        }
+                    }
                 };
                 ctx.spawn(dial.into_actor(self).map(move |peer, act, ctx| {
                     tracing::debug!(reached = peer.is_some(), "BLE: dialed a device in range");
@@ -346,7 +372,7 @@ impl StreamHandler<RadioChanged> for BleTransport {
                 tracing::info!(radio = %state.describe(), "BLE radio");
             }
             let link = matches!(state, RadioState::Ready { .. }).then(|| self.deps.air.link(&state));
-            let listen: Option<Multiaddr> = link.as_ref().map(|(_, listen)| listen.clone());
+            let listen: Option<Vec<Multiaddr>> = link.as_ref().map(|(_, listen)| listen.clone());
             if let Some((plugin, _)) = link {
                 self.plugin = Some(plugin);
             }

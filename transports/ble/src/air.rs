@@ -22,6 +22,7 @@ use veil_crypto::advert::AdvertToken;
 use veil_transports::{TransportPlugin, libp2p::Multiaddr};
 
 use crate::{
+    addr::GATT,
     l2cap::{Ble, BleAddr, PSM},
     radio::{RECHECK, Radio, RadioState, Unavailable, unavailable},
 };
@@ -54,8 +55,15 @@ pub trait Air: Send + Sync + 'static {
     fn scan_stopped(&self, limit: Duration) -> BoxFuture<'static, Result<bool, Unavailable>>;
     /// The transport plug-in that carries connections over the radio as
     /// `ready` describes it (its id is [`crate::l2cap::BLE`]), and where it
-    /// listens.
-    fn link(&self, ready: &RadioState) -> (Arc<dyn TransportPlugin>, Multiaddr);
+    /// listens (at least one address).
+    fn link(&self, ready: &RadioState) -> (Arc<dyn TransportPlugin>, Vec<Multiaddr>);
+
+    /// Where else to try a device a dial to `at` did not reach: none by
+    /// default.
+    fn fallback(&self, at: &Multiaddr) -> Option<Multiaddr> {
+        let _ = at;
+        None
+    }
 }
 
 /// The real air: BlueZ through bluer, connections over L2CAP channels
@@ -133,20 +141,25 @@ impl Air for Bluez {
         Box::pin(async move { radio?.scan_stopped(adapter.as_deref(), limit).await })
     }
 
-    /// On every adapter, unless one was named: then from and on its own
-    /// address only, so nodes on two adapters of one machine each use
-    /// their own.
-    fn link(&self, ready: &RadioState) -> (Arc<dyn TransportPlugin>, Multiaddr) {
+    /// On veil's L2CAP channel and its GATT service, on every adapter
+    /// unless one was named: then from and on its own address only, so
+    /// nodes on two adapters of one machine each use their own.
+    fn link(&self, ready: &RadioState) -> (Arc<dyn TransportPlugin>, Vec<Multiaddr>) {
         let own = match (&self.adapter, ready) {
             (Some(_), RadioState::Ready { address, .. }) => parse_device(address),
             _ => None,
         };
-        match own {
-            Some(device) => {
-                (Arc::new(Ble::from_adapter(device)), BleAddr { device, random: false, psm: PSM }.to_multiaddr())
-            }
-            None => (Arc::new(Ble::ANY_ADAPTER), BleAddr::ANY.to_multiaddr()),
-        }
+        let (plugin, at) = match own {
+            Some(device) => (Ble::from_adapter(device), BleAddr { device, random: false, psm: PSM }),
+            None => (Ble::ANY_ADAPTER, BleAddr::ANY),
+        };
+        (Arc::new(plugin), vec![at.to_multiaddr(), BleAddr { psm: GATT, ..at }.to_multiaddr()])
+    }
+
+    /// Over GATT, a device whose L2CAP channel could not be reached (its
+    /// controller may offer no connection-oriented channels).
+    fn fallback(&self, at: &Multiaddr) -> Option<Multiaddr> {
+        BleAddr::parse(at).ok().filter(|a| a.psm != GATT).map(|a| BleAddr { psm: GATT, ..a }.to_multiaddr())
     }
 }
 
@@ -288,11 +301,22 @@ mod tests {
     #[test]
     fn a_named_adapter_listens_on_its_own_address_else_on_every_one() {
         let ready = RadioState::Ready { adapter: "hci1".into(), address: "00:AA:01:01:00:01".into() };
-        let own = Bluez::new(Some("hci1".into())).link(&ready).1;
-        assert_eq!(own.to_string(), "/unix/ble.00aa01010001.public.129");
-        assert_eq!(Bluez::new(None).link(&ready).1, BleAddr::ANY.to_multiaddr());
+        let own: Vec<String> = Bluez::new(Some("hci1".into())).link(&ready).1.iter().map(ToString::to_string).collect();
+        assert_eq!(own, ["/unix/ble.00aa01010001.public.129", "/unix/ble.00aa01010001.public.gatt"]);
+        let any = Bluez::new(None).link(&ready).1;
+        assert_eq!(any, [BleAddr::ANY.to_multiaddr(), BleAddr { psm: GATT, ..BleAddr::ANY }.to_multiaddr()]);
         for bad in ["00:AA:01:01:00", "00:AA:01:01:00:01:02", "zz:AA:01:01:00:01", ""] {
             assert_eq!(parse_device(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn an_unreached_l2cap_channel_falls_back_to_gatt_and_gatt_to_nothing() {
+        let air = Bluez::new(None);
+        let l2cap: Multiaddr = "/unix/ble.c0ffee000001.random.129".parse().unwrap_or_else(|_| Multiaddr::empty());
+        let gatt = air.fallback(&l2cap);
+        assert_eq!(gatt.as_ref().map(ToString::to_string).as_deref(), Some("/unix/ble.c0ffee000001.random.gatt"));
+        assert_eq!(gatt.and_then(|g| air.fallback(&g)), None);
+        assert_eq!(air.fallback(&"/memory/1".parse().unwrap_or_else(|_| Multiaddr::empty())), None);
     }
 }

@@ -187,8 +187,8 @@ impl Air for EtherAir {
         Box::pin(async { Ok(true) })
     }
 
-    fn link(&self, _ready: &RadioState) -> (Arc<dyn TransportPlugin>, Multiaddr) {
-        (Arc::new(Memory::emulating(crate::l2cap::BLE, TransportKind::Proximity)), self.at.clone())
+    fn link(&self, _ready: &RadioState) -> (Arc<dyn TransportPlugin>, Vec<Multiaddr>) {
+        (Arc::new(Memory::emulating(crate::l2cap::BLE, TransportKind::Proximity)), vec![self.at.clone()])
     }
 }
 
