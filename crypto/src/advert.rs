@@ -7,10 +7,10 @@
 //! salt each time its advertisement (and its random device address) changes,
 //! under a key drawn at random for each rendezvous period and kept in memory
 //! only. Without the key, tokens are random bytes that link to no other token;
-//! a peer this node gave the period's key to (over an encrypted link, once
-//! connected) recognises its advertisements until the period ends, and need
-//! not connect again to learn who is there. Nothing links two periods: the
-//! next key is drawn afresh.
+//! a peer holding the period's key recognises its advertisements until the
+//! period ends (handing the key to connected peers, so they need not connect
+//! again to learn who is there, is not built yet: issue 18). Nothing links
+//! two periods: the next key is drawn afresh.
 
 use crate::{
     Error, Result,
@@ -28,7 +28,7 @@ pub const TOKEN_LEN: usize = SALT_LEN + TAG_LEN;
 
 secret32!(
     /// The key of one node's advertising tokens for one rendezvous period:
-    /// random, in memory only, given to the peers it connects to.
+    /// random, in memory only.
     AdvertKey
 );
 
