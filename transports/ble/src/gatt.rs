@@ -60,6 +60,9 @@ const BACKLOG: usize = 4;
 /// How long a central may take to subscribe after it wrote (or the other
 /// way round) before its half is dropped.
 const PAIRING: Duration = Duration::from_secs(10);
+/// Most halves waiting for their other half, each way: more centrals at
+/// once are refused (dropped; they may dial again).
+const MAX_HALVES: usize = 8;
 
 /// One GATT link: BlueZ's two sockets, served by a task of their own.
 #[derive(Debug)]
@@ -245,17 +248,19 @@ async fn serve(device: [u8; 6], links: mpsc::Sender<(Address, GattLink)>) -> io:
     loop {
         tokio::select! {
             event = writes.next() => match event {
-                Some(CharacteristicControlEvent::Write(request)) => {
+                Some(CharacteristicControlEvent::Write(request)) if readers.len() < MAX_HALVES => {
                     let reader = request.accept().map_err(bluez)?;
                     readers.insert(reader.device_address(), (reader, tokio::time::Instant::now()));
                 }
+                Some(CharacteristicControlEvent::Write(request)) => request.reject(bluer::gatt::local::ReqError::Failed),
                 Some(CharacteristicControlEvent::Notify(_)) => {}
                 None => return Ok(()),
             },
             event = notifies.next() => match event {
-                Some(CharacteristicControlEvent::Notify(writer)) => {
+                Some(CharacteristicControlEvent::Notify(writer)) if writers.len() < MAX_HALVES => {
                     writers.insert(writer.device_address(), (writer, tokio::time::Instant::now()));
                 }
+                Some(CharacteristicControlEvent::Notify(_)) => {}
                 Some(CharacteristicControlEvent::Write(request)) => request.reject(bluer::gatt::local::ReqError::NotSupported),
                 None => return Ok(()),
             },
