@@ -772,6 +772,11 @@ impl Driver {
     /// Replaces the swarm with one for `keypair` and `policy`.
     fn restart(&mut self, keypair: Keypair, policy: Policy) -> Result<PeerId> {
         let node = Node::build(&keypair, policy, &self.relays, &self.plugins, &self.config)?;
+        // The old swarm's listeners close now, before the new one listens
+        // in their place: a transport's own state (a memory port, Tor's
+        // service status) is then released before it is taken again, not
+        // whenever the old swarm's last reference goes.
+        self.node.switch.close_listeners();
         let mut old = std::mem::replace(&mut self.node, node);
         self.keypair = keypair;
         self.policy = policy;

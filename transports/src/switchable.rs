@@ -36,12 +36,12 @@ struct Slot {
     listeners: HashSet<ListenerId>,
 }
 
-impl Drop for Slot {
-    /// Closes the transport's listeners before it goes: dropping alone does
-    /// not free everything (libp2p's memory transport keeps its ports
-    /// registered until a listener is removed), and a transport attached
-    /// again, or a restarted swarm, must be able to listen there again.
-    fn drop(&mut self) {
+impl Slot {
+    /// Closes the transport's listeners: dropping alone does not free
+    /// everything (libp2p's memory transport keeps its ports registered
+    /// until a listener is removed), and a transport attached again, or a
+    /// restarted swarm, must be able to listen there again.
+    fn close_listeners(&mut self) {
         for id in self.listeners.drain() {
             self.transport.remove_listener(id);
         }
@@ -138,18 +138,26 @@ impl SwitchHandle {
         let (slot, waker) = {
             let mut s = lock(&self.shared);
             let pos = s.slots.iter().position(|slot| &slot.id == id).ok_or_else(|| Error::NotAttached(id.clone()))?;
-            let slot = s.slots.remove(pos);
+            let mut slot = s.slots.remove(pos);
             s.closed.extend(slot.listeners.iter().copied());
+            tracing::debug!(transport = %id, listeners = slot.listeners.len(), "transport detached");
+            slot.close_listeners();
             (slot, s.wake())
         };
-        tracing::debug!(transport = %id, listeners = slot.listeners.len(), "transport detached");
-        // Dropping the slot closes its listeners.
         let plugin = slot.plugin.clone();
         drop(slot);
         if let Some(w) = waker {
             w.wake();
         }
         Ok(plugin)
+    }
+
+    /// Closes every listener of every transport (a swarm about to be
+    /// replaced: its successor listens there next).
+    pub fn close_listeners(&self) {
+        for slot in &mut lock(&self.shared).slots {
+            slot.close_listeners();
+        }
     }
 
     /// The attached transports, in routing order.
