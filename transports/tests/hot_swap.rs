@@ -179,14 +179,21 @@ async fn a_fixed_address_is_free_again_after_a_detach_and_after_a_restart() {
     // its radio's address after every radio fault).
     let memory: Arc<dyn TransportPlugin> = Arc::new(veil_transports::Memory::new());
     let a = spawn(Policy::Direct, vec![memory.clone()]);
-    let b = spawn(Policy::Direct, vec![memory.clone()]);
+    let mut b = spawn(Policy::Direct, vec![memory.clone()]);
     let fixed = ma(&format!("/memory/{}", 0x5eed_0000_u64 + u64::from(std::process::id())));
     b.handle.listen(fixed.clone()).await.unwrap();
     b.handle.detach(TransportId::MEMORY).await.unwrap();
     b.handle.attach(memory.clone()).await.unwrap();
     assert_eq!(b.handle.listen(fixed.clone()).await.unwrap(), fixed);
-    // A restart (a policy change) reopens the listener at the same address.
+    // A restart (a policy change) reopens the listener at the same address
+    // (once the new swarm reports it).
     b.handle.set_policy(Policy::Offline).await.unwrap();
-    assert_eq!(b.handle.listen_addrs().await.unwrap(), vec![fixed.clone()]);
+    wait_for(&mut b.events, |e| matches!(e, NetworkEvent::Restarted { .. }).then_some(())).await;
+    let reopened = wait_for(&mut b.events, |e| match e {
+        NetworkEvent::Listening { addr } => Some(addr),
+        _ => None,
+    })
+    .await;
+    assert_eq!(reopened, fixed);
     assert_eq!(a.handle.dial(fixed).await.unwrap(), b.peer);
 }
