@@ -24,7 +24,7 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    sync::{Arc, Mutex},
+    sync::Arc,
     time::Duration,
 };
 
@@ -56,6 +56,7 @@ use crate::{
             EntriesOwed, InboundFrame, InboundFrames, NetworkRestarted, PeerLeft, Proximity, StartGroup, StopGroup,
         },
         group::{EntriesHeld, ReceiveEntries},
+        registry::LogChanged,
         rendezvous::{PointsRotated, Refresh, WatchKey},
         vault::GroupAdded,
     },
@@ -92,10 +93,6 @@ const RECONCILE_PAUSE: Duration = Duration::from_secs(5);
 const SLOW_TICKS: u64 = 10;
 /// How long an entry asked for is not asked for again.
 const ASK_AGAIN: Duration = Duration::from_secs(2);
-
-/// The running group logs, shared with the `Node` facade (which sends them
-/// its commands directly).
-pub(crate) type GroupDirectory = Arc<Mutex<HashMap<GroupId, Addr<GroupLog>>>>;
 
 /// How the courier paces itself.
 #[derive(Debug, Clone, Copy)]
@@ -174,7 +171,7 @@ pub struct Courier {
     deps: GroupLogDeps,
     vault: Recipient<GroupAdded>,
     rotator: Recipient<Refresh>,
-    directory: GroupDirectory,
+    registry: Recipient<LogChanged>,
     me: Option<PeerId>,
     /// A new period's peer id is awaited: announcements wait for the restart.
     awaiting_new_peer_id: bool,
@@ -271,7 +268,7 @@ pub(crate) struct CourierDeps {
 }
 
 impl Courier {
-    pub(crate) fn new(deps: CourierDeps, directory: GroupDirectory) -> Self {
+    pub(crate) fn new(deps: CourierDeps, registry: Recipient<LogChanged>) -> Self {
         Self {
             store: deps.store,
             network: deps.network,
@@ -282,7 +279,7 @@ impl Courier {
             deps: deps.group_log,
             vault: deps.vault,
             rotator: deps.rotator,
-            directory,
+            registry,
             me: None,
             awaiting_new_peer_id: false,
             routes: HashMap::new(),
@@ -1124,9 +1121,6 @@ impl Handler<StartGroup> for Courier {
                     let existing = act.routes.get(&group).map(|r| r.log.clone());
                     let new = existing.is_none();
                     let log = existing.unwrap_or_else(|| GroupLog::start(group, act.deps.clone(), members.clone()));
-                    if let Ok(mut dir) = act.directory.lock() {
-                        dir.insert(group, log.clone());
-                    }
                     let (announcements, points) =
                         act.routes.remove(&group).map(|r| (r.announcements, r.points)).unwrap_or_default();
                     let replica = ReplicaRoute {
@@ -1135,11 +1129,14 @@ impl Handler<StartGroup> for Courier {
                         points: act.replica_points.get(&credential.replication_id).copied(),
                     };
                     let pace = LookupPace::default();
-                    act.routes.insert(group, Route { seed, log, members, announcements, points, pull, replica, pace });
-                    new
+                    act.routes.insert(
+                        group,
+                        Route { seed, log: log.clone(), members, announcements, points, pull, replica, pace },
+                    );
+                    (new, log)
                 });
                 // Nearby peers may share the new group: they hear of it now.
-                if started.as_ref().is_ok_and(|new| *new) {
+                if started.as_ref().is_ok_and(|(new, _)| *new) {
                     for peer in act.nearby.groups_changed() {
                         if act.proximity {
                             act.offer_nearby(ctx, peer);
@@ -1155,9 +1152,11 @@ impl Handler<StartGroup> for Courier {
                     act.announce(ctx, group, points);
                     act.deliver(ctx, group);
                 }
-                let rotator = act.rotator.clone();
+                let (rotator, registry) = (act.rotator.clone(), act.registry.clone());
                 async move {
-                    started?;
+                    let (_, log) = started?;
+                    // Registered before the answer, so the caller finds the log.
+                    registry.send(LogChanged { group, log: Some(log) }).await.map_err(mailbox("group-registry"))?;
                     // Watch the group's points (the answer comes as PointsRotated).
                     rotator.send(Refresh).await.map_err(mailbox("rendezvous-rotator"))?
                 }
@@ -1171,7 +1170,7 @@ impl Handler<StopGroup> for Courier {
     type Result = ();
 
     fn handle(&mut self, StopGroup { group }: StopGroup, ctx: &mut Self::Context) {
-        // Dropping the route and the directory's entry drops the last
+        // Dropping the route and the registry's entry drops the last
         // handles of the group's log, which then stops.
         if let Some(mut route) = self.routes.remove(&group)
             && let Some(change) = route.announcements.want(Vec::new())
@@ -1179,9 +1178,10 @@ impl Handler<StopGroup> for Courier {
             let (network, ttl) = (self.network.clone(), self.ttl);
             ctx.spawn(change.apply(network, ttl).into_actor(self).map(|_, _, _| ()));
         }
-        if let Ok(mut dir) = self.directory.lock() {
-            dir.remove(&group);
-        }
+        let registry = self.registry.clone();
+        ctx.spawn(
+            async move { registry.send(LogChanged { group, log: None }).await }.into_actor(self).map(|_, _, _| ()),
+        );
         self.points.remove(&group);
         self.heads_due.remove(&group);
         for groups in self.sessions.values_mut() {

@@ -10,6 +10,7 @@
 //! | [`RendezvousRotator`] | the schedule of rendezvous points to announce and look up |
 //! | [`ContactBook`] | the contact link and contact requests (the handshake over `/veil/contact/1`) |
 //! | [`GroupLog`] | one per group: its logs, sealing, verifying and storing entries |
+//! | `GroupRegistry` | which groups run a log here, and where (written by the courier, read by the facade) |
 //! | [`Courier`] | starts group logs; finds members at group points; pushes and acknowledges entries |
 //! | `Replica` | the blind replication role: stores and serves groups' ciphertext, given their replication credentials |
 //! | [`TransportManager`] | the network: swarm, attached transports, privacy policy |
@@ -56,6 +57,7 @@ mod period;
 mod point_clock;
 mod receipts;
 mod refusals;
+mod registry;
 mod replica;
 mod rotator;
 mod supervision;

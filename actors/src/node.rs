@@ -34,7 +34,6 @@ use crate::{
     GetNetworkStatus, GroupLog, GroupLogDeps, IdentityVault, Listen, NetworkStatus, NodeEvent, RendezvousRotator,
     Result, RetryPolicy, Rotate, SendFrame, SetPolicy, TransportManager, VaultPort,
     audit::{Audit, AuditInput},
-    courier::GroupDirectory,
     messages::{
         contacts::{
             Contact, Decide, Decision, GetContacts, LinkInfo, RenameContact, ResetLink, SendRequest, SetLinkEnabled,
@@ -45,11 +44,13 @@ use crate::{
             AppendMessage, AwaitAnnounced, GetHistory, GetMembers, GetUnread, HistoryEntry, MarkRead, Page,
             RemoveMember,
         },
+        registry::{LogOf, Running},
         rendezvous::{GetActivePoints, PointsRotated, Subscribe, WatchKey},
         replica::AddReplica,
         vault::{GetIdentity, GetMemberKeys, IssueInvitation, PublicIdentity, RotateNetworkKey},
     },
     period::{NetworkPeriod, NetworkPeriodDeps},
+    registry::GroupRegistry,
     replica::{Replica, ReplicaDeps},
     supervision::mailbox,
     transport::NetworkRoutes,
@@ -323,7 +324,7 @@ struct Inner {
     rotator: Addr<RendezvousRotator>,
     courier: Addr<Courier>,
     replica: Addr<Replica>,
-    groups: GroupDirectory,
+    registry: Addr<GroupRegistry>,
     transport: Addr<TransportManager>,
     network: NetworkHandle,
     events: broadcast::Sender<NodeEvent>,
@@ -409,7 +410,7 @@ async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
     // Announcements live for a period plus the grace window; every period
     // boundary re-announces.
     let ttl = Duration::from_secs(builder.schedule.period().saturating_add(builder.schedule.grace()));
-    let groups: GroupDirectory = Arc::default();
+    let registry = Supervisor::start(|_| GroupRegistry::default());
     let vault_port = VaultPort {
         identity: vault.clone().recipient(),
         begin: vault.clone().recipient(),
@@ -442,8 +443,8 @@ async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
     // awaited, never blocking.
     let (courier_tx, courier_rx) = tokio::sync::oneshot::channel();
     let contacts = Supervisor::start({
-        let (store, network, clock, events, groups, vault) =
-            (store.clone(), network.clone(), builder.clock.clone(), events.clone(), groups.clone(), vault.clone());
+        let (store, network, clock, events, registry, vault) =
+            (store.clone(), network.clone(), builder.clock.clone(), events.clone(), registry.clone(), vault.clone());
         let rotator = rotator.clone();
         let (schedule, retry) = (builder.schedule, builder.retry);
         let fallback = replica.clone().recipient();
@@ -486,7 +487,7 @@ async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
                         fallback: Some(fallback.clone()),
                         proximity: builder.policy.proximity(),
                     };
-                    Courier::new(deps, groups)
+                    Courier::new(deps, registry.clone().recipient())
                 }
             });
             let _ = courier_tx.send(courier.clone());
@@ -542,7 +543,7 @@ async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
         rotator,
         courier,
         replica,
-        groups,
+        registry,
         transport,
         network,
         events,
@@ -605,8 +606,10 @@ impl ExposureSettings {
 }
 
 impl Inner {
-    fn group(&self, group: &GroupId) -> Result<Addr<GroupLog>> {
-        self.groups.lock().ok().and_then(|g| g.get(group).cloned()).ok_or(Error::UnknownGroup)
+    /// The log of a group running here (asked of the group registry).
+    async fn group(&self, group: &GroupId) -> Result<Addr<GroupLog>> {
+        let log = self.registry.send(LogOf { group: *group }).await.map_err(mailbox("group-registry"))?;
+        log.ok_or(Error::UnknownGroup)
     }
 }
 
@@ -812,7 +815,7 @@ impl Node {
             .await??;
         self.inner.courier.send(StartGroup { group }).await.map_err(mailbox("courier"))??;
         let _ = self.inner.events.send(NodeEvent::GroupCreated { group });
-        let held = self.inner.group(&group)?.send(AwaitAnnounced);
+        let held = self.inner.group(&group).await?.send(AwaitAnnounced);
         match tokio::time::timeout(self.inner.join_timeout, held).await {
             Ok(held) => held.map_err(mailbox("group-log"))??,
             Err(_) => return Err(Error::JoinUnconfirmed),
@@ -822,7 +825,7 @@ impl Node {
 
     /// Appends a message to a group's log.
     pub async fn send(&self, group: &GroupId, payload: &[u8]) -> Result<EntryHash> {
-        let log = self.inner.group(group)?;
+        let log = self.inner.group(group).await?;
         log.send(AppendMessage { payload: payload.to_vec() }).await.map_err(mailbox("group-log"))?
     }
 
@@ -872,7 +875,7 @@ impl Node {
     /// does not fetch them again). Other members keep theirs. Returns how
     /// many were erased.
     pub async fn forget_history(&self, group: &GroupId) -> Result<u64> {
-        self.inner.group(group)?;
+        self.inner.group(group).await?;
         let (store, group) = (self.inner.store.clone(), *group);
         Ok(self.on_node(async move { store.forget_messages(&group, None).await }).await??)
     }
@@ -881,7 +884,7 @@ impl Node {
     /// with `None`): older ones are erased now and from then on, as by
     /// [`Node::forget_history`].
     pub async fn set_retention(&self, group: &GroupId, keep: Option<Duration>) -> Result<()> {
-        self.inner.group(group)?;
+        self.inner.group(group).await?;
         let (store, group, now) = (self.inner.store.clone(), *group, self.inner.clock.now());
         self.on_node(async move {
             store.set_retention(&group, keep).await?;
@@ -908,7 +911,7 @@ impl Node {
     /// the remaining members get, so the removed member cannot read
     /// anything written after this.
     pub async fn remove_member(&self, group: &GroupId, member: &veil_crypto::VerifyKey) -> Result<()> {
-        let log = self.inner.group(group)?;
+        let log = self.inner.group(group).await?;
         log.send(RemoveMember { member: *member }).await.map_err(mailbox("group-log"))?
     }
 
@@ -929,7 +932,7 @@ impl Node {
     /// them (this account included unless it left), by their per-group
     /// member keys.
     pub async fn members(&self, group: &GroupId) -> Result<Vec<veil_crypto::MemberPublic>> {
-        let log = self.inner.group(group)?;
+        let log = self.inner.group(group).await?;
         log.send(GetMembers).await.map_err(mailbox("group-log"))?
     }
 
@@ -940,7 +943,7 @@ impl Node {
         after: Option<(u64, EntryHash)>,
         limit: u32,
     ) -> Result<Vec<HistoryEntry>> {
-        let log = self.inner.group(group)?;
+        let log = self.inner.group(group).await?;
         log.send(GetHistory { page: Page::After(after), limit }).await.map_err(mailbox("group-log"))?
     }
 
@@ -948,13 +951,13 @@ impl Node {
     /// clock and hash) included, or all of them (`None`). Read positions
     /// only move forward; they are kept in the store.
     pub async fn mark_read(&self, group: &GroupId, up_to: Option<(u64, EntryHash)>) -> Result<()> {
-        let log = self.inner.group(group)?;
+        let log = self.inner.group(group).await?;
         log.send(MarkRead { up_to }).await.map_err(mailbox("group-log"))?
     }
 
     /// How many messages of a group others wrote after its read position.
     pub async fn unread(&self, group: &GroupId) -> Result<u64> {
-        let log = self.inner.group(group)?;
+        let log = self.inner.group(group).await?;
         log.send(GetUnread).await.map_err(mailbox("group-log"))?
     }
 
@@ -967,7 +970,7 @@ impl Node {
         before: Option<(u64, EntryHash)>,
         limit: u32,
     ) -> Result<Vec<HistoryEntry>> {
-        let log = self.inner.group(group)?;
+        let log = self.inner.group(group).await?;
         log.send(GetHistory { page: Page::Before(before), limit }).await.map_err(mailbox("group-log"))?
     }
 
@@ -994,8 +997,8 @@ impl Node {
     }
 
     /// The groups this node runs a log for.
-    pub fn groups(&self) -> Vec<GroupId> {
-        self.inner.groups.lock().map(|g| g.keys().copied().collect()).unwrap_or_default()
+    pub async fn groups(&self) -> Result<Vec<GroupId>> {
+        self.inner.registry.send(Running).await.map_err(mailbox("group-registry"))
     }
 
     /// What the node refused from the network since it started (`veil
@@ -1128,7 +1131,7 @@ impl Node {
             ActorKind::IdentityVault => self.inner.vault.send(InjectPanic).await.map_err(m)?,
             ActorKind::RendezvousRotator => self.inner.rotator.send(InjectPanic).await.map_err(m)?,
             ActorKind::ContactBook => self.inner.contacts.send(InjectPanic).await.map_err(m)?,
-            ActorKind::GroupLog(g) => self.inner.group(&g)?.send(InjectPanic).await.map_err(m)?,
+            ActorKind::GroupLog(g) => self.inner.group(&g).await?.send(InjectPanic).await.map_err(m)?,
             ActorKind::TransportManager => self.inner.transport.send(InjectPanic).await.map_err(m)?,
             ActorKind::Courier => self.inner.courier.send(InjectPanic).await.map_err(m)?,
             ActorKind::BleTransport => {

@@ -491,7 +491,7 @@ async fn an_expired_invitation_is_refused_and_joins_nothing() {
     clock.set(UnixTime(T0 + 20 + 61));
     let refused = late.join(&invitation).await.unwrap_err();
     assert!(refused.to_string().contains("expired"), "{refused}");
-    assert!(late.groups().is_empty());
+    assert!(late.groups().await.unwrap().is_empty());
     for n in [owner, late, server] {
         n.shutdown().await.unwrap();
     }

@@ -124,8 +124,8 @@ async fn converse(a: &Node, b: &Node, group: &GroupId, tag: &str) -> Vec<f64> {
     took
 }
 
-fn groups_of(node: &Node) -> Vec<GroupId> {
-    let mut groups = node.groups();
+async fn groups_of(node: &Node) -> Vec<GroupId> {
+    let mut groups = node.groups().await.unwrap();
     groups.sort();
     groups
 }
@@ -135,7 +135,7 @@ async fn a_hostile_peer_flooding_junk_gets_nothing_stored_and_delivery_goes_on()
     let TwoContacts { a, b, group, .. } = two_contacts().await;
     let quiet = converse(&a, &b, &group, "before").await;
     let (stored_before, contacts_before, groups_before) =
-        (b.stored_entries(&group).await.unwrap(), b.contacts().await.unwrap().len(), groups_of(&b));
+        (b.stored_entries(&group).await.unwrap(), b.contacts().await.unwrap().len(), groups_of(&b).await);
 
     // The hostile peer: a network endpoint of its own on loopback.
     let mut config = NetworkConfig::default();
@@ -190,7 +190,7 @@ async fn a_hostile_peer_flooding_junk_gets_nothing_stored_and_delivery_goes_on()
     b.identity().await.unwrap();
     assert_eq!(b.stored_entries(&group).await.unwrap(), stored_before + MESSAGES);
     assert_eq!(b.contacts().await.unwrap().len(), contacts_before);
-    assert_eq!(groups_of(&b), groups_before);
+    assert_eq!(groups_of(&b).await, groups_before);
     // What Bob refused, as `veil status` shows it: every junk request (each
     // answered with nothing), the frames that were not group frames (the
     // rest named no session of his and were dropped unread), no entry (none

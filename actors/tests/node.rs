@@ -169,7 +169,7 @@ async fn group_messages_are_ordered_and_survive_restarts() {
     }
     n.shutdown().await.unwrap();
     let n = node(dir.path(), &clock).await;
-    assert_eq!(n.groups(), vec![g]);
+    assert_eq!(n.groups().await.unwrap(), vec![g]);
     for i in 50..60 {
         n.send(&g, format!("m{i}").as_bytes()).await.unwrap();
     }

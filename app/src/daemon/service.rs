@@ -54,7 +54,7 @@ impl Service {
     /// else the name it gave) or group name.
     async fn resolve_conversation(&self, text: &str) -> Result<GroupId, Status> {
         let text = checked_arg("conversation", text)?;
-        let groups = self.node.groups();
+        let groups = self.node.groups().await.map_err(node_error)?;
         if is_hex(text) && text.len() >= MIN_PREFIX {
             let lower = text.to_ascii_lowercase();
             let hits: Vec<GroupId> = groups.iter().filter(|g| hex::encode(g.0).starts_with(&lower)).copied().collect();
@@ -478,7 +478,8 @@ impl DaemonApi for Service {
         &self,
         _: Request<api::ListConversationsRequest>,
     ) -> Result<Response<api::ListConversationsResponse>, Status> {
-        let conversations = self.conversations(&self.node.groups()).await?;
+        let groups = self.node.groups().await.map_err(node_error)?;
+        let conversations = self.conversations(&groups).await?;
         Ok(Response::new(api::ListConversationsResponse { conversations }))
     }
 
