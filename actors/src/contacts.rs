@@ -26,7 +26,7 @@ use actix::{
 };
 use tokio::sync::broadcast;
 use veil_crypto::{
-    AccountPublic, ContactLink, GroupId, OsEntropy, RendezvousSeed, SigningSecret, VerifyKey,
+    AccountPublic, ContactLink, GroupId, OsEntropy, RendezvousSeed, VerifyKey,
     rendezvous::{RendezvousPoint, Schedule, Topic, check_point_proof, point_proof},
     time::{Clock, UnixTime},
 };
@@ -48,8 +48,8 @@ use crate::{
         courier::{NetworkRestarted, StartGroup},
         rendezvous::{PointsRotated, Refresh, WatchKey},
         vault::{
-            AnswerRequest, BeginRequest, ContinueRequest, DeriveContactGroup, GetIdentity, HandshakeId, PublicIdentity,
-            ReadRequest,
+            AddGroup, AnswerRequest, BeginRequest, ContinueRequest, DeriveContactGroup, GetIdentity, HandshakeId,
+            PublicIdentity, ReadRequest,
         },
     },
     supervision::{guarded_with, mailbox},
@@ -97,6 +97,8 @@ pub(crate) struct VaultPort {
     pub read: Recipient<ReadRequest>,
     /// The 1:1 group secret.
     pub derive: Recipient<DeriveContactGroup>,
+    /// Records a 1:1 group under a device key made in the vault.
+    pub add_group: Recipient<AddGroup>,
 }
 
 /// What the contact book needs from the rest of the node.
@@ -399,8 +401,8 @@ async fn open_contact_group(deps: &ContactBookDeps, peer: &AccountPublic, state:
                 .send(DeriveContactGroup { peer: *peer })
                 .await
                 .map_err(mailbox("identity-vault"))??;
-            let device = SigningSecret::generate(&mut OsEntropy)?;
-            deps.store.insert_group(GroupKind::Contact, None, &secret, &device).await?
+            let add = AddGroup { kind: GroupKind::Contact, name: None, secret, epochs: Vec::new() };
+            deps.vault.add_group.send(add).await.map_err(mailbox("identity-vault"))??
         }
     };
     deps.store.set_contact_state(&peer.signing, state, Some(&group)).await?;

@@ -58,7 +58,6 @@ use crate::{
         group::{EntriesHeld, ReceiveEntries},
         registry::LogChanged,
         rendezvous::{PointsRotated, Refresh, WatchKey},
-        vault::GroupAdded,
     },
     nearby::{self, Nearby},
     outgoing::{ACK_BATCH, ACK_DELAY, Ack, Lanes, MAX_PENDING_ACKS, Next, ack_rows, delivered},
@@ -169,7 +168,6 @@ pub struct Courier {
     ttl: Duration,
     events: broadcast::Sender<NodeEvent>,
     deps: GroupLogDeps,
-    vault: Recipient<GroupAdded>,
     rotator: Recipient<Refresh>,
     registry: Recipient<LogChanged>,
     me: Option<PeerId>,
@@ -257,8 +255,6 @@ pub(crate) struct CourierDeps {
     pub events: broadcast::Sender<NodeEvent>,
     /// What each group log needs.
     pub group_log: GroupLogDeps,
-    /// Told of new groups (loads their device key).
-    pub vault: Recipient<GroupAdded>,
     /// Told of new groups (watches their points).
     pub rotator: Recipient<Refresh>,
     /// Frames naming no group of ours (for the replication role).
@@ -277,7 +273,6 @@ impl Courier {
             ttl: deps.ttl,
             events: deps.events,
             deps: deps.group_log,
-            vault: deps.vault,
             rotator: deps.rotator,
             registry,
             me: None,
@@ -1104,12 +1099,11 @@ impl Handler<StartGroup> for Courier {
 
     fn handle(&mut self, msg: StartGroup, _: &mut Self::Context) -> Self::Result {
         let group = msg.group;
-        let (store, vault) = (self.store.clone(), self.vault.clone());
+        let store = self.store.clone();
         Box::pin(
             async move {
                 let record = store.group(&group).await?.ok_or(Error::UnknownGroup)?;
                 let members = members_of(&store, &group).await?;
-                vault.send(GroupAdded { group }).await.map_err(mailbox("identity-vault"))??;
                 let pull = record.kind == GroupKind::MultiMember;
                 Ok::<_, Error>((GroupKeys::derive(&record.secret), members, pull))
             }

@@ -99,12 +99,23 @@ pub mod vault {
         pub epoch: EpochId,
     }
 
-    /// Event: a group was stored; load its device key.
+    /// Command: record a group this node creates or joins, under a fresh
+    /// device key made in the vault that never leaves it: the group, its
+    /// name, its secret and (a multi-member group joined through an
+    /// invitation) the epoch secrets the invitation carried, in one
+    /// transaction. Idempotent: a group added again keeps its first record
+    /// and device key, and gains the epochs it lacked. Answers the group id.
     #[derive(Debug, Message)]
-    #[rtype(result = "Result<()>")]
-    pub struct GroupAdded {
-        /// The group.
-        pub group: GroupId,
+    #[rtype(result = "Result<GroupId>")]
+    pub struct AddGroup {
+        /// Contact or multi-member.
+        pub kind: veil_storage::GroupKind,
+        /// Its name, if any.
+        pub name: Option<String>,
+        /// The group secret.
+        pub secret: GroupSecret,
+        /// Epoch secrets known at once (from an invitation), if any.
+        pub epochs: Vec<EpochSecret>,
     }
 
     /// Event: a group is being removed; its device key leaves memory.

@@ -12,7 +12,7 @@ use actix::{Actor, Addr, AsyncContext, Context, Handler, Supervisor};
 use actix_rt::ArbiterHandle;
 use tokio::sync::{broadcast, oneshot};
 use veil_crypto::{
-    GroupId, GroupKeys, GroupSecret, OsEntropy, SigningSecret, VerifyKey,
+    GroupId, GroupKeys, GroupSecret, OsEntropy, VerifyKey,
     envelope::EntryHash,
     rendezvous::{ActivePoints, Schedule},
     time::{Clock, SystemClock, UnixTime},
@@ -47,7 +47,7 @@ use crate::{
         registry::{LogOf, Running},
         rendezvous::{GetActivePoints, PointsRotated, Subscribe, WatchKey},
         replica::AddReplica,
-        vault::{GetIdentity, GetMemberKeys, IssueInvitation, PublicIdentity, RotateNetworkKey},
+        vault::{AddGroup, GetIdentity, GetMemberKeys, IssueInvitation, PublicIdentity, RotateNetworkKey},
     },
     period::{NetworkPeriod, NetworkPeriodDeps},
     registry::GroupRegistry,
@@ -358,7 +358,10 @@ async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
 
     let vault = Supervisor::start({
         let store = store.clone();
-        move |_| IdentityVault::new(store)
+        // The vault takes the store's key access: private keys come out of
+        // the database for it only.
+        let vault = IdentityVault::new(store)?;
+        move |_| vault
     });
     // Make sure the identity exists before anything asks for it.
     vault.send(GetIdentity).await.map_err(mailbox("identity-vault"))??;
@@ -418,6 +421,7 @@ async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
         answer: vault.clone().recipient(),
         read: vault.clone().recipient(),
         derive: vault.clone().recipient(),
+        add_group: vault.clone().recipient(),
     };
     // The contact book starts 1:1 groups through the courier, and the
     // courier's group logs tell the contact book when the other side joined:
@@ -482,7 +486,6 @@ async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
                         ttl,
                         events,
                         group_log,
-                        vault: vault.recipient(),
                         rotator: rotator.recipient(),
                         fallback: Some(fallback.clone()),
                         proximity: builder.policy.proximity(),
@@ -755,15 +758,9 @@ impl Node {
     /// Creates a multi-member group with a fresh secret and this device's
     /// key in it, and starts its log.
     pub async fn create_group(&self, name: Option<&str>) -> Result<GroupId> {
-        let store = self.inner.store.clone();
-        let name = name.map(str::to_owned);
-        let group = self
-            .on_node(async move {
-                let secret = GroupSecret::generate(&mut OsEntropy)?;
-                let device = SigningSecret::generate(&mut OsEntropy)?;
-                Ok::<_, Error>(store.insert_group(GroupKind::MultiMember, name.as_deref(), &secret, &device).await?)
-            })
-            .await??;
+        let secret = GroupSecret::generate(&mut OsEntropy)?;
+        let add = AddGroup { kind: GroupKind::MultiMember, name: name.map(str::to_owned), secret, epochs: Vec::new() };
+        let group = self.inner.vault.send(add).await.map_err(mailbox("identity-vault"))??;
         self.inner.courier.send(StartGroup { group }).await.map_err(mailbox("courier"))??;
         let _ = self.inner.events.send(NodeEvent::GroupCreated { group });
         Ok(group)
@@ -805,14 +802,13 @@ impl Node {
     pub async fn join(&self, invitation: &str) -> Result<GroupId> {
         let invitation = veil_proto::link::parse_invitation(invitation)?;
         invitation.verify(self.inner.clock.now())?;
-        let store = self.inner.store.clone();
-        let group = self
-            .on_node(async move {
-                let device = SigningSecret::generate(&mut OsEntropy)?;
-                let name = invitation.name.as_ref().map(veil_crypto::Name::as_str);
-                Ok::<_, Error>(store.join_group(name, &invitation.secret, &device, &invitation.epochs).await?)
-            })
-            .await??;
+        let add = AddGroup {
+            kind: GroupKind::MultiMember,
+            name: invitation.name.as_ref().map(|n| n.as_str().to_owned()),
+            secret: invitation.secret,
+            epochs: invitation.epochs,
+        };
+        let group = self.inner.vault.send(add).await.map_err(mailbox("identity-vault"))??;
         self.inner.courier.send(StartGroup { group }).await.map_err(mailbox("courier"))??;
         let _ = self.inner.events.send(NodeEvent::GroupCreated { group });
         let held = self.inner.group(&group).await?.send(AwaitAnnounced);

@@ -171,10 +171,10 @@ impl RendezvousRotator {
 async fn wanted(store: Arc<Store>, now: veil_crypto::time::UnixTime) -> Result<Vec<(WatchKey, Topic, RendezvousSeed)>> {
     let mut out = Vec::new();
     // A disabled, expired or used-up link is not announced.
-    if let (Some(link), Some(identity)) = (store.link().await?, store.load_identity().await?)
+    if let (Some(link), Some(account)) = (store.link().await?, store.account().await?)
         && link.answers_at(now)
     {
-        out.push((WatchKey::OwnLink, Topic::contact(&identity.account.signing.verify_key()), link.seed));
+        out.push((WatchKey::OwnLink, Topic::contact(&account.signing), link.seed));
     }
     for group in store.groups().await? {
         let keys = GroupKeys::derive(&group.secret);

@@ -8,7 +8,7 @@ use std::{
     sync::Arc,
 };
 
-use actix::{Actor, ActorFutureExt, Context, Handler, ResponseActFuture, ResponseFuture, Supervised, WrapFuture};
+use actix::{Actor, ActorFutureExt, AtomicResponse, Context, Handler, ResponseFuture, Supervised, WrapFuture};
 use veil_crypto::{
     ChainState, EpochId, EpochSecret, GroupId, GroupSecret, Identity, MemberKeys, MemberPublic, NetworkKey, OsEntropy,
     SigningSecret, ThreadEntropy, VerifyKey, contact_group_secret,
@@ -18,13 +18,13 @@ use veil_crypto::{
     ratchet::{open_chain_state, seal_chain_state},
 };
 use veil_proto::metadata::{ChainShare, MemberJoined};
-use veil_storage::{GroupKind, Store};
+use veil_storage::{GroupKind, KeyAccess, Store};
 
 use crate::{
     Error, Result,
     messages::vault::{
-        AnnounceDevice, AnswerRequest, BeginRequest, ContinueRequest, DeriveContactGroup, GetDeviceKey, GetIdentity,
-        GetMemberKeys, GroupAdded, GroupRemoved, HandshakeId, IssueInvitation, OpenChainShare, OpenEpochShare,
+        AddGroup, AnnounceDevice, AnswerRequest, BeginRequest, ContinueRequest, DeriveContactGroup, GetDeviceKey,
+        GetIdentity, GetMemberKeys, GroupRemoved, HandshakeId, IssueInvitation, OpenChainShare, OpenEpochShare,
         PublicIdentity, ReadRequest, ReceivedRequest, RotateNetworkKey, SealMessages, SealedMessages, SignEntry,
     },
     supervision::{guarded, load_state},
@@ -52,6 +52,9 @@ const NAME: &str = "identity-vault";
 /// Holds every private key of the node.
 pub struct IdentityVault {
     store: Arc<Store>,
+    /// The store's key access: private keys come out of the database for
+    /// this vault only.
+    keys: Arc<KeyAccess>,
     identity: Option<Identity>,
     group_devices: HashMap<GroupId, GroupDevice>,
     handshakes: HashMap<HandshakeId, Pending>,
@@ -66,16 +69,20 @@ impl core::fmt::Debug for IdentityVault {
 }
 
 impl IdentityVault {
-    /// A vault over `store`; it loads its keys when started.
-    pub fn new(store: Arc<Store>) -> Self {
-        Self {
+    /// A vault over `store`; it loads its keys when started. It takes the
+    /// store's key access, so it must be the first and only one asking
+    /// ([`veil_storage::Error::KeyAccessTaken`] otherwise).
+    pub fn new(store: Arc<Store>) -> Result<Self> {
+        let keys = Arc::new(store.key_access()?);
+        Ok(Self {
             store,
+            keys,
             identity: None,
             group_devices: HashMap::new(),
             handshakes: HashMap::new(),
             handshake_order: VecDeque::new(),
             next_handshake: 0,
-        }
+        })
     }
 
     fn identity(&self) -> Result<&Identity> {
@@ -129,8 +136,8 @@ fn no_handshake() -> Error {
 
 /// Loads (or, on first run, creates and saves) the identity and every
 /// group's device key.
-async fn load(store: Arc<Store>) -> Result<(Identity, HashMap<GroupId, GroupDevice>)> {
-    let identity = match store.load_identity().await? {
+async fn load(store: Arc<Store>, keys: Arc<KeyAccess>) -> Result<(Identity, HashMap<GroupId, GroupDevice>)> {
+    let identity = match store.load_identity(&keys).await? {
         Some(identity) => identity,
         None => {
             let identity = Identity::generate(&mut OsEntropy)?;
@@ -138,8 +145,12 @@ async fn load(store: Arc<Store>) -> Result<(Identity, HashMap<GroupId, GroupDevi
             identity
         }
     };
-    let groups =
-        store.groups().await?.into_iter().map(|g| (g.id, GroupDevice { kind: g.kind, key: g.device })).collect();
+    let groups = store
+        .group_device_keys(&keys)
+        .await?
+        .into_iter()
+        .map(|d| (d.group, GroupDevice { kind: d.kind, key: d.key }))
+        .collect();
     Ok((identity, groups))
 }
 
@@ -152,7 +163,7 @@ impl Actor for IdentityVault {
             NAME,
             self,
             ctx,
-            Rc::new(|act: &Self| Box::pin(load(act.store.clone()))),
+            Rc::new(|act: &Self| Box::pin(load(act.store.clone(), act.keys.clone()))),
             Rc::new(|act: &mut Self, (identity, groups)| {
                 act.identity = Some(identity);
                 act.group_devices = groups;
@@ -257,16 +268,30 @@ impl Handler<GetMemberKeys> for IdentityVault {
     }
 }
 
-impl Handler<GroupAdded> for IdentityVault {
-    type Result = ResponseActFuture<Self, Result<()>>;
+impl Handler<AddGroup> for IdentityVault {
+    // One at a time: a group added twice keeps the device key stored first.
+    type Result = AtomicResponse<Self, Result<GroupId>>;
 
-    fn handle(&mut self, msg: GroupAdded, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: AddGroup, _: &mut Self::Context) -> Self::Result {
         let store = self.store.clone();
-        Box::pin(async move { store.group(&msg.group).await }.into_actor(self).map(|found, act, _| {
-            let group = found?.ok_or(Error::UnknownGroup)?;
-            act.group_devices.insert(group.id, GroupDevice { kind: group.kind, key: group.device });
-            Ok(())
-        }))
+        AtomicResponse::new(Box::pin(
+            async move {
+                let device = SigningSecret::generate(&mut OsEntropy)?;
+                let AddGroup { kind, name, secret, epochs } = msg;
+                let group = match kind {
+                    GroupKind::Contact => store.insert_group(kind, name.as_deref(), &secret, &device).await?,
+                    GroupKind::MultiMember => store.join_group(name.as_deref(), &secret, &device, &epochs).await?,
+                };
+                Ok::<_, Error>((group, GroupDevice { kind, key: device }))
+            }
+            .into_actor(self)
+            .map(|added, act, _| {
+                let (group, device) = added?;
+                // Kept if the group was there already: the store kept its key.
+                act.group_devices.entry(group).or_insert(device);
+                Ok(group)
+            }),
+        ))
     }
 }
 

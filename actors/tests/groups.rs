@@ -244,7 +244,7 @@ async fn holdings(dir: &tempfile::TempDir, group: &GroupId) -> Holdings {
     let key = KeySource::KeyFile(dir.path().join("storage.key"));
     let store = Store::open(&dir.path().join("veil.db"), &key, StoreOptions::default()).await.unwrap();
     let record = store.group(group).await.unwrap().unwrap();
-    let identity = store.load_identity().await.unwrap().unwrap();
+    let identity = store.load_identity(&store.key_access().unwrap()).await.unwrap().unwrap();
     let mut entries = Vec::new();
     for kind in [EntryKind::Metadata, EntryKind::Message] {
         for e in store.entries_after(group, kind, None, 100_000).await.unwrap() {

@@ -390,7 +390,7 @@ async fn restore(home: &Path, file: &Path, out: Out) -> Result<()> {
         }
         e => anyhow::Error::new(e).context(format!("cannot restore {}", file.display())),
     })?;
-    let account = store.load_identity().await?.map(|id| hex::encode(id.account.signing.verify_key().to_bytes()));
+    let account = store.account().await?.map(|a| hex::encode(a.signing.to_bytes()));
     store.close().await?;
     config::write_default_config(home)?;
     let account = account.unwrap_or_default();

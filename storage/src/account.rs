@@ -1,10 +1,13 @@
 //! The account and its devices.
 
 use sqlx::{Connection, Row};
-use veil_crypto::{AccountKeys, AgreementSecret, AliasKey, Identity, SigningSecret, VerifyKey, time::UnixTime};
+use veil_crypto::{
+    AccountKeys, AccountPublic, AgreementPublic, AgreementSecret, AliasKey, Identity, SigningSecret, VerifyKey,
+    time::UnixTime,
+};
 
 use crate::{
-    Error, Result, Store,
+    Error, KeyAccess, Result, Store,
     rows::{blob, time, time_value, verify_key},
 };
 
@@ -62,8 +65,10 @@ impl Store {
         Ok(())
     }
 
-    /// Loads this node's identity, if one was saved.
-    pub async fn load_identity(&self) -> Result<Option<Identity>> {
+    /// Loads this node's identity, if one was saved: its private keys, for
+    /// the holder of the store's [`KeyAccess`] only.
+    pub async fn load_identity(&self, access: &KeyAccess) -> Result<Option<Identity>> {
+        self.keys.check(access)?;
         let Some(row) =
             sqlx::query("SELECT signing_public, sealed_signing, sealed_agreement, sealed_alias FROM account")
                 .fetch_optional(&self.readers)
@@ -88,6 +93,19 @@ impl Store {
             &*self.key.open32(SEAL_DEVICE, &device_row.try_get::<Vec<u8>, _>("sealed_secret")?)?,
         );
         Ok(Some(Identity { account: AccountKeys { signing, agreement }, alias, device }))
+    }
+
+    /// This node's account (its public keys), if an identity was saved.
+    pub async fn account(&self) -> Result<Option<AccountPublic>> {
+        let Some(row) =
+            sqlx::query("SELECT signing_public, agreement_public FROM account").fetch_optional(&self.readers).await?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(AccountPublic {
+            signing: verify_key(&row, "signing_public")?,
+            agreement: AgreementPublic(blob::<32>(&row, "agreement_public")?),
+        }))
     }
 
     /// Records another device of this account.

@@ -57,6 +57,8 @@ pub struct Store {
     pub(crate) wal_sync: crate::sync::WalSync,
     /// Row ids of groups, learned by appends.
     pub(crate) group_refs: crate::entries::GroupRefs,
+    /// Who may read private keys out of it.
+    pub(crate) keys: crate::access::KeyGate,
 }
 
 impl core::fmt::Debug for Store {
@@ -190,6 +192,7 @@ impl Store {
             })),
             wal_sync: crate::sync::WalSync::new(path, options.tuning.durability),
             group_refs: crate::entries::GroupRefs::default(),
+            keys: crate::access::KeyGate::new(),
             readers,
             key,
             clock: options.clock,
@@ -326,6 +329,13 @@ impl Store {
             writer.rollback().await;
         }
         Ok(writer)
+    }
+
+    /// The right to read this store's private keys (the identity, this
+    /// device's key in each group): handed out once, to the node's identity
+    /// vault; [`Error::KeyAccessTaken`] after that.
+    pub fn key_access(&self) -> Result<crate::KeyAccess> {
+        self.keys.take()
     }
 
     pub(crate) fn now(&self) -> UnixTime {

@@ -91,6 +91,10 @@ pub enum Error {
     /// The database reported an error.
     #[error("database error: {0}")]
     Sql(sqlx::Error),
+    /// The store's key access was handed out already (to the node's
+    /// identity vault): no one else reads private keys out of it.
+    #[error("the store's private keys are read by its identity vault only")]
+    KeyAccessTaken,
     /// A backup file does not open with the passphrase given.
     #[error("wrong backup passphrase")]
     BackupPassphrase,
@@ -142,7 +146,7 @@ impl veil_crypto::HasKind for Error {
             Error::OutOfRange(_) | Error::Backup(_) => ErrorKind::InvalidInput,
             Error::Crypto(e) => e.kind(),
             Error::Migrate(_) | Error::Sql(_) => ErrorKind::Internal,
-            Error::BackupPassphrase => ErrorKind::Refused,
+            Error::BackupPassphrase | Error::KeyAccessTaken => ErrorKind::Refused,
         }
     }
 }

@@ -4,7 +4,7 @@ use sqlx::{Connection, Row, SqliteConnection, sqlite::SqliteRow};
 use veil_crypto::{EpochId, EpochSecret, GroupId, GroupKeys, GroupSecret, SigningSecret, time::UnixTime};
 
 use crate::{
-    Error, Result, Store,
+    Error, KeyAccess, Result, Store,
     rows::{blob, time, time_value},
 };
 
@@ -50,10 +50,20 @@ pub struct GroupRecord {
     pub name: Option<String>,
     /// The group secret (unsealed in memory).
     pub secret: GroupSecret,
-    /// This device's key in the group.
-    pub device: SigningSecret,
     /// When this node joined.
     pub joined_at: UnixTime,
+}
+
+/// This device's key in a group, for the holder of the store's
+/// [`KeyAccess`] ([`Store::group_device_keys`]).
+#[derive(Debug)]
+pub struct GroupDeviceKey {
+    /// The group.
+    pub group: GroupId,
+    /// Contact or multi-member.
+    pub kind: GroupKind,
+    /// This device's signing key in it.
+    pub key: SigningSecret,
 }
 
 fn epoch_purpose(group: &GroupId, epoch: &EpochId) -> Vec<u8> {
@@ -184,23 +194,41 @@ impl Store {
 
     /// One group.
     pub async fn group(&self, id: &GroupId) -> Result<Option<GroupRecord>> {
-        let row = sqlx::query(
-            "SELECT group_id, kind, sealed_name, sealed_secret, sealed_device, joined_at FROM groups WHERE group_id = $1",
-        )
-        .bind(id.0.to_vec())
-        .fetch_optional(&self.readers)
-        .await?;
+        let row =
+            sqlx::query("SELECT group_id, kind, sealed_name, sealed_secret, joined_at FROM groups WHERE group_id = $1")
+                .bind(id.0.to_vec())
+                .fetch_optional(&self.readers)
+                .await?;
         row.map(|r| self.group_record(&r)).transpose()
     }
 
     /// Every group, in the order they were joined.
     pub async fn groups(&self) -> Result<Vec<GroupRecord>> {
-        let rows = sqlx::query(
-            "SELECT group_id, kind, sealed_name, sealed_secret, sealed_device, joined_at FROM groups ORDER BY id",
-        )
-        .fetch_all(&self.readers)
-        .await?;
+        let rows = sqlx::query("SELECT group_id, kind, sealed_name, sealed_secret, joined_at FROM groups ORDER BY id")
+            .fetch_all(&self.readers)
+            .await?;
         rows.iter().map(|r| self.group_record(r)).collect()
+    }
+
+    /// This device's key in every group, in the order they were joined: for
+    /// the holder of the store's [`KeyAccess`] only.
+    pub async fn group_device_keys(&self, access: &KeyAccess) -> Result<Vec<GroupDeviceKey>> {
+        self.keys.check(access)?;
+        let rows = sqlx::query("SELECT group_id, kind, device_public, sealed_device FROM groups ORDER BY id")
+            .fetch_all(&self.readers)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let group = GroupId(blob::<32>(r, "group_id")?);
+                let sealed: Vec<u8> = r.try_get("sealed_device")?;
+                let key =
+                    SigningSecret::from_seed(&*self.key.open32(&[SEAL_GROUP_DEVICE, &group.0].concat(), &sealed)?);
+                if key.verify_key().to_bytes() != blob::<32>(r, "device_public")? {
+                    return Err(Error::Invalid { what: "group device key", reason: "does not match its public key" });
+                }
+                Ok(GroupDeviceKey { group, kind: GroupKind::parse(&r.try_get::<String, _>("kind")?)?, key })
+            })
+            .collect()
     }
 
     /// The name of every group that has one (given when it was created, or
@@ -256,15 +284,11 @@ impl Store {
         if GroupKeys::derive(&secret).id != id {
             return Err(Error::Invalid { what: "group", reason: "secret does not match the group id" });
         }
-        let device = SigningSecret::from_seed(
-            &*self.key.open32(&[SEAL_GROUP_DEVICE, &id.0].concat(), &r.try_get::<Vec<u8>, _>("sealed_device")?)?,
-        );
         Ok(GroupRecord {
             id,
             kind: GroupKind::parse(&r.try_get::<String, _>("kind")?)?,
             name: self.open_text(&[SEAL_GROUP_NAME, &id.0].concat(), r.try_get("sealed_name")?)?,
             secret,
-            device,
             joined_at: time(r, "joined_at")?,
         })
     }

@@ -28,12 +28,16 @@
 //! store.close().await?;
 //!
 //! let store = Store::open(&dir.path().join("veil.db"), &key, options).await?;
-//! let loaded = store.load_identity().await?.expect("saved above");
+//! // Private keys come out for the holder of the store's key access only
+//! // (a node's identity vault).
+//! let keys = store.key_access()?;
+//! let loaded = store.load_identity(&keys).await?.expect("saved above");
 //! assert_eq!(loaded.account.public(), me.account.public());
 //! # Ok(())
 //! # }
 //! ```
 
+mod access;
 mod account;
 mod backup;
 mod contacts;
@@ -54,12 +58,13 @@ mod settings;
 mod sqlite;
 mod sync;
 
+pub use access::KeyAccess;
 pub use account::DeviceRecord;
 pub use contacts::{ContactRecord, ContactState};
 pub use db::{Store, StoreOptions};
 pub use entries::{Appended, EntryRecord, NewEntry, RatchetUpdate};
 pub use error::{Error, Result};
-pub use groups::{GroupKind, GroupRecord};
+pub use groups::{GroupDeviceKey, GroupKind, GroupRecord};
 pub use links::{LinkLimits, LinkState, RetiredLink};
 pub use outbox::{OutboxItem, Peer};
 pub use ratchet::SenderChainRecord;

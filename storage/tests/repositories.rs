@@ -15,11 +15,14 @@ use veil_storage::{Appended, ContactState, GroupKind, LinkLimits, NewEntry, Peer
 #[tokio::test]
 async fn identity_round_trip_and_only_once() {
     let t = temp_store().await;
-    assert!(t.store.load_identity().await.unwrap().is_none());
+    let keys = t.store.key_access().unwrap();
+    assert!(t.store.load_identity(&keys).await.unwrap().is_none());
+    assert!(t.store.account().await.unwrap().is_none());
     let id = Identity::generate(&mut OsEntropy).unwrap();
     t.store.save_identity(&id).await.unwrap();
     assert!(t.store.save_identity(&id).await.is_err());
-    let back = t.store.load_identity().await.unwrap().unwrap();
+    let back = t.store.load_identity(&keys).await.unwrap().unwrap();
+    assert_eq!(t.store.account().await.unwrap(), Some(id.account.public()));
     assert_eq!(back.account.public(), id.account.public());
     assert_eq!(back.device.verify_key(), id.device.verify_key());
     assert_eq!(back.alias.to_seed(), id.alias.to_seed());
@@ -116,6 +119,20 @@ async fn contacts_move_through_states() {
 }
 
 #[tokio::test]
+async fn private_keys_are_read_with_the_store_key_access_only_handed_out_once() {
+    let (t, other) = (temp_store().await, temp_store().await);
+    let keys = t.store.key_access().unwrap();
+    assert!(matches!(t.store.key_access(), Err(veil_storage::Error::KeyAccessTaken)));
+    let (secret, _, device) = group_fixture(1);
+    t.store.insert_group(GroupKind::Contact, None, &secret, &device).await.unwrap();
+    // Another store's access opens nothing here.
+    let foreign = other.store.key_access().unwrap();
+    assert!(matches!(t.store.group_device_keys(&foreign).await, Err(veil_storage::Error::Invalid { .. })));
+    assert!(matches!(t.store.load_identity(&foreign).await, Err(veil_storage::Error::Invalid { .. })));
+    assert_eq!(t.store.group_device_keys(&keys).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
 async fn groups_round_trip() {
     let t = temp_store().await;
     let (secret, keys, device) = group_fixture(3);
@@ -124,9 +141,11 @@ async fn groups_round_trip() {
     // Idempotent.
     assert_eq!(t.store.insert_group(GroupKind::MultiMember, Some("other"), &secret, &device).await.unwrap(), id);
     let g = t.store.group(&id).await.unwrap().unwrap();
+    assert_eq!((g.kind, g.name.as_deref(), g.secret), (GroupKind::MultiMember, Some("club"), secret));
+    let device_keys = t.store.group_device_keys(&t.store.key_access().unwrap()).await.unwrap();
     assert_eq!(
-        (g.kind, g.name.as_deref(), g.secret, g.device.verify_key()),
-        (GroupKind::MultiMember, Some("club"), secret, device.verify_key())
+        device_keys.iter().map(|d| (d.group, d.kind, d.key.verify_key())).collect::<Vec<_>>(),
+        [(id, GroupKind::MultiMember, device.verify_key())]
     );
     assert_eq!(t.store.groups().await.unwrap().len(), 1);
     // Names only, and only of the groups that have one.

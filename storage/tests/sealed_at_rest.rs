@@ -227,10 +227,12 @@ fn assert_same_identity(a: &Identity, b: &Identity) {
 
 /// Everything put in comes back out with the right key.
 async fn assert_readable(store: &Store, f: &Fixture) {
-    assert_same_identity(&store.load_identity().await.unwrap().unwrap(), &f.identity);
+    let keys = store.key_access().unwrap();
+    assert_same_identity(&store.load_identity(&keys).await.unwrap().unwrap(), &f.identity);
     let g = store.group(&f.group).await.unwrap().unwrap();
     assert_eq!(g.secret, f.group_secret);
-    assert_eq!(g.device.to_seed(), f.group_device.to_seed());
+    let device = store.group_device_keys(&keys).await.unwrap().remove(0);
+    assert_eq!((device.group, device.key.to_seed()), (f.group, f.group_device.to_seed()));
     for (h, p) in f.hashes.iter().zip(&f.payloads) {
         assert_eq!(&store.entry(h).await.unwrap().unwrap().payload.unwrap()[..], &p[..]);
     }
@@ -510,10 +512,12 @@ async fn a_backup_restores_everything_and_refuses_a_wrong_passphrase_or_damage()
     nothing_left();
 
     let restored = Store::restore(&file, secret, &db, &key, options(&clock())).await.unwrap();
-    assert_same_identity(&restored.load_identity().await.unwrap().unwrap(), &f.identity);
+    let keys = restored.key_access().unwrap();
+    assert_same_identity(&restored.load_identity(&keys).await.unwrap().unwrap(), &f.identity);
     let g = restored.group(&f.group).await.unwrap().unwrap();
     assert_eq!(g.secret, f.group_secret);
-    assert_ne!(g.device.verify_key(), f.group_device.verify_key(), "a new device key in the group");
+    let device = restored.group_device_keys(&keys).await.unwrap().remove(0);
+    assert_ne!(device.key.verify_key(), f.group_device.verify_key(), "a new device key in the group");
     assert!(restored.sender_chain(&f.group).await.unwrap().is_none(), "and no sending chain of the old device");
     for (h, p) in f.hashes.iter().zip(&f.payloads) {
         assert_eq!(&restored.entry(h).await.unwrap().unwrap().payload.unwrap()[..], &p[..]);
