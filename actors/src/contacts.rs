@@ -43,13 +43,13 @@ use crate::{
     messages::{
         contacts::{
             Contact, ContactJoined, Decide, Decision, GetContacts, InboundRequest, LanPeerFound, LinkInfo,
-            RenameContact, ResetLink, SendRequest, SetLinkEnabled, ShareLink,
+            RemoveContact, RenameContact, ResetLink, SendRequest, SetDisplayName, SetLinkEnabled, ShareLink,
         },
-        courier::{NetworkRestarted, StartGroup},
+        courier::{NetworkRestarted, StartGroup, StopGroup},
         rendezvous::{PointsRotated, Refresh, WatchKey},
         vault::{
-            AddGroup, AnswerRequest, BeginRequest, ContinueRequest, DeriveContactGroup, GetIdentity, HandshakeId,
-            PublicIdentity, ReadRequest,
+            AddGroup, AnswerRequest, BeginRequest, ContinueRequest, DeriveContactGroup, GetIdentity, GroupRemoved,
+            HandshakeId, PublicIdentity, ReadRequest,
         },
     },
     supervision::{guarded_with, mailbox},
@@ -99,6 +99,8 @@ pub(crate) struct VaultPort {
     pub derive: Recipient<DeriveContactGroup>,
     /// Records a 1:1 group under a device key made in the vault.
     pub add_group: Recipient<AddGroup>,
+    /// Forgets the device key of a removed contact's 1:1 group.
+    pub remove_group: Recipient<GroupRemoved>,
 }
 
 /// What the contact book needs from the rest of the node.
@@ -123,6 +125,8 @@ pub(crate) struct ContactBookDeps {
     pub rotator: Recipient<Refresh>,
     /// Starts 1:1 groups.
     pub groups: Recipient<StartGroup>,
+    /// Stops the 1:1 group of a removed contact.
+    pub stop_group: Recipient<StopGroup>,
     /// The node's event channel.
     pub events: broadcast::Sender<NodeEvent>,
     /// What the node refused.
@@ -624,6 +628,45 @@ impl Handler<RenameContact> for ContactBook {
                 deps.store.set_contact_nickname(&msg.account, msg.nickname.as_deref()).await?;
                 let record = deps.store.contact(&msg.account).await?;
                 Ok(contact_of(record.ok_or(Error::Storage(veil_storage::Error::Unknown("contact")))?))
+            }
+            .into_actor(self),
+        )
+    }
+}
+
+impl Handler<RemoveContact> for ContactBook {
+    type Result = ResponseActFuture<Self, Result<bool>>;
+
+    fn handle(&mut self, RemoveContact { account }: RemoveContact, _: &mut Self::Context) -> Self::Result {
+        let deps = self.deps.clone();
+        Box::pin(
+            async move {
+                if let Some(group) = deps.store.contact(&account).await?.and_then(|c| c.group) {
+                    deps.stop_group.send(StopGroup { group }).await.map_err(mailbox("courier"))?;
+                    deps.vault.remove_group.send(GroupRemoved { group }).await.map_err(mailbox("identity-vault"))?;
+                }
+                let removed = deps.store.remove_contact(&account).await?;
+                // Its points (the conversation's, a pending request's) are no longer watched.
+                deps.rotator.send(Refresh).await.map_err(mailbox("rendezvous-rotator"))??;
+                Ok(removed)
+            }
+            .into_actor(self),
+        )
+    }
+}
+
+impl Handler<SetDisplayName> for ContactBook {
+    type Result = ResponseActFuture<Self, Result<()>>;
+
+    fn handle(&mut self, SetDisplayName(name): SetDisplayName, _: &mut Self::Context) -> Self::Result {
+        let store = self.deps.store.clone();
+        Box::pin(
+            async move {
+                let text = match name {
+                    Some(n) => veil_crypto::Name::new(&n)?.as_str().to_owned(),
+                    None => String::new(),
+                };
+                Ok(store.set_setting(DISPLAY_NAME, text.as_bytes()).await?)
             }
             .into_actor(self),
         )

@@ -55,7 +55,7 @@ use crate::{
         courier::{
             EntriesOwed, InboundFrame, InboundFrames, NetworkRestarted, PeerLeft, Proximity, StartGroup, StopGroup,
         },
-        group::{EntriesHeld, ReceiveEntries},
+        group::{ApplyRetention, EntriesHeld, ReceiveEntries},
         registry::LogChanged,
         rendezvous::{PointsRotated, Refresh, WatchKey},
     },
@@ -872,8 +872,12 @@ impl Courier {
             self.deliver(ctx, group);
         }
         // Now and then, what a conversation keeps no longer is erased.
+        // Each log erases its own (a full mailbox skips a turn).
         if self.ticks.is_multiple_of(SLOW_TICKS) {
-            ctx.spawn(apply_retention(self.store.clone(), self.clock.now()).into_actor(self));
+            let now = self.clock.now();
+            for route in self.routes.values() {
+                let _ = route.log.try_send(ApplyRetention { now });
+            }
         }
         // Members nobody serves may be nearby: stale offers are renewed.
         if std::mem::take(&mut self.wants_members) && self.proximity {
@@ -933,26 +937,6 @@ impl Courier {
             if !known.contains(&group) {
                 self.join_replica(ctx, group, peer);
             }
-        }
-    }
-}
-
-/// Erases the messages of every conversation with a retention period that
-/// are older than it at `now` (see `veil_storage`'s `forget.rs`).
-pub(crate) async fn apply_retention(store: Arc<Store>, now: veil_crypto::time::UnixTime) {
-    let policies = match store.retention().await {
-        Ok(p) => p,
-        Err(e) => {
-            tracing::warn!(actor = NAME, error = %e, "cannot read retention periods");
-            return;
-        }
-    };
-    for (group, keep) in policies {
-        let cutoff = veil_crypto::time::UnixTime(now.0.saturating_sub(keep.as_secs()));
-        match store.forget_messages(&group, Some(cutoff)).await {
-            Ok(0) => {}
-            Ok(n) => tracing::debug!(actor = NAME, erased = n, "messages past their retention erased"),
-            Err(e) => tracing::warn!(actor = NAME, error = %e, "cannot erase messages past their retention"),
         }
     }
 }

@@ -433,6 +433,22 @@ pub mod contacts {
         pub nickname: Option<String>,
     }
 
+    /// Command: remove a contact (or a request to or from one) for good:
+    /// its 1:1 group stops and its keys, chains and messages are erased.
+    /// `false` if there was no such contact.
+    #[derive(Debug, Message)]
+    #[rtype(result = "Result<bool>")]
+    pub struct RemoveContact {
+        /// The contact.
+        pub account: VerifyKey,
+    }
+
+    /// Command: set (or with `None` clear) the name this account introduces
+    /// itself by.
+    #[derive(Debug, Message)]
+    #[rtype(result = "Result<()>")]
+    pub struct SetDisplayName(pub Option<String>);
+
     /// Query: every contact and request.
     #[derive(Debug, Message)]
     #[rtype(result = "Result<Vec<Contact>>")]
@@ -611,6 +627,10 @@ pub mod replica {
 
 /// Messages of a `GroupLog`.
 pub mod group {
+    use std::time::Duration;
+
+    use veil_crypto::time::UnixTime;
+
     use super::*;
 
     /// A message as read back from a group's log.
@@ -728,6 +748,33 @@ pub mod group {
     #[derive(Debug, Message)]
     #[rtype(result = "Result<u64>")]
     pub struct GetUnread;
+
+    /// Command: erase this device's copy of the group's messages (they stay
+    /// as hashes, so sync does not fetch them again). Answers how many were
+    /// erased.
+    #[derive(Debug, Message)]
+    #[rtype(result = "Result<u64>")]
+    pub struct ForgetHistory;
+
+    /// Command: keep the group's messages for `keep` only (`None`: for
+    /// ever); older ones than that at `now` are erased at once.
+    #[derive(Debug, Message)]
+    #[rtype(result = "Result<()>")]
+    pub struct SetRetention {
+        /// How long messages are kept.
+        pub keep: Option<Duration>,
+        /// The time now.
+        pub now: UnixTime,
+    }
+
+    /// Command (from the courier, now and then): erase what is past the
+    /// group's retention period at `now`.
+    #[derive(Debug, Message)]
+    #[rtype(result = "()")]
+    pub struct ApplyRetention {
+        /// The time now.
+        pub now: UnixTime,
+    }
 
     /// Where a page of history lies: a position is (Lamport clock, hash).
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]

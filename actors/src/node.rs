@@ -36,13 +36,13 @@ use crate::{
     audit::{Audit, AuditInput},
     messages::{
         contacts::{
-            Contact, Decide, Decision, GetContacts, LinkInfo, RenameContact, ResetLink, SendRequest, SetLinkEnabled,
-            ShareLink,
+            Contact, Decide, Decision, GetContacts, LinkInfo, RemoveContact, RenameContact, ResetLink, SendRequest,
+            SetDisplayName, SetLinkEnabled, ShareLink,
         },
         courier::StartGroup,
         group::{
-            AppendMessage, AwaitAnnounced, GetHistory, GetMembers, GetUnread, HistoryEntry, MarkRead, Page,
-            RemoveMember,
+            AppendMessage, AwaitAnnounced, ForgetHistory, GetHistory, GetMembers, GetUnread, HistoryEntry, MarkRead,
+            Page, RemoveMember, SetRetention,
         },
         registry::{LogOf, Running},
         rendezvous::{GetActivePoints, PointsRotated, Subscribe, WatchKey},
@@ -422,6 +422,7 @@ async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
         read: vault.clone().recipient(),
         derive: vault.clone().recipient(),
         add_group: vault.clone().recipient(),
+        remove_group: vault.clone().recipient(),
     };
     // The contact book starts 1:1 groups through the courier, and the
     // courier's group logs tell the contact book when the other side joined:
@@ -504,7 +505,8 @@ async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
                 retry,
                 vault: vault_port,
                 rotator: rotator.recipient(),
-                groups: courier.recipient(),
+                groups: courier.clone().recipient(),
+                stop_group: courier.recipient(),
                 events,
                 refusals: refusals.clone(),
             })
@@ -664,11 +666,8 @@ impl Node {
     /// requests, and to whoever's request it accepts (inside the sealed
     /// answer). `None` introduces it by no name.
     pub async fn set_display_name(&self, name: Option<&str>) -> Result<()> {
-        let text = match name {
-            Some(n) => veil_crypto::Name::new(n)?.as_str().to_owned(),
-            None => String::new(),
-        };
-        Ok(self.inner.store.set_setting(crate::contacts::DISPLAY_NAME, text.as_bytes()).await?)
+        let msg = SetDisplayName(name.map(str::to_owned));
+        self.inner.contacts.send(msg).await.map_err(mailbox("contact-book"))?
     }
 
     /// Draws a new link seed: every earlier link stops working.
@@ -728,21 +727,7 @@ impl Node {
     /// are erased from the store and its WAL. A later request from them is
     /// a new one. `false` if there was no such contact.
     pub async fn remove_contact(&self, account: &VerifyKey) -> Result<bool> {
-        let contact = self.contacts().await?.into_iter().find(|c| &c.account.signing == account);
-        if let Some(group) = contact.and_then(|c| c.group) {
-            self.inner.courier.send(crate::messages::courier::StopGroup { group }).await.map_err(mailbox("courier"))?;
-            let removed = crate::messages::vault::GroupRemoved { group };
-            self.inner.vault.send(removed).await.map_err(mailbox("identity-vault"))?;
-        }
-        let (store, account) = (self.inner.store.clone(), *account);
-        let removed = self.on_node(async move { store.remove_contact(&account).await }).await??;
-        // Its points (the conversation's, a pending request's) are no longer watched.
-        self.inner
-            .rotator
-            .send(crate::messages::rendezvous::Refresh)
-            .await
-            .map_err(mailbox("rendezvous-rotator"))??;
-        Ok(removed)
+        self.inner.contacts.send(RemoveContact { account: *account }).await.map_err(mailbox("contact-book"))?
     }
 
     /// Every contact and contact request.
@@ -871,23 +856,16 @@ impl Node {
     /// does not fetch them again). Other members keep theirs. Returns how
     /// many were erased.
     pub async fn forget_history(&self, group: &GroupId) -> Result<u64> {
-        self.inner.group(group).await?;
-        let (store, group) = (self.inner.store.clone(), *group);
-        Ok(self.on_node(async move { store.forget_messages(&group, None).await }).await??)
+        let log = self.inner.group(group).await?;
+        log.send(ForgetHistory).await.map_err(mailbox("group-log"))?
     }
 
     /// Keeps a group's messages on this device for `keep` only (for ever
     /// with `None`): older ones are erased now and from then on, as by
     /// [`Node::forget_history`].
     pub async fn set_retention(&self, group: &GroupId, keep: Option<Duration>) -> Result<()> {
-        self.inner.group(group).await?;
-        let (store, group, now) = (self.inner.store.clone(), *group, self.inner.clock.now());
-        self.on_node(async move {
-            store.set_retention(&group, keep).await?;
-            crate::courier::apply_retention(store, now).await;
-            Ok::<_, Error>(())
-        })
-        .await?
+        let log = self.inner.group(group).await?;
+        log.send(SetRetention { keep, now: self.inner.clock.now() }).await.map_err(mailbox("group-log"))?
     }
 
     /// Every group with a retention period, and that period.

@@ -79,6 +79,16 @@ impl Store {
         Ok(())
     }
 
+    /// How long `group` keeps its messages, if for a limited time.
+    pub async fn retention_of(&self, group: &GroupId) -> Result<Option<Duration>> {
+        let seconds: Option<Option<i64>> =
+            sqlx::query_scalar("SELECT retention_seconds FROM groups WHERE group_id = $1")
+                .bind(group.0.to_vec())
+                .fetch_optional(&self.readers)
+                .await?;
+        Ok(seconds.flatten().map(|secs| Duration::from_secs(secs.max(0).unsigned_abs())))
+    }
+
     /// Every group that keeps its messages for a limited time, with that time.
     pub async fn retention(&self) -> Result<Vec<(GroupId, Duration)>> {
         let rows: Vec<(Vec<u8>, i64)> = sqlx::query_as(
