@@ -245,6 +245,9 @@ pub(crate) struct Driver {
     config: NetworkConfig,
     plugins: Vec<Arc<dyn TransportPlugin>>,
     external: Vec<Multiaddr>,
+    /// Listen addresses a policy change closed (the new policy forbids
+    /// them): reopened by the next restart whose policy allows them.
+    held: Vec<Multiaddr>,
     node: Node,
     commands: mpsc::Receiver<Command>,
     events: mpsc::Sender<NetworkEvent>,
@@ -304,6 +307,7 @@ impl Driver {
             config,
             plugins,
             external: Vec::new(),
+            held: Vec::new(),
             node,
             commands,
             events,
@@ -673,6 +677,8 @@ impl Driver {
             TransportError::MultiaddrNotSupported(addr) => Error::NoTransport { addr },
             TransportError::Other(e) => Error::Listen(e.to_string()),
         })?;
+        // Listening there again by hand: no longer held for a later policy.
+        self.held.retain(|held| held != &addr);
         self.node.listeners.insert(id, addr);
         Ok(id)
     }
@@ -787,7 +793,8 @@ impl Driver {
         // their senders see the connection close and resend.
         self.outbox.retain(|o| o.ack.is_none());
         let peers = old.connected_peers();
-        let requested: Vec<Multiaddr> = old.listeners.values().cloned().collect();
+        let mut requested: Vec<Multiaddr> = old.listeners.values().cloned().collect();
+        requested.append(&mut self.held);
         // Dropping the old swarm closes its listeners and connections, freeing
         // fixed ports before they are reopened.
         drop(old);
@@ -804,6 +811,12 @@ impl Driver {
                     self.node.starting.insert(id);
                 }
                 Ok(_) => {}
+                // Held for a later policy that allows it (a circuit listener
+                // is not: the relay draw of that policy chooses its own).
+                Err(e @ Error::PolicyForbids { .. }) if !policy::is_circuit(&addr) => {
+                    tracing::debug!(error = %e, "listener closed until a policy allows it");
+                    self.held.push(addr);
+                }
                 Err(e) => tracing::debug!(error = %e, "listener not reopened after restart"),
             }
         }

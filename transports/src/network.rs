@@ -590,7 +590,10 @@ impl NetworkHandle {
 
     /// Changes the privacy policy. The swarm restarts with the same identity
     /// (as in [`rotate`](Self::rotate), frames in flight fail); listeners the
-    /// new policy forbids are not reopened.
+    /// new policy forbids are closed and held, and reopened by a later policy
+    /// change to a policy that allows them (`direct` → `anonymous` →
+    /// `direct` listens on TCP again). Circuit listeners are not held: each
+    /// relayed period draws its relay.
     ///
     /// Moving to a stricter policy keeps the peer id, which peers may already
     /// link to an IP address; rotate the network key as well to avoid that.

@@ -57,6 +57,52 @@ async fn anonymous_refuses_ip_and_talks_over_a_mixnet() {
     assert!(direct.handle.listen_addrs().await.unwrap().is_empty());
 }
 
+/// Back from a stricter policy, the listeners it closed open again, even
+/// while a listener it allowed (an onion service) is open: a conversation
+/// moved to Tor and back must be reachable over TCP again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listeners_a_policy_closed_reopen_when_a_policy_allows_them() {
+    let tor = || Arc::new(Memory::emulating(TransportId::from_static("tor"), TransportKind::Mixnet));
+    let mut node = spawn(Policy::Direct, vec![tcp(), tor()]);
+    node.handle.listen(ma("/ip4/127.0.0.1/tcp/0")).await.unwrap();
+    for _ in 0..2 {
+        node.handle.set_policy(Policy::Anonymous).await.unwrap();
+        listening(&mut node, &[]).await;
+        node.handle.listen(ma("/memory/0")).await.unwrap();
+        node.handle.set_policy(Policy::Direct).await.unwrap();
+        // One TCP listener, not one per round trip.
+        listening(&mut node, &["ip4", "memory"]).await;
+        node.handle.detach(TransportId::from_static("tor")).await.unwrap();
+        listening(&mut node, &["ip4"]).await;
+        node.handle.attach(tor()).await.unwrap();
+    }
+}
+
+/// Waits (bounded by [`PATIENCE`]) until `node` listens on exactly one
+/// address of each of `kinds` (the first protocol of each address, sorted):
+/// checked now and again at each event.
+async fn listening(node: &mut Node, kinds: &[&str]) {
+    let now = async |node: &Node| {
+        let mut now: Vec<String> = node
+            .handle
+            .listen_addrs()
+            .await
+            .unwrap()
+            .iter()
+            .map(|a| a.iter().next().map(|p| p.tag().to_owned()).unwrap_or_default())
+            .collect();
+        now.sort();
+        now
+    };
+    let reached = tokio::time::timeout(PATIENCE, async {
+        while now(node).await != kinds {
+            node.events.recv().await.expect("network stopped");
+        }
+    })
+    .await;
+    assert!(reached.is_ok(), "listening on {:?}, not {kinds:?}", now(node).await);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relayed_refuses_direct_dial_and_listen() {
     let target = spawn(Policy::Direct, vec![tcp()]);

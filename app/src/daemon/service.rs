@@ -694,17 +694,9 @@ impl DaemonApi for Service {
         if policy == Policy::Anonymous && !attached.contains(&TOR) {
             self.tor.attach(&self.node).await?;
         }
+        // Listeners a stricter policy closed are reopened by the network
+        // itself when a policy allows them again.
         self.node.set_policy(policy).await.map_err(node_error)?;
-        // A stricter policy may have closed the listeners; coming back to a
-        // policy that allows them, listen again where configured.
-        let listening = self.node.network_status().await.map_err(node_error)?.listen_addrs;
-        if listening.is_empty() {
-            for addr in &self.settings.listen {
-                if let Err(e) = self.node.listen(addr.clone()).await {
-                    tracing::debug!(%addr, error = %e, "not listening under this policy");
-                }
-            }
-        }
         Ok(Response::new(self.status().await?))
     }
 
