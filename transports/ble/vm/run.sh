@@ -34,6 +34,9 @@ done
 # and lib/modules/), else the newest in /boot.
 kroot="${VEIL_VM_KERNEL_ROOT:-}"
 kernel=$(ls "$kroot"/boot/vmlinuz-*-amd64 2>/dev/null | sort -V | tail -n1)
+if [ -z "$kernel" ] && [ -n "$kroot" ]; then
+  echo "missing a kernel in $kroot (transports/ble/vm/fetch-kernel.sh $kroot)"; exit 2
+fi
 [ -n "$kernel" ] || { echo "missing a Debian kernel image (apt-get install linux-image-amd64)"; exit 2; }
 kver=${kernel##*/vmlinuz-}
 
@@ -42,7 +45,10 @@ trap 'rm -rf "$work"' EXIT
 initramfs="$work/initramfs"
 mkdir -p "$initramfs"/{bin,mods,proc,sys,dev,newroot}
 cp /bin/busybox "$initramfs/bin/busybox"
-modules="virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci rng-core virtio-rng netfs fscache 9pnet 9pnet_virtio 9p crc16 jitterentropy_rng drbg ecb cmac ecc rfkill ecdh_generic bluetooth hci_vhci"
+# In dependency order; a name with no module file is built in (6.12 builds
+# in virtio and fscache, and btvirt needs af_alg, which 6.1 loads on its own
+# from the host's modules but 6.12, whose modules the host lacks, cannot).
+modules="virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci rng-core virtio-rng netfs fscache 9pnet 9pnet_virtio 9p crc16 jitterentropy_rng drbg ecb cmac ecc rfkill ecdh_generic af_alg algif_hash algif_skcipher bluetooth hci_vhci"
 for m in $modules; do
   file=$(find "$kroot/lib/modules/$kver" -name "$m.ko*" | head -n1)
   [ -n "$file" ] || continue # built in
@@ -65,11 +71,11 @@ INIT
 chmod +x "$initramfs/init"
 (cd "$initramfs" && find . | cpio -o -H newc 2>/dev/null | gzip) > "$work/initramfs.cpio.gz"
 
-timeout "${VEIL_VM_TIMEOUT:-900}" qemu-system-x86_64 -accel tcg -cpu qemu64 -m 1024 -smp 2 -nographic -no-reboot \
+timeout "${VEIL_VM_TIMEOUT:-900}" qemu-system-x86_64 -accel tcg -cpu qemu64 -m 1024 -smp 1 -nographic -no-reboot \
   -kernel "$kernel" -initrd "$work/initramfs.cpio.gz" -append "console=ttyS0 panic=-1" \
   -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap -nic none \
   -device virtio-rng-pci \
-  </dev/null | tr -d '\r' | tee "$work/console.log" | grep --line-buffered '^VM' || true
+  </dev/null | stdbuf -o0 tr -d '\r' | tee "$work/console.log" | grep --line-buffered '^VM' || true
 if ! grep -q '^VM-RESULT: pass' "$work/console.log"; then
   cp "$work/console.log" "${TMPDIR:-/tmp}/veil-ble-vm-console.log"
   echo "failed; the VM's console: ${TMPDIR:-/tmp}/veil-ble-vm-console.log"
