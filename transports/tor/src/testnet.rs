@@ -305,6 +305,11 @@ fn fingerprint(dir: &Path) -> Result<String> {
     text.split_whitespace().nth(1).map(str::to_owned).ok_or_else(|| fail("no relay fingerprint"))
 }
 
+/// Vanguards-lite is off: a relay that drew its second-hop set from an early
+/// consensus that listed only some of the seven nodes kept failing every
+/// internal circuit ("Could not find a node that matches the configured
+/// _HSLayer2Nodes set", "Failed to find node for hop #2") for minutes,
+/// never reaching "Bootstrapped 100%" (seen once under load).
 fn torrc(node: &Node, dirauths: &Path, resolv: &Path) -> String {
     let d = node.dir.display();
     let mut c = format!(
@@ -316,7 +321,7 @@ fn torrc(node: &Node, dirauths: &Path, resolv: &Path) -> String {
          ServerDNSResolvConfFile {resolv}\nServerDNSAllowBrokenConfig 1\nGeoIPFile \"\"\nGeoIPv6File \"\"\n\
          NumCPUs 1\nSchedulers Vanilla\nAddress 127.0.0.1\nORPort 127.0.0.1:{or} IPv4Only\nDirPort 127.0.0.1:{dir}\nSocksPort 0\n\
          ContactInfo {name}@test.invalid\nAssumeReachable 1\nExitRelay 0\nExitPolicy reject *:*\n\
-         __OwningControllerProcess {owner}\n",
+         VanguardsLiteEnabled 0\n__OwningControllerProcess {owner}\n",
         name = node.name,
         auths = dirauths.display(),
         resolv = resolv.display(),
