@@ -3,29 +3,32 @@
 //! one virtual air, bluetoothd with LE privacy), two veil nodes under the
 //! `offline` policy, one per adapter, with no other way to reach each other
 //! (veil-ble-pair): they find each other by their tokens, become contacts,
-//! and exchange 50 messages each way while bluetoothd is killed and started
-//! again mid-conversation; every message arrives once, in order, over BLE.
+//! and exchange 50 messages each way while both adapters are removed and
+//! added again (btvirt killed and started again: a dongle pulled out and
+//! plugged back), hci1 is powered off and on, and bluetoothd is killed and
+//! started again, all mid-conversation; every message arrives once, in
+//! order, over BLE.
 //!
-//! hci1 is also powered off and on mid-conversation. Debian 12's kernel
-//! (6.1) cannot take that: it lacks the fix "Bluetooth: L2CAP: Fix
+//! Debian 12's kernel
+//! (6.1) cannot take the power cycle: it lacks the fix "Bluetooth: L2CAP: Fix
 //! corrupted list in hci_chan_del" and stops (list corruption in
 //! `hci_chan_del`) when the socket of a link lost to a power-off is
 //! released. The VM therefore boots Debian 12's backports kernel (6.12),
 //! unpacked by `transports/ble/vm/fetch-kernel.sh` into `target/vm-kernel`
 //! (`.ci/run` and `just test-ble` do), or the one `VEIL_VM_KERNEL_ROOT`
-//! names. `VEIL_BLE_PAIR_FAULTS` chooses the faults (`power,bluetoothd`).
+//! names. `VEIL_BLE_PAIR_FAULTS` chooses the faults (`remove,power,bluetoothd`).
 //!
 //! Needs qemu-system-x86, busybox-static, bluez and bluez-test-tools, and
 //! that kernel; without them the test skips with the reason, or fails when
-//! `VEIL_FULL_TESTS=1`. About a minute, on one core too.
+//! `VEIL_FULL_TESTS=1`. About a minute.
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
 use std::process::Command;
 
 #[test]
-fn two_offline_nodes_talk_over_real_bluez_across_a_power_cycle_and_a_bluetoothd_restart() {
+fn two_offline_nodes_talk_over_real_bluez_while_adapters_go_and_come_back_and_bluetoothd_restarts() {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../transports/ble/vm/run.sh");
-    let faults = std::env::var("VEIL_BLE_PAIR_FAULTS").unwrap_or_else(|_| "power,bluetoothd".into());
+    let faults = std::env::var("VEIL_BLE_PAIR_FAULTS").unwrap_or_else(|_| "remove,power,bluetoothd".into());
     let kernel = std::env::var("VEIL_VM_KERNEL_ROOT")
         .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../target/vm-kernel").into());
     let out = Command::new(script)
@@ -45,6 +48,9 @@ fn two_offline_nodes_talk_over_real_bluez_across_a_power_cycle_and_a_bluetoothd_
     let mut needles = vec!["VM pair: contacts in ", "bluetoothd restarted after", "50 messages each way delivered"];
     if faults.contains("power") {
         needles.extend(["powered off after", "powered on after"]);
+    }
+    if faults.contains("remove") {
+        needles.push("both adapters removed and added again after");
     }
     for needle in needles {
         assert!(said.contains(needle), "no {needle:?}: {said}");

@@ -1,17 +1,20 @@
 //! Two veil nodes under the `offline` policy, each on its own BLE adapter of
 //! one machine, with no other way to reach each other (no mDNS, nothing
 //! listening on IP): they find each other over the air, become contacts
-//! and exchange messages each way while the first node's adapter is powered
-//! off and on again mid-conversation (`btmgmt`), then bluetoothd is killed
-//! and started again; every message must arrive once, in order. Run on real
+//! and exchange messages each way while both adapters are removed and added
+//! again (the virtual controllers' btvirt killed and started again, as a
+//! dongle pulled out and plugged back), the first node's adapter is powered
+//! off and on again (`btmgmt`), then bluetoothd is killed and started
+//! again; every message must arrive once, in order. Run on real
 //! BlueZ inside the test VM (transports/ble/vm/stage2.sh, `pair` mode;
 //! tests/ble_vm.rs).
 //!
 //! `veil-ble-pair DIR ADAPTER_A ADAPTER_B COUNT [BLUETOOTHD ARGS…]` prints
 //! `pair: …` lines, then `pair: pass` or `pair: fail <why>` (and exits 1).
 //! BLUETOOTHD (with its arguments) is how to start bluetoothd again; without
-//! it bluetoothd is left alone. `VEIL_PAIR_FAULTS` picks the faults
-//! (`power`, `bluetoothd`; both by default).
+//! it bluetoothd is left alone. `VEIL_PAIR_BTVIRT` is the command that made
+//! the adapters (`btvirt -L -l3`), for the `remove` fault. `VEIL_PAIR_FAULTS`
+//! picks the faults (`remove`, `power`, `bluetoothd`; all by default).
 #![allow(clippy::print_stdout)]
 
 use std::{
@@ -58,9 +61,10 @@ async fn run(args: &[String]) -> Result<()> {
         bail!("usage: veil-ble-pair DIR ADAPTER_A ADAPTER_B COUNT [BLUETOOTHD ARGS…]")
     };
     let count: usize = count.parse().context("COUNT")?;
-    // Which faults to inject: `power` (the first adapter off and on),
-    // `bluetoothd` (killed and started again); both by default.
-    let faults = std::env::var("VEIL_PAIR_FAULTS").unwrap_or_else(|_| "power,bluetoothd".into());
+    // Which faults to inject: `remove` (both adapters removed and added
+    // again), `power` (the first adapter off and on), `bluetoothd` (killed
+    // and started again); all by default.
+    let faults = std::env::var("VEIL_PAIR_FAULTS").unwrap_or_else(|_| "remove,power,bluetoothd".into());
     let started = Instant::now();
     let a = node(&Path::new(dir).join("a"), adapter_a).await?;
     let b = node(&Path::new(dir).join("b"), adapter_b).await?;
@@ -92,6 +96,15 @@ async fn run(args: &[String]) -> Result<()> {
     for i in 0..count {
         a.send(&group, format!("a {i}").as_bytes()).await?;
         b.send(&group, format!("b {i}").as_bytes()).await?;
+        if i == count / 5 && faults.contains("remove") {
+            let btvirt = std::env::var("VEIL_PAIR_BTVIRT").context("VEIL_PAIR_BTVIRT, for the remove fault")?;
+            ensure!(Command::new("pkill").args(["-x", "btvirt"]).status()?.success(), "pkill btvirt");
+            until("both adapters gone", || both_gone(&a, &b)).await?;
+            let mut words = btvirt.split_whitespace();
+            let program = words.next().context("an empty VEIL_PAIR_BTVIRT")?;
+            Command::new(program).args(words).stdout(std::process::Stdio::null()).spawn()?;
+            println!("pair: both adapters removed and added again after {} messages each way", i + 1);
+        }
         if i == count * 2 / 5 && faults.contains("power") {
             power(adapter_a, false)?;
             until("the radio off", || async {
@@ -111,12 +124,7 @@ async fn run(args: &[String]) -> Result<()> {
             // BlueZ goes away under both nodes (their channels are the
             // kernel's and may live on; their tokens and scans do not).
             ensure!(Command::new("pkill").args(["-x", "bluetoothd"]).status()?.success(), "pkill bluetoothd");
-            until("both radios gone with BlueZ", || async {
-                let gone = |s: Option<RadioState>| matches!(s, Some(RadioState::Unavailable(_)));
-                gone(a.ble_status().await.ok().and_then(|s| s.radio))
-                    && gone(b.ble_status().await.ok().and_then(|s| s.radio))
-            })
-            .await?;
+            until("both radios gone with BlueZ", || both_gone(&a, &b)).await?;
             let log = std::fs::File::create(Path::new(dir).join("bluetoothd.log"))?;
             Command::new(program).args(args).stdout(log.try_clone()?).stderr(log).spawn()?;
             println!("pair: bluetoothd restarted after {} messages each way", i + 1);
@@ -166,6 +174,12 @@ fn power(adapter: &str, on: bool) -> Result<()> {
     let out = Command::new("btmgmt").args(["--index", index, "power", if on { "on" } else { "off" }]).output()?;
     ensure!(out.status.success(), "btmgmt: {}", String::from_utf8_lossy(&out.stderr));
     Ok(())
+}
+
+/// Whether both nodes see their radio unavailable.
+async fn both_gone(a: &Node, b: &Node) -> bool {
+    let gone = |s: Option<RadioState>| matches!(s, Some(RadioState::Unavailable(_)));
+    gone(a.ble_status().await.ok().and_then(|s| s.radio)) && gone(b.ble_status().await.ok().and_then(|s| s.radio))
 }
 
 async fn texts(node: &Node, group: &GroupId) -> Result<Vec<String>> {

@@ -16,7 +16,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../../.." && pwd)
 if [ -n "${VEIL_BLE_PAIR:-}" ]; then
-  stage2="pair $VEIL_BLE_PAIR ${VEIL_BLE_PAIR_COUNT:-50} ${VEIL_BLE_PAIR_FAULTS:-power,bluetoothd}"
+  stage2="pair $VEIL_BLE_PAIR ${VEIL_BLE_PAIR_COUNT:-50} ${VEIL_BLE_PAIR_FAULTS:-remove,power,bluetoothd}"
 else
   # The tool the checks run (the test passes the one cargo built for it).
   radio="${VEIL_BLE_RADIO:-}"

@@ -10,7 +10,7 @@
 set -u
 mode="$1"
 if [ "$mode" = pair ]; then
-  pair="$2" count="${3:-50}" faults="${4:-power,bluetoothd}"
+  pair="$2" count="${3:-50}" faults="${4:-remove,power,bluetoothd}"
 else
   radio="$2"
   # Pings over the veil link, and bytes sent over a bare channel after them.
@@ -34,7 +34,8 @@ btvirt -L -l1 >/dev/null 2>&1 & throwaway=$!
 wait_for test -e /sys/class/bluetooth/hci0 || true
 kill "$throwaway"; wait "$throwaway" 2>/dev/null
 wait_for test ! -e /sys/class/bluetooth/hci0 || fail "the throwaway controller stayed"
-# Both controllers from one btvirt, so they share the air.
+# Both controllers from one btvirt, so they share the air (the pair's
+# `remove` fault kills it and starts the same command again).
 btvirt -L -l3 >/dev/null 2>&1 &
 controllers() { [ "$(ls /sys/class/bluetooth | wc -l)" -ge 2 ]; }
 wait_for controllers || fail "btvirt made no controllers"
@@ -54,15 +55,16 @@ if [ "$mode" = pair ]; then
   # a powered adapter refuses): no btmgmt here.
   mkdir -p /run/pair
   # It restarts bluetoothd mid-conversation itself, as started here.
-  # Its log goes to the console as it comes: a kernel that stops leaves it.
-  { VEIL_PAIR_FAULTS="$faults" "$pair" /run/pair "$1" "$2" "$count" /usr/libexec/bluetooth/bluetoothd -n -f /run/main.conf \
-      2>&1 >/run/pair.log | sed -u 's/^/VM log: /'; } &
+  # Its log and its lines go to the console as they come: a kernel that
+  # stops leaves them.
+  { VEIL_PAIR_FAULTS="$faults" VEIL_PAIR_BTVIRT="btvirt -L -l3" "$pair" /run/pair "$1" "$2" "$count" /usr/libexec/bluetooth/bluetoothd -n -f /run/main.conf \
+      2>&1 | tee /run/pair.log | sed -u 's/^/VM log: /'; } &
   program=$!
   finished() { ! kill -0 "$program" 2>/dev/null; }
   # The program bounds its own waits; this bounds the program (10 min).
   for _ in 1 2 3 4 5; do wait_for finished && break; done
   finished || fail "the pair never finished: $(cat /run/pair.log)"
-  sed 's/^/VM /' /run/pair.log
+  grep '^pair: ' /run/pair.log | sed 's/^/VM /'
   grep -q '^pair: pass' /run/pair.log || fail "the pair failed"
   echo "VM-RESULT: pass"
   poweroff -f
