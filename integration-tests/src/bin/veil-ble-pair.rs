@@ -102,7 +102,9 @@ async fn run(args: &[String]) -> Result<()> {
             until("both adapters gone", || both_gone(&a, &b)).await?;
             let mut words = btvirt.split_whitespace();
             let program = words.next().context("an empty VEIL_PAIR_BTVIRT")?;
-            Command::new(program).args(words).stdout(std::process::Stdio::null()).spawn()?;
+            // Nothing of ours held open: the VM waits for our output to end.
+            let null = std::process::Stdio::null;
+            Command::new(program).args(words).stdin(null()).stdout(null()).stderr(null()).spawn()?;
             println!("pair: both adapters removed and added again after {} messages each way", i + 1);
         }
         if i == count * 2 / 5 && faults.contains("power") {
