@@ -315,7 +315,10 @@ impl BleTransport {
                         match reach(at).await {
                             Some(peer) => Some(peer),
                             None => match fallback {
-                                Some(other) => reach(other).await,
+                                Some(other) => {
+                                    tracing::debug!(at = %other, "BLE: its L2CAP channel out of reach, dialing GATT");
+                                    reach(other).await
+                                }
                                 None => None,
                             },
                         }

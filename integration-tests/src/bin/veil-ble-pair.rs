@@ -14,7 +14,11 @@
 //! BLUETOOTHD (with its arguments) is how to start bluetoothd again; without
 //! it bluetoothd is left alone. `VEIL_PAIR_BTVIRT` is the command that made
 //! the adapters (`btvirt -L -l3`), for the `remove` fault. `VEIL_PAIR_FAULTS`
-//! picks the faults (`remove`, `power`, `bluetoothd`; all by default).
+//! picks the faults (`remove`, `power`, `bluetoothd`; all by default, none
+//! with `none`). With `VEIL_PAIR_GATT_ONLY=1` the second node links over
+//! veil's GATT service only, as on a controller without L2CAP
+//! connection-oriented channels: the first reaches it by falling back to
+//! GATT when its L2CAP channel cannot be reached.
 #![allow(clippy::print_stdout)]
 
 use std::{
@@ -66,8 +70,13 @@ async fn run(args: &[String]) -> Result<()> {
     // and started again); all by default.
     let faults = std::env::var("VEIL_PAIR_FAULTS").unwrap_or_else(|_| "remove,power,bluetoothd".into());
     let started = Instant::now();
-    let a = node(&Path::new(dir).join("a"), adapter_a).await?;
-    let b = node(&Path::new(dir).join("b"), adapter_b).await?;
+    let gatt_only = std::env::var("VEIL_PAIR_GATT_ONLY").is_ok_and(|v| v == "1");
+    let a = node(&Path::new(dir).join("a"), Bluez::new(Some(adapter_a.to_owned()))).await?;
+    let air_b = Bluez::new(Some(adapter_b.to_owned()));
+    let b = node(&Path::new(dir).join("b"), if gatt_only { air_b.gatt_only() } else { air_b }).await?;
+    if gatt_only {
+        println!("pair: {adapter_b} links over GATT only");
+    }
     for n in [&a, &b] {
         n.set_ble(true).await?;
     }
@@ -153,7 +162,7 @@ async fn run(args: &[String]) -> Result<()> {
     Ok(())
 }
 
-async fn node(dir: &Path, adapter: &str) -> Result<Node> {
+async fn node(dir: &Path, air: Bluez) -> Result<Node> {
     let mut config = NetworkConfig::default();
     config.mdns = false;
     let timing =
@@ -164,7 +173,7 @@ async fn node(dir: &Path, adapter: &str) -> Result<Node> {
         .policy(Policy::Offline)
         .transport(Arc::new(Tcp::new()))
         .network_config(config)
-        .ble(Arc::new(Bluez::new(Some(adapter.to_owned()))), timing)
+        .ble(Arc::new(air), timing)
         .spawn()
         .await?;
     Ok(node)

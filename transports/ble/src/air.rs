@@ -75,18 +75,26 @@ pub trait Air: Send + Sync + 'static {
 pub struct Bluez {
     radio: Arc<OnceLock<Radio>>,
     adapter: Option<String>,
+    gatt_only: bool,
 }
 
 impl std::fmt::Debug for Bluez {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Bluez").field("adapter", &self.adapter).finish()
+        f.debug_struct("Bluez").field("adapter", &self.adapter).field("gatt_only", &self.gatt_only).finish()
     }
 }
 
 impl Bluez {
     /// The air of the adapter `adapter` (`hci1`), else of the default one.
     pub fn new(adapter: Option<String>) -> Self {
-        Self { radio: Arc::default(), adapter }
+        Self { radio: Arc::default(), adapter, gatt_only: false }
+    }
+
+    /// Links over veil's GATT service only, for a controller that offers no
+    /// L2CAP connection-oriented channels: it listens on the GATT service
+    /// alone and dials what it sees over GATT.
+    pub fn gatt_only(self) -> Self {
+        Self { gatt_only: true, ..self }
     }
 
     fn radio(&self) -> Result<Radio, Unavailable> {
@@ -129,10 +137,11 @@ impl Air for Bluez {
     }
 
     fn scan(&self) -> BoxFuture<'static, Result<BoxStream<'static, InRange>, Unavailable>> {
-        let (radio, adapter) = (self.radio(), self.adapter.clone());
+        let (radio, adapter, gatt_only) = (self.radio(), self.adapter.clone(), self.gatt_only);
         Box::pin(async move {
             let sightings = radio?.scan(adapter.as_deref()).await?;
-            Ok(sightings.map(|s| InRange { at: s.at.to_multiaddr(), token: s.token }).boxed())
+            let psm = move |at: BleAddr| if gatt_only { BleAddr { psm: GATT, ..at } } else { at };
+            Ok(sightings.map(move |s| InRange { at: psm(s.at).to_multiaddr(), token: s.token }).boxed())
         })
     }
 
@@ -141,9 +150,10 @@ impl Air for Bluez {
         Box::pin(async move { radio?.scan_stopped(adapter.as_deref(), limit).await })
     }
 
-    /// On veil's L2CAP channel and its GATT service, on every adapter
-    /// unless one was named: then from and on its own address only, so
-    /// nodes on two adapters of one machine each use their own.
+    /// On veil's L2CAP channel and its GATT service (the service only if
+    /// [`Bluez::gatt_only`]), on every adapter unless one was named: then
+    /// from and on its own address only, so nodes on two adapters of one
+    /// machine each use their own.
     fn link(&self, ready: &RadioState) -> (Arc<dyn TransportPlugin>, Vec<Multiaddr>) {
         let own = match (&self.adapter, ready) {
             (Some(_), RadioState::Ready { address, .. }) => parse_device(address),
@@ -153,7 +163,8 @@ impl Air for Bluez {
             Some(device) => (Ble::from_adapter(device), BleAddr { device, random: false, psm: PSM }),
             None => (Ble::ANY_ADAPTER, BleAddr::ANY),
         };
-        (Arc::new(plugin), vec![at.to_multiaddr(), BleAddr { psm: GATT, ..at }.to_multiaddr()])
+        let gatt = BleAddr { psm: GATT, ..at }.to_multiaddr();
+        (Arc::new(plugin), if self.gatt_only { vec![gatt] } else { vec![at.to_multiaddr(), gatt] })
     }
 
     /// Over GATT, a device whose L2CAP channel could not be reached (its
@@ -305,6 +316,9 @@ mod tests {
         assert_eq!(own, ["/unix/ble.00aa01010001.public.129", "/unix/ble.00aa01010001.public.gatt"]);
         let any = Bluez::new(None).link(&ready).1;
         assert_eq!(any, [BleAddr::ANY.to_multiaddr(), BleAddr { psm: GATT, ..BleAddr::ANY }.to_multiaddr()]);
+        let gatt: Vec<String> =
+            Bluez::new(Some("hci1".into())).gatt_only().link(&ready).1.iter().map(ToString::to_string).collect();
+        assert_eq!(gatt, ["/unix/ble.00aa01010001.public.gatt"]);
         for bad in ["00:AA:01:01:00", "00:AA:01:01:00:01:02", "zz:AA:01:01:00:01", ""] {
             assert_eq!(parse_device(bad), None, "{bad}");
         }

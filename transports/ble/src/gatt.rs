@@ -170,6 +170,9 @@ async fn adapter_at(session: &Session, device: [u8; 6]) -> io::Result<bluer::Ada
     Err(io::Error::new(io::ErrorKind::NotFound, "no adapter with that address"))
 }
 
+/// How long BlueZ may take to resolve a connected device's GATT services.
+const SERVICES_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Connects to veil's GATT service on `to`, from the adapter `from` (all
 /// zeros: the default one).
 pub async fn dial(from: [u8; 6], to: BleAddr) -> io::Result<GattStream> {
@@ -179,8 +182,22 @@ pub async fn dial(from: [u8; 6], to: BleAddr) -> io::Result<GattStream> {
     if !device.is_connected().await.map_err(bluez)? {
         device.connect().await.map_err(bluez)?;
     }
+    // BlueZ answers once it has discovered the device's services; a
+    // discovery that stalls (seen with EATT between two Linux 6.12 hosts,
+    // docs/TRANSPORTS.md) is said as such, and the link is dropped so the
+    // next dial starts afresh.
+    let services = match tokio::time::timeout(SERVICES_TIMEOUT, device.services()).await {
+        Ok(services) => services.map_err(bluez)?,
+        Err(_) => {
+            let _ = device.disconnect().await;
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the device's GATT services were not resolved (BlueZ's discovery stalled; is EATT on? see [GATT] Channels)",
+            ));
+        }
+    };
     let (mut to_peripheral, mut to_central) = (None, None);
-    for service in device.services().await.map_err(bluez)? {
+    for service in services {
         if service.uuid().await.map_err(bluez)? != SERVICE {
             continue;
         }

@@ -10,13 +10,15 @@
 # tests/bluez_vm.rs run it, about 40 s; `just bench-ble` (benches/link.rs)
 # with more pings and a bulk transfer (VEIL_BLE_PINGS, VEIL_BLE_BULK bytes).
 # With VEIL_BLE_PAIR (the veil-ble-pair program) it runs that instead: two
-# veil nodes, one per adapter, talking across a power cycle
-# (integration-tests/tests/ble_vm.rs; VEIL_BLE_PAIR_COUNT messages each way).
+# veil nodes, one per adapter, talking across faults
+# (integration-tests/tests/ble_vm.rs; VEIL_BLE_PAIR_COUNT messages each way,
+# VEIL_BLE_PAIR_FAULTS, VEIL_BLE_PAIR_GATT_ONLY=1 for a second node that
+# links over GATT only). VEIL_VM_KERNEL_ROOT: the kernel to boot.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../../.." && pwd)
 if [ -n "${VEIL_BLE_PAIR:-}" ]; then
-  stage2="pair $VEIL_BLE_PAIR ${VEIL_BLE_PAIR_COUNT:-50} ${VEIL_BLE_PAIR_FAULTS:-remove,power,bluetoothd}"
+  stage2="pair $VEIL_BLE_PAIR ${VEIL_BLE_PAIR_COUNT:-50} ${VEIL_BLE_PAIR_FAULTS:-remove,power,bluetoothd} ${VEIL_BLE_PAIR_GATT_ONLY:-0}"
 else
   # The tool the checks run (the test passes the one cargo built for it).
   radio="${VEIL_BLE_RADIO:-}"
@@ -66,7 +68,7 @@ exec 0</dev/console 1>/dev/console 2>&1
 for m in $modules; do [ -e /mods/\$m.ko ] && insmod /mods/\$m.ko; done
 mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144 hostroot /newroot || poweroff -f
 mount --move /proc /newroot/proc; mount --move /sys /newroot/sys; mount --move /dev /newroot/dev
-exec switch_root /newroot /bin/bash $here/stage2.sh $stage2
+exec switch_root /newroot /usr/bin/env bluetoothd_log=${VEIL_BLE_VM_BLUETOOTHD_LOG:-0} /bin/bash $here/stage2.sh $stage2
 INIT
 chmod +x "$initramfs/init"
 (cd "$initramfs" && find . | cpio -o -H newc 2>/dev/null | gzip) > "$work/initramfs.cpio.gz"

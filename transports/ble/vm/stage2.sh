@@ -5,12 +5,12 @@
 # <why>" on the console, then powers the VM off.
 #
 # `stage2.sh radio TOOL PINGS BULK`: the radio layer and a veil link
-# (veil-ble-radio). `stage2.sh pair PROGRAM COUNT`: two veil nodes, one per
+# (veil-ble-radio). `stage2.sh pair PROGRAM COUNT FAULTS GATT_ONLY`: two veil nodes, one per
 # adapter, under the offline policy (veil-ble-pair).
 set -u
 mode="$1"
 if [ "$mode" = pair ]; then
-  pair="$2" count="${3:-50}" faults="${4:-remove,power,bluetoothd}"
+  pair="$2" count="${3:-50}" faults="${4:-remove,power,bluetoothd}" gatt_only="${5:-0}"
 else
   radio="$2"
   # Pings over the veil link, and bytes sent over a bare channel after them.
@@ -42,8 +42,13 @@ wait_for controllers || fail "btvirt made no controllers"
 # LE privacy, as veil asks of every machine (docs/TRANSPORTS.md, "BLE"):
 # the adapters advertise and connect from resolvable private addresses
 # that change, not from their fixed public ones.
-printf '[General]\nPrivacy = device\n' >/run/main.conf
-/usr/libexec/bluetooth/bluetoothd -n -f /run/main.conf >/run/bluetoothd.log 2>&1 &
+printf '[General]\nPrivacy = device\n[GATT]\nChannels = 1\n' >/run/main.conf
+# With VEIL_BLE_VM_BLUETOOTHD_LOG=1 (run.sh), its debug log on the console
+# as it comes, to see what it did when a run stops.
+debug=""
+[ "${bluetoothd_log:-0}" = 1 ] && debug=-d
+/usr/libexec/bluetooth/bluetoothd -n $debug -f /run/main.conf >/run/bluetoothd.log 2>&1 &
+[ -n "$debug" ] && { tail -F /run/bluetoothd.log 2>/dev/null | sed -u 's/^/VM bluetoothd: /' & }
 
 if [ "$mode" = pair ]; then
   # Each node on its own adapter: the two btvirt made (the throwaway took
@@ -57,7 +62,7 @@ if [ "$mode" = pair ]; then
   # It restarts bluetoothd mid-conversation itself, as started here.
   # Its log and its lines go to the console as they come: a kernel that
   # stops leaves them.
-  { VEIL_PAIR_FAULTS="$faults" VEIL_PAIR_BTVIRT="btvirt -L -l3" "$pair" /run/pair "$1" "$2" "$count" /usr/libexec/bluetooth/bluetoothd -n -f /run/main.conf \
+  { VEIL_PAIR_FAULTS="$faults" VEIL_PAIR_GATT_ONLY="$gatt_only" VEIL_PAIR_BTVIRT="btvirt -L -l3" "$pair" /run/pair "$1" "$2" "$count" /usr/libexec/bluetooth/bluetoothd -n -f /run/main.conf \
       2>&1 | tee /run/pair.log | sed -u 's/^/VM log: /'; } &
   program=$!
   finished() { ! kill -0 "$program" 2>/dev/null; }

@@ -61,6 +61,9 @@ fn swarm(plugin: Ble) -> Result<Swarm<ping::Behaviour>, String> {
         .with_behaviour(|_| ping::Behaviour::new(pings))
         .map_err(|e| e.to_string())?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        // Longer than the plug-in's own connect limit, so its errors (which
+        // say what stalled) are the ones reported, not a bare timeout.
+        .with_connection_timeout(veil_ble::l2cap::CONNECT_TIMEOUT + Duration::from_secs(10))
         .build())
 }
 
