@@ -277,4 +277,8 @@ pub enum ActorKind {
     Courier,
     /// The BLE actor (on a node with a radio).
     BleTransport,
+    /// The blind replication role.
+    Replica,
+    /// The actor that changes the peer id and the relay each period.
+    NetworkPeriod,
 }

@@ -33,7 +33,7 @@ use veil_transports::{NetworkHandle, Policy, libp2p::Multiaddr, policy::is_circu
 use crate::{
     Error, Result,
     messages::{rendezvous::PeriodStarted, vault::RotateNetworkKey},
-    supervision::mailbox,
+    supervision::{guarded_with, mailbox},
 };
 
 const NAME: &str = "network-period";
@@ -191,7 +191,12 @@ impl Actor for NetworkPeriod {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(16);
-        ctx.run_interval(self.deps.check_every, |act, ctx| act.change(ctx));
+        ctx.run_interval(self.deps.check_every, |act, ctx| {
+            let _ = guarded_with(NAME, ctx, |ctx| {
+                act.change(ctx);
+                Ok(())
+            });
+        });
         self.change(ctx);
     }
 }
@@ -210,7 +215,19 @@ impl Handler<PeriodStarted> for NetworkPeriod {
         self.rotation_owed |= self.deps.rotate_key;
         self.redraw_owed = true;
         self.failed.clear();
-        self.change(ctx);
+        let _ = guarded_with(NAME, ctx, |ctx| {
+            self.change(ctx);
+            Ok(())
+        });
+    }
+}
+
+#[cfg(feature = "fault-injection")]
+impl Handler<crate::messages::InjectPanic> for NetworkPeriod {
+    type Result = Result<()>;
+
+    fn handle(&mut self, _: crate::messages::InjectPanic, ctx: &mut Self::Context) -> Self::Result {
+        crate::supervision::guarded(NAME, ctx, || panic!("injected fault"))
     }
 }
 

@@ -36,7 +36,7 @@ use crate::{
         replica::AddReplica,
     },
     nearby,
-    supervision::mailbox,
+    supervision::{guarded_with, mailbox},
 };
 
 const NAME: &str = "replica";
@@ -373,7 +373,17 @@ impl Handler<InboundFrame> for Replica {
     type Result = ();
 
     fn handle(&mut self, InboundFrame { peer, frame }: InboundFrame, ctx: &mut Self::Context) {
-        let Ok(frame) = GroupFrame::decode(&frame) else { return };
+        // Network input: a panic in handling it restarts the actor.
+        let _ = guarded_with(NAME, ctx, |ctx| {
+            self.inbound(ctx, peer, &frame);
+            Ok(())
+        });
+    }
+}
+
+impl Replica {
+    fn inbound(&mut self, ctx: &mut Context<Self>, peer: PeerId, frame: &[u8]) {
+        let Ok(frame) = GroupFrame::decode(frame) else { return };
         if let GroupBody::Nearby(tokens) = &frame.body {
             self.nearby_offered(ctx, peer, &frame.session_tag, tokens);
             return;
@@ -408,5 +418,14 @@ impl Handler<NetworkRestarted> for Replica {
                 self.apply_change(ctx, id, change);
             }
         }
+    }
+}
+
+#[cfg(feature = "fault-injection")]
+impl Handler<crate::messages::InjectPanic> for Replica {
+    type Result = Result<()>;
+
+    fn handle(&mut self, _: crate::messages::InjectPanic, ctx: &mut Self::Context) -> Self::Result {
+        crate::supervision::guarded(NAME, ctx, || panic!("injected fault"))
     }
 }

@@ -213,6 +213,8 @@ async fn every_actor_recovers_from_a_panic_while_busy_and_nothing_is_lost() {
         ActorKind::ContactBook,
         ActorKind::GroupLog(g),
         ActorKind::Courier,
+        ActorKind::Replica,
+        ActorKind::NetworkPeriod,
     ] {
         let r = n.inject_panic(actor).await;
         assert!(matches!(r, Err(Error::Restarting(_))), "{actor:?}: {r:?}");
@@ -220,6 +222,9 @@ async fn every_actor_recovers_from_a_panic_while_busy_and_nothing_is_lost() {
     timeout(WAIT, writer).await.unwrap().unwrap();
 
     // Every actor answers again, with the state it had.
+    let credential = n.replication_credential(&g).await.unwrap();
+    let id = n.replicate(&credential).await.unwrap();
+    assert_eq!(n.replicated_entries(&id).await.unwrap(), 0);
     assert_eq!(n.share_link().await.unwrap(), link);
     assert!(n.active_points().await.unwrap().iter().any(|(k, _)| *k == WatchKey::OwnLink));
     n.identity().await.unwrap();

@@ -537,6 +537,8 @@ impl Node {
             ActorKind::GroupLog(g) => self.inner.group(&g).await?.send(InjectPanic).await.map_err(m)?,
             ActorKind::TransportManager => self.inner.transport.send(InjectPanic).await.map_err(m)?,
             ActorKind::Courier => self.inner.courier.send(InjectPanic).await.map_err(m)?,
+            ActorKind::Replica => self.inner.replica.send(InjectPanic).await.map_err(m)?,
+            ActorKind::NetworkPeriod => self.inner.period.send(InjectPanic).await.map_err(m)?,
             ActorKind::BleTransport => {
                 let (ble, _) = self.inner.ble.as_ref().ok_or(Error::Config("this node has no BLE radio"))?;
                 ble.send(InjectPanic).await.map_err(m)?

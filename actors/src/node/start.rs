@@ -61,6 +61,7 @@ pub(super) struct Inner {
     pub(super) rotator: Addr<RendezvousRotator>,
     pub(super) courier: Addr<Courier>,
     pub(super) replica: Addr<Replica>,
+    pub(super) period: Addr<NetworkPeriod>,
     pub(super) registry: Addr<GroupRegistry>,
     pub(super) transport: Addr<TransportManager>,
     pub(super) network: NetworkHandle,
@@ -137,7 +138,7 @@ pub(super) async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
     let rotator = Supervisor::start({
         let (store, clock, schedule, every) =
             (store.clone(), builder.clock.clone(), builder.schedule, builder.rotation_check);
-        let (subscriber, period) = (bridge.recipient(), period.recipient());
+        let (subscriber, period) = (bridge.recipient(), period.clone().recipient());
         let new_peer_id = builder.rotate_key_each_period;
         let points_clock = points_clock.clone();
         move |_| {
@@ -285,6 +286,7 @@ pub(super) async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
         rotator,
         courier,
         replica,
+        period,
         registry,
         transport,
         network,
