@@ -61,6 +61,8 @@ pub(super) struct Inner {
     pub(super) rotator: Addr<RendezvousRotator>,
     pub(super) courier: Addr<Courier>,
     pub(super) replica: Addr<Replica>,
+    /// For fault injection (it has no facade method).
+    #[cfg(feature = "fault-injection")]
     pub(super) period: Addr<NetworkPeriod>,
     pub(super) registry: Addr<GroupRegistry>,
     pub(super) transport: Addr<TransportManager>,
@@ -286,6 +288,7 @@ pub(super) async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
         rotator,
         courier,
         replica,
+        #[cfg(feature = "fault-injection")]
         period,
         registry,
         transport,
