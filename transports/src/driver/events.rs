@@ -1,0 +1,257 @@
+//! Swarm events: connections opening and closing, listeners, and what each
+//! behaviour reports, turned into network events.
+
+use super::*;
+
+impl Driver {
+    pub(super) fn swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::NewListenAddr { listener_id, address } => {
+                tracing::debug!(%address, "listening");
+                if self.node.starting.remove(&listener_id) {
+                    self.started();
+                }
+                // A relay's reservations carry its external addresses: without
+                // one, every reservation would be refused.
+                if self.config.relay_server
+                    && self.policy.advertises_listen_addrs()
+                    && !policy::is_circuit(&address)
+                    && !self.node.swarm.external_addresses().any(|a| a == &address)
+                {
+                    self.node.swarm.add_external_address(address.clone());
+                }
+                // An onion service is reachable (the Tor transport reports its
+                // address once the descriptor is out) and reveals no IP address:
+                // it is what an `anonymous` node registers and identify sends.
+                if policy::is_onion(&address) && !self.node.swarm.external_addresses().any(|a| a == &address) {
+                    self.node.swarm.add_external_address(address.clone());
+                }
+                for reply in self.node.listens.remove(&listener_id).into_iter().flatten() {
+                    let _ = reply.send(Ok(address.clone()));
+                }
+                self.emit(NetworkEvent::Listening { addr: address });
+                if !self.node.deferred.is_empty() {
+                    self.announce_deferred();
+                }
+            }
+            SwarmEvent::ExpiredListenAddr { address, .. } => {
+                if policy::is_onion(&address) {
+                    self.node.swarm.remove_external_address(&address);
+                }
+                self.emit(NetworkEvent::ListenAddrExpired { addr: address });
+            }
+            SwarmEvent::ListenerClosed { listener_id, addresses, reason } => {
+                self.node.listeners.remove(&listener_id);
+                if self.node.starting.remove(&listener_id) {
+                    self.started();
+                }
+                let why = match reason {
+                    Ok(()) => "listener closed".to_owned(),
+                    Err(e) => e.to_string(),
+                };
+                for reply in self.node.listens.remove(&listener_id).into_iter().flatten() {
+                    let _ = reply.send(Err(Error::Listen(why.clone())));
+                }
+                for addr in addresses {
+                    if policy::is_onion(&addr) {
+                        self.node.swarm.remove_external_address(&addr);
+                    }
+                    self.emit(NetworkEvent::ListenAddrExpired { addr });
+                }
+            }
+            SwarmEvent::ListenerError { error, .. } => {
+                tracing::debug!(%error, "listener error");
+            }
+            SwarmEvent::ConnectionEstablished { peer_id, connection_id, endpoint, num_established, .. } => {
+                let transport = self.transport_of(&endpoint);
+                match &endpoint {
+                    ConnectedPoint::Dialer { address, .. } => {
+                        // Remembered for dials by peer id (a later frame link).
+                        self.remember(peer_id, std::slice::from_ref(address), AddressSource::Connection);
+                    }
+                    // Whoever comes in through an onion service has no address.
+                    ConnectedPoint::Listener { send_back_addr, .. } if !policy::is_onion(send_back_addr) => {
+                        self.learned.record(peer_id, send_back_addr, AddressSource::Connection);
+                    }
+                    ConnectedPoint::Listener { .. } => {}
+                }
+                if let Some(reply) = self.node.dials.remove(&connection_id) {
+                    let _ = reply.send(Ok(peer_id));
+                }
+                let Some((transport, kind)) = transport else {
+                    // Raced with a detach: the transport is gone, so is the connection.
+                    tracing::debug!(peer = %peer_id, "closing a connection over a detached transport");
+                    self.node.swarm.close_connection(connection_id);
+                    return;
+                };
+                tracing::debug!(peer = %peer_id, %transport, total = num_established, "connection established");
+                // Counted from our own table: a connection closed at once
+                // (detached transport) must not hide the next one.
+                let first = !self.node.connections.values().any(|(p, _, _)| *p == peer_id);
+                let route = if endpoint.is_relayed() { Route::Relayed } else { Route::Direct };
+                self.node.connections.insert(connection_id, (peer_id, transport.clone(), route));
+                if first {
+                    self.emit(NetworkEvent::PeerConnected { peer: peer_id, transport });
+                }
+                for reply in self.node.peer_dials.remove(&peer_id).into_iter().flatten() {
+                    let _ = reply.send(Ok(()));
+                }
+                // A link waiting for a connection to this peer.
+                if let Some(opening) = self.node.opening.get_mut(&peer_id)
+                    && opening.on.is_none()
+                {
+                    opening.on = Some(connection_id);
+                    self.node.swarm.behaviour_mut().links.open(peer_id, connection_id);
+                }
+                // A connection over a proximity transport (BLE) is a peer in
+                // range, whichever side dialed: found nearby, as by mDNS.
+                if kind == crate::TransportKind::Proximity && self.policy.proximity() {
+                    let dialed = match &endpoint {
+                        ConnectedPoint::Dialer { address, .. } => vec![address.clone()],
+                        ConnectedPoint::Listener { .. } => Vec::new(),
+                    };
+                    if let Err(e) = self.found_nearby(peer_id, &dialed, AddressSource::Proximity) {
+                        tracing::debug!(peer = %peer_id, error = %e, "a peer in range not taken as nearby");
+                    }
+                }
+            }
+            SwarmEvent::ConnectionClosed { peer_id, connection_id, num_established, .. } => {
+                let known = self.node.connections.remove(&connection_id).is_some();
+                self.node.closing.remove(&connection_id);
+                self.node.inbound_links.remove(&connection_id);
+                if let Some(guard) = self.node.link_guards.remove(&connection_id) {
+                    let _ = guard.send(true);
+                }
+                if self.node.opening.get(&peer_id).is_some_and(|o| o.on == Some(connection_id)) {
+                    // The stream was requested on this connection: try another.
+                    self.retry_link(peer_id);
+                }
+                if known && !self.node.connections.values().any(|(p, _, _)| *p == peer_id) {
+                    self.emit(NetworkEvent::PeerDisconnected { peer: peer_id });
+                }
+                tracing::debug!(peer = %peer_id, remaining = num_established, "connection closed");
+            }
+            SwarmEvent::OutgoingConnectionError { connection_id, error, peer_id } => {
+                let reason = error.to_string();
+                if let Some(reply) = self.node.dials.remove(&connection_id) {
+                    let _ = reply.send(Err(Error::Dial(reason.clone())));
+                }
+                if let Some(peer) = peer_id
+                    && self.node.usable_connection(&peer).is_none()
+                {
+                    if self.node.opening.get(&peer).is_some_and(|o| o.on.is_none()) {
+                        self.fail_link(peer, &reason);
+                    }
+                    for reply in self.node.peer_dials.remove(&peer).into_iter().flatten() {
+                        let _ = reply.send(Err(Error::Dial(reason.clone())));
+                    }
+                }
+            }
+            SwarmEvent::ExternalAddrConfirmed { address } if !self.policy.may_advertise(&address) => {
+                tracing::debug!(%address, "dropping an external address the policy does not advertise");
+                self.node.swarm.remove_external_address(&address);
+            }
+            SwarmEvent::ExternalAddrConfirmed { .. } if !self.node.deferred.is_empty() => self.announce_deferred(),
+            SwarmEvent::Behaviour(event) => self.behaviour_event(event),
+            _ => {}
+        }
+    }
+
+    /// The transport a connection went over, judged from its local or remote address.
+    pub(super) fn transport_of(&self, endpoint: &ConnectedPoint) -> Option<(TransportId, crate::TransportKind)> {
+        let addr = match endpoint {
+            ConnectedPoint::Dialer { address, .. } => address,
+            ConnectedPoint::Listener { local_addr, .. } => local_addr,
+        };
+        if policy::is_circuit(addr) {
+            return Some((TransportId::RELAY, crate::TransportKind::Ip));
+        }
+        self.node.switch.route(addr)
+    }
+
+    pub(super) fn behaviour_event(&mut self, event: BehaviourEvent) {
+        match event {
+            BehaviourEvent::Links(event) => self.link_event(event),
+            BehaviourEvent::Contact(event) => self.contact_event(event),
+            BehaviourEvent::Rendezvous(event) => self.rendezvous_event(event),
+            BehaviourEvent::RendezvousServer(event) => self.rendezvous_server_event(event),
+            BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed { id, result, step, .. }) => {
+                self.kad_event(id, result, step.last);
+            }
+            BehaviourEvent::Kad(kad::Event::RoutingUpdated { peer, addresses, .. }) => {
+                self.learned.record_all(peer, addresses.iter(), AddressSource::Dht);
+            }
+            BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
+                self.remember(peer_id, &info.listen_addrs, AddressSource::Identify);
+                let behaviour = self.node.swarm.behaviour_mut();
+                if self.policy == Policy::Direct
+                    && info.protocols.contains(&KAD_PROTOCOL)
+                    && let Some(kad) = behaviour.kad.as_mut()
+                {
+                    for addr in &info.listen_addrs {
+                        kad.add_address(&peer_id, addr.clone());
+                    }
+                }
+                self.emit(NetworkEvent::PeerIdentified { peer: peer_id, listen_addrs: info.listen_addrs });
+            }
+            BehaviourEvent::Dcutr(dcutr::Event { remote_peer_id, result }) => self.hole_punched(remote_peer_id, result),
+            // A connection that does not answer pings is dead (the peer is
+            // gone, or the path to it: a partition, a lost NAT mapping); TCP
+            // alone would keep it for hours and every send would time out on
+            // it. Closed, the next send dials anew. (A peer that does not
+            // speak ping is not judged by it.)
+            BehaviourEvent::Ping(ping::Event { peer, connection, result: Err(e) })
+                if !matches!(e, ping::Failure::Unsupported) =>
+            {
+                tracing::debug!(%peer, error = %e, "closing a connection that stopped answering pings");
+                self.node.swarm.close_connection(connection);
+            }
+            BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
+                let mut by_peer: HashMap<PeerId, Vec<Multiaddr>> = HashMap::new();
+                for (peer, addr) in found {
+                    by_peer.entry(peer).or_default().push(addr);
+                }
+                for (peer, addrs) in by_peer {
+                    if let Err(e) = self.found_nearby(peer, &addrs, AddressSource::Mdns) {
+                        tracing::debug!(error = %e, "an mDNS sighting refused");
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    pub(super) fn contact_event(&mut self, event: request_response::Event<Vec<u8>, Vec<u8>>) {
+        match event {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request { request_id, request, channel } => {
+                    if self.node.responders.len() >= RESPONDERS_PRUNE_AT {
+                        self.node.responders.retain(|_, c| c.is_open());
+                    }
+                    self.node.responders.insert(request_id, channel);
+                    let id = InboundRequestId { epoch: self.epoch, id: request_id };
+                    self.emit(NetworkEvent::RequestReceived { peer, id, request });
+                }
+                request_response::Message::Response { request_id, response } => {
+                    if let Some(reply) = self.node.requests.remove(&request_id) {
+                        let _ = reply.send(Ok(response));
+                    }
+                }
+            },
+            request_response::Event::OutboundFailure { request_id, error, .. } => {
+                if let Some(reply) = self.node.requests.remove(&request_id) {
+                    let error = match error {
+                        request_response::OutboundFailure::Timeout => Error::Timeout,
+                        other => Error::RequestFailed(other.to_string()),
+                    };
+                    let _ = reply.send(Err(error));
+                }
+            }
+            request_response::Event::InboundFailure { peer, request_id, error, .. } => {
+                tracing::debug!(%peer, %error, "inbound contact request failed");
+                self.node.responders.remove(&request_id);
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+}
