@@ -6,7 +6,7 @@
 //! ready, it keeps the `ble` plug-in attached and listening, a token on the
 //! air (`veil_crypto::advert`: a fresh salt every `resalt_every`, under a
 //! key drawn for each rendezvous period and kept in memory), and scans and
-//! dials the veil devices in range ([`cycle`] decides what to do when). A
+//! dials the veil devices in range (`cycle` decides what to do when). A
 //! connection over BLE, whichever side dialed, is a peer found nearby (the
 //! transport reports it, as mDNS would): proximity discovery offers it
 //! this node's membership tokens and pending contact requests go to it.
