@@ -53,6 +53,14 @@ pub const TO_PERIPHERAL: Uuid = Uuid::from_u128(0x6d1c_2a4e_93f0_4b7e_8a55_0c3e_
 /// The characteristic whose notifications carry the peripheral's packets.
 pub const TO_CENTRAL: Uuid = Uuid::from_u128(0x6d1c_2a4e_93f0_4b7e_8a55_0c3e_9b21_f7d6);
 
+/// The largest packet sent over GATT. BlueZ before 5.69 (Debian 12 has
+/// 5.66) checks a written value's length with the attribute handle counted
+/// in, so it drops a Write Command whose value is over 510 bytes, silently
+/// (no response is owed): one lost packet stalls the link for good, since
+/// it has no retransmission (upstream fix 8bf3a4a26). Notifications are
+/// held to the same size.
+pub const MAX_GATT_VALUE: usize = MAX_PACKET - 2;
+
 /// Packets queued each way between a link's task and its stream.
 const QUEUE: usize = 32;
 /// Links accepted and not yet taken by the swarm.
@@ -76,7 +84,7 @@ impl GattLink {
     /// Carries packets from `reader` and to `writer` (a tokio runtime must
     /// be running).
     fn spawn(reader: CharacteristicReader, writer: CharacteristicWriter) -> Self {
-        let max = writer.mtu().min(MAX_PACKET);
+        let max = writer.mtu().min(MAX_GATT_VALUE);
         let (out_tx, mut out_rx) = mpsc::channel::<Vec<u8>>(QUEUE);
         let (in_tx, in_rx) = mpsc::channel(QUEUE);
         tokio::spawn(async move {
