@@ -120,8 +120,14 @@ async fn sink() {
 }
 
 /// Sends `bytes` over a bare channel to `at` and waits for the count back.
-async fn bulk(at: BleAddr, bytes: usize) -> std::io::Result<u64> {
-    let mut stream = bluer::l2cap::Stream::connect(BleAddr { psm: BULK_PSM, ..at }.socket_addr()).await?;
+async fn bulk(from: Option<[u8; 6]>, at: BleAddr, bytes: usize) -> std::io::Result<u64> {
+    // From the adapter that saw it, as the link: left to the kernel, the
+    // route may leave from the other adapter, where no one knows the device.
+    let socket = bluer::l2cap::Socket::<bluer::l2cap::Stream>::new_stream()?;
+    if let Some(device) = from {
+        socket.bind(bluer::l2cap::SocketAddr::new(bluer::Address(device), bluer::AddressType::LePublic, 0))?;
+    }
+    let mut stream = socket.connect(BleAddr { psm: BULK_PSM, ..at }.socket_addr()).await?;
     stream.write_all(&(bytes as u64).to_be_bytes()).await?;
     let chunk = vec![0x5a; 4096];
     let mut left = bytes;
@@ -135,9 +141,10 @@ async fn bulk(at: BleAddr, bytes: usize) -> std::io::Result<u64> {
     Ok(u64::from_be_bytes(count))
 }
 
-/// Connects to `at` through `plugin`, pings it `count` times, then sends
-/// it `bulk` bytes.
-async fn call(plugin: Ble, at: BleAddr, count: usize, bulk_bytes: usize) {
+/// Connects to `at` from the adapter at `from` (else any), pings it `count`
+/// times, then sends it `bulk` bytes.
+async fn call(from: Option<[u8; 6]>, at: BleAddr, count: usize, bulk_bytes: usize) {
+    let plugin = from.map_or(Ble::ANY_ADAPTER, Ble::from_adapter);
     let mut swarm = match swarm(plugin) {
         Ok(swarm) => swarm,
         Err(e) => return println!("no link: {e}"),
@@ -164,7 +171,7 @@ async fn call(plugin: Ble, at: BleAddr, count: usize, bulk_bytes: usize) {
     }
     if bulk_bytes > 0 {
         let started = Instant::now();
-        match bulk(at, bulk_bytes).await {
+        match bulk(from, at, bulk_bytes).await {
             Ok(n) if n == bulk_bytes as u64 => {
                 println!("bulk {n} bytes in {:.1} ms", started.elapsed().as_secs_f64() * 1e3);
             }
@@ -236,13 +243,11 @@ async fn main() {
             // Over veil's GATT service instead of an L2CAP channel.
             let at = if has("--gatt") { BleAddr { psm: GATT, ..at } } else { at };
             // From the adapter that saw it (BlueZ knows the device there).
-            let plugin = match radio.state(adapter).await {
-                RadioState::Ready { address, .. } => {
-                    address.parse::<bluer::Address>().ok().map(|a| Ble::from_adapter(a.0))
-                }
+            let from = match radio.state(adapter).await {
+                RadioState::Ready { address, .. } => address.parse::<bluer::Address>().ok().map(|a| a.0),
                 RadioState::Unavailable(_) => None,
             };
-            let call = call(plugin.unwrap_or(Ble::ANY_ADAPTER), at, count, bulk_bytes);
+            let call = call(from, at, count, bulk_bytes);
             if tokio::time::timeout(CALL_TIMEOUT, call).await.is_err() {
                 println!("the call took over {} s", CALL_TIMEOUT.as_secs());
             }
