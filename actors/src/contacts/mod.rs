@@ -55,6 +55,13 @@ use crate::{
     supervision::{guarded_with, mailbox},
 };
 
+mod answers;
+mod own_link;
+mod requests;
+
+use own_link::*;
+use requests::*;
+
 const NAME: &str = "contact-book";
 
 /// The setting holding the display name sent with requests.
@@ -300,96 +307,14 @@ impl Supervised for ContactBook {
     }
 }
 
-/// One delivery attempt of an outgoing request, to the peers found at the
-/// responder's active points and to `lan` peers. `Ok(true)` once delivered.
-async fn deliver(deps: Arc<ContactBookDeps>, contact: ContactRecord, lan: Vec<PeerId>) -> Result<bool> {
-    let Some(seed) = contact.seed.clone() else { return Ok(false) };
-    let (now, _) = deps.points_clock.now();
-    let points = deps.schedule.active_points(&Topic::contact(&contact.account.signing), &seed, now);
-    let request = my_request(&deps).await?;
-    for point in points.all() {
-        let mut peers = lan.clone();
-        match deps.network.lookup(point.0).await {
-            Ok(found) => peers.extend(found.into_iter().map(|(peer, _)| peer)),
-            Err(e) => tracing::debug!(actor = NAME, error = %e, "lookup failed"),
-        }
-        peers.sort();
-        peers.dedup();
-        // Every peer at once: stale registrations of the responder's earlier
-        // peer ids must not hold up the live one. The first handshake that
-        // completes wins; the others are dropped.
-        let attempts: Vec<_> = peers
-            .into_iter()
-            .map(|peer| Box::pin(handshake(&deps, peer, &point, &contact.account, &request)))
-            .collect();
-        if attempts.is_empty() {
-            continue;
-        }
-        match futures::future::select_ok(attempts).await {
-            Ok(((), _)) => {
-                deps.store.set_contact_state(&contact.account.signing, ContactState::OutgoingSent, None).await?;
-                open_contact_group(&deps, &contact.account, ContactState::OutgoingSent).await?;
-                return Ok(true);
-            }
-            Err(e) => tracing::debug!(actor = NAME, error = %e, "no handshake completed"),
-        }
-    }
-    Ok(false)
-}
-
-/// The request payload: our display name and our link seed (so the
-/// responder could reach back).
-async fn my_request(deps: &ContactBookDeps) -> Result<Vec<u8>> {
-    let name = display_name(&deps.store).await?;
-    let seed = ensure_link(&deps.store).await?;
-    Ok(ContactRequest { display_name: name, seed }.encode())
-}
-
 /// The name this account introduces itself by, if one is set.
 pub(crate) async fn display_name(store: &Store) -> Result<Option<veil_crypto::Name>> {
     let text = store.setting(DISPLAY_NAME).await?.map(|bytes| String::from_utf8_lossy(&bytes).into_owned());
     Ok(text.and_then(|t| veil_crypto::Name::new(&t).ok()))
 }
 
-/// The link seed, drawn on first use.
-async fn ensure_link(store: &Store) -> Result<RendezvousSeed> {
-    if let Some(link) = store.link().await? {
-        return Ok(link.seed);
-    }
-    store.reset_link(&RendezvousSeed::generate(&mut OsEntropy)?).await?;
-    Ok(store.link().await?.ok_or(Error::Storage(veil_storage::Error::Unknown("contact link")))?.seed)
-}
-
 fn refused() -> Error {
     Error::Refused("the peer did not answer the contact request")
-}
-
-/// The requester's side of the handshake with one peer.
-async fn handshake(
-    deps: &ContactBookDeps,
-    peer: PeerId,
-    point: &RendezvousPoint,
-    responder: &AccountPublic,
-    request: &[u8],
-) -> Result<()> {
-    let v = &deps.vault;
-    deps.network.dial_peer(peer).await?;
-    let (handshake, message) = v
-        .begin
-        .send(BeginRequest { responder: *responder, request: request.to_vec() })
-        .await
-        .map_err(mailbox("identity-vault"))??;
-    let start = HandshakeFrame::RequestStart { point_proof: point_proof(point, &message), message };
-    let answer = deps.network.request(peer, start.encode()).await?;
-    let Ok(HandshakeFrame::Response(response)) = HandshakeFrame::decode(&answer) else { return Err(refused()) };
-    // The vault checks message 2 proves the link's account.
-    let finish =
-        v.continue_request.send(ContinueRequest { handshake, response }).await.map_err(mailbox("identity-vault"))??;
-    let done = deps.network.request(peer, HandshakeFrame::RequestFinish(finish).encode()).await?;
-    match HandshakeFrame::decode(&done) {
-        Ok(HandshakeFrame::Response(r)) if r.is_empty() => Ok(()),
-        _ => Err(refused()),
-    }
 }
 
 /// Creates (or finds) the 1:1 group with `peer`, links it to the contact in
@@ -418,40 +343,6 @@ fn contact_of(c: ContactRecord) -> Contact {
     Contact { account: c.account, display_name: c.display_name, nickname: c.nickname, state: c.state, group: c.group }
 }
 
-/// What a link operation changes.
-#[derive(Clone, Copy)]
-enum LinkChange {
-    /// Nothing (just read it, creating it on first use).
-    None,
-    Reset(LinkLimits),
-    Enable(bool),
-}
-
-async fn apply(deps: Arc<ContactBookDeps>, change: LinkChange) -> Result<LinkInfo> {
-    let PublicIdentity { account, .. } =
-        deps.vault.identity.send(GetIdentity).await.map_err(mailbox("identity-vault"))??;
-    let created = deps.store.link().await?.is_none();
-    match change {
-        LinkChange::Reset(limits) => {
-            deps.store.reset_link_with(&RendezvousSeed::generate(&mut OsEntropy)?, limits).await?
-        }
-        _ => {
-            ensure_link(&deps.store).await?;
-        }
-    }
-    if let LinkChange::Enable(on) = change {
-        deps.store.set_link_enabled(on).await?;
-    }
-    let state = deps.store.link().await?.ok_or(Error::Storage(veil_storage::Error::Unknown("contact link")))?;
-    if created || !matches!(change, LinkChange::None) {
-        deps.rotator.send(Refresh).await.map_err(mailbox("rendezvous-rotator"))??;
-    }
-    let answers = state.answers_at(deps.clock.now());
-    let (enabled, limits) = (state.enabled, state.limits);
-    let value = ContactLink { account, seed: state.seed, display_name: None };
-    Ok(LinkInfo { uri: link::contact_uri(&value), qr: link::contact_qr(&value), enabled, limits, answers })
-}
-
 impl ContactBook {
     fn run(&mut self, change: LinkChange, ctx: &mut Context<Self>) -> ResponseActFuture<Self, Result<LinkInfo>> {
         // Disabling withdraws every own-link announcement at once, before
@@ -467,30 +358,6 @@ impl ContactBook {
             }
             info
         }))
-    }
-}
-
-impl Handler<ShareLink> for ContactBook {
-    type Result = ResponseActFuture<Self, Result<LinkInfo>>;
-
-    fn handle(&mut self, _: ShareLink, ctx: &mut Self::Context) -> Self::Result {
-        self.run(LinkChange::None, ctx)
-    }
-}
-
-impl Handler<ResetLink> for ContactBook {
-    type Result = ResponseActFuture<Self, Result<LinkInfo>>;
-
-    fn handle(&mut self, ResetLink(limits): ResetLink, ctx: &mut Self::Context) -> Self::Result {
-        self.run(LinkChange::Reset(limits), ctx)
-    }
-}
-
-impl Handler<SetLinkEnabled> for ContactBook {
-    type Result = ResponseActFuture<Self, Result<LinkInfo>>;
-
-    fn handle(&mut self, msg: SetLinkEnabled, ctx: &mut Self::Context) -> Self::Result {
-        self.run(LinkChange::Enable(msg.0), ctx)
     }
 }
 
@@ -524,97 +391,6 @@ impl Handler<NetworkRestarted> for ContactBook {
         if let Some(change) = self.link.reset() {
             self.apply_change(ctx, change);
         }
-    }
-}
-
-impl Handler<LanPeerFound> for ContactBook {
-    type Result = ();
-
-    fn handle(&mut self, msg: LanPeerFound, ctx: &mut Self::Context) {
-        // Remembered (the most recent ones) for every later attempt; pending
-        // requests are tried at once.
-        self.lan.retain(|p| *p != msg.peer);
-        if self.lan.len() >= MAX_LAN_PEERS {
-            self.lan.pop_front();
-        }
-        self.lan.push_back(msg.peer);
-        self.backoff.clear();
-        self.retry_due(ctx);
-    }
-}
-
-impl Handler<SendRequest> for ContactBook {
-    type Result = ResponseActFuture<Self, Result<Contact>>;
-
-    fn handle(&mut self, msg: SendRequest, _: &mut Self::Context) -> Self::Result {
-        let deps = self.deps.clone();
-        Box::pin(
-            async move {
-                let them = link::parse_contact(&msg.link).map_err(Error::Wire)?;
-                let me = deps.vault.identity.send(GetIdentity).await.map_err(mailbox("identity-vault"))??;
-                if them.account == me.account {
-                    return Err(Error::Refused("this is our own link"));
-                }
-                if let Some(name) = &msg.display_name {
-                    veil_crypto::Name::new(name)?;
-                    deps.store.set_setting(DISPLAY_NAME, name.as_bytes()).await?;
-                }
-                let existing = deps.store.contact(&them.account.signing).await?;
-                match existing.as_ref().map(|c| c.state) {
-                    Some(ContactState::Accepted) => {}
-                    Some(ContactState::IncomingReceived) => {
-                        // They asked first: sending ours back is accepting theirs.
-                        open_contact_group(&deps, &them.account, ContactState::Accepted).await?;
-                    }
-                    _ => {
-                        let name = them.display_name.as_ref().map(veil_crypto::Name::as_str);
-                        deps.store
-                            .upsert_contact(&them.account, name, Some(&them.seed), ContactState::OutgoingEnqueued)
-                            .await?;
-                        // Watch the responder's points; the rotator reports them at once.
-                        deps.rotator.send(Refresh).await.map_err(mailbox("rendezvous-rotator"))??;
-                    }
-                }
-                let record = deps.store.contact(&them.account.signing).await?;
-                record.map(contact_of).ok_or(Error::Storage(veil_storage::Error::Unknown("contact")))
-            }
-            .into_actor(self),
-        )
-    }
-}
-
-impl Handler<Decide> for ContactBook {
-    type Result = ResponseActFuture<Self, Result<Contact>>;
-
-    fn handle(&mut self, msg: Decide, _: &mut Self::Context) -> Self::Result {
-        let deps = self.deps.clone();
-        Box::pin(
-            async move {
-                let record = deps
-                    .store
-                    .contact(&msg.account)
-                    .await?
-                    .ok_or(Error::Storage(veil_storage::Error::Unknown("contact")))?;
-                match msg.decision {
-                    Decision::Accept => {
-                        if record.state != ContactState::Accepted {
-                            open_contact_group(&deps, &record.account, ContactState::Accepted).await?;
-                            let _ = deps.events.send(NodeEvent::ContactAccepted {
-                                account: record.account.signing,
-                                group: deps.store.contact(&msg.account).await?.and_then(|c| c.group),
-                            });
-                        }
-                    }
-                    Decision::Discard => {
-                        deps.store.set_contact_state(&msg.account, ContactState::Discarded, None).await?
-                    }
-                    Decision::Block => deps.store.set_contact_state(&msg.account, ContactState::Blocked, None).await?,
-                }
-                let record = deps.store.contact(&msg.account).await?;
-                record.map(contact_of).ok_or(Error::Storage(veil_storage::Error::Unknown("contact")))
-            }
-            .into_actor(self),
-        )
     }
 }
 
@@ -709,130 +485,6 @@ impl Handler<ContactJoined> for ContactBook {
                 if let Err(e) = r {
                     tracing::warn!(actor = NAME, error = %e, "cannot record an accepted request");
                 }
-            }),
-        );
-    }
-}
-
-/// The responder's answer to one `/veil/contact/1` request.
-enum Answer {
-    /// Message 2 for `peer`; keep the handshake for its message 3.
-    Started(HandshakeId, Vec<u8>),
-    /// Any other answer (an empty one refuses).
-    Reply(Vec<u8>),
-    /// The answer to message 3: the request is recorded; `true` if it used
-    /// the link up.
-    Recorded(Vec<u8>, bool),
-}
-
-/// Answers message 1 only when it proves knowledge of an active link point.
-async fn answer_start(deps: &ContactBookDeps, message: Vec<u8>, proof: [u8; 32]) -> Result<Answer> {
-    let now = deps.clock.now();
-    let Some(link) = deps.store.link().await?.filter(|l| l.answers_at(now)) else {
-        return Ok(Answer::Reply(Vec::new()));
-    };
-    let me = deps.vault.identity.send(GetIdentity).await.map_err(mailbox("identity-vault"))??;
-    let points =
-        deps.schedule.active_points(&Topic::contact(&me.account.signing), &link.seed, deps.points_clock.now().0);
-    if !points.all().any(|p| check_point_proof(&p, &message, &proof)) {
-        return Ok(Answer::Reply(Vec::new()));
-    }
-    let (handshake, response) =
-        deps.vault.answer.send(AnswerRequest { message }).await.map_err(mailbox("identity-vault"))??;
-    Ok(Answer::Started(handshake, HandshakeFrame::Response(response).encode()))
-}
-
-/// Reads message 3 and records the request.
-async fn answer_finish(deps: &ContactBookDeps, handshake: HandshakeId, message: Vec<u8>) -> Result<Answer> {
-    let received =
-        deps.vault.read.send(ReadRequest { handshake, message }).await.map_err(mailbox("identity-vault"))??;
-    let request = ContactRequest::decode(&received.payload).map_err(Error::Wire)?;
-    let from = received.requester;
-    // A completed request is one use of the link.
-    let spent = deps.store.use_link().await? == Some(0);
-    let name = request.display_name.as_ref().map(|n| n.as_str().to_owned());
-    match deps.store.contact(&from.signing).await?.map(|c| c.state) {
-        // Acknowledged like any request, so the requester learns nothing.
-        Some(ContactState::Blocked | ContactState::Accepted) => {}
-        Some(ContactState::OutgoingEnqueued | ContactState::OutgoingSent) => {
-            // Crossed requests: both want it.
-            deps.store.upsert_contact(&from, name.as_deref(), Some(&request.seed), ContactState::Accepted).await?;
-            let group = open_contact_group(deps, &from, ContactState::Accepted).await?;
-            let _ = deps.events.send(NodeEvent::ContactAccepted { account: from.signing, group: Some(group) });
-        }
-        _ => {
-            deps.store
-                .upsert_contact(&from, name.as_deref(), Some(&request.seed), ContactState::IncomingReceived)
-                .await?;
-            let _ = deps.events.send(NodeEvent::ContactRequestReceived { account: from, display_name: name });
-        }
-    }
-    Ok(Answer::Recorded(HandshakeFrame::Response(Vec::new()).encode(), spent))
-}
-
-impl Handler<InboundRequest> for ContactBook {
-    type Result = ();
-
-    fn handle(&mut self, InboundRequest { peer, id, request }: InboundRequest, ctx: &mut Self::Context) {
-        let deps = self.deps.clone();
-        let frame = HandshakeFrame::decode(&request);
-        let pending = match &frame {
-            Ok(HandshakeFrame::RequestFinish(_)) => {
-                let found = self.answering.iter().position(|(p, _)| *p == peer);
-                found.and_then(|i| self.answering.remove(i)).map(|(_, h)| h)
-            }
-            _ => None,
-        };
-        ctx.spawn(
-            async move {
-                let answer = match frame {
-                    Ok(HandshakeFrame::RequestStart { message, point_proof }) => {
-                        answer_start(&deps, message, point_proof).await
-                    }
-                    Ok(HandshakeFrame::RequestFinish(message)) => match pending {
-                        Some(h) => answer_finish(&deps, h, message).await,
-                        None => Ok(Answer::Reply(Vec::new())),
-                    },
-                    _ => Ok(Answer::Reply(Vec::new())),
-                };
-                let answer = answer.unwrap_or_else(|e| {
-                    tracing::debug!(actor = NAME, error = %e, "refused a contact request");
-                    Answer::Reply(Vec::new())
-                });
-                match answer {
-                    Answer::Started(h, bytes) => (Some(h), bytes, false),
-                    // An empty reply answers what was refused.
-                    Answer::Reply(bytes) => {
-                        if bytes.is_empty() {
-                            deps.refusals.contact_request();
-                        }
-                        (None, bytes, false)
-                    }
-                    Answer::Recorded(bytes, spent) => (None, bytes, spent),
-                }
-            }
-            .into_actor(self)
-            .map(move |(kept, bytes, spent), act, ctx| {
-                if spent {
-                    act.link_spent(ctx);
-                }
-                // Keep the handshake before answering, so message 3 finds it.
-                if let Some(h) = kept {
-                    act.answering.retain(|(p, _)| *p != peer);
-                    if act.answering.len() >= MAX_ANSWERING {
-                        act.answering.pop_front();
-                    }
-                    act.answering.push_back((peer, h));
-                }
-                let network = act.deps.network.clone();
-                ctx.spawn(
-                    async move {
-                        if let Err(e) = network.respond(id, bytes).await {
-                            tracing::debug!(actor = NAME, error = %e, "cannot answer a contact request");
-                        }
-                    }
-                    .into_actor(act),
-                );
             }),
         );
     }
