@@ -165,7 +165,12 @@ fn converse(topology: &Namespaces, policy: &str, route: &str) -> Observed {
     });
     let conversation = alice.ok(&["contact", "accept", "Bob"])["conversation"].as_str().unwrap().to_owned();
     alice.ok(&["send", &conversation, "hello from a home network"]);
-    bob_events.until("Alice's message", || !texts(&bob.ok(&["log", &conversation])).is_empty());
+    // Bob knows the conversation once Alice's acceptance reaches him; until
+    // then `log` answers "unknown conversation".
+    bob_events.until("Alice's message", || {
+        let log = bob.run(&["log", &conversation]);
+        log.code == 0 && !texts(&log.json).is_empty()
+    });
     bob.ok(&["send", &conversation, "hello back"]);
     alice_events.until("Bob's answer", || texts(&alice.ok(&["log", &conversation])).len() == 2);
 
