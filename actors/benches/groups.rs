@@ -17,12 +17,8 @@
 //! Progress goes to stderr; one JSON document is printed on stdout.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::print_stdout, clippy::print_stderr)]
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{T0, peer, rendezvous_server};
 use serde_json::json;
 use tokio::sync::broadcast;
 use veil_actors::{Node, NodeEvent};
@@ -31,6 +27,8 @@ use veil_crypto::{
     envelope::EntryHash,
     time::{ManualClock, UnixTime},
 };
+use veil_testkit::bench::env_or;
+use veil_testkit::node::{self, T0, peer_on, rendezvous_server, schedule, tcp};
 
 const ROUNDS: usize = 10;
 /// Sends in flight while the backlog is written.
@@ -39,10 +37,6 @@ const FANOUT_TARGET_MS: f64 = 200.0;
 const CATCH_UP_TARGET_MS: f64 = 2000.0;
 /// How long setting up may take before the bench gives up.
 const SETUP: Duration = Duration::from_secs(600);
-
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
 
 /// Polls `check` (after events, or every 100 ms) until it holds, or until
 /// `deadline`; `false` if it did not hold in time.
@@ -82,7 +76,7 @@ async fn fanout(members: usize) -> serde_json::Value {
     let (server, addr) = rendezvous_server(&dirs[0]).await;
     let mut nodes = Vec::new();
     for dir in &dirs[1..] {
-        nodes.push(peer(dir, &clock, &addr).await);
+        nodes.push(peer_on(dir, &clock, &addr, tcp(), schedule()).await);
     }
     let setup = Instant::now();
     let group = nodes[0].create_group(Some("bench")).await.unwrap();
@@ -142,7 +136,10 @@ async fn fanout(members: usize) -> serde_json::Value {
 async fn catch_up(backlog: usize) -> serde_json::Value {
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let clock = ManualClock::new(UnixTime(T0 + 20));
-    let common::GroupOfTwo { server, addr, a, b, group, .. } = common::group_of_two(&dirs, &clock).await;
+    let (server, addr) = rendezvous_server(&dirs[0]).await;
+    let a = peer_on(&dirs[1], &clock, &addr, tcp(), schedule()).await;
+    let b = peer_on(&dirs[2], &clock, &addr, tcp(), schedule()).await;
+    let (group, _) = node::group_between(&a, &b).await;
     b.shutdown().await.unwrap();
     drop(b);
     // Written as a busy app would: WRITERS sends in flight (group commit
@@ -165,7 +162,7 @@ async fn catch_up(backlog: usize) -> serde_json::Value {
     eprintln!("catch-up: {backlog} messages written in {:.1} s", write_ms / 1000.0);
 
     let start = Instant::now();
-    let b = peer(&dirs[2], &clock, &addr).await;
+    let b = peer_on(&dirs[2], &clock, &addr, tcp(), schedule()).await;
     // Counting events, not reading the history after each: that would cost
     // more than the catch-up. A `MessageReceived` means stored and opened,
     // so the clock stops at the last one; the history confirms afterwards
@@ -211,8 +208,8 @@ async fn catch_up(backlog: usize) -> serde_json::Value {
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let report = runtime.block_on(async {
-        let catch_up = catch_up(env("VEIL_BENCH_BACKLOG", 10_000)).await;
-        let fanout = fanout(env("VEIL_BENCH_MEMBERS", 50)).await;
+        let catch_up = catch_up(env_or("VEIL_BENCH_BACKLOG", 10_000)).await;
+        let fanout = fanout(env_or("VEIL_BENCH_MEMBERS", 50)).await;
         json!({ "bench": "groups", "fan_out": fanout, "catch_up": catch_up })
     });
     println!("{report}");

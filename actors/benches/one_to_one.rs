@@ -30,8 +30,6 @@
 //! Progress goes to stderr; one JSON document is printed on stdout.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::print_stdout, clippy::print_stderr)]
 
-#[path = "../tests/common/mod.rs"]
-mod common;
 #[path = "../../storage/benches/support/generator.rs"]
 mod generator;
 
@@ -42,7 +40,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{T0, peer, peer_builder, rendezvous_server, schedule, tcp};
 use serde_json::{Value, json};
 use tokio::sync::{Notify, Semaphore, broadcast};
 use veil_actors::{Node, NodeEvent};
@@ -56,6 +53,8 @@ use veil_storage::{
     Durability, GroupKind, NewEntry, Store, StoreOptions, Tuning,
     keystore::{KdfParams, KeySource},
 };
+use veil_testkit::bench::{cpu_time, env_or, percentile, rss_mib};
+use veil_testkit::node::{T0, peer_builder, peer_on, rendezvous_server, schedule, tcp};
 
 const IN_FLIGHT: usize = 256;
 const PAYLOAD: usize = 100;
@@ -66,43 +65,10 @@ const PREFILL_BATCH: usize = 5000;
 /// How long the bench waits for stragglers before it reports them lost.
 const DRAIN: Duration = Duration::from_secs(120);
 
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
 fn payload(i: usize) -> Vec<u8> {
     let mut p = format!("{i:08}").into_bytes();
     p.resize(PAYLOAD, b'.');
     p
-}
-
-/// The resident set of this process, in MiB.
-fn rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kib = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .unwrap_or(0.0);
-    kib / 1024.0
-}
-
-/// CPU time this process used so far (user + system, all threads), in
-/// seconds: with both nodes in the process, the pair's.
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name (which may hold spaces): utime and
-    // stime are the 12th and 13th, in clock ticks (100 per second here).
-    let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
-    let ticks: f64 = fields.get(11..13).map_or(0.0, |f| f.iter().filter_map(|v| v.parse::<f64>().ok()).sum());
-    ticks / 100.0
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
 /// The store at `dir` (a node's own files), with a contact group nobody
@@ -358,7 +324,7 @@ async fn pipelined(a: &Node, b: &Node, group: GroupId, secs: u64) -> Value {
             }
         }))
     };
-    let in_flight = env("VEIL_BENCH_IN_FLIGHT", IN_FLIGHT);
+    let in_flight = env_or("VEIL_BENCH_IN_FLIGHT", IN_FLIGHT);
     let permits = Arc::new(Semaphore::new(in_flight));
     let appended = Arc::new(Mutex::new(0usize));
     let (start, window) = (Instant::now(), Duration::from_secs(secs));
@@ -368,7 +334,7 @@ async fn pipelined(a: &Node, b: &Node, group: GroupId, secs: u64) -> Value {
     let mut rss = vec![rss_mib()];
     let mut delivered_at = vec![0usize];
     let mut next_sample = start + Duration::from_secs(1);
-    let cpu_start = cpu_seconds();
+    let cpu_start = cpu_time().as_secs_f64();
     let mut i = 0;
     while start.elapsed() < window {
         let permit = permits.clone().acquire_owned().await.unwrap();
@@ -393,7 +359,7 @@ async fn pipelined(a: &Node, b: &Node, group: GroupId, secs: u64) -> Value {
     }
     let _ = permits.acquire_many(in_flight as u32).await.unwrap();
     let elapsed = start.elapsed().as_secs_f64();
-    let cpu = cpu_seconds() - cpu_start;
+    let cpu = cpu_time().as_secs_f64() - cpu_start;
     let (appended, delivered_in_window) = (*appended.lock().unwrap(), arrivals.count());
     let drained = arrivals.until(DRAIN, appended).await;
     let total = start.elapsed().as_secs_f64();
@@ -490,8 +456,8 @@ async fn relaxed_latency(addr: &[libp2p::Multiaddr], clock: &ManualClock, prefil
 }
 
 fn main() {
-    let prefill_count = env("VEIL_BENCH_PREFILL", 1_000_000);
-    let secs = env("VEIL_BENCH_SECS", 60) as u64;
+    let prefill_count = env_or("VEIL_BENCH_PREFILL", 1_000_000);
+    let secs = env_or("VEIL_BENCH_SECS", 60) as u64;
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let report = runtime.block_on(async {
         let (crypto_send, crypto_receive) = bare_crypto(20_000);
@@ -506,7 +472,10 @@ fn main() {
         eprintln!("prefilled {prefill_count} entries per store in {:.0} s", started.elapsed().as_secs_f64());
         let clock = ManualClock::new(UnixTime(T0 + 20));
         let (server, addr) = rendezvous_server(&dirs[0]).await;
-        let (a, b) = (peer(&dirs[1], &clock, &addr).await, peer(&dirs[2], &clock, &addr).await);
+        let (a, b) = (
+            peer_on(&dirs[1], &clock, &addr, tcp(), schedule()).await,
+            peer_on(&dirs[2], &clock, &addr, tcp(), schedule()).await,
+        );
         let (group, request_ms, accept_ms) = contact(&a, &b).await;
         eprintln!("contact: request {request_ms:.1} ms, accept {accept_ms:.1} ms");
 

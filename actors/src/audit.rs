@@ -19,7 +19,7 @@ pub enum Observer {
     Relay,
     /// A rendezvous server the node registers at and asks.
     RendezvousServer,
-    /// A peer of the Kademlia DHT.
+    /// A peer of the Kademlia DHT, when the policy allows discovery and the DHT runs.
     DhtPeer,
     /// A device on the same LAN or within Bluetooth range.
     LanNeighbour,
@@ -66,7 +66,7 @@ impl fmt::Display for Observer {
 /// What one observer learns.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Exposure {
-    /// The observer.
+    /// The observer this entry describes; each appears once per report.
     pub observer: Observer,
     /// Whether this observer exists for the node now (a relay under
     /// `Direct` without relays, say, does not).
@@ -77,10 +77,10 @@ pub struct Exposure {
     pub does_not_learn: Vec<String>,
 }
 
-/// The report for one node.
+/// What each observer learns about this node under its current settings, as `veil audit` prints it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Audit {
-    /// The policy the report is for.
+    /// The privacy policy in force when the report was generated.
     pub policy: Policy,
     /// Whether the peer id changes every rendezvous period.
     pub rotating_peer_id: bool,
@@ -93,7 +93,7 @@ pub struct Audit {
 /// The settings the report is generated from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditInput {
-    /// The policy in force.
+    /// The privacy policy in force; with the settings below it decides which observers apply.
     pub policy: Policy,
     /// The kinds of the attached transports.
     pub transports: Vec<TransportKind>,

@@ -37,7 +37,8 @@ pub(crate) struct Coalesced<T> {
     weight: usize,
     /// At this weight what waits goes without waiting out the delay.
     enough: usize,
-    /// A go is under way.
+    /// A go is under way: set when [`Due::Now`] hands items out, cleared by [`Coalesced::done`]; nothing goes
+    /// meanwhile.
     busy: bool,
     delay: Delay,
 }
@@ -87,7 +88,7 @@ impl<T> Coalesced<T> {
         }
     }
 
-    /// The go under way ended.
+    /// The go under way ended; call it whatever the outcome, or nothing waiting ever goes.
     pub(crate) fn done(&mut self) {
         self.busy = false;
     }

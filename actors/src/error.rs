@@ -6,7 +6,7 @@ use veil_crypto::ErrorKind;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The store failed.
+    /// The store failed; the wrapped error says how, and its kind decides (a full disk is transient).
     #[error(transparent)]
     Storage(#[from] veil_storage::Error),
     /// A cryptographic operation failed.
@@ -33,9 +33,6 @@ pub enum Error {
     /// when one is reachable.
     #[error("joined, but no member or replication node has confirmed it yet; it is announced when one is reachable")]
     JoinUnconfirmed,
-    /// The node has no identity yet.
-    #[error("this node has no identity")]
-    NoIdentity,
     /// A group is not known to this node.
     #[error("unknown group")]
     UnknownGroup,
@@ -57,7 +54,7 @@ impl veil_crypto::HasKind for Error {
             Error::Crypto(e) => e.kind(),
             Error::Network(e) => e.kind(),
             Error::Wire(e) => e.kind(),
-            Error::Refused(_) | Error::NoIdentity => ErrorKind::Refused,
+            Error::Refused(_) => ErrorKind::Refused,
             Error::Unavailable(_) | Error::Restarting(_) => ErrorKind::Transient,
             Error::JoinUnconfirmed => ErrorKind::TimedOut,
             Error::UnknownGroup => ErrorKind::NotFound,

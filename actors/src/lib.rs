@@ -18,11 +18,14 @@
 //!
 //! Actors reach each other through `Recipient<M>`, never through each
 //! other's concrete types. App builders use the [`Node`] facade and never
-//! touch actix.
+//! touch actix. The crates below are re-exported ([`crypto`], [`proto`],
+//! [`storage`], [`transports`], and the BLE radio in [`ble`]), so an
+//! application depends on this crate alone, plus the transport plug-ins it
+//! chooses (such as `veil-tor`).
 //!
 //! ```
 //! use veil_actors::Node;
-//! use veil_storage::keystore::KdfParams;
+//! use veil_actors::storage::keystore::KdfParams;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -37,6 +40,11 @@
 //! # Ok(())
 //! # }
 //! ```
+
+pub use veil_crypto as crypto;
+pub use veil_proto as proto;
+pub use veil_storage as storage;
+pub use veil_transports as transports;
 
 mod announce;
 pub mod audit;
@@ -55,11 +63,13 @@ mod outgoing;
 mod pace;
 mod period;
 mod point_clock;
+mod pull;
 mod receipts;
 mod refusals;
 mod registry;
 mod replica;
 mod rotator;
+mod sessions;
 mod supervision;
 mod transport;
 mod vault;
@@ -94,41 +104,41 @@ use crate::messages::rendezvous::WatchKey;
 // Events are rare (a few per period or per message); boxing would buy nothing.
 #[allow(clippy::large_enum_variant)]
 pub enum NodeEvent {
-    /// An entry was appended to a group's log.
+    /// A message this device wrote was stored durably in a group's log.
     EntryAdded {
-        /// The group.
+        /// The group it was written in.
         group: GroupId,
-        /// The entry.
+        /// The message's hash, as [`Node::send`] returned it.
         hash: EntryHash,
     },
     /// A member's message was received and stored (or, received before
     /// its author's chain, opened once the chain arrived).
     MessageReceived {
-        /// The group.
+        /// The group it arrived in.
         group: GroupId,
-        /// The entry.
+        /// The message's hash; its payload is readable in history from now on.
         hash: EntryHash,
     },
     /// This node learned of a member of a group (under its member key).
     MemberJoined {
-        /// The group.
+        /// The group whose metadata log announced the member.
         group: GroupId,
-        /// The member.
+        /// The member's keys in this group: the account keys in a contact group, alias-derived keys otherwise.
         member: veil_crypto::MemberPublic,
     },
     /// A member was removed from a group or left it (possibly this
     /// account); the group moved to a new epoch without it.
     MemberRemoved {
-        /// The group.
+        /// The group, now in the epoch the removal started.
         group: GroupId,
         /// The member's signing key in the group.
         member: veil_crypto::VerifyKey,
     },
     /// Members acknowledged entries this node pushed to them.
     EntriesDelivered {
-        /// The group.
+        /// The group the entries belong to.
         group: GroupId,
-        /// The entries.
+        /// The entries acknowledged; a member acknowledges only what it stored durably.
         hashes: Vec<EntryHash>,
     },
     /// A replication node stored entries of a group it replicates.
@@ -141,29 +151,29 @@ pub enum NodeEvent {
     /// A pushed entry was refused for good (forged, unreadable, not a
     /// member's); it is acknowledged so it is not pushed again.
     EntryRefused {
-        /// The group.
+        /// The group the entry was pushed in.
         group: GroupId,
-        /// The entry.
+        /// The refused entry's hash; nothing of it is stored.
         hash: EntryHash,
-        /// Why.
+        /// A few words for logs (`"forged entry"`); not meant to be matched on.
         reason: &'static str,
     },
     /// A received entry is held back, not stored, until what it needs
     /// arrives (a parent, its author's announcement); it is not
     /// acknowledged, so its sender offers it again.
     EntryHeldBack {
-        /// The group.
+        /// The group the entry was sent in.
         group: GroupId,
-        /// The entry.
+        /// The held entry's hash; it is not stored yet.
         hash: EntryHash,
         /// What it waits for.
         reason: &'static str,
     },
     /// A frame from a peer was malformed or over a limit, and dropped whole.
     FrameRefused {
-        /// The sender.
+        /// The peer that sent it, by its current peer id.
         peer: PeerId,
-        /// Why.
+        /// The decoding error, as text.
         reason: String,
     },
     /// A contact or member proved itself over a relay this node did not
@@ -176,26 +186,26 @@ pub enum NodeEvent {
     ContactRequestReceived {
         /// Their account (authenticated by the handshake).
         account: AccountPublic,
-        /// The name they gave.
+        /// The name they asked to be shown by; self-chosen, so it proves nothing about who they are.
         display_name: Option<String>,
     },
     /// Our contact request was delivered (the responder has it; it has not
     /// necessarily accepted).
     ContactRequestDelivered {
-        /// The responder's account.
+        /// The responder's account signing key, from the link the request went to.
         account: VerifyKey,
     },
     /// An attempt to deliver our contact request failed (nobody answered
     /// at the responder's points); it is retried with backoff.
     ContactRequestUndelivered {
-        /// The responder's account.
+        /// The responder's account signing key, from the link the request goes to.
         account: VerifyKey,
         /// Failed attempts so far (since the node started).
         failures: u32,
     },
     /// A contact request was accepted (by us, or by them).
     ContactAccepted {
-        /// The contact's account.
+        /// The contact's account signing key.
         account: VerifyKey,
         /// The 1:1 group.
         group: Option<GroupId>,
@@ -204,57 +214,57 @@ pub enum NodeEvent {
     RendezvousRotated {
         /// What the points belong to.
         key: WatchKey,
-        /// The points now active.
+        /// The points to look up and answer at now: the current one, plus a neighbouring period's near a boundary.
         points: ActivePoints,
     },
-    /// A group was created.
+    /// A multi-member group was created or joined on this node, and its log started.
     GroupCreated {
-        /// The group.
+        /// Its id, as [`Node::create_group`] or [`Node::join`] returned it.
         group: GroupId,
     },
     /// The node listens on a new address.
     Listening {
-        /// The address.
+        /// An address the node now listens on: a local socket, an onion service or a relay circuit.
         addr: Multiaddr,
     },
     /// The first connection to a peer is up.
     PeerConnected {
-        /// The peer.
+        /// The peer, by its current peer id (by default a new one every rendezvous period).
         peer: PeerId,
-        /// The transport carrying it.
+        /// The transport of that first connection (`tcp`, `quic`, `tor`, `ble`, …).
         transport: TransportId,
     },
     /// The last connection to a peer closed.
     PeerDisconnected {
-        /// The peer.
+        /// The peer, by the peer id it was connected under.
         peer: PeerId,
     },
     /// A frame arrived (and is acknowledged to its sender).
     FrameReceived {
-        /// The sender.
+        /// The peer that sent it, by its current peer id.
         peer: PeerId,
-        /// The frame.
+        /// A copy of the frame's bytes, made only while someone subscribes.
         frame: Vec<u8>,
     },
     /// As a rendezvous server: a peer registered at a namespace (for veil
     /// nodes, a rendezvous point in hex).
     RendezvousRegistered {
-        /// The peer.
+        /// The registering peer, by the peer id it registered under.
         peer: PeerId,
-        /// The namespace.
+        /// The namespace; for veil nodes, a rendezvous point in lowercase hex.
         namespace: String,
     },
     /// As a rendezvous server: a registration ended.
     RendezvousUnregistered {
-        /// The peer.
+        /// The peer whose registration ended.
         peer: PeerId,
-        /// The namespace.
+        /// The namespace it was registered under.
         namespace: String,
     },
-    /// The network restarted with a new peer id (key rotation or a policy
-    /// change); every connection was closed.
+    /// The network restarted: a key rotation gives it a new peer id, a policy change keeps the old one; every
+    /// connection was closed.
     NetworkRestarted {
-        /// The peer id from now on.
+        /// This node's peer id from now on (unchanged after a policy change).
         peer_id: PeerId,
     },
 }
@@ -263,21 +273,21 @@ pub enum NodeEvent {
 #[cfg(feature = "fault-injection")]
 #[derive(Debug, Clone, Copy)]
 pub enum ActorKind {
-    /// The identity vault.
+    /// The identity vault, which holds every private key and signs for the others.
     IdentityVault,
-    /// The rendezvous rotator.
+    /// The rotator, which computes rendezvous points and tells its subscribers when they change.
     RendezvousRotator,
-    /// The contact book.
+    /// The contact book: the contact link and contact requests.
     ContactBook,
     /// A group's log.
     GroupLog(GroupId),
-    /// The transport manager.
+    /// The transport manager, which owns the network and routes its events.
     TransportManager,
-    /// The courier.
+    /// The courier, which carries entries between the group logs and the network.
     Courier,
     /// The BLE actor (on a node with a radio).
     BleTransport,
-    /// The blind replication role.
+    /// The replica actor, which stores and serves the groups it replicates without reading them.
     Replica,
     /// The actor that changes the peer id and the relay each period.
     NetworkPeriod,

@@ -134,10 +134,16 @@ pub(crate) fn offer<'a>(
     Ok(frames)
 }
 
-/// Sends an offer's `frames` to `peer`, in order.
-pub(crate) async fn send(network: NetworkHandle, peer: PeerId, frames: Vec<GroupFrame>) -> veil_transports::Result<()> {
+/// Sends an offer's `frames` to `peer` from `me` (the peer id its tokens
+/// were made for), in order.
+pub(crate) async fn send(
+    network: NetworkHandle,
+    me: PeerId,
+    peer: PeerId,
+    frames: Vec<GroupFrame>,
+) -> veil_transports::Result<()> {
     for frame in frames {
-        network.send_frame(peer, frame.encode()).await?;
+        network.send_frame_as(me, peer, frame.encode()).await?;
     }
     Ok(())
 }

@@ -24,9 +24,11 @@
 //! wait for it. Every `check_every` a relayed node checks it still listens
 //! through a relay.
 
+use crate::supervision::GuardedMap;
+use crate::supervision::GuardedTimers;
 use std::{collections::HashSet, time::Duration};
 
-use actix::{Actor, ActorFutureExt, AsyncContext, Context, Handler, Recipient, Supervised, WrapFuture};
+use actix::{Actor, AsyncContext, Context, Handler, Recipient, Supervised, WrapFuture};
 use veil_crypto::{Entropy, OsEntropy};
 use veil_transports::{NetworkHandle, Policy, libp2p::Multiaddr, policy::is_circuit};
 
@@ -57,7 +59,7 @@ pub struct NetworkPeriod {
     /// (`PointsRotated::awaits_new_peer_id`), so a failed rotation is tried
     /// again at every check until it succeeds.
     rotation_owed: bool,
-    /// A new relay draw is owed.
+    /// Set at a period start: the next change draws a relay afresh even if the node still listens through one.
     redraw_owed: bool,
     /// The relays that refused a reservation (or were unreachable) this
     /// period: later draws of the period leave them out, so one relay that
@@ -103,7 +105,7 @@ impl NetworkPeriod {
             }
             reserve_relay(&network, redraw, &failed).await
         };
-        ctx.spawn(work.into_actor(self).map(move |outcome, act, ctx| {
+        ctx.spawn(work.into_actor(self).guarded_map(NAME, move |outcome, act, ctx| {
             act.busy = false;
             match outcome {
                 Ok(()) => {
@@ -191,7 +193,7 @@ impl Actor for NetworkPeriod {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(16);
-        ctx.run_interval(self.deps.check_every, |act, ctx| {
+        ctx.guarded_interval(NAME, self.deps.check_every, |act, ctx| {
             let _ = guarded_with(NAME, ctx, |ctx| {
                 act.change(ctx);
                 Ok(())

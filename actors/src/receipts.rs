@@ -20,6 +20,8 @@ pub(crate) const RECEIPT_DELAY: std::time::Duration = std::time::Duration::from_
 /// Received entries owed an acknowledgement once synced.
 pub(crate) struct Receipt {
     pub(crate) peer: PeerId,
+    /// This node's peer id the tag was made for: the ack goes from it only.
+    pub(crate) local: PeerId,
     /// The session tag of their group with `peer`.
     pub(crate) tag: [u8; 32],
     pub(crate) hashes: Vec<EntryHash>,
@@ -32,6 +34,8 @@ pub(crate) struct Receipt {
 /// What a batch of receipts sends one peer.
 pub(crate) struct ToPeer {
     pub(crate) peer: PeerId,
+    /// The local peer id the frames must leave from (their tags name it).
+    pub(crate) local: PeerId,
     /// One acknowledgement per group (per [`MAX_ACK_HASHES`] hashes), in
     /// the order received.
     pub(crate) frames: Vec<Vec<u8>>,
@@ -39,25 +43,26 @@ pub(crate) struct ToPeer {
     pub(crate) permits: Vec<OwnedSemaphorePermit>,
 }
 
-/// The acknowledgement frames of a batch of receipts, per peer.
+/// The acknowledgement frames of a batch of receipts, per peer (and per
+/// local peer id, should the batch span a key rotation).
 pub(crate) fn receipt_frames(batch: Vec<Receipt>) -> Vec<ToPeer> {
-    let mut groups: Vec<(PeerId, [u8; 32], Vec<EntryHash>)> = Vec::new();
+    let mut groups: Vec<(PeerId, PeerId, [u8; 32], Vec<EntryHash>)> = Vec::new();
     let mut peers: Vec<ToPeer> = Vec::new();
-    for Receipt { peer, tag, hashes, permit, .. } in batch {
-        match peers.iter_mut().find(|p| p.peer == peer) {
+    for Receipt { peer, local, tag, hashes, permit, .. } in batch {
+        match peers.iter_mut().find(|p| p.peer == peer && p.local == local) {
             Some(to) => to.permits.push(permit),
-            None => peers.push(ToPeer { peer, frames: Vec::new(), permits: vec![permit] }),
+            None => peers.push(ToPeer { peer, local, frames: Vec::new(), permits: vec![permit] }),
         }
-        match groups.iter_mut().find(|(p, t, _)| *p == peer && *t == tag) {
-            Some((_, _, all)) => all.extend(hashes),
-            None => groups.push((peer, tag, hashes)),
+        match groups.iter_mut().find(|(p, l, t, _)| *p == peer && *l == local && *t == tag) {
+            Some((_, _, _, all)) => all.extend(hashes),
+            None => groups.push((peer, local, tag, hashes)),
         }
     }
-    for (peer, tag, hashes) in groups {
+    for (peer, local, tag, hashes) in groups {
         let frames = hashes
             .chunks(MAX_ACK_HASHES)
             .map(|chunk| GroupFrame { session_tag: tag, body: GroupBody::Ack(chunk.to_vec()) }.encode());
-        if let Some(to) = peers.iter_mut().find(|p| p.peer == peer) {
+        if let Some(to) = peers.iter_mut().find(|p| p.peer == peer && p.local == local) {
             to.frames.extend(frames);
         }
     }
@@ -84,12 +89,12 @@ mod tests {
     #[test]
     fn receipts_become_one_ack_per_peer_and_group_holding_their_room_until_sent() {
         let room = Arc::new(Semaphore::new(MAX_ACK_HASHES + 10));
-        let (a, b) = (PeerId::random(), PeerId::random());
+        let (a, b, me) = (PeerId::random(), PeerId::random(), PeerId::random());
         let hashes =
             |from: u8, n: usize| (0..n).map(|i| EntryHash([from.wrapping_add(i as u8); 32])).collect::<Vec<_>>();
         let receipt = |peer, tag, hashes: Vec<EntryHash>| {
             let permit = room.clone().try_acquire_many_owned(hashes.len() as u32).unwrap();
-            Receipt { peer, tag: [tag; 32], hashes, unsynced: None, permit }
+            Receipt { peer, local: me, tag: [tag; 32], hashes, unsynced: None, permit }
         };
         let batch = vec![
             receipt(a, 1, hashes(0, 2)),

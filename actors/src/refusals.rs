@@ -26,12 +26,12 @@ pub struct Refusals {
 }
 
 impl RefusalCounters {
-    /// A frame was dropped.
+    /// Counts a frame dropped whole because it did not decode as a group frame.
     pub(crate) fn frame(&self) {
         self.frames.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// An entry was refused.
+    /// Counts an entry refused for good (forged, unreadable, not a member's); held-back entries are not counted.
     pub(crate) fn entry(&self) {
         self.entries.fetch_add(1, Ordering::Relaxed);
     }
@@ -41,7 +41,7 @@ impl RefusalCounters {
         self.contact_requests.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The counts now.
+    /// The counts since the node started; each is read on its own, so the three need not be from one instant.
     pub(crate) fn snapshot(&self) -> Refusals {
         Refusals {
             frames: self.frames.load(Ordering::Relaxed),

@@ -11,6 +11,8 @@
 //! serves has no holes or cycles. Headers and bodies stay sealed: it learns
 //! neither authors nor content (docs/THREATS.md).
 
+use crate::supervision::GuardedMap;
+use crate::supervision::GuardedTimers;
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use actix::{Actor, ActorFutureExt, AsyncContext, Context, Handler, Recipient, ResponseActFuture, WrapFuture};
@@ -100,9 +102,11 @@ impl Replica {
         self.groups.iter().find(|(_, g)| &session_tag(&g.session_seed, &from, &to) == tag).map(|(id, _)| *id)
     }
 
-    fn tag(&self, id: &ReplicationId, peer: &PeerId) -> Option<[u8; 32]> {
+    /// The tag of `id`'s session with `peer`, and the local peer id it was
+    /// made for (frames under it leave from that peer id only).
+    fn tag(&self, id: &ReplicationId, peer: &PeerId) -> Option<(PeerId, [u8; 32])> {
         let me = self.me?;
-        Some(session_tag(&self.groups.get(id)?.session_seed, &me.to_bytes(), &peer.to_bytes()))
+        Some((me, session_tag(&self.groups.get(id)?.session_seed, &me.to_bytes(), &peer.to_bytes())))
     }
 
     /// A nearby member offered its tokens (routed here by the courier):
@@ -122,8 +126,8 @@ impl Replica {
                 return;
             }
         };
-        let sent = nearby::send(self.deps.network.clone(), peer, frames);
-        ctx.spawn(sent.into_actor(self).map(|sent, _, _| {
+        let sent = nearby::send(self.deps.network.clone(), me, peer, frames);
+        ctx.spawn(sent.into_actor(self).guarded_map(NAME, |sent, _, _| {
             if let Err(e) = sent {
                 tracing::debug!(actor = NAME, error = %e, "a nearby member is unreachable");
             }
@@ -131,23 +135,26 @@ impl Replica {
     }
 
     fn send(&self, ctx: &mut Context<Self>, id: ReplicationId, peer: PeerId, body: GroupBody) {
-        let Some(tag) = self.tag(&id, &peer) else { return };
+        let Some((me, tag)) = self.tag(&id, &peer) else { return };
         let network = self.deps.network.clone();
         let frame = GroupFrame { session_tag: tag, body }.encode();
-        ctx.spawn(async move { network.send_frame(peer, frame).await }.into_actor(self).map(|r, _, _| {
-            if let Err(e) = r {
-                tracing::debug!(actor = NAME, error = %e, "a replica frame was not delivered");
-            }
-        }));
+        ctx.spawn(async move { network.send_frame_as(me, peer, frame).await }.into_actor(self).guarded_map(
+            NAME,
+            |r, _, _| {
+                if let Err(e) = r {
+                    tracing::debug!(actor = NAME, error = %e, "a replica frame was not delivered");
+                }
+            },
+        ));
     }
 
     fn apply_change(&mut self, ctx: &mut Context<Self>, id: ReplicationId, change: Change) {
         let (network, ttl) = (self.deps.network.clone(), self.deps.ttl);
-        ctx.spawn(change.apply(network, ttl).into_actor(self).map(move |applied, act, ctx| {
+        ctx.spawn(change.apply(network, ttl).into_actor(self).guarded_map(NAME, move |applied, act, ctx| {
             match act.groups.get_mut(&id).map(|g| g.announcements.done(applied)) {
                 Some(After::Apply(next)) => act.apply_change(ctx, id, next),
                 Some(After::RetryIn(wait)) => {
-                    ctx.run_later(wait, move |act, ctx| {
+                    ctx.guarded_later(NAME, wait, move |act, ctx| {
                         if let Some(again) = act.groups.get_mut(&id).and_then(|g| g.announcements.retry()) {
                             act.apply_change(ctx, id, again);
                         }
@@ -217,7 +224,7 @@ impl Replica {
             }
             Ok::<_, Error>((waiting, metadata))
         };
-        ctx.spawn(fut.into_actor(self).map(move |r, act, ctx| match r {
+        ctx.spawn(fut.into_actor(self).guarded_map(NAME, move |r, act, ctx| match r {
             Ok((waiting, metadata)) => {
                 if !metadata.is_empty() {
                     act.send(ctx, id, peer, GroupBody::Ack(metadata));
@@ -233,19 +240,19 @@ impl Replica {
 
     /// Sends `peer` the stored entries among `hashes`, in sync order.
     fn serve(&self, ctx: &mut Context<Self>, id: ReplicationId, peer: PeerId, hashes: Vec<EntryHash>) {
-        let Some(tag) = self.tag(&id, &peer) else { return };
+        let Some((me, tag)) = self.tag(&id, &peer) else { return };
         let (store, network, budget) = (self.deps.store.clone(), self.deps.network.clone(), self.deps.budget);
         let fut = async move {
             let entries = store.replica_entries(&id, &hashes).await?;
             for chunk in entries.chunks(SERVE_CHUNK) {
                 for batch in crate::courier::fill(chunk.to_vec(), GroupFrame::entry_cost, budget) {
                     let frame = GroupFrame { session_tag: tag, body: GroupBody::Entries(batch) };
-                    network.send_frame(peer, frame.encode()).await?;
+                    network.send_frame_as(me, peer, frame.encode()).await?;
                 }
             }
             Ok::<_, Error>(())
         };
-        ctx.spawn(fut.into_actor(self).map(|r, _, _| {
+        ctx.spawn(fut.into_actor(self).guarded_map(NAME, |r, _, _| {
             if let Err(e) = r {
                 tracing::debug!(actor = NAME, error = %e, "serving replicated entries failed");
             }
@@ -268,7 +275,7 @@ impl Replica {
                 Some(ranges) => respond(&mine, &ranges),
             })
         };
-        ctx.spawn(fut.into_actor(self).map(move |step, act, ctx| {
+        ctx.spawn(fut.into_actor(self).guarded_map(NAME, move |step, act, ctx| {
             let step = match step {
                 Ok(s) => s,
                 Err(e) => return tracing::debug!(actor = NAME, error = %e, "cannot reconcile"),
@@ -290,7 +297,7 @@ impl Replica {
             let held: Vec<EntryHash> = store.replica_positions(&id, &heads).await?.into_iter().map(|p| p.0).collect();
             Ok::<_, Error>(heads.into_iter().filter(|h| !held.contains(h)).collect::<Vec<_>>())
         };
-        ctx.spawn(fut.into_actor(self).map(move |wanted, act, ctx| match wanted {
+        ctx.spawn(fut.into_actor(self).guarded_map(NAME, move |wanted, act, ctx| match wanted {
             Ok(w) if !w.is_empty() => act.send(ctx, id, peer, GroupBody::Want(w)),
             Ok(_) => {}
             Err(e) => tracing::debug!(actor = NAME, error = %e, "cannot work out what is missing"),
@@ -335,11 +342,13 @@ impl Handler<AddReplica> for Replica {
                 Ok::<_, Error>((added, credential))
             }
             .into_actor(self)
-            .then(move |r, act, _| {
-                let added = r.map(|(added, credential)| {
+            .guarded_map(NAME, |r, act, _| {
+                r.map(|(added, credential)| {
                     act.add(credential);
                     added
-                });
+                })
+            })
+            .then(move |added, act, _| {
                 async move {
                     let added = added?;
                     // Watch its points (the answer comes as PointsRotated).

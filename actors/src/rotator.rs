@@ -7,11 +7,11 @@
 //! rotator re-checks it every `check_every`, so a test clock that jumps is
 //! noticed within one check.
 
+use crate::supervision::GuardedMap;
+use crate::supervision::GuardedTimers;
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use actix::{
-    Actor, ActorFutureExt, AsyncContext, Context, Handler, Recipient, ResponseActFuture, Supervised, WrapFuture,
-};
+use actix::{Actor, Context, Handler, Recipient, ResponseActFuture, Supervised, WrapFuture};
 use veil_crypto::{
     GroupKeys, RendezvousSeed,
     rendezvous::{ActivePoints, Schedule, Topic},
@@ -48,7 +48,8 @@ pub struct RendezvousRotator {
     periods: Option<Recipient<PeriodStarted>>,
     /// The period subscriber takes a new peer id at every period start.
     new_peer_id_each_period: bool,
-    /// The period of the last check.
+    /// The number of the period the last check ran in (`None` before the first and after a restart); a change starts a
+    /// period.
     period: Option<u64>,
     /// The time points are computed for (the clock's, unless it went back).
     points_clock: Arc<PointClock>,
@@ -208,7 +209,7 @@ impl Actor for RendezvousRotator {
             Rc::new(|act: &mut Self, w| act.replace_watches(w)),
             0,
         );
-        ctx.run_interval(self.check_every, |act, ctx| {
+        ctx.guarded_interval(NAME, self.check_every, |act, ctx| {
             let _ = guarded(NAME, ctx, || {
                 act.check();
                 Ok(())
@@ -230,7 +231,7 @@ impl Handler<Refresh> for RendezvousRotator {
     type Result = ResponseActFuture<Self, Result<()>>;
 
     fn handle(&mut self, _: Refresh, _: &mut Self::Context) -> Self::Result {
-        Box::pin(wanted(self.store.clone(), self.clock.now()).into_actor(self).map(|w, act, _| {
+        Box::pin(wanted(self.store.clone(), self.clock.now()).into_actor(self).guarded_map(NAME, |w, act, _| {
             act.replace_watches(w?);
             Ok(())
         }))
@@ -249,6 +250,14 @@ impl Handler<Subscribe> for RendezvousRotator {
             }
         }
         self.subscribers.push(subscriber);
+    }
+}
+
+impl Handler<crate::messages::rendezvous::PointsOf> for RendezvousRotator {
+    type Result = Result<ActivePoints>;
+
+    fn handle(&mut self, msg: crate::messages::rendezvous::PointsOf, ctx: &mut Self::Context) -> Self::Result {
+        guarded(NAME, ctx, || Ok(self.schedule.active_points(&msg.topic, &msg.seed, self.points_clock.now().0)))
     }
 }
 

@@ -5,6 +5,9 @@
 //! actor, which the supervisor restarts at once with the same mailbox
 //! (queued messages are kept). A restarted actor rebuilds its state from
 //! storage in `started`, exactly as at boot, so nothing lives only in memory.
+//! What a handler does once a future it spawned completes runs through
+//! [`GuardedMap::guarded_map`], and what a timer runs through
+//! [`GuardedTimers`], guarded the same way.
 
 use std::{
     panic::{AssertUnwindSafe, catch_unwind},
@@ -12,7 +15,7 @@ use std::{
     time::Duration,
 };
 
-use actix::{Actor, ActorContext, ActorFutureExt, AsyncContext, Context, WrapFuture};
+use actix::{Actor, ActorContext, ActorFuture, ActorFutureExt, AsyncContext, Context, SpawnHandle, WrapFuture};
 use futures::future::LocalBoxFuture;
 
 use crate::{Error, Result};
@@ -46,6 +49,95 @@ where
     }
 }
 
+/// What a guarded continuation gives when it panicked.
+pub(crate) trait OnPanic {
+    /// The answer of an actor `name` that is restarting.
+    fn restarting(name: &'static str) -> Self;
+}
+
+impl OnPanic for () {
+    fn restarting(_: &'static str) {}
+}
+
+impl<T> OnPanic for Result<T> {
+    fn restarting(name: &'static str) -> Self {
+        Err(Error::Restarting(name))
+    }
+}
+
+/// [`ActorFutureExt::map`] with the continuation guarded like a handler: a
+/// panic in it stops the actor (its supervisor restarts it) and the
+/// continuation gives [`OnPanic::restarting`]. Without it a panic there
+/// would kill the arbiter's task, supervisor and all.
+pub(crate) trait GuardedMap<A>: ActorFuture<A> + Sized
+where
+    A: Actor<Context = Context<A>>,
+{
+    fn guarded_map<U: OnPanic>(
+        self,
+        name: &'static str,
+        then: impl FnOnce(Self::Output, &mut A, &mut Context<A>) -> U,
+    ) -> impl ActorFuture<A, Output = U> {
+        self.map(move |output, act, ctx| match catch_unwind(AssertUnwindSafe(|| then(output, act, ctx))) {
+            Ok(answer) => answer,
+            Err(_) => {
+                tracing::error!(actor = name, "continuation panicked; the supervisor restarts the actor");
+                ctx.stop();
+                U::restarting(name)
+            }
+        })
+    }
+}
+
+impl<A: Actor<Context = Context<A>>, F: ActorFuture<A>> GuardedMap<A> for F {}
+
+/// `run_later` and `run_interval` with the closure guarded like a handler.
+pub(crate) trait GuardedTimers<A: Actor<Context = Context<A>>> {
+    fn guarded_later(
+        &mut self,
+        name: &'static str,
+        after: Duration,
+        f: impl FnOnce(&mut A, &mut Context<A>) + 'static,
+    ) -> SpawnHandle;
+
+    fn guarded_interval(
+        &mut self,
+        name: &'static str,
+        every: Duration,
+        f: impl FnMut(&mut A, &mut Context<A>) + 'static,
+    ) -> SpawnHandle;
+}
+
+impl<A: Actor<Context = Context<A>>> GuardedTimers<A> for Context<A> {
+    fn guarded_later(
+        &mut self,
+        name: &'static str,
+        after: Duration,
+        f: impl FnOnce(&mut A, &mut Context<A>) + 'static,
+    ) -> SpawnHandle {
+        self.run_later(after, move |act, ctx| {
+            let _ = guarded_with(name, ctx, |ctx| {
+                f(act, ctx);
+                Ok(())
+            });
+        })
+    }
+
+    fn guarded_interval(
+        &mut self,
+        name: &'static str,
+        every: Duration,
+        mut f: impl FnMut(&mut A, &mut Context<A>) + 'static,
+    ) -> SpawnHandle {
+        self.run_interval(every, move |act, ctx| {
+            let _ = guarded_with(name, ctx, |ctx| {
+                f(act, ctx);
+                Ok(())
+            });
+        })
+    }
+}
+
 /// Maps a closed mailbox to [`Error::Unavailable`].
 pub(crate) fn mailbox(name: &'static str) -> impl Fn(actix::MailboxError) -> Error {
     move |_| Error::Unavailable(name)
@@ -72,7 +164,7 @@ pub(crate) fn load_state<A, T: 'static>(
     A: Actor<Context = Context<A>>,
 {
     let fut = loader(act);
-    ctx.wait(fut.into_actor(act).map(move |loaded, act, ctx| match loaded {
+    ctx.wait(fut.into_actor(act).guarded_map(name, move |loaded, act, ctx| match loaded {
         Ok(state) => apply(act, state),
         Err(Error::Storage(veil_storage::Error::Closed)) => {
             tracing::debug!(actor = name, "store closed; not loading");
@@ -80,7 +172,105 @@ pub(crate) fn load_state<A, T: 'static>(
         Err(e) => {
             let delay = Duration::from_millis(100u64.saturating_mul(1 << attempt.min(9))).min(Duration::from_secs(30));
             tracing::warn!(actor = name, error = %e, ?delay, "cannot load state; retrying");
-            ctx.run_later(delay, move |act, ctx| load_state(name, act, ctx, loader, apply, attempt + 1));
+            ctx.guarded_later(name, delay, move |act, ctx| load_state(name, act, ctx, loader, apply, attempt + 1));
         }
     }));
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    };
+
+    use actix::{Handler, Message, ResponseActFuture, Supervised, Supervisor};
+
+    use super::*;
+
+    /// Counts its starts; its continuation panics when asked to.
+    struct Flaky(Arc<AtomicUsize>);
+
+    impl Actor for Flaky {
+        type Context = Context<Self>;
+
+        fn started(&mut self, _: &mut Context<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    impl Supervised for Flaky {}
+
+    #[derive(Message)]
+    #[rtype(result = "Result<u32>")]
+    struct Work {
+        panic: bool,
+    }
+
+    impl Handler<Work> for Flaky {
+        type Result = ResponseActFuture<Self, Result<u32>>;
+
+        fn handle(&mut self, Work { panic }: Work, _: &mut Context<Self>) -> Self::Result {
+            Box::pin(async { 7 }.into_actor(self).guarded_map("flaky", move |n, _, _| {
+                assert!(!panic, "a bug after the future");
+                Ok(n)
+            }))
+        }
+    }
+
+    #[test]
+    fn a_panic_after_a_future_restarts_the_actor_and_answers_restarting() {
+        actix::System::new().block_on(async {
+            let starts = Arc::new(AtomicUsize::new(0));
+            let counted = Arc::clone(&starts);
+            let flaky = Supervisor::start(move |_| Flaky(Arc::clone(&counted)));
+            assert_eq!(flaky.send(Work { panic: false }).await.unwrap().unwrap(), 7);
+            let answer = flaky.send(Work { panic: true }).await.unwrap();
+            assert!(matches!(answer, Err(Error::Restarting("flaky"))), "{answer:?}");
+            assert_eq!(flaky.send(Work { panic: false }).await.unwrap().unwrap(), 7, "it answers again");
+            assert_eq!(starts.load(Ordering::SeqCst), 2, "restarted once");
+        });
+    }
+
+    /// Its first life's timer panics.
+    struct Ticking(Arc<AtomicUsize>);
+
+    impl Actor for Ticking {
+        type Context = Context<Self>;
+
+        fn started(&mut self, ctx: &mut Context<Self>) {
+            let life = self.0.fetch_add(1, Ordering::SeqCst) + 1;
+            ctx.guarded_later("ticking", Duration::ZERO, move |_, _| assert!(life > 1, "a bug in a timer"));
+        }
+    }
+
+    impl Supervised for Ticking {}
+
+    #[derive(Message)]
+    #[rtype(result = "usize")]
+    struct Lives;
+
+    impl Handler<Lives> for Ticking {
+        type Result = usize;
+
+        fn handle(&mut self, _: Lives, _: &mut Context<Self>) -> usize {
+            self.0.load(Ordering::SeqCst)
+        }
+    }
+
+    #[test]
+    fn a_panic_in_a_timer_restarts_the_actor() {
+        actix::System::new().block_on(async {
+            let lives = Arc::new(AtomicUsize::new(0));
+            let counted = Arc::clone(&lives);
+            let ticking = Supervisor::start(move |_| Ticking(Arc::clone(&counted)));
+            let restarted = async {
+                while ticking.send(Lives).await.unwrap() < 2 {
+                    actix::clock::sleep(Duration::from_millis(10)).await;
+                }
+            };
+            tokio::time::timeout(Duration::from_secs(30), restarted).await.expect("restarted");
+            assert_eq!(ticking.send(Lives).await.unwrap(), 2, "restarted once, and the second life's timer ran fine");
+        });
+    }
 }

@@ -42,7 +42,7 @@ pub(crate) struct NetworkRoutes {
     pub(crate) nearby: Recipient<Proximity>,
     /// Disconnections.
     pub(crate) left: Recipient<PeerLeft>,
-    /// Swarm restarts (new peer id).
+    /// Swarm restarts (with a new peer id after a key rotation).
     pub(crate) restarted: Vec<Recipient<NetworkRestarted>>,
     /// Peers connected and disconnected (the BLE actor, when there is one).
     pub(crate) links: Option<Recipient<crate::ble::PeerLink>>,
@@ -55,7 +55,7 @@ const NAME: &str = "transport-manager";
 pub struct NetworkStatus {
     /// The current (rotating) peer id.
     pub peer_id: PeerId,
-    /// The privacy policy in force.
+    /// The privacy policy in force, which decides what the node may listen on, dial and discover.
     pub policy: Policy,
     /// Attached transports.
     pub transports: Vec<TransportId>,
@@ -102,9 +102,9 @@ pub struct Dial(pub Multiaddr);
 #[derive(Debug, Message)]
 #[rtype(result = "Result<()>")]
 pub struct SendFrame {
-    /// The peer.
+    /// The peer to send to, by its current peer id.
     pub peer: PeerId,
-    /// The frame.
+    /// The frame's bytes (at most the network's frame size).
     pub frame: Vec<u8>,
 }
 

@@ -3,12 +3,13 @@
 //! with public keys and signatures; keys never leave it, except each
 //! period's fresh network key, which the network layer needs.
 
+use crate::supervision::GuardedMap;
 use std::{
     collections::{HashMap, VecDeque},
     sync::Arc,
 };
 
-use actix::{Actor, ActorFutureExt, AtomicResponse, Context, Handler, ResponseFuture, Supervised, WrapFuture};
+use actix::{Actor, AtomicResponse, Context, Handler, ResponseFuture, Supervised, WrapFuture};
 use veil_crypto::{
     ChainState, EpochId, EpochSecret, GroupId, GroupSecret, Identity, MemberKeys, MemberPublic, NetworkKey, OsEntropy,
     SigningSecret, ThreadEntropy, VerifyKey, contact_group_secret,
@@ -285,7 +286,7 @@ impl Handler<AddGroup> for IdentityVault {
                 Ok::<_, Error>((group, GroupDevice { kind, key: device }))
             }
             .into_actor(self)
-            .map(|added, act, _| {
+            .guarded_map(NAME, |added, act, _| {
                 let (group, device) = added?;
                 // Kept if the group was there already: the store kept its key.
                 act.group_devices.entry(group).or_insert(device);

@@ -9,17 +9,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::{sync::Arc, time::Duration};
 
-use common::{T0, befriend, peer_builder, schedule, texts, until};
 use veil_actors::{ActorKind, Node, ble::BleTiming};
 use veil_ble::{
     ether::{Ether, EtherAir},
     radio::RadioState,
 };
 use veil_crypto::time::{ManualClock, UnixTime};
+use veil_testkit::node::{T0, befriend, peer_builder, schedule, texts, until};
 use veil_transports::{Policy, Tcp};
 
 const EACH_WAY: usize = 50;

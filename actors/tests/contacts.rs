@@ -5,14 +5,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::collections::{HashMap, HashSet};
 
-use common::{
-    GRACE, PERIOD, T0, TwoContacts, account, peer, peer_on, rendezvous_server, schedule, state_of, tcp, two_contacts,
-    until, wait_for,
-};
 use veil_actors::{NodeEvent, messages::rendezvous::WatchKey};
 use veil_crypto::{
     envelope::EntryHash,
@@ -20,6 +14,10 @@ use veil_crypto::{
     time::{ManualClock, UnixTime},
 };
 use veil_storage::{ContactState, LinkLimits};
+use veil_testkit::node::{
+    GRACE, PERIOD, T0, TwoContacts, account, peer, peer_on, rendezvous_server, schedule, state_of, tcp, two_contacts,
+    until, wait_for,
+};
 use veil_transports::libp2p::PeerId;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

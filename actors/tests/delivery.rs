@@ -1,22 +1,23 @@
 //! The storage outbox at work: messages between two contacts keep arriving,
 //! each exactly once and in order, while TCP is detached in the middle of
 //! the stream (QUIC stays), while the sender rotates its network key, and
-//! while the receiver is offline — and a conversation that starts while
-//! one side is going offline.
+//! while the receiver is offline, while the network task of each side
+//! panics — and a conversation that starts while one side is going offline.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use std::sync::Arc;
 
-use common::{
-    T0, TwoContacts, account, befriend, both_transports, peer, peer_on, rendezvous_server, schedule, two_contacts,
-    until, wait_for,
-};
 use veil_actors::{Node, NodeEvent};
 use veil_crypto::{
     GroupId,
     time::{ManualClock, UnixTime},
 };
+use veil_testkit::node::{
+    T0, TwoContacts, account, befriend, both_transports, peer, peer_on, rendezvous_server, schedule, two_contacts,
+    two_contacts_on, until, wait_for,
+};
+use veil_testkit::plugins::Buggy;
 use veil_transports::TransportId;
 
 /// The texts `node` holds from `prefix`, in log order.
@@ -48,13 +49,7 @@ fn numbered(prefix: &str, range: std::ops::Range<usize>) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_survive_a_transport_swap_a_key_rotation_and_an_offline_peer() {
-    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let clock = ManualClock::new(UnixTime(T0 + 5));
-    let (server, addr) = rendezvous_server(&dirs[0]).await;
-    let a = peer_on(&dirs[1], &clock, &addr, both_transports(), schedule()).await;
-    let b = peer_on(&dirs[2], &clock, &addr, both_transports(), schedule()).await;
-    let link = b.share_link().await.unwrap().uri;
-    let group = befriend(&a, &b, &link).await;
+    let TwoContacts { dirs, clock, server, addr, a, b, group } = two_contacts_on(both_transports).await;
     let mut b_events = b.events();
 
     // 1. Half the stream, then TCP goes away on A in the middle of it.
@@ -88,6 +83,34 @@ async fn messages_survive_a_transport_swap_a_key_rotation_and_an_offline_peer() 
     assert_eq!(texts(&b, &group, "m").await, numbered("m", 0..200), "every message once, in order");
     let mut a_events = a.events();
     until(&mut a_events, || async { a.undelivered(&group).await.unwrap() == 0 }).await;
+    for n in [a, b, server] {
+        n.shutdown().await.unwrap();
+    }
+}
+
+/// The task that owns the swarm panics on each side in the middle of a
+/// conversation going both ways: it rebuilds its swarm (same peer id) and
+/// the outboxes deliver everything, once and in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_survive_a_panic_in_the_network_task_of_either_side() {
+    let TwoContacts { server, a, b, group, .. } = two_contacts().await;
+    let conversation = a.conversations(Some(&[group])).await.unwrap().remove(0);
+    assert_eq!(conversation.contact.map(|c| c.account), Some(account(&b).await), "B's 1:1 conversation");
+    let (mut a_events, mut b_events) = (a.events(), b.events());
+    for i in 0..100 {
+        a.send(&group, format!("a{i:03}").as_bytes()).await.unwrap();
+        b.send(&group, format!("b{i:03}").as_bytes()).await.unwrap();
+        if i == 30 {
+            assert!(a.attach_transport(Arc::new(Buggy)).await.is_err());
+        }
+        if i == 60 {
+            assert!(b.attach_transport(Arc::new(Buggy)).await.is_err());
+        }
+    }
+    until(&mut b_events, || async { texts(&b, &group, "a").await.len() == 100 }).await;
+    until(&mut a_events, || async { texts(&a, &group, "b").await.len() == 100 }).await;
+    assert_eq!(texts(&b, &group, "a").await, numbered("a", 0..100), "every message once, in order");
+    assert_eq!(texts(&a, &group, "b").await, numbered("b", 0..100), "every message once, in order");
     for n in [a, b, server] {
         n.shutdown().await.unwrap();
     }

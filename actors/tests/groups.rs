@@ -3,14 +3,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::{
     collections::{HashMap, HashSet},
     time::Duration,
 };
 
-use common::{GRACE, PERIOD, T0, account, peer, rendezvous_server, until, wait_for};
 use veil_actors::{Node, NodeEvent};
 use veil_crypto::{
     EpochSecret, GroupId, GroupKeys,
@@ -21,6 +18,7 @@ use veil_crypto::{
 };
 use veil_proto::metadata::MetadataEvent;
 use veil_storage::{Store, StoreOptions, keystore::KeySource};
+use veil_testkit::node::{self, GRACE, PERIOD, T0, account, peer, rendezvous_server, until, wait_for};
 
 /// The message log as (Lamport clock, hash, payload), in its total order.
 async fn log(node: &Node, group: &GroupId) -> Vec<(u64, EntryHash, Vec<u8>)> {
@@ -112,7 +110,7 @@ async fn bad_entries_are_refused_counted_and_never_stored() {
 
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let clock = ManualClock::new(UnixTime(T0 + 20));
-    let common::GroupOfTwo { server, a, b, group, invitation, .. } = common::group_of_two(&dirs, &clock).await;
+    let node::GroupOfTwo { server, a, b, group, invitation, .. } = node::group_of_two(&dirs, &clock).await;
     let before = b.history(&group, None, 100).await.unwrap().len();
 
     // What a member knows: the group's keys, hence the session tag.
@@ -142,7 +140,7 @@ async fn bad_entries_are_refused_counted_and_never_stored() {
     let frame = GroupFrame { session_tag: tag, body: GroupBody::Entries(vec![foreign, uncertified]) };
     a.send_frame(b_id, frame.encode()).await.unwrap();
     let mut refused = HashSet::new();
-    common::wait_for(&mut events, |e| match e {
+    node::wait_for(&mut events, |e| match e {
         veil_actors::NodeEvent::EntryRefused { hash, .. } => {
             refused.insert(hash);
             (refused.len() == forged.len()).then_some(())
@@ -159,7 +157,7 @@ async fn bad_entries_are_refused_counted_and_never_stored() {
     // refused.
     let mut events = b.events();
     let real = a.send(&group, b"real").await.unwrap();
-    common::wait_for(&mut events, |e| {
+    node::wait_for(&mut events, |e| {
         matches!(e, veil_actors::NodeEvent::MessageReceived { hash, .. } if hash == real).then_some(())
     })
     .await;
@@ -174,7 +172,7 @@ async fn bad_entries_are_refused_counted_and_never_stored() {
     let frame = GroupFrame { session_tag: tag, body: GroupBody::Entries(vec![orphan.clone(), looping.clone()]) };
     a.send_frame(b_id, frame.encode()).await.unwrap();
     let (mut held, mut out_of_order) = (None, None);
-    common::wait_for(&mut events, |e| {
+    node::wait_for(&mut events, |e| {
         match e {
             veil_actors::NodeEvent::EntryHeldBack { hash, reason, .. } => held = Some((hash, reason)),
             veil_actors::NodeEvent::EntryRefused { hash, reason, .. } => out_of_order = Some((hash, reason)),
@@ -191,7 +189,7 @@ async fn bad_entries_are_refused_counted_and_never_stored() {
     huge.body = vec![0; veil_crypto::envelope::MAX_BODY_LEN + 1];
     let frame = GroupFrame { session_tag: tag, body: GroupBody::Entries(vec![huge]) };
     a.send_frame(b_id, frame.encode()).await.unwrap();
-    let reason = common::wait_for(&mut events, |e| match e {
+    let reason = node::wait_for(&mut events, |e| match e {
         veil_actors::NodeEvent::FrameRefused { peer, reason } if peer == a_id => Some(reason),
         _ => None,
     })
@@ -211,7 +209,7 @@ async fn a_member_back_from_offline_catches_up_on_a_thousand_messages() {
     const COUNT: usize = 1000;
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let clock = ManualClock::new(UnixTime(T0 + 20));
-    let common::GroupOfTwo { server, addr, a, b, group, .. } = common::group_of_two(&dirs, &clock).await;
+    let node::GroupOfTwo { server, addr, a, b, group, .. } = node::group_of_two(&dirs, &clock).await;
     b.shutdown().await.unwrap();
     drop(b);
 
@@ -295,7 +293,7 @@ impl Holdings {
 async fn removed_and_departed_members_cannot_read_what_is_written_after() {
     let dirs: Vec<_> = (0..5).map(|_| tempfile::tempdir().unwrap()).collect();
     let clock = ManualClock::new(UnixTime(T0 + 20));
-    let common::GroupOfTwo { server, addr, a, b, group, invitation } = common::group_of_two(&dirs, &clock).await;
+    let node::GroupOfTwo { server, addr, a, b, group, invitation } = node::group_of_two(&dirs, &clock).await;
     let c = peer(&dirs[3], &clock, &addr).await;
     c.join(&invitation).await.unwrap();
     let nodes = [&a, &b, &c];
@@ -391,7 +389,7 @@ fn hex(bytes: &[u8]) -> String {
 async fn a_rendezvous_server_sees_a_new_point_each_period_and_no_identifier() {
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let clock = ManualClock::new(UnixTime(T0 + 20));
-    let common::GroupOfTwo { server, a, b, group, invitation, .. } = common::group_of_two(&dirs, &clock).await;
+    let node::GroupOfTwo { server, a, b, group, invitation, .. } = node::group_of_two(&dirs, &clock).await;
     let mut observed = server.events();
     let keys = GroupKeys::derive(&veil_proto::link::parse_invitation(&invitation).unwrap().secret);
     let mut raw: Vec<[u8; 32]> = vec![group.0, keys.replication_id.0];
@@ -418,7 +416,7 @@ async fn a_rendezvous_server_sees_a_new_point_each_period_and_no_identifier() {
     // Every registration the server sees, by namespace and registering peer.
     let point_of = |period: u64| {
         let t = UnixTime(T0 + period * PERIOD + GRACE + 1);
-        common::schedule().point_at(&Topic::group(), &keys.rendezvous_seed, t).to_hex()
+        node::schedule().point_at(&Topic::group(), &keys.rendezvous_seed, t).to_hex()
     };
     let mut registrations = Vec::new();
     for period in 1..6 {

@@ -13,8 +13,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
-mod common;
-
 use std::{
     sync::{
         Arc,
@@ -23,7 +21,6 @@ use std::{
     time::Instant,
 };
 
-use common::{TwoContacts, WAIT, two_contacts};
 use futures::StreamExt;
 use tokio::time::timeout;
 use veil_actors::{Node, NodeEvent};
@@ -32,6 +29,7 @@ use veil_crypto::{
     envelope::{EntryHash, SealedEntry},
 };
 use veil_proto::sync::{GroupBody, GroupFrame, NEARBY_PAD};
+use veil_testkit::node::{TwoContacts, WAIT, tcp, two_contacts_on};
 use veil_transports::{Network, NetworkConfig, Policy, Tcp};
 
 /// Junk messages the hostile peer sends (frames and contact requests).
@@ -132,7 +130,7 @@ async fn groups_of(node: &Node) -> Vec<GroupId> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hostile_peer_flooding_junk_gets_nothing_stored_and_delivery_goes_on() {
-    let TwoContacts { a, b, group, .. } = two_contacts().await;
+    let TwoContacts { a, b, group, .. } = two_contacts_on(tcp).await;
     let quiet = converse(&a, &b, &group, "before").await;
     let (stored_before, contacts_before, groups_before) =
         (b.stored_entries(&group).await.unwrap(), b.contacts().await.unwrap().len(), groups_of(&b).await);

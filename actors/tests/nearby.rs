@@ -6,11 +6,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
-use common::{T0, befriend, peer, until};
 use veil_actors::Node;
 use veil_crypto::time::{ManualClock, UnixTime};
+use veil_testkit::node::{self, T0, befriend, peer, until};
 use veil_transports::Policy;
 
 /// `finder` learns that `found` is nearby (and `found` hears nothing).
@@ -54,7 +52,7 @@ async fn members_never_online_together_converge_through_a_replication_node_nearb
     let (a, b, r) =
         (peer(&dirs[0], &clock, &[]).await, peer(&dirs[1], &clock, &[]).await, peer(&dirs[2], &clock, &[]).await);
     finds(&b, &a).await;
-    let (group, _) = common::group_between(&a, &b).await;
+    let (group, _) = node::group_between(&a, &b).await;
     let replication = r.replicate(&a.replication_credential(&group).await.unwrap()).await.unwrap();
     // The replication node finds A nearby: A's tokens name the group's
     // replication session, the node answers with its own, A reconciles.
@@ -66,7 +64,7 @@ async fn members_never_online_together_converge_through_a_replication_node_nearb
     for i in 0..COUNT {
         a.send(&group, format!("left nearby {i}").as_bytes()).await.unwrap();
     }
-    common::until_replicated(&r, &replication, &a, &group).await;
+    node::until_replicated(&r, &replication, &a, &group).await;
 
     // A goes away too; B comes back next to the replication node only.
     a.shutdown().await.unwrap();

@@ -180,6 +180,15 @@ async fn group_messages_are_ordered_and_survive_restarts() {
     let page = n.history(&g, Some((history[9].lamport, history[9].hash)), 5).await.unwrap();
     assert_eq!(page.len(), 5);
     assert_eq!(page[0].hash, history[10].hash);
+    // A message posted comes back as history shows it.
+    let posted = n.post(&g, b"posted").await.unwrap().expect("stored");
+    assert!(posted.mine);
+    assert_eq!(posted.payload, b"posted");
+    assert_eq!(n.history_before(&g, None, 1).await.unwrap(), vec![posted]);
+    let conversations = n.conversations(None).await.unwrap();
+    assert_eq!(conversations.len(), 1);
+    assert_eq!((conversations[0].group, conversations[0].name.as_deref()), (g, Some("notes")));
+    assert!(conversations[0].contact.is_none(), "a group, not a contact's conversation");
     n.shutdown().await.unwrap();
 }
 

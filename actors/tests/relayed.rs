@@ -5,14 +5,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::{sync::Arc, time::Duration};
 
-use common::*;
 use veil_actors::{Node, NodeEvent, RetryPolicy, audit::Observer};
 use veil_crypto::time::{ManualClock, UnixTime};
 use veil_storage::keystore::KdfParams;
+use veil_testkit::node::*;
 use veil_transports::{KnownRelay, RelayOrigin};
 use veil_transports::{
     NetworkConfig, Policy, Tcp,

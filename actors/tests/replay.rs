@@ -14,11 +14,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::sync::Arc;
 
-use common::{PERIOD, TwoContacts, WAIT, account, peer, schedule, two_contacts, until, wait_for};
 use tokio::time::timeout;
 use veil_actors::{Node, NodeEvent};
 use veil_crypto::{
@@ -32,6 +29,9 @@ use veil_proto::{
     link::parse_contact,
 };
 use veil_storage::ContactState;
+use veil_testkit::node::{
+    PERIOD, TwoContacts, WAIT, account, peer_on, schedule, tcp, two_contacts_on, until, wait_for,
+};
 use veil_transports::{
     Network, NetworkConfig, NetworkHandle, Policy, Tcp,
     libp2p::{Multiaddr, PeerId},
@@ -51,9 +51,9 @@ async fn ask(mallory: &NetworkHandle, to: PeerId, bytes: &[u8]) -> Option<Handsh
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replayed_contact_requests_are_refused_and_the_request_is_recorded_once() {
-    let TwoContacts { dirs: _dirs, clock, server: _server, addr, a, b, group } = two_contacts().await;
+    let TwoContacts { dirs: _dirs, clock, server: _server, addr, a, b, group } = two_contacts_on(tcp).await;
     let carol_dir = tempfile::tempdir().unwrap();
-    let carol = peer(&carol_dir, &clock, &addr).await;
+    let carol = peer_on(&carol_dir, &clock, &addr, tcp(), schedule()).await;
     carol.share_link().await.unwrap();
     let link = parse_contact(&b.share_link().await.unwrap().uri).unwrap();
 

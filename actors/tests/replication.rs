@@ -4,21 +4,19 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::time::Duration;
 
-use common::{T0, peer, texts, until};
 use veil_actors::Node;
 use veil_crypto::time::{ManualClock, UnixTime};
 use veil_storage::{Store, StoreOptions, keystore::KeySource};
+use veil_testkit::node::{self, T0, peer, texts, until};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn members_never_online_together_converge_through_a_replication_node() {
     const COUNT: usize = 50;
     let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
     let clock = ManualClock::new(UnixTime(T0 + 20));
-    let common::GroupOfTwo { server, addr, a, b, group, .. } = common::group_of_two(&dirs, &clock).await;
+    let node::GroupOfTwo { server, addr, a, b, group, .. } = node::group_of_two(&dirs, &clock).await;
     let r = peer(&dirs[3], &clock, &addr).await;
     let replication = r.replicate(&a.replication_credential(&group).await.unwrap()).await.unwrap();
 
@@ -31,7 +29,7 @@ async fn members_never_online_together_converge_through_a_replication_node() {
     let written: Vec<(u64, Vec<u8>)> =
         a.history(&group, None, 1000).await.unwrap().into_iter().map(|h| (h.lamport, h.payload)).collect();
     assert_eq!(written.len(), COUNT);
-    common::until_replicated(&r, &replication, &a, &group).await;
+    node::until_replicated(&r, &replication, &a, &group).await;
 
     // A goes offline before B comes back: only the replication node can
     // bring B up to date.
@@ -66,7 +64,7 @@ async fn members_never_online_together_converge_through_a_replication_node() {
 /// shares only because it stops (and shares on restart) or writes.
 async fn writer(dir: &tempfile::TempDir, clock: &ManualClock, server: &[veil_transports::libp2p::Multiaddr]) -> Node {
     const NEVER: Duration = Duration::from_secs(3600);
-    common::peer_builder(dir, clock, server, common::tcp(), common::schedule())
+    node::peer_builder(dir, clock, server, node::memory(), node::schedule())
         .chain_share_delay(NEVER)
         .spawn()
         .await
@@ -83,7 +81,7 @@ async fn writer(dir: &tempfile::TempDir, clock: &ManualClock, server: &[veil_tra
 async fn newcomers_that_stop_right_after_joining_read_what_is_written_after() {
     let dirs: Vec<_> = (0..5).map(|_| tempfile::tempdir().unwrap()).collect();
     let clock = ManualClock::new(UnixTime(T0 + 20));
-    let (server, addr) = common::rendezvous_server(&dirs[0]).await;
+    let (server, addr) = node::rendezvous_server(&dirs[0]).await;
     let mut a = writer(&dirs[1], &clock, &addr).await;
     let group = a.create_group(None).await.unwrap();
     let r = peer(&dirs[4], &clock, &addr).await;

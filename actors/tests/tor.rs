@@ -7,14 +7,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
-mod common;
-
 use std::{sync::Arc, time::Duration};
 
-use common::{T0, until_within};
 use veil_actors::Node;
 use veil_crypto::time::{ManualClock, UnixTime};
 use veil_storage::keystore::KdfParams;
+use veil_testkit::node::{self, T0, until_within};
 use veil_tor::{Tor, TorConfig, testnet::TestNetwork};
 use veil_transports::{NetworkConfig, Policy, TransportPlugin, libp2p::Multiaddr, libp2p::multiaddr::Protocol};
 
@@ -38,7 +36,7 @@ async fn onion_of(node: &Node) -> Multiaddr {
 
 async fn anonymous(dir: &tempfile::TempDir, clock: &ManualClock, tor: &Tor, server: &[Multiaddr]) -> Node {
     let plugin: Arc<dyn TransportPlugin> = Arc::new(tor.clone());
-    common::peer_builder(dir, clock, server, vec![(plugin, tor.listen_addr())], common::schedule())
+    node::peer_builder(dir, clock, server, vec![(plugin, tor.listen_addr())], node::schedule())
         .policy(Policy::Anonymous)
         .join_timeout(TOR_WAIT)
         .spawn()
@@ -81,7 +79,7 @@ async fn a_replication_node_reached_over_tor_brings_an_absent_member_up_to_date(
     let a = anonymous(&dirs[1], &clock, &tors[1], &addr).await;
     let b = anonymous(&dirs[2], &clock, &tors[2], &addr).await;
     let r = anonymous(&dirs[3], &clock, &tors[3], &addr).await;
-    let (group, _) = common::group_between_within(TOR_WAIT, &a, &b).await;
+    let (group, _) = node::group_between_within(TOR_WAIT, &a, &b).await;
     let replication = r.replicate(&a.replication_credential(&group).await.unwrap()).await.unwrap();
 
     // B goes away; A writes and the replication node takes it all; then A
@@ -92,7 +90,7 @@ async fn a_replication_node_reached_over_tor_brings_an_absent_member_up_to_date(
         a.send(&group, format!("kept by the replica {i}").as_bytes()).await.unwrap();
     }
     let written: Vec<Vec<u8>> = a.history(&group, None, 100).await.unwrap().into_iter().map(|h| h.payload).collect();
-    common::until_replicated_within(TOR_WAIT, &r, &replication, &a, &group).await;
+    node::until_replicated_within(TOR_WAIT, &r, &replication, &a, &group).await;
     a.shutdown().await.unwrap();
     drop(a);
     let b = anonymous(&dirs[2], &clock, &tors[2], &addr).await;

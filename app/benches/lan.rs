@@ -16,10 +16,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-
-use common::{netns::Namespaces, *};
+use veil_testkit::daemon::{netns::Namespaces, *};
 
 const ROUNDS: usize = 7;
 const GOAL_MS: f64 = 1000.0;
@@ -33,8 +30,8 @@ fn main() {
     let lan = Namespaces::create(&["lan", "a", "b"]);
     lan.lan("lan", &[("a", "10.4.0.1/24"), ("b", BOB_ADDR)]);
     let listen = ["--listen", "/ip4/0.0.0.0/tcp/0"];
-    let alice = Daemon::start_with(lan.exec("a", VEIL), "", &[&["--name", "Alice"][..], &listen].concat());
-    let mut bob = Daemon::start_with(lan.exec("b", VEIL), "", &[&["--name", "Bob"][..], &listen].concat());
+    let alice = Daemon::start_with(lan.exec("a", veil_bin()), "", &[&["--name", "Alice"][..], &listen].concat());
+    let mut bob = Daemon::start_with(lan.exec("b", veil_bin()), "", &[&["--name", "Bob"][..], &listen].concat());
 
     // Contacts first (over the LAN too).
     let events = request_contact(&bob, &alice, "Bob");
@@ -64,7 +61,7 @@ fn main() {
         assert_eq!(bob.stop(rustix::process::Signal::INT), 0);
         lan.ip("b", &["addr", "flush", "dev", "eth0"]);
         let args = [&["--name", "Bob"][..], &listen].concat();
-        let (child, ready) = spawn_daemon_with(lan.exec("b", VEIL), bob.path(), &args);
+        let (child, ready) = spawn_daemon_with(lan.exec("b", veil_bin()), bob.path(), &args);
         (bob.child, bob.ready) = (Some(child), ready);
         let hash =
             alice.ok(&["send", &conversation, &format!("away {i}")])["message"]["hash"].as_str().unwrap().to_owned();
@@ -79,7 +76,7 @@ fn main() {
         let hash =
             alice.ok(&["send", &conversation, &format!("home {i}")])["message"]["hash"].as_str().unwrap().to_owned();
         let t0 = Instant::now();
-        let (child, ready) = spawn_daemon_with(lan.exec("b", VEIL), bob.path(), &args);
+        let (child, ready) = spawn_daemon_with(lan.exec("b", veil_bin()), bob.path(), &args);
         (bob.child, bob.ready) = (Some(child), ready);
         let events = bob.events();
         until_logged(&bob, &conversation, &hash, &events);

@@ -8,14 +8,14 @@ use tonic::transport::{Channel, Endpoint, Uri};
 
 use crate::api::{DaemonClient, MAX_DECODE};
 
-/// A client of the daemon API.
+/// A gRPC client of the daemon API over its Unix socket (see `connect`).
 pub type Client = DaemonClient<Channel>;
 
 /// No daemon answers at the home's socket.
 #[derive(Debug, thiserror::Error)]
 #[error("no veil daemon is running for this home (nothing answers at {}); start one with `veil daemon`", socket.display())]
 pub struct NoDaemon {
-    /// The socket that was tried.
+    /// The socket path: it did not exist, or nothing accepted a connection there.
     pub socket: PathBuf,
 }
 

@@ -24,7 +24,7 @@ use crate::{
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
 pub struct ApiError {
-    /// The gRPC status code.
+    /// The gRPC status code; the CLI's exit code and error name follow from it.
     pub code: tonic::Code,
     /// The daemon's one-line message.
     pub message: String,
@@ -382,14 +382,15 @@ async fn restore(home: &Path, file: &Path, out: Out) -> Result<()> {
     }
     config::create_home(home)?;
     let passphrase = backup_passphrase()?;
-    let options = veil_storage::StoreOptions::default();
+    let options = veil_actors::storage::StoreOptions::default();
     let (db, key) = (home.join("veil.db"), home.join("storage.key"));
-    let store = veil_storage::Store::restore(file, &passphrase, &db, &key, options).await.map_err(|e| match e {
-        veil_storage::Error::AlreadyExists { .. } => {
-            anyhow::anyhow!("{} already holds a node: restore into a new home", home.display())
-        }
-        e => anyhow::Error::new(e).context(format!("cannot restore {}", file.display())),
-    })?;
+    let store =
+        veil_actors::storage::Store::restore(file, &passphrase, &db, &key, options).await.map_err(|e| match e {
+            veil_actors::storage::Error::AlreadyExists { .. } => {
+                anyhow::anyhow!("{} already holds a node: restore into a new home", home.display())
+            }
+            e => anyhow::Error::new(e).context(format!("cannot restore {}", file.display())),
+        })?;
     let account = store.account().await?.map(|a| hex::encode(a.signing.to_bytes()));
     store.close().await?;
     config::write_default_config(home)?;
@@ -402,7 +403,7 @@ async fn init(home: &Path, name: Option<String>, out: Out) -> Result<()> {
     config::create_home(home)?;
     let created_config = match &name {
         Some(n) => {
-            veil_crypto::Name::new(n).map_err(|e| anyhow::anyhow!("invalid name {n:?}: {e}"))?;
+            veil_actors::crypto::Name::new(n).map_err(|e| anyhow::anyhow!("invalid name {n:?}: {e}"))?;
             write_config_with_name(home, n)?
         }
         None => config::write_default_config(home)?,

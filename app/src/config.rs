@@ -40,8 +40,8 @@ use std::{
 
 use anyhow::{Context, Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
+use veil_actors::transports::{NetworkConfig, Policy, libp2p::Multiaddr};
 use veil_tor::{Fallback, PrivateNetwork, TorConfig};
-use veil_transports::{NetworkConfig, Policy, libp2p::Multiaddr};
 
 /// The configuration file's name inside the home directory.
 pub const CONFIG_FILE: &str = "veil.toml";
@@ -78,7 +78,7 @@ pub struct ConfigFile {
     /// Relays (for the `relayed` policy), each ending in `/p2p/<peer id>`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub relays: Option<Vec<String>>,
-    /// The privacy policy.
+    /// The privacy policy: `direct` (the default), `relayed`, `anonymous` or `offline`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy: Option<String>,
     /// Kademlia peers to join the DHT through (each ending in `/p2p/<peer id>`).
@@ -111,10 +111,10 @@ pub struct ConfigFile {
     /// First retry delay of an undelivered contact request, in milliseconds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub contact_retry_ms: Option<u64>,
-    /// The Tor transport.
+    /// The `[tor]` table: whether Tor is attached at start, its onion port, a private network for tests.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tor: Option<TorFile>,
-    /// Bluetooth LE.
+    /// The `[ble]` table: whether BLE is enabled at start, and on which adapter.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ble: Option<BleFile>,
 }
@@ -293,7 +293,7 @@ pub struct Overrides {
     pub policy: Option<String>,
     /// `--serve` / `VEIL_SERVE`.
     pub serve: Option<Vec<String>>,
-    /// `--no-mdns` / `VEIL_MDNS`.
+    /// `--no-mdns` / `VEIL_NO_MDNS`, which give `Some(false)`.
     pub mdns: Option<bool>,
 }
 
@@ -302,7 +302,7 @@ pub struct Overrides {
 pub struct Roles {
     /// A libp2p rendezvous server (where contacts and group members meet).
     pub rendezvous: bool,
-    /// A circuit relay.
+    /// A circuit relay: peers reserve slots on it and are reached through it.
     pub relay: bool,
     /// A Kademlia DHT node (others bootstrap through it).
     pub dht: bool,
@@ -337,9 +337,10 @@ pub struct Settings {
     pub name: Option<String>,
     /// Addresses to listen on.
     pub listen: Vec<Multiaddr>,
-    /// Rendezvous servers.
+    /// Rendezvous servers to register and look up points at, each ending in `/p2p/<peer id>`.
     pub rendezvous_servers: Vec<Multiaddr>,
-    /// Relays.
+    /// Relays configured to reserve on (under `relayed`, and under `direct` to stay reachable behind a NAT); more are
+    /// learned from contacts.
     pub relays: Vec<Multiaddr>,
     /// Kademlia bootstrap peers.
     pub bootstrap: Vec<Multiaddr>,
@@ -349,19 +350,19 @@ pub struct Settings {
     pub relay_limits: (usize, usize, u32),
     /// Inbound connections established at once.
     pub max_incoming_connections: u32,
-    /// The privacy policy.
+    /// The privacy policy the node starts with; clients may change it while the daemon runs.
     pub policy: Policy,
     /// Roles served.
     pub serve: Roles,
-    /// mDNS on the LAN.
+    /// Whether mDNS was asked for: `direct` honours it, `offline` runs mDNS regardless.
     pub mdns: bool,
     /// The courier's sync interval (`None`: the node's default).
     pub sync_interval: Option<Duration>,
     /// The contact-request retry base (`None`: the node's default).
     pub contact_retry: Option<Duration>,
-    /// The Tor transport.
+    /// How the Tor transport runs (attached at start by default under `anonymous` only).
     pub tor: TorSettings,
-    /// Bluetooth LE.
+    /// How BLE runs (enabled at start by default under `offline` only).
     pub ble: BleSettings,
 }
 
@@ -508,7 +509,7 @@ impl Settings {
     pub fn resolve(file: &ConfigFile, over: &Overrides) -> Result<Self> {
         let name = over.name.clone().or_else(|| file.name.clone()).filter(|n| !n.trim().is_empty());
         if let Some(n) = &name {
-            veil_crypto::Name::new(n).map_err(|e| anyhow!("invalid name {n:?}: {e}"))?;
+            veil_actors::crypto::Name::new(n).map_err(|e| anyhow!("invalid name {n:?}: {e}"))?;
         }
         let policy = match over.policy.as_ref().or(file.policy.as_ref()) {
             Some(p) => parse_policy(p)?,
@@ -528,7 +529,7 @@ impl Settings {
         let relays = addrs("relay", over.relays.as_ref().or(file.relays.as_ref()).map_or(&[], |v| v))?;
         let bootstrap = addrs("bootstrap", over.bootstrap.as_ref().or(file.bootstrap.as_ref()).map_or(&[], |v| v))?;
         for a in relays.iter().chain(&bootstrap) {
-            if veil_transports::policy::peer_of(a).is_none() {
+            if veil_actors::transports::policy::peer_of(a).is_none() {
                 bail!("relay and bootstrap addresses must end in /p2p/<peer id>: {a}");
             }
         }
@@ -589,152 +590,4 @@ impl Settings {
 }
 
 #[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
-
-    use super::*;
-
-    #[test]
-    fn a_home_open_to_others_is_made_private_and_a_new_one_is_private() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
-        let fresh = dir.path().join("new");
-        create_home(&fresh).unwrap();
-        assert_eq!(mode(&fresh), 0o700);
-        assert!(write_default_config(&fresh).unwrap());
-        assert_eq!(mode(&fresh.join(CONFIG_FILE)), 0o600);
-        let open = dir.path().join("open");
-        std::fs::create_dir(&open).unwrap();
-        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).unwrap();
-        create_home(&open).unwrap();
-        assert_eq!(mode(&open), 0o700);
-    }
-
-    #[test]
-    fn flags_beat_the_file_and_the_file_beats_defaults() {
-        let file = ConfigFile::parse(
-            r#"
-            name = "Alice"
-            listen = ["/ip4/127.0.0.1/tcp/4001"]
-            policy = "offline"
-            serve = ["rendezvous"]
-            mdns = false
-            sync_interval_ms = 200
-            "#,
-        )
-        .unwrap();
-        let s = Settings::resolve(&file, &Overrides::default()).unwrap();
-        assert_eq!(s.name.as_deref(), Some("Alice"));
-        assert_eq!(s.listen, vec!["/ip4/127.0.0.1/tcp/4001".parse::<Multiaddr>().unwrap()]);
-        assert_eq!(s.policy, Policy::Offline);
-        assert!(s.serve.rendezvous && !s.serve.relay && !s.mdns);
-        assert!(!s.rotate_peer_id, "a server keeps its peer id unless told otherwise");
-        assert_eq!(s.sync_interval, Some(Duration::from_millis(200)));
-
-        let over = Overrides {
-            listen: Some(vec!["/ip4/127.0.0.1/tcp/0".into()]),
-            policy: Some("direct".into()),
-            mdns: Some(true),
-            ..Overrides::default()
-        };
-        let s = Settings::resolve(&file, &over).unwrap();
-        assert_eq!(s.listen, vec!["/ip4/127.0.0.1/tcp/0".parse::<Multiaddr>().unwrap()]);
-        assert_eq!(s.policy, Policy::Direct);
-        assert!(s.mdns);
-
-        let d = Settings::resolve(&ConfigFile::default(), &Overrides::default()).unwrap();
-        assert_eq!(d.listen.len(), 2);
-        assert_eq!(d.policy, Policy::Direct);
-        assert!(d.rotate_peer_id);
-
-        let relayed = ConfigFile::parse(
-            r#"
-            relays = ["/ip4/10.0.0.1/tcp/4001/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN"]
-            serve = ["relay", "dht"]
-            rotate_peer_id = true
-            relay_max_circuits = 3
-            "#,
-        )
-        .unwrap();
-        let s = Settings::resolve(&relayed, &Overrides::default()).unwrap();
-        let config = s.network_config();
-        assert_eq!(config.relays.len(), 1);
-        assert!(config.relay_server && config.kad && s.rotate_peer_id);
-        assert_eq!(config.relay_max_circuits, 3);
-    }
-
-    #[test]
-    fn bad_settings_are_refused_with_the_reason() {
-        for (text, needle) in [
-            ("policy = \"loud\"", "unknown policy"),
-            ("listen = [\"not an address\"]", "invalid listen address"),
-            ("serve = [\"dns\"]", "unknown role"),
-            ("colour = \"blue\"", "unknown field"),
-            ("relays = [\"/ip4/10.0.0.1/tcp/1\"]", "must end in /p2p/"),
-            ("name = \"a\\nb\"", "invalid name"),
-            ("rendezvous_servers = [\"/onion3/notanonion:443\"]", "invalid rendezvous server address"),
-            ("[tor]\nauthorities = [\"00\"]", "needs both authorities and fallbacks"),
-            (
-                "[tor]\nauthorities = [\"00\"]\nfallbacks = [{ rsa_identity = \"a\", ed_identity = \"b\", orport = \"nowhere\" }]",
-                "invalid orport",
-            ),
-            ("[tor]\ncolour = 1", "unknown field"),
-            ("[ble]\nadapter = \"../hci0\"", "adapter must be"),
-            ("[ble]\nadapter = \"\"", "adapter must be"),
-            ("[ble]\nradio = 1", "unknown field"),
-        ] {
-            let err = ConfigFile::parse(text).and_then(|f| Settings::resolve(&f, &Overrides::default()));
-            let msg = format!("{:#}", err.unwrap_err());
-            assert!(msg.contains(needle), "{text}: {msg}");
-        }
-    }
-
-    #[test]
-    fn tor_is_on_under_anonymous_unless_told_and_a_private_network_is_read() {
-        let anonymous = ConfigFile::parse("policy = \"anonymous\"").unwrap();
-        let s = Settings::resolve(&anonymous, &Overrides::default()).unwrap();
-        assert!(s.tor.enabled && s.tor.network.is_none(), "the public network by default");
-        assert!(!Settings::resolve(&ConfigFile::default(), &Overrides::default()).unwrap().tor.enabled);
-        let private = ConfigFile::parse(
-            r#"
-            policy = "anonymous"
-            [tor]
-            enabled = false
-            port = 9000
-            loopback = true
-            authorities = ["0000000000000000000000000000000000000001"]
-            fallbacks = [{ rsa_identity = "0000000000000000000000000000000000000002", ed_identity = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", orport = "127.0.0.1:5000" }]
-            "#,
-        )
-        .unwrap();
-        let s = Settings::resolve(&private, &Overrides::default()).unwrap();
-        assert!(!s.tor.enabled, "told not to");
-        let config = s.tor.config(Path::new("/home/x"));
-        assert_eq!((config.port, config.cache_dir.clone()), (9000, PathBuf::from("/home/x/tor/cache")));
-        let network = config.network.unwrap();
-        assert!(network.loopback && network.fallbacks[0].orport.port() == 5000);
-    }
-
-    #[test]
-    fn ble_is_on_under_offline_unless_told_and_on_the_adapter_named() {
-        let offline = ConfigFile::parse("policy = \"offline\"").unwrap();
-        assert_eq!(
-            Settings::resolve(&offline, &Overrides::default()).unwrap().ble,
-            BleSettings { enabled: true, adapter: None }
-        );
-        assert!(!Settings::resolve(&ConfigFile::default(), &Overrides::default()).unwrap().ble.enabled);
-        let told = ConfigFile::parse("policy = \"offline\"\n[ble]\nenabled = false\nadapter = \"hci1\"").unwrap();
-        let s = Settings::resolve(&told, &Overrides::default()).unwrap();
-        assert_eq!(s.ble, BleSettings { enabled: false, adapter: Some("hci1".into()) });
-    }
-
-    #[test]
-    fn the_default_config_parses_and_a_big_one_is_refused() {
-        assert_eq!(ConfigFile::parse(DEFAULT_CONFIG).unwrap(), ConfigFile::default());
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join(CONFIG_FILE), "#".repeat(100_000)).unwrap();
-        let msg = ConfigFile::load(dir.path()).unwrap_err().to_string();
-        assert!(msg.contains("larger than"), "{msg}");
-    }
-}
+mod tests;

@@ -14,9 +14,9 @@ use anyhow::{Context, Result, anyhow, bail};
 use serde_json::json;
 use tokio::{sync::broadcast, task::JoinHandle, time::timeout};
 use tokio_stream::StreamExt;
+use veil_actors::crypto::{GroupId, VerifyKey};
+use veil_actors::transports::libp2p::{Multiaddr, multiaddr::Protocol};
 use veil_actors::{Node, NodeEvent, messages::group::HistoryEntry};
-use veil_crypto::{GroupId, VerifyKey};
-use veil_transports::libp2p::{Multiaddr, multiaddr::Protocol};
 
 use crate::{
     api,
@@ -88,7 +88,7 @@ pub(crate) async fn wait_for<T>(
     .map_err(|_| anyhow!("timed out after {STEP:?} waiting for {what}"))?
 }
 
-/// The last message of a group.
+/// The latest message of a group in history order, read 1000 at a time; `None` while it has none.
 async fn last_message(node: &Node, group: &GroupId) -> Result<Option<HistoryEntry>> {
     let (mut after, mut last) = (None, None);
     loop {

@@ -309,7 +309,7 @@ pub(crate) fn event(e: &api::Event) -> Option<Value> {
     })
 }
 
-/// An event for people.
+/// An event's JSON as one line for people: its name, then `key=value` per field, empty strings left out.
 pub(crate) fn event_line(v: &Value) -> String {
     let name = v.get("event").and_then(Value::as_str).unwrap_or("event");
     let fields: Vec<String> = v

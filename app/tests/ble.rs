@@ -5,9 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
-use common::*;
+use veil_testkit::daemon::*;
 
 #[test]
 fn a_daemon_without_a_system_bus_says_ble_is_unavailable_and_why() {

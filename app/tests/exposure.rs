@@ -3,9 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
-use common::*;
+use veil_testkit::daemon::*;
 
 /// The nine observers, in the audit's order.
 const OBSERVERS: [&str; 9] = [

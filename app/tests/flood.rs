@@ -9,20 +9,18 @@
 //! printed and bounded.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
-mod common;
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use common::*;
 use futures::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
-use veil_crypto::{NetworkKey, OsEntropy};
-use veil_transports::libp2p::Multiaddr;
-use veil_transports::{Network, NetworkConfig, NetworkHandle, Policy, Tcp};
+use veil_actors::crypto::{NetworkKey, OsEntropy};
+use veil_actors::transports::libp2p::Multiaddr;
+use veil_actors::transports::{Network, NetworkConfig, NetworkHandle, Policy, Tcp};
+use veil_testkit::daemon::*;
 
 /// Raw TCP connections held open against Bob at once.
 const RAW_CONNECTIONS: usize = 1_000;

@@ -20,16 +20,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
-use common::{
-    netns::{Namespaces, may_run, tcpdump},
-    *,
-};
-use veil_crypto::{
+use veil_actors::crypto::{
     GroupKeys,
     rendezvous::{Schedule, Topic},
     time::UnixTime,
+};
+use veil_testkit::daemon::{
+    netns::{Namespaces, may_run, tcpdump},
+    *,
 };
 
 const HOSTS: [(&str, &str); 4] =
@@ -47,7 +45,7 @@ fn lan(names: &[&'static str]) -> Namespaces {
 
 fn start(lan: &Namespaces, host: &str, name: &str, policy: &str) -> Daemon {
     let args = ["--name", name, "--listen", "/ip4/0.0.0.0/tcp/0", "--policy", policy];
-    Daemon::start_with(lan.exec(host, VEIL), FAST, &args)
+    Daemon::start_with(lan.exec(host, veil_bin()), FAST, &args)
 }
 
 /// `from` asks `to` over the LAN and `to` accepts: returns the 1:1
@@ -148,13 +146,13 @@ fn identifiers(links: &[String], invitation: &str, conversations: &[&str]) -> Ve
     let now = UnixTime(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs());
     let mut out = Vec::new();
     for uri in links {
-        let link = veil_proto::link::parse_contact(uri).unwrap();
+        let link = veil_actors::proto::link::parse_contact(uri).unwrap();
         out.push(("account key".to_owned(), link.account.signing.to_bytes().to_vec()));
         out.push(("link seed".to_owned(), link.seed.expose_secret().to_vec()));
         let point = Schedule::DEFAULT.point_at(&Topic::contact(&link.account.signing), &link.seed, now);
         out.push(("contact point".to_owned(), point.0.to_vec()));
     }
-    let invitation = veil_proto::link::parse_invitation(invitation).unwrap();
+    let invitation = veil_actors::proto::link::parse_invitation(invitation).unwrap();
     let keys = GroupKeys::derive(&invitation.secret);
     out.push(("group id".to_owned(), keys.id.0.to_vec()));
     out.push(("group secret".to_owned(), invitation.secret.expose_secret().to_vec()));
@@ -205,7 +203,7 @@ fn three_daemons_share_a_group_over_a_lan_and_a_neighbour_learns_nothing() {
     alice.ok(&["send", &club, "while Carol was away"]);
     bob.ok(&["send", &ab, "a 1:1 message meanwhile"]);
     let args = ["--name", "Carol", "--listen", "/ip4/0.0.0.0/tcp/0", "--policy", "offline"];
-    let (child, ready) = spawn_daemon_with(lan.exec("c", VEIL), carol.path(), &args);
+    let (child, ready) = spawn_daemon_with(lan.exec("c", veil_bin()), carol.path(), &args);
     (carol.child, carol.ready) = (Some(child), ready);
     let carol_events = carol.events();
     carol_events

@@ -15,9 +15,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
-use common::{
+use veil_testkit::daemon::{
     netns::{Namespaces, may_run},
     *,
 };
@@ -30,7 +28,7 @@ const HEAL_WAIT: Duration = Duration::from_secs(240);
 
 fn start(lan: &Namespaces, host: &str, name: &str) -> Daemon {
     let args = ["--name", name, "--listen", "/ip4/0.0.0.0/tcp/0", "--policy", "offline"];
-    Daemon::start_with(lan.exec(host, VEIL), FAST, &args)
+    Daemon::start_with(lan.exec(host, veil_bin()), FAST, &args)
 }
 
 fn log_of(d: &Daemon, group: &str) -> Vec<String> {

@@ -8,9 +8,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
-use common::*;
+use veil_testkit::daemon::*;
 
 #[test]
 fn the_python_client_befriends_and_talks_over_the_api() {

@@ -25,9 +25,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
-use common::{
+use veil_testkit::daemon::{
     netns::{Namespaces, may_run, must, tcpdump},
     *,
 };
@@ -139,7 +137,7 @@ fn converse(topology: &Namespaces, policy: &str, route: &str) -> Observed {
     let fast = "sync_interval_ms = 200\ncontact_retry_ms = 200\n";
     let listen = format!("/ip4/0.0.0.0/tcp/{R_PORT}");
     let relay = Daemon::start_with(
-        topology.exec("r", VEIL),
+        topology.exec("r", veil_bin()),
         "",
         &["--listen", &listen, "--no-mdns", "--serve", "relay,rendezvous,dht"],
     );
@@ -151,7 +149,7 @@ fn converse(topology: &Namespaces, policy: &str, route: &str) -> Observed {
         if policy == "direct" {
             args.extend(["--listen", "/ip4/0.0.0.0/tcp/0"]);
         }
-        Daemon::start_with(topology.exec(ns, VEIL), fast, &args)
+        Daemon::start_with(topology.exec(ns, veil_bin()), fast, &args)
     };
     let alice = start("a", "Alice", r_via("10.99.1.1"));
     let bob = start("b", "Bob", r_via("10.99.2.1"));

@@ -13,13 +13,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
-mod common;
-
 use std::collections::BTreeSet;
 
-use common::*;
 use rustix::process::Signal;
 use veil_app::api;
+use veil_testkit::daemon::*;
 
 fn env(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)

@@ -8,9 +8,7 @@
 //! reason, or fail when `VEIL_FULL_TESTS=1` (CI).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
-mod common;
-
-use common::*;
+use veil_testkit::daemon::*;
 use veil_tor::testnet::{self, TestNetwork};
 
 /// How long one step over Tor may take: onion services, circuits and

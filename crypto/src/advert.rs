@@ -64,7 +64,7 @@ impl AdvertToken {
         }
     }
 
-    /// The bytes to advertise.
+    /// The 10 bytes of service data to put on the air: salt, then tag.
     pub fn to_bytes(&self) -> [u8; TOKEN_LEN] {
         self.0
     }

@@ -72,7 +72,7 @@ impl core::fmt::Debug for EntryHash {
 /// An entry's place in the DAG.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Links {
-    /// Which log.
+    /// The log the entry belongs to; receivers require its parents to be in the same log.
     pub kind: EntryKind,
     /// Lamport clock: one more than the largest parent's.
     pub lamport: u64,
@@ -83,7 +83,7 @@ pub struct Links {
 impl Links {
     fn encode(&self) -> Result<Vec<u8>> {
         if self.parents.len() > MAX_PARENTS {
-            return Err(Error::TooLarge { what: "parent list", len: self.parents.len(), max: MAX_PARENTS });
+            return Err(Error::TooMany { what: "parent list", count: self.parents.len(), max: MAX_PARENTS });
         }
         // `decode` refuses duplicates, so an entry sealed with them could never be opened.
         for (i, p) in self.parents.iter().enumerate() {
@@ -139,11 +139,11 @@ impl Links {
 /// An entry as it travels and is stored: opaque to anyone without the keys.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SealedEntry {
-    /// Encrypted links section.
+    /// The links (kind, Lamport clock, parents) sealed under the link key, which replication nodes hold.
     pub links: Vec<u8>,
-    /// Encrypted header section.
+    /// The author's device key, counter and signature, sealed under the header key: [`HEADER_LEN`] bytes.
     pub header: Vec<u8>,
-    /// Encrypted body.
+    /// The padded payload, sealed under the author's message key (messages) or the metadata key (metadata).
     pub body: Vec<u8>,
     /// HMAC-SHA256 under the entry-auth key.
     pub tag: [u8; 32],
@@ -361,7 +361,7 @@ impl SignedEntry {
 /// [`OpenedEntry::read_message`].
 #[derive(Debug, Clone)]
 pub struct OpenedEntry {
-    /// The entry's hash.
+    /// The hash that names the entry: what its children list as a parent and acknowledgements carry.
     pub hash: EntryHash,
     /// Its place in the DAG.
     pub links: Links,
@@ -530,129 +530,4 @@ impl OpenedEntry {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::{GroupSecret, TestEntropy};
-
-    #[test]
-    fn author_keys_are_parsed_once_and_bounded() {
-        let mut e = TestEntropy::new(b"authors");
-        let mut authors = AuthorKeys::default();
-        let key = SigningSecret::generate(&mut e).unwrap().verify_key();
-        assert_eq!(authors.parse(&key.to_bytes()).unwrap(), key);
-        assert_eq!(authors.parse(&key.to_bytes()).unwrap(), key, "from the cache");
-        // The identity point (small order) is refused, and not kept.
-        let mut weak = [0u8; 32];
-        weak[0] = 1;
-        assert!(authors.parse(&weak).is_err());
-        assert!(!authors.keys.contains_key(&weak));
-        for _ in 0..AuthorKeys::MAX {
-            let k = SigningSecret::generate(&mut e).unwrap().verify_key();
-            authors.parse(&k.to_bytes()).unwrap();
-        }
-        assert!(authors.keys.len() <= AuthorKeys::MAX);
-        // An entry opens the same with a cache as without.
-        let keys = GroupKeys::derive(&GroupSecret::from_bytes([4; 32]));
-        let author = SigningSecret::generate(&mut e).unwrap();
-        let links = Links { kind: EntryKind::Metadata, lamport: 1, parents: vec![] };
-        let entry = seal_entry(&keys, &author, &links, BodyKey::Metadata, b"hi", &mut e).unwrap();
-        let plain = open_entry(&keys, &entry).unwrap();
-        let links = entry.open_links(&keys.link_key).unwrap();
-        for _ in 0..2 {
-            let (cached, check) = open_header_unchecked(&keys, &entry, links.clone(), &mut authors).unwrap();
-            check.verify().unwrap();
-            assert_eq!((cached.author, cached.hash), (plain.author, plain.hash));
-        }
-    }
-
-    #[test]
-    fn a_batch_of_signatures_names_exactly_the_forged_ones() {
-        let mut e = TestEntropy::new(b"batch");
-        let keys = GroupKeys::derive(&GroupSecret::from_bytes([5; 32]));
-        let authors: Vec<SigningSecret> = (0..2).map(|_| SigningSecret::generate(&mut e).unwrap()).collect();
-        let mut parsed = AuthorKeys::default();
-        let mut checks: Vec<SignatureCheck> = (0..6u8)
-            .map(|i| {
-                let links = Links { kind: EntryKind::Metadata, lamport: u64::from(i) + 1, parents: vec![] };
-                let author = &authors[usize::from(i % 2)];
-                let entry = seal_entry(&keys, author, &links, BodyKey::Metadata, &[i], &mut e).unwrap();
-                let links = entry.open_links(&keys.link_key).unwrap();
-                open_header_unchecked(&keys, &entry, links, &mut parsed).unwrap().1
-            })
-            .collect();
-        assert!(failed_signatures(&checks).is_empty());
-        assert!(failed_signatures(&checks[..1]).is_empty(), "a batch of one");
-        assert!(failed_signatures(&[]).is_empty());
-        // Another author's key, another message.
-        checks[2].author = authors[1].verify_key();
-        checks[4].message.push(0);
-        assert_eq!(failed_signatures(&checks), vec![2, 4]);
-        assert_eq!(failed_signatures(&checks[2..3]), vec![0]);
-        assert!(checks[4].verify().is_err() && checks[5].verify().is_ok());
-    }
-
-    /// Builds a metadata entry whose (validly signed, encrypted and tagged)
-    /// header carries a non-zero counter, which `seal_entry` never produces.
-    fn metadata_entry_with_counter(keys: &GroupKeys, author: &SigningSecret, counter: u64) -> SealedEntry {
-        let mut e = TestEntropy::new(b"counter");
-        let links = Links { kind: EntryKind::Metadata, lamport: 1, parents: vec![] };
-        let links_ct =
-            aead::seal_prefixed(keys.link_key.expose_secret(), LINKS_AAD, &links.encode().unwrap(), &mut e).unwrap();
-        let padded = padding::pad(b"x").unwrap();
-        let body =
-            aead::seal_prefixed(keys.metadata_key.expose_secret(), &with_aad(BODY_AAD, &links_ct), &padded, &mut e)
-                .unwrap();
-        let pk = author.verify_key();
-        let sig = author.sign(&signature_input(&keys.id.0, &links_ct, &pk, counter, &body));
-        let mut h = vec![HEADER_VERSION];
-        h.extend_from_slice(&pk.to_bytes());
-        h.extend_from_slice(&counter.to_be_bytes());
-        h.extend_from_slice(&sig.0);
-        let header =
-            aead::seal_prefixed(keys.header_key.expose_secret(), &with_aad(HEADER_AAD, &links_ct), &h, &mut e).unwrap();
-        let tag = hmac(keys.entry_auth_key.expose_secret(), &[&sections_mac_input(&links_ct, &header, &body)]);
-        SealedEntry { links: links_ct, header, body, tag }
-    }
-
-    #[test]
-    fn two_step_sealing_checks_the_signature() {
-        let keys = GroupKeys::derive(&GroupSecret::from_bytes([1; 32]));
-        let author = SigningSecret::from_seed(&[2; 32]);
-        let other = SigningSecret::from_seed(&[3; 32]);
-        let links = Links { kind: EntryKind::Metadata, lamport: 1, parents: vec![] };
-        let mut e = TestEntropy::new(b"two-step");
-        let pending = begin_entry(&keys, &author.verify_key(), &links, BodyKey::Metadata, b"hi", &mut e).unwrap();
-        let wrong = other.sign(pending.to_sign());
-        assert_eq!(pending.finish(&keys, wrong, &mut e).unwrap_err(), Error::BadSignature);
-        let pending = begin_entry(&keys, &author.verify_key(), &links, BodyKey::Metadata, b"hi", &mut e).unwrap();
-        let sig = author.sign(pending.to_sign());
-        let entry = pending.finish(&keys, sig, &mut e).unwrap();
-        assert_eq!(open_entry(&keys, &entry).unwrap().author, author.verify_key());
-    }
-
-    #[test]
-    fn only_the_authors_key_signs_a_pending_entry() {
-        let keys = GroupKeys::derive(&GroupSecret::from_bytes([1; 32]));
-        let author = SigningSecret::from_seed(&[2; 32]);
-        let other = SigningSecret::from_seed(&[3; 32]);
-        let links = Links { kind: EntryKind::Metadata, lamport: 1, parents: vec![] };
-        let mut e = TestEntropy::new(b"sign");
-        let pending = begin_entry(&keys, &author.verify_key(), &links, BodyKey::Metadata, b"hi", &mut e).unwrap();
-        assert_eq!(pending.sign(&other).unwrap_err(), Error::BadSignature);
-        let pending = begin_entry(&keys, &author.verify_key(), &links, BodyKey::Metadata, b"hi", &mut e).unwrap();
-        let entry = pending.sign(&author).unwrap().finish(&keys, &mut e).unwrap();
-        let opened = open_entry(&keys, &entry).unwrap();
-        assert_eq!((opened.author, opened.read_metadata(&keys).unwrap().as_slice()), (author.verify_key(), &b"hi"[..]));
-    }
-
-    #[test]
-    fn metadata_entries_must_carry_counter_zero() {
-        let keys = GroupKeys::derive(&GroupSecret::from_bytes([1; 32]));
-        let author = SigningSecret::from_seed(&[2; 32]);
-        assert!(open_entry(&keys, &metadata_entry_with_counter(&keys, &author, 0)).is_ok());
-        assert_eq!(
-            open_entry(&keys, &metadata_entry_with_counter(&keys, &author, 1)).map(|o| o.counter),
-            Err(Error::Malformed { what: "entry header", reason: "metadata entries carry counter 0" })
-        );
-    }
-}
+mod tests;

@@ -38,7 +38,7 @@ secret32!(
 pub struct EpochId(pub [u8; 32]);
 
 impl EpochId {
-    /// The group's first epoch.
+    /// The group's first epoch, whose keys are the key schedule's own; its id is all zeros rather than derived.
     pub const ROOT: Self = Self([0; 32]);
 }
 

@@ -19,7 +19,7 @@ pub enum Error {
     /// Authenticated decryption failed (wrong key, tampered data or wrong context).
     #[error("decryption failed: wrong key or tampered data")]
     Decrypt,
-    /// A signature did not verify.
+    /// A signature did not verify; for a batch of entry signatures, at least one did not, without saying which.
     #[error("signature verification failed")]
     BadSignature,
     /// An input is larger than the protocol allows.
@@ -27,9 +27,19 @@ pub enum Error {
     TooLarge {
         /// What was too large.
         what: &'static str,
-        /// Its length.
+        /// Its size in bytes.
         len: usize,
-        /// The limit.
+        /// The most bytes allowed.
+        max: usize,
+    },
+    /// A list has more items than the protocol allows.
+    #[error("{what} has {count} items, more than the {max} allowed")]
+    TooMany {
+        /// What list was too long.
+        what: &'static str,
+        /// How many items it had.
+        count: usize,
+        /// The most allowed.
         max: usize,
     },
     /// An input does not have the expected structure.
@@ -46,23 +56,23 @@ pub enum Error {
     /// A ratchet message was already received, or its key has been deleted.
     #[error("message {counter} was already received or is too old for the window")]
     Replay {
-        /// The message counter.
+        /// The message's position in its sender's chain; its key was used or dropped.
         counter: u64,
     },
     /// A ratchet message is further ahead than the out-of-order window allows.
     #[error("message {counter} is too far ahead of the chain (at {next}, window {window})")]
     TooFarAhead {
-        /// The message counter.
+        /// The message's position in its sender's chain.
         counter: u64,
         /// The next counter the chain expects.
         next: u64,
-        /// The out-of-order window.
+        /// The out-of-order window in force: how far past `next` a counter may be.
         window: u64,
     },
     /// A sending chain has used every counter.
     #[error("the sending chain is exhausted")]
     ChainExhausted,
-    /// An invitation has expired.
+    /// An invitation was checked at or after its expiry time, by the checking node's clock.
     #[error("the invitation expired at {expired_at} (now {now})")]
     Expired {
         /// Expiry, unix seconds.

@@ -55,7 +55,7 @@ pub struct ReplicationId(pub [u8; 32]);
 /// Every key derived from one [`GroupSecret`].
 #[derive(Debug, Clone)]
 pub struct GroupKeys {
-    /// The group identifier.
+    /// Identifies the group locally and enters member keys and signatures; never sent in clear.
     pub id: GroupId,
     /// Encrypts entry headers.
     pub header_key: GroupKey,
@@ -162,9 +162,9 @@ pub struct MemberKeys {
 /// The public half of a member's keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct MemberPublic {
-    /// Member signing key.
+    /// Verifies the member's device certificates; shares and removals name the member by it.
     pub signing: VerifyKey,
-    /// Member key-agreement key.
+    /// What sender-chain states and epoch secrets are sealed to for this member.
     pub agreement: AgreementPublic,
 }
 
@@ -192,7 +192,7 @@ fn device_cert_message(group: &GroupId, device: &VerifyKey) -> Vec<u8> {
 }
 
 impl MemberKeys {
-    /// The public half.
+    /// The public keys, as this member's device announcements give them to the other members.
     pub fn public(&self) -> MemberPublic {
         MemberPublic { signing: self.signing.verify_key(), agreement: self.agreement.public() }
     }

@@ -22,7 +22,7 @@ use zeroize::Zeroizing;
 
 use crate::{AccountKeys, AccountPublic, AgreementPublic, Error, Result, Signature, VerifyKey, kdf::label};
 
-/// The Noise protocol name.
+/// The Noise pattern and primitives of the contact handshake (PROTOCOL.md §5); both sides must use exactly these.
 pub const NOISE_PARAMS: &str = "Noise_XK_25519_AESGCM_SHA256";
 /// The largest request payload carried in message 3.
 pub const MAX_REQUEST_PAYLOAD: usize = 4096;

@@ -112,7 +112,7 @@ impl SigningSecret {
         Zeroizing::new(self.0.to_bytes())
     }
 
-    /// The public key.
+    /// The public key that verifies this key's signatures; safe to share.
     pub fn verify_key(&self) -> VerifyKey {
         VerifyKey(self.0.verifying_key())
     }
@@ -166,7 +166,7 @@ impl AgreementSecret {
         Zeroizing::new(self.0.to_bytes())
     }
 
-    /// The public key.
+    /// The public key peers agree with (see [`AgreementSecret::agree`]); safe to share.
     pub fn public(&self) -> AgreementPublic {
         AgreementPublic(XPublic::from(&self.0).to_bytes())
     }
@@ -210,9 +210,9 @@ impl AccountPublic {
 /// An account: the long-term identity, the same on every device of the user.
 #[derive(Debug, Clone)]
 pub struct AccountKeys {
-    /// Ed25519 identity key.
+    /// Signs the handshake proofs; its public half identifies the account to contacts.
     pub signing: SigningSecret,
-    /// X25519 key-agreement key.
+    /// The Noise static key of the contact handshake, and this side's input to the contact-group DH.
     pub agreement: AgreementSecret,
 }
 
@@ -222,7 +222,7 @@ impl AccountKeys {
         Ok(Self { signing: SigningSecret::generate(entropy)?, agreement: AgreementSecret::generate(entropy)? })
     }
 
-    /// The public half.
+    /// The public half, as a contact link carries it and transcripts encode it.
     pub fn public(&self) -> AccountPublic {
         AccountPublic { signing: self.signing.verify_key(), agreement: self.agreement.public() }
     }
@@ -235,7 +235,7 @@ impl AccountKeys {
 pub struct AliasKey(pub(crate) SigningSecret);
 
 impl AliasKey {
-    /// A fresh alias key.
+    /// A new alias key, drawn once when the account is created; every member key of the account follows from it.
     pub fn generate(entropy: &mut impl Entropy) -> Result<Self> {
         Ok(Self(SigningSecret::generate(entropy)?))
     }
@@ -284,7 +284,8 @@ pub struct Identity {
     pub account: AccountKeys,
     /// The private alias key (shared by all of the user's devices).
     pub alias: AliasKey,
-    /// This device's key.
+    /// This device's own key, listed among the account's devices; log entries are signed by per-group device keys
+    /// instead.
     pub device: DeviceKey,
 }
 

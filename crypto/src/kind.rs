@@ -5,7 +5,8 @@
 //! several crates deep. arti's errors work the same way. The type lives in
 //! this bottom crate so that every crate above can name it.
 
-/// The kinds of failure.
+/// The class of a failure, whichever crate raised it; callers decide from it whether to retry, tell the user or report
+/// a bug.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ErrorKind {
@@ -36,7 +37,7 @@ pub enum ErrorKind {
 
 /// An error that knows its [`ErrorKind`].
 pub trait HasKind {
-    /// The kind of this failure.
+    /// The kind of this failure, looking through the errors it wraps.
     fn kind(&self) -> ErrorKind;
 }
 
@@ -51,6 +52,7 @@ impl HasKind for crate::Error {
             | E::Decrypt
             | E::BadSignature
             | E::TooLarge { .. }
+            | E::TooMany { .. }
             | E::Malformed { .. }
             | E::Handshake(_)
             | E::Replay { .. }

@@ -32,7 +32,7 @@ impl Name {
         Ok(Self(name.to_owned()))
     }
 
-    /// The name.
+    /// The validated text, exactly as given (not trimmed or normalised).
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -41,11 +41,12 @@ impl Name {
 /// What a contact link carries: enough to find the account and start the handshake.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContactLink {
-    /// The account to contact.
+    /// The link owner's account: the handshake checks its Ed25519 key at message 2 and uses its X25519 key as the Noise
+    /// responder key.
     pub account: AccountPublic,
     /// The current rendezvous seed (reset = new seed = every old link stops working).
     pub seed: RendezvousSeed,
-    /// An optional display name.
+    /// The name the owner introduces itself by, readable by anyone holding the link; `None` if it gave none.
     pub display_name: Option<Name>,
 }
 
@@ -54,7 +55,7 @@ pub struct ContactLink {
 pub struct GroupInvitation {
     /// The group's root secret.
     pub secret: GroupSecret,
-    /// An optional group name.
+    /// The group's name as the inviter gave it, covered by the inviter's signature.
     pub name: Option<Name>,
     /// When the invitation stops being honoured by members, if ever.
     pub expires_at: Option<UnixTime>,
@@ -101,7 +102,7 @@ impl GroupInvitation {
         inviter: &MemberKeys,
     ) -> Result<Self> {
         if epochs.len() > MAX_INVITATION_EPOCHS {
-            return Err(Error::TooLarge { what: "invitation epochs", len: epochs.len(), max: MAX_INVITATION_EPOCHS });
+            return Err(Error::TooMany { what: "invitation epochs", count: epochs.len(), max: MAX_INVITATION_EPOCHS });
         }
         let keys = GroupKeys::derive(secret);
         let signature = inviter.signing.sign(&invitation_message(&keys, name.as_ref(), expires_at, &epochs));

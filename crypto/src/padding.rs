@@ -5,7 +5,7 @@
 
 use crate::{Error, Result};
 
-/// The padded sizes.
+/// Every size a padded plaintext can have, in bytes, smallest first; a ciphertext's length reveals only which one.
 pub const BUCKETS: [usize; 5] = [256, 1024, 4096, 16384, 65536];
 /// The largest plaintext that can be padded.
 pub const MAX_PLAINTEXT: usize = BUCKETS[BUCKETS.len() - 1] - 4;

@@ -23,7 +23,7 @@ use crate::{
 };
 
 secret32!(
-    /// A ratchet chain key.
+    /// The secret a chain steps from: each step gives the next chain key and one message key (PROTOCOL.md §8).
     ChainKey
 );
 
@@ -137,12 +137,14 @@ impl SenderChain {
     /// Moves the chain on to message `counter` without sealing anything
     /// (positions that may have been used before a crash are never used
     /// again). Receivers step over the gap as over lost messages, so it must
-    /// stay within their window: at most [`DEFAULT_WINDOW`] positions.
+    /// stay within their window: a receiver that read everything before the
+    /// gap opens message `counter` only if it is fewer than
+    /// [`DEFAULT_WINDOW`] positions ahead, so a longer gap is refused.
     pub fn skip_to(&mut self, counter: u64) -> Result<()> {
         if counter <= self.state.next {
             return Ok(());
         }
-        if counter - self.state.next > DEFAULT_WINDOW {
+        if counter - self.state.next >= DEFAULT_WINDOW {
             return Err(Error::TooFarAhead { counter, next: self.state.next, window: DEFAULT_WINDOW });
         }
         let mut chain_key = self.state.chain_key.clone();
@@ -180,7 +182,7 @@ impl ReceiverChain {
         Ok(Self { state, skipped: BTreeMap::new(), window })
     }
 
-    /// The out-of-order window.
+    /// Messages up to `window - 1` past the chain position open; skipped keys more than `window` behind it are dropped.
     pub fn window(&self) -> u64 {
         self.window
     }
@@ -358,6 +360,21 @@ mod tests {
         assert!(r.open(c, check(&k)).is_ok());
         let mut far = SenderChain::from_state(resumed.state().clone());
         assert!(matches!(far.skip_to(c + 2 + DEFAULT_WINDOW), Err(Error::TooFarAhead { .. })));
+    }
+
+    /// The longest gap a sender may skip is the longest a receiver that read
+    /// everything before it can step over; one more is refused at the sender.
+    #[test]
+    fn the_longest_skip_is_the_longest_a_receiver_opens() {
+        let (s, mut r) = pair(DEFAULT_WINDOW);
+        let mut too_far = SenderChain::from_state(s.state().clone());
+        assert!(matches!(too_far.skip_to(DEFAULT_WINDOW), Err(Error::TooFarAhead { .. })));
+        assert_eq!(too_far.state(), s.state(), "a refused skip moves nothing");
+        let mut longest = SenderChain::from_state(s.state().clone());
+        longest.skip_to(DEFAULT_WINDOW - 1).unwrap();
+        let (c, k) = longest.next_key().unwrap();
+        assert_eq!(c, DEFAULT_WINDOW - 1);
+        assert!(r.open(c, check(&k)).is_ok());
     }
 
     #[test]

@@ -41,7 +41,7 @@ impl Topic {
         Self(label::RDV_REPLICA.to_vec())
     }
 
-    /// The topic bytes.
+    /// The bytes keyed into every point before the seed (`HMAC(topic ‖ seed, …)`, PROTOCOL.md §4).
     pub fn as_bytes(&self) -> &[u8] {
         &self.0
     }
@@ -167,12 +167,13 @@ impl Schedule {
         Ok(Self { period, grace })
     }
 
-    /// The period length in seconds.
+    /// Seconds in one rendezvous period; every node of a network must agree on it.
     pub fn period(&self) -> u64 {
         self.period
     }
 
-    /// The grace window in seconds.
+    /// Seconds either side of a boundary during which the neighbouring period's point is also active; under half a
+    /// period.
     pub fn grace(&self) -> u64 {
         self.grace
     }

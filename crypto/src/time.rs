@@ -22,7 +22,7 @@ impl UnixTime {
 
 /// A source of the current time.
 pub trait Clock: Send + Sync + core::fmt::Debug {
-    /// The current time.
+    /// The time now, in whole seconds; the system clock may jump back, so callers must not rely on it rising.
     fn now(&self) -> UnixTime;
 }
 

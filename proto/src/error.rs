@@ -9,9 +9,19 @@ pub enum Error {
     TooLarge {
         /// What was too large.
         what: &'static str,
-        /// Its length.
+        /// Its size in bytes.
         len: usize,
-        /// The limit.
+        /// The most bytes allowed.
+        max: usize,
+    },
+    /// A list has more items than the format allows.
+    #[error("{what} has {count} items, more than the {max} allowed")]
+    TooMany {
+        /// What list was too long.
+        what: &'static str,
+        /// How many items it had.
+        count: usize,
+        /// The most allowed.
         max: usize,
     },
     /// The bytes are not a valid protobuf message of the expected type.
@@ -25,7 +35,7 @@ pub enum Error {
     /// A field is missing, has the wrong length or an invalid value.
     #[error("invalid {what}: {reason}")]
     Invalid {
-        /// The field or message.
+        /// Which field or message was refused, as a short name for people.
         what: &'static str,
         /// Why it was refused.
         reason: &'static str,
@@ -33,9 +43,9 @@ pub enum Error {
     /// The format version is not one this build understands.
     #[error("unsupported {what} version {version}")]
     UnsupportedVersion {
-        /// The message.
+        /// Which message declared the version (a contact link, a contact request, …).
         what: &'static str,
-        /// The version found.
+        /// The version the input declared; this build reads only the version it writes.
         version: u32,
     },
     /// A link is not a `veil://` link (or its QR form) of a known kind.
@@ -64,6 +74,7 @@ impl veil_crypto::HasKind for Error {
         match self {
             Error::Crypto(e) => e.kind(),
             Error::TooLarge { .. }
+            | Error::TooMany { .. }
             | Error::Decode { .. }
             | Error::Invalid { .. }
             | Error::UnsupportedVersion { .. }

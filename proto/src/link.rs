@@ -39,11 +39,11 @@ const CHECK_LEN: usize = 4;
 /// A decoded link of either kind.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Link {
-    /// A contact link.
+    /// A `veil://contact/…` link or its `VEIL://C/…` QR form.
     Contact(ContactLink),
-    /// A group invitation.
+    /// A `veil://group/…` invitation or its QR form; its signature is checked, its expiry is not.
     Group(GroupInvitation),
-    /// A replication credential.
+    /// A `veil://replica/…` credential for a blind replication node, or its QR form.
     Replica(ReplicationCredential),
 }
 
@@ -129,9 +129,9 @@ fn invitation_to_pb(inv: &GroupInvitation) -> pb::GroupInvitation {
 fn invitation_from_pb(m: pb::GroupInvitation) -> Result<GroupInvitation> {
     version("group invitation", m.version, LINK_VERSION)?;
     if m.epoch_secrets.len() > MAX_INVITATION_EPOCHS {
-        return Err(Error::TooLarge {
+        return Err(Error::TooMany {
             what: "invitation epochs",
-            len: m.epoch_secrets.len(),
+            count: m.epoch_secrets.len(),
             max: MAX_INVITATION_EPOCHS,
         });
     }

@@ -12,7 +12,7 @@ use crate::{
 
 /// Most chain shares in one announcement.
 pub const MAX_CHAIN_SHARES: usize = 256;
-/// Largest sealed chain share (a sealed 72-byte chain state is 136 bytes).
+/// Largest sealed chain share (a sealed 72-byte chain state is 120 bytes).
 pub const MAX_SEALED_SHARE: usize = 256;
 /// Size of a sealed epoch secret (ephemeral key, 32-byte secret, GCM tag).
 pub const SEALED_EPOCH_SHARE: usize = 32 + 32 + 16;
@@ -31,7 +31,7 @@ pub struct ChainShare {
 /// A member device announces itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemberJoined {
-    /// The member.
+    /// The member's public keys: the account keys in a contact group, the alias-derived member keys otherwise.
     pub member: MemberPublic,
     /// The device; must be the author of the entry carrying this.
     pub device: VerifyKey,
@@ -63,7 +63,7 @@ pub struct EpochShare {
 pub struct MemberRemoved {
     /// Who is removed (member signing key).
     pub member: VerifyKey,
-    /// The epoch that starts.
+    /// The id of the epoch this removal starts (derived from its secret, PROTOCOL.md §6.5).
     pub epoch: EpochId,
     /// The new epoch's secret, sealed to each remaining member.
     pub shares: Vec<EpochShare>,
@@ -75,7 +75,8 @@ pub struct MemberRemoved {
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MetadataEvent {
-    /// A member device joined.
+    /// A device announces itself for a member, with its certificate and chain shares; written again to share the chain
+    /// with newcomers.
     MemberJoined(MemberJoined),
     /// A member was removed or left.
     MemberRemoved(MemberRemoved),

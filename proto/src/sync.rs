@@ -58,7 +58,7 @@ pub enum GroupBody {
 pub struct GroupFrame {
     /// `veil_crypto::rendezvous::session_tag` of the group for this sender and receiver.
     pub session_tag: [u8; 32],
-    /// The content.
+    /// What the frame carries; for [`GroupBody::Nearby`], `session_tag` holds the offer's salt instead of a tag.
     pub body: GroupBody,
 }
 

@@ -16,10 +16,10 @@ const SEAL_ACCOUNT_AGREEMENT: &[u8] = b"veil/storage/account-agreement";
 const SEAL_ALIAS: &[u8] = b"veil/storage/alias";
 const SEAL_DEVICE: &[u8] = b"veil/storage/device";
 
-/// A device of this account.
+/// A device of this account, as the store lists it: this one, and any other recorded with [`Store::add_device`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceRecord {
-    /// The device's public key.
+    /// The public half of the device's own key (not of its per-group device keys).
     pub device: VerifyKey,
     /// A name for it, if given.
     pub name: Option<String>,

@@ -41,7 +41,7 @@ impl ContactState {
         Self::Blocked,
     ];
 
-    /// The stored name.
+    /// The state's name as the `contacts` table stores it; existing rows depend on these names.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::OutgoingEnqueued => "outgoing-enqueued",
@@ -64,7 +64,7 @@ impl ContactState {
 /// A contact (or would-be contact).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContactRecord {
-    /// Their account.
+    /// Their account keys: from their link for a request we send, authenticated by the handshake for one we receive.
     pub account: AccountPublic,
     /// Their display name, as they gave it.
     pub display_name: Option<String>,

@@ -25,7 +25,7 @@ static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 /// How a store is opened.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
-    /// SQLite tuning.
+    /// Page caches, checkpoint interval and commit durability of the connections.
     pub tuning: Tuning,
     /// Argon2id parameters for a new passphrase-protected store.
     pub kdf: KdfParams,
@@ -262,7 +262,7 @@ impl Store {
         }
     }
 
-    /// The database file.
+    /// The path the store was opened at; its WAL, shared-memory and lock files sit beside it.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -354,7 +354,7 @@ impl Store {
     }
 }
 
-/// The single writer connection.
+/// The one connection that writes; callers take it through a mutex, so write transactions never interleave.
 struct Writer {
     conn: SqliteConnection,
     /// A transaction begun by a script is open on it.

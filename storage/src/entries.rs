@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use sqlx::{AssertSqlSafe, Connection, QueryBuilder, Row, Sqlite, SqliteConnection, sqlite::SqliteRow};
+use sqlx::Row;
 use veil_crypto::{
     ChainState, GroupId, ReceiverChain, VerifyKey,
     envelope::{EntryHash, EntryKind, Links, SealedEntry},
@@ -12,12 +12,18 @@ use veil_crypto::{
 };
 use zeroize::Zeroizing;
 
+mod dag;
+mod lookup;
+mod read;
+
+use dag::push_dag_update;
+pub(crate) use lookup::{entry_hashes, hash_key, push_hash_filter, rows_by_hash, sealed_of};
+
 use crate::{
     Error, Result, Store,
-    groups::group_ref,
     outbox::Peer,
-    ratchet::{Reserve, push_receiver, push_sender, put_receiver, read_skipped},
-    rows::{blob, time, time_value, to_i64, u64_col},
+    ratchet::{Reserve, push_receiver, push_sender, read_skipped},
+    rows::{blob, time_value, to_i64},
     script::{Commit, Script},
     sync::Unsynced,
 };
@@ -54,14 +60,14 @@ pub enum RatchetUpdate<'a> {
     /// durable (see [`SenderChainRecord`](crate::SenderChainRecord); the
     /// stored reservation is never lowered but by a clean close).
     Sender {
-        /// The chain after the entry.
+        /// The sending chain after this entry; when one append carries several for a chain, the last one is stored.
         state: &'a ChainState,
         /// Reserved up to here (at least the chain's position).
         reserved_until: u64,
     },
     /// The entry was opened with `device`'s receiving chain.
     Receiver {
-        /// The sending device.
+        /// The author device whose receiving chain opened the entry.
         device: VerifyKey,
         /// The chain after opening (used keys gone).
         chain: &'a ReceiverChain,
@@ -109,16 +115,16 @@ pub enum Appended {
     Duplicate,
 }
 
-/// A stored entry.
+/// An entry as read back from a group's log, with what this node learned opening it.
 #[derive(Debug, Clone)]
 pub struct EntryRecord {
-    /// Its hash.
+    /// The hash that names it, as its children list it among their parents.
     pub hash: EntryHash,
-    /// Which log.
+    /// The log it belongs to, read from its links.
     pub kind: EntryKind,
-    /// Its Lamport clock.
+    /// Its Lamport clock: one more than its largest parent's.
     pub lamport: u64,
-    /// Its parents.
+    /// The entries its links name as parents, all in the same log.
     pub parents: Vec<EntryHash>,
     /// Its author device, if known.
     pub author: Option<VerifyKey>,
@@ -423,468 +429,4 @@ impl Store {
         };
         Ok((outcomes, unsynced))
     }
-
-    /// One entry by hash (none for an erased message: see `forget.rs`).
-    pub async fn entry(&self, hash: &EntryHash) -> Result<Option<EntryRecord>> {
-        let row = sqlx::query(AssertSqlSafe(format!(
-            "{ENTRY_SELECT} WHERE hash_key = $1 AND hash = $2 AND length(body) > 0"
-        )))
-        .bind(hash_key(&hash.0))
-        .bind(hash.0.to_vec())
-        .fetch_optional(&self.readers)
-        .await?;
-        row.map(|r| self.entry_record(&r)).transpose()
-    }
-
-    /// The stored entries of `group` among `hashes` as sent on the wire, in
-    /// sync order (see [`Store::sync_order`]). Entries of other groups are
-    /// never returned. Serving reads only this: no payload is unsealed, no
-    /// author key parsed; each entry is checked against its hash.
-    pub async fn sealed_entries_of(&self, group: &GroupId, hashes: &[EntryHash]) -> Result<Vec<SealedEntry>> {
-        let rows =
-            self.rows_of("SELECT hash, kind, lamport, links, header, body, tag FROM entries", group, hashes).await?;
-        let mut keyed = Vec::with_capacity(rows.len());
-        for r in &rows {
-            // Erased messages (see `forget.rs`) are not served.
-            if r.try_get::<&[u8], _>("body")?.is_empty() {
-                continue;
-            }
-            let (hash, sealed) = sealed_of(r)?;
-            let kind = kind_from(r.try_get("kind")?)?;
-            keyed.push(((kind != EntryKind::Metadata, u64_col(r, "lamport")?, hash), sealed));
-        }
-        keyed.sort_by_key(|(key, _)| *key);
-        Ok(keyed.into_iter().map(|(_, sealed)| sealed).collect())
-    }
-
-    /// The stored entries of `group` among `hashes`, in the order sync sends
-    /// them: the metadata log first, each log by (Lamport clock, hash), so a
-    /// receiver meets every announcement before the messages it unlocks and
-    /// parents before their children.
-    ///
-    /// Many hashes (a member catching up on a backlog) are ordered by one
-    /// scan of the group's order index instead of a lookup each.
-    pub async fn sync_order(&self, group: &GroupId, hashes: &[EntryHash]) -> Result<Vec<EntryHash>> {
-        if hashes.len() >= SCAN_ORDER_AT {
-            return self.sync_order_by_scan(group, hashes).await;
-        }
-        let mut keyed: Vec<(bool, u64, EntryHash)> = self
-            .positions(group, hashes)
-            .await?
-            .into_iter()
-            .map(|(h, k, l)| (k != EntryKind::Metadata, l, h))
-            .collect();
-        keyed.sort();
-        Ok(keyed.into_iter().map(|(_, _, h)| h).collect())
-    }
-
-    /// [`Store::sync_order`] by a scan of the group's entries in the order
-    /// index (metadata kind first, then Lamport clock, then hash).
-    async fn sync_order_by_scan(&self, group: &GroupId, hashes: &[EntryHash]) -> Result<Vec<EntryHash>> {
-        let wanted: HashSet<[u8; 32]> = hashes.iter().map(|h| h.0).collect();
-        let rows: Vec<Vec<u8>> = sqlx::query_scalar(
-            "SELECT hash FROM entries WHERE group_ref = (SELECT id FROM groups WHERE group_id = $1)
-               ORDER BY kind, lamport, hash",
-        )
-        .bind(group.0.to_vec())
-        .fetch_all(&self.readers)
-        .await?;
-        Ok(entry_hashes(rows)?.into_iter().filter(|h| wanted.contains(&h.0)).collect())
-    }
-
-    /// The log and Lamport clock of the stored entries of `group` among
-    /// `hashes` (what checking a new entry's parents needs).
-    pub async fn positions(&self, group: &GroupId, hashes: &[EntryHash]) -> Result<Vec<(EntryHash, EntryKind, u64)>> {
-        let rows = self.rows_of("SELECT hash, kind, lamport FROM entries", group, hashes).await?;
-        rows.iter()
-            .map(|row| {
-                Ok((EntryHash(blob::<32>(row, "hash")?), kind_from(row.try_get("kind")?)?, u64_col(row, "lamport")?))
-            })
-            .collect()
-    }
-
-    /// The rows of `select` (which must select `hash`) for the entries of
-    /// `group` among `hashes`, each once.
-    async fn rows_of(&self, select: &'static str, group: &GroupId, hashes: &[EntryHash]) -> Result<Vec<SqliteRow>> {
-        let mut conn = self.readers.acquire().await?;
-        let group = group.0.to_vec();
-        // `+group_ref`: the owner only filters; the rows are found by
-        // their hash key (see `rows_by_hash`).
-        rows_by_hash(&mut conn, select, hashes, |qb| {
-            qb.push(" WHERE +group_ref = (SELECT id FROM groups WHERE group_id = ").push_bind(group.clone()).push(")");
-        })
-        .await
-    }
-
-    /// Every entry hash of `group` (both logs), sorted: the set that sync
-    /// reconciles (`veil_proto::reconcile`).
-    pub async fn group_hashes(&self, group: &GroupId) -> Result<Vec<EntryHash>> {
-        let rows: Vec<Vec<u8>> = sqlx::query_scalar(
-            "SELECT hash FROM entries WHERE group_ref = (SELECT id FROM groups WHERE group_id = $1) ORDER BY hash",
-        )
-        .bind(group.0.to_vec())
-        .fetch_all(&self.readers)
-        .await?;
-        entry_hashes(rows)
-    }
-
-    /// Message entries of `group` by `author` stored without a payload
-    /// (verified, but not readable when they arrived), in log order, at
-    /// most `limit`.
-    pub async fn unread(&self, group: &GroupId, author: &VerifyKey, limit: u32) -> Result<Vec<EntryRecord>> {
-        let rows = sqlx::query(AssertSqlSafe(format!(
-            "{ENTRY_SELECT} WHERE group_ref = (SELECT id FROM groups WHERE group_id = $1) AND kind = $2
-               AND author = $3 AND sealed_payload IS NULL AND length(body) > 0 ORDER BY lamport, hash LIMIT $4"
-        )))
-        .bind(group.0.to_vec())
-        .bind(kind_code(EntryKind::Message))
-        .bind(author.to_bytes().to_vec())
-        .bind(i64::from(limit))
-        .fetch_all(&self.readers)
-        .await?;
-        rows.iter().map(|r| self.entry_record(r)).collect()
-    }
-
-    /// Stores the payload of an entry stored unread, with the receiving
-    /// chain that opened it, in one transaction. `false` if the entry is not
-    /// stored in `group` or already has a payload.
-    pub async fn reveal(
-        &self,
-        group: &GroupId,
-        hash: &EntryHash,
-        payload: &[u8],
-        device: &VerifyKey,
-        chain: &ReceiverChain,
-    ) -> Result<bool> {
-        let sealed = self.key.seal(&payload_purpose(&hash.0), payload)?;
-        let mut conn = self.writer().await?;
-        let mut tx = conn.begin().await?;
-        let g = group_ref(&mut tx, group).await?;
-        let updated = sqlx::query(
-            "UPDATE entries SET sealed_payload = $1
-              WHERE hash_key = $2 AND hash = $3 AND group_ref = $4 AND sealed_payload IS NULL",
-        )
-        .bind(sealed)
-        .bind(hash_key(&hash.0))
-        .bind(hash.0.to_vec())
-        .bind(g)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if updated == 1 {
-            put_receiver(&mut tx, &self.key, g, device, chain).await?;
-        }
-        tx.commit().await?;
-        Ok(updated == 1)
-    }
-
-    /// Whether an entry is stored.
-    pub async fn contains_entry(&self, hash: &EntryHash) -> Result<bool> {
-        let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM entries WHERE hash_key = $1 AND hash = $2")
-            .bind(hash_key(&hash.0))
-            .bind(hash.0.to_vec())
-            .fetch_optional(&self.readers)
-            .await?;
-        Ok(found.is_some())
-    }
-
-    /// The heads of a log: stored entries no stored entry names as a parent.
-    pub async fn heads(&self, group: &GroupId, kind: EntryKind) -> Result<Vec<EntryHash>> {
-        self.hash_list("heads", group, kind).await
-    }
-
-    /// Parents named by stored entries of a log but not stored themselves:
-    /// what sync must fetch.
-    pub async fn missing_parents(&self, group: &GroupId, kind: EntryKind) -> Result<Vec<EntryHash>> {
-        self.hash_list("missing_parents", group, kind).await
-    }
-
-    async fn hash_list(&self, table: &'static str, group: &GroupId, kind: EntryKind) -> Result<Vec<EntryHash>> {
-        let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT t.hash FROM {table} t JOIN groups g ON g.id = t.group_ref WHERE g.group_id = $1 AND t.kind = $2 ORDER BY t.hash"
-        )))
-        .bind(group.0.to_vec())
-        .bind(kind_code(kind))
-        .fetch_all(&self.readers)
-        .await?;
-        rows.iter().map(|r| Ok(EntryHash(blob::<32>(r, "hash")?))).collect()
-    }
-
-    /// A page of a log in its total order (Lamport clock, then hash),
-    /// starting after `after` (or from the beginning).
-    pub async fn entries_after(
-        &self,
-        group: &GroupId,
-        kind: EntryKind,
-        after: Option<(u64, EntryHash)>,
-        limit: u32,
-    ) -> Result<Vec<EntryRecord>> {
-        let from = match after {
-            Some((l, h)) => (to_i64(l, "Lamport clock")?, h.0.to_vec()),
-            None => (-1, Vec::new()),
-        };
-        let order = "(lamport > $3 OR (lamport = $3 AND hash > $4)) ORDER BY lamport, hash";
-        self.log_page(group, kind, order, from, limit).await
-    }
-
-    /// A page of a log in its total order: the `limit` entries just before
-    /// `before` (or the latest ones), oldest first. Read newest first
-    /// through the log's order index, so the latest page costs the same
-    /// however long the log.
-    pub async fn entries_before(
-        &self,
-        group: &GroupId,
-        kind: EntryKind,
-        before: Option<(u64, EntryHash)>,
-        limit: u32,
-    ) -> Result<Vec<EntryRecord>> {
-        let from = match before {
-            Some((l, h)) => (to_i64(l, "Lamport clock")?, h.0.to_vec()),
-            // Past every entry: 33 bytes sort after every 32-byte hash.
-            None => (i64::MAX, vec![0xFF; 33]),
-        };
-        let order = "(lamport < $3 OR (lamport = $3 AND hash < $4)) ORDER BY lamport DESC, hash DESC";
-        let mut page = self.log_page(group, kind, order, from, limit).await?;
-        page.reverse();
-        Ok(page)
-    }
-
-    /// The entries of one log past `(lamport, hash)` as `order` says (a
-    /// condition on `$3`, `$4` and its `ORDER BY`), at most `limit`.
-    async fn log_page(
-        &self,
-        group: &GroupId,
-        kind: EntryKind,
-        order: &'static str,
-        (lamport, hash): (i64, Vec<u8>),
-        limit: u32,
-    ) -> Result<Vec<EntryRecord>> {
-        let rows = sqlx::query(AssertSqlSafe(format!(
-            "{ENTRY_SELECT} WHERE group_ref = (SELECT id FROM groups WHERE group_id = $1) AND kind = $2
-               AND length(body) > 0 AND {order} LIMIT $5"
-        )))
-        .bind(group.0.to_vec())
-        .bind(kind_code(kind))
-        .bind(lamport)
-        .bind(hash)
-        .bind(i64::from(limit))
-        .fetch_all(&self.readers)
-        .await?;
-        rows.iter().map(|r| self.entry_record(r)).collect()
-    }
-
-    /// Marks `group`'s messages read up to `position` (Lamport clock, hash)
-    /// included; a position before the current one changes nothing.
-    pub async fn mark_read(&self, group: &GroupId, (lamport, hash): (u64, EntryHash)) -> Result<()> {
-        let lamport = to_i64(lamport, "Lamport clock")?;
-        let mut conn = self.writer().await?;
-        sqlx::query(
-            "UPDATE groups SET read_lamport = $1, read_hash = $2
-             WHERE group_id = $3 AND (read_lamport IS NULL OR read_lamport < $1 OR (read_lamport = $1 AND read_hash < $2))",
-        )
-        .bind(lamport)
-        .bind(hash.0.to_vec())
-        .bind(group.0.to_vec())
-        .execute(&mut *conn)
-        .await?;
-        Ok(())
-    }
-
-    /// The readable messages of `group` after its read position that none
-    /// of `own` (this member's devices) wrote.
-    pub async fn unread_count(&self, group: &GroupId, own: &[VerifyKey]) -> Result<u64> {
-        let mut qb = QueryBuilder::<Sqlite>::new(
-            "SELECT COUNT(*) FROM entries e JOIN groups g ON g.id = e.group_ref WHERE g.group_id = ",
-        );
-        qb.push_bind(group.0.to_vec()).push(" AND e.kind = ").push_bind(kind_code(EntryKind::Message));
-        qb.push(" AND e.sealed_payload IS NOT NULL AND (g.read_lamport IS NULL OR e.lamport > g.read_lamport");
-        qb.push(" OR (e.lamport = g.read_lamport AND e.hash > g.read_hash))");
-        if !own.is_empty() {
-            qb.push(" AND (e.author IS NULL OR e.author NOT IN (");
-            let mut sep = qb.separated(", ");
-            for device in own {
-                sep.push_bind(device.to_bytes().to_vec());
-            }
-            qb.push("))");
-        }
-        let n: i64 = qb.build_query_scalar().fetch_one(&self.readers).await?;
-        Ok(u64::try_from(n).unwrap_or_default())
-    }
-
-    /// How many entries a log holds.
-    pub async fn entry_count(&self, group: &GroupId, kind: EntryKind) -> Result<u64> {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM entries WHERE group_ref = (SELECT id FROM groups WHERE group_id = $1) AND kind = $2",
-        )
-        .bind(group.0.to_vec())
-        .bind(kind_code(kind))
-        .fetch_one(&self.readers)
-        .await?;
-        u64::try_from(n).map_err(|_| Error::Invalid { what: "count", reason: "negative" })
-    }
-
-    fn entry_record(&self, r: &SqliteRow) -> Result<EntryRecord> {
-        let (hash, sealed) = sealed_of(r)?;
-        let author: Option<Vec<u8>> = r.try_get("author")?;
-        let sealed_payload: Option<Vec<u8>> = r.try_get("sealed_payload")?;
-        Ok(EntryRecord {
-            hash,
-            kind: kind_from(r.try_get("kind")?)?,
-            lamport: u64_col(r, "lamport")?,
-            parents: hashes_from(&r.try_get::<Vec<u8>, _>("parents")?)?,
-            author: author.map(|a| VerifyKey::from_slice(&a)).transpose()?,
-            sealed,
-            payload: sealed_payload.map(|s| self.key.open(&payload_purpose(&hash.0), &s)).transpose()?,
-            received_at: time(r, "received_at")?,
-        })
-    }
-}
-
-/// The hash and wire sections of an entry row (which must select `hash`,
-/// `links`, `header`, `body` and `tag`), checked against each other.
-pub(crate) fn sealed_of(r: &SqliteRow) -> Result<(EntryHash, SealedEntry)> {
-    let hash = EntryHash(blob::<32>(r, "hash")?);
-    let sealed = SealedEntry {
-        links: r.try_get("links")?,
-        header: r.try_get("header")?,
-        body: r.try_get("body")?,
-        tag: blob::<32>(r, "tag")?,
-    };
-    if sealed.hash() != hash {
-        return Err(Error::Invalid { what: "entry", reason: "stored sections do not match its hash" });
-    }
-    Ok((hash, sealed))
-}
-
-const ENTRY_SELECT: &str =
-    "SELECT hash, kind, lamport, author, parents, links, header, body, tag, sealed_payload, received_at FROM entries";
-
-/// Keeps `heads` and `missing_parents` of one log right after `new` entries
-/// (naming `parents`) were stored. Work is proportional to the batch's
-/// frontier, not its size: parents inside the batch need no bookkeeping.
-fn push_dag_update(script: &mut Script, group: i64, kind: i64, new: &[[u8; 32]], parents: &BTreeSet<[u8; 32]>) {
-    let new_set: BTreeSet<[u8; 32]> = new.iter().copied().collect();
-    // Heads: new entries no entry names, neither in the batch nor stored
-    // before it (a stored entry naming one made it a missing parent).
-    let heads: Vec<[u8; 32]> = new.iter().filter(|h| !parents.contains(*h)).copied().collect();
-    for chunk in heads.chunks(ROWS_PER_STATEMENT) {
-        let qb = script.statement("INSERT INTO heads (group_ref, kind, hash) SELECT ");
-        qb.push_bind(group).push(", ").push_bind(kind).push(", v.column1 FROM (VALUES ");
-        let mut sep = qb.separated(", ");
-        for h in chunk {
-            sep.push("(").push_bind_unseparated(h.to_vec()).push_unseparated(")");
-        }
-        qb.push(") AS v WHERE NOT EXISTS (SELECT 1 FROM missing_parents m WHERE m.group_ref = ")
-            .push_bind(group)
-            .push(" AND m.kind = ")
-            .push_bind(kind)
-            .push(" AND m.hash = v.column1) ON CONFLICT DO NOTHING");
-    }
-    // New entries that were missing parents are missing no more.
-    for chunk in new.chunks(ROWS_PER_STATEMENT) {
-        let qb = script.statement("DELETE FROM missing_parents WHERE group_ref = ");
-        qb.push_bind(group).push(" AND kind = ").push_bind(kind).push(" AND hash IN (");
-        push_hashes(qb, chunk);
-        qb.push(")");
-    }
-    // Parents from before this batch stop being heads; those not stored are missing.
-    let older: Vec<[u8; 32]> = parents.difference(&new_set).copied().collect();
-    for chunk in older.chunks(ROWS_PER_STATEMENT) {
-        let qb = script.statement("DELETE FROM heads WHERE group_ref = ");
-        qb.push_bind(group).push(" AND kind = ").push_bind(kind).push(" AND hash IN (");
-        push_hashes(qb, chunk);
-        qb.push(")");
-        let qb = script.statement("INSERT INTO missing_parents (group_ref, kind, hash) SELECT ");
-        qb.push_bind(group).push(", ").push_bind(kind).push(", v.column2 FROM (VALUES ");
-        let mut sep = qb.separated(", ");
-        for h in chunk {
-            sep.push("(")
-                .push_bind_unseparated(hash_key(h))
-                .push_unseparated(", ")
-                .push_bind_unseparated(h.to_vec())
-                .push_unseparated(")");
-        }
-        qb.push(
-            ") AS v WHERE NOT EXISTS (SELECT 1 FROM entries e WHERE e.hash_key = v.column1 AND e.hash = v.column2) \
-             ON CONFLICT DO NOTHING",
-        );
-    }
-}
-
-fn push_hashes(qb: &mut QueryBuilder<Sqlite>, hashes: &[[u8; 32]]) {
-    let mut sep = qb.separated(", ");
-    for h in hashes {
-        sep.push_bind(h.to_vec());
-    }
-}
-
-/// Entry hashes read as blobs.
-pub(crate) fn entry_hashes(blobs: Vec<Vec<u8>>) -> Result<Vec<EntryHash>> {
-    blobs
-        .into_iter()
-        .map(|h| {
-            let hash: [u8; 32] =
-                h.try_into().map_err(|_| Error::Invalid { what: "entry hash", reason: "not 32 bytes" })?;
-            Ok(EntryHash(hash))
-        })
-        .collect()
-}
-
-/// The rows of `select` (which must select `hash`) whose hash is among
-/// `hashes`, each once, for the owner `owner` pushes as a `WHERE` clause:
-/// looked up by hash key, then compared in full.
-///
-/// `owner` must only filter (write its column as `+column`): left usable,
-/// SQLite walks the owner's whole order index instead of the hash keys —
-/// 8 ms per lookup in a 100 000-entry group, growing with the group.
-pub(crate) async fn rows_by_hash(
-    conn: &mut SqliteConnection,
-    select: &'static str,
-    hashes: &[EntryHash],
-    owner: impl Fn(&mut QueryBuilder<Sqlite>),
-) -> Result<Vec<SqliteRow>> {
-    let wanted: HashSet<[u8; 32]> = hashes.iter().map(|h| h.0).collect();
-    let mut seen = HashSet::new();
-    let mut out = Vec::new();
-    for chunk in hashes.chunks(ROWS_PER_STATEMENT) {
-        let mut qb = QueryBuilder::<Sqlite>::new(select);
-        owner(&mut qb);
-        qb.push(" AND hash_key IN (");
-        let mut keys = qb.separated(", ");
-        for h in chunk {
-            keys.push_bind(hash_key(&h.0));
-        }
-        qb.push(")");
-        for row in qb.build().fetch_all(&mut *conn).await? {
-            let hash = blob::<32>(&row, "hash")?;
-            if wanted.contains(&hash) && seen.insert(hash) {
-                out.push(row);
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// The index key of an entry hash: its first 8 bytes as a big-endian signed
-/// integer (see the `entries` table in the migrations).
-pub(crate) fn hash_key(hash: &[u8; 32]) -> i64 {
-    let mut key = [0u8; 8];
-    key.copy_from_slice(&hash[..8]);
-    i64::from_be_bytes(key)
-}
-
-/// Appends `hash_key IN (…) AND hash IN (…)` for `hashes`: the key narrows
-/// the search through the index, the full hash decides.
-pub(crate) fn push_hash_filter<'h>(qb: &mut QueryBuilder<Sqlite>, hashes: impl Iterator<Item = &'h [u8; 32]> + Clone) {
-    qb.push("hash_key IN (");
-    let mut sep = qb.separated(", ");
-    for h in hashes.clone() {
-        sep.push_bind(hash_key(h));
-    }
-    qb.push(") AND hash IN (");
-    let mut sep = qb.separated(", ");
-    for h in hashes {
-        sep.push_bind(h.to_vec());
-    }
-    qb.push(")");
 }

@@ -13,13 +13,13 @@ pub enum Error {
     /// The file exists but is not an SQLite database. It was not modified.
     #[error("{path} is not a veil database (not an SQLite file); it was left untouched")]
     NotSqlite {
-        /// The database path.
+        /// The file that was to be opened, left as it was.
         path: PathBuf,
     },
     /// The file is an SQLite database cut short (or otherwise damaged).
     #[error("{path} is damaged ({reason}); it was left untouched")]
     Corrupt {
-        /// The database path.
+        /// The damaged file, left as it was.
         path: PathBuf,
         /// What is wrong.
         reason: String,
@@ -27,38 +27,39 @@ pub enum Error {
     /// The file is an SQLite database of some other program.
     #[error("{path} is an SQLite database but not a veil one; it was left untouched")]
     ForeignDatabase {
-        /// The database path.
+        /// The other program's database, left as it was.
         path: PathBuf,
     },
     /// The database was written by a newer veil.
     #[error("{path} was written by a newer veil (schema {found}, this build knows up to {supported}); upgrade veil")]
     NewerSchema {
-        /// The database path.
+        /// The database file; no migration ran on it.
         path: PathBuf,
         /// The newest schema version in the file.
         found: i64,
         /// The newest schema version this build knows.
         supported: i64,
     },
-    /// `create` was asked to make a database that already exists.
+    /// A file that must be new exists already: a database to create, a backup's destination, or a restore's database or
+    /// key file.
     #[error("{path} already exists; refusing to overwrite it")]
     AlreadyExists {
-        /// The database path.
+        /// The path found taken, left as it was.
         path: PathBuf,
     },
     /// `open` was asked to open a database that does not exist.
     #[error("no database at {path}")]
     NotFound {
-        /// The database path.
+        /// Where the database was expected; nothing was created there.
         path: PathBuf,
     },
     /// Another process (or another `Store` in this one) has the database open.
     #[error("{path} is in use by another veil process")]
     Locked {
-        /// The database path.
+        /// The database whose lock file, beside it, another holder has taken.
         path: PathBuf,
     },
-    /// The store was closed.
+    /// The store was closed, as the node does when it shuts down; callers treat this apart from failures.
     #[error("the store is closed")]
     Closed,
     /// The storage key could not be created or unlocked.
@@ -101,12 +102,12 @@ pub enum Error {
     /// A backup file is not one, or was damaged (nothing was restored).
     #[error("the backup file is damaged or not a veil backup: {0}")]
     Backup(&'static str),
-    /// A file operation failed.
+    /// A file operation outside SQLite failed: reading, creating, renaming, locking or syncing a file.
     #[error("{path}: {source}")]
     Io {
-        /// The file.
+        /// The file it failed on (the WAL for a sync, the lock file for a lock).
         path: PathBuf,
-        /// The OS error.
+        /// The I/O error, or another failure wrapped as one (`std::io::ErrorKind::Other`).
         #[source]
         source: std::io::Error,
     },

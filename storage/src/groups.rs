@@ -39,10 +39,10 @@ impl GroupKind {
     }
 }
 
-/// A group as stored.
+/// A group this node is in, as the `groups` table records it; this device's key in it is a [`GroupDeviceKey`].
 #[derive(Debug, Clone)]
 pub struct GroupRecord {
-    /// The group identifier.
+    /// The group's id, derived from `secret` by the key schedule.
     pub id: GroupId,
     /// Contact or multi-member.
     pub kind: GroupKind,
@@ -58,7 +58,7 @@ pub struct GroupRecord {
 /// [`KeyAccess`] ([`Store::group_device_keys`]).
 #[derive(Debug)]
 pub struct GroupDeviceKey {
-    /// The group.
+    /// The group this key signs entries in.
     pub group: GroupId,
     /// Contact or multi-member.
     pub kind: GroupKind,

@@ -11,10 +11,10 @@ use crate::{
 
 const SEAL_LINK_SEED: &[u8] = b"veil/storage/link-seed";
 
-/// The current contact link.
+/// The contact link this account hands out now; seeds earlier resets replaced are in [`Store::link_history`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkState {
-    /// Its rendezvous seed.
+    /// The seed the link's rendezvous points come from; sealed at rest, and replaced by a reset.
     pub seed: RendezvousSeed,
     /// Whether the node announces itself (accepts requests) at all.
     pub enabled: bool,
@@ -45,7 +45,7 @@ pub struct LinkLimits {
 /// A seed retired by a reset: links carrying it no longer work.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetiredLink {
-    /// The retired seed.
+    /// The seed; its points are never announced again.
     pub seed: RendezvousSeed,
     /// When it was drawn.
     pub created_at: UnixTime,

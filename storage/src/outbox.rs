@@ -21,7 +21,7 @@ pub struct Peer(pub [u8; 32]);
 /// One owed entry.
 #[derive(Debug, Clone)]
 pub struct OutboxItem {
-    /// The entry's hash.
+    /// The owed entry's hash; the row leaves the outbox when the peer acknowledges it.
     pub hash: EntryHash,
     /// The entry as sent on the wire (checked against its hash).
     pub sealed: SealedEntry,

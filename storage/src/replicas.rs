@@ -23,11 +23,11 @@ const SEAL_AUTH_KEY: &[u8] = b"veil/storage/replica-auth-key";
 /// its place in the DAG (from its links).
 #[derive(Debug, Clone)]
 pub struct ReplicaEntry {
-    /// The sealed entry.
+    /// The entry exactly as it travelled; the node holds no key to its header or body.
     pub sealed: SealedEntry,
-    /// Which log.
+    /// The log it belongs to, read from its links.
     pub kind: EntryKind,
-    /// Its Lamport clock.
+    /// Its Lamport clock, read from its links.
     pub lamport: u64,
 }
 

@@ -27,12 +27,12 @@ pub(crate) fn u64_col(row: &SqliteRow, column: &'static str) -> Result<u64> {
     u64::try_from(v).map_err(|_| Error::Invalid { what: column, reason: "negative" })
 }
 
-/// A timestamp column.
+/// Reads a timestamp column: Unix seconds in a signed 64-bit integer; a negative one is invalid.
 pub(crate) fn time(row: &SqliteRow, column: &'static str) -> Result<UnixTime> {
     Ok(UnixTime(u64_col(row, column)?))
 }
 
-/// A timestamp for a column.
+/// A time as a column value (Unix seconds); times past `i64::MAX` are out of range.
 pub(crate) fn time_value(t: UnixTime) -> Result<i64> {
     to_i64(t.0, "timestamp")
 }

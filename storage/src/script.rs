@@ -38,7 +38,7 @@ pub(crate) struct Script {
 }
 
 impl Script {
-    /// An empty script.
+    /// An empty script; running it sends nothing to the database.
     pub(crate) fn new() -> Self {
         Self { qb: QueryBuilder::new(""), statements: 0 }
     }

@@ -35,7 +35,7 @@ pub struct Tuning {
     pub reader_cache_kib: u32,
     /// WAL pages after which SQLite checkpoints automatically.
     pub wal_autocheckpoint_pages: u32,
-    /// Commit durability.
+    /// What a commit survives: a killed process only, or a power loss too (the default).
     pub durability: Durability,
 }
 

@@ -3,6 +3,7 @@
 use std::num::NonZeroU32;
 use std::time::Duration;
 
+use libp2p::PeerId;
 use libp2p::identity::Keypair;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
@@ -11,6 +12,7 @@ use libp2p::{
 };
 
 use crate::codec::{CONTACT_PROTOCOL, FrameCodec};
+use crate::discovery::Discovery;
 use crate::error::Error;
 use crate::link::Links;
 use crate::network::NetworkConfig;
@@ -42,8 +44,8 @@ pub(crate) struct Behaviour {
     pub(crate) identify: identify::Behaviour,
     pub(crate) relay_client: relay::client::Behaviour,
     pub(crate) ping: Toggle<ping::Behaviour>,
-    pub(crate) kad: Toggle<kad::Behaviour<kad::store::MemoryStore>>,
-    pub(crate) rendezvous: Toggle<rendezvous::client::Behaviour>,
+    /// Rendezvous points at the servers and in the DHT.
+    pub(crate) discovery: Discovery,
     pub(crate) rendezvous_server: Toggle<rendezvous::server::Behaviour>,
     pub(crate) mdns: Toggle<mdns::tokio::Behaviour>,
     pub(crate) relay_server: Toggle<relay::Behaviour>,
@@ -86,13 +88,15 @@ impl Features {
 }
 
 impl Behaviour {
-    /// Builds the behaviour for `policy` and `config`.
+    /// Builds the behaviour for `policy` and `config`; discovery asks
+    /// `rendezvous_servers`.
     pub(crate) fn new(
         keypair: &Keypair,
         relay_client: relay::client::Behaviour,
         policy: Policy,
         features: Features,
         config: &NetworkConfig,
+        rendezvous_servers: &[PeerId],
     ) -> Result<Self, Error> {
         let peer_id = keypair.public().to_peer_id();
 
@@ -170,8 +174,16 @@ impl Behaviour {
                     ping::Behaviour::new(ping::Config::new().with_interval(every).with_timeout(config.request_timeout))
                 })
                 .into(),
-            kad: kad.into(),
-            rendezvous: features.rendezvous_client.then(|| rendezvous::client::Behaviour::new(keypair.clone())).into(),
+            discovery: Discovery::new(
+                peer_id,
+                features.rendezvous_client.then(|| rendezvous::client::Behaviour::new(keypair.clone())),
+                kad,
+                rendezvous_servers,
+                // Twice a request's timeout: a first dial to a server (an
+                // onion service) fits, while a server that does not answer
+                // holds up the others no longer.
+                config.request_timeout.saturating_mul(2),
+            ),
             rendezvous_server: rendezvous_server.into(),
             mdns: mdns.into(),
             relay_server: relay_server.into(),

@@ -5,7 +5,7 @@
 //!   length and that many bytes ([`read_frame`], [`write_frame`]); the
 //!   receiver writes acknowledgements, each a 4-byte big-endian count `n ≥ 1`
 //!   meaning "the next `n` frames were accepted" ([`read_ack`],
-//!   [`write_ack`], [`check_ack`]).
+//!   [`encode_acks`], [`check_ack`]).
 //! * `/veil/contact/1` ([`CONTACT_PROTOCOL`]): request-response, one request
 //!   and one response per stream, each length-prefixed like a frame
 //!   ([`FrameCodec`]).
@@ -55,7 +55,8 @@ impl FrameCodec {
         Self { max_frame: max, max_ack: max }
     }
 
-    /// The largest frame accepted.
+    /// The largest frame, in bytes, this codec reads or writes; a longer
+    /// one is refused before its bytes are read.
     pub fn max_frame(&self) -> usize {
         self.max_frame
     }

@@ -1,6 +1,6 @@
 //! The crate's error type.
 
-use libp2p::Multiaddr;
+use libp2p::{Multiaddr, request_response, swarm::DialError};
 use veil_crypto::ErrorKind;
 
 use crate::plugin::TransportId;
@@ -17,9 +17,9 @@ pub enum Error {
     /// The privacy policy forbids this dial or listen; nothing reached libp2p.
     #[error("the {policy} policy forbids {addr}: {reason}")]
     PolicyForbids {
-        /// The policy in force.
+        /// The policy that refused it.
         policy: Policy,
-        /// The refused address.
+        /// The address asked for.
         addr: Multiaddr,
         /// Why the policy refuses it.
         reason: &'static str,
@@ -27,7 +27,7 @@ pub enum Error {
     /// No attached transport can dial or listen on this address.
     #[error("no attached transport handles {addr}")]
     NoTransport {
-        /// The address.
+        /// The address no plug-in's `handles` accepted.
         addr: Multiaddr,
     },
     /// A transport with this id is already attached.
@@ -39,7 +39,7 @@ pub enum Error {
     /// Building a transport failed (for example the Noise key could not be derived).
     #[error("cannot build transport {id}: {reason}")]
     Build {
-        /// The transport.
+        /// The plug-in whose `build` failed.
         id: TransportId,
         /// What failed.
         reason: String,
@@ -52,23 +52,23 @@ pub enum Error {
     FrameTooLarge {
         /// The frame's length.
         len: usize,
-        /// The configured maximum.
+        /// `max_frame_size` of this network.
         max: usize,
     },
     /// Listening failed.
     #[error("cannot listen: {0}")]
-    Listen(String),
+    Listen(ListenFailure),
     /// Dialing failed.
     #[error("dial failed: {0}")]
-    Dial(String),
+    Dial(DialFailure),
     /// A frame was not acknowledged by the peer (it may or may not have arrived;
     /// resend it).
     #[error("frame not acknowledged: {0}")]
-    SendFailed(String),
+    SendFailed(SendFailure),
     /// A request on `/veil/contact/1` got no response (the peer could not be
     /// reached, refused the protocol, or the connection closed).
     #[error("request failed: {0}")]
-    RequestFailed(String),
+    RequestFailed(RequestFailure),
     /// A request or query got no answer within `request_timeout`.
     #[error("no answer within the request timeout")]
     Timeout,
@@ -83,16 +83,19 @@ pub enum Error {
     /// The privacy policy rules this operation out altogether.
     #[error("the {policy} policy does not allow {what}")]
     NotUnderPolicy {
-        /// The policy in force.
+        /// The policy that refused it.
         policy: Policy,
         /// What was refused.
         what: &'static str,
     },
     /// The swarm was restarted (new network key or new policy) while the request
-    /// was in flight; retry it.
+    /// was in flight, or the request was meant for a peer id the network no
+    /// longer has ([`NetworkHandle::send_frame_as`](crate::NetworkHandle::send_frame_as),
+    /// announcements); retry it as the new peer id.
     #[error("the network restarted while the request was in flight")]
     Restarted,
-    /// The network task has stopped.
+    /// The network task has stopped (shut down, or out of panics to survive);
+    /// the handle answers nothing any more.
     #[error("the network has shut down")]
     Shutdown,
     /// There is no tokio runtime to run the network on.
@@ -104,6 +107,127 @@ pub enum Error {
     /// An I/O error from building a behaviour.
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
+}
+
+/// Why a listener could not be opened, or closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ListenFailure {
+    /// The listener closed before it had an address.
+    #[error("the listener closed")]
+    Closed,
+    /// The transport's listener failed with this I/O error kind.
+    #[error("{0}")]
+    Io(std::io::ErrorKind),
+}
+
+/// Why a dial failed (libp2p's `DialError`, without its types).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DialFailure {
+    /// No address is known for the peer.
+    #[error("no address is known for the peer")]
+    NoAddresses,
+    /// The address named this node's own peer id.
+    #[error("that is this node's own peer id")]
+    LocalPeer,
+    /// A different peer answered than the one asked for.
+    #[error("a different peer answered")]
+    WrongPeer,
+    /// The dial was aborted (its swarm restarted or gave up on it).
+    #[error("the dial was aborted")]
+    Aborted,
+    /// This node's own behaviour refused the connection.
+    #[error("refused here: {0}")]
+    Denied(String),
+    /// No address could be reached; what each transport said.
+    #[error("unreachable: {0}")]
+    Unreachable(String),
+}
+
+impl From<&DialError> for DialFailure {
+    fn from(e: &DialError) -> Self {
+        match e {
+            DialError::LocalPeerId { .. } => Self::LocalPeer,
+            DialError::NoAddresses => Self::NoAddresses,
+            DialError::WrongPeerId { .. } => Self::WrongPeer,
+            DialError::Aborted | DialError::DialPeerConditionFalse(_) => Self::Aborted,
+            DialError::Denied { cause } => Self::Denied(cause.to_string()),
+            DialError::Transport(errors) => {
+                Self::Unreachable(errors.iter().map(|(_, e)| transport_failure(e)).collect::<Vec<_>>().join("; "))
+            }
+        }
+    }
+}
+
+/// What one transport said about one address. libp2p's `TransportError`
+/// displays nothing for a transport's own error (it leaves it to `source`),
+/// so the error itself is shown; the address is not (it stays out of logs).
+fn transport_failure(e: &libp2p::TransportError<std::io::Error>) -> String {
+    match e {
+        libp2p::TransportError::MultiaddrNotSupported(_) => "no transport for the address".into(),
+        libp2p::TransportError::Other(e) => e.to_string(),
+    }
+}
+
+/// Why a frame went unacknowledged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SendFailure {
+    /// The peer did not acknowledge it in time.
+    #[error("the acknowledgement timed out")]
+    AckTimedOut,
+    /// The connection carrying it closed.
+    #[error("the connection closed")]
+    ConnectionClosed,
+    /// Its frame link closed (idle, or ended by the peer).
+    #[error("the frame link closed")]
+    LinkClosed,
+    /// Every new frame link closed at once, again and again.
+    #[error("the frame link kept closing")]
+    KeptClosing,
+    /// No connection to the peer could be made.
+    #[error("no connection: {0}")]
+    NoConnection(DialFailure),
+    /// The peer's connection would not open a frame link.
+    #[error("no frame link: {0}")]
+    NoLink(String),
+    /// Reading or writing the link failed.
+    #[error("{0}")]
+    Io(std::io::ErrorKind),
+}
+
+/// Why a request on `/veil/contact/1` got no response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RequestFailure {
+    /// The peer could not be reached.
+    #[error("the peer could not be reached")]
+    Unreachable,
+    /// The connection closed before the response.
+    #[error("the connection closed")]
+    ConnectionClosed,
+    /// The peer does not speak the protocol.
+    #[error("the peer does not speak the contact protocol")]
+    Unsupported,
+    /// Reading or writing the stream failed.
+    #[error("{0}")]
+    Io(std::io::ErrorKind),
+    /// The requester left before the response could be sent.
+    #[error("the requester is gone")]
+    RequesterGone,
+}
+
+impl From<&request_response::OutboundFailure> for RequestFailure {
+    fn from(e: &request_response::OutboundFailure) -> Self {
+        use request_response::OutboundFailure as F;
+        match e {
+            F::DialFailure => Self::Unreachable,
+            F::ConnectionClosed | F::Timeout => Self::ConnectionClosed,
+            F::UnsupportedProtocols => Self::Unsupported,
+            F::Io(e) => Self::Io(e.kind()),
+        }
+    }
 }
 
 /// The crate's result type.

@@ -69,9 +69,9 @@ impl fmt::Display for AddressSource {
 /// One address learned for a peer, with every source it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LearnedAddress {
-    /// The peer.
+    /// The peer the address was given for (not checked by dialing it).
     pub peer: PeerId,
-    /// The address.
+    /// The address, without a trailing `/p2p/<peer id>`.
     pub addr: Multiaddr,
     /// Where it was learned (sorted, each once).
     pub sources: Vec<AddressSource>,

@@ -62,6 +62,7 @@
 //! # }
 //! ```
 
+mod address_book;
 mod behaviour;
 pub mod codec;
 mod discovery;
@@ -78,7 +79,7 @@ mod switchable;
 
 pub use codec::{CONTACT_PROTOCOL, DEFAULT_MAX_FRAME, FRAME_PROTOCOL, FrameCodec};
 pub use discovery::{MAX_ANNOUNCE_TTL, MAX_LOOKUP_ADDRS, MAX_LOOKUP_PEERS, MIN_ANNOUNCE_TTL};
-pub use error::{Error, Result};
+pub use error::{DialFailure, Error, ListenFailure, RequestFailure, Result, SendFailure};
 pub use learned::{AddressSource, LearnedAddress};
 pub use network::{InboundRequestId, Network, NetworkConfig, NetworkEvent, NetworkHandle, keypair_from, peer_id_of};
 pub use plugin::{

@@ -43,17 +43,17 @@ impl TransportId {
     /// plug-in transport, and detaching that transport ends the circuits.
     pub const RELAY: Self = Self::from_static("relay");
 
-    /// An id from a static string.
+    /// An id from a static string (no allocation; for built-in plug-ins).
     pub const fn from_static(name: &'static str) -> Self {
         Self(Cow::Borrowed(name))
     }
 
-    /// An id from an owned string.
+    /// An id from a string made at run time (for plug-ins named by configuration).
     pub fn new(name: impl Into<String>) -> Self {
         Self(Cow::Owned(name.into()))
     }
 
-    /// The name.
+    /// The id as shown in `veil status` and in routes, e.g. `"tcp"`.
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -32,7 +32,7 @@ impl fmt::Display for Route {
 /// An open connection, as [`crate::NetworkHandle::connections`] reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpenConnection {
-    /// The peer.
+    /// The peer at the other end, as the connection authenticated it.
     pub peer: PeerId,
     /// The transport carrying it (for a relayed one, the transport to the relay).
     pub transport: TransportId,

@@ -4,12 +4,10 @@
 //! next send dials anew.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use veil_testkit::network::*;
 use veil_transports::{Policy, Tcp};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

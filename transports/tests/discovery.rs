@@ -2,14 +2,12 @@
 //! (`announce`/`withdraw`/`lookup`) through rendezvous servers and the DHT.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::mpsc;
+use veil_testkit::network::*;
 use veil_transports::policy::is_circuit;
 use veil_transports::{Error, Memory, NetworkConfig, NetworkEvent, NetworkHandle, Policy, Tcp, TransportPlugin};
 
@@ -116,9 +114,9 @@ async fn request_and_respond() {
 
 /// A rendezvous server and two clients over loopback TCP.
 struct Trio {
-    server: Node,
-    a: Node,
-    b: Node,
+    server: NetworkNode,
+    a: NetworkNode,
+    b: NetworkNode,
 }
 
 async fn trio(transports: fn() -> Vec<Arc<dyn TransportPlugin>>, listen: &str, client: NetworkConfig) -> Trio {

@@ -1,16 +1,14 @@
 //! Frames between networks over memory, loopback TCP and QUIC.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use std::time::Duration;
 
-use common::*;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
+use veil_testkit::network::*;
 use veil_transports::{Error, Memory, Policy, Quic, Tcp, TransportId, TransportPlugin};
 
 const N: usize = 200;

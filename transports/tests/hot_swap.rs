@@ -1,14 +1,12 @@
 //! Hot swap: frames keep flowing while the transport under them is replaced.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
-use common::*;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
+use veil_testkit::network::*;
 use veil_transports::{NetworkEvent, Policy, Quic, Tcp, TransportId, TransportPlugin};
 
 const N: usize = 300;

@@ -7,8 +7,6 @@
 //! carries a genuine peer's frames.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -16,7 +14,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use common::*;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use futures::{AsyncWriteExt, FutureExt, StreamExt};
@@ -30,6 +27,7 @@ use libp2p::swarm::{
     NotifyHandler, StreamProtocol, SubstreamProtocol, THandler, THandlerInEvent, THandlerOutEvent, ToSwarm,
 };
 use libp2p::{PeerId, noise, tcp, yamux};
+use veil_testkit::network::*;
 use veil_transports::{Policy, Tcp};
 
 /// The protocols a node serving rendezvous and relay answers to anyone.

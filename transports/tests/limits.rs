@@ -6,16 +6,14 @@
 //! connects and delivers as before.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
 use futures::future::join_all;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
+use veil_testkit::network::*;
 use veil_transports::{Policy, Tcp};
 
 /// Raw TCP connections opened at once.

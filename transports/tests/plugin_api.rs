@@ -2,17 +2,16 @@
 //! transport becomes a veil transport through `authenticate_and_multiplex`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::sync::Arc;
 
-use common::*;
+use veil_testkit::network::*;
 use veil_transports::libp2p::Multiaddr;
 use veil_transports::libp2p::core::transport::MemoryTransport;
 use veil_transports::libp2p::identity::Keypair;
 use veil_transports::libp2p::multiaddr::Protocol;
 use veil_transports::{
-    BoxedTransport, Error, Policy, Tcp, TransportId, TransportKind, TransportPlugin, authenticate_and_multiplex,
+    BoxedTransport, DialFailure, Error, Policy, Tcp, TransportId, TransportKind, TransportPlugin,
+    authenticate_and_multiplex,
 };
 
 struct FakeBle;
@@ -52,4 +51,18 @@ async fn a_byte_stream_plugin_carries_frames_offline() {
     wait_disconnected(&mut a.events, b.peer).await;
     let addr = b.handle.listen_addrs().await.unwrap().remove(0);
     assert!(matches!(a.handle.dial(addr).await, Err(Error::PolicyForbids { policy: Policy::Anonymous, .. })));
+}
+
+/// A failed dial says why in the transport's own words (libp2p's wrapper
+/// displays nothing for them), and names no address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_dial_says_what_the_transport_said() {
+    let a = spawn(Policy::Offline, vec![Arc::new(FakeBle)]);
+    let b = spawn(Policy::Offline, vec![]);
+    let nobody = ma("/memory/4099").with(Protocol::P2p(b.peer));
+    let Err(Error::Dial(DialFailure::Unreachable(why))) = a.handle.dial(nobody).await else {
+        panic!("a dial to a port nobody listens on fails as unreachable");
+    };
+    assert!(why.to_lowercase().contains("no listener"), "{why:?}");
+    assert!(!why.contains("4099"), "{why:?}");
 }

@@ -1,12 +1,10 @@
 //! Privacy policies enforced by running networks.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use veil_testkit::network::*;
 use veil_transports::policy::is_circuit;
 use veil_transports::{Error, Memory, NetworkEvent, Policy, Quic, Tcp, TransportId, TransportKind, TransportPlugin};
 
@@ -81,8 +79,8 @@ async fn listeners_a_policy_closed_reopen_when_a_policy_allows_them() {
 /// Waits (bounded by [`PATIENCE`]) until `node` listens on exactly one
 /// address of each of `kinds` (the first protocol of each address, sorted):
 /// checked now and again at each event.
-async fn listening(node: &mut Node, kinds: &[&str]) {
-    let now = async |node: &Node| {
+async fn listening(node: &mut NetworkNode, kinds: &[&str]) {
+    let now = async |node: &NetworkNode| {
         let mut now: Vec<String> = node
             .handle
             .listen_addrs()

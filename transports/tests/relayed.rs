@@ -4,20 +4,18 @@
 //! learned from a contact joins the relays it may listen through.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Instant;
 
-use common::*;
 use libp2p::Multiaddr;
+use veil_testkit::network::*;
 use veil_transports::{
     AddressSource, KnownRelay, Memory, NetworkEvent, Policy, RelayOrigin, Tcp, TransportPlugin,
     policy::{is_circuit, relay_hop},
 };
 
 /// A Direct relay server listening on `listen`; its dialable address.
-async fn relay(plugins: Vec<Arc<dyn TransportPlugin>>, listen: &str) -> (Node, Multiaddr) {
+async fn relay(plugins: Vec<Arc<dyn TransportPlugin>>, listen: &str) -> (NetworkNode, Multiaddr) {
     let mut cfg = config();
     cfg.relay_server = true;
     let relay = spawn_with(Policy::Direct, plugins, cfg);

@@ -6,14 +6,12 @@
 //! longer decrypts, and the connection is closed with no peer and no frame.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::sync::Arc;
 
-use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
+use veil_testkit::network::*;
 use veil_transports::{NetworkEvent, Policy, Tcp};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,11 +1,10 @@
-//! Rotating the network key: a new peer id, same handle, reachable again.
+//! Rotating the network key: a new peer id, same handle, reachable again;
+//! nothing made for the old peer id leaves from the new one.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
 
 use std::sync::Arc;
 
-use common::*;
+use veil_testkit::network::*;
 use veil_transports::{Error, Memory, NetworkEvent, Policy, Tcp, TransportPlugin};
 
 async fn rotate_over(plugins: fn() -> Vec<Arc<dyn TransportPlugin>>, listen: &str) {
@@ -42,9 +41,17 @@ async fn rotate_over(plugins: fn() -> Vec<Arc<dyn TransportPlugin>>, listen: &st
     a.handle.send_frame(new_peer, b"after".to_vec()).await.unwrap();
     let got = recv_frames(&mut b.events, 1).await;
     assert_eq!(got[0], (a.peer, b"after".to_vec()));
+    // A frame made for the old identity is never sent from the new one,
+    // whether a link must be opened for it or one is open.
+    let (old, handle) = (b.peer, b.handle.clone());
+    let stale = || handle.send_frame_as(old, a.peer, b"stale".to_vec());
+    assert!(matches!(stale().await, Err(Error::Restarted)));
     // And it can send under the new identity.
-    b.handle.send_frame(a.peer, b"reply".to_vec()).await.unwrap();
-    assert_eq!(recv_frames(&mut a.events, 1).await[0], (new_peer, b"reply".to_vec()));
+    b.handle.send_frame_as(new_peer, a.peer, b"reply".to_vec()).await.unwrap();
+    assert!(matches!(stale().await, Err(Error::Restarted)));
+    b.handle.send_frame(a.peer, b"reply 2".to_vec()).await.unwrap();
+    let got = recv_frames(&mut a.events, 2).await;
+    assert_eq!(got, [(new_peer, b"reply".to_vec()), (new_peer, b"reply 2".to_vec())]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

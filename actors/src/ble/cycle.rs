@@ -49,7 +49,7 @@ impl Default for BleTiming {
     }
 }
 
-/// The next thing to do.
+/// What the radio should do next; the actor carries it out and reports the `Outcome` to `Cycle::done`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Action {
     /// Attach the plug-in and listen at these addresses.
@@ -106,7 +106,7 @@ pub(crate) struct Cycle {
     /// That token must be replaced now.
     stale: bool,
     scan: Option<Scan>,
-    /// An action is under way.
+    /// An action was handed out and its outcome has not come back; nothing more is handed out meanwhile.
     busy: bool,
     /// When attaching or advertising may be tried again.
     attach_after: Option<Instant>,
@@ -215,7 +215,8 @@ impl Cycle {
         self.seen.clear();
     }
 
-    /// A scan saw a veil device.
+    /// A scan saw a veil device this node should dial (the actor applied the lower-token rule); kept only while the
+    /// scan runs, at most 64.
     pub(crate) fn seen(&mut self, at: Multiaddr) {
         if matches!(self.scan, Some(Scan::Running(_))) && !self.seen.contains(&at) && self.seen.len() < MAX_DEVICES {
             self.seen.push_back(at);

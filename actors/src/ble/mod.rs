@@ -19,18 +19,21 @@
 
 mod cycle;
 
+use crate::supervision::GuardedMap;
+use crate::supervision::GuardedTimers;
 use std::{
     sync::Arc,
     time::{Duration, Instant},
 };
 
 use actix::{
-    Actor, ActorFutureExt, AsyncContext, Context, Handler, Message, ResponseFuture, SpawnHandle, StreamHandler,
-    Supervised, WrapFuture,
+    Actor, AsyncContext, Context, Handler, Message, ResponseFuture, SpawnHandle, StreamHandler, Supervised, WrapFuture,
 };
 pub use cycle::BleTiming;
 use cycle::{Action, Cycle, Outcome};
 use futures::StreamExt;
+/// The BlueZ radio and the air the actor talks over.
+pub use veil_ble::{air, radio};
 use veil_ble::{
     air::{Air, InRange, OnAir},
     l2cap::BLE,
@@ -152,7 +155,7 @@ pub struct BleTransport {
     /// The plug-in for the radio as last ready.
     plugin: Option<Arc<dyn TransportPlugin>>,
     on_air: Option<OnAir>,
-    /// The token on the air.
+    /// The token on the air now (`None`: nothing advertised); a sighted token is compared with it to decide who dials.
     token: Option<AdvertToken>,
     scan: Option<SpawnHandle>,
     /// The advertising key of the period starting then.
@@ -189,7 +192,7 @@ impl BleTransport {
         let to_boundary = Duration::from_secs(boundary.0.saturating_sub(self.deps.clock.now().0));
         let due = self.cycle.next_due().map(|t| t.saturating_duration_since(Instant::now()));
         let after = due.map_or(to_boundary, |d| d.min(to_boundary));
-        self.wake = Some(ctx.run_later(after, |act, ctx| {
+        self.wake = Some(ctx.guarded_later(NAME, after, |act, ctx| {
             act.wake = None;
             act.drive(ctx);
         }));
@@ -215,7 +218,9 @@ impl BleTransport {
                     ctx.cancel_future(scan);
                 }
                 let stopped = self.deps.air.scan_stopped(SCAN_STOP_LIMIT);
-                ctx.spawn(stopped.into_actor(self).map(|_, act, ctx| act.finish(Outcome::ScanStopped, ctx)));
+                ctx.spawn(
+                    stopped.into_actor(self).guarded_map(NAME, |_, act, ctx| act.finish(Outcome::ScanStopped, ctx)),
+                );
             }
             Action::Attach(listen) => {
                 let Some(plugin) = self.plugin.clone() else {
@@ -247,7 +252,7 @@ impl BleTransport {
                         _ => Ok(()),
                     }
                 };
-                ctx.spawn(attach.into_actor(self).map(|attached, act, ctx| {
+                ctx.spawn(attach.into_actor(self).guarded_map(NAME, |attached, act, ctx| {
                     if let Err(e) = &attached {
                         tracing::warn!(error = %e, "BLE: the plug-in could not listen; trying again later");
                     }
@@ -256,7 +261,7 @@ impl BleTransport {
             }
             Action::Detach => {
                 let detach = async move { network.detach(BLE).await };
-                ctx.spawn(detach.into_actor(self).map(|_, act, ctx| act.finish(Outcome::Detached, ctx)));
+                ctx.spawn(detach.into_actor(self).guarded_map(NAME, |_, act, ctx| act.finish(Outcome::Detached, ctx)));
             }
             Action::Advertise => {
                 // The old token leaves the air first: radios hold few.
@@ -271,7 +276,7 @@ impl BleTransport {
                         Err(e) => Err(e.to_string()),
                     }
                 };
-                ctx.spawn(advertise.into_actor(self).map(|on_air, act, ctx| {
+                ctx.spawn(advertise.into_actor(self).guarded_map(NAME, |on_air, act, ctx| {
                     let ok = match on_air {
                         Ok((token, on_air)) => {
                             act.on_air = Some(on_air);
@@ -288,7 +293,7 @@ impl BleTransport {
             }
             Action::Scan => {
                 let scan = self.deps.air.scan();
-                ctx.spawn(scan.into_actor(self).map(|sightings, act, ctx| {
+                ctx.spawn(scan.into_actor(self).guarded_map(NAME, |sightings, act, ctx| {
                     let ok = match sightings {
                         Ok(sightings) => {
                             act.scan = Some(ctx.add_stream(sightings.map(Sighted)));
@@ -324,7 +329,7 @@ impl BleTransport {
                         }
                     }
                 };
-                ctx.spawn(dial.into_actor(self).map(move |peer, act, ctx| {
+                ctx.spawn(dial.into_actor(self).guarded_map(NAME, move |peer, act, ctx| {
                     tracing::debug!(reached = peer.is_some(), "BLE: dialed a device in range");
                     act.finish(Outcome::Dialed(at, peer), ctx);
                 }));

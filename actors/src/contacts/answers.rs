@@ -2,6 +2,7 @@
 //! and the user's decision (accept, discard, block).
 
 use super::*;
+use crate::supervision::GuardedMap;
 
 impl Handler<Decide> for ContactBook {
     type Result = ResponseActFuture<Self, Result<Contact>>;
@@ -56,8 +57,7 @@ async fn answer_start(deps: &ContactBookDeps, message: Vec<u8>, proof: [u8; 32])
         return Ok(Answer::Reply(Vec::new()));
     };
     let me = deps.vault.identity.send(GetIdentity).await.map_err(mailbox("identity-vault"))??;
-    let points =
-        deps.schedule.active_points(&Topic::contact(&me.account.signing), &link.seed, deps.points_clock.now().0);
+    let points = points_of(deps, Topic::contact(&me.account.signing), link.seed).await?;
     if !points.all().any(|p| check_point_proof(&p, &message, &proof)) {
         return Ok(Answer::Reply(Vec::new()));
     }
@@ -97,7 +97,20 @@ async fn answer_finish(deps: &ContactBookDeps, handshake: HandshakeId, message: 
 impl Handler<InboundRequest> for ContactBook {
     type Result = ();
 
-    fn handle(&mut self, InboundRequest { peer, id, request }: InboundRequest, ctx: &mut Self::Context) {
+    fn handle(&mut self, msg: InboundRequest, ctx: &mut Self::Context) {
+        // Network input: a panic reading it restarts the contact book; the
+        // request goes unanswered and its sender tries again.
+        let _ = guarded_with(NAME, ctx, |ctx| {
+            self.answer(msg, ctx);
+            Ok(())
+        });
+    }
+}
+
+impl ContactBook {
+    /// Answers a contact request: the first message starts a handshake,
+    /// the second finishes it; anything else gets an empty reply.
+    fn answer(&mut self, InboundRequest { peer, id, request }: InboundRequest, ctx: &mut Context<Self>) {
         let deps = self.deps.clone();
         let frame = HandshakeFrame::decode(&request);
         let pending = match &frame {
@@ -136,7 +149,7 @@ impl Handler<InboundRequest> for ContactBook {
                 }
             }
             .into_actor(self)
-            .map(move |(kept, bytes, spent), act, ctx| {
+            .guarded_map(NAME, move |(kept, bytes, spent), act, ctx| {
                 if spent {
                     act.link_spent(ctx);
                 }

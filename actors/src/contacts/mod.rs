@@ -15,6 +15,8 @@
 //!   answer at all. A request from a blocked account is acknowledged like any
 //!   other and dropped; a request crossing one of ours is accepted at once.
 
+use crate::supervision::GuardedMap;
+use crate::supervision::GuardedTimers;
 use std::{
     collections::{HashMap, VecDeque},
     sync::Arc,
@@ -27,7 +29,7 @@ use actix::{
 use tokio::sync::broadcast;
 use veil_crypto::{
     AccountPublic, ContactLink, GroupId, OsEntropy, RendezvousSeed, VerifyKey,
-    rendezvous::{RendezvousPoint, Schedule, Topic, check_point_proof, point_proof},
+    rendezvous::{ActivePoints, RendezvousPoint, Topic, check_point_proof, point_proof},
     time::{Clock, UnixTime},
 };
 use veil_proto::{
@@ -112,24 +114,23 @@ pub(crate) struct VaultPort {
 
 /// What the contact book needs from the rest of the node.
 pub(crate) struct ContactBookDeps {
-    /// The store.
+    /// The node's store: the contact book writes the contacts, the contact link and its state.
     pub store: Arc<Store>,
     /// The network (lookups, announcements, the contact protocol).
     pub network: NetworkHandle,
-    /// The injected clock.
+    /// The wall clock the link's expiry is checked against (a `ManualClock` in tests).
     pub clock: Arc<dyn Clock>,
-    /// The rendezvous schedule.
-    pub schedule: Schedule,
-    /// The time points are computed for (shared with the rotator).
-    pub points_clock: Arc<crate::point_clock::PointClock>,
     /// How long an announcement lives.
     pub ttl: Duration,
     /// Request retries.
     pub retry: RetryPolicy,
-    /// The vault.
+    /// The identity vault's handshake and key operations; the keys themselves stay in the vault.
     pub vault: VaultPort,
     /// Told when the link or the outgoing requests change.
     pub rotator: Recipient<Refresh>,
+    /// Computes rendezvous points (the rotator: the contact book keeps no
+    /// schedule of its own).
+    pub points: Recipient<crate::messages::rendezvous::PointsOf>,
     /// Starts 1:1 groups.
     pub groups: Recipient<StartGroup>,
     /// Stops the 1:1 group of a removed contact.
@@ -169,7 +170,7 @@ impl core::fmt::Debug for ContactBook {
 }
 
 impl ContactBook {
-    /// A contact book.
+    /// A contact book with nothing in memory; requests stored earlier are retried from its first tick.
     pub(crate) fn new(deps: ContactBookDeps) -> Self {
         Self {
             deps: Arc::new(deps),
@@ -207,16 +208,18 @@ impl ContactBook {
 
     fn apply_change(&mut self, ctx: &mut Context<Self>, change: announce::Change) {
         let (network, ttl) = (self.deps.network.clone(), self.deps.ttl);
-        ctx.spawn(change.apply(network, ttl).into_actor(self).map(|applied, act, ctx| match act.link.done(applied) {
-            announce::After::Apply(next) => act.apply_change(ctx, next),
-            announce::After::RetryIn(wait) => {
-                ctx.run_later(wait, |act, ctx| {
-                    if let Some(again) = act.link.retry() {
-                        act.apply_change(ctx, again);
-                    }
-                });
+        ctx.spawn(change.apply(network, ttl).into_actor(self).guarded_map(NAME, |applied, act, ctx| {
+            match act.link.done(applied) {
+                announce::After::Apply(next) => act.apply_change(ctx, next),
+                announce::After::RetryIn(wait) => {
+                    ctx.guarded_later(NAME, wait, |act, ctx| {
+                        if let Some(again) = act.link.retry() {
+                            act.apply_change(ctx, again);
+                        }
+                    });
+                }
+                announce::After::Nothing => {}
             }
-            announce::After::Nothing => {}
         }));
     }
 
@@ -248,7 +251,7 @@ impl ContactBook {
         }
         self.attempting.push(who);
         let (deps, lan) = (self.deps.clone(), self.lan.iter().copied().collect());
-        ctx.spawn(deliver(deps, contact, lan).into_actor(self).map(move |result, act, _| {
+        ctx.spawn(deliver(deps, contact, lan).into_actor(self).guarded_map(NAME, move |result, act, _| {
             act.attempting.retain(|k| *k != who);
             match result {
                 Ok(true) => {
@@ -279,7 +282,7 @@ impl Actor for ContactBook {
         ctx.set_mailbox_capacity(256);
         // Requests enqueued before a restart are retried from the first tick.
         let every = self.deps.retry.base.min(Duration::from_secs(1)).max(Duration::from_millis(50));
-        ctx.run_interval(every, |act, ctx| {
+        ctx.guarded_interval(NAME, every, |act, ctx| {
             let _ = guarded_with(NAME, ctx, |ctx| {
                 act.retry_due(ctx);
                 if act.link_expires.is_some_and(|t| act.deps.clock.now() >= t) {
@@ -291,7 +294,7 @@ impl Actor for ContactBook {
         // A link with an expiry, from an earlier run.
         let store = self.deps.store.clone();
         let now = self.deps.clock.now();
-        ctx.spawn(async move { store.link().await }.into_actor(self).map(move |link, act, _| {
+        ctx.spawn(async move { store.link().await }.into_actor(self).guarded_map(NAME, move |link, act, _| {
             if let Ok(Some(link)) = link {
                 act.link_expires = link.limits.expires_at.filter(|_| link.answers_at(now));
             }
@@ -311,6 +314,14 @@ impl Supervised for ContactBook {
 pub(crate) async fn display_name(store: &Store) -> Result<Option<veil_crypto::Name>> {
     let text = store.setting(DISPLAY_NAME).await?.map(|bytes| String::from_utf8_lossy(&bytes).into_owned());
     Ok(text.and_then(|t| veil_crypto::Name::new(&t).ok()))
+}
+
+/// The active points of `topic` under `seed`, as the rotator computes them.
+async fn points_of(deps: &ContactBookDeps, topic: Topic, seed: RendezvousSeed) -> Result<ActivePoints> {
+    deps.points
+        .send(crate::messages::rendezvous::PointsOf { topic, seed })
+        .await
+        .map_err(mailbox("rendezvous-rotator"))?
 }
 
 fn refused() -> Error {
@@ -352,7 +363,7 @@ impl ContactBook {
         if matches!(change, LinkChange::Enable(false)) {
             self.announce_link(ctx, Vec::new());
         }
-        Box::pin(apply(self.deps.clone(), change).into_actor(self).map(|info, act, _| {
+        Box::pin(apply(self.deps.clone(), change).into_actor(self).guarded_map(NAME, |info, act, _| {
             if let Ok(info) = &info {
                 act.link_expires = info.limits.expires_at.filter(|_| info.answers);
             }
@@ -481,7 +492,7 @@ impl Handler<ContactJoined> for ContactBook {
                 Ok::<_, Error>(())
             }
             .into_actor(self)
-            .map(|r, _, _| {
+            .guarded_map(NAME, |r, _, _| {
                 if let Err(e) = r {
                     tracing::warn!(actor = NAME, error = %e, "cannot record an accepted request");
                 }

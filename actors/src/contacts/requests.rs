@@ -7,8 +7,7 @@ use super::*;
 /// responder's active points and to `lan` peers. `Ok(true)` once delivered.
 pub(super) async fn deliver(deps: Arc<ContactBookDeps>, contact: ContactRecord, lan: Vec<PeerId>) -> Result<bool> {
     let Some(seed) = contact.seed.clone() else { return Ok(false) };
-    let (now, _) = deps.points_clock.now();
-    let points = deps.schedule.active_points(&Topic::contact(&contact.account.signing), &seed, now);
+    let points = points_of(&deps, Topic::contact(&contact.account.signing), seed).await?;
     let request = my_request(&deps).await?;
     for point in points.all() {
         let mut peers = lan.clone();

@@ -3,6 +3,8 @@
 //! membership offers to peers nearby.
 
 use super::*;
+use crate::supervision::GuardedMap;
+use crate::supervision::GuardedTimers;
 
 impl Courier {
     /// Records that `peer` serves `group`. A new session first makes every
@@ -12,7 +14,7 @@ impl Courier {
         if Some(peer) == self.me {
             return;
         }
-        if !self.sessions.entry(peer).or_default().insert(group) {
+        if !self.sessions.join(group, peer) {
             // A session under way: its pushes run as entries are written
             // and at every tick.
             return;
@@ -20,7 +22,7 @@ impl Courier {
         // Everything owed goes from the outbox first, in order.
         self.lanes.through_outbox(group, peer, Vec::new());
         let fut = self.reschedule(group);
-        ctx.spawn(fut.into_actor(self).map(move |(), act, ctx| act.push(ctx, group, peer)));
+        ctx.spawn(fut.into_actor(self).guarded_map(NAME, move |(), act, ctx| act.push(ctx, group, peer)));
         self.offer_heads(ctx, group, Some(peer));
     }
 
@@ -29,16 +31,17 @@ impl Courier {
     /// contact: its relays are not learned.
     pub(super) fn learn_relays_of(&mut self, ctx: &mut Context<Self>, peer: PeerId) {
         let (network, events) = (self.network.clone(), self.events.clone());
-        ctx.spawn(async move { network.learn_relays_of(peer).await }.into_actor(self).map(move |learned, _, _| {
-            match learned {
+        ctx.spawn(async move { network.learn_relays_of(peer).await }.into_actor(self).guarded_map(
+            NAME,
+            move |learned, _, _| match learned {
                 Ok(relays) if !relays.is_empty() => {
                     tracing::debug!(actor = NAME, count = relays.len(), "relays learned");
                     let _ = events.send(NodeEvent::RelaysLearned { relays });
                 }
                 Ok(_) => {}
                 Err(e) => tracing::debug!(actor = NAME, error = %e, "learning a contact's relays failed"),
-            }
-        }));
+            },
+        ));
     }
 
     /// Looks members of `group` up at its points, if it owes them anything,
@@ -86,12 +89,12 @@ impl Courier {
             };
             (look(points).await, replicas)
         };
-        ctx.spawn(fut.into_actor(self).map(move |(found, replicas), act, ctx| {
+        ctx.spawn(fut.into_actor(self).guarded_map(NAME, move |(found, replicas), act, ctx| {
             act.busy.remove(&(group, None));
             let mut found: Vec<(PeerId, bool)> =
                 found.into_iter().map(|p| (p, false)).chain(replicas.into_iter().map(|p| (p, true))).collect();
             found.retain(|(peer, _)| {
-                let known = act.sessions.get(peer).is_some_and(|g| g.contains(&group));
+                let known = act.sessions.serves(peer, &group);
                 !known && Some(*peer) != act.me
             });
             // Pull-synced groups dial peers not seen before or not reached, and look
@@ -104,7 +107,7 @@ impl Courier {
             }
             for (peer, replica) in found {
                 let network = act.network.clone();
-                ctx.spawn(async move { network.dial_peer(peer).await }.into_actor(act).map(move |dialed, act, ctx| {
+                ctx.spawn(async move { network.dial_peer(peer).await }.into_actor(act).guarded_map(NAME, move |dialed, act, ctx| {
                     if let Some(route) = act.routes.get_mut(&group) {
                         route.pace.dialed(peer, dialed.is_ok());
                     }
@@ -136,11 +139,11 @@ impl Courier {
 
     pub(super) fn apply_change(&mut self, ctx: &mut Context<Self>, group: GroupId, change: Change) {
         let (network, ttl) = (self.network.clone(), self.ttl);
-        ctx.spawn(change.apply(network, ttl).into_actor(self).map(move |applied, act, ctx| {
+        ctx.spawn(change.apply(network, ttl).into_actor(self).guarded_map(NAME, move |applied, act, ctx| {
             match act.routes.get_mut(&group).map(|r| r.announcements.done(applied)) {
                 Some(After::Apply(next)) => act.apply_change(ctx, group, next),
                 Some(After::RetryIn(wait)) => {
-                    ctx.run_later(wait, move |act, ctx| {
+                    ctx.guarded_later(NAME, wait, move |act, ctx| {
                         if let Some(again) = act.routes.get_mut(&group).and_then(|r| r.announcements.retry()) {
                             act.apply_change(ctx, group, again);
                         }
@@ -166,8 +169,8 @@ impl Courier {
             }
         };
         self.nearby.offered(peer, self.ticks);
-        let sent = nearby::send(self.network.clone(), peer, frames);
-        ctx.spawn(sent.into_actor(self).map(move |sent, act, _| {
+        let sent = nearby::send(self.network.clone(), me, peer, frames);
+        ctx.spawn(sent.into_actor(self).guarded_map(NAME, move |sent, act, _| {
             if let Err(e) = sent {
                 tracing::debug!(actor = NAME, error = %e, "a nearby peer is unreachable");
                 act.nearby.left(&peer);
@@ -193,12 +196,12 @@ impl Courier {
         // whenever it names a group we have not shown it we share (it may
         // have joined the group since our last offer).
         self.nearby.found(peer);
-        let known: HashSet<GroupId> = self.sessions.get(&peer).cloned().unwrap_or_default();
+        let known: HashSet<GroupId> = self.sessions.groups_of(&peer).copied().collect();
         if self.nearby.owes_answer(&peer) || shared.iter().chain(&replicated).any(|g| !known.contains(g)) {
             self.offer_nearby(ctx, peer);
         }
         for group in shared {
-            if self.proven.insert(peer) {
+            if self.sessions.prove(peer) {
                 self.learn_relays_of(ctx, peer);
             }
             self.join_session(ctx, group, peer);

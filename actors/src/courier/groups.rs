@@ -2,6 +2,7 @@
 //! logs wrote that are owed to members.
 
 use super::*;
+use crate::supervision::GuardedMap;
 
 impl Handler<StartGroup> for Courier {
     type Result = ResponseActFuture<Self, Result<()>>;
@@ -17,7 +18,7 @@ impl Handler<StartGroup> for Courier {
                 Ok::<_, Error>((GroupKeys::derive(&record.secret), members, pull))
             }
             .into_actor(self)
-            .then(move |loaded, act, ctx| {
+            .guarded_map(NAME, move |loaded, act, ctx| {
                 let started = loaded.map(|(keys, members, pull)| {
                     let seed = keys.rendezvous_seed.clone();
                     let credential = keys.replication_credential();
@@ -55,9 +56,12 @@ impl Handler<StartGroup> for Courier {
                     act.announce(ctx, group, points);
                     act.deliver(ctx, group);
                 }
+                started.map(|(_, log)| log)
+            })
+            .then(move |started, act, _| {
                 let (rotator, registry) = (act.rotator.clone(), act.registry.clone());
                 async move {
-                    let (_, log) = started?;
+                    let log = started?;
                     // Registered before the answer, so the caller finds the log.
                     registry.send(LogChanged { group, log: Some(log) }).await.map_err(mailbox("group-registry"))?;
                     // Watch the group's points (the answer comes as PointsRotated).
@@ -79,23 +83,19 @@ impl Handler<StopGroup> for Courier {
             && let Some(change) = route.announcements.want(Vec::new())
         {
             let (network, ttl) = (self.network.clone(), self.ttl);
-            ctx.spawn(change.apply(network, ttl).into_actor(self).map(|_, _, _| ()));
+            ctx.spawn(change.apply(network, ttl).into_actor(self).guarded_map(NAME, |_, _, _| ()));
         }
         let registry = self.registry.clone();
         ctx.spawn(
-            async move { registry.send(LogChanged { group, log: None }).await }.into_actor(self).map(|_, _, _| ()),
+            async move { registry.send(LogChanged { group, log: None }).await }
+                .into_actor(self)
+                .guarded_map(NAME, |_, _, _| ()),
         );
         self.points.remove(&group);
-        self.heads_due.remove(&group);
-        for groups in self.sessions.values_mut() {
-            groups.remove(&group);
-        }
+        self.sessions.stop_group(&group);
         self.busy.retain(|(g, _)| *g != group);
         self.again.retain(|(g, _)| *g != group);
-        self.reconciling.retain(|(g, _), _| *g != group);
-        self.asked.retain(|(g, _), _| *g != group);
-        self.heard.retain(|(g, _), _| *g != group);
-        self.replicas.retain(|(g, _)| *g != group);
+        self.pull_sync.forget_group(&group);
         self.lanes.forget_group(&group);
         self.nearby.groups_changed();
     }

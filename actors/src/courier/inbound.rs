@@ -3,6 +3,7 @@
 //! restarting ends its sessions.
 
 use super::*;
+use crate::supervision::GuardedMap;
 
 impl Courier {
     /// Handles one inbound frame, except the entries it carries: those are
@@ -43,8 +44,8 @@ impl Courier {
             return None;
         };
         if replica {
-            self.replicas.insert((group, peer));
-        } else if self.proven.insert(peer) {
+            self.sessions.join_as_replica(group, peer);
+        } else if self.sessions.prove(peer) {
             self.learn_relays_of(ctx, peer);
         }
         // The peer proved it knows the group: it is one of its members, and
@@ -63,10 +64,10 @@ impl Courier {
                     let first = self.gossip.told(group, peer, heads.clone());
                     if first {
                         self.want(ctx, group, peer, heads);
+                        self.pull_sync.heads_due(group);
                     } else {
-                        self.heard.insert((group, peer), heads);
+                        self.pull_sync.heard(group, peer, heads);
                     }
-                    self.heads_due.insert(group);
                 }
             }
             GroupBody::Want(hashes) => {
@@ -121,7 +122,7 @@ impl Courier {
         ctx.spawn(
             async move { log.send(ReceiveEntries { entries }).await.map_err(mailbox("group-log"))? }
                 .into_actor(self)
-                .map(move |r, act, ctx| {
+                .guarded_map(NAME, move |r, act, ctx| {
                     // Told once the batch is stored and its ack has room.
                     let mut done = Some(done);
                     let r = r.map(|receipt| {
@@ -147,7 +148,8 @@ impl Courier {
                                     // Closed only if the courier is going away.
                                     let Ok(permit) = permit else { return };
                                     let weight = hashes.len();
-                                    act.receipts.add(Receipt { peer, tag, hashes, unsynced, permit }, weight);
+                                    act.receipts
+                                        .add(Receipt { peer, local: me, tag, hashes, unsynced, permit }, weight);
                                     act.send_receipts(ctx);
                                 },
                             );
@@ -165,9 +167,7 @@ impl Courier {
                         // Something is missing (a parent, an announcement),
                         // maybe much: reconcile with the sender.
                         Ok(true) if pull => act.open_reconciliation(ctx, group, peer),
-                        Ok(false) if pull => {
-                            act.reconciling.remove(&(group, peer));
-                        }
+                        Ok(false) if pull => act.pull_sync.caught_up(group, peer),
                         Ok(_) => {}
                         Err(e) => tracing::debug!(actor = NAME, error = %e, "receiving entries failed"),
                     }
@@ -189,6 +189,20 @@ impl Handler<InboundFrames> for Courier {
     type Result = ResponseActFuture<Self, ()>;
 
     fn handle(&mut self, InboundFrames { frames }: InboundFrames, ctx: &mut Self::Context) -> Self::Result {
+        // Network input: a panic reading it restarts the courier; the
+        // entries were neither stored nor acknowledged, so their senders'
+        // outboxes push them again.
+        match guarded_with(NAME, ctx, |ctx| Ok(self.take_frames(frames, ctx))) {
+            Ok(stored) => stored,
+            Err(_) => Box::pin(actix::fut::ready(())),
+        }
+    }
+}
+
+impl Courier {
+    /// Sends the entries `frames` carry to their logs; resolves once they
+    /// are stored.
+    fn take_frames(&mut self, frames: Vec<InboundFrame>, ctx: &mut Context<Self>) -> ResponseActFuture<Self, ()> {
         let mut incoming: Vec<(GroupId, PeerId, Vec<SealedEntry>)> = Vec::new();
         for InboundFrame { peer, frame } in frames {
             let Some((group, entries)) = self.take_frame(ctx, peer, frame) else { continue };
@@ -226,15 +240,10 @@ impl Handler<PeerLeft> for Courier {
         // Entries pushed on the closed connection may have lost their acks.
         self.disruptions += 1;
         self.gossip.forget(&msg.peer);
-        self.reconciling.retain(|(_, p), _| *p != msg.peer);
-        self.heard.retain(|(_, p), _| *p != msg.peer);
-        // Answers it owed will not come.
-        self.asked.retain(|_, (p, _)| *p != msg.peer);
-        self.replicas.retain(|(_, p)| *p != msg.peer);
-        self.proven.remove(&msg.peer);
+        self.pull_sync.forget_peer(&msg.peer);
         self.nearby.left(&msg.peer);
         self.lanes.forget_peer(&msg.peer);
-        for group in self.sessions.remove(&msg.peer).unwrap_or_default() {
+        for group in self.sessions.leave(&msg.peer) {
             if let Some(route) = self.routes.get_mut(&group) {
                 route.pace.reset(Some(&msg.peer));
             }

@@ -22,6 +22,8 @@
 //! rebuilt from lookups and inbound frames, and dropped when the peer
 //! disconnects or the network restarts with a new peer id.
 
+use crate::supervision::GuardedMap;
+use crate::supervision::GuardedTimers;
 use std::{
     collections::{HashMap, HashSet},
     sync::Arc,
@@ -62,7 +64,9 @@ use crate::{
     nearby::{self, Nearby},
     outgoing::{ACK_BATCH, ACK_DELAY, Ack, Lanes, MAX_PENDING_ACKS, Next, ack_rows, delivered},
     pace::LookupPace,
+    pull::PullSync,
     receipts::{RECEIPT_DELAY, Receipt, ToPeer, receipt_frames},
+    sessions::Sessions,
     supervision::{guarded_with, mailbox},
 };
 
@@ -89,17 +93,11 @@ const MAX_ACKS_SYNCING: usize = 4096;
 const PUSH_LIMIT: u32 = 256;
 /// Most entries read from storage at once when serving a peer.
 const SERVE_CHUNK: usize = 256;
-/// How long a reconciliation this node opened with a peer runs before it
-/// may open another with the same peer (a transfer in flight must not be
-/// asked for twice).
-const RECONCILE_PAUSE: Duration = Duration::from_secs(5);
 /// Every this many ticks, heads go to one peer that told other heads
 /// (anti-entropy), own heads are read again, and replication nodes are
 /// reconciled with; the base wait between lookups of a connected
 /// multi-member group.
 const SLOW_TICKS: u64 = 10;
-/// How long an entry asked for is not asked for again.
-const ASK_AGAIN: Duration = Duration::from_secs(2);
 
 /// How the courier paces itself.
 #[derive(Debug, Clone, Copy)]
@@ -182,7 +180,8 @@ pub struct Courier {
     /// A new period's peer id is awaited: announcements wait for the restart.
     awaiting_new_peer_id: bool,
     routes: HashMap<GroupId, Route>,
-    sessions: HashMap<PeerId, HashSet<GroupId>>,
+    /// Who serves which group, and who proved it is a contact or member.
+    sessions: Sessions,
     /// Pushes and lookups in progress, so ticks do not pile them up.
     busy: HashSet<(GroupId, Option<PeerId>)>,
     /// Pushes asked for while one was in progress: run again after it.
@@ -197,31 +196,17 @@ pub struct Courier {
     gossip: HeadsGossip,
     /// This node's heads of each pull-synced group, as last read.
     own_heads: OwnHeads,
-    /// Pull-synced groups whose heads may have changed, or that owe a peer
-    /// an answer: their heads are offered at the next tick.
-    heads_due: HashSet<GroupId>,
-    /// When this node last opened a reconciliation with each peer.
-    reconciling: HashMap<(GroupId, PeerId), std::time::Instant>,
+    /// What pull sync has under way (asks, reconciliations, heads due).
+    pull_sync: PullSync,
     /// Ticks so far.
     ticks: u64,
-    /// Entries asked for lately: of whom, and when.
-    asked: HashMap<(GroupId, EntryHash), (PeerId, std::time::Instant)>,
-    /// The heads each peer last offered and this node has not looked at.
-    heard: HashMap<(GroupId, PeerId), Vec<EntryHash>>,
     /// The latest points of every group the rotator reported, including
     /// groups whose route is not started yet.
     points: HashMap<GroupId, ActivePoints>,
     /// The latest points of every group's replication node, likewise.
     replica_points: HashMap<veil_crypto::ReplicationId, ActivePoints>,
-    /// Peers serving as a replication node of a group (their sessions use
-    /// the replica's tags).
-    replicas: HashSet<(GroupId, PeerId)>,
     /// Where frames for no group of ours go: the replication role.
     fallback: Option<Recipient<InboundFrame>>,
-    /// Peers connected now that proved they are a contact or member (a
-    /// frame under a group's session tag): the relays they are reachable
-    /// through were learned for the relay draws.
-    proven: HashSet<PeerId>,
     /// How entries reach each peer: from memory, or through the outbox.
     lanes: Lanes,
     /// Acknowledgements waiting to be recorded.
@@ -249,13 +234,13 @@ impl core::fmt::Debug for Courier {
 
 /// What the courier needs from the rest of the node.
 pub(crate) struct CourierDeps {
-    /// The store.
+    /// The node's store: the courier reads the outbox and sync ranges from it and records acknowledgements in it.
     pub store: Arc<Store>,
-    /// The network.
+    /// The handle frames, lookups and announcements go out through; it outlives a transport manager restart.
     pub network: NetworkHandle,
-    /// The injected clock.
+    /// The clock resend times and retention are measured on (a `ManualClock` in tests).
     pub clock: Arc<dyn Clock>,
-    /// Pacing.
+    /// The tick, the resend delay and the largest frame it sends.
     pub timing: CourierTiming,
     /// How long an announcement lives (a period plus the grace window).
     pub ttl: Duration,
@@ -286,22 +271,17 @@ impl Courier {
             me: None,
             awaiting_new_peer_id: false,
             routes: HashMap::new(),
-            sessions: HashMap::new(),
+            sessions: Sessions::default(),
             busy: HashSet::new(),
             again: HashSet::new(),
             disruptions: 0,
             points: HashMap::new(),
             gossip: HeadsGossip::default(),
             own_heads: OwnHeads::default(),
-            heads_due: HashSet::new(),
-            reconciling: HashMap::new(),
+            pull_sync: PullSync::default(),
             ticks: 0,
-            heard: HashMap::new(),
-            asked: HashMap::new(),
-            replicas: HashSet::new(),
             replica_points: HashMap::new(),
             fallback: deps.fallback,
-            proven: HashSet::new(),
             lanes: Lanes::default(),
             acks: Coalesced::new(ACK_BATCH),
             acks_recorded: Arc::new(Notify::new()),
@@ -317,7 +297,7 @@ impl Courier {
     /// or a replication node's).
     fn tag(&self, group: &GroupId, me: &PeerId, peer: &PeerId) -> Option<[u8; 32]> {
         let route = self.routes.get(group)?;
-        let seed = if self.replicas.contains(&(*group, *peer)) { &route.replica.seed } else { &route.seed };
+        let seed = if self.sessions.is_replica(group, peer) { &route.replica.seed } else { &route.seed };
         Some(session_tag(seed, &me.to_bytes(), &peer.to_bytes()))
     }
 
@@ -338,7 +318,7 @@ impl Courier {
                 None
             }
         };
-        let known = self.sessions.get(peer).into_iter().flatten().find_map(&matches);
+        let known = self.sessions.groups_of(peer).find_map(&matches);
         known.or_else(|| self.routes.keys().find_map(&matches))
     }
 
@@ -347,12 +327,8 @@ impl Courier {
     /// rebuild them.
     fn forget_sessions(&mut self) {
         self.sessions.clear();
-        self.replicas.clear();
-        self.proven.clear();
         self.gossip.clear();
-        self.reconciling.clear();
-        self.heard.clear();
-        self.asked.clear();
+        self.pull_sync.forget_sessions();
         self.lanes.clear();
     }
 
@@ -366,22 +342,25 @@ impl Courier {
         let Some(tag) = self.tag(&group, &me, &peer) else { return };
         let network = self.network.clone();
         let frame = GroupFrame { session_tag: tag, body }.encode();
-        ctx.spawn(async move { network.send_frame(peer, frame).await }.into_actor(self).map(|r, _, _| {
-            if let Err(e) = r {
-                tracing::debug!(actor = NAME, error = %e, "a sync frame was not delivered");
-            }
-        }));
+        ctx.spawn(async move { network.send_frame_as(me, peer, frame).await }.into_actor(self).guarded_map(
+            NAME,
+            |r, _, _| {
+                if let Err(e) = r {
+                    tracing::debug!(actor = NAME, error = %e, "a sync frame was not delivered");
+                }
+            },
+        ));
     }
 
     fn peers_of(&self, group: &GroupId) -> Vec<PeerId> {
-        self.sessions.iter().filter(|(_, groups)| groups.contains(group)).map(|(p, _)| *p).collect()
+        self.sessions.peers_of(group)
     }
 
     fn tick(&mut self, ctx: &mut Context<Self>) {
         // Heads heard last tick are asked for now, if still missing; groups
         // deliver (and at slow ticks run their anti-entropy).
         self.ticks += 1;
-        for ((group, peer), heads) in std::mem::take(&mut self.heard) {
+        for (group, peer, heads) in self.pull_sync.take_heard() {
             self.want(ctx, group, peer, heads);
         }
         let groups: Vec<GroupId> = self.routes.keys().copied().collect();
@@ -398,7 +377,7 @@ impl Courier {
         }
         // Members nobody serves may be nearby: stale offers are renewed.
         if std::mem::take(&mut self.wants_members) && self.proximity {
-            for peer in self.nearby.stale(self.ticks, |p| self.sessions.get(p).is_some_and(|g| !g.is_empty())) {
+            for peer in self.nearby.stale(self.ticks, |p| self.sessions.serves_any(p)) {
                 self.offer_nearby(ctx, peer);
             }
         }
@@ -418,8 +397,12 @@ impl Actor for Courier {
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(1024);
         let network = self.network.clone();
-        ctx.wait(async move { network.local_peer_id().await }.into_actor(self).map(|id, act, _| act.me = id.ok()));
-        ctx.run_interval(self.timing.tick, |act, ctx| {
+        ctx.wait(
+            async move { network.local_peer_id().await }
+                .into_actor(self)
+                .guarded_map(NAME, |id, act, _| act.me = id.ok()),
+        );
+        ctx.guarded_interval(NAME, self.timing.tick, |act, ctx| {
             let _ = guarded_with(NAME, ctx, |ctx| {
                 act.tick(ctx);
                 Ok(())

@@ -2,6 +2,8 @@
 //! what arrived, and telling senders their messages were read (receipts).
 
 use super::*;
+use crate::supervision::GuardedMap;
+use crate::supervision::GuardedTimers;
 
 impl Courier {
     /// Pushes what `group` owes to `peer`, unless a push is under way: the
@@ -22,11 +24,12 @@ impl Courier {
             clock: self.clock.clone(),
             timing: self.timing,
             members,
+            me,
             peer,
             tag,
             next: self.lanes.next(group, peer),
         };
-        ctx.spawn(job.run().into_actor(self).map(move |pushed, act, ctx| {
+        ctx.spawn(job.run().into_actor(self).guarded_map(NAME, move |pushed, act, ctx| {
             act.busy.remove(&(group, Some(peer)));
             if let Some(e) = pushed.error {
                 tracing::debug!(actor = NAME, error = %e, "push failed; the outbox keeps the entries");
@@ -42,7 +45,11 @@ impl Courier {
             }
             if act.disruptions != disruptions {
                 act.again.remove(&(group, peer));
-                ctx.spawn(act.reschedule(group).into_actor(act).map(move |(), act, ctx| act.deliver(ctx, group)));
+                ctx.spawn(
+                    act.reschedule(group)
+                        .into_actor(act)
+                        .guarded_map(NAME, move |(), act, ctx| act.deliver(ctx, group)),
+                );
             } else if act.again.remove(&(group, peer)) {
                 act.push(ctx, group, peer);
             }
@@ -61,7 +68,7 @@ impl Courier {
         match items(self).next_step() {
             Due::Now(batch) => Some(batch),
             Due::AfterDelay => {
-                ctx.run_later(delay, move |act, ctx| {
+                ctx.guarded_later(NAME, delay, move |act, ctx| {
                     items(act).waited();
                     again(act, ctx);
                 });
@@ -89,7 +96,7 @@ impl Courier {
                 Err(e) => tracing::debug!(actor = NAME, error = %e, "recording acks failed; the entries go again"),
             }
         };
-        ctx.spawn(fut.into_actor(self).map(|(), act, ctx| {
+        ctx.spawn(fut.into_actor(self).guarded_map(NAME, |(), act, ctx| {
             act.acks.done();
             act.acks_recorded.notify_waiters();
             act.record_acks(ctx);
@@ -110,19 +117,19 @@ impl Courier {
                 None => Ok(()),
             }
         };
-        ctx.spawn(synced.into_actor(self).map(move |synced, act, ctx| {
+        ctx.spawn(synced.into_actor(self).guarded_map(NAME, move |synced, act, ctx| {
             act.receipts.done();
             match synced {
                 // Each peer's frames go on their own: a slow peer holds up
                 // no other's.
                 Ok(()) => {
-                    for ToPeer { peer, frames, permits } in receipt_frames(batch) {
+                    for ToPeer { peer, local, frames, permits } in receipt_frames(batch) {
                         let network = act.network.clone();
                         ctx.spawn(
                             async move {
                                 let _permits = permits;
                                 for frame in frames {
-                                    if let Err(e) = network.send_frame(peer, frame).await {
+                                    if let Err(e) = network.send_frame_as(local, peer, frame).await {
                                         tracing::debug!(actor = NAME, error = %e, "an ack was not delivered");
                                         return;
                                     }
@@ -170,7 +177,7 @@ impl Courier {
         // A replication node offers nothing by itself: what other members
         // left there comes by reconciling now and then.
         if slow {
-            for peer in peers.iter().filter(|p| self.replicas.contains(&(group, **p))).copied().collect::<Vec<_>>() {
+            for peer in peers.iter().filter(|p| self.sessions.is_replica(&group, p)).copied().collect::<Vec<_>>() {
                 self.open_reconciliation(ctx, group, peer);
             }
         }
@@ -183,7 +190,7 @@ impl Courier {
             // Read again now and then, whatever was missed.
             self.own_heads.changed(group);
         }
-        if self.heads_due.remove(&group) || slow {
+        if self.pull_sync.take_heads_due(&group) || slow {
             self.offer_heads(ctx, group, None);
         }
     }
@@ -196,6 +203,8 @@ struct Push {
     clock: Arc<dyn Clock>,
     timing: CourierTiming,
     members: Vec<Peer>,
+    /// This node's peer id the tag was made for: frames leave from it only.
+    me: PeerId,
     peer: PeerId,
     tag: [u8; 32],
     /// What to send (see `outgoing::Lanes`).
@@ -268,7 +277,7 @@ impl Push {
                 session_tag: self.tag,
                 body: GroupBody::Entries(batch.into_iter().map(|(_, sealed)| sealed).collect()),
             };
-            if let Err(e) = self.network.send_frame(self.peer, frame.encode()).await {
+            if let Err(e) = self.network.send_frame_as(self.me, self.peer, frame.encode()).await {
                 return Pushed { error: Some(e.into()), unsent: hashes[sent..].to_vec(), drained: None };
             }
             sent += count;
@@ -287,7 +296,7 @@ impl Push {
             session_tag: self.tag,
             body: GroupBody::Entries(batch.into_iter().map(|(_, sealed)| sealed).collect()),
         };
-        self.network.send_frame(self.peer, frame.encode()).await?;
+        self.network.send_frame_as(self.me, self.peer, frame.encode()).await?;
         // Sent; it leaves the outbox when the member acknowledges it.
         self.store.defer(member, &hashes, resend).await?;
         Ok(())

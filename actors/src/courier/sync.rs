@@ -2,6 +2,7 @@
 //! and range reconciliation when heads alone do not tell what is missing.
 
 use super::*;
+use crate::supervision::GuardedMap;
 
 impl Courier {
     /// Tells some of `group`'s session peers the heads of both its logs
@@ -25,7 +26,7 @@ impl Courier {
             let messages = store.heads(&group, EntryKind::Message).await?;
             Ok::<_, Error>(Heads { metadata: cap(metadata), messages: cap(messages) })
         };
-        ctx.spawn(fut.into_actor(self).map(move |heads, act, ctx| match heads {
+        ctx.spawn(fut.into_actor(self).guarded_map(NAME, move |heads, act, ctx| match heads {
             Ok(heads) => {
                 act.own_heads.read(group, generation, heads.clone());
                 act.spread_heads(ctx, group, heads);
@@ -38,7 +39,7 @@ impl Courier {
     /// and offered at the next tick.
     pub(super) fn heads_changed(&mut self, group: GroupId) {
         self.own_heads.changed(group);
-        self.heads_due.insert(group);
+        self.pull_sync.heads_due(group);
     }
 
     /// Sends `heads` to the peers of `group` that should hear them now.
@@ -69,23 +70,10 @@ impl Courier {
             wanted.dedup();
             Ok::<_, Error>(cap(wanted))
         };
-        ctx.spawn(fut.into_actor(self).map(move |wanted, act, ctx| match wanted {
-            Ok(w) => {
+        ctx.spawn(fut.into_actor(self).guarded_map(NAME, move |wanted, act, ctx| match wanted {
+            Ok(missing) => {
                 // Not again while an answer may still be on its way.
-                let now = std::time::Instant::now();
-                act.asked.retain(|_, (_, at)| now.duration_since(*at) < ASK_AGAIN);
-                // Asking again must not push the time back: heads heard
-                // every second would hold the entry back for ever.
-                let w: Vec<EntryHash> = w
-                    .into_iter()
-                    .filter(|h| match act.asked.entry((group, *h)) {
-                        std::collections::hash_map::Entry::Occupied(_) => false,
-                        std::collections::hash_map::Entry::Vacant(v) => {
-                            v.insert((peer, now));
-                            true
-                        }
-                    })
-                    .collect();
+                let w = act.pull_sync.ask_now(group, peer, missing, std::time::Instant::now());
                 if !w.is_empty() {
                     act.send(ctx, group, peer, GroupBody::Want(w));
                 }
@@ -107,12 +95,12 @@ impl Courier {
                 let sealed = store.sealed_entries_of(&group, chunk).await?;
                 for batch in fill(sealed, GroupFrame::entry_cost, budget) {
                     let frame = GroupFrame { session_tag: tag, body: GroupBody::Entries(batch) };
-                    network.send_frame(peer, frame.encode()).await?;
+                    network.send_frame_as(me, peer, frame.encode()).await?;
                 }
             }
             Ok::<_, Error>(())
         };
-        ctx.spawn(fut.into_actor(self).map(|r, _, _| {
+        ctx.spawn(fut.into_actor(self).guarded_map(NAME, |r, _, _| {
             if let Err(e) = r {
                 tracing::debug!(actor = NAME, error = %e, "serving entries failed");
             }
@@ -122,12 +110,9 @@ impl Courier {
     /// Opens a reconciliation of `group` with `peer`, unless one this node
     /// opened is still under way.
     pub(super) fn open_reconciliation(&mut self, ctx: &mut Context<Self>, group: GroupId, peer: PeerId) {
-        let now = std::time::Instant::now();
-        if self.reconciling.get(&(group, peer)).is_some_and(|t| now.duration_since(*t) < RECONCILE_PAUSE) {
-            return;
+        if self.pull_sync.may_reconcile(group, peer, std::time::Instant::now()) {
+            self.reconcile(ctx, group, peer, None);
         }
-        self.reconciling.insert((group, peer), now);
-        self.reconcile(ctx, group, peer, None);
     }
 
     /// One step of set reconciliation with `peer` (`incoming`: its last
@@ -148,7 +133,7 @@ impl Courier {
                 Some(ranges) => respond(&mine, &ranges),
             })
         };
-        ctx.spawn(fut.into_actor(self).map(move |step, act, ctx| {
+        ctx.spawn(fut.into_actor(self).guarded_map(NAME, move |step, act, ctx| {
             let step = match step {
                 Ok(s) => s,
                 Err(e) => return tracing::debug!(actor = NAME, error = %e, "cannot reconcile"),
@@ -166,7 +151,7 @@ impl Courier {
     /// Starts a session with `group`'s replication node: it hears the
     /// heads, and a reconciliation brings both sides up to date.
     pub(super) fn join_replica(&mut self, ctx: &mut Context<Self>, group: GroupId, peer: PeerId) {
-        self.replicas.insert((group, peer));
+        self.sessions.join_as_replica(group, peer);
         self.join_session(ctx, group, peer);
         self.open_reconciliation(ctx, group, peer);
     }

@@ -33,9 +33,10 @@
 //! receivers step over at most the reservation (512 positions) past what
 //! they were sent, inside their window (1024).
 
+use crate::supervision::GuardedMap;
 use std::collections::VecDeque;
 
-use actix::{ActorFutureExt, AsyncContext, AtomicResponse, Context, Handler, ResponseFuture, WrapFuture};
+use actix::{AsyncContext, AtomicResponse, Context, Handler, ResponseFuture, WrapFuture};
 use tokio::sync::oneshot;
 use veil_crypto::{
     EpochId, GroupKeys, SenderChain, VerifyKey,
@@ -208,11 +209,11 @@ struct Stored {
     /// Their Lamport clocks.
     lamports: Vec<u64>,
     chain: SenderChain,
-    /// The reservation after it.
+    /// The sending positions reserved ahead of the chain once this batch is stored (see `reserve`).
     reservation: Reservation,
     /// The raise of the reservation it wrote, durable once synced.
     raised: Option<Raised>,
-    /// The parents of the first.
+    /// The parents its first entry named: the heads its last entry replaces.
     parents: Vec<EntryHash>,
     replies: Vec<Reply>,
     /// Durable once synced; `Err` if reserving positions failed (nothing
@@ -290,7 +291,7 @@ impl Handler<StoreAppends> for GroupLog {
                 (stored, sealed)
             }
             .into_actor(self)
-            .map(move |(stored, sealed), act, ctx| {
+            .guarded_map(NAME, move |(stored, sealed), act, ctx| {
                 match stored {
                     Some(Ok(stored)) => committed(act, ctx, stored),
                     Some(Err((e, replies))) => failed(replies, e),

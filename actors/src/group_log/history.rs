@@ -16,7 +16,7 @@ use super::{GroupLog, NAME};
 use crate::{
     Result,
     messages::group::{
-        ApplyRetention, ForgetHistory, GetHistory, GetUnread, HistoryEntry, MarkRead, Page, SetRetention,
+        ApplyRetention, ForgetHistory, GetEntry, GetHistory, GetUnread, HistoryEntry, MarkRead, Page, SetRetention,
     },
 };
 
@@ -67,17 +67,7 @@ impl Handler<GetHistory> for GroupLog {
         let own = self.own_devices();
         Box::pin(
             async move {
-                let entry = |e: veil_storage::EntryRecord| {
-                    Some(HistoryEntry {
-                        hash: e.hash,
-                        author: e.author,
-                        mine: e.author.as_ref().is_some_and(|a| own.contains(a)),
-                        owed_to: 0,
-                        waiting_for: 0,
-                        lamport: e.lamport,
-                        payload: e.payload?.to_vec(),
-                    })
-                };
+                let entry = |e| history_entry(e, &own);
                 // Entries stored unread (before this member's time) are not
                 // part of its history: read on until the page is full.
                 let (limit, mut out) = (msg.limit as usize, Vec::new());
@@ -109,20 +99,62 @@ impl Handler<GetHistory> for GroupLog {
                         out.drain(..out.len().saturating_sub(limit));
                     }
                 }
-                // Delivery of this member's messages: who has not
-                // acknowledged them yet.
-                let mine: Vec<EntryHash> = out.iter().filter(|e| e.mine).map(|e| e.hash).collect();
-                let waiting: HashMap<EntryHash, u32> = store.owed_counts(&members, &mine).await?.into_iter().collect();
-                let owed_to = u32::try_from(members.len()).unwrap_or(u32::MAX);
-                for e in out.iter_mut().filter(|e| e.mine) {
-                    e.owed_to = owed_to;
-                    e.waiting_for = waiting.get(&e.hash).copied().unwrap_or(0);
-                }
+                with_delivery(&store, &members, &mut out).await?;
                 Ok(out)
             }
             .into_actor(self),
         )
     }
+}
+
+impl Handler<GetEntry> for GroupLog {
+    type Result = ResponseFuture<Result<Option<HistoryEntry>>>;
+
+    fn handle(&mut self, GetEntry { hash }: GetEntry, _: &mut Self::Context) -> Self::Result {
+        let (store, group, members, own) =
+            (self.deps.store.clone(), self.group, self.members.clone(), self.own_devices());
+        Box::pin(async move {
+            // Of this group's log, and a message.
+            if !store.positions(&group, &[hash]).await?.iter().any(|(_, kind, _)| *kind == EntryKind::Message) {
+                return Ok(None);
+            }
+            let Some(entry) = store.entry(&hash).await?.and_then(|e| history_entry(e, &own)) else { return Ok(None) };
+            let mut out = vec![entry];
+            with_delivery(&store, &members, &mut out).await?;
+            Ok(out.pop())
+        })
+    }
+}
+
+/// A stored message as history shows it, before its delivery is filled in
+/// (none if its payload is gone). `own`: this member's devices.
+fn history_entry(e: veil_storage::EntryRecord, own: &[VerifyKey]) -> Option<HistoryEntry> {
+    Some(HistoryEntry {
+        hash: e.hash,
+        author: e.author,
+        mine: e.author.as_ref().is_some_and(|a| own.contains(a)),
+        owed_to: 0,
+        waiting_for: 0,
+        lamport: e.lamport,
+        payload: e.payload?.to_vec(),
+    })
+}
+
+/// Fills in the delivery of this member's messages among `entries`: who
+/// has not acknowledged them yet.
+async fn with_delivery(
+    store: &veil_storage::Store,
+    members: &[veil_storage::Peer],
+    entries: &mut [HistoryEntry],
+) -> Result<()> {
+    let mine: Vec<EntryHash> = entries.iter().filter(|e| e.mine).map(|e| e.hash).collect();
+    let waiting: HashMap<EntryHash, u32> = store.owed_counts(members, &mine).await?.into_iter().collect();
+    let owed_to = u32::try_from(members.len()).unwrap_or(u32::MAX);
+    for e in entries.iter_mut().filter(|e| e.mine) {
+        e.owed_to = owed_to;
+        e.waiting_for = waiting.get(&e.hash).copied().unwrap_or(0);
+    }
+    Ok(())
 }
 
 impl Handler<ForgetHistory> for GroupLog {

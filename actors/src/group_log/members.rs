@@ -2,6 +2,7 @@
 //! held, listing members, and removing one (a new epoch without it).
 
 use super::*;
+use crate::supervision::GuardedMap;
 
 impl Handler<AwaitAnnounced> for GroupLog {
     type Result = ResponseFuture<Result<()>>;
@@ -92,7 +93,7 @@ impl Handler<RemoveMember> for GroupLog {
                 Ok((epochs, membership, writer))
             }
             .into_actor(self)
-            .map(|r: Result<(Epochs, Membership, Writer)>, act, _| {
+            .guarded_map(NAME, |r: Result<(Epochs, Membership, Writer)>, act, _| {
                 let (epochs, membership, writer) = r?;
                 if let Some(state) = act.state.as_mut() {
                     state.epochs = epochs;

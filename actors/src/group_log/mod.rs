@@ -22,8 +22,7 @@ use std::{
 };
 
 use actix::{
-    Actor, ActorFutureExt, Addr, AtomicResponse, Context, Handler, Recipient, ResponseFuture, Supervised, Supervisor,
-    WrapFuture,
+    Actor, Addr, AtomicResponse, Context, Handler, Recipient, ResponseFuture, Supervised, Supervisor, WrapFuture,
 };
 use tokio::sync::broadcast;
 use veil_crypto::{
@@ -80,7 +79,7 @@ const MAX_REVEAL: u32 = 10_000;
 /// What every group log needs from the rest of the node.
 #[derive(Clone)]
 pub(crate) struct GroupLogDeps {
-    /// The store.
+    /// The node's shared store; a group log writes only its own group's rows.
     pub store: Arc<Store>,
     /// The vault: device key.
     pub device: Recipient<GetDeviceKey>,
@@ -123,7 +122,8 @@ struct Writer {
     shared_with: HashSet<VerifyKey>,
 }
 
-/// The logs of one group.
+/// The actor that owns one group's two logs (metadata and messages): it appends to them, receives into them and reads
+/// them back.
 pub struct GroupLog {
     group: GroupId,
     deps: GroupLogDeps,

@@ -2,6 +2,7 @@
 //! ordered after its parents (orphans wait), and stored in one transaction.
 
 use super::*;
+use crate::supervision::GuardedMap;
 
 /// What happened to one received entry.
 enum Received {
@@ -544,7 +545,7 @@ impl Handler<ReceiveEntries> for GroupLog {
                 })
             }
             .into_actor(self)
-            .map(|r: Result<BatchOutcome>, act, ctx| {
+            .guarded_map(NAME, |r: Result<BatchOutcome>, act, ctx| {
                 let BatchOutcome {
                     receipt,
                     heads,

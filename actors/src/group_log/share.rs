@@ -20,9 +20,11 @@
 //! blind replication nodes store and serve them like any entry, so the
 //! newcomer gets them from whoever it meets when it returns.
 
+use crate::supervision::GuardedMap;
+use crate::supervision::GuardedTimers;
 use std::time::Duration;
 
-use actix::{ActorFutureExt, AsyncContext, AtomicResponse, Context, Handler, WrapFuture};
+use actix::{AsyncContext, AtomicResponse, Context, Handler, WrapFuture};
 use veil_crypto::MemberPublic;
 use veil_proto::metadata::MemberJoined;
 use veil_storage::GroupKind;
@@ -76,7 +78,7 @@ pub(super) fn schedule(act: &mut GroupLog, ctx: &mut Context<GroupLog>) {
 /// message that reads and writes the state, it must wait for the atomic
 /// handler in progress (`notify` would not).
 fn share_later(ctx: &mut Context<GroupLog>, delay: Duration) {
-    ctx.run_later(delay, |_, ctx| ctx.address().do_send(ShareChain));
+    ctx.guarded_later(NAME, delay, |_, ctx| ctx.address().do_send(ShareChain));
 }
 
 /// Internal: share this device's chain, at its current position, with the
@@ -105,7 +107,7 @@ impl Handler<ShareChain> for GroupLog {
                 Ok::<_, Error>(Some((writer.epoch, joined)))
             }
             .into_actor(self)
-            .map(|r, act, ctx| match r {
+            .guarded_map(NAME, |r, act, ctx| match r {
                 Ok(Some((epoch, joined))) => {
                     act.share_failures = 0;
                     if let Some(state) = act.state.as_mut()

@@ -2,7 +2,7 @@
 
 use super::*;
 
-/// A shareable contact link.
+/// The contact link in both text forms, with its state when the answer was made.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkInfo {
     /// `veil://contact/…`.
@@ -37,7 +37,7 @@ pub struct SetLinkEnabled(pub bool);
 /// A contact, or a request to or from one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Contact {
-    /// Their account.
+    /// Their account keys: from their link for a request we sent, authenticated by the handshake for one we received.
     pub account: AccountPublic,
     /// The name they gave (in their link or their request).
     pub display_name: Option<String>,
@@ -77,9 +77,9 @@ pub enum Decision {
 #[derive(Debug, Message)]
 #[rtype(result = "Result<Contact>")]
 pub struct Decide {
-    /// The requester.
+    /// The requester, by its account signing key.
     pub account: VerifyKey,
-    /// The decision.
+    /// What to do; `Accept` on a contact already accepted changes nothing.
     pub decision: Decision,
 }
 
@@ -96,7 +96,7 @@ impl Contact {
 #[derive(Debug, Message)]
 #[rtype(result = "Result<Contact>")]
 pub struct RenameContact {
-    /// The contact.
+    /// The contact, by its account signing key.
     pub account: VerifyKey,
     /// What to call them from now on.
     pub nickname: Option<String>,
@@ -108,7 +108,7 @@ pub struct RenameContact {
 #[derive(Debug, Message)]
 #[rtype(result = "Result<bool>")]
 pub struct RemoveContact {
-    /// The contact.
+    /// The contact or requester, by its account signing key.
     pub account: VerifyKey,
 }
 
@@ -127,11 +127,11 @@ pub struct GetContacts;
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct InboundRequest {
-    /// The peer that sent it.
+    /// The peer that sent it, by its current peer id; this says nothing of its account.
     pub peer: veil_transports::libp2p::PeerId,
     /// Where to answer.
     pub id: veil_transports::InboundRequestId,
-    /// The request.
+    /// The request's bytes, not yet decoded: a `HandshakeFrame` of at most the network's frame size.
     pub request: Vec<u8>,
 }
 
@@ -142,7 +142,7 @@ pub struct InboundRequest {
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct LanPeerFound {
-    /// The peer.
+    /// The peer mDNS found, by the peer id it announced.
     pub peer: veil_transports::libp2p::PeerId,
 }
 
@@ -151,7 +151,7 @@ pub struct LanPeerFound {
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct ContactJoined {
-    /// The 1:1 group.
+    /// The 1:1 group the other account announced itself in.
     pub group: GroupId,
     /// The name the other account introduced itself by, if any.
     pub display_name: Option<String>,

@@ -8,7 +8,7 @@ use veil_transports::libp2p::PeerId;
 #[derive(Debug, Message)]
 #[rtype(result = "Result<()>")]
 pub struct StartGroup {
-    /// The group.
+    /// A group already stored (recorded through the vault's `AddGroup`).
     pub group: GroupId,
 }
 
@@ -18,7 +18,7 @@ pub struct StartGroup {
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct StopGroup {
-    /// The group.
+    /// The group about to be removed.
     pub group: GroupId,
 }
 
@@ -28,9 +28,9 @@ pub struct StopGroup {
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct EntriesOwed {
-    /// The group.
+    /// The group whose log wrote them.
     pub group: GroupId,
-    /// The entries just written.
+    /// The hashes of the entries the log just stored.
     pub fresh: Vec<EntryHash>,
     /// Empty, or `fresh` as sealed (same order): entries whose outbox
     /// rows come due only after the resend delay, for the courier to
@@ -42,9 +42,9 @@ pub struct EntriesOwed {
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct InboundFrame {
-    /// The sender.
+    /// The sender, by its current peer id; the frame's session tag says which group it is for.
     pub peer: PeerId,
-    /// The frame.
+    /// The frame's bytes, not yet decoded (a `GroupFrame`, unless malformed).
     pub frame: Vec<u8>,
 }
 
@@ -54,7 +54,7 @@ pub struct InboundFrame {
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct InboundFrames {
-    /// The frames.
+    /// The frames in arrival order; the entries one peer sent in one group reach its log as one batch.
     pub frames: Vec<InboundFrame>,
 }
 
@@ -62,7 +62,7 @@ pub struct InboundFrames {
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct PeerLeft {
-    /// The peer.
+    /// The peer, by the peer id it was connected under.
     pub peer: PeerId,
 }
 
@@ -79,10 +79,10 @@ pub enum Proximity {
     Allowed(bool),
 }
 
-/// Event (from the transport manager): the swarm restarted under a new peer id.
+/// Event (from the transport manager): the swarm restarted, under a new peer id after a key rotation.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct NetworkRestarted {
-    /// The new peer id.
+    /// This node's peer id from now on (the same after a policy change); session tags are computed with it.
     pub peer_id: PeerId,
 }

@@ -9,7 +9,7 @@ use super::*;
 /// A message as read back from a group's log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HistoryEntry {
-    /// The entry.
+    /// The message's hash: its id for `GetEntry`, and with `lamport` its position for `MarkRead` and paging.
     pub hash: EntryHash,
     /// Its author device.
     pub author: Option<VerifyKey>,
@@ -25,10 +25,24 @@ pub struct HistoryEntry {
     /// Of those, how many have not acknowledged it yet (0: delivered to
     /// all `owed_to`).
     pub waiting_for: u32,
-    /// Its Lamport clock.
+    /// Its Lamport clock; history is ordered by (Lamport clock, hash), the same on every member.
     pub lamport: u64,
-    /// The payload.
+    /// The payload as its author wrote it, without padding.
     pub payload: Vec<u8>,
+}
+
+/// A conversation, as the node knows it: a 1:1 group with a contact, or a
+/// group (with the name this device gave it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conversation {
+    /// The group its messages are in; every call about the conversation names it by this id.
+    pub group: GroupId,
+    /// The contact, for a 1:1 conversation.
+    pub contact: Option<super::contacts::Contact>,
+    /// The group's name (a 1:1 conversation goes by its contact's).
+    pub name: Option<String>,
+    /// How long its messages are kept (`None`: for ever).
+    pub retention: Option<std::time::Duration>,
 }
 
 /// Command: append a message to the group's message log.
@@ -71,7 +85,7 @@ pub struct Receipt {
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct EntriesHeld {
-    /// The acknowledged entries.
+    /// The entries acknowledged; if the joining announcement is among them, `AwaitAnnounced` resolves.
     pub hashes: Vec<EntryHash>,
 }
 
@@ -108,12 +122,21 @@ pub struct GetHistory {
     pub limit: u32,
 }
 
+/// Query: one message by hash, as a page of history shows it (none if it
+/// is not in this log, or was erased).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Option<HistoryEntry>>")]
+pub struct GetEntry {
+    /// The message's hash, as `AppendMessage` or history gave it.
+    pub hash: EntryHash,
+}
+
 /// Command: mark the messages read up to `up_to` (Lamport clock, hash)
 /// included, or all of them (`None`). Read positions only move forward.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<()>")]
 pub struct MarkRead {
-    /// The last message read.
+    /// The position (Lamport clock, hash) of the last message read; `None` marks every message read.
     pub up_to: Option<(u64, EntryHash)>,
 }
 
@@ -136,7 +159,7 @@ pub struct ForgetHistory;
 pub struct SetRetention {
     /// How long messages are kept.
     pub keep: Option<Duration>,
-    /// The time now.
+    /// The time retention counts back from: messages this node stored before `now - keep` are erased.
     pub now: UnixTime,
 }
 
@@ -145,7 +168,7 @@ pub struct SetRetention {
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct ApplyRetention {
-    /// The time now.
+    /// The time retention counts back from: messages this node stored before `now` minus the retention are erased.
     pub now: UnixTime,
 }
 

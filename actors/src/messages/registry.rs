@@ -10,7 +10,7 @@ use crate::GroupLog;
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub(crate) struct LogChanged {
-    /// The group.
+    /// The group whose log started or stopped.
     pub(crate) group: GroupId,
     /// Its log, if it runs.
     pub(crate) log: Option<Addr<GroupLog>>,
@@ -20,7 +20,7 @@ pub(crate) struct LogChanged {
 #[derive(Debug, Message)]
 #[rtype(result = "Option<Addr<GroupLog>>")]
 pub(crate) struct LogOf {
-    /// The group.
+    /// The group whose log is asked for; the answer is `None` if it does not run here.
     pub(crate) group: GroupId,
 }
 

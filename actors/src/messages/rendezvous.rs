@@ -18,7 +18,7 @@ pub enum WatchKey {
     OwnLink,
     /// A contact we are sending a request to (its account key).
     Contact(VerifyKey),
-    /// A group.
+    /// A group this node is in; its points come from the group's rendezvous seed.
     Group(GroupId),
     /// A group's replication node (announced by the node replicating
     /// it, looked up by its members).
@@ -36,6 +36,18 @@ pub struct Refresh;
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct Subscribe(pub actix::Recipient<PointsRotated>);
+
+/// Query: the active points of `topic` under `seed` now, by the rotator's
+/// schedule and point clock (so everyone who asks computes points the same
+/// way, at the same time).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<ActivePoints>")]
+pub struct PointsOf {
+    /// What the points are for (a contact link, a group).
+    pub topic: veil_crypto::rendezvous::Topic,
+    /// The link's or group's rendezvous seed; whoever holds it can compute the points.
+    pub seed: veil_crypto::rendezvous::RendezvousSeed,
+}
 
 /// Query: the active points of everything watched.
 #[derive(Debug, Message)]

@@ -6,9 +6,9 @@ use super::*;
 /// This node's public identity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PublicIdentity {
-    /// The account.
+    /// The account's public keys, the same on every device of the user.
     pub account: AccountPublic,
-    /// This device.
+    /// This device's own key, not one of its per-group device keys.
     pub device: VerifyKey,
 }
 
@@ -26,7 +26,7 @@ pub struct SignEntry {
     pub group: GroupId,
     /// The epoch it writes in (each has its own device key).
     pub epoch: EpochId,
-    /// The entry to sign.
+    /// The entry, sealed but unsigned; its author must be this device's key in `group` and `epoch`.
     pub pending: veil_crypto::envelope::PendingEntry,
 }
 
@@ -39,7 +39,7 @@ pub struct SignEntry {
 pub struct SealMessages {
     /// The group whose device key signs.
     pub group: GroupId,
-    /// The epoch it writes in.
+    /// The epoch it writes in; this device's key there is the author of every entry.
     pub epoch: EpochId,
     /// The epoch's keys.
     pub keys: veil_crypto::GroupKeys,
@@ -60,7 +60,7 @@ pub struct SealedMessages {
     pub author: veil_crypto::VerifyKey,
     /// The entries, in order, with their links.
     pub entries: Vec<(veil_crypto::envelope::SealedEntry, veil_crypto::envelope::Links)>,
-    /// The chain after the last one.
+    /// The sending chain past the last message, to be stored with the entries.
     pub chain: veil_crypto::SenderChain,
     /// The payloads, handed back.
     pub payloads: Vec<Vec<u8>>,
@@ -71,7 +71,7 @@ pub struct SealedMessages {
 #[derive(Debug, Message)]
 #[rtype(result = "Result<MemberPublic>")]
 pub struct GetMemberKeys {
-    /// The group.
+    /// A group this node is in (else `Error::UnknownGroup`).
     pub group: GroupId,
 }
 
@@ -79,7 +79,7 @@ pub struct GetMemberKeys {
 #[derive(Debug, Message)]
 #[rtype(result = "Result<VerifyKey>")]
 pub struct GetDeviceKey {
-    /// The group.
+    /// A group this node is in (else `Error::UnknownGroup`).
     pub group: GroupId,
     /// The epoch (each has its own device key).
     pub epoch: EpochId,
@@ -98,7 +98,7 @@ pub struct AddGroup {
     pub kind: veil_storage::GroupKind,
     /// Its name, if any.
     pub name: Option<String>,
-    /// The group secret.
+    /// The group's root secret: the group id derives from it, and the store keeps it sealed.
     pub secret: GroupSecret,
     /// Epoch secrets known at once (from an invitation), if any.
     pub epochs: Vec<EpochSecret>,
@@ -108,7 +108,7 @@ pub struct AddGroup {
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct GroupRemoved {
-    /// The group.
+    /// The group whose device key is dropped (and zeroized) from the vault's memory.
     pub group: GroupId,
 }
 
@@ -132,7 +132,7 @@ pub struct BeginRequest {
 #[derive(Debug, Message)]
 #[rtype(result = "Result<Vec<u8>>")]
 pub struct ContinueRequest {
-    /// The handshake.
+    /// As `BeginRequest` returned it; the vault keeps at most 64 in progress and drops the oldest.
     pub handshake: HandshakeId,
     /// Noise message 2.
     pub response: Vec<u8>,
@@ -164,7 +164,7 @@ impl core::fmt::Debug for ReceivedRequest {
 #[derive(Debug, Message)]
 #[rtype(result = "Result<ReceivedRequest>")]
 pub struct ReadRequest {
-    /// The handshake.
+    /// As `AnswerRequest` returned it; the vault keeps at most 64 in progress and drops the oldest.
     pub handshake: HandshakeId,
     /// Noise message 3.
     pub message: Vec<u8>,
@@ -174,7 +174,7 @@ pub struct ReadRequest {
 #[derive(Debug, Message)]
 #[rtype(result = "Result<GroupSecret>")]
 pub struct DeriveContactGroup {
-    /// The other account.
+    /// The other account's public keys, as its link or its handshake gave them.
     pub peer: AccountPublic,
 }
 
@@ -184,13 +184,13 @@ pub struct DeriveContactGroup {
 #[derive(Debug, Message)]
 #[rtype(result = "Result<MemberJoined>")]
 pub struct AnnounceDevice {
-    /// The group.
+    /// A group this node is in (else `Error::UnknownGroup`).
     pub group: GroupId,
     /// The epoch the device announces itself in.
     pub epoch: EpochId,
     /// This device's sending chain at the position readers start from.
     pub chain: ChainState,
-    /// The members that may read it.
+    /// The members the chain is sealed to, one share each.
     pub recipients: Vec<MemberPublic>,
     /// In a contact group: the name to introduce this account by.
     pub display_name: Option<veil_crypto::Name>,
@@ -201,9 +201,9 @@ pub struct AnnounceDevice {
 #[derive(Debug, Message)]
 #[rtype(result = "Result<(VerifyKey, ChainState)>")]
 pub struct OpenChainShare {
-    /// The group.
+    /// The group whose member key the share was sealed to.
     pub group: GroupId,
-    /// The sealed share.
+    /// The share as a `ChainShare` carried it (its `sealed_state`).
     pub sealed: Vec<u8>,
 }
 
@@ -212,9 +212,9 @@ pub struct OpenChainShare {
 #[derive(Debug, Message)]
 #[rtype(result = "Result<EpochSecret>")]
 pub struct OpenEpochShare {
-    /// The group.
+    /// The group whose member key the secret was sealed to.
     pub group: GroupId,
-    /// The sealed secret.
+    /// The share as an `EpochShare` carried it (its `sealed_secret`).
     pub sealed: Vec<u8>,
 }
 
@@ -223,7 +223,7 @@ pub struct OpenEpochShare {
 #[derive(Debug, Message)]
 #[rtype(result = "Result<veil_crypto::GroupInvitation>")]
 pub struct IssueInvitation {
-    /// The group.
+    /// The group whose member key signs; it must be the group `secret` derives, which is not checked.
     pub group: GroupId,
     /// Its secret (an invitation hands it over).
     pub secret: GroupSecret,

@@ -95,13 +95,13 @@ impl NodeBuilder {
         self
     }
 
-    /// The rendezvous rotation schedule.
+    /// The rendezvous period and grace window (default 24 h and 10 min); nodes that should meet need the same.
     pub fn rendezvous_schedule(mut self, schedule: Schedule) -> Self {
         self.schedule = schedule;
         self
     }
 
-    /// How often the rotator looks at the clock.
+    /// How often the rotator looks at the clock (default 1 s); a period start is noticed up to this late.
     pub fn rotation_check_interval(mut self, every: Duration) -> Self {
         self.rotation_check = every;
         self
@@ -113,7 +113,7 @@ impl NodeBuilder {
         self
     }
 
-    /// SQLite tuning.
+    /// Page caches, checkpoint interval and commit durability of the store (default: commits survive a power loss).
     pub fn storage_tuning(mut self, tuning: Tuning) -> Self {
         self.tuning = tuning;
         self

@@ -34,8 +34,8 @@ use crate::{
         },
         courier::StartGroup,
         group::{
-            AppendMessage, AwaitAnnounced, ForgetHistory, GetHistory, GetMembers, GetUnread, HistoryEntry, MarkRead,
-            Page, RemoveMember, SetRetention,
+            AppendMessage, AwaitAnnounced, Conversation, ForgetHistory, GetEntry, GetHistory, GetMembers, GetUnread,
+            HistoryEntry, MarkRead, Page, RemoveMember, SetRetention,
         },
         registry::Running,
         rendezvous::{GetActivePoints, WatchKey},
@@ -239,6 +239,15 @@ impl Node {
         log.send(AppendMessage { payload: payload.to_vec() }).await.map_err(mailbox("group-log"))?
     }
 
+    /// [`send`](Self::send), returning the message as history shows it
+    /// (its hash, Lamport clock, delivery). `None` only if it was erased
+    /// before it could be read back (a retention of seconds).
+    pub async fn post(&self, group: &GroupId, payload: &[u8]) -> Result<Option<HistoryEntry>> {
+        let log = self.inner.group(group).await?;
+        let hash = log.send(AppendMessage { payload: payload.to_vec() }).await.map_err(mailbox("group-log"))??;
+        log.send(GetEntry { hash }).await.map_err(mailbox("group-log"))?
+    }
+
     /// The credential a blind replication node needs to store and serve
     /// `group`'s entries (`veil://replica/…`): it verifies and orders them,
     /// it reads nothing. Members find the node at rotating points derived
@@ -397,6 +406,26 @@ impl Node {
         let store = self.inner.store.clone();
         let names = self.on_node(async move { store.group_names().await }).await??;
         Ok(names.into_iter().collect())
+    }
+
+    /// The conversations among `groups` (every group this node runs a log
+    /// for when `None`), in that order: which is a contact's and which a
+    /// named group, and how long each keeps its messages.
+    pub async fn conversations(&self, groups: Option<&[GroupId]>) -> Result<Vec<Conversation>> {
+        let groups = match groups {
+            Some(groups) => groups.to_vec(),
+            None => self.groups().await?,
+        };
+        let contacts = self.contacts().await?;
+        let (mut names, retention) = (self.group_names().await?, self.retention().await?);
+        Ok(groups
+            .into_iter()
+            .map(|group| {
+                let contact = contacts.iter().find(|c| c.group == Some(group)).cloned();
+                let name = if contact.is_some() { None } else { names.remove(&group) };
+                Conversation { group, contact, name, retention: retention.get(&group).copied() }
+            })
+            .collect())
     }
 
     /// The groups this node runs a log for.

@@ -191,9 +191,9 @@ pub(super) async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
         let (store, network, clock, events, registry, vault) =
             (store.clone(), network.clone(), builder.clock.clone(), events.clone(), registry.clone(), vault.clone());
         let rotator = rotator.clone();
-        let (schedule, retry) = (builder.schedule, builder.retry);
+        let retry = builder.retry;
         let fallback = replica.clone().recipient();
-        let (points_clock, refusals) = (points_clock.clone(), refusals.clone());
+        let refusals = refusals.clone();
         let share_delay = builder.share_delay;
         let timing = CourierTiming { tick: builder.sync_tick, resend_after: builder.resend_after, max_frame };
         move |ctx: &mut Context<ContactBook>| {
@@ -239,12 +239,11 @@ pub(super) async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
                 store,
                 network,
                 clock,
-                schedule,
-                points_clock: points_clock.clone(),
                 ttl,
                 retry,
                 vault: vault_port,
-                rotator: rotator.recipient(),
+                rotator: rotator.clone().recipient(),
+                points: rotator.recipient(),
                 groups: courier.clone().recipient(),
                 stop_group: courier.recipient(),
                 events,

@@ -7,11 +7,11 @@
 use std::{sync::Arc, time::Duration};
 
 use tonic::Status;
+use veil_actors::ble::{air::Bluez, radio::RadioState};
 use veil_actors::{
     Node, NodeBuilder,
     ble::{BleStatus, BleTiming},
 };
-use veil_ble::{air::Bluez, radio::RadioState};
 
 use super::service::node_error;
 use crate::config::BleSettings;

@@ -71,7 +71,7 @@ pub async fn start_node(home: &Path, settings: &Settings) -> Result<Node> {
         builder = builder.passphrase(passphrase);
     }
     let node = builder.spawn().await.map_err(|e| match e {
-        veil_actors::Error::Storage(veil_storage::Error::Locked { .. }) => {
+        veil_actors::Error::Storage(veil_actors::storage::Error::Locked { .. }) => {
             anyhow!("another veil process is already running on {} (its database is locked)", home.display())
         }
         other => anyhow::Error::new(other).context(format!("cannot start the node in {}", home.display())),
@@ -134,17 +134,17 @@ impl Daemon {
         Ok(Self { node, home: home.to_owned(), socket, stop, server })
     }
 
-    /// The node.
+    /// The node the API drives; it stops with the daemon.
     pub fn node(&self) -> &Node {
         &self.node
     }
 
-    /// The API socket.
+    /// The Unix socket the API listens on (`<home>/veil.sock`); removed at shutdown.
     pub fn socket(&self) -> &Path {
         &self.socket
     }
 
-    /// The home directory.
+    /// The home directory: everything the node owns, its `veil.toml` and the API socket live there.
     pub fn home(&self) -> &Path {
         &self.home
     }

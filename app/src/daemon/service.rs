@@ -1,27 +1,30 @@
 //! The gRPC service: the daemon API implemented over a [`Node`].
 
 use std::{
-    collections::HashMap,
-    pin::Pin,
     sync::Arc,
     time::{SystemTime, UNIX_EPOCH},
 };
 
-use futures::Stream;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::watch;
 use tonic::{Request, Response, Status};
-use veil_actors::{Node, NodeEvent, messages::contacts::Contact as NodeContact, messages::group::HistoryEntry};
-use veil_crypto::{GroupId, VerifyKey, envelope::EntryHash, rendezvous::Schedule, time::UnixTime};
-use veil_transports::{Policy, Quic, Tcp, TransportId, TransportPlugin};
+use veil_actors::Node;
+use veil_actors::crypto::{envelope::EntryHash, time::UnixTime};
+use veil_actors::transports::{Policy, Quic, Tcp, TransportId, TransportPlugin};
+
+mod args;
+mod convert;
+mod views;
+
+use args::{checked_arg, entry_hash};
+pub(crate) use convert::node_error;
+use convert::{EventStream, connections, contact, event_stream, group_hex, link, short};
 
 use super::tor::{TOR, TorSlot};
 use crate::{
-    api::{self, MAX_ARG, MAX_BODY, MAX_HISTORY_LIMIT, MAX_LINK, daemon_server::Daemon as DaemonApi, event::Kind},
+    api::{self, MAX_BODY, MAX_HISTORY_LIMIT, MAX_LINK, daemon_server::Daemon as DaemonApi},
     config::Settings,
 };
 
-/// How far among the latest messages a message just sent is looked for.
-const SENT_WITHIN: u32 = 64;
 /// The shortest backup passphrase accepted.
 pub(crate) const MIN_BACKUP_PASSPHRASE: usize = 12;
 /// The longest retention period (ten years); longer is "for ever" (0).
@@ -33,7 +36,8 @@ const MIN_PREFIX: usize = 6;
 /// Transports `AttachTransport` knows how to build.
 const AVAILABLE: [&str; 4] = ["tcp", "quic", "tor", "ble"];
 
-/// The daemon API over one node.
+/// The gRPC service of one node: it checks each call's arguments, calls the node, and turns errors into statuses by
+/// kind.
 pub(crate) struct Service {
     node: Node,
     settings: Settings,
@@ -45,341 +49,6 @@ impl Service {
     pub(crate) fn new(node: Node, settings: Settings, stop: watch::Sender<bool>, tor: Arc<TorSlot>) -> Self {
         Self { node, settings, stop, tor }
     }
-
-    async fn contacts(&self) -> Result<Vec<NodeContact>, Status> {
-        self.node.contacts().await.map_err(node_error)
-    }
-
-    /// Finds a conversation by id, unique id prefix, contact name (nickname,
-    /// else the name it gave) or group name.
-    async fn resolve_conversation(&self, text: &str) -> Result<GroupId, Status> {
-        let text = checked_arg("conversation", text)?;
-        let groups = self.node.groups().await.map_err(node_error)?;
-        if is_hex(text) && text.len() >= MIN_PREFIX {
-            let lower = text.to_ascii_lowercase();
-            let hits: Vec<GroupId> = groups.iter().filter(|g| hex::encode(g.0).starts_with(&lower)).copied().collect();
-            match hits.as_slice() {
-                [one] => return Ok(*one),
-                [] => {}
-                _ => {
-                    return Err(Status::invalid_argument(format!(
-                        "{text:?} matches several conversations; give more digits"
-                    )));
-                }
-            }
-        }
-        let contacts = self.contacts().await?;
-        let mut hits: Vec<GroupId> = contacts
-            .iter()
-            .filter(|c| c.name().is_some_and(|n| n.eq_ignore_ascii_case(text)))
-            .filter_map(|c| c.group)
-            .collect();
-        for (g, name) in self.node.group_names().await.map_err(node_error)? {
-            if name.eq_ignore_ascii_case(text) && !hits.contains(&g) {
-                hits.push(g);
-            }
-        }
-        match hits.as_slice() {
-            [one] => Ok(*one),
-            [] => Err(Status::not_found(format!("unknown conversation {text:?} (see `veil conversations`)"))),
-            _ => Err(Status::invalid_argument(format!("{text:?} names several conversations; use its id"))),
-        }
-    }
-
-    /// Finds a contact by account key, unique prefix or name (its nickname,
-    /// else the name it gave).
-    async fn resolve_contact(&self, text: &str) -> Result<NodeContact, Status> {
-        let text = checked_arg("contact", text)?;
-        let contacts = self.contacts().await?;
-        let lower = text.to_ascii_lowercase();
-        let by_key: Vec<&NodeContact> = if is_hex(text) && text.len() >= MIN_PREFIX {
-            contacts.iter().filter(|c| hex::encode(c.account.signing.to_bytes()).starts_with(&lower)).collect()
-        } else {
-            Vec::new()
-        };
-        let hits = if by_key.is_empty() {
-            contacts.iter().filter(|c| c.name().is_some_and(|n| n.eq_ignore_ascii_case(text))).collect()
-        } else {
-            by_key
-        };
-        match hits.as_slice() {
-            [one] => Ok((*one).clone()),
-            [] => Err(Status::not_found(format!("unknown contact {text:?} (see `veil contact list`)"))),
-            _ => Err(Status::invalid_argument(format!("{text:?} matches several contacts; give more of the key"))),
-        }
-    }
-
-    /// The entry this device just wrote in `group`: among the latest (what
-    /// arrived meanwhile may follow it).
-    async fn sent_entry(&self, group: &GroupId, hash: &EntryHash) -> Result<Option<HistoryEntry>, Status> {
-        let latest = self.node.history_before(group, None, SENT_WITHIN).await.map_err(node_error)?;
-        Ok(latest.into_iter().rev().find(|e| &e.hash == hash))
-    }
-
-    /// `groups` as conversations, sorted: contacts first, then by title.
-    async fn conversations(&self, groups: &[GroupId]) -> Result<Vec<api::Conversation>, Status> {
-        let contacts = self.contacts().await?;
-        let by_group: HashMap<GroupId, &NodeContact> =
-            contacts.iter().filter_map(|c| c.group.map(|g| (g, c))).collect();
-        let names = self.node.group_names().await.map_err(node_error)?;
-        let retention = self.node.retention().await.map_err(node_error)?;
-        let mut out = Vec::new();
-        for &g in groups {
-            let id = group_hex(&g);
-            let retention_seconds = retention.get(&g).map_or(0, std::time::Duration::as_secs);
-            let undelivered = self.node.undelivered(&g).await.map_err(node_error)?;
-            let unread = self.node.unread(&g).await.map_err(node_error)?;
-            let conversation = match by_group.get(&g) {
-                Some(c) => {
-                    let account = hex::encode(c.account.signing.to_bytes());
-                    let title = c.name().map_or_else(|| format!("contact {}", short(&account)), str::to_owned);
-                    api::Conversation {
-                        kind: api::ConversationKind::Contact.into(),
-                        title,
-                        contact: account,
-                        undelivered,
-                        unread,
-                        retention_seconds,
-                        id,
-                    }
-                }
-                None => {
-                    let title = names.get(&g).cloned().unwrap_or_else(|| format!("group {}", short(&id)));
-                    api::Conversation {
-                        kind: api::ConversationKind::Group.into(),
-                        title,
-                        contact: String::new(),
-                        undelivered,
-                        unread,
-                        retention_seconds,
-                        id,
-                    }
-                }
-            };
-            out.push(conversation);
-        }
-        out.sort_by(|a, b| (a.kind, a.title.to_lowercase(), &a.id).cmp(&(b.kind, b.title.to_lowercase(), &b.id)));
-        Ok(out)
-    }
-
-    fn message(e: HistoryEntry) -> api::Message {
-        api::Message {
-            hash: hex::encode(e.hash.0),
-            lamport: e.lamport,
-            author: e.author.map(|a| hex::encode(a.to_bytes())).unwrap_or_default(),
-            mine: e.mine,
-            body: e.payload,
-            waiting_for: e.waiting_for,
-            owed_to: e.owed_to,
-        }
-    }
-
-    async fn status(&self) -> Result<api::Status, Status> {
-        let net = self.node.network_status().await.map_err(node_error)?;
-        let contacts = self.contacts().await?;
-        let schedule = Schedule::DEFAULT;
-        let now = UnixTime(SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default());
-        let count = |s| u32::try_from(contacts.iter().filter(|c| c.state == s).count()).unwrap_or(u32::MAX);
-        Ok(api::Status {
-            peer_id: net.peer_id.to_string(),
-            policy: net.policy.to_string(),
-            transports: net.transports.iter().map(ToString::to_string).collect(),
-            listen_addrs: net.listen_addrs.iter().map(ToString::to_string).collect(),
-            connected_peers: net.connected_peers.iter().map(ToString::to_string).collect(),
-            rendezvous_period: now.0 / schedule.period(),
-            period_seconds: schedule.period(),
-            next_rotation_in: schedule.next_boundary(now).0.saturating_sub(now.0),
-            serve: self.settings.serve.names(),
-            contacts: count(veil_storage::ContactState::Accepted),
-            pending_requests: count(veil_storage::ContactState::IncomingReceived),
-            version: env!("CARGO_PKG_VERSION").to_owned(),
-            connections: connections(&net.connections),
-            tor: self.tor.status(net.transports.contains(&TOR)),
-            ble: super::ble::line(&self.node).await?,
-            refused: Some({
-                let r = self.node.refusals();
-                api::Refused { frames: r.frames, entries: r.entries, contact_requests: r.contact_requests }
-            }),
-        })
-    }
-
-    async fn transports(&self) -> Result<api::ListTransportsResponse, Status> {
-        let net = self.node.network_status().await.map_err(node_error)?;
-        Ok(api::ListTransportsResponse {
-            attached: net.transports.iter().map(ToString::to_string).collect(),
-            available: AVAILABLE.iter().map(|s| (*s).to_owned()).collect(),
-        })
-    }
-}
-
-fn connections(open: &[veil_transports::OpenConnection]) -> Vec<api::Connection> {
-    open.iter()
-        .map(|c| api::Connection {
-            peer_id: c.peer.to_string(),
-            transport: c.transport.to_string(),
-            route: c.route.to_string(),
-        })
-        .collect()
-}
-
-fn is_hex(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit())
-}
-
-fn checked_arg<'a>(what: &str, text: &'a str) -> Result<&'a str, Status> {
-    let text = text.trim();
-    if text.is_empty() {
-        return Err(Status::invalid_argument(format!("no {what} given")));
-    }
-    if text.len() > MAX_ARG {
-        return Err(Status::invalid_argument(format!("the {what} is longer than {MAX_ARG} bytes")));
-    }
-    Ok(text)
-}
-
-/// A 32-byte entry hash in hex.
-fn entry_hash(text: &str, what: &str) -> Result<EntryHash, Status> {
-    hex::decode(text.trim())
-        .ok()
-        .and_then(|b| <[u8; 32]>::try_from(b).ok())
-        .map(EntryHash)
-        .ok_or_else(|| Status::invalid_argument(format!("{what} is not a 32-byte hex entry hash")))
-}
-
-/// Maps a node error to a gRPC status by its kind, with a one-line
-/// message; an internal failure's details go to the log, not to the user
-/// (a library's text, such as SQLite's, means nothing to them).
-pub(crate) fn node_error(e: veil_actors::Error) -> Status {
-    use veil_crypto::{ErrorKind as K, HasKind};
-    let msg = e.to_string();
-    match e.kind() {
-        K::NotFound if matches!(e, veil_actors::Error::UnknownGroup) => Status::not_found("unknown conversation"),
-        K::NotFound => Status::not_found(msg),
-        K::InvalidInput => Status::invalid_argument(msg),
-        K::AlreadyExists => Status::already_exists(msg),
-        K::Refused | K::LocalResource => Status::failed_precondition(msg),
-        K::Transient => Status::unavailable(msg),
-        K::TimedOut => Status::deadline_exceeded(msg),
-        K::Corrupt => Status::data_loss(msg),
-        _ => {
-            tracing::warn!(error = %msg, "internal error");
-            Status::internal("internal error (the daemon's log has the details)")
-        }
-    }
-}
-
-fn group_hex(g: &GroupId) -> String {
-    hex::encode(g.0)
-}
-
-fn contact_state(s: veil_storage::ContactState) -> api::ContactState {
-    use veil_storage::ContactState as S;
-    match s {
-        S::OutgoingEnqueued => api::ContactState::OutgoingEnqueued,
-        S::OutgoingSent => api::ContactState::OutgoingSent,
-        S::IncomingReceived => api::ContactState::IncomingReceived,
-        S::Accepted => api::ContactState::Accepted,
-        S::Discarded => api::ContactState::Discarded,
-        S::Blocked => api::ContactState::Blocked,
-    }
-}
-
-fn contact(c: &NodeContact) -> api::Contact {
-    api::Contact {
-        account: hex::encode(c.account.signing.to_bytes()),
-        display_name: c.display_name.clone().unwrap_or_default(),
-        state: contact_state(c.state).into(),
-        conversation: c.group.as_ref().map(group_hex).unwrap_or_default(),
-        nickname: c.nickname.clone().unwrap_or_default(),
-        name: c.name().unwrap_or_default().to_owned(),
-    }
-}
-
-fn link(l: veil_actors::messages::contacts::LinkInfo) -> api::Link {
-    api::Link {
-        uri: l.uri,
-        qr: l.qr,
-        enabled: l.enabled,
-        expires_at: l.limits.expires_at.map_or(0, |t| t.0),
-        uses_left: l.limits.uses,
-        answers: l.answers,
-    }
-}
-
-fn short(hex: &str) -> &str {
-    hex.get(..8).unwrap_or(hex)
-}
-
-/// Maps a node event to an API event (`None` for internal ones).
-fn event(e: NodeEvent) -> Option<api::Event> {
-    let contact_event =
-        |account: &VerifyKey, name: Option<String>, group: Option<GroupId>, failures: u32| api::ContactEvent {
-            account: hex::encode(account.to_bytes()),
-            display_name: name.unwrap_or_default(),
-            conversation: group.as_ref().map(group_hex).unwrap_or_default(),
-            failures,
-        };
-    let kind = match e {
-        NodeEvent::MessageReceived { group, hash } => {
-            Kind::MessageReceived(api::MessageEvent { conversation: group_hex(&group), hash: hex::encode(hash.0) })
-        }
-        NodeEvent::EntryAdded { group, hash } => {
-            Kind::MessageSent(api::MessageEvent { conversation: group_hex(&group), hash: hex::encode(hash.0) })
-        }
-        NodeEvent::EntriesDelivered { group, hashes } => Kind::Delivered(api::DeliveredEvent {
-            conversation: group_hex(&group),
-            hashes: hashes.iter().map(|h| hex::encode(h.0)).collect(),
-        }),
-        NodeEvent::ContactRequestReceived { account, display_name } => {
-            Kind::ContactRequest(contact_event(&account.signing, display_name, None, 0))
-        }
-        NodeEvent::ContactAccepted { account, group } => Kind::ContactAccepted(contact_event(&account, None, group, 0)),
-        NodeEvent::ContactRequestDelivered { account } => {
-            Kind::RequestDelivered(contact_event(&account, None, None, 0))
-        }
-        NodeEvent::ContactRequestUndelivered { account, failures } => {
-            Kind::RequestUndelivered(contact_event(&account, None, None, failures))
-        }
-        NodeEvent::PeerConnected { peer, transport } => {
-            Kind::PeerConnected(api::PeerEvent { peer_id: peer.to_string(), transport: transport.to_string() })
-        }
-        NodeEvent::PeerDisconnected { peer } => {
-            Kind::PeerDisconnected(api::PeerEvent { peer_id: peer.to_string(), transport: String::new() })
-        }
-        NodeEvent::Listening { addr } => Kind::Listening(addr.to_string()),
-        NodeEvent::NetworkRestarted { peer_id } => Kind::NetworkRestarted(peer_id.to_string()),
-        NodeEvent::GroupCreated { group } => {
-            Kind::ConversationCreated(api::ConversationEvent { conversation: group_hex(&group) })
-        }
-        NodeEvent::RendezvousRotated { .. } => Kind::RendezvousRotated(api::RotationEvent {}),
-        _ => return None,
-    };
-    Some(api::Event { kind: Some(kind) })
-}
-
-type EventStream = Pin<Box<dyn Stream<Item = Result<api::Event, Status>> + Send>>;
-
-/// The node's events as API events, until the daemon stops.
-fn event_stream(rx: broadcast::Receiver<NodeEvent>, stop: watch::Receiver<bool>) -> EventStream {
-    Box::pin(futures::stream::unfold((rx, stop), |(mut rx, mut stop)| async move {
-        loop {
-            let next = tokio::select! {
-                r = rx.recv() => r,
-                _ = stop.wait_for(|s| *s) => return None,
-            };
-            match next {
-                Ok(e) => {
-                    if let Some(ev) = event(e) {
-                        return Some((Ok(ev), (rx, stop)));
-                    }
-                }
-                Err(broadcast::error::RecvError::Lagged(n)) => {
-                    return Some((Ok(api::Event { kind: Some(Kind::Lagged(n)) }), (rx, stop)));
-                }
-                Err(broadcast::error::RecvError::Closed) => return None,
-            }
-        }
-    }))
 }
 
 #[tonic::async_trait]
@@ -408,7 +77,7 @@ impl DaemonApi for Service {
             return Err(Status::invalid_argument("a link expires within a year at most"));
         }
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default();
-        let limits = veil_storage::LinkLimits {
+        let limits = veil_actors::storage::LinkLimits {
             expires_at: (r.expires_in_seconds > 0).then(|| UnixTime(now.saturating_add(r.expires_in_seconds))),
             uses: (r.uses > 0).then_some(r.uses),
         };
@@ -424,11 +93,12 @@ impl DaemonApi for Service {
         if text.len() > MAX_LINK {
             return Err(Status::invalid_argument(format!("the link is longer than {MAX_LINK} bytes; not a veil link")));
         }
-        veil_proto::link::parse_contact(text).map_err(|e| Status::invalid_argument(format!("malformed link: {e}")))?;
+        veil_actors::proto::link::parse_contact(text)
+            .map_err(|e| Status::invalid_argument(format!("malformed link: {e}")))?;
         let name =
             Some(r.display_name.trim().to_owned()).filter(|n| !n.is_empty()).or_else(|| self.settings.name.clone());
         if let Some(n) = &name {
-            veil_crypto::Name::new(n).map_err(|e| Status::invalid_argument(format!("invalid name: {e}")))?;
+            veil_actors::crypto::Name::new(n).map_err(|e| Status::invalid_argument(format!("invalid name: {e}")))?;
         }
         let c = self.node.send_request(text, name.as_deref()).await.map_err(node_error)?;
         Ok(Response::new(contact(&c)))
@@ -528,13 +198,8 @@ impl DaemonApi for Service {
             )));
         }
         let group = self.resolve_conversation(&r.conversation).await?;
-        let hash = self.node.send(&group, &r.body).await.map_err(node_error)?;
-        let entry = self.sent_entry(&group, &hash).await?;
-        let message = match entry {
-            Some(e) => Self::message(e),
-            None => api::Message { hash: hex::encode(hash.0), mine: true, body: r.body, ..api::Message::default() },
-        };
-        Ok(Response::new(api::SendResponse { conversation: group_hex(&group), message: Some(message) }))
+        let message = self.node.post(&group, &r.body).await.map_err(node_error)?.map(Self::message);
+        Ok(Response::new(api::SendResponse { conversation: group_hex(&group), message }))
     }
 
     async fn history(&self, r: Request<api::HistoryRequest>) -> Result<Response<api::HistoryResponse>, Status> {
@@ -569,7 +234,8 @@ impl DaemonApi for Service {
         let name = r.into_inner().name.trim().to_owned();
         let name = Some(name).filter(|n| !n.is_empty());
         if let Some(n) = &name {
-            veil_crypto::Name::new(n).map_err(|e| Status::invalid_argument(format!("invalid group name: {e}")))?;
+            veil_actors::crypto::Name::new(n)
+                .map_err(|e| Status::invalid_argument(format!("invalid group name: {e}")))?;
         }
         let group = self.node.create_group(name.as_deref()).await.map_err(node_error)?;
         let id = group_hex(&group);
@@ -596,10 +262,10 @@ impl DaemonApi for Service {
             s => Some(std::time::Duration::from_secs(s)),
         };
         let uri = self.node.invite(&group, valid_for).await.map_err(node_error)?;
-        let invitation = veil_proto::link::parse_invitation(&uri)
+        let invitation = veil_actors::proto::link::parse_invitation(&uri)
             .map_err(|e| Status::internal(format!("the invitation does not parse back: {e}")))?;
         Ok(Response::new(api::Invitation {
-            qr: veil_proto::link::invitation_qr(&invitation),
+            qr: veil_actors::proto::link::invitation_qr(&invitation),
             uri,
             expires_at: invitation.expires_at.map_or(0, |t| t.0),
         }))
@@ -611,7 +277,7 @@ impl DaemonApi for Service {
         if text.is_empty() || text.len() > MAX_LINK {
             return Err(Status::invalid_argument("not a veil group invitation"));
         }
-        veil_proto::link::parse_invitation(text)
+        veil_actors::proto::link::parse_invitation(text)
             .map_err(|e| Status::invalid_argument(format!("malformed invitation: {e}")))?;
         let group = self.node.join(text).await.map_err(node_error)?;
         let id = group_hex(&group);
@@ -648,7 +314,7 @@ impl DaemonApi for Service {
         if text.trim().is_empty() || text.len() > MAX_LINK {
             return Err(Status::invalid_argument("not a veil replication credential"));
         }
-        veil_proto::link::parse_replication(&text)
+        veil_actors::proto::link::parse_replication(&text)
             .map_err(|e| Status::invalid_argument(format!("malformed replication credential: {e}")))?;
         let id = self.node.replicate(&text).await.map_err(node_error)?;
         Ok(Response::new(api::ReplicateResponse { replication_id: hex::encode(id.0) }))
@@ -662,7 +328,7 @@ impl DaemonApi for Service {
         let group = self.resolve_conversation(&r.conversation).await?;
         let member = hex::decode(r.member.trim())
             .ok()
-            .and_then(|b| veil_crypto::VerifyKey::from_slice(&b).ok())
+            .and_then(|b| veil_actors::crypto::VerifyKey::from_slice(&b).ok())
             .ok_or_else(|| Status::invalid_argument("not a member key (64 hex digits, as `group members` prints)"))?;
         self.node.remove_member(&group, &member).await.map_err(node_error)?;
         let members = self.node.members(&group).await.map_err(node_error)?;
@@ -809,41 +475,5 @@ impl DaemonApi for Service {
         tracing::info!("shutdown requested through the API");
         self.stop.send_replace(true);
         Ok(Response::new(api::ShutdownResponse {}))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use tonic::Code;
-    use veil_actors::Error as E;
-
-    use super::node_error;
-
-    #[test]
-    fn node_errors_become_statuses_by_kind_and_internal_details_stay_in_the_log() {
-        let cases = [
-            (E::UnknownGroup, Code::NotFound),
-            (E::Wire(veil_proto::Error::Checksum), Code::InvalidArgument),
-            (
-                E::Network(veil_transports::Error::NotAttached(veil_transports::TransportId::TCP)),
-                Code::FailedPrecondition,
-            ),
-            (E::Network(veil_transports::Error::Timeout), Code::DeadlineExceeded),
-            (E::Storage(veil_storage::Error::DiskFull), Code::Unavailable),
-            (E::Restarting("courier"), Code::Unavailable),
-            (E::Storage(veil_storage::Error::Unknown("contact")), Code::NotFound),
-        ];
-        for (error, code) in cases {
-            let shown = error.to_string();
-            let status = node_error(error);
-            assert_eq!(status.code(), code, "{shown}");
-            assert_eq!(
-                status.message(),
-                if code == Code::NotFound && shown == "unknown group" { "unknown conversation" } else { &shown }
-            );
-        }
-        let status = node_error(E::Runtime("thread 'x' panicked at src/secret.rs".into()));
-        assert_eq!(status.code(), Code::Internal);
-        assert!(!status.message().contains("panicked"), "{}", status.message());
     }
 }

@@ -9,8 +9,8 @@ use std::{
 
 use tonic::Status;
 use veil_actors::Node;
+use veil_actors::transports::TransportId;
 use veil_tor::Tor;
-use veil_transports::TransportId;
 
 use crate::{api, config::TorSettings};
 

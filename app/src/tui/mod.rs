@@ -42,7 +42,7 @@ const TICK: Duration = Duration::from_secs(2);
 /// Terminal events waiting to be handled.
 const INPUT_QUEUE: usize = 64;
 
-/// The UI bound to a daemon.
+/// The chat UI: what it shows, the client it acts through, and the daemon's event stream while it is up.
 pub(crate) struct Ui {
     client: Client,
     events: Option<Streaming<api::Event>>,

@@ -41,16 +41,16 @@ pub(crate) enum Action {
     LoadHistory,
     /// Send a message.
     Send {
-        /// The conversation id.
+        /// The selected conversation's id, as the daemon listed it.
         conversation: String,
-        /// The message.
+        /// The input line, trimmed, as UTF-8 (never empty, at most `MAX_BODY` bytes).
         body: Vec<u8>,
     },
     /// Answer a contact request.
     Decide {
         /// The requester's account key.
         contact: String,
-        /// The answer.
+        /// What the user chose: accept, discard or block.
         decision: api::Decision,
     },
     /// Enable or disable the link.
@@ -111,7 +111,7 @@ impl Default for App {
 }
 
 impl App {
-    /// The selected conversation.
+    /// The selected conversation; `None` while there is none.
     pub(crate) fn current(&self) -> Option<&api::Conversation> {
         self.conversations.get(self.selected)
     }

@@ -100,7 +100,7 @@ impl<R: Read> FileReader<R> {
         self.take(len)
     }
 
-    /// The header.
+    /// Reads the header (magic, Argon2id salt and parameters); a file without veil's magic is refused.
     pub(crate) fn header(&mut self) -> Result<Header, FormatError> {
         if self.take(MAGIC.len())? != MAGIC {
             return Err(FormatError::Damaged("not a veil backup"));

@@ -5,12 +5,12 @@
 use std::{path::PathBuf, sync::Arc};
 
 use veil_crypto::{
-    GroupKeys, GroupSecret, SigningSecret, TestEntropy,
+    GroupKeys, GroupSecret, SenderChain, SigningSecret, TestEntropy,
     envelope::{BodyKey, EntryHash, EntryKind, Links, SealedEntry, seal_entry},
     time::{ManualClock, UnixTime},
 };
 use veil_storage::{
-    Store, StoreOptions,
+    GroupKind, NewEntry, Peer, Store, StoreOptions,
     keystore::{KdfParams, KeySource},
 };
 
@@ -120,4 +120,47 @@ impl XorShift {
     pub(crate) fn range(&mut self, lo: u64, hi: u64) -> u64 {
         lo + self.next_u64() % (hi - lo + 1)
     }
+}
+
+/// Three sealed messages of a fresh contact group, each the parent of the next.
+pub(crate) async fn three_messages(
+    t: &TempStore,
+) -> (veil_crypto::GroupId, Vec<veil_crypto::envelope::SealedEntry>, Vec<Links>) {
+    let (secret, keys, device) = group_fixture(7);
+    let gid = t.store.insert_group(GroupKind::Contact, None, &secret, &device).await.unwrap();
+    let mut e = TestEntropy::new(b"three");
+    let mut chain = SenderChain::generate(&mut e).unwrap();
+    let (mut sealed, mut links) = (vec![], vec![]);
+    for i in 0..3u64 {
+        let l = Links {
+            kind: EntryKind::Message,
+            lamport: i + 1,
+            parents: sealed.last().map(|s: &veil_crypto::envelope::SealedEntry| s.hash()).into_iter().collect(),
+        };
+        sealed.push(seal_entry(&keys, &device, &l, BodyKey::Message(&mut chain), b"m", &mut e).unwrap());
+        links.push(l);
+    }
+    (gid, sealed, links)
+}
+
+/// The entries as appends owed to `peers`.
+pub(crate) fn owed_to<'a>(
+    group: veil_crypto::GroupId,
+    sealed: &'a [veil_crypto::envelope::SealedEntry],
+    links: &'a [Links],
+    peers: &'a [Peer],
+) -> Vec<NewEntry<'a>> {
+    sealed
+        .iter()
+        .zip(links)
+        .map(|(entry, links)| NewEntry {
+            group,
+            entry,
+            links,
+            author: None,
+            payload: None,
+            ratchet: None,
+            outbox: peers,
+        })
+        .collect()
 }

@@ -30,9 +30,9 @@ use crate::{
 /// A veil advertisement in range: its token and where to dial it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InRange {
-    /// Where to connect to the advertiser (an address of [`Air::plugin`]).
+    /// Where to connect to the advertiser (an address of the plug-in [`Air::link`] gives).
     pub at: Multiaddr,
-    /// Its token.
+    /// The token it advertises: names nobody, but the lower of two tokens decides which side dials.
     pub token: AdvertToken,
 }
 
@@ -193,7 +193,7 @@ pub struct Sighting {
     /// Where to connect to the advertiser: its device address (random,
     /// changing) on veil's channel.
     pub at: BleAddr,
-    /// Its token.
+    /// The token it advertises: names nobody, but the lower of two tokens decides which side dials.
     pub token: AdvertToken,
 }
 

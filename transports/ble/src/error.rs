@@ -7,12 +7,13 @@ pub enum Error {
     /// A packet longer than any link carries.
     #[error("a packet of {len} bytes (at most {max})")]
     TooLarge {
-        /// Its length.
+        /// Its length in bytes.
         len: usize,
-        /// The most allowed.
+        /// The longest packet a receiver accepts ([`MAX_PACKET`](crate::packet::MAX_PACKET), 512 bytes).
         max: usize,
     },
-    /// A packet that is not one.
+    /// Bytes that are no packet: too short, of an unknown kind, a data packet without data, or a control packet of the
+    /// wrong length.
     #[error("malformed packet: {0}")]
     Malformed(&'static str),
     /// A well-formed packet that breaks the link's rules: the link ends.

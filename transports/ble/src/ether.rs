@@ -40,7 +40,7 @@ use crate::{
 /// Sightings a scan holds before the oldest unseen ones are dropped.
 const SCAN_QUEUE: usize = 64;
 
-/// The shared air.
+/// The in-process air the [`EtherAir`] radios share: each sees the others' advertisements; clones are the same air.
 #[derive(Debug, Clone, Default)]
 pub struct Ether {
     inner: Arc<Mutex<Waves>>,

@@ -31,7 +31,7 @@ impl<U> Owed<U> {
         }
     }
 
-    /// The next queued event.
+    /// Takes the oldest queued event, for the transport's `poll` to return.
     pub(crate) fn pop(&mut self) -> Option<TransportEvent<U, io::Error>> {
         self.events.pop_front()
     }

@@ -156,7 +156,8 @@ impl PacketLink for GattLink {
     }
 }
 
-/// A byte stream over GATT.
+/// A byte stream over veil's GATT service: packets under credit flow control, delivered in order whatever order they
+/// arrive in.
 pub type GattStream = PacketStream<GattLink>;
 
 fn bluez(e: bluer::Error) -> io::Error {

@@ -25,9 +25,9 @@ const CLOSE: u8 = 0x03;
 /// A decoded packet, borrowing its payload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Packet<'a> {
-    /// A piece of the stream.
+    /// The next piece of the stream: 1 to 509 bytes.
     Data {
-        /// Its sequence number.
+        /// Its place in the stream, counted in packets and wrapping at 2^16.
         seq: u16,
         /// Its bytes (never empty).
         payload: &'a [u8],

@@ -133,15 +133,7 @@ fn the_radio_says_what_is_missing_and_follows_an_adapter_on_off_and_away() {
 
     // BlueZ without an adapter (the mock takes its bus name a moment after
     // it starts).
-    let _bluez = Running(
-        Command::new(PYTHON)
-            .args(["-m", "dbusmock", "--system", "--template", "bluez5"])
-            .env("DBUS_SYSTEM_BUS_ADDRESS", &address)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let bluez = mock_bluez(&address);
     let deadline = Instant::now() + WAIT;
     let mut said = probe(&address);
     while said == "BLE unavailable: BlueZ (bluetoothd) is not running" && Instant::now() < deadline {
@@ -167,4 +159,29 @@ fn the_radio_says_what_is_missing_and_follows_an_adapter_on_off_and_away() {
     assert_eq!(follow.next(), ready);
     call(&address, "/org/bluez", "org.bluez.Mock.RemoveAdapter", &["string:hci0"]);
     assert_eq!(follow.next(), "BLE unavailable: no Bluetooth adapter");
+
+    // BlueZ killed outright, as a crash: it says nothing on its way out
+    // (no adapter removed, no property changed), yet the radio sees it go
+    // and come back.
+    call(&address, "/org/bluez", "org.bluez.Mock.AddAdapter", &["string:hci0", "string:veil-test"]);
+    assert_eq!(follow.next(), ready);
+    drop(bluez);
+    assert_eq!(follow.next(), "BLE unavailable: BlueZ (bluetoothd) is not running");
+    let _bluez = mock_bluez(&address);
+    assert_eq!(follow.next(), "BLE unavailable: no Bluetooth adapter");
+    call(&address, "/org/bluez", "org.bluez.Mock.AddAdapter", &["string:hci0", "string:veil-test"]);
+    assert_eq!(follow.next(), ready);
+}
+
+/// python-dbusmock's BlueZ on the bus at `address`, killed when dropped.
+fn mock_bluez(address: &str) -> Running {
+    Running(
+        Command::new(PYTHON)
+            .args(["-m", "dbusmock", "--system", "--template", "bluez5"])
+            .env("DBUS_SYSTEM_BUS_ADDRESS", address)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
 }

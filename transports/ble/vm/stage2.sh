@@ -47,7 +47,8 @@ printf '[General]\nPrivacy = device\n[GATT]\nChannels = 1\n' >/run/main.conf
 # as it comes, to see what it did when a run stops.
 debug=""
 [ "${bluetoothd_log:-0}" = 1 ] && debug=-d
-/usr/libexec/bluetooth/bluetoothd -n $debug -f /run/main.conf >/run/bluetoothd.log 2>&1 &
+bluetoothd=(/usr/libexec/bluetooth/bluetoothd -n $debug -f /run/main.conf)
+touch /run/bluetoothd.log
 [ -n "$debug" ] && { tail -F /run/bluetoothd.log 2>/dev/null | sed -u 's/^/VM bluetoothd: /' & }
 
 if [ "$mode" = pair ]; then
@@ -59,11 +60,12 @@ if [ "$mode" = pair ]; then
   # bluetoothd powers them on itself, after switching LE privacy on (which
   # a powered adapter refuses): no btmgmt here.
   mkdir -p /run/pair
-  # It restarts bluetoothd mid-conversation itself, as started here.
-  # Its log and its lines go to the console as they come: a kernel that
-  # stops leaves them.
-  { VEIL_PAIR_FAULTS="$faults" VEIL_PAIR_GATT_ONLY="$gatt_only" VEIL_PAIR_BTVIRT="btvirt -L -l3" "$pair" /run/pair "$1" "$2" "$count" /usr/libexec/bluetooth/bluetoothd -n -f /run/main.conf \
-      2>&1 | tee /run/pair.log | sed -u 's/^/VM log: /'; } &
+  # The program runs bluetoothd itself, as a service manager would (its
+  # output appended to /run/bluetoothd.log), and restarts it
+  # mid-conversation. Its log and its lines go to the console as they
+  # come: a kernel that stops leaves them.
+  { VEIL_PAIR_FAULTS="$faults" VEIL_PAIR_GATT_ONLY="$gatt_only" VEIL_PAIR_BTVIRT="btvirt -L -l3" VEIL_PAIR_BLUETOOTHD_LOG=/run/bluetoothd.log \
+      "$pair" /run/pair "$1" "$2" "$count" "${bluetoothd[@]}" 2>&1 | tee /run/pair.log | sed -u 's/^/VM log: /'; } &
   program=$!
   finished() { ! kill -0 "$program" 2>/dev/null; }
   # The program bounds its own waits; this bounds the program (10 min).
@@ -75,6 +77,7 @@ if [ "$mode" = pair ]; then
   poweroff -f
 fi
 
+"${bluetoothd[@]}" >>/run/bluetoothd.log 2>&1 &
 # The throwaway took hci0: the two controllers are the next ones.
 ready() { "$radio" | grep -q '^BLE ready on hci'; }
 wait_for ready || fail "never ready: $("$radio")"

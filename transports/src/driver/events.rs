@@ -46,11 +46,11 @@ impl Driver {
                     self.started();
                 }
                 let why = match reason {
-                    Ok(()) => "listener closed".to_owned(),
-                    Err(e) => e.to_string(),
+                    Ok(()) => ListenFailure::Closed,
+                    Err(e) => ListenFailure::Io(e.kind()),
                 };
                 for reply in self.node.listens.remove(&listener_id).into_iter().flatten() {
-                    let _ = reply.send(Err(Error::Listen(why.clone())));
+                    let _ = reply.send(Err(Error::Listen(why)));
                 }
                 for addr in addresses {
                     if policy::is_onion(&addr) {
@@ -81,7 +81,7 @@ impl Driver {
                 let Some((transport, kind)) = transport else {
                     // Raced with a detach: the transport is gone, so is the connection.
                     tracing::debug!(peer = %peer_id, "closing a connection over a detached transport");
-                    self.node.swarm.close_connection(connection_id);
+                    self.node.close(connection_id);
                     return;
                 };
                 tracing::debug!(peer = %peer_id, %transport, total = num_established, "connection established");
@@ -95,13 +95,6 @@ impl Driver {
                 }
                 for reply in self.node.peer_dials.remove(&peer_id).into_iter().flatten() {
                     let _ = reply.send(Ok(()));
-                }
-                // A link waiting for a connection to this peer.
-                if let Some(opening) = self.node.opening.get_mut(&peer_id)
-                    && opening.on.is_none()
-                {
-                    opening.on = Some(connection_id);
-                    self.node.swarm.behaviour_mut().links.open(peer_id, connection_id);
                 }
                 // A connection over a proximity transport (BLE) is a peer in
                 // range, whichever side dialed: found nearby, as by mDNS.
@@ -117,14 +110,9 @@ impl Driver {
             }
             SwarmEvent::ConnectionClosed { peer_id, connection_id, num_established, .. } => {
                 let known = self.node.connections.remove(&connection_id).is_some();
-                self.node.closing.remove(&connection_id);
                 self.node.inbound_links.remove(&connection_id);
                 if let Some(guard) = self.node.link_guards.remove(&connection_id) {
                     let _ = guard.send(true);
-                }
-                if self.node.opening.get(&peer_id).is_some_and(|o| o.on == Some(connection_id)) {
-                    // The stream was requested on this connection: try another.
-                    self.retry_link(peer_id);
                 }
                 if known && !self.node.connections.values().any(|(p, _, _)| *p == peer_id) {
                     self.emit(NetworkEvent::PeerDisconnected { peer: peer_id });
@@ -132,16 +120,13 @@ impl Driver {
                 tracing::debug!(peer = %peer_id, remaining = num_established, "connection closed");
             }
             SwarmEvent::OutgoingConnectionError { connection_id, error, peer_id } => {
-                let reason = error.to_string();
+                let reason = DialFailure::from(&error);
                 if let Some(reply) = self.node.dials.remove(&connection_id) {
                     let _ = reply.send(Err(Error::Dial(reason.clone())));
                 }
                 if let Some(peer) = peer_id
                     && self.node.usable_connection(&peer).is_none()
                 {
-                    if self.node.opening.get(&peer).is_some_and(|o| o.on.is_none()) {
-                        self.fail_link(peer, &reason);
-                    }
                     for reply in self.node.peer_dials.remove(&peer).into_iter().flatten() {
                         let _ = reply.send(Err(Error::Dial(reason.clone())));
                     }
@@ -173,20 +158,14 @@ impl Driver {
         match event {
             BehaviourEvent::Links(event) => self.link_event(event),
             BehaviourEvent::Contact(event) => self.contact_event(event),
-            BehaviourEvent::Rendezvous(event) => self.rendezvous_event(event),
             BehaviourEvent::RendezvousServer(event) => self.rendezvous_server_event(event),
-            BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed { id, result, step, .. }) => {
-                self.kad_event(id, result, step.last);
-            }
-            BehaviourEvent::Kad(kad::Event::RoutingUpdated { peer, addresses, .. }) => {
-                self.learned.record_all(peer, addresses.iter(), AddressSource::Dht);
-            }
+            BehaviourEvent::Discovery(event) => self.discovery_event(event),
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
                 self.remember(peer_id, &info.listen_addrs, AddressSource::Identify);
                 let behaviour = self.node.swarm.behaviour_mut();
                 if self.policy == Policy::Direct
                     && info.protocols.contains(&KAD_PROTOCOL)
-                    && let Some(kad) = behaviour.kad.as_mut()
+                    && let Some(kad) = behaviour.discovery.kad()
                 {
                     for addr in &info.listen_addrs {
                         kad.add_address(&peer_id, addr.clone());
@@ -242,7 +221,7 @@ impl Driver {
                 if let Some(reply) = self.node.requests.remove(&request_id) {
                     let error = match error {
                         request_response::OutboundFailure::Timeout => Error::Timeout,
-                        other => Error::RequestFailed(other.to_string()),
+                        other => Error::RequestFailed(RequestFailure::from(&other)),
                     };
                     let _ = reply.send(Err(error));
                 }

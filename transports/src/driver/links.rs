@@ -10,46 +10,14 @@ impl Driver {
             let _ = reply.send(Ok(link));
             return;
         }
-        if let Some(opening) = self.node.opening.get_mut(&peer) {
-            opening.waiters.push(reply);
-            return;
-        }
-        self.node.opening.insert(peer, Opening { waiters: vec![reply], on: None });
-        self.retry_link(peer);
-    }
-
-    /// Requests the stream of a link being set up on a usable connection, or
-    /// dials the peer (by id, with the addresses the behaviours know).
-    pub(super) fn retry_link(&mut self, peer: PeerId) {
-        let Some(opening) = self.node.opening.get_mut(&peer) else { return };
-        opening.on = None;
-        if let Some(connection) = self.node.usable_connection(&peer) {
-            if let Some(opening) = self.node.opening.get_mut(&peer) {
-                opening.on = Some(connection);
-            }
-            self.node.swarm.behaviour_mut().links.open(peer, connection);
-            return;
-        }
-        let opts = DialOpts::peer_id(peer).condition(PeerCondition::NotDialing).build();
-        match self.node.swarm.dial(opts) {
-            // A dial already under way reports its outcome too.
-            Ok(()) | Err(DialError::DialPeerConditionFalse(_)) => {}
-            Err(e) => self.fail_link(peer, &e.to_string()),
-        }
-    }
-
-    pub(super) fn fail_link(&mut self, peer: PeerId, reason: &str) {
-        if let Some(opening) = self.node.opening.remove(&peer) {
-            tracing::debug!(%peer, %reason, "frame link not opened");
-            for reply in opening.waiters {
-                let _ = reply.send(Err(Error::SendFailed(reason.to_owned())));
-            }
-        }
+        // The behaviour sets it up (and dials if it must).
+        self.node.swarm.behaviour_mut().links.open_link(peer, reply);
     }
 
     pub(super) fn settings(&mut self, connection: ConnectionId) -> LinkSettings {
         let closed = self.node.link_guards.entry(connection).or_insert_with(|| watch::channel(false).0).subscribe();
         LinkSettings {
+            local: *self.node.swarm.local_peer_id(),
             closed,
             max_frame: self.config.max_frame_size,
             max_in_flight: self.config.max_frames_in_flight,
@@ -62,22 +30,11 @@ impl Driver {
 
     pub(super) fn link_event(&mut self, event: LinkEvent) {
         match event {
-            LinkEvent::Outbound { peer, connection, stream } => {
-                if self.node.opening.get(&peer).is_none_or(|o| o.on != Some(connection)) {
-                    // Nobody waits for it any more (dropping it closes it).
-                    return;
-                }
-                match stream {
-                    Ok(stream) => {
-                        let settings = self.settings(connection);
-                        let link = link::spawn_outbound(&self.runtime, peer, stream, settings);
-                        if let Some(opening) = self.node.opening.remove(&peer) {
-                            for reply in opening.waiters {
-                                let _ = reply.send(Ok(link.clone()));
-                            }
-                        }
-                    }
-                    Err(reason) => self.fail_link(peer, &reason),
+            LinkEvent::Outbound { peer, connection, stream, waiters } => {
+                let settings = self.settings(connection);
+                let link = link::spawn_outbound(&self.runtime, peer, stream, settings);
+                for reply in waiters {
+                    let _ = reply.send(Ok(link.clone()));
                 }
             }
             LinkEvent::Inbound { peer, connection, stream } => {
@@ -113,7 +70,7 @@ impl Driver {
             Ok(()) | Err(DialError::DialPeerConditionFalse(_)) => {}
             Err(e) => {
                 for reply in self.node.peer_dials.remove(&peer).into_iter().flatten() {
-                    let _ = reply.send(Err(Error::Dial(e.to_string())));
+                    let _ = reply.send(Err(Error::Dial(DialFailure::from(&e))));
                 }
             }
         }

@@ -30,7 +30,7 @@ impl Driver {
         self.check_listen(&addr)?;
         let id = self.node.swarm.listen_on(addr.clone()).map_err(|e| match e {
             TransportError::MultiaddrNotSupported(addr) => Error::NoTransport { addr },
-            TransportError::Other(e) => Error::Listen(e.to_string()),
+            TransportError::Other(e) => Error::Listen(ListenFailure::Io(e.kind())),
         })?;
         // Listening there again by hand: no longer held for a later policy.
         self.held.retain(|held| held != &addr);
@@ -98,11 +98,7 @@ impl Driver {
         let id = opts.connection_id();
         match self.node.swarm.dial(opts) {
             Ok(()) => Ok(Some(id)),
-            Err(DialError::Transport(errors)) => {
-                let reason = errors.iter().map(|(_, e)| e.to_string()).collect::<Vec<_>>().join("; ");
-                Err(Error::Dial(reason))
-            }
-            Err(e) => Err(Error::Dial(e.to_string())),
+            Err(e) => Err(Error::Dial(DialFailure::from(&e))),
         }
     }
 
@@ -124,15 +120,15 @@ impl Driver {
             self.node.connections.iter().filter(|(_, (_, t, _))| t == id).map(|(c, _)| *c).collect();
         tracing::debug!(transport = %id, connections = doomed.len(), "closing the detached transport's connections");
         for c in doomed {
-            self.node.closing.insert(c);
-            self.node.swarm.close_connection(c);
+            self.node.close(c);
         }
         Ok(())
     }
 
     /// Replaces the swarm with one for `keypair` and `policy`.
     pub(super) fn restart(&mut self, keypair: Keypair, policy: Policy) -> Result<PeerId> {
-        let node = Node::build(&keypair, policy, &self.relays, &self.plugins, &self.config)?;
+        let node =
+            Node::build(&keypair, policy, &self.relays, &self.plugins, &self.config, &peers_of(&self.rendezvous))?;
         // The old swarm's listeners close now, before the new one listens
         // in their place: a transport's own state (a memory port, Tor's
         // service status) is then released before it is taken again, not

@@ -6,20 +6,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use futures::{FutureExt, StreamExt};
 use libp2p::core::ConnectedPoint;
-use libp2p::core::Endpoint;
 use libp2p::core::transport::{ListenerId, TransportError, timeout::TransportTimeout};
 use libp2p::identity::Keypair;
 use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
-use libp2p::swarm::{ConnectionId, DialError, NetworkBehaviour, SwarmEvent};
-use libp2p::{Multiaddr, PeerId, Swarm, Transport, dcutr, identify, kad, mdns, ping, relay, rendezvous, swarm};
+use libp2p::swarm::{ConnectionId, DialError, SwarmEvent};
+use libp2p::{Multiaddr, PeerId, Swarm, Transport, dcutr, identify, mdns, ping, relay, rendezvous, swarm};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::behaviour::{Behaviour, BehaviourEvent, Features, KAD_PROTOCOL};
-use crate::discovery::{self, Discovery, MAX_LOOKUP_PEERS};
-use crate::error::{Error, Result};
+use crate::discovery::DiscoveryEvent;
+use crate::error::{DialFailure, Error, ListenFailure, RequestFailure, Result};
 use crate::learned::{AddressSource, LearnedAddress, LearnedAddresses};
 use crate::link::{self, Acks, Inbound, LinkEvent, LinkSender, LinkSettings, LinkTable, Stop};
 use crate::network::{InboundRequestId, NetworkConfig, NetworkEvent, servers_of};
@@ -33,6 +31,7 @@ mod links;
 mod listening;
 mod points;
 mod relays;
+mod turn;
 
 type Reply<T> = oneshot::Sender<Result<T>>;
 
@@ -50,7 +49,7 @@ const MAX_DEFERRED: usize = 64;
 pub(crate) enum Command {
     Listen { addr: Multiaddr, reply: Reply<Multiaddr> },
     Dial { addr: Multiaddr, reply: Reply<PeerId> },
-    OpenLink { peer: PeerId, reply: Reply<LinkSender> },
+    OpenLink { peer: PeerId, as_peer: Option<PeerId>, reply: Reply<LinkSender> },
     DialPeer { peer: PeerId, reply: Reply<()> },
     Request { peer: PeerId, request: Vec<u8>, reply: Reply<Vec<u8>> },
     Respond { id: InboundRequestId, response: Vec<u8>, reply: Reply<()> },
@@ -85,26 +84,16 @@ struct Outgoing {
     ack: Option<Arc<Acks>>,
 }
 
-/// An outbound frame link being set up.
-struct Opening {
-    waiters: Vec<Reply<LinkSender>>,
-    /// The connection the stream was requested on (`None`: waiting for a connection).
-    on: Option<ConnectionId>,
-}
-
 /// One swarm and what is tied to it (replaced wholesale on restart).
 struct Node {
     swarm: Swarm<Behaviour>,
     switch: SwitchHandle,
     /// The transport each open connection went over.
     connections: HashMap<ConnectionId, (PeerId, TransportId, Route)>,
-    /// Connections being closed (detached transport): no new links on them.
-    closing: HashSet<ConnectionId>,
     /// Open inbound frame links per connection.
     inbound_links: HashMap<ConnectionId, Arc<AtomicUsize>>,
     /// Per connection with links: set when it closes, which ends them.
     link_guards: HashMap<ConnectionId, watch::Sender<bool>>,
-    opening: HashMap<PeerId, Opening>,
     /// Tells every link of this swarm to stop.
     stop: watch::Sender<Option<Stop>>,
     dials: HashMap<ConnectionId, Reply<PeerId>>,
@@ -114,7 +103,6 @@ struct Node {
     requests: HashMap<OutboundRequestId, Reply<Vec<u8>>>,
     /// Contact requests received and not answered yet.
     responders: HashMap<request_response::InboundRequestId, ResponseChannel<Vec<u8>>>,
-    discovery: Discovery,
     /// Announcements waiting for an address to announce (oldest first).
     deferred: VecDeque<([u8; 32], Duration, Reply<()>)>,
     /// Callers waiting for a listener's first address.
@@ -136,6 +124,7 @@ impl Node {
         relays: &RelaySet,
         plugins: &[Arc<dyn TransportPlugin>],
         config: &NetworkConfig,
+        rendezvous_servers: &[PeerId],
     ) -> Result<Self> {
         let peer_id = keypair.public().to_peer_id();
         let (switchable, switch) = SwitchableTransport::new(policy, relays.clone());
@@ -152,8 +141,8 @@ impl Node {
         )
         .boxed();
         let features = Features::new(policy, config, relays);
-        let mut behaviour = Behaviour::new(keypair, relay_client, policy, features, config)?;
-        if let Some(kad) = behaviour.kad.as_mut() {
+        let mut behaviour = Behaviour::new(keypair, relay_client, policy, features, config, rendezvous_servers)?;
+        if let Some(kad) = behaviour.discovery.kad() {
             for addr in &config.bootstrap {
                 if let Some(peer) = policy::peer_of(addr) {
                     kad.add_address(&peer, addr.clone());
@@ -166,22 +155,19 @@ impl Node {
             peer_id,
             swarm::Config::with_tokio_executor().with_idle_connection_timeout(config.idle_connection_timeout),
         );
-        let bootstrap_due = swarm.behaviour().kad.is_enabled() && !config.bootstrap.is_empty();
+        let bootstrap_due = swarm.behaviour().discovery.kad_enabled() && !config.bootstrap.is_empty();
         let (stop, _) = watch::channel(None);
         Ok(Self {
             swarm,
             switch,
             connections: HashMap::new(),
-            closing: HashSet::new(),
             inbound_links: HashMap::new(),
             link_guards: HashMap::new(),
-            opening: HashMap::new(),
             stop,
             dials: HashMap::new(),
             peer_dials: HashMap::new(),
             requests: HashMap::new(),
             responders: HashMap::new(),
-            discovery: Discovery::default(),
             deferred: VecDeque::new(),
             listens: HashMap::new(),
             listeners: HashMap::new(),
@@ -199,11 +185,7 @@ impl Node {
     /// Stops every link and fails every pending request with `error()`.
     fn fail_pending(&mut self, why: Stop, error: impl Fn() -> Error) {
         let _ = self.stop.send(Some(why));
-        for (_, opening) in self.opening.drain() {
-            for reply in opening.waiters {
-                let _ = reply.send(Err(error()));
-            }
-        }
+        self.swarm.behaviour_mut().links.fail_all(&error);
         for (_, reply) in self.dials.drain() {
             let _ = reply.send(Err(error()));
         }
@@ -214,7 +196,7 @@ impl Node {
             let _ = reply.send(Err(error()));
         }
         self.responders.clear();
-        self.discovery.fail_all(&error);
+        self.swarm.behaviour_mut().discovery.fail_all(&error);
         for (_, _, reply) in self.deferred.drain(..) {
             let _ = reply.send(Err(error()));
         }
@@ -225,7 +207,14 @@ impl Node {
 
     /// An open connection to `peer` that is not being closed.
     fn usable_connection(&self, peer: &PeerId) -> Option<ConnectionId> {
-        self.connections.iter().filter(|(c, (p, _, _))| p == peer && !self.closing.contains(c)).map(|(c, _)| *c).max()
+        self.swarm.behaviour().links.usable(peer)
+    }
+
+    /// Closes `connection` (its transport was detached, or its relay was
+    /// dropped); no new link goes on it meanwhile.
+    fn close(&mut self, connection: ConnectionId) {
+        self.swarm.behaviour_mut().links.closing(connection);
+        self.swarm.close_connection(connection);
     }
 
     fn connected_peers(&self) -> Vec<PeerId> {
@@ -260,18 +249,13 @@ pub(crate) struct Driver {
     outbox: VecDeque<Outgoing>,
     /// Every address learned for each peer (kept across restarts).
     learned: LearnedAddresses,
+    /// How many more panics the task survives.
+    panics: turn::PanicBudget,
 }
 
-/// Sleeps until `deadline` (for ever if there is none).
-async fn until(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
-    }
-}
-
-fn no_sources() -> Error {
-    Error::Rendezvous("no rendezvous server or DHT peer is known".into())
+/// The peer ids of `servers`.
+fn peers_of(servers: &[(PeerId, Multiaddr)]) -> Vec<PeerId> {
+    servers.iter().map(|(peer, _)| *peer).collect()
 }
 
 fn forbidden(policy: Policy, addr: &Multiaddr, reason: policy::Reason) -> Error {
@@ -297,9 +281,9 @@ impl Driver {
                 return Err(Error::AlreadyAttached(p.id()));
             }
         }
-        let node = Node::build(&keypair, policy, &relays, &plugins, &config)?;
-        let (inbound_tx, inbound_rx) = mpsc::channel(config.event_capacity);
         let rendezvous = servers_of(&config.rendezvous_servers)?;
+        let node = Node::build(&keypair, policy, &relays, &plugins, &config, &peers_of(&rendezvous))?;
+        let (inbound_tx, inbound_rx) = mpsc::channel(config.event_capacity);
         let mut driver = Self {
             runtime,
             links,
@@ -319,6 +303,7 @@ impl Driver {
             events,
             outbox: VecDeque::new(),
             learned: LearnedAddresses::default(),
+            panics: turn::PanicBudget::default(),
         };
         driver.seed_addresses();
         for addr in driver.config.listen.clone() {
@@ -341,7 +326,7 @@ impl Driver {
         if self.node.starting() || !std::mem::take(&mut self.node.bootstrap_due) {
             return;
         }
-        if let Some(kad) = self.node.swarm.behaviour_mut().kad.as_mut()
+        if let Some(kad) = self.node.swarm.behaviour_mut().discovery.kad()
             && let Err(e) = kad.bootstrap()
         {
             tracing::debug!(error = %e, "Kademlia bootstrap not started");
@@ -359,83 +344,6 @@ impl Driver {
         let known: Vec<(PeerId, Multiaddr)> = known.collect();
         for (peer, addr) in known {
             self.remember(peer, &[addr], AddressSource::PeerStore);
-        }
-    }
-
-    pub(crate) async fn run(mut self) {
-        let mut inbound = Vec::with_capacity(BATCH);
-        let shutdown_reply = 'run: loop {
-            // Stop reading from the swarm while the consumer is behind: this
-            // is the backpressure (nothing is acknowledged meanwhile).
-            let room = self.outbox.len() < self.config.event_capacity;
-            let starting = self.node.starting();
-            let expiry = self.node.discovery.next_deadline();
-            tokio::select! {
-                command = self.commands.recv(), if !starting => {
-                    // Take what else is queued too, so a burst of sends costs
-                    // one swarm poll, not one each.
-                    let mut command = command;
-                    for _ in 0..BATCH {
-                        match command {
-                            Some(Command::Shutdown { reply }) => break 'run Some(reply),
-                            Some(c) => self.command(c),
-                            None => break 'run None,
-                        }
-                        command = match self.commands.try_recv() {
-                            Ok(c) => Some(c),
-                            Err(mpsc::error::TryRecvError::Empty) => break,
-                            Err(mpsc::error::TryRecvError::Disconnected) => None,
-                        };
-                    }
-                },
-                // Frames read by the inbound links.
-                n = self.inbound_rx.recv_many(&mut inbound, BATCH), if room => {
-                    for item in inbound.drain(..n) {
-                        self.inbound_frame(item);
-                    }
-                    self.flush();
-                },
-                // Room in the event channel again (the permit is released
-                // at once; `flush` takes it back).
-                open = self.events.reserve().map(|permit| permit.is_ok()), if !self.outbox.is_empty() => {
-                    if open { self.flush() } else { self.outbox.clear() }
-                },
-                // Announcements and lookups whose servers did not all answer
-                // in time are answered with what came.
-                () = until(expiry), if expiry.is_some() => {
-                    self.node.discovery.expire(tokio::time::Instant::now());
-                },
-                // Listeners that never answer do not hold commands for good.
-                () = tokio::time::sleep_until(self.node.starting_until), if starting => {
-                    self.node.starting.clear();
-                    self.started();
-                },
-                event = self.node.swarm.select_next_some(), if room => {
-                    self.swarm_event(event);
-                    self.flush();
-                    // Handle whatever else is ready in the same turn.
-                    for _ in 1..BATCH {
-                        if self.outbox.len() >= self.config.event_capacity {
-                            break;
-                        }
-                        match futures::poll!(self.node.swarm.next()) {
-                            std::task::Poll::Ready(Some(event)) => {
-                                self.swarm_event(event);
-                                self.flush();
-                            }
-                            _ => break,
-                        }
-                    }
-                },
-            }
-        };
-        self.node.fail_pending(Stop::Shutdown, || Error::Shutdown);
-        self.links.clear();
-        let local = *self.node.swarm.local_peer_id();
-        drop(self);
-        tracing::debug!(peer = %local, "network stopped");
-        if let Some(reply) = shutdown_reply {
-            let _ = reply.send(());
         }
     }
 
@@ -499,7 +407,12 @@ impl Driver {
                     let _ = reply.send(Err(e));
                 }
             },
-            Command::OpenLink { peer, reply } => self.open_link(peer, reply),
+            Command::OpenLink { peer, as_peer, reply } => match self.is_still(as_peer) {
+                Ok(()) => self.open_link(peer, reply),
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            },
             Command::DialPeer { peer, reply } => self.dial_peer(peer, reply),
             Command::Request { peer, request, reply } => {
                 let id = self.node.swarm.behaviour_mut().contact.send_request(&peer, request);
@@ -515,7 +428,7 @@ impl Driver {
                         .behaviour_mut()
                         .contact
                         .send_response(channel, response)
-                        .map_err(|_| Error::RequestFailed("the requester is gone".into())),
+                        .map_err(|_| Error::RequestFailed(RequestFailure::RequesterGone)),
                 };
                 let _ = reply.send(result);
             }
@@ -531,6 +444,7 @@ impl Driver {
             }
             Command::Lookup { point, reply } => self.lookup(point, reply),
             Command::SetRendezvousServers { servers, reply } => {
+                self.node.swarm.behaviour_mut().discovery.set_servers(&peers_of(&servers));
                 self.rendezvous = servers;
                 self.seed_addresses();
                 let _ = reply.send(());
@@ -597,7 +511,8 @@ impl Driver {
                 let _ = reply.send(self.found_nearby(peer, &addrs, AddressSource::Proximity));
             }
             Command::Connections { reply } => {
-                let open = self.node.connections.iter().filter(|(c, _)| !self.node.closing.contains(c));
+                let links = &self.node.swarm.behaviour().links;
+                let open = self.node.connections.iter().filter(|(c, _)| !links.is_closing(c));
                 let mut open: Vec<OpenConnection> = open
                     .map(|(_, (peer, transport, route))| OpenConnection {
                         peer: *peer,

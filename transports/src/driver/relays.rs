@@ -95,8 +95,7 @@ impl Driver {
             .map(|(c, _)| *c)
             .collect();
         for c in relayed {
-            self.node.closing.insert(c);
-            self.node.swarm.close_connection(c);
+            self.node.close(c);
         }
     }
 }

@@ -94,7 +94,7 @@ pub struct Fallback {
     pub rsa_identity: String,
     /// Its Ed25519 identity (base64).
     pub ed_identity: String,
-    /// Its OR port.
+    /// Its OR port, where arti connects to fetch the directory.
     pub orport: SocketAddr,
 }
 

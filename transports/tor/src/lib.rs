@@ -109,12 +109,12 @@ impl Tor {
         Ok(Self { inner: Arc::new(Inner { client, config, status, bootstrap }) })
     }
 
-    /// The current status.
+    /// A snapshot of the status now: bootstrap progress and the onion service's state.
     pub fn status(&self) -> TorStatus {
         self.inner.status.get()
     }
 
-    /// Every change of the status, newest first.
+    /// A receiver of the status; a watch channel keeps only the latest value, so quick changes may be missed.
     pub fn subscribe(&self) -> watch::Receiver<TorStatus> {
         self.inner.status.subscribe()
     }

@@ -89,7 +89,7 @@ impl fmt::Display for ServiceState {
 /// A snapshot of the Tor transport.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TorStatus {
-    /// The client's bootstrap.
+    /// How far the arti client is in reaching the Tor network; circuits can be built once it is `Ready`.
     pub bootstrap: Bootstrap,
     /// The onion address of the running service, if one runs.
     pub onion: Option<Multiaddr>,

@@ -61,7 +61,7 @@ struct Node {
     authority: bool,
 }
 
-/// The running network.
+/// The private network's `tor` processes (three authorities, four relays); dropping it kills them.
 #[derive(Debug)]
 pub struct TestNetwork {
     dir: PathBuf,

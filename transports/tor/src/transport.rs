@@ -108,19 +108,65 @@ struct Relaunch {
 const RELAUNCH_WAIT: Duration = Duration::from_millis(250);
 const RELAUNCH_ATTEMPTS: u32 = 40;
 
-/// Connection attempts to an onion service whose descriptor or introduction
-/// points could not be reached, and the first wait between them (doubling).
-/// A service just published, or one whose time period just rolled over, is
-/// missing from some directories for a moment: the directories a client
-/// asks follow its own consensus, which may be older or newer than the
-/// service's.
+/// Connection attempts to an onion service, and the first wait between them
+/// (doubling). A service just published, or one whose time period just
+/// rolled over, is missing from some directories for a moment: the
+/// directories a client asks follow its own consensus, which may be older
+/// or newer than the service's. A service that just restarted may be
+/// introduced through points it no longer holds; a circuit may time out.
 const CONNECT_ATTEMPTS: u32 = 4;
 const FIRST_CONNECT_RETRY: Duration = Duration::from_secs(1);
 
-/// Whether a connect failure may go away by itself.
-fn transient(e: &arti_client::Error) -> bool {
-    use arti_client::{ErrorKind, HasKind};
-    matches!(e.kind(), ErrorKind::OnionServiceNotFound | ErrorKind::OnionServiceConnectionFailed)
+/// Whether a connect failure of this kind may go away by itself: the
+/// service not (yet) found or not answering, or the Tor network slow or
+/// failing a circuit. An invalid address, a refused target, a bad
+/// configuration or a bug does not.
+fn transient(kind: arti_client::ErrorKind) -> bool {
+    use arti_client::ErrorKind as K;
+    matches!(
+        kind,
+        K::OnionServiceNotFound
+            | K::OnionServiceNotRunning
+            | K::OnionServiceConnectionFailed
+            | K::TorAccessFailed
+            | K::TorNetworkTimeout
+            | K::RemoteNetworkTimeout
+            | K::RemoteNetworkFailed
+            | K::CircuitCollapse
+            | K::CircuitRefused
+            | K::RelayTooBusy
+            | K::TransientFailure
+            | K::TorDirectoryError
+            | K::NoPath
+    )
+}
+
+/// Connects to `host:port` through `client`, trying again while failures
+/// are [`transient`]. Each try after the first uses a client of its own
+/// isolation, whose onion service state starts empty: it fetches the
+/// service's current descriptor instead of trusting the one cached by the
+/// failed try (which may name introduction points a restarted service no
+/// longer holds; arti fetches again only on an explicit refusal, and then
+/// only from directories it has not asked for 15 minutes).
+async fn connect(client: Arc<TorClient<PreferredRuntime>>, host: String, port: u16) -> Result<DataStream, Error> {
+    use arti_client::HasKind;
+    let mut wait = FIRST_CONNECT_RETRY;
+    let mut attempt = 1;
+    let mut isolated = None;
+    loop {
+        let tried = isolated.as_ref().unwrap_or(&client);
+        match tried.connect((host.as_str(), port)).await {
+            Ok(stream) => return Ok(stream),
+            Err(e) if attempt < CONNECT_ATTEMPTS && transient(e.kind()) => {
+                tracing::debug!(error = %e, kind = ?e.kind(), attempt, "onion service not reached yet, trying again");
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+                attempt += 1;
+                isolated = Some(client.isolated_client());
+            }
+            Err(e) => return Err(Error::Connect(format!("{e} ({:?}, after {attempt} attempts)", e.kind()))),
+        }
+    }
 }
 
 /// How often an unconfirmed service is tried, and how long a try may take.
@@ -324,24 +370,7 @@ impl Transport for TorTransport {
         let Some((host, port)) = addr::host_and_port(&target) else {
             return Err(TransportError::MultiaddrNotSupported(target));
         };
-        let client = Arc::clone(&self.client);
-        Ok(async move {
-            let mut wait = FIRST_CONNECT_RETRY;
-            let mut attempt = 1;
-            loop {
-                match client.connect((host.as_str(), port)).await {
-                    Ok(stream) => return Ok(stream),
-                    Err(e) if attempt < CONNECT_ATTEMPTS && transient(&e) => {
-                        tracing::debug!(error = %e, attempt, "onion service not reached yet, trying again");
-                        tokio::time::sleep(wait).await;
-                        wait *= 2;
-                        attempt += 1;
-                    }
-                    Err(e) => return Err(Error::Connect(e.to_string())),
-                }
-            }
-        }
-        .boxed())
+        Ok(connect(Arc::clone(&self.client), host, port).boxed())
     }
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<TransportEvent<Upgrade, Error>> {
@@ -422,5 +451,26 @@ impl Transport for TorTransport {
         }
         this.waker = Some(cx.waker().clone());
         Poll::Pending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use arti_client::ErrorKind as K;
+
+    use super::transient;
+
+    #[test]
+    fn a_service_not_found_or_a_slow_network_is_tried_again_a_bad_target_is_not() {
+        for kind in
+            [K::OnionServiceNotFound, K::OnionServiceConnectionFailed, K::RemoteNetworkTimeout, K::TorNetworkTimeout]
+        {
+            assert!(transient(kind), "{kind:?}");
+        }
+        for kind in
+            [K::InvalidStreamTarget, K::OnionServiceAddressInvalid, K::InvalidConfig, K::BadApiUsage, K::Internal]
+        {
+            assert!(!transient(kind), "{kind:?}");
+        }
     }
 }

@@ -1,7 +1,12 @@
-//! Bookkeeping of announcements and lookups at rendezvous points: which
-//! rendezvous-server answers and Kademlia queries each command waits for, and
-//! the merged, bounded result of a lookup. The driver makes the libp2p calls
-//! and feeds the outcomes in here.
+//! Announcing and looking up rendezvous points, at the rendezvous servers
+//! and in the DHT: the [`Discovery`] behaviour makes the libp2p calls and
+//! feeds their outcomes into the bookkeeping here ([`Pending`]: which
+//! server answers and Kademlia queries each command waits for, and the
+//! merged, bounded result of a lookup).
+
+mod behaviour;
+
+pub(crate) use behaviour::{Discovery, DiscoveryEvent};
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap, VecDeque};
@@ -121,7 +126,7 @@ struct Lookup {
 
 /// Announcements and lookups in flight.
 #[derive(Default)]
-pub(crate) struct Discovery {
+pub(crate) struct Pending {
     next: u64,
     announces: HashMap<u64, Announce>,
     lookups: HashMap<u64, Lookup>,
@@ -139,7 +144,7 @@ pub(crate) struct Discovery {
     kad_lookups: HashMap<QueryId, u64>,
 }
 
-impl Discovery {
+impl Pending {
     fn id(&mut self) -> u64 {
         self.next += 1;
         self.next
@@ -307,7 +312,7 @@ mod tests {
 
     #[test]
     fn a_server_that_does_not_answer_holds_up_a_lookup_only_until_its_deadline() {
-        let mut d = Discovery::default();
+        let mut d = Pending::default();
         let (now, found) = (Instant::now(), peer());
         let (tx, mut rx) = oneshot::channel();
         let id = d.lookup(peer(), 2, now + Duration::from_secs(20), tx);
@@ -361,7 +366,7 @@ mod tests {
 
     #[tokio::test]
     async fn lookup_succeeds_if_any_part_does() {
-        let mut d = Discovery::default();
+        let mut d = Pending::default();
         let (tx, rx) = oneshot::channel();
         let later = Instant::now() + Duration::from_secs(60);
         let id = d.lookup(peer(), 2, later, tx);
@@ -379,7 +384,7 @@ mod tests {
 
     #[test]
     fn one_discovery_per_server_at_a_time() {
-        let mut d = Discovery::default();
+        let mut d = Pending::default();
         let s = peer();
         assert_eq!(d.queue_discovery(s, "a".into(), 1), Some("a".into()));
         assert_eq!(d.queue_discovery(s, "b".into(), 2), None);

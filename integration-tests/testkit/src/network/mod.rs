@@ -1,48 +1,60 @@
-//! Helpers shared by the integration tests.
-#![allow(clippy::unwrap_used, clippy::expect_used, dead_code, unreachable_pub)]
+//! Bare transports networks (no actors) in this process, waits on their
+//! events, and a TCP proxy that records and freezes.
+
+mod proxy;
+
+pub use proxy::Proxy;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use libp2p::{Multiaddr, PeerId};
 use tokio::sync::mpsc;
-use veil_crypto::{NetworkKey, OsEntropy};
-use veil_transports::{Network, NetworkConfig, NetworkEvent, NetworkHandle, Policy, TransportId, TransportPlugin};
+use veil_actors::crypto::{NetworkKey, OsEntropy};
+use veil_actors::transports::libp2p::{Multiaddr, PeerId};
+use veil_actors::transports::{
+    Network, NetworkConfig, NetworkEvent, NetworkHandle, Policy, TransportId, TransportPlugin,
+};
 
 /// How long any single expected event may take (a bound, not a synchronisation).
 pub const PATIENCE: Duration = Duration::from_secs(30);
 
-pub struct Node {
+/// A running network: its handle, its events, its peer id.
+#[derive(Debug)]
+pub struct NetworkNode {
+    /// Commands to the network.
     pub handle: NetworkHandle,
+    /// What it reports.
     pub events: mpsc::Receiver<NetworkEvent>,
+    /// Its peer id (of the key it started with).
     pub peer: PeerId,
 }
 
+/// A fresh network key.
 pub fn key() -> NetworkKey {
     NetworkKey::generate(&mut OsEntropy).unwrap()
 }
 
+/// The default configuration without mDNS (tests never multicast).
 pub fn config() -> NetworkConfig {
     let mut c = NetworkConfig::default();
     c.mdns = false;
     c
 }
 
-pub fn plugins(list: &[Arc<dyn TransportPlugin>]) -> Vec<Arc<dyn TransportPlugin>> {
-    list.to_vec()
-}
-
-pub fn spawn(policy: Policy, plugins: Vec<Arc<dyn TransportPlugin>>) -> Node {
+/// A network under `policy` with `plugins` and [`config`].
+pub fn spawn(policy: Policy, plugins: Vec<Arc<dyn TransportPlugin>>) -> NetworkNode {
     spawn_with(policy, plugins, config())
 }
 
-pub fn spawn_with(policy: Policy, plugins: Vec<Arc<dyn TransportPlugin>>, config: NetworkConfig) -> Node {
+/// A network under `policy` with `plugins` and `config`.
+pub fn spawn_with(policy: Policy, plugins: Vec<Arc<dyn TransportPlugin>>, config: NetworkConfig) -> NetworkNode {
     let key = key();
-    let peer = veil_transports::peer_id_of(&key).unwrap();
+    let peer = veil_actors::transports::peer_id_of(&key).unwrap();
     let (handle, events) = Network::spawn(&key, policy, plugins, config).unwrap();
-    Node { handle, events, peer }
+    NetworkNode { handle, events, peer }
 }
 
+/// `s` as an address (a test's literal).
 pub fn ma(s: &str) -> Multiaddr {
     s.parse().unwrap()
 }
@@ -64,6 +76,7 @@ pub async fn wait_for<T>(
     .expect("timed out waiting for an event")
 }
 
+/// Waits for `peer` to connect; returns the transport it came over.
 pub async fn wait_connected(events: &mut mpsc::Receiver<NetworkEvent>, peer: PeerId) -> TransportId {
     wait_for(events, |e| match e {
         NetworkEvent::PeerConnected { peer: p, transport } if p == peer => Some(transport),
@@ -85,6 +98,7 @@ pub async fn wait_all_connected(events: &mut mpsc::Receiver<NetworkEvent>, peers
     .await
 }
 
+/// Waits for `peer`'s last connection to close.
 pub async fn wait_disconnected(events: &mut mpsc::Receiver<NetworkEvent>, peer: PeerId) {
     wait_for(events, |e| match e {
         NetworkEvent::PeerDisconnected { peer: p } if p == peer => Some(()),
@@ -112,13 +126,14 @@ pub fn drain(mut events: mpsc::Receiver<NetworkEvent>) {
     tokio::spawn(async move { while events.recv().await.is_some() {} });
 }
 
+/// Frame `i` of a numbered series tagged `tag`.
 pub fn frame(tag: &str, i: usize) -> Vec<u8> {
     format!("{tag}-{i:06}").into_bytes()
 }
 
 /// The socket address of a `/ip4/<ip>/tcp/<port>…` address.
 pub fn socket_of(addr: &Multiaddr) -> std::net::SocketAddr {
-    use libp2p::multiaddr::Protocol;
+    use veil_actors::transports::libp2p::multiaddr::Protocol;
     let mut ip = None;
     for p in addr.iter() {
         match p {
@@ -128,67 +143,4 @@ pub fn socket_of(addr: &Multiaddr) -> std::net::SocketAddr {
         }
     }
     panic!("not a TCP address: {addr}")
-}
-
-/// A loopback TCP proxy to a target, for one connection: it records what
-/// its client sends, and can be frozen (nothing passes either way, nothing
-/// is closed: a partition, as the two ends see it).
-pub struct Proxy {
-    pub addr: std::net::SocketAddr,
-    recording: Arc<std::sync::Mutex<Vec<u8>>>,
-    frozen: tokio::sync::watch::Sender<bool>,
-}
-
-impl Proxy {
-    pub async fn to(target: std::net::SocketAddr) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let recording = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (frozen, _) = tokio::sync::watch::channel(false);
-        let (kept, to_server, to_client) = (recording.clone(), frozen.subscribe(), frozen.subscribe());
-        tokio::spawn(async move {
-            let (client, _) = listener.accept().await.unwrap();
-            let server = tokio::net::TcpStream::connect(target).await.unwrap();
-            let (client_read, client_write) = client.into_split();
-            let (server_read, server_write) = server.into_split();
-            tokio::spawn(pipe(server_read, client_write, to_client, None));
-            pipe(client_read, server_write, to_server, Some(kept)).await;
-        });
-        Self { addr, recording, frozen }
-    }
-
-    /// What the client sent so far.
-    pub fn recorded(&self) -> Vec<u8> {
-        self.recording.lock().unwrap().clone()
-    }
-
-    pub fn freeze(&self, frozen: bool) {
-        self.frozen.send_replace(frozen);
-    }
-}
-
-async fn pipe(
-    mut from: tokio::net::tcp::OwnedReadHalf,
-    mut to: tokio::net::tcp::OwnedWriteHalf,
-    mut frozen: tokio::sync::watch::Receiver<bool>,
-    record: Option<Arc<std::sync::Mutex<Vec<u8>>>>,
-) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        if frozen.wait_for(|f| !f).await.is_err() {
-            return;
-        }
-        let n = match from.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
-        };
-        // Bytes read just as the proxy froze wait for the thaw too.
-        if frozen.wait_for(|f| !f).await.is_err() || to.write_all(&buf[..n]).await.is_err() {
-            return;
-        }
-        if let Some(record) = &record {
-            record.lock().unwrap().extend_from_slice(&buf[..n]);
-        }
-    }
 }

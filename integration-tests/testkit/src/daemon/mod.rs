@@ -1,7 +1,11 @@
-//! Helpers shared by the process-level tests: `veil` commands with a clean
-//! environment, daemons in temporary homes, `veil events` followers.
-
-#![allow(clippy::unwrap_used, clippy::expect_used, dead_code, unreachable_pub, unused_imports)]
+//! The reference app as processes: `veil` commands with a clean
+//! environment, daemons in temporary homes, `veil events` followers, and
+//! network namespaces ([`netns`]) for tests that need hosts of their own.
+//!
+//! The `veil` binary is the one Cargo built beside the running test or
+//! bench (see [`veil_bin`]): these helpers serve the app crate's tests and
+//! benches. For those, the module also brings what they use of `std`,
+//! `serde_json` and `tempfile` into scope.
 
 pub use std::{
     io::{BufRead, BufReader, Write},
@@ -17,14 +21,24 @@ pub use serde_json::{Value, json};
 pub mod netns;
 pub use tempfile::TempDir;
 
-pub const WAIT: Duration = Duration::from_secs(60);
-/// How often waits check again when no event came.
-pub const RECHECK: Duration = Duration::from_millis(100);
-pub const VEIL: &str = env!("CARGO_BIN_EXE_veil");
+pub use crate::node::{RECHECK, WAIT};
+
+/// The `veil` binary Cargo built for the running test or bench: beside the
+/// `deps` folder the test's own executable is in.
+pub fn veil_bin() -> &'static str {
+    static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        let exe = std::env::current_exe().unwrap();
+        let dir = exe.parent().and_then(Path::parent).expect("a test runs from target/<profile>/deps");
+        let bin = dir.join("veil");
+        assert!(bin.exists(), "{} is missing: run the app crate's tests or benches", bin.display());
+        bin.to_string_lossy().into_owned()
+    })
+}
 
 /// `veil` with no VEIL_* settings from the environment.
 pub fn veil() -> Command {
-    clean(Command::new(VEIL))
+    clean(Command::new(veil_bin()))
 }
 
 /// `cmd` without VEIL_* settings from the environment, logging warnings only.
@@ -63,26 +77,37 @@ pub fn lines_of(child: &mut Child) -> mpsc::Receiver<String> {
     rx
 }
 
+/// A running `veil daemon` in a home of its own; killed when dropped, its
+/// log's end printed if the test is failing.
+#[derive(Debug)]
 pub struct Daemon {
+    /// Its home (configuration, store, log).
     pub home: TempDir,
+    /// The process, until stopped.
     pub child: Option<Child>,
     /// The daemon's ready line.
     pub ready: Value,
 }
 
 /// A result of a CLI call: exit code, the JSON document, standard error.
+#[derive(Debug)]
 pub struct Run {
+    /// The exit code (-1 if killed by a signal).
     pub code: i32,
+    /// The first line of standard output as JSON (null if none).
     pub json: Value,
+    /// Standard error.
     pub stderr: String,
 }
 
+/// A finished CLI call as a [`Run`].
 pub fn parse(output: Output) -> Run {
     let stdout = String::from_utf8(output.stdout).unwrap();
     let json = stdout.lines().next().map(|l| serde_json::from_str(l).unwrap()).unwrap_or(Value::Null);
     Run { code: output.status.code().unwrap_or(-1), json, stderr: String::from_utf8(output.stderr).unwrap() }
 }
 
+/// `veil --home HOME --json ARGS…`, run to its end.
 pub fn run_in(home: &Path, args: &[&str]) -> Run {
     parse(veil().arg("--home").arg(home).arg("--json").args(args).output().unwrap())
 }
@@ -146,19 +171,22 @@ impl Daemon {
         Self { home, child: Some(child), ready }
     }
 
+    /// Its home.
     pub fn path(&self) -> &Path {
         self.home.path()
     }
 
+    /// A CLI call against this daemon's home.
     pub fn run(&self, args: &[&str]) -> Run {
         run_in(self.path(), args)
     }
 
+    /// A CLI call against this daemon's home, expected to succeed.
     pub fn ok(&self, args: &[&str]) -> Value {
         ok_in(self.path(), args)
     }
 
-    /// Its dialable address, ending in /p2p/<peer id>.
+    /// Its dialable address, ending in `/p2p/<peer id>`.
     pub fn addr(&self) -> String {
         format!("{}/p2p/{}", self.ready["listen_addrs"][0].as_str().unwrap(), self.ready["peer_id"].as_str().unwrap())
     }
@@ -221,9 +249,12 @@ impl Drop for Daemon {
     }
 }
 
-/// A running `veil events`.
+/// A running `veil events`; killed when dropped.
+#[derive(Debug)]
 pub struct Events {
+    /// The process.
     pub child: Child,
+    /// What it prints, one event per line.
     pub lines: mpsc::Receiver<String>,
     /// How long a wait may take before it fails ([`WAIT`] unless set).
     pub patience: Duration,
@@ -299,10 +330,15 @@ pub fn request_contact_within(from: &Daemon, to: &Daemon, name: &str, patience: 
 
 /// A rendezvous server, and Alice and Bob as contacts: Alice asked, Bob
 /// accepted (Alice may not have heard yet).
+#[derive(Debug)]
 pub struct Befriended {
+    /// The rendezvous server.
     pub server: Daemon,
+    /// Its address.
     pub rendezvous: String,
+    /// Who asked.
     pub alice: Daemon,
+    /// Who accepted.
     pub bob: Daemon,
     /// Bob's events, subscribed before Alice's request.
     pub bob_events: Events,
@@ -310,6 +346,8 @@ pub struct Befriended {
     pub conversation: String,
 }
 
+/// Starts a rendezvous server, Alice and Bob (with [`FAST`] intervals), and
+/// makes them contacts.
 pub fn befriended() -> Befriended {
     let server = Daemon::start("", &["--serve", "rendezvous"]);
     let rendezvous = server.addr();
@@ -325,6 +363,7 @@ pub fn contact_named<'a>(contacts: &'a Value, name: &str) -> Option<&'a Value> {
     contacts["contacts"].as_array().unwrap().iter().find(|c| c["name"] == name)
 }
 
+/// The messages of a `veil log` document: whether each is mine, and its text.
 pub fn texts(log: &Value) -> Vec<(bool, String)> {
     log["messages"]
         .as_array()

@@ -38,6 +38,7 @@ pub fn must(program: &str, args: &[&str]) {
 
 /// The namespaces of one test, named uniquely per process and test;
 /// deleted (with their links) on drop, whether the test passed or not.
+#[derive(Debug)]
 pub struct Namespaces {
     prefix: String,
     names: Vec<&'static str>,
