@@ -28,19 +28,16 @@ use tokio::sync::broadcast;
 use veil_crypto::{
     EpochId, EpochSecret, GroupId, GroupKeys, MemberPublic, OsEntropy, ReceiverChain, SenderChain, ThreadEntropy,
     VerifyKey,
-    envelope::{
-        AuthorKeys, BodyKey, EntryHash, EntryKind, Links, OpenedEntry, SealedEntry, begin_entry, failed_signatures,
-    },
+    envelope::{AuthorKeys, BodyKey, EntryHash, EntryKind, Links, SealedEntry, begin_entry},
     epoch::seal_epoch_secret,
-    ratchet::DEFAULT_WINDOW,
 };
 use veil_proto::metadata::{EpochShare, MemberJoined, MemberRemoved, MetadataEvent};
 use veil_storage::{Appended, GroupKind, NewEntry, Peer, RatchetUpdate, Store, Unsynced};
 
 use crate::{
     Error, NodeEvent, Result,
-    heads::{heads_after, parents_of},
-    membership::{Epochs, Membership, Unopened},
+    heads::parents_of,
+    membership::{Epochs, Membership},
     messages::{
         contacts::ContactJoined,
         courier::EntriesOwed,
@@ -57,12 +54,13 @@ mod load;
 mod members;
 mod orphans;
 mod receive;
+mod reception;
 mod reserve;
 mod share;
 
 use known::Known;
 use load::*;
-use orphans::{Arrived, Orphans};
+use orphans::Orphans;
 use reserve::Reservation;
 
 const NAME: &str = "group-log";
