@@ -71,6 +71,7 @@ mod replica;
 mod rotator;
 mod sessions;
 mod supervision;
+pub mod time;
 mod transport;
 mod vault;
 

@@ -26,6 +26,7 @@
 
 use crate::supervision::GuardedMap;
 use crate::supervision::GuardedTimers;
+use crate::time::Time;
 use std::{collections::HashSet, time::Duration};
 
 use actix::{Actor, AsyncContext, Context, Handler, Recipient, Supervised, WrapFuture};
@@ -48,6 +49,8 @@ pub(crate) struct NetworkPeriodDeps {
     pub(crate) check_every: Duration,
     /// Take a fresh network key at every period boundary.
     pub(crate) rotate_key: bool,
+    /// Where its timers read the time.
+    pub(crate) time: Time,
 }
 
 /// Rotates the peer id and re-draws the relay every rendezvous period.
@@ -193,7 +196,7 @@ impl Actor for NetworkPeriod {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(16);
-        ctx.guarded_interval(NAME, self.deps.check_every, |act, ctx| {
+        ctx.guarded_interval(&self.deps.time, NAME, self.deps.check_every, |act, ctx| {
             let _ = guarded_with(NAME, ctx, |ctx| {
                 act.change(ctx);
                 Ok(())

@@ -13,6 +13,7 @@
 
 use crate::supervision::GuardedMap;
 use crate::supervision::GuardedTimers;
+use crate::time::Time;
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use actix::{Actor, ActorFutureExt, AsyncContext, Context, Handler, Recipient, ResponseActFuture, WrapFuture};
@@ -64,6 +65,8 @@ pub(crate) struct ReplicaDeps {
     pub ttl: Duration,
     /// Room for entries in one frame.
     pub budget: usize,
+    /// Where its timers read the time.
+    pub time: Time,
 }
 
 /// Stores and serves the ciphertext of the groups it replicates.
@@ -154,7 +157,7 @@ impl Replica {
             match act.groups.get_mut(&id).map(|g| g.announcements.done(applied)) {
                 Some(After::Apply(next)) => act.apply_change(ctx, id, next),
                 Some(After::RetryIn(wait)) => {
-                    ctx.guarded_later(NAME, wait, move |act, ctx| {
+                    ctx.guarded_later(&act.deps.time, NAME, wait, move |act, ctx| {
                         if let Some(again) = act.groups.get_mut(&id).and_then(|g| g.announcements.retry()) {
                             act.apply_change(ctx, id, again);
                         }

@@ -9,6 +9,7 @@
 
 use crate::supervision::GuardedMap;
 use crate::supervision::GuardedTimers;
+use crate::time::{Time, TokioTimers};
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use actix::{Actor, Context, Handler, Recipient, ResponseActFuture, Supervised, WrapFuture};
@@ -53,6 +54,8 @@ pub struct RendezvousRotator {
     period: Option<u64>,
     /// The time points are computed for (the clock's, unless it went back).
     points_clock: Arc<PointClock>,
+    /// Its interval's time.
+    time: Time,
 }
 
 impl core::fmt::Debug for RendezvousRotator {
@@ -82,6 +85,7 @@ impl RendezvousRotator {
             new_peer_id_each_period: false,
             period: None,
             points_clock,
+            time: Arc::new(TokioTimers),
         }
     }
 
@@ -89,6 +93,12 @@ impl RendezvousRotator {
     /// else computes them (the contact book).
     pub(crate) fn with_points_clock(mut self, points_clock: Arc<PointClock>) -> Self {
         self.points_clock = points_clock;
+        self
+    }
+
+    /// Where it reads the time for its interval (default: the machine's).
+    pub fn with_time(mut self, time: Time) -> Self {
+        self.time = time;
         self
     }
 
@@ -205,11 +215,12 @@ impl Actor for RendezvousRotator {
             NAME,
             self,
             ctx,
+            self.time.clone(),
             Rc::new(|act: &Self| Box::pin(wanted(act.store.clone(), act.clock.now()))),
             Rc::new(|act: &mut Self, w| act.replace_watches(w)),
             0,
         );
-        ctx.guarded_interval(NAME, self.check_every, |act, ctx| {
+        ctx.guarded_interval(&self.time, NAME, self.check_every, |act, ctx| {
             let _ = guarded(NAME, ctx, || {
                 act.check();
                 Ok(())

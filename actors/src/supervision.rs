@@ -15,9 +15,12 @@ use std::{
     time::Duration,
 };
 
-use actix::{Actor, ActorContext, ActorFuture, ActorFutureExt, AsyncContext, Context, SpawnHandle, WrapFuture};
+use actix::{
+    Actor, ActorContext, ActorFuture, ActorFutureExt, ActorStreamExt, AsyncContext, Context, SpawnHandle, WrapFuture,
+};
 use futures::future::LocalBoxFuture;
 
+use crate::time::Time;
 use crate::{Error, Result};
 
 /// Runs `f`; if it panics, stops the actor (its supervisor restarts it) and
@@ -91,17 +94,22 @@ where
 
 impl<A: Actor<Context = Context<A>>, F: ActorFuture<A>> GuardedMap<A> for F {}
 
-/// `run_later` and `run_interval` with the closure guarded like a handler.
+/// `run_later` and `run_interval` on the actor's [`Time`], with the closure
+/// guarded like a handler.
 pub(crate) trait GuardedTimers<A: Actor<Context = Context<A>>> {
     fn guarded_later(
         &mut self,
+        time: &Time,
         name: &'static str,
         after: Duration,
         f: impl FnOnce(&mut A, &mut Context<A>) + 'static,
     ) -> SpawnHandle;
 
+    /// Runs `f` every `every`, the first time `every` from now; a tick
+    /// that comes late does not bunch the next ones up.
     fn guarded_interval(
         &mut self,
+        time: &Time,
         name: &'static str,
         every: Duration,
         f: impl FnMut(&mut A, &mut Context<A>) + 'static,
@@ -111,30 +119,42 @@ pub(crate) trait GuardedTimers<A: Actor<Context = Context<A>>> {
 impl<A: Actor<Context = Context<A>>> GuardedTimers<A> for Context<A> {
     fn guarded_later(
         &mut self,
+        time: &Time,
         name: &'static str,
         after: Duration,
         f: impl FnOnce(&mut A, &mut Context<A>) + 'static,
     ) -> SpawnHandle {
-        self.run_later(after, move |act, ctx| {
+        self.spawn(actix::fut::wrap_future::<_, A>(time.sleep(after)).map(move |(), act, ctx| {
             let _ = guarded_with(name, ctx, |ctx| {
                 f(act, ctx);
                 Ok(())
             });
-        })
+        }))
     }
 
     fn guarded_interval(
         &mut self,
+        time: &Time,
         name: &'static str,
         every: Duration,
         mut f: impl FnMut(&mut A, &mut Context<A>) + 'static,
     ) -> SpawnHandle {
-        self.run_interval(every, move |act, ctx| {
+        let time = time.clone();
+        let ticks = futures::stream::unfold(time.now() + every, move |due| {
+            let time = time.clone();
+            async move {
+                time.sleep_until(due).await;
+                let (next, now) = (due + every, time.now());
+                Some(((), if next > now { next } else { now + every }))
+            }
+        });
+        let ticking = actix::fut::wrap_stream::<_, A>(ticks).map(move |(), act, ctx| {
             let _ = guarded_with(name, ctx, |ctx| {
                 f(act, ctx);
                 Ok(())
             });
-        })
+        });
+        self.spawn(ticking.finish())
     }
 }
 
@@ -157,6 +177,7 @@ pub(crate) fn load_state<A, T: 'static>(
     name: &'static str,
     act: &A,
     ctx: &mut Context<A>,
+    time: Time,
     loader: Loader<A, T>,
     apply: Apply<A, T>,
     attempt: u32,
@@ -172,7 +193,10 @@ pub(crate) fn load_state<A, T: 'static>(
         Err(e) => {
             let delay = Duration::from_millis(100u64.saturating_mul(1 << attempt.min(9))).min(Duration::from_secs(30));
             tracing::warn!(actor = name, error = %e, ?delay, "cannot load state; retrying");
-            ctx.guarded_later(name, delay, move |act, ctx| load_state(name, act, ctx, loader, apply, attempt + 1));
+            let again = time.clone();
+            ctx.guarded_later(&time, name, delay, move |act, ctx| {
+                load_state(name, act, ctx, again, loader, apply, attempt + 1);
+            });
         }
     }));
 }
@@ -187,6 +211,8 @@ mod tests {
     use actix::{Handler, Message, ResponseActFuture, Supervised, Supervisor};
 
     use super::*;
+    use crate::time::SteppedTime;
+    use veil_crypto::time::UnixTime;
 
     /// Counts its starts; its continuation panics when asked to.
     struct Flaky(Arc<AtomicUsize>);
@@ -232,45 +258,113 @@ mod tests {
         });
     }
 
-    /// Its first life's timer panics.
-    struct Ticking(Arc<AtomicUsize>);
+    /// Its first life's timer panics (a life counts 1, a timer that runs 10).
+    struct Bomb(Arc<AtomicUsize>, Time);
+
+    impl Actor for Bomb {
+        type Context = Context<Self>;
+
+        fn started(&mut self, ctx: &mut Context<Self>) {
+            let life = self.0.fetch_add(1, Ordering::SeqCst) + 1;
+            ctx.guarded_later(&self.1, "bomb", Duration::from_secs(60), move |act, _| {
+                assert!(life > 1, "a bug in a timer");
+                act.0.fetch_add(10, Ordering::SeqCst);
+            });
+        }
+    }
+
+    impl Supervised for Bomb {}
+
+    /// Counts its interval's ticks.
+    struct Ticking(Arc<AtomicUsize>, Time);
 
     impl Actor for Ticking {
         type Context = Context<Self>;
 
         fn started(&mut self, ctx: &mut Context<Self>) {
-            let life = self.0.fetch_add(1, Ordering::SeqCst) + 1;
-            ctx.guarded_later("ticking", Duration::ZERO, move |_, _| assert!(life > 1, "a bug in a timer"));
+            ctx.guarded_interval(&self.1, "ticking", Duration::from_secs(10), |act, _| {
+                act.0.fetch_add(1, Ordering::SeqCst);
+            });
         }
     }
 
-    impl Supervised for Ticking {}
-
+    /// What the counter of either says.
     #[derive(Message)]
     #[rtype(result = "usize")]
-    struct Lives;
+    struct Count;
 
-    impl Handler<Lives> for Ticking {
+    impl Handler<Count> for Bomb {
         type Result = usize;
 
-        fn handle(&mut self, _: Lives, _: &mut Context<Self>) -> usize {
+        fn handle(&mut self, _: Count, _: &mut Context<Self>) -> usize {
             self.0.load(Ordering::SeqCst)
         }
+    }
+
+    impl Handler<Count> for Ticking {
+        type Result = usize;
+
+        fn handle(&mut self, _: Count, _: &mut Context<Self>) -> usize {
+            self.0.load(Ordering::SeqCst)
+        }
+    }
+
+    /// Waits, with a timeout, until `actor` counts `want`.
+    async fn reaches<A: Actor<Context = Context<A>> + Handler<Count>>(actor: &actix::Addr<A>, want: usize) {
+        let reached = async {
+            while actor.send(Count).await.unwrap() != want {
+                tokio::task::yield_now().await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(30), reached).await.expect("reached");
+    }
+
+    /// Started, and its timers waiting for `time` (they are set when it starts).
+    async fn started<A: Actor<Context = Context<A>> + Handler<Count>>(actor: &actix::Addr<A>, time: &SteppedTime) {
+        let waiting = async {
+            while time.pending() == 0 {
+                let _ = actor.send(Count).await;
+                tokio::task::yield_now().await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(30), waiting).await.expect("started");
+    }
+
+    #[test]
+    fn an_interval_runs_on_stepped_time_and_a_late_tick_does_not_bunch_the_next_ones_up() {
+        actix::System::new().block_on(async {
+            let time = SteppedTime::new(UnixTime(0));
+            let ticking = Ticking(Arc::new(AtomicUsize::new(0)), Arc::new(time.clone())).start();
+            started(&ticking, &time).await;
+            time.advance(Duration::from_secs(10));
+            reaches(&ticking, 1).await;
+            // 25 s late: one tick, then the next 10 s on.
+            time.advance(Duration::from_secs(25));
+            reaches(&ticking, 2).await;
+            time.advance(Duration::from_secs(9));
+            assert_eq!(ticking.send(Count).await.unwrap(), 2, "the next tick is not due yet");
+            time.advance(Duration::from_secs(1));
+            reaches(&ticking, 3).await;
+        });
     }
 
     #[test]
     fn a_panic_in_a_timer_restarts_the_actor() {
         actix::System::new().block_on(async {
+            let time = SteppedTime::new(UnixTime(0));
             let lives = Arc::new(AtomicUsize::new(0));
-            let counted = Arc::clone(&lives);
-            let ticking = Supervisor::start(move |_| Ticking(Arc::clone(&counted)));
-            let restarted = async {
-                while ticking.send(Lives).await.unwrap() < 2 {
-                    actix::clock::sleep(Duration::from_millis(10)).await;
-                }
-            };
-            tokio::time::timeout(Duration::from_secs(30), restarted).await.expect("restarted");
-            assert_eq!(ticking.send(Lives).await.unwrap(), 2, "restarted once, and the second life's timer ran fine");
+            let bomb = Supervisor::start({
+                let (lives, time) = (lives.clone(), time.clone());
+                move |_| Bomb(lives.clone(), Arc::new(time.clone()))
+            });
+            started(&bomb, &time).await;
+            time.advance(Duration::from_secs(60));
+            reaches(&bomb, 2).await;
+            // The second life's timer runs fine.
+            started(&bomb, &time).await;
+            time.advance(Duration::from_secs(60));
+            reaches(&bomb, 12).await;
+            assert_eq!(lives.load(Ordering::SeqCst), 12, "restarted once");
         });
     }
 }

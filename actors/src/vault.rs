@@ -4,6 +4,7 @@
 //! period's fresh network key, which the network layer needs.
 
 use crate::supervision::GuardedMap;
+use crate::time::{Time, TokioTimers};
 use std::{
     collections::{HashMap, VecDeque},
     sync::Arc,
@@ -61,6 +62,8 @@ pub struct IdentityVault {
     handshakes: HashMap<HandshakeId, Pending>,
     handshake_order: VecDeque<HandshakeId>,
     next_handshake: u64,
+    /// Its retries' time.
+    time: Time,
 }
 
 impl core::fmt::Debug for IdentityVault {
@@ -83,7 +86,14 @@ impl IdentityVault {
             handshakes: HashMap::new(),
             handshake_order: VecDeque::new(),
             next_handshake: 0,
+            time: Arc::new(TokioTimers),
         })
+    }
+
+    /// Where it reads the time for its retries (default: the machine's).
+    pub fn with_time(mut self, time: Time) -> Self {
+        self.time = time;
+        self
     }
 
     fn identity(&self) -> Result<&Identity> {
@@ -164,6 +174,7 @@ impl Actor for IdentityVault {
             NAME,
             self,
             ctx,
+            self.time.clone(),
             Rc::new(|act: &Self| Box::pin(load(act.store.clone(), act.keys.clone()))),
             Rc::new(|act: &mut Self, (identity, groups)| {
                 act.identity = Some(identity);

@@ -21,10 +21,8 @@ mod cycle;
 
 use crate::supervision::GuardedMap;
 use crate::supervision::GuardedTimers;
-use std::{
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use crate::time::{Time, within};
+use std::{sync::Arc, time::Duration};
 
 use actix::{
     Actor, AsyncContext, Context, Handler, Message, ResponseFuture, SpawnHandle, StreamHandler, Supervised, WrapFuture,
@@ -69,6 +67,8 @@ pub(crate) struct BleDeps {
     pub(crate) timing: BleTiming,
     /// Whether the policy at start allows proximity transports.
     pub(crate) allowed: bool,
+    /// Where its timers read the time.
+    pub(crate) time: Time,
 }
 
 /// BLE as `veil status` shows it.
@@ -182,7 +182,7 @@ impl BleTransport {
             self.key = None;
             self.cycle.token_stale();
         }
-        while let Some(action) = self.cycle.poll(Instant::now()) {
+        while let Some(action) = self.cycle.poll(self.deps.time.now()) {
             self.act(action, ctx);
         }
         if let Some(wake) = self.wake.take() {
@@ -190,9 +190,9 @@ impl BleTransport {
         }
         let boundary = self.deps.schedule.next_boundary(self.deps.clock.now());
         let to_boundary = Duration::from_secs(boundary.0.saturating_sub(self.deps.clock.now().0));
-        let due = self.cycle.next_due().map(|t| t.saturating_duration_since(Instant::now()));
+        let due = self.cycle.next_due().map(|t| t.saturating_duration_since(self.deps.time.now()));
         let after = due.map_or(to_boundary, |d| d.min(to_boundary));
-        self.wake = Some(ctx.guarded_later(NAME, after, |act, ctx| {
+        self.wake = Some(ctx.guarded_later(&self.deps.time, NAME, after, |act, ctx| {
             act.wake = None;
             act.drive(ctx);
         }));
@@ -200,7 +200,7 @@ impl BleTransport {
 
     /// Reports how an action ended, then drives on.
     fn finish(&mut self, outcome: Outcome, ctx: &mut Context<Self>) {
-        self.cycle.done(outcome, Instant::now());
+        self.cycle.done(outcome, self.deps.time.now());
         self.drive(ctx);
     }
 
@@ -211,7 +211,7 @@ impl BleTransport {
             Action::Withdraw => {
                 self.on_air = None;
                 self.token = None;
-                self.cycle.done(Outcome::Withdrawn, Instant::now());
+                self.cycle.done(Outcome::Withdrawn, self.deps.time.now());
             }
             Action::StopScan => {
                 if let Some(scan) = self.scan.take() {
@@ -225,7 +225,7 @@ impl BleTransport {
             Action::Attach(listen) => {
                 let Some(plugin) = self.plugin.clone() else {
                     // Never: the cycle attaches only with a radio ready.
-                    self.cycle.done(Outcome::Attached(false), Instant::now());
+                    self.cycle.done(Outcome::Attached(false), self.deps.time.now());
                     return;
                 };
                 let attach = async move {
@@ -310,12 +310,11 @@ impl BleTransport {
             Action::Dial(at) => {
                 let dial = {
                     let (at, fallback) = (at.clone(), self.deps.air.fallback(&at));
+                    let time = self.deps.time.clone();
                     async move {
                         let reach = |addr| {
-                            let network = network.clone();
-                            async move {
-                                tokio::time::timeout(DIAL_LIMIT, network.dial(addr)).await.ok().and_then(|r| r.ok())
-                            }
+                            let (network, time) = (network.clone(), time.clone());
+                            async move { within(&*time, DIAL_LIMIT, network.dial(addr)).await.and_then(|r| r.ok()) }
                         };
                         match reach(at).await {
                             Some(peer) => Some(peer),
@@ -439,7 +438,7 @@ impl Handler<PeerLink> for BleTransport {
         match msg.transport {
             Some(t) if t == BLE => self.cycle.peer_connected(msg.peer),
             Some(_) => {}
-            None => self.cycle.peer_disconnected(&msg.peer, Instant::now()),
+            None => self.cycle.peer_disconnected(&msg.peer, self.deps.time.now()),
         }
     }
 }

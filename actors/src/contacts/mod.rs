@@ -17,6 +17,7 @@
 
 use crate::supervision::GuardedMap;
 use crate::supervision::GuardedTimers;
+use crate::time::Time;
 use std::{
     collections::{HashMap, VecDeque},
     sync::Arc,
@@ -139,6 +140,8 @@ pub(crate) struct ContactBookDeps {
     pub events: broadcast::Sender<NodeEvent>,
     /// What the node refused.
     pub refusals: Arc<crate::refusals::RefusalCounters>,
+    /// Where its timers read the time.
+    pub time: Time,
 }
 
 #[derive(Clone, Copy)]
@@ -212,7 +215,7 @@ impl ContactBook {
             match act.link.done(applied) {
                 announce::After::Apply(next) => act.apply_change(ctx, next),
                 announce::After::RetryIn(wait) => {
-                    ctx.guarded_later(NAME, wait, |act, ctx| {
+                    ctx.guarded_later(&act.deps.time, NAME, wait, |act, ctx| {
                         if let Some(again) = act.link.retry() {
                             act.apply_change(ctx, again);
                         }
@@ -229,7 +232,7 @@ impl ContactBook {
         ctx.spawn(async move { deps.store.contacts(Some(ContactState::OutgoingEnqueued)).await }.into_actor(self).map(
             |found, act, ctx| match found {
                 Ok(contacts) => {
-                    let now = Instant::now();
+                    let now = act.deps.time.now();
                     for c in contacts {
                         let due = act.backoff.get(&c.account.signing).is_none_or(|b| b.next <= now);
                         if due {
@@ -263,10 +266,10 @@ impl ContactBook {
                         tracing::debug!(actor = NAME, error = %e, "request attempt failed");
                     }
                     let retry = act.deps.retry;
-                    let b = act.backoff.entry(who).or_insert(Backoff { failures: 0, next: Instant::now() });
+                    let b = act.backoff.entry(who).or_insert(Backoff { failures: 0, next: act.deps.time.now() });
                     let delay = retry.base.saturating_mul(1 << b.failures.min(16)).min(retry.max);
                     b.failures = b.failures.saturating_add(1);
-                    b.next = Instant::now() + delay;
+                    b.next = act.deps.time.now() + delay;
                     let failures = b.failures;
                     let _ = act.deps.events.send(NodeEvent::ContactRequestUndelivered { account: who, failures });
                 }
@@ -282,7 +285,7 @@ impl Actor for ContactBook {
         ctx.set_mailbox_capacity(256);
         // Requests enqueued before a restart are retried from the first tick.
         let every = self.deps.retry.base.min(Duration::from_secs(1)).max(Duration::from_millis(50));
-        ctx.guarded_interval(NAME, every, |act, ctx| {
+        ctx.guarded_interval(&self.deps.time, NAME, every, |act, ctx| {
             let _ = guarded_with(NAME, ctx, |ctx| {
                 act.retry_due(ctx);
                 if act.link_expires.is_some_and(|t| act.deps.clock.now() >= t) {

@@ -143,7 +143,7 @@ impl Courier {
             match act.routes.get_mut(&group).map(|r| r.announcements.done(applied)) {
                 Some(After::Apply(next)) => act.apply_change(ctx, group, next),
                 Some(After::RetryIn(wait)) => {
-                    ctx.guarded_later(NAME, wait, move |act, ctx| {
+                    ctx.guarded_later(&act.time, NAME, wait, move |act, ctx| {
                         if let Some(again) = act.routes.get_mut(&group).and_then(|r| r.announcements.retry()) {
                             act.apply_change(ctx, group, again);
                         }

@@ -24,6 +24,7 @@
 
 use crate::supervision::GuardedMap;
 use crate::supervision::GuardedTimers;
+use crate::time::Time;
 use std::{
     collections::{HashMap, HashSet},
     sync::Arc,
@@ -170,6 +171,8 @@ pub struct Courier {
     store: Arc<Store>,
     network: NetworkHandle,
     clock: Arc<dyn Clock>,
+    /// Where its timers read the time.
+    time: Time,
     timing: CourierTiming,
     ttl: Duration,
     events: broadcast::Sender<NodeEvent>,
@@ -254,6 +257,8 @@ pub(crate) struct CourierDeps {
     pub fallback: Option<Recipient<InboundFrame>>,
     /// Whether the policy allows proximity discovery at start.
     pub proximity: bool,
+    /// Where its timers read the time.
+    pub time: Time,
 }
 
 impl Courier {
@@ -262,6 +267,7 @@ impl Courier {
             store: deps.store,
             network: deps.network,
             clock: deps.clock,
+            time: deps.time,
             timing: deps.timing,
             ttl: deps.ttl,
             events: deps.events,
@@ -402,7 +408,7 @@ impl Actor for Courier {
                 .into_actor(self)
                 .guarded_map(NAME, |id, act, _| act.me = id.ok()),
         );
-        ctx.guarded_interval(NAME, self.timing.tick, |act, ctx| {
+        ctx.guarded_interval(&self.time, NAME, self.timing.tick, |act, ctx| {
             let _ = guarded_with(NAME, ctx, |ctx| {
                 act.tick(ctx);
                 Ok(())

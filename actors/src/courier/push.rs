@@ -68,7 +68,7 @@ impl Courier {
         match items(self).next_step() {
             Due::Now(batch) => Some(batch),
             Due::AfterDelay => {
-                ctx.guarded_later(NAME, delay, move |act, ctx| {
+                ctx.guarded_later(&self.time, NAME, delay, move |act, ctx| {
                     items(act).waited();
                     again(act, ctx);
                 });

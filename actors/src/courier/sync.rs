@@ -73,7 +73,7 @@ impl Courier {
         ctx.spawn(fut.into_actor(self).guarded_map(NAME, move |wanted, act, ctx| match wanted {
             Ok(missing) => {
                 // Not again while an answer may still be on its way.
-                let w = act.pull_sync.ask_now(group, peer, missing, std::time::Instant::now());
+                let w = act.pull_sync.ask_now(group, peer, missing, act.time.now());
                 if !w.is_empty() {
                     act.send(ctx, group, peer, GroupBody::Want(w));
                 }
@@ -110,7 +110,7 @@ impl Courier {
     /// Opens a reconciliation of `group` with `peer`, unless one this node
     /// opened is still under way.
     pub(super) fn open_reconciliation(&mut self, ctx: &mut Context<Self>, group: GroupId, peer: PeerId) {
-        if self.pull_sync.may_reconcile(group, peer, std::time::Instant::now()) {
+        if self.pull_sync.may_reconcile(group, peer, self.time.now()) {
             self.reconcile(ctx, group, peer, None);
         }
     }

@@ -34,6 +34,7 @@ use veil_crypto::{
 use veil_proto::metadata::{EpochShare, MemberJoined, MemberRemoved, MetadataEvent};
 use veil_storage::{Appended, GroupKind, NewEntry, Peer, RatchetUpdate, Store, Unsynced};
 
+use crate::time::Time;
 use crate::{
     Error, NodeEvent, Result,
     heads::parents_of,
@@ -107,6 +108,8 @@ pub(crate) struct GroupLogDeps {
     /// an entry again: this device's messages, pushed from memory as they
     /// are written, come due in the outbox only then.
     pub resend_after: std::time::Duration,
+    /// Where its timers read the time.
+    pub time: Time,
 }
 
 /// This device as a writer in the group's current epoch.
@@ -272,6 +275,7 @@ impl Actor for GroupLog {
             NAME,
             self,
             ctx,
+            self.deps.time.clone(),
             Rc::new(|act: &Self| Box::pin(load(act.deps.clone(), act.group, act.members.clone()))),
             Rc::new(|act: &mut Self, loaded: Loaded| {
                 act.joining.announcement = act.joining.announcement.or(loaded.announced);

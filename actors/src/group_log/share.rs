@@ -64,21 +64,21 @@ pub(super) fn record_share(membership: &mut Membership, writer: &mut Writer, joi
 /// Schedules a share after a batch taught this device new members, unless
 /// one is scheduled already.
 pub(super) fn schedule(act: &mut GroupLog, ctx: &mut Context<GroupLog>) {
-    let delay = act.deps.share_delay;
+    let (delay, time) = (act.deps.share_delay, act.deps.time.clone());
     if let Some(state) = act.state.as_mut()
         && !state.share_scheduled
         && !owed(state).is_empty()
     {
         state.share_scheduled = true;
-        share_later(ctx, delay);
+        share_later(ctx, &time, delay);
     }
 }
 
 /// Sends `ShareChain` after `delay`, through the mailbox: like every
 /// message that reads and writes the state, it must wait for the atomic
 /// handler in progress (`notify` would not).
-fn share_later(ctx: &mut Context<GroupLog>, delay: Duration) {
-    ctx.guarded_later(NAME, delay, |_, ctx| ctx.address().do_send(ShareChain));
+fn share_later(ctx: &mut Context<GroupLog>, time: &crate::time::Time, delay: Duration) {
+    ctx.guarded_later(time, NAME, delay, |_, ctx| ctx.address().do_send(ShareChain));
 }
 
 /// Internal: share this device's chain, at its current position, with the
@@ -122,9 +122,10 @@ impl Handler<ShareChain> for GroupLog {
                     act.share_failures = act.share_failures.saturating_add(1);
                     let backoff = 1u32.checked_shl(act.share_failures).unwrap_or(u32::MAX).min(MAX_SHARE_BACKOFF);
                     let delay = act.deps.share_delay.saturating_mul(backoff);
+                    let time = act.deps.time.clone();
                     if let Some(state) = act.state.as_mut() {
                         state.share_scheduled = true;
-                        share_later(ctx, delay);
+                        share_later(ctx, &time, delay);
                     }
                 }
             }),

@@ -17,13 +17,17 @@ use zeroize::Zeroizing;
 use veil_transports::{NetworkConfig, Policy, TransportPlugin, libp2p::Multiaddr};
 
 use super::{Node, start::start};
-use crate::{Error, Result, RetryPolicy};
+use crate::{
+    Error, Result, RetryPolicy,
+    time::{Time, TokioTimers},
+};
 
 /// Configures and starts a [`Node`].
 pub struct NodeBuilder {
     pub(super) data_dir: Option<PathBuf>,
     pub(super) passphrase: Option<Zeroizing<String>>,
     pub(super) clock: Arc<dyn Clock>,
+    pub(super) timers: Time,
     pub(super) schedule: Schedule,
     pub(super) rotation_check: Duration,
     pub(super) kdf: KdfParams,
@@ -57,6 +61,7 @@ impl Default for NodeBuilder {
             data_dir: None,
             passphrase: None,
             clock: Arc::new(SystemClock),
+            timers: Arc::new(TokioTimers),
             schedule: Schedule::DEFAULT,
             rotation_check: Duration::from_secs(1),
             kdf: KdfParams::DEFAULT,
@@ -92,6 +97,15 @@ impl NodeBuilder {
     /// The clock (tests inject a `ManualClock`).
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
+        self
+    }
+
+    /// Where the actors read the monotonic time and sleep: every timer,
+    /// interval, backoff and deadline they keep (tests inject a
+    /// [`SteppedTime`](crate::time::SteppedTime), and often give it to
+    /// [`NodeBuilder::clock`] too, so one step moves both).
+    pub fn timers(mut self, timers: Time) -> Self {
+        self.timers = timers;
         self
     }
 

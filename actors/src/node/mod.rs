@@ -23,6 +23,7 @@ use veil_transports::{
     libp2p::{Multiaddr, PeerId},
 };
 
+use crate::time::within;
 use crate::{
     AttachTransport, DetachTransport, Dial, Error, GetNetworkStatus, Listen, NetworkStatus, NodeEvent, Result, Rotate,
     SendFrame, SetPolicy,
@@ -226,9 +227,9 @@ impl Node {
         self.inner.courier.send(StartGroup { group }).await.map_err(mailbox("courier"))??;
         let _ = self.inner.events.send(NodeEvent::GroupCreated { group });
         let held = self.inner.group(&group).await?.send(AwaitAnnounced);
-        match tokio::time::timeout(self.inner.join_timeout, held).await {
-            Ok(held) => held.map_err(mailbox("group-log"))??,
-            Err(_) => return Err(Error::JoinUnconfirmed),
+        match within(&*self.inner.time, self.inner.join_timeout, held).await {
+            Some(held) => held.map_err(mailbox("group-log"))??,
+            None => return Err(Error::JoinUnconfirmed),
         }
         Ok(group)
     }

@@ -16,6 +16,7 @@ use veil_transports::{
 };
 
 use super::builder::NodeBuilder;
+use crate::time::Time;
 use crate::{
     ContactBook, ContactBookDeps, Courier, CourierDeps, CourierTiming, Error, GroupLog, GroupLogDeps, IdentityVault,
     NodeEvent, RendezvousRotator, Result, TransportManager, VaultPort,
@@ -71,6 +72,8 @@ pub(super) struct Inner {
     pub(super) clock: Arc<dyn Clock>,
     pub(super) exposure: ExposureSettings,
     pub(super) join_timeout: Duration,
+    /// Where the facade's deadlines read the time.
+    pub(super) time: Time,
     /// Argon2id parameters for what the node seals under a passphrase.
     pub(super) kdf: KdfParams,
     /// The time rendezvous points are computed for, kept at shutdown.
@@ -100,7 +103,7 @@ pub(super) async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
         let store = store.clone();
         // The vault takes the store's key access: private keys come out of
         // the database for it only.
-        let vault = IdentityVault::new(store)?;
+        let vault = IdentityVault::new(store)?.with_time(builder.timers.clone());
         move |_| vault
     });
     // Make sure the identity exists before anything asks for it.
@@ -125,6 +128,7 @@ pub(super) async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
             vault: vault.clone().recipient(),
             check_every: builder.rotation_check,
             rotate_key: builder.rotate_key_each_period,
+            time: builder.timers.clone(),
         };
         move |_| NetworkPeriod::new(deps)
     });
@@ -143,10 +147,12 @@ pub(super) async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
         let (subscriber, period) = (bridge.recipient(), period.clone().recipient());
         let new_peer_id = builder.rotate_key_each_period;
         let points_clock = points_clock.clone();
+        let time = builder.timers.clone();
         move |_| {
             RendezvousRotator::new(store, clock, schedule, every, vec![subscriber.clone()])
                 .with_period_subscriber(period.clone(), new_peer_id)
                 .with_points_clock(points_clock.clone())
+                .with_time(time.clone())
         }
     });
 
@@ -172,6 +178,7 @@ pub(super) async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
     let replica = Supervisor::start({
         let (store, network, events, rotator) = (store.clone(), network.clone(), events.clone(), rotator.clone());
         let budget = max_frame.saturating_sub(64);
+        let time = builder.timers.clone();
         move |_| {
             Replica::new(ReplicaDeps {
                 store: store.clone(),
@@ -180,6 +187,7 @@ pub(super) async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
                 rotator: rotator.clone().recipient(),
                 ttl,
                 budget,
+                time: time.clone(),
             })
         }
     });
@@ -195,6 +203,7 @@ pub(super) async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
         let fallback = replica.clone().recipient();
         let refusals = refusals.clone();
         let share_delay = builder.share_delay;
+        let time = builder.timers.clone();
         let timing = CourierTiming { tick: builder.sync_tick, resend_after: builder.resend_after, max_frame };
         move |ctx: &mut Context<ContactBook>| {
             let joined = ctx.address().recipient();
@@ -202,6 +211,7 @@ pub(super) async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
                 let (store, network, clock, events) = (store.clone(), network.clone(), clock.clone(), events.clone());
                 let (vault, rotator, fallback) = (vault.clone(), rotator.clone(), fallback.clone());
                 let refusals = refusals.clone();
+                let time = time.clone();
                 move |cctx: &mut Context<Courier>| {
                     let group_log = GroupLogDeps {
                         store: store.clone(),
@@ -218,6 +228,7 @@ pub(super) async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
                         refusals: refusals.clone(),
                         share_delay,
                         resend_after: builder.resend_after,
+                        time: time.clone(),
                     };
                     let deps = CourierDeps {
                         store,
@@ -230,6 +241,7 @@ pub(super) async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
                         rotator: rotator.recipient(),
                         fallback: Some(fallback.clone()),
                         proximity: builder.policy.proximity(),
+                        time: time.clone(),
                     };
                     Courier::new(deps, registry.clone().recipient())
                 }
@@ -248,6 +260,7 @@ pub(super) async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
                 stop_group: courier.recipient(),
                 events,
                 refusals: refusals.clone(),
+                time: time.clone(),
             })
         }
     });
@@ -264,6 +277,7 @@ pub(super) async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
             schedule: builder.schedule,
             timing,
             allowed: builder.policy.proximity(),
+            time: builder.timers.clone(),
         })
     });
     let routes = NetworkRoutes {
@@ -296,6 +310,7 @@ pub(super) async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
         clock: builder.clock,
         exposure,
         join_timeout: builder.join_timeout,
+        time: builder.timers.clone(),
         kdf: builder.kdf,
         points_clock,
         refusals,
