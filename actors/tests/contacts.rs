@@ -7,7 +7,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-use veil_actors::{NodeEvent, messages::rendezvous::WatchKey};
+use std::{sync::Arc, time::Duration};
+
+use veil_actors::{NodeEvent, RetryPolicy, messages::rendezvous::WatchKey, time::SteppedTime};
 use veil_crypto::{
     envelope::EntryHash,
     rendezvous::{Schedule, Topic},
@@ -15,8 +17,8 @@ use veil_crypto::{
 };
 use veil_storage::{ContactState, LinkLimits};
 use veil_testkit::node::{
-    GRACE, PERIOD, T0, TwoContacts, account, peer, peer_on, rendezvous_server, schedule, state_of, tcp, two_contacts,
-    until, wait_for,
+    GRACE, PERIOD, T0, TwoContacts, account, memory, peer, peer_builder, peer_on, rendezvous_server, schedule,
+    state_of, tcp, two_contacts, until, wait_for,
 };
 use veil_transports::libp2p::PeerId;
 
@@ -295,4 +297,46 @@ async fn reset_and_disabled_links_stop_working() {
     for n in [a, b, c, server] {
         n.shutdown().await.unwrap();
     }
+}
+
+/// The contact book's retries run on the node's injected time: a request
+/// nobody answers is tried once while time stands still, and again only when
+/// stepped time passes its backoff (10 s here, which the test never waits).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unanswered_request_is_tried_again_when_stepped_time_passes_its_backoff() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let clock = ManualClock::new(UnixTime(T0 + GRACE + 1));
+    let time = SteppedTime::new(UnixTime(T0 + GRACE + 1));
+    let (_server, addr) = rendezvous_server(&dirs[0]).await;
+    let b = peer(&dirs[2], &clock, &addr).await;
+    let link = b.share_link().await.unwrap().uri;
+    b.shutdown().await.unwrap();
+    let a = peer_builder(&dirs[1], &clock, &addr, memory(), schedule())
+        .clock(Arc::new(time.clone()))
+        .timers(Arc::new(time.clone()))
+        .contact_retry(RetryPolicy { base: Duration::from_secs(10), max: Duration::from_secs(60) })
+        .spawn()
+        .await
+        .unwrap();
+    let mut events = a.events();
+    let failed = |e: NodeEvent| match e {
+        NodeEvent::ContactRequestUndelivered { failures, .. } => Some(failures),
+        NodeEvent::ContactRequestDelivered { .. } => panic!("nobody is there to answer"),
+        _ => None,
+    };
+
+    a.send_request(&link, None).await.unwrap();
+    assert_eq!(wait_for(&mut events, failed).await, 1);
+    // Standing still, or short of the backoff, nothing is tried again (the
+    // ticks come and find it not due).
+    for _ in 0..9 {
+        time.advance(Duration::from_secs(1));
+        a.contacts().await.unwrap();
+    }
+    while let Ok(e) = events.try_recv() {
+        assert_eq!(failed(e), None, "tried again before its backoff passed");
+    }
+    time.advance(Duration::from_secs(1));
+    assert_eq!(wait_for(&mut events, failed).await, 2, "the tick at 10 s finds it due");
+    a.shutdown().await.unwrap();
 }
