@@ -9,7 +9,7 @@
 //! listed, counted unread or owed to anyone any more. `secure_delete`
 //! zeroes the freed bytes in the pages, and a checkpoint afterwards moves
 //! the pages into the main file and truncates the WAL, so the old content
-//! is in neither file (`tests/sealed_at_rest.rs` scans both).
+//! is in neither file (`tests/sealed_at_rest/erasure.rs` scans both).
 
 use std::time::Duration;
 

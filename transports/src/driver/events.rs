@@ -8,7 +8,7 @@ impl Driver {
         match event {
             SwarmEvent::NewListenAddr { listener_id, address } => {
                 tracing::debug!(%address, "listening");
-                if self.node.starting.remove(&listener_id) {
+                if self.swarm_state.starting.remove(&listener_id) {
                     self.started();
                 }
                 // A relay's reservations carry its external addresses: without
@@ -16,45 +16,45 @@ impl Driver {
                 if self.config.relay_server
                     && self.policy.advertises_listen_addrs()
                     && !policy::is_circuit(&address)
-                    && !self.node.swarm.external_addresses().any(|a| a == &address)
+                    && !self.swarm_state.swarm.external_addresses().any(|a| a == &address)
                 {
-                    self.node.swarm.add_external_address(address.clone());
+                    self.swarm_state.swarm.add_external_address(address.clone());
                 }
                 // An onion service is reachable (the Tor transport reports its
                 // address once the descriptor is out) and reveals no IP address:
                 // it is what an `anonymous` node registers and identify sends.
-                if policy::is_onion(&address) && !self.node.swarm.external_addresses().any(|a| a == &address) {
-                    self.node.swarm.add_external_address(address.clone());
+                if policy::is_onion(&address) && !self.swarm_state.swarm.external_addresses().any(|a| a == &address) {
+                    self.swarm_state.swarm.add_external_address(address.clone());
                 }
-                for reply in self.node.listens.remove(&listener_id).into_iter().flatten() {
+                for reply in self.swarm_state.listens.remove(&listener_id).into_iter().flatten() {
                     let _ = reply.send(Ok(address.clone()));
                 }
                 self.emit(NetworkEvent::Listening { addr: address });
-                if !self.node.deferred.is_empty() {
+                if !self.swarm_state.deferred.is_empty() {
                     self.announce_deferred();
                 }
             }
             SwarmEvent::ExpiredListenAddr { address, .. } => {
                 if policy::is_onion(&address) {
-                    self.node.swarm.remove_external_address(&address);
+                    self.swarm_state.swarm.remove_external_address(&address);
                 }
                 self.emit(NetworkEvent::ListenAddrExpired { addr: address });
             }
             SwarmEvent::ListenerClosed { listener_id, addresses, reason } => {
-                self.node.listeners.remove(&listener_id);
-                if self.node.starting.remove(&listener_id) {
+                self.swarm_state.listeners.remove(&listener_id);
+                if self.swarm_state.starting.remove(&listener_id) {
                     self.started();
                 }
                 let why = match reason {
                     Ok(()) => ListenFailure::Closed,
                     Err(e) => ListenFailure::Io(e.kind()),
                 };
-                for reply in self.node.listens.remove(&listener_id).into_iter().flatten() {
+                for reply in self.swarm_state.listens.remove(&listener_id).into_iter().flatten() {
                     let _ = reply.send(Err(Error::Listen(why)));
                 }
                 for addr in addresses {
                     if policy::is_onion(&addr) {
-                        self.node.swarm.remove_external_address(&addr);
+                        self.swarm_state.swarm.remove_external_address(&addr);
                     }
                     self.emit(NetworkEvent::ListenAddrExpired { addr });
                 }
@@ -75,25 +75,25 @@ impl Driver {
                     }
                     ConnectedPoint::Listener { .. } => {}
                 }
-                if let Some(reply) = self.node.dials.remove(&connection_id) {
+                if let Some(reply) = self.swarm_state.dials.remove(&connection_id) {
                     let _ = reply.send(Ok(peer_id));
                 }
                 let Some((transport, kind)) = transport else {
                     // Raced with a detach: the transport is gone, so is the connection.
                     tracing::debug!(peer = %peer_id, "closing a connection over a detached transport");
-                    self.node.close(connection_id);
+                    self.swarm_state.close(connection_id);
                     return;
                 };
                 tracing::debug!(peer = %peer_id, %transport, total = num_established, "connection established");
                 // Counted from our own table: a connection closed at once
                 // (detached transport) must not hide the next one.
-                let first = !self.node.connections.values().any(|(p, _, _)| *p == peer_id);
+                let first = !self.swarm_state.connections.values().any(|(p, _, _)| *p == peer_id);
                 let route = if endpoint.is_relayed() { Route::Relayed } else { Route::Direct };
-                self.node.connections.insert(connection_id, (peer_id, transport.clone(), route));
+                self.swarm_state.connections.insert(connection_id, (peer_id, transport.clone(), route));
                 if first {
                     self.emit(NetworkEvent::PeerConnected { peer: peer_id, transport });
                 }
-                for reply in self.node.peer_dials.remove(&peer_id).into_iter().flatten() {
+                for reply in self.swarm_state.peer_dials.remove(&peer_id).into_iter().flatten() {
                     let _ = reply.send(Ok(()));
                 }
                 // A connection over a proximity transport (BLE) is a peer in
@@ -109,34 +109,36 @@ impl Driver {
                 }
             }
             SwarmEvent::ConnectionClosed { peer_id, connection_id, num_established, .. } => {
-                let known = self.node.connections.remove(&connection_id).is_some();
-                self.node.inbound_links.remove(&connection_id);
-                if let Some(guard) = self.node.link_guards.remove(&connection_id) {
+                let known = self.swarm_state.connections.remove(&connection_id).is_some();
+                self.swarm_state.inbound_links.remove(&connection_id);
+                if let Some(guard) = self.swarm_state.link_guards.remove(&connection_id) {
                     let _ = guard.send(true);
                 }
-                if known && !self.node.connections.values().any(|(p, _, _)| *p == peer_id) {
+                if known && !self.swarm_state.connections.values().any(|(p, _, _)| *p == peer_id) {
                     self.emit(NetworkEvent::PeerDisconnected { peer: peer_id });
                 }
                 tracing::debug!(peer = %peer_id, remaining = num_established, "connection closed");
             }
             SwarmEvent::OutgoingConnectionError { connection_id, error, peer_id } => {
                 let reason = DialFailure::from(&error);
-                if let Some(reply) = self.node.dials.remove(&connection_id) {
+                if let Some(reply) = self.swarm_state.dials.remove(&connection_id) {
                     let _ = reply.send(Err(Error::Dial(reason.clone())));
                 }
                 if let Some(peer) = peer_id
-                    && self.node.usable_connection(&peer).is_none()
+                    && self.swarm_state.usable_connection(&peer).is_none()
                 {
-                    for reply in self.node.peer_dials.remove(&peer).into_iter().flatten() {
+                    for reply in self.swarm_state.peer_dials.remove(&peer).into_iter().flatten() {
                         let _ = reply.send(Err(Error::Dial(reason.clone())));
                     }
                 }
             }
             SwarmEvent::ExternalAddrConfirmed { address } if !self.policy.may_advertise(&address) => {
                 tracing::debug!(%address, "dropping an external address the policy does not advertise");
-                self.node.swarm.remove_external_address(&address);
+                self.swarm_state.swarm.remove_external_address(&address);
             }
-            SwarmEvent::ExternalAddrConfirmed { .. } if !self.node.deferred.is_empty() => self.announce_deferred(),
+            SwarmEvent::ExternalAddrConfirmed { .. } if !self.swarm_state.deferred.is_empty() => {
+                self.announce_deferred()
+            }
             SwarmEvent::Behaviour(event) => self.behaviour_event(event),
             _ => {}
         }
@@ -151,7 +153,7 @@ impl Driver {
         if policy::is_circuit(addr) {
             return Some((TransportId::RELAY, crate::TransportKind::Ip));
         }
-        self.node.switch.route(addr)
+        self.swarm_state.switch.route(addr)
     }
 
     pub(super) fn behaviour_event(&mut self, event: BehaviourEvent) {
@@ -162,7 +164,7 @@ impl Driver {
             BehaviourEvent::Discovery(event) => self.discovery_event(event),
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
                 self.remember(peer_id, &info.listen_addrs, AddressSource::Identify);
-                let behaviour = self.node.swarm.behaviour_mut();
+                let behaviour = self.swarm_state.swarm.behaviour_mut();
                 if self.policy == Policy::Direct
                     && info.protocols.contains(&KAD_PROTOCOL)
                     && let Some(kad) = behaviour.discovery.kad()
@@ -183,7 +185,7 @@ impl Driver {
                 if !matches!(e, ping::Failure::Unsupported) =>
             {
                 tracing::debug!(%peer, error = %e, "closing a connection that stopped answering pings");
-                self.node.swarm.close_connection(connection);
+                self.swarm_state.swarm.close_connection(connection);
             }
             BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
                 let mut by_peer: HashMap<PeerId, Vec<Multiaddr>> = HashMap::new();
@@ -204,21 +206,21 @@ impl Driver {
         match event {
             request_response::Event::Message { peer, message, .. } => match message {
                 request_response::Message::Request { request_id, request, channel } => {
-                    if self.node.responders.len() >= RESPONDERS_PRUNE_AT {
-                        self.node.responders.retain(|_, c| c.is_open());
+                    if self.swarm_state.responders.len() >= RESPONDERS_PRUNE_AT {
+                        self.swarm_state.responders.retain(|_, c| c.is_open());
                     }
-                    self.node.responders.insert(request_id, channel);
-                    let id = InboundRequestId { epoch: self.epoch, id: request_id };
+                    self.swarm_state.responders.insert(request_id, channel);
+                    let id = InboundRequestId { generation: self.generation, id: request_id };
                     self.emit(NetworkEvent::RequestReceived { peer, id, request });
                 }
                 request_response::Message::Response { request_id, response } => {
-                    if let Some(reply) = self.node.requests.remove(&request_id) {
+                    if let Some(reply) = self.swarm_state.requests.remove(&request_id) {
                         let _ = reply.send(Ok(response));
                     }
                 }
             },
             request_response::Event::OutboundFailure { request_id, error, .. } => {
-                if let Some(reply) = self.node.requests.remove(&request_id) {
+                if let Some(reply) = self.swarm_state.requests.remove(&request_id) {
                     let error = match error {
                         request_response::OutboundFailure::Timeout => Error::Timeout,
                         other => Error::RequestFailed(RequestFailure::from(&other)),
@@ -228,7 +230,7 @@ impl Driver {
             }
             request_response::Event::InboundFailure { peer, request_id, error, .. } => {
                 tracing::debug!(%peer, %error, "inbound contact request failed");
-                self.node.responders.remove(&request_id);
+                self.swarm_state.responders.remove(&request_id);
             }
             request_response::Event::ResponseSent { .. } => {}
         }

@@ -11,19 +11,20 @@ impl Driver {
             return;
         }
         // The behaviour sets it up (and dials if it must).
-        self.node.swarm.behaviour_mut().links.open_link(peer, reply);
+        self.swarm_state.swarm.behaviour_mut().links.open_link(peer, reply);
     }
 
     pub(super) fn settings(&mut self, connection: ConnectionId) -> LinkSettings {
-        let closed = self.node.link_guards.entry(connection).or_insert_with(|| watch::channel(false).0).subscribe();
+        let closed =
+            self.swarm_state.link_guards.entry(connection).or_insert_with(|| watch::channel(false).0).subscribe();
         LinkSettings {
-            local: *self.node.swarm.local_peer_id(),
+            local: *self.swarm_state.swarm.local_peer_id(),
             closed,
             max_frame: self.config.max_frame_size,
             max_in_flight: self.config.max_frames_in_flight,
             ack_timeout: self.config.request_timeout,
             idle_timeout: self.config.idle_connection_timeout,
-            stop: self.node.stop.subscribe(),
+            stop: self.swarm_state.stop.subscribe(),
             table: self.links.clone(),
         }
     }
@@ -38,7 +39,7 @@ impl Driver {
                 }
             }
             LinkEvent::Inbound { peer, connection, stream } => {
-                let slots = self.node.inbound_links.entry(connection).or_default().clone();
+                let slots = self.swarm_state.inbound_links.entry(connection).or_default().clone();
                 if slots.fetch_add(1, Ordering::AcqRel) >= link::MAX_INBOUND_PER_CONNECTION {
                     slots.fetch_sub(1, Ordering::AcqRel);
                     tracing::debug!(%peer, "too many frame links on one connection; one refused");
@@ -46,17 +47,17 @@ impl Driver {
                 }
                 let deliver = self.inbound_tx.clone();
                 let settings = self.settings(connection);
-                link::spawn_inbound(&self.runtime, peer, stream, self.epoch, deliver, slots, settings);
+                link::spawn_inbound(&self.runtime, peer, stream, self.generation, deliver, slots, settings);
             }
         }
     }
 
     pub(super) fn dial_peer(&mut self, peer: PeerId, reply: Reply<()>) {
-        if self.node.usable_connection(&peer).is_some() {
+        if self.swarm_state.usable_connection(&peer).is_some() {
             let _ = reply.send(Ok(()));
             return;
         }
-        let waiting = self.node.peer_dials.entry(peer).or_default();
+        let waiting = self.swarm_state.peer_dials.entry(peer).or_default();
         waiting.push(reply);
         if waiting.len() > 1 {
             return;
@@ -65,11 +66,11 @@ impl Driver {
             self.allow_relays_of(peer);
         }
         let opts = DialOpts::peer_id(peer).condition(PeerCondition::NotDialing).build();
-        match self.node.swarm.dial(opts) {
+        match self.swarm_state.swarm.dial(opts) {
             // A dial already under way reports its outcome too.
             Ok(()) | Err(DialError::DialPeerConditionFalse(_)) => {}
             Err(e) => {
-                for reply in self.node.peer_dials.remove(&peer).into_iter().flatten() {
+                for reply in self.swarm_state.peer_dials.remove(&peer).into_iter().flatten() {
                     let _ = reply.send(Err(Error::Dial(DialFailure::from(&e))));
                 }
             }
@@ -78,7 +79,7 @@ impl Driver {
 
     /// Queues a frame an inbound link read; it is acknowledged once accepted.
     pub(super) fn inbound_frame(&mut self, item: Inbound) {
-        if item.epoch != self.epoch || !item.acks.is_open() {
+        if item.generation != self.generation || !item.acks.is_open() {
             return;
         }
         self.outbox.push_back(Outgoing {

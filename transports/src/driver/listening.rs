@@ -7,7 +7,11 @@ use super::*;
 impl Driver {
     /// The kind of the transport that would carry `addr`.
     pub(super) fn kind_for(&self, addr: &Multiaddr) -> Result<crate::TransportKind> {
-        self.node.switch.route(addr).map(|(_, kind)| kind).ok_or_else(|| Error::NoTransport { addr: addr.clone() })
+        self.swarm_state
+            .switch
+            .route(addr)
+            .map(|(_, kind)| kind)
+            .ok_or_else(|| Error::NoTransport { addr: addr.clone() })
     }
 
     pub(super) fn check_listen(&self, addr: &Multiaddr) -> Result<()> {
@@ -28,13 +32,13 @@ impl Driver {
 
     pub(super) fn listen(&mut self, addr: Multiaddr) -> Result<ListenerId> {
         self.check_listen(&addr)?;
-        let id = self.node.swarm.listen_on(addr.clone()).map_err(|e| match e {
+        let id = self.swarm_state.swarm.listen_on(addr.clone()).map_err(|e| match e {
             TransportError::MultiaddrNotSupported(addr) => Error::NoTransport { addr },
             TransportError::Other(e) => Error::Listen(ListenFailure::Io(e.kind())),
         })?;
         // Listening there again by hand: no longer held for a later policy.
         self.held.retain(|held| held != &addr);
-        self.node.listeners.insert(id, addr);
+        self.swarm_state.listeners.insert(id, addr);
         Ok(id)
     }
 
@@ -48,17 +52,17 @@ impl Driver {
         };
         let through = |addr: &Multiaddr| policy::relay_hop(addr).as_ref().and_then(policy::peer_of);
         let others: Vec<ListenerId> = self
-            .node
+            .swarm_state
             .listeners
             .iter()
             .filter(|(_, a)| policy::is_circuit(a) && through(a) != Some(relay_id))
             .map(|(id, _)| *id)
             .collect();
         for id in others {
-            self.node.listeners.remove(&id);
-            self.node.swarm.remove_listener(id);
+            self.swarm_state.listeners.remove(&id);
+            self.swarm_state.swarm.remove_listener(id);
         }
-        if let Some(addr) = self.node.swarm.listeners().find(|a| through(a) == Some(relay_id)) {
+        if let Some(addr) = self.swarm_state.swarm.listeners().find(|a| through(a) == Some(relay_id)) {
             let _ = reply.send(Ok(addr.clone()));
             return;
         }
@@ -67,14 +71,15 @@ impl Driver {
         // reservation would fail instead: the relay client dials the relay
         // only if no dial to it is under way, and drops the request if its
         // dial is refused for that, closing the listener.
-        if let Some(pending) = self.node.listeners.iter().find(|(_, a)| through(a) == Some(relay_id)).map(|(id, _)| *id)
+        if let Some(pending) =
+            self.swarm_state.listeners.iter().find(|(_, a)| through(a) == Some(relay_id)).map(|(id, _)| *id)
         {
-            self.node.listens.entry(pending).or_default().push(reply);
+            self.swarm_state.listens.entry(pending).or_default().push(reply);
             return;
         }
         match self.listen(relay.with(libp2p::multiaddr::Protocol::P2pCircuit)) {
             Ok(id) => {
-                self.node.listens.entry(id).or_default().push(reply);
+                self.swarm_state.listens.entry(id).or_default().push(reply);
             }
             Err(e) => {
                 let _ = reply.send(Err(e));
@@ -89,14 +94,14 @@ impl Driver {
             && let Some(relay) = policy::relay_hop(&addr).as_ref().and_then(policy::peer_of)
         {
             self.relays.add_dialed(relay);
-            self.node.switch.allow_relay(relay);
+            self.swarm_state.switch.allow_relay(relay);
         }
         let opts = match policy::peer_of(&addr) {
             Some(peer) => DialOpts::peer_id(peer).addresses(vec![addr]).condition(PeerCondition::Always).build(),
             None => DialOpts::unknown_peer_id().address(addr).build(),
         };
         let id = opts.connection_id();
-        match self.node.swarm.dial(opts) {
+        match self.swarm_state.swarm.dial(opts) {
             Ok(()) => Ok(Some(id)),
             Err(e) => Err(Error::Dial(DialFailure::from(&e))),
         }
@@ -108,38 +113,44 @@ impl Driver {
             return Err(Error::AlreadyAttached(id));
         }
         let transport = plugin.build(&self.keypair)?;
-        self.node.switch.attach(plugin.clone(), transport)?;
+        self.swarm_state.switch.attach(plugin.clone(), transport)?;
         self.plugins.push(plugin);
         Ok(())
     }
 
     pub(super) fn detach(&mut self, id: &TransportId) -> Result<()> {
-        self.node.switch.detach(id)?;
+        self.swarm_state.switch.detach(id)?;
         self.plugins.retain(|p| &p.id() != id);
         let doomed: Vec<ConnectionId> =
-            self.node.connections.iter().filter(|(_, (_, t, _))| t == id).map(|(c, _)| *c).collect();
+            self.swarm_state.connections.iter().filter(|(_, (_, t, _))| t == id).map(|(c, _)| *c).collect();
         tracing::debug!(transport = %id, connections = doomed.len(), "closing the detached transport's connections");
         for c in doomed {
-            self.node.close(c);
+            self.swarm_state.close(c);
         }
         Ok(())
     }
 
     /// Replaces the swarm with one for `keypair` and `policy`.
     pub(super) fn restart(&mut self, keypair: Keypair, policy: Policy) -> Result<PeerId> {
-        let node =
-            Node::build(&keypair, policy, &self.relays, &self.plugins, &self.config, &peers_of(&self.rendezvous))?;
+        let swarm_state = SwarmState::build(
+            &keypair,
+            policy,
+            &self.relays,
+            &self.plugins,
+            &self.config,
+            &peers_of(&self.rendezvous),
+        )?;
         // The old swarm's listeners close now, before the new one listens
         // in their place: a transport's own state (a memory port, Tor's
         // service status) is then released before it is taken again, not
         // whenever the old swarm's last reference goes.
-        self.node.switch.close_listeners();
-        let mut old = std::mem::replace(&mut self.node, node);
+        self.swarm_state.switch.close_listeners();
+        let mut old = std::mem::replace(&mut self.swarm_state, swarm_state);
         self.keypair = keypair;
         self.policy = policy;
         old.fail_pending(Stop::Restarted, || Error::Restarted);
         self.links.clear();
-        self.epoch += 1;
+        self.generation += 1;
         // Frames not yet accepted by the consumer are dropped unacknowledged:
         // their senders see the connection close and resend.
         self.outbox.retain(|o| o.ack.is_none());
@@ -152,14 +163,14 @@ impl Driver {
         for peer in peers {
             self.emit(NetworkEvent::PeerDisconnected { peer });
         }
-        let peer_id = *self.node.swarm.local_peer_id();
+        let peer_id = *self.swarm_state.swarm.local_peer_id();
         tracing::debug!(peer = %peer_id, %policy, "swarm restarted");
         self.emit(NetworkEvent::Restarted { peer_id });
         for addr in requested {
             match self.listen(addr.clone()) {
                 // A circuit listener waits for a relay round trip: commands do not.
                 Ok(id) if !policy::is_circuit(&addr) => {
-                    self.node.starting.insert(id);
+                    self.swarm_state.starting.insert(id);
                 }
                 Ok(_) => {}
                 // Held for a later policy that allows it (a circuit listener
@@ -174,7 +185,7 @@ impl Driver {
         self.start_listening();
         for addr in self.external.clone() {
             if self.policy.may_advertise(&addr) {
-                self.node.swarm.add_external_address(addr);
+                self.swarm_state.swarm.add_external_address(addr);
             }
         }
         self.seed_addresses();

@@ -84,8 +84,9 @@ struct Outgoing {
     ack: Option<Arc<Acks>>,
 }
 
-/// One swarm and what is tied to it (replaced wholesale on restart).
-struct Node {
+/// One swarm and what is tied to it, replaced wholesale on restart (each
+/// restart also bumps the driver's `generation`).
+struct SwarmState {
     swarm: Swarm<Behaviour>,
     switch: SwitchHandle,
     /// The transport each open connection went over.
@@ -117,7 +118,7 @@ struct Node {
     bootstrap_due: bool,
 }
 
-impl Node {
+impl SwarmState {
     fn build(
         keypair: &Keypair,
         policy: Policy,
@@ -230,8 +231,9 @@ pub(crate) struct Driver {
     links: Arc<LinkTable>,
     inbound_tx: mpsc::Sender<Inbound>,
     inbound_rx: mpsc::Receiver<Inbound>,
-    /// Counts swarm restarts; frames read under an older swarm are dropped.
-    epoch: u64,
+    /// Counts swarm restarts (the swarm generation); frames read and requests
+    /// received under an older swarm are dropped.
+    generation: u64,
     keypair: Keypair,
     policy: Policy,
     relays: RelaySet,
@@ -243,7 +245,7 @@ pub(crate) struct Driver {
     /// Listen addresses a policy change closed (the new policy forbids
     /// them): reopened by the next restart whose policy allows them.
     held: Vec<Multiaddr>,
-    node: Node,
+    swarm_state: SwarmState,
     commands: mpsc::Receiver<Command>,
     events: mpsc::Sender<NetworkEvent>,
     outbox: VecDeque<Outgoing>,
@@ -282,14 +284,14 @@ impl Driver {
             }
         }
         let rendezvous = servers_of(&config.rendezvous_servers)?;
-        let node = Node::build(&keypair, policy, &relays, &plugins, &config, &peers_of(&rendezvous))?;
+        let swarm_state = SwarmState::build(&keypair, policy, &relays, &plugins, &config, &peers_of(&rendezvous))?;
         let (inbound_tx, inbound_rx) = mpsc::channel(config.event_capacity);
         let mut driver = Self {
             runtime,
             links,
             inbound_tx,
             inbound_rx,
-            epoch: 0,
+            generation: 0,
             keypair,
             policy,
             relays,
@@ -298,7 +300,7 @@ impl Driver {
             plugins,
             external: Vec::new(),
             held: Vec::new(),
-            node,
+            swarm_state,
             commands,
             events,
             outbox: VecDeque::new(),
@@ -308,7 +310,7 @@ impl Driver {
         driver.seed_addresses();
         for addr in driver.config.listen.clone() {
             let id = driver.listen(addr)?;
-            driver.node.starting.insert(id);
+            driver.swarm_state.starting.insert(id);
         }
         driver.start_listening();
         Ok(driver)
@@ -317,16 +319,16 @@ impl Driver {
     /// Marks the start: commands (and the first dials) wait until the
     /// listeners in `starting` have an address, or the wait runs out.
     fn start_listening(&mut self) {
-        self.node.starting_until = tokio::time::Instant::now() + crate::network::STARTUP_LISTEN_WAIT;
+        self.swarm_state.starting_until = tokio::time::Instant::now() + crate::network::STARTUP_LISTEN_WAIT;
         self.started();
     }
 
     /// Once no starting listener is waited for: the deferred bootstrap.
     fn started(&mut self) {
-        if self.node.starting() || !std::mem::take(&mut self.node.bootstrap_due) {
+        if self.swarm_state.starting() || !std::mem::take(&mut self.swarm_state.bootstrap_due) {
             return;
         }
-        if let Some(kad) = self.node.swarm.behaviour_mut().discovery.kad()
+        if let Some(kad) = self.swarm_state.swarm.behaviour_mut().discovery.kad()
             && let Err(e) = kad.bootstrap()
         {
             tracing::debug!(error = %e, "Kademlia bootstrap not started");
@@ -351,7 +353,7 @@ impl Driver {
     /// records where they came from.
     fn remember(&mut self, peer: PeerId, addrs: &[Multiaddr], source: AddressSource) {
         self.learned.record_all(peer, addrs, source);
-        self.node.swarm.behaviour_mut().links.add_addresses(peer, addrs.iter().cloned());
+        self.swarm_state.swarm.behaviour_mut().links.add_addresses(peer, addrs.iter().cloned());
     }
 
     /// Queues an event for the consumer.
@@ -392,7 +394,7 @@ impl Driver {
         match command {
             Command::Listen { addr, reply } => match self.listen(addr) {
                 Ok(id) => {
-                    self.node.listens.entry(id).or_default().push(reply);
+                    self.swarm_state.listens.entry(id).or_default().push(reply);
                 }
                 Err(e) => {
                     let _ = reply.send(Err(e));
@@ -400,7 +402,7 @@ impl Driver {
             },
             Command::Dial { addr, reply } => match self.dial(addr) {
                 Ok(Some(id)) => {
-                    self.node.dials.insert(id, reply);
+                    self.swarm_state.dials.insert(id, reply);
                 }
                 Ok(None) => {}
                 Err(e) => {
@@ -415,15 +417,16 @@ impl Driver {
             },
             Command::DialPeer { peer, reply } => self.dial_peer(peer, reply),
             Command::Request { peer, request, reply } => {
-                let id = self.node.swarm.behaviour_mut().contact.send_request(&peer, request);
-                self.node.requests.insert(id, reply);
+                let id = self.swarm_state.swarm.behaviour_mut().contact.send_request(&peer, request);
+                self.swarm_state.requests.insert(id, reply);
             }
             Command::Respond { id, response, reply } => {
-                let channel = (id.epoch == self.epoch).then(|| self.node.responders.remove(&id.id)).flatten();
+                let channel =
+                    (id.generation == self.generation).then(|| self.swarm_state.responders.remove(&id.id)).flatten();
                 let result = match channel {
                     None => Err(Error::NoSuchRequest),
                     Some(channel) => self
-                        .node
+                        .swarm_state
                         .swarm
                         .behaviour_mut()
                         .contact
@@ -444,7 +447,7 @@ impl Driver {
             }
             Command::Lookup { point, reply } => self.lookup(point, reply),
             Command::SetRendezvousServers { servers, reply } => {
-                self.node.swarm.behaviour_mut().discovery.set_servers(&peers_of(&servers));
+                self.swarm_state.swarm.behaviour_mut().discovery.set_servers(&peers_of(&servers));
                 self.rendezvous = servers;
                 self.seed_addresses();
                 let _ = reply.send(());
@@ -456,7 +459,7 @@ impl Driver {
                 let _ = reply.send(self.detach(&id));
             }
             Command::Transports { reply } => {
-                let _ = reply.send(self.node.switch.attached());
+                let _ = reply.send(self.swarm_state.switch.attached());
             }
             Command::SetPolicy { policy, reply } => {
                 let result =
@@ -466,7 +469,7 @@ impl Driver {
             Command::SetRelays { addrs, reply } => {
                 let result = if self.relays.replace_configured(&addrs) {
                     self.config.relays = addrs;
-                    self.node.switch.set_guard(self.policy, self.relays.clone());
+                    self.swarm_state.switch.set_guard(self.policy, self.relays.clone());
                     Ok(())
                 } else {
                     Err(Error::Config("relay addresses must end in /p2p/<peer id>"))
@@ -478,7 +481,7 @@ impl Driver {
             }
             Command::AddExternal { addr, reply } => {
                 let result = if self.policy.may_advertise(&addr) {
-                    self.node.swarm.add_external_address(addr.clone());
+                    self.swarm_state.swarm.add_external_address(addr.clone());
                     if !self.external.contains(&addr) {
                         self.external.push(addr);
                     }
@@ -499,20 +502,20 @@ impl Driver {
                 let _ = reply.send(self.learned.snapshot());
             }
             Command::LocalPeerId { reply } => {
-                let _ = reply.send(*self.node.swarm.local_peer_id());
+                let _ = reply.send(*self.swarm_state.swarm.local_peer_id());
             }
             Command::Policy { reply } => {
                 let _ = reply.send(self.policy);
             }
             Command::ConnectedPeers { reply } => {
-                let _ = reply.send(self.node.connected_peers());
+                let _ = reply.send(self.swarm_state.connected_peers());
             }
             Command::FoundNearby { peer, addrs, reply } => {
                 let _ = reply.send(self.found_nearby(peer, &addrs, AddressSource::Proximity));
             }
             Command::Connections { reply } => {
-                let links = &self.node.swarm.behaviour().links;
-                let open = self.node.connections.iter().filter(|(c, _)| !links.is_closing(c));
+                let links = &self.swarm_state.swarm.behaviour().links;
+                let open = self.swarm_state.connections.iter().filter(|(c, _)| !links.is_closing(c));
                 let mut open: Vec<OpenConnection> = open
                     .map(|(_, (peer, transport, route))| OpenConnection {
                         peer: *peer,
@@ -524,7 +527,7 @@ impl Driver {
                 let _ = reply.send(open);
             }
             Command::ListenAddrs { reply } => {
-                let _ = reply.send(self.node.swarm.listeners().cloned().collect());
+                let _ = reply.send(self.swarm_state.swarm.listeners().cloned().collect());
             }
             Command::Shutdown { reply } => {
                 // Handled by `run`; unreachable in practice.

@@ -16,43 +16,43 @@ impl Driver {
         }
         if self.policy.advertises_listen_addrs() {
             // A Direct node's listen addresses are what it can be reached at.
-            let external: HashSet<Multiaddr> = self.node.swarm.external_addresses().cloned().collect();
-            let listen: Vec<Multiaddr> = self.node.swarm.listeners().cloned().collect();
+            let external: HashSet<Multiaddr> = self.swarm_state.swarm.external_addresses().cloned().collect();
+            let listen: Vec<Multiaddr> = self.swarm_state.swarm.listeners().cloned().collect();
             for addr in listen {
                 if !external.contains(&addr) && !policy::is_unspecified_addr(&addr) {
-                    self.node.swarm.add_external_address(addr);
+                    self.swarm_state.swarm.add_external_address(addr);
                 }
             }
         }
-        if let Err(e) = self.node.swarm.behaviour_mut().discovery.check_sources() {
+        if let Err(e) = self.swarm_state.swarm.behaviour_mut().discovery.check_sources() {
             let _ = reply.send(Err(e));
             return;
         }
-        if self.node.swarm.external_addresses().next().is_none() {
+        if self.swarm_state.swarm.external_addresses().next().is_none() {
             // Nothing to register yet (not listening yet, or no relay circuit
             // yet): wait for an address.
-            if self.node.deferred.len() >= MAX_DEFERRED
-                && let Some((_, _, oldest)) = self.node.deferred.pop_front()
+            if self.swarm_state.deferred.len() >= MAX_DEFERRED
+                && let Some((_, _, oldest)) = self.swarm_state.deferred.pop_front()
             {
                 let _ = oldest.send(Err(Error::Rendezvous("too many announcements wait for an address".into())));
             }
-            self.node.deferred.push_back((point, ttl, reply));
+            self.swarm_state.deferred.push_back((point, ttl, reply));
             return;
         }
-        self.node.swarm.behaviour_mut().discovery.announce(point, ttl, reply);
+        self.swarm_state.swarm.behaviour_mut().discovery.announce(point, ttl, reply);
     }
 
     /// Refuses work meant for another peer id (the swarm restarted since).
     pub(super) fn is_still(&self, as_peer: Option<PeerId>) -> Result<()> {
         match as_peer {
-            Some(peer) if peer != *self.node.swarm.local_peer_id() => Err(Error::Restarted),
+            Some(peer) if peer != *self.swarm_state.swarm.local_peer_id() => Err(Error::Restarted),
             _ => Ok(()),
         }
     }
 
     /// Makes the announcements that waited for an address.
     pub(super) fn announce_deferred(&mut self) {
-        let waiting: Vec<_> = self.node.deferred.drain(..).collect();
+        let waiting: Vec<_> = self.swarm_state.deferred.drain(..).collect();
         for (point, ttl, reply) in waiting {
             if !reply.is_closed() {
                 self.announce(point, ttl, reply);
@@ -61,9 +61,9 @@ impl Driver {
     }
 
     pub(super) fn withdraw(&mut self, point: [u8; 32]) -> Result<()> {
-        self.node.deferred.retain(|(p, _, _)| p != &point);
+        self.swarm_state.deferred.retain(|(p, _, _)| p != &point);
         if self.policy.discovery() {
-            self.node.swarm.behaviour_mut().discovery.withdraw(point);
+            self.swarm_state.swarm.behaviour_mut().discovery.withdraw(point);
         }
         Ok(())
     }
@@ -73,7 +73,7 @@ impl Driver {
             let _ = reply.send(Err(e));
             return;
         }
-        self.node.swarm.behaviour_mut().discovery.lookup(point, reply);
+        self.swarm_state.swarm.behaviour_mut().discovery.lookup(point, reply);
     }
 
     /// What discovery learned: addresses it found for a peer (already in its

@@ -23,7 +23,7 @@ impl Driver {
     pub(super) fn allow_relays_of(&mut self, peer: PeerId) {
         for relay in self.relays_of(&peer).iter().filter_map(policy::peer_of) {
             self.relays.add_dialed(relay);
-            self.node.switch.allow_relay(relay);
+            self.swarm_state.switch.allow_relay(relay);
         }
     }
 
@@ -36,7 +36,7 @@ impl Driver {
         let new: Vec<Multiaddr> =
             self.relays_of(&peer).into_iter().filter(|hop| self.relays.add_learned(hop)).collect();
         if !new.is_empty() {
-            self.node.switch.set_guard(self.policy, self.relays.clone());
+            self.swarm_state.switch.set_guard(self.policy, self.relays.clone());
             tracing::debug!(count = new.len(), "relays learned from a contact");
         }
         new
@@ -66,7 +66,7 @@ impl Driver {
         }
         self.learned.record_all(peer, &addrs, source);
         for addr in &addrs {
-            self.node.swarm.add_peer_address(peer, addr.clone());
+            self.swarm_state.swarm.add_peer_address(peer, addr.clone());
         }
         self.emit(NetworkEvent::PeerDiscovered { peer, addrs });
         Ok(())
@@ -84,18 +84,18 @@ impl Driver {
                 return;
             }
         };
-        let Some(open) = self.node.connections.get_mut(&upgraded) else { return };
+        let Some(open) = self.swarm_state.connections.get_mut(&upgraded) else { return };
         open.2 = Route::Upgraded;
         tracing::debug!(%peer, "hole punched: a direct connection replaces the relayed one");
         let relayed: Vec<ConnectionId> = self
-            .node
+            .swarm_state
             .connections
             .iter()
             .filter(|(_, (p, _, route))| *p == peer && *route == Route::Relayed)
             .map(|(c, _)| *c)
             .collect();
         for c in relayed {
-            self.node.close(c);
+            self.swarm_state.close(c);
         }
     }
 }

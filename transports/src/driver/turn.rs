@@ -60,9 +60,9 @@ impl Driver {
                 }
             }
         };
-        self.node.fail_pending(Stop::Shutdown, || Error::Shutdown);
+        self.swarm_state.fail_pending(Stop::Shutdown, || Error::Shutdown);
         self.links.clear();
-        let local = *self.node.swarm.local_peer_id();
+        let local = *self.swarm_state.swarm.local_peer_id();
         drop(self);
         tracing::debug!(peer = %local, "network stopped");
         if let Some(reply) = shutdown_reply {
@@ -93,8 +93,8 @@ impl Driver {
         // Stop reading from the swarm while the consumer is behind: this
         // is the backpressure (nothing is acknowledged meanwhile).
         let room = self.outbox.len() < self.config.event_capacity;
-        let starting = self.node.starting();
-        let expiry = self.node.swarm.behaviour().discovery.next_deadline();
+        let starting = self.swarm_state.starting();
+        let expiry = self.swarm_state.swarm.behaviour().discovery.next_deadline();
         tokio::select! {
         command = self.commands.recv(), if !starting => {
             // Take what else is queued too, so a burst of sends costs
@@ -128,14 +128,14 @@ impl Driver {
             // Announcements and lookups whose servers did not all answer
             // in time are answered with what came.
             () = until(expiry), if expiry.is_some() => {
-                self.node.swarm.behaviour_mut().discovery.expire(tokio::time::Instant::now());
+                self.swarm_state.swarm.behaviour_mut().discovery.expire(tokio::time::Instant::now());
             },
             // Listeners that never answer do not hold commands for good.
-            () = tokio::time::sleep_until(self.node.starting_until), if starting => {
-                self.node.starting.clear();
+            () = tokio::time::sleep_until(self.swarm_state.starting_until), if starting => {
+                self.swarm_state.starting.clear();
                 self.started();
             },
-            event = self.node.swarm.select_next_some(), if room => {
+            event = self.swarm_state.swarm.select_next_some(), if room => {
                 self.swarm_event(event);
                 self.flush();
                 // Handle whatever else is ready in the same turn.
@@ -143,7 +143,7 @@ impl Driver {
                     if self.outbox.len() >= self.config.event_capacity {
                         break;
                     }
-                    match futures::poll!(self.node.swarm.next()) {
+                    match futures::poll!(self.swarm_state.swarm.next()) {
                         std::task::Poll::Ready(Some(event)) => {
                             self.swarm_event(event);
                             self.flush();

@@ -29,7 +29,7 @@ pub(crate) struct Inbound {
     pub(crate) frame: Vec<u8>,
     pub(crate) acks: Arc<Acks>,
     /// The swarm generation it arrived on (older ones are dropped).
-    pub(crate) epoch: u64,
+    pub(crate) generation: u64,
 }
 
 /// Starts an inbound link; `slots` counts the connection's open inbound links.
@@ -37,18 +37,24 @@ pub(crate) fn spawn_inbound(
     runtime: &tokio::runtime::Handle,
     peer: PeerId,
     stream: Stream,
-    epoch: u64,
+    generation: u64,
     deliver: mpsc::Sender<Inbound>,
     slots: Arc<AtomicUsize>,
     settings: LinkSettings,
 ) {
     runtime.spawn(async move {
-        inbound(peer, stream, epoch, deliver, settings).await;
+        inbound(peer, stream, generation, deliver, settings).await;
         slots.fetch_sub(1, Ordering::AcqRel);
     });
 }
 
-async fn inbound(peer: PeerId, stream: Stream, epoch: u64, deliver: mpsc::Sender<Inbound>, settings: LinkSettings) {
+async fn inbound(
+    peer: PeerId,
+    stream: Stream,
+    generation: u64,
+    deliver: mpsc::Sender<Inbound>,
+    settings: LinkSettings,
+) {
     let LinkSettings { max_frame, mut stop, mut closed, .. } = settings;
     let (reader, mut writer) = stream.split();
     let mut reader = BufReader::with_capacity(READ_BUFFER, reader);
@@ -57,7 +63,7 @@ async fn inbound(peer: PeerId, stream: Stream, epoch: u64, deliver: mpsc::Sender
     let read = async {
         loop {
             let frame = codec::read_frame(&mut reader, max_frame).await?;
-            let item = Inbound { peer, frame, acks: acks.clone(), epoch };
+            let item = Inbound { peer, frame, acks: acks.clone(), generation };
             if deliver.send(item).await.is_err() {
                 return Ok::<_, std::io::Error>(());
             }

@@ -9,7 +9,7 @@ use crate::plugin::TransportId;
 /// swarm generation) that reported it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct InboundRequestId {
-    pub(crate) epoch: u64,
+    pub(crate) generation: u64,
     pub(crate) id: request_response::InboundRequestId,
 }
 

@@ -52,8 +52,10 @@ pub fn available() -> std::result::Result<(), String> {
     Ok(())
 }
 
+/// One `tor` process of the network, an authority or a relay: its name,
+/// data directory and ports.
 #[derive(Debug)]
-struct Node {
+struct TorProcess {
     name: String,
     dir: PathBuf,
     or_port: u16,
@@ -65,7 +67,8 @@ struct Node {
 #[derive(Debug)]
 pub struct TestNetwork {
     dir: PathBuf,
-    nodes: Vec<Node>,
+    processes: Vec<TorProcess>,
+    /// The running `tor` of each of `processes`, in the same order.
     children: Vec<Child>,
     network: PrivateNetwork,
 }
@@ -150,15 +153,15 @@ impl TestNetwork {
     pub fn start(dir: &Path) -> Result<Self> {
         available().map_err(fail)?;
         private_dir(dir)?;
-        let mut nodes = Vec::new();
+        let mut processes = Vec::new();
         let mut ports = Ports::new();
         for i in 0..AUTHORITIES + RELAYS {
             let name = if i < AUTHORITIES { format!("a{}", i + 1) } else { format!("r{}", i - AUTHORITIES + 1) };
-            let node_dir = dir.join(&name);
-            private_dir(&node_dir)?;
-            nodes.push(Node {
+            let data_dir = dir.join(&name);
+            private_dir(&data_dir)?;
+            processes.push(TorProcess {
                 name,
-                dir: node_dir,
+                dir: data_dir,
                 or_port: ports.take()?,
                 dir_port: ports.take()?,
                 authority: i < AUTHORITIES,
@@ -169,15 +172,15 @@ impl TestNetwork {
 
         let mut authority_lines = String::new();
         let mut authorities = Vec::new();
-        for node in &nodes {
-            if node.authority {
-                let keys = node.dir.join("keys");
+        for tor in &processes {
+            if tor.authority {
+                let keys = tor.dir.join("keys");
                 private_dir(&keys)?;
                 let mut gencert = Command::new("tor-gencert");
                 gencert
                     .current_dir(&keys)
                     .args(["--create-identity-key", "--passphrase-fd", "0", "-m", "12", "-a"])
-                    .arg(format!("127.0.0.1:{}", node.dir_port))
+                    .arg(format!("127.0.0.1:{}", tor.dir_port))
                     .args([
                         "-i",
                         "authority_identity_key",
@@ -201,24 +204,24 @@ impl TestNetwork {
             }
             run(Command::new("tor")
                 .args(["--quiet", "--ignore-missing-torrc", "-f", "/dev/null", "--DataDirectory"])
-                .arg(&node.dir)
+                .arg(&tor.dir)
                 .arg("--list-fingerprint")
                 .arg("--ORPort")
-                .arg(format!("127.0.0.1:{}", node.or_port))
+                .arg(format!("127.0.0.1:{}", tor.or_port))
                 .args(["--DirAuthority", "x 127.0.0.1:1 ffffffffffffffffffffffffffffffffffffffff"]))?;
-            if node.authority {
-                let cert = read(&node.dir.join("keys/authority_certificate"))?;
+            if tor.authority {
+                let cert = read(&tor.dir.join("keys/authority_certificate"))?;
                 let v3 = cert
                     .lines()
                     .find_map(|l| l.strip_prefix("fingerprint "))
                     .ok_or_else(|| fail("no fingerprint in the authority certificate"))?
                     .trim()
                     .to_owned();
-                let fp = fingerprint(&node.dir)?;
+                let fp = fingerprint(&tor.dir)?;
                 let _ = writeln!(
                     authority_lines,
                     "DirAuthority {} orport={} no-v2 v3ident={v3} 127.0.0.1:{} {fp}",
-                    node.name, node.or_port, node.dir_port
+                    tor.name, tor.or_port, tor.dir_port
                 );
                 authorities.push(v3);
             }
@@ -227,24 +230,24 @@ impl TestNetwork {
         fs::write(&dirauths, &authority_lines).map_err(fail)?;
 
         let mut fallbacks = Vec::new();
-        for node in &nodes {
-            fs::write(node.dir.join("torrc"), torrc(node, &dirauths, &resolv)).map_err(fail)?;
-            let ed = read(&node.dir.join("fingerprint-ed25519"))?;
+        for tor in &processes {
+            fs::write(tor.dir.join("torrc"), torrc(tor, &dirauths, &resolv)).map_err(fail)?;
+            let ed = read(&tor.dir.join("fingerprint-ed25519"))?;
             let ed = ed.split_whitespace().nth(1).ok_or_else(|| fail("no ed25519 fingerprint"))?.to_owned();
-            let orport = SocketAddr::from(([127, 0, 0, 1], node.or_port));
-            fallbacks.push(Fallback { rsa_identity: fingerprint(&node.dir)?, ed_identity: ed, orport });
+            let orport = SocketAddr::from(([127, 0, 0, 1], tor.or_port));
+            fallbacks.push(Fallback { rsa_identity: fingerprint(&tor.dir)?, ed_identity: ed, orport });
         }
 
         let mut network = Self {
             dir: dir.to_owned(),
-            nodes,
+            processes,
             children: Vec::new(),
             network: PrivateNetwork { authorities, fallbacks, loopback: true },
         };
-        for node in &network.nodes {
+        for tor in &network.processes {
             let child = Command::new("tor")
                 .arg("-f")
-                .arg(node.dir.join("torrc"))
+                .arg(tor.dir.join("torrc"))
                 .env("MALLOC_ARENA_MAX", "1")
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
@@ -259,7 +262,7 @@ impl TestNetwork {
     /// The OR ports of every authority and relay: the only ports a node
     /// using this network connects to.
     pub fn or_ports(&self) -> Vec<u16> {
-        self.nodes.iter().map(|n| n.or_port).collect()
+        self.processes.iter().map(|n| n.or_port).collect()
     }
 
     /// What an arti client needs to join this network.
@@ -289,10 +292,10 @@ impl TestNetwork {
 
     fn ready(&self) -> bool {
         let relays_bootstrapped =
-            self.nodes.iter().filter(|n| !n.authority).all(|n| {
+            self.processes.iter().filter(|n| !n.authority).all(|n| {
                 fs::read_to_string(n.dir.join("notice.log")).is_ok_and(|log| log.contains("Bootstrapped 100%"))
             });
-        let listed = self.nodes.iter().filter(|n| n.authority).any(|n| {
+        let listed = self.processes.iter().filter(|n| n.authority).any(|n| {
             fs::read_to_string(n.dir.join("cached-microdesc-consensus"))
                 .is_ok_and(|c| c.lines().filter(|l| l.starts_with("r ")).count() >= AUTHORITIES + RELAYS)
         });
@@ -306,12 +309,12 @@ fn fingerprint(dir: &Path) -> Result<String> {
 }
 
 /// Vanguards-lite is off: a relay that drew its second-hop set from an early
-/// consensus that listed only some of the seven nodes kept failing every
+/// consensus that listed only some of the seven tor processes kept failing every
 /// internal circuit ("Could not find a node that matches the configured
 /// _HSLayer2Nodes set", "Failed to find node for hop #2") for minutes,
 /// never reaching "Bootstrapped 100%" (seen once under load).
-fn torrc(node: &Node, dirauths: &Path, resolv: &Path) -> String {
-    let d = node.dir.display();
+fn torrc(tor: &TorProcess, dirauths: &Path, resolv: &Path) -> String {
+    let d = tor.dir.display();
     let mut c = format!(
         "TestingTorNetwork 1\nDataDirectory {d}\nNickname {name}\nLog notice file {d}/notice.log\n\
          SafeLogging 0\nShutdownWaitLength 0\nUseDefaultFallbackDirs 0\n%include {auths}\n\
@@ -322,16 +325,16 @@ fn torrc(node: &Node, dirauths: &Path, resolv: &Path) -> String {
          NumCPUs 1\nSchedulers Vanilla\nAddress 127.0.0.1\nORPort 127.0.0.1:{or} IPv4Only\nDirPort 127.0.0.1:{dir}\nSocksPort 0\n\
          ContactInfo {name}@test.invalid\nAssumeReachable 1\nExitRelay 0\nExitPolicy reject *:*\n\
          VanguardsLiteEnabled 0\n__OwningControllerProcess {owner}\n",
-        name = node.name,
+        name = tor.name,
         auths = dirauths.display(),
         resolv = resolv.display(),
-        or = node.or_port,
-        dir = node.dir_port,
+        or = tor.or_port,
+        dir = tor.dir_port,
         // Tor exits on its own once the process that started the network is
         // gone, even if the value was never dropped (a static in a test binary).
         owner = std::process::id(),
     );
-    if node.authority {
+    if tor.authority {
         let period_minutes = VOTE_SECS * 24 / 60;
         let _ = write!(
             c,
