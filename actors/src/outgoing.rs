@@ -20,7 +20,7 @@ use veil_crypto::{
     GroupId,
     envelope::{EntryHash, SealedEntry},
 };
-use veil_storage::Peer;
+use veil_storage::Addressee;
 use veil_transports::libp2p::PeerId;
 
 /// Most entries waiting in memory for one peer of one group. Beyond this a
@@ -137,7 +137,7 @@ impl Lanes {
 /// behalf of `members`.
 pub(crate) struct Ack {
     pub group: GroupId,
-    pub members: Vec<Peer>,
+    pub members: Vec<Addressee>,
     pub hashes: Vec<EntryHash>,
 }
 
@@ -154,7 +154,7 @@ pub(crate) const ACK_BATCH: usize = 512;
 
 /// The rows one batch of acknowledgements removes: one `(member, hashes)`
 /// per member of each acknowledgement, in order.
-pub(crate) fn ack_rows(batch: &[Ack]) -> Vec<(Peer, Vec<EntryHash>)> {
+pub(crate) fn ack_rows(batch: &[Ack]) -> Vec<(Addressee, Vec<EntryHash>)> {
     batch.iter().flat_map(|ack| ack.members.iter().map(|m| (*m, ack.hashes.clone()))).collect()
 }
 
@@ -231,7 +231,7 @@ mod tests {
     fn a_batch_of_acknowledgements_removes_one_row_set_per_member() {
         let ack = |n: u8, members: usize| Ack {
             group: GroupId([n; 32]),
-            members: (0..members).map(|m| Peer([m as u8; 32])).collect(),
+            members: (0..members).map(|m| Addressee([m as u8; 32])).collect(),
             hashes: vec![EntryHash([n; 32])],
         };
         let batch = [ack(2, 2), ack(3, 1)];

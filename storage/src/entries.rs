@@ -21,7 +21,7 @@ pub(crate) use lookup::{entry_hashes, hash_key, push_hash_filter, rows_by_hash, 
 
 use crate::{
     Error, Result, Store,
-    outbox::Peer,
+    outbox::Addressee,
     ratchet::{Reserve, push_receiver, push_sender, read_skipped},
     rows::{blob, time_value, to_i64},
     script::{Commit, Script},
@@ -49,7 +49,7 @@ pub struct NewEntry<'a> {
     /// The ratchet state change that goes with the entry.
     pub ratchet: Option<RatchetUpdate<'a>>,
     /// Peers the entry is owed to.
-    pub outbox: &'a [Peer],
+    pub outbox: &'a [Addressee],
 }
 
 /// A ratchet state to persist in the same transaction as an entry.
@@ -383,7 +383,7 @@ impl Store {
         let mut logs: BTreeMap<(i64, i64), LogChange> = BTreeMap::new();
         let mut senders: BTreeMap<i64, (&ChainState, u64)> = BTreeMap::new();
         let mut receivers: BTreeMap<(i64, [u8; 32]), (GroupId, VerifyKey, &ReceiverChain)> = BTreeMap::new();
-        let mut owed: BTreeMap<&Peer, Vec<&[u8; 32]>> = BTreeMap::new();
+        let mut owed: BTreeMap<&Addressee, Vec<&[u8; 32]>> = BTreeMap::new();
         for (e, p) in &new_rows {
             let g = group_of(e)?;
             let log = logs.entry((g, p.kind)).or_default();

@@ -66,7 +66,7 @@ pub use entries::{Appended, EntryRecord, NewEntry, RatchetUpdate};
 pub use error::{Error, Result};
 pub use groups::{GroupDeviceKey, GroupKind, GroupRecord};
 pub use links::{LinkLimits, LinkState, RetiredLink};
-pub use outbox::{OutboxItem, Peer};
+pub use outbox::{Addressee, OutboxItem};
 pub use ratchet::SenderChainRecord;
 pub use replicas::ReplicaEntry;
 pub use sqlite::{Durability, Tuning};

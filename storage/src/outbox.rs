@@ -1,4 +1,4 @@
-//! The outbox: entries still owed to each peer. Rows are added in the same
+//! The outbox: entries still owed to each addressee. Rows are added in the same
 //! transaction as the entry, and removed when the peer acknowledges.
 
 use sqlx::{QueryBuilder, Row, Sqlite};
@@ -13,10 +13,12 @@ use crate::{
     rows::{blob, time, time_value, to_i64, u64_col},
 };
 
-/// The key naming a peer entries are owed to (its member key in the group,
-/// or its account key for contacts).
+/// Who entries are owed to: a member key in the group, or the account key
+/// of a contact. Not a network peer: one addressee is reached under peer
+/// ids that rotate, and a peer id may serve several addressees (a
+/// replication node).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Peer(pub [u8; 32]);
+pub struct Addressee(pub [u8; 32]);
 
 /// One owed entry.
 #[derive(Debug, Clone)]
@@ -34,7 +36,7 @@ pub struct OutboxItem {
 impl Store {
     /// Owes already-stored entries to `peer` (e.g. history for a new member).
     /// Unknown hashes are ignored; entries already owed stay as they are.
-    pub async fn enqueue(&self, peer: &Peer, hashes: &[EntryHash]) -> Result<()> {
+    pub async fn enqueue(&self, peer: &Addressee, hashes: &[EntryHash]) -> Result<()> {
         let now = time_value(self.now())?;
         let mut conn = self.writer().await?;
         for chunk in hashes.chunks(500) {
@@ -54,7 +56,7 @@ impl Store {
     /// then in the order they were owed. One query over the `outbox_due`
     /// index: entries sent and awaiting their acknowledgement (deferred)
     /// are not scanned, however many there are.
-    pub async fn outbox_due(&self, peer: &Peer, now: UnixTime, limit: u32) -> Result<Vec<OutboxItem>> {
+    pub async fn outbox_due(&self, peer: &Addressee, now: UnixTime, limit: u32) -> Result<Vec<OutboxItem>> {
         let rows = sqlx::query(
             "SELECT e.hash, e.links, e.header, e.body, e.tag, o.attempts, o.enqueued_at
              FROM outbox o JOIN entries e ON e.seq = o.entry_seq
@@ -80,7 +82,7 @@ impl Store {
 
     /// For each of `hashes` still owed to some of `peers` (not acknowledged
     /// yet): how many of them. Entries owed to none are left out.
-    pub async fn owed_counts(&self, peers: &[Peer], hashes: &[EntryHash]) -> Result<Vec<(EntryHash, u32)>> {
+    pub async fn owed_counts(&self, peers: &[Addressee], hashes: &[EntryHash]) -> Result<Vec<(EntryHash, u32)>> {
         let mut out = Vec::new();
         if peers.is_empty() || hashes.is_empty() {
             return Ok(out);
@@ -106,13 +108,13 @@ impl Store {
     }
 
     /// Peers that are owed at least one entry.
-    pub async fn outbox_peers(&self) -> Result<Vec<Peer>> {
+    pub async fn outbox_peers(&self) -> Result<Vec<Addressee>> {
         let rows = sqlx::query("SELECT DISTINCT peer FROM outbox ORDER BY peer").fetch_all(&self.readers).await?;
-        rows.iter().map(|r| Ok(Peer(blob::<32>(r, "peer")?))).collect()
+        rows.iter().map(|r| Ok(Addressee(blob::<32>(r, "peer")?))).collect()
     }
 
     /// How many entries `peer` is owed.
-    pub async fn outbox_len(&self, peer: &Peer) -> Result<u64> {
+    pub async fn outbox_len(&self, peer: &Addressee) -> Result<u64> {
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE peer = $1")
             .bind(peer.0.to_vec())
             .fetch_one(&self.readers)
@@ -122,13 +124,13 @@ impl Store {
 
     /// `peer` acknowledged these entries: they are no longer owed. Returns how
     /// many rows were removed.
-    pub async fn ack(&self, peer: &Peer, hashes: &[EntryHash]) -> Result<u64> {
+    pub async fn ack(&self, peer: &Addressee, hashes: &[EntryHash]) -> Result<u64> {
         Ok(self.ack_many(&[(*peer, hashes.to_vec())]).await?.iter().sum())
     }
 
     /// Several acknowledgements in one transaction (one round trip to
     /// SQLite): for each `(peer, hashes)`, how many rows were removed.
-    pub async fn ack_many(&self, acks: &[(Peer, Vec<EntryHash>)]) -> Result<Vec<u64>> {
+    pub async fn ack_many(&self, acks: &[(Addressee, Vec<EntryHash>)]) -> Result<Vec<u64>> {
         let mut conn = self.writer().await?;
         // A lost acknowledgement costs a resend, which the peer acknowledges again.
         let rows = conn
@@ -155,7 +157,7 @@ impl Store {
     }
 
     /// A delivery attempt failed: count it and retry no earlier than `next`.
-    pub async fn defer(&self, peer: &Peer, hashes: &[EntryHash], next: UnixTime) -> Result<u64> {
+    pub async fn defer(&self, peer: &Addressee, hashes: &[EntryHash], next: UnixTime) -> Result<u64> {
         let (next, peer) = (time_value(next)?, peer.0.to_vec());
         let mut conn = self.writer().await?;
         // A lost resend time means an earlier resend.
@@ -176,7 +178,7 @@ impl Store {
 
     /// Makes everything owed to `peer` due again at `at` (e.g. after the
     /// connection it was pushed on closed, taking unsent acks with it).
-    pub async fn reschedule(&self, peer: &Peer, at: UnixTime) -> Result<u64> {
+    pub async fn reschedule(&self, peer: &Addressee, at: UnixTime) -> Result<u64> {
         let mut conn = self.writer().await?;
         let r = sqlx::query("UPDATE outbox SET next_attempt_at = $1 WHERE peer = $2 AND next_attempt_at > $1")
             .bind(time_value(at)?)

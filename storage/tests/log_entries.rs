@@ -10,7 +10,7 @@ use veil_crypto::{
     envelope::{BodyKey, EntryHash, EntryKind, Links, open_entry, seal_entry},
     time::{Clock, UnixTime},
 };
-use veil_storage::{Appended, GroupKind, NewEntry, Peer, RatchetUpdate, Store};
+use veil_storage::{Addressee, Appended, GroupKind, NewEntry, RatchetUpdate, Store};
 
 #[tokio::test]
 async fn dag_heads_missing_parents_and_order() {
@@ -152,7 +152,7 @@ async fn append_stores_payload_ratchet_and_outbox_together() {
     let mut chain = SenderChain::generate(&mut e).unwrap();
     t.store.save_sender_chain(&gid, chain.state()).await.unwrap();
     let start = chain.state().clone();
-    let peer = Peer([9; 32]);
+    let peer = Addressee([9; 32]);
     let mut hashes = vec![];
     for i in 0..3u64 {
         let links =
@@ -203,7 +203,7 @@ async fn append_stores_payload_ratchet_and_outbox_together() {
     t.store.ack(&peer, &hashes).await.unwrap();
     assert!(t.store.outbox_peers().await.unwrap().is_empty());
     // Owing old entries to a new peer.
-    let newcomer = Peer([1; 32]);
+    let newcomer = Addressee([1; 32]);
     t.store.enqueue(&newcomer, &hashes).await.unwrap();
     assert_eq!(t.store.outbox_len(&newcomer).await.unwrap(), 3);
 
@@ -316,7 +316,7 @@ async fn hashes_sharing_an_index_key_stay_apart() {
     assert_eq!(t.store.missing_parents(&gid, EntryKind::Metadata).await.unwrap(), vec![phantom]);
 
     // Owing and acknowledging a touches a's row only.
-    let peer = Peer([7; 32]);
+    let peer = Addressee([7; 32]);
     t.store.enqueue(&peer, &[a.hash()]).await.unwrap();
     assert_eq!(t.store.outbox_len(&peer).await.unwrap(), 1);
     assert_eq!(t.store.ack(&peer, &[decoy]).await.unwrap(), 0);

@@ -10,7 +10,7 @@ use veil_crypto::{
     envelope::{BodyKey, EntryHash, EntryKind, Links, seal_entry},
     time::{Clock, UnixTime},
 };
-use veil_storage::{Appended, GroupKind, NewEntry, Peer, RatchetUpdate, Store};
+use veil_storage::{Addressee, Appended, GroupKind, NewEntry, RatchetUpdate, Store};
 
 #[tokio::test]
 async fn replicas_keep_credentials_and_entries_in_sync_order() {
@@ -49,7 +49,7 @@ async fn replicas_keep_credentials_and_entries_in_sync_order() {
 async fn entries_pushed_live_come_due_only_after_their_retry_delay() {
     let t = temp_store().await;
     let (gid, sealed, links) = three_messages(&t).await;
-    let peer = Peer([5; 32]);
+    let peer = Addressee([5; 32]);
     let batch = owed_to(gid, &sealed, &links, std::slice::from_ref(&peer));
     let retry_after = std::time::Duration::from_secs(30);
     let (first, unsynced) = t.store.append_batch_pushed(&batch[..1], retry_after).await.unwrap();
@@ -74,7 +74,7 @@ async fn entries_pushed_live_come_due_only_after_their_retry_delay() {
 async fn acknowledgements_of_several_peers_are_recorded_together() {
     let t = temp_store().await;
     let (gid, sealed, links) = three_messages(&t).await;
-    let (a, b) = (Peer([1; 32]), Peer([2; 32]));
+    let (a, b) = (Addressee([1; 32]), Addressee([2; 32]));
     let both = [a, b];
     let batch = owed_to(gid, &sealed, &links, &both);
     t.store.append_batch(&batch).await.unwrap();
@@ -95,7 +95,7 @@ async fn acknowledgements_of_several_peers_are_recorded_together() {
 async fn owed_counts_say_how_many_peers_have_not_acknowledged_each_entry() {
     let t = temp_store().await;
     let (gid, sealed, links) = three_messages(&t).await;
-    let (a, b, stranger) = (Peer([1; 32]), Peer([2; 32]), Peer([3; 32]));
+    let (a, b, stranger) = (Addressee([1; 32]), Addressee([2; 32]), Addressee([3; 32]));
     t.store.append_batch(&owed_to(gid, &sealed, &links, &[a, b])).await.unwrap();
     let hashes: Vec<EntryHash> = sealed.iter().map(|s| s.hash()).collect();
     t.store.ack(&a, &hashes[..1]).await.unwrap();

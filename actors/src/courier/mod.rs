@@ -45,7 +45,7 @@ use veil_proto::{
     reconcile::{HashRange, Step, initial, respond},
     sync::{GroupBody, GroupFrame, MAX_ACK_HASHES, MAX_BATCH_ENTRIES},
 };
-use veil_storage::{GroupKind, Peer, Store};
+use veil_storage::{Addressee, GroupKind, Store};
 use veil_transports::{NetworkHandle, libp2p::PeerId};
 
 use crate::{
@@ -143,7 +143,7 @@ struct Route {
     seed: RendezvousSeed,
     log: Addr<GroupLog>,
     /// The members entries are owed to (the other account, in a contact group).
-    members: Vec<Peer>,
+    members: Vec<Addressee>,
     /// The group's announcements.
     announcements: Announcements,
     /// The points to look members up at.
@@ -392,9 +392,9 @@ impl Courier {
 
 /// The members of a group that entries are owed to: for a contact group,
 /// the other account.
-pub(crate) async fn members_of(store: &Store, group: &GroupId) -> Result<Vec<Peer>> {
+pub(crate) async fn members_of(store: &Store, group: &GroupId) -> Result<Vec<Addressee>> {
     let members = crate::group_log::contact_recipients(store, group).await?;
-    Ok(members.iter().map(|m| Peer(m.signing.to_bytes())).collect())
+    Ok(members.iter().map(|m| Addressee(m.signing.to_bytes())).collect())
 }
 
 impl Actor for Courier {

@@ -202,7 +202,7 @@ struct Push {
     network: NetworkHandle,
     clock: Arc<dyn Clock>,
     timing: CourierTiming,
-    members: Vec<Peer>,
+    members: Vec<Addressee>,
     /// This node's peer id the tag was made for: frames leave from it only.
     me: PeerId,
     peer: PeerId,
@@ -287,7 +287,7 @@ impl Push {
 
     async fn send(
         &self,
-        member: &Peer,
+        member: &Addressee,
         batch: Vec<(EntryHash, SealedEntry)>,
         resend: veil_crypto::time::UnixTime,
     ) -> Result<()> {

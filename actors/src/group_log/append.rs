@@ -449,7 +449,7 @@ fn failed(replies: Vec<oneshot::Sender<Result<EntryHash>>>, e: Error) {
 async fn seal_job(
     deps: &GroupLogDeps,
     group: veil_crypto::GroupId,
-    members: &[veil_storage::Peer],
+    members: &[veil_storage::Addressee],
     job: SealJob,
 ) -> std::result::Result<Sealing, (Error, Vec<Reply>)> {
     let SealJob { epoch, keys, chain, parents, lamport, owed, payloads, replies } = job;
@@ -477,7 +477,7 @@ async fn seal_job(
 async fn store_sealed(
     deps: &GroupLogDeps,
     group: veil_crypto::GroupId,
-    members: &[veil_storage::Peer],
+    members: &[veil_storage::Addressee],
     batch: SealedBatch,
     reservation: Reservation,
 ) -> std::result::Result<Stored, (Error, Vec<Reply>)> {

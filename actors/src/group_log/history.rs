@@ -144,7 +144,7 @@ fn history_entry(e: veil_storage::EntryRecord, own: &[VerifyKey]) -> Option<Hist
 /// has not acknowledged them yet.
 async fn with_delivery(
     store: &veil_storage::Store,
-    members: &[veil_storage::Peer],
+    members: &[veil_storage::Addressee],
     entries: &mut [HistoryEntry],
 ) -> Result<()> {
     let mine: Vec<EntryHash> = entries.iter().filter(|e| e.mine).map(|e| e.hash).collect();

@@ -35,7 +35,7 @@ pub(super) struct Loaded {
 /// Rebuilds the in-memory view from storage: epochs, members, this
 /// device's writer (announced in the current epoch if it was not yet),
 /// heads and the next Lamport clock.
-pub(super) async fn load(deps: GroupLogDeps, group: GroupId, members: Vec<Peer>) -> Result<Loaded> {
+pub(super) async fn load(deps: GroupLogDeps, group: GroupId, members: Vec<Addressee>) -> Result<Loaded> {
     let store = &deps.store;
     let record = store.group(&group).await?.ok_or(Error::UnknownGroup)?;
     let mut epochs = Epochs::new(GroupKeys::derive(&record.secret), &store.epochs(&group).await?);
@@ -159,7 +159,7 @@ pub(super) async fn enter_epoch(
     group: GroupId,
     epochs: &Epochs,
     epoch: EpochId,
-    members: &[Peer],
+    members: &[Addressee],
     recipients: Vec<MemberPublic>,
     membership: &mut Membership,
     me: &MemberPublic,

@@ -32,7 +32,7 @@ use veil_crypto::{
     epoch::seal_epoch_secret,
 };
 use veil_proto::metadata::{EpochShare, MemberJoined, MemberRemoved, MetadataEvent};
-use veil_storage::{Appended, GroupKind, NewEntry, Peer, RatchetUpdate, Store, Unsynced};
+use veil_storage::{Addressee, Appended, GroupKind, NewEntry, RatchetUpdate, Store, Unsynced};
 
 use crate::time::Time;
 use crate::{
@@ -129,7 +129,7 @@ pub struct GroupLog {
     group: GroupId,
     deps: GroupLogDeps,
     /// The members entries are owed to.
-    members: Vec<Peer>,
+    members: Vec<Addressee>,
     state: Option<Loaded>,
     /// Chain shares that failed in a row.
     share_failures: u32,
@@ -156,7 +156,7 @@ impl core::fmt::Debug for GroupLog {
 
 impl GroupLog {
     /// Starts the log of `group` under a supervisor; entries are owed to `members`.
-    pub(crate) fn start(group: GroupId, deps: GroupLogDeps, members: Vec<Peer>) -> Addr<Self> {
+    pub(crate) fn start(group: GroupId, deps: GroupLogDeps, members: Vec<Addressee>) -> Addr<Self> {
         Supervisor::start(move |_| Self {
             group,
             deps,
@@ -189,7 +189,7 @@ async fn announce(
     epoch: EpochId,
     keys: &GroupKeys,
     chain: &SenderChain,
-    members: &[Peer],
+    members: &[Addressee],
     recipients: Vec<MemberPublic>,
 ) -> Result<(MemberJoined, EntryHash)> {
     // In a contact group this account introduces itself by name (inside
@@ -213,7 +213,7 @@ async fn write_metadata(
     group: GroupId,
     epoch: EpochId,
     keys: &GroupKeys,
-    members: &[Peer],
+    members: &[Addressee],
     event: &MetadataEvent,
 ) -> Result<(EntryHash, u64)> {
     let store = &deps.store;

@@ -10,7 +10,7 @@ use veil_crypto::{
     time::{ManualClock, UnixTime},
 };
 use veil_storage::{
-    GroupKind, NewEntry, Peer, Store, StoreOptions,
+    Addressee, GroupKind, NewEntry, Store, StoreOptions,
     keystore::{KdfParams, KeySource},
 };
 
@@ -148,7 +148,7 @@ pub(crate) fn owed_to<'a>(
     group: veil_crypto::GroupId,
     sealed: &'a [veil_crypto::envelope::SealedEntry],
     links: &'a [Links],
-    peers: &'a [Peer],
+    peers: &'a [Addressee],
 ) -> Vec<NewEntry<'a>> {
     sealed
         .iter()

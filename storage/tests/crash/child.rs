@@ -10,7 +10,7 @@ use veil_crypto::{
     ChainState, GroupId, OsEntropy, SenderChain,
     envelope::{BodyKey, EntryHash, EntryKind, Links, SealedEntry, seal_entry},
 };
-use veil_storage::{Appended, NewEntry, Peer, RatchetUpdate, Store};
+use veil_storage::{Addressee, Appended, NewEntry, RatchetUpdate, Store};
 
 use crate::{
     common::{XorShift, group_fixture, options_with},
@@ -41,7 +41,7 @@ struct Built {
     links: Links,
     payload: Vec<u8>,
     chain: Option<ChainState>,
-    outbox: &'static [Peer],
+    outbox: &'static [Addressee],
 }
 
 async fn child_main(dir: PathBuf, seed: u64, config: Config) {
@@ -89,7 +89,7 @@ async fn child_main(dir: PathBuf, seed: u64, config: Config) {
                 let sealed =
                     seal_entry(&keys, &device, &links, BodyKey::Message(&mut chain), &payload, &mut OsEntropy).unwrap();
                 messages = Some((sealed.hash(), counter + 1));
-                let outbox: &'static [Peer] = if counter.is_multiple_of(2) { &[ALL, EVEN] } else { &[ALL] };
+                let outbox: &'static [Addressee] = if counter.is_multiple_of(2) { &[ALL, EVEN] } else { &[ALL] };
                 built.push(Built { sealed, links, payload, chain: Some(chain.state().clone()), outbox });
             }
         }

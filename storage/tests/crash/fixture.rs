@@ -8,7 +8,7 @@ use veil_crypto::{
     ChainState, SenderChain, TestEntropy,
     time::{ManualClock, UnixTime},
 };
-use veil_storage::{Durability, GroupKind, Peer, Store, Tuning, keystore::KeySource};
+use veil_storage::{Addressee, Durability, GroupKind, Store, Tuning, keystore::KeySource};
 
 use crate::common::{group_fixture, options_with};
 
@@ -20,9 +20,9 @@ pub(crate) const CHECKPOINT_VAR: &str = "VEIL_STORAGE_CRASH_CHECKPOINT";
 pub(crate) const CHILD_CAP: u64 = 500;
 pub(crate) const GROUP_SEED: u8 = 0x37;
 /// Every entry is owed to this peer…
-pub(crate) const ALL: Peer = Peer([0xA1; 32]);
+pub(crate) const ALL: Addressee = Addressee([0xA1; 32]);
 /// …and message entries with an even counter to this one as well.
-pub(crate) const EVEN: Peer = Peer([0xE0; 32]);
+pub(crate) const EVEN: Addressee = Addressee([0xE0; 32]);
 /// Starts the child's line for each committed entry (its hash follows in hex).
 pub(crate) const COMMITTED: &str = "COMMITTED ";
 /// The child's line once it has appended `CHILD_CAP` entries.

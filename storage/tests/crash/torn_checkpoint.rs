@@ -6,7 +6,7 @@ use veil_crypto::{
     OsEntropy, SenderChain,
     envelope::{BodyKey, EntryHash, EntryKind, Links, seal_entry},
 };
-use veil_storage::{Durability, NewEntry, Peer, RatchetUpdate, Store};
+use veil_storage::{Addressee, Durability, NewEntry, RatchetUpdate, Store};
 
 use crate::{
     common::{group_fixture, options_with, with_suffix},
@@ -76,7 +76,7 @@ fn a_kill_during_a_checkpoint_is_recovered_not_refused() {
             let payload = message_payload(counter);
             let sealed =
                 seal_entry(&keys, &device, &links, BodyKey::Message(&mut chain), &payload, &mut OsEntropy).unwrap();
-            let outbox: &[Peer] = if counter.is_multiple_of(2) { &[ALL, EVEN] } else { &[ALL] };
+            let outbox: &[Addressee] = if counter.is_multiple_of(2) { &[ALL, EVEN] } else { &[ALL] };
             store
                 .append(NewEntry {
                     group: keys.id,

@@ -8,7 +8,7 @@ use veil_crypto::{
     envelope::{EntryHash, EntryKind, open_entry},
     time::UnixTime,
 };
-use veil_storage::{EntryRecord, Peer, Store};
+use veil_storage::{Addressee, EntryRecord, Store};
 
 use crate::{
     common::{companions, group_fixture, options_with},
@@ -131,7 +131,8 @@ pub(crate) async fn verify(dir: &Path, config: Config, must_have: &BTreeSet<Entr
         assert_eq!(owed.len(), expected.len(), "one outbox row per entry");
         assert_eq!(&owed.into_iter().collect::<BTreeSet<_>>(), expected);
     }
-    let mut peers: Vec<Peer> = [(ALL, n + m > 0), (EVEN, n > 0)].into_iter().filter(|p| p.1).map(|p| p.0).collect();
+    let mut peers: Vec<Addressee> =
+        [(ALL, n + m > 0), (EVEN, n > 0)].into_iter().filter(|p| p.1).map(|p| p.0).collect();
     peers.sort();
     assert_eq!(store.outbox_peers().await.unwrap(), peers);
 

@@ -2,7 +2,7 @@
 //! contact is gone from the database file and its WAL.
 
 use veil_crypto::{AccountKeys, GroupId, OsEntropy, time::UnixTime};
-use veil_storage::{ContactState, Peer, Store};
+use veil_storage::{Addressee, ContactState, Store};
 
 use crate::{
     common::options,
@@ -35,7 +35,7 @@ async fn forgotten_messages_are_erased_from_the_file_and_its_wal() {
     assert!(store.entry(&f.hashes[0]).await.unwrap().is_none(), "an erased message is not listed");
     assert!(store.sealed_entries_of(&f.group, &f.hashes).await.unwrap().is_empty(), "nor served");
     assert_eq!(store.group_hashes(&f.group).await.unwrap().len(), f.hashes.len(), "its hash stays in the log");
-    assert_eq!(store.outbox_len(&Peer([0x42; 32])).await.unwrap(), 0, "nor owed to anyone");
+    assert_eq!(store.outbox_len(&Addressee([0x42; 32])).await.unwrap(), 0, "nor owed to anyone");
     assert_eq!(store.forget_messages(&f.group, None).await.unwrap(), 0, "erasing again erases nothing");
     store.integrity_check().await.unwrap();
     store.close().await.unwrap();
@@ -84,7 +84,7 @@ async fn a_removed_contact_leaves_nothing_of_its_conversation() {
     assert!(store.sender_chain(&f.group).await.unwrap().is_none());
     assert!(store.receiver_chain(&f.group, &f.group_device.verify_key()).await.unwrap().is_none());
     assert!(!store.contains_entry(&f.hashes[0]).await.unwrap());
-    assert_eq!(store.outbox_len(&Peer([0x42; 32])).await.unwrap(), 0);
+    assert_eq!(store.outbox_len(&Addressee([0x42; 32])).await.unwrap(), 0);
     assert!(!store.remove_contact(&them.signing).await.unwrap(), "removing again finds nothing");
     store.integrity_check().await.unwrap();
     let files = files_of(&db);

@@ -6,7 +6,7 @@ use veil_crypto::{
     envelope::{BodyKey, EntryHash, EntryKind, Links, open_entry, seal_entry},
     time::{ManualClock, UnixTime},
 };
-use veil_storage::{ContactState, GroupKind, NewEntry, Peer, RatchetUpdate, Store, keystore::KeySource};
+use veil_storage::{Addressee, ContactState, GroupKind, NewEntry, RatchetUpdate, Store, keystore::KeySource};
 use zeroize::Zeroizing;
 
 pub(crate) const PASSPHRASE: &str = "correct horse battery staple, but longer: 7f3a";
@@ -76,7 +76,7 @@ pub(crate) async fn fill(store: &Store) -> Fixture {
     store.save_sender_chain(&group, chain.state()).await.unwrap();
     needles.push(needle("sender chain key at 0", start.chain_key.expose_secret()));
     let mut probe = SenderChain::from_state(start.clone());
-    let peer = Peer([0x42; 32]);
+    let peer = Addressee([0x42; 32]);
     let (mut hashes, mut payloads) = (vec![], vec![]);
     for i in 0..6 {
         let (_, mk) = probe.next_key().unwrap();
