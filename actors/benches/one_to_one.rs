@@ -45,7 +45,7 @@ use tokio::sync::{Notify, Semaphore, broadcast};
 use veil_actors::{Node, NodeEvent};
 use veil_crypto::{
     GroupId, GroupKeys, GroupSecret, OsEntropy, ReceiverChain, SenderChain, SigningSecret,
-    envelope::{BodyKey, EntryHash, EntryKind, Links, SealedEntry, open_entry, seal_entry},
+    envelope::{BodyKey, EntryHash, EntryKind, Position, SealedEntry, open_entry, seal_entry},
     ratchet::DEFAULT_WINDOW,
     time::{ManualClock, UnixTime},
 };
@@ -84,10 +84,18 @@ async fn filler_store(dir: &Path) -> (Store, GroupId) {
 }
 
 /// Appends `rows` in one transaction.
-async fn append_rows(store: &Store, group: GroupId, rows: &[(SealedEntry, Links)]) {
+async fn append_rows(store: &Store, group: GroupId, rows: &[(SealedEntry, Position)]) {
     let batch: Vec<NewEntry<'_>> = rows
         .iter()
-        .map(|(e, l)| NewEntry { group, entry: e, links: l, author: None, payload: None, ratchet: None, outbox: &[] })
+        .map(|(e, l)| NewEntry {
+            group,
+            entry: e,
+            position: l,
+            author: None,
+            payload: None,
+            ratchet: None,
+            outbox: &[],
+        })
         .collect();
     store.append_batch(&batch).await.unwrap();
 }
@@ -407,10 +415,12 @@ fn bare_crypto(count: usize) -> (f64, f64) {
     let author = SigningSecret::generate(&mut OsEntropy).unwrap();
     let mut chain = SenderChain::generate(&mut OsEntropy).unwrap();
     let mut receiver = ReceiverChain::new(chain.state().clone(), DEFAULT_WINDOW).unwrap();
-    let links = Links { kind: EntryKind::Message, lamport: 1, parents: vec![] };
+    let position = Position { kind: EntryKind::Message, lamport: 1, parents: vec![] };
     let start = Instant::now();
     let entries: Vec<_> = (0..count)
-        .map(|i| seal_entry(&keys, &author, &links, BodyKey::Message(&mut chain), &payload(i), &mut OsEntropy).unwrap())
+        .map(|i| {
+            seal_entry(&keys, &author, &position, BodyKey::Message(&mut chain), &payload(i), &mut OsEntropy).unwrap()
+        })
         .collect();
     let send = count as f64 / start.elapsed().as_secs_f64();
     let start = Instant::now();

@@ -89,9 +89,9 @@ impl Epochs {
         if entry.verify_tag(&root.entry_auth_key).is_err() {
             return Err(Unopened::Forged);
         }
-        let Ok(links) = entry.open_links(&root.link_key) else { return Err(Unopened::Forged) };
+        let Ok(position) = entry.open_position(&root.position_key) else { return Err(Unopened::Forged) };
         for (epoch, keys) in self.list.iter().rev() {
-            match open_header_unchecked(keys, entry, links.clone(), authors) {
+            match open_header_unchecked(keys, entry, position.clone(), authors) {
                 Ok((opened, check)) => return Ok((*epoch, opened, check)),
                 Err(veil_crypto::Error::Decrypt) => continue,
                 Err(_) => return Err(Unopened::Forged),

@@ -174,7 +174,7 @@ mod tests {
     use super::*;
 
     fn entry(i: u8) -> (EntryHash, SealedEntry) {
-        let sealed = SealedEntry { links: vec![i], header: vec![], body: vec![], tag: [i; 32] };
+        let sealed = SealedEntry { position: vec![i], header: vec![], body: vec![], tag: [i; 32] };
         (sealed.hash(), sealed)
     }
 

@@ -6,7 +6,7 @@
 //! It speaks the members' sync protocol (`GroupFrame`s: entries, want,
 //! heads, reconciliation) under session tags keyed by the credential's
 //! session seed. Every entry is checked before it is kept: its tag under
-//! the entry-auth key (so outsiders cannot fill it), its links under the
+//! the entry-auth key (so outsiders cannot fill it), its position under the
 //! link key, and its parents (stored, same log, earlier), so the DAG it
 //! serves has no holes or cycles. Headers and bodies stay sealed: it learns
 //! neither authors nor content (docs/THREATS.md).
@@ -168,7 +168,7 @@ impl Replica {
         }));
     }
 
-    /// Verifies and stores entries a member sent: tag, links, and parents
+    /// Verifies and stores entries a member sent: tag, position, and parents
     /// stored (or earlier in the batch), in the same log and earlier. The
     /// metadata entries it holds are acknowledged, as members do.
     fn receive(
@@ -187,8 +187,8 @@ impl Replica {
                 if sealed.verify_tag(&credential.entry_auth_key).is_err() {
                     continue;
                 }
-                let Ok(links) = sealed.open_links(&credential.link_key) else { continue };
-                checked.push((sealed, links));
+                let Ok(position) = sealed.open_position(&credential.position_key) else { continue };
+                checked.push((sealed, position));
             }
             checked.sort_by_key(|(e, l)| (l.kind != EntryKind::Metadata, l.lamport, e.hash()));
             let asked: Vec<EntryHash> =
@@ -197,23 +197,24 @@ impl Replica {
                 store.replica_positions(&id, &asked).await?.into_iter().map(|(h, k, l)| (h, (k, l))).collect();
             let mut keep = Vec::new();
             let (mut waiting, mut metadata) = (false, Vec::new());
-            for (sealed, links) in checked {
+            for (sealed, position) in checked {
                 let hash = sealed.hash();
-                if links.kind == EntryKind::Metadata && !metadata.contains(&hash) {
+                if position.kind == EntryKind::Metadata && !metadata.contains(&hash) {
                     metadata.push(hash);
                 }
                 if positions.contains_key(&hash) {
                     continue;
                 }
-                let parents_in_order = links.parents.iter().map(|p| positions.get(p)).try_fold((), |(), p| match p {
-                    None => Err(true),
-                    Some((kind, lamport)) if *kind != links.kind || *lamport >= links.lamport => Err(false),
-                    Some(_) => Ok(()),
-                });
+                let parents_in_order =
+                    position.parents.iter().map(|p| positions.get(p)).try_fold((), |(), p| match p {
+                        None => Err(true),
+                        Some((kind, lamport)) if *kind != position.kind || *lamport >= position.lamport => Err(false),
+                        Some(_) => Ok(()),
+                    });
                 match parents_in_order {
                     Ok(()) => {
-                        positions.insert(hash, (links.kind, links.lamport));
-                        keep.push(ReplicaEntry { sealed, kind: links.kind, lamport: links.lamport });
+                        positions.insert(hash, (position.kind, position.lamport));
+                        keep.push(ReplicaEntry { sealed, kind: position.kind, lamport: position.lamport });
                     }
                     Err(missing) => {
                         waiting |= missing;

@@ -14,7 +14,7 @@ use actix::{Actor, AtomicResponse, Context, Handler, ResponseFuture, Supervised,
 use veil_crypto::{
     ChainState, EpochId, EpochSecret, GroupId, GroupSecret, Identity, MemberKeys, MemberPublic, NetworkKey, OsEntropy,
     SigningSecret, ThreadEntropy, VerifyKey, contact_group_secret,
-    envelope::{BodyKey, EntryKind, Links, SealedEntry, begin_entry},
+    envelope::{BodyKey, EntryKind, Position, SealedEntry, begin_entry},
     epoch::{epoch_device_key, open_epoch_secret},
     handshake::{Requester, Responder},
     ratchet::{open_chain_state, seal_chain_state},
@@ -250,16 +250,17 @@ impl Handler<SealMessages> for IdentityVault {
 fn seal_messages(key: &SigningSecret, msg: SealMessages) -> Result<SealedMessages> {
     let SealMessages { keys, mut chain, parents, lamport, payloads, .. } = msg;
     let author = key.verify_key();
-    let mut entries: Vec<(SealedEntry, Links)> = Vec::with_capacity(payloads.len());
+    let mut entries: Vec<(SealedEntry, Position)> = Vec::with_capacity(payloads.len());
     for (i, payload) in payloads.iter().enumerate() {
         let parents = match entries.last() {
             Some((previous, _)) => vec![previous.hash()],
             None => parents.clone(),
         };
-        let links = Links { kind: EntryKind::Message, lamport: lamport + 1 + i as u64, parents };
-        let pending = begin_entry(&keys, &author, &links, BodyKey::Message(&mut chain), payload, &mut ThreadEntropy)?;
+        let position = Position { kind: EntryKind::Message, lamport: lamport + 1 + i as u64, parents };
+        let pending =
+            begin_entry(&keys, &author, &position, BodyKey::Message(&mut chain), payload, &mut ThreadEntropy)?;
         let sealed = pending.sign(key)?.finish(&keys, &mut ThreadEntropy)?;
-        entries.push((sealed, links));
+        entries.push((sealed, position));
     }
     Ok(SealedMessages { author, entries, chain, payloads })
 }
@@ -481,9 +482,9 @@ mod tests {
         assert_eq!(sealed.author, key.verify_key());
         assert_eq!(sealed.payloads.len(), 3, "handed back");
         let mut parent = head;
-        for (i, (entry, links)) in sealed.entries.iter().enumerate() {
-            assert_eq!(links.parents, vec![parent], "each names the one before");
-            assert_eq!(links.lamport, 11 + i as u64);
+        for (i, (entry, position)) in sealed.entries.iter().enumerate() {
+            assert_eq!(position.parents, vec![parent], "each names the one before");
+            assert_eq!(position.lamport, 11 + i as u64);
             let opened = open_entry(&keys, entry).unwrap();
             assert_eq!(opened.author, key.verify_key());
             assert_eq!(opened.read_message(&mut receiver).unwrap()[..], sealed.payloads[i][..]);

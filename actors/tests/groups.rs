@@ -100,7 +100,7 @@ async fn converge(size: usize) {
 async fn bad_entries_are_refused_counted_and_never_stored() {
     use veil_crypto::{
         GroupKeys, GroupSecret, OsEntropy, Signature, SigningSecret,
-        envelope::{BodyKey, EntryKind, Links, seal_entry},
+        envelope::{BodyKey, EntryKind, Position, seal_entry},
         rendezvous::session_tag,
     };
     use veil_proto::{
@@ -118,9 +118,9 @@ async fn bad_entries_are_refused_counted_and_never_stored() {
     let (a_id, b_id) = (a.network_status().await.unwrap().peer_id, b.network_status().await.unwrap().peer_id);
     let tag = session_tag(&keys.rendezvous_seed, &a_id.to_bytes(), &b_id.to_bytes());
     let stranger = SigningSecret::generate(&mut OsEntropy).unwrap();
-    let links = Links { kind: EntryKind::Metadata, lamport: 1, parents: vec![] };
+    let position = Position { kind: EntryKind::Metadata, lamport: 1, parents: vec![] };
     let foreign_keys = GroupKeys::derive(&GroupSecret::from_bytes([9; 32]));
-    let foreign = seal_entry(&foreign_keys, &stranger, &links, BodyKey::Metadata, b"x", &mut OsEntropy).unwrap();
+    let foreign = seal_entry(&foreign_keys, &stranger, &position, BodyKey::Metadata, b"x", &mut OsEntropy).unwrap();
     let uncertified = MetadataEvent::MemberJoined(MemberJoined {
         member: veil_crypto::MemberPublic {
             signing: SigningSecret::generate(&mut OsEntropy).unwrap().verify_key(),
@@ -133,7 +133,7 @@ async fn bad_entries_are_refused_counted_and_never_stored() {
         display_name: None,
     });
     let uncertified =
-        seal_entry(&keys, &stranger, &links, BodyKey::Metadata, &uncertified.encode(), &mut OsEntropy).unwrap();
+        seal_entry(&keys, &stranger, &position, BodyKey::Metadata, &uncertified.encode(), &mut OsEntropy).unwrap();
     let forged = [foreign.hash(), uncertified.hash()];
 
     let mut events = b.events();
@@ -164,8 +164,8 @@ async fn bad_entries_are_refused_counted_and_never_stored() {
     let lamport = b.history(&group, None, 100).await.unwrap().iter().find(|h| h.hash == real).unwrap().lamport;
     let mut chain = veil_crypto::SenderChain::generate(&mut OsEntropy).unwrap();
     let mut message = |parents, lamport| {
-        let links = Links { kind: EntryKind::Message, lamport, parents };
-        seal_entry(&keys, &stranger, &links, BodyKey::Message(&mut chain), b"y", &mut OsEntropy).unwrap()
+        let position = Position { kind: EntryKind::Message, lamport, parents };
+        seal_entry(&keys, &stranger, &position, BodyKey::Message(&mut chain), b"y", &mut OsEntropy).unwrap()
     };
     let orphan = message(vec![EntryHash([7; 32])], lamport + 1);
     let looping = message(vec![real], lamport);

@@ -71,10 +71,10 @@ impl Junk {
     }
 
     fn entry(&mut self) -> SealedEntry {
-        let mut links = self.bytes(16);
-        links.extend(self.some_bytes(80));
+        let mut position = self.bytes(16);
+        position.extend(self.some_bytes(80));
         let (header, body) = (self.some_bytes(200), self.bytes(64));
-        SealedEntry { links, header, body, tag: self.array() }
+        SealedEntry { position, header, body, tag: self.array() }
     }
 
     /// The `i`th junk frame: each kind of group frame under a made-up

@@ -1,9 +1,9 @@
 //! The cost of veil's per-message protocol next to the bare primitives it is
 //! built from, measured in the same run.
 //!
-//! * `send`: ratchet step + seal links/header/body + Ed25519 sign + entry tag
+//! * `send`: ratchet step + seal position/header/body + Ed25519 sign + entry tag
 //!   (`seal_entry`), against bare AES-256-GCM seal + Ed25519 sign;
-//! * `recv`: tag + links/header open + Ed25519 verify + ratchet step + body open
+//! * `recv`: tag + position/header open + Ed25519 verify + ratchet step + body open
 //!   (`open_entry` + `read_message`), against bare AES-256-GCM open + Ed25519 verify;
 //! * `recv_batched`: the same for 64 entries of one author opened together,
 //!   their signatures checked as one batch (`open_header_unchecked` +
@@ -24,7 +24,7 @@ use ed25519_dalek::{Signer, SigningKey, Verifier};
 use veil_crypto::{
     GroupKeys, GroupSecret, Identity, OsEntropy, ReceiverChain, SenderChain,
     envelope::{
-        AuthorKeys, BodyKey, EntryKind, Links, failed_signatures, open_entry, open_header_unchecked, seal_entry,
+        AuthorKeys, BodyKey, EntryKind, Position, failed_signatures, open_entry, open_header_unchecked, seal_entry,
     },
     ratchet::MAX_WINDOW,
 };
@@ -61,12 +61,13 @@ fn bench(c: &mut Criterion) {
     let mut entropy = OsEntropy;
     let keys = GroupKeys::derive(&GroupSecret::from_bytes([3u8; 32]));
     let author = Identity::generate(&mut entropy).unwrap().device;
-    let links = Links { kind: EntryKind::Message, lamport: 1, parents: vec![] };
+    let position = Position { kind: EntryKind::Message, lamport: 1, parents: vec![] };
     let mut chain = SenderChain::generate(&mut entropy).unwrap();
     let start = chain.state().clone();
     group.bench_function("protocol_seal_sign", |b| {
         b.iter(|| {
-            seal_entry(&keys, &author, &links, BodyKey::Message(&mut chain), black_box(&payload), &mut entropy).unwrap()
+            seal_entry(&keys, &author, &position, BodyKey::Message(&mut chain), black_box(&payload), &mut entropy)
+                .unwrap()
         })
     });
     group.bench_function("protocol_open_verify", |b| {
@@ -76,7 +77,8 @@ fn bench(c: &mut Criterion) {
                 // a receiver that has not seen it yet.
                 let mut sender = SenderChain::from_state(start.clone());
                 let entry =
-                    seal_entry(&keys, &author, &links, BodyKey::Message(&mut sender), &payload, &mut entropy).unwrap();
+                    seal_entry(&keys, &author, &position, BodyKey::Message(&mut sender), &payload, &mut entropy)
+                        .unwrap();
                 (entry, ReceiverChain::new(start.clone(), MAX_WINDOW).unwrap())
             },
             |(entry, mut receiver)| {
@@ -92,7 +94,7 @@ fn bench(c: &mut Criterion) {
                 let mut sender = SenderChain::from_state(start.clone());
                 let entries: Vec<_> = (0..BATCH)
                     .map(|_| {
-                        seal_entry(&keys, &author, &links, BodyKey::Message(&mut sender), &payload, &mut entropy)
+                        seal_entry(&keys, &author, &position, BodyKey::Message(&mut sender), &payload, &mut entropy)
                             .unwrap()
                     })
                     .collect();
@@ -103,8 +105,8 @@ fn bench(c: &mut Criterion) {
                     .iter()
                     .map(|entry| {
                         entry.verify_tag(&keys.entry_auth_key).unwrap();
-                        let links = entry.open_links(&keys.link_key).unwrap();
-                        open_header_unchecked(&keys, entry, links, &mut authors).unwrap()
+                        let position = entry.open_position(&keys.position_key).unwrap();
+                        open_header_unchecked(&keys, entry, position, &mut authors).unwrap()
                     })
                     .unzip();
                 assert!(failed_signatures(&checks).is_empty());

@@ -2,23 +2,23 @@
 //!
 //! An entry has three encrypted sections and a tag:
 //!
-//! * **links** — `LINKS_VERSION ‖ kind ‖ u64_be(lamport) ‖ u8(n) ‖ parent_hash × n`,
-//!   sealed under the group's link key (random nonce). Replication nodes hold
-//!   the link key so they can walk the DAG; nobody else learns its shape.
+//! * **position** — `POSITION_VERSION ‖ kind ‖ u64_be(lamport) ‖ u8(n) ‖ parent_hash × n`,
+//!   sealed under the group's position key (random nonce). Replication nodes hold
+//!   the position key so they can walk the DAG; nobody else learns its shape.
 //! * **header** — `HEADER_VERSION ‖ author_device_pk ‖ u64_be(counter) ‖ signature`,
-//!   sealed under the group's header key (random nonce), associated data = links.
+//!   sealed under the group's header key (random nonce), associated data = position.
 //!   Only members learn who wrote an entry; the signature is inside, so an
 //!   outsider cannot test a guess of the author against it.
 //! * **body** — the padded payload. Message entries are sealed with the
 //!   author's ratchet key for `counter` (nonce from the ratchet, no prefix);
 //!   metadata entries with the group's metadata key (random nonce prefix).
-//!   Associated data = links.
+//!   Associated data = position.
 //! * **tag** — HMAC-SHA256 under the entry-auth key over all three sections,
 //!   so a replication node can refuse entries forged by outsiders.
 //!
-//! The author signs `"veil/v1/entry-sig" ‖ group_id ‖ lp(links) ‖ author ‖
+//! The author signs `"veil/v1/entry-sig" ‖ group_id ‖ lp(position) ‖ author ‖
 //! u64_be(counter) ‖ lp(body)`; the entry hash is
-//! `SHA-256("veil/v1/entry-hash" ‖ lp(links) ‖ lp(header) ‖ lp(body) ‖ tag)`.
+//! `SHA-256("veil/v1/entry-hash" ‖ lp(position) ‖ lp(header) ‖ lp(body) ‖ tag)`.
 
 use sha2::{Digest, Sha256};
 
@@ -32,21 +32,21 @@ use crate::{
     secret::Entropy,
 };
 
-/// Version byte of the links section.
-pub const LINKS_VERSION: u8 = 1;
+/// Version byte of the position section.
+pub const POSITION_VERSION: u8 = 1;
 /// Version byte of the header section.
 pub const HEADER_VERSION: u8 = 1;
 /// Most parents an entry may have.
 pub const MAX_PARENTS: usize = 32;
-/// Largest encrypted links section.
-pub const MAX_LINKS_LEN: usize = NONCE_LEN + 11 + 32 * MAX_PARENTS + TAG_LEN;
+/// Largest encrypted position section.
+pub const MAX_POSITION_LEN: usize = NONCE_LEN + 11 + 32 * MAX_PARENTS + TAG_LEN;
 /// Exact size of the encrypted header section.
 pub const HEADER_LEN: usize = NONCE_LEN + HEADER_PLAIN_LEN + TAG_LEN;
 /// Largest encrypted body section.
 pub const MAX_BODY_LEN: usize = NONCE_LEN + BUCKETS[BUCKETS.len() - 1] + TAG_LEN;
 
 const HEADER_PLAIN_LEN: usize = 1 + 32 + 8 + 64;
-const LINKS_AAD: &[u8] = b"veil/v1/links";
+const POSITION_AAD: &[u8] = b"veil/v1/links";
 const HEADER_AAD: &[u8] = b"veil/v1/header";
 const BODY_AAD: &[u8] = b"veil/v1/body";
 
@@ -71,7 +71,7 @@ impl core::fmt::Debug for EntryHash {
 
 /// An entry's place in the DAG.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Links {
+pub struct Position {
     /// The log the entry belongs to; receivers require its parents to be in the same log.
     pub kind: EntryKind,
     /// Lamport clock: one more than the largest parent's.
@@ -80,7 +80,7 @@ pub struct Links {
     pub parents: Vec<EntryHash>,
 }
 
-impl Links {
+impl Position {
     fn encode(&self) -> Result<Vec<u8>> {
         if self.parents.len() > MAX_PARENTS {
             return Err(Error::TooMany { what: "parent list", count: self.parents.len(), max: MAX_PARENTS });
@@ -92,7 +92,7 @@ impl Links {
             }
         }
         let mut out = Vec::with_capacity(11 + 32 * self.parents.len());
-        out.push(LINKS_VERSION);
+        out.push(POSITION_VERSION);
         out.push(self.kind as u8);
         out.extend_from_slice(&self.lamport.to_be_bytes());
         out.push(self.parents.len() as u8);
@@ -104,7 +104,7 @@ impl Links {
 
     fn decode(bytes: &[u8]) -> Result<Self> {
         const WHAT: &str = "entry links";
-        if bytes.len() < 11 || bytes[0] != LINKS_VERSION {
+        if bytes.len() < 11 || bytes[0] != POSITION_VERSION {
             return Err(Error::Malformed { what: WHAT, reason: "bad version or truncated" });
         }
         let kind = match bytes[1] {
@@ -139,8 +139,8 @@ impl Links {
 /// An entry as it travels and is stored: opaque to anyone without the keys.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SealedEntry {
-    /// The links (kind, Lamport clock, parents) sealed under the link key, which replication nodes hold.
-    pub links: Vec<u8>,
+    /// The position (kind, Lamport clock, parents) sealed under the position key, which replication nodes hold.
+    pub position: Vec<u8>,
     /// The author's device key, counter and signature, sealed under the header key: [`HEADER_LEN`] bytes.
     pub header: Vec<u8>,
     /// The padded payload, sealed under the author's message key (messages) or the metadata key (metadata).
@@ -153,35 +153,35 @@ impl core::fmt::Debug for SealedEntry {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("SealedEntry")
             .field("hash", &self.hash())
-            .field("links_len", &self.links.len())
+            .field("links_len", &self.position.len())
             .field("body_len", &self.body.len())
             .finish()
     }
 }
 
-fn sections_mac_input<'a>(links: &'a [u8], header: &'a [u8], body: &'a [u8]) -> Vec<u8> {
-    let mut m = Vec::with_capacity(label::ENTRY_MAC.len() + 12 + links.len() + header.len() + body.len());
+fn sections_mac_input<'a>(position: &'a [u8], header: &'a [u8], body: &'a [u8]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(label::ENTRY_MAC.len() + 12 + position.len() + header.len() + body.len());
     m.extend_from_slice(label::ENTRY_MAC);
-    put_lp(&mut m, links);
+    put_lp(&mut m, position);
     put_lp(&mut m, header);
     put_lp(&mut m, body);
     m
 }
 
-fn signature_input(group_id: &[u8; 32], links: &[u8], author: &VerifyKey, counter: u64, body: &[u8]) -> Vec<u8> {
-    let mut m = Vec::with_capacity(label::ENTRY_SIG.len() + 84 + links.len() + body.len());
+fn signature_input(group_id: &[u8; 32], position: &[u8], author: &VerifyKey, counter: u64, body: &[u8]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(label::ENTRY_SIG.len() + 84 + position.len() + body.len());
     m.extend_from_slice(label::ENTRY_SIG);
     m.extend_from_slice(group_id);
-    put_lp(&mut m, links);
+    put_lp(&mut m, position);
     m.extend_from_slice(&author.to_bytes());
     m.extend_from_slice(&counter.to_be_bytes());
     put_lp(&mut m, body);
     m
 }
 
-fn with_aad(prefix: &[u8], links: &[u8]) -> Vec<u8> {
+fn with_aad(prefix: &[u8], position: &[u8]) -> Vec<u8> {
     let mut aad = prefix.to_vec();
-    aad.extend_from_slice(links);
+    aad.extend_from_slice(position);
     aad
 }
 
@@ -190,7 +190,7 @@ impl SealedEntry {
     pub fn hash(&self) -> EntryHash {
         let mut h = Sha256::new();
         h.update(label::ENTRY_HASH);
-        for section in [&self.links, &self.header, &self.body] {
+        for section in [&self.position, &self.header, &self.body] {
             h.update((section.len() as u32).to_be_bytes());
             h.update(section);
         }
@@ -200,8 +200,8 @@ impl SealedEntry {
 
     /// Checks section sizes (cheap; run first on anything from the network).
     pub fn check_sizes(&self) -> Result<()> {
-        if self.links.len() > MAX_LINKS_LEN {
-            return Err(Error::TooLarge { what: "entry links", len: self.links.len(), max: MAX_LINKS_LEN });
+        if self.position.len() > MAX_POSITION_LEN {
+            return Err(Error::TooLarge { what: "entry links", len: self.position.len(), max: MAX_POSITION_LEN });
         }
         if self.header.len() != HEADER_LEN {
             return Err(Error::Malformed { what: "entry header", reason: "wrong length" });
@@ -216,17 +216,17 @@ impl SealedEntry {
     /// the entry-auth key) can verify.
     pub fn verify_tag(&self, key: &EntryAuthKey) -> Result<()> {
         self.check_sizes()?;
-        let input = sections_mac_input(&self.links, &self.header, &self.body);
+        let input = sections_mac_input(&self.position, &self.header, &self.body);
         if !hmac_verify(key.expose_secret(), &[&input], &self.tag) {
             return Err(Error::BadSignature);
         }
         Ok(())
     }
 
-    /// Decrypts the links section (after [`SealedEntry::verify_tag`]).
-    pub fn open_links(&self, link_key: &GroupKey) -> Result<Links> {
-        let plain = aead::open_prefixed(link_key.expose_secret(), LINKS_AAD, &self.links)?;
-        Links::decode(&plain)
+    /// Decrypts the position section (after [`SealedEntry::verify_tag`]).
+    pub fn open_position(&self, position_key: &GroupKey) -> Result<Position> {
+        let plain = aead::open_prefixed(position_key.expose_secret(), POSITION_AAD, &self.position)?;
+        Position::decode(&plain)
     }
 }
 
@@ -243,12 +243,12 @@ pub enum BodyKey<'a> {
 pub fn seal_entry(
     keys: &GroupKeys,
     author: &SigningSecret,
-    links: &Links,
+    position: &Position,
     body_key: BodyKey<'_>,
     payload: &[u8],
     entropy: &mut impl Entropy,
 ) -> Result<SealedEntry> {
-    begin_entry(keys, &author.verify_key(), links, body_key, payload, entropy)?.sign(author)?.finish(keys, entropy)
+    begin_entry(keys, &author.verify_key(), position, body_key, payload, entropy)?.sign(author)?.finish(keys, entropy)
 }
 
 /// An entry sealed except for the author's signature: the two-step form of
@@ -260,19 +260,19 @@ pub fn seal_entry(
 /// verifies the signature.
 #[derive(Debug)]
 pub struct PendingEntry {
-    links_ct: Vec<u8>,
+    position_ct: Vec<u8>,
     body: Vec<u8>,
     author: VerifyKey,
     counter: u64,
     to_sign: Vec<u8>,
 }
 
-/// Encrypts links and body of a new entry and computes what the author signs.
+/// Encrypts position and body of a new entry and computes what the author signs.
 /// For message entries this advances the sender chain.
 pub fn begin_entry(
     keys: &GroupKeys,
     author: &VerifyKey,
-    links: &Links,
+    position: &Position,
     body_key: BodyKey<'_>,
     payload: &[u8],
     entropy: &mut impl Entropy,
@@ -281,12 +281,13 @@ pub fn begin_entry(
         BodyKey::Metadata => EntryKind::Metadata,
         BodyKey::Message(_) => EntryKind::Message,
     };
-    if links.kind != expected_kind {
+    if position.kind != expected_kind {
         return Err(Error::Malformed { what: "entry links", reason: "kind does not match the body key" });
     }
     let padded = zeroize::Zeroizing::new(padding::pad(payload)?);
-    let links_ct = aead::seal_prefixed(keys.link_key.expose_secret(), LINKS_AAD, &links.encode()?, entropy)?;
-    let body_aad = with_aad(BODY_AAD, &links_ct);
+    let position_ct =
+        aead::seal_prefixed(keys.position_key.expose_secret(), POSITION_AAD, &position.encode()?, entropy)?;
+    let body_aad = with_aad(BODY_AAD, &position_ct);
     let (counter, body) = match body_key {
         BodyKey::Metadata => (0, aead::seal_prefixed(keys.metadata_key.expose_secret(), &body_aad, &padded, entropy)?),
         BodyKey::Message(chain) => {
@@ -294,8 +295,8 @@ pub fn begin_entry(
             (counter, aead::seal(&mk.key, &mk.nonce, &body_aad, &padded))
         }
     };
-    let to_sign = signature_input(&keys.id.0, &links_ct, author, counter, &body);
-    Ok(PendingEntry { links_ct, body, author: *author, counter, to_sign })
+    let to_sign = signature_input(&keys.id.0, &position_ct, author, counter, &body);
+    Ok(PendingEntry { position_ct, body, author: *author, counter, to_sign })
 }
 
 impl PendingEntry {
@@ -346,17 +347,17 @@ impl SignedEntry {
         header_plain.extend_from_slice(&signature.0);
         let header = aead::seal_prefixed(
             keys.header_key.expose_secret(),
-            &with_aad(HEADER_AAD, &this.links_ct),
+            &with_aad(HEADER_AAD, &this.position_ct),
             &header_plain,
             entropy,
         )?;
         let tag =
-            hmac(keys.entry_auth_key.expose_secret(), &[&sections_mac_input(&this.links_ct, &header, &this.body)]);
-        Ok(SealedEntry { links: this.links_ct, header, body: this.body, tag })
+            hmac(keys.entry_auth_key.expose_secret(), &[&sections_mac_input(&this.position_ct, &header, &this.body)]);
+        Ok(SealedEntry { position: this.position_ct, header, body: this.body, tag })
     }
 }
 
-/// An entry whose tag, links, header and author signature all checked out.
+/// An entry whose tag, position, header and author signature all checked out.
 /// The body is still sealed: read it with [`OpenedEntry::read_metadata`] or
 /// [`OpenedEntry::read_message`].
 #[derive(Debug, Clone)]
@@ -364,30 +365,30 @@ pub struct OpenedEntry {
     /// The hash that names the entry: what its children list as a parent and acknowledgements carry.
     pub hash: EntryHash,
     /// Its place in the DAG.
-    pub links: Links,
+    pub position: Position,
     /// The author's device key (the caller checks it belongs to a member).
     pub author: VerifyKey,
     /// The author's ratchet counter (0 for metadata entries).
     pub counter: u64,
     body: Vec<u8>,
-    links_ct: Vec<u8>,
+    position_ct: Vec<u8>,
 }
 
 /// Verifies everything about `entry` that a member can check without the
-/// author's chain: sizes, tag, links, header, and the author's signature.
+/// author's chain: sizes, tag, position, header, and the author's signature.
 pub fn open_entry(keys: &GroupKeys, entry: &SealedEntry) -> Result<OpenedEntry> {
     entry.verify_tag(&keys.entry_auth_key)?;
-    let links = entry.open_links(&keys.link_key)?;
-    open_header(keys, entry, links)
+    let position = entry.open_position(&keys.position_key)?;
+    open_header(keys, entry, position)
 }
 
 /// The second half of [`open_entry`], for an entry whose tag was verified
-/// and whose `links` were opened already: opens the header with `keys`
+/// and whose `position` were opened already: opens the header with `keys`
 /// (`Error::Decrypt` if they are not the entry's header key) and checks the
 /// author's signature. Lets a member that holds several epochs' keys try
 /// each without checking the tag again.
-pub fn open_header(keys: &GroupKeys, entry: &SealedEntry, links: Links) -> Result<OpenedEntry> {
-    let (opened, check) = open_header_parsing(keys, entry, links, VerifyKey::from_bytes)?;
+pub fn open_header(keys: &GroupKeys, entry: &SealedEntry, position: Position) -> Result<OpenedEntry> {
+    let (opened, check) = open_header_parsing(keys, entry, position, VerifyKey::from_bytes)?;
     check.verify()?;
     Ok(opened)
 }
@@ -426,10 +427,10 @@ impl AuthorKeys {
 pub fn open_header_unchecked(
     keys: &GroupKeys,
     entry: &SealedEntry,
-    links: Links,
+    position: Position,
     authors: &mut AuthorKeys,
 ) -> Result<(OpenedEntry, SignatureCheck)> {
-    open_header_parsing(keys, entry, links, |bytes| authors.parse(bytes))
+    open_header_parsing(keys, entry, position, |bytes| authors.parse(bytes))
 }
 
 /// [`open_header`], parsing the author's key with `parse`; the signature is
@@ -437,11 +438,11 @@ pub fn open_header_unchecked(
 fn open_header_parsing(
     keys: &GroupKeys,
     entry: &SealedEntry,
-    links: Links,
+    position: Position,
     parse: impl FnOnce(&[u8; 32]) -> Result<VerifyKey>,
 ) -> Result<(OpenedEntry, SignatureCheck)> {
     let header =
-        aead::open_prefixed(keys.header_key.expose_secret(), &with_aad(HEADER_AAD, &entry.links), &entry.header)?;
+        aead::open_prefixed(keys.header_key.expose_secret(), &with_aad(HEADER_AAD, &entry.position), &entry.header)?;
     if header.len() != HEADER_PLAIN_LEN || header[0] != HEADER_VERSION {
         return Err(Error::Malformed { what: "entry header", reason: "bad version or length" });
     }
@@ -453,21 +454,21 @@ fn open_header_parsing(
     let counter = u64::from_be_bytes(counter);
     let mut sig = [0u8; 64];
     sig.copy_from_slice(&header[41..105]);
-    if links.kind == EntryKind::Metadata && counter != 0 {
+    if position.kind == EntryKind::Metadata && counter != 0 {
         return Err(Error::Malformed { what: "entry header", reason: "metadata entries carry counter 0" });
     }
     let check = SignatureCheck {
         author,
-        message: signature_input(&keys.id.0, &entry.links, &author, counter, &entry.body),
+        message: signature_input(&keys.id.0, &entry.position, &author, counter, &entry.body),
         signature: Signature(sig),
     };
     let opened = OpenedEntry {
         hash: entry.hash(),
-        links,
+        position,
         author,
         counter,
         body: entry.body.clone(),
-        links_ct: entry.links.clone(),
+        position_ct: entry.position.clone(),
     };
     Ok((opened, check))
 }
@@ -507,21 +508,21 @@ pub fn failed_signatures(checks: &[SignatureCheck]) -> Vec<usize> {
 impl OpenedEntry {
     /// The payload of a metadata entry.
     pub fn read_metadata(&self, keys: &GroupKeys) -> Result<zeroize::Zeroizing<Vec<u8>>> {
-        if self.links.kind != EntryKind::Metadata {
+        if self.position.kind != EntryKind::Metadata {
             return Err(Error::Malformed { what: "entry", reason: "not a metadata entry" });
         }
         let padded =
-            aead::open_prefixed(keys.metadata_key.expose_secret(), &with_aad(BODY_AAD, &self.links_ct), &self.body)?;
+            aead::open_prefixed(keys.metadata_key.expose_secret(), &with_aad(BODY_AAD, &self.position_ct), &self.body)?;
         Ok(zeroize::Zeroizing::new(padding::unpad(&padded)?.to_vec()))
     }
 
     /// The payload of a message entry, decrypted with the author's receiving
     /// chain (which deletes the key it used).
     pub fn read_message(&self, chain: &mut ReceiverChain) -> Result<zeroize::Zeroizing<Vec<u8>>> {
-        if self.links.kind != EntryKind::Message {
+        if self.position.kind != EntryKind::Message {
             return Err(Error::Malformed { what: "entry", reason: "not a message entry" });
         }
-        let aad = with_aad(BODY_AAD, &self.links_ct);
+        let aad = with_aad(BODY_AAD, &self.position_ct);
         chain.open(self.counter, |mk| {
             let padded = aead::open(&mk.key, &mk.nonce, &aad, &self.body)?;
             Ok(zeroize::Zeroizing::new(padding::unpad(&padded)?.to_vec()))

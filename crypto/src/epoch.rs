@@ -9,7 +9,7 @@
 //! then `epoch-id`, `header-key` and `metadata-key` are expanded from `prk`
 //! with `info = label ‖ group_id`.
 //!
-//! The link key, entry-auth key, replication id and rendezvous seed stay
+//! The position key, entry-auth key, replication id and rendezvous seed stay
 //! those of the group: replication nodes and the DAG keep working across
 //! epochs, and members who have not yet learned a new epoch still find the
 //! others. Each device writes in a new epoch under a fresh signing key
@@ -110,7 +110,7 @@ mod tests {
         assert_ne!(keys.header_key, root.header_key);
         assert_ne!(keys.metadata_key, root.metadata_key);
         assert_ne!(keys.header_key, keys.metadata_key);
-        assert_eq!(keys.link_key, root.link_key);
+        assert_eq!(keys.position_key, root.position_key);
         assert_eq!(keys.entry_auth_key, root.entry_auth_key);
         assert_eq!(keys.id, root.id);
         // Bound to the group: the same epoch secret elsewhere gives other keys.

@@ -9,7 +9,7 @@
 //! | `group-id`        | local identifier; seeds member keys; never sent in clear |
 //! | `header-key`      | AES-256-GCM over entry headers (author, counter, signature) |
 //! | `metadata-key`    | AES-256-GCM over metadata-log bodies                    |
-//! | `link-key`        | AES-256-GCM over entry links (parents, Lamport clock)   |
+//! | `link-key`        | AES-256-GCM over entry position (parents, Lamport clock)   |
 //! | `entry-auth-key`  | HMAC-SHA256 tag on every entry                          |
 //! | `replication-id`  | names the group at a replication node                   |
 //! | `rendezvous-seed` | the group's rotating rendezvous points                  |
@@ -61,8 +61,8 @@ pub struct GroupKeys {
     pub header_key: GroupKey,
     /// Encrypts metadata-log bodies.
     pub metadata_key: GroupKey,
-    /// Encrypts entry links; shared with replication nodes.
-    pub link_key: GroupKey,
+    /// Encrypts entry position; shared with replication nodes.
+    pub position_key: GroupKey,
     /// Authenticates entries; shared with replication nodes.
     pub entry_auth_key: EntryAuthKey,
     /// Names the group at replication nodes.
@@ -80,7 +80,7 @@ impl GroupKeys {
             id: GroupId(out(label::GROUP_ID)),
             header_key: GroupKey::from_bytes(out(label::HEADER_KEY)),
             metadata_key: GroupKey::from_bytes(out(label::METADATA_KEY)),
-            link_key: GroupKey::from_bytes(out(label::LINK_KEY)),
+            position_key: GroupKey::from_bytes(out(label::POSITION_KEY)),
             entry_auth_key: EntryAuthKey::from_bytes(out(label::ENTRY_AUTH_KEY)),
             replication_id: ReplicationId(out(label::REPLICATION_ID)),
             rendezvous_seed: RendezvousSeed::from_bytes(out(label::RENDEZVOUS_SEED)),
@@ -92,7 +92,7 @@ impl GroupKeys {
     pub fn replication_credential(&self) -> ReplicationCredential {
         ReplicationCredential {
             replication_id: self.replication_id,
-            link_key: self.link_key.clone(),
+            position_key: self.position_key.clone(),
             entry_auth_key: self.entry_auth_key.clone(),
         }
     }
@@ -103,8 +103,8 @@ impl GroupKeys {
 pub struct ReplicationCredential {
     /// Names the group at the node.
     pub replication_id: ReplicationId,
-    /// Decrypts entry links (parents, Lamport clock) so the node can walk the DAG.
-    pub link_key: GroupKey,
+    /// Decrypts entry position (parents, Lamport clock) so the node can walk the DAG.
+    pub position_key: GroupKey,
     /// Verifies entry tags so the node stores nothing forged by outsiders.
     pub entry_auth_key: EntryAuthKey,
 }
@@ -234,7 +234,7 @@ mod tests {
             keys.id.0,
             *keys.header_key.expose_secret(),
             *keys.metadata_key.expose_secret(),
-            *keys.link_key.expose_secret(),
+            *keys.position_key.expose_secret(),
             *keys.entry_auth_key.expose_secret(),
             keys.replication_id.0,
             *keys.rendezvous_seed.expose_secret(),

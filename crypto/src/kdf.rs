@@ -23,7 +23,7 @@ pub mod label {
     /// Group key schedule output: the metadata-log body key.
     pub const METADATA_KEY: &[u8] = b"metadata-key";
     /// Group key schedule output: the link (DAG) encryption key.
-    pub const LINK_KEY: &[u8] = b"link-key";
+    pub const POSITION_KEY: &[u8] = b"link-key";
     /// Group key schedule output: the entry authentication (MAC) key.
     pub const ENTRY_AUTH_KEY: &[u8] = b"entry-auth-key";
     /// Group key schedule output: the replication identifier.

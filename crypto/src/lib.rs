@@ -17,7 +17,7 @@
 //!
 //! ```
 //! use veil_crypto::{
-//!     envelope::{open_entry, seal_entry, BodyKey, EntryKind, Links},
+//!     envelope::{open_entry, seal_entry, BodyKey, EntryKind, Position},
 //!     handshake::{Requester, Responder},
 //!     contact_group_secret, GroupKeys, Identity, OsEntropy, ReceiverChain, SenderChain,
 //! };
@@ -39,8 +39,8 @@
 //! // Alice seals a message with her ratchet; Bob opens it with her shared chain state.
 //! let mut chain = SenderChain::generate(&mut rng)?;
 //! let mut bobs_view = ReceiverChain::new(chain.state().clone(), 1024)?;
-//! let links = Links { kind: EntryKind::Message, lamport: 1, parents: vec![] };
-//! let entry = seal_entry(&keys, &alice.device, &links, BodyKey::Message(&mut chain), b"hello Bob", &mut rng)?;
+//! let position = Position { kind: EntryKind::Message, lamport: 1, parents: vec![] };
+//! let entry = seal_entry(&keys, &alice.device, &position, BodyKey::Message(&mut chain), b"hello Bob", &mut rng)?;
 //! let opened = open_entry(&keys, &entry)?;
 //! assert_eq!(&opened.read_message(&mut bobs_view)?[..], b"hello Bob");
 //! # Ok(())

@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail, ensure};
 use veil_crypto::{
     ContactLink, GroupKeys, Identity, Name, OsEntropy, ReceiverChain, RendezvousSeed, SenderChain,
     contact_group_secret,
-    envelope::{BodyKey, EntryHash, EntryKind, Links, SealedEntry, open_entry, seal_entry},
+    envelope::{BodyKey, EntryHash, EntryKind, Position, SealedEntry, open_entry, seal_entry},
     handshake::{Requester, Responder},
     ratchet::DEFAULT_WINDOW,
     rendezvous::{Schedule, Topic, check_point_proof, point_proof},
@@ -35,9 +35,9 @@ struct Side {
 }
 
 fn send(keys: &GroupKeys, from: &mut Side, lamport: u64, parents: Vec<EntryHash>, text: &str) -> Result<Vec<u8>> {
-    let links = Links { kind: EntryKind::Message, lamport, parents };
+    let position = Position { kind: EntryKind::Message, lamport, parents };
     let entry =
-        seal_entry(keys, &from.device, &links, BodyKey::Message(&mut from.chain), text.as_bytes(), &mut OsEntropy)?;
+        seal_entry(keys, &from.device, &position, BodyKey::Message(&mut from.chain), text.as_bytes(), &mut OsEntropy)?;
     let wire = encode_entry(&entry);
     println!(
         "  {} → sealed entry {:?}: {} bytes on the wire for {} bytes of text",

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use veil_crypto::{
     AccountKeys, AgreementSecret, AliasKey, ChainKey, ChainState, ContactLink, GroupInvitation, GroupKeys, GroupSecret,
     Name, RendezvousPoint, RendezvousSeed, SenderChain, SigningSecret, TestEntropy,
-    envelope::{BodyKey, EntryHash, EntryKind, Links, open_entry, seal_entry},
+    envelope::{BodyKey, EntryHash, EntryKind, Position, open_entry, seal_entry},
     rendezvous::{Schedule, Topic},
     seal::seal_to,
     time::UnixTime,
@@ -151,7 +151,7 @@ fn every_protocol_md_vector_matches_the_code() {
     c.expect(v, "group_id", keys.id.0);
     c.expect(v, "header_key", keys.header_key.expose_secret());
     c.expect(v, "metadata_key", keys.metadata_key.expose_secret());
-    c.expect(v, "link_key", keys.link_key.expose_secret());
+    c.expect(v, "position_key", keys.position_key.expose_secret());
     c.expect(v, "entry_auth_key", keys.entry_auth_key.expose_secret());
     c.expect(v, "replication_id", keys.replication_id.0);
     c.expect(v, "rendezvous_seed", keys.rendezvous_seed.expose_secret());
@@ -219,16 +219,16 @@ fn every_protocol_md_vector_matches_the_code() {
     let author = SigningSecret::from_seed(&c.hex32(v, "author_seed"));
     let mut chain =
         SenderChain::from_state(ChainState { chain_key: ChainKey::from_bytes(c.hex32(v, "chain_key")), next: 0 });
-    let links = Links {
+    let position = Position {
         kind: EntryKind::Message,
         lamport: c.input(v, "lamport").parse().expect("lamport"),
         parents: vec![EntryHash(c.hex32(v, "parent"))],
     };
     let mut entropy = TestEntropy::new(c.input(v, "entropy_label").as_bytes());
     let payload = c.input(v, "payload");
-    let entry = seal_entry(&keys, &author, &links, BodyKey::Message(&mut chain), payload.as_bytes(), &mut entropy)
+    let entry = seal_entry(&keys, &author, &position, BodyKey::Message(&mut chain), payload.as_bytes(), &mut entropy)
         .expect("seal entry");
-    c.expect(v, "links", &entry.links);
+    c.expect(v, "position", &entry.position);
     c.expect(v, "header", &entry.header);
     c.expect(v, "body", &entry.body);
     c.expect(v, "tag", entry.tag);

@@ -227,7 +227,7 @@ pub fn replication_uri(credential: &ReplicationCredential) -> String {
     let m = pb::ReplicationCredential {
         version: LINK_VERSION,
         replication_id: credential.replication_id.0.to_vec(),
-        link_key: credential.link_key.expose_secret().to_vec(),
+        link_key: credential.position_key.expose_secret().to_vec(),
         entry_auth_key: credential.entry_auth_key.expose_secret().to_vec(),
     };
     let p = payload(Kind::Replica, m.encode_to_vec());
@@ -267,7 +267,7 @@ fn decode_payload(kind: Kind, bytes: &[u8]) -> Result<Link> {
             version("replication credential", m.version, LINK_VERSION)?;
             Ok(Link::Replica(ReplicationCredential {
                 replication_id: ReplicationId(fixed("replication id", &m.replication_id)?),
-                link_key: GroupKey::from_bytes(fixed("link key", &m.link_key)?),
+                position_key: GroupKey::from_bytes(fixed("link key", &m.link_key)?),
                 entry_auth_key: EntryAuthKey::from_bytes(fixed("entry-auth key", &m.entry_auth_key)?),
             }))
         }

@@ -71,7 +71,7 @@ impl GroupFrame {
                 entries: entries
                     .iter()
                     .map(|e| pb::LogEntry {
-                        links: e.links.clone(),
+                        links: e.position.clone(),
                         header: e.header.clone(),
                         body: e.body.clone(),
                         tag: e.tag.to_vec(),
@@ -109,7 +109,7 @@ impl GroupFrame {
     /// The encoded size of an entry inside a batch (for filling frames).
     pub fn entry_cost(entry: &SealedEntry) -> usize {
         let inner = pb::LogEntry {
-            links: entry.links.clone(),
+            links: entry.position.clone(),
             header: entry.header.clone(),
             body: entry.body.clone(),
             tag: entry.tag.to_vec(),
@@ -137,7 +137,7 @@ impl GroupFrame {
                     .into_iter()
                     .map(|e| {
                         let entry = SealedEntry {
-                            links: e.links,
+                            position: e.links,
                             header: e.header,
                             body: e.body,
                             tag: fixed("entry tag", &e.tag)?,

@@ -7,7 +7,7 @@ use prost::Message;
 use veil_crypto::{
     AliasKey, ContactLink, EpochId, GroupInvitation, GroupKeys, GroupSecret, Identity, Name, RendezvousSeed,
     SenderChain, TestEntropy,
-    envelope::{BodyKey, EntryHash, EntryKind, Links, SealedEntry, seal_entry},
+    envelope::{BodyKey, EntryHash, EntryKind, Position, SealedEntry, seal_entry},
     time::UnixTime,
 };
 use veil_proto::{
@@ -194,8 +194,8 @@ fn entries_round_trip_and_bad_sections_are_rejected() {
     let keys = GroupKeys::derive(&GroupSecret::from_bytes([4; 32]));
     let author = Identity::generate(&mut e).unwrap().device;
     let mut chain = SenderChain::generate(&mut e).unwrap();
-    let links = Links { kind: EntryKind::Message, lamport: 3, parents: vec![] };
-    let sealed = seal_entry(&keys, &author, &links, BodyKey::Message(&mut chain), b"hi", &mut e).unwrap();
+    let position = Position { kind: EntryKind::Message, lamport: 3, parents: vec![] };
+    let sealed = seal_entry(&keys, &author, &position, BodyKey::Message(&mut chain), b"hi", &mut e).unwrap();
     let bytes = encode_entry(&sealed);
     assert_eq!(decode_entry(&bytes).unwrap(), sealed);
     let mut short_tag = sealed.clone();
@@ -228,8 +228,8 @@ fn contact_request_validation() {
 fn sample_entry(label: u8) -> SealedEntry {
     let keys = GroupKeys::derive(&GroupSecret::from_bytes([label; 32]));
     let device = veil_crypto::SigningSecret::from_seed(&[label; 32]);
-    let links = Links { kind: EntryKind::Metadata, lamport: 1, parents: vec![] };
-    seal_entry(&keys, &device, &links, BodyKey::Metadata, &[label; 40], &mut TestEntropy::new(&[label])).unwrap()
+    let position = Position { kind: EntryKind::Metadata, lamport: 1, parents: vec![] };
+    seal_entry(&keys, &device, &position, BodyKey::Metadata, &[label; 40], &mut TestEntropy::new(&[label])).unwrap()
 }
 
 #[test]

@@ -19,7 +19,7 @@ use generator::Generator;
 use sqlx::{Connection, QueryBuilder, Sqlite, SqliteConnection, sqlite::SqliteConnectOptions};
 use veil_crypto::{
     GroupSecret, SigningSecret,
-    envelope::{Links, SealedEntry},
+    envelope::{Position, SealedEntry},
     time::SystemClock,
 };
 use veil_storage::{
@@ -32,17 +32,25 @@ const SINGLES: usize = 2000;
 const BATCHED: usize = 200_000;
 const TARGET_BATCHED: f64 = 30_000.0;
 
-async fn append_all(store: &Store, group: veil_crypto::GroupId, rows: &[(SealedEntry, Links)]) {
+async fn append_all(store: &Store, group: veil_crypto::GroupId, rows: &[(SealedEntry, Position)]) {
     let batch: Vec<NewEntry<'_>> = rows
         .iter()
-        .map(|(e, l)| NewEntry { group, entry: e, links: l, author: None, payload: None, ratchet: None, outbox: &[] })
+        .map(|(e, l)| NewEntry {
+            group,
+            entry: e,
+            position: l,
+            author: None,
+            payload: None,
+            ratchet: None,
+            outbox: &[],
+        })
         .collect();
     store.append_batch(&batch).await.unwrap();
 }
 
 /// The same rows into a bare table with the same columns, keyed the obvious
 /// way: a `UNIQUE` index on the 32-byte hash.
-async fn raw_insert(conn: &mut SqliteConnection, rows: &[(SealedEntry, Links)]) {
+async fn raw_insert(conn: &mut SqliteConnection, rows: &[(SealedEntry, Position)]) {
     let mut tx = conn.begin().await.unwrap();
     for chunk in rows.chunks(500) {
         let mut qb = QueryBuilder::<Sqlite>::new("INSERT INTO raw (hash, lamport, parents, links, header, body, tag) ");
@@ -50,7 +58,7 @@ async fn raw_insert(conn: &mut SqliteConnection, rows: &[(SealedEntry, Links)]) 
             b.push_bind(e.hash().0.to_vec())
                 .push_bind(l.lamport as i64)
                 .push_bind(l.parents.iter().flat_map(|p| p.0).collect::<Vec<u8>>())
-                .push_bind(e.links.clone())
+                .push_bind(e.position.clone())
                 .push_bind(e.header.clone())
                 .push_bind(e.body.clone())
                 .push_bind(e.tag.to_vec());

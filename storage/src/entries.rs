@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use sqlx::Row;
 use veil_crypto::{
     ChainState, GroupId, ReceiverChain, VerifyKey,
-    envelope::{EntryHash, EntryKind, Links, SealedEntry},
+    envelope::{EntryHash, EntryKind, Position, SealedEntry},
     time::UnixTime,
 };
 use zeroize::Zeroizing;
@@ -39,8 +39,8 @@ pub struct NewEntry<'a> {
     pub group: GroupId,
     /// The entry as sealed on the wire.
     pub entry: &'a SealedEntry,
-    /// Its decrypted links (kind, Lamport clock, parents).
-    pub links: &'a Links,
+    /// Its decrypted position (kind, Lamport clock, parents).
+    pub position: &'a Position,
     /// Its author device, when known (members know it; replication nodes do not).
     pub author: Option<VerifyKey>,
     /// The decrypted payload to keep (sealed under the storage key), if any.
@@ -120,11 +120,11 @@ pub enum Appended {
 pub struct EntryRecord {
     /// The hash that names it, as its children list it among their parents.
     pub hash: EntryHash,
-    /// The log it belongs to, read from its links.
+    /// The log it belongs to, read from its position.
     pub kind: EntryKind,
     /// Its Lamport clock: one more than its largest parent's.
     pub lamport: u64,
-    /// The entries its links name as parents, all in the same log.
+    /// The entries its position name as parents, all in the same log.
     pub parents: Vec<EntryHash>,
     /// Its author device, if known.
     pub author: Option<VerifyKey>,
@@ -190,9 +190,9 @@ impl Store {
         let hash = e.entry.hash().0;
         Ok(Prepared {
             hash,
-            kind: kind_code(e.links.kind),
-            lamport: to_i64(e.links.lamport, "Lamport clock")?,
-            parents: e.links.parents.iter().flat_map(|p| p.0).collect(),
+            kind: kind_code(e.position.kind),
+            lamport: to_i64(e.position.lamport, "Lamport clock")?,
+            parents: e.position.parents.iter().flat_map(|p| p.0).collect(),
             sealed_payload: e.payload.map(|p| self.key.seal(&payload_purpose(&hash), p)).transpose()?,
         })
     }
@@ -369,7 +369,7 @@ impl Store {
                     .push_bind(p.lamport)
                     .push_bind(e.author.map(|a| a.to_bytes().to_vec()))
                     .push_bind(p.parents.clone())
-                    .push_bind(e.entry.links.clone())
+                    .push_bind(e.entry.position.clone())
                     .push_bind(e.entry.header.clone())
                     .push_bind(e.entry.body.clone())
                     .push_bind(e.entry.tag.to_vec())
@@ -388,7 +388,7 @@ impl Store {
             let g = group_of(e)?;
             let log = logs.entry((g, p.kind)).or_default();
             log.new.push(p.hash);
-            log.parents.extend(e.links.parents.iter().map(|h| h.0));
+            log.parents.extend(e.position.parents.iter().map(|h| h.0));
             match e.ratchet {
                 Some(RatchetUpdate::Sender { state, reserved_until }) => {
                     senders.insert(g, (state, reserved_until));

@@ -20,14 +20,14 @@ const SEAL_LINK_KEY: &[u8] = b"veil/storage/replica-link-key";
 const SEAL_AUTH_KEY: &[u8] = b"veil/storage/replica-auth-key";
 
 /// An entry a replication node verified and keeps: the sealed entry and
-/// its place in the DAG (from its links).
+/// its place in the DAG (from its position).
 #[derive(Debug, Clone)]
 pub struct ReplicaEntry {
     /// The entry exactly as it travelled; the node holds no key to its header or body.
     pub sealed: SealedEntry,
-    /// The log it belongs to, read from its links.
+    /// The log it belongs to, read from its position.
     pub kind: EntryKind,
-    /// Its Lamport clock, read from its links.
+    /// Its Lamport clock, read from its position.
     pub lamport: u64,
 }
 
@@ -48,7 +48,7 @@ impl Store {
     /// already was.
     pub async fn add_replica(&self, credential: &ReplicationCredential) -> Result<bool> {
         let id = credential.replication_id;
-        let link = self.key.seal(&purpose(SEAL_LINK_KEY, &id), credential.link_key.expose_secret())?;
+        let link = self.key.seal(&purpose(SEAL_LINK_KEY, &id), credential.position_key.expose_secret())?;
         let auth = self.key.seal(&purpose(SEAL_AUTH_KEY, &id), credential.entry_auth_key.expose_secret())?;
         let mut conn = self.writer().await?;
         let added = sqlx::query(
@@ -77,7 +77,7 @@ impl Store {
                 let auth: Vec<u8> = r.try_get("sealed_auth_key")?;
                 Ok(ReplicationCredential {
                     replication_id: id,
-                    link_key: GroupKey::from_bytes(*self.key.open32(&purpose(SEAL_LINK_KEY, &id), &link)?),
+                    position_key: GroupKey::from_bytes(*self.key.open32(&purpose(SEAL_LINK_KEY, &id), &link)?),
                     entry_auth_key: EntryAuthKey::from_bytes(*self.key.open32(&purpose(SEAL_AUTH_KEY, &id), &auth)?),
                 })
             })
@@ -116,7 +116,7 @@ impl Store {
                     .push_bind(h.0.to_vec())
                     .push_bind(kind_code(e.kind))
                     .push_bind(lamport)
-                    .push_bind(e.sealed.links.clone())
+                    .push_bind(e.sealed.position.clone())
                     .push_bind(e.sealed.header.clone())
                     .push_bind(e.sealed.body.clone())
                     .push_bind(e.sealed.tag.to_vec())
@@ -155,7 +155,7 @@ impl Store {
             .map(|row| {
                 let kind = kind_from(row.try_get("kind")?)?;
                 let sealed = SealedEntry {
-                    links: row.try_get("links")?,
+                    position: row.try_get("links")?,
                     header: row.try_get("header")?,
                     body: row.try_get("body")?,
                     tag: blob::<32>(row, "tag")?,

@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 
 use common::{group_fixture, metadata_entry, temp_store};
 use proptest::prelude::*;
-use veil_crypto::envelope::{EntryHash, EntryKind, Links, SealedEntry};
+use veil_crypto::envelope::{EntryHash, EntryKind, Position, SealedEntry};
 use veil_storage::{Appended, GroupKind, NewEntry};
 
 /// A random DAG: entry i names up to three earlier entries.
@@ -38,7 +38,7 @@ proptest! {
             let t = temp_store().await;
             let (secret, keys, device) = group_fixture(9);
             let gid = t.store.insert_group(GroupKind::MultiMember, None, &secret, &device).await.unwrap();
-            let mut entries: Vec<(SealedEntry, Links)> = Vec::new();
+            let mut entries: Vec<(SealedEntry, Position)> = Vec::new();
             for (i, parents) in shape.iter().enumerate() {
                 let parent_hashes: Vec<EntryHash> = parents.iter().map(|p| entries[*p].0.hash()).collect();
                 let lamport = parents.iter().map(|p| entries[*p].1.lamport).max().unwrap_or(0) + 1;
@@ -58,7 +58,7 @@ proptest! {
                 let end = (pos + cut.next().unwrap()).min(order.len());
                 let batch: Vec<NewEntry<'_>> = order[pos..end]
                     .iter()
-                    .map(|i| NewEntry { group: gid, entry: &entries[*i].0, links: &entries[*i].1, author: None, payload: None, ratchet: None, outbox: &[] })
+                    .map(|i| NewEntry { group: gid, entry: &entries[*i].0, position: &entries[*i].1, author: None, payload: None, ratchet: None, outbox: &[] })
                     .collect();
                 let out = t.store.append_batch(&batch).await.unwrap();
                 assert!(out.iter().all(|o| *o == Appended::Stored));

@@ -7,7 +7,7 @@ mod common;
 use common::{group_fixture, metadata_entry, owed_to, temp_store, three_messages};
 use veil_crypto::{
     ReceiverChain, SenderChain, TestEntropy,
-    envelope::{BodyKey, EntryHash, EntryKind, Links, open_entry, seal_entry},
+    envelope::{BodyKey, EntryHash, EntryKind, Position, open_entry, seal_entry},
     time::{Clock, UnixTime},
 };
 use veil_storage::{Addressee, Appended, GroupKind, NewEntry, RatchetUpdate, Store};
@@ -21,8 +21,8 @@ async fn dag_heads_missing_parents_and_order() {
     let (b, lb) = metadata_entry(&keys, &device, 2, vec![a.hash()], b"b");
     let (c, lc) = metadata_entry(&keys, &device, 2, vec![a.hash()], b"c");
     let (d, ld) = metadata_entry(&keys, &device, 3, vec![b.hash(), c.hash()], b"d");
-    fn put<'a>(gid: veil_crypto::GroupId, e: &'a veil_crypto::envelope::SealedEntry, l: &'a Links) -> NewEntry<'a> {
-        NewEntry { group: gid, entry: e, links: l, author: None, payload: None, ratchet: None, outbox: &[] }
+    fn put<'a>(gid: veil_crypto::GroupId, e: &'a veil_crypto::envelope::SealedEntry, l: &'a Position) -> NewEntry<'a> {
+        NewEntry { group: gid, entry: e, position: l, author: None, payload: None, ratchet: None, outbox: &[] }
     }
     // d arrives first: its parents are missing and it is the only head.
     assert_eq!(t.store.append(put(gid, &d, &ld)).await.unwrap(), Appended::Stored);
@@ -64,7 +64,7 @@ async fn sync_reads_stay_in_their_group_and_come_in_causal_order() {
     let (c, lc) = metadata_entry(&keys, &device, 3, vec![b.hash()], b"c");
     let (x, lx) = metadata_entry(&other_keys, &other_device, 1, vec![], b"x");
     for (g, e, l) in [(gid, &c, &lc), (gid, &a, &la), (other, &x, &lx), (gid, &b, &lb)] {
-        let new = NewEntry { group: g, entry: e, links: l, author: None, payload: None, ratchet: None, outbox: &[] };
+        let new = NewEntry { group: g, entry: e, position: l, author: None, payload: None, ratchet: None, outbox: &[] };
         t.store.append(new).await.unwrap();
     }
     let mut all = vec![a.hash(), b.hash(), c.hash()];
@@ -90,7 +90,8 @@ async fn a_long_sync_order_matches_a_short_one() {
     let (other_secret, other_keys, other_device) = group_fixture(7);
     let other = t.store.insert_group(GroupKind::MultiMember, None, &other_secret, &other_device).await.unwrap();
     let (x, lx) = metadata_entry(&other_keys, &other_device, 1, vec![], b"x");
-    let new = NewEntry { group: other, entry: &x, links: &lx, author: None, payload: None, ratchet: None, outbox: &[] };
+    let new =
+        NewEntry { group: other, entry: &x, position: &lx, author: None, payload: None, ratchet: None, outbox: &[] };
     t.store.append(new).await.unwrap();
     // Two forks of 350 entries each: equal Lamport clocks, ordered by hash.
     let mut hashes = Vec::new();
@@ -99,8 +100,15 @@ async fn a_long_sync_order_matches_a_short_one() {
         for i in 0..350u64 {
             let label = [&[fork][..], &i.to_be_bytes()].concat();
             let (e, l) = metadata_entry(&keys, &device, i + 1, parent, &label);
-            let new =
-                NewEntry { group: gid, entry: &e, links: &l, author: None, payload: None, ratchet: None, outbox: &[] };
+            let new = NewEntry {
+                group: gid,
+                entry: &e,
+                position: &l,
+                author: None,
+                payload: None,
+                ratchet: None,
+                outbox: &[],
+            };
             t.store.append(new).await.unwrap();
             parent = vec![e.hash()];
             hashes.push((i + 1, e.hash()));
@@ -132,7 +140,7 @@ async fn unknown_group_is_refused_and_nothing_is_written() {
         .append(NewEntry {
             group: keys.id,
             entry: &e,
-            links: &l,
+            position: &l,
             author: None,
             payload: None,
             ratchet: None,
@@ -155,16 +163,20 @@ async fn append_stores_payload_ratchet_and_outbox_together() {
     let peer = Addressee([9; 32]);
     let mut hashes = vec![];
     for i in 0..3u64 {
-        let links =
-            Links { kind: EntryKind::Message, lamport: i + 1, parents: hashes.last().copied().into_iter().collect() };
+        let position = Position {
+            kind: EntryKind::Message,
+            lamport: i + 1,
+            parents: hashes.last().copied().into_iter().collect(),
+        };
         let text = format!("message {i}");
-        let sealed = seal_entry(&keys, &device, &links, BodyKey::Message(&mut chain), text.as_bytes(), &mut e).unwrap();
+        let sealed =
+            seal_entry(&keys, &device, &position, BodyKey::Message(&mut chain), text.as_bytes(), &mut e).unwrap();
         let out = t
             .store
             .append(NewEntry {
                 group: gid,
                 entry: &sealed,
-                links: &links,
+                position: &position,
                 author: Some(device.verify_key()),
                 payload: Some(text.as_bytes()),
                 ratchet: Some(RatchetUpdate::Sender { state: chain.state(), reserved_until: 0 }),
@@ -234,12 +246,12 @@ async fn unread_entries_are_revealed_once_with_their_chain() {
     let author = device.verify_key();
     let mut hashes = vec![];
     for i in 0..2u64 {
-        let links = Links { kind: EntryKind::Message, lamport: i + 1, parents: hashes.clone() };
-        let sealed = seal_entry(&keys, &device, &links, BodyKey::Message(&mut chain), b"later", &mut e).unwrap();
+        let position = Position { kind: EntryKind::Message, lamport: i + 1, parents: hashes.clone() };
+        let sealed = seal_entry(&keys, &device, &position, BodyKey::Message(&mut chain), b"later", &mut e).unwrap();
         let new = NewEntry {
             group: gid,
             entry: &sealed,
-            links: &links,
+            position: &position,
             author: Some(author),
             payload: None,
             ratchet: None,
@@ -304,14 +316,16 @@ async fn hashes_sharing_an_index_key_stay_apart() {
     raw.close().await.unwrap();
 
     assert!(!t.store.contains_entry(&a.hash()).await.unwrap());
-    let put = NewEntry { group: gid, entry: &a, links: &la, author: None, payload: None, ratchet: None, outbox: &[] };
+    let put =
+        NewEntry { group: gid, entry: &a, position: &la, author: None, payload: None, ratchet: None, outbox: &[] };
     assert_eq!(t.store.append(put).await.unwrap(), Appended::Stored);
     assert_eq!(t.store.entry(&a.hash()).await.unwrap().unwrap().sealed, a);
     assert!(!t.store.contains_entry(&phantom).await.unwrap());
 
     // A child naming a and an unstored twin of it: only the twin is missing.
     let (c, lc) = metadata_entry(&keys, &device, 2, vec![a.hash(), phantom], b"c");
-    let put = NewEntry { group: gid, entry: &c, links: &lc, author: None, payload: None, ratchet: None, outbox: &[] };
+    let put =
+        NewEntry { group: gid, entry: &c, position: &lc, author: None, payload: None, ratchet: None, outbox: &[] };
     assert_eq!(t.store.append(put).await.unwrap(), Appended::Stored);
     assert_eq!(t.store.missing_parents(&gid, EntryKind::Metadata).await.unwrap(), vec![phantom]);
 
@@ -326,8 +340,8 @@ async fn hashes_sharing_an_index_key_stay_apart() {
 #[tokio::test]
 async fn a_log_pages_back_from_its_latest_entries() {
     let t = temp_store().await;
-    let (gid, sealed, links) = three_messages(&t).await;
-    t.store.append_batch(&owed_to(gid, &sealed, &links, &[])).await.unwrap();
+    let (gid, sealed, position) = three_messages(&t).await;
+    t.store.append_batch(&owed_to(gid, &sealed, &position, &[])).await.unwrap();
     let hashes = |page: &[veil_storage::EntryRecord]| page.iter().map(|e| e.hash).collect::<Vec<_>>();
     let all: Vec<EntryHash> = sealed.iter().map(|s| s.hash()).collect();
     let latest = t.store.entries_before(&gid, EntryKind::Message, None, 2).await.unwrap();
@@ -348,14 +362,14 @@ async fn a_log_pages_back_from_its_latest_entries() {
 #[tokio::test]
 async fn unread_counts_others_messages_after_a_read_position_that_only_moves_forward() {
     let t = temp_store().await;
-    let (gid, sealed, links) = three_messages(&t).await;
+    let (gid, sealed, position) = three_messages(&t).await;
     let (_, _, device) = group_fixture(7);
-    let batch: Vec<NewEntry<'_>> = owed_to(gid, &sealed, &links, &[])
+    let batch: Vec<NewEntry<'_>> = owed_to(gid, &sealed, &position, &[])
         .into_iter()
         .map(|e| NewEntry { author: Some(device.verify_key()), payload: Some(b"m"), ..e })
         .collect();
     t.store.append_batch(&batch).await.unwrap();
-    let position = |i: usize| (links[i].lamport, sealed[i].hash());
+    let position = |i: usize| (position[i].lamport, sealed[i].hash());
     assert_eq!(t.store.unread_count(&gid, &[]).await.unwrap(), 3);
     assert_eq!(t.store.unread_count(&gid, &[device.verify_key()]).await.unwrap(), 0, "written by us");
     t.store.mark_read(&gid, position(1)).await.unwrap();
@@ -378,9 +392,9 @@ async fn received_messages_past_their_chain_are_stored_without_a_lookup() {
     let mut chain = SenderChain::generate(&mut e).unwrap();
     let mut receiver = ReceiverChain::new(chain.state().clone(), 64).unwrap();
     let author = device.verify_key();
-    let (mut sealed, mut links) = (vec![], vec![]);
+    let (mut sealed, mut position) = (vec![], vec![]);
     for i in 0..4u64 {
-        let l = Links {
+        let l = Position {
             kind: EntryKind::Message,
             lamport: i + 1,
             parents: sealed.last().map(|s: &veil_crypto::envelope::SealedEntry| s.hash()).into_iter().collect(),
@@ -388,14 +402,14 @@ async fn received_messages_past_their_chain_are_stored_without_a_lookup() {
         sealed.push(
             seal_entry(&keys, &device, &l, BodyKey::Message(&mut chain), format!("m{i}").as_bytes(), &mut e).unwrap(),
         );
-        links.push(l);
+        position.push(l);
     }
     let store_one = async |i: usize, receiver: &mut ReceiverChain| {
         let payload = open_entry(&keys, &sealed[i]).unwrap().read_message(receiver).unwrap();
         let new = NewEntry {
             group: gid,
             entry: &sealed[i],
-            links: &links[i],
+            position: &position[i],
             author: Some(author),
             payload: Some(&payload[..]),
             ratchet: Some(RatchetUpdate::Receiver { device: author, chain: receiver }),

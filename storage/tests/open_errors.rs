@@ -109,7 +109,7 @@ async fn veil_database(n: usize) -> (tempfile::TempDir, PathBuf) {
         .map(|(e, l, label)| NewEntry {
             group: gid,
             entry: e,
-            links: l,
+            position: l,
             author: Some(device.verify_key()),
             payload: Some(label.as_bytes()),
             ratchet: None,

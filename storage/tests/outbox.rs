@@ -7,7 +7,7 @@ mod common;
 use common::{group_fixture, metadata_entry, owed_to, temp_store, three_messages};
 use veil_crypto::{
     OsEntropy, SenderChain, TestEntropy,
-    envelope::{BodyKey, EntryHash, EntryKind, Links, seal_entry},
+    envelope::{BodyKey, EntryHash, EntryKind, Position, seal_entry},
     time::{Clock, UnixTime},
 };
 use veil_storage::{Addressee, Appended, GroupKind, NewEntry, RatchetUpdate, Store};
@@ -48,9 +48,9 @@ async fn replicas_keep_credentials_and_entries_in_sync_order() {
 #[tokio::test]
 async fn entries_pushed_live_come_due_only_after_their_retry_delay() {
     let t = temp_store().await;
-    let (gid, sealed, links) = three_messages(&t).await;
+    let (gid, sealed, position) = three_messages(&t).await;
     let peer = Addressee([5; 32]);
-    let batch = owed_to(gid, &sealed, &links, std::slice::from_ref(&peer));
+    let batch = owed_to(gid, &sealed, &position, std::slice::from_ref(&peer));
     let retry_after = std::time::Duration::from_secs(30);
     let (first, unsynced) = t.store.append_batch_pushed(&batch[..1], retry_after).await.unwrap();
     t.store.sync(unsynced).await.unwrap();
@@ -73,10 +73,10 @@ async fn entries_pushed_live_come_due_only_after_their_retry_delay() {
 #[tokio::test]
 async fn acknowledgements_of_several_peers_are_recorded_together() {
     let t = temp_store().await;
-    let (gid, sealed, links) = three_messages(&t).await;
+    let (gid, sealed, position) = three_messages(&t).await;
     let (a, b) = (Addressee([1; 32]), Addressee([2; 32]));
     let both = [a, b];
-    let batch = owed_to(gid, &sealed, &links, &both);
+    let batch = owed_to(gid, &sealed, &position, &both);
     t.store.append_batch(&batch).await.unwrap();
     let hashes: Vec<EntryHash> = sealed.iter().map(|s| s.hash()).collect();
     let unknown = EntryHash([0xee; 32]);
@@ -94,9 +94,9 @@ async fn acknowledgements_of_several_peers_are_recorded_together() {
 #[tokio::test]
 async fn owed_counts_say_how_many_peers_have_not_acknowledged_each_entry() {
     let t = temp_store().await;
-    let (gid, sealed, links) = three_messages(&t).await;
+    let (gid, sealed, position) = three_messages(&t).await;
     let (a, b, stranger) = (Addressee([1; 32]), Addressee([2; 32]), Addressee([3; 32]));
-    t.store.append_batch(&owed_to(gid, &sealed, &links, &[a, b])).await.unwrap();
+    t.store.append_batch(&owed_to(gid, &sealed, &position, &[a, b])).await.unwrap();
     let hashes: Vec<EntryHash> = sealed.iter().map(|s| s.hash()).collect();
     t.store.ack(&a, &hashes[..1]).await.unwrap();
     t.store.ack(&b, &hashes[..2]).await.unwrap();
@@ -110,8 +110,8 @@ async fn owed_counts_say_how_many_peers_have_not_acknowledged_each_entry() {
 #[tokio::test]
 async fn one_sync_covers_every_deferred_commit_before_it() {
     let t = temp_store().await;
-    let (gid, sealed, links) = three_messages(&t).await;
-    let batch = owed_to(gid, &sealed, &links, &[]);
+    let (gid, sealed, position) = three_messages(&t).await;
+    let batch = owed_to(gid, &sealed, &position, &[]);
     let (_, first) = t.store.append_batch_deferred(&batch[..1]).await.unwrap();
     let (_, second) = t.store.append_batch_deferred(&batch[1..]).await.unwrap();
     assert_eq!(t.store.wal_syncs(), 0);
@@ -137,8 +137,8 @@ async fn syncs_are_skipped_under_process_crash_durability_but_not_for_reservatio
             .await
             .unwrap();
     let t = common::TempStore { dir, store, clock };
-    let (gid, sealed, links) = three_messages(&t).await;
-    let (_, unsynced) = t.store.append_batch_deferred(&owed_to(gid, &sealed, &links, &[])).await.unwrap();
+    let (gid, sealed, position) = three_messages(&t).await;
+    let (_, unsynced) = t.store.append_batch_deferred(&owed_to(gid, &sealed, &position, &[])).await.unwrap();
     t.store.sync(unsynced).await.unwrap();
     assert_eq!(t.store.wal_syncs(), 0);
     t.store.sync_regardless(unsynced).await.unwrap();
@@ -155,13 +155,13 @@ async fn send_reserving(
     reserved_until: u64,
 ) {
     let (_, keys, device) = group_fixture(9);
-    let links = Links { kind: EntryKind::Message, lamport, parents: vec![] };
+    let position = Position { kind: EntryKind::Message, lamport, parents: vec![] };
     let sealed =
-        seal_entry(&keys, &device, &links, BodyKey::Message(chain), b"m", &mut TestEntropy::new(b"r")).unwrap();
+        seal_entry(&keys, &device, &position, BodyKey::Message(chain), b"m", &mut TestEntropy::new(b"r")).unwrap();
     let entry = NewEntry {
         group: gid,
         entry: &sealed,
-        links: &links,
+        position: &position,
         author: Some(device.verify_key()),
         payload: Some(b"m"),
         ratchet: Some(RatchetUpdate::Sender { state: chain.state(), reserved_until }),

@@ -40,7 +40,7 @@ use actix::{AsyncContext, AtomicResponse, Context, Handler, ResponseFuture, Wrap
 use tokio::sync::oneshot;
 use veil_crypto::{
     EpochId, GroupKeys, SenderChain, VerifyKey,
-    envelope::{EntryHash, EntryKind, Links, SealedEntry},
+    envelope::{EntryHash, EntryKind, Position, SealedEntry},
 };
 use veil_proto::metadata::MemberJoined;
 use veil_storage::{NewEntry, RatchetUpdate, Unsynced};
@@ -158,7 +158,7 @@ struct SealedBatch {
     /// The chain position it was sealed from.
     from: u64,
     author: VerifyKey,
-    entries: Vec<(SealedEntry, Links)>,
+    entries: Vec<(SealedEntry, Position)>,
     payloads: Vec<Vec<u8>>,
     replies: Vec<Reply>,
     /// The chain after its last entry.
@@ -329,7 +329,9 @@ impl GroupLog {
         }
         let keys = state.epochs.keys(&writer.epoch).ok_or(Error::Unavailable(NAME))?.clone();
         let (chain, parents, lamport) = match pending.and_then(|batch| Some((batch, batch.entries.last()?))) {
-            Some((batch, (last, links))) => (batch.chain.clone(), vec![last.hash()], links.lamport.max(state.lamport)),
+            Some((batch, (last, position))) => {
+                (batch.chain.clone(), vec![last.hash()], position.lamport.max(state.lamport))
+            }
             None => (writer.chain.clone(), parents_of(&state.heads), state.lamport),
         };
         let take = self.appends.waiting.len().min(MAX_BATCH);
@@ -489,10 +491,10 @@ async fn store_sealed(
         .iter()
         .zip(&batch.payloads)
         .enumerate()
-        .map(|(i, ((entry, links), payload))| NewEntry {
+        .map(|(i, ((entry, position), payload))| NewEntry {
             group,
             entry,
-            links,
+            position,
             author: Some(batch.author),
             payload: Some(&payload[..]),
             // The chain's state after the batch goes with its last entry.
@@ -509,7 +511,7 @@ async fn store_sealed(
     // Committed: from here on the chain has moved whatever fails.
     let SealedBatch { epoch, entries, chain, parents, replies, .. } = batch;
     let hashes: Vec<EntryHash> = entries.iter().map(|(e, _)| e.hash()).collect();
-    let lamports = entries.iter().map(|(_, links)| links.lamport).collect();
+    let lamports = entries.iter().map(|(_, position)| position.lamport).collect();
     // Past what is durably reserved, synced before the push whatever the
     // store's durability: a reservation undone would let keys be used twice.
     let synced = match plan.wait {

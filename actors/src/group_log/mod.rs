@@ -28,7 +28,7 @@ use tokio::sync::broadcast;
 use veil_crypto::{
     EpochId, EpochSecret, GroupId, GroupKeys, MemberPublic, OsEntropy, ReceiverChain, SenderChain, ThreadEntropy,
     VerifyKey,
-    envelope::{AuthorKeys, BodyKey, EntryHash, EntryKind, Links, SealedEntry, begin_entry},
+    envelope::{AuthorKeys, BodyKey, EntryHash, EntryKind, Position, SealedEntry, begin_entry},
     epoch::seal_epoch_secret,
 };
 use veil_proto::metadata::{EpochShare, MemberJoined, MemberRemoved, MetadataEvent};
@@ -220,14 +220,14 @@ async fn write_metadata(
     let payload = event.encode();
     let heads = store.heads(&group, EntryKind::Metadata).await?;
     let lamport = max_lamport(store, &group, &heads).await? + 1;
-    let links = Links { kind: EntryKind::Metadata, lamport, parents: parents_of(&heads) };
+    let position = Position { kind: EntryKind::Metadata, lamport, parents: parents_of(&heads) };
     let author = deps.device.send(GetDeviceKey { group, epoch }).await.map_err(mailbox("identity-vault"))??;
-    let entry = seal(deps, group, epoch, keys, &author, &links, BodyKey::Metadata, &payload).await?;
+    let entry = seal(deps, group, epoch, keys, &author, &position, BodyKey::Metadata, &payload).await?;
     store
         .append(NewEntry {
             group,
             entry: &entry,
-            links: &links,
+            position: &position,
             author: Some(author),
             payload: Some(&payload),
             ratchet: None,
@@ -236,7 +236,7 @@ async fn write_metadata(
         .await?;
     let hash = entry.hash();
     tell_owed(deps, group, vec![hash], Vec::new()).await;
-    Ok((hash, links.lamport))
+    Ok((hash, position.lamport))
 }
 
 /// Tells the courier new entries are owed, waiting for room in its mailbox
@@ -257,11 +257,11 @@ async fn seal(
     epoch: EpochId,
     keys: &GroupKeys,
     author: &VerifyKey,
-    links: &Links,
+    position: &Position,
     body: BodyKey<'_>,
     payload: &[u8],
 ) -> Result<SealedEntry> {
-    let pending = begin_entry(keys, author, links, body, payload, &mut ThreadEntropy)?;
+    let pending = begin_entry(keys, author, position, body, payload, &mut ThreadEntropy)?;
     let signed = deps.signer.send(SignEntry { group, epoch, pending }).await.map_err(mailbox("identity-vault"))??;
     Ok(signed.finish(keys, &mut ThreadEntropy)?)
 }

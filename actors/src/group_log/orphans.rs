@@ -70,7 +70,7 @@ impl Orphans {
 mod tests {
     use veil_crypto::{
         GroupKeys, GroupSecret, OsEntropy, SenderChain, SigningSecret,
-        envelope::{BodyKey, EntryKind, Links, open_entry, seal_entry},
+        envelope::{BodyKey, EntryKind, Position, open_entry, seal_entry},
     };
 
     use super::*;
@@ -81,9 +81,9 @@ mod tests {
         let mut chain = SenderChain::generate(&mut OsEntropy).unwrap();
         (0..n)
             .map(|i| {
-                let links = Links { kind: EntryKind::Message, lamport: i as u64 + 1, parents: vec![] };
+                let position = Position { kind: EntryKind::Message, lamport: i as u64 + 1, parents: vec![] };
                 let entry =
-                    seal_entry(&keys, &author, &links, BodyKey::Message(&mut chain), b"x", &mut OsEntropy).unwrap();
+                    seal_entry(&keys, &author, &position, BodyKey::Message(&mut chain), b"x", &mut OsEntropy).unwrap();
                 let opened = open_entry(&keys, &entry).unwrap();
                 Arrived { entry, epoch: EpochId::ROOT, opened }
             })

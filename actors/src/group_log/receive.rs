@@ -131,7 +131,7 @@ impl Io {
             .append(NewEntry {
                 group: self.group,
                 entry: &item.entry,
-                links: &item.opened.links,
+                position: &item.opened.position,
                 author: Some(item.opened.author),
                 payload,
                 ratchet,

@@ -14,7 +14,7 @@ use std::collections::{HashMap, HashSet};
 
 use veil_crypto::{
     EpochId, EpochSecret, GroupId, MemberPublic, ReceiverChain, VerifyKey,
-    envelope::{AuthorKeys, EntryHash, EntryKind, Links, OpenedEntry, SealedEntry, failed_signatures},
+    envelope::{AuthorKeys, EntryHash, EntryKind, OpenedEntry, Position, SealedEntry, failed_signatures},
     ratchet::{ChainState, DEFAULT_WINDOW},
 };
 use veil_proto::metadata::{MemberJoined, MemberRemoved, MetadataEvent};
@@ -80,7 +80,7 @@ pub(super) struct Removing {
 /// A message of the batch, stored with the others at the end of a round.
 struct QueuedMessage {
     entry: SealedEntry,
-    links: Links,
+    position: Position,
     author: VerifyKey,
     payload: Option<Zeroizing<Vec<u8>>>,
     /// Past its author's chain as held, so certainly not stored yet.
@@ -205,12 +205,13 @@ impl Reception {
     /// store must be asked the position of ([`Reception::positions_found`]):
     /// parents not known, and entries that may be stored already.
     pub(super) fn order(&self, round: &mut [Arrived]) -> Vec<EntryHash> {
-        round.sort_by_key(|o| (o.opened.links.kind != EntryKind::Metadata, o.opened.links.lamport, o.opened.hash));
+        round
+            .sort_by_key(|o| (o.opened.position.kind != EntryKind::Metadata, o.opened.position.lamport, o.opened.hash));
         round
             .iter()
             .flat_map(|o| {
                 let own = (!self.is_new(&o.opened)).then_some(o.opened.hash);
-                o.opened.links.parents.iter().copied().chain(own)
+                o.opened.position.parents.iter().copied().chain(own)
             })
             .filter(|hash| !self.positions.contains_key(hash))
             .collect()
@@ -242,14 +243,14 @@ impl Reception {
 
     /// Decides what becomes of one entry of the round.
     pub(super) fn judge(&mut self, item: Arrived) -> Result<Verdict> {
-        let (hash, kind) = (item.opened.hash, item.opened.links.kind);
+        let (hash, kind) = (item.opened.hash, item.opened.position.kind);
         if self.positions.contains_key(&hash) {
             self.settle(hash, kind);
             return Ok(Verdict::Done);
         }
         // Parents first, all of them in the same log and earlier in it (so
         // no cycle can ever be stored).
-        for parent in &item.opened.links.parents {
+        for parent in &item.opened.position.parents {
             match self.positions.get(parent) {
                 None => {
                     let parent = *parent;
@@ -257,7 +258,7 @@ impl Reception {
                     self.hold_back(hash, "a parent");
                     return Ok(Verdict::Done);
                 }
-                Some((k, lamport)) if *k != kind || *lamport >= item.opened.links.lamport => {
+                Some((k, lamport)) if *k != kind || *lamport >= item.opened.position.lamport => {
                     self.refuse(hash, "parents out of order");
                     return Ok(Verdict::Done);
                 }
@@ -352,8 +353,8 @@ impl Reception {
             self.events.push(NodeEvent::MemberJoined { group: self.group, member: joined.member });
         }
         if stored {
-            self.positions.insert(hash, (EntryKind::Metadata, item.opened.links.lamport));
-            self.lamport = self.lamport.max(item.opened.links.lamport);
+            self.positions.insert(hash, (EntryKind::Metadata, item.opened.position.lamport));
+            self.lamport = self.lamport.max(item.opened.position.lamport);
             if joined.member != self.me {
                 self.contact_joined = Some(joined.display_name.map(|n| n.as_str().to_owned()));
             }
@@ -394,7 +395,7 @@ impl Reception {
     /// starts.
     pub(super) fn removal_stored(&mut self, removing: Removing, stored: bool, secret: Option<&EpochSecret>) {
         let Removing { item, removal, .. } = removing;
-        let (hash, lamport) = (item.opened.hash, item.opened.links.lamport);
+        let (hash, lamport) = (item.opened.hash, item.opened.position.lamport);
         if let Some(secret) = secret {
             self.epochs.add(secret);
         }
@@ -443,16 +444,16 @@ impl Reception {
                 }
             },
         };
-        self.positions.insert(hash, (EntryKind::Message, item.opened.links.lamport));
+        self.positions.insert(hash, (EntryKind::Message, item.opened.position.lamport));
         let Arrived { entry, opened, .. } = item;
-        self.queued.push(QueuedMessage { entry, links: opened.links, author, payload, unseen });
+        self.queued.push(QueuedMessage { entry, position: opened.position, author, payload, unseen });
         Verdict::Done
     }
 
     /// A message at or past its author's chain position as held: storing
     /// it would have moved the chain past it, so it is not stored yet.
     fn is_new(&self, opened: &OpenedEntry) -> bool {
-        opened.links.kind == EntryKind::Message
+        opened.position.kind == EntryKind::Message
             && self.chains.get(&opened.author).is_some_and(|chain| opened.counter >= chain.state().next)
     }
 
@@ -465,7 +466,7 @@ impl Reception {
             .map(|q| NewEntry {
                 group: self.group,
                 entry: &q.entry,
-                links: &q.links,
+                position: &q.position,
                 author: Some(q.author),
                 payload: q.payload.as_deref().map(|p| &p[..]),
                 ratchet: q.payload.as_ref().and_then(|_| {
@@ -489,8 +490,8 @@ impl Reception {
             if outcome == Appended::Stored {
                 // Parents are stored before their children (or the entry
                 // waits), so no missing parent is named.
-                self.heads = heads_after(&self.heads, &message.links.parents, hash);
-                self.lamport = self.lamport.max(message.links.lamport);
+                self.heads = heads_after(&self.heads, &message.position.parents, hash);
+                self.lamport = self.lamport.max(message.position.lamport);
                 if message.payload.is_some() {
                     self.events.push(NodeEvent::MessageReceived { group: self.group, hash });
                 }

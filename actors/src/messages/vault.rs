@@ -58,8 +58,8 @@ pub struct SealMessages {
 pub struct SealedMessages {
     /// This device's key in the epoch (the author of every entry).
     pub author: veil_crypto::VerifyKey,
-    /// The entries, in order, with their links.
-    pub entries: Vec<(veil_crypto::envelope::SealedEntry, veil_crypto::envelope::Links)>,
+    /// The entries, in order, with their position.
+    pub entries: Vec<(veil_crypto::envelope::SealedEntry, veil_crypto::envelope::Position)>,
     /// The sending chain past the last message, to be stored with the entries.
     pub chain: veil_crypto::SenderChain,
     /// The payloads, handed back.

@@ -21,12 +21,12 @@ fn author_keys_are_parsed_once_and_bounded() {
     // An entry opens the same with a cache as without.
     let keys = GroupKeys::derive(&GroupSecret::from_bytes([4; 32]));
     let author = SigningSecret::generate(&mut e).unwrap();
-    let links = Links { kind: EntryKind::Metadata, lamport: 1, parents: vec![] };
-    let entry = seal_entry(&keys, &author, &links, BodyKey::Metadata, b"hi", &mut e).unwrap();
+    let position = Position { kind: EntryKind::Metadata, lamport: 1, parents: vec![] };
+    let entry = seal_entry(&keys, &author, &position, BodyKey::Metadata, b"hi", &mut e).unwrap();
     let plain = open_entry(&keys, &entry).unwrap();
-    let links = entry.open_links(&keys.link_key).unwrap();
+    let position = entry.open_position(&keys.position_key).unwrap();
     for _ in 0..2 {
-        let (cached, check) = open_header_unchecked(&keys, &entry, links.clone(), &mut authors).unwrap();
+        let (cached, check) = open_header_unchecked(&keys, &entry, position.clone(), &mut authors).unwrap();
         check.verify().unwrap();
         assert_eq!((cached.author, cached.hash), (plain.author, plain.hash));
     }
@@ -40,11 +40,11 @@ fn a_batch_of_signatures_names_exactly_the_forged_ones() {
     let mut parsed = AuthorKeys::default();
     let mut checks: Vec<SignatureCheck> = (0..6u8)
         .map(|i| {
-            let links = Links { kind: EntryKind::Metadata, lamport: u64::from(i) + 1, parents: vec![] };
+            let position = Position { kind: EntryKind::Metadata, lamport: u64::from(i) + 1, parents: vec![] };
             let author = &authors[usize::from(i % 2)];
-            let entry = seal_entry(&keys, author, &links, BodyKey::Metadata, &[i], &mut e).unwrap();
-            let links = entry.open_links(&keys.link_key).unwrap();
-            open_header_unchecked(&keys, &entry, links, &mut parsed).unwrap().1
+            let entry = seal_entry(&keys, author, &position, BodyKey::Metadata, &[i], &mut e).unwrap();
+            let position = entry.open_position(&keys.position_key).unwrap();
+            open_header_unchecked(&keys, &entry, position, &mut parsed).unwrap().1
         })
         .collect();
     assert!(failed_signatures(&checks).is_empty());
@@ -62,22 +62,24 @@ fn a_batch_of_signatures_names_exactly_the_forged_ones() {
 /// header carries a non-zero counter, which `seal_entry` never produces.
 fn metadata_entry_with_counter(keys: &GroupKeys, author: &SigningSecret, counter: u64) -> SealedEntry {
     let mut e = TestEntropy::new(b"counter");
-    let links = Links { kind: EntryKind::Metadata, lamport: 1, parents: vec![] };
-    let links_ct =
-        aead::seal_prefixed(keys.link_key.expose_secret(), LINKS_AAD, &links.encode().unwrap(), &mut e).unwrap();
+    let position = Position { kind: EntryKind::Metadata, lamport: 1, parents: vec![] };
+    let position_ct =
+        aead::seal_prefixed(keys.position_key.expose_secret(), POSITION_AAD, &position.encode().unwrap(), &mut e)
+            .unwrap();
     let padded = padding::pad(b"x").unwrap();
-    let body = aead::seal_prefixed(keys.metadata_key.expose_secret(), &with_aad(BODY_AAD, &links_ct), &padded, &mut e)
-        .unwrap();
+    let body =
+        aead::seal_prefixed(keys.metadata_key.expose_secret(), &with_aad(BODY_AAD, &position_ct), &padded, &mut e)
+            .unwrap();
     let pk = author.verify_key();
-    let sig = author.sign(&signature_input(&keys.id.0, &links_ct, &pk, counter, &body));
+    let sig = author.sign(&signature_input(&keys.id.0, &position_ct, &pk, counter, &body));
     let mut h = vec![HEADER_VERSION];
     h.extend_from_slice(&pk.to_bytes());
     h.extend_from_slice(&counter.to_be_bytes());
     h.extend_from_slice(&sig.0);
     let header =
-        aead::seal_prefixed(keys.header_key.expose_secret(), &with_aad(HEADER_AAD, &links_ct), &h, &mut e).unwrap();
-    let tag = hmac(keys.entry_auth_key.expose_secret(), &[&sections_mac_input(&links_ct, &header, &body)]);
-    SealedEntry { links: links_ct, header, body, tag }
+        aead::seal_prefixed(keys.header_key.expose_secret(), &with_aad(HEADER_AAD, &position_ct), &h, &mut e).unwrap();
+    let tag = hmac(keys.entry_auth_key.expose_secret(), &[&sections_mac_input(&position_ct, &header, &body)]);
+    SealedEntry { position: position_ct, header, body, tag }
 }
 
 #[test]
@@ -85,12 +87,12 @@ fn two_step_sealing_checks_the_signature() {
     let keys = GroupKeys::derive(&GroupSecret::from_bytes([1; 32]));
     let author = SigningSecret::from_seed(&[2; 32]);
     let other = SigningSecret::from_seed(&[3; 32]);
-    let links = Links { kind: EntryKind::Metadata, lamport: 1, parents: vec![] };
+    let position = Position { kind: EntryKind::Metadata, lamport: 1, parents: vec![] };
     let mut e = TestEntropy::new(b"two-step");
-    let pending = begin_entry(&keys, &author.verify_key(), &links, BodyKey::Metadata, b"hi", &mut e).unwrap();
+    let pending = begin_entry(&keys, &author.verify_key(), &position, BodyKey::Metadata, b"hi", &mut e).unwrap();
     let wrong = other.sign(pending.to_sign());
     assert_eq!(pending.finish(&keys, wrong, &mut e).unwrap_err(), Error::BadSignature);
-    let pending = begin_entry(&keys, &author.verify_key(), &links, BodyKey::Metadata, b"hi", &mut e).unwrap();
+    let pending = begin_entry(&keys, &author.verify_key(), &position, BodyKey::Metadata, b"hi", &mut e).unwrap();
     let sig = author.sign(pending.to_sign());
     let entry = pending.finish(&keys, sig, &mut e).unwrap();
     assert_eq!(open_entry(&keys, &entry).unwrap().author, author.verify_key());
@@ -101,11 +103,11 @@ fn only_the_authors_key_signs_a_pending_entry() {
     let keys = GroupKeys::derive(&GroupSecret::from_bytes([1; 32]));
     let author = SigningSecret::from_seed(&[2; 32]);
     let other = SigningSecret::from_seed(&[3; 32]);
-    let links = Links { kind: EntryKind::Metadata, lamport: 1, parents: vec![] };
+    let position = Position { kind: EntryKind::Metadata, lamport: 1, parents: vec![] };
     let mut e = TestEntropy::new(b"sign");
-    let pending = begin_entry(&keys, &author.verify_key(), &links, BodyKey::Metadata, b"hi", &mut e).unwrap();
+    let pending = begin_entry(&keys, &author.verify_key(), &position, BodyKey::Metadata, b"hi", &mut e).unwrap();
     assert_eq!(pending.sign(&other).unwrap_err(), Error::BadSignature);
-    let pending = begin_entry(&keys, &author.verify_key(), &links, BodyKey::Metadata, b"hi", &mut e).unwrap();
+    let pending = begin_entry(&keys, &author.verify_key(), &position, BodyKey::Metadata, b"hi", &mut e).unwrap();
     let entry = pending.sign(&author).unwrap().finish(&keys, &mut e).unwrap();
     let opened = open_entry(&keys, &entry).unwrap();
     assert_eq!((opened.author, opened.read_metadata(&keys).unwrap().as_slice()), (author.verify_key(), &b"hi"[..]));

@@ -7,7 +7,7 @@
 use veil_crypto::{
     ChainKey, ChainState, EntryAuthKey, Error, GroupKeys, GroupSecret, OsEntropy, ReceiverChain, SenderChain,
     SigningSecret, TestEntropy,
-    envelope::{BodyKey, EntryHash, EntryKind, Links, SealedEntry, open_entry, seal_entry},
+    envelope::{BodyKey, EntryHash, EntryKind, Position, SealedEntry, open_entry, seal_entry},
     label,
     padding::BUCKETS,
     ratchet::DEFAULT_WINDOW,
@@ -16,10 +16,10 @@ use veil_crypto::{
 use super::sha256;
 
 /// Recomputes `entry.tag` under `key`, as the documented format says:
-/// `HMAC(entry_auth_key, "veil/v1/entry-mac" ‖ lp(links) ‖ lp(header) ‖ lp(body))`.
+/// `HMAC(entry_auth_key, "veil/v1/entry-mac" ‖ lp(position) ‖ lp(header) ‖ lp(body))`.
 pub(crate) fn retag(key: &EntryAuthKey, entry: &mut SealedEntry) {
     let mut input = label::ENTRY_MAC.to_vec();
-    for section in [&entry.links, &entry.header, &entry.body] {
+    for section in [&entry.position, &entry.header, &entry.body] {
         input.extend_from_slice(&(section.len() as u32).to_be_bytes());
         input.extend_from_slice(section);
     }
@@ -43,8 +43,8 @@ pub(crate) fn hash(n: u8) -> EntryHash {
     EntryHash([n; 32])
 }
 
-pub(crate) fn links(kind: EntryKind, lamport: u64, parents: Vec<EntryHash>) -> Links {
-    Links { kind, lamport, parents }
+pub(crate) fn position(kind: EntryKind, lamport: u64, parents: Vec<EntryHash>) -> Position {
+    Position { kind, lamport, parents }
 }
 
 /// The padding bucket of a payload of `len` bytes.
@@ -57,11 +57,11 @@ pub(crate) const METADATA_BODY_OVERHEAD: usize = 12 + 16;
 /// AES-GCM tag only: the nonce comes from the ratchet.
 pub(crate) const MESSAGE_BODY_OVERHEAD: usize = 16;
 
-pub(crate) fn links_len(parents: usize) -> usize {
+pub(crate) fn position_len(parents: usize) -> usize {
     12 + 11 + 32 * parents + 16
 }
 
-pub(crate) fn seal_metadata(keys: &GroupKeys, author: &SigningSecret, l: &Links, payload: &[u8]) -> SealedEntry {
+pub(crate) fn seal_metadata(keys: &GroupKeys, author: &SigningSecret, l: &Position, payload: &[u8]) -> SealedEntry {
     seal_entry(keys, author, l, BodyKey::Metadata, payload, &mut OsEntropy).unwrap()
 }
 
@@ -69,7 +69,7 @@ pub(crate) fn seal_message(
     keys: &GroupKeys,
     author: &SigningSecret,
     c: &mut SenderChain,
-    l: &Links,
+    l: &Position,
     payload: &[u8],
 ) -> SealedEntry {
     seal_entry(keys, author, l, BodyKey::Message(c), payload, &mut OsEntropy).unwrap()
@@ -77,17 +77,17 @@ pub(crate) fn seal_message(
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Section {
-    Links,
+    Position,
     Header,
     Body,
     Tag,
 }
 
-pub(crate) const SECTIONS: [Section; 4] = [Section::Links, Section::Header, Section::Body, Section::Tag];
+pub(crate) const SECTIONS: [Section; 4] = [Section::Position, Section::Header, Section::Body, Section::Tag];
 
 pub(crate) fn section_mut(entry: &mut SealedEntry, s: Section) -> &mut [u8] {
     match s {
-        Section::Links => &mut entry.links,
+        Section::Position => &mut entry.position,
         Section::Header => &mut entry.header,
         Section::Body => &mut entry.body,
         Section::Tag => &mut entry.tag,
@@ -96,7 +96,7 @@ pub(crate) fn section_mut(entry: &mut SealedEntry, s: Section) -> &mut [u8] {
 
 pub(crate) fn section_len(entry: &SealedEntry, s: Section) -> usize {
     match s {
-        Section::Links => entry.links.len(),
+        Section::Position => entry.position.len(),
         Section::Header => entry.header.len(),
         Section::Body => entry.body.len(),
         Section::Tag => entry.tag.len(),
@@ -113,7 +113,7 @@ pub(crate) fn flipped(entry: &SealedEntry, s: Section, i: usize, mask: u8) -> Se
 /// receiving chain positioned at `receiver` for message entries.
 pub(crate) fn open_fully(keys: &GroupKeys, entry: &SealedEntry, receiver: &ChainState) -> Result<Vec<u8>, Error> {
     let opened = open_entry(keys, entry)?;
-    let body = match opened.links.kind {
+    let body = match opened.position.kind {
         EntryKind::Metadata => opened.read_metadata(keys)?,
         EntryKind::Message => opened.read_message(&mut ReceiverChain::new(receiver.clone(), DEFAULT_WINDOW)?)?,
     };

@@ -12,8 +12,8 @@ use proptest::prelude::*;
 use veil_crypto::{
     Error, GroupKey, OsEntropy, ReceiverChain, TestEntropy,
     envelope::{
-        BodyKey, EntryHash, EntryKind, HEADER_LEN, MAX_BODY_LEN, MAX_LINKS_LEN, MAX_PARENTS, SealedEntry, open_entry,
-        seal_entry,
+        BodyKey, EntryHash, EntryKind, HEADER_LEN, MAX_BODY_LEN, MAX_PARENTS, MAX_POSITION_LEN, SealedEntry,
+        open_entry, seal_entry,
     },
     padding::MAX_PLAINTEXT,
     ratchet::DEFAULT_WINDOW,
@@ -43,7 +43,7 @@ fn test_hmac_matches_published_vectors() {
     // And it reproduces the crate's own tag, so `retag` forges exactly what a
     // holder of the entry-auth key could.
     let keys = group("g");
-    let mut entry = seal_metadata(&keys, &device("d"), &links(EntryKind::Metadata, 1, vec![hash(1)]), b"x");
+    let mut entry = seal_metadata(&keys, &device("d"), &position(EntryKind::Metadata, 1, vec![hash(1)]), b"x");
     let tag = entry.tag;
     retag(&keys.entry_auth_key, &mut entry);
     assert_eq!(entry.tag, tag);
@@ -52,11 +52,11 @@ fn test_hmac_matches_published_vectors() {
 #[test]
 fn metadata_entry_round_trip() {
     let (keys, author) = (group("g"), device("alice-phone"));
-    let l = links(EntryKind::Metadata, 7, vec![hash(1), hash(2)]);
+    let l = position(EntryKind::Metadata, 7, vec![hash(1), hash(2)]);
     let entry = seal_metadata(&keys, &author, &l, b"member added");
     entry.check_sizes().unwrap();
     let opened = open_entry(&keys, &entry).unwrap();
-    assert_eq!(opened.links, l);
+    assert_eq!(opened.position, l);
     assert_eq!(opened.author, author.verify_key());
     assert_eq!(opened.counter, 0);
     assert_eq!(opened.hash, entry.hash());
@@ -71,11 +71,11 @@ fn message_entry_round_trip() {
     let (keys, author) = (group("g"), device("alice-phone"));
     let mut sender = chain("alice-chain", 41);
     let mut receiver = ReceiverChain::new(sender.state().clone(), DEFAULT_WINDOW).unwrap();
-    let l = links(EntryKind::Message, 3, vec![hash(9)]);
+    let l = position(EntryKind::Message, 3, vec![hash(9)]);
     let entry = seal_message(&keys, &author, &mut sender, &l, b"hello Bob");
     assert_eq!(sender.state().next, 42, "sealing used one ratchet key");
     let opened = open_entry(&keys, &entry).unwrap();
-    assert_eq!(opened.links, l);
+    assert_eq!(opened.position, l);
     assert_eq!(opened.author, author.verify_key());
     assert_eq!(opened.counter, 41);
     assert_eq!(opened.hash, entry.hash());
@@ -87,7 +87,7 @@ fn message_entry_round_trip() {
 #[test]
 fn sealing_is_deterministic_given_the_entropy_and_randomised_otherwise() {
     let (keys, author) = (group("g"), device("d"));
-    let l = links(EntryKind::Metadata, 1, vec![]);
+    let l = position(EntryKind::Metadata, 1, vec![]);
     let seal = |e: &mut TestEntropy| seal_entry(&keys, &author, &l, BodyKey::Metadata, b"same", e).unwrap();
     let (a, b) = (seal(&mut TestEntropy::new(b"e")), seal(&mut TestEntropy::new(b"e")));
     assert_eq!(a, b);
@@ -95,7 +95,7 @@ fn sealing_is_deterministic_given_the_entropy_and_randomised_otherwise() {
     let c = seal(&mut TestEntropy::new(b"other"));
     assert_ne!(a.hash(), c.hash());
     let (x, y) = (seal_metadata(&keys, &author, &l, b"same"), seal_metadata(&keys, &author, &l, b"same"));
-    assert_ne!(x.links, y.links);
+    assert_ne!(x.position, y.position);
     assert_ne!(x.header, y.header);
     assert_ne!(x.body, y.body);
     assert_ne!(x.hash(), y.hash());
@@ -107,8 +107,8 @@ fn nothing_is_in_clear() {
     let parent = EntryHash(*b"a very recognisable parent hash!");
     let lamport = 0x0123_4567_89ab_cdef_u64;
     let payload = b"a very recognisable payload, longer than a block";
-    let entry = seal_metadata(&keys, &author, &links(EntryKind::Metadata, lamport, vec![parent]), payload);
-    let all = [&entry.links[..], &entry.header, &entry.body, &entry.tag].concat();
+    let entry = seal_metadata(&keys, &author, &position(EntryKind::Metadata, lamport, vec![parent]), payload);
+    let all = [&entry.position[..], &entry.header, &entry.body, &entry.tag].concat();
     let contains = |needle: &[u8]| all.windows(needle.len()).any(|w| w == needle);
     assert!(!contains(&parent.0));
     assert!(!contains(&lamport.to_be_bytes()));
@@ -127,18 +127,18 @@ fn body_length_reveals_only_the_padding_bucket() {
         let b = bucket(len);
         assert!(b >= previous_bucket);
         previous_bucket = b;
-        let meta = seal_metadata(&keys, &author, &links(EntryKind::Metadata, 1, vec![]), &payload);
-        let msg = seal_message(&keys, &author, &mut sender, &links(EntryKind::Message, 1, vec![]), &payload);
+        let meta = seal_metadata(&keys, &author, &position(EntryKind::Metadata, 1, vec![]), &payload);
+        let msg = seal_message(&keys, &author, &mut sender, &position(EntryKind::Message, 1, vec![]), &payload);
         assert_eq!(meta.body.len(), b + METADATA_BODY_OVERHEAD, "metadata body for {len} bytes");
         assert_eq!(msg.body.len(), b + MESSAGE_BODY_OVERHEAD, "message body for {len} bytes");
         for e in [&meta, &msg] {
-            assert_eq!(e.links.len(), links_len(0));
+            assert_eq!(e.position.len(), position_len(0));
             assert_eq!(e.header.len(), HEADER_LEN);
             e.check_sizes().unwrap();
         }
     }
     // The largest payload exactly fills the largest body.
-    let largest = seal_metadata(&keys, &author, &links(EntryKind::Metadata, 1, vec![]), &vec![1; MAX_PLAINTEXT]);
+    let largest = seal_metadata(&keys, &author, &position(EntryKind::Metadata, 1, vec![]), &vec![1; MAX_PLAINTEXT]);
     assert_eq!(largest.body.len(), MAX_BODY_LEN);
     assert_eq!(open_fully(&keys, &largest, sender.state()).unwrap(), vec![1; MAX_PLAINTEXT]);
 }
@@ -148,10 +148,10 @@ fn payload_over_the_largest_bucket_is_refused_at_seal() {
     let (keys, author) = (group("g"), device("d"));
     let mut sender = chain("c", 0);
     let payload = vec![0; MAX_PLAINTEXT + 1];
-    let l = links(EntryKind::Metadata, 1, vec![]);
+    let l = position(EntryKind::Metadata, 1, vec![]);
     let got = seal_entry(&keys, &author, &l, BodyKey::Metadata, &payload, &mut OsEntropy);
     assert!(matches!(got, Err(Error::TooLarge { .. })));
-    let l = links(EntryKind::Message, 1, vec![]);
+    let l = position(EntryKind::Message, 1, vec![]);
     let got = seal_entry(&keys, &author, &l, BodyKey::Message(&mut sender), &payload, &mut OsEntropy);
     assert!(matches!(got, Err(Error::TooLarge { .. })));
     assert_eq!(sender.state().next, 0, "a refused seal uses no ratchet key");
@@ -160,15 +160,15 @@ fn payload_over_the_largest_bucket_is_refused_at_seal() {
 #[test]
 fn replication_credential_verifies_and_walks_links_but_cannot_read() {
     let (keys, author) = (group("g"), device("d"));
-    let l = links(EntryKind::Metadata, 12, vec![hash(1), hash(2), hash(3)]);
+    let l = position(EntryKind::Metadata, 12, vec![hash(1), hash(2), hash(3)]);
     let entry = seal_metadata(&keys, &author, &l, b"private");
     let cred = keys.replication_credential();
     assert_eq!(cred.replication_id, keys.replication_id);
     entry.verify_tag(&cred.entry_auth_key).unwrap();
-    assert_eq!(entry.open_links(&cred.link_key).unwrap(), l);
+    assert_eq!(entry.open_position(&cred.position_key).unwrap(), l);
     // The node only holds the link and entry-auth keys; with them in place of
     // the header key the header does not decrypt…
-    for guess in [*cred.link_key.expose_secret(), *cred.entry_auth_key.expose_secret(), [0; 32]] {
+    for guess in [*cred.position_key.expose_secret(), *cred.entry_auth_key.expose_secret(), [0; 32]] {
         let mut node = keys.clone();
         node.header_key = GroupKey::from_bytes(guess);
         node.metadata_key = GroupKey::from_bytes(guess);
@@ -176,13 +176,13 @@ fn replication_credential_verifies_and_walks_links_but_cannot_read() {
     }
     // …and with the right header key but not the metadata key, the body does not either.
     let mut almost = keys.clone();
-    almost.metadata_key = GroupKey::from_bytes(*cred.link_key.expose_secret());
+    almost.metadata_key = GroupKey::from_bytes(*cred.position_key.expose_secret());
     let opened = open_entry(&almost, &entry).unwrap();
     assert_eq!(opened.read_metadata(&almost).unwrap_err(), Error::Decrypt);
     assert_eq!(&opened.read_metadata(&keys).unwrap()[..], b"private");
     // Keys are not interchangeable between sections.
-    assert_eq!(entry.open_links(&keys.header_key), Err(Error::Decrypt));
-    assert_eq!(entry.open_links(&keys.metadata_key), Err(Error::Decrypt));
+    assert_eq!(entry.open_position(&keys.header_key), Err(Error::Decrypt));
+    assert_eq!(entry.open_position(&keys.metadata_key), Err(Error::Decrypt));
 }
 
 /// A deterministic shuffle (xorshift64).
@@ -204,7 +204,8 @@ fn ratchet_out_of_order_delivery_opens_each_message_exactly_once() {
     let mut entries: Vec<(u64, Vec<u8>, SealedEntry)> = (0..50u64)
         .map(|i| {
             let payload = format!("message number {i}").into_bytes();
-            let entry = seal_message(&keys, &author, &mut sender, &links(EntryKind::Message, i + 1, vec![]), &payload);
+            let entry =
+                seal_message(&keys, &author, &mut sender, &position(EntryKind::Message, i + 1, vec![]), &payload);
             (i, payload, entry)
         })
         .collect();
@@ -230,7 +231,7 @@ fn ratchet_refuses_entries_beyond_the_window() {
     let mut sender = chain("c", 0);
     let mut receiver = ReceiverChain::new(sender.state().clone(), 8).unwrap();
     let entries: Vec<SealedEntry> = (0..9)
-        .map(|i| seal_message(&keys, &author, &mut sender, &links(EntryKind::Message, i, vec![]), b"m"))
+        .map(|i| seal_message(&keys, &author, &mut sender, &position(EntryKind::Message, i, vec![]), b"m"))
         .collect();
     let far = open_entry(&keys, &entries[8]).unwrap();
     assert_eq!(far.read_message(&mut receiver).unwrap_err(), Error::TooFarAhead { counter: 8, next: 0, window: 8 });
@@ -244,19 +245,19 @@ fn ratchet_refuses_entries_beyond_the_window() {
 fn parent_count_limits() {
     let (keys, author) = (group("g"), device("d"));
     let parents: Vec<EntryHash> = (0..=MAX_PARENTS as u8).map(hash).collect();
-    // Exactly MAX_PARENTS: the links section is exactly MAX_LINKS_LEN.
-    let l = links(EntryKind::Metadata, 1, parents[..MAX_PARENTS].to_vec());
+    // Exactly MAX_PARENTS: the position section is exactly MAX_POSITION_LEN.
+    let l = position(EntryKind::Metadata, 1, parents[..MAX_PARENTS].to_vec());
     let entry = seal_metadata(&keys, &author, &l, b"x");
-    assert_eq!(entry.links.len(), MAX_LINKS_LEN);
-    assert_eq!(open_entry(&keys, &entry).unwrap().links, l);
+    assert_eq!(entry.position.len(), MAX_POSITION_LEN);
+    assert_eq!(open_entry(&keys, &entry).unwrap().position, l);
     // One more is refused at seal, and no ratchet key is used.
     let mut sender = chain("c", 0);
-    let l = links(EntryKind::Message, 1, parents.clone());
+    let l = position(EntryKind::Message, 1, parents.clone());
     let got = seal_entry(&keys, &author, &l, BodyKey::Message(&mut sender), b"x", &mut OsEntropy);
     assert_eq!(got, Err(Error::TooMany { what: "parent list", count: MAX_PARENTS + 1, max: MAX_PARENTS }));
     assert_eq!(got.unwrap_err().to_string(), "parent list has 33 items, more than the 32 allowed");
     assert_eq!(sender.state().next, 0);
-    let l = links(EntryKind::Metadata, 1, parents);
+    let l = position(EntryKind::Metadata, 1, parents);
     let got = seal_entry(&keys, &author, &l, BodyKey::Metadata, b"x", &mut OsEntropy);
     assert!(matches!(got, Err(Error::TooMany { what: "parent list", .. })));
 }
@@ -267,11 +268,11 @@ fn duplicate_parents_are_refused_at_seal() {
     // entry that no member can open.
     let (keys, author) = (group("g"), device("d"));
     for parents in [vec![hash(1), hash(1)], vec![hash(1), hash(2), hash(1)], vec![hash(3); MAX_PARENTS]] {
-        let l = links(EntryKind::Metadata, 1, parents.clone());
+        let l = position(EntryKind::Metadata, 1, parents.clone());
         let got = seal_entry(&keys, &author, &l, BodyKey::Metadata, b"x", &mut OsEntropy);
         assert!(matches!(got, Err(Error::Malformed { what: "entry links", .. })), "{parents:?}: {got:?}");
         let mut sender = chain("c", 0);
-        let l = links(EntryKind::Message, 1, parents.clone());
+        let l = position(EntryKind::Message, 1, parents.clone());
         let got = seal_entry(&keys, &author, &l, BodyKey::Message(&mut sender), b"x", &mut OsEntropy);
         assert!(matches!(got, Err(Error::Malformed { what: "entry links", .. })), "{parents:?}: {got:?}");
         assert_eq!(sender.state().next, 0, "a refused seal uses no ratchet key");
@@ -282,11 +283,11 @@ fn duplicate_parents_are_refused_at_seal() {
 fn kind_must_match_the_body_key() {
     let (keys, author) = (group("g"), device("d"));
     let mut sender = chain("c", 0);
-    let l = links(EntryKind::Metadata, 1, vec![]);
+    let l = position(EntryKind::Metadata, 1, vec![]);
     let got = seal_entry(&keys, &author, &l, BodyKey::Message(&mut sender), b"x", &mut OsEntropy);
     assert!(matches!(got, Err(Error::Malformed { what: "entry links", .. })), "{got:?}");
     assert_eq!(sender.state().next, 0, "a refused seal uses no ratchet key");
-    let l = links(EntryKind::Message, 1, vec![]);
+    let l = position(EntryKind::Message, 1, vec![]);
     let got = seal_entry(&keys, &author, &l, BodyKey::Metadata, b"x", &mut OsEntropy);
     assert!(matches!(got, Err(Error::Malformed { what: "entry links", .. })), "{got:?}");
 }
@@ -295,7 +296,7 @@ fn kind_must_match_the_body_key() {
 fn exhausted_chain_cannot_seal() {
     let (keys, author) = (group("g"), device("d"));
     let mut sender = chain("c", u64::MAX);
-    let l = links(EntryKind::Message, 1, vec![]);
+    let l = position(EntryKind::Message, 1, vec![]);
     let got = seal_entry(&keys, &author, &l, BodyKey::Message(&mut sender), b"x", &mut OsEntropy);
     assert_eq!(got, Err(Error::ChainExhausted));
 }
@@ -321,7 +322,7 @@ proptest! {
     ) {
         let (keys, author) = (group("g"), device("d"));
         let kind = if message { EntryKind::Message } else { EntryKind::Metadata };
-        let l = links(kind, lamport, parents.clone());
+        let l = position(kind, lamport, parents.clone());
         let mut sender = chain("c", start);
         let mut receiver = ReceiverChain::new(sender.state().clone(), DEFAULT_WINDOW).unwrap();
         let entry = if message {
@@ -329,19 +330,19 @@ proptest! {
         } else {
             seal_metadata(&keys, &author, &l, &payload)
         };
-        // Sizes: links depend on the parent count only, the body on the bucket only.
+        // Sizes: the position depends on the parent count only, the body on the bucket only.
         let overhead = if message { MESSAGE_BODY_OVERHEAD } else { METADATA_BODY_OVERHEAD };
         prop_assert_eq!(entry.body.len(), bucket(payload.len()) + overhead);
-        prop_assert_eq!(entry.links.len(), links_len(parents.len()));
+        prop_assert_eq!(entry.position.len(), position_len(parents.len()));
         prop_assert_eq!(entry.header.len(), HEADER_LEN);
         entry.check_sizes().unwrap();
         // The replication view.
         let cred = keys.replication_credential();
         entry.verify_tag(&cred.entry_auth_key).unwrap();
-        prop_assert_eq!(&entry.open_links(&cred.link_key).unwrap(), &l);
+        prop_assert_eq!(&entry.open_position(&cred.position_key).unwrap(), &l);
         // The member view.
         let opened = open_entry(&keys, &entry).unwrap();
-        prop_assert_eq!(&opened.links, &l);
+        prop_assert_eq!(&opened.position, &l);
         prop_assert_eq!(opened.author, author.verify_key());
         prop_assert_eq!(opened.hash, entry.hash());
         let body = if message {
@@ -373,9 +374,9 @@ proptest! {
         let receiver = sender.state().clone();
         let payload = vec![0x42; payload_len];
         let entry = if message {
-            seal_message(&keys, &author, &mut sender, &links(kind, 9, parents), &payload)
+            seal_message(&keys, &author, &mut sender, &position(kind, 9, parents), &payload)
         } else {
-            seal_metadata(&keys, &author, &links(kind, 9, parents), &payload)
+            seal_metadata(&keys, &author, &position(kind, 9, parents), &payload)
         };
         prop_assert_eq!(open_fully(&keys, &entry, &receiver).unwrap(), payload);
         let i = index.index(section_len(&entry, section));

@@ -8,7 +8,7 @@
 
 use veil_crypto::{
     ChainState, Error, GroupId, GroupKeys, ReceiverChain,
-    envelope::{EntryKind, HEADER_LEN, MAX_BODY_LEN, MAX_LINKS_LEN, SealedEntry, open_entry},
+    envelope::{EntryKind, HEADER_LEN, MAX_BODY_LEN, MAX_POSITION_LEN, SealedEntry, open_entry},
     ratchet::DEFAULT_WINDOW,
 };
 
@@ -20,8 +20,8 @@ fn small_entries(keys: &GroupKeys) -> Vec<(SealedEntry, ChainState)> {
     let mut sender = chain("c", 5);
     let receiver = sender.state().clone();
     vec![
-        (seal_metadata(keys, &author, &links(EntryKind::Metadata, 1, vec![]), b""), receiver.clone()),
-        (seal_message(keys, &author, &mut sender, &links(EntryKind::Message, 2, vec![hash(3)]), b"hi"), receiver),
+        (seal_metadata(keys, &author, &position(EntryKind::Metadata, 1, vec![]), b""), receiver.clone()),
+        (seal_message(keys, &author, &mut sender, &position(EntryKind::Message, 2, vec![hash(3)]), b"hi"), receiver),
     ]
 }
 
@@ -48,12 +48,12 @@ fn every_byte_is_covered_by_the_tag() {
 #[test]
 fn every_byte_is_authenticated_even_with_a_recomputed_tag() {
     // A replication node holds the entry-auth key and can recompute the tag:
-    // links and header are still AEAD-protected, the body signed by the author.
-    // Every byte of links and header; the body is one input of one Ed25519
+    // position and header are still AEAD-protected, the body signed by the author.
+    // Every byte of position and header; the body is one input of one Ed25519
     // signature (16 ms to verify in a debug build), so every 5th byte and the last.
     let keys = group("g");
     for (entry, receiver) in small_entries(&keys) {
-        for s in [Section::Links, Section::Header, Section::Body] {
+        for s in [Section::Position, Section::Header, Section::Body] {
             let len = section_len(&entry, s);
             let step = if s == Section::Body { 5 } else { 1 };
             for i in (0..len).step_by(step).chain([len - 1]) {
@@ -75,11 +75,11 @@ fn truncated_or_extended_sections_fail() {
     for (entry, receiver) in small_entries(&keys) {
         for retagged in [false, true] {
             let mut variants = Vec::new();
-            for s in [Section::Links, Section::Header, Section::Body] {
+            for s in [Section::Position, Section::Header, Section::Body] {
                 for grow in [false, true] {
                     let mut bad = entry.clone();
                     let v = match s {
-                        Section::Links => &mut bad.links,
+                        Section::Position => &mut bad.position,
                         Section::Header => &mut bad.header,
                         _ => &mut bad.body,
                     };
@@ -109,10 +109,10 @@ fn spliced_sections_fail_even_with_a_recomputed_tag() {
     // A replication node mixing sections of two valid entries of the same group.
     let keys = group("g");
     let author = device("d");
-    let a = seal_metadata(&keys, &author, &links(EntryKind::Metadata, 1, vec![]), b"entry a");
-    let b = seal_metadata(&keys, &author, &links(EntryKind::Metadata, 2, vec![a.hash()]), b"entry b");
+    let a = seal_metadata(&keys, &author, &position(EntryKind::Metadata, 1, vec![]), b"entry a");
+    let b = seal_metadata(&keys, &author, &position(EntryKind::Metadata, 2, vec![a.hash()]), b"entry b");
     let splices: [(&str, Splice); 3] = [
-        ("links", |x, y| x.links = y.links.clone()),
+        ("links", |x, y| x.position = y.position.clone()),
         ("header", |x, y| x.header = y.header.clone()),
         ("body", |x, y| x.body = y.body.clone()),
     ];
@@ -134,7 +134,7 @@ fn entry_does_not_open_in_another_group() {
         assert_eq!(open_entry(&b, &entry).unwrap_err(), Error::BadSignature);
         let cred = b.replication_credential();
         assert_eq!(entry.verify_tag(&cred.entry_auth_key), Err(Error::BadSignature));
-        assert_eq!(entry.open_links(&cred.link_key), Err(Error::Decrypt));
+        assert_eq!(entry.open_position(&cred.position_key), Err(Error::Decrypt));
         // Even re-tagged for group B (by someone holding B's entry-auth key),
         // A's sections do not decrypt under B's keys.
         let mut moved = entry.clone();
@@ -165,11 +165,11 @@ fn forged_entry_neither_advances_nor_burns_keys() {
     let mut sender = chain("alice", 0);
     let mut receiver = ReceiverChain::new(sender.state().clone(), DEFAULT_WINDOW).unwrap();
     let genuine: Vec<SealedEntry> = (0..6)
-        .map(|i| seal_message(&keys, &author, &mut sender, &links(EntryKind::Message, i, vec![]), b"genuine"))
+        .map(|i| seal_message(&keys, &author, &mut sender, &position(EntryKind::Message, i, vec![]), b"genuine"))
         .collect();
     let forge = |counter: u64| {
         let mut other = chain("mallory", counter);
-        seal_message(&keys, &author, &mut other, &links(EntryKind::Message, counter, vec![]), b"forged")
+        seal_message(&keys, &author, &mut other, &position(EntryKind::Message, counter, vec![]), b"forged")
     };
 
     // Ahead of the chain: refused, nothing changes.
@@ -202,7 +202,7 @@ fn forged_entry_neither_advances_nor_burns_keys() {
 #[test]
 fn oversized_or_misshapen_sections_are_refused_before_the_tag() {
     let (keys, author) = (group("g"), device("d"));
-    let entry = seal_metadata(&keys, &author, &links(EntryKind::Metadata, 1, vec![]), b"x");
+    let entry = seal_metadata(&keys, &author, &position(EntryKind::Metadata, 1, vec![]), b"x");
     let cred = keys.replication_credential();
 
     let mut bad = entry.clone();
@@ -215,9 +215,9 @@ fn oversized_or_misshapen_sections_are_refused_before_the_tag() {
     assert_eq!(open_entry(&keys, &bad).unwrap_err(), too_large);
 
     let mut bad = entry.clone();
-    bad.links = vec![0; MAX_LINKS_LEN + 1];
+    bad.position = vec![0; MAX_POSITION_LEN + 1];
     retag(&keys.entry_auth_key, &mut bad);
-    let too_large = Error::TooLarge { what: "entry links", len: MAX_LINKS_LEN + 1, max: MAX_LINKS_LEN };
+    let too_large = Error::TooLarge { what: "entry links", len: MAX_POSITION_LEN + 1, max: MAX_POSITION_LEN };
     assert_eq!(bad.check_sizes(), Err(too_large.clone()));
     assert_eq!(bad.verify_tag(&cred.entry_auth_key), Err(too_large.clone()));
     assert_eq!(open_entry(&keys, &bad).unwrap_err(), too_large);

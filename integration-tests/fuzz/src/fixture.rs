@@ -16,7 +16,7 @@ use veil_crypto::{
     label,
 };
 
-pub(crate) const LINKS_AAD: &[u8] = b"veil/v1/links";
+pub(crate) const POSITION_AAD: &[u8] = b"veil/v1/links";
 pub(crate) const HEADER_AAD: &[u8] = b"veil/v1/header";
 pub(crate) const BODY_AAD: &[u8] = b"veil/v1/body";
 const NONCE: [u8; 12] = [7; 12];
@@ -132,12 +132,12 @@ pub(crate) enum Body {
     Message(u64),
 }
 
-/// An entry whose sections are `links` and `body` (plaintexts, sealed
+/// An entry whose sections are `position` and `body` (plaintexts, sealed
 /// under the fixture's keys) and `header`, with a valid tag.
-pub(crate) fn craft_entry(links: &[u8], header: Header<'_>, body_key: Body, body: &[u8]) -> SealedEntry {
+pub(crate) fn craft_entry(position: &[u8], header: Header<'_>, body_key: Body, body: &[u8]) -> SealedEntry {
     let f = fixture();
-    let links_ct = gcm_prefixed(f.keys.link_key.expose_secret(), LINKS_AAD, links);
-    let body_aad = [BODY_AAD, &links_ct].concat();
+    let position_ct = gcm_prefixed(f.keys.position_key.expose_secret(), POSITION_AAD, position);
+    let body_aad = [BODY_AAD, &position_ct].concat();
     let body_ct = match body_key {
         Body::Metadata => gcm_prefixed(f.keys.metadata_key.expose_secret(), &body_aad, body),
         Body::Message(counter) => {
@@ -153,7 +153,7 @@ pub(crate) fn craft_entry(links: &[u8], header: Header<'_>, body_key: Body, body
             let author = f.author.verify_key().to_bytes();
             let mut signed = label::ENTRY_SIG.to_vec();
             signed.extend_from_slice(&f.keys.id.0);
-            put_lp(&mut signed, &links_ct);
+            put_lp(&mut signed, &position_ct);
             signed.extend_from_slice(&author);
             signed.extend_from_slice(&counter.to_be_bytes());
             put_lp(&mut signed, &body_ct);
@@ -164,18 +164,18 @@ pub(crate) fn craft_entry(links: &[u8], header: Header<'_>, body_key: Body, body
             h
         }
     };
-    let header_ct = gcm_prefixed(f.keys.header_key.expose_secret(), &[HEADER_AAD, &links_ct].concat(), &header_plain);
+    let header_ct = gcm_prefixed(f.keys.header_key.expose_secret(), &[HEADER_AAD, &position_ct].concat(), &header_plain);
     let mut mac = <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(f.keys.entry_auth_key.expose_secret())
         .expect("HMAC takes any key");
     let mut input = label::ENTRY_MAC.to_vec();
-    for section in [&links_ct, &header_ct, &body_ct] {
+    for section in [&position_ct, &header_ct, &body_ct] {
         put_lp(&mut input, section);
     }
     mac.update(&input);
-    SealedEntry { links: links_ct, header: header_ct, body: body_ct, tag: mac.finalize().into_bytes().into() }
+    SealedEntry { position: position_ct, header: header_ct, body: body_ct, tag: mac.finalize().into_bytes().into() }
 }
 
-/// The links plaintext of `kind` (1 metadata, 2 message), `lamport` and
+/// The position plaintext of `kind` (1 metadata, 2 message), `lamport` and
 /// `parents` (PROTOCOL.md §7).
 pub(crate) fn links_plain(kind: u8, lamport: u64, parents: &[EntryHash]) -> Vec<u8> {
     let mut out = vec![1, kind];

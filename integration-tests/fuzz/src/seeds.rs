@@ -4,7 +4,7 @@
 use veil_crypto::{
     AliasKey, ContactLink, EpochId, GroupInvitation, GroupSecret, Name, RendezvousSeed, TestEntropy,
     advert::TOKEN_LEN,
-    envelope::{self, BodyKey, EntryHash, EntryKind, Links},
+    envelope::{self, BodyKey, EntryHash, EntryKind, Position},
     handshake::{Requester, Responder},
     padding,
     ratchet::seal_chain_state,
@@ -79,11 +79,11 @@ fn hash(i: u8) -> EntryHash {
 fn entries() -> Vec<envelope::SealedEntry> {
     let f = fixture();
     let mut entropy = TestEntropy::new(b"veil fuzz seeds");
-    let links = |kind, parents: Vec<EntryHash>| Links { kind, lamport: 3, parents };
+    let position = |kind, parents: Vec<EntryHash>| Position { kind, lamport: 3, parents };
     let metadata = envelope::seal_entry(
         &f.keys,
         &f.author,
-        &links(EntryKind::Metadata, vec![]),
+        &position(EntryKind::Metadata, vec![]),
         BodyKey::Metadata,
         b"a metadata event",
         &mut entropy,
@@ -94,7 +94,7 @@ fn entries() -> Vec<envelope::SealedEntry> {
     let message = envelope::seal_entry(
         &f.keys,
         &f.author,
-        &links(EntryKind::Message, vec![hash(1), hash(2)]),
+        &position(EntryKind::Message, vec![hash(1), hash(2)]),
         BodyKey::Message(&mut chain),
         b"hello",
         &mut entropy,
@@ -105,21 +105,21 @@ fn entries() -> Vec<envelope::SealedEntry> {
 
 fn envelope() -> Vec<Vec<u8>> {
     let mut out: Vec<Vec<u8>> = entries().iter().map(|e| with_mode(0, &encode_entry(e))).collect();
-    let links = links_plain(1, 0, &[]);
+    let position = links_plain(1, 0, &[]);
     let mut crafted = vec![1];
-    crafted.extend_from_slice(&(links.len() as u16).to_le_bytes());
-    crafted.extend_from_slice(&links);
+    crafted.extend_from_slice(&(position.len() as u16).to_le_bytes());
+    crafted.extend_from_slice(&position);
     crafted.push(105);
     crafted.extend_from_slice(&[1; 105]);
     crafted.extend_from_slice(&padding::pad(b"body").expect("pads"));
     out.push(crafted);
-    for (message, counter, links) in
+    for (message, counter, position) in
         [(0u8, 0u16, links_plain(1, 2, &[hash(5)])), (1, 7, links_plain(2, 9, &[hash(5), hash(6)]))]
     {
         let mut signed = vec![2, message];
         signed.extend_from_slice(&counter.to_le_bytes());
-        signed.extend_from_slice(&(links.len() as u16).to_le_bytes());
-        signed.extend_from_slice(&links);
+        signed.extend_from_slice(&(position.len() as u16).to_le_bytes());
+        signed.extend_from_slice(&position);
         signed.extend_from_slice(&padding::pad(b"a body").expect("pads"));
         out.push(signed);
     }
@@ -282,9 +282,9 @@ fn ble_link() -> Vec<Vec<u8>> {
 pub fn check_crafted() {
     let f = fixture();
     for (kind, counter, body) in [(1u8, 0u64, Body::Metadata), (2, 7, Body::Message(7))] {
-        let links = links_plain(kind, 4, &[hash(1)]);
+        let position = links_plain(kind, 4, &[hash(1)]);
         let padded = padding::pad(b"crafted").expect("pads");
-        let entry = craft_entry(&links, Header::Signed(counter), body, &padded);
+        let entry = craft_entry(&position, Header::Signed(counter), body, &padded);
         let opened = envelope::open_entry(&f.keys, &entry).expect("a crafted entry opens");
         let read = if kind == 1 {
             opened.read_metadata(&f.keys)

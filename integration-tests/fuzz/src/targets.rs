@@ -195,8 +195,8 @@ fn direct_ranges(input: &mut Input<'_>, mine: &[EntryHash]) -> Vec<HashRange> {
 }
 
 /// An entry opened by a member: as it arrives (mode 0); with a valid tag
-/// and links but a header of any bytes (mode 1: a replication node can
-/// forge the first two); or signed by an author, with links and a padded
+/// and position but a header of any bytes (mode 1: a replication node can
+/// forge the first two); or signed by an author, with position and a padded
 /// body of any bytes (mode 2: what a member can forge). What opens says
 /// what was sealed.
 pub fn envelope(data: &[u8]) {
@@ -205,16 +205,16 @@ pub fn envelope(data: &[u8]) {
     match input.u8() % 3 {
         0 => {
             if let Ok(entry) = decode_entry(input.rest()) {
-                let _ = entry.open_links(&f.keys.link_key);
+                let _ = entry.open_position(&f.keys.position_key);
                 let _ = envelope::open_entry(&f.keys, &entry);
             }
         }
         1 => {
-            let links_len = usize::from(input.u16());
-            let links = input.bytes(links_len);
+            let position_len = usize::from(input.u16());
+            let position = input.bytes(position_len);
             let header_len = usize::from(input.u8());
             let header = input.bytes(header_len);
-            let entry = craft_entry(links, Header::Raw(header), Body::Metadata, input.rest());
+            let entry = craft_entry(position, Header::Raw(header), Body::Metadata, input.rest());
             if let Ok(opened) = envelope::open_entry(&f.keys, &entry) {
                 // Only the fixture's author can sign.
                 assert_eq!(opened.author, f.author.verify_key());
@@ -225,19 +225,19 @@ pub fn envelope(data: &[u8]) {
             // The body is sealed with the key of the header's counter if
             // that is below 256 (else with that of 255: it does not open).
             let counter = u64::from(input.u16());
-            let links_len = usize::from(input.u16());
-            let links = input.bytes(links_len);
+            let position_len = usize::from(input.u16());
+            let position = input.bytes(position_len);
             let body = input.rest();
             let key = if message { Body::Message(counter.min(255)) } else { Body::Metadata };
-            let entry = craft_entry(links, Header::Signed(if message { counter } else { 0 }), key, body);
+            let entry = craft_entry(position, Header::Signed(if message { counter } else { 0 }), key, body);
             let Ok(opened) = envelope::open_entry(&f.keys, &entry) else { return };
-            let kind = match opened.links.kind {
+            let kind = match opened.position.kind {
                 EntryKind::Metadata => 1,
                 EntryKind::Message => 2,
             };
-            assert_eq!(links_plain(kind, opened.links.lamport, &opened.links.parents), links, "links decode as sealed");
+            assert_eq!(links_plain(kind, opened.position.lamport, &opened.position.parents), position, "links decode as sealed");
             assert_eq!(opened.author, f.author.verify_key());
-            let read = if opened.links.kind == EntryKind::Metadata {
+            let read = if opened.position.kind == EntryKind::Metadata {
                 opened.read_metadata(&f.keys)
             } else {
                 let state = ChainState::from_bytes(&CHAIN).expect("40 bytes");

@@ -1,7 +1,7 @@
 //! Synthetic log entries for benchmarks (the storage and one-to-one
 //! benches): shaped like real ones, filled from a fast PRNG.
 
-use veil_crypto::envelope::{EntryHash, EntryKind, Links, SealedEntry};
+use veil_crypto::envelope::{EntryHash, EntryKind, Position, SealedEntry};
 
 /// Entries shaped like real ones (section sizes of a small message with one
 /// parent), filled from a fast PRNG: the store never decrypts on append.
@@ -29,20 +29,21 @@ impl Generator {
         out
     }
 
-    pub(crate) fn next(&mut self) -> (SealedEntry, Links) {
+    pub(crate) fn next(&mut self) -> (SealedEntry, Position) {
         let entry = SealedEntry {
-            links: self.bytes(12 + 11 + 32 + 16),
+            position: self.bytes(12 + 11 + 32 + 16),
             header: self.bytes(133),
             body: self.bytes(256 + 16),
             tag: self.bytes(32).try_into().unwrap(),
         };
         self.lamport += 1;
-        let links = Links { kind: EntryKind::Message, lamport: self.lamport, parents: self.prev.into_iter().collect() };
+        let position =
+            Position { kind: EntryKind::Message, lamport: self.lamport, parents: self.prev.into_iter().collect() };
         self.prev = Some(entry.hash());
-        (entry, links)
+        (entry, position)
     }
 
-    pub(crate) fn batch(&mut self, n: usize) -> Vec<(SealedEntry, Links)> {
+    pub(crate) fn batch(&mut self, n: usize) -> Vec<(SealedEntry, Position)> {
         (0..n).map(|_| self.next()).collect()
     }
 }

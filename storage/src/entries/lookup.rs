@@ -9,11 +9,11 @@ use super::ROWS_PER_STATEMENT;
 use crate::{Error, Result, rows::blob};
 
 /// The hash and wire sections of an entry row (which must select `hash`,
-/// `links`, `header`, `body` and `tag`), checked against each other.
+/// `position`, `header`, `body` and `tag`), checked against each other.
 pub(crate) fn sealed_of(r: &SqliteRow) -> Result<(EntryHash, SealedEntry)> {
     let hash = EntryHash(blob::<32>(r, "hash")?);
     let sealed = SealedEntry {
-        links: r.try_get("links")?,
+        position: r.try_get("links")?,
         header: r.try_get("header")?,
         body: r.try_get("body")?,
         tag: blob::<32>(r, "tag")?,

@@ -6,7 +6,7 @@ use std::{path::PathBuf, sync::Arc};
 
 use veil_crypto::{
     GroupKeys, GroupSecret, SenderChain, SigningSecret, TestEntropy,
-    envelope::{BodyKey, EntryHash, EntryKind, Links, SealedEntry, seal_entry},
+    envelope::{BodyKey, EntryHash, EntryKind, Position, SealedEntry, seal_entry},
     time::{ManualClock, UnixTime},
 };
 use veil_storage::{
@@ -52,10 +52,10 @@ pub(crate) fn metadata_entry(
     lamport: u64,
     parents: Vec<EntryHash>,
     label: &[u8],
-) -> (SealedEntry, Links) {
-    let links = Links { kind: EntryKind::Metadata, lamport, parents };
-    let sealed = seal_entry(keys, author, &links, BodyKey::Metadata, label, &mut TestEntropy::new(label)).unwrap();
-    (sealed, links)
+) -> (SealedEntry, Position) {
+    let position = Position { kind: EntryKind::Metadata, lamport, parents };
+    let sealed = seal_entry(keys, author, &position, BodyKey::Metadata, label, &mut TestEntropy::new(label)).unwrap();
+    (sealed, position)
 }
 
 pub(crate) fn group_fixture(seed: u8) -> (GroupSecret, GroupKeys, SigningSecret) {
@@ -125,38 +125,38 @@ impl XorShift {
 /// Three sealed messages of a fresh contact group, each the parent of the next.
 pub(crate) async fn three_messages(
     t: &TempStore,
-) -> (veil_crypto::GroupId, Vec<veil_crypto::envelope::SealedEntry>, Vec<Links>) {
+) -> (veil_crypto::GroupId, Vec<veil_crypto::envelope::SealedEntry>, Vec<Position>) {
     let (secret, keys, device) = group_fixture(7);
     let gid = t.store.insert_group(GroupKind::Contact, None, &secret, &device).await.unwrap();
     let mut e = TestEntropy::new(b"three");
     let mut chain = SenderChain::generate(&mut e).unwrap();
-    let (mut sealed, mut links) = (vec![], vec![]);
+    let (mut sealed, mut position) = (vec![], vec![]);
     for i in 0..3u64 {
-        let l = Links {
+        let l = Position {
             kind: EntryKind::Message,
             lamport: i + 1,
             parents: sealed.last().map(|s: &veil_crypto::envelope::SealedEntry| s.hash()).into_iter().collect(),
         };
         sealed.push(seal_entry(&keys, &device, &l, BodyKey::Message(&mut chain), b"m", &mut e).unwrap());
-        links.push(l);
+        position.push(l);
     }
-    (gid, sealed, links)
+    (gid, sealed, position)
 }
 
 /// The entries as appends owed to `peers`.
 pub(crate) fn owed_to<'a>(
     group: veil_crypto::GroupId,
     sealed: &'a [veil_crypto::envelope::SealedEntry],
-    links: &'a [Links],
+    position: &'a [Position],
     peers: &'a [Addressee],
 ) -> Vec<NewEntry<'a>> {
     sealed
         .iter()
-        .zip(links)
-        .map(|(entry, links)| NewEntry {
+        .zip(position)
+        .map(|(entry, position)| NewEntry {
             group,
             entry,
-            links,
+            position,
             author: None,
             payload: None,
             ratchet: None,

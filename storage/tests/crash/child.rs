@@ -8,7 +8,7 @@ use std::{
 
 use veil_crypto::{
     ChainState, GroupId, OsEntropy, SenderChain,
-    envelope::{BodyKey, EntryHash, EntryKind, Links, SealedEntry, seal_entry},
+    envelope::{BodyKey, EntryHash, EntryKind, Position, SealedEntry, seal_entry},
 };
 use veil_storage::{Addressee, Appended, NewEntry, RatchetUpdate, Store};
 
@@ -38,7 +38,7 @@ async fn tip(store: &Store, group: &GroupId, kind: EntryKind) -> Option<(EntryHa
 
 struct Built {
     sealed: SealedEntry,
-    links: Links,
+    position: Position,
     payload: Vec<u8>,
     chain: Option<ChainState>,
     outbox: &'static [Addressee],
@@ -69,28 +69,30 @@ async fn child_main(dir: PathBuf, seed: u64, config: Config) {
         for _ in 0..n {
             if rng.range(0, 7) == 0 {
                 let lamport = metadata.map_or(1, |(_, l)| l + 1);
-                let links = Links {
+                let position = Position {
                     kind: EntryKind::Metadata,
                     lamport,
                     parents: metadata.map(|(h, _)| h).into_iter().collect(),
                 };
                 let payload = metadata_payload(lamport);
-                let sealed = seal_entry(&keys, &device, &links, BodyKey::Metadata, &payload, &mut OsEntropy).unwrap();
+                let sealed =
+                    seal_entry(&keys, &device, &position, BodyKey::Metadata, &payload, &mut OsEntropy).unwrap();
                 metadata = Some((sealed.hash(), lamport));
-                built.push(Built { sealed, links, payload, chain: None, outbox: &[ALL] });
+                built.push(Built { sealed, position, payload, chain: None, outbox: &[ALL] });
             } else {
                 let counter = chain.state().next;
-                let links = Links {
+                let position = Position {
                     kind: EntryKind::Message,
                     lamport: counter + 1,
                     parents: messages.map(|(h, _)| h).into_iter().collect(),
                 };
                 let payload = message_payload(counter);
                 let sealed =
-                    seal_entry(&keys, &device, &links, BodyKey::Message(&mut chain), &payload, &mut OsEntropy).unwrap();
+                    seal_entry(&keys, &device, &position, BodyKey::Message(&mut chain), &payload, &mut OsEntropy)
+                        .unwrap();
                 messages = Some((sealed.hash(), counter + 1));
                 let outbox: &'static [Addressee] = if counter.is_multiple_of(2) { &[ALL, EVEN] } else { &[ALL] };
-                built.push(Built { sealed, links, payload, chain: Some(chain.state().clone()), outbox });
+                built.push(Built { sealed, position, payload, chain: Some(chain.state().clone()), outbox });
             }
         }
         let batch: Vec<NewEntry<'_>> = built
@@ -98,7 +100,7 @@ async fn child_main(dir: PathBuf, seed: u64, config: Config) {
             .map(|b| NewEntry {
                 group: gid,
                 entry: &b.sealed,
-                links: &b.links,
+                position: &b.position,
                 author: Some(device.verify_key()),
                 payload: Some(&b.payload),
                 ratchet: b.chain.as_ref().map(|state| RatchetUpdate::Sender { state, reserved_until: 0 }),

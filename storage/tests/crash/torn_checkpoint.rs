@@ -4,7 +4,7 @@ use std::{collections::BTreeSet, path::Path};
 
 use veil_crypto::{
     OsEntropy, SenderChain,
-    envelope::{BodyKey, EntryHash, EntryKind, Links, seal_entry},
+    envelope::{BodyKey, EntryHash, EntryKind, Position, seal_entry},
 };
 use veil_storage::{Addressee, Durability, NewEntry, RatchetUpdate, Store};
 
@@ -68,20 +68,20 @@ fn a_kill_during_a_checkpoint_is_recovered_not_refused() {
         let mut chain = SenderChain::from_state(initial_chain());
         let mut hashes: Vec<EntryHash> = vec![];
         for counter in 0..300u64 {
-            let links = Links {
+            let position = Position {
                 kind: EntryKind::Message,
                 lamport: counter + 1,
                 parents: hashes.last().copied().into_iter().collect(),
             };
             let payload = message_payload(counter);
             let sealed =
-                seal_entry(&keys, &device, &links, BodyKey::Message(&mut chain), &payload, &mut OsEntropy).unwrap();
+                seal_entry(&keys, &device, &position, BodyKey::Message(&mut chain), &payload, &mut OsEntropy).unwrap();
             let outbox: &[Addressee] = if counter.is_multiple_of(2) { &[ALL, EVEN] } else { &[ALL] };
             store
                 .append(NewEntry {
                     group: keys.id,
                     entry: &sealed,
-                    links: &links,
+                    position: &position,
                     author: Some(device.verify_key()),
                     payload: Some(&payload),
                     ratchet: Some(RatchetUpdate::Sender { state: chain.state(), reserved_until: 0 }),

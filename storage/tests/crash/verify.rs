@@ -97,7 +97,10 @@ pub(crate) async fn verify(dir: &Path, config: Config, must_have: &BTreeSet<Entr
         let payload = message_payload(i as u64);
         assert_eq!(r.payload.as_deref().map(|p| &p[..]), Some(&payload[..]), "stored payload of message {i}");
         let opened = open_entry(&keys, &r.sealed).unwrap_or_else(|e| panic!("message {i} does not open: {e}"));
-        assert_eq!((opened.counter, opened.links.lamport, &opened.links.parents), (i as u64, r.lamport, &r.parents));
+        assert_eq!(
+            (opened.counter, opened.position.lamport, &opened.position.parents),
+            (i as u64, r.lamport, &r.parents)
+        );
         assert_eq!(&opened.read_message(&mut receiver).unwrap()[..], &payload[..], "message {i} decrypts");
     }
 

@@ -3,7 +3,7 @@
 use veil_crypto::{
     AccountKeys, GroupId, GroupKeys, GroupSecret, Identity, OsEntropy, ReceiverChain, RendezvousSeed, SenderChain,
     SigningSecret,
-    envelope::{BodyKey, EntryHash, EntryKind, Links, open_entry, seal_entry},
+    envelope::{BodyKey, EntryHash, EntryKind, Position, open_entry, seal_entry},
     time::{ManualClock, UnixTime},
 };
 use veil_storage::{Addressee, ContactState, GroupKind, NewEntry, RatchetUpdate, Store, keystore::KeySource};
@@ -66,7 +66,7 @@ pub(crate) async fn fill(store: &Store) -> Fixture {
     needles.push(needle("group device seed", &group_device.to_seed()[..]));
     needles.push(needle("group header key", keys.header_key.expose_secret()));
     needles.push(needle("group metadata key", keys.metadata_key.expose_secret()));
-    needles.push(needle("group link key", keys.link_key.expose_secret()));
+    needles.push(needle("group position key", keys.position_key.expose_secret()));
     needles.push(needle("group entry-auth key", keys.entry_auth_key.expose_secret()));
     needles.push(needle("group rendezvous seed", keys.rendezvous_seed.expose_secret()));
 
@@ -81,19 +81,19 @@ pub(crate) async fn fill(store: &Store) -> Fixture {
     for i in 0..6 {
         let (_, mk) = probe.next_key().unwrap();
         needles.push(needle(format!("message key {i}"), mk.expose_key()));
-        let links = Links {
+        let position = Position {
             kind: EntryKind::Message,
             lamport: i as u64 + 1,
             parents: hashes.last().copied().into_iter().collect(),
         };
         let text = payload(i);
         let sealed =
-            seal_entry(&keys, &group_device, &links, BodyKey::Message(&mut chain), &text, &mut OsEntropy).unwrap();
+            seal_entry(&keys, &group_device, &position, BodyKey::Message(&mut chain), &text, &mut OsEntropy).unwrap();
         store
             .append(NewEntry {
                 group,
                 entry: &sealed,
-                links: &links,
+                position: &position,
                 author: Some(group_device.verify_key()),
                 payload: Some(&text),
                 ratchet: Some(RatchetUpdate::Sender { state: chain.state(), reserved_until: 0 }),

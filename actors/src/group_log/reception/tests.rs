@@ -39,15 +39,15 @@ impl Device {
     }
 
     fn announce(&self, keys: &GroupKeys, joined: MemberJoined) -> SealedEntry {
-        let links = Links { kind: EntryKind::Metadata, lamport: 1, parents: vec![] };
+        let position = Position { kind: EntryKind::Metadata, lamport: 1, parents: vec![] };
         let payload = MetadataEvent::MemberJoined(joined).encode();
-        seal_entry(keys, &self.key, &links, BodyKey::Metadata, &payload, &mut OsEntropy).unwrap()
+        seal_entry(keys, &self.key, &position, BodyKey::Metadata, &payload, &mut OsEntropy).unwrap()
     }
 
     fn write(&mut self, keys: &GroupKeys, lamport: u64, parents: &[&SealedEntry]) -> SealedEntry {
         let parents = parents.iter().map(|p| p.hash()).collect();
-        let links = Links { kind: EntryKind::Message, lamport, parents };
-        seal_entry(keys, &self.key, &links, BodyKey::Message(&mut self.chain), b"hello", &mut OsEntropy).unwrap()
+        let position = Position { kind: EntryKind::Message, lamport, parents };
+        seal_entry(keys, &self.key, &position, BodyKey::Message(&mut self.chain), b"hello", &mut OsEntropy).unwrap()
     }
 }
 
@@ -93,7 +93,7 @@ impl Store {
                             let opened = &joining.item.opened;
                             let stored = self
                                 .positions
-                                .insert(opened.hash, (EntryKind::Metadata, opened.links.lamport))
+                                .insert(opened.hash, (EntryKind::Metadata, opened.position.lamport))
                                 .is_none();
                             reception.joined_stored(*joining, stored);
                             break;
@@ -105,7 +105,7 @@ impl Store {
             let outcomes = reception
                 .queued()
                 .iter()
-                .map(|e| match self.positions.insert(e.entry.hash(), (EntryKind::Message, e.links.lamport)) {
+                .map(|e| match self.positions.insert(e.entry.hash(), (EntryKind::Message, e.position.lamport)) {
                     None => Appended::Stored,
                     Some(_) => Appended::Duplicate,
                 })
