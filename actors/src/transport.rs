@@ -21,7 +21,7 @@ use veil_transports::{
 
 use crate::{
     Error, NodeEvent, Result,
-    ble::PeerLink,
+    ble::PeerConnection,
     messages::{
         contacts::{InboundRequest, LanPeerFound},
         courier::{InboundFrame, InboundFrames, NetworkRestarted, PeerLeft, Proximity},
@@ -45,7 +45,7 @@ pub(crate) struct NetworkRoutes {
     /// Swarm restarts (with a new peer id after a key rotation).
     pub(crate) restarted: Vec<Recipient<NetworkRestarted>>,
     /// Peers connected and disconnected (the BLE actor, when there is one).
-    pub(crate) links: Option<Recipient<crate::ble::PeerLink>>,
+    pub(crate) connections: Option<Recipient<crate::ble::PeerConnection>>,
 }
 
 const NAME: &str = "transport-manager";
@@ -255,14 +255,14 @@ fn route(
 ) -> Option<NodeEvent> {
     match event {
         NetworkEvent::PeerConnected { peer, transport } => {
-            if let Some(links) = &routes.links {
-                let _ = links.try_send(PeerLink { peer, transport: Some(transport.clone()) });
+            if let Some(connections) = &routes.connections {
+                let _ = connections.try_send(PeerConnection { peer, transport: Some(transport.clone()) });
             }
             Some(NodeEvent::PeerConnected { peer, transport })
         }
         NetworkEvent::PeerDisconnected { peer } => {
-            if let Some(links) = &routes.links {
-                let _ = links.try_send(PeerLink { peer, transport: None });
+            if let Some(connections) = &routes.connections {
+                let _ = connections.try_send(PeerConnection { peer, transport: None });
             }
             to_courier.push(ToCourier::Left(PeerLeft { peer }));
             Some(NodeEvent::PeerDisconnected { peer })

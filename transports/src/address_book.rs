@@ -1,5 +1,5 @@
 //! Addresses of peers that dials by peer id use, as a behaviour learned
-//! them (the frame links from connections and identify, discovery from
+//! them (the frame streams from connections and identify, discovery from
 //! rendezvous servers and the DHT). Each behaviour keeps its own and gives
 //! them to the swarm when it dials a peer by id.
 

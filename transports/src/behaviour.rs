@@ -14,9 +14,9 @@ use libp2p::{
 use crate::codec::{CONTACT_PROTOCOL, FrameCodec};
 use crate::discovery::Discovery;
 use crate::error::Error;
-use crate::link::Links;
 use crate::network::NetworkConfig;
 use crate::policy::{Policy, RelaySet};
+use crate::stream::FrameStreams;
 
 /// The Kademlia protocol name: veil nodes form their own DHT.
 pub(crate) const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/veil/kad/1");
@@ -40,7 +40,7 @@ pub(crate) struct Behaviour {
     /// behaviour sets anything up for it.
     pub(crate) limits: connection_limits::Behaviour,
     /// First, so the hot path is polled first.
-    pub(crate) links: Links,
+    pub(crate) streams: FrameStreams,
     pub(crate) identify: identify::Behaviour,
     pub(crate) relay_client: relay::client::Behaviour,
     pub(crate) ping: Toggle<ping::Behaviour>,
@@ -164,7 +164,7 @@ impl Behaviour {
             .with_max_established_per_peer(Some(config.max_connections_per_peer));
         Ok(Self {
             limits: connection_limits::Behaviour::new(limits),
-            links: Links::new(config.request_timeout),
+            streams: FrameStreams::new(config.request_timeout),
             identify,
             relay_client,
             ping: config

@@ -180,19 +180,19 @@ pub enum SendFailure {
     /// The connection carrying it closed.
     #[error("the connection closed")]
     ConnectionClosed,
-    /// Its frame link closed (idle, or ended by the peer).
-    #[error("the frame link closed")]
-    LinkClosed,
-    /// Every new frame link closed at once, again and again.
-    #[error("the frame link kept closing")]
+    /// Its frame stream closed (idle, or ended by the peer).
+    #[error("the frame stream closed")]
+    StreamClosed,
+    /// Every new frame stream closed at once, again and again.
+    #[error("the frame stream kept closing")]
     KeptClosing,
     /// No connection to the peer could be made.
     #[error("no connection: {0}")]
     NoConnection(DialFailure),
-    /// The peer's connection would not open a frame link.
-    #[error("no frame link: {0}")]
-    NoLink(String),
-    /// Reading or writing the link failed.
+    /// The peer's connection would not open a frame stream.
+    #[error("no frame stream: {0}")]
+    NoStream(String),
+    /// Reading or writing the frame stream failed.
     #[error("{0}")]
     Io(std::io::ErrorKind),
 }

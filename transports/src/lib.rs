@@ -10,7 +10,7 @@
 //! * [`Policy`]: the privacy policies (`Direct`, `Relayed`, `Anonymous`,
 //!   `Offline`) and the pure checks in [`policy`] that enforce them.
 //! * [`Network`]: a libp2p swarm in a tokio task carrying veil's frames on
-//!   persistent, acknowledged streams (`/veil/frame/2`), with identify, the
+//!   persistent, acknowledged frame streams (`/veil/frame/2`), with identify, the
 //!   relay client and, where the policy and configuration need them,
 //!   Kademlia, rendezvous, mDNS, relay server, DCUtR, AutoNAT and ping;
 //!   controlled through a [`NetworkHandle`] and reporting [`NetworkEvent`]s.
@@ -70,11 +70,11 @@ mod driver;
 mod error;
 mod framing;
 pub mod learned;
-mod link;
 mod network;
 mod plugin;
 pub mod policy;
 mod route;
+mod stream;
 mod switchable;
 
 pub use codec::{CONTACT_PROTOCOL, DEFAULT_MAX_FRAME, FRAME_PROTOCOL, FrameCodec};

@@ -11,9 +11,9 @@ use veil_crypto::NetworkKey;
 
 use crate::driver::{self, Command};
 use crate::error::{Error, Result, SendFailure};
-use crate::link::{Delivery, LinkTable, OutFrame};
 use crate::plugin::{TransportId, TransportPlugin};
 use crate::policy::{KnownRelay, Policy};
+use crate::stream::{Delivery, OutFrame, StreamTable};
 
 mod config;
 mod event;
@@ -54,12 +54,12 @@ impl Network {
         let (cmd_tx, cmd_rx) = mpsc::channel(config.command_capacity);
         let (event_tx, event_rx) = mpsc::channel(config.event_capacity);
         let (max_frame, request_timeout) = (config.max_frame_size, config.request_timeout);
-        let links = Arc::new(LinkTable::default());
+        let streams = Arc::new(StreamTable::default());
         let driver = {
             let _guard = runtime.enter();
             driver::Driver::new(
                 runtime.clone(),
-                links.clone(),
+                streams.clone(),
                 keypair,
                 policy,
                 relays,
@@ -70,7 +70,7 @@ impl Network {
             )?
         };
         runtime.spawn(driver.run());
-        Ok((NetworkHandle { tx: cmd_tx, links, max_frame, request_timeout }, event_rx))
+        Ok((NetworkHandle { tx: cmd_tx, streams, max_frame, request_timeout }, event_rx))
     }
 }
 
@@ -93,9 +93,9 @@ pub fn peer_id_of(key: &NetworkKey) -> Result<PeerId> {
 #[derive(Clone)]
 pub struct NetworkHandle {
     tx: mpsc::Sender<Command>,
-    /// The open frame links: frames go straight to them, not through the
+    /// The open frame streams: frames go straight to them, not through the
     /// network task.
-    links: Arc<LinkTable>,
+    streams: Arc<StreamTable>,
     max_frame: usize,
     request_timeout: Duration,
 }
@@ -131,11 +131,11 @@ impl NetworkHandle {
     /// its application accepted it (its `FrameReceived` event was taken by
     /// the bounded event channel).
     ///
-    /// Frames travel on the peer's frame link (one persistent stream), opened
-    /// on first use over an existing connection, or after dialing the peer by
-    /// id with the addresses the network knows. Frames sent one after another
-    /// arrive in order. While `max_frames_in_flight` frames wait for their
-    /// acknowledgement, further sends wait.
+    /// Frames travel on the peer's frame stream (one persistent substream),
+    /// opened on first use over an existing connection, or after dialing the
+    /// peer by id with the addresses the network knows. Frames sent one
+    /// after another arrive in order. While `max_frames_in_flight` frames
+    /// wait for their acknowledgement, further sends wait.
     ///
     /// An error means the frame may or may not have arrived: keep it in the
     /// outbox and send it again (receivers must tolerate duplicates). A frame
@@ -160,18 +160,18 @@ impl NetworkHandle {
             return Err(Error::FrameTooLarge { len: frame.len(), max: self.max_frame });
         }
         let mut frame = frame;
-        // A link that closes before writing the frame gives it back; it is
-        // then tried on a new link (a bounded number of times).
+        // A frame stream that closes before writing the frame gives it back;
+        // it is then tried on a new one (a bounded number of times).
         for _ in 0..3 {
-            let link = match self.links.get(&peer) {
-                Some(link) => link,
-                None => self.ask(|reply| Command::OpenLink { peer, as_peer: local, reply }).await??,
+            let sender = match self.streams.get(&peer) {
+                Some(sender) => sender,
+                None => self.ask(|reply| Command::OpenStream { peer, as_peer: local, reply }).await??,
             };
-            if local.is_some_and(|local| local != link.local) {
+            if local.is_some_and(|local| local != sender.local) {
                 return Err(Error::Restarted);
             }
             let (reply, outcome) = oneshot::channel();
-            if let Err(back) = link.send(OutFrame { frame, reply }).await {
+            if let Err(back) = sender.send(OutFrame { frame, reply }).await {
                 frame = back.frame;
                 continue;
             }

@@ -212,10 +212,10 @@ async fn unacknowledged_frames_time_out() {
     assert_eq!(got[0], (a.peer, b"stalled".to_vec()));
 }
 
-/// A frame link closes after `idle_connection_timeout` without frames, then
+/// A frame stream closes after `idle_connection_timeout` without frames, then
 /// the connection; the next frame dials the peer again by its id.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn idle_links_close_and_reopen() {
+async fn idle_streams_close_and_reopen() {
     let mut cfg = config();
     cfg.idle_connection_timeout = Duration::from_millis(300);
     let mut a = spawn_with(Policy::Direct, vec![Arc::new(Tcp::new())], cfg.clone());

@@ -42,7 +42,7 @@ async fn rotate_over(plugins: fn() -> Vec<Arc<dyn TransportPlugin>>, listen: &st
     let got = recv_frames(&mut b.events, 1).await;
     assert_eq!(got[0], (a.peer, b"after".to_vec()));
     // A frame made for the old identity is never sent from the new one,
-    // whether a link must be opened for it or one is open.
+    // whether a frame stream must be opened for it or one is open.
     let (old, handle) = (b.peer, b.handle.clone());
     let stale = || handle.send_frame_as(old, a.peer, b"stale".to_vec());
     assert!(matches!(stale().await, Err(Error::Restarted)));

@@ -122,7 +122,7 @@ pub(crate) struct GetBleStatus;
 /// over `transport`, or its last one closed (`None`).
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
-pub(crate) struct PeerLink {
+pub(crate) struct PeerConnection {
     pub(crate) peer: PeerId,
     pub(crate) transport: Option<veil_transports::TransportId>,
 }
@@ -431,10 +431,10 @@ impl Handler<BleAllowed> for BleTransport {
     }
 }
 
-impl Handler<PeerLink> for BleTransport {
+impl Handler<PeerConnection> for BleTransport {
     type Result = ();
 
-    fn handle(&mut self, msg: PeerLink, _: &mut Self::Context) {
+    fn handle(&mut self, msg: PeerConnection, _: &mut Self::Context) {
         match msg.transport {
             Some(t) if t == BLE => self.cycle.peer_connected(msg.peer),
             Some(_) => {}

@@ -287,7 +287,7 @@ pub(super) async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
         nearby: courier.clone().recipient(),
         left: courier.clone().recipient(),
         restarted: vec![courier.clone().recipient(), contacts.clone().recipient(), replica.clone().recipient()],
-        links: ble.as_ref().map(|(ble, _)| ble.clone().recipient()),
+        connections: ble.as_ref().map(|(ble, _)| ble.clone().recipient()),
     };
     let transport = TransportManager::start(network.clone(), network_events, builder.policy, events.clone(), routes);
     for group in store.groups().await? {

@@ -66,7 +66,7 @@ impl Driver {
                 let transport = self.transport_of(&endpoint);
                 match &endpoint {
                     ConnectedPoint::Dialer { address, .. } => {
-                        // Remembered for dials by peer id (a later frame link).
+                        // Remembered for dials by peer id (a later frame stream).
                         self.remember(peer_id, std::slice::from_ref(address), AddressSource::Connection);
                     }
                     // Whoever comes in through an onion service has no address.
@@ -110,8 +110,8 @@ impl Driver {
             }
             SwarmEvent::ConnectionClosed { peer_id, connection_id, num_established, .. } => {
                 let known = self.swarm_state.connections.remove(&connection_id).is_some();
-                self.swarm_state.inbound_links.remove(&connection_id);
-                if let Some(guard) = self.swarm_state.link_guards.remove(&connection_id) {
+                self.swarm_state.inbound_streams.remove(&connection_id);
+                if let Some(guard) = self.swarm_state.stream_guards.remove(&connection_id) {
                     let _ = guard.send(true);
                 }
                 if known && !self.swarm_state.connections.values().any(|(p, _, _)| *p == peer_id) {
@@ -158,7 +158,7 @@ impl Driver {
 
     pub(super) fn behaviour_event(&mut self, event: BehaviourEvent) {
         match event {
-            BehaviourEvent::Links(event) => self.link_event(event),
+            BehaviourEvent::Streams(event) => self.stream_event(event),
             BehaviourEvent::Contact(event) => self.contact_event(event),
             BehaviourEvent::RendezvousServer(event) => self.rendezvous_server_event(event),
             BehaviourEvent::Discovery(event) => self.discovery_event(event),

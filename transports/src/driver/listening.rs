@@ -149,7 +149,7 @@ impl Driver {
         self.keypair = keypair;
         self.policy = policy;
         old.fail_pending(Stop::Restarted, || Error::Restarted);
-        self.links.clear();
+        self.streams.clear();
         self.generation += 1;
         // Frames not yet accepted by the consumer are dropped unacknowledged:
         // their senders see the connection close and resend.

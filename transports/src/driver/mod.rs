@@ -19,18 +19,18 @@ use crate::behaviour::{Behaviour, BehaviourEvent, Features, KAD_PROTOCOL};
 use crate::discovery::DiscoveryEvent;
 use crate::error::{DialFailure, Error, ListenFailure, RequestFailure, Result};
 use crate::learned::{AddressSource, LearnedAddress, LearnedAddresses};
-use crate::link::{self, Acks, Inbound, LinkEvent, LinkSender, LinkSettings, LinkTable, Stop};
 use crate::network::{InboundRequestId, NetworkConfig, NetworkEvent, servers_of};
 use crate::plugin::{TransportId, TransportPlugin, authenticate_and_multiplex};
 use crate::policy::{self, KnownRelay, Policy, RelaySet};
 use crate::route::{OpenConnection, Route};
+use crate::stream::{self, Acks, FrameSender, Inbound, Stop, StreamEvent, StreamSettings, StreamTable};
 use crate::switchable::{SwitchHandle, SwitchableTransport};
 
 mod events;
-mod links;
 mod listening;
 mod points;
 mod relays;
+mod streams;
 mod turn;
 
 type Reply<T> = oneshot::Sender<Result<T>>;
@@ -49,7 +49,7 @@ const MAX_DEFERRED: usize = 64;
 pub(crate) enum Command {
     Listen { addr: Multiaddr, reply: Reply<Multiaddr> },
     Dial { addr: Multiaddr, reply: Reply<PeerId> },
-    OpenLink { peer: PeerId, as_peer: Option<PeerId>, reply: Reply<LinkSender> },
+    OpenStream { peer: PeerId, as_peer: Option<PeerId>, reply: Reply<FrameSender> },
     DialPeer { peer: PeerId, reply: Reply<()> },
     Request { peer: PeerId, request: Vec<u8>, reply: Reply<Vec<u8>> },
     Respond { id: InboundRequestId, response: Vec<u8>, reply: Reply<()> },
@@ -91,11 +91,11 @@ struct SwarmState {
     switch: SwitchHandle,
     /// The transport each open connection went over.
     connections: HashMap<ConnectionId, (PeerId, TransportId, Route)>,
-    /// Open inbound frame links per connection.
-    inbound_links: HashMap<ConnectionId, Arc<AtomicUsize>>,
-    /// Per connection with links: set when it closes, which ends them.
-    link_guards: HashMap<ConnectionId, watch::Sender<bool>>,
-    /// Tells every link of this swarm to stop.
+    /// Open inbound frame streams per connection.
+    inbound_streams: HashMap<ConnectionId, Arc<AtomicUsize>>,
+    /// Per connection with frame streams: set when it closes, which ends them.
+    stream_guards: HashMap<ConnectionId, watch::Sender<bool>>,
+    /// Tells every frame stream of this swarm to stop.
     stop: watch::Sender<Option<Stop>>,
     dials: HashMap<ConnectionId, Reply<PeerId>>,
     /// `dial_peer` callers waiting for a connection to a peer.
@@ -162,8 +162,8 @@ impl SwarmState {
             swarm,
             switch,
             connections: HashMap::new(),
-            inbound_links: HashMap::new(),
-            link_guards: HashMap::new(),
+            inbound_streams: HashMap::new(),
+            stream_guards: HashMap::new(),
             stop,
             dials: HashMap::new(),
             peer_dials: HashMap::new(),
@@ -183,10 +183,10 @@ impl SwarmState {
         !self.starting.is_empty() && tokio::time::Instant::now() < self.starting_until
     }
 
-    /// Stops every link and fails every pending request with `error()`.
+    /// Stops every frame stream and fails every pending request with `error()`.
     fn fail_pending(&mut self, why: Stop, error: impl Fn() -> Error) {
         let _ = self.stop.send(Some(why));
-        self.swarm.behaviour_mut().links.fail_all(&error);
+        self.swarm.behaviour_mut().streams.fail_all(&error);
         for (_, reply) in self.dials.drain() {
             let _ = reply.send(Err(error()));
         }
@@ -208,13 +208,13 @@ impl SwarmState {
 
     /// An open connection to `peer` that is not being closed.
     fn usable_connection(&self, peer: &PeerId) -> Option<ConnectionId> {
-        self.swarm.behaviour().links.usable(peer)
+        self.swarm.behaviour().streams.usable(peer)
     }
 
     /// Closes `connection` (its transport was detached, or its relay was
-    /// dropped); no new link goes on it meanwhile.
+    /// dropped); no new frame stream goes on it meanwhile.
     fn close(&mut self, connection: ConnectionId) {
-        self.swarm.behaviour_mut().links.closing(connection);
+        self.swarm.behaviour_mut().streams.closing(connection);
         self.swarm.close_connection(connection);
     }
 
@@ -228,7 +228,7 @@ impl SwarmState {
 
 pub(crate) struct Driver {
     runtime: tokio::runtime::Handle,
-    links: Arc<LinkTable>,
+    streams: Arc<StreamTable>,
     inbound_tx: mpsc::Sender<Inbound>,
     inbound_rx: mpsc::Receiver<Inbound>,
     /// Counts swarm restarts (the swarm generation); frames read and requests
@@ -268,7 +268,7 @@ impl Driver {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         runtime: tokio::runtime::Handle,
-        links: Arc<LinkTable>,
+        streams: Arc<StreamTable>,
         keypair: Keypair,
         policy: Policy,
         relays: RelaySet,
@@ -288,7 +288,7 @@ impl Driver {
         let (inbound_tx, inbound_rx) = mpsc::channel(config.event_capacity);
         let mut driver = Self {
             runtime,
-            links,
+            streams,
             inbound_tx,
             inbound_rx,
             generation: 0,
@@ -353,7 +353,7 @@ impl Driver {
     /// records where they came from.
     fn remember(&mut self, peer: PeerId, addrs: &[Multiaddr], source: AddressSource) {
         self.learned.record_all(peer, addrs, source);
-        self.swarm_state.swarm.behaviour_mut().links.add_addresses(peer, addrs.iter().cloned());
+        self.swarm_state.swarm.behaviour_mut().streams.add_addresses(peer, addrs.iter().cloned());
     }
 
     /// Queues an event for the consumer.
@@ -384,7 +384,7 @@ impl Driver {
             let Some(Outgoing { event, ack }) = self.outbox.pop_front() else { return };
             permit.send(event);
             if let Some(ack) = ack {
-                // Lost if the link closes meanwhile; the sender then resends.
+                // Lost if the frame stream closes meanwhile; the sender then resends.
                 ack.accept();
             }
         }
@@ -409,8 +409,8 @@ impl Driver {
                     let _ = reply.send(Err(e));
                 }
             },
-            Command::OpenLink { peer, as_peer, reply } => match self.is_still(as_peer) {
-                Ok(()) => self.open_link(peer, reply),
+            Command::OpenStream { peer, as_peer, reply } => match self.is_still(as_peer) {
+                Ok(()) => self.open_stream(peer, reply),
                 Err(e) => {
                     let _ = reply.send(Err(e));
                 }
@@ -514,8 +514,8 @@ impl Driver {
                 let _ = reply.send(self.found_nearby(peer, &addrs, AddressSource::Proximity));
             }
             Command::Connections { reply } => {
-                let links = &self.swarm_state.swarm.behaviour().links;
-                let open = self.swarm_state.connections.iter().filter(|(c, _)| !links.is_closing(c));
+                let streams = &self.swarm_state.swarm.behaviour().streams;
+                let open = self.swarm_state.connections.iter().filter(|(c, _)| !streams.is_closing(c));
                 let mut open: Vec<OpenConnection> = open
                     .map(|(_, (peer, transport, route))| OpenConnection {
                         peer: *peer,

@@ -73,8 +73,8 @@ impl Driver {
     }
 
     /// A hole punch with `peer` ended: on success the new connection is
-    /// marked upgraded and the relayed ones to the peer close (their links
-    /// reopen on the direct connection; frames in flight on them are resent
+    /// marked upgraded and the relayed ones to the peer close (their frame
+    /// streams reopen on the direct connection; frames in flight on them are resent
     /// by their senders, like on any lost connection).
     pub(super) fn hole_punched(&mut self, peer: PeerId, result: Result<ConnectionId, dcutr::Error>) {
         let upgraded = match result {

@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{BATCH, Command, Driver};
 use crate::error::Error;
-use crate::link::{Inbound, Stop};
+use crate::stream::{Inbound, Stop};
 
 /// How one turn of the network task's loop ended.
 enum Turn {
@@ -61,7 +61,7 @@ impl Driver {
             }
         };
         self.swarm_state.fail_pending(Stop::Shutdown, || Error::Shutdown);
-        self.links.clear();
+        self.streams.clear();
         let local = *self.swarm_state.swarm.local_peer_id();
         drop(self);
         tracing::debug!(peer = %local, "network stopped");
@@ -113,7 +113,7 @@ impl Driver {
                     };
                 }
             },
-            // Frames read by the inbound links.
+            // Frames read by the inbound frame streams.
             n = self.inbound_rx.recv_many(inbound, BATCH), if room => {
                 for item in inbound.drain(..n) {
                     self.inbound_frame(item);

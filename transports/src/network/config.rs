@@ -38,14 +38,14 @@ pub struct NetworkConfig {
     /// How long a frame may wait for its acknowledgement, a request for its
     /// response, and a Kademlia query for its answer (default 10 s).
     pub request_timeout: Duration,
-    /// How long a frame link with nothing to send stays open, and then how
+    /// How long a frame stream with nothing to send stays open, and then how
     /// long a connection without open streams stays open (default 60 s).
     pub idle_connection_timeout: Duration,
     /// Concurrent request-response streams per connection, both directions
     /// (default 256).
     pub max_concurrent_streams: usize,
-    /// Frames written to a peer and not yet acknowledged, per link (default
-    /// 256). Further sends wait.
+    /// Frames written to a peer and not yet acknowledged, per frame stream
+    /// (default 256). Further sends wait.
     pub max_frames_in_flight: usize,
     /// Ping every connection at this interval (default 15 s); a connection
     /// whose ping goes unanswered for `request_timeout` is closed. A peer

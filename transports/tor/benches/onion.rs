@@ -2,7 +2,7 @@
 //! to arti alone over the same kind of circuit in the same run:
 //!
 //! * **round trip**: a 64-byte frame from one veil network to the other and
-//!   its acknowledgement (Noise, yamux, the frame link), against a 64-byte
+//!   its acknowledgement (Noise, yamux, the frame stream), against a 64-byte
 //!   echo over a bare onion-service stream (goal ≤ 1.2×, bar ≤ 1.5×);
 //! * **throughput** over one onion connection: 1 KiB frames, 64 in flight;
 //! * **attach to reachable**: a running node attaches Tor (bootstrapped)

@@ -4,7 +4,7 @@
 //! the Rust implementation of Tor. A node that attaches it can dial
 //! `/onion3/<address>:<port>` multiaddrs and listen as a v3 onion service;
 //! Noise and yamux run on top, so everything above (identify, the frame
-//! links, contact requests, rendezvous) works unchanged. Its kind is
+//! streams, contact requests, rendezvous) works unchanged. Its kind is
 //! [`TransportKind::Mixnet`], the only kind the `anonymous` policy allows.
 //!
 //! * **One onion service per network key.** The service's identity is

@@ -1,7 +1,7 @@
-//! Opening outbound frame links, inside the [`Links`] behaviour: who waits
-//! for a link to which peer, which connection its stream was asked on, and
-//! trying again on another connection, or dialing the peer, when that one
-//! closes or there is none.
+//! Opening outbound frame streams, inside the [`FrameStreams`] behaviour: who
+//! waits for a frame stream to which peer, which connection its substream
+//! was asked on, and trying again on another connection, or dialing the
+//! peer, when that one closes or there is none.
 
 use libp2p::swarm::DialError;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
@@ -9,22 +9,22 @@ use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use super::*;
 use crate::error::DialFailure;
 
-/// Who waits for a link being set up.
-pub(crate) type LinkWaiter = oneshot::Sender<Result<LinkSender>>;
+/// Who waits for a frame stream being set up.
+pub(crate) type StreamWaiter = oneshot::Sender<Result<FrameSender>>;
 
-/// An outbound frame link being set up.
+/// An outbound frame stream being set up.
 pub(super) struct Opening {
-    pub(super) waiters: Vec<LinkWaiter>,
+    pub(super) waiters: Vec<StreamWaiter>,
     /// The connection its stream was asked on (`None`: waiting for a connection).
     pub(super) on: Option<ConnectionId>,
 }
 
-impl Links {
-    /// Sets up the outbound link to `peer` for `reply`: on an open
+impl FrameStreams {
+    /// Sets up the outbound frame stream to `peer` for `reply`: on an open
     /// connection, else once a dial (by peer id, with the addresses the
-    /// behaviours know) connects. Answered by [`LinkEvent::Outbound`] with
+    /// behaviours know) connects. Answered by [`StreamEvent::Outbound`] with
     /// every waiter, or with an error here.
-    pub(crate) fn open_link(&mut self, peer: PeerId, reply: LinkWaiter) {
+    pub(crate) fn open_stream(&mut self, peer: PeerId, reply: StreamWaiter) {
         if let Some(opening) = self.opening.get_mut(&peer) {
             opening.waiters.push(reply);
             return;
@@ -38,7 +38,7 @@ impl Links {
         self.closing.contains(connection)
     }
 
-    /// No new link goes on `connection` (it is being closed).
+    /// No new frame stream goes on `connection` (it is being closed).
     pub(crate) fn closing(&mut self, connection: ConnectionId) {
         self.closing.insert(connection);
         let retry: Vec<PeerId> =
@@ -48,7 +48,7 @@ impl Links {
         }
     }
 
-    /// Fails every link being set up with `error()` (the swarm stops).
+    /// Fails every frame stream being set up with `error()` (the swarm stops).
     pub(crate) fn fail_all(&mut self, error: &impl Fn() -> Error) {
         for reply in self.opening.drain().flat_map(|(_, o)| o.waiters) {
             let _ = reply.send(Err(error()));
@@ -75,7 +75,7 @@ impl Links {
 
     fn fail(&mut self, peer: PeerId, reason: SendFailure) {
         if let Some(opening) = self.opening.remove(&peer) {
-            tracing::debug!(%peer, %reason, "frame link not opened");
+            tracing::debug!(%peer, %reason, "frame stream not opened");
             for reply in opening.waiters {
                 let _ = reply.send(Err(Error::SendFailed(reason.clone())));
             }
@@ -121,17 +121,17 @@ impl Links {
         peer: PeerId,
         connection: ConnectionId,
         stream: std::result::Result<Stream, String>,
-    ) -> Option<LinkEvent> {
+    ) -> Option<StreamEvent> {
         if self.opening.get(&peer).is_none_or(|o| o.on != Some(connection)) {
             return None;
         }
         match stream {
             Ok(stream) => {
                 let waiters = self.opening.remove(&peer).map(|o| o.waiters).unwrap_or_default();
-                Some(LinkEvent::Outbound { peer, connection, stream, waiters })
+                Some(StreamEvent::Outbound { peer, connection, stream, waiters })
             }
             Err(reason) => {
-                self.fail(peer, SendFailure::NoLink(reason));
+                self.fail(peer, SendFailure::NoStream(reason));
                 None
             }
         }

@@ -1,26 +1,26 @@
-//! The `Links` behaviour: opens frame-link streams on connections (see
-//! [`opening`](super::opening) for how a link to a peer is set up) and
-//! hands them to the network task, with the address book dials by peer id
-//! use.
+//! The `FrameStreams` behaviour: opens `/veil/frame/2` substreams on
+//! connections (see [`opening`](super::opening) for how a frame stream to a
+//! peer is set up) and hands them to the network task, with the address book
+//! dials by peer id use.
 
 use std::collections::HashSet;
 
 use libp2p::swarm::behaviour::{ConnectionClosed, ConnectionEstablished};
 
-use super::opening::{LinkWaiter, Opening};
+use super::opening::{Opening, StreamWaiter};
 use super::*;
 use crate::address_book::AddressBook;
 
 /// What the frame behaviour reports to the driver.
-pub(crate) enum LinkEvent {
+pub(crate) enum StreamEvent {
     /// The peer opened a frame stream to us.
     Inbound { peer: PeerId, connection: ConnectionId, stream: Stream },
-    /// The stream of a link being set up is open: the driver starts the
-    /// link and answers everyone who waited for it.
-    Outbound { peer: PeerId, connection: ConnectionId, stream: Stream, waiters: Vec<LinkWaiter> },
+    /// The substream of a frame stream being set up is open: the driver
+    /// starts the frame stream and answers everyone who waited for it.
+    Outbound { peer: PeerId, connection: ConnectionId, stream: Stream, waiters: Vec<StreamWaiter> },
 }
 
-impl std::fmt::Debug for LinkEvent {
+impl std::fmt::Debug for StreamEvent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Inbound { peer, connection, .. } => {
@@ -36,22 +36,22 @@ impl std::fmt::Debug for LinkEvent {
     }
 }
 
-/// The frame protocol's behaviour: frame streams, the outbound links being
+/// The frame protocol's behaviour: frame streams, the outbound ones being
 /// set up, and the address book for dials by peer id.
-pub(crate) struct Links {
-    events: VecDeque<ToSwarm<LinkEvent, HandlerIn>>,
+pub(crate) struct FrameStreams {
+    events: VecDeque<ToSwarm<StreamEvent, HandlerIn>>,
     book: AddressBook,
     timeout: Duration,
     waker: Option<Waker>,
-    /// Links being set up, per peer.
+    /// Outbound frame streams being set up, per peer.
     pub(super) opening: HashMap<PeerId, Opening>,
     /// Every open connection and its peer.
     pub(super) connections: HashMap<ConnectionId, PeerId>,
-    /// Connections being closed: no new link goes on them.
+    /// Connections being closed: no new frame stream goes on them.
     pub(super) closing: HashSet<ConnectionId>,
 }
 
-impl Links {
+impl FrameStreams {
     pub(crate) fn new(open_timeout: Duration) -> Self {
         Self {
             events: VecDeque::new(),
@@ -65,7 +65,7 @@ impl Links {
     }
 
     /// Queues `event` for the swarm.
-    pub(super) fn push(&mut self, event: ToSwarm<LinkEvent, HandlerIn>) {
+    pub(super) fn push(&mut self, event: ToSwarm<StreamEvent, HandlerIn>) {
         self.events.push_back(event);
         if let Some(w) = self.waker.take() {
             w.wake();
@@ -89,9 +89,9 @@ impl Links {
     }
 }
 
-impl NetworkBehaviour for Links {
-    type ConnectionHandler = LinkHandler;
-    type ToSwarm = LinkEvent;
+impl NetworkBehaviour for FrameStreams {
+    type ConnectionHandler = StreamHandler;
+    type ToSwarm = StreamEvent;
 
     fn handle_established_inbound_connection(
         &mut self,
@@ -100,7 +100,7 @@ impl NetworkBehaviour for Links {
         _: &Multiaddr,
         _: &Multiaddr,
     ) -> std::result::Result<THandler<Self>, ConnectionDenied> {
-        Ok(LinkHandler::new(self.timeout))
+        Ok(StreamHandler::new(self.timeout))
     }
 
     fn handle_established_outbound_connection(
@@ -111,7 +111,7 @@ impl NetworkBehaviour for Links {
         _: Endpoint,
         _: PortUse,
     ) -> std::result::Result<THandler<Self>, ConnectionDenied> {
-        Ok(LinkHandler::new(self.timeout))
+        Ok(StreamHandler::new(self.timeout))
     }
 
     fn handle_pending_outbound_connection(
@@ -140,7 +140,7 @@ impl NetworkBehaviour for Links {
 
     fn on_connection_handler_event(&mut self, peer: PeerId, connection: ConnectionId, event: THandlerOutEvent<Self>) {
         let event = match event {
-            HandlerOut::Inbound(stream) => Some(LinkEvent::Inbound { peer, connection, stream }),
+            HandlerOut::Inbound(stream) => Some(StreamEvent::Inbound { peer, connection, stream }),
             HandlerOut::Outbound(stream) => self.stream_opened(peer, connection, stream),
         };
         if let Some(event) = event {
@@ -171,19 +171,19 @@ pub(crate) enum HandlerOut {
 }
 
 /// Per connection: accepts frame streams and opens them on request.
-pub(crate) struct LinkHandler {
+pub(crate) struct StreamHandler {
     to_open: usize,
     events: VecDeque<HandlerOut>,
     timeout: Duration,
 }
 
-impl LinkHandler {
+impl StreamHandler {
     fn new(timeout: Duration) -> Self {
         Self { to_open: 0, events: VecDeque::new(), timeout }
     }
 }
 
-impl ConnectionHandler for LinkHandler {
+impl ConnectionHandler for StreamHandler {
     type FromBehaviour = HandlerIn;
     type ToBehaviour = HandlerOut;
     type InboundProtocol = ReadyUpgrade<StreamProtocol>;

@@ -1,4 +1,4 @@
-//! Outbound links: frames written in order, several per write, each
+//! Outbound frame streams: frames written in order, several per write, each
 //! acknowledged by the peer or failed.
 
 use super::*;
@@ -8,22 +8,22 @@ struct Pending {
     reply: oneshot::Sender<Delivery>,
 }
 
-/// Starts the outbound link on `stream` and registers it in the table.
+/// Starts the outbound frame stream on `stream` and registers it in the table.
 pub(crate) fn spawn_outbound(
     runtime: &tokio::runtime::Handle,
     peer: PeerId,
     stream: Stream,
-    settings: LinkSettings,
-) -> LinkSender {
-    let (tx, rx) = mpsc::channel(LINK_QUEUE);
+    settings: StreamSettings,
+) -> FrameSender {
+    let (tx, rx) = mpsc::channel(STREAM_QUEUE);
     let id = settings.table.next_id.fetch_add(1, Ordering::Relaxed);
-    let link = LinkSender { id, tx, local: settings.local };
-    settings.table.insert(peer, link.clone());
+    let sender = FrameSender { id, tx, local: settings.local };
+    settings.table.insert(peer, sender.clone());
     runtime.spawn(outbound(peer, id, stream, rx, settings));
-    link
+    sender
 }
 
-/// Why an outbound link ended.
+/// Why an outbound frame stream ended.
 enum End {
     Idle,
     Failed(SendFailure),
@@ -31,8 +31,8 @@ enum End {
     Stopped(Stop),
 }
 
-async fn outbound(peer: PeerId, id: u64, stream: Stream, mut rx: mpsc::Receiver<OutFrame>, settings: LinkSettings) {
-    let LinkSettings { max_frame, max_in_flight, ack_timeout, idle_timeout, mut stop, table, mut closed, .. } =
+async fn outbound(peer: PeerId, id: u64, stream: Stream, mut rx: mpsc::Receiver<OutFrame>, settings: StreamSettings) {
+    let StreamSettings { max_frame, max_in_flight, ack_timeout, idle_timeout, mut stop, table, mut closed, .. } =
         settings;
     let (mut reader, mut writer) = stream.split();
     let pending: Mutex<VecDeque<Pending>> = Mutex::new(VecDeque::new());
@@ -102,7 +102,7 @@ async fn outbound(peer: PeerId, id: u64, stream: Stream, mut rx: mpsc::Receiver<
         }
     };
 
-    // Fails the link once its oldest frame has waited too long.
+    // Fails the stream once its oldest frame has waited too long.
     let watchdog = async {
         let tick = (ack_timeout / 8).max(Duration::from_millis(10));
         loop {
@@ -121,19 +121,19 @@ async fn outbound(peer: PeerId, id: u64, stream: Stream, mut rx: mpsc::Receiver<
         e = read => e,
         e = watchdog => e,
     };
-    // New sends go to a new link from now on.
+    // New sends go to a new frame stream from now on.
     table.remove(&peer, id);
     rx.close();
     let error = || match &end {
         End::Stopped(s) => s.error(),
         End::Failed(e) => Error::SendFailed(e.clone()),
-        End::Idle => Error::SendFailed(SendFailure::LinkClosed),
+        End::Idle => Error::SendFailed(SendFailure::StreamClosed),
     };
     for p in lock().drain(..) {
         let _ = p.reply.send(Delivery::Done(Err(error())));
     }
-    // Never written: the sender may try them on a new link (unless the whole
-    // swarm is going away).
+    // Never written: the sender may try them on a new frame stream (unless
+    // the whole swarm is going away).
     let stopping = matches!(end, End::Stopped(_));
     while let Ok(f) = rx.try_recv() {
         let outcome = if stopping { Delivery::Done(Err(error())) } else { Delivery::Unsent(f.frame) };
@@ -141,12 +141,12 @@ async fn outbound(peer: PeerId, id: u64, stream: Stream, mut rx: mpsc::Receiver<
     }
     match &end {
         End::Idle => {
-            tracing::debug!(%peer, "idle frame link closed");
-            // The peer's inbound link ends at the end of the stream.
+            tracing::debug!(%peer, "idle frame stream closed");
+            // The peer's inbound frame stream ends at the end of the substream.
             let _ = tokio::time::timeout(ack_timeout, writer.close()).await;
         }
-        End::Failed(e) => tracing::debug!(%peer, error = %e, "frame link closed"),
-        End::Stopped(_) => tracing::debug!(%peer, "frame link stopped with its swarm"),
+        End::Failed(e) => tracing::debug!(%peer, error = %e, "frame stream closed"),
+        End::Stopped(_) => tracing::debug!(%peer, "frame stream stopped with its swarm"),
     }
     // Dropping the halves resets whatever is left of the stream.
 }

@@ -1,23 +1,23 @@
-//! Frame links: opened per peer on demand, retried, and the frames that
+//! Frame streams: opened per peer on demand, retried, and the frames that
 //! arrive on them.
 
 use super::*;
 
 impl Driver {
-    /// Sets up (or finds) the outbound frame link to `peer`.
-    pub(super) fn open_link(&mut self, peer: PeerId, reply: Reply<LinkSender>) {
-        if let Some(link) = self.links.get(&peer) {
-            let _ = reply.send(Ok(link));
+    /// Sets up (or finds) the outbound frame stream to `peer`.
+    pub(super) fn open_stream(&mut self, peer: PeerId, reply: Reply<FrameSender>) {
+        if let Some(sender) = self.streams.get(&peer) {
+            let _ = reply.send(Ok(sender));
             return;
         }
         // The behaviour sets it up (and dials if it must).
-        self.swarm_state.swarm.behaviour_mut().links.open_link(peer, reply);
+        self.swarm_state.swarm.behaviour_mut().streams.open_stream(peer, reply);
     }
 
-    pub(super) fn settings(&mut self, connection: ConnectionId) -> LinkSettings {
+    pub(super) fn settings(&mut self, connection: ConnectionId) -> StreamSettings {
         let closed =
-            self.swarm_state.link_guards.entry(connection).or_insert_with(|| watch::channel(false).0).subscribe();
-        LinkSettings {
+            self.swarm_state.stream_guards.entry(connection).or_insert_with(|| watch::channel(false).0).subscribe();
+        StreamSettings {
             local: *self.swarm_state.swarm.local_peer_id(),
             closed,
             max_frame: self.config.max_frame_size,
@@ -25,29 +25,29 @@ impl Driver {
             ack_timeout: self.config.request_timeout,
             idle_timeout: self.config.idle_connection_timeout,
             stop: self.swarm_state.stop.subscribe(),
-            table: self.links.clone(),
+            table: self.streams.clone(),
         }
     }
 
-    pub(super) fn link_event(&mut self, event: LinkEvent) {
+    pub(super) fn stream_event(&mut self, event: StreamEvent) {
         match event {
-            LinkEvent::Outbound { peer, connection, stream, waiters } => {
+            StreamEvent::Outbound { peer, connection, stream, waiters } => {
                 let settings = self.settings(connection);
-                let link = link::spawn_outbound(&self.runtime, peer, stream, settings);
+                let sender = stream::spawn_outbound(&self.runtime, peer, stream, settings);
                 for reply in waiters {
-                    let _ = reply.send(Ok(link.clone()));
+                    let _ = reply.send(Ok(sender.clone()));
                 }
             }
-            LinkEvent::Inbound { peer, connection, stream } => {
-                let slots = self.swarm_state.inbound_links.entry(connection).or_default().clone();
-                if slots.fetch_add(1, Ordering::AcqRel) >= link::MAX_INBOUND_PER_CONNECTION {
+            StreamEvent::Inbound { peer, connection, stream } => {
+                let slots = self.swarm_state.inbound_streams.entry(connection).or_default().clone();
+                if slots.fetch_add(1, Ordering::AcqRel) >= stream::MAX_INBOUND_PER_CONNECTION {
                     slots.fetch_sub(1, Ordering::AcqRel);
-                    tracing::debug!(%peer, "too many frame links on one connection; one refused");
+                    tracing::debug!(%peer, "too many frame streams on one connection; one refused");
                     return;
                 }
                 let deliver = self.inbound_tx.clone();
                 let settings = self.settings(connection);
-                link::spawn_inbound(&self.runtime, peer, stream, self.generation, deliver, slots, settings);
+                stream::spawn_inbound(&self.runtime, peer, stream, self.generation, deliver, slots, settings);
             }
         }
     }
@@ -77,7 +77,7 @@ impl Driver {
         }
     }
 
-    /// Queues a frame an inbound link read; it is acknowledged once accepted.
+    /// Queues a frame an inbound frame stream read; it is acknowledged once accepted.
     pub(super) fn inbound_frame(&mut self, item: Inbound) {
         if item.generation != self.generation || !item.acks.is_open() {
             return;

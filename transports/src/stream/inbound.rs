@@ -1,9 +1,9 @@
-//! Inbound links: frames read, handed to the network task, acknowledged
+//! Inbound frame streams: frames read, handed to the network task, acknowledged
 //! once the consumer accepted them.
 
 use super::*;
 
-/// The acknowledgement state of one inbound link, shared with the driver.
+/// The acknowledgement state of one inbound frame stream, shared with the driver.
 pub(crate) struct Acks {
     accepted: AtomicU64,
     open: AtomicBool,
@@ -11,7 +11,7 @@ pub(crate) struct Acks {
 }
 
 impl Acks {
-    /// Whether the link can still acknowledge (its sender still waits).
+    /// Whether the stream can still acknowledge (its sender still waits).
     pub(crate) fn is_open(&self) -> bool {
         self.open.load(Ordering::Acquire)
     }
@@ -23,7 +23,7 @@ impl Acks {
     }
 }
 
-/// A frame read by an inbound link, on its way to the event channel.
+/// A frame read by an inbound frame stream, on its way to the event channel.
 pub(crate) struct Inbound {
     pub(crate) peer: PeerId,
     pub(crate) frame: Vec<u8>,
@@ -32,7 +32,8 @@ pub(crate) struct Inbound {
     pub(crate) generation: u64,
 }
 
-/// Starts an inbound link; `slots` counts the connection's open inbound links.
+/// Starts an inbound frame stream; `slots` counts the connection's open
+/// inbound frame streams.
 pub(crate) fn spawn_inbound(
     runtime: &tokio::runtime::Handle,
     peer: PeerId,
@@ -40,7 +41,7 @@ pub(crate) fn spawn_inbound(
     generation: u64,
     deliver: mpsc::Sender<Inbound>,
     slots: Arc<AtomicUsize>,
-    settings: LinkSettings,
+    settings: StreamSettings,
 ) {
     runtime.spawn(async move {
         inbound(peer, stream, generation, deliver, settings).await;
@@ -53,9 +54,9 @@ async fn inbound(
     stream: Stream,
     generation: u64,
     deliver: mpsc::Sender<Inbound>,
-    settings: LinkSettings,
+    settings: StreamSettings,
 ) {
-    let LinkSettings { max_frame, mut stop, mut closed, .. } = settings;
+    let StreamSettings { max_frame, mut stop, mut closed, .. } = settings;
     let (reader, mut writer) = stream.split();
     let mut reader = BufReader::with_capacity(READ_BUFFER, reader);
     let acks = Arc::new(Acks { accepted: AtomicU64::new(0), open: AtomicBool::new(true), notify: Notify::new() });
@@ -95,6 +96,6 @@ async fn inbound(
     if let Err(e) = outcome
         && e.kind() != std::io::ErrorKind::UnexpectedEof
     {
-        tracing::debug!(%peer, error = %e, "inbound frame link closed");
+        tracing::debug!(%peer, error = %e, "inbound frame stream closed");
     }
 }
