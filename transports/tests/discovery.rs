@@ -114,9 +114,9 @@ async fn request_and_respond() {
 
 /// A rendezvous server and two clients over loopback TCP.
 struct Trio {
-    server: NetworkNode,
-    a: NetworkNode,
-    b: NetworkNode,
+    server: RunningNetwork,
+    a: RunningNetwork,
+    b: RunningNetwork,
 }
 
 async fn trio(transports: fn() -> Vec<Arc<dyn TransportPlugin>>, listen: &str, client: NetworkConfig) -> Trio {

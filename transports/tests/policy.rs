@@ -79,8 +79,8 @@ async fn listeners_a_policy_closed_reopen_when_a_policy_allows_them() {
 /// Waits (bounded by [`PATIENCE`]) until `node` listens on exactly one
 /// address of each of `kinds` (the first protocol of each address, sorted):
 /// checked now and again at each event.
-async fn listening(node: &mut NetworkNode, kinds: &[&str]) {
-    let now = async |node: &NetworkNode| {
+async fn listening(node: &mut RunningNetwork, kinds: &[&str]) {
+    let now = async |node: &RunningNetwork| {
         let mut now: Vec<String> = node
             .handle
             .listen_addrs()

@@ -15,7 +15,7 @@ use veil_transports::{
 };
 
 /// A Direct relay server listening on `listen`; its dialable address.
-async fn relay(plugins: Vec<Arc<dyn TransportPlugin>>, listen: &str) -> (NetworkNode, Multiaddr) {
+async fn relay(plugins: Vec<Arc<dyn TransportPlugin>>, listen: &str) -> (RunningNetwork, Multiaddr) {
     let mut cfg = config();
     cfg.relay_server = true;
     let relay = spawn_with(Policy::Direct, plugins, cfg);

@@ -20,7 +20,7 @@ pub const PATIENCE: Duration = Duration::from_secs(30);
 
 /// A running network: its handle, its events, its peer id.
 #[derive(Debug)]
-pub struct NetworkNode {
+pub struct RunningNetwork {
     /// Commands to the network.
     pub handle: NetworkHandle,
     /// What it reports.
@@ -42,16 +42,16 @@ pub fn config() -> NetworkConfig {
 }
 
 /// A network under `policy` with `plugins` and [`config`].
-pub fn spawn(policy: Policy, plugins: Vec<Arc<dyn TransportPlugin>>) -> NetworkNode {
+pub fn spawn(policy: Policy, plugins: Vec<Arc<dyn TransportPlugin>>) -> RunningNetwork {
     spawn_with(policy, plugins, config())
 }
 
 /// A network under `policy` with `plugins` and `config`.
-pub fn spawn_with(policy: Policy, plugins: Vec<Arc<dyn TransportPlugin>>, config: NetworkConfig) -> NetworkNode {
+pub fn spawn_with(policy: Policy, plugins: Vec<Arc<dyn TransportPlugin>>, config: NetworkConfig) -> RunningNetwork {
     let key = key();
     let peer = veil_actors::transports::peer_id_of(&key).unwrap();
     let (handle, events) = Network::spawn(&key, policy, plugins, config).unwrap();
-    NetworkNode { handle, events, peer }
+    RunningNetwork { handle, events, peer }
 }
 
 /// `s` as an address (a test's literal).
