@@ -53,6 +53,12 @@ pub enum Error {
     /// The contact handshake failed (tampering, wrong key, replay or misuse).
     #[error("contact handshake failed: {0}")]
     Handshake(&'static str),
+    /// Linking a new device failed: its handshake (a wrong offer secret,
+    /// tampering, a first device that does not hold the account key) or its
+    /// session (a replayed, reordered, truncated or modified message, or use
+    /// after such a failure).
+    #[error("device link failed: {0}")]
+    DeviceLink(&'static str),
     /// A ratchet message was already received, or its key has been deleted.
     #[error("message {counter} was already received or is too old for the window")]
     Replay {
@@ -72,9 +78,11 @@ pub enum Error {
     /// A sending chain has used every counter.
     #[error("the sending chain is exhausted")]
     ChainExhausted,
-    /// An invitation was checked at or after its expiry time, by the checking node's clock.
-    #[error("the invitation expired at {expired_at} (now {now})")]
+    /// An invitation or a device-link offer was used at or after its expiry time, by the checking node's clock.
+    #[error("the {what} expired at {expired_at} (now {now})")]
     Expired {
+        /// What expired: `"invitation"` or `"device-link offer"`.
+        what: &'static str,
         /// Expiry, unix seconds.
         expired_at: u64,
         /// The time it was checked at, unix seconds.

@@ -20,7 +20,9 @@
 
 use zeroize::Zeroizing;
 
-use crate::{AccountKeys, AccountPublic, AgreementPublic, Error, Result, Signature, VerifyKey, kdf::label};
+use crate::{
+    AccountKeys, AccountPublic, AgreementPublic, Error, Result, Signature, SigningSecret, VerifyKey, kdf::label,
+};
 
 /// The Noise pattern and primitives of the contact handshake (PROTOCOL.md §5); both sides must use exactly these.
 pub const NOISE_PARAMS: &str = "Noise_XK_25519_AESGCM_SHA256";
@@ -49,7 +51,8 @@ fn hash32(hs: &snow::HandshakeState) -> Result<[u8; 32]> {
     hs.get_handshake_hash().try_into().map_err(|_| Error::Handshake("unexpected handshake hash length"))
 }
 
-fn signed(context: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+/// `context ‖ parts…`: what a handshake signature covers.
+pub(crate) fn signed(context: &[u8], parts: &[&[u8]]) -> Vec<u8> {
     let mut m = context.to_vec();
     for p in parts {
         m.extend_from_slice(p);
@@ -105,19 +108,10 @@ impl Requester {
 
     /// Reads message 2, checks the responder's account proof, and returns message 3.
     pub fn read_response(mut self, msg2: &[u8]) -> Result<(RequestSent, Vec<u8>)> {
-        if msg2.len() != MSG2_LEN {
-            return Err(Error::Handshake("message 2 has the wrong length"));
-        }
-        let mut payload = [0u8; MSG2_LEN];
-        let n = self.hs.read_message(msg2, &mut payload).map_err(err("message 2 failed to decrypt"))?;
-        if n != 64 {
-            return Err(Error::Handshake("message 2 payload has the wrong length"));
-        }
-        let mut sig = [0u8; 64];
-        sig.copy_from_slice(&payload[..64]);
+        let sig = read_signature_message(&mut self.hs, msg2).map_err(Error::Handshake)?;
         self.responder
             .signing
-            .verify(&signed(label::HANDSHAKE_RESPONDER, &[&self.h1]), &Signature(sig))
+            .verify(&signed(label::HANDSHAKE_RESPONDER, &[&self.h1]), &sig)
             .map_err(|_| Error::Handshake("the responder does not hold the link's account key"))?;
         let h2 = hash32(&self.hs)?;
         let my_x = self.me.agreement.public();
@@ -132,6 +126,47 @@ impl Requester {
         let handshake_hash = hash32(&self.hs)?;
         Ok((RequestSent { responder: self.responder, handshake_hash }, msg3))
     }
+}
+
+/// Reads a message 2 of [`MSG2_LEN`] bytes (`e, ee` and an encrypted
+/// payload that is exactly one signature), as both the contact handshake
+/// and the device-link handshake have it; returns the signature, or why the
+/// message was refused.
+pub(crate) fn read_signature_message(
+    hs: &mut snow::HandshakeState,
+    msg2: &[u8],
+) -> core::result::Result<Signature, &'static str> {
+    if msg2.len() != MSG2_LEN {
+        return Err("message 2 has the wrong length");
+    }
+    let mut payload = [0u8; MSG2_LEN];
+    let n = hs.read_message(msg2, &mut payload).map_err(|_| "message 2 failed to decrypt")?;
+    if n != 64 {
+        return Err("message 2 payload has the wrong length");
+    }
+    let mut sig = [0u8; 64];
+    sig.copy_from_slice(&payload[..64]);
+    Ok(Signature(sig))
+}
+
+/// Reads a message 1 whose length (exactly [`MSG1_LEN`] bytes, so its
+/// payload is necessarily empty) the caller has checked, and writes message 2 (`e, ee`) carrying
+/// `Sign(signer, context ‖ h1)`, as both the contact handshake and the
+/// device-link handshake answer; or says why message 1 was refused.
+pub(crate) fn answer_with_signature(
+    hs: &mut snow::HandshakeState,
+    msg1: &[u8],
+    signer: &SigningSecret,
+    context: &[u8],
+) -> core::result::Result<Vec<u8>, &'static str> {
+    let mut payload = [0u8; MSG1_LEN];
+    hs.read_message(msg1, &mut payload).map_err(|_| "message 1 failed to decrypt")?;
+    let h1: [u8; 32] = hs.get_handshake_hash().try_into().map_err(|_| "unexpected handshake hash length")?;
+    let proof = signer.sign(&signed(context, &[&h1]));
+    let mut msg2 = vec![0u8; MSG2_LEN];
+    let n = hs.write_message(&proof.0, &mut msg2).map_err(|_| "cannot write message 2")?;
+    msg2.truncate(n);
+    Ok(msg2)
 }
 
 /// The responder after answering message 1.
@@ -178,14 +213,8 @@ impl Responder {
             .and_then(|b| b.prologue(label::HANDSHAKE_PROLOGUE))
             .and_then(|b| b.build_responder())
             .map_err(err("cannot initialise"))?;
-        // At exactly MSG1_LEN bytes the Noise payload is necessarily empty.
-        let mut payload = [0u8; MSG1_LEN];
-        hs.read_message(msg1, &mut payload).map_err(err("message 1 failed to decrypt"))?;
-        let h1 = hash32(&hs)?;
-        let proof = me.signing.sign(&signed(label::HANDSHAKE_RESPONDER, &[&h1]));
-        let mut msg2 = vec![0u8; MSG2_LEN];
-        let n = hs.write_message(&proof.0, &mut msg2).map_err(err("cannot write message 2"))?;
-        msg2.truncate(n);
+        let msg2 =
+            answer_with_signature(&mut hs, msg1, &me.signing, label::HANDSHAKE_RESPONDER).map_err(Error::Handshake)?;
         let h2 = hash32(&hs)?;
         Ok((Self { hs, h2 }, msg2))
     }

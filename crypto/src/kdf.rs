@@ -78,6 +78,20 @@ pub mod label {
     pub const RDV_REPLICA: &[u8] = b"veil/v1/rdv/replica";
     /// Salt of a device's signing key in one epoch of a group.
     pub const EPOCH_DEVICE: &[u8] = b"veil/v1/epoch-device";
+    /// Salt of the keys derived from a device-link offer's one-time secret.
+    pub const DEVICE_OFFER: &[u8] = b"veil/v1/device-offer";
+    /// Device-link offer output: the seed of the rendezvous points the two devices meet at.
+    pub const DEVICE_RENDEZVOUS: &[u8] = b"device-rendezvous-seed";
+    /// Device-link offer output: the Noise pre-shared key of the device-link handshake.
+    pub const DEVICE_PSK: &[u8] = b"device-link-psk";
+    /// Rendezvous topic of device-link offers (the offer's seed tells them apart).
+    pub const RDV_DEVICE: &[u8] = b"veil/v1/rdv/device";
+    /// Noise prologue of the device-link handshake (followed by the offer's account and expiry).
+    pub const DEVICE_LINK_PROLOGUE: &[u8] = b"veil/v1/device-link";
+    /// Signature context: the first device proves it holds the account key.
+    pub const DEVICE_LINK_EXISTING: &[u8] = b"veil/v1/device-link-existing";
+    /// Salt of the short code both devices show, from the final handshake hash.
+    pub const DEVICE_LINK_CODE: &[u8] = b"veil/v1/device-link-code";
 }
 
 /// HKDF-SHA256 extract-then-expand into `N` bytes. `info` parts are concatenated.

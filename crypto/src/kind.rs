@@ -55,6 +55,7 @@ impl HasKind for crate::Error {
             | E::TooMany { .. }
             | E::Malformed { .. }
             | E::Handshake(_)
+            | E::DeviceLink(_)
             | E::Replay { .. }
             | E::TooFarAhead { .. }
             | E::InvalidConfig(_) => ErrorKind::InvalidInput,
@@ -70,6 +71,6 @@ mod tests {
     fn bad_input_is_invalid_input_and_a_failing_rng_is_internal() {
         assert_eq!(crate::Error::Decrypt.kind(), ErrorKind::InvalidInput);
         assert_eq!(crate::Error::Rng.kind(), ErrorKind::Internal);
-        assert_eq!(crate::Error::Expired { expired_at: 1, now: 2 }.kind(), ErrorKind::Refused);
+        assert_eq!(crate::Error::Expired { what: "invitation", expired_at: 1, now: 2 }.kind(), ErrorKind::Refused);
     }
 }

@@ -11,6 +11,9 @@
 //!   Bluetooth LE;
 //! * [`ContactLink`] and [`GroupInvitation`] values (their text form is in `veil-proto`);
 //! * the contact-request [`handshake`] (Noise XK, encrypted request);
+//! * [`device_link`]ing: a new device joins the account from a one-time
+//!   [`DeviceOffer`] (Noise NNpsk0, a short code both users compare, then a
+//!   session for the account's secrets);
 //! * the per-device message [`ratchet`] and the sealed log-entry [`envelope`].
 //!
 //! The wire format is specified in `docs/PROTOCOL.md`.
@@ -49,6 +52,7 @@
 
 pub mod advert;
 mod aead;
+pub mod device_link;
 mod entry_signature;
 pub mod envelope;
 pub mod epoch;
@@ -68,6 +72,7 @@ pub mod seal;
 mod secret;
 pub mod time;
 
+pub use device_link::{DeviceOffer, OfferSecret};
 pub use epoch::{EpochId, EpochSecret};
 pub use error::{Error, Result};
 pub use group::{

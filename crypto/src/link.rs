@@ -120,7 +120,7 @@ impl GroupInvitation {
     pub fn verify(&self, now: UnixTime) -> Result<()> {
         self.verify_signature()?;
         match self.expires_at {
-            Some(t) if now >= t => Err(Error::Expired { expired_at: t.0, now: now.0 }),
+            Some(t) if now >= t => Err(Error::Expired { what: "invitation", expired_at: t.0, now: now.0 }),
             _ => Ok(()),
         }
     }

@@ -41,6 +41,12 @@ impl Topic {
         Self(label::RDV_REPLICA.to_vec())
     }
 
+    /// The topic of every device-link offer (the offer's one-time seed
+    /// tells offers apart; see [`DeviceOffer`](crate::device_link::DeviceOffer)).
+    pub fn device() -> Self {
+        Self(label::RDV_DEVICE.to_vec())
+    }
+
     /// The bytes keyed into every point before the seed (`HMAC(topic ‖ seed, …)`, PROTOCOL.md §4).
     pub fn as_bytes(&self) -> &[u8] {
         &self.0

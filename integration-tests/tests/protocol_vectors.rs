@@ -7,8 +7,9 @@
 use std::collections::BTreeMap;
 
 use veil_crypto::{
-    AccountKeys, AgreementSecret, AliasKey, ChainKey, ChainState, ContactLink, GroupInvitation, GroupKeys, GroupSecret,
-    Name, RendezvousPoint, RendezvousSeed, SenderChain, SigningSecret, TestEntropy,
+    AccountKeys, AgreementSecret, AliasKey, ChainKey, ChainState, ContactLink, DeviceOffer, GroupInvitation, GroupKeys,
+    GroupSecret, Name, OfferSecret, RendezvousPoint, RendezvousSeed, SenderChain, SigningSecret, TestEntropy,
+    device_link::{JoiningDevice, LinkingDevice},
     envelope::{BodyKey, EntryHash, EntryKind, Position, open_entry, seal_entry},
     rendezvous::{Schedule, Topic},
     seal::seal_to,
@@ -309,5 +310,54 @@ fn every_protocol_md_vector_matches_the_code() {
     c.expect(v, "token", token.to_bytes());
     assert!(veil_crypto::advert::AdvertToken::parse(&token.to_bytes()).expect("a token").is_from(&key));
 
+    // A device-link offer and its text forms, and the rendezvous point of its seed.
+    let v = "device-offer";
+    let a = account(&c, v, "account");
+    let offer = DeviceOffer {
+        account: a.public(),
+        secret: OfferSecret::from_bytes(c.hex32(v, "secret")),
+        expires_at: UnixTime(c.input(v, "expires_at").parse().expect("expiry")),
+    };
+    let now = UnixTime(c.input(v, "now").parse().expect("time"));
+    c.expect(v, "payload", &link::device_offer_payload(&offer)[..]);
+    c.expect_text(v, "uri", &link::device_offer_uri(&offer));
+    c.expect_text(v, "qr", &link::device_offer_qr(&offer));
+    c.expect(v, "rendezvous_seed", offer.rendezvous_seed().expose_secret());
+    c.expect(v, "point", Schedule::DEFAULT.point_at(&Topic::device(), &offer.rendezvous_seed(), now).0);
+    assert_eq!(link::parse_device_offer(&link::device_offer_qr(&offer)).ok().as_ref(), Some(&offer));
+
+    // The device-link handshake for that offer, its short code and a first
+    // session message, with the documented ephemeral keys.
+    let v = "device-link";
+    let linking = LinkingDevice::new(&a, offer.clone()).expect("the offer is the account's");
+    let (joining, msg1) = JoiningDevice::start(&offer, now, &mut Fixed(c.hex32(v, "new_ephemeral").to_vec()))
+        .expect("the new device starts");
+    c.expect(v, "msg1", &msg1);
+    let (at_first, msg2) = linking
+        .respond(&msg1, now, &mut Fixed(c.hex32(v, "first_ephemeral").to_vec()))
+        .expect("the first device answers");
+    c.expect(v, "msg2", &msg2);
+    let at_new = joining.read_response(&msg2).expect("the new device accepts message 2");
+    c.expect(v, "handshake_hash", at_first.info().handshake_hash);
+    c.expect_text(v, "short_code", &at_first.short_code().to_string());
+    assert_eq!(at_new.short_code(), at_first.short_code());
+    let (mut first, mut new) = (at_first.confirm(), at_new.confirm());
+    let sealed = first.seal(c.input(v, "bundle").as_bytes()).expect("seal");
+    c.expect(v, "bundle_sealed", &sealed);
+    assert_eq!(&new.open(&sealed).expect("opens")[..], c.input(v, "bundle").as_bytes());
+
     assert!(c.mismatches.is_empty(), "PROTOCOL.md vectors differ from the code:\n{}", c.mismatches.join("\n"));
+}
+
+/// Hands out exactly the bytes it holds: the vectors' ephemeral keys.
+struct Fixed(Vec<u8>);
+
+impl veil_crypto::Entropy for Fixed {
+    fn fill(&mut self, dest: &mut [u8]) -> veil_crypto::Result<()> {
+        assert!(dest.len() <= self.0.len(), "the vector's entropy is used up");
+        let rest = self.0.split_off(dest.len());
+        dest.copy_from_slice(&self.0);
+        self.0 = rest;
+        Ok(())
+    }
 }

@@ -6,7 +6,19 @@ const ALPHABET: &[u8; 45] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:";
 
 /// Encodes `data` as base45.
 pub fn encode(data: &[u8]) -> String {
-    let mut out = String::with_capacity(data.len().div_ceil(2) * 3);
+    let mut out = String::with_capacity(encoded_len(data.len()));
+    encode_into(data, &mut out);
+    out
+}
+
+/// Length of the base45 text of `len` bytes.
+pub(crate) fn encoded_len(len: usize) -> usize {
+    len / 2 * 3 + len % 2 * 2
+}
+
+/// Appends the base45 text of `data` to `out` (no reallocation when `out`
+/// has room for [`encoded_len`] more bytes, so a secret leaves no copy behind).
+pub(crate) fn encode_into(data: &[u8], out: &mut String) {
     for chunk in data.chunks(2) {
         let (mut n, digits) = match chunk {
             [a, b] => ((*a as u32) * 256 + *b as u32, 3),
@@ -18,7 +30,6 @@ pub fn encode(data: &[u8]) -> String {
             n /= 45;
         }
     }
-    out
 }
 
 fn digit(c: u8) -> Result<u32> {
@@ -72,6 +83,7 @@ mod tests {
     proptest! {
         #[test]
         fn round_trip(data in proptest::collection::vec(any::<u8>(), 0..300)) {
+            prop_assert_eq!(encode(&data).len(), encoded_len(data.len()));
             prop_assert_eq!(decode(&encode(&data)).unwrap(), data);
         }
 

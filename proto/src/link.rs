@@ -6,17 +6,41 @@
 //!   characters of a QR code's compact alphanumeric mode.
 //!
 //! `payload = protobuf ‖ check`, where `check` is the first 4 bytes of
-//! `SHA-256("veil/v1/link-check" ‖ kind ‖ protobuf)` and `kind` is `c` or `g`:
-//! a mistyped or truncated link is reported as damaged instead of decoding to
-//! another, valid-looking link.
+//! `SHA-256("veil/v1/link-check" ‖ kind ‖ protobuf)` and `kind` is `c`, `g`,
+//! `r` or `d`: a mistyped or truncated link is reported as damaged instead of
+//! decoding to another, valid-looking link.
+//!
+//! Device-link offers (`veil://device/…`, QR `VEIL://D/…`, kind `d`) are
+//! read by [`parse_device_offer`] only: [`parse`] refuses them, so an offer
+//! pasted where a contact link is expected goes no further. They carry a
+//! one-time secret, so their text comes back in a [`Zeroizing`] string and
+//! the buffers on the way are wiped.
+//!
+//! ```
+//! use veil_crypto::{time::UnixTime, DeviceOffer, Identity, OsEntropy};
+//! use veil_proto::link;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let me = Identity::generate(&mut OsEntropy)?;
+//! let offer = DeviceOffer::new(me.account.public(), UnixTime(1_800_000_600), &mut OsEntropy)?;
+//! let uri = link::device_offer_uri(&offer);
+//! assert!(uri.starts_with("veil://device/"));
+//! assert_eq!(link::parse_device_offer(&uri)?, offer);
+//! assert_eq!(link::parse_device_offer(&link::device_offer_qr(&offer))?, offer);
+//! assert!(link::parse(&uri).is_err(), "not a contact link");
+//! # Ok(())
+//! # }
+//! ```
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use prost::Message;
 use sha2::{Digest, Sha256};
 use veil_crypto::{
-    AccountPublic, AgreementPublic, ContactLink, EntryAuthKey, EpochSecret, GroupInvitation, GroupKey, GroupSecret,
-    MAX_INVITATION_EPOCHS, RendezvousSeed, ReplicationCredential, ReplicationId, Signature, VerifyKey, time::UnixTime,
+    AccountPublic, AgreementPublic, ContactLink, DeviceOffer, EntryAuthKey, EpochSecret, GroupInvitation, GroupKey,
+    GroupSecret, MAX_INVITATION_EPOCHS, OfferSecret, RendezvousSeed, ReplicationCredential, ReplicationId, Signature,
+    VerifyKey, time::UnixTime,
 };
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::{
     Error, Result, base45,
@@ -52,6 +76,7 @@ enum Kind {
     Contact,
     Group,
     Replica,
+    Device,
 }
 
 impl Kind {
@@ -60,6 +85,7 @@ impl Kind {
             Kind::Contact => b'c',
             Kind::Group => b'g',
             Kind::Replica => b'r',
+            Kind::Device => b'd',
         }
     }
     fn uri_prefix(self) -> &'static str {
@@ -67,6 +93,7 @@ impl Kind {
             Kind::Contact => "veil://contact/",
             Kind::Group => "veil://group/",
             Kind::Replica => "veil://replica/",
+            Kind::Device => "veil://device/",
         }
     }
     fn qr_prefix(self) -> &'static str {
@@ -74,6 +101,7 @@ impl Kind {
             Kind::Contact => "VEIL://C/",
             Kind::Group => "VEIL://G/",
             Kind::Replica => "VEIL://R/",
+            Kind::Device => "VEIL://D/",
         }
     }
 }
@@ -187,6 +215,9 @@ pub fn parse(text: &str) -> Result<Link> {
     if text.len() > MAX_LINK_TEXT {
         return Err(Error::TooLarge { what: "link text", len: text.len(), max: MAX_LINK_TEXT });
     }
+    if is_kind(Kind::Device, text) {
+        return Err(Error::Invalid { what: "link", reason: "this is a device-link offer, for joining an account" });
+    }
     for kind in [Kind::Contact, Kind::Group, Kind::Replica] {
         let bytes = if let Some(rest) = text.strip_prefix(kind.uri_prefix()) {
             URL_SAFE_NO_PAD.decode(rest).map_err(|_| Error::BadText("invalid base64url"))?
@@ -242,7 +273,13 @@ pub fn parse_replication(text: &str) -> Result<ReplicationCredential> {
     }
 }
 
-fn decode_payload(kind: Kind, bytes: &[u8]) -> Result<Link> {
+/// Whether `text` starts like a link of `kind` (either form).
+fn is_kind(kind: Kind, text: &str) -> bool {
+    text.starts_with(kind.uri_prefix()) || text.starts_with(kind.qr_prefix())
+}
+
+/// The protobuf inside a payload of `kind`, once its size and checksum are right.
+fn checked(kind: Kind, bytes: &[u8]) -> Result<&[u8]> {
     if bytes.len() > MAX_LINK_PAYLOAD {
         return Err(Error::TooLarge { what: "link payload", len: bytes.len(), max: MAX_LINK_PAYLOAD });
     }
@@ -253,6 +290,11 @@ fn decode_payload(kind: Kind, bytes: &[u8]) -> Result<Link> {
     if check(kind, proto) != sum {
         return Err(Error::Checksum);
     }
+    Ok(proto)
+}
+
+fn decode_payload(kind: Kind, bytes: &[u8]) -> Result<Link> {
+    let proto = checked(kind, bytes)?;
     match kind {
         Kind::Contact => {
             let m = pb::ContactLink::decode(proto).map_err(decode_err("contact link"))?;
@@ -271,5 +313,92 @@ fn decode_payload(kind: Kind, bytes: &[u8]) -> Result<Link> {
                 entry_auth_key: EntryAuthKey::from_bytes(fixed("entry-auth key", &m.entry_auth_key)?),
             }))
         }
+        Kind::Device => {
+            Err(Error::Invalid { what: "link", reason: "this is a device-link offer, for joining an account" })
+        }
     }
+}
+
+/// The payload of a device-link offer, `protobuf ‖ check` (the bytes its
+/// text forms encode), in a buffer wiped on drop.
+pub fn device_offer_payload(offer: &DeviceOffer) -> Zeroizing<Vec<u8>> {
+    let mut m = pb::DeviceOffer {
+        version: LINK_VERSION,
+        account_signing_key: offer.account.signing.to_bytes().to_vec(),
+        account_agreement_key: offer.account.agreement.0.to_vec(),
+        secret: offer.secret.expose_secret().to_vec(),
+        expires_at: offer.expires_at.0,
+    };
+    let proto = Zeroizing::new(m.encode_to_vec());
+    m.secret.zeroize();
+    let mut p = Zeroizing::new(Vec::with_capacity(proto.len() + CHECK_LEN));
+    p.extend_from_slice(&proto);
+    p.extend_from_slice(&check(Kind::Device, &proto));
+    p
+}
+
+/// The `veil://device/…` form of `offer`.
+pub fn device_offer_uri(offer: &DeviceOffer) -> Zeroizing<String> {
+    let p = device_offer_payload(offer);
+    let prefix = Kind::Device.uri_prefix();
+    let len = base64::encoded_len(p.len(), false).unwrap_or(0);
+    let mut out = Zeroizing::new(String::with_capacity(prefix.len() + len));
+    out.push_str(prefix);
+    URL_SAFE_NO_PAD.encode_string(&p[..], &mut out);
+    out
+}
+
+/// The QR form (`VEIL://D/…`) of `offer`.
+pub fn device_offer_qr(offer: &DeviceOffer) -> Zeroizing<String> {
+    let p = device_offer_payload(offer);
+    let prefix = Kind::Device.qr_prefix();
+    let mut out = Zeroizing::new(String::with_capacity(prefix.len() + base45::encoded_len(p.len())));
+    out.push_str(prefix);
+    base45::encode_into(&p, &mut out);
+    out
+}
+
+/// Parses a device-link offer, either form (surrounding whitespace is
+/// ignored). Its expiry is checked by the handshake against the caller's
+/// clock ([`JoiningDevice::start`](veil_crypto::device_link::JoiningDevice::start)).
+pub fn parse_device_offer(text: &str) -> Result<DeviceOffer> {
+    let text = text.trim();
+    if text.len() > MAX_LINK_TEXT {
+        return Err(Error::TooLarge { what: "link text", len: text.len(), max: MAX_LINK_TEXT });
+    }
+    let kind = Kind::Device;
+    let bytes = Zeroizing::new(if let Some(rest) = text.strip_prefix(kind.uri_prefix()) {
+        URL_SAFE_NO_PAD.decode(rest).map_err(|_| Error::BadText("invalid base64url"))?
+    } else if let Some(rest) = text.strip_prefix(kind.qr_prefix()) {
+        base45::decode(rest)?
+    } else if [Kind::Contact, Kind::Group, Kind::Replica].into_iter().any(|k| is_kind(k, text)) {
+        return Err(Error::Invalid { what: "link", reason: "this is not a device-link offer" });
+    } else {
+        return Err(Error::NotALink);
+    });
+    parse_device_offer_payload(&bytes)
+}
+
+/// Parses the payload of a device-link offer ([`device_offer_payload`]).
+pub fn parse_device_offer_payload(bytes: &[u8]) -> Result<DeviceOffer> {
+    let proto = checked(Kind::Device, bytes)?;
+    let mut m = pb::DeviceOffer::decode(proto).map_err(decode_err("device-link offer"))?;
+    let offer = device_offer_from_pb(&m);
+    m.secret.zeroize();
+    offer
+}
+
+fn device_offer_from_pb(m: &pb::DeviceOffer) -> Result<DeviceOffer> {
+    version("device-link offer", m.version, LINK_VERSION)?;
+    if m.expires_at == 0 {
+        return Err(Error::Invalid { what: "device-link offer", reason: "an offer must expire" });
+    }
+    Ok(DeviceOffer {
+        account: AccountPublic {
+            signing: VerifyKey::from_slice(&m.account_signing_key)?,
+            agreement: AgreementPublic(fixed("account agreement key", &m.account_agreement_key)?),
+        },
+        secret: OfferSecret::from_bytes(fixed("offer secret", &m.secret)?),
+        expires_at: UnixTime(m.expires_at),
+    })
 }

@@ -11,9 +11,12 @@ use aes_gcm::{
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use veil_crypto::{
-    AccountKeys, AgreementSecret, ChainState, GroupKeys, GroupSecret, SenderChain, SigningSecret, TestEntropy,
+    AccountKeys, AgreementSecret, ChainState, DeviceOffer, GroupKeys, GroupSecret, OfferSecret, SenderChain,
+    SigningSecret, TestEntropy,
+    device_link::{DeviceSession, JoiningDevice, LinkingDevice},
     envelope::{EntryHash, SealedEntry},
     label,
+    time::UnixTime,
 };
 
 pub(crate) const POSITION_AAD: &[u8] = b"veil/v1/links";
@@ -47,6 +50,8 @@ pub(crate) struct Fixture {
     /// Local hash sets a reconciliation is answered from (sorted): none,
     /// a few, many, and many sharing one key (first 8 bytes).
     pub(crate) sets: [Vec<EntryHash>; 4],
+    /// A device-link offer of the responder's account.
+    pub(crate) device_offer: DeviceOffer,
 }
 
 pub(crate) fn fixture() -> &'static Fixture {
@@ -67,13 +72,21 @@ pub(crate) fn fixture() -> &'static Fixture {
         for set in [&mut few, &mut many, &mut clustered] {
             set.sort();
         }
+        let responder = AccountKeys::generate(&mut entropy).expect("test entropy");
+        let requester = AccountKeys::generate(&mut entropy).expect("test entropy");
+        let device_offer = DeviceOffer {
+            account: responder.public(),
+            secret: OfferSecret::from_bytes([0x21; 32]),
+            expires_at: DEVICE_NOW.plus(600),
+        };
         Fixture {
             keys: GroupKeys::derive(&GroupSecret::from_bytes([1; 32])),
             author: SigningSecret::from_seed(&[2; 32]),
             member: AgreementSecret::from_bytes([4; 32]),
-            responder: AccountKeys::generate(&mut entropy).expect("test entropy"),
-            requester: AccountKeys::generate(&mut entropy).expect("test entropy"),
+            responder,
+            requester,
             sets: [Vec::new(), few, many, clustered],
+            device_offer,
         }
     })
 }
@@ -213,4 +226,59 @@ impl<'a> Input<'a> {
     pub(crate) fn rest(&mut self) -> &'a [u8] {
         self.bytes(self.0.len())
     }
+}
+
+/// The time every device-link input is read at (the offer is valid).
+pub(crate) const DEVICE_NOW: UnixTime = UnixTime(1_800_000_000);
+/// The entropy the new device draws its ephemeral key from: its message 1
+/// is the same in every run.
+pub(crate) const DEVICE_NEW: &[u8] = b"veil fuzz device new";
+/// The entropy of the first device's ephemeral key.
+pub(crate) const DEVICE_FIRST: &[u8] = b"veil fuzz device first";
+
+/// The new device of the fixture's offer, after its message 1.
+pub(crate) fn joining_device() -> (JoiningDevice, Vec<u8>) {
+    JoiningDevice::start(&fixture().device_offer, DEVICE_NOW, &mut TestEntropy::new(DEVICE_NEW)).expect("a valid offer")
+}
+
+/// The first device, holding the fixture's offer.
+pub(crate) fn linking_device() -> LinkingDevice {
+    let f = fixture();
+    LinkingDevice::new(&f.responder, f.device_offer.clone()).expect("the offer is the account's")
+}
+
+/// Both sides of a confirmed device-link session: (new device, first device).
+pub(crate) fn device_sessions() -> (DeviceSession, DeviceSession) {
+    let (joining, msg1) = joining_device();
+    let (first, msg2) =
+        linking_device().respond(&msg1, DEVICE_NOW, &mut TestEntropy::new(DEVICE_FIRST)).expect("a valid message 1");
+    let new = joining.read_response(&msg2).expect("a valid message 2");
+    (new.confirm(), first.confirm())
+}
+
+/// HKDF-SHA256 to 32 bytes (RFC 5869; one block of output).
+fn hkdf32(salt: &[u8], ikm: &[u8], info: &[u8]) -> [u8; 32] {
+    let mac = |key: &[u8], parts: &[&[u8]]| {
+        let mut m = <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(key).expect("HMAC takes any key");
+        parts.iter().for_each(|p| m.update(p));
+        let out: [u8; 32] = m.finalize().into_bytes().into();
+        out
+    };
+    let prk = mac(salt, &[ikm]);
+    mac(&prk, &[info, &[1]])
+}
+
+/// A Noise state of the device-link handshake for the fixture's offer, as
+/// PROTOCOL.md §14 builds it: what anyone holding the offer's secret can
+/// run, with or without the account key.
+pub(crate) fn device_noise(initiator: bool) -> snow::HandshakeState {
+    let offer = &fixture().device_offer;
+    let psk = hkdf32(b"veil/v1/device-offer", offer.secret.expose_secret(), b"device-link-psk");
+    let mut prologue = b"veil/v1/device-link".to_vec();
+    prologue.extend_from_slice(&offer.account.to_bytes());
+    prologue.extend_from_slice(&offer.expires_at.0.to_be_bytes());
+    let params = veil_crypto::device_link::NOISE_PARAMS.parse().expect("veil's Noise parameters");
+    let builder = snow::Builder::new(params).psk(0, &psk).and_then(|b| b.prologue(&prologue));
+    if initiator { builder.and_then(snow::Builder::build_initiator) } else { builder.and_then(snow::Builder::build_responder) }
+        .expect("a Noise state")
 }

@@ -52,6 +52,8 @@ pub const TARGETS: &[(&str, fn(&[u8]))] = &[
     ("backup", backup),
     ("ble_addr", ble_addr),
     ("ble_link", ble_link),
+    ("device_link", device_link),
+    ("device_offer", device_offer),
     ("entry", entry),
     ("envelope", envelope),
     ("frame", frame),

@@ -21,9 +21,13 @@ use veil_proto::{
 use crate::{
     addr::BleAddr,
     backup_format::{self, VERIFIER_PLAINTEXT, VERIFIER_PURPOSE, chunk_purpose, put_lp},
-    fixture::{BACKUP_KEY, Body, CHAIN, Header, craft_entry, fixture, gcm_prefixed, links_plain},
+    fixture::{
+        BACKUP_KEY, Body, CHAIN, DEVICE_FIRST, DEVICE_NOW, Header, craft_entry, device_noise, device_sessions, fixture,
+        gcm_prefixed, joining_device, linking_device, links_plain,
+    },
     framing,
     packet::Packet,
+    targets::device_payload,
 };
 
 /// The seed inputs of the target `name` (none for an unknown name).
@@ -33,6 +37,8 @@ pub fn seeds(name: &str) -> Vec<Vec<u8>> {
         "backup" => backup(),
         "ble_addr" => vec![BleAddr { device: [0xc0, 0xff, 0xee, 0, 0, 1], random: true, psm: 0x81 }.to_string().into()],
         "ble_link" => ble_link(),
+        "device_link" => device_link(),
+        "device_offer" => device_offer(),
         "entry" => entries().iter().map(encode_entry).collect(),
         "envelope" => envelope(),
         "frame" => frame(),
@@ -182,6 +188,43 @@ fn link() -> Vec<Vec<u8>> {
     .collect()
 }
 
+fn device_offer() -> Vec<Vec<u8>> {
+    let offer = &fixture().device_offer;
+    let payload = links::device_offer_payload(offer);
+    vec![
+        with_mode(0, links::device_offer_uri(offer).as_bytes()),
+        with_mode(0, links::device_offer_qr(offer).as_bytes()),
+        with_mode(1, &payload),
+        with_mode(2, &payload[..payload.len() - 4]),
+        with_mode(3, b"042 917"),
+    ]
+}
+
+fn device_link() -> Vec<Vec<u8>> {
+    let (_, msg1) = joining_device();
+    let (_, msg2) =
+        linking_device().respond(&msg1, DEVICE_NOW, &mut TestEntropy::new(DEVICE_FIRST)).expect("a valid message 1");
+    let (_, mut first) = device_sessions();
+    vec![
+        with_mode(0, &msg1),
+        with_mode(1, &msg2),
+        with_mode(2, &device_signature()),
+        with_mode(2, &[0; 64]),
+        with_mode(3, &first.seal(b"a bundle").expect("seals")),
+        with_mode(4, b"a bundle"),
+    ]
+}
+
+/// The account's signature over `h1` of the fixture's new device: the
+/// payload of a crafted message 2 that passes.
+fn device_signature() -> Vec<u8> {
+    let (_, msg1) = joining_device();
+    let mut hs = device_noise(false);
+    hs.read_message(&msg1, &mut [0u8; 64]).expect("a valid message 1");
+    let signed = [veil_crypto::label::DEVICE_LINK_EXISTING, hs.get_handshake_hash()].concat();
+    fixture().responder.signing.sign(&signed).0.to_vec()
+}
+
 fn metadata() -> Vec<MetadataEvent> {
     let f = fixture();
     let member = AliasKey::from_seed(&[8; 32]).member_keys(&f.keys.id);
@@ -300,6 +343,15 @@ pub fn check_crafted() {
     let sealed =
         veil_crypto::seal::seal_to(&f.member.public(), &aad, &state, &mut TestEntropy::new(b"check")).expect("seals");
     veil_crypto::ratchet::open_chain_state(&f.keys.id, &f.member, &sealed).expect("a crafted chain share opens");
+    let (joining, msg1) = joining_device();
+    let mut hs = device_noise(false);
+    hs.read_message(&msg1, &mut [0u8; 64]).expect("a valid message 1");
+    let mut msg2 = [0u8; 256];
+    let n = hs.write_message(&device_signature(), &mut msg2).expect("message 2");
+    joining.read_response(&msg2[..n]).expect("a crafted message 2 with the account's signature passes");
+    let offer = &fixture().device_offer;
+    let payload = links::device_offer_payload(offer);
+    assert_eq!(device_payload(&payload[..payload.len() - 4]), &payload[..]);
     for (i, file) in backup().iter().enumerate() {
         let mut reader = backup_format::FileReader::new(&file[..], file.len() as u64);
         reader.header().expect("a crafted backup header reads");

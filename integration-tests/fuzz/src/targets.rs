@@ -5,8 +5,9 @@
 
 use futures::{executor::block_on, io::Cursor};
 use veil_crypto::{
-    AgreementPublic, ChainState, GroupId, MessageKey, ReceiverChain,
+    AgreementPublic, ChainState, GroupId, MessageKey, ReceiverChain, TestEntropy,
     advert::AdvertToken,
+    device_link::{self, ShortCode},
     envelope,
     envelope::{EntryHash, EntryKind},
     epoch, handshake as noise_handshake, padding, ratchet,
@@ -27,7 +28,10 @@ use crate::{
     addr::BleAddr,
     backup_format,
     channel::Channel,
-    fixture::{BackupKey, Body, CHAIN, Header, Input, craft_entry, fixture, links_plain},
+    fixture::{
+        BackupKey, Body, CHAIN, DEVICE_FIRST, DEVICE_NOW, Header, Input, craft_entry, device_noise, device_sessions,
+        fixture, joining_device, linking_device, links_plain,
+    },
     framing,
     packet::{MAX_PACKET, MIN_PACKET, Packet},
 };
@@ -56,6 +60,92 @@ pub fn backup(data: &[u8]) {
         Err(backup_format::FormatError::Damaged(reason)) => assert!(!reason.is_empty()),
         Err(backup_format::FormatError::Passphrase) => {}
         Err(backup_format::FormatError::Write(e)) => panic!("writing to memory failed: {e}"),
+    }
+}
+
+/// Device-link offers as typed or scanned (`veil://device/…` or a QR's
+/// base45, mode 0), their payload (mode 1), any protobuf under a valid
+/// checksum (mode 2: past the checksum to the field checks), and a short
+/// code as a user types it (mode 3). What parses comes back the same from
+/// each of its forms, and no other link parser takes an offer.
+pub fn device_offer(data: &[u8]) {
+    let mut input = Input(data);
+    let mode = input.u8() % 4;
+    let rest = input.rest();
+    let parsed = match mode {
+        0 => links::parse_device_offer(&String::from_utf8_lossy(rest)),
+        1 => links::parse_device_offer_payload(rest),
+        2 => links::parse_device_offer_payload(&device_payload(rest)),
+        _ => {
+            if let Ok(code) = String::from_utf8_lossy(rest).parse::<ShortCode>() {
+                assert!(code.value() < 1_000_000);
+                assert_eq!(code.to_string().parse::<ShortCode>().expect("a printed code reads"), code);
+            }
+            return;
+        }
+    };
+    if let Ok(offer) = parsed {
+        for form in [links::device_offer_uri(&offer), links::device_offer_qr(&offer)] {
+            assert_eq!(links::parse_device_offer(&form).expect("an encoded offer parses"), offer);
+            assert!(links::parse(&form).is_err(), "an offer read as another link");
+        }
+        let payload = links::device_offer_payload(&offer);
+        assert_eq!(links::parse_device_offer_payload(&payload).expect("an offer's payload parses"), offer);
+    }
+}
+
+/// `proto ‖ check` of a device-link offer (PROTOCOL.md §3.2, kind `d`).
+pub(crate) fn device_payload(proto: &[u8]) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    let sum = Sha256::new().chain_update(b"veil/v1/link-check").chain_update(b"d").chain_update(proto).finalize();
+    [proto, &sum[..4]].concat()
+}
+
+/// The device-link handshake and session, each message from a hostile
+/// peer: message 1 as it arrives at the first device (mode 0); message 2
+/// as it arrives at the new device (mode 1); message 2 from a first device
+/// that holds the offer's secret but maybe not the account key, with a
+/// payload of any bytes (mode 2: what someone who saw the QR code can
+/// send); a session message as it arrives (mode 3), or sealed by the peer
+/// over any plaintext (mode 4). Only the account's signature over this
+/// session passes message 2; what the peer seals opens to itself.
+pub fn device_link(data: &[u8]) {
+    let mut input = Input(data);
+    let mode = input.u8() % 5;
+    let rest = input.rest();
+    match mode {
+        0 => {
+            let _ = linking_device().respond(rest, DEVICE_NOW, &mut TestEntropy::new(DEVICE_FIRST));
+        }
+        1 => {
+            let (joining, _) = joining_device();
+            let _ = joining.read_response(rest);
+        }
+        2 => {
+            let (joining, msg1) = joining_device();
+            let mut hs = device_noise(false);
+            let mut payload = [0u8; device_link::MSG1_LEN];
+            assert_eq!(hs.read_message(&msg1, &mut payload).expect("a valid message 1"), 0);
+            let h1 = hs.get_handshake_hash().to_vec();
+            let mut msg2 = vec![0u8; rest.len() + 64];
+            let Ok(n) = hs.write_message(rest, &mut msg2) else { return };
+            if let Ok(session) = joining.read_response(&msg2[..n]) {
+                let signature = veil_crypto::Signature(rest.try_into().expect("a 64-byte payload"));
+                let signed = [veil_crypto::label::DEVICE_LINK_EXISTING, &h1].concat();
+                fixture().responder.signing.verify_key().verify(&signed, &signature).expect("the account signed");
+                assert_eq!(&session.info().handshake_hash[..], hs.get_handshake_hash());
+            }
+        }
+        3 => {
+            let (mut new, _) = device_sessions();
+            let _ = new.open(rest);
+        }
+        _ => {
+            let (mut new, mut first) = device_sessions();
+            if let Ok(sealed) = first.seal(rest) {
+                assert_eq!(&new.open(&sealed).expect("what the peer seals opens")[..], rest);
+            }
+        }
     }
 }
 

@@ -170,6 +170,8 @@ smoke_tests!(
     backup,
     ble_addr,
     ble_link,
+    device_link,
+    device_offer,
     entry,
     envelope,
     frame,
