@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{group_fixture, metadata_entry, owed_to, temp_store, three_messages};
+use common::{bare, group_fixture, inserted_group, metadata_entry, owed_to, temp_store, three_messages};
 use veil_crypto::{
     ReceiverChain, SenderChain, TestEntropy,
     envelope::{BodyKey, EntryHash, EntryKind, Position, open_entry, seal_entry},
@@ -15,14 +15,13 @@ use veil_storage::{Addressee, Appended, GroupKind, NewEntry, RatchetUpdate, Stor
 #[tokio::test]
 async fn dag_heads_missing_parents_and_order() {
     let t = temp_store().await;
-    let (secret, keys, device) = group_fixture(4);
-    let gid = t.store.insert_group(GroupKind::MultiMember, None, &secret, &device).await.unwrap();
+    let (gid, keys, device) = inserted_group(&t.store, 4).await;
     let (a, la) = metadata_entry(&keys, &device, 1, vec![], b"a");
     let (b, lb) = metadata_entry(&keys, &device, 2, vec![a.hash()], b"b");
     let (c, lc) = metadata_entry(&keys, &device, 2, vec![a.hash()], b"c");
     let (d, ld) = metadata_entry(&keys, &device, 3, vec![b.hash(), c.hash()], b"d");
     fn put<'a>(gid: veil_crypto::GroupId, e: &'a veil_crypto::envelope::SealedEntry, l: &'a Position) -> NewEntry<'a> {
-        NewEntry { group: gid, entry: e, position: l, author: None, payload: None, ratchet: None, outbox: &[] }
+        bare(gid, e, l)
     }
     // d arrives first: its parents are missing and it is the only head.
     assert_eq!(t.store.append(put(gid, &d, &ld)).await.unwrap(), Appended::Stored);
@@ -55,16 +54,14 @@ async fn dag_heads_missing_parents_and_order() {
 #[tokio::test]
 async fn sync_reads_stay_in_their_group_and_come_in_causal_order() {
     let t = temp_store().await;
-    let (secret, keys, device) = group_fixture(4);
-    let gid = t.store.insert_group(GroupKind::MultiMember, None, &secret, &device).await.unwrap();
-    let (other_secret, other_keys, other_device) = group_fixture(5);
-    let other = t.store.insert_group(GroupKind::MultiMember, None, &other_secret, &other_device).await.unwrap();
+    let (gid, keys, device) = inserted_group(&t.store, 4).await;
+    let (other, other_keys, other_device) = inserted_group(&t.store, 5).await;
     let (a, la) = metadata_entry(&keys, &device, 1, vec![], b"a");
     let (b, lb) = metadata_entry(&keys, &device, 2, vec![a.hash()], b"b");
     let (c, lc) = metadata_entry(&keys, &device, 3, vec![b.hash()], b"c");
     let (x, lx) = metadata_entry(&other_keys, &other_device, 1, vec![], b"x");
     for (g, e, l) in [(gid, &c, &lc), (gid, &a, &la), (other, &x, &lx), (gid, &b, &lb)] {
-        let new = NewEntry { group: g, entry: e, position: l, author: None, payload: None, ratchet: None, outbox: &[] };
+        let new = bare(g, e, l);
         t.store.append(new).await.unwrap();
     }
     let mut all = vec![a.hash(), b.hash(), c.hash()];
@@ -85,13 +82,10 @@ async fn sync_reads_stay_in_their_group_and_come_in_causal_order() {
 #[tokio::test]
 async fn a_long_sync_order_matches_a_short_one() {
     let t = temp_store().await;
-    let (secret, keys, device) = group_fixture(6);
-    let gid = t.store.insert_group(GroupKind::MultiMember, None, &secret, &device).await.unwrap();
-    let (other_secret, other_keys, other_device) = group_fixture(7);
-    let other = t.store.insert_group(GroupKind::MultiMember, None, &other_secret, &other_device).await.unwrap();
+    let (gid, keys, device) = inserted_group(&t.store, 6).await;
+    let (other, other_keys, other_device) = inserted_group(&t.store, 7).await;
     let (x, lx) = metadata_entry(&other_keys, &other_device, 1, vec![], b"x");
-    let new =
-        NewEntry { group: other, entry: &x, position: &lx, author: None, payload: None, ratchet: None, outbox: &[] };
+    let new = bare(other, &x, &lx);
     t.store.append(new).await.unwrap();
     // Two forks of 350 entries each: equal Lamport clocks, ordered by hash.
     let mut hashes = Vec::new();
@@ -238,8 +232,7 @@ async fn append_stores_payload_ratchet_and_outbox_together() {
 #[tokio::test]
 async fn unread_entries_are_revealed_once_with_their_chain() {
     let t = temp_store().await;
-    let (secret, keys, device) = group_fixture(7);
-    let gid = t.store.insert_group(GroupKind::MultiMember, None, &secret, &device).await.unwrap();
+    let (gid, keys, device) = inserted_group(&t.store, 7).await;
     let mut e = TestEntropy::new(b"unread");
     let mut chain = SenderChain::generate(&mut e).unwrap();
     let start = chain.state().clone();
@@ -291,8 +284,7 @@ async fn hashes_sharing_an_index_key_stay_apart() {
     use sqlx::Connection;
 
     let t = temp_store().await;
-    let (secret, keys, device) = group_fixture(9);
-    let gid = t.store.insert_group(GroupKind::MultiMember, None, &secret, &device).await.unwrap();
+    let (gid, keys, device) = inserted_group(&t.store, 9).await;
     let (a, la) = metadata_entry(&keys, &device, 1, vec![], b"a");
     let twin = |last: u8| {
         let mut h = a.hash().0;
@@ -316,16 +308,14 @@ async fn hashes_sharing_an_index_key_stay_apart() {
     raw.close().await.unwrap();
 
     assert!(!t.store.contains_entry(&a.hash()).await.unwrap());
-    let put =
-        NewEntry { group: gid, entry: &a, position: &la, author: None, payload: None, ratchet: None, outbox: &[] };
+    let put = bare(gid, &a, &la);
     assert_eq!(t.store.append(put).await.unwrap(), Appended::Stored);
     assert_eq!(t.store.entry(&a.hash()).await.unwrap().unwrap().sealed, a);
     assert!(!t.store.contains_entry(&phantom).await.unwrap());
 
     // A child naming a and an unstored twin of it: only the twin is missing.
     let (c, lc) = metadata_entry(&keys, &device, 2, vec![a.hash(), phantom], b"c");
-    let put =
-        NewEntry { group: gid, entry: &c, position: &lc, author: None, payload: None, ratchet: None, outbox: &[] };
+    let put = bare(gid, &c, &lc);
     assert_eq!(t.store.append(put).await.unwrap(), Appended::Stored);
     assert_eq!(t.store.missing_parents(&gid, EntryKind::Metadata).await.unwrap(), vec![phantom]);
 

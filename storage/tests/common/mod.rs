@@ -5,7 +5,7 @@
 use std::{path::PathBuf, sync::Arc};
 
 use veil_crypto::{
-    GroupKeys, GroupSecret, SenderChain, SigningSecret, TestEntropy,
+    GroupId, GroupKeys, GroupSecret, SenderChain, SigningSecret, TestEntropy,
     envelope::{BodyKey, EntryHash, EntryKind, Position, SealedEntry, seal_entry},
     time::{ManualClock, UnixTime},
 };
@@ -62,6 +62,18 @@ pub(crate) fn group_fixture(seed: u8) -> (GroupSecret, GroupKeys, SigningSecret)
     let secret = GroupSecret::from_bytes([seed; 32]);
     let keys = GroupKeys::derive(&secret);
     (secret, keys, SigningSecret::from_seed(&[seed.wrapping_add(1); 32]))
+}
+
+/// A multi-member group of `seed`'s fixture, inserted into `store`: its id, keys and device key.
+pub(crate) async fn inserted_group(store: &Store, seed: u8) -> (GroupId, GroupKeys, SigningSecret) {
+    let (secret, keys, device) = group_fixture(seed);
+    let gid = store.insert_group(GroupKind::MultiMember, None, &secret, &device).await.unwrap();
+    (gid, keys, device)
+}
+
+/// A received entry with nothing but its place: no author, payload, ratchet or outbox rows.
+pub(crate) fn bare<'a>(group: GroupId, entry: &'a SealedEntry, position: &'a Position) -> NewEntry<'a> {
+    NewEntry { group, entry, position, author: None, payload: None, ratchet: None, outbox: &[] }
 }
 
 /// Options with a given SQLite tuning.
