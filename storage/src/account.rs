@@ -14,7 +14,7 @@ use crate::{
 const SEAL_ACCOUNT_SIGNING: &[u8] = b"veil/storage/account-signing";
 const SEAL_ACCOUNT_AGREEMENT: &[u8] = b"veil/storage/account-agreement";
 const SEAL_ALIAS: &[u8] = b"veil/storage/alias";
-const SEAL_DEVICE: &[u8] = b"veil/storage/device";
+pub(crate) const SEAL_DEVICE: &[u8] = b"veil/storage/device";
 
 /// A device of this account, as the store lists it: this one, and any other recorded with [`Store::add_device`].
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -83,6 +83,13 @@ fn classify(path: &Path, e: sqlx::Error) -> Error {
     Error::Sql(e)
 }
 
+/// Applies pending migrations to a database unlocked with `key`, and seals
+/// what older schemas kept in clear (a store opened, or a copy renewed).
+pub(crate) async fn migrate(conn: &mut SqliteConnection, key: &StorageKey) -> Result<()> {
+    MIGRATOR.run(&mut *conn).await?;
+    crate::settings::seal_legacy(conn, key).await
+}
+
 impl Store {
     /// Creates a new store at `path` (which must not exist), protected by `key`.
     ///
@@ -211,13 +218,12 @@ impl Store {
             .await?
             .ok_or(Error::Invalid { what: "keystore", reason: "missing" })?;
         let key = unlock(&keystore_record(&row)?)?;
-        MIGRATOR.run(&mut *writer).await?;
-        crate::settings::seal_legacy(writer, &key).await?;
+        migrate(writer, &key).await?;
         Ok(key)
     }
 
     /// Reads the schema version without writing anything.
-    async fn inspect(path: &Path) -> Result<()> {
+    pub(crate) async fn inspect(path: &Path) -> Result<()> {
         let mut conn =
             SqliteConnection::connect_with(&sqlite::inspect_options(path)).await.map_err(|e| classify(path, e))?;
         let verdict = Self::inspect_with(path, &mut conn).await;

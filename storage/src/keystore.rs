@@ -392,6 +392,12 @@ impl StorageKey {
         Ok(KeystoreRecord { kind: KeyKind::KeyFile, salt: None, params: None, verifier })
     }
 
+    /// Whether `verifier` (a keystore record's) was sealed under this key:
+    /// a copy of a store received with its key is checked with it.
+    pub(crate) fn verifies(&self, verifier: &[u8]) -> bool {
+        self.open(VERIFIER_PURPOSE, verifier).is_ok_and(|plain| plain.as_slice() == VERIFIER_PLAINTEXT)
+    }
+
     /// Writes this key to a new key file (mode 0600, never overwriting).
     pub(crate) fn write_key_file(&self, path: &Path) -> Result<(), KeystoreError> {
         write_key_file(path, &self.0)

@@ -60,6 +60,7 @@ mod sync;
 
 pub use access::KeyAccess;
 pub use account::DeviceRecord;
+pub use backup::{DeviceCopy, MAX_DEVICE_COPY, ReceivedCopy};
 pub use contacts::{ContactRecord, ContactState};
 pub use db::{Store, StoreOptions};
 pub use entries::{Appended, EntryRecord, NewEntry, RatchetUpdate};

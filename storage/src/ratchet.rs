@@ -38,6 +38,11 @@ fn open_chain(key: &StorageKey, purpose: &[u8], sealed: &[u8]) -> Result<ChainSt
     Ok(ChainState::from_bytes(&key.open(purpose, sealed)?)?)
 }
 
+/// This device's sending chain in the group `group` from its sealed row.
+pub(crate) fn open_sender(key: &StorageKey, group: i64, sealed: &[u8]) -> Result<ChainState> {
+    open_chain(key, &purpose(SEAL_SENDER, group, None, None), sealed)
+}
+
 /// How a write of the sending chain treats its reserved positions.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Reserve {
@@ -206,7 +211,7 @@ impl Store {
         row.map(|r| {
             let g: i64 = r.try_get("group_ref")?;
             let sealed: Vec<u8> = r.try_get("sealed_state")?;
-            let state = open_chain(&self.key, &purpose(SEAL_SENDER, g, None, None), &sealed)?;
+            let state = open_sender(&self.key, g, &sealed)?;
             Ok(SenderChainRecord { state, reserved_until: u64_col(&r, "reserved_until")? })
         })
         .transpose()

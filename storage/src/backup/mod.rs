@@ -27,24 +27,33 @@
 //! device of the same member, with fresh chains, so it never reuses a key
 //! or nonce of the backed-up device — which may have gone on writing after
 //! the backup (docs/ARCHITECTURE.md).
+//!
+//! A newly linked device gets the same plaintext — storage key ‖ database
+//! copy — over an encrypted session instead of a file ([`DeviceCopy`],
+//! [`ReceivedCopy`] in `device`), and becomes a new device of the account
+//! beside the first one (`renew`).
 
 use std::{
     io::Write,
     path::{Path, PathBuf},
 };
 
-use sqlx::{Connection, Row, SqliteConnection};
-use veil_crypto::{OsEntropy, SigningSecret};
+use veil_crypto::OsEntropy;
 use zeroize::Zeroizing;
 
 use crate::{
     Error, Result, Store, StoreOptions,
-    groups::SEAL_GROUP_DEVICE,
     keystore::{KdfParams, KeySource, StorageKey},
     sqlite,
 };
 
+mod device;
 mod format;
+mod renew;
+
+pub use device::{DeviceCopy, MAX_DEVICE_COPY, ReceivedCopy};
+
+use renew::{Renewal, renew};
 
 use format::{
     CHUNK, FileReader, FormatError, Header, Opener, SALT_LEN, VERIFIER_PLAINTEXT, VERIFIER_PURPOSE, chunk_purpose,
@@ -133,7 +142,7 @@ impl Store {
             })
             .await
             .map_err(|e| Error::Io { path: backup.to_owned(), source: std::io::Error::other(e) })??;
-            renew(&staging, &storage_key, &options).await?;
+            renew(&staging, &storage_key, &options, Renewal::Restore).await?;
             storage_key.write_key_file(key_file)?;
             std::fs::rename(&staging, db).map_err(|source| Error::Io { path: db.to_owned(), source })
         }
@@ -244,43 +253,6 @@ fn format_error(out: &Path) -> impl Fn(FormatError) -> Error + '_ {
         FormatError::Passphrase => Error::BackupPassphrase,
         FormatError::Write(source) => Error::Io { path: out.to_owned(), source },
     }
-}
-
-/// Makes the restored copy at `staging` a store of its own: unlocked by a
-/// key file holding `key`, a new device key in every group, no sending
-/// chain (each group announces the new device on start).
-async fn renew(staging: &Path, key: &StorageKey, options: &StoreOptions) -> Result<()> {
-    let mut conn = SqliteConnection::connect_with(&sqlite::writer_options(staging, false, &options.tuning)).await?;
-    let record = key.key_file_record()?;
-    let mut tx = conn.begin().await?;
-    sqlx::query(
-        "UPDATE keystore SET kind = $1, salt = NULL, m_cost = NULL, t_cost = NULL, p_cost = NULL, verifier = $2",
-    )
-    .bind(record.kind.as_str())
-    .bind(&record.verifier)
-    .execute(&mut *tx)
-    .await?;
-    let groups: Vec<Vec<u8>> = sqlx::query("SELECT group_id FROM groups")
-        .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .map(|r| r.try_get("group_id"))
-        .collect::<std::result::Result<_, _>>()?;
-    for id in groups {
-        let device = SigningSecret::generate(&mut OsEntropy)?;
-        let sealed = key.seal(&[SEAL_GROUP_DEVICE, &id].concat(), &device.to_seed()[..])?;
-        sqlx::query("UPDATE groups SET device_public = $1, sealed_device = $2 WHERE group_id = $3")
-            .bind(device.verify_key().to_bytes().to_vec())
-            .bind(sealed)
-            .bind(&id)
-            .execute(&mut *tx)
-            .await?;
-    }
-    sqlx::query("DELETE FROM sender_chains").execute(&mut *tx).await?;
-    tx.commit().await?;
-    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&mut conn).await?;
-    conn.close().await?;
-    Ok(())
 }
 
 fn with_extension(path: &Path, ext: &str) -> PathBuf {
