@@ -110,6 +110,7 @@ bench:
     cargo bench -p veil-actors --bench frames 2>/dev/null | tail -n 1
     cargo bench -p veil-actors --bench groups 2>/dev/null | tail -n 1
     cargo bench -p veil-actors --bench one_to_one 2>/dev/null | tail -n 1
+    cargo bench -p veil-actors --bench device_join 2>/dev/null | tail -n 1
     cargo bench -p veil-app --bench lan 2>/dev/null | tail -n 1
     cargo bench -p veil-tor --bench onion 2>/dev/null | tail -n 1
 

@@ -30,11 +30,14 @@ pub enum Observer {
     /// The relays of a mixnet the node uses (Tor: the guard, the onion
     /// service directories, the introduction and rendezvous points).
     Mixnet,
+    /// Whoever sees a device offer (`veil device link`'s QR code or link)
+    /// while it is answered.
+    DeviceOfferReader,
 }
 
 impl Observer {
     /// Every observer, in report order.
-    pub const ALL: [Observer; 9] = [
+    pub const ALL: [Observer; 10] = [
         Observer::Contact,
         Observer::GroupMember,
         Observer::Relay,
@@ -44,6 +47,7 @@ impl Observer {
         Observer::NetworkEavesdropper,
         Observer::ReplicationNode,
         Observer::Mixnet,
+        Observer::DeviceOfferReader,
     ];
 }
 
@@ -59,6 +63,7 @@ impl fmt::Display for Observer {
             Observer::NetworkEavesdropper => "network eavesdropper",
             Observer::ReplicationNode => "replication node",
             Observer::Mixnet => "Tor network",
+            Observer::DeviceOfferReader => "device-offer reader",
         })
     }
 }
@@ -167,6 +172,10 @@ fn exposure(observer: Observer, input: &AuditInput, peer_id: &str) -> Exposure {
                 learns[0] = s("your member key and device key in that group (not your account key)");
                 learns.push(s("which entries of the group your replica holds"));
             }
+            learns.push(s(
+                "how many devices your account has: each announces its own device key there (not which device is \
+                 which, nor where a device is unless it connects to it)",
+            ));
             let mut not = vec![s("your member keys in other groups"), s("your alias key")];
             match policy {
                 Policy::Direct => {
@@ -224,6 +233,8 @@ fn exposure(observer: Observer, input: &AuditInput, peer_id: &str) -> Exposure {
                 s("the namespaces (hex rendezvous points) you register at and look up, and when"),
                 peer_id.to_owned(),
             ];
+            learns
+                .push(s("how many of your devices are online at a point (each registers there under its own peer id)"));
             let mut not = vec![s(
                 "which account or group a point belongs to; that two periods' points are the same link or group",
             )];
@@ -312,6 +323,20 @@ fn exposure(observer: Observer, input: &AuditInput, peer_id: &str) -> Exposure {
             true,
             vec![s("the DAG shape of each log it replicates, entry kinds, sizes rounded up to a bucket, timing")],
             vec![s("authors, contents, group ids, member keys; it cannot forge entries members accept")],
+        ),
+        Observer::DeviceOfferReader => (
+            true,
+            vec![
+                s("while the offer is answered (10 minutes by default, until a device links): your account's \
+                   public keys, and the offer's rendezvous points, hence the peer id and announced addresses of \
+                   the device that shows it"),
+                s("it can answer the offer and be shown a code, and so keep your new device from linking"),
+            ],
+            vec![
+                s("your account's secrets: they are sent only after you type, on the device showing the offer, \
+                   the code your new device shows"),
+                s("anything once the offer expired, was withdrawn or was used; your contacts, groups, messages"),
+            ],
         ),
         Observer::Mixnet => (
             mixnet,

@@ -39,6 +39,9 @@ pub enum Error {
     /// The node's configuration is invalid.
     #[error("invalid configuration: {0}")]
     Config(&'static str),
+    /// An argument is out of its range.
+    #[error("invalid argument: {0}")]
+    Invalid(&'static str),
     /// The node's thread could not be started or ended unexpectedly.
     #[error("the node runtime stopped: {0}")]
     Runtime(String),
@@ -58,7 +61,7 @@ impl veil_crypto::HasKind for Error {
             Error::Unavailable(_) | Error::Restarting(_) => ErrorKind::Transient,
             Error::JoinUnconfirmed => ErrorKind::TimedOut,
             Error::UnknownGroup => ErrorKind::NotFound,
-            Error::Config(_) => ErrorKind::InvalidInput,
+            Error::Config(_) | Error::Invalid(_) => ErrorKind::InvalidInput,
             Error::Runtime(_) => ErrorKind::Internal,
         }
     }

@@ -15,6 +15,7 @@
 //! | `Replica` | the blind replication role: stores and serves groups' ciphertext, given their replication credentials |
 //! | [`TransportManager`] | the network: swarm, attached transports, privacy policy |
 //! | [`NetworkPeriod`] | each period: a fresh peer id and, under `Relayed`, a relay drawn at random |
+//! | [`DeviceLinker`] | the first device's side of linking a new device: its offers' points and frames (the sessions stay in the vault) |
 //!
 //! Actors reach each other through `Recipient<M>`, never through each
 //! other's concrete types. App builders use the [`Node`] facade and never
@@ -52,6 +53,7 @@ pub mod ble;
 mod coalesce;
 mod contacts;
 mod courier;
+mod device_link;
 mod error;
 mod group_log;
 mod heads;
@@ -79,6 +81,7 @@ pub use contacts::{ContactBook, RetryPolicy};
 pub(crate) use contacts::{ContactBookDeps, VaultPort};
 pub use courier::Courier;
 pub(crate) use courier::{CourierDeps, CourierTiming};
+pub use device_link::{DeviceJoin, DeviceLinker, MAX_OFFER_LIFETIME};
 pub use error::{Error, Result};
 pub use group_log::GroupLog;
 pub(crate) use group_log::GroupLogDeps;
@@ -267,6 +270,29 @@ pub enum NodeEvent {
     NetworkRestarted {
         /// This node's peer id from now on (unchanged after a policy change).
         peer_id: PeerId,
+    },
+    /// A device answered a device offer ([`Node::link_device`]): show the
+    /// code, and confirm it ([`Node::confirm_device`]) only if the user
+    /// types the one the new device shows. A later answer replaces it.
+    DeviceLinkCode {
+        /// The offer.
+        offer: messages::device::OfferId,
+        /// The code this side of the session shows.
+        code: veil_crypto::device_link::ShortCode,
+    },
+    /// A new device stored the account's copy: it is one of this account's devices now.
+    DeviceLinked {
+        /// The offer it answered (withdrawn now).
+        offer: messages::device::OfferId,
+        /// The new device's own key (listed by [`Node::devices`]).
+        device: VerifyKey,
+    },
+    /// A device offer is no longer answered.
+    DeviceOfferClosed {
+        /// The offer.
+        offer: messages::device::OfferId,
+        /// Why: `"linked"`, `"expired"`, `"withdrawn"`, `"the codes differ"`, …
+        reason: &'static str,
     },
 }
 

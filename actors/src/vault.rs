@@ -53,15 +53,19 @@ const NAME: &str = "identity-vault";
 
 /// Holds every private key of the node.
 pub struct IdentityVault {
-    store: Arc<Store>,
+    pub(crate) store: Arc<Store>,
     /// The store's key access: private keys come out of the database for
     /// this vault only.
-    keys: Arc<KeyAccess>,
+    pub(crate) keys: Arc<KeyAccess>,
     identity: Option<Identity>,
     group_devices: HashMap<GroupId, GroupDevice>,
     handshakes: HashMap<HandshakeId, Pending>,
     handshake_order: VecDeque<HandshakeId>,
     next_handshake: u64,
+    /// Device offers and their sessions (see `device_link`).
+    pub(crate) offers: crate::device_link::Offers,
+    /// Where the store's copy for a new device is made.
+    pub(crate) copy_dir: std::path::PathBuf,
     /// Its retries' time.
     time: Time,
 }
@@ -86,8 +90,17 @@ impl IdentityVault {
             handshakes: HashMap::new(),
             handshake_order: VecDeque::new(),
             next_handshake: 0,
+            offers: crate::device_link::Offers::default(),
+            copy_dir: std::env::temp_dir(),
             time: Arc::new(TokioTimers),
         })
+    }
+
+    /// Where it makes the store's copy for a new device (default: the
+    /// system's temporary directory; a node uses its data directory).
+    pub fn with_copy_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.copy_dir = dir.into();
+        self
     }
 
     /// Where it reads the time for its retries (default: the machine's).
@@ -96,7 +109,7 @@ impl IdentityVault {
         self
     }
 
-    fn identity(&self) -> Result<&Identity> {
+    pub(crate) fn identity(&self) -> Result<&Identity> {
         self.identity.as_ref().ok_or(Error::Unavailable(NAME))
     }
 
@@ -193,6 +206,8 @@ impl Supervised for IdentityVault {
         // Handshakes in progress are lost; requesters retry.
         self.handshakes.clear();
         self.handshake_order.clear();
+        // So are device offers: the user makes a new one.
+        self.offers.clear();
     }
 }
 
@@ -387,9 +402,15 @@ impl Handler<AnnounceDevice> for IdentityVault {
         guarded(NAME, ctx, || {
             let member = self.member_keys(&msg.group)?;
             let device = self.device_key(&msg.group, &msg.epoch)?.verify_key();
+            // The account's other devices read this one too: the chain is
+            // shared with the announcing member itself as well (they all
+            // derive its keys).
+            let own = member.public();
             let chain_shares = msg
                 .recipients
                 .iter()
+                .filter(|r| **r != own)
+                .chain(std::iter::once(&own))
                 .map(|r: &MemberPublic| {
                     Ok(ChainShare {
                         recipient: r.signing,

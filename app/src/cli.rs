@@ -27,11 +27,22 @@ pub(crate) struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
-    /// Create the home directory, its veil.toml and a fresh identity (offline).
+    /// Create the home directory, its veil.toml and a fresh identity
+    /// (offline), or with `--link` join an account as its new device.
     Init {
         /// How to introduce yourself in contact requests (written to veil.toml).
         #[arg(long)]
         name: Option<String>,
+        /// A device offer (`veil device link` on a device of the account):
+        /// this home becomes a new device of that account (as `veil device join`).
+        #[arg(long, value_name = "OFFER")]
+        link: Option<String>,
+    },
+    /// Link devices of this account: offer it to a new device, join an
+    /// account from a new one, list the account's devices.
+    Device {
+        #[command(subcommand)]
+        action: DeviceAction,
     },
     /// Write a backup of everything (account, contacts, groups, history)
     /// to FILE, sealed under a passphrase: VEIL_BACKUP_PASSPHRASE, else a
@@ -129,6 +140,26 @@ pub(crate) enum Command {
         #[arg(long)]
         script: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum DeviceAction {
+    /// Show a one-time offer (link and QR code) for a new device, then ask
+    /// for the code the new device shows. Stop it to withdraw the offer.
+    Link {
+        /// How long the offer is answered: `90s`, `10m` (the default), at most `1h`.
+        #[arg(long, value_parser = parse_span)]
+        lifetime: Option<u64>,
+    },
+    /// Make this home a new device of the account whose offer OFFER is
+    /// (offline: the home must hold no node yet). Shows a code to compare
+    /// with the other device's, then asks for it.
+    Join {
+        /// The offer (`veil://device/…` or the QR code's text).
+        offer: String,
+    },
+    /// List this account's devices known here.
+    List,
 }
 
 #[derive(Debug, Subcommand)]

@@ -12,7 +12,9 @@ use tokio_stream::StreamExt;
 
 use crate::{
     api::{self, MAX_BODY},
-    cli::{Cli, Command, ContactAction, DaemonAction, DaemonArgs, GroupAction, LinkAction, TransportAction},
+    cli::{
+        Cli, Command, ContactAction, DaemonAction, DaemonArgs, DeviceAction, GroupAction, LinkAction, TransportAction,
+    },
     client::{self, Client},
     config::{self, ConfigFile, Overrides, Settings},
     daemon::{self, Daemon},
@@ -65,7 +67,9 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
     let out = Out { json: cli.json };
     let home = home_of(&cli)?;
     match cli.command {
-        Command::Init { name } => init(&home, name, out).await,
+        Command::Init { name: _, link: Some(offer) } => crate::devices::join(&home, &offer, out).await,
+        Command::Device { action: DeviceAction::Join { offer } } => crate::devices::join(&home, &offer, out).await,
+        Command::Init { name, link: None } => init(&home, name, out).await,
         Command::Restore { file } => restore(&home, &file, out).await,
         Command::Daemon(args) => run_daemon(&home, args, out).await,
         Command::Demo { script } => crate::demo::run(script, out).await,
@@ -175,7 +179,14 @@ async fn with_daemon(c: &mut Client, command: Command, out: Out) -> Result<()> {
             }
             Ok(())
         }
-        Command::Init { .. } | Command::Restore { .. } | Command::Daemon(_) | Command::Demo { .. } | Command::Chat => {
+        Command::Device { action: DeviceAction::Link { lifetime } } => crate::devices::link(c, lifetime, out).await,
+        Command::Device { action: DeviceAction::List } => crate::devices::list(c, out).await,
+        Command::Init { .. }
+        | Command::Restore { .. }
+        | Command::Daemon(_)
+        | Command::Demo { .. }
+        | Command::Chat
+        | Command::Device { action: DeviceAction::Join { .. } } => {
             bail!("this command does not use a running daemon")
         }
     }

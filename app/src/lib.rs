@@ -42,6 +42,7 @@ mod commands;
 pub mod config;
 pub mod daemon;
 mod demo;
+mod devices;
 mod output;
 mod qr;
 mod tui;

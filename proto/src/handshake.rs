@@ -1,4 +1,5 @@
-//! Frames of the contact-request protocol and the request payload.
+//! Frames of the contact-request protocol (which also carries device
+//! linking, docs/PROTOCOL.md §14.7) and the request payload.
 
 use prost::Message;
 use veil_crypto::{
@@ -13,8 +14,12 @@ use crate::{
     pb,
 };
 
+/// Largest Noise message a frame carries: 65 535 bytes, the limit of both
+/// the contact handshake and device linking.
+pub const MAX_NOISE_MESSAGE: usize = MAX_MESSAGE_LEN;
+const _: () = assert!(veil_crypto::device_link::MAX_MESSAGE_LEN == MAX_NOISE_MESSAGE);
 /// Largest encoded handshake frame.
-pub const MAX_FRAME: usize = MAX_MESSAGE_LEN + 8;
+pub const MAX_FRAME: usize = MAX_NOISE_MESSAGE + 8;
 /// The request format version this build writes and reads.
 pub const REQUEST_VERSION: u32 = 1;
 
@@ -33,6 +38,21 @@ pub enum HandshakeFrame {
     Response(Vec<u8>),
     /// Noise message 3.
     RequestFinish(Vec<u8>),
+    /// Device linking's message 1, with the proof that the new device
+    /// knows the offer's current rendezvous point.
+    DeviceHello {
+        /// Noise NNpsk0 message 1.
+        message: Vec<u8>,
+        /// `point_proof(point, message)`.
+        point_proof: [u8; 32],
+    },
+    /// Device linking's message 2.
+    DeviceWelcome(Vec<u8>),
+    /// A device-link session message.
+    DeviceSealed(Vec<u8>),
+    /// The first device's answer to a session message while its user has
+    /// not confirmed the code: ask again later, with the same message.
+    DeviceWaiting,
 }
 
 impl HandshakeFrame {
@@ -43,12 +63,17 @@ impl HandshakeFrame {
             Self::RequestStart { message, point_proof } => (M::RequestStart(message.clone()), point_proof.to_vec()),
             Self::Response(b) => (M::Response(b.clone()), Vec::new()),
             Self::RequestFinish(b) => (M::RequestFinish(b.clone()), Vec::new()),
+            Self::DeviceHello { message, point_proof } => (M::DeviceHello(message.clone()), point_proof.to_vec()),
+            Self::DeviceWelcome(b) => (M::DeviceWelcome(b.clone()), Vec::new()),
+            Self::DeviceSealed(b) => (M::DeviceSealed(b.clone()), Vec::new()),
+            Self::DeviceWaiting => (M::DeviceWaiting(true), Vec::new()),
         };
         pb::HandshakeFrame { message: Some(message), point_proof }.encode_to_vec()
     }
 
-    /// Decodes a frame, refusing oversize input, empty frames, and point
-    /// proofs missing from message 1 or present on the others.
+    /// Decodes a frame, refusing oversize input, empty frames, point
+    /// proofs missing from a message 1 or present on the others, and Noise
+    /// messages longer than the handshake allows.
     pub fn decode(bytes: &[u8]) -> Result<Self> {
         use pb::handshake_frame::Message as M;
         if bytes.len() > MAX_FRAME {
@@ -62,12 +87,35 @@ impl HandshakeFrame {
                 Err(Error::Invalid { what: "handshake frame", reason: "only message 1 carries a point proof" })
             }
         };
+        let body_len = match &m.message {
+            Some(
+                M::RequestStart(b)
+                | M::Response(b)
+                | M::RequestFinish(b)
+                | M::DeviceHello(b)
+                | M::DeviceWelcome(b)
+                | M::DeviceSealed(b),
+            ) => b.len(),
+            _ => 0,
+        };
+        if body_len > MAX_NOISE_MESSAGE {
+            return Err(Error::TooLarge { what: "Noise message", len: body_len, max: MAX_NOISE_MESSAGE });
+        }
         match m.message {
             Some(M::RequestStart(message)) => {
                 Ok(Self::RequestStart { message, point_proof: fixed("point proof", &m.point_proof)? })
             }
             Some(M::Response(b)) => no_proof(Self::Response(b)),
             Some(M::RequestFinish(b)) => no_proof(Self::RequestFinish(b)),
+            Some(M::DeviceHello(message)) => {
+                Ok(Self::DeviceHello { message, point_proof: fixed("point proof", &m.point_proof)? })
+            }
+            Some(M::DeviceWelcome(b)) => no_proof(Self::DeviceWelcome(b)),
+            Some(M::DeviceSealed(b)) => no_proof(Self::DeviceSealed(b)),
+            Some(M::DeviceWaiting(true)) => no_proof(Self::DeviceWaiting),
+            Some(M::DeviceWaiting(false)) => {
+                Err(Error::Invalid { what: "handshake frame", reason: "device_waiting is set to true or absent" })
+            }
             None => Err(Error::Invalid { what: "handshake frame", reason: "carries no message" }),
         }
     }

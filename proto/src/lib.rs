@@ -32,6 +32,7 @@
 //! ```
 
 pub mod base45;
+pub mod device;
 pub mod entry;
 mod error;
 mod fields;

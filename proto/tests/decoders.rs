@@ -12,6 +12,7 @@ use veil_crypto::{
 };
 use veil_proto::{
     Error,
+    device::{DeviceReply, DeviceRequest},
     entry::{MAX_ENCODED_ENTRY, decode_entry, encode_entry},
     handshake::{ContactRequest, HandshakeFrame, MAX_FRAME},
     link::{self, Link, MAX_LINK_TEXT},
@@ -100,14 +101,20 @@ proptest! {
         let _ = decode_entry(&bytes);
         let _ = HandshakeFrame::decode(&bytes);
         let _ = ContactRequest::decode(&bytes);
+        let _ = DeviceRequest::decode(&bytes);
+        let _ = DeviceReply::decode(&bytes);
     }
 
     #[test]
-    fn frames_round_trip(kind in 0u8..3, body in proptest::collection::vec(any::<u8>(), 0..200), proof in any::<[u8; 32]>()) {
+    fn frames_round_trip(kind in 0u8..7, body in proptest::collection::vec(any::<u8>(), 0..200), proof in any::<[u8; 32]>()) {
         let f = match kind {
             0 => HandshakeFrame::RequestStart { message: body, point_proof: proof },
             1 => HandshakeFrame::Response(body),
-            _ => HandshakeFrame::RequestFinish(body),
+            2 => HandshakeFrame::RequestFinish(body),
+            3 => HandshakeFrame::DeviceHello { message: body, point_proof: proof },
+            4 => HandshakeFrame::DeviceWelcome(body),
+            5 => HandshakeFrame::DeviceSealed(body),
+            _ => HandshakeFrame::DeviceWaiting,
         };
         prop_assert_eq!(HandshakeFrame::decode(&f.encode()).unwrap(), f);
     }
@@ -318,6 +325,25 @@ fn point_proofs_travel_only_with_message_one() {
     assert!(HandshakeFrame::decode(&with_proof(M::RequestFinish(vec![1; 48]))).is_err());
     let without = veil_proto::pb::HandshakeFrame { message: Some(M::RequestStart(vec![1; 48])), point_proof: vec![] };
     assert!(HandshakeFrame::decode(&without.encode_to_vec()).is_err());
+    // Device linking's message 1 carries one too, and nothing else does.
+    assert!(HandshakeFrame::decode(&with_proof(M::DeviceHello(vec![1; 48]))).is_ok());
+    for m in [M::DeviceWelcome(vec![1; 112]), M::DeviceSealed(vec![1; 100]), M::DeviceWaiting(true)] {
+        assert!(HandshakeFrame::decode(&with_proof(m)).is_err());
+    }
+    let without = veil_proto::pb::HandshakeFrame { message: Some(M::DeviceHello(vec![1; 48])), point_proof: vec![] };
+    assert!(HandshakeFrame::decode(&without.encode_to_vec()).is_err());
+    let not_waiting = veil_proto::pb::HandshakeFrame { message: Some(M::DeviceWaiting(false)), point_proof: vec![] };
+    assert!(HandshakeFrame::decode(&not_waiting.encode_to_vec()).is_err());
+}
+
+#[test]
+fn a_session_message_of_the_largest_size_fits_a_frame_and_one_byte_more_does_not() {
+    let largest = HandshakeFrame::DeviceSealed(vec![9; veil_crypto::device_link::MAX_MESSAGE_LEN]);
+    let bytes = largest.encode();
+    assert!(bytes.len() <= MAX_FRAME);
+    assert_eq!(HandshakeFrame::decode(&bytes).unwrap(), largest);
+    let over = HandshakeFrame::DeviceSealed(vec![9; veil_crypto::device_link::MAX_MESSAGE_LEN + 1]).encode();
+    assert!(matches!(HandshakeFrame::decode(&over), Err(Error::TooLarge { .. })));
 }
 
 fn range_strategy() -> impl Strategy<Value = HashRange> {

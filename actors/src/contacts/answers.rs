@@ -113,6 +113,13 @@ impl ContactBook {
     fn answer(&mut self, InboundRequest { peer, id, request }: InboundRequest, ctx: &mut Context<Self>) {
         let deps = self.deps.clone();
         let frame = HandshakeFrame::decode(&request);
+        if let Ok(HandshakeFrame::DeviceHello { .. } | HandshakeFrame::DeviceSealed(_)) = &frame {
+            // Device linking shares the protocol; its linker answers.
+            if let Err(e) = deps.devices.try_send(InboundRequest { peer, id, request }) {
+                tracing::debug!(actor = NAME, error = %e, "the device linker is busy; the frame goes unanswered");
+            }
+            return;
+        }
         let pending = match &frame {
             Ok(HandshakeFrame::RequestFinish(_)) => {
                 let found = self.answering.iter().position(|(p, _)| *p == peer);

@@ -142,6 +142,8 @@ pub(crate) struct ContactBookDeps {
     pub refusals: Arc<crate::refusals::RefusalCounters>,
     /// Where its timers read the time.
     pub time: Time,
+    /// Device-link frames, which share the contact protocol.
+    pub devices: Recipient<InboundRequest>,
 }
 
 #[derive(Clone, Copy)]

@@ -56,6 +56,7 @@ impl Courier {
         }
         let (network, store, members, pull) =
             (self.network.clone(), self.store.clone(), route.members.clone(), route.pull);
+        let first_look = !route.looked;
         // Pull-synced groups also look for a replication node of theirs.
         let replica_points = route.replica.points.filter(|_| pull);
         let fut = async move {
@@ -64,8 +65,9 @@ impl Courier {
                 owed += store.outbox_len(m).await.unwrap_or(0);
             }
             // Pull-synced groups always look for members: the log says
-            // nothing about who is owed what.
-            if owed == 0 && !pull {
+            // nothing about who is owed what. Contact groups look once
+            // after a start whatever they owe, to catch up.
+            if owed == 0 && !pull && !first_look {
                 return (Vec::new(), Vec::new());
             }
             let look = |points: ActivePoints| {
@@ -91,6 +93,9 @@ impl Courier {
         };
         ctx.spawn(fut.into_actor(self).guarded_map(NAME, move |(found, replicas), act, ctx| {
             act.busy.remove(&(group, None));
+            if let Some(route) = act.routes.get_mut(&group) {
+                route.looked = true;
+            }
             let mut found: Vec<(PeerId, bool)> =
                 found.into_iter().map(|p| (p, false)).chain(replicas.into_iter().map(|p| (p, true))).collect();
             found.retain(|(peer, _)| {

@@ -35,7 +35,17 @@ impl Handler<StartGroup> for Courier {
                     let pace = LookupPace::default();
                     act.routes.insert(
                         group,
-                        Route { seed, log: log.clone(), members, announcements, points, pull, replica, pace },
+                        Route {
+                            seed,
+                            log: log.clone(),
+                            members,
+                            announcements,
+                            points,
+                            pull,
+                            replica,
+                            pace,
+                            looked: false,
+                        },
                     );
                     (new, log)
                 });
@@ -137,7 +147,7 @@ impl Handler<EntriesOwed> for Courier {
             // Nobody to push to: look members up.
             return self.deliver(ctx, group);
         }
-        if self.pulls(&group) {
+        if self.pull_only(&group) {
             // Live: straight to every connected member.
             for peer in peers {
                 self.serve(ctx, group, peer, msg.fresh.clone());

@@ -81,7 +81,9 @@ impl Courier {
                 }
             }
             GroupBody::Nearby(_) => {}
-            GroupBody::Ack(hashes) if self.pulls(&group) => {
+            // Multi-member groups acknowledge metadata only: what their
+            // logs hold; contact groups acknowledge what the outbox owes.
+            GroupBody::Ack(hashes) if self.pull_only(&group) => {
                 let route = self.routes.get(&group)?;
                 let log = route.log.clone();
                 ctx.spawn(
@@ -159,16 +161,15 @@ impl Courier {
                         }
                         receipt.waiting
                     });
-                    if r.is_ok() && pull {
+                    if r.is_ok() {
                         // What was stored may have moved the heads.
                         act.heads_changed(group);
                     }
                     match r {
                         // Something is missing (a parent, an announcement),
                         // maybe much: reconcile with the sender.
-                        Ok(true) if pull => act.open_reconciliation(ctx, group, peer),
-                        Ok(false) if pull => act.pull_sync.caught_up(group, peer),
-                        Ok(_) => {}
+                        Ok(true) => act.open_reconciliation(ctx, group, peer),
+                        Ok(false) => act.pull_sync.caught_up(group, peer),
                         Err(e) => tracing::debug!(actor = NAME, error = %e, "receiving entries failed"),
                     }
                     if let Some(done) = done {
@@ -283,6 +284,7 @@ impl Handler<NetworkRestarted> for Courier {
             let route = self.routes.get_mut(&group);
             if let Some(change) = route.and_then(|r| {
                 r.pace.reset(None);
+                r.looked = false;
                 r.announcements.reset()
             }) {
                 self.apply_change(ctx, group, change);

@@ -148,14 +148,21 @@ struct Route {
     announcements: Announcements,
     /// The points to look members up at.
     points: Option<ActivePoints>,
-    /// Synced by pulling (heads, then wanted entries) rather than by the
-    /// outbox: multi-member groups, whose members are learned from the log.
+    /// Delivered by pulling alone (heads, then wanted entries): multi-member
+    /// groups, whose members are learned from the log; they keep looking
+    /// for members and acknowledge metadata only. Contact groups push
+    /// through the outbox (and pull too, for the account's other devices).
     pull: bool,
     /// Where a replication node of the group would be, and the seed of the
     /// session tags spoken with it (multi-member groups).
     replica: ReplicaRoute,
     /// When to look members up next (multi-member groups).
     pace: LookupPace,
+    /// A contact group looked its peers up since the node (or its network)
+    /// started: it looks again only while it owes them something. The one
+    /// look lets a device that was away catch up, from the contact or from
+    /// the account's other devices.
+    looked: bool,
 }
 
 /// How members meet a group's replication node: at the points of its
@@ -339,6 +346,16 @@ impl Courier {
     }
 
     fn pulls(&self, group: &GroupId) -> bool {
+        // Every group: a contact group's entries are pushed through the
+        // outbox to the other account, but the devices of one account
+        // catch up with each other (and with a contact that holds what
+        // they missed) by heads and reconciliation, like members.
+        self.routes.contains_key(group)
+    }
+
+    /// Whether `group` is delivered by pulling alone (multi-member groups):
+    /// no outbox, metadata acknowledged only.
+    fn pull_only(&self, group: &GroupId) -> bool {
         self.routes.get(group).is_some_and(|r| r.pull)
     }
 

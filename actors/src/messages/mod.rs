@@ -14,6 +14,7 @@ use crate::Result;
 
 pub mod contacts;
 pub mod courier;
+pub mod device;
 pub mod group;
 pub(crate) mod registry;
 pub mod rendezvous;

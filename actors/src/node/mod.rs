@@ -3,6 +3,7 @@
 //! type appears in its API.
 
 mod builder;
+mod devices;
 mod start;
 
 use std::{

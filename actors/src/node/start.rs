@@ -16,10 +16,11 @@ use veil_transports::{
 };
 
 use super::builder::NodeBuilder;
+use crate::device_link::{DeviceLinkerDeps, OfferVault};
 use crate::time::Time;
 use crate::{
-    ContactBook, ContactBookDeps, Courier, CourierDeps, CourierTiming, Error, GroupLog, GroupLogDeps, IdentityVault,
-    NodeEvent, RendezvousRotator, Result, TransportManager, VaultPort,
+    ContactBook, ContactBookDeps, Courier, CourierDeps, CourierTiming, DeviceLinker, Error, GroupLog, GroupLogDeps,
+    IdentityVault, NodeEvent, RendezvousRotator, Result, TransportManager, VaultPort,
     audit::AuditInput,
     messages::{
         courier::StartGroup,
@@ -67,6 +68,7 @@ pub(super) struct Inner {
     pub(super) period: Addr<NetworkPeriod>,
     pub(super) registry: Addr<GroupRegistry>,
     pub(super) transport: Addr<TransportManager>,
+    pub(super) linker: Addr<DeviceLinker>,
     pub(super) network: NetworkHandle,
     pub(super) events: broadcast::Sender<NodeEvent>,
     pub(super) clock: Arc<dyn Clock>,
@@ -103,7 +105,7 @@ pub(super) async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
         let store = store.clone();
         // The vault takes the store's key access: private keys come out of
         // the database for it only.
-        let vault = IdentityVault::new(store)?.with_time(builder.timers.clone());
+        let vault = IdentityVault::new(store)?.with_time(builder.timers.clone()).with_copy_dir(dir.clone());
         move |_| vault
     });
     // Make sure the identity exists before anything asks for it.
@@ -191,6 +193,31 @@ pub(super) async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
             })
         }
     });
+    // Device linking: the linker answers its frames, which reach the
+    // contact book first (they share the contact protocol).
+    let linker = Supervisor::start({
+        let (network, clock, events, rotator, vault) =
+            (network.clone(), builder.clock.clone(), events.clone(), rotator.clone(), vault.clone());
+        let refusals = refusals.clone();
+        let time = builder.timers.clone();
+        move |_| {
+            DeviceLinker::new(DeviceLinkerDeps {
+                vault: OfferVault {
+                    create: vault.clone().recipient(),
+                    hello: vault.clone().recipient(),
+                    confirm: vault.clone().recipient(),
+                    message: vault.clone().recipient(),
+                    drop: vault.clone().recipient(),
+                },
+                network: network.clone(),
+                points: rotator.clone().recipient(),
+                clock: clock.clone(),
+                events: events.clone(),
+                refusals: refusals.clone(),
+                time: time.clone(),
+            })
+        }
+    });
     // The courier comes out of the contact book's factory (which
     // `Supervisor::start` runs before it returns) through a one-shot channel,
     // awaited, never blocking.
@@ -204,6 +231,7 @@ pub(super) async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
         let refusals = refusals.clone();
         let share_delay = builder.share_delay;
         let time = builder.timers.clone();
+        let devices = linker.clone().recipient();
         let timing = CourierTiming { tick: builder.sync_tick, resend_after: builder.resend_after, max_frame };
         move |ctx: &mut Context<ContactBook>| {
             let joined = ctx.address().recipient();
@@ -261,6 +289,7 @@ pub(super) async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
                 events,
                 refusals: refusals.clone(),
                 time: time.clone(),
+                devices: devices.clone(),
             })
         }
     });
@@ -286,7 +315,12 @@ pub(super) async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
         lan: contacts.clone().recipient(),
         nearby: courier.clone().recipient(),
         left: courier.clone().recipient(),
-        restarted: vec![courier.clone().recipient(), contacts.clone().recipient(), replica.clone().recipient()],
+        restarted: vec![
+            courier.clone().recipient(),
+            contacts.clone().recipient(),
+            replica.clone().recipient(),
+            linker.clone().recipient(),
+        ],
         connections: ble.as_ref().map(|(ble, _)| ble.clone().recipient()),
     };
     let transport = TransportManager::start(network.clone(), network_events, builder.policy, events.clone(), routes);
@@ -305,6 +339,7 @@ pub(super) async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
         period,
         registry,
         transport,
+        linker,
         network,
         events,
         clock: builder.clock,

@@ -13,6 +13,7 @@ use veil_actors::transports::{Policy, Quic, Tcp, TransportId, TransportPlugin};
 
 mod args;
 mod convert;
+mod devices;
 mod views;
 
 use args::{checked_arg, entry_hash};
@@ -475,5 +476,29 @@ impl DaemonApi for Service {
         tracing::info!("shutdown requested through the API");
         self.stop.send_replace(true);
         Ok(Response::new(api::ShutdownResponse {}))
+    }
+
+    type LinkDeviceStream = devices::DeviceLinkStream;
+
+    async fn link_device(
+        &self,
+        r: Request<api::LinkDeviceRequest>,
+    ) -> Result<Response<Self::LinkDeviceStream>, Status> {
+        Ok(Response::new(devices::link_device(&self.node, r.into_inner(), self.stop.subscribe()).await?))
+    }
+
+    async fn confirm_device(
+        &self,
+        r: Request<api::ConfirmDeviceRequest>,
+    ) -> Result<Response<api::ConfirmDeviceResponse>, Status> {
+        devices::confirm_device(&self.node, r.into_inner()).await?;
+        Ok(Response::new(api::ConfirmDeviceResponse {}))
+    }
+
+    async fn list_devices(
+        &self,
+        _: Request<api::ListDevicesRequest>,
+    ) -> Result<Response<api::ListDevicesResponse>, Status> {
+        Ok(Response::new(devices::list_devices(&self.node).await?))
     }
 }

@@ -160,6 +160,12 @@ fn handshake() -> Vec<Vec<u8>> {
         HandshakeFrame::RequestStart { message: vec![1; 48], point_proof: [2; 32] }.encode(),
         HandshakeFrame::Response(vec![3; 112]).encode(),
         HandshakeFrame::RequestFinish(vec![4; 200]).encode(),
+        HandshakeFrame::DeviceHello { message: vec![5; 48], point_proof: [6; 32] }.encode(),
+        HandshakeFrame::DeviceWelcome(vec![7; 112]).encode(),
+        HandshakeFrame::DeviceSealed(vec![8; 300]).encode(),
+        HandshakeFrame::DeviceWaiting.encode(),
+        veil_proto::device::DeviceRequest::Next.encode(),
+        veil_proto::device::DeviceReply::Piece { total_len: 9, data: vec![1; 9].into() }.encode().to_vec(),
         request.encode(),
     ]
 }

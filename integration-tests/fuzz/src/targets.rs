@@ -17,6 +17,7 @@ use veil_crypto::{
 use veil_proto::{
     base45,
     entry::{decode_entry, encode_entry},
+    device::{DeviceReply, DeviceRequest},
     handshake::{ContactRequest, HandshakeFrame},
     link as links,
     metadata::MetadataEvent,
@@ -165,14 +166,21 @@ pub fn group_frame(data: &[u8]) {
     }
 }
 
-/// The contact handshake's frames and the request inside them: what
-/// decodes round-trips.
+/// The contact handshake's frames (device linking's too), the contact
+/// request and the device-link requests and replies: what decodes
+/// round-trips.
 pub fn handshake(data: &[u8]) {
     if let Ok(frame) = HandshakeFrame::decode(data) {
         assert_eq!(HandshakeFrame::decode(&frame.encode()).expect("an encoded frame decodes"), frame);
     }
     if let Ok(request) = ContactRequest::decode(data) {
         assert_eq!(ContactRequest::decode(&request.encode()).expect("an encoded request decodes"), request);
+    }
+    if let Ok(request) = DeviceRequest::decode(data) {
+        assert_eq!(DeviceRequest::decode(&request.encode()).expect("an encoded device request decodes"), request);
+    }
+    if let Ok(reply) = DeviceReply::decode(data) {
+        assert_eq!(DeviceReply::decode(&reply.encode()).expect("an encoded device reply decodes"), reply);
     }
 }
 

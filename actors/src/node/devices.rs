@@ -1,0 +1,68 @@
+//! The facade's device linking: offering this account to a new device,
+//! joining an account from a new one, and the account's devices.
+
+use std::time::Duration;
+
+use veil_crypto::device_link::{DeviceOffer, ShortCode};
+use veil_storage::DeviceRecord;
+
+use super::Node;
+use crate::{
+    DeviceJoin, Result,
+    messages::device::{CancelOffer, ConfirmDevice, LinkDevice, OfferId},
+    supervision::mailbox,
+};
+
+impl Node {
+    /// Offers this account to a new device for `lifetime` (at most
+    /// [`MAX_OFFER_LIFETIME`](crate::MAX_OFFER_LIFETIME)): the offer is
+    /// announced at its own rendezvous point; show it (as
+    /// `veil_proto::link::device_offer_uri` or `device_offer_qr`) to the
+    /// new device. When a device answers, [`NodeEvent::DeviceLinkCode`]
+    /// gives the code to compare; [`confirm_device`](Self::confirm_device)
+    /// it, and [`NodeEvent::DeviceLinked`] follows once the new device
+    /// holds the account.
+    ///
+    /// [`NodeEvent::DeviceLinkCode`]: crate::NodeEvent::DeviceLinkCode
+    /// [`NodeEvent::DeviceLinked`]: crate::NodeEvent::DeviceLinked
+    pub async fn link_device(&self, lifetime: Duration) -> Result<(OfferId, DeviceOffer)> {
+        self.inner.linker.send(LinkDevice { lifetime }).await.map_err(mailbox("device-linker"))?
+    }
+
+    /// The user typed `code`, read off the new device's screen. If it is
+    /// the code of the session this side holds, the new device receives
+    /// the account; otherwise the offer is withdrawn (someone else
+    /// answered it) and this fails with `Error::Refused`.
+    pub async fn confirm_device(&self, offer: OfferId, code: ShortCode) -> Result<()> {
+        self.inner.linker.send(ConfirmDevice { offer, code }).await.map_err(mailbox("device-linker"))?
+    }
+
+    /// Withdraws an offer: it is answered no more.
+    pub async fn cancel_device_offer(&self, offer: OfferId) -> Result<()> {
+        self.inner.linker.send(CancelOffer(offer)).await.map_err(mailbox("device-linker"))
+    }
+
+    /// From a new device: finds the first device of `offer` and runs the
+    /// handshake. Show [`DeviceJoin::code`] and, once the user says the
+    /// first device shows the same, [`DeviceJoin::complete`] makes a store
+    /// of the account for this device. This node is only the vehicle (its
+    /// network and schedule): the account's store is a new one.
+    pub async fn join_device(&self, offer: &DeviceOffer) -> Result<DeviceJoin> {
+        let inner = &self.inner;
+        crate::device_link::join(
+            inner.network.clone(),
+            inner.rotator.clone().recipient(),
+            inner.clock.clone(),
+            inner.time.clone(),
+            offer.clone(),
+        )
+        .await
+    }
+
+    /// This account's devices known here, oldest first: this one, and those
+    /// it linked.
+    pub async fn devices(&self) -> Result<Vec<DeviceRecord>> {
+        let store = self.inner.store.clone();
+        Ok(self.on_node(async move { store.devices().await }).await??)
+    }
+}

@@ -1,0 +1,139 @@
+//! Linking a second device to an account (issue 22): two devices of Alice
+//! and one of Bob on the memory transport, a rendezvous node between them,
+//! time on a `ManualClock`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use veil_actors::{Node, NodeEvent, messages::device::OfferId};
+use veil_crypto::{GroupId, device_link::ShortCode};
+use veil_storage::StoreOptions;
+use veil_testkit::node::{TwoContacts, account, group_between, peer, texts, two_contacts, until, wait_for};
+
+/// Links a new device to `first`'s account through a throwaway node that
+/// only carries the handshake; returns the new device, started on `dir`.
+async fn link(t: &TwoContacts, first: &Node, dir: &tempfile::TempDir) -> Node {
+    let mut events = first.events();
+    let (offer_id, offer) = first.link_device(Duration::from_secs(600)).await.unwrap();
+    let vehicle_dir = tempfile::tempdir().unwrap();
+    let vehicle = peer(&vehicle_dir, &t.clock, &t.addr).await;
+    let join = vehicle.join_device(&offer).await.unwrap();
+    assert_eq!(join.account(), account(first).await);
+    let shown = code_of(&mut events, offer_id).await;
+    assert_eq!(shown, join.code(), "both devices show the same code");
+    // The user types on the first device the code the new one shows.
+    first.confirm_device(offer_id, join.code()).await.unwrap();
+    let typed = join.code();
+    let store = join
+        .complete(typed, &dir.path().join("veil.db"), &dir.path().join("storage.key"), StoreOptions::default())
+        .await
+        .unwrap();
+    let device = wait_for(&mut events, |e| match e {
+        NodeEvent::DeviceLinked { offer, device } if offer == offer_id => Some(device),
+        _ => None,
+    })
+    .await;
+    store.close().await.unwrap();
+    vehicle.shutdown().await.unwrap();
+    let second = peer(dir, &t.clock, &t.addr).await;
+    assert_eq!(second.identity().await.unwrap().device, device, "the first device lists the new one by its key");
+    second
+}
+
+async fn code_of(events: &mut tokio::sync::broadcast::Receiver<NodeEvent>, id: OfferId) -> ShortCode {
+    wait_for(events, |e| match e {
+        NodeEvent::DeviceLinkCode { offer, code } if offer == id => Some(code),
+        _ => None,
+    })
+    .await
+}
+
+/// Waits until `node` shows `expected` in `group`, in this order.
+async fn shows(node: &Node, group: &GroupId, expected: &[&str]) {
+    let mut events = node.events();
+    until(&mut events, || async { texts(node, group).await == expected }).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_linked_device_is_the_same_account_in_the_one_to_one_and_in_a_group() {
+    let t = two_contacts().await;
+    let (alice, bob, one_to_one) = (&t.a, &t.b, t.group);
+    let (group, _) = group_between(alice, bob).await;
+    alice.send(&one_to_one, b"before the link").await.unwrap();
+    alice.send(&group, b"group before").await.unwrap();
+    shows(bob, &one_to_one, &["before the link"]).await;
+    shows(bob, &group, &["group before"]).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let alice2 = link(&t, alice, &dir).await;
+    assert_eq!(account(&alice2).await, account(alice).await);
+    assert_eq!(alice.devices().await.unwrap().len(), 2);
+    assert_eq!(alice2.devices().await.unwrap().len(), 2);
+    // History from before the link came with the copy.
+    assert_eq!(texts(&alice2, &one_to_one).await, ["before the link"]);
+    assert_eq!(texts(&alice2, &group).await, ["group before"]);
+
+    // Each of Alice's devices writes; the three devices read everything.
+    alice2.send(&one_to_one, b"from the new device").await.unwrap();
+    alice.send(&one_to_one, b"from the first device").await.unwrap();
+    bob.send(&one_to_one, b"from bob").await.unwrap();
+    alice2.send(&group, b"group: new device").await.unwrap();
+    alice.send(&group, b"group: first device").await.unwrap();
+    bob.send(&group, b"group: bob").await.unwrap();
+    for node in [alice, &alice2, bob] {
+        for g in [&one_to_one, &group] {
+            let mut events = node.events();
+            until(&mut events, || async { texts(node, g).await.len() == 4 }).await;
+        }
+    }
+    // In the same order everywhere.
+    for g in [&one_to_one, &group] {
+        let seen = texts(bob, g).await;
+        assert_eq!(texts(alice, g).await, seen);
+        assert_eq!(texts(&alice2, g).await, seen);
+    }
+    // Bob has one contact, Alice, and she is one member of the group.
+    assert_eq!(bob.contacts().await.unwrap().len(), 1);
+    assert_eq!(bob.members(&group).await.unwrap().len(), 2);
+
+    // The new device away: the first writes, and it catches up on return.
+    alice2.shutdown().await.unwrap();
+    drop(alice2);
+    alice.send(&one_to_one, b"while the new device was away").await.unwrap();
+    bob.send(&group, b"group: while away").await.unwrap();
+    let alice2 = peer(&dir, &t.clock, &t.addr).await;
+    let mut events = alice2.events();
+    until(&mut events, || async {
+        texts(&alice2, &one_to_one).await.last().map(String::as_str) == Some("while the new device was away")
+            && texts(&alice2, &group).await.last().map(String::as_str) == Some("group: while away")
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_code_withdraws_the_offer_and_a_used_offer_answers_no_one() {
+    let t = two_contacts().await;
+    let alice = &t.a;
+    let mut events = alice.events();
+    let (offer_id, offer) = alice.link_device(Duration::from_secs(600)).await.unwrap();
+    let vehicle_dir = tempfile::tempdir().unwrap();
+    let vehicle = peer(&vehicle_dir, &t.clock, &t.addr).await;
+    let join = vehicle.join_device(&offer).await.unwrap();
+    let code = code_of(&mut events, offer_id).await;
+    let wrong: ShortCode = format!("{:06}", (code.value() + 1) % 1_000_000).parse().unwrap();
+    assert!(alice.confirm_device(offer_id, wrong).await.is_err());
+    let reason = wait_for(&mut events, |e| match e {
+        NodeEvent::DeviceOfferClosed { offer, reason } if offer == offer_id => Some(reason),
+        _ => None,
+    })
+    .await;
+    assert_eq!(reason, "the codes differ");
+    // The new device got nothing, and the offer answers no one now.
+    let dir = tempfile::tempdir().unwrap();
+    let typed = join.code();
+    let (db, key) = (dir.path().join("veil.db"), dir.path().join("storage.key"));
+    assert!(join.complete(typed, &db, &key, StoreOptions::default()).await.is_err());
+    assert!(!dir.path().join("veil.db").exists());
+    assert!(vehicle.join_device(&offer).await.is_err(), "a withdrawn offer gets no answer");
+}
