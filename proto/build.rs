@@ -7,6 +7,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "schemas/veil/v1/handshake.proto",
         "schemas/veil/v1/envelope.proto",
         "schemas/veil/v1/sync.proto",
+        "schemas/veil/v1/account.proto",
     ];
     for p in &protos {
         println!("cargo:rerun-if-changed={p}");

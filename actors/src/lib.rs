@@ -15,6 +15,7 @@
 //! | `Replica` | the blind replication role: stores and serves groups' ciphertext, given their replication credentials |
 //! | [`TransportManager`] | the network: swarm, attached transports, privacy policy |
 //! | [`NetworkPeriod`] | each period: a fresh peer id and, under `Relayed`, a relay drawn at random |
+//! | `AccountSync` | keeps this account's devices in step: contact, link and group changes through the account's own group |
 //! | [`DeviceLinker`] | the first device's side of linking a new device: its offers' points and frames (the sessions stay in the vault) |
 //!
 //! Actors reach each other through `Recipient<M>`, never through each
@@ -47,6 +48,7 @@ pub use veil_proto as proto;
 pub use veil_storage as storage;
 pub use veil_transports as transports;
 
+mod account_sync;
 mod announce;
 pub mod audit;
 pub mod ble;
@@ -270,6 +272,22 @@ pub enum NodeEvent {
     NetworkRestarted {
         /// This node's peer id from now on (unchanged after a policy change).
         peer_id: PeerId,
+    },
+    /// A contact was accepted, discarded, blocked or removed on this
+    /// device (`synced`: because another device of the account did).
+    ContactChanged {
+        /// The contact's account.
+        account: AccountPublic,
+        /// Its state now; `None`: removed.
+        state: Option<veil_storage::ContactState>,
+        /// Done here because another device of this account did it.
+        synced: bool,
+    },
+    /// The contact link was drawn anew, enabled or disabled (`synced`:
+    /// because another device of the account did).
+    LinkChanged {
+        /// Done here because another device of this account did it.
+        synced: bool,
     },
     /// A device answered a device offer ([`Node::link_device`]): show the
     /// code, and confirm it ([`Node::confirm_device`]) only if the user

@@ -9,7 +9,9 @@ use std::time::Duration;
 use veil_actors::{Node, NodeEvent, messages::device::OfferId};
 use veil_crypto::{GroupId, device_link::ShortCode};
 use veil_storage::StoreOptions;
-use veil_testkit::node::{TwoContacts, account, group_between, peer, texts, two_contacts, until, wait_for};
+use veil_testkit::node::{
+    TwoContacts, account, befriend, group_between, peer, state_of, texts, two_contacts, until, wait_for,
+};
 
 /// Links a new device to `first`'s account through a throwaway node that
 /// only carries the handshake; returns the new device, started on `dir`.
@@ -136,4 +138,53 @@ async fn a_wrong_code_withdraws_the_offer_and_a_used_offer_answers_no_one() {
     assert!(join.complete(typed, &db, &key, StoreOptions::default()).await.is_err());
     assert!(!dir.path().join("veil.db").exists());
     assert!(vehicle.join_device(&offer).await.is_err(), "a withdrawn offer gets no answer");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contacts_the_link_and_groups_stay_in_step_between_the_devices() {
+    let t = two_contacts().await;
+    let alice = &t.a;
+    let dir = tempfile::tempdir().unwrap();
+    let alice2 = link(&t, alice, &dir).await;
+
+    // A contact accepted on the first device is the second's too, and
+    // the second talks with it.
+    let carol_dir = tempfile::tempdir().unwrap();
+    let carol = peer(&carol_dir, &t.clock, &t.addr).await;
+    let carol_account = account(&carol).await;
+    let alice_link = alice.share_link().await.unwrap().uri;
+    let with_carol = befriend(&carol, alice, &alice_link).await;
+    let mut events = alice2.events();
+    until(&mut events, || async {
+        state_of(&alice2.contacts().await.unwrap(), &carol_account.signing)
+            == Some(veil_storage::ContactState::Accepted)
+    })
+    .await;
+    alice2.send(&with_carol, b"hello Carol, from the new device").await.unwrap();
+    let mut carol_events = carol.events();
+    until(&mut carol_events, || async { texts(&carol, &with_carol).await == ["hello Carol, from the new device"] })
+        .await;
+
+    // A link reset on the second device is the first's link too.
+    let reset = alice2.reset_link().await.unwrap().uri;
+    assert_ne!(reset, alice_link);
+    let mut events = alice.events();
+    until(&mut events, || async { alice.share_link().await.unwrap().uri == reset }).await;
+
+    // A group created on the first device is the second's too.
+    let group = alice.create_group(Some("plans")).await.unwrap();
+    let mut events = alice2.events();
+    until(&mut events, || async { alice2.groups().await.unwrap().contains(&group) }).await;
+    alice2.send(&group, b"my own group, from the new device").await.unwrap();
+    shows(alice, &group, &["my own group, from the new device"]).await;
+    // The account's own group is not a conversation.
+    assert_eq!(alice.conversations(None).await.unwrap().len(), alice2.conversations(None).await.unwrap().len());
+
+    // Blocked on the second device: blocked on the first.
+    alice2.block_contact(&carol_account.signing).await.unwrap();
+    let mut events = alice.events();
+    until(&mut events, || async {
+        state_of(&alice.contacts().await.unwrap(), &carol_account.signing) == Some(veil_storage::ContactState::Blocked)
+    })
+    .await;
 }

@@ -144,6 +144,16 @@ pub fn contact_group_secret(mine: &AccountKeys, theirs: &AccountPublic) -> Resul
     Ok(GroupSecret::from_bytes(*okm))
 }
 
+/// The secret of the account's own group, where the account's devices keep
+/// each other in step (contacts, links, groups; PROTOCOL.md §14.8). Every
+/// device derives it from the alias key, which never leaves the account:
+///
+/// `HKDF-SHA256(salt = "veil/v1/account-group", ikm = alias_seed, info = "")`
+pub fn account_group_secret(alias: &crate::AliasKey) -> GroupSecret {
+    let okm: Zeroizing<[u8; 32]> = hkdf(label::ACCOUNT_GROUP, &alias.to_seed()[..], &[]);
+    GroupSecret::from_bytes(*okm)
+}
+
 /// A member's keys in one group, derived from the private alias key:
 /// `HKDF-SHA256(salt = "veil/v1/member-key", ikm = alias_seed, info = group_id)`
 /// → 64 bytes = Ed25519 seed ‖ X25519 secret.

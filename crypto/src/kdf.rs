@@ -92,6 +92,8 @@ pub mod label {
     pub const DEVICE_LINK_EXISTING: &[u8] = b"veil/v1/device-link-existing";
     /// Salt of the short code both devices show, from the final handshake hash.
     pub const DEVICE_LINK_CODE: &[u8] = b"veil/v1/device-link-code";
+    /// Salt of the secret of the account's own group, from the alias seed.
+    pub const ACCOUNT_GROUP: &[u8] = b"veil/v1/account-group";
 }
 
 /// HKDF-SHA256 extract-then-expand into `N` bytes. `info` parts are concatenated.

@@ -77,7 +77,7 @@ pub use epoch::{EpochId, EpochSecret};
 pub use error::{Error, Result};
 pub use group::{
     EntryAuthKey, GroupId, GroupKey, GroupKeys, GroupSecret, MemberKeys, MemberPublic, ReplicationCredential,
-    ReplicationId, contact_group_secret,
+    ReplicationId, account_group_secret, contact_group_secret,
 };
 pub use kdf::label;
 pub use keys::{

@@ -165,6 +165,13 @@ fn every_protocol_md_vector_matches_the_code() {
     let secret = veil_crypto::contact_group_secret(&a, &b.public()).expect("contact group");
     c.expect(v, "group_secret", secret.expose_secret());
 
+    // The account's own group (§14.8), from the alias key.
+    let v = "account-group";
+    let alias = AliasKey::from_seed(&c.hex32(v, "alias_seed"));
+    let account_group = veil_crypto::account_group_secret(&alias);
+    c.expect(v, "group_secret", account_group.expose_secret());
+    c.expect(v, "group_id", GroupKeys::derive(&account_group).id.0);
+
     // The acceptor's announcement in the contact group, introducing itself.
     let v = "contact-introduction";
     let b = account(&c, "contact-group", "b");

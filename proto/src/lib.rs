@@ -31,6 +31,7 @@
 //! # }
 //! ```
 
+pub mod account;
 pub mod base45;
 pub mod device;
 pub mod entry;

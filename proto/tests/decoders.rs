@@ -103,6 +103,7 @@ proptest! {
         let _ = ContactRequest::decode(&bytes);
         let _ = DeviceRequest::decode(&bytes);
         let _ = DeviceReply::decode(&bytes);
+        let _ = veil_proto::account::AccountEvent::decode(&bytes);
     }
 
     #[test]

@@ -32,6 +32,9 @@ impl Handler<Decide> for ContactBook {
                     Decision::Block => deps.store.set_contact_state(&msg.account, ContactState::Blocked, None).await?,
                 }
                 let record = deps.store.contact(&msg.account).await?;
+                if let Some(r) = &record {
+                    changed(&deps, r.account, Some(r.state), false);
+                }
                 record.map(contact_of).ok_or(Error::Storage(veil_storage::Error::Unknown("contact")))
             }
             .into_actor(self),
@@ -83,6 +86,7 @@ async fn answer_finish(deps: &ContactBookDeps, handshake: HandshakeId, message: 
             deps.store.upsert_contact(&from, name.as_deref(), Some(&request.seed), ContactState::Accepted).await?;
             let group = open_contact_group(deps, &from, ContactState::Accepted).await?;
             let _ = deps.events.send(NodeEvent::ContactAccepted { account: from.signing, group: Some(group) });
+            changed(deps, from, Some(ContactState::Accepted), false);
         }
         _ => {
             deps.store

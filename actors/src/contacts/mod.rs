@@ -61,6 +61,7 @@ use crate::{
 mod answers;
 mod own_link;
 mod requests;
+mod synced;
 
 use own_link::*;
 use requests::*;
@@ -355,6 +356,28 @@ async fn open_contact_group(deps: &ContactBookDeps, peer: &AccountPublic, state:
     Ok(group)
 }
 
+/// Tells the node's subscribers (the account's sync among them) that a
+/// contact changed here.
+fn changed(deps: &ContactBookDeps, account: AccountPublic, state: Option<ContactState>, synced: bool) {
+    let _ = deps.events.send(NodeEvent::ContactChanged { account, state, synced });
+}
+
+/// Removes a contact, and its conversation; `true` if it was there.
+async fn remove(deps: &ContactBookDeps, account: &VerifyKey, synced: bool) -> Result<bool> {
+    let record = deps.store.contact(account).await?;
+    if let Some(group) = record.as_ref().and_then(|c| c.group) {
+        deps.stop_group.send(StopGroup { group }).await.map_err(mailbox("courier"))?;
+        deps.vault.remove_group.send(GroupRemoved { group }).await.map_err(mailbox("identity-vault"))?;
+    }
+    let removed = deps.store.remove_contact(account).await?;
+    // Its points (the conversation's, a pending request's) are no longer watched.
+    deps.rotator.send(Refresh).await.map_err(mailbox("rendezvous-rotator"))??;
+    if let Some(r) = record {
+        changed(deps, r.account, None, synced);
+    }
+    Ok(removed)
+}
+
 fn contact_of(c: ContactRecord) -> Contact {
     Contact { account: c.account, display_name: c.display_name, nickname: c.nickname, state: c.state, group: c.group }
 }
@@ -365,12 +388,21 @@ impl ContactBook {
         // anything else can be announced. A reset needs nothing here: the
         // rotator reports the new seed's points while `apply` runs, and the
         // announcements move from the old points to those.
-        if matches!(change, LinkChange::Enable(false)) {
+        if change.disables() {
             self.announce_link(ctx, Vec::new());
         }
-        Box::pin(apply(self.deps.clone(), change).into_actor(self).guarded_map(NAME, |info, act, _| {
+        // Told to subscribers (the account's sync): a reset, an enable, a disable.
+        let told = match &change {
+            LinkChange::None => None,
+            LinkChange::Adopt { .. } => Some(true),
+            LinkChange::Reset(_) | LinkChange::Enable(_) => Some(false),
+        };
+        Box::pin(apply(self.deps.clone(), change).into_actor(self).guarded_map(NAME, move |info, act, _| {
             if let Ok(info) = &info {
                 act.link_expires = info.limits.expires_at.filter(|_| info.answers);
+                if let Some(synced) = told {
+                    let _ = act.deps.events.send(NodeEvent::LinkChanged { synced });
+                }
             }
             info
         }))
@@ -431,19 +463,7 @@ impl Handler<RemoveContact> for ContactBook {
 
     fn handle(&mut self, RemoveContact { account }: RemoveContact, _: &mut Self::Context) -> Self::Result {
         let deps = self.deps.clone();
-        Box::pin(
-            async move {
-                if let Some(group) = deps.store.contact(&account).await?.and_then(|c| c.group) {
-                    deps.stop_group.send(StopGroup { group }).await.map_err(mailbox("courier"))?;
-                    deps.vault.remove_group.send(GroupRemoved { group }).await.map_err(mailbox("identity-vault"))?;
-                }
-                let removed = deps.store.remove_contact(&account).await?;
-                // Its points (the conversation's, a pending request's) are no longer watched.
-                deps.rotator.send(Refresh).await.map_err(mailbox("rendezvous-rotator"))??;
-                Ok(removed)
-            }
-            .into_actor(self),
-        )
+        Box::pin(async move { remove(&deps, &account, false).await }.into_actor(self))
     }
 }
 
@@ -493,6 +513,7 @@ impl Handler<ContactJoined> for ContactBook {
                     let _ = deps
                         .events
                         .send(NodeEvent::ContactAccepted { account: c.account.signing, group: Some(msg.group) });
+                    changed(&deps, c.account, Some(ContactState::Accepted), false);
                 }
                 Ok::<_, Error>(())
             }

@@ -13,31 +13,48 @@ pub(super) async fn ensure_link(store: &Store) -> Result<RendezvousSeed> {
 }
 
 /// What a link operation changes.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub(super) enum LinkChange {
     /// Nothing (just read it, creating it on first use).
     None,
     Reset(LinkLimits),
     Enable(bool),
+    /// What another device of this account has: its seed, state and limits.
+    Adopt {
+        seed: RendezvousSeed,
+        enabled: bool,
+        limits: LinkLimits,
+    },
+}
+
+impl LinkChange {
+    /// Whether the link ends up disabled.
+    pub(super) fn disables(&self) -> bool {
+        matches!(self, Self::Enable(false) | Self::Adopt { enabled: false, .. })
+    }
 }
 
 pub(super) async fn apply(deps: Arc<ContactBookDeps>, change: LinkChange) -> Result<LinkInfo> {
     let PublicIdentity { account, .. } =
         deps.vault.identity.send(GetIdentity).await.map_err(mailbox("identity-vault"))??;
-    let created = deps.store.link().await?.is_none();
-    match change {
+    let before = deps.store.link().await?;
+    let changes = !matches!(change, LinkChange::None);
+    match &change {
         LinkChange::Reset(limits) => {
-            deps.store.reset_link_with(&RendezvousSeed::generate(&mut OsEntropy)?, limits).await?
+            deps.store.reset_link_with(&RendezvousSeed::generate(&mut OsEntropy)?, *limits).await?
+        }
+        LinkChange::Adopt { seed, limits, .. } if before.as_ref().is_none_or(|l| &l.seed != seed) => {
+            deps.store.reset_link_with(seed, *limits).await?
         }
         _ => {
             ensure_link(&deps.store).await?;
         }
     }
-    if let LinkChange::Enable(on) = change {
+    if let LinkChange::Enable(on) | LinkChange::Adopt { enabled: on, .. } = change {
         deps.store.set_link_enabled(on).await?;
     }
     let state = deps.store.link().await?.ok_or(Error::Storage(veil_storage::Error::Unknown("contact link")))?;
-    if created || !matches!(change, LinkChange::None) {
+    if before.is_none() || changes {
         deps.rotator.send(Refresh).await.map_err(mailbox("rendezvous-rotator"))??;
     }
     let answers = state.answers_at(deps.clock.now());

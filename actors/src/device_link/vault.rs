@@ -26,6 +26,14 @@ impl Handler<CreateOffer> for IdentityVault {
     }
 }
 
+impl Handler<crate::messages::vault::GetAccountGroupSecret> for IdentityVault {
+    type Result = Result<veil_crypto::GroupSecret>;
+
+    fn handle(&mut self, _: crate::messages::vault::GetAccountGroupSecret, ctx: &mut Self::Context) -> Self::Result {
+        guarded(NAME, ctx, || Ok(veil_crypto::account_group_secret(&self.identity()?.alias)))
+    }
+}
+
 impl Handler<OfferHello> for IdentityVault {
     type Result = Result<(veil_crypto::device_link::ShortCode, Vec<u8>)>;
 

@@ -156,3 +156,29 @@ pub struct ContactJoined {
     /// The name the other account introduced itself by, if any.
     pub display_name: Option<String>,
 }
+
+/// Command (from the account's sync): another device of this account
+/// changed a contact; do the same here, without telling the others again.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<()>")]
+pub struct ApplyContact {
+    /// The contact's account.
+    pub account: AccountPublic,
+    /// What the other device did.
+    pub change: veil_proto::account::ContactChangeKind,
+    /// The name the contact introduced itself by, if the other device knows one.
+    pub display_name: Option<String>,
+}
+
+/// Command (from the account's sync): another device of this account
+/// changed the contact link; take the same seed and state here.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<LinkInfo>")]
+pub struct AdoptLink {
+    /// The link's seed.
+    pub seed: veil_crypto::RendezvousSeed,
+    /// Whether it answers requests.
+    pub enabled: bool,
+    /// Its limits.
+    pub limits: veil_storage::LinkLimits,
+}

@@ -241,3 +241,9 @@ pub struct IssueInvitation {
 #[derive(Debug, Message)]
 #[rtype(result = "Result<NetworkKey>")]
 pub struct RotateNetworkKey;
+
+/// Query: the secret of this account's own group, where its devices keep
+/// each other in step (`veil_crypto::account_group_secret`).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<GroupSecret>")]
+pub struct GetAccountGroupSecret;

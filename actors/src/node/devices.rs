@@ -25,7 +25,18 @@ impl Node {
     ///
     /// [`NodeEvent::DeviceLinkCode`]: crate::NodeEvent::DeviceLinkCode
     /// [`NodeEvent::DeviceLinked`]: crate::NodeEvent::DeviceLinked
+    ///
+    /// The account's devices keep each other in step through the account's
+    /// own group (contacts, the link, groups; `account_sync`), which the
+    /// first link creates.
     pub async fn link_device(&self, lifetime: Duration) -> Result<(OfferId, DeviceOffer)> {
+        let inner = &self.inner;
+        let (store, vault, courier) = (inner.store.clone(), inner.vault.clone(), inner.courier.clone());
+        self.on_node(async move {
+            crate::account_sync::ensure(&store, &vault.clone().recipient(), &vault.recipient(), &courier.recipient())
+                .await
+        })
+        .await??;
         self.inner.linker.send(LinkDevice { lifetime }).await.map_err(mailbox("device-linker"))?
     }
 

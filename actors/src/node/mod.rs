@@ -179,6 +179,7 @@ impl Node {
         let group = self.inner.vault.send(add).await.map_err(mailbox("identity-vault"))??;
         self.inner.courier.send(StartGroup { group }).await.map_err(mailbox("courier"))??;
         let _ = self.inner.events.send(NodeEvent::GroupCreated { group });
+        self.inner.account_sync.do_send(crate::account_sync::GroupAdded(group));
         Ok(group)
     }
 
@@ -227,6 +228,7 @@ impl Node {
         let group = self.inner.vault.send(add).await.map_err(mailbox("identity-vault"))??;
         self.inner.courier.send(StartGroup { group }).await.map_err(mailbox("courier"))??;
         let _ = self.inner.events.send(NodeEvent::GroupCreated { group });
+        self.inner.account_sync.do_send(crate::account_sync::GroupAdded(group));
         let held = self.inner.group(&group).await?.send(AwaitAnnounced);
         match within(&*self.inner.time, self.inner.join_timeout, held).await {
             Some(held) => held.map_err(mailbox("group-log"))??,
@@ -407,7 +409,7 @@ impl Node {
     pub async fn group_names(&self) -> Result<std::collections::HashMap<GroupId, String>> {
         let store = self.inner.store.clone();
         let names = self.on_node(async move { store.group_names().await }).await??;
-        Ok(names.into_iter().collect())
+        Ok(names.into_iter().filter(|(g, _)| *g != self.inner.account_group).collect())
     }
 
     /// The conversations among `groups` (every group this node runs a log
@@ -430,9 +432,11 @@ impl Node {
             .collect())
     }
 
-    /// The groups this node runs a log for.
+    /// The groups this node runs a log for (but the account's own group,
+    /// which only its devices read: see [`Node::link_device`]).
     pub async fn groups(&self) -> Result<Vec<GroupId>> {
-        self.inner.registry.send(Running).await.map_err(mailbox("group-registry"))
+        let running = self.inner.registry.send(Running).await.map_err(mailbox("group-registry"))?;
+        Ok(running.into_iter().filter(|g| *g != self.inner.account_group).collect())
     }
 
     /// What the node refused from the network since it started (`veil

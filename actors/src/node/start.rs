@@ -16,6 +16,7 @@ use veil_transports::{
 };
 
 use super::builder::NodeBuilder;
+use crate::account_sync::{AccountSync, AccountSyncDeps};
 use crate::device_link::{DeviceLinkerDeps, OfferVault};
 use crate::time::Time;
 use crate::{
@@ -26,7 +27,7 @@ use crate::{
         courier::StartGroup,
         registry::LogOf,
         rendezvous::{PointsRotated, Subscribe},
-        vault::{GetIdentity, RotateNetworkKey},
+        vault::{GetAccountGroupSecret, GetIdentity, RotateNetworkKey},
     },
     period::{NetworkPeriod, NetworkPeriodDeps},
     registry::GroupRegistry,
@@ -69,6 +70,9 @@ pub(super) struct Inner {
     pub(super) registry: Addr<GroupRegistry>,
     pub(super) transport: Addr<TransportManager>,
     pub(super) linker: Addr<DeviceLinker>,
+    pub(super) account_sync: Addr<AccountSync>,
+    /// The account's own group (see `account_sync`), hidden from conversations.
+    pub(super) account_group: GroupId,
     pub(super) network: NetworkHandle,
     pub(super) events: broadcast::Sender<NodeEvent>,
     pub(super) clock: Arc<dyn Clock>,
@@ -324,6 +328,29 @@ pub(super) async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
         connections: ble.as_ref().map(|(ble, _)| ble.clone().recipient()),
     };
     let transport = TransportManager::start(network.clone(), network_events, builder.policy, events.clone(), routes);
+    // The account's own group: where this account's devices keep each
+    // other in step (it exists once a device was linked).
+    let secret = vault.send(GetAccountGroupSecret).await.map_err(mailbox("identity-vault"))??;
+    let account_group = veil_crypto::GroupKeys::derive(&secret).id;
+    let account_sync = Supervisor::start({
+        let (store, events, registry, contacts, vault, courier) =
+            (store.clone(), events.clone(), registry.clone(), contacts.clone(), vault.clone(), courier.clone());
+        let time = builder.timers.clone();
+        move |_| {
+            AccountSync::new(AccountSyncDeps {
+                store: store.clone(),
+                group: account_group,
+                logs: registry.clone().recipient(),
+                apply_contact: contacts.clone().recipient(),
+                adopt_link: contacts.clone().recipient(),
+                add_group: vault.clone().recipient(),
+                device: vault.clone().recipient(),
+                start_group: courier.clone().recipient(),
+                events: events.clone(),
+                time: time.clone(),
+            })
+        }
+    });
     for group in store.groups().await? {
         courier.send(StartGroup { group: group.id }).await.map_err(mailbox("courier"))??;
     }
@@ -340,6 +367,8 @@ pub(super) async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
         registry,
         transport,
         linker,
+        account_sync,
+        account_group,
         network,
         events,
         clock: builder.clock,

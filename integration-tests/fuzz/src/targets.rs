@@ -16,8 +16,8 @@ use veil_crypto::{
 };
 use veil_proto::{
     base45,
-    entry::{decode_entry, encode_entry},
     device::{DeviceReply, DeviceRequest},
+    entry::{decode_entry, encode_entry},
     handshake::{ContactRequest, HandshakeFrame},
     link as links,
     metadata::MetadataEvent,
@@ -167,8 +167,8 @@ pub fn group_frame(data: &[u8]) {
 }
 
 /// The contact handshake's frames (device linking's too), the contact
-/// request and the device-link requests and replies: what decodes
-/// round-trips.
+/// request, the device-link requests and replies, and the events the
+/// account's devices tell each other: what decodes round-trips.
 pub fn handshake(data: &[u8]) {
     if let Ok(frame) = HandshakeFrame::decode(data) {
         assert_eq!(HandshakeFrame::decode(&frame.encode()).expect("an encoded frame decodes"), frame);
@@ -181,6 +181,11 @@ pub fn handshake(data: &[u8]) {
     }
     if let Ok(reply) = DeviceReply::decode(data) {
         assert_eq!(DeviceReply::decode(&reply.encode()).expect("an encoded device reply decodes"), reply);
+    }
+    if let Ok(event) = veil_proto::account::AccountEvent::decode(data) {
+        let again =
+            veil_proto::account::AccountEvent::decode(&event.encode()).expect("an encoded account event decodes");
+        assert_eq!(again, event);
     }
 }
 
@@ -333,7 +338,11 @@ pub fn envelope(data: &[u8]) {
                 EntryKind::Metadata => 1,
                 EntryKind::Message => 2,
             };
-            assert_eq!(links_plain(kind, opened.position.lamport, &opened.position.parents), position, "links decode as sealed");
+            assert_eq!(
+                links_plain(kind, opened.position.lamport, &opened.position.parents),
+                position,
+                "links decode as sealed"
+            );
             assert_eq!(opened.author, f.author.verify_key());
             let read = if opened.position.kind == EntryKind::Metadata {
                 opened.read_metadata(&f.keys)
