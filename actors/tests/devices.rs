@@ -188,3 +188,24 @@ async fn contacts_the_link_and_groups_stay_in_step_between_the_devices() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_offer_gets_no_answer() {
+    let t = two_contacts().await;
+    let alice = &t.a;
+    let mut events = alice.events();
+    let (offer_id, offer) = alice.link_device(Duration::from_secs(30)).await.unwrap();
+    // The new device's clock is behind: it still thinks the offer is live
+    // and finds it; the first device's says it expired.
+    let behind = veil_crypto::time::ManualClock::new(veil_crypto::time::Clock::now(&t.clock));
+    t.clock.advance(31);
+    let vehicle_dir = tempfile::tempdir().unwrap();
+    let vehicle = peer(&vehicle_dir, &behind, &t.addr).await;
+    assert!(vehicle.join_device(&offer).await.is_err(), "an expired offer answers nothing");
+    let reason = wait_for(&mut events, |e| match e {
+        NodeEvent::DeviceOfferClosed { offer, reason } if offer == offer_id => Some(reason),
+        _ => None,
+    })
+    .await;
+    assert_eq!(reason, "expired");
+}

@@ -5,8 +5,8 @@
 
 use veil_testkit::daemon::*;
 
-/// The nine observers, in the audit's order.
-const OBSERVERS: [&str; 9] = [
+/// The ten observers, in the audit's order.
+const OBSERVERS: [&str; 10] = [
     "contact",
     "group member",
     "relay",
@@ -16,6 +16,7 @@ const OBSERVERS: [&str; 9] = [
     "network eavesdropper",
     "replication node",
     "Tor network",
+    "device-offer reader",
 ];
 
 fn observers(audit: &Value) -> Vec<&str> {
@@ -58,8 +59,13 @@ fn the_audit_names_every_observer_and_follows_the_policy() {
     assert!(learns(contact).iter().any(|l| l.contains("IP address")), "{contact}");
     assert!(learns(contact).iter().any(|l| l.contains("peer id (it changes every 1 day(s)")), "{contact}");
     assert_eq!(exposure(&direct, "rendezvous server")["applies"], true);
+    // How many devices the account has is what contacts learn of them; a
+    // device offer's reader learns the account's public keys, not its secrets.
+    assert!(learns(contact).iter().any(|l| l.contains("how many devices")), "{contact}");
+    let offer = exposure(&direct, "device-offer reader");
+    assert!(learns(offer).iter().any(|l| l.contains("public keys")), "{offer}");
 
-    // Offline: the same eight observers, but no rendezvous server or DHT
+    // Offline: the same observers, but no rendezvous server or DHT
     // applies any more, and the audit says so.
     assert_eq!(d.ok(&["policy", "offline"])["policy"], "offline");
     let offline = d.ok(&["audit"]);

@@ -58,6 +58,10 @@ const NAME: &str = "device-linker";
 /// long as it is answered.
 pub const MAX_OFFER_LIFETIME: Duration = Duration::from_secs(3_600);
 
+/// How often live offers are checked against the vault (expired by the
+/// wall clock, used up, withdrawn after failures) besides at their expiry.
+const RECHECK: Duration = Duration::from_secs(5);
+
 /// The vault's side of offers.
 #[derive(Clone)]
 pub(crate) struct OfferVault {
@@ -93,6 +97,8 @@ struct Live {
 pub struct DeviceLinker {
     deps: Arc<DeviceLinkerDeps>,
     live: BTreeMap<OfferId, Live>,
+    /// A check of the live offers is scheduled.
+    checking: bool,
 }
 
 impl core::fmt::Debug for DeviceLinker {
@@ -103,7 +109,7 @@ impl core::fmt::Debug for DeviceLinker {
 
 impl DeviceLinker {
     pub(crate) fn new(deps: DeviceLinkerDeps) -> Self {
-        Self { deps: Arc::new(deps), live: BTreeMap::new() }
+        Self { deps: Arc::new(deps), live: BTreeMap::new(), checking: false }
     }
 
     /// Withdraws an offer the vault dropped (or is told to drop) and says why.
@@ -123,18 +129,34 @@ impl DeviceLinker {
     }
 
     /// Drops what expired (a confirmed session finishes first).
+    /// Withdraws the offers the vault no longer holds (expired now, or
+    /// used up, or failed); checks again later while some are live.
     fn expire(&mut self, ctx: &mut Context<Self>) {
         let deps = self.deps.clone();
-        let now = deps.clock.now();
+        let (now, known) = (deps.clock.now(), self.live.keys().copied().collect());
         ctx.spawn(
-            async move { deps.vault.drop.send(DropOffers::ExpiredAt(now)).await.unwrap_or_default() }
+            async move { deps.vault.drop.send(DropOffers::Expired { now, known }).await.unwrap_or_default() }
                 .into_actor(self)
-                .guarded_map(NAME, |expired, act, ctx| {
-                    for id in expired {
+                .guarded_map(NAME, |gone, act, ctx| {
+                    for id in gone {
                         act.close(ctx, id, "expired");
                     }
+                    act.check_later(ctx);
                 }),
         );
+    }
+
+    /// Runs [`expire`](Self::expire) again in a while, while offers are live.
+    fn check_later(&mut self, ctx: &mut Context<Self>) {
+        if self.live.is_empty() || self.checking {
+            return;
+        }
+        self.checking = true;
+        let time = self.deps.time.clone();
+        ctx.guarded_later(&time, NAME, RECHECK, |act, ctx| {
+            act.checking = false;
+            act.expire(ctx);
+        });
     }
 }
 
@@ -163,6 +185,7 @@ impl Supervised for DeviceLinker {
     fn restarting(&mut self, _: &mut Self::Context) {
         tracing::warn!(actor = NAME, "restarting; live device offers are withdrawn");
         self.live.clear();
+        self.checking = false;
     }
 }
 
@@ -180,7 +203,7 @@ impl Handler<LinkDevice> for DeviceLinker {
                 let (id, offer) =
                     deps.vault.create.send(CreateOffer { expires_at }).await.map_err(mailbox("identity-vault"))??;
                 match announce(&deps, &offer).await {
-                    Ok(point) => Ok((id, offer, point, msg.lifetime)),
+                    Ok(point) => Ok((id, offer, point)),
                     Err(e) => {
                         let _ = deps.vault.drop.send(DropOffers::One(id)).await;
                         Err(e)
@@ -189,10 +212,9 @@ impl Handler<LinkDevice> for DeviceLinker {
             }
             .into_actor(self)
             .guarded_map(NAME, |made, act, ctx| {
-                let (id, offer, point, lifetime) = made?;
+                let (id, offer, point) = made?;
                 act.live.insert(id, Live { offer: offer.clone(), announced: Some(point), peer: None });
-                let time = act.deps.time.clone();
-                ctx.guarded_later(&time, NAME, lifetime, |act, ctx| act.expire(ctx));
+                act.check_later(ctx);
                 Ok((id, offer))
             }),
         )

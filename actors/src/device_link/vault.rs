@@ -60,7 +60,10 @@ impl Handler<DropOffers> for IdentityVault {
                 self.offers.drop_offer(id);
                 if live { vec![id] } else { Vec::new() }
             }
-            DropOffers::ExpiredAt(now) => self.offers.expire(now),
+            DropOffers::Expired { now, known } => {
+                self.offers.expire(now);
+                known.into_iter().filter(|id| !self.offers.is_live(*id)).collect()
+            }
         }
     }
 }

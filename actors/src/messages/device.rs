@@ -80,15 +80,21 @@ pub enum SessionAnswer {
     },
 }
 
-/// Vault command: forget an offer (withdrawn, expired), or every offer
-/// expired at `now`.
+/// Vault command: forget an offer (withdrawn), or every offer expired at
+/// `now`. Answers which offers are gone: the one, or those of `known` the
+/// vault no longer holds (expired now, or dropped earlier: used, failed).
 #[derive(Debug, Message)]
 #[rtype(result = "Vec<OfferId>")]
 pub enum DropOffers {
     /// This one.
     One(OfferId),
-    /// Those expired at this time (a confirmed session finishes first).
-    ExpiredAt(UnixTime),
+    /// Those expired at `now` (a confirmed session finishes first).
+    Expired {
+        /// The wall clock now.
+        now: UnixTime,
+        /// The offers the linker still announces.
+        known: Vec<OfferId>,
+    },
 }
 
 /// Linker command (from the facade): make an offer and announce it.
