@@ -197,6 +197,7 @@ async fn apply(deps: &AccountSyncDeps, event: AccountEvent) -> Result<()> {
             let _ = deps.events.send(NodeEvent::GroupCreated { group });
             Ok(())
         }
+        AccountEvent::Device { device } => Ok(deps.store.add_device(&device, None).await?),
     }
 }
 
@@ -247,6 +248,9 @@ impl Actor for AccountSync {
                         })),
                         _ => continue,
                     },
+                    Ok(NodeEvent::DeviceLinked { device, .. }) => {
+                        Heard::Tell(Box::new(AccountEvent::Device { device }))
+                    }
                     Err(broadcast::error::RecvError::Lagged(_)) => Heard::Read,
                     Err(broadcast::error::RecvError::Closed) => return,
                     Ok(_) => continue,

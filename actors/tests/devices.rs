@@ -180,6 +180,14 @@ async fn contacts_the_link_and_groups_stay_in_step_between_the_devices() {
     // The account's own group is not a conversation.
     assert_eq!(alice.conversations(None).await.unwrap().len(), alice2.conversations(None).await.unwrap().len());
 
+    // A device the second links is listed on the first too.
+    let dir3 = tempfile::tempdir().unwrap();
+    let alice3 = link(&t, &alice2, &dir3).await;
+    let third = alice3.identity().await.unwrap().device;
+    let mut events = alice.events();
+    until(&mut events, || async { alice.devices().await.unwrap().iter().any(|d| d.device == third) }).await;
+    assert_eq!(alice.devices().await.unwrap().len(), 3);
+
     // Blocked on the second device: blocked on the first.
     alice2.block_contact(&carol_account.signing).await.unwrap();
     let mut events = alice.events();

@@ -65,6 +65,11 @@ pub enum AccountEvent {
         /// The epochs this device holds.
         epochs: Vec<EpochSecret>,
     },
+    /// A device linked to the account (by the device that showed the offer).
+    Device {
+        /// Its own key.
+        device: VerifyKey,
+    },
 }
 
 impl AccountEvent {
@@ -94,6 +99,7 @@ impl AccountEvent {
                 name: name.clone().unwrap_or_default(),
                 epoch_secrets: epochs.iter().map(|e| e.expose_secret().to_vec()).collect(),
             }),
+            Self::Device { device } => E::Device(pb::DeviceAdded { device_key: device.to_bytes().to_vec() }),
         };
         let mut message = pb::AccountEvent { event: Some(event) };
         let bytes = zeroize::Zeroizing::new(message.encode_to_vec());
@@ -118,6 +124,9 @@ impl AccountEvent {
                 uses: (l.uses != 0).then_some(l.uses),
             }),
             Some(E::Group(g)) => Self::group(g),
+            Some(E::Device(d)) => {
+                Ok(Self::Device { device: VerifyKey::from_bytes(&fixed("device key", &d.device_key)?)? })
+            }
             None => Err(Error::Invalid { what: "account event", reason: "carries no event" }),
         };
         wipe(&mut m);
@@ -171,7 +180,7 @@ fn wipe(m: &mut pb::AccountEvent) {
             g.group_secret.zeroize();
             g.epoch_secrets.iter_mut().for_each(Zeroize::zeroize);
         }
-        Some(E::Contact(_)) | None => {}
+        Some(E::Contact(_) | E::Device(_)) | None => {}
     }
 }
 
@@ -203,6 +212,7 @@ mod tests {
                 name: Some("friends".into()),
                 epochs: vec![EpochSecret::generate(&mut OsEntropy).unwrap()],
             },
+            AccountEvent::Device { device: Identity::generate(&mut OsEntropy).unwrap().device.verify_key() },
         ];
         for e in events {
             assert_eq!(AccountEvent::decode(&e.encode()).unwrap(), e);
