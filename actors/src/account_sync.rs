@@ -29,7 +29,7 @@ use crate::{
         courier::StartGroup,
         group::{AppendMessage, GetHistory, HistoryEntry, Page},
         registry::LogOf,
-        vault::{AddGroup, GetAccountGroupSecret, GetDeviceKey},
+        vault::{AddGroup, GetAccountGroupSecret, GetDeviceKey, RecordDevice},
     },
     supervision::{GuardedMap, GuardedTimers, mailbox},
 };
@@ -52,6 +52,8 @@ pub(crate) struct AccountSyncDeps {
     pub(crate) adopt_link: Recipient<AdoptLink>,
     pub(crate) add_group: Recipient<AddGroup>,
     pub(crate) device: Recipient<GetDeviceKey>,
+    /// The vault lists the account's devices.
+    pub(crate) record_device: Recipient<RecordDevice>,
     pub(crate) start_group: Recipient<StartGroup>,
     pub(crate) events: broadcast::Sender<NodeEvent>,
     pub(crate) time: crate::time::Time,
@@ -197,7 +199,9 @@ async fn apply(deps: &AccountSyncDeps, event: AccountEvent) -> Result<()> {
             let _ = deps.events.send(NodeEvent::GroupCreated { group });
             Ok(())
         }
-        AccountEvent::Device { device } => Ok(deps.store.add_device(&device, None).await?),
+        AccountEvent::Device { device } => {
+            deps.record_device.send(RecordDevice { device }).await.map_err(mailbox("identity-vault"))?
+        }
     }
 }
 

@@ -34,6 +34,15 @@ impl Handler<crate::messages::vault::GetAccountGroupSecret> for IdentityVault {
     }
 }
 
+impl Handler<crate::messages::vault::RecordDevice> for IdentityVault {
+    type Result = AtomicResponse<Self, Result<()>>;
+
+    fn handle(&mut self, msg: crate::messages::vault::RecordDevice, _: &mut Self::Context) -> Self::Result {
+        let store = self.store.clone();
+        AtomicResponse::new(Box::pin(async move { Ok(store.add_device(&msg.device, None).await?) }.into_actor(self)))
+    }
+}
+
 impl Handler<OfferHello> for IdentityVault {
     type Result = Result<(veil_crypto::device_link::ShortCode, Vec<u8>)>;
 

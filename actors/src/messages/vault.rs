@@ -247,3 +247,12 @@ pub struct RotateNetworkKey;
 #[derive(Debug, Message)]
 #[rtype(result = "Result<GroupSecret>")]
 pub struct GetAccountGroupSecret;
+
+/// Command: list `device` among this account's devices (linked by another
+/// of them).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<()>")]
+pub struct RecordDevice {
+    /// The device's own key.
+    pub device: VerifyKey,
+}

@@ -345,6 +345,7 @@ pub(super) async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
                 adopt_link: contacts.clone().recipient(),
                 add_group: vault.clone().recipient(),
                 device: vault.clone().recipient(),
+                record_device: vault.clone().recipient(),
                 start_group: courier.clone().recipient(),
                 events: events.clone(),
                 time: time.clone(),
