@@ -86,6 +86,12 @@ impl PullSync {
         self.heard.drain().map(|((group, peer), heads)| (group, peer, heads)).collect()
     }
 
+    /// Whether entries of `group` were asked for lately (answers may be
+    /// on their way).
+    pub(crate) fn has_asked(&self, group: &GroupId) -> bool {
+        self.asked.keys().any(|(g, _)| g == group)
+    }
+
     /// `group`'s heads are offered at the next tick.
     pub(crate) fn heads_due(&mut self, group: GroupId) {
         self.heads_due.insert(group);

@@ -102,12 +102,19 @@ async fn a_linked_device_is_the_same_account_in_the_one_to_one_and_in_a_group() 
     // The new device away: the first writes, and it catches up on return.
     alice2.shutdown().await.unwrap();
     drop(alice2);
+    // Several: the newest arrives first (its heads), the ones before by
+    // reconciliation.
+    for i in 0..5 {
+        alice.send(&one_to_one, format!("away {i}").as_bytes()).await.unwrap();
+    }
     alice.send(&one_to_one, b"while the new device was away").await.unwrap();
     bob.send(&group, b"group: while away").await.unwrap();
     let alice2 = peer(&dir, &t.clock, &t.addr).await;
     let mut events = alice2.events();
     until(&mut events, || async {
-        texts(&alice2, &one_to_one).await.last().map(String::as_str) == Some("while the new device was away")
+        let one = texts(&alice2, &one_to_one).await;
+        one.len() == 10
+            && one.last().map(String::as_str) == Some("while the new device was away")
             && texts(&alice2, &group).await.last().map(String::as_str) == Some("group: while away")
     })
     .await;

@@ -119,6 +119,10 @@ impl Courier {
         let me = self.me?;
         let tag = self.tag(&group, &me, &peer)?;
         let (log, pull) = (route.log.clone(), route.pull);
+        // Entries pulled (a contact group's asked for while catching up)
+        // move the heads and may show a gap worth reconciling; a contact
+        // group's pushed entries do neither: the outbox resends.
+        let pulled = pull || self.pull_sync.has_asked(&group);
         let syncing = self.acks_syncing.clone();
         let (done, finished) = oneshot::channel();
         ctx.spawn(
@@ -161,15 +165,16 @@ impl Courier {
                         }
                         receipt.waiting
                     });
-                    if r.is_ok() {
+                    if r.is_ok() && pulled {
                         // What was stored may have moved the heads.
                         act.heads_changed(group);
                     }
                     match r {
                         // Something is missing (a parent, an announcement),
                         // maybe much: reconcile with the sender.
-                        Ok(true) => act.open_reconciliation(ctx, group, peer),
-                        Ok(false) => act.pull_sync.caught_up(group, peer),
+                        Ok(true) if pulled => act.open_reconciliation(ctx, group, peer),
+                        Ok(false) if pulled => act.pull_sync.caught_up(group, peer),
+                        Ok(_) => {}
                         Err(e) => tracing::debug!(actor = NAME, error = %e, "receiving entries failed"),
                     }
                     if let Some(done) = done {

@@ -10,7 +10,11 @@ impl Courier {
     /// [`HeadsGossip`] for who hears them when (`fresh`: `peer` just joined
     /// and hears them regardless).
     pub(super) fn offer_heads(&mut self, ctx: &mut Context<Self>, group: GroupId, fresh: Option<PeerId>) {
-        if !self.pulls(&group) {
+        // A contact group's entries travel through the outbox: its heads
+        // are offered only when a session starts, for a device that was
+        // away to catch up; offering them as messages flow would make the
+        // peer ask for what is on its way.
+        if !self.pulls(&group) || (!self.pull_only(&group) && fresh.is_none()) {
             return;
         }
         if let Some(peer) = fresh {
