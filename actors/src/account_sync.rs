@@ -286,10 +286,13 @@ impl Handler<Heard> for AccountSync {
             Heard::Read => self.read(ctx),
             Heard::Tell(event) => {
                 let deps = self.deps.clone();
-                ctx.spawn(async move { tell(&deps, *event).await }.into_actor(self).map(|told, _, _| {
+                ctx.spawn(async move { tell(&deps, *event).await }.into_actor(self).map(|told, act, ctx| {
                     if let Err(e) = told {
                         tracing::warn!(actor = NAME, error = %e, "cannot tell the account's other devices");
                     }
+                    // The cursor moves past what this device wrote: a store
+                    // copied for a new device then starts after it.
+                    act.read(ctx);
                 }));
             }
         }
@@ -308,10 +311,11 @@ impl Handler<GroupAdded> for AccountSync {
                 tell(&deps, AccountEvent::Group { secret: record.secret, name: record.name, epochs }).await
             }
             .into_actor(self)
-            .map(|told, _, _| {
+            .map(|told, act, ctx| {
                 if let Err(e) = told {
                     tracing::warn!(actor = NAME, error = %e, "cannot tell the account's other devices of a group");
                 }
+                act.read(ctx);
             }),
         );
     }
