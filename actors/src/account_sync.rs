@@ -320,3 +320,37 @@ impl Handler<GroupAdded> for AccountSync {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use veil_crypto::{Identity, OsEntropy};
+
+    use super::*;
+
+    #[test]
+    fn the_cursor_reads_back_and_a_short_record_is_none() {
+        let record = [7u64.to_be_bytes().to_vec(), vec![9; 32]].concat();
+        assert_eq!(cursor_of(&record), Some((7, EntryHash([9; 32]))));
+        assert_eq!(cursor_of(&record[..39]), None);
+        assert_eq!(cursor_of(&[]), None);
+    }
+
+    #[test]
+    fn only_decided_contacts_are_told_and_a_removal_is_one() {
+        let them = Identity::generate(&mut OsEntropy).unwrap().account.public();
+        let told = |state| match contact_event(them, state) {
+            Some(AccountEvent::Contact { change, .. }) => Some(change),
+            _ => None,
+        };
+        assert_eq!(told(Some(ContactState::Accepted)), Some(ContactChangeKind::Accepted));
+        assert_eq!(told(Some(ContactState::Discarded)), Some(ContactChangeKind::Discarded));
+        assert_eq!(told(Some(ContactState::Blocked)), Some(ContactChangeKind::Blocked));
+        assert_eq!(told(None), Some(ContactChangeKind::Removed));
+        // A request in flight stays on the device that has it.
+        for pending in [ContactState::IncomingReceived, ContactState::OutgoingEnqueued, ContactState::OutgoingSent] {
+            assert_eq!(told(Some(pending)), None);
+        }
+    }
+}
