@@ -128,6 +128,21 @@ async fn two_anonymous_nodes_talk_through_an_onion_service() {
     })
     .await
     .unwrap_or_else(|_| panic!("the onion service did not come back: {:?}", tor_b.status()));
+    // A must notice that B's old swarm is gone (the circuit closes, or
+    // pings go unanswered) before it reaches B again: while the dead
+    // connection still looks open, a dial resolves at once and the frame
+    // waits for an acknowledgement that never comes (what failed in CI once
+    // the machine was busy).
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            match a_events.recv().await.expect("network stopped") {
+                NetworkEvent::PeerDisconnected { peer } if peer == b_peer => return,
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("A sees its connection to B's old swarm close");
     tokio::time::timeout(PATIENCE, a.dial(target)).await.expect("dial in time").unwrap();
     a.send_frame(b_peer, b"after the restart".to_vec()).await.unwrap();
     assert_eq!(next_frame(&mut b_events).await, b"after the restart".to_vec());
