@@ -216,14 +216,7 @@ impl ReceivedCopy {
         if !(MIN_DEVICE_COPY..=MAX_DEVICE_COPY).contains(&total_len) {
             return Err(invalid("its announced length is out of range"));
         }
-        for path in [db, key_file] {
-            if path.exists() {
-                return Err(Error::AlreadyExists { path: path.to_owned() });
-            }
-        }
-        let lock = sqlite::lock(db)?;
-        let staging = sqlite::staging_path(db);
-        sqlite::remove_staging(&staging);
+        let (lock, staging) = super::claim_new_store(db, key_file)?;
         let file = match crate::private::create_new(&staging) {
             Ok(file) => file,
             Err(e) => {

@@ -126,14 +126,7 @@ impl Store {
         key_file: &Path,
         options: StoreOptions,
     ) -> Result<Self> {
-        for path in [db, key_file] {
-            if path.exists() {
-                return Err(Error::AlreadyExists { path: path.to_owned() });
-            }
-        }
-        let lock = sqlite::lock(db)?;
-        let staging = sqlite::staging_path(db);
-        sqlite::remove_staging(&staging);
+        let (lock, staging) = claim_new_store(db, key_file)?;
         let made = async {
             let storage_key = tokio::task::spawn_blocking({
                 let (backup, staging, passphrase) =
@@ -253,6 +246,21 @@ fn format_error(out: &Path) -> impl Fn(FormatError) -> Error + '_ {
         FormatError::Passphrase => Error::BackupPassphrase,
         FormatError::Write(source) => Error::Io { path: out.to_owned(), source },
     }
+}
+
+/// Claims `db` for a store built from elsewhere (a backup, a device copy):
+/// neither it nor `key_file` may exist. Takes the database's lock and
+/// returns it with the staging path the store is built at (cleared).
+pub(crate) fn claim_new_store(db: &Path, key_file: &Path) -> Result<(std::fs::File, PathBuf)> {
+    for path in [db, key_file] {
+        if path.exists() {
+            return Err(Error::AlreadyExists { path: path.to_owned() });
+        }
+    }
+    let lock = sqlite::lock(db)?;
+    let staging = sqlite::staging_path(db);
+    sqlite::remove_staging(&staging);
+    Ok((lock, staging))
 }
 
 fn with_extension(path: &Path, ext: &str) -> PathBuf {
