@@ -51,6 +51,15 @@ async fn code_of(events: &mut tokio::sync::broadcast::Receiver<NodeEvent>, id: O
     .await
 }
 
+/// Why the offer `id` closed, once it did.
+async fn closed(events: &mut tokio::sync::broadcast::Receiver<NodeEvent>, id: OfferId) -> &'static str {
+    wait_for(events, |e| match e {
+        NodeEvent::DeviceOfferClosed { offer, reason } if offer == id => Some(reason),
+        _ => None,
+    })
+    .await
+}
+
 /// Waits until `node` shows `expected` in `group`, in this order.
 async fn shows(node: &Node, group: &GroupId, expected: &[&str]) {
     let mut events = node.events();
@@ -132,11 +141,7 @@ async fn a_wrong_code_withdraws_the_offer_and_a_used_offer_answers_no_one() {
     let code = code_of(&mut events, offer_id).await;
     let wrong: ShortCode = format!("{:06}", (code.value() + 1) % 1_000_000).parse().unwrap();
     assert!(alice.confirm_device(offer_id, wrong).await.is_err());
-    let reason = wait_for(&mut events, |e| match e {
-        NodeEvent::DeviceOfferClosed { offer, reason } if offer == offer_id => Some(reason),
-        _ => None,
-    })
-    .await;
+    let reason = closed(&mut events, offer_id).await;
     assert_eq!(reason, "the codes differ");
     // The new device got nothing, and the offer answers no one now.
     let dir = tempfile::tempdir().unwrap();
@@ -217,10 +222,6 @@ async fn an_expired_offer_gets_no_answer() {
     let vehicle_dir = tempfile::tempdir().unwrap();
     let vehicle = peer(&vehicle_dir, &behind, &t.addr).await;
     assert!(vehicle.join_device(&offer).await.is_err(), "an expired offer answers nothing");
-    let reason = wait_for(&mut events, |e| match e {
-        NodeEvent::DeviceOfferClosed { offer, reason } if offer == offer_id => Some(reason),
-        _ => None,
-    })
-    .await;
+    let reason = closed(&mut events, offer_id).await;
     assert_eq!(reason, "expired");
 }
