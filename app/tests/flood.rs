@@ -210,8 +210,9 @@ fn floods_of_connections_streams_registrations_and_reservations_are_survived() {
     // make it back to a requester in time, so more can be counted than answered.
     assert!(refused >= answered as u64 && refused <= JUNK_STREAMS as u64, "{refused} refused, {answered} answered");
     assert!(answered > 0, "junk streams reached Bob");
-    // The server keeps at most 32 registrations per peer.
-    assert!(registered <= RENDEZVOUS_PEERS * 32, "{registered} registrations accepted");
+    // The server's bounds (1 024 per peer, 10 000 in all) are not reached
+    // here; transports/tests/discovery.rs holds a peer to its bound.
+    assert!(registered <= RENDEZVOUS_REQUESTS / 2, "{registered} registrations accepted");
     // The relay holds at most its reservation limit (128 by default).
     assert!(granted <= 128, "{granted} reservations granted");
     for (name, d) in [("server", &server), ("Bob", &bob), ("relay", &relay)] {

@@ -155,7 +155,12 @@ impl Behaviour {
         // two hours), so rendezvous periods shorter than that work too.
         let rendezvous_server = features.rendezvous_server.then(|| {
             let ttl = crate::discovery::MIN_ANNOUNCE_TTL.as_secs();
-            rendezvous::server::Behaviour::new(rendezvous::server::Config::default().with_min_ttl(ttl))
+            rendezvous::server::Behaviour::new(
+                rendezvous::server::Config::default()
+                    .with_min_ttl(ttl)
+                    .with_max_registration_per_peer(config.rendezvous_registrations_per_peer)
+                    .with_max_registration_total(config.rendezvous_registrations_total),
+            )
         });
 
         let limits = connection_limits::ConnectionLimits::default()

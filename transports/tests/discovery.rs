@@ -120,7 +120,16 @@ struct Trio {
 }
 
 async fn trio(transports: fn() -> Vec<Arc<dyn TransportPlugin>>, listen: &str, client: NetworkConfig) -> Trio {
-    let mut s_cfg = config();
+    trio_served(transports, listen, config(), client).await
+}
+
+/// [`trio`] with the server's own settings.
+async fn trio_served(
+    transports: fn() -> Vec<Arc<dyn TransportPlugin>>,
+    listen: &str,
+    mut s_cfg: NetworkConfig,
+    client: NetworkConfig,
+) -> Trio {
     s_cfg.rendezvous_server = true;
     let server = spawn_with(Policy::Direct, transports(), s_cfg);
     let s_addr = server.handle.listen(ma(listen)).await.unwrap().with_p2p(server.peer).unwrap();
@@ -177,6 +186,42 @@ async fn announce_lookup_request_withdraw() {
 
     // Out-of-range lifetimes are refused before anything is sent.
     assert!(matches!(a.handle.announce(point, Duration::from_secs(5)).await, Err(Error::Config(_))));
+}
+
+/// A node in more conversations than libp2p's default of 32 registrations
+/// per peer is met at every one of its points.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_is_met_at_each_of_a_hundred_points() {
+    let Trio { server: _server, a, b } = trio(tcp, "/ip4/127.0.0.1/tcp/0", config()).await;
+    a.handle.listen(ma("/ip4/127.0.0.1/tcp/0")).await.unwrap();
+    let points: Vec<[u8; 32]> = (0..100u8).map(|i| [i; 32]).collect();
+    for point in &points {
+        a.handle.announce(*point, TTL).await.unwrap();
+    }
+    for point in &points {
+        let found = b.handle.lookup(*point).await.unwrap();
+        assert_eq!(found.iter().map(|(peer, _)| *peer).collect::<Vec<_>>(), vec![a.peer], "at {}", hex(point));
+    }
+}
+
+/// A server keeps no more registrations of one peer than it is set to,
+/// and still takes other peers' registrations.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_holds_each_peer_to_its_registration_limit() {
+    let mut server = config();
+    server.rendezvous_registrations_per_peer = 8;
+    let Trio { server: _server, a, b } = trio_served(tcp, "/ip4/127.0.0.1/tcp/0", server, config()).await;
+    for node in [&a, &b] {
+        node.handle.listen(ma("/ip4/127.0.0.1/tcp/0")).await.unwrap();
+    }
+    for i in 0..8u8 {
+        a.handle.announce([i; 32], TTL).await.unwrap();
+    }
+    let refused = a.handle.announce([8; 32], TTL).await;
+    assert!(refused.is_err(), "a ninth registration was kept: {refused:?}");
+    b.handle.announce([8; 32], TTL).await.unwrap();
+    assert!(b.handle.lookup([7; 32]).await.unwrap().iter().any(|(peer, _)| *peer == a.peer));
+    assert!(a.handle.lookup([8; 32]).await.unwrap().iter().any(|(peer, _)| *peer == b.peer));
 }
 
 /// What was decided under one peer id is never registered under the next:

@@ -94,6 +94,16 @@ pub struct NetworkConfig {
     /// minute (default 30; every rotation of a relayed node's key is a new
     /// peer, so the per-IP limit of 60 per minute matters more).
     pub relay_reservations_per_minute: u32,
+    /// When this node is a rendezvous server: the registrations it keeps
+    /// for one peer (default 1 024). A node registers one point per
+    /// conversation (and its link's and offers' points), so this bounds the
+    /// conversations a node can be met in through one server; libp2p's own
+    /// default of 32 left a node with more conversations unmet at the rest.
+    pub rendezvous_registrations_per_peer: usize,
+    /// When this node is a rendezvous server: the registrations it keeps in
+    /// all (default 10 000). Peer ids cost nothing, so this, not the
+    /// per-peer bound, is what holds a flood.
+    pub rendezvous_registrations_total: usize,
     /// Inbound connections still setting up (Noise and yamux not done) at
     /// once (default 128); more are closed at once.
     pub max_pending_incoming: u32,
@@ -138,6 +148,8 @@ impl Default for NetworkConfig {
             relay_max_circuits: 16,
             relay_max_circuits_per_peer: 4,
             relay_reservations_per_minute: 30,
+            rendezvous_registrations_per_peer: 1024,
+            rendezvous_registrations_total: 10_000,
             max_pending_incoming: 128,
             max_incoming_connections: 512,
             max_connections_per_peer: 8,
@@ -172,6 +184,11 @@ impl NetworkConfig {
                 || self.relay_reservations_per_minute == 0)
         {
             return Err(Error::Config("relay limits must be at least 1"));
+        }
+        if self.rendezvous_server
+            && (self.rendezvous_registrations_per_peer == 0 || self.rendezvous_registrations_total == 0)
+        {
+            return Err(Error::Config("rendezvous limits must be at least 1"));
         }
         if self.bootstrap.iter().any(|a| crate::policy::peer_of(a).is_none()) {
             return Err(Error::Config("bootstrap addresses must end in /p2p/<peer id>"));
