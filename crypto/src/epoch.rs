@@ -62,7 +62,11 @@ impl GroupKeys {
 }
 
 fn share_aad(group: &GroupId) -> Vec<u8> {
-    let mut aad = label::EPOCH_SHARE.to_vec();
+    aad_for(label::EPOCH_SHARE, group)
+}
+
+fn aad_for(prefix: &[u8], group: &GroupId) -> Vec<u8> {
+    let mut aad = prefix.to_vec();
     aad.extend_from_slice(&group.0);
     aad
 }
@@ -80,6 +84,38 @@ pub fn seal_epoch_secret(
 /// Opens what [`seal_epoch_secret`] sealed to this member.
 pub fn open_epoch_secret(group: &GroupId, member: &AgreementSecret, sealed: &[u8]) -> Result<EpochSecret> {
     let plain = open_sealed(member, &share_aad(group), sealed)?;
+    let bytes: [u8; 32] =
+        plain[..].try_into().map_err(|_| Error::Malformed { what: "epoch share", reason: "must be 32 bytes" })?;
+    Ok(EpochSecret::from_bytes(bytes))
+}
+
+/// A device's agreement key: `X25519(HKDF-SHA256(salt =
+/// "veil/v1/device-agreement", ikm = device_seed, info = ""))`, from the
+/// device's own key (not a group device key). Only the account's devices
+/// learn its public half; it receives epoch secrets when the account renews
+/// an epoch to leave a removed device out ([`seal_epoch_secret_to_device`]),
+/// which sealing to the member key could not do: every device of an account
+/// holds its member keys.
+pub fn device_agreement_key(device: &SigningSecret) -> AgreementSecret {
+    let bytes: Zeroizing<[u8; 32]> = hkdf(label::DEVICE_AGREEMENT, &device.to_seed()[..], &[]);
+    AgreementSecret::from_bytes(*bytes)
+}
+
+/// Seals `secret` to one device of the author's account (bound to the
+/// group; the recipient is not named, and the fresh ephemeral key of each
+/// seal links nothing across groups).
+pub fn seal_epoch_secret_to_device(
+    group: &GroupId,
+    secret: &EpochSecret,
+    device: &AgreementPublic,
+    entropy: &mut impl Entropy,
+) -> Result<Vec<u8>> {
+    seal_to(device, &aad_for(label::EPOCH_DEVICE_SHARE, group), secret.expose_secret(), entropy)
+}
+
+/// Opens what [`seal_epoch_secret_to_device`] sealed to this device.
+pub fn open_device_epoch_secret(group: &GroupId, device: &AgreementSecret, sealed: &[u8]) -> Result<EpochSecret> {
+    let plain = open_sealed(device, &aad_for(label::EPOCH_DEVICE_SHARE, group), sealed)?;
     let bytes: [u8; 32] =
         plain[..].try_into().map_err(|_| Error::Malformed { what: "epoch share", reason: "must be 32 bytes" })?;
     Ok(EpochSecret::from_bytes(bytes))
@@ -130,6 +166,24 @@ mod tests {
         assert_eq!(open_epoch_secret(&g1, &member, &sealed).unwrap(), secret);
         assert!(open_epoch_secret(&g1, &stranger, &sealed).is_err());
         assert!(open_epoch_secret(&g2, &member, &sealed).is_err());
+    }
+
+    #[test]
+    fn device_shares_open_for_their_device_and_group_only_and_not_as_member_shares() {
+        let (d1, d2) = (SigningSecret::generate(&mut OsEntropy).unwrap(), SigningSecret::from_seed(&[9; 32]));
+        let (a1, a2) = (device_agreement_key(&d1), device_agreement_key(&d2));
+        assert_ne!(a1.public(), a2.public());
+        assert_eq!(device_agreement_key(&d1).public(), a1.public());
+        let (g1, g2) = (GroupId([1; 32]), GroupId([2; 32]));
+        let secret = EpochSecret::generate(&mut OsEntropy).unwrap();
+        let sealed = seal_epoch_secret_to_device(&g1, &secret, &a1.public(), &mut OsEntropy).unwrap();
+        assert_eq!(open_device_epoch_secret(&g1, &a1, &sealed).unwrap(), secret);
+        assert!(open_device_epoch_secret(&g1, &a2, &sealed).is_err());
+        assert!(open_device_epoch_secret(&g2, &a1, &sealed).is_err());
+        // Another label: a device share is no member share, nor the reverse.
+        assert!(open_epoch_secret(&g1, &a1, &sealed).is_err());
+        let member = seal_epoch_secret(&g1, &secret, &a1.public(), &mut OsEntropy).unwrap();
+        assert!(open_device_epoch_secret(&g1, &a1, &member).is_err());
     }
 
     #[test]

@@ -94,6 +94,10 @@ pub mod label {
     pub const DEVICE_LINK_CODE: &[u8] = b"veil/v1/device-link-code";
     /// Salt of the secret of the account's own group, from the alias seed.
     pub const ACCOUNT_GROUP: &[u8] = b"veil/v1/account-group";
+    /// Salt of a device's agreement key, from its device seed.
+    pub const DEVICE_AGREEMENT: &[u8] = b"veil/v1/device-agreement";
+    /// AAD prefix of an epoch secret sealed to one device of the author's account.
+    pub const EPOCH_DEVICE_SHARE: &[u8] = b"veil/v1/epoch-device-share";
 }
 
 /// HKDF-SHA256 extract-then-expand into `N` bytes. `info` parts are concatenated.

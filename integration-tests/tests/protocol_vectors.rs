@@ -172,6 +172,11 @@ fn every_protocol_md_vector_matches_the_code() {
     c.expect(v, "group_secret", account_group.expose_secret());
     c.expect(v, "group_id", GroupKeys::derive(&account_group).id.0);
 
+    // A device's agreement key (§6.6), from its own device seed.
+    let v = "device-agreement";
+    let device = SigningSecret::from_seed(&c.hex32(v, "device_seed"));
+    c.expect(v, "agreement_public", veil_crypto::epoch::device_agreement_key(&device).public().0);
+
     // The acceptor's announcement in the contact group, introducing itself.
     let v = "contact-introduction";
     let b = account(&c, "contact-group", "b");

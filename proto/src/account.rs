@@ -69,6 +69,14 @@ pub enum AccountEvent {
     Device {
         /// Its own key.
         device: VerifyKey,
+        /// Its device agreement key (docs/PROTOCOL.md §6.6).
+        agreement: AgreementPublic,
+    },
+    /// A device removed from the account: the others renew every group's
+    /// epoch without it.
+    DeviceRemoved {
+        /// Its own key.
+        device: VerifyKey,
     },
 }
 
@@ -99,7 +107,13 @@ impl AccountEvent {
                 name: name.clone().unwrap_or_default(),
                 epoch_secrets: epochs.iter().map(|e| e.expose_secret().to_vec()).collect(),
             }),
-            Self::Device { device } => E::Device(pb::DeviceAdded { device_key: device.to_bytes().to_vec() }),
+            Self::Device { device, agreement } => E::Device(pb::DeviceAdded {
+                device_key: device.to_bytes().to_vec(),
+                agreement_key: agreement.0.to_vec(),
+            }),
+            Self::DeviceRemoved { device } => {
+                E::DeviceRemoved(pb::DeviceRemoved { device_key: device.to_bytes().to_vec() })
+            }
         };
         let mut message = pb::AccountEvent { event: Some(event) };
         let bytes = zeroize::Zeroizing::new(message.encode_to_vec());
@@ -124,8 +138,12 @@ impl AccountEvent {
                 uses: (l.uses != 0).then_some(l.uses),
             }),
             Some(E::Group(g)) => Self::group(g),
-            Some(E::Device(d)) => {
-                Ok(Self::Device { device: VerifyKey::from_bytes(&fixed("device key", &d.device_key)?)? })
+            Some(E::Device(d)) => Ok(Self::Device {
+                device: VerifyKey::from_bytes(&fixed("device key", &d.device_key)?)?,
+                agreement: AgreementPublic(fixed("device agreement key", &d.agreement_key)?),
+            }),
+            Some(E::DeviceRemoved(d)) => {
+                Ok(Self::DeviceRemoved { device: VerifyKey::from_bytes(&fixed("device key", &d.device_key)?)? })
             }
             None => Err(Error::Invalid { what: "account event", reason: "carries no event" }),
         };
@@ -180,7 +198,7 @@ fn wipe(m: &mut pb::AccountEvent) {
             g.group_secret.zeroize();
             g.epoch_secrets.iter_mut().for_each(Zeroize::zeroize);
         }
-        Some(E::Contact(_) | E::Device(_)) | None => {}
+        Some(E::Contact(_) | E::Device(_) | E::DeviceRemoved(_)) | None => {}
     }
 }
 
@@ -212,7 +230,11 @@ mod tests {
                 name: Some("friends".into()),
                 epochs: vec![EpochSecret::generate(&mut OsEntropy).unwrap()],
             },
-            AccountEvent::Device { device: Identity::generate(&mut OsEntropy).unwrap().device.verify_key() },
+            AccountEvent::Device {
+                device: Identity::generate(&mut OsEntropy).unwrap().device.verify_key(),
+                agreement: AgreementPublic([7; 32]),
+            },
+            AccountEvent::DeviceRemoved { device: Identity::generate(&mut OsEntropy).unwrap().device.verify_key() },
         ];
         for e in events {
             assert_eq!(AccountEvent::decode(&e.encode()).unwrap(), e);

@@ -9,7 +9,7 @@
 //! it stores any of it.
 
 use prost::Message;
-use veil_crypto::{VerifyKey, device_link::MAX_PLAINTEXT};
+use veil_crypto::{AgreementPublic, VerifyKey, device_link::MAX_PLAINTEXT};
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::{
@@ -33,6 +33,8 @@ pub enum DeviceRequest {
     Start {
         /// Its Ed25519 device key (the account lists it among its devices).
         device: VerifyKey,
+        /// Its device agreement key (docs/PROTOCOL.md §6.6).
+        agreement: AgreementPublic,
     },
     /// The next piece of the account copy.
     Next,
@@ -45,9 +47,11 @@ impl DeviceRequest {
     pub fn encode(&self) -> Vec<u8> {
         use pb::device_request::Request as R;
         let request = match self {
-            Self::Start { device } => {
-                R::Start(pb::DeviceStart { version: DEVICE_VERSION, device_key: device.to_bytes().to_vec() })
-            }
+            Self::Start { device, agreement } => R::Start(pb::DeviceStart {
+                version: DEVICE_VERSION,
+                device_key: device.to_bytes().to_vec(),
+                agreement_key: agreement.0.to_vec(),
+            }),
             Self::Next => R::Next(true),
             Self::Done => R::Done(true),
         };
@@ -65,7 +69,10 @@ impl DeviceRequest {
         match m.request {
             Some(R::Start(start)) => {
                 version("device request", start.version, DEVICE_VERSION)?;
-                Ok(Self::Start { device: VerifyKey::from_bytes(&fixed("device key", &start.device_key)?)? })
+                Ok(Self::Start {
+                    device: VerifyKey::from_bytes(&fixed("device key", &start.device_key)?)?,
+                    agreement: AgreementPublic(fixed("device agreement key", &start.agreement_key)?),
+                })
             }
             Some(R::Next(true)) => Ok(Self::Next),
             Some(R::Done(true)) => Ok(Self::Done),
@@ -162,7 +169,8 @@ mod tests {
     #[test]
     fn requests_and_replies_round_trip_and_empty_ones_are_refused() {
         let device = veil_crypto::SigningSecret::generate(&mut veil_crypto::OsEntropy).unwrap().verify_key();
-        for r in [DeviceRequest::Start { device }, DeviceRequest::Next, DeviceRequest::Done] {
+        let agreement = AgreementPublic([3; 32]);
+        for r in [DeviceRequest::Start { device, agreement }, DeviceRequest::Next, DeviceRequest::Done] {
             assert_eq!(DeviceRequest::decode(&r.encode()).unwrap(), r);
         }
         assert_eq!(DeviceReply::decode(&DeviceReply::Farewell.encode()).unwrap(), DeviceReply::Farewell);
@@ -174,8 +182,17 @@ mod tests {
             request: Some(pb::device_request::Request::Start(pb::DeviceStart {
                 version: 2,
                 device_key: device.to_bytes().to_vec(),
+                agreement_key: agreement.0.to_vec(),
             })),
         };
         assert!(DeviceRequest::decode(&old.encode_to_vec()).is_err());
+        let keyless = pb::DeviceRequest {
+            request: Some(pb::device_request::Request::Start(pb::DeviceStart {
+                version: DEVICE_VERSION,
+                device_key: device.to_bytes().to_vec(),
+                agreement_key: vec![],
+            })),
+        };
+        assert!(DeviceRequest::decode(&keyless.encode_to_vec()).is_err());
     }
 }

@@ -69,6 +69,21 @@ pub struct MemberRemoved {
     pub shares: Vec<EpochShare>,
 }
 
+/// The author's account removed devices: a new epoch, removing no member,
+/// shared with every other member and each remaining device of the
+/// author's account (docs/PROTOCOL.md §6.6).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EpochRenewed {
+    /// The id of the epoch this starts.
+    pub epoch: EpochId,
+    /// The new epoch's secret, sealed to each other member.
+    pub shares: Vec<EpochShare>,
+    /// The new epoch's secret, sealed to each remaining device of the
+    /// author's account (`veil_crypto::epoch::seal_epoch_secret_to_device`),
+    /// the recipient unnamed.
+    pub device_shares: Vec<Vec<u8>>,
+}
+
 /// What a metadata entry says.
 // Events are decoded one at a time, never kept in bulk: boxing the larger
 // variant would buy nothing.
@@ -80,6 +95,8 @@ pub enum MetadataEvent {
     MemberJoined(MemberJoined),
     /// A member was removed or left.
     MemberRemoved(MemberRemoved),
+    /// The author's account renewed the epoch without some of its devices.
+    EpochRenewed(EpochRenewed),
 }
 
 impl MetadataEvent {
@@ -106,14 +123,12 @@ impl MetadataEvent {
             Self::MemberRemoved(r) => Event::MemberRemoved(pb::MemberRemoved {
                 member_signing_key: r.member.to_bytes().to_vec(),
                 epoch_id: r.epoch.0.to_vec(),
-                epoch_shares: r
-                    .shares
-                    .iter()
-                    .map(|s| pb::EpochKeyShare {
-                        member_signing_key: s.recipient.to_bytes().to_vec(),
-                        sealed_secret: s.sealed_secret.clone(),
-                    })
-                    .collect(),
+                epoch_shares: encode_shares(&r.shares),
+            }),
+            Self::EpochRenewed(r) => Event::EpochRenewed(pb::EpochRenewed {
+                epoch_id: r.epoch.0.to_vec(),
+                epoch_shares: encode_shares(&r.shares),
+                device_shares: r.device_shares.clone(),
             }),
         };
         pb::MetadataEvent { event: Some(event) }.encode_to_vec()
@@ -156,30 +171,53 @@ impl MetadataEvent {
                     display_name: optional_name(&j.display_name)?,
                 }))
             }
-            Some(Event::MemberRemoved(r)) => {
-                if r.epoch_shares.len() > MAX_CHAIN_SHARES {
-                    return Err(Error::Invalid { what: "member removal", reason: "too many epoch shares" });
+            Some(Event::MemberRemoved(r)) => Ok(Self::MemberRemoved(MemberRemoved {
+                member: VerifyKey::from_bytes(&fixed("removed member", &r.member_signing_key)?)?,
+                epoch: EpochId(fixed("epoch id", &r.epoch_id)?),
+                shares: decode_shares("member removal", r.epoch_shares)?,
+            })),
+            Some(Event::EpochRenewed(r)) => {
+                if r.device_shares.len() > MAX_CHAIN_SHARES {
+                    return Err(Error::Invalid { what: "epoch renewal", reason: "too many device shares" });
                 }
-                let shares = r
-                    .epoch_shares
-                    .into_iter()
-                    .map(|s| {
-                        if s.sealed_secret.len() != SEALED_EPOCH_SHARE {
-                            return Err(Error::Invalid { what: "epoch share", reason: "bad sealed secret length" });
-                        }
-                        Ok(EpochShare {
-                            recipient: VerifyKey::from_bytes(&fixed("share recipient", &s.member_signing_key)?)?,
-                            sealed_secret: s.sealed_secret,
-                        })
-                    })
-                    .collect::<Result<_>>()?;
-                Ok(Self::MemberRemoved(MemberRemoved {
-                    member: VerifyKey::from_bytes(&fixed("removed member", &r.member_signing_key)?)?,
+                if r.device_shares.iter().any(|s| s.len() != SEALED_EPOCH_SHARE) {
+                    return Err(Error::Invalid { what: "device share", reason: "bad sealed secret length" });
+                }
+                Ok(Self::EpochRenewed(EpochRenewed {
                     epoch: EpochId(fixed("epoch id", &r.epoch_id)?),
-                    shares,
+                    shares: decode_shares("epoch renewal", r.epoch_shares)?,
+                    device_shares: r.device_shares,
                 }))
             }
             None => Err(Error::Invalid { what: "metadata event", reason: "carries nothing" }),
         }
     }
+}
+
+fn encode_shares(shares: &[EpochShare]) -> Vec<pb::EpochKeyShare> {
+    shares
+        .iter()
+        .map(|s| pb::EpochKeyShare {
+            member_signing_key: s.recipient.to_bytes().to_vec(),
+            sealed_secret: s.sealed_secret.clone(),
+        })
+        .collect()
+}
+
+fn decode_shares(what: &'static str, shares: Vec<pb::EpochKeyShare>) -> Result<Vec<EpochShare>> {
+    if shares.len() > MAX_CHAIN_SHARES {
+        return Err(Error::Invalid { what, reason: "too many epoch shares" });
+    }
+    shares
+        .into_iter()
+        .map(|s| {
+            if s.sealed_secret.len() != SEALED_EPOCH_SHARE {
+                return Err(Error::Invalid { what: "epoch share", reason: "bad sealed secret length" });
+            }
+            Ok(EpochShare {
+                recipient: VerifyKey::from_bytes(&fixed("share recipient", &s.member_signing_key)?)?,
+                sealed_secret: s.sealed_secret,
+            })
+        })
+        .collect()
 }

@@ -17,7 +17,8 @@ use veil_proto::{
     handshake::{ContactRequest, HandshakeFrame, MAX_FRAME},
     link::{self, Link, MAX_LINK_TEXT},
     metadata::{
-        ChainShare, EpochShare, MAX_CHAIN_SHARES, MemberJoined, MemberRemoved, MetadataEvent, SEALED_EPOCH_SHARE,
+        ChainShare, EpochRenewed, EpochShare, MAX_CHAIN_SHARES, MemberJoined, MemberRemoved, MetadataEvent,
+        SEALED_EPOCH_SHARE,
     },
     pb,
     reconcile::{Fingerprint, HashRange, MAX_RANGES, Summary},
@@ -311,6 +312,30 @@ fn member_removals_round_trip_and_reject_bad_shares() {
             member_signing_key: member.to_bytes().to_vec(),
             epoch_id: vec![8; 31],
             epoch_shares: vec![],
+        })),
+    };
+    assert!(MetadataEvent::decode(&prost::Message::encode_to_vec(&bad_epoch)).is_err());
+}
+
+#[test]
+fn epoch_renewals_round_trip_and_reject_bad_shares() {
+    let member = veil_crypto::SigningSecret::from_seed(&[7; 32]).verify_key();
+    let share = EpochShare { recipient: member, sealed_secret: vec![1; SEALED_EPOCH_SHARE] };
+    let renewal = |shares: Vec<EpochShare>, device_shares: Vec<Vec<u8>>| {
+        MetadataEvent::EpochRenewed(EpochRenewed { epoch: EpochId([8; 32]), shares, device_shares })
+    };
+    let event = renewal(vec![share.clone()], vec![vec![2; SEALED_EPOCH_SHARE]; 2]);
+    assert_eq!(MetadataEvent::decode(&event.encode()).unwrap(), event);
+    let refused = |e: MetadataEvent| MetadataEvent::decode(&e.encode()).is_err();
+    assert!(refused(renewal(vec![], vec![vec![2; SEALED_EPOCH_SHARE + 1]])));
+    assert!(refused(renewal(vec![], vec![vec![]])));
+    assert!(refused(renewal(vec![], vec![vec![2; SEALED_EPOCH_SHARE]; MAX_CHAIN_SHARES + 1])));
+    assert!(refused(renewal(vec![share; MAX_CHAIN_SHARES + 1], vec![])));
+    let bad_epoch = veil_proto::pb::MetadataEvent {
+        event: Some(veil_proto::pb::metadata_event::Event::EpochRenewed(veil_proto::pb::EpochRenewed {
+            epoch_id: vec![8; 33],
+            epoch_shares: vec![],
+            device_shares: vec![],
         })),
     };
     assert!(MetadataEvent::decode(&prost::Message::encode_to_vec(&bad_epoch)).is_err());

@@ -1,14 +1,15 @@
 //! The account and its devices.
 
-use sqlx::{Connection, Row};
+use sqlx::{Connection, Row, SqliteConnection};
 use veil_crypto::{
     AccountKeys, AccountPublic, AgreementPublic, AgreementSecret, AliasKey, Identity, SigningSecret, VerifyKey,
-    time::UnixTime,
+    epoch::device_agreement_key, time::UnixTime,
 };
 
 use crate::{
     Error, KeyAccess, Result, Store,
-    rows::{blob, time, time_value, verify_key},
+    keystore::StorageKey,
+    rows::{blob, optional_blob, optional_time, time, time_value, verify_key},
 };
 
 const SEAL_ACCOUNT_SIGNING: &[u8] = b"veil/storage/account-signing";
@@ -21,12 +22,33 @@ pub(crate) const SEAL_DEVICE: &[u8] = b"veil/storage/device";
 pub struct DeviceRecord {
     /// The public half of the device's own key (not of its per-group device keys).
     pub device: VerifyKey,
+    /// Its device agreement key (docs/PROTOCOL.md §6.6), if known: epoch
+    /// secrets are sealed to it when the account renews its groups' epochs.
+    pub agreement: Option<AgreementPublic>,
     /// A name for it, if given.
     pub name: Option<String>,
     /// When it was added.
     pub added_at: UnixTime,
+    /// When it was removed from the account, if it was.
+    pub removed_at: Option<UnixTime>,
     /// Whether it is the device this store belongs to.
     pub is_this_device: bool,
+}
+
+/// Fills in this device's agreement key where a store from before schema
+/// 12 lacks it (it is derived from the sealed device secret).
+pub(crate) async fn fill_device_agreement(conn: &mut SqliteConnection, key: &StorageKey) -> Result<()> {
+    let row = sqlx::query("SELECT device_public, sealed_secret FROM devices WHERE sealed_secret IS NOT NULL AND agreement_public IS NULL")
+        .fetch_optional(&mut *conn)
+        .await?;
+    let Some(row) = row else { return Ok(()) };
+    let device = SigningSecret::from_seed(&*key.open32(SEAL_DEVICE, &row.try_get::<Vec<u8>, _>("sealed_secret")?)?);
+    sqlx::query("UPDATE devices SET agreement_public = $1 WHERE device_public = $2")
+        .bind(device_agreement_key(&device).public().0.to_vec())
+        .bind(row.try_get::<Vec<u8>, _>("device_public")?)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
 }
 
 impl Store {
@@ -55,10 +77,13 @@ impl Store {
         if inserted.rows_affected() == 0 {
             return Err(Error::Invalid { what: "account", reason: "this store already holds an identity" });
         }
-        sqlx::query("INSERT INTO devices (device_public, sealed_secret, name, added_at) VALUES ($1, $2, NULL, $3)")
-            .bind(identity.device.verify_key().to_bytes().to_vec())
-            .bind(sealed_device)
-            .bind(now)
+        sqlx::query(
+            "INSERT INTO devices (device_public, sealed_secret, agreement_public, name, added_at) VALUES ($1, $2, $3, NULL, $4)",
+        )
+        .bind(identity.device.verify_key().to_bytes().to_vec())
+        .bind(sealed_device)
+        .bind(device_agreement_key(&identity.device).public().0.to_vec())
+        .bind(now)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
@@ -108,14 +133,17 @@ impl Store {
         }))
     }
 
-    /// Records another device of this account.
-    pub async fn add_device(&self, device: &VerifyKey, name: Option<&str>) -> Result<()> {
+    /// Records another device of this account, with its agreement key. A
+    /// device removed before stays removed.
+    pub async fn add_device(&self, device: &VerifyKey, agreement: &AgreementPublic, name: Option<&str>) -> Result<()> {
         let mut conn = self.writer().await?;
         sqlx::query(
-            "INSERT INTO devices (device_public, sealed_secret, name, added_at) VALUES ($1, NULL, $2, $3)
-             ON CONFLICT (device_public) DO UPDATE SET name = excluded.name",
+            "INSERT INTO devices (device_public, sealed_secret, agreement_public, name, added_at) VALUES ($1, NULL, $2, $3, $4)
+             ON CONFLICT (device_public) DO UPDATE SET name = coalesce(excluded.name, name),
+                 agreement_public = excluded.agreement_public",
         )
         .bind(device.to_bytes().to_vec())
+        .bind(agreement.0.to_vec())
         .bind(name)
         .bind(time_value(self.now())?)
         .execute(&mut *conn)
@@ -123,10 +151,50 @@ impl Store {
         Ok(())
     }
 
+    /// Marks another device of this account removed (recording it if it
+    /// was not listed yet); `false` if it was removed already. This device
+    /// cannot be removed here.
+    pub async fn remove_device(&self, device: &VerifyKey) -> Result<bool> {
+        let mut conn = self.writer().await?;
+        let mut tx = conn.begin().await?;
+        let mine: Option<bool> = sqlx::query_scalar("SELECT sealed_secret IS NOT NULL FROM devices WHERE device_public = $1")
+            .bind(device.to_bytes().to_vec())
+            .fetch_optional(&mut *tx)
+            .await?;
+        if mine == Some(true) {
+            return Err(Error::Invalid { what: "device", reason: "this device cannot remove itself" });
+        }
+        let now = time_value(self.now())?;
+        let changed = sqlx::query(
+            "INSERT INTO devices (device_public, sealed_secret, name, added_at, removed_at) VALUES ($1, NULL, NULL, $2, $2)
+             ON CONFLICT (device_public) DO UPDATE SET removed_at = excluded.removed_at WHERE removed_at IS NULL",
+        )
+        .bind(device.to_bytes().to_vec())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(changed > 0)
+    }
+
+    /// Marks this device removed from its account (another device removed
+    /// it); `false` if it was already.
+    pub async fn mark_this_device_removed(&self) -> Result<bool> {
+        let mut conn = self.writer().await?;
+        let changed = sqlx::query("UPDATE devices SET removed_at = $1 WHERE sealed_secret IS NOT NULL AND removed_at IS NULL")
+            .bind(time_value(self.now())?)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+        Ok(changed > 0)
+    }
+
     /// The account's devices, oldest first.
     pub async fn devices(&self) -> Result<Vec<DeviceRecord>> {
         let rows = sqlx::query(
-            "SELECT device_public, name, added_at, sealed_secret IS NOT NULL AS mine FROM devices ORDER BY added_at, device_public",
+            "SELECT device_public, agreement_public, name, added_at, removed_at, sealed_secret IS NOT NULL AS mine
+             FROM devices ORDER BY added_at, device_public",
         )
         .fetch_all(&self.readers)
         .await?;
@@ -134,8 +202,10 @@ impl Store {
             .map(|r| {
                 Ok(DeviceRecord {
                     device: verify_key(r, "device_public")?,
+                    agreement: optional_blob::<32>(r, "agreement_public")?.map(AgreementPublic),
                     name: r.try_get("name")?,
                     added_at: time(r, "added_at")?,
+                    removed_at: optional_time(r, "removed_at")?,
                     is_this_device: r.try_get("mine")?,
                 })
             })

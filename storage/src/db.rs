@@ -87,7 +87,8 @@ fn classify(path: &Path, e: sqlx::Error) -> Error {
 /// what older schemas kept in clear (a store opened, or a copy renewed).
 pub(crate) async fn migrate(conn: &mut SqliteConnection, key: &StorageKey) -> Result<()> {
     MIGRATOR.run(&mut *conn).await?;
-    crate::settings::seal_legacy(conn, key).await
+    crate::settings::seal_legacy(conn, key).await?;
+    crate::account::fill_device_agreement(conn, key).await
 }
 
 impl Store {

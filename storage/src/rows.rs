@@ -11,6 +11,20 @@ pub(crate) fn blob<const N: usize>(row: &SqliteRow, column: &'static str) -> Res
     v.as_slice().try_into().map_err(|_| Error::Invalid { what: column, reason: "wrong length" })
 }
 
+/// A fixed-size blob column that may be NULL.
+pub(crate) fn optional_blob<const N: usize>(row: &SqliteRow, column: &'static str) -> Result<Option<[u8; N]>> {
+    let v: Option<Vec<u8>> = row.try_get(column)?;
+    v.map(|v| v.as_slice().try_into().map_err(|_| Error::Invalid { what: column, reason: "wrong length" }))
+        .transpose()
+}
+
+/// A timestamp column that may be NULL.
+pub(crate) fn optional_time(row: &SqliteRow, column: &'static str) -> Result<Option<UnixTime>> {
+    let v: Option<i64> = row.try_get(column)?;
+    v.map(|v| u64::try_from(v).map(UnixTime).map_err(|_| Error::Invalid { what: column, reason: "negative" }))
+        .transpose()
+}
+
 /// An Ed25519 public key column.
 pub(crate) fn verify_key(row: &SqliteRow, column: &'static str) -> Result<VerifyKey> {
     Ok(VerifyKey::from_bytes(&blob::<32>(row, column)?)?)

@@ -22,12 +22,48 @@ async fn identity_round_trip_and_only_once() {
     assert_eq!(back.account.public(), id.account.public());
     assert_eq!(back.device.verify_key(), id.device.verify_key());
     assert_eq!(back.alias.to_seed(), id.alias.to_seed());
-    let other = Identity::generate(&mut OsEntropy).unwrap().device.verify_key();
-    t.store.add_device(&other, Some("laptop")).await.unwrap();
+    let other = Identity::generate(&mut OsEntropy).unwrap().device;
+    let other_agreement = veil_crypto::epoch::device_agreement_key(&other).public();
+    let other = other.verify_key();
+    t.store.add_device(&other, &other_agreement, Some("laptop")).await.unwrap();
     let devices = t.store.devices().await.unwrap();
     assert_eq!(devices.len(), 2);
-    assert_eq!(devices.iter().filter(|d| d.is_this_device).count(), 1);
-    assert!(devices.iter().any(|d| d.device == other && d.name.as_deref() == Some("laptop")));
+    let mine = devices.iter().find(|d| d.is_this_device).unwrap();
+    assert_eq!(mine.agreement, Some(veil_crypto::epoch::device_agreement_key(&id.device).public()));
+    assert!(devices.iter().any(|d| d.device == other
+        && d.name.as_deref() == Some("laptop")
+        && d.agreement == Some(other_agreement)
+        && d.removed_at.is_none()));
+
+    // Removing: once, never this device, and a later listing keeps it removed.
+    assert!(t.store.remove_device(&id.device.verify_key()).await.is_err());
+    assert!(t.store.remove_device(&other).await.unwrap());
+    assert!(!t.store.remove_device(&other).await.unwrap());
+    t.store.add_device(&other, &other_agreement, None).await.unwrap();
+    let removed = t.store.devices().await.unwrap().into_iter().find(|d| d.device == other).unwrap();
+    assert!(removed.removed_at.is_some());
+    assert_eq!(removed.name.as_deref(), Some("laptop"));
+    assert!(t.store.devices().await.unwrap().iter().any(|d| d.is_this_device && d.removed_at.is_none()));
+    assert!(t.store.mark_this_device_removed().await.unwrap());
+    assert!(!t.store.mark_this_device_removed().await.unwrap());
+}
+
+/// A store from before schema 12 lacks this device's agreement key; it is
+/// filled in from the sealed device secret when the store opens.
+#[tokio::test]
+async fn this_devices_agreement_key_is_filled_in_on_open() {
+    use sqlx::Connection;
+    let t = temp_store().await;
+    let id = Identity::generate(&mut OsEntropy).unwrap();
+    t.store.save_identity(&id).await.unwrap();
+    t.store.close().await.unwrap();
+    let url = format!("sqlite://{}", t.db_path().display());
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query("UPDATE devices SET agreement_public = NULL").execute(&mut conn).await.unwrap();
+    conn.close().await.unwrap();
+    let store = Store::open(&t.db_path(), &t.key(), common::options(&t.clock)).await.unwrap();
+    let devices = store.devices().await.unwrap();
+    assert_eq!(devices[0].agreement, Some(veil_crypto::epoch::device_agreement_key(&id.device).public()));
 }
 
 #[tokio::test]

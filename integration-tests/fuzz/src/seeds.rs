@@ -13,7 +13,7 @@ use veil_proto::{
     entry::encode_entry,
     handshake::{ContactRequest, HandshakeFrame},
     link as links,
-    metadata::{ChainShare, MemberJoined, MemberRemoved, MetadataEvent},
+    metadata::{ChainShare, EpochRenewed, MemberJoined, MemberRemoved, MetadataEvent},
     reconcile::{Fingerprint, HashRange, Summary},
     sync::{GroupBody, GroupFrame},
 };
@@ -251,6 +251,11 @@ fn metadata() -> Vec<MetadataEvent> {
             member: member.signing.verify_key(),
             epoch: EpochId([7; 32]),
             shares: vec![],
+        }),
+        MetadataEvent::EpochRenewed(EpochRenewed {
+            epoch: EpochId([9; 32]),
+            shares: vec![],
+            device_shares: vec![vec![3; veil_proto::metadata::SEALED_EPOCH_SHARE]],
         }),
     ]
 }

@@ -135,11 +135,13 @@ async fn relink_identity(
     sqlx::query("UPDATE devices SET sealed_secret = NULL WHERE sealed_secret IS NOT NULL").execute(&mut *conn).await?;
     // The first device may have listed the new one already (keep its name).
     sqlx::query(
-        "INSERT INTO devices (device_public, sealed_secret, name, added_at) VALUES ($1, $2, NULL, $3)
-         ON CONFLICT (device_public) DO UPDATE SET sealed_secret = excluded.sealed_secret",
+        "INSERT INTO devices (device_public, sealed_secret, agreement_public, name, added_at) VALUES ($1, $2, $3, NULL, $4)
+         ON CONFLICT (device_public) DO UPDATE SET sealed_secret = excluded.sealed_secret,
+             agreement_public = excluded.agreement_public",
     )
     .bind(public)
     .bind(sealed)
+    .bind(veil_crypto::epoch::device_agreement_key(device).public().0.to_vec())
     .bind(now)
     .execute(&mut *conn)
     .await?;
