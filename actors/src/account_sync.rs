@@ -87,6 +87,12 @@ enum Heard {
     Read,
 }
 
+/// Command (from the facade): tell the account's other devices `event`
+/// now, and answer once it is written.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<()>")]
+pub(crate) struct TellNow(pub(crate) AccountEvent);
+
 /// Command (from the facade): a group was created or joined here by the user.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
@@ -150,20 +156,31 @@ fn cursor_of(bytes: &[u8]) -> Option<(u64, EntryHash)> {
     Some((lamport, EntryHash(hash)))
 }
 
+/// This device's keys in the account's group: one per epoch it holds.
+async fn own_keys(deps: &AccountSyncDeps) -> Result<Vec<VerifyKey>> {
+    let record = deps.store.group(&deps.group).await?.ok_or(Error::UnknownGroup)?;
+    let root = GroupKeys::derive(&record.secret);
+    let epochs = deps.store.epochs(&deps.group).await?;
+    let ids = std::iter::once(veil_crypto::EpochId::ROOT).chain(epochs.iter().map(|s| root.epoch(s).0));
+    let mut keys = Vec::new();
+    for epoch in ids {
+        let key =
+            deps.device.send(GetDeviceKey { group: deps.group, epoch }).await.map_err(mailbox("identity-vault"))??;
+        keys.push(key);
+    }
+    Ok(keys)
+}
+
 async fn read_news(deps: &AccountSyncDeps) -> Result<()> {
     let Some(log) = log_of(deps).await? else { return Ok(()) };
-    let me: VerifyKey = deps
-        .device
-        .send(GetDeviceKey { group: deps.group, epoch: veil_crypto::EpochId::ROOT })
-        .await
-        .map_err(mailbox("identity-vault"))??;
+    let mine = own_keys(deps).await?;
     let mut after = deps.store.setting(CURSOR).await?.as_deref().and_then(cursor_of);
     loop {
         let page: Vec<HistoryEntry> =
             log.send(GetHistory { page: Page::After(after), limit: PAGE }).await.map_err(mailbox("group-log"))??;
         let Some(last) = page.last() else { return Ok(()) };
         let next = (last.lamport, last.hash);
-        for entry in page.iter().filter(|e| e.author != Some(me)) {
+        for entry in page.iter().filter(|e| e.author.is_none_or(|a| !mine.contains(&a))) {
             match AccountEvent::decode(&entry.payload) {
                 Ok(event) => apply(deps, event).await?,
                 Err(e) => tracing::debug!(actor = NAME, error = %e, "an account event does not decode; skipped"),
@@ -199,8 +216,20 @@ async fn apply(deps: &AccountSyncDeps, event: AccountEvent) -> Result<()> {
             let _ = deps.events.send(NodeEvent::GroupCreated { group });
             Ok(())
         }
-        AccountEvent::Device { device } => {
-            deps.record_device.send(RecordDevice { device }).await.map_err(mailbox("identity-vault"))?
+        AccountEvent::Device { device, agreement } => {
+            deps.record_device.send(RecordDevice { device, agreement }).await.map_err(mailbox("identity-vault"))?
+        }
+        AccountEvent::DeviceRemoved { device } => {
+            let this_device = deps.store.devices().await?.iter().any(|d| d.is_this_device && d.device == device);
+            let changed = if this_device {
+                deps.store.mark_this_device_removed().await?
+            } else {
+                deps.store.remove_device(&device).await?
+            };
+            if changed {
+                let _ = deps.events.send(NodeEvent::DeviceRemoved { device, this_device, synced: true });
+            }
+            Ok(())
         }
     }
 }
@@ -253,7 +282,11 @@ impl Actor for AccountSync {
                         _ => continue,
                     },
                     Ok(NodeEvent::DeviceLinked { device, .. }) => {
-                        Heard::Tell(Box::new(AccountEvent::Device { device }))
+                        let listed = store.devices().await.ok().into_iter().flatten().find(|d| d.device == device);
+                        match listed.and_then(|d| d.agreement) {
+                            Some(agreement) => Heard::Tell(Box::new(AccountEvent::Device { device, agreement })),
+                            None => continue,
+                        }
                     }
                     Err(broadcast::error::RecvError::Lagged(_)) => Heard::Read,
                     Err(broadcast::error::RecvError::Closed) => return,
@@ -296,6 +329,18 @@ impl Handler<Heard> for AccountSync {
                 }));
             }
         }
+    }
+}
+
+impl Handler<TellNow> for AccountSync {
+    type Result = actix::ResponseActFuture<Self, Result<()>>;
+
+    fn handle(&mut self, TellNow(event): TellNow, _: &mut Self::Context) -> Self::Result {
+        let deps = self.deps.clone();
+        Box::pin(async move { tell(&deps, event).await }.into_actor(self).map(|told, act, ctx| {
+            act.read(ctx);
+            told
+        }))
     }
 }
 

@@ -305,6 +305,16 @@ pub enum NodeEvent {
         /// The new device's own key (listed by [`Node::devices`]).
         device: VerifyKey,
     },
+    /// A device was removed from this account ([`Node::remove_device`]).
+    DeviceRemoved {
+        /// Its own key.
+        device: VerifyKey,
+        /// It is this device: another device of the account removed it, and
+        /// it reads nothing the others write from now on.
+        this_device: bool,
+        /// Learned from another device of this account.
+        synced: bool,
+    },
     /// A device offer is no longer answered.
     DeviceOfferClosed {
         /// The offer.

@@ -3,11 +3,14 @@
 //!
 //! Every member device announces itself in one epoch (its signing key is
 //! that epoch's). A removal names a member and starts a new epoch whose
-//! secret is sealed to the remaining members. The members of an epoch are
-//! those who received its secret in the removal that started it, plus those
-//! who announced themselves in it (joined with an invitation carrying it);
-//! never a removed member. Chains and epoch secrets are only ever shared
-//! with the members of the current epoch.
+//! secret is sealed to the remaining members; a renewal removes no member
+//! but leaves out devices its author's account removed (the secret sealed
+//! to the author's remaining devices, not to its member key). The members
+//! of an epoch are those who received its secret in the event that started
+//! it (a renewal's author included), plus those who announced themselves
+//! in it (joined with an invitation carrying it); never a removed member.
+//! Chains and epoch secrets are only ever shared with the members of the
+//! current epoch.
 
 use std::collections::{HashMap, HashSet};
 
@@ -15,7 +18,54 @@ use veil_crypto::{
     EpochId, EpochSecret, GroupKeys, MemberPublic, VerifyKey,
     envelope::{AuthorKeys, EntryHash, OpenedEntry, SealedEntry, SignatureCheck, open_header_unchecked},
 };
-use veil_proto::metadata::{MemberJoined, MemberRemoved};
+use veil_proto::metadata::{EpochShare, MemberJoined, MetadataEvent};
+
+pub(crate) use crate::messages::vault::SealedEpochShare as SealedShare;
+
+/// A metadata event that starts a new epoch: a member's removal (or
+/// departure), or a renewal without some devices of its author's account.
+#[derive(Debug, Clone)]
+pub(crate) struct EpochStart {
+    /// The epoch it starts.
+    pub(crate) epoch: EpochId,
+    /// The member removed, if any (a renewal removes none).
+    pub(crate) removed: Option<VerifyKey>,
+    /// The new secret, sealed to members.
+    pub(crate) shares: Vec<EpochShare>,
+    /// The new secret, sealed to the remaining devices of the author's account.
+    pub(crate) device_shares: Vec<Vec<u8>>,
+}
+
+impl EpochStart {
+    /// The epoch start `event` is, if it is one.
+    pub(crate) fn of(event: &MetadataEvent) -> Option<Self> {
+        match event {
+            MetadataEvent::MemberJoined(_) => None,
+            MetadataEvent::MemberRemoved(r) => Some(Self {
+                epoch: r.epoch,
+                removed: Some(r.member),
+                shares: r.shares.clone(),
+                device_shares: Vec::new(),
+            }),
+            MetadataEvent::EpochRenewed(r) => Some(Self {
+                epoch: r.epoch,
+                removed: None,
+                shares: r.shares.clone(),
+                device_shares: r.device_shares.clone(),
+            }),
+        }
+    }
+
+    /// What `me` may open of it, written by a device of `author`: its
+    /// member share, or, when its own account renewed, the device shares.
+    pub(crate) fn share_for(&self, me: &VerifyKey, author: Option<&VerifyKey>) -> Option<SealedShare> {
+        if let Some(share) = self.shares.iter().find(|s| s.recipient == *me) {
+            return Some(SealedShare::Member(share.sealed_secret.clone()));
+        }
+        (self.removed.is_none() && author == Some(me) && !self.device_shares.is_empty())
+            .then(|| SealedShare::Devices(self.device_shares.clone()))
+    }
+}
 
 /// The epochs whose keys this member holds, in the order it learned them
 /// (the root epoch first).
@@ -125,6 +175,12 @@ pub(crate) struct Membership {
     recipients: HashMap<EpochId, HashSet<VerifyKey>>,
     /// For each epoch after the root: where its removal sits in log order.
     starts: HashMap<EpochId, (u64, EntryHash)>,
+    /// For each epoch after the root: the epoch its start was written in,
+    /// if known, and whether it is a renewal by that member.
+    origins: HashMap<EpochId, (EpochId, Option<VerifyKey>, bool)>,
+    /// (member, epoch) where the member renewed without some of its
+    /// devices: what those devices read of that epoch, they read too.
+    renewed: HashSet<(VerifyKey, EpochId)>,
 }
 
 impl Membership {
@@ -135,11 +191,41 @@ impl Membership {
         new
     }
 
-    /// Records a removal written at `(lamport, hash)`.
-    pub(crate) fn removed(&mut self, removal: &MemberRemoved, lamport: u64, hash: EntryHash) {
-        self.removed.insert(removal.member);
-        self.recipients.insert(removal.epoch, removal.shares.iter().map(|s| s.recipient).collect());
-        self.starts.insert(removal.epoch, (lamport, hash));
+    /// Records an epoch start by a device of `author`, written in
+    /// `written_in` at `(lamport, hash)`.
+    pub(crate) fn started(
+        &mut self,
+        start: &EpochStart,
+        author: Option<VerifyKey>,
+        written_in: Option<EpochId>,
+        (lamport, hash): (u64, EntryHash),
+    ) {
+        let renewal = start.removed.is_none();
+        if let Some(written_in) = written_in {
+            self.origins.insert(start.epoch, (written_in, author, renewal));
+            if let (true, Some(author)) = (renewal, author) {
+                self.renewed.insert((author, written_in));
+            }
+        }
+        let mut recipients: HashSet<VerifyKey> = start.shares.iter().map(|s| s.recipient).collect();
+        if let Some(member) = start.removed {
+            self.removed.insert(member);
+        } else if let Some(author) = author {
+            // A renewal's author stays a member: its devices hold the secret.
+            recipients.insert(author);
+        }
+        self.recipients.insert(start.epoch, recipients);
+        self.starts.insert(start.epoch, (lamport, hash));
+    }
+
+    /// Whether `member` must renew `current` again: it was started by an
+    /// event (not `member`'s own renewal) written in an epoch `member` had
+    /// renewed away from, which devices it removed still read, so they
+    /// may hold the secret it sealed to `member`'s key (concurrent starts).
+    pub(crate) fn must_renew(&self, member: &VerifyKey, current: &EpochId) -> bool {
+        let Some((written_in, author, renewal)) = self.origins.get(current) else { return false };
+        let own_renewal = *renewal && author.as_ref() == Some(member);
+        !own_renewal && self.renewed.contains(&(*member, *written_in))
     }
 
     /// The member a device writes for, and the epoch it writes in.
@@ -182,7 +268,6 @@ impl Membership {
 #[cfg(test)]
 mod tests {
     use veil_crypto::{AliasKey, GroupSecret, OsEntropy, SigningSecret};
-    use veil_proto::metadata::EpochShare;
 
     use super::*;
 
@@ -211,11 +296,13 @@ mod tests {
         let mut epochs = Epochs::new(keys.clone(), &[]);
         let e1 = epochs.add(&EpochSecret::from_bytes([7; 32]));
         let share = |x: &MemberPublic| EpochShare { recipient: x.signing, sealed_secret: vec![] };
-        m.removed(
-            &MemberRemoved { member: c.signing, epoch: e1, shares: vec![share(&a), share(&b)] },
-            9,
-            EntryHash([1; 32]),
-        );
+        let removal = EpochStart {
+            epoch: e1,
+            removed: Some(c.signing),
+            shares: vec![share(&a), share(&b)],
+            device_shares: vec![],
+        };
+        m.started(&removal, Some(a.signing), Some(EpochId::ROOT), (9, EntryHash([1; 32])));
         assert_eq!(epochs.current(&m), e1);
         let in_e1 = m.members_of(&e1);
         assert!(in_e1.contains(&a) && in_e1.contains(&b) && !in_e1.contains(&c));
@@ -225,6 +312,57 @@ mod tests {
         assert!(!m.members_of(&e1).contains(&late));
         m.joined(&joined(&late, e1));
         assert!(m.members_of(&e1).contains(&late));
+
+        // b renews without some of its devices: nobody is removed, b is in
+        // e2 with the members it sealed to, and e2 is current.
+        let e2 = epochs.add(&EpochSecret::from_bytes([8; 32]));
+        let renewal =
+            EpochStart { epoch: e2, removed: None, shares: vec![share(&a)], device_shares: vec![vec![1; 80]] };
+        m.started(&renewal, Some(b.signing), Some(e1), (12, EntryHash([2; 32])));
+        assert_eq!(epochs.current(&m), e2);
+        let in_e2 = m.members_of(&e2);
+        assert!(in_e2.contains(&a) && in_e2.contains(&b) && !in_e2.contains(&c));
+        assert!(!m.is_removed(&b.signing));
+        assert!(!m.must_renew(&b.signing, &e2), "its own renewal");
+
+        // Meanwhile a, not knowing of it, removed someone in e1, sealing the
+        // secret to b's member key, which b's removed devices derive: once
+        // that epoch is current, b renews again; a need not.
+        let e3 = epochs.add(&EpochSecret::from_bytes([9; 32]));
+        let concurrent = EpochStart {
+            epoch: e3,
+            removed: Some(late.signing),
+            shares: vec![share(&a), share(&b)],
+            device_shares: vec![],
+        };
+        m.started(&concurrent, Some(a.signing), Some(e1), (13, EntryHash([3; 32])));
+        assert_eq!(epochs.current(&m), e3);
+        assert!(m.must_renew(&b.signing, &e3));
+        assert!(!m.must_renew(&a.signing, &e3));
+        // b's renewal of e3, written in e3, settles it.
+        let e4 = epochs.add(&EpochSecret::from_bytes([10; 32]));
+        let again = EpochStart { epoch: e4, removed: None, shares: vec![share(&a)], device_shares: vec![] };
+        m.started(&again, Some(b.signing), Some(e3), (14, EntryHash([4; 32])));
+        assert!(!m.must_renew(&b.signing, &epochs.current(&m)));
+    }
+
+    #[test]
+    fn a_renewal_gives_device_shares_only_to_its_authors_member() {
+        let (me, other) =
+            (SigningSecret::from_seed(&[1; 32]).verify_key(), SigningSecret::from_seed(&[2; 32]).verify_key());
+        let renewal = EpochStart {
+            epoch: EpochId([3; 32]),
+            removed: None,
+            shares: vec![EpochShare { recipient: other, sealed_secret: vec![5; 80] }],
+            device_shares: vec![vec![6; 80]],
+        };
+        assert!(matches!(renewal.share_for(&me, Some(&me)), Some(SealedShare::Devices(d)) if d == vec![vec![6; 80]]));
+        assert!(matches!(renewal.share_for(&other, Some(&me)), Some(SealedShare::Member(s)) if s == vec![5; 80]));
+        let stranger = SigningSecret::from_seed(&[4; 32]).verify_key();
+        assert!(renewal.share_for(&stranger, Some(&me)).is_none());
+        // A removal's device shares are nobody's.
+        let removal = EpochStart { removed: Some(other), ..renewal };
+        assert!(removal.share_for(&me, Some(&me)).is_none());
     }
 
     #[test]
@@ -236,9 +374,9 @@ mod tests {
         let mut m = Membership::default();
         assert_eq!(epochs.current(&m), ids[2]);
         let gone = SigningSecret::generate(&mut OsEntropy).unwrap().verify_key();
-        let removal = |epoch| MemberRemoved { member: gone, epoch, shares: vec![] };
-        m.removed(&removal(ids[2]), 5, EntryHash([0; 32]));
-        m.removed(&removal(ids[1]), 3, EntryHash([0; 32]));
+        let removal = |epoch| EpochStart { epoch, removed: Some(gone), shares: vec![], device_shares: vec![] };
+        m.started(&removal(ids[2]), None, None, (5, EntryHash([0; 32])));
+        m.started(&removal(ids[1]), None, None, (3, EntryHash([0; 32])));
         assert_eq!(epochs.current(&m), ids[2]);
     }
 }

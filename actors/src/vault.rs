@@ -15,7 +15,7 @@ use veil_crypto::{
     ChainState, EpochId, EpochSecret, GroupId, GroupSecret, Identity, MemberKeys, MemberPublic, NetworkKey, OsEntropy,
     SigningSecret, ThreadEntropy, VerifyKey, contact_group_secret,
     envelope::{BodyKey, EntryKind, Position, SealedEntry, begin_entry},
-    epoch::{epoch_device_key, open_epoch_secret},
+    epoch::{device_agreement_key, epoch_device_key, open_device_epoch_secret, open_epoch_secret},
     handshake::{Requester, Responder},
     ratchet::{open_chain_state, seal_chain_state},
 };
@@ -27,7 +27,8 @@ use crate::{
     messages::vault::{
         AddGroup, AnnounceDevice, AnswerRequest, BeginRequest, ContinueRequest, DeriveContactGroup, GetDeviceKey,
         GetIdentity, GetMemberKeys, GroupRemoved, HandshakeId, IssueInvitation, OpenChainShare, OpenEpochShare,
-        PublicIdentity, ReadRequest, ReceivedRequest, RotateNetworkKey, SealMessages, SealedMessages, SignEntry,
+        PublicIdentity, ReadRequest, ReceivedRequest, RotateNetworkKey, SealMessages, SealedEpochShare, SealedMessages,
+        SignEntry,
     },
     supervision::{guarded, load_state},
 };
@@ -456,9 +457,18 @@ impl Handler<OpenEpochShare> for IdentityVault {
     type Result = Result<EpochSecret>;
 
     fn handle(&mut self, msg: OpenEpochShare, ctx: &mut Self::Context) -> Self::Result {
-        guarded(NAME, ctx, || {
-            let member = self.member_keys(&msg.group)?;
-            Ok(open_epoch_secret(&msg.group, &member.agreement, &msg.sealed)?)
+        guarded(NAME, ctx, || match &msg.share {
+            SealedEpochShare::Member(sealed) => {
+                let member = self.member_keys(&msg.group)?;
+                Ok(open_epoch_secret(&msg.group, &member.agreement, sealed)?)
+            }
+            SealedEpochShare::Devices(sealed) => {
+                let mine = device_agreement_key(&self.identity()?.device);
+                sealed
+                    .iter()
+                    .find_map(|s| open_device_epoch_secret(&msg.group, &mine, s).ok())
+                    .ok_or(Error::Refused("no share of the new epoch opens for this device"))
+            }
         })
     }
 }

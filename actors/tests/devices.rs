@@ -66,6 +66,23 @@ async fn shows(node: &Node, group: &GroupId, expected: &[&str]) {
     until(&mut events, || async { texts(node, group).await == expected }).await;
 }
 
+/// Waits until each of `nodes` shows `count` messages in each of `groups`,
+/// then checks that they show them in the same order.
+async fn read_alike(nodes: &[&Node], groups: &[GroupId], count: usize) {
+    for node in nodes {
+        for g in groups {
+            let mut events = node.events();
+            until(&mut events, || async { texts(node, g).await.len() == count }).await;
+        }
+    }
+    for g in groups {
+        let seen = texts(nodes[0], g).await;
+        for node in &nodes[1..] {
+            assert_eq!(texts(node, g).await, seen);
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_linked_device_is_the_same_account_in_the_one_to_one_and_in_a_group() {
     let t = two_contacts().await;
@@ -92,18 +109,8 @@ async fn a_linked_device_is_the_same_account_in_the_one_to_one_and_in_a_group() 
     alice2.send(&group, b"group: new device").await.unwrap();
     alice.send(&group, b"group: first device").await.unwrap();
     bob.send(&group, b"group: bob").await.unwrap();
-    for node in [alice, &alice2, bob] {
-        for g in [&one_to_one, &group] {
-            let mut events = node.events();
-            until(&mut events, || async { texts(node, g).await.len() == 4 }).await;
-        }
-    }
-    // In the same order everywhere.
-    for g in [&one_to_one, &group] {
-        let seen = texts(bob, g).await;
-        assert_eq!(texts(alice, g).await, seen);
-        assert_eq!(texts(&alice2, g).await, seen);
-    }
+    // Four messages in each, in the same order everywhere.
+    read_alike(&[alice, &alice2, bob], &[one_to_one, group], 4).await;
     // Bob has one contact, Alice, and she is one member of the group.
     assert_eq!(bob.contacts().await.unwrap().len(), 1);
     assert_eq!(bob.members(&group).await.unwrap().len(), 2);
@@ -224,4 +231,86 @@ async fn an_expired_offer_gets_no_answer() {
     assert!(vehicle.join_device(&offer).await.is_err(), "an expired offer answers nothing");
     let reason = closed(&mut events, offer_id).await;
     assert_eq!(reason, "expired");
+}
+
+/// Waits until `node` held back each of `hashes` for want of its epoch's
+/// keys: it received them and cannot read them.
+async fn held_back(
+    events: &mut tokio::sync::broadcast::Receiver<NodeEvent>,
+    mut hashes: Vec<veil_crypto::envelope::EntryHash>,
+) {
+    while !hashes.is_empty() {
+        let hash = wait_for(events, |e| match e {
+            NodeEvent::EntryHeldBack { hash, reason: "the keys of its epoch", .. } if hashes.contains(&hash) => {
+                Some(hash)
+            }
+            _ => None,
+        })
+        .await;
+        hashes.retain(|h| *h != hash);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_device_reads_nothing_written_afterwards_and_the_others_carry_on() {
+    let t = two_contacts().await;
+    let (alice, bob, one_to_one) = (&t.a, &t.b, t.group);
+    let (group, _) = group_between(alice, bob).await;
+    let (dir2, dir3) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let alice2 = link(&t, alice, &dir2).await;
+    let alice3 = link(&t, alice, &dir3).await;
+    let removed = alice2.identity().await.unwrap().device;
+    // Everyone reads everyone before the removal.
+    bob.send(&one_to_one, b"before").await.unwrap();
+    bob.send(&group, b"group before").await.unwrap();
+    for node in [alice, &alice2, &alice3] {
+        shows(node, &one_to_one, &["before"]).await;
+        shows(node, &group, &["group before"]).await;
+    }
+
+    let mut removed_events = alice2.events();
+    let mut third_events = alice3.events();
+    // The 1:1, the group and the account's own group.
+    assert_eq!(alice.remove_device(&removed).await.unwrap(), 3);
+    assert!(alice.remove_device(&removed).await.is_err(), "removed once");
+    let me = alice.identity().await.unwrap().device;
+    assert!(alice.remove_device(&me).await.is_err(), "a device cannot remove itself");
+    // The removed device learns it, and so does the third.
+    wait_for(&mut removed_events, |e| match e {
+        NodeEvent::DeviceRemoved { device, this_device: true, synced: true } if device == removed => Some(()),
+        _ => None,
+    })
+    .await;
+    wait_for(&mut third_events, |e| match e {
+        NodeEvent::DeviceRemoved { device, this_device: false, synced: true } if device == removed => Some(()),
+        _ => None,
+    })
+    .await;
+    assert!(alice3.devices().await.unwrap().iter().any(|d| d.device == removed && d.removed_at.is_some()));
+
+    // The first device writes in the new epoch; whoever reads that holds
+    // it, and writes in it from then on. (What Bob wrote before he learned
+    // of the renewal would be in the old epoch, which the removed device
+    // still holds: the removal takes effect as each writer learns of it.)
+    let mut after = vec![
+        alice.send(&one_to_one, b"after: first").await.unwrap(),
+        alice.send(&group, b"group after: first").await.unwrap(),
+    ];
+    for node in [bob, &alice3] {
+        shows(node, &one_to_one, &["before", "after: first"]).await;
+        shows(node, &group, &["group before", "group after: first"]).await;
+    }
+    // Bob and the third device write too; everyone but the removed device reads it all.
+    for (node, name) in [(bob, "bob"), (&alice3, "third")] {
+        after.push(node.send(&one_to_one, format!("after: {name}").as_bytes()).await.unwrap());
+        after.push(node.send(&group, format!("group after: {name}").as_bytes()).await.unwrap());
+    }
+    read_alike(&[alice, &alice3, bob], &[one_to_one, group], 4).await;
+
+    // The removed device received all of it and reads none of it.
+    held_back(&mut removed_events, after).await;
+    assert_eq!(texts(&alice2, &one_to_one).await, ["before"]);
+    assert_eq!(texts(&alice2, &group).await, ["group before"]);
+    // Bob still has one contact.
+    assert_eq!(bob.contacts().await.unwrap().len(), 1);
 }

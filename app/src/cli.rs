@@ -160,6 +160,14 @@ pub(crate) enum DeviceAction {
     },
     /// List this account's devices known here.
     List,
+    /// Remove another device of this account (by its key, or the start of
+    /// it): every conversation moves to keys it does not get, so it reads
+    /// nothing written afterwards. It keeps the account's keys until they
+    /// are rotated (docs/THREATS.md).
+    Remove {
+        /// The device's key in hex, or a prefix naming one device (`veil device list`).
+        device: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

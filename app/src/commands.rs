@@ -181,6 +181,7 @@ async fn with_daemon(c: &mut Client, command: Command, out: Out) -> Result<()> {
         }
         Command::Device { action: DeviceAction::Link { lifetime } } => crate::devices::link(c, lifetime, out).await,
         Command::Device { action: DeviceAction::List } => crate::devices::list(c, out).await,
+        Command::Device { action: DeviceAction::Remove { device } } => crate::devices::remove(c, &device, out).await,
         Command::Init { .. }
         | Command::Restore { .. }
         | Command::Daemon(_)

@@ -95,13 +95,39 @@ pub(crate) async fn list(c: &mut Client, out: Out) -> Result<()> {
     let devices = c.list_devices(api::ListDevicesRequest {}).await.map_err(ApiError::from)?.into_inner().devices;
     let v = json!({ "devices": devices.iter().map(|d| json!({
         "device": d.device, "this_device": d.this_device, "added_at": d.added_at, "name": d.name,
+        "removed_at": (d.removed_at != 0).then_some(d.removed_at),
     })).collect::<Vec<_>>() });
     out.emit(&v, || {
         devices
             .iter()
-            .map(|d| format!("{}{}", d.device, if d.this_device { "  (this device)" } else { "" }))
+            .map(|d| {
+                let note = match (d.this_device, d.removed_at != 0) {
+                    (true, true) => "  (this device, removed by another)",
+                    (true, false) => "  (this device)",
+                    (false, true) => "  (removed)",
+                    (false, false) => "",
+                };
+                format!("{}{note}", d.device)
+            })
             .collect::<Vec<_>>()
             .join("\n")
+    })
+}
+
+/// `veil device remove ID`.
+pub(crate) async fn remove(c: &mut Client, device: &str, out: Out) -> Result<()> {
+    let removed = c
+        .remove_device(api::RemoveDeviceRequest { device: device.to_owned() })
+        .await
+        .map_err(ApiError::from)?
+        .into_inner();
+    let v = json!({ "removed": removed.device, "groups_renewed": removed.groups_renewed });
+    out.emit(&v, || {
+        format!(
+            "Removed device {}: {} groups (1:1s included) moved to new keys it does not get.",
+            crate::output::short(&removed.device),
+            removed.groups_renewed
+        )
     })
 }
 

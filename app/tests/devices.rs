@@ -96,6 +96,27 @@ fn a_new_device_joins_through_the_cli_and_both_devices_talk_with_bob() {
         assert_eq!(theirs, seen, "the same order on every device");
     }
     assert_eq!(bob.ok(&["contact", "list"])["contacts"].as_array().unwrap().len(), 1, "Bob sees one contact");
+
+    // The first device removes the new one, naming it by the start of its key.
+    assert_ne!(alice.run(&["device", "remove", "zz"]).code, 0, "not a key");
+    let removed = alice.ok(&["device", "remove", &device[..12]]);
+    assert_eq!(removed["removed"], device.as_str());
+    assert_eq!(removed["groups_renewed"], 2, "the 1:1 and the account's own group");
+    assert_ne!(alice.run(&["device", "remove", &device]).code, 0, "removed once");
+    let listed = |d: &Daemon| d.ok(&["device", "list"])["devices"].as_array().unwrap().clone();
+    assert!(listed(&alice).iter().any(|d| d["device"] == device.as_str() && d["removed_at"].is_u64()));
+    // The removed device learns it.
+    alice2_events
+        .until("its removal", || listed(&alice2).iter().any(|d| d["this_device"] == true && d["removed_at"].is_u64()));
+    // The first device writes under the new keys; Bob reads it, and writes
+    // under them himself once he has.
+    alice.ok(&["send", &conversation, "after the removal"]);
+    bob_events.until("the message after the removal", || texts(&bob.ok(&["log", "Alice"])).len() == 5);
+    bob.ok(&["send", "Alice", "bob after the removal"]);
+    alice_events.until("Bob's message after the removal", || texts(&alice.ok(&["log", &conversation])).len() == 6);
+    // The removed device got none of it in the clear.
+    let theirs = texts(&alice2.ok(&["log", &conversation]));
+    assert_eq!(theirs.len(), 4, "{theirs:?}");
 }
 
 #[test]

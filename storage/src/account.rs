@@ -38,9 +38,11 @@ pub struct DeviceRecord {
 /// Fills in this device's agreement key where a store from before schema
 /// 12 lacks it (it is derived from the sealed device secret).
 pub(crate) async fn fill_device_agreement(conn: &mut SqliteConnection, key: &StorageKey) -> Result<()> {
-    let row = sqlx::query("SELECT device_public, sealed_secret FROM devices WHERE sealed_secret IS NOT NULL AND agreement_public IS NULL")
-        .fetch_optional(&mut *conn)
-        .await?;
+    let row = sqlx::query(
+        "SELECT device_public, sealed_secret FROM devices WHERE sealed_secret IS NOT NULL AND agreement_public IS NULL",
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
     let Some(row) = row else { return Ok(()) };
     let device = SigningSecret::from_seed(&*key.open32(SEAL_DEVICE, &row.try_get::<Vec<u8>, _>("sealed_secret")?)?);
     sqlx::query("UPDATE devices SET agreement_public = $1 WHERE device_public = $2")
@@ -157,10 +159,11 @@ impl Store {
     pub async fn remove_device(&self, device: &VerifyKey) -> Result<bool> {
         let mut conn = self.writer().await?;
         let mut tx = conn.begin().await?;
-        let mine: Option<bool> = sqlx::query_scalar("SELECT sealed_secret IS NOT NULL FROM devices WHERE device_public = $1")
-            .bind(device.to_bytes().to_vec())
-            .fetch_optional(&mut *tx)
-            .await?;
+        let mine: Option<bool> =
+            sqlx::query_scalar("SELECT sealed_secret IS NOT NULL FROM devices WHERE device_public = $1")
+                .bind(device.to_bytes().to_vec())
+                .fetch_optional(&mut *tx)
+                .await?;
         if mine == Some(true) {
             return Err(Error::Invalid { what: "device", reason: "this device cannot remove itself" });
         }
@@ -182,11 +185,12 @@ impl Store {
     /// it); `false` if it was already.
     pub async fn mark_this_device_removed(&self) -> Result<bool> {
         let mut conn = self.writer().await?;
-        let changed = sqlx::query("UPDATE devices SET removed_at = $1 WHERE sealed_secret IS NOT NULL AND removed_at IS NULL")
-            .bind(time_value(self.now())?)
-            .execute(&mut *conn)
-            .await?
-            .rows_affected();
+        let changed =
+            sqlx::query("UPDATE devices SET removed_at = $1 WHERE sealed_secret IS NOT NULL AND removed_at IS NULL")
+                .bind(time_value(self.now())?)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
         Ok(changed > 0)
     }
 

@@ -14,8 +14,7 @@ pub(crate) fn blob<const N: usize>(row: &SqliteRow, column: &'static str) -> Res
 /// A fixed-size blob column that may be NULL.
 pub(crate) fn optional_blob<const N: usize>(row: &SqliteRow, column: &'static str) -> Result<Option<[u8; N]>> {
     let v: Option<Vec<u8>> = row.try_get(column)?;
-    v.map(|v| v.as_slice().try_into().map_err(|_| Error::Invalid { what: column, reason: "wrong length" }))
-        .transpose()
+    v.map(|v| v.as_slice().try_into().map_err(|_| Error::Invalid { what: column, reason: "wrong length" })).transpose()
 }
 
 /// A timestamp column that may be NULL.

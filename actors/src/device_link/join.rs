@@ -105,7 +105,8 @@ impl DeviceJoin {
         let Self { network, time, clock, peer, offer, session } = self;
         let mut session = session.confirm();
         let device = SigningSecret::generate(&mut OsEntropy)?;
-        let start = session.seal(&DeviceRequest::Start { device: device.verify_key() }.encode())?;
+        let agreement = veil_crypto::epoch::device_agreement_key(&device).public();
+        let start = session.seal(&DeviceRequest::Start { device: device.verify_key(), agreement }.encode())?;
         // The first answer comes once the other side confirmed.
         let mut reply = loop {
             let answer = network.request(peer, HandshakeFrame::DeviceSealed(start.clone()).encode()).await?;

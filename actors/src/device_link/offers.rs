@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use veil_crypto::{
-    AccountKeys, Entropy, VerifyKey,
+    AccountKeys, AgreementPublic, Entropy, VerifyKey,
     device_link::{DeviceOffer, DeviceSession, LinkingDevice, ShortCode, UnconfirmedSession},
     time::UnixTime,
 };
@@ -44,11 +44,13 @@ struct Offer {
     sessions: u32,
     session: Session,
     copy: Option<DeviceCopy>,
-    /// The new device's own key, from its first request.
-    device: Option<VerifyKey>,
+    /// The new device's own key and agreement key, from its first request.
+    device: Option<(VerifyKey, AgreementPublic)>,
 }
 
 /// What a session message from the new device asks for, once opened.
+// One at a time, answered at once: boxing the request would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub(crate) enum Opened {
     /// The user has not confirmed yet: the new device asks again later
@@ -169,8 +171,8 @@ impl Offers {
         };
         match opened {
             Ok(request) => {
-                if let DeviceRequest::Start { device } = &request {
-                    offer.device.get_or_insert(*device);
+                if let DeviceRequest::Start { device, agreement } = &request {
+                    offer.device.get_or_insert((*device, *agreement));
                 }
                 Ok(Opened::Request(request))
             }
@@ -181,8 +183,8 @@ impl Offers {
         }
     }
 
-    /// The new device's own key, once it said it.
-    pub(crate) fn device(&self, id: OfferId) -> Option<VerifyKey> {
+    /// The new device's own key and agreement key, once it said them.
+    pub(crate) fn device(&self, id: OfferId) -> Option<(VerifyKey, AgreementPublic)> {
         self.live.get(&id).and_then(|o| o.device)
     }
 

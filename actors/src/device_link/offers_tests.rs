@@ -34,9 +34,10 @@ fn the_typed_code_confirms_the_session_and_a_wrong_one_withdraws_the_offer() {
     assert!(offers.confirm(id, code).unwrap());
     let mut session = new_device.confirm();
     let device = veil_crypto::SigningSecret::generate(&mut OsEntropy).unwrap().verify_key();
-    let start = session.seal(&DeviceRequest::Start { device }.encode()).unwrap();
+    let agreement = veil_crypto::AgreementPublic([4; 32]);
+    let start = session.seal(&DeviceRequest::Start { device, agreement }.encode()).unwrap();
     assert!(matches!(offers.open(id, alice, &start).unwrap(), Opened::Request(DeviceRequest::Start { .. })));
-    assert_eq!(offers.device(id), Some(device));
+    assert_eq!(offers.device(id), Some((device, agreement)));
     // A confirmed offer answers nobody else.
     let (_, other) = hello(&offer);
     assert!(offers.hello(id, peer(), &other, NOW, &mut OsEntropy).is_err());

@@ -39,7 +39,9 @@ impl Handler<crate::messages::vault::RecordDevice> for IdentityVault {
 
     fn handle(&mut self, msg: crate::messages::vault::RecordDevice, _: &mut Self::Context) -> Self::Result {
         let store = self.store.clone();
-        AtomicResponse::new(Box::pin(async move { Ok(store.add_device(&msg.device, None).await?) }.into_actor(self)))
+        AtomicResponse::new(Box::pin(
+            async move { Ok(store.add_device(&msg.device, &msg.agreement, None).await?) }.into_actor(self),
+        ))
     }
 }
 
@@ -83,7 +85,7 @@ enum Step {
     /// The first request: the store's copy is made, then its first piece sent.
     Copy,
     /// The last: the new device is recorded, then the farewell sent.
-    Record(VerifyKey),
+    Record((VerifyKey, veil_crypto::AgreementPublic)),
 }
 
 impl Handler<OfferMessage> for IdentityVault {
@@ -114,8 +116,8 @@ impl Handler<OfferMessage> for IdentityVault {
                 match step? {
                     Step::Answer(answer) => Ok((Some(answer), None, None)),
                     Step::Copy => Ok((None, Some(store.device_copy(&keys, &dir).await?), None)),
-                    Step::Record(device) => {
-                        store.add_device(&device, None).await?;
+                    Step::Record((device, agreement)) => {
+                        store.add_device(&device, &agreement, None).await?;
                         Ok((None, None, Some(device)))
                     }
                 }

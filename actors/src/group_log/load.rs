@@ -49,13 +49,17 @@ pub(super) async fn load(deps: GroupLogDeps, group: GroupId, members: Vec<Addres
             MetadataEvent::MemberJoined(j) => {
                 membership.joined(j);
             }
-            MetadataEvent::MemberRemoved(r) => {
-                membership.removed(r, e.lamport, e.hash);
+            MetadataEvent::MemberRemoved(_) | MetadataEvent::EpochRenewed(_) => {
+                let Some(start) = EpochStart::of(event) else { continue };
+                // Stored only once its author's announcement was: known.
+                let author = e.author.and_then(|a| membership.device(&a).map(|(m, _)| m.signing));
+                let written_in = epochs.open(&e.sealed, &mut AuthorKeys::default()).ok().map(|(epoch, _)| epoch);
+                membership.started(&start, author, written_in, (e.lamport, e.hash));
                 // A removal stored just before a crash may not have had its
                 // epoch kept yet.
-                if let Some(share) = r.shares.iter().find(|s| s.recipient == me.signing)
-                    && !epochs.holds(&r.epoch)
-                    && let Ok(secret) = open_epoch(&deps, group, &epochs, r, &share.sealed_secret).await?
+                if let Some(share) = start.share_for(&me.signing, author.as_ref())
+                    && !epochs.holds(&start.epoch)
+                    && let Ok(secret) = open_epoch(&deps, group, &epochs, &start, &share).await?
                 {
                     store.add_epoch(&group, &secret).await?;
                     epochs.add(&secret);
@@ -95,6 +99,14 @@ pub(super) async fn load(deps: GroupLogDeps, group: GroupId, members: Vec<Addres
         };
         enter_epoch(&deps, group, &epochs, epoch, &members, recipients, &mut membership, &me).await?
     };
+    // A start this account's removed devices may hold the secret of, not
+    // renewed before a stop: renewed now (see `Membership::must_renew`).
+    if !membership.is_removed(&me.signing) && membership.must_renew(&me.signing, &writer.epoch) {
+        let renewing = super::members::NewEpoch::Renewing(super::members::remaining_devices(store).await?);
+        (epochs, membership, writer) =
+            super::members::write_epoch_start(&deps, group, &members, (epochs, membership, writer), me, renewing)
+                .await?;
+    }
     // Members learned before a stop and not shared with yet: nothing was
     // written since they were learned (appends share first), so the
     // chain's position now is the one they are owed.
@@ -128,22 +140,22 @@ pub(super) fn others(membership: &Membership, epoch: &EpochId, me: &MemberPublic
     membership.members_of(epoch).into_iter().filter(|m| m != me).collect()
 }
 
-/// Opens this member's share of a removal's epoch secret; `Ok(Err(()))` if
-/// it does not open or names another epoch.
+/// Opens this device's share of a removal's or renewal's epoch secret;
+/// `Ok(Err(()))` if it does not open or names another epoch.
 pub(super) async fn open_epoch(
     deps: &GroupLogDeps,
     group: GroupId,
     epochs: &Epochs,
-    removal: &MemberRemoved,
-    sealed: &[u8],
+    start: &EpochStart,
+    share: &SealedShare,
 ) -> Result<std::result::Result<EpochSecret, ()>> {
     let opened = deps
         .open_epoch
-        .send(OpenEpochShare { group, sealed: sealed.to_vec() })
+        .send(OpenEpochShare { group, share: share.clone() })
         .await
         .map_err(mailbox("identity-vault"))?;
     Ok(match opened {
-        Ok(secret) if epochs.root().epoch(&secret).0 == removal.epoch => Ok(secret),
+        Ok(secret) if epochs.root().epoch(&secret).0 == start.epoch => Ok(secret),
         _ => Err(()),
     })
 }

@@ -29,20 +29,20 @@ use veil_crypto::{
     EpochId, EpochSecret, GroupId, GroupKeys, MemberPublic, OsEntropy, ReceiverChain, SenderChain, ThreadEntropy,
     VerifyKey,
     envelope::{AuthorKeys, BodyKey, EntryHash, EntryKind, Position, SealedEntry, begin_entry},
-    epoch::seal_epoch_secret,
+    epoch::{seal_epoch_secret, seal_epoch_secret_to_device},
 };
-use veil_proto::metadata::{EpochShare, MemberJoined, MemberRemoved, MetadataEvent};
+use veil_proto::metadata::{EpochRenewed, EpochShare, MemberJoined, MemberRemoved, MetadataEvent};
 use veil_storage::{Addressee, Appended, GroupKind, NewEntry, RatchetUpdate, Store, Unsynced};
 
 use crate::time::Time;
 use crate::{
     Error, NodeEvent, Result,
     heads::parents_of,
-    membership::{Epochs, Membership},
+    membership::{EpochStart, Epochs, Membership, SealedShare},
     messages::{
         contacts::ContactJoined,
         courier::EntriesOwed,
-        group::{AwaitAnnounced, EntriesHeld, GetMembers, Receipt, ReceiveEntries, RemoveMember},
+        group::{AwaitAnnounced, EntriesHeld, GetMembers, Receipt, ReceiveEntries, RemoveMember, RenewEpoch},
         vault::{AnnounceDevice, GetDeviceKey, GetMemberKeys, OpenChainShare, OpenEpochShare, SealMessages, SignEntry},
     },
     supervision::{guarded, load_state, mailbox},
@@ -61,6 +61,7 @@ mod share;
 
 use known::Known;
 use load::*;
+pub(crate) use members::remaining_devices;
 use orphans::Orphans;
 use reserve::Reservation;
 

@@ -86,8 +86,11 @@ impl Io {
     async fn store_removal(&self, reception: &mut Reception, removing: Removing) -> Result<()> {
         let mut secret = None;
         if let Some(sealed) = &removing.share {
-            match open_epoch(&self.deps, self.group, &reception.epochs, &removing.removal, sealed).await? {
+            match open_epoch(&self.deps, self.group, &reception.epochs, &removing.start, sealed).await? {
                 Ok(s) => secret = Some(s),
+                // None is this device's: the account removed it. The
+                // renewal is authentic all the same.
+                Err(()) if matches!(sealed, SealedShare::Devices(_)) => {}
                 Err(()) => {
                     reception.refuse(removing.item.opened.hash, "bad epoch share");
                     return Ok(());
@@ -180,6 +183,8 @@ impl Io {
             self.carry_out(reception);
             round = reception.next_round();
         }
+        reception.finish();
+        self.carry_out(reception);
         Ok(unsynced)
     }
 }
@@ -223,6 +228,16 @@ impl Handler<ReceiveEntries> for GroupLog {
                         &me,
                     )
                     .await?;
+                }
+                if reception.must_renew() {
+                    // A start this account's removed devices may hold the
+                    // secret of: renewed at once, before this device writes.
+                    let devices = super::members::remaining_devices(&io.deps.store).await?;
+                    let state = (reception.epochs.clone(), reception.membership.clone(), writer);
+                    let renewing = super::members::NewEpoch::Renewing(devices);
+                    let (epochs, membership, renewed) =
+                        super::members::write_epoch_start(&io.deps, group, &members, state, me, renewing).await?;
+                    (reception.epochs, reception.membership, writer) = (epochs, membership, renewed);
                 }
                 let mut receipt = reception.take_receipt();
                 receipt.unsynced = unsynced;

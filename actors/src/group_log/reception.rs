@@ -17,7 +17,7 @@ use veil_crypto::{
     envelope::{AuthorKeys, EntryHash, EntryKind, OpenedEntry, Position, SealedEntry, failed_signatures},
     ratchet::{ChainState, DEFAULT_WINDOW},
 };
-use veil_proto::metadata::{MemberJoined, MemberRemoved, MetadataEvent};
+use veil_proto::metadata::{MemberJoined, MetadataEvent};
 use veil_storage::{Appended, GroupKind, NewEntry, RatchetUpdate};
 use zeroize::Zeroizing;
 
@@ -25,7 +25,7 @@ use super::{Loaded, NAME, known::Known, load::others, orphans::Arrived, orphans:
 use crate::{
     Error, NodeEvent, Result,
     heads::heads_after,
-    membership::{Epochs, Membership, Unopened},
+    membership::{EpochStart, Epochs, Membership, SealedShare, Unopened},
     messages::group::Receipt,
 };
 
@@ -68,13 +68,15 @@ pub(super) struct Joining {
     pub share: Option<Vec<u8>>,
 }
 
-/// A removal found valid, to be stored.
+/// A removal or renewal found valid, to be stored.
 pub(super) struct Removing {
     pub item: Arrived,
-    pub removal: MemberRemoved,
+    pub start: EpochStart,
+    /// The member of its author device.
+    pub author: VerifyKey,
     pub payload: Zeroizing<Vec<u8>>,
-    /// The new epoch's secret sealed to this member, unless it is held.
-    pub share: Option<Vec<u8>>,
+    /// The new epoch's secret sealed for this device, unless it is held.
+    pub share: Option<SealedShare>,
 }
 
 /// A message of the batch, stored with the others at the end of a round.
@@ -119,6 +121,10 @@ pub(super) struct Reception {
     pub(super) contact_joined: Option<Option<String>>,
     events: Vec<NodeEvent>,
     refusals: u32,
+    /// Authentic entries of an epoch this device holds no keys for (yet).
+    keyless: Vec<SealedEntry>,
+    /// This round brought a new epoch: `keyless` entries are tried again.
+    epochs_grew: bool,
 }
 
 impl Reception {
@@ -157,6 +163,8 @@ impl Reception {
             lamport: 0,
             contact_joined: None,
             events: Vec::new(),
+            keyless: Vec::new(),
+            epochs_grew: false,
             refusals: 0,
         }
     }
@@ -190,7 +198,9 @@ impl Reception {
                 }
                 Err(Unopened::Forged) => self.refuse(entry.hash(), "forged entry"),
                 Err(Unopened::NoKey) if removed => self.receipt.ack.push(entry.hash()),
-                Err(Unopened::NoKey) => self.hold_back(entry.hash(), "the keys of its epoch"),
+                // Tried again if this batch brings a new epoch (a removal
+                // and what was written after it often come together).
+                Err(Unopened::NoKey) => self.keyless.push(entry),
             }
         }
         for i in failed_signatures(&checks).into_iter().rev() {
@@ -279,7 +289,12 @@ impl Reception {
         };
         Ok(match MetadataEvent::decode(&payload) {
             Ok(MetadataEvent::MemberJoined(joined)) => self.judge_joined(item, joined, payload),
-            Ok(MetadataEvent::MemberRemoved(removal)) => self.judge_removal(item, removal, payload),
+            Ok(event @ (MetadataEvent::MemberRemoved(_) | MetadataEvent::EpochRenewed(_))) => {
+                match EpochStart::of(&event) {
+                    Some(start) => self.judge_epoch_start(item, start, payload),
+                    None => Verdict::Done,
+                }
+            }
             Err(_) => {
                 self.refuse(item.opened.hash, "unknown metadata event");
                 Verdict::Done
@@ -363,9 +378,11 @@ impl Reception {
         self.settle(hash, EntryKind::Metadata);
     }
 
-    fn judge_removal(&mut self, item: Arrived, removal: MemberRemoved, payload: Zeroizing<Vec<u8>>) -> Verdict {
+    /// A removal, or a renewal (which contact groups have too: an account
+    /// removing a device renews its 1:1s).
+    fn judge_epoch_start(&mut self, item: Arrived, start: EpochStart, payload: Zeroizing<Vec<u8>>) -> Verdict {
         let hash = item.opened.hash;
-        if self.kind != GroupKind::MultiMember {
+        if self.kind != GroupKind::MultiMember && start.removed.is_some() {
             self.refuse(hash, "contact groups have no removals");
             return Verdict::Done;
         }
@@ -381,26 +398,26 @@ impl Reception {
             self.refuse(hash, "its author was removed");
             return Verdict::Done;
         }
-        let share = removal
-            .shares
-            .iter()
-            .find(|s| s.recipient == self.me.signing)
-            .filter(|_| !self.epochs.holds(&removal.epoch))
-            .map(|s| s.sealed_secret.clone());
-        Verdict::Removal(Box::new(Removing { item, removal, payload, share }))
+        let share =
+            start.share_for(&self.me.signing, Some(&author.signing)).filter(|_| !self.epochs.holds(&start.epoch));
+        Verdict::Removal(Box::new(Removing { item, start, author: author.signing, payload, share }))
     }
 
     /// A removal was stored (`stored`) or found stored already, with the
     /// new epoch's secret if this member opened its share: a new epoch
     /// starts.
     pub(super) fn removal_stored(&mut self, removing: Removing, stored: bool, secret: Option<&EpochSecret>) {
-        let Removing { item, removal, .. } = removing;
+        let Removing { item, start, author, .. } = removing;
         let (hash, lamport) = (item.opened.hash, item.opened.position.lamport);
+        let written_in = item.epoch;
         if let Some(secret) = secret {
             self.epochs.add(secret);
+            self.epochs_grew = true;
         }
-        self.membership.removed(&removal, lamport, hash);
-        self.events.push(NodeEvent::MemberRemoved { group: self.group, member: removal.member });
+        self.membership.started(&start, Some(author), Some(written_in), (lamport, hash));
+        if let Some(member) = start.removed {
+            self.events.push(NodeEvent::MemberRemoved { group: self.group, member });
+        }
         if stored {
             self.positions.insert(hash, (EntryKind::Metadata, lamport));
             self.lamport = self.lamport.max(lamport);
@@ -501,10 +518,24 @@ impl Reception {
         }
     }
 
-    /// The next round: entries that waited for a parent this round stored.
+    /// The next round: entries that waited for a parent this round stored,
+    /// and those of an epoch this round brought.
     pub(super) fn next_round(&mut self) -> Vec<Arrived> {
         let stored = std::mem::take(&mut self.stored);
-        self.orphans.unlocked(&stored)
+        let mut round = self.orphans.unlocked(&stored);
+        if std::mem::take(&mut self.epochs_grew) {
+            let keyless = std::mem::take(&mut self.keyless);
+            round.extend(self.open(keyless));
+        }
+        round
+    }
+
+    /// The batch is over: what no held epoch opens waits (a newer epoch may
+    /// be on its way), unacknowledged.
+    pub(super) fn finish(&mut self) {
+        for entry in std::mem::take(&mut self.keyless) {
+            self.hold_back(entry.hash(), "the keys of its epoch");
+        }
     }
 
     /// Opens, with a chain that just arrived, a message of its device
@@ -527,11 +558,18 @@ impl Reception {
     /// the members to share its new chain with), if the current epoch
     /// changed.
     pub(super) fn epoch_to_enter(&self, writing_in: &EpochId) -> Option<(EpochId, Vec<MemberPublic>)> {
-        if self.kind != GroupKind::MultiMember || self.membership.is_removed(&self.me.signing) {
+        if self.membership.is_removed(&self.me.signing) {
             return None;
         }
         let current = self.epochs.current(&self.membership);
         (current != *writing_in).then(|| (current, others(&self.membership, &current, &self.me)))
+    }
+
+    /// After the batch, in the current epoch: whether this member must
+    /// renew it ([`Membership::must_renew`]).
+    pub(super) fn must_renew(&self) -> bool {
+        let current = self.epochs.current(&self.membership);
+        !self.membership.is_removed(&self.me.signing) && self.membership.must_renew(&self.me.signing, &current)
     }
 
     /// Refuses an entry for good: acknowledged (so it is not sent again),

@@ -112,6 +112,17 @@ pub struct RemoveMember {
     pub member: VerifyKey,
 }
 
+/// Command: this account removed devices; the group moves to a new epoch,
+/// removing no member, whose secret goes to the other members and to the
+/// account's remaining devices other than this one (their agreement keys,
+/// PROTOCOL.md §6.6). Works in contact groups too.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<()>")]
+pub struct RenewEpoch {
+    /// The device agreement keys of this account's other remaining devices.
+    pub devices: Vec<veil_crypto::AgreementPublic>,
+}
+
 /// Query: a page of messages, in the log's total order.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<Vec<HistoryEntry>>")]

@@ -212,10 +212,21 @@ pub struct OpenChainShare {
 #[derive(Debug, Message)]
 #[rtype(result = "Result<EpochSecret>")]
 pub struct OpenEpochShare {
-    /// The group whose member key the secret was sealed to.
+    /// The group.
     pub group: GroupId,
-    /// The share as an `EpochShare` carried it (its `sealed_secret`).
-    pub sealed: Vec<u8>,
+    /// The share: sealed to this member's key in the group, or to this
+    /// account's devices (this device's agreement key opens one of them).
+    pub share: SealedEpochShare,
+}
+
+/// A new epoch's secret as sealed for this device.
+#[derive(Debug, Clone)]
+pub enum SealedEpochShare {
+    /// To this member's agreement key (`EpochShare::sealed_secret`).
+    Member(Vec<u8>),
+    /// To the devices of the author's account, unnamed
+    /// (`EpochRenewed::device_shares`): this device tries each.
+    Devices(Vec<Vec<u8>>),
 }
 
 /// Command: sign an invitation to `group` (whose secret it carries) as
@@ -255,4 +266,6 @@ pub struct GetAccountGroupSecret;
 pub struct RecordDevice {
     /// The device's own key.
     pub device: VerifyKey,
+    /// Its device agreement key.
+    pub agreement: veil_crypto::AgreementPublic,
 }

@@ -3,13 +3,21 @@
 
 use std::time::Duration;
 
-use veil_crypto::device_link::{DeviceOffer, ShortCode};
+use veil_crypto::{
+    VerifyKey,
+    device_link::{DeviceOffer, ShortCode},
+};
+use veil_proto::account::AccountEvent;
 use veil_storage::DeviceRecord;
 
 use super::Node;
 use crate::{
-    DeviceJoin, Result,
-    messages::device::{CancelOffer, ConfirmDevice, LinkDevice, OfferId},
+    DeviceJoin, Error, NodeEvent, Result,
+    account_sync::TellNow,
+    messages::{
+        device::{CancelOffer, ConfirmDevice, LinkDevice, OfferId},
+        group::RenewEpoch,
+    },
     supervision::mailbox,
 };
 
@@ -68,6 +76,57 @@ impl Node {
             offer.clone(),
         )
         .await
+    }
+
+    /// Removes another device of this account: the account's other devices
+    /// learn it (through the account's group, where the removed device
+    /// learns it too), and every group this device is in, 1:1s and the
+    /// account's group included, moves to a new epoch whose secret goes to
+    /// the other members and to this account's remaining devices only
+    /// (PROTOCOL.md §6.6). The removed device reads nothing written there
+    /// afterwards. It keeps the account's keys, though: until the account
+    /// key is rotated it can still act as the account (THREATS.md).
+    /// Returns how many groups moved to a new epoch.
+    pub async fn remove_device(&self, device: &VerifyKey) -> Result<usize> {
+        let inner = &self.inner;
+        let (store, sync, device) = (inner.store.clone(), inner.account_sync.clone(), *device);
+        let remaining = self
+            .on_node(async move {
+                let listed = store.devices().await?;
+                match listed.iter().find(|d| d.device == device) {
+                    None => return Err(Error::Refused("no such device of this account")),
+                    Some(d) if d.is_this_device => return Err(Error::Refused("a device cannot remove itself")),
+                    Some(d) if d.removed_at.is_some() => return Err(Error::Refused("that device was removed already")),
+                    Some(_) => {}
+                }
+                store.remove_device(&device).await?;
+                let remaining = crate::group_log::remaining_devices(&store).await?;
+                // Told in the epoch the removed device still reads: it learns it was removed.
+                sync.send(TellNow(AccountEvent::DeviceRemoved { device })).await.map_err(mailbox("account-sync"))??;
+                Ok(remaining)
+            })
+            .await??;
+        let _ = inner.events.send(NodeEvent::DeviceRemoved { device, this_device: false, synced: false });
+        let groups = {
+            let store = inner.store.clone();
+            self.on_node(async move { store.groups().await }).await??
+        };
+        let mut renewed = 0;
+        for group in groups {
+            // A group whose log does not run (a request never answered) has nobody to hide from.
+            let log = match inner.group(&group.id).await {
+                Ok(log) => log,
+                Err(Error::UnknownGroup) => continue,
+                Err(e) => return Err(e),
+            };
+            match log.send(RenewEpoch { devices: remaining.clone() }).await.map_err(mailbox("group-log"))? {
+                Ok(()) => renewed += 1,
+                // A group this account left or was removed from: nothing to renew.
+                Err(Error::Refused(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(renewed)
     }
 
     /// This account's devices known here, oldest first: this one, and those

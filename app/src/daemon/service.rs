@@ -501,4 +501,11 @@ impl DaemonApi for Service {
     ) -> Result<Response<api::ListDevicesResponse>, Status> {
         Ok(Response::new(devices::list_devices(&self.node).await?))
     }
+
+    async fn remove_device(
+        &self,
+        r: Request<api::RemoveDeviceRequest>,
+    ) -> Result<Response<api::RemoveDeviceResponse>, Status> {
+        Ok(Response::new(devices::remove_device(&self.node, r.into_inner()).await?))
+    }
 }

@@ -54,6 +54,8 @@ impl Device {
 /// The actor's part, played against an in-memory store.
 #[derive(Default)]
 struct Store {
+    /// The secrets of epochs this member's shares would open.
+    epochs: Vec<veil_crypto::EpochSecret>,
     /// Receiving chains held, by device.
     chains: HashMap<VerifyKey, ChainState>,
     /// The other account of a contact group.
@@ -98,7 +100,23 @@ impl Store {
                             reception.joined_stored(*joining, stored);
                             break;
                         }
-                        Verdict::Removal(_) => panic!("no removals here"),
+                        Verdict::Removal(removing) => {
+                            let opened = &removing.item.opened;
+                            let stored = self
+                                .positions
+                                .insert(opened.hash, (EntryKind::Metadata, opened.position.lamport))
+                                .is_none();
+                            let epochs = &reception.epochs;
+                            let secret = removing
+                                .share
+                                .as_ref()
+                                .and_then(|_| {
+                                    self.epochs.iter().find(|s| epochs.root().epoch(s).0 == removing.start.epoch)
+                                })
+                                .cloned();
+                            reception.removal_stored(*removing, stored, secret.as_ref());
+                            break;
+                        }
                     }
                 }
             }
@@ -113,6 +131,7 @@ impl Store {
             reception.queued_stored(outcomes);
             round = reception.next_round();
         }
+        reception.finish();
         reception.take_receipt()
     }
 }
@@ -304,4 +323,88 @@ fn entering_a_new_epoch_is_decided_from_the_members_alone() {
     assert_eq!(epoch, next);
     assert!(!recipients.contains(&me));
     assert_eq!(reception.epoch_to_enter(&next), None);
+}
+
+/// A renewal and what its author wrote in the new epoch, in one batch:
+/// the new epoch's entries are opened once the renewal brought its keys,
+/// not held back to come again.
+#[test]
+fn entries_of_an_epoch_a_batch_brings_are_taken_in_the_same_batch() {
+    let (keys, me, mut reception) = group(GroupKind::MultiMember);
+    let bob = Device::new(&keys);
+    let secret = veil_crypto::EpochSecret::from_bytes([5; 32]);
+    let (e1, e1_keys) = keys.epoch(&secret);
+    let mut store = Store { chains: HashMap::from([(bob.key.verify_key(), bob.start.clone())]), ..Store::default() };
+    store.receive(&mut reception, vec![bob.announce(&keys, bob.joined())]);
+    reception.take_effects();
+
+    let renewal = MetadataEvent::EpochRenewed(veil_proto::metadata::EpochRenewed {
+        epoch: e1,
+        shares: vec![veil_proto::metadata::EpochShare { recipient: me.signing, sealed_secret: vec![0; 80] }],
+        device_shares: vec![],
+    });
+    let position = Position { kind: EntryKind::Metadata, lamport: 2, parents: vec![] };
+    let renewal = seal_entry(&keys, &bob.key, &position, BodyKey::Metadata, &renewal.encode(), &mut OsEntropy).unwrap();
+    // Bob's first message in the new epoch, under his device key there.
+    let mut in_e1 = Device { key: veil_crypto::epoch::epoch_device_key(&bob.key, &e1), ..Device::new(&keys) };
+    let message = in_e1.write(&e1_keys, 3, &[]);
+
+    // Without the renewal, the new epoch's message waits.
+    let receipt = store.receive(&mut reception, vec![message.clone()]);
+    assert!(receipt.waiting);
+    assert_eq!(held_back(&reception.take_effects().0), [(message.hash(), "the keys of its epoch")]);
+
+    // With it, in one batch: the epoch is learned and the message opened
+    // (it waits for its author's announcement, which is another matter).
+    store.epochs.push(secret);
+    store.receive(&mut reception, vec![message.clone(), renewal.clone()]);
+    assert!(reception.epochs.holds(&e1));
+    let held = held_back(&reception.take_effects().0);
+    assert_eq!(held, [(message.hash(), "its author's announcement")], "opened with the new epoch's keys");
+}
+
+/// This account renewed the root epoch without a device; Bob, not knowing
+/// it yet, removed someone in the root epoch, sealing the secret to this
+/// member's key, which the removed device derives. Once Bob's epoch is
+/// current, this member must renew it.
+#[test]
+fn a_concurrent_start_in_an_epoch_this_account_renewed_away_from_is_to_be_renewed() {
+    let keys = GroupKeys::derive(&GroupSecret::from_bytes([3; 32]));
+    let my_keys = AliasKey::generate(&mut OsEntropy).unwrap().member_keys(&keys.id);
+    let me = my_keys.public();
+    let mut reception = Reception::empty(keys.id, GroupKind::MultiMember, me, Epochs::new(keys.clone(), &[]));
+    let mut my_other = Device::new(&keys);
+    my_other.member = me;
+    my_other.cert = my_keys.certify_device(&keys.id, &my_other.key.verify_key());
+    let (bob, gone) = (Device::new(&keys), Device::new(&keys));
+    let mut store = Store::default();
+    let announcements = [&my_other, &bob, &gone].map(|d| d.announce(&keys, d.joined())).to_vec();
+    store.receive(&mut reception, announcements);
+    reception.take_effects();
+
+    let start = |device: &Device, event: MetadataEvent, lamport| {
+        let position = Position { kind: EntryKind::Metadata, lamport, parents: vec![] };
+        seal_entry(&keys, &device.key, &position, BodyKey::Metadata, &event.encode(), &mut OsEntropy).unwrap()
+    };
+    let share =
+        |to: &MemberPublic| veil_proto::metadata::EpochShare { recipient: to.signing, sealed_secret: vec![0; 80] };
+    let (renewed, concurrent) =
+        (veil_crypto::EpochSecret::from_bytes([5; 32]), veil_crypto::EpochSecret::from_bytes([6; 32]));
+    let renewal = MetadataEvent::EpochRenewed(veil_proto::metadata::EpochRenewed {
+        epoch: keys.epoch(&renewed).0,
+        shares: vec![share(&bob.member), share(&gone.member)],
+        device_shares: vec![vec![0; 80]],
+    });
+    let removal = MetadataEvent::MemberRemoved(veil_proto::metadata::MemberRemoved {
+        member: gone.member.signing,
+        epoch: keys.epoch(&concurrent).0,
+        shares: vec![share(&me), share(&bob.member)],
+    });
+    let concurrent_epoch = keys.epoch(&concurrent).0;
+    store.epochs = vec![renewed, concurrent];
+    store.receive(&mut reception, vec![start(&my_other, renewal, 2)]);
+    assert!(!reception.must_renew(), "its own renewal is current");
+    store.receive(&mut reception, vec![start(&bob, removal, 5)]);
+    assert_eq!(reception.epochs.current(&reception.membership), concurrent_epoch);
+    assert!(reception.must_renew());
 }

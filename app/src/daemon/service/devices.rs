@@ -111,5 +111,29 @@ fn device(d: &DeviceRecord) -> api::Device {
         this_device: d.is_this_device,
         added_at: d.added_at.0,
         name: d.name.clone().unwrap_or_default(),
+        removed_at: d.removed_at.map_or(0, |t| t.0),
     }
+}
+
+/// Removes the device whose key `r.device` is, or begins with.
+pub(super) async fn remove_device(
+    node: &Node,
+    r: api::RemoveDeviceRequest,
+) -> Result<api::RemoveDeviceResponse, Status> {
+    let wanted = r.device.trim().to_ascii_lowercase();
+    if wanted.len() < 4 || !wanted.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(Status::invalid_argument("name a device by its key in hex (at least 4 digits)"));
+    }
+    let devices = node.devices().await.map_err(node_error)?;
+    let mut matching = devices.iter().filter(|d| hex::encode(d.device.to_bytes()).starts_with(&wanted));
+    let found = match (matching.next(), matching.next()) {
+        (Some(d), None) => d.device,
+        (None, _) => return Err(Status::not_found("no device of this account has that key")),
+        (Some(_), Some(_)) => return Err(Status::invalid_argument("more than one device has a key beginning so")),
+    };
+    let renewed = node.remove_device(&found).await.map_err(node_error)?;
+    Ok(api::RemoveDeviceResponse {
+        device: hex::encode(found.to_bytes()),
+        groups_renewed: u32::try_from(renewed).unwrap_or(u32::MAX),
+    })
 }
