@@ -57,6 +57,8 @@ pub(crate) struct AccountSyncDeps {
     pub(crate) start_group: Recipient<StartGroup>,
     pub(crate) events: broadcast::Sender<NodeEvent>,
     pub(crate) time: crate::time::Time,
+    /// Set when another device removes this one (the group logs read it).
+    pub(crate) this_device_removed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// How often the account's group is read besides when a message arrives
@@ -222,6 +224,7 @@ async fn apply(deps: &AccountSyncDeps, event: AccountEvent) -> Result<()> {
         AccountEvent::DeviceRemoved { device } => {
             let this_device = deps.store.devices().await?.iter().any(|d| d.is_this_device && d.device == device);
             let changed = if this_device {
+                deps.this_device_removed.store(true, std::sync::atomic::Ordering::Relaxed);
                 deps.store.mark_this_device_removed().await?
             } else {
                 deps.store.remove_device(&device).await?

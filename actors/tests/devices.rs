@@ -233,15 +233,17 @@ async fn an_expired_offer_gets_no_answer() {
     assert_eq!(reason, "expired");
 }
 
-/// Waits until `node` held back each of `hashes` for want of its epoch's
-/// keys: it received them and cannot read them.
-async fn held_back(
+/// Waits until a removed device dropped each of `hashes` for want of its
+/// epoch's keys: it received them and cannot read them.
+async fn dropped_unread(
     events: &mut tokio::sync::broadcast::Receiver<NodeEvent>,
     mut hashes: Vec<veil_crypto::envelope::EntryHash>,
 ) {
     while !hashes.is_empty() {
         let hash = wait_for(events, |e| match e {
-            NodeEvent::EntryHeldBack { hash, reason: "the keys of its epoch", .. } if hashes.contains(&hash) => {
+            NodeEvent::EntryRefused { hash, reason: "sealed in an epoch this device was left out of", .. }
+                if hashes.contains(&hash) =>
+            {
                 Some(hash)
             }
             _ => None,
@@ -308,7 +310,7 @@ async fn a_removed_device_reads_nothing_written_afterwards_and_the_others_carry_
     read_alike(&[alice, &alice3, bob], &[one_to_one, group], 4).await;
 
     // The removed device received all of it and reads none of it.
-    held_back(&mut removed_events, after).await;
+    dropped_unread(&mut removed_events, after).await;
     assert_eq!(texts(&alice2, &one_to_one).await, ["before"]);
     assert_eq!(texts(&alice2, &group).await, ["group before"]);
     // Bob still has one contact.

@@ -111,6 +111,9 @@ pub(crate) struct GroupLogDeps {
     pub resend_after: std::time::Duration,
     /// Where its timers read the time.
     pub time: Time,
+    /// Another device of the account removed this one: what no held epoch
+    /// opens is acknowledged and dropped, as at a removed member.
+    pub this_device_removed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// This device as a writer in the group's current epoch.

@@ -197,7 +197,9 @@ impl Handler<ReceiveEntries> for GroupLog {
         let group = self.group;
         let snapshot = guarded(NAME, ctx, || {
             let s = self.state.as_mut().ok_or(Error::Unavailable(NAME))?;
-            Ok((Reception::new(group, s), s.writer.clone(), s.me))
+            let mut reception = Reception::new(group, s);
+            reception.device_removed = self.deps.this_device_removed.load(std::sync::atomic::Ordering::Relaxed);
+            Ok((reception, s.writer.clone(), s.me))
         });
         let (deps, members) = (self.deps.clone(), self.members.clone());
         AtomicResponse::new(Box::pin(

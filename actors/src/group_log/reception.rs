@@ -68,6 +68,9 @@ pub(super) struct Joining {
     pub share: Option<Vec<u8>>,
 }
 
+/// Why a removed member or device drops an entry (see `EntryRefused`).
+const UNREADABLE_HERE: &str = "sealed in an epoch this device was left out of";
+
 /// A removal or renewal found valid, to be stored.
 pub(super) struct Removing {
     pub item: Arrived,
@@ -125,6 +128,8 @@ pub(super) struct Reception {
     keyless: Vec<SealedEntry>,
     /// This round brought a new epoch: `keyless` entries are tried again.
     epochs_grew: bool,
+    /// Another device of the account removed this one.
+    pub(super) device_removed: bool,
 }
 
 impl Reception {
@@ -165,6 +170,7 @@ impl Reception {
             events: Vec::new(),
             keyless: Vec::new(),
             epochs_grew: false,
+            device_removed: false,
             refusals: 0,
         }
     }
@@ -187,7 +193,7 @@ impl Reception {
     /// it never gets them), and every signature is checked at once
     /// (PROTOCOL.md §7). Returns the first round.
     pub(super) fn open(&mut self, entries: Vec<SealedEntry>) -> Vec<Arrived> {
-        let removed = self.membership.is_removed(&self.me.signing);
+        let removed = self.device_removed || self.membership.is_removed(&self.me.signing);
         let mut round = Vec::with_capacity(entries.len());
         let mut checks = Vec::with_capacity(entries.len());
         for entry in entries {
@@ -197,7 +203,7 @@ impl Reception {
                     checks.push(check);
                 }
                 Err(Unopened::Forged) => self.refuse(entry.hash(), "forged entry"),
-                Err(Unopened::NoKey) if removed => self.receipt.ack.push(entry.hash()),
+                Err(Unopened::NoKey) if removed => self.drop_unreadable(entry.hash()),
                 // Tried again if this batch brings a new epoch (a removal
                 // and what was written after it often come together).
                 Err(Unopened::NoKey) => self.keyless.push(entry),
@@ -570,6 +576,14 @@ impl Reception {
     pub(super) fn must_renew(&self) -> bool {
         let current = self.epochs.current(&self.membership);
         !self.membership.is_removed(&self.me.signing) && self.membership.must_renew(&self.me.signing, &current)
+    }
+
+    /// Drops an entry of an epoch this device will never hold (its member
+    /// or the device itself was removed): acknowledged, so it is not sent
+    /// again, and reported, but not counted as a refusal (nobody did wrong).
+    fn drop_unreadable(&mut self, hash: EntryHash) {
+        self.receipt.ack.push(hash);
+        self.events.push(NodeEvent::EntryRefused { group: self.group, hash, reason: UNREADABLE_HERE });
     }
 
     /// Refuses an entry for good: acknowledged (so it is not sent again),

@@ -166,6 +166,10 @@ pub(super) async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
     // boundary re-announces.
     let ttl = Duration::from_secs(builder.schedule.period().saturating_add(builder.schedule.grace()));
     let registry = Supervisor::start(|_| GroupRegistry::default());
+    // Another device of the account removed this one: its group logs drop
+    // what they cannot read rather than wait for it.
+    let removed = store.devices().await?.iter().any(|d| d.is_this_device && d.removed_at.is_some());
+    let this_device_removed = Arc::new(std::sync::atomic::AtomicBool::new(removed));
     let vault_port = VaultPort {
         identity: vault.clone().recipient(),
         begin: vault.clone().recipient(),
@@ -237,6 +241,7 @@ pub(super) async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
         let time = builder.timers.clone();
         let devices = linker.clone().recipient();
         let timing = CourierTiming { tick: builder.sync_tick, resend_after: builder.resend_after, max_frame };
+        let this_device_removed = this_device_removed.clone();
         move |ctx: &mut Context<ContactBook>| {
             let joined = ctx.address().recipient();
             let courier = Supervisor::start({
@@ -244,6 +249,7 @@ pub(super) async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
                 let (vault, rotator, fallback) = (vault.clone(), rotator.clone(), fallback.clone());
                 let refusals = refusals.clone();
                 let time = time.clone();
+                let this_device_removed = this_device_removed.clone();
                 move |cctx: &mut Context<Courier>| {
                     let group_log = GroupLogDeps {
                         store: store.clone(),
@@ -261,6 +267,7 @@ pub(super) async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
                         share_delay,
                         resend_after: builder.resend_after,
                         time: time.clone(),
+                        this_device_removed: this_device_removed.clone(),
                     };
                     let deps = CourierDeps {
                         store,
@@ -336,6 +343,7 @@ pub(super) async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
         let (store, events, registry, contacts, vault, courier) =
             (store.clone(), events.clone(), registry.clone(), contacts.clone(), vault.clone(), courier.clone());
         let time = builder.timers.clone();
+        let this_device_removed = this_device_removed.clone();
         move |_| {
             AccountSync::new(AccountSyncDeps {
                 store: store.clone(),
@@ -349,6 +357,7 @@ pub(super) async fn start(builder: NodeBuilder, dir: PathBuf) -> Result<Inner> {
                 start_group: courier.clone().recipient(),
                 events: events.clone(),
                 time: time.clone(),
+                this_device_removed: this_device_removed.clone(),
             })
         }
     });
