@@ -174,7 +174,8 @@ fn exposure(observer: Observer, input: &AuditInput, peer_id: &str) -> Exposure {
             }
             learns.push(s(
                 "how many devices your account has: each announces its own device key there (not which device is \
-                 which, nor where a device is unless it connects to it)",
+                 which, nor where a device is unless it connects to it); when you remove one, that your account \
+                 renewed the conversation's keys and how many devices remain (not which was removed)",
             ));
             let mut not = vec![s("your member keys in other groups"), s("your alias key")];
             match policy {

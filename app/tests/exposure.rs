@@ -62,6 +62,7 @@ fn the_audit_names_every_observer_and_follows_the_policy() {
     // How many devices the account has is what contacts learn of them; a
     // device offer's reader learns the account's public keys, not its secrets.
     assert!(learns(contact).iter().any(|l| l.contains("how many devices")), "{contact}");
+    assert!(learns(contact).iter().any(|l| l.contains("how many devices remain")), "{contact}");
     let offer = exposure(&direct, "device-offer reader");
     assert!(learns(offer).iter().any(|l| l.contains("public keys")), "{offer}");
 
