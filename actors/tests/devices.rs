@@ -313,6 +313,9 @@ async fn a_removed_device_reads_nothing_written_afterwards_and_the_others_carry_
     dropped_unread(&mut removed_events, after).await;
     assert_eq!(texts(&alice2, &one_to_one).await, ["before"]);
     assert_eq!(texts(&alice2, &group).await, ["group before"]);
+    // It writes nothing more, and cannot remove the others.
+    assert!(alice2.send(&one_to_one, b"still here?").await.is_err());
+    assert!(alice2.remove_device(&me).await.is_err());
     // Bob still has one contact.
     assert_eq!(bob.contacts().await.unwrap().len(), 1);
 }

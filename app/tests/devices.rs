@@ -117,6 +117,8 @@ fn a_new_device_joins_through_the_cli_and_both_devices_talk_with_bob() {
     // The removed device got none of it in the clear.
     let theirs = texts(&alice2.ok(&["log", &conversation]));
     assert_eq!(theirs.len(), 4, "{theirs:?}");
+    let refused = alice2.run(&["send", &conversation, "still here?"]);
+    assert!(refused.code != 0 && refused.stderr.contains("removed from its account"), "{}", refused.stderr);
 }
 
 #[test]

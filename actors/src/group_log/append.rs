@@ -45,7 +45,7 @@ use veil_crypto::{
 use veil_proto::metadata::MemberJoined;
 use veil_storage::{NewEntry, RatchetUpdate, Unsynced};
 
-use super::{GroupLog, GroupLogDeps, NAME, Writer, announce, reserve::Reservation, share, tell_owed};
+use super::{GroupLog, GroupLogDeps, NAME, REMOVED, Writer, announce, reserve::Reservation, share, tell_owed};
 use crate::{
     Error, NodeEvent, Result,
     heads::{heads_after, parents_of},
@@ -120,6 +120,9 @@ impl Handler<AppendMessage> for GroupLog {
             let state = self.state.as_ref().ok_or(Error::Unavailable(NAME))?;
             if state.membership.is_removed(&state.me.signing) {
                 return Err(Error::Refused("no longer a member of this group"));
+            }
+            if self.deps.removed() {
+                return Err(REMOVED);
             }
             if self.appends.waiting.len() >= MAX_WAITING {
                 return Err(Error::Refused("too many messages are waiting to be stored"));

@@ -101,8 +101,10 @@ pub(super) async fn load(deps: GroupLogDeps, group: GroupId, members: Vec<Addres
     };
     // A start this account's removed devices may hold the secret of, not
     // renewed before a stop: renewed now (see `Membership::must_renew`).
-    if !membership.is_removed(&me.signing) && membership.must_renew(&me.signing, &writer.epoch) {
-        let renewing = super::members::NewEpoch::Renewing(super::members::remaining_devices(store).await?);
+    if !membership.is_removed(&me.signing) && !deps.removed() && membership.must_renew(&me.signing, &writer.epoch) {
+        let devices = super::members::remaining_devices(store).await?;
+        let renewing =
+            super::members::NewEpoch::Renewing(devices.into_iter().map(|(_, agreement)| agreement).collect());
         (epochs, membership, writer) =
             super::members::write_epoch_start(&deps, group, &members, (epochs, membership, writer), me, renewing)
                 .await?;

@@ -70,11 +70,11 @@ impl Handler<RenewEpoch> for GroupLog {
     }
 }
 
-/// The device agreement keys of this account's remaining devices other
-/// than this one: who gets a renewed epoch's secret besides the other
+/// This account's remaining devices other than this one, with their
+/// agreement keys: who gets a renewed epoch's secret besides the other
 /// members. A device listed without one (recorded before they existed)
 /// cannot get it, and is skipped.
-pub(crate) async fn remaining_devices(store: &Store) -> Result<Vec<veil_crypto::AgreementPublic>> {
+pub(crate) async fn remaining_devices(store: &Store) -> Result<Vec<(VerifyKey, veil_crypto::AgreementPublic)>> {
     let devices = store.devices().await?;
     let remaining = devices.iter().filter(|d| !d.is_this_device && d.removed_at.is_none());
     Ok(remaining
@@ -82,7 +82,7 @@ pub(crate) async fn remaining_devices(store: &Store) -> Result<Vec<veil_crypto::
             if d.agreement.is_none() {
                 tracing::debug!(actor = NAME, "a device without an agreement key gets no renewed epoch");
             }
-            d.agreement
+            Some((d.device, d.agreement?))
         })
         .collect())
 }

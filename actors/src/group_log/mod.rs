@@ -116,6 +116,18 @@ pub(crate) struct GroupLogDeps {
     pub this_device_removed: Arc<std::sync::atomic::AtomicBool>,
 }
 
+/// What a device that another device of its account removed is told when
+/// it would write: it writes nothing more (its stock software, that is; it
+/// still holds the account's keys).
+const REMOVED: Error = Error::Refused("this device was removed from its account");
+
+impl GroupLogDeps {
+    /// Whether another device of the account removed this one.
+    fn removed(&self) -> bool {
+        self.this_device_removed.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
 /// This device as a writer in the group's current epoch.
 #[derive(Clone)]
 struct Writer {
@@ -220,6 +232,9 @@ async fn write_metadata(
     members: &[Addressee],
     event: &MetadataEvent,
 ) -> Result<(EntryHash, u64)> {
+    if deps.removed() {
+        return Err(REMOVED);
+    }
     let store = &deps.store;
     let payload = event.encode();
     let heads = store.heads(&group, EntryKind::Metadata).await?;

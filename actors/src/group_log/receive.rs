@@ -235,6 +235,7 @@ impl Handler<ReceiveEntries> for GroupLog {
                     // A start this account's removed devices may hold the
                     // secret of: renewed at once, before this device writes.
                     let devices = super::members::remaining_devices(&io.deps.store).await?;
+                    let devices = devices.into_iter().map(|(_, agreement)| agreement).collect();
                     let state = (reception.epochs.clone(), reception.membership.clone(), writer);
                     let renewing = super::members::NewEpoch::Renewing(devices);
                     let (epochs, membership, renewed) =

@@ -575,7 +575,9 @@ impl Reception {
     /// renew it ([`Membership::must_renew`]).
     pub(super) fn must_renew(&self) -> bool {
         let current = self.epochs.current(&self.membership);
-        !self.membership.is_removed(&self.me.signing) && self.membership.must_renew(&self.me.signing, &current)
+        !self.device_removed
+            && !self.membership.is_removed(&self.me.signing)
+            && self.membership.must_renew(&self.me.signing, &current)
     }
 
     /// Drops an entry of an epoch this device will never hold (its member

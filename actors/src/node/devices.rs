@@ -93,20 +93,23 @@ impl Node {
         let remaining = self
             .on_node(async move {
                 let listed = store.devices().await?;
+                if listed.iter().any(|d| d.is_this_device && d.removed_at.is_some()) {
+                    return Err(Error::Refused("this device was removed from its account"));
+                }
                 match listed.iter().find(|d| d.device == device) {
                     None => return Err(Error::Refused("no such device of this account")),
                     Some(d) if d.is_this_device => return Err(Error::Refused("a device cannot remove itself")),
                     Some(d) if d.removed_at.is_some() => return Err(Error::Refused("that device was removed already")),
                     Some(_) => {}
                 }
-                store.remove_device(&device).await?;
-                let remaining = crate::group_log::remaining_devices(&store).await?;
-                // Told in the epoch the removed device still reads: it learns it was removed.
+                // Told first, in the epoch the removed device still reads:
+                // it learns it was removed.
                 sync.send(TellNow(AccountEvent::DeviceRemoved { device })).await.map_err(mailbox("account-sync"))??;
-                Ok(remaining)
+                let remaining = crate::group_log::remaining_devices(&store).await?;
+                let others = remaining.into_iter().filter(|(d, _)| *d != device).map(|(_, agreement)| agreement);
+                Ok::<Vec<_>, Error>(others.collect())
             })
             .await??;
-        let _ = inner.events.send(NodeEvent::DeviceRemoved { device, this_device: false, synced: false });
         let groups = {
             let store = inner.store.clone();
             self.on_node(async move { store.groups().await }).await??
@@ -126,6 +129,11 @@ impl Node {
                 Err(e) => return Err(e),
             }
         }
+        // Marked last: if this stops half way, removing it again renews
+        // every group again (a renewal too many costs nothing).
+        let store = inner.store.clone();
+        self.on_node(async move { store.remove_device(&device).await }).await??;
+        let _ = inner.events.send(NodeEvent::DeviceRemoved { device, this_device: false, synced: false });
         Ok(renewed)
     }
 
