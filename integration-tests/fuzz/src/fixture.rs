@@ -177,7 +177,8 @@ pub(crate) fn craft_entry(position: &[u8], header: Header<'_>, body_key: Body, b
             h
         }
     };
-    let header_ct = gcm_prefixed(f.keys.header_key.expose_secret(), &[HEADER_AAD, &position_ct].concat(), &header_plain);
+    let header_ct =
+        gcm_prefixed(f.keys.header_key.expose_secret(), &[HEADER_AAD, &position_ct].concat(), &header_plain);
     let mut mac = <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(f.keys.entry_auth_key.expose_secret())
         .expect("HMAC takes any key");
     let mut input = label::ENTRY_MAC.to_vec();
@@ -279,6 +280,10 @@ pub(crate) fn device_noise(initiator: bool) -> snow::HandshakeState {
     prologue.extend_from_slice(&offer.expires_at.0.to_be_bytes());
     let params = veil_crypto::device_link::NOISE_PARAMS.parse().expect("veil's Noise parameters");
     let builder = snow::Builder::new(params).psk(0, &psk).and_then(|b| b.prologue(&prologue));
-    if initiator { builder.and_then(snow::Builder::build_initiator) } else { builder.and_then(snow::Builder::build_responder) }
-        .expect("a Noise state")
+    if initiator {
+        builder.and_then(snow::Builder::build_initiator)
+    } else {
+        builder.and_then(snow::Builder::build_responder)
+    }
+    .expect("a Noise state")
 }

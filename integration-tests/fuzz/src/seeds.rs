@@ -151,6 +151,11 @@ fn group_frames() -> Vec<GroupFrame> {
     ]
 }
 
+/// A device's own key.
+fn device() -> veil_crypto::VerifyKey {
+    veil_crypto::SigningSecret::from_seed(&[4; 32]).verify_key()
+}
+
 fn handshake() -> Vec<Vec<u8>> {
     let request = ContactRequest {
         display_name: Some(Name::new("alice").expect("a name")),
@@ -165,6 +170,15 @@ fn handshake() -> Vec<Vec<u8>> {
         HandshakeFrame::DeviceSealed(vec![8; 300]).encode(),
         HandshakeFrame::DeviceWaiting.encode(),
         veil_proto::device::DeviceRequest::Next.encode(),
+        veil_proto::device::DeviceRequest::Start { device: device(), agreement: veil_crypto::AgreementPublic([9; 32]) }
+            .encode(),
+        veil_proto::account::AccountEvent::Device {
+            device: device(),
+            agreement: veil_crypto::AgreementPublic([9; 32]),
+        }
+        .encode()
+        .to_vec(),
+        veil_proto::account::AccountEvent::DeviceRemoved { device: device() }.encode().to_vec(),
         veil_proto::device::DeviceReply::Piece { total_len: 9, data: vec![1; 9].into() }.encode().to_vec(),
         request.encode(),
     ]
