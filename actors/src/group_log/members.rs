@@ -49,6 +49,9 @@ impl Handler<RemoveMember> for GroupLog {
             if s.kind != GroupKind::MultiMember {
                 return Err(Error::Refused("only multi-member groups remove members"));
             }
+            if s.membership.is_removed(&s.me.signing) {
+                return Err(Error::Refused("no longer a member of this group"));
+            }
             if !s.membership.knows(&msg.member) || s.membership.is_removed(&msg.member) {
                 return Err(Error::Refused("not a member of this group"));
             }
