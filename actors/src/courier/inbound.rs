@@ -163,7 +163,7 @@ impl Courier {
                         } else if let Some(stored) = stored {
                             let _ = stored.send(());
                         }
-                        receipt.waiting
+                        (receipt.waiting, receipt.wants_metadata)
                     });
                     if r.is_ok() && pulled {
                         // What was stored may have moved the heads.
@@ -172,8 +172,14 @@ impl Courier {
                     match r {
                         // Something is missing (a parent, an announcement),
                         // maybe much: reconcile with the sender.
-                        Ok(true) if pulled => act.open_reconciliation(ctx, group, peer),
-                        Ok(false) if pulled => act.pull_sync.caught_up(group, peer),
+                        Ok((true, _)) if pulled => act.open_reconciliation(ctx, group, peer),
+                        Ok((false, _)) if pulled => act.pull_sync.caught_up(group, peer),
+                        // Pushed, waiting for metadata another device of
+                        // this account may have acknowledged: the outbox
+                        // will not bring it, the sender's log will. (Not
+                        // for a parent: pushed entries overtake each other
+                        // all the time, and the outbox resends those.)
+                        Ok((_, true)) => act.open_reconciliation(ctx, group, peer),
                         Ok(_) => {}
                         Err(e) => tracing::debug!(actor = NAME, error = %e, "receiving entries failed"),
                     }

@@ -26,6 +26,8 @@ pub(super) struct Loaded {
     pub(super) chains: HashMap<VerifyKey, ReceiverChain>,
     /// Entries that came before a parent of theirs (see `orphans`).
     pub(super) orphans: Orphans,
+    /// Entries that came before their epoch's keys (see `keyless`).
+    pub(super) keyless: super::keyless::Keyless,
     /// Authors' keys, parsed once.
     pub(super) authors: AuthorKeys,
     /// Positions of the entries stored lately (see `known`).
@@ -132,6 +134,7 @@ pub(super) async fn load(deps: GroupLogDeps, group: GroupId, members: Vec<Addres
         lamport,
         chains: HashMap::new(),
         orphans: Orphans::default(),
+        keyless: super::keyless::Keyless::default(),
         authors: AuthorKeys::default(),
         known: Known::default(),
     })

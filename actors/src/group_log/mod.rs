@@ -50,6 +50,7 @@ use crate::{
 
 mod append;
 mod history;
+mod keyless;
 mod known;
 mod load;
 mod members;

@@ -21,7 +21,7 @@ use veil_proto::metadata::{MemberJoined, MetadataEvent};
 use veil_storage::{Appended, GroupKind, NewEntry, RatchetUpdate};
 use zeroize::Zeroizing;
 
-use super::{Loaded, NAME, known::Known, load::others, orphans::Arrived, orphans::Orphans};
+use super::{Loaded, NAME, keyless::Keyless, known::Known, load::others, orphans::Arrived, orphans::Orphans};
 use crate::{
     Error, NodeEvent, Result,
     heads::heads_after,
@@ -67,6 +67,11 @@ pub(super) struct Joining {
     /// have none yet (a later share must not overwrite a chain in use).
     pub share: Option<Vec<u8>>,
 }
+
+/// Why an entry waits for its author's announcement (see `EntryHeldBack`).
+const ANNOUNCEMENT: &str = "its author's announcement";
+/// Why an entry waits for its epoch's keys.
+const EPOCH_KEYS: &str = "the keys of its epoch";
 
 /// Why a removed member or device drops an entry (see `EntryRefused`).
 const UNREADABLE_HERE: &str = "sealed in an epoch this device was left out of";
@@ -124,8 +129,11 @@ pub(super) struct Reception {
     pub(super) contact_joined: Option<Option<String>>,
     events: Vec<NodeEvent>,
     refusals: u32,
-    /// Authentic entries of an epoch this device holds no keys for (yet).
-    keyless: Vec<SealedEntry>,
+    /// Entries of an epoch this device holds no keys for (yet), kept
+    /// across batches (see `keyless`).
+    keyless: Keyless,
+    /// Those this batch brought, or tried again.
+    keyless_now: Vec<EntryHash>,
     /// This round brought a new epoch: `keyless` entries are tried again.
     epochs_grew: bool,
     /// Another device of the account removed this one.
@@ -142,6 +150,7 @@ impl Reception {
         reception.positions = std::mem::take(&mut state.known);
         reception.chains = std::mem::take(&mut state.chains);
         reception.orphans = std::mem::take(&mut state.orphans);
+        reception.keyless = std::mem::take(&mut state.keyless);
         reception.authors = std::mem::take(&mut state.authors);
         reception
     }
@@ -168,7 +177,8 @@ impl Reception {
             lamport: 0,
             contact_joined: None,
             events: Vec::new(),
-            keyless: Vec::new(),
+            keyless: Keyless::default(),
+            keyless_now: Vec::new(),
             epochs_grew: false,
             device_removed: false,
             refusals: 0,
@@ -184,6 +194,7 @@ impl Reception {
         state.membership = self.membership;
         state.chains = self.chains;
         state.orphans = self.orphans;
+        state.keyless = self.keyless;
         state.authors = self.authors;
         state.known = self.positions;
     }
@@ -204,9 +215,15 @@ impl Reception {
                 }
                 Err(Unopened::Forged) => self.refuse(entry.hash(), "forged entry"),
                 Err(Unopened::NoKey) if removed => self.drop_unreadable(entry.hash()),
-                // Tried again if this batch brings a new epoch (a removal
-                // and what was written after it often come together).
-                Err(Unopened::NoKey) => self.keyless.push(entry),
+                // Kept, and tried again when a batch brings a new epoch.
+                Err(Unopened::NoKey) => {
+                    let hash = entry.hash();
+                    if self.keyless.hold(entry) {
+                        self.keyless_now.push(hash);
+                    } else {
+                        self.hold_back(hash, EPOCH_KEYS);
+                    }
+                }
             }
         }
         for i in failed_signatures(&checks).into_iter().rev() {
@@ -393,7 +410,7 @@ impl Reception {
             return Verdict::Done;
         }
         let Some((author, author_epoch)) = self.membership.device(&item.opened.author).copied() else {
-            self.hold_back(hash, "its author's announcement");
+            self.hold_back(hash, ANNOUNCEMENT);
             return Verdict::Done;
         };
         if author_epoch != item.epoch {
@@ -439,7 +456,7 @@ impl Reception {
         let (hash, author) = (item.opened.hash, item.opened.author);
         match self.membership.device(&author) {
             None => {
-                self.hold_back(hash, "its author's announcement");
+                self.hold_back(hash, ANNOUNCEMENT);
                 return Verdict::Done;
             }
             Some((_, device_epoch)) if *device_epoch != item.epoch => {
@@ -530,17 +547,21 @@ impl Reception {
         let stored = std::mem::take(&mut self.stored);
         let mut round = self.orphans.unlocked(&stored);
         if std::mem::take(&mut self.epochs_grew) {
-            let keyless = std::mem::take(&mut self.keyless);
-            round.extend(self.open(keyless));
+            let kept = self.keyless.take_all();
+            round.extend(self.open(kept));
         }
         round
     }
 
-    /// The batch is over: what no held epoch opens waits (a newer epoch may
-    /// be on its way), unacknowledged.
+    /// The batch is over: what this batch brought (or tried again) that no
+    /// held epoch opens waits, unacknowledged (a newer epoch may be on its
+    /// way).
     pub(super) fn finish(&mut self) {
-        for entry in std::mem::take(&mut self.keyless) {
-            self.hold_back(entry.hash(), "the keys of its epoch");
+        let mut told = HashSet::new();
+        for hash in std::mem::take(&mut self.keyless_now) {
+            if self.keyless.holds(&hash) && told.insert(hash) {
+                self.hold_back(hash, EPOCH_KEYS);
+            }
         }
     }
 
@@ -602,6 +623,7 @@ impl Reception {
     fn hold_back(&mut self, hash: EntryHash, reason: &'static str) {
         self.events.push(NodeEvent::EntryHeldBack { group: self.group, hash, reason });
         self.receipt.waiting = true;
+        self.receipt.wants_metadata |= matches!(reason, ANNOUNCEMENT | EPOCH_KEYS);
     }
 
     /// Acknowledges an entry held (stored now or before).

@@ -71,6 +71,11 @@ pub struct Receipt {
     /// author's announcement): they are not acknowledged, so they come
     /// again, and the receiver should ask for what it lacks.
     pub waiting: bool,
+    /// Some of those wait for metadata (their author's announcement, their
+    /// epoch's keys). In a contact group the sender's outbox may never
+    /// push them again (another device of this account acknowledged them
+    /// first), so the receiver reconciles with the sender.
+    pub wants_metadata: bool,
     /// The batch's metadata entries this log holds (stored now or
     /// before): a multi-member group acknowledges these, so a joining
     /// or leaving device learns its announcement is held elsewhere.

@@ -179,6 +179,7 @@ fn a_message_waits_for_its_authors_announcement_then_reads_with_the_chain_the_st
 
     let receipt = store.receive(&mut reception, vec![m1.clone()]);
     assert!(receipt.waiting && receipt.ack.is_empty(), "not acknowledged: it comes again");
+    assert!(receipt.wants_metadata, "it waits for metadata: the receiver asks for it");
     let (events, refusals) = reception.take_effects();
     assert_eq!(held_back(&events), [(m1.hash(), "its author's announcement")]);
     assert_eq!(refusals, 0);
@@ -217,6 +218,7 @@ fn a_child_before_its_parent_waits_and_is_taken_in_the_round_that_stores_the_par
 
     let receipt = store.receive(&mut reception, vec![m3.clone(), m2.clone()]);
     assert!(receipt.waiting && receipt.ack.is_empty());
+    assert!(!receipt.wants_metadata, "a parent comes again by itself");
     let (events, _) = reception.take_effects();
     assert_eq!(held_back(&events), [(m2.hash(), "a parent"), (m3.hash(), "a parent")], "m3 waits for m2, held itself");
 
@@ -356,11 +358,31 @@ fn entries_of_an_epoch_a_batch_brings_are_taken_in_the_same_batch() {
 
     // With it, in one batch: the epoch is learned and the message opened
     // (it waits for its author's announcement, which is another matter).
-    store.epochs.push(secret);
-    store.receive(&mut reception, vec![message.clone(), renewal.clone()]);
+    store.epochs.push(secret.clone());
+    let mut both = reception_like(&keys, me);
+    let mut elsewhere = Store {
+        chains: HashMap::from([(bob.key.verify_key(), bob.start.clone())]),
+        epochs: vec![secret],
+        ..Store::default()
+    };
+    elsewhere.receive(&mut both, vec![bob.announce(&keys, bob.joined())]);
+    both.take_effects();
+    elsewhere.receive(&mut both, vec![message.clone(), renewal.clone()]);
+    assert!(both.epochs.holds(&e1));
+    let held = held_back(&both.take_effects().0);
+    assert_eq!(held, [(message.hash(), "its author's announcement")], "opened with the new epoch's keys");
+
+    // The renewal alone, in a later batch: the message kept from before is
+    // opened then, without coming again.
+    store.receive(&mut reception, vec![renewal]);
     assert!(reception.epochs.holds(&e1));
     let held = held_back(&reception.take_effects().0);
-    assert_eq!(held, [(message.hash(), "its author's announcement")], "opened with the new epoch's keys");
+    assert_eq!(held, [(message.hash(), "its author's announcement")], "the kept message was opened");
+}
+
+/// A fresh reception of the test group for member `me`.
+fn reception_like(keys: &GroupKeys, me: MemberPublic) -> Reception {
+    Reception::empty(keys.id, GroupKind::MultiMember, me, Epochs::new(keys.clone(), &[]))
 }
 
 /// This account renewed the root epoch without a device; Bob, not knowing
