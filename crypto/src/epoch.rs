@@ -83,7 +83,12 @@ pub fn seal_epoch_secret(
 
 /// Opens what [`seal_epoch_secret`] sealed to this member.
 pub fn open_epoch_secret(group: &GroupId, member: &AgreementSecret, sealed: &[u8]) -> Result<EpochSecret> {
-    let plain = open_sealed(member, &share_aad(group), sealed)?;
+    open_secret(member, &share_aad(group), sealed)
+}
+
+/// An epoch secret sealed to `key` under `aad`.
+fn open_secret(key: &AgreementSecret, aad: &[u8], sealed: &[u8]) -> Result<EpochSecret> {
+    let plain = open_sealed(key, aad, sealed)?;
     let bytes: [u8; 32] =
         plain[..].try_into().map_err(|_| Error::Malformed { what: "epoch share", reason: "must be 32 bytes" })?;
     Ok(EpochSecret::from_bytes(bytes))
@@ -115,10 +120,7 @@ pub fn seal_epoch_secret_to_device(
 
 /// Opens what [`seal_epoch_secret_to_device`] sealed to this device.
 pub fn open_device_epoch_secret(group: &GroupId, device: &AgreementSecret, sealed: &[u8]) -> Result<EpochSecret> {
-    let plain = open_sealed(device, &aad_for(label::EPOCH_DEVICE_SHARE, group), sealed)?;
-    let bytes: [u8; 32] =
-        plain[..].try_into().map_err(|_| Error::Malformed { what: "epoch share", reason: "must be 32 bytes" })?;
-    Ok(EpochSecret::from_bytes(bytes))
+    open_secret(device, &aad_for(label::EPOCH_DEVICE_SHARE, group), sealed)
 }
 
 /// A device's signing key in `epoch`: its group device key in the root
